@@ -1,0 +1,81 @@
+// lwwsync core: the change set — what one peer sends another. Versioned JSON,
+// documented in docs/PROTOCOL.md. 64-bit quantities (stamps, sequences, large
+// integers) travel as decimal strings so a JavaScript reader keeps them exact.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "merge.h"
+#include "node_id.h"
+#include "value.h"
+
+namespace lww {
+
+constexpr int kChangeSetVersion = 1;
+constexpr const char* kChangeSetFormat = "lwwsync.changeset";
+
+struct ColChange {
+    uint32_t col = 0;  // index into TableChanges::columns
+    Value value;
+    Stamp stamp;
+};
+
+struct RowChange {
+    std::vector<Value> key;
+    uint64_t gen = 0;
+    bool has_row = false;  // the row register (insert/delete) is part of the set
+    Stamp row;
+    std::vector<ColChange> cols;
+};
+
+struct TableChanges {
+    std::string name;
+    std::vector<std::string> key;      // primary-key column names, in key order
+    std::vector<std::string> columns;  // non-key column names referenced by ColChange::col
+    std::vector<RowChange> rows;
+};
+
+struct ChangeSet {
+    NodeId origin;
+    uint64_t since = 0;
+    uint64_t upto = 0;
+    std::vector<TableChanges> tables;
+
+    size_t register_count() const;
+};
+
+// Streams a change set to JSON without building it in memory first.
+class ChangeSetWriter {
+public:
+    ChangeSetWriter(const NodeId& origin, uint64_t since);
+    ~ChangeSetWriter();
+    ChangeSetWriter(const ChangeSetWriter&) = delete;
+    ChangeSetWriter& operator=(const ChangeSetWriter&) = delete;
+
+    void begin_table(const std::string& name, const std::vector<std::string>& key,
+                     const std::vector<std::string>& columns);
+    void row(const RowChange& r);
+    void end_table();
+    std::string finish(uint64_t upto);
+
+    size_t rows_written() const { return rows_; }
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+    size_t rows_ = 0;
+};
+
+std::string encode_changeset(const ChangeSet& cs);
+
+// Parses and validates the structure; throws lww::Error with a message that
+// says what is wrong and where. Never returns a partially read set.
+ChangeSet decode_changeset(std::string_view json);
+
+std::string base64_encode(std::string_view bytes);
+bool base64_decode(std::string_view text, std::string& out);
+
+}  // namespace lww

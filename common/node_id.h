@@ -1,0 +1,26 @@
+// lwwsync core: node ids. A node id is a random (version 4) UUID made once per
+// database; it breaks ties between equal clocks, so it is compared as 16 bytes.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace lww {
+
+struct NodeId {
+    std::array<uint8_t, 16> bytes{};
+
+    static NodeId random_v4();
+    // Accepts the 36-character 8-4-4-4-12 hex form, either case; throws lww::Error.
+    static NodeId parse(std::string_view text);
+    // Non-throwing variant for validation paths.
+    static bool try_parse(std::string_view text, NodeId& out);
+    std::string str() const;  // lowercase 8-4-4-4-12
+
+    bool operator==(const NodeId& o) const { return bytes == o.bytes; }
+    bool operator!=(const NodeId& o) const { return bytes != o.bytes; }
+    bool operator<(const NodeId& o) const { return bytes < o.bytes; }
+};
+
+}  // namespace lww

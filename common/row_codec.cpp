@@ -1,0 +1,150 @@
+#include "row_codec.h"
+
+#include <cstring>
+
+#include "error.h"
+
+namespace lww {
+
+uint32_t NodeDirectory::intern(const NodeId& id, bool* added) {
+    auto it = index_.find(key(id));
+    if (it != index_.end()) {
+        if (added) *added = false;
+        return it->second;
+    }
+    uint32_t idx = static_cast<uint32_t>(ids_.size());
+    ids_.push_back(id);
+    index_[key(id)] = idx;
+    if (added) *added = true;
+    return idx;
+}
+
+void NodeDirectory::put(uint32_t idx, const NodeId& id) {
+    if (idx >= ids_.size()) ids_.resize(idx + 1);
+    ids_[idx] = id;
+    index_[key(id)] = idx;
+}
+
+const NodeId& NodeDirectory::id(uint32_t idx) const {
+    if (idx >= ids_.size()) throw Error("metadata names unknown node index " + std::to_string(idx));
+    return ids_[idx];
+}
+
+namespace {
+
+void put_varint(std::string& out, uint64_t v) {
+    while (v >= 0x80) {
+        out.push_back(static_cast<char>((v & 0x7F) | 0x80));
+        v >>= 7;
+    }
+    out.push_back(static_cast<char>(v));
+}
+
+uint64_t get_varint(std::string_view in, size_t& pos) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (pos >= in.size()) throw Error("corrupt lwwsync metadata blob (truncated varint)");
+        uint8_t b = static_cast<uint8_t>(in[pos++]);
+        v |= static_cast<uint64_t>(b & 0x7F) << shift;
+        if (!(b & 0x80)) return v;
+    }
+    throw Error("corrupt lwwsync metadata blob (varint too long)");
+}
+
+// Entry: varint column, tag byte (0 absent, 1 present), then hlc (8 bytes LE),
+// varint node index, varint seq when present.
+void put_entry(std::string& out, size_t col, bool present, uint64_t hlc, uint32_t node, uint64_t seq) {
+    put_varint(out, col);
+    out.push_back(present ? 1 : 0);
+    if (!present) return;
+    char b[8];
+    for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(hlc >> (8 * i));
+    out.append(b, 8);
+    put_varint(out, node);
+    put_varint(out, seq);
+}
+
+struct Entry {
+    size_t col;
+    bool present;
+    uint64_t hlc;
+    uint32_t node;
+    uint64_t seq;
+};
+
+Entry get_entry(std::string_view in, size_t& pos) {
+    Entry e{};
+    e.col = get_varint(in, pos);
+    if (pos >= in.size()) throw Error("corrupt lwwsync metadata blob (truncated entry)");
+    e.present = in[pos++] != 0;
+    if (!e.present) return e;
+    if (pos + 8 > in.size()) throw Error("corrupt lwwsync metadata blob (truncated stamp)");
+    for (int i = 0; i < 8; ++i) e.hlc |= static_cast<uint64_t>(static_cast<uint8_t>(in[pos + i])) << (8 * i);
+    pos += 8;
+    e.node = static_cast<uint32_t>(get_varint(in, pos));
+    e.seq = get_varint(in, pos);
+    return e;
+}
+
+bool same_as_row(const Register& c, const Register& row) {
+    return c.present == row.present && c.seq == row.seq && stamp_equal(c.stamp, row.stamp);
+}
+
+}  // namespace
+
+RowState decode_row(const StoredRow& s, size_t ncols, const NodeDirectory& nodes) {
+    RowState st(ncols);
+    st.gen = s.gen;
+    if (s.row_hlc != 0) st.row = Register{true, Stamp{s.row_hlc, nodes.id(s.row_node)}, s.row_seq};
+    if (!st.alive()) return st;  // a dead row has no column registers
+    for (auto& c : st.cols) c = st.row;
+    size_t pos = 0;
+    while (pos < s.cols.size()) {
+        Entry e = get_entry(s.cols, pos);
+        if (e.col >= ncols) continue;  // a column dropped from tracking
+        st.cols[e.col] = e.present ? Register{true, Stamp{e.hlc, nodes.id(e.node)}, e.seq} : Register{};
+    }
+    return st;
+}
+
+StoredRow encode_row(const RowState& st, NodeDirectory& nodes, std::vector<NodeId>* new_nodes) {
+    auto index_of = [&](const NodeId& id) {
+        bool added = false;
+        uint32_t idx = nodes.intern(id, &added);
+        if (added && new_nodes) new_nodes->push_back(id);
+        return idx;
+    };
+    StoredRow s;
+    s.gen = st.gen;
+    if (st.row.present) {
+        s.row_hlc = st.row.stamp.hlc;
+        s.row_node = index_of(st.row.stamp.node);
+        s.row_seq = st.row.seq;
+    }
+    if (!st.alive()) return s;
+    for (size_t i = 0; i < st.cols.size(); ++i) {
+        const Register& c = st.cols[i];
+        if (same_as_row(c, st.row)) continue;
+        put_entry(s.cols, i, c.present, c.stamp.hlc, c.present ? index_of(c.stamp.node) : 0, c.seq);
+    }
+    return s;
+}
+
+std::string blob_set_columns(std::string_view blob, size_t ncols, const std::vector<bool>& changed,
+                             uint64_t hlc, uint64_t seq) {
+    // Keep entries of unchanged columns, then append the changed ones (order is free).
+    std::string out;
+    out.reserve(blob.size() + 16);
+    size_t pos = 0;
+    while (pos < blob.size()) {
+        size_t start = pos;
+        Entry e = get_entry(blob, pos);
+        if (e.col < changed.size() && changed[e.col]) continue;
+        out.append(blob.substr(start, pos - start));
+    }
+    for (size_t i = 0; i < ncols && i < changed.size(); ++i)
+        if (changed[i]) put_entry(out, i, true, hlc, 0, seq);
+    return out;
+}
+
+}  // namespace lww

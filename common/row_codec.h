@@ -1,0 +1,52 @@
+// lwwsync core: compact storage form of a RowState, shared by the adapters.
+//
+// Engines keep one metadata row per user row: gen, the row register
+// (hlc, node index, seq) in plain columns, plus a blob holding only the column
+// registers that differ from the row register. A fresh insert therefore stores
+// an empty blob, and an update of one column stores one entry.
+//
+// Node ids are stored as small integers: index 0 is always this database's
+// own node; others are interned in a per-database table by the adapter.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "merge.h"
+
+namespace lww {
+
+class NodeDirectory {
+public:
+    explicit NodeDirectory(const NodeId& self) { ids_.push_back(self); index_[key(self)] = 0; }
+    // Index of `id`, interning it if new (sets `added` so the adapter can persist it).
+    uint32_t intern(const NodeId& id, bool* added = nullptr);
+    void put(uint32_t idx, const NodeId& id);  // loading persisted rows
+    const NodeId& id(uint32_t idx) const;
+    const NodeId& self() const { return ids_[0]; }
+    size_t size() const { return ids_.size(); }
+
+private:
+    static std::string key(const NodeId& id) { return std::string(id.bytes.begin(), id.bytes.end()); }
+    std::vector<NodeId> ids_;
+    std::unordered_map<std::string, uint32_t> index_;
+};
+
+struct StoredRow {
+    uint64_t gen = 0;
+    uint64_t row_hlc = 0;
+    uint32_t row_node = 0;
+    uint64_t row_seq = 0;  // 0 with row_hlc 0: no row register
+    std::string cols;      // sparse column registers
+};
+
+RowState decode_row(const StoredRow& s, size_t ncols, const NodeDirectory& nodes);
+StoredRow encode_row(const RowState& st, NodeDirectory& nodes, std::vector<NodeId>* new_nodes);
+
+// Fast path for triggers: rewrite only the changed columns of a stored blob.
+std::string blob_set_columns(std::string_view blob, size_t ncols, const std::vector<bool>& changed,
+                             uint64_t hlc, uint64_t seq);
+
+}  // namespace lww

@@ -1,0 +1,254 @@
+#include "apply.h"
+SQLITE_EXTENSION_INIT3
+
+#include <map>
+
+namespace lww::sq {
+
+std::string ApplyStats::json() const {
+    return "{\"rows\":" + std::to_string(rows) + ",\"received\":" + std::to_string(received) +
+           ",\"applied\":" + std::to_string(applied) + ",\"ignored\":" + std::to_string(ignored) + "}";
+}
+
+namespace {
+
+// The incoming table mapped onto the local one.
+struct Plan {
+    const TableChanges* in = nullptr;
+    const TableInfo* local = nullptr;
+    std::vector<size_t> col_map;  // incoming column index -> local register index
+};
+
+std::string describe_key(const std::vector<Value>& key) {
+    std::string s = "(";
+    for (size_t i = 0; i < key.size(); ++i) {
+        const Value& v = key[i];
+        if (i) s += ", ";
+        switch (v.kind) {
+            case Value::Kind::Null: s += "NULL"; break;
+            case Value::Kind::Int: s += std::to_string(v.i); break;
+            case Value::Kind::Real: s += std::to_string(v.d); break;
+            case Value::Kind::Text: s += "'" + v.s.substr(0, 40) + "'"; break;
+            case Value::Kind::Bytes: s += "<" + std::to_string(v.s.size()) + " bytes>"; break;
+        }
+    }
+    return s + ")";
+}
+
+std::vector<Plan> plan(Conn& c, const ChangeSet& cs) {
+    std::vector<Plan> plans;
+    for (const auto& t : cs.tables) {
+        Plan p;
+        p.in = &t;
+        p.local = c.find_table(t.name);
+        if (!p.local) throw Error("unknown table \"" + t.name + "\" (not tracked by lww_track here)");
+        if (t.key != p.local->key)
+            throw Error("table \"" + t.name + "\": the change set's key columns do not match this database's primary key");
+        for (const auto& name : t.columns) {
+            size_t idx = 0;
+            while (idx < p.local->cols.size() && p.local->cols[idx] != name) ++idx;
+            if (idx == p.local->cols.size())
+                throw Error("unknown column \"" + name + "\" in table \"" + t.name + "\"");
+            p.col_map.push_back(idx);
+        }
+        for (const auto& r : t.rows)
+            for (const auto& k : r.key)
+                if (k.is_null()) throw Error("table \"" + t.name + "\": a key value is NULL");
+        plans.push_back(std::move(p));
+    }
+    return plans;
+}
+
+void check_stamps(Conn& c, const ChangeSet& cs) {
+    const uint64_t now = wall_clock_ms();
+    for (const auto& t : cs.tables)
+        for (const auto& r : t.rows) {
+            if (r.has_row) c.clock.check_drift(r.row.hlc, now, r.row.node);
+            for (const auto& col : r.cols) c.clock.check_drift(col.stamp.hlc, now, col.stamp.node);
+        }
+}
+
+// Prepared statements for one table, user-table writes cached by column set.
+class TableWriter {
+public:
+    TableWriter(Conn& c, const TableInfo& t) : c_(c), t_(t) {
+        std::string where;
+        for (size_t i = 0; i < t.key.size(); ++i)
+            where += (i ? " AND " : "") + ("k" + std::to_string(i) + " = ?" + std::to_string(i + 1));
+        get_meta_ = Stmt(c.db, "SELECT gen, hlc, node, mseq, cols FROM " + t.meta + " WHERE " + where);
+        std::string cols, params;
+        for (size_t i = 0; i < t.key.size(); ++i) {
+            cols += "k" + std::to_string(i) + ", ";
+            params += "?" + std::to_string(i + 1) + ", ";
+        }
+        const size_t n = t.key.size();
+        put_meta_ = Stmt(c.db, "INSERT OR REPLACE INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) VALUES (" +
+                                   params + "?" + std::to_string(n + 1) + ", ?" + std::to_string(n + 2) + ", ?" +
+                                   std::to_string(n + 3) + ", ?" + std::to_string(n + 4) + ", ?" +
+                                   std::to_string(n + 5) + ", ?" + std::to_string(n + 6) + ")");
+        user_where_.clear();
+        for (size_t i = 0; i < t.key.size(); ++i)
+            user_where_ += (i ? " AND " : "") + (quote_ident(t.key[i]) + " = ?" + std::to_string(i + 1));
+        del_user_ = Stmt(c.db, "DELETE FROM " + quote_ident(t.name) + " WHERE " + user_where_);
+    }
+
+    RowState load(const std::vector<Value>& key, bool& found) {
+        get_meta_.reset();
+        bind_key(get_meta_, key);
+        found = get_meta_.step();
+        StoredRow sr;
+        if (found) {
+            sr.gen = static_cast<uint64_t>(get_meta_.int64(0));
+            sr.row_hlc = static_cast<uint64_t>(get_meta_.int64(1));
+            sr.row_node = static_cast<uint32_t>(get_meta_.int64(2));
+            sr.row_seq = static_cast<uint64_t>(get_meta_.int64(3));
+            sr.cols = get_meta_.blob(4);
+        }
+        get_meta_.reset();
+        return found ? decode_row(sr, t_.cols.size(), c_.nodes()) : RowState(t_.cols.size());
+    }
+
+    void store(const std::vector<Value>& key, const RowState& st, std::vector<NodeId>& new_nodes) {
+        StoredRow sr = encode_row(st, c_.nodes(), &new_nodes);
+        const int n = static_cast<int>(key.size());
+        put_meta_.reset();
+        bind_key(put_meta_, key);
+        put_meta_.bind_int(n + 1, static_cast<int64_t>(sr.gen));
+        put_meta_.bind_int(n + 2, static_cast<int64_t>(sr.row_hlc));
+        put_meta_.bind_int(n + 3, sr.row_node);
+        put_meta_.bind_int(n + 4, static_cast<int64_t>(sr.row_seq));
+        put_meta_.bind_int(n + 5, static_cast<int64_t>(st.max_seq()));
+        if (sr.cols.empty()) put_meta_.bind_null(n + 6);
+        else put_meta_.bind_blob(n + 6, sr.cols);
+        put_meta_.step();
+    }
+
+    void delete_row(const std::vector<Value>& key) {
+        del_user_.reset();
+        bind_key(del_user_, key);
+        del_user_.step();
+    }
+
+    // Writes `cols` (local register index -> value) into the user row.
+    void write_row(const std::vector<Value>& key, const std::map<size_t, const Value*>& cols, bool insert) {
+        std::string sig(1, insert ? 'i' : 'u');
+        for (const auto& kv : cols) sig += std::to_string(kv.first) + ",";
+        auto it = writes_.find(sig);
+        if (it == writes_.end()) it = writes_.emplace(sig, prepare_write(cols, insert)).first;
+        Stmt& st = it->second;
+        st.reset();
+        bind_key(st, key);
+        int i = static_cast<int>(key.size());
+        for (const auto& kv : cols) st.bind(++i, *kv.second);
+        st.step();
+    }
+
+private:
+    void bind_key(Stmt& st, const std::vector<Value>& key) {
+        for (size_t i = 0; i < key.size(); ++i) st.bind(static_cast<int>(i + 1), key[i]);
+    }
+
+    Stmt prepare_write(const std::map<size_t, const Value*>& cols, bool insert) {
+        const size_t n = t_.key.size();
+        std::string sql;
+        if (insert) {
+            std::string names, params;
+            for (size_t i = 0; i < n; ++i) {
+                names += (i ? ", " : "") + quote_ident(t_.key[i]);
+                params += (i ? ", ?" : "?") + std::to_string(i + 1);
+            }
+            size_t p = n;
+            for (const auto& kv : cols) {
+                names += ", " + quote_ident(t_.cols[kv.first]);
+                params += ", ?" + std::to_string(++p);
+            }
+            sql = "INSERT INTO " + quote_ident(t_.name) + "(" + names + ") VALUES (" + params + ")";
+        } else {
+            std::string sets;
+            size_t p = n;
+            for (const auto& kv : cols) {
+                if (p > n) sets += ", ";
+                sets += quote_ident(t_.cols[kv.first]) + " = ?" + std::to_string(++p);
+            }
+            sql = "UPDATE " + quote_ident(t_.name) + " SET " + sets + " WHERE " + user_where_;
+        }
+        return Stmt(c_.db, sql);
+    }
+
+    Conn& c_;
+    const TableInfo& t_;
+    Stmt get_meta_, put_meta_, del_user_;
+    std::string user_where_;
+    std::map<std::string, Stmt> writes_;
+};
+
+void merge_table(Conn& c, const Plan& p, ApplyStats& stats, std::vector<NodeId>& new_nodes) {
+    TableWriter tw(c, *p.local);
+    IncomingRow in;
+    std::map<size_t, const Value*> values;
+    for (const auto& r : p.in->rows) {
+        bool found = false;
+        RowState st = tw.load(r.key, found);
+        in.gen = r.gen;
+        in.has_row = r.has_row;
+        in.row = r.row;
+        in.cols.clear();
+        for (const auto& col : r.cols) in.cols.emplace_back(p.col_map[col.col], col.stamp);
+
+        const uint64_t seq = c.last_seq() + 1;
+        MergeOutcome out = merge_row(st, in, seq);
+        ++stats.rows;
+        stats.received += out.applied + out.ignored;
+        stats.applied += out.applied;
+        stats.ignored += out.ignored;
+        if (!out.changed()) continue;
+        c.next_seq();
+
+        values.clear();
+        for (size_t k : out.won_cols) values[in.cols[k].first] = &r.cols[k].value;
+        try {
+            if (out.was_alive && !out.alive) tw.delete_row(r.key);
+            else if (!out.was_alive && out.alive) tw.write_row(r.key, values, true);
+            else if (out.alive && !values.empty()) tw.write_row(r.key, values, false);
+        } catch (const Error& e) {
+            throw Error("table \"" + p.local->name + "\" row " + describe_key(r.key) + ": " + e.what());
+        }
+        tw.store(r.key, st, new_nodes);
+    }
+}
+
+}  // namespace
+
+ApplyStats apply_changeset(Conn& c, const ChangeSet& cs) {
+    c.ensure_ready();
+    if (cs.origin == c.self())
+        throw Error("the change set comes from this database's own node " + c.self().str() +
+                    "; a node never applies its own changes");
+    std::vector<Plan> plans = plan(c, cs);
+    check_stamps(c, cs);
+
+    ApplyStats stats;
+    exec(c.db, "SAVEPOINT lww_apply");
+    ++c.applying;
+    try {
+        std::vector<NodeId> new_nodes;
+        for (const auto& p : plans) merge_table(c, p, stats, new_nodes);
+        c.persist_nodes(new_nodes);
+        for (const auto& t : cs.tables)
+            for (const auto& r : t.rows) {
+                if (r.has_row) c.clock.observe(r.row.hlc);
+                for (const auto& col : r.cols) c.clock.observe(col.stamp.hlc);
+            }
+        c.persist_clock();
+        --c.applying;
+        exec(c.db, "RELEASE lww_apply");
+    } catch (...) {
+        --c.applying;
+        sqlite3_exec(c.db, "ROLLBACK TO lww_apply; RELEASE lww_apply", nullptr, nullptr, nullptr);
+        c.reload();  // interned nodes and sequences of the failed batch are gone
+        throw;
+    }
+    return stats;
+}
+
+}  // namespace lww::sq

@@ -1,0 +1,93 @@
+#include "changes.h"
+SQLITE_EXTENSION_INIT3
+
+#include "../common/changeset.h"
+
+namespace lww::sq {
+
+uint64_t committed_seq(Conn& c) {
+    uint64_t m = 0;
+    Stmt floor(c.db, "SELECT value FROM lww_state WHERE key = 'seq_floor'");
+    if (floor.step()) m = static_cast<uint64_t>(floor.int64(0));
+    for (const auto& t : c.tables()) {
+        Stmt st(c.db, "SELECT max(seq) FROM " + t.meta);
+        if (st.step() && !st.is_null(0) && static_cast<uint64_t>(st.int64(0)) > m) m = st.int64(0);
+    }
+    return m;
+}
+
+// The sequence at which a batch of `limit` rows ends, or 0 when everything fits.
+static uint64_t batch_cut(Conn& c, uint64_t since, int64_t limit) {
+    if (limit <= 0 || c.tables().empty()) return 0;
+    std::string sql;
+    for (const auto& t : c.tables())
+        sql += (sql.empty() ? "" : " UNION ALL ") + ("SELECT seq FROM " + t.meta + " WHERE seq > ?1");
+    Stmt st(c.db, "SELECT seq FROM (" + sql + ") ORDER BY seq LIMIT 1 OFFSET ?2");
+    st.bind_int(1, static_cast<int64_t>(since));
+    st.bind_int(2, limit);
+    return st.step() ? static_cast<uint64_t>(st.int64(0)) : 0;
+}
+
+ChangesResult collect_changes(Conn& c, const ChangesRequest& req) {
+    c.ensure_ready();
+    ChangesResult res;
+    const uint64_t cut = batch_cut(c, req.since, req.limit);
+    res.upto = cut ? cut : std::max(req.since, committed_seq(c));
+
+    ChangeSetWriter w(c.self(), req.since);
+    for (const auto& t : c.tables()) {
+        std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols";
+        for (size_t i = 0; i < t.key.size(); ++i) sql += ", m.k" + std::to_string(i);
+        for (const auto& col : t.cols) sql += ", t." + quote_ident(col);
+        sql += " FROM " + t.meta + " AS m LEFT JOIN " + quote_ident(t.name) + " AS t ON ";
+        for (size_t i = 0; i < t.key.size(); ++i)
+            sql += (i ? " AND " : "") + ("t." + quote_ident(t.key[i]) + " = m.k" + std::to_string(i));
+        sql += " WHERE m.seq > ?1 AND m.seq <= ?2 ORDER BY m.seq";
+        Stmt st(c.db, sql);
+        st.bind_int(1, static_cast<int64_t>(req.since));
+        st.bind_int(2, static_cast<int64_t>(res.upto));
+
+        const int key_at = 5;
+        const int col_at = key_at + static_cast<int>(t.key.size());
+        bool opened = false;
+        RowChange rc;
+        while (st.step()) {
+            StoredRow sr;
+            sr.gen = static_cast<uint64_t>(st.int64(0));
+            sr.row_hlc = static_cast<uint64_t>(st.int64(1));
+            sr.row_node = static_cast<uint32_t>(st.int64(2));
+            sr.row_seq = static_cast<uint64_t>(st.int64(3));
+            sr.cols = st.blob(4);
+            RowState rs = decode_row(sr, t.cols.size(), c.nodes());
+
+            auto wanted = [&](const Register& r) {
+                return r.present && r.seq > req.since && !(req.skip_node && r.stamp.node == *req.skip_node);
+            };
+            rc.cols.clear();
+            rc.has_row = wanted(rs.row);
+            if (rc.has_row) rc.row = rs.row.stamp;
+            if (rs.alive()) {
+                for (size_t i = 0; i < rs.cols.size(); ++i) {
+                    if (!wanted(rs.cols[i])) continue;
+                    rc.cols.push_back(ColChange{static_cast<uint32_t>(i), st.value(col_at + static_cast<int>(i)),
+                                                rs.cols[i].stamp});
+                }
+            }
+            if (!rc.has_row && rc.cols.empty()) continue;
+            rc.gen = rs.gen;
+            rc.key.clear();
+            for (size_t i = 0; i < t.key.size(); ++i) rc.key.push_back(st.value(key_at + static_cast<int>(i)));
+            if (!opened) {
+                w.begin_table(t.name, t.key, t.cols);
+                opened = true;
+            }
+            w.row(rc);
+        }
+        if (opened) w.end_table();
+    }
+    res.rows = w.rows_written();
+    res.json = w.finish(res.upto);
+    return res;
+}
+
+}  // namespace lww::sq

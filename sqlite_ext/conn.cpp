@@ -1,0 +1,138 @@
+#include "conn.h"
+SQLITE_EXTENSION_INIT3
+
+#include <rapidjson/document.h>
+
+namespace lww::sq {
+
+std::string meta_table_name(const std::string& table) { return "lww__" + table; }
+
+static const char* kSchemaSql =
+    "CREATE TABLE IF NOT EXISTS lww_state(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS lww_nodes(idx INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);"
+    "CREATE TABLE IF NOT EXISTS lww_tables(name TEXT PRIMARY KEY, key_columns TEXT NOT NULL,"
+    " columns TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS lww_peers(node TEXT PRIMARY KEY, received INTEGER NOT NULL DEFAULT 0,"
+    " synced_at TEXT) WITHOUT ROWID;";
+
+bool Conn::has_state() {
+    Stmt st(db, "SELECT 1 FROM sqlite_master WHERE type='table' AND name='lww_state'");
+    return st.step();
+}
+
+void Conn::ensure_ready() {
+    if (!has_state()) {
+        exec(db, "SAVEPOINT lww_init");
+        try {
+            exec(db, kSchemaSql);
+            NodeId id = NodeId::random_v4();
+            Stmt ins(db, "INSERT INTO lww_state(key, value) VALUES ('node_id', ?1), ('schema', 1)");
+            ins.bind_text(1, id.str());
+            ins.step();
+            Stmt node(db, "INSERT INTO lww_nodes(idx, id) VALUES (0, ?1)");
+            node.bind_text(1, id.str());
+            node.step();
+            exec(db, "RELEASE lww_init");
+        } catch (...) {
+            exec(db, "ROLLBACK TO lww_init; RELEASE lww_init");
+            throw;
+        }
+        loaded_ = false;
+    }
+    refresh();
+}
+
+void Conn::refresh() {
+    unsigned dv = 0;
+    sqlite3_file_control(db, "main", SQLITE_FCNTL_DATA_VERSION, &dv);
+    if (loaded_ && dv == data_version_) return;
+    reload();
+    data_version_ = dv;
+    loaded_ = true;
+}
+
+uint64_t Conn::setting(const char* key, uint64_t dflt) {
+    Stmt st(db, "SELECT value FROM lww_state WHERE key = ?1");
+    st.bind_text(1, key);
+    return st.step() && !st.is_null(0) ? static_cast<uint64_t>(st.int64(0)) : dflt;
+}
+
+void Conn::set_setting(const std::string& key, int64_t value) {
+    Stmt st(db, "INSERT INTO lww_state(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    st.bind_text(1, key);
+    st.bind_int(2, value);
+    st.step();
+}
+
+static std::vector<std::string> json_names(const std::string& text) {
+    rapidjson::Document d;
+    d.Parse(text.c_str(), text.size());
+    std::vector<std::string> out;
+    if (d.IsArray())
+        for (const auto& v : d.GetArray())
+            if (v.IsString()) out.emplace_back(v.GetString(), v.GetStringLength());
+    return out;
+}
+
+void Conn::load_tables() {
+    tables_.clear();
+    Stmt st(db, "SELECT name, key_columns, columns FROM lww_tables ORDER BY name");
+    while (st.step()) {
+        TableInfo t;
+        t.name = st.text(0);
+        t.key = json_names(st.text(1));
+        t.cols = json_names(st.text(2));
+        t.meta = quote_ident(meta_table_name(t.name));
+        tables_.push_back(std::move(t));
+    }
+}
+
+void Conn::reload() {
+    Stmt id(db, "SELECT value FROM lww_state WHERE key = 'node_id'");
+    if (!id.step()) throw Error("lwwsync metadata is damaged: no node_id in lww_state");
+    NodeId self = NodeId::parse(id.text(0));
+    nodes_ = std::make_unique<NodeDirectory>(self);
+    Stmt ns(db, "SELECT idx, id FROM lww_nodes WHERE idx > 0");
+    while (ns.step()) nodes_->put(static_cast<uint32_t>(ns.int64(0)), NodeId::parse(ns.text(1)));
+    load_tables();
+
+    clock.set_max_drift_ms(setting("max_drift_ms", kDefaultMaxDriftMs));
+    clock.observe(setting("hlc", 0));
+    uint64_t seq = setting("seq_floor", 0);
+    // The latest row of each table carries the latest stamp this node issued
+    // there; merged stamps are covered by the persisted "hlc" setting.
+    for (const auto& t : tables_) {
+        Stmt st(db, "SELECT seq, hlc, cols FROM " + t.meta + " ORDER BY seq DESC LIMIT 1");
+        if (!st.step()) continue;
+        if (static_cast<uint64_t>(st.int64(0)) > seq) seq = st.int64(0);
+        clock.observe(static_cast<uint64_t>(st.int64(1)));
+        StoredRow row;
+        row.gen = 1;
+        row.cols = st.blob(2);
+        RowState rs = decode_row(row, t.cols.size(), *nodes_);
+        for (const auto& c : rs.cols)
+            if (c.present) clock.observe(c.stamp.hlc);
+    }
+    if (seq > seq_) seq_ = seq;
+}
+
+const TableInfo* Conn::find_table(const std::string& name) const {
+    for (const auto& t : tables_)
+        if (t.name == name) return &t;
+    return nullptr;
+}
+
+void Conn::persist_nodes(const std::vector<NodeId>& added) {
+    if (added.empty()) return;
+    Stmt st(db, "INSERT INTO lww_nodes(idx, id) VALUES (?1, ?2)");
+    for (const auto& id : added) {
+        st.reset();
+        st.bind_int(1, nodes_->intern(id));
+        st.bind_text(2, id.str());
+        st.step();
+    }
+}
+
+void Conn::persist_clock() { set_setting("hlc", static_cast<int64_t>(clock.last())); }
+
+}  // namespace lww::sq

@@ -1,0 +1,79 @@
+// SQLite adapter: per-connection state. One Conn lives behind every function
+// the extension registers on a connection.
+//
+// The truth lives in the database (lww_state, lww_nodes, lww_tables and the
+// per-table metadata); Conn caches it and reloads whenever the database
+// changed under it (SQLITE_FCNTL_DATA_VERSION), so several connections or
+// processes writing one file keep one strictly increasing clock and sequence.
+#pragma once
+#include <sqlite3ext.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../common/hlc.h"
+#include "../common/merge.h"
+#include "../common/row_codec.h"
+#include "sqlite_util.h"
+
+namespace lww::sq {
+
+struct TableInfo {
+    std::string name;
+    std::vector<std::string> key;   // primary-key columns, key order
+    std::vector<std::string> cols;  // tracked non-key columns; index = register index
+    std::string meta;               // quoted name of the metadata table
+};
+
+std::string meta_table_name(const std::string& table);  // unquoted
+
+class Conn {
+public:
+    explicit Conn(sqlite3* db) : db(db) {}
+
+    sqlite3* const db;
+    HybridClock clock;
+    int applying = 0;  // >0 while lww_apply writes user tables: triggers stay silent
+
+    // The current local write, set by lww_begin_write() for the trigger body.
+    uint64_t cur_hlc = 0;
+    uint64_t cur_seq = 0;
+
+    // Creates the metadata tables and this node's id on first use.
+    void ensure_ready();
+    // Reloads cached state if anyone (this connection included) committed since.
+    void refresh();
+    bool has_state();
+
+    const NodeId& self() const { return nodes_->self(); }
+    NodeDirectory& nodes() { return *nodes_; }
+    const std::vector<TableInfo>& tables() const { return tables_; }
+    const TableInfo* find_table(const std::string& name) const;
+
+    uint64_t next_seq() { return ++seq_; }
+    uint64_t last_seq() const { return seq_; }
+    Stamp local_stamp() { return Stamp{clock.tick(wall_clock_ms()), self()}; }
+
+    // Persists node ids interned while encoding metadata rows.
+    void persist_nodes(const std::vector<NodeId>& added);
+    void persist_clock();
+    void set_setting(const std::string& key, int64_t value);
+    void reload();
+
+private:
+    void load_tables();
+    uint64_t setting(const char* key, uint64_t dflt);
+
+    std::unique_ptr<NodeDirectory> nodes_;
+    std::vector<TableInfo> tables_;
+    uint64_t seq_ = 0;
+    unsigned data_version_ = 0;
+    bool loaded_ = false;
+};
+
+// Registers every lwwsync SQL function on `db`; returns the connection state
+// (owned by the registered functions, freed when the connection closes).
+Conn* register_functions(sqlite3* db);
+
+}  // namespace lww::sq

@@ -1,0 +1,250 @@
+// lwwsync SQLite extension: entry point and the SQL function table.
+// Each function body runs inside guarded(): exceptions become
+// sqlite3_result_error and never cross the C ABI.
+#include <sqlite3ext.h>
+SQLITE_EXTENSION_INIT1
+
+#include <string>
+#include <vector>
+
+#include "../common/changeset.h"
+#include "../common/row_codec.h"
+#include "apply.h"
+#include "changes.h"
+#include "conn.h"
+#include "schema.h"
+#include "sync.h"
+
+#define LWWSYNC_VERSION "0.1.0"
+
+namespace lww::sq {
+namespace {
+
+Conn& conn(sqlite3_context* ctx) { return *static_cast<Conn*>(sqlite3_user_data(ctx)); }
+
+template <class F>
+void guarded(sqlite3_context* ctx, const char* name, F&& body) {
+    try {
+        body();
+    } catch (const std::exception& e) {
+        std::string msg = std::string(name) + ": " + e.what();
+        sqlite3_result_error(ctx, msg.c_str(), static_cast<int>(msg.size()));
+    } catch (...) {
+        sqlite3_result_error(ctx, (std::string(name) + ": unknown internal error").c_str(), -1);
+    }
+}
+
+std::string text_arg(sqlite3_value* v, const char* what) {
+    if (sqlite3_value_type(v) != SQLITE_TEXT) throw Error(std::string(what) + " must be text");
+    return std::string(reinterpret_cast<const char*>(sqlite3_value_text(v)), sqlite3_value_bytes(v));
+}
+
+void result_text(sqlite3_context* ctx, const std::string& s) {
+    sqlite3_result_text64(ctx, s.data(), s.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+}
+
+// ------------------------------------------------------------ public API
+
+void fn_version(sqlite3_context* ctx, int, sqlite3_value**) { sqlite3_result_text(ctx, LWWSYNC_VERSION, -1, SQLITE_STATIC); }
+
+void fn_node_id(sqlite3_context* ctx, int, sqlite3_value**) {
+    guarded(ctx, "lww_node_id", [&] {
+        Conn& c = conn(ctx);
+        c.ensure_ready();
+        result_text(ctx, c.self().str());
+    });
+}
+
+void fn_track(sqlite3_context* ctx, int, sqlite3_value** argv) {
+    guarded(ctx, "lww_track", [&] { sqlite3_result_int64(ctx, track_table(conn(ctx), text_arg(argv[0], "table name"))); });
+}
+
+void fn_untrack(sqlite3_context* ctx, int, sqlite3_value** argv) {
+    guarded(ctx, "lww_untrack",
+            [&] { sqlite3_result_int(ctx, untrack_table(conn(ctx), text_arg(argv[0], "table name")) ? 1 : 0); });
+}
+
+void fn_changes(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    guarded(ctx, "lww_changes", [&] {
+        ChangesRequest req;
+        if (sqlite3_value_type(argv[0]) != SQLITE_INTEGER || sqlite3_value_int64(argv[0]) < 0)
+            throw Error("since must be a non-negative integer (a local change sequence)");
+        req.since = static_cast<uint64_t>(sqlite3_value_int64(argv[0]));
+        if (argc > 1) {
+            if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_int64(argv[1]) <= 0)
+                throw Error("limit must be a positive integer (rows)");
+            req.limit = sqlite3_value_int64(argv[1]);
+        }
+        result_text(ctx, collect_changes(conn(ctx), req).json);
+    });
+}
+
+constexpr size_t kMaxChangeSetBytes = 512u << 20;
+
+void fn_apply(sqlite3_context* ctx, int, sqlite3_value** argv) {
+    guarded(ctx, "lww_apply", [&] {
+        if (sqlite3_value_type(argv[0]) != SQLITE_TEXT) throw Error("the change set must be JSON text");
+        const char* p = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
+        size_t n = static_cast<size_t>(sqlite3_value_bytes(argv[0]));
+        if (n > kMaxChangeSetBytes) throw Error("change set of " + std::to_string(n) + " bytes exceeds the 512 MiB limit");
+        ChangeSet cs = decode_changeset(std::string_view(p, n));
+        result_text(ctx, apply_changeset(conn(ctx), cs).json());
+    });
+}
+
+void fn_sync(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    guarded(ctx, "lww_sync", [&] {
+        SyncOptions opt = parse_sync_options(argc > 1 ? text_arg(argv[1], "options") : std::string());
+        result_text(ctx, sync_with(conn(ctx), text_arg(argv[0], "url"), opt));
+    });
+}
+
+void fn_seq(sqlite3_context* ctx, int, sqlite3_value**) {
+    guarded(ctx, "lww_seq", [&] {
+        Conn& c = conn(ctx);
+        c.ensure_ready();
+        sqlite3_result_int64(ctx, static_cast<int64_t>(committed_seq(c)));
+    });
+}
+
+// lww_config('max_drift_ms' [, value]): read or set a per-database setting.
+void fn_config(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    guarded(ctx, "lww_config", [&] {
+        Conn& c = conn(ctx);
+        c.ensure_ready();
+        std::string key = text_arg(argv[0], "setting name");
+        if (key != "max_drift_ms") throw Error("unknown setting \"" + key + "\" (known: max_drift_ms)");
+        if (argc > 1) {
+            if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_int64(argv[1]) < 0)
+                throw Error("max_drift_ms must be a non-negative integer");
+            c.set_setting(key, sqlite3_value_int64(argv[1]));
+            c.clock.set_max_drift_ms(static_cast<uint64_t>(sqlite3_value_int64(argv[1])));
+        }
+        sqlite3_result_int64(ctx, static_cast<int64_t>(c.clock.max_drift_ms()));
+    });
+}
+
+// ------------------------------------------------------------ trigger helpers
+
+// WHEN clause of every trigger: 0 while lww_apply writes (merged changes are
+// not local writes); otherwise stamps the write and reserves `n` sequences.
+void fn_begin_write(sqlite3_context* ctx, int, sqlite3_value** argv) {
+    guarded(ctx, "lww_begin_write", [&] {
+        Conn& c = conn(ctx);
+        if (c.applying) {
+            sqlite3_result_int(ctx, 0);
+            return;
+        }
+        c.refresh();
+        c.cur_hlc = c.clock.tick(wall_clock_ms());
+        c.cur_seq = c.next_seq();
+        for (int64_t i = 1; i < sqlite3_value_int64(argv[1]); ++i) c.next_seq();
+        sqlite3_result_int(ctx, 1);
+    });
+}
+
+void fn_hlc(sqlite3_context* ctx, int, sqlite3_value**) {
+    sqlite3_result_int64(ctx, static_cast<int64_t>(conn(ctx).cur_hlc));
+}
+
+void fn_write_seq(sqlite3_context* ctx, int, sqlite3_value**) {
+    sqlite3_result_int64(ctx, static_cast<int64_t>(conn(ctx).cur_seq));
+}
+
+void fn_gen_after_insert(sqlite3_context* ctx, int, sqlite3_value** argv) {
+    sqlite3_result_int64(ctx, static_cast<int64_t>(gen_after_insert(static_cast<uint64_t>(sqlite3_value_int64(argv[0])))));
+}
+
+void fn_gen_after_delete(sqlite3_context* ctx, int, sqlite3_value** argv) {
+    sqlite3_result_int64(ctx, static_cast<int64_t>(gen_after_delete(static_cast<uint64_t>(sqlite3_value_int64(argv[0])))));
+}
+
+// lww_cols_set(cols, gen, ncols, mask...): the changed columns take the
+// current write's stamp.
+void fn_cols_set(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    guarded(ctx, "lww_cols_set", [&] {
+        Conn& c = conn(ctx);
+        const size_t ncols = static_cast<size_t>(sqlite3_value_int64(argv[2]));
+        std::vector<bool> changed(ncols, false);
+        for (int m = 3; m < argc; ++m) {
+            uint64_t mask = static_cast<uint64_t>(sqlite3_value_int64(argv[m]));
+            for (size_t b = 0; b < 62; ++b) {
+                size_t i = static_cast<size_t>(m - 3) * 62 + b;
+                if (i < ncols && (mask >> b & 1)) changed[i] = true;
+            }
+        }
+        std::string_view blob;
+        if (sqlite3_value_type(argv[0]) == SQLITE_BLOB)
+            blob = std::string_view(static_cast<const char*>(sqlite3_value_blob(argv[0])), sqlite3_value_bytes(argv[0]));
+        std::string out = blob_set_columns(blob, ncols, changed, c.cur_hlc, c.cur_seq);
+        sqlite3_result_blob64(ctx, out.data(), out.size(), SQLITE_TRANSIENT);
+    });
+}
+
+// ------------------------------------------------------------ registration
+
+struct FnDef {
+    const char* name;
+    int nargs;
+    int flags;
+    void (*fn)(sqlite3_context*, int, sqlite3_value**);
+};
+
+// Public functions that write or reach other databases are DIRECTONLY: a
+// schema (trigger, view) cannot smuggle them in. Trigger helpers must not be.
+constexpr int kDirect = SQLITE_UTF8 | SQLITE_DIRECTONLY;
+constexpr int kInnocuous = SQLITE_UTF8 | SQLITE_INNOCUOUS;
+
+const FnDef kFunctions[] = {
+    {"lww_version", 0, kInnocuous | SQLITE_DETERMINISTIC, fn_version},
+    {"lww_node_id", 0, kInnocuous, fn_node_id},
+    {"lww_track", 1, kDirect, fn_track},
+    {"lww_untrack", 1, kDirect, fn_untrack},
+    {"lww_changes", 1, kDirect, fn_changes},
+    {"lww_changes", 2, kDirect, fn_changes},
+    {"lww_apply", 1, kDirect, fn_apply},
+    {"lww_sync", 1, kDirect, fn_sync},
+    {"lww_sync", 2, kDirect, fn_sync},
+    {"lww_seq", 0, kInnocuous, fn_seq},
+    {"lww_config", 1, kDirect, fn_config},
+    {"lww_config", 2, kDirect, fn_config},
+    {"lww_begin_write", 2, kInnocuous, fn_begin_write},
+    {"lww_hlc", 0, kInnocuous, fn_hlc},
+    {"lww_write_seq", 0, kInnocuous, fn_write_seq},
+    {"lww_gen_after_insert", 1, kInnocuous | SQLITE_DETERMINISTIC, fn_gen_after_insert},
+    {"lww_gen_after_delete", 1, kInnocuous | SQLITE_DETERMINISTIC, fn_gen_after_delete},
+    {"lww_cols_set", -1, kInnocuous, fn_cols_set},
+};
+
+void destroy_conn(void* p) { delete static_cast<Conn*>(p); }
+
+}  // namespace
+
+Conn* register_functions(sqlite3* db) {
+    Conn* c = new Conn(db);
+    bool first = true;
+    for (const FnDef& f : kFunctions) {
+        // The first registration owns the state: SQLite frees it with the connection.
+        int rc = sqlite3_create_function_v2(db, f.name, f.nargs, f.flags, c, f.fn, nullptr, nullptr,
+                                            first ? destroy_conn : nullptr);
+        if (rc != SQLITE_OK) {  // on failure SQLite already ran xDestroy of the first
+            throw Error(std::string("cannot register ") + f.name + ": " + sqlite3_errmsg(db));
+        }
+        first = false;
+    }
+    return c;
+}
+
+}  // namespace lww::sq
+
+extern "C" __attribute__((visibility("default"))) int sqlite3_lwwsync_init(sqlite3* db, char** err,
+                                                                            const sqlite3_api_routines* api) {
+    SQLITE_EXTENSION_INIT2(api);
+    try {
+        lww::sq::register_functions(db);
+    } catch (const std::exception& e) {
+        if (err) *err = sqlite3_mprintf("lwwsync: %s", e.what());
+        return SQLITE_ERROR;
+    }
+    return SQLITE_OK;
+}

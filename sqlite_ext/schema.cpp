@@ -1,0 +1,227 @@
+#include "schema.h"
+SQLITE_EXTENSION_INIT3
+
+#include <algorithm>
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+namespace lww::sq {
+
+namespace {
+
+struct Columns {
+    std::vector<std::string> key;
+    std::vector<std::string> cols;
+};
+
+Columns introspect(sqlite3* db, const std::string& table) {
+    // table_xinfo also lists generated columns (hidden 2/3): those are not data.
+    Stmt st(db, "SELECT name, pk, hidden FROM pragma_table_xinfo(?1, 'main') ORDER BY cid");
+    st.bind_text(1, table);
+    std::vector<std::pair<int, std::string>> pk;
+    Columns out;
+    bool any = false;
+    while (st.step()) {
+        any = true;
+        if (st.int64(2) == 2 || st.int64(2) == 3) continue;
+        if (st.int64(1) > 0) pk.emplace_back(static_cast<int>(st.int64(1)), st.text(0));
+        else out.cols.push_back(st.text(0));
+    }
+    if (!any) throw Error("no such table: \"" + table + "\"");
+    if (pk.empty())
+        throw Error("table \"" + table + "\" has no PRIMARY KEY; lwwsync names rows by their key");
+    std::sort(pk.begin(), pk.end());
+    for (auto& p : pk) out.key.push_back(p.second);
+    return out;
+}
+
+std::string json_array(const std::vector<std::string>& names) {
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    w.StartArray();
+    for (const auto& n : names) w.String(n.data(), static_cast<rapidjson::SizeType>(n.size()));
+    w.EndArray();
+    return buf.GetString();
+}
+
+// "k0, k1" — metadata key column names.
+std::string meta_keys(size_t n, const char* prefix = "") {
+    std::string s;
+    for (size_t i = 0; i < n; ++i) s += (i ? ", " : "") + std::string(prefix) + "k" + std::to_string(i);
+    return s;
+}
+
+// NEW."id", NEW."b"
+std::string row_keys(const std::vector<std::string>& key, const char* row) {
+    std::string s;
+    for (size_t i = 0; i < key.size(); ++i) s += (i ? ", " : "") + std::string(row) + "." + quote_ident(key[i]);
+    return s;
+}
+
+// k0 = OLD."id" AND k1 = OLD."b"
+std::string key_match(const std::vector<std::string>& key, const char* row) {
+    std::string s;
+    for (size_t i = 0; i < key.size(); ++i)
+        s += (i ? " AND " : "") + std::string("k") + std::to_string(i) + " = " + row + "." + quote_ident(key[i]);
+    return s;
+}
+
+std::string trigger_name(const std::string& table, const char* what) {
+    return quote_ident("lww__" + table + "__" + what);
+}
+
+void drop_triggers(sqlite3* db, const std::string& table) {
+    for (const char* w : {"ins", "upd", "upd_key", "del"})
+        exec(db, "DROP TRIGGER IF EXISTS " + trigger_name(table, w));
+}
+
+// Upsert of a row register written by an insert: a fresh key starts at
+// generation 1; a deleted key comes back one generation later.
+std::string insert_meta(const std::string& meta, size_t nkeys, const std::string& keys, const char* seq_expr) {
+    return "INSERT INTO " + meta + "(" + meta_keys(nkeys) + ", gen, hlc, node, mseq, seq, cols) VALUES (" + keys +
+           ", 1, lww_hlc(), 0, " + seq_expr + ", " + seq_expr + ", NULL) ON CONFLICT DO UPDATE SET" +
+           " gen = lww_gen_after_insert(gen), hlc = excluded.hlc, node = 0, mseq = excluded.mseq," +
+           " seq = excluded.seq, cols = NULL;";
+}
+
+std::string delete_meta(const std::string& meta, const std::vector<std::string>& key) {
+    return "UPDATE " + meta + " SET gen = lww_gen_after_delete(gen), hlc = lww_hlc(), node = 0," +
+           " mseq = lww_write_seq(), seq = lww_write_seq(), cols = NULL WHERE " + key_match(key, "OLD") + ";";
+}
+
+void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
+    const std::string t = quote_ident(table);
+    const std::string meta = quote_ident(meta_table_name(table));
+    // The name argument lets lww_begin_write report which table a write hit.
+    std::string lit = "'";
+    for (char ch : table) lit += ch == '\'' ? std::string("''") : std::string(1, ch);
+    lit += "'";
+
+    std::string key_same, key_changed;
+    for (size_t i = 0; i < c.key.size(); ++i) {
+        std::string n = quote_ident(c.key[i]);
+        key_same += (i ? " AND " : "") + ("NEW." + n + " IS OLD." + n);
+    }
+    key_changed = "NOT (" + key_same + ")";
+
+    exec(db, "CREATE TRIGGER " + trigger_name(table, "ins") + " AFTER INSERT ON " + t +
+                 " WHEN lww_begin_write(" + lit + ", 1) BEGIN " +
+                 insert_meta(meta, c.key.size(), row_keys(c.key, "NEW"), "lww_write_seq()") + " END");
+
+    exec(db, "CREATE TRIGGER " + trigger_name(table, "del") + " AFTER DELETE ON " + t + " WHEN lww_begin_write(" +
+                 lit + ", 1) BEGIN " + delete_meta(meta, c.key) + " END");
+
+    // A key change is a delete of the old key and an insert of the new one.
+    exec(db, "CREATE TRIGGER " + trigger_name(table, "upd_key") + " AFTER UPDATE ON " + t + " WHEN " +
+                 key_changed + " AND lww_begin_write(" + lit + ", 2) BEGIN " + delete_meta(meta, c.key) + " " +
+                 insert_meta(meta, c.key.size(), row_keys(c.key, "NEW"), "lww_write_seq() + 1") + " END");
+
+    if (c.cols.empty()) return;  // a key-only table has nothing else to update
+    // Which columns changed, as 62-bit masks (IS NOT: NULL-aware inequality).
+    std::string masks, any_changed;
+    for (size_t base = 0; base < c.cols.size(); base += 62) {
+        std::string m;
+        for (size_t i = base; i < c.cols.size() && i < base + 62; ++i) {
+            std::string n = quote_ident(c.cols[i]);
+            m += (i > base ? " | " : "") + std::string("((NEW.") + n + " IS NOT OLD." + n + ") << " +
+                 std::to_string(i - base) + ")";
+        }
+        masks += ", " + m;
+        any_changed += (base ? " OR " : "") + std::string("(") + m + ") != 0";
+    }
+    exec(db, "CREATE TRIGGER " + trigger_name(table, "upd") + " AFTER UPDATE ON " + t + " WHEN " + key_same +
+                 " AND (" + any_changed + ") AND lww_begin_write(" + lit + ", 1) BEGIN UPDATE " + meta +
+                 " SET cols = lww_cols_set(cols, gen, " + std::to_string(c.cols.size()) + masks +
+                 "), seq = lww_write_seq() WHERE " + key_match(c.key, "NEW") + "; END");
+}
+
+}  // namespace
+
+int64_t track_table(Conn& c, const std::string& table) {
+    c.ensure_ready();
+    Columns cols = introspect(c.db, table);
+    if (table.rfind("lww_", 0) == 0) throw Error("\"" + table + "\" is an lwwsync metadata table");
+
+    exec(c.db, "SAVEPOINT lww_track");
+    try {
+        if (const TableInfo* known = c.find_table(table)) {
+            if (known->key != cols.key)
+                throw Error("the primary key of \"" + table +
+                            "\" changed since it was tracked; lww_untrack it first");
+            // Keep register indexes stable: known columns first, new ones appended.
+            std::vector<std::string> merged = known->cols;
+            for (const auto& n : cols.cols)
+                if (std::find(merged.begin(), merged.end(), n) == merged.end()) merged.push_back(n);
+            for (const auto& n : merged)
+                if (std::find(cols.cols.begin(), cols.cols.end(), n) == cols.cols.end())
+                    throw Error("column \"" + n + "\" of \"" + table +
+                                "\" was dropped since it was tracked; lww_untrack it first");
+            cols.cols = merged;
+        }
+        const std::string meta = quote_ident(meta_table_name(table));
+        std::string keydefs;
+        for (size_t i = 0; i < cols.key.size(); ++i) keydefs += "k" + std::to_string(i) + " NOT NULL, ";
+        exec(c.db, "CREATE TABLE IF NOT EXISTS " + meta + "(" + keydefs +
+                       "gen INTEGER NOT NULL, hlc INTEGER NOT NULL, node INTEGER NOT NULL, mseq INTEGER NOT NULL,"
+                       " seq INTEGER NOT NULL, cols BLOB, PRIMARY KEY(" +
+                       meta_keys(cols.key.size()) + ")) WITHOUT ROWID");
+        exec(c.db, "CREATE INDEX IF NOT EXISTS " + quote_ident(meta_table_name(table) + "__seq") + " ON " + meta +
+                       "(seq)");
+        drop_triggers(c.db, table);
+        create_triggers(c.db, table, cols);
+
+        Stmt reg(c.db, "INSERT INTO lww_tables(name, key_columns, columns) VALUES (?1, ?2, ?3)"
+                       " ON CONFLICT(name) DO UPDATE SET key_columns = excluded.key_columns, columns = excluded.columns");
+        reg.bind_text(1, table);
+        reg.bind_text(2, json_array(cols.key));
+        reg.bind_text(3, json_array(cols.cols));
+        reg.step();
+        c.reload();
+
+        // Rows already present get their first stamps, one write each.
+        std::string lit = "'";
+        for (char ch : table) lit += ch == '\'' ? std::string("''") : std::string(1, ch);
+        lit += "'";
+        std::string join;
+        for (size_t i = 0; i < cols.key.size(); ++i)
+            join += (i ? " AND " : "") + std::string("m.k") + std::to_string(i) + " = t." + quote_ident(cols.key[i]);
+        exec(c.db, "INSERT INTO " + meta + "(" + meta_keys(cols.key.size()) +
+                       ", gen, hlc, node, mseq, seq, cols) SELECT " + row_keys(cols.key, "t") +
+                       ", 1, lww_hlc(), 0, lww_write_seq(), lww_write_seq(), NULL FROM " + quote_ident(table) +
+                       " AS t WHERE NOT EXISTS (SELECT 1 FROM " + meta + " AS m WHERE " + join +
+                       ") AND lww_begin_write(" + lit + ", 1)");
+        int64_t stamped = sqlite3_changes(c.db);
+        exec(c.db, "RELEASE lww_track");
+        return stamped;
+    } catch (...) {
+        exec(c.db, "ROLLBACK TO lww_track; RELEASE lww_track");
+        c.reload();
+        throw;
+    }
+}
+
+bool untrack_table(Conn& c, const std::string& table) {
+    c.ensure_ready();
+    const TableInfo* t = c.find_table(table);
+    if (!t) return false;
+    exec(c.db, "SAVEPOINT lww_untrack");
+    try {
+        // Sequences must never run backwards, even once this table's rows are gone.
+        c.set_setting("seq_floor", static_cast<int64_t>(c.last_seq()));
+        c.persist_clock();
+        drop_triggers(c.db, table);
+        exec(c.db, "DROP TABLE IF EXISTS " + quote_ident(meta_table_name(table)));
+        Stmt del(c.db, "DELETE FROM lww_tables WHERE name = ?1");
+        del.bind_text(1, table);
+        del.step();
+        exec(c.db, "RELEASE lww_untrack");
+    } catch (...) {
+        exec(c.db, "ROLLBACK TO lww_untrack; RELEASE lww_untrack");
+        throw;
+    }
+    c.reload();
+    return true;
+}
+
+}  // namespace lww::sq

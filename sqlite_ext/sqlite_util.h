@@ -1,0 +1,53 @@
+// SQLite adapter: thin RAII helpers over the C API. Every failure becomes an
+// lww::Error carrying SQLite's own message; the entry points turn it into
+// sqlite3_result_error, so no exception crosses the C ABI.
+#pragma once
+#include <sqlite3ext.h>
+
+#include <string>
+#include <string_view>
+
+#include "../common/error.h"
+#include "../common/value.h"
+
+namespace lww::sq {
+
+// "name" with embedded quotes doubled: the only way identifiers reach SQL text.
+std::string quote_ident(std::string_view name);
+
+class Stmt {
+public:
+    Stmt() = default;
+    Stmt(sqlite3* db, const std::string& sql);
+    ~Stmt();
+    Stmt(Stmt&& o) noexcept : db_(o.db_), st_(o.st_) { o.st_ = nullptr; }
+    Stmt& operator=(Stmt&& o) noexcept;
+    Stmt(const Stmt&) = delete;
+    Stmt& operator=(const Stmt&) = delete;
+
+    bool step();  // true: a row; false: done; throws on error
+    void reset();
+    void bind(int i, const Value& v);
+    void bind_int(int i, int64_t v);
+    void bind_text(int i, std::string_view v);
+    void bind_blob(int i, std::string_view v);
+    void bind_null(int i);
+
+    Value value(int col) const;
+    int64_t int64(int col) const;
+    std::string text(int col) const;
+    std::string blob(int col) const;
+    bool is_null(int col) const;
+    sqlite3_stmt* raw() const { return st_; }
+    explicit operator bool() const { return st_ != nullptr; }
+
+private:
+    sqlite3* db_ = nullptr;
+    sqlite3_stmt* st_ = nullptr;
+};
+
+void exec(sqlite3* db, const std::string& sql);
+Value from_sqlite(sqlite3_value* v);
+void result_value(sqlite3_context* ctx, const Value& v);
+
+}  // namespace lww::sq
