@@ -19,7 +19,7 @@ SQLITE_OBJ := $(SQLITE_SRC:%.cpp=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard tests/unit/*.cpp)
 SQLT_SRC   := $(wildcard tests/sqlite/*.cpp)
 
-.PHONY: all test test-unit test-sqlite test-convergence demo bench clean
+.PHONY: all deps test check demo bench clean
 
 all: lwwsync.so $(BUILD)/liblwwcore.a
 
@@ -43,10 +43,19 @@ $(BUILD)/sqlite_tests: $(SQLT_SRC) $(wildcard tests/sqlite/*.h) lwwsync.so
 tests/convergence/convergence: lwwsync.so $(wildcard tests/convergence/*.cpp)
 	$(MAKE) -C tests/convergence convergence
 
-test: all $(BUILD)/unit_tests $(BUILD)/sqlite_tests tests/convergence/convergence
+# Installs missing Debian packages (sudo when not root), then builds.
+deps:
+	scripts/deps.sh
+
+# The README's two commands: `make demo` and `make test`.
+test: deps
+	$(MAKE) check
+
+check: all $(BUILD)/unit_tests $(BUILD)/sqlite_tests tests/convergence/convergence
 	tests/run_all.sh
 
-demo: lwwsync.so
+demo: deps
+	$(MAKE) lwwsync.so
 	demo/demo.sh
 
 bench: lwwsync.so

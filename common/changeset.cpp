@@ -400,7 +400,8 @@ ChangeSet decode_changeset(std::string_view json) {
             if (!key.IsArray() || key.Size() != t.key.size()) bad(rw + ".key", "expected one value per key column");
             for (const auto& k : key.GetArray()) r.key.push_back(read_value(k, rw + ".key"));
             const JVal& gen = member(jr, "gen", rw);
-            if (!gen.IsUint64() || gen.GetUint64() == 0) bad(rw + ".gen", "expected a positive integer");
+            if (!gen.IsUint64() || gen.GetUint64() == 0 || gen.GetUint64() > kMaxGeneration)
+                bad(rw + ".gen", "expected a positive integer below 2^53");
             r.gen = gen.GetUint64();
             Stamp base;
             bool has_base = false;

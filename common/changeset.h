@@ -16,6 +16,9 @@ namespace lww {
 
 constexpr int kChangeSetVersion = 1;
 constexpr const char* kChangeSetFormat = "lwwsync.changeset";
+// Generations travel as JSON numbers, so they stay below 2^53 (a JS reader
+// keeps them exact); reaching it would take 2^52 deletes of one key.
+constexpr uint64_t kMaxGeneration = (uint64_t(1) << 53) - 1;
 
 struct ColChange {
     uint32_t col = 0;  // index into TableChanges::columns

@@ -39,6 +39,7 @@ public:
     // The current local write, set by lww_begin_write() for the trigger body.
     uint64_t cur_hlc = 0;
     uint64_t cur_seq = 0;
+    std::vector<bool> changed;  // columns the current update changed
 
     // Creates the metadata tables and this node's id on first use.
     void ensure_ready();

@@ -126,20 +126,40 @@ void fn_config(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
 
 // ------------------------------------------------------------ trigger helpers
 
-// WHEN clause of every trigger: 0 while lww_apply writes (merged changes are
-// not local writes); otherwise stamps the write and reserves `n` sequences.
+// WHEN clause of the insert, delete and key-change triggers: 0 while
+// lww_apply writes (merged changes are not local writes); otherwise stamps
+// the write and reserves `n` change sequences.
+bool begin_write(Conn& c, int64_t n) {
+    if (c.applying) return false;
+    c.refresh();
+    c.cur_hlc = c.clock.tick(wall_clock_ms());
+    c.cur_seq = c.next_seq();
+    for (int64_t i = 1; i < n; ++i) c.next_seq();
+    return true;
+}
+
 void fn_begin_write(sqlite3_context* ctx, int, sqlite3_value** argv) {
-    guarded(ctx, "lww_begin_write", [&] {
+    guarded(ctx, "lww_begin_write",
+            [&] { sqlite3_result_int(ctx, begin_write(conn(ctx), sqlite3_value_int64(argv[0])) ? 1 : 0); });
+}
+
+// lww_begin_update(ncols, mask...): WHEN clause of the update trigger. Keeps
+// which columns changed for lww_cols_set; an update that changed nothing is
+// not a write.
+void fn_begin_update(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    guarded(ctx, "lww_begin_update", [&] {
         Conn& c = conn(ctx);
-        if (c.applying) {
-            sqlite3_result_int(ctx, 0);
-            return;
+        const size_t ncols = static_cast<size_t>(sqlite3_value_int64(argv[0]));
+        c.changed.assign(ncols, false);
+        bool any = false;
+        for (int m = 1; m < argc; ++m) {
+            const uint64_t mask = static_cast<uint64_t>(sqlite3_value_int64(argv[m]));
+            for (size_t b = 0; mask >> b; ++b) {
+                const size_t i = static_cast<size_t>(m - 1) * 62 + b;
+                if (i < ncols && (mask >> b & 1)) c.changed[i] = any = true;
+            }
         }
-        c.refresh();
-        c.cur_hlc = c.clock.tick(wall_clock_ms());
-        c.cur_seq = c.next_seq();
-        for (int64_t i = 1; i < sqlite3_value_int64(argv[1]); ++i) c.next_seq();
-        sqlite3_result_int(ctx, 1);
+        sqlite3_result_int(ctx, any && begin_write(c, 1) ? 1 : 0);
     });
 }
 
@@ -159,24 +179,15 @@ void fn_gen_after_delete(sqlite3_context* ctx, int, sqlite3_value** argv) {
     sqlite3_result_int64(ctx, static_cast<int64_t>(gen_after_delete(static_cast<uint64_t>(sqlite3_value_int64(argv[0])))));
 }
 
-// lww_cols_set(cols, gen, ncols, mask...): the changed columns take the
+// lww_cols_set(cols): the columns lww_begin_update found changed take the
 // current write's stamp.
-void fn_cols_set(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+void fn_cols_set(sqlite3_context* ctx, int, sqlite3_value** argv) {
     guarded(ctx, "lww_cols_set", [&] {
         Conn& c = conn(ctx);
-        const size_t ncols = static_cast<size_t>(sqlite3_value_int64(argv[2]));
-        std::vector<bool> changed(ncols, false);
-        for (int m = 3; m < argc; ++m) {
-            uint64_t mask = static_cast<uint64_t>(sqlite3_value_int64(argv[m]));
-            for (size_t b = 0; b < 62; ++b) {
-                size_t i = static_cast<size_t>(m - 3) * 62 + b;
-                if (i < ncols && (mask >> b & 1)) changed[i] = true;
-            }
-        }
         std::string_view blob;
         if (sqlite3_value_type(argv[0]) == SQLITE_BLOB)
             blob = std::string_view(static_cast<const char*>(sqlite3_value_blob(argv[0])), sqlite3_value_bytes(argv[0]));
-        std::string out = blob_set_columns(blob, ncols, changed, c.cur_hlc, c.cur_seq);
+        std::string out = blob_set_columns(blob, c.changed.size(), c.changed, c.cur_hlc, c.cur_seq);
         sqlite3_result_blob64(ctx, out.data(), out.size(), SQLITE_TRANSIENT);
     });
 }
@@ -208,12 +219,13 @@ const FnDef kFunctions[] = {
     {"lww_seq", 0, kInnocuous, fn_seq},
     {"lww_config", 1, kDirect, fn_config},
     {"lww_config", 2, kDirect, fn_config},
-    {"lww_begin_write", 2, kInnocuous, fn_begin_write},
+    {"lww_begin_write", 1, kInnocuous, fn_begin_write},
+    {"lww_begin_update", -1, kInnocuous, fn_begin_update},
     {"lww_hlc", 0, kInnocuous, fn_hlc},
     {"lww_write_seq", 0, kInnocuous, fn_write_seq},
     {"lww_gen_after_insert", 1, kInnocuous | SQLITE_DETERMINISTIC, fn_gen_after_insert},
     {"lww_gen_after_delete", 1, kInnocuous | SQLITE_DETERMINISTIC, fn_gen_after_delete},
-    {"lww_cols_set", -1, kInnocuous, fn_cols_set},
+    {"lww_cols_set", 1, kInnocuous, fn_cols_set},
 };
 
 void destroy_conn(void* p) { delete static_cast<Conn*>(p); }

@@ -2,6 +2,8 @@
 SQLITE_EXTENSION_INIT3
 
 #include <algorithm>
+#include <cctype>
+#include <map>
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -12,27 +14,58 @@ namespace {
 
 struct Columns {
     std::vector<std::string> key;
+    std::vector<std::string> key_defs;  // affinity + collation per key column, for the metadata table
     std::vector<std::string> cols;
 };
 
+// The affinity SQLite derives from a declared type (datatype3.html, 3.1).
+const char* affinity_of(std::string decl) {
+    for (auto& ch : decl) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    if (decl.find("INT") != std::string::npos) return "INTEGER";
+    if (decl.find("CHAR") != std::string::npos || decl.find("CLOB") != std::string::npos ||
+        decl.find("TEXT") != std::string::npos)
+        return "TEXT";
+    if (decl.empty() || decl.find("BLOB") != std::string::npos) return "BLOB";
+    if (decl.find("REAL") != std::string::npos || decl.find("FLOA") != std::string::npos ||
+        decl.find("DOUB") != std::string::npos)
+        return "REAL";
+    return "NUMERIC";
+}
+
 Columns introspect(sqlite3* db, const std::string& table) {
     // table_xinfo also lists generated columns (hidden 2/3): those are not data.
-    Stmt st(db, "SELECT name, pk, hidden FROM pragma_table_xinfo(?1, 'main') ORDER BY cid");
+    Stmt st(db, "SELECT name, pk, hidden, type FROM pragma_table_xinfo(?1, 'main') ORDER BY cid");
     st.bind_text(1, table);
     std::vector<std::pair<int, std::string>> pk;
+    std::map<std::string, std::string> pk_types;
     Columns out;
     bool any = false;
     while (st.step()) {
         any = true;
         if (st.int64(2) == 2 || st.int64(2) == 3) continue;
-        if (st.int64(1) > 0) pk.emplace_back(static_cast<int>(st.int64(1)), st.text(0));
-        else out.cols.push_back(st.text(0));
+        if (st.int64(1) > 0) {
+            pk.emplace_back(static_cast<int>(st.int64(1)), st.text(0));
+            pk_types[st.text(0)] = st.text(3);
+        } else {
+            out.cols.push_back(st.text(0));
+        }
     }
     if (!any) throw Error("no such table: \"" + table + "\"");
     if (pk.empty())
         throw Error("table \"" + table + "\" has no PRIMARY KEY; lwwsync names rows by their key");
     std::sort(pk.begin(), pk.end());
-    for (auto& p : pk) out.key.push_back(p.second);
+    // Metadata keys compare exactly like the user's keys (same affinity and
+    // collation), so key lookups from triggers use the metadata primary key.
+    for (auto& p : pk) {
+        out.key.push_back(p.second);
+        std::string def = affinity_of(pk_types[p.second]);
+        const char *decl = nullptr, *coll = nullptr;
+        if (sqlite3_table_column_metadata(db, "main", table.c_str(), p.second.c_str(), &decl, &coll, nullptr, nullptr,
+                                          nullptr) == SQLITE_OK &&
+            coll)
+            def += " COLLATE " + quote_ident(coll);
+        out.key_defs.push_back(def);
+    }
     return out;
 }
 
@@ -93,11 +126,6 @@ std::string delete_meta(const std::string& meta, const std::vector<std::string>&
 void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
     const std::string t = quote_ident(table);
     const std::string meta = quote_ident(meta_table_name(table));
-    // The name argument lets lww_begin_write report which table a write hit.
-    std::string lit = "'";
-    for (char ch : table) lit += ch == '\'' ? std::string("''") : std::string(1, ch);
-    lit += "'";
-
     std::string key_same, key_changed;
     for (size_t i = 0; i < c.key.size(); ++i) {
         std::string n = quote_ident(c.key[i]);
@@ -106,20 +134,20 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
     key_changed = "NOT (" + key_same + ")";
 
     exec(db, "CREATE TRIGGER " + trigger_name(table, "ins") + " AFTER INSERT ON " + t +
-                 " WHEN lww_begin_write(" + lit + ", 1) BEGIN " +
+                 " WHEN lww_begin_write(1) BEGIN " +
                  insert_meta(meta, c.key.size(), row_keys(c.key, "NEW"), "lww_write_seq()") + " END");
 
-    exec(db, "CREATE TRIGGER " + trigger_name(table, "del") + " AFTER DELETE ON " + t + " WHEN lww_begin_write(" +
-                 lit + ", 1) BEGIN " + delete_meta(meta, c.key) + " END");
+    exec(db, "CREATE TRIGGER " + trigger_name(table, "del") + " AFTER DELETE ON " + t + " WHEN lww_begin_write(1) BEGIN " + delete_meta(meta, c.key) + " END");
 
     // A key change is a delete of the old key and an insert of the new one.
     exec(db, "CREATE TRIGGER " + trigger_name(table, "upd_key") + " AFTER UPDATE ON " + t + " WHEN " +
-                 key_changed + " AND lww_begin_write(" + lit + ", 2) BEGIN " + delete_meta(meta, c.key) + " " +
+                 key_changed + " AND lww_begin_write(2) BEGIN " + delete_meta(meta, c.key) + " " +
                  insert_meta(meta, c.key.size(), row_keys(c.key, "NEW"), "lww_write_seq() + 1") + " END");
 
     if (c.cols.empty()) return;  // a key-only table has nothing else to update
-    // Which columns changed, as 62-bit masks (IS NOT: NULL-aware inequality).
-    std::string masks, any_changed;
+    // Which columns changed, as 62-bit masks (IS NOT: NULL-aware inequality),
+    // computed once in WHEN and kept by lww_begin_update for the body.
+    std::string masks;
     for (size_t base = 0; base < c.cols.size(); base += 62) {
         std::string m;
         for (size_t i = base; i < c.cols.size() && i < base + 62; ++i) {
@@ -128,12 +156,10 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
                  std::to_string(i - base) + ")";
         }
         masks += ", " + m;
-        any_changed += (base ? " OR " : "") + std::string("(") + m + ") != 0";
     }
     exec(db, "CREATE TRIGGER " + trigger_name(table, "upd") + " AFTER UPDATE ON " + t + " WHEN " + key_same +
-                 " AND (" + any_changed + ") AND lww_begin_write(" + lit + ", 1) BEGIN UPDATE " + meta +
-                 " SET cols = lww_cols_set(cols, gen, " + std::to_string(c.cols.size()) + masks +
-                 "), seq = lww_write_seq() WHERE " + key_match(c.key, "NEW") + "; END");
+                 " AND lww_begin_update(" + std::to_string(c.cols.size()) + masks + ") BEGIN UPDATE " + meta +
+                 " SET cols = lww_cols_set(cols), seq = lww_write_seq() WHERE " + key_match(c.key, "NEW") + "; END");
 }
 
 }  // namespace
@@ -161,7 +187,8 @@ int64_t track_table(Conn& c, const std::string& table) {
         }
         const std::string meta = quote_ident(meta_table_name(table));
         std::string keydefs;
-        for (size_t i = 0; i < cols.key.size(); ++i) keydefs += "k" + std::to_string(i) + " NOT NULL, ";
+        for (size_t i = 0; i < cols.key.size(); ++i)
+            keydefs += "k" + std::to_string(i) + " " + cols.key_defs[i] + " NOT NULL, ";
         exec(c.db, "CREATE TABLE IF NOT EXISTS " + meta + "(" + keydefs +
                        "gen INTEGER NOT NULL, hlc INTEGER NOT NULL, node INTEGER NOT NULL, mseq INTEGER NOT NULL,"
                        " seq INTEGER NOT NULL, cols BLOB, PRIMARY KEY(" +
@@ -180,9 +207,6 @@ int64_t track_table(Conn& c, const std::string& table) {
         c.reload();
 
         // Rows already present get their first stamps, one write each.
-        std::string lit = "'";
-        for (char ch : table) lit += ch == '\'' ? std::string("''") : std::string(1, ch);
-        lit += "'";
         std::string join;
         for (size_t i = 0; i < cols.key.size(); ++i)
             join += (i ? " AND " : "") + std::string("m.k") + std::to_string(i) + " = t." + quote_ident(cols.key[i]);
@@ -190,7 +214,7 @@ int64_t track_table(Conn& c, const std::string& table) {
                        ", gen, hlc, node, mseq, seq, cols) SELECT " + row_keys(cols.key, "t") +
                        ", 1, lww_hlc(), 0, lww_write_seq(), lww_write_seq(), NULL FROM " + quote_ident(table) +
                        " AS t WHERE NOT EXISTS (SELECT 1 FROM " + meta + " AS m WHERE " + join +
-                       ") AND lww_begin_write(" + lit + ", 1)");
+                       ") AND lww_begin_write(1)");
         int64_t stamped = sqlite3_changes(c.db);
         exec(c.db, "RELEASE lww_track");
         return stamped;

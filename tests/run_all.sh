@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every test suite and prints one closing line: "N passed, M failed".
+# Counts are individual tests (GoogleTest cases, convergence scenarios).
+# SCENARIOS=N raises the randomized convergence run (default 300); SEED=S replays one.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+passed=0 failed=0 broken=()
+export LWWSYNC_EXT="$PWD/lwwsync.so"
+
+gtest_suite() {  # name, binary
+    local out
+    echo "== $1"
+    out=$("$2" --gtest_brief=1 --gtest_color=no 2>&1)
+    local rc=$?
+    echo "$out" | grep -vE '^Running main\(\)' | tail -n 40
+    local p f
+    p=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+    f=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+    passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+    if [ $rc -ne 0 ] && [ -z "$f" ]; then failed=$((failed + 1)); broken+=("$1"); fi
+}
+
+gtest_suite "core unit tests" build/unit_tests
+gtest_suite "SQLite extension" build/sqlite_tests
+
+echo "== randomized convergence (SQLite peers)"
+conv_args=(--ext "$LWWSYNC_EXT" --scenarios "${SCENARIOS:-300}")
+[ -n "${SEED:-}" ] && conv_args+=(--seed "$SEED")
+out=$(tests/convergence/convergence "${conv_args[@]}" 2>&1)
+rc=$?
+echo "$out" | tail -n 25
+line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
+if [ -n "$line" ]; then
+    passed=$((passed + $(echo "$line" | cut -d' ' -f1)))
+    failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
+elif [ $rc -ne 0 ]; then
+    failed=$((failed + 1)); broken+=("convergence")
+fi
+
+[ ${#broken[@]} -gt 0 ] && echo "suites that crashed or printed no summary: ${broken[*]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,193 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "../../common/changeset.h"
+#include "../../common/error.h"
+
+using namespace lww;
+
+namespace {
+
+NodeId n1() { return NodeId::parse("0f0e0d0c-0b0a-4908-8706-050403020100"); }
+NodeId n2() { return NodeId::parse("ffffffff-ffff-4fff-bfff-ffffffffffff"); }
+
+std::vector<Value> every_kind() {
+    return {
+        Value::null(),
+        Value::integer(0),
+        Value::integer(std::numeric_limits<int64_t>::min()),
+        Value::integer(std::numeric_limits<int64_t>::max()),
+        Value::integer((int64_t(1) << 53) - 1),
+        Value::integer(int64_t(1) << 53),
+        Value::integer(-(int64_t(1) << 53)),
+        Value::real(0.1),
+        Value::real(-0.0),
+        Value::real(1e308),
+        Value::real(5e-324),
+        Value::real(std::numeric_limits<double>::infinity()),
+        Value::real(-std::numeric_limits<double>::infinity()),
+        Value::real(std::numeric_limits<double>::quiet_NaN()),
+        Value::real(3.0),
+        Value::text(""),
+        Value::text("h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x98\x80"),
+        Value::text(std::string("a\0b", 3)),
+        Value::text("\"quoted\" \\ / \n\t"),
+        Value::bytes(""),
+        Value::bytes(std::string("\0\0\xff\x01", 4)),
+        Value::bytes("x"),
+        Value::bytes("xy"),
+        Value::bytes("xyz"),
+    };
+}
+
+ChangeSet sample() {
+    ChangeSet cs;
+    cs.origin = n1();
+    cs.since = 7;
+    cs.upto = 18446744073709551615ULL;
+    TableChanges t;
+    t.name = "items \"odd\"; name";
+    t.key = {"id", "k2"};
+    t.columns = {"v"};
+    uint64_t hlc = (uint64_t(1'790'000'000'000) << 16) | 3;
+    for (const Value& v : every_kind()) {
+        RowChange r;
+        r.key = {Value::integer(static_cast<int64_t>(t.rows.size())), v};
+        r.gen = 1;
+        r.has_row = true;
+        r.row = Stamp{hlc, n1()};
+        r.cols.push_back(ColChange{0, v, Stamp{hlc + 1, n2()}});
+        t.rows.push_back(r);
+    }
+    RowChange dead;
+    dead.key = {Value::integer(-1), Value::text("x")};
+    dead.gen = (uint64_t(1) << 53) - 2;  // the largest even generation a JS reader keeps exact
+    dead.has_row = true;
+    dead.row = Stamp{hlc + 5, n2()};
+    t.rows.push_back(dead);
+    cs.tables.push_back(t);
+    return cs;
+}
+
+}  // namespace
+
+TEST(Codec, RoundTripsEveryValueKindExactly) {
+    ChangeSet cs = sample();
+    std::string json = encode_changeset(cs);
+    ChangeSet back = decode_changeset(json);
+    EXPECT_EQ(back.origin, cs.origin);
+    EXPECT_EQ(back.since, cs.since);
+    EXPECT_EQ(back.upto, cs.upto);
+    ASSERT_EQ(back.tables.size(), 1u);
+    const auto& a = cs.tables[0];
+    const auto& b = back.tables[0];
+    EXPECT_EQ(b.name, a.name);
+    EXPECT_EQ(b.key, a.key);
+    ASSERT_EQ(b.rows.size(), a.rows.size());
+    for (size_t i = 0; i < a.rows.size(); ++i) {
+        const auto &x = a.rows[i], &y = b.rows[i];
+        EXPECT_EQ(y.gen, x.gen);
+        ASSERT_EQ(y.key.size(), x.key.size());
+        for (size_t k = 0; k < x.key.size(); ++k) EXPECT_TRUE(identical(x.key[k], y.key[k])) << "row " << i;
+        EXPECT_EQ(y.has_row, x.has_row);
+        EXPECT_TRUE(stamp_equal(y.row, x.row));
+        ASSERT_EQ(y.cols.size(), x.cols.size());
+        for (size_t k = 0; k < x.cols.size(); ++k) {
+            EXPECT_TRUE(identical(x.cols[k].value, y.cols[k].value)) << "row " << i;
+            EXPECT_TRUE(stamp_equal(x.cols[k].stamp, y.cols[k].stamp));
+        }
+    }
+    EXPECT_EQ(encode_changeset(back), json) << "re-encoding is stable";
+}
+
+TEST(Codec, NegativeZeroKeepsItsSign) {
+    ChangeSet cs = decode_changeset(encode_changeset(sample()));
+    const Value& v = cs.tables[0].rows[8].cols[0].value;
+    ASSERT_EQ(v.kind, Value::Kind::Real);
+    EXPECT_TRUE(std::signbit(v.d));
+}
+
+TEST(Codec, NoBareNumberAboveTwoToThe53) {
+    std::string json = encode_changeset(sample());
+    // Every digit run outside a string must be short enough for a JS double.
+    bool in_string = false;
+    size_t run = 0;
+    for (size_t i = 0; i < json.size(); ++i) {
+        char c = json[i];
+        if (c == '"' && (i == 0 || json[i - 1] != '\\')) in_string = !in_string;
+        if (!in_string && c >= '0' && c <= '9') {
+            ++run;
+            ASSERT_LE(run, 16u) << json.substr(i - run + 1, 30);
+        } else {
+            run = 0;
+        }
+    }
+    EXPECT_NE(json.find("{\"int\":\"-9223372036854775808\"}"), std::string::npos);
+    EXPECT_NE(json.find("\"18446744073709551615\""), std::string::npos);
+}
+
+static std::string error_of(const std::string& json) {
+    try {
+        decode_changeset(json);
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+TEST(Codec, RejectsBadInputWithClearErrors) {
+    std::string good = encode_changeset(sample());
+    EXPECT_NE(error_of("{not json").find("malformed JSON"), std::string::npos);
+    EXPECT_NE(error_of(good.substr(0, good.size() / 2)).find("malformed JSON"), std::string::npos);
+    EXPECT_NE(error_of("[]").find("expected a JSON object"), std::string::npos);
+    EXPECT_NE(error_of("{}").find("not an lwwsync change set"), std::string::npos);
+
+    std::string v2 = good;
+    v2.replace(v2.find("\"version\":1"), 11, "\"version\":2");
+    EXPECT_NE(error_of(v2).find("unsupported change set version 2"), std::string::npos);
+
+    std::string badhlc = good;
+    badhlc.replace(badhlc.find("\"stamp\":[\"") + 10, 1, "x");
+    EXPECT_NE(error_of(badhlc).find("decimal string"), std::string::npos);
+
+    std::string badnode = good;
+    badnode.replace(badnode.find("\"nodes\":[\"") + 10, 1, "z");
+    EXPECT_NE(error_of(badnode).find("node ids"), std::string::npos);
+
+    std::string badcol = good;
+    badcol.replace(badcol.find("\"cols\":[[0,"), 11, "\"cols\":[[5,");
+    EXPECT_NE(error_of(badcol).find("column index out of range"), std::string::npos);
+
+    std::string badval = good;
+    badval.replace(badval.find("{\"real\":0.1}"), 12, "{\"float\":1}");
+    EXPECT_NE(error_of(badval).find("not a value"), std::string::npos);
+
+    std::string badb64 = good;
+    badb64.replace(badb64.find("{\"bytes\":\"AAD/AQ==\"}"), 20, "{\"bytes\":\"A!D/AQ==\"}");
+    EXPECT_NE(error_of(badb64).find("base64"), std::string::npos);
+
+    std::string huge_gen = good;
+    huge_gen.replace(huge_gen.find("\"gen\":1,"), 8, "\"gen\":9007199254740993,");
+    EXPECT_NE(error_of(huge_gen).find("gen"), std::string::npos);
+
+    std::string realnum = good;
+    realnum.replace(realnum.find("{\"real\":0.1}"), 12, "0.5");
+    EXPECT_NE(error_of(realnum).find("bare number"), std::string::npos);
+}
+
+TEST(Base64, RoundTripsAllLengthsAndRejectsJunk) {
+    std::string bytes;
+    for (int n = 0; n < 70; ++n) {
+        std::string out;
+        ASSERT_TRUE(base64_decode(base64_encode(bytes), out));
+        ASSERT_EQ(out, bytes);
+        bytes.push_back(static_cast<char>(n * 37));
+    }
+    std::string out;
+    EXPECT_FALSE(base64_decode("abc", out));
+    EXPECT_FALSE(base64_decode("ab=c", out));
+    EXPECT_FALSE(base64_decode("a*cd", out));
+}

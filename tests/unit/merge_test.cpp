@@ -1,0 +1,217 @@
+// Properties of the one merge rule: idempotent, commutative, associative over
+// randomized registers, plus the SPEC's named outcomes.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <random>
+
+#include "../../common/merge.h"
+#include "../../common/row_codec.h"
+
+using namespace lww;
+
+namespace {
+
+constexpr size_t kCols = 3;
+
+NodeId node(int i) {
+    NodeId n;
+    n.bytes[15] = static_cast<uint8_t>(i);
+    return n;
+}
+
+// A state seen as a change: everything it holds.
+IncomingRow as_change(const RowState& s) {
+    IncomingRow in;
+    in.gen = s.gen;
+    in.has_row = s.row.present;
+    in.row = s.row.stamp;
+    for (size_t i = 0; i < s.cols.size(); ++i)
+        if (s.cols[i].present) in.cols.emplace_back(i, s.cols[i].stamp);
+    return in;
+}
+
+RowState join(RowState a, const RowState& b) {
+    if (b.gen) merge_row(a, as_change(b), 1);
+    return a;
+}
+
+// Equality of the replicated part (sequences are local and not compared).
+::testing::AssertionResult same(const RowState& a, const RowState& b) {
+    auto reg_eq = [](const Register& x, const Register& y) {
+        return x.present == y.present && (!x.present || stamp_equal(x.stamp, y.stamp));
+    };
+    if (a.gen != b.gen) return ::testing::AssertionFailure() << "gen " << a.gen << " vs " << b.gen;
+    if (!reg_eq(a.row, b.row)) return ::testing::AssertionFailure() << "row register differs";
+    for (size_t i = 0; i < a.cols.size(); ++i)
+        if (!reg_eq(a.cols[i], b.cols[i])) return ::testing::AssertionFailure() << "column " << i << " differs";
+    return ::testing::AssertionSuccess();
+}
+
+// Random seed, or LWWSYNC_SEED to reproduce a printed one.
+uint64_t test_seed() {
+    const char* env = std::getenv("LWWSYNC_SEED");
+    return env ? std::strtoull(env, nullptr, 10) : std::random_device{}();
+}
+
+RowState random_state(std::mt19937_64& rng) {
+    RowState s(kCols);
+    std::uniform_int_distribution<int> gen(1, 4), hlc(1, 6), nd(0, 2), coin(0, 1);
+    s.gen = static_cast<uint64_t>(gen(rng));
+    if (coin(rng)) s.row = Register{true, Stamp{static_cast<uint64_t>(hlc(rng)), node(nd(rng))}, 0};
+    if (s.gen & 1)
+        for (auto& c : s.cols)
+            if (coin(rng)) c = Register{true, Stamp{static_cast<uint64_t>(hlc(rng)), node(nd(rng))}, 0};
+    if (!s.row.present && std::none_of(s.cols.begin(), s.cols.end(), [](const Register& r) { return r.present; }))
+        s.row = Register{true, Stamp{1, node(0)}, 0};
+    return s;
+}
+
+}  // namespace
+
+TEST(Merge, IdempotentCommutativeAssociativeOverRandomRegisters) {
+    const uint64_t seed = test_seed();
+    std::printf("merge property seed: %llu (LWWSYNC_SEED=... to reproduce)\n", static_cast<unsigned long long>(seed));
+    std::mt19937_64 rng(seed);
+    for (int i = 0; i < 20000; ++i) {
+        RowState a = random_state(rng), b = random_state(rng), c = random_state(rng);
+        ASSERT_TRUE(same(join(a, a), a)) << "idempotence, seed " << seed << " iter " << i;
+        ASSERT_TRUE(same(join(join(a, b), b), join(a, b))) << "idempotence, seed " << seed << " iter " << i;
+        ASSERT_TRUE(same(join(a, b), join(b, a))) << "commutativity, seed " << seed << " iter " << i;
+        ASSERT_TRUE(same(join(join(a, b), c), join(a, join(b, c)))) << "associativity, seed " << seed << " iter " << i;
+    }
+}
+
+TEST(Merge, AnyDeliveryOrderOfSingleRegistersConverges) {
+    const uint64_t seed = test_seed();
+    std::printf("delivery order seed: %llu\n", static_cast<unsigned long long>(seed));
+    std::mt19937_64 rng(seed);
+    for (int i = 0; i < 2000; ++i) {
+        std::vector<IncomingRow> changes;
+        for (int k = 0; k < 8; ++k) {
+            RowState s = random_state(rng);
+            IncomingRow full = as_change(s);
+            // Split each state into single-register changes.
+            if (full.has_row) {
+                IncomingRow r;
+                r.gen = full.gen;
+                r.has_row = true;
+                r.row = full.row;
+                changes.push_back(r);
+            }
+            for (auto& col : full.cols) {
+                IncomingRow r;
+                r.gen = full.gen;
+                r.cols.push_back(col);
+                changes.push_back(r);
+            }
+        }
+        RowState first(kCols);
+        for (const auto& ch : changes) merge_row(first, ch, 1);
+        for (int perm = 0; perm < 4; ++perm) {
+            std::shuffle(changes.begin(), changes.end(), rng);
+            RowState other(kCols);
+            for (const auto& ch : changes) {
+                merge_row(other, ch, 1);
+                if (rng() % 3 == 0) merge_row(other, ch, 1);  // duplicated delivery
+            }
+            ASSERT_TRUE(same(first, other)) << "seed " << seed << " iter " << i;
+        }
+    }
+}
+
+TEST(Merge, HigherGenerationWinsTheRow) {
+    RowState s(2);
+    local_insert(s, Stamp{100, node(1)}, 1);
+    IncomingRow del;
+    del.gen = 2;
+    del.has_row = true;
+    del.row = Stamp{50, node(2)};  // older clock, but a delete of generation 1
+    MergeOutcome out = merge_row(s, del, 2);
+    EXPECT_TRUE(out.was_alive);
+    EXPECT_FALSE(out.alive);
+    EXPECT_EQ(s.gen, 2u);
+
+    IncomingRow late_update;  // concurrent update of generation 1 arrives late
+    late_update.gen = 1;
+    late_update.cols.emplace_back(0, Stamp{999, node(3)});
+    out = merge_row(s, late_update, 3);
+    EXPECT_EQ(out.ignored, 1u);
+    EXPECT_FALSE(out.alive);
+}
+
+TEST(Merge, ConcurrentEditsToDifferentColumnsBothSurvive) {
+    RowState s(2);
+    local_insert(s, Stamp{10, node(1)}, 1);
+    local_update(s, {true, false}, Stamp{20, node(1)}, 2);
+    IncomingRow other;
+    other.gen = 1;
+    other.cols.emplace_back(1, Stamp{15, node(2)});
+    MergeOutcome out = merge_row(s, other, 3);
+    EXPECT_EQ(out.applied, 1u);
+    EXPECT_EQ(s.cols[0].stamp.hlc, 20u);
+    EXPECT_EQ(s.cols[1].stamp.hlc, 15u);
+}
+
+TEST(Merge, EqualClocksAreOrderedByNodeId) {
+    RowState s(1);
+    local_insert(s, Stamp{10, node(5)}, 1);
+    IncomingRow lower, higher;
+    lower.gen = higher.gen = 1;
+    lower.cols.emplace_back(0, Stamp{10, node(4)});
+    higher.cols.emplace_back(0, Stamp{10, node(6)});
+    EXPECT_EQ(merge_row(s, lower, 2).applied, 0u);
+    EXPECT_EQ(merge_row(s, higher, 3).applied, 1u);
+}
+
+TEST(Merge, ReinsertAfterDeleteStartsGenerationThree) {
+    RowState s(1);
+    local_insert(s, Stamp{1, node(1)}, 1);
+    local_delete(s, Stamp{2, node(1)}, 2);
+    EXPECT_EQ(s.gen, 2u);
+    EXPECT_FALSE(s.cols[0].present);
+    local_insert(s, Stamp{3, node(1)}, 3);
+    EXPECT_EQ(s.gen, 3u);
+    EXPECT_TRUE(s.alive());
+    EXPECT_EQ(s.max_seq(), 3u);
+}
+
+TEST(RowCodec, RoundTripsSparseColumnRegisters) {
+    NodeDirectory dir(node(1));
+    RowState s(4);
+    local_insert(s, Stamp{100, node(1)}, 7);
+    local_update(s, {false, true, false, true}, Stamp{200, node(1)}, 9);
+    IncomingRow remote;
+    remote.gen = 1;
+    remote.cols.emplace_back(2, Stamp{300, node(9)});
+    merge_row(s, remote, 11);
+
+    std::vector<NodeId> added;
+    StoredRow stored = encode_row(s, dir, &added);
+    ASSERT_EQ(added.size(), 1u);
+    EXPECT_EQ(added[0], node(9));
+    RowState back = decode_row(stored, 4, dir);
+    EXPECT_TRUE(same(back, s));
+    for (size_t i = 0; i < 4; ++i) EXPECT_EQ(back.cols[i].seq, s.cols[i].seq);
+
+    RowState fresh(4);
+    local_insert(fresh, Stamp{5, node(1)}, 1);
+    EXPECT_TRUE(encode_row(fresh, dir, nullptr).cols.empty()) << "an insert needs no per-column entries";
+}
+
+TEST(RowCodec, TriggerFastPathMatchesTheGeneralEncoder) {
+    NodeDirectory dir(node(1));
+    RowState s(3);
+    local_insert(s, Stamp{100, node(1)}, 1);
+    StoredRow stored = encode_row(s, dir, nullptr);
+    std::string blob = blob_set_columns(stored.cols, 3, {false, true, false}, 150, 2);
+    blob = blob_set_columns(blob, 3, {true, true, false}, 160, 3);
+    stored.cols = blob;
+    RowState fast = decode_row(stored, 3, dir);
+    local_update(s, {false, true, false}, Stamp{150, node(1)}, 2);
+    local_update(s, {true, true, false}, Stamp{160, node(1)}, 3);
+    EXPECT_TRUE(same(fast, s));
+    EXPECT_EQ(fast.cols[1].seq, 3u);
+    EXPECT_EQ(fast.cols[2].seq, 1u);
+}
