@@ -344,11 +344,15 @@ Stamp read_stamp(const JVal& hlc, const JVal& node, const std::vector<NodeId>& n
 
 ChangeSet decode_changeset(std::string_view json) {
     rapidjson::Document doc;
-    doc.Parse<rapidjson::kParseFullPrecisionFlag | rapidjson::kParseValidateEncodingFlag>(json.data(), json.size());
+    doc.Parse<kJsonParseFlags>(json.data(), json.size());
     if (doc.HasParseError()) {
         throw Error(std::string("invalid change set: malformed JSON at offset ") + std::to_string(doc.GetErrorOffset()) +
                     ": " + rapidjson::GetParseError_En(doc.GetParseError()));
     }
+    return decode_changeset_value(doc);
+}
+
+ChangeSet decode_changeset_value(const rapidjson::Value& doc) {
     if (!doc.IsObject()) bad("document", "expected a JSON object");
     auto fmt = doc.FindMember("format");
     if (fmt == doc.MemberEnd() || !fmt->value.IsString() || std::string(fmt->value.GetString()) != kChangeSetFormat)

@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include <rapidjson/document.h>
+
 #include "merge.h"
 #include "node_id.h"
 #include "value.h"
@@ -77,6 +79,10 @@ std::string encode_changeset(const ChangeSet& cs);
 // Parses and validates the structure; throws lww::Error with a message that
 // says what is wrong and where. Never returns a partially read set.
 ChangeSet decode_changeset(std::string_view json);
+ChangeSet decode_changeset_value(const rapidjson::Value& doc);  // a change set embedded in another document
+
+// Exact doubles and validated UTF-8 for every lwwsync document.
+constexpr unsigned kJsonParseFlags = rapidjson::kParseFullPrecisionFlag | rapidjson::kParseValidateEncodingFlag;
 
 std::string base64_encode(std::string_view bytes);
 bool base64_decode(std::string_view text, std::string& out);

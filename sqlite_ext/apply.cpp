@@ -5,11 +5,6 @@ SQLITE_EXTENSION_INIT3
 
 namespace lww::sq {
 
-std::string ApplyStats::json() const {
-    return "{\"rows\":" + std::to_string(rows) + ",\"received\":" + std::to_string(received) +
-           ",\"applied\":" + std::to_string(applied) + ",\"ignored\":" + std::to_string(ignored) + "}";
-}
-
 namespace {
 
 // The incoming table mapped onto the local one.

@@ -99,6 +99,10 @@ void fn_sync(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     });
 }
 
+void fn_exchange(sqlite3_context* ctx, int, sqlite3_value** argv) {
+    guarded(ctx, "lww_exchange", [&] { result_text(ctx, exchange_request(conn(ctx), text_arg(argv[0], "request"))); });
+}
+
 void fn_seq(sqlite3_context* ctx, int, sqlite3_value**) {
     guarded(ctx, "lww_seq", [&] {
         Conn& c = conn(ctx);
@@ -216,6 +220,7 @@ const FnDef kFunctions[] = {
     {"lww_apply", 1, kDirect, fn_apply},
     {"lww_sync", 1, kDirect, fn_sync},
     {"lww_sync", 2, kDirect, fn_sync},
+    {"lww_exchange", 1, kDirect, fn_exchange},
     {"lww_seq", 0, kInnocuous, fn_seq},
     {"lww_config", 1, kDirect, fn_config},
     {"lww_config", 2, kDirect, fn_config},

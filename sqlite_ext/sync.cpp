@@ -16,64 +16,75 @@ SyncOptions parse_sync_options(const std::string& json) {
     if (d.HasParseError() || !d.IsObject()) throw Error("options must be a JSON object");
     for (const auto& m : d.GetObject()) {
         std::string k(m.name.GetString(), m.name.GetStringLength());
-        if (k == "batch_rows" && m.value.IsInt64() && m.value.GetInt64() > 0) o.batch_rows = m.value.GetInt64();
-        else throw Error("unknown or invalid option \"" + k + "\" (known: batch_rows > 0)");
+        if (k == "batch_rows" && m.value.IsInt64() && m.value.GetInt64() > 0 && m.value.GetInt64() <= 1000000)
+            o.batch_rows = m.value.GetInt64();
+        else
+            throw Error("unknown or invalid option \"" + k + "\" (known: batch_rows, 1..1000000)");
     }
     return o;
 }
 
-namespace {
+NodeId SqliteEngine::self() {
+    c_.ensure_ready();
+    return c_.self();
+}
 
-struct Direction {
-    size_t batches = 0, rows = 0, applied = 0, ignored = 0;
-    std::string json() const {
-        return "{\"batches\":" + std::to_string(batches) + ",\"rows\":" + std::to_string(rows) +
-               ",\"applied\":" + std::to_string(applied) + ",\"ignored\":" + std::to_string(ignored) + "}";
-    }
-};
-
-uint64_t received_cursor(Conn& receiver, const NodeId& sender) {
-    receiver.ensure_ready();
-    Stmt st(receiver.db, "SELECT received FROM lww_peers WHERE node = ?1");
-    st.bind_text(1, sender.str());
+uint64_t SqliteEngine::received_from(const NodeId& peer) {
+    c_.ensure_ready();
+    Stmt st(c_.db, "SELECT received FROM lww_peers WHERE node = ?1");
+    st.bind_text(1, peer.str());
     return st.step() ? static_cast<uint64_t>(st.int64(0)) : 0;
 }
 
-// Moves everything `from` has and `to` lacks, one atomic batch at a time;
-// the receiver's cursor advances in the same transaction as its batch.
-Direction transfer(Conn& from, Conn& to, int64_t batch_rows) {
-    Direction d;
-    for (;;) {
-        const uint64_t since = received_cursor(to, from.self());
-        ChangesRequest req;
-        req.since = since;
-        req.limit = batch_rows;
-        req.skip_node = &to.self();
-        ChangesResult res = collect_changes(from, req);
-        if (res.upto <= since) break;
-        ChangeSet cs = decode_changeset(res.json);
-
-        exec(to.db, "SAVEPOINT lww_sync_batch");
-        try {
-            ApplyStats s = apply_changeset(to, cs);
-            Stmt cur(to.db,
-                     "INSERT INTO lww_peers(node, received, synced_at) VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ'))"
-                     " ON CONFLICT(node) DO UPDATE SET received = excluded.received, synced_at = excluded.synced_at");
-            cur.bind_text(1, from.self().str());
-            cur.bind_int(2, static_cast<int64_t>(res.upto));
-            cur.step();
-            exec(to.db, "RELEASE lww_sync_batch");
-            ++d.batches;
-            d.rows += s.rows;
-            d.applied += s.applied;
-            d.ignored += s.ignored;
-        } catch (...) {
-            sqlite3_exec(to.db, "ROLLBACK TO lww_sync_batch; RELEASE lww_sync_batch", nullptr, nullptr, nullptr);
-            throw;
-        }
-    }
-    return d;
+Batch SqliteEngine::changes_for(const NodeId& peer, uint64_t since, int64_t limit) {
+    ChangesRequest req;
+    req.since = since;
+    req.limit = limit;
+    req.skip_node = &peer;
+    ChangesResult r = collect_changes(c_, req);
+    Batch b;
+    b.json = std::move(r.json);
+    b.since = since;
+    b.upto = r.upto;
+    b.rows = r.rows;
+    return b;
 }
+
+ApplyCounts SqliteEngine::apply_from(const NodeId& peer, const ChangeSet& cs) {
+    if (cs.origin != peer) throw Error("a change set from " + cs.origin.str() + " arrived as " + peer.str() + "'s");
+    exec(c_.db, "SAVEPOINT lww_batch");
+    try {
+        ApplyCounts s = apply_changeset(c_, cs);
+        // The cursor commits with its batch; it never moves backwards.
+        Stmt cur(c_.db,
+                 "INSERT INTO lww_peers(node, received, synced_at) VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ'))"
+                 " ON CONFLICT(node) DO UPDATE SET received = max(received, excluded.received),"
+                 " synced_at = excluded.synced_at");
+        cur.bind_text(1, peer.str());
+        cur.bind_int(2, static_cast<int64_t>(cs.upto));
+        cur.step();
+        exec(c_.db, "RELEASE lww_batch");
+        return s;
+    } catch (...) {
+        sqlite3_exec(c_.db, "ROLLBACK TO lww_batch; RELEASE lww_batch", nullptr, nullptr, nullptr);
+        throw;
+    }
+}
+
+std::string exchange_request(Conn& c, const std::string& request) {
+    SqliteEngine engine(c);
+    exec(c.db, "SAVEPOINT lww_exchange");
+    try {
+        std::string out = serve_exchange(engine, request);
+        exec(c.db, "RELEASE lww_exchange");
+        return out;
+    } catch (...) {
+        sqlite3_exec(c.db, "ROLLBACK TO lww_exchange; RELEASE lww_exchange", nullptr, nullptr, nullptr);
+        throw;
+    }
+}
+
+namespace {
 
 struct PeerDb {
     sqlite3* db = nullptr;
@@ -96,12 +107,10 @@ std::string sync_with(Conn& c, const std::string& url, const SyncOptions& opt) {
     sqlite3_busy_timeout(peer.db, 10000);
     Conn* pc = register_functions(peer.db);
     if (!pc->has_state()) throw Error("peer " + url + " has no lwwsync metadata (run lww_track there first)");
-    pc->ensure_ready();
-    if (pc->self() == c.self()) throw Error("peer " + url + " is this database itself (same node id)");
 
-    Direction sent = transfer(c, *pc, opt.batch_rows);
-    Direction received = transfer(*pc, c, opt.batch_rows);
-    return "{\"peer\":\"" + pc->self().str() + "\",\"sent\":" + sent.json() + ",\"received\":" + received.json() + "}";
+    SqliteEngine local(c);
+    Transport in_process = [&](const std::string& request) { return exchange_request(*pc, request); };
+    return run_sync(local, in_process, opt.batch_rows).json();
 }
 
 }  // namespace lww::sq

@@ -1,0 +1,228 @@
+#include "exchange.h"
+
+#include <rapidjson/error/en.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "error.h"
+
+namespace lww {
+
+std::string ApplyCounts::json() const {
+    return "{\"rows\":" + std::to_string(rows) + ",\"received\":" + std::to_string(received) +
+           ",\"applied\":" + std::to_string(applied) + ",\"ignored\":" + std::to_string(ignored) + "}";
+}
+
+std::string SyncStats::json() const {
+    return "{\"peer\":\"" + peer + "\",\"round_trips\":" + std::to_string(round_trips) + ",\"sent\":" + sent.json() +
+           ",\"received\":" + received.json() + "}";
+}
+
+namespace {
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void header(Writer& w, const NodeId& node) {
+    w.Key("format");
+    w.String(kExchangeFormat);
+    w.Key("version");
+    w.Int(kExchangeVersion);
+    w.Key("node");
+    w.String(node.str().c_str());
+}
+
+void u64(Writer& w, const char* key, uint64_t v) {
+    w.Key(key);
+    std::string s = std::to_string(v);
+    w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
+}
+
+void raw(Writer& w, const char* key, const std::string& json) {
+    w.Key(key);
+    w.RawValue(json.data(), json.size(), rapidjson::kObjectType);
+}
+
+[[noreturn]] void bad(const std::string& what) { throw Error("invalid exchange document: " + what); }
+
+void parse_envelope(rapidjson::Document& d, std::string_view json) {
+    d.Parse<kJsonParseFlags>(json.data(), json.size());
+    if (d.HasParseError())
+        bad("malformed JSON at offset " + std::to_string(d.GetErrorOffset()) + ": " +
+            rapidjson::GetParseError_En(d.GetParseError()));
+    if (!d.IsObject()) bad("expected a JSON object");
+    auto f = d.FindMember("format");
+    if (f == d.MemberEnd() || !f->value.IsString() || std::string(f->value.GetString()) != kExchangeFormat)
+        bad(std::string("want \"format\": \"") + kExchangeFormat + "\"");
+    auto v = d.FindMember("version");
+    if (v == d.MemberEnd() || !v->value.IsInt() || v->value.GetInt() != kExchangeVersion)
+        throw Error("unsupported exchange version (this build speaks version " + std::to_string(kExchangeVersion) + ")");
+}
+
+NodeId node_of(const rapidjson::Document& d) {
+    auto n = d.FindMember("node");
+    NodeId id;
+    if (n == d.MemberEnd() || !n->value.IsString() || !NodeId::try_parse({n->value.GetString(), n->value.GetStringLength()}, id))
+        bad("\"node\" must be a node id (UUID)");
+    return id;
+}
+
+uint64_t u64_of(const rapidjson::Document& d, const char* key) {
+    auto m = d.FindMember(key);
+    if (m == d.MemberEnd() || !m->value.IsString()) bad(std::string("\"") + key + "\" must be a decimal string");
+    const char* s = m->value.GetString();
+    size_t n = m->value.GetStringLength();
+    if (n == 0 || n > 20) bad(std::string("\"") + key + "\" must be a decimal string");
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (s[i] < '0' || s[i] > '9') bad(std::string("\"") + key + "\" must be a decimal string");
+        uint64_t d10 = v * 10 + uint64_t(s[i] - '0');
+        if (d10 / 10 != v) bad(std::string("\"") + key + "\" is out of range");
+        v = d10;
+    }
+    return v;
+}
+
+}  // namespace
+
+std::string encode_request(const ExchangeRequest& r) {
+    rapidjson::StringBuffer buf;
+    Writer w(buf);
+    w.StartObject();
+    header(w, r.node);
+    u64(w, "received", r.received);
+    w.Key("limit");
+    w.Int64(r.limit);
+    if (r.push) raw(w, "push", *r.push);
+    w.EndObject();
+    return std::string(buf.GetString(), buf.GetSize());
+}
+
+std::string encode_response(const ExchangeResponse& r) {
+    rapidjson::StringBuffer buf;
+    Writer w(buf);
+    w.StartObject();
+    header(w, r.node);
+    u64(w, "acked", r.acked);
+    if (r.applied) {
+        const ApplyCounts& a = *r.applied;
+        w.Key("applied");
+        w.RawValue(a.json().c_str(), a.json().size(), rapidjson::kObjectType);
+    }
+    raw(w, "pull", r.pull);
+    w.EndObject();
+    return std::string(buf.GetString(), buf.GetSize());
+}
+
+ParsedRequest decode_request(std::string_view json) {
+    rapidjson::Document d;
+    parse_envelope(d, json);
+    ParsedRequest r;
+    r.node = node_of(d);
+    r.received = u64_of(d, "received");
+    auto lim = d.FindMember("limit");
+    if (lim != d.MemberEnd()) {
+        if (!lim->value.IsInt64() || lim->value.GetInt64() <= 0 || lim->value.GetInt64() > 1000000)
+            bad("\"limit\" must be an integer between 1 and 1000000");
+        r.limit = lim->value.GetInt64();
+    }
+    auto push = d.FindMember("push");
+    if (push != d.MemberEnd() && !push->value.IsNull()) r.push = decode_changeset_value(push->value);
+    return r;
+}
+
+ParsedResponse decode_response(std::string_view json) {
+    rapidjson::Document d;
+    parse_envelope(d, json);
+    ParsedResponse r;
+    r.node = node_of(d);
+    r.acked = u64_of(d, "acked");
+    auto applied = d.FindMember("applied");
+    if (applied != d.MemberEnd() && applied->value.IsObject()) {
+        ApplyCounts a;
+        auto count = [&](const char* k) -> size_t {
+            auto m = applied->value.FindMember(k);
+            return m != applied->value.MemberEnd() && m->value.IsUint64() ? m->value.GetUint64() : 0;
+        };
+        a.rows = count("rows");
+        a.received = count("received");
+        a.applied = count("applied");
+        a.ignored = count("ignored");
+        r.applied = a;
+    }
+    auto pull = d.FindMember("pull");
+    if (pull == d.MemberEnd()) bad("missing \"pull\"");
+    r.pull = decode_changeset_value(pull->value);
+    return r;
+}
+
+std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
+    ParsedRequest req = decode_request(request_json);
+    const NodeId self = server.self();
+    if (req.node == self) throw Error("the caller is this database's own node " + self.str());
+    ExchangeResponse resp;
+    resp.node = self;
+    if (req.push) {
+        if (req.push->origin != req.node) throw Error("the pushed change set's origin is not the calling node");
+        // A push that starts past what we hold would leave a gap: skip it and
+        // report our cursor so the caller resends from there.
+        if (req.push->since <= server.received_from(req.node)) resp.applied = server.apply_from(req.node, *req.push);
+    }
+    resp.acked = server.received_from(req.node);
+    resp.pull = server.changes_for(req.node, req.received, req.limit).json;
+    return encode_response(resp);
+}
+
+SyncStats run_sync(SyncEngine& local, const Transport& send, int64_t batch_rows) {
+    SyncStats stats;
+    const NodeId self = local.self();
+    std::optional<NodeId> server;
+    uint64_t acked = 0;
+    for (int guard = 0;; ++guard) {
+        if (guard > 1000000) throw Error("sync made no progress");
+        ExchangeRequest req;
+        req.node = self;
+        req.limit = batch_rows;
+        uint64_t push_upto = 0;
+        bool pushing = false;
+        if (server) {
+            req.received = local.received_from(*server);
+            Batch b = local.changes_for(*server, acked, batch_rows);
+            if (b.upto > acked) {
+                req.push = b.json;
+                push_upto = b.upto;
+                pushing = true;
+            }
+        }
+        ParsedResponse resp = decode_response(send(encode_request(req)));
+        ++stats.round_trips;
+        if (resp.node == self) throw Error("the peer is this database itself (same node id " + self.str() + ")");
+        if (server && resp.node != *server) throw Error("the peer's node id changed during the sync");
+        const bool first = !server;
+        server = resp.node;
+        stats.peer = resp.node.str();
+        if (pushing && resp.acked < push_upto && resp.acked == acked)
+            throw Error("the peer did not accept a pushed batch (it holds our changes up to " +
+                        std::to_string(resp.acked) + ")");
+        if (resp.applied) {
+            stats.sent.rows += resp.applied->rows;
+            stats.sent.received += resp.applied->received;
+            stats.sent.applied += resp.applied->applied;
+            stats.sent.ignored += resp.applied->ignored;
+        }
+        acked = resp.acked;
+
+        bool pulled_progress = false;
+        if (resp.pull.upto > local.received_from(resp.node)) {
+            ApplyCounts got = local.apply_from(resp.node, resp.pull);
+            stats.received.rows += got.rows;
+            stats.received.received += got.received;
+            stats.received.applied += got.applied;
+            stats.received.ignored += got.ignored;
+            pulled_progress = true;
+        }
+        if (!first && !pushing && !pulled_progress) break;
+    }
+    return stats;
+}
+
+}  // namespace lww
