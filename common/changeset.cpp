@@ -145,7 +145,7 @@ struct ChangeSetWriter::Impl {
     }
 };
 
-ChangeSetWriter::ChangeSetWriter(const NodeId& origin, uint64_t since) : impl_(new Impl) {
+ChangeSetWriter::ChangeSetWriter(const NodeId& origin, uint64_t since, uint64_t after) : impl_(new Impl) {
     auto& w = impl_->w;
     w.StartObject();
     w.Key("format");
@@ -156,6 +156,10 @@ ChangeSetWriter::ChangeSetWriter(const NodeId& origin, uint64_t since) : impl_(n
     w.String(origin.str().c_str());
     w.Key("since");
     write_u64(w, since);
+    if (after != since) {
+        w.Key("after");
+        write_u64(w, after);
+    }
     w.Key("tables");
     w.StartArray();
 }
@@ -222,11 +226,15 @@ void ChangeSetWriter::end_table() {
     impl_->w.EndObject();
 }
 
-std::string ChangeSetWriter::finish(uint64_t upto) {
+std::string ChangeSetWriter::finish(uint64_t upto, bool complete) {
     auto& w = impl_->w;
     w.EndArray();
     w.Key("upto");
     write_u64(w, upto);
+    if (!complete) {
+        w.Key("complete");
+        w.Bool(false);
+    }
     w.Key("nodes");
     w.StartArray();
     for (const auto& n : impl_->nodes) w.String(n.str().c_str());
@@ -236,13 +244,13 @@ std::string ChangeSetWriter::finish(uint64_t upto) {
 }
 
 std::string encode_changeset(const ChangeSet& cs) {
-    ChangeSetWriter w(cs.origin, cs.since);
+    ChangeSetWriter w(cs.origin, cs.since, cs.after);
     for (const auto& t : cs.tables) {
         w.begin_table(t.name, t.key, t.columns);
         for (const auto& r : t.rows) w.row(r);
         w.end_table();
     }
-    return w.finish(cs.upto);
+    return w.finish(cs.upto, cs.complete);
 }
 
 // ---------------------------------------------------------------- reading
@@ -368,6 +376,14 @@ ChangeSet decode_changeset_value(const rapidjson::Value& doc) {
         bad("origin", "expected a node id (UUID)");
     cs.since = read_u64_string(member(doc, "since", "document"), "since");
     cs.upto = read_u64_string(member(doc, "upto", "document"), "upto");
+    auto after = doc.FindMember("after");
+    cs.after = after == doc.MemberEnd() ? cs.since : read_u64_string(after->value, "after");
+    if (cs.after < cs.since || cs.upto < cs.after) bad("document", "want since <= after <= upto");
+    auto complete = doc.FindMember("complete");
+    if (complete != doc.MemberEnd()) {
+        if (!complete->value.IsBool()) bad("complete", "expected true or false");
+        cs.complete = complete->value.GetBool();
+    }
 
     std::vector<NodeId> nodes;
     const JVal& jnodes = member(doc, "nodes", "document");

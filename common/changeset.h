@@ -45,8 +45,10 @@ struct TableChanges {
 
 struct ChangeSet {
     NodeId origin;
-    uint64_t since = 0;
-    uint64_t upto = 0;
+    uint64_t since = 0;     // registers changed after this sequence...
+    uint64_t after = 0;     // ...of rows whose latest change is after this one (>= since)
+    uint64_t upto = 0;      // ...and at or before this one
+    bool complete = true;   // false: a row limit cut the set; more rows follow upto
     std::vector<TableChanges> tables;
 
     size_t register_count() const;
@@ -55,7 +57,7 @@ struct ChangeSet {
 // Streams a change set to JSON without building it in memory first.
 class ChangeSetWriter {
 public:
-    ChangeSetWriter(const NodeId& origin, uint64_t since);
+    ChangeSetWriter(const NodeId& origin, uint64_t since, uint64_t after);
     ~ChangeSetWriter();
     ChangeSetWriter(const ChangeSetWriter&) = delete;
     ChangeSetWriter& operator=(const ChangeSetWriter&) = delete;
@@ -64,7 +66,7 @@ public:
                      const std::vector<std::string>& columns);
     void row(const RowChange& r);
     void end_table();
-    std::string finish(uint64_t upto);
+    std::string finish(uint64_t upto, bool complete = true);
 
     size_t rows_written() const { return rows_; }
 

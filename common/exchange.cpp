@@ -18,6 +18,12 @@ std::string SyncStats::json() const {
            ",\"received\":" + received.json() + "}";
 }
 
+Cursor Cursor::after_batch(const ChangeSet& cs) const {
+    if (cs.upto <= received) return *this;  // an old batch again: nothing moves
+    // Rows up to cs.upto are now whole; later rows gained nothing.
+    return Cursor{cs.upto, cs.complete ? cs.upto : floor};
+}
+
 namespace {
 
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
@@ -35,6 +41,11 @@ void u64(Writer& w, const char* key, uint64_t v) {
     w.Key(key);
     std::string s = std::to_string(v);
     w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
+}
+
+void cursor(Writer& w, const char* key, const char* floor_key, const Cursor& c) {
+    u64(w, key, c.received);
+    if (c.floor != c.received) u64(w, floor_key, c.floor);
 }
 
 void raw(Writer& w, const char* key, const std::string& json) {
@@ -82,6 +93,14 @@ uint64_t u64_of(const rapidjson::Document& d, const char* key) {
     return v;
 }
 
+Cursor cursor_of(const rapidjson::Document& d, const char* key, const char* floor_key) {
+    Cursor c;
+    c.received = u64_of(d, key);
+    c.floor = d.HasMember(floor_key) ? u64_of(d, floor_key) : c.received;
+    if (c.floor > c.received) bad(std::string("\"") + floor_key + "\" must not exceed \"" + key + "\"");
+    return c;
+}
+
 }  // namespace
 
 std::string encode_request(const ExchangeRequest& r) {
@@ -89,7 +108,7 @@ std::string encode_request(const ExchangeRequest& r) {
     Writer w(buf);
     w.StartObject();
     header(w, r.node);
-    u64(w, "received", r.received);
+    cursor(w, "received", "received_floor", r.received);
     w.Key("limit");
     w.Int64(r.limit);
     if (r.push) raw(w, "push", *r.push);
@@ -102,7 +121,7 @@ std::string encode_response(const ExchangeResponse& r) {
     Writer w(buf);
     w.StartObject();
     header(w, r.node);
-    u64(w, "acked", r.acked);
+    cursor(w, "acked", "acked_floor", r.acked);
     if (r.applied) {
         const ApplyCounts& a = *r.applied;
         w.Key("applied");
@@ -118,7 +137,7 @@ ParsedRequest decode_request(std::string_view json) {
     parse_envelope(d, json);
     ParsedRequest r;
     r.node = node_of(d);
-    r.received = u64_of(d, "received");
+    r.received = cursor_of(d, "received", "received_floor");
     auto lim = d.FindMember("limit");
     if (lim != d.MemberEnd()) {
         if (!lim->value.IsInt64() || lim->value.GetInt64() <= 0 || lim->value.GetInt64() > 1000000)
@@ -135,7 +154,7 @@ ParsedResponse decode_response(std::string_view json) {
     parse_envelope(d, json);
     ParsedResponse r;
     r.node = node_of(d);
-    r.acked = u64_of(d, "acked");
+    r.acked = cursor_of(d, "acked", "acked_floor");
     auto applied = d.FindMember("applied");
     if (applied != d.MemberEnd() && applied->value.IsObject()) {
         ApplyCounts a;
@@ -165,9 +184,11 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
         if (req.push->origin != req.node) throw Error("the pushed change set's origin is not the calling node");
         // A push that starts past what we hold would leave a gap: skip it and
         // report our cursor so the caller resends from there.
-        if (req.push->since <= server.received_from(req.node)) resp.applied = server.apply_from(req.node, *req.push);
+        const Cursor held = server.cursor_of(req.node);
+        if (req.push->after <= held.received && req.push->since <= held.floor)
+            resp.applied = server.apply_from(req.node, *req.push);
     }
-    resp.acked = server.received_from(req.node);
+    resp.acked = server.cursor_of(req.node);
     resp.pull = server.changes_for(req.node, req.received, req.limit).json;
     return encode_response(resp);
 }
@@ -176,21 +197,24 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, int64_t batch_rows)
     SyncStats stats;
     const NodeId self = local.self();
     std::optional<NodeId> server;
-    uint64_t acked = 0;
-    for (int guard = 0;; ++guard) {
-        if (guard > 1000000) throw Error("sync made no progress");
+    Cursor acked;  // how far the server holds our changes, as it last told us
+    auto add = [](ApplyCounts& to, const ApplyCounts& c) {
+        to.rows += c.rows;
+        to.received += c.received;
+        to.applied += c.applied;
+        to.ignored += c.ignored;
+    };
+    for (;;) {
         ExchangeRequest req;
         req.node = self;
         req.limit = batch_rows;
         uint64_t push_upto = 0;
-        bool pushing = false;
         if (server) {
-            req.received = local.received_from(*server);
+            req.received = local.cursor_of(*server);
             Batch b = local.changes_for(*server, acked, batch_rows);
-            if (b.upto > acked) {
+            if (b.upto > acked.received) {
                 req.push = b.json;
                 push_upto = b.upto;
-                pushing = true;
             }
         }
         ParsedResponse resp = decode_response(send(encode_request(req)));
@@ -200,27 +224,18 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, int64_t batch_rows)
         const bool first = !server;
         server = resp.node;
         stats.peer = resp.node.str();
-        if (pushing && resp.acked < push_upto && resp.acked == acked)
+        if (push_upto && resp.acked.received < push_upto && resp.acked.received <= acked.received)
             throw Error("the peer did not accept a pushed batch (it holds our changes up to " +
-                        std::to_string(resp.acked) + ")");
-        if (resp.applied) {
-            stats.sent.rows += resp.applied->rows;
-            stats.sent.received += resp.applied->received;
-            stats.sent.applied += resp.applied->applied;
-            stats.sent.ignored += resp.applied->ignored;
-        }
+                        std::to_string(resp.acked.received) + ")");
+        if (resp.applied) add(stats.sent, *resp.applied);
         acked = resp.acked;
 
-        bool pulled_progress = false;
-        if (resp.pull.upto > local.received_from(resp.node)) {
-            ApplyCounts got = local.apply_from(resp.node, resp.pull);
-            stats.received.rows += got.rows;
-            stats.received.received += got.received;
-            stats.received.applied += got.applied;
-            stats.received.ignored += got.ignored;
-            pulled_progress = true;
+        bool pulled = false;
+        if (resp.pull.upto > local.cursor_of(resp.node).received) {
+            add(stats.received, local.apply_from(resp.node, resp.pull));
+            pulled = true;
         }
-        if (!first && !pushing && !pulled_progress) break;
+        if (!first && !push_upto && !pulled) break;
     }
     return stats;
 }

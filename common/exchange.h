@@ -24,8 +24,21 @@ struct ApplyCounts {
 
 struct Batch {
     std::string json;  // a change set (docs/PROTOCOL.md)
-    uint64_t since = 0, upto = 0;
+    uint64_t since = 0, after = 0, upto = 0;
+    bool complete = true;
     size_t rows = 0;
+};
+
+// What a receiver holds of one sender: every row whose latest change is at or
+// before `received`, and of later rows every register changed at or before
+// `floor`. The two differ only in the middle of a run of row-limited batches:
+// a row whose newest change lies past a batch's end keeps older registers
+// inside it, and those travel with the row in a later batch.
+struct Cursor {
+    uint64_t received = 0;
+    uint64_t floor = 0;
+    // The cursor after committing change set `cs` on top of this one.
+    Cursor after_batch(const ChangeSet& cs) const;
 };
 
 // What the sync loop needs from an engine (SQLite connection, Postgres backend).
@@ -33,24 +46,24 @@ class SyncEngine {
 public:
     virtual ~SyncEngine() = default;
     virtual NodeId self() = 0;
-    // The peer's change sequence up to which this database holds the peer's changes.
-    virtual uint64_t received_from(const NodeId& peer) = 0;
-    // This database's changes after `since`, at most `limit` rows, without registers stamped by `peer`.
-    virtual Batch changes_for(const NodeId& peer, uint64_t since, int64_t limit) = 0;
-    // Applies `cs` from `peer` and raises received_from(peer) to `cs.upto`, atomically.
+    // How far this database holds the peer's changes.
+    virtual Cursor cursor_of(const NodeId& peer) = 0;
+    // This database's changes past `from`, at most `limit` rows, without registers stamped by `peer`.
+    virtual Batch changes_for(const NodeId& peer, const Cursor& from, int64_t limit) = 0;
+    // Applies `cs` from `peer` and stores cursor_of(peer).after_batch(cs), atomically.
     virtual ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs) = 0;
 };
 
 struct ExchangeRequest {
     NodeId node;               // the caller
-    uint64_t received = 0;     // the server's sequence up to which the caller holds its changes
+    Cursor received;           // how far the caller holds the server's changes
     int64_t limit = 1000;      // rows per returned batch
     std::optional<std::string> push;  // a change set of the caller's, as JSON
 };
 
 struct ExchangeResponse {
     NodeId node;               // the server
-    uint64_t acked = 0;        // the caller's sequence up to which the server holds its changes
+    Cursor acked;              // how far the server holds the caller's changes
     std::optional<ApplyCounts> applied;
     std::string pull;          // the server's changes after request.received (JSON change set)
 };
@@ -60,13 +73,13 @@ std::string encode_response(const ExchangeResponse& r);
 // Both parse fully and validate embedded change sets; they throw lww::Error.
 struct ParsedRequest {
     NodeId node;
-    uint64_t received = 0;
+    Cursor received;
     int64_t limit = 1000;
     std::optional<ChangeSet> push;
 };
 struct ParsedResponse {
     NodeId node;
-    uint64_t acked = 0;
+    Cursor acked;
     std::optional<ApplyCounts> applied;
     ChangeSet pull;
 };

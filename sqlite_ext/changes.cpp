@@ -17,24 +17,26 @@ uint64_t committed_seq(Conn& c) {
 }
 
 // The sequence at which a batch of `limit` rows ends, or 0 when everything fits.
-static uint64_t batch_cut(Conn& c, uint64_t since, int64_t limit) {
+static uint64_t batch_cut(Conn& c, uint64_t after, int64_t limit) {
     if (limit <= 0 || c.tables().empty()) return 0;
     std::string sql;
     for (const auto& t : c.tables())
         sql += (sql.empty() ? "" : " UNION ALL ") + ("SELECT seq FROM " + t.meta + " WHERE seq > ?1");
     Stmt st(c.db, "SELECT seq FROM (" + sql + ") ORDER BY seq LIMIT 1 OFFSET ?2");
-    st.bind_int(1, static_cast<int64_t>(since));
-    st.bind_int(2, limit);
+    st.bind_int(1, static_cast<int64_t>(after));
+    st.bind_int(2, limit - 1);  // the limit-th row ends the batch
     return st.step() ? static_cast<uint64_t>(st.int64(0)) : 0;
 }
 
 ChangesResult collect_changes(Conn& c, const ChangesRequest& req) {
     c.ensure_ready();
     ChangesResult res;
-    const uint64_t cut = batch_cut(c, req.since, req.limit);
-    res.upto = cut ? cut : std::max(req.since, committed_seq(c));
+    if (req.after < req.since) throw Error("after must not be below since");
+    const uint64_t cut = batch_cut(c, req.after, req.limit);
+    res.complete = cut == 0;
+    res.upto = cut ? cut : std::max(req.after, committed_seq(c));
 
-    ChangeSetWriter w(c.self(), req.since);
+    ChangeSetWriter w(c.self(), req.since, req.after);
     for (const auto& t : c.tables()) {
         std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols";
         for (size_t i = 0; i < t.key.size(); ++i) sql += ", m.k" + std::to_string(i);
@@ -44,7 +46,7 @@ ChangesResult collect_changes(Conn& c, const ChangesRequest& req) {
             sql += (i ? " AND " : "") + ("t." + quote_ident(t.key[i]) + " = m.k" + std::to_string(i));
         sql += " WHERE m.seq > ?1 AND m.seq <= ?2 ORDER BY m.seq";
         Stmt st(c.db, sql);
-        st.bind_int(1, static_cast<int64_t>(req.since));
+        st.bind_int(1, static_cast<int64_t>(req.after));
         st.bind_int(2, static_cast<int64_t>(res.upto));
 
         const int key_at = 5;
@@ -86,7 +88,7 @@ ChangesResult collect_changes(Conn& c, const ChangesRequest& req) {
         if (opened) w.end_table();
     }
     res.rows = w.rows_written();
-    res.json = w.finish(res.upto);
+    res.json = w.finish(res.upto, res.complete);
     return res;
 }
 

@@ -8,7 +8,8 @@
 namespace lww::sq {
 
 struct ChangesRequest {
-    uint64_t since = 0;
+    uint64_t since = 0;               // registers changed after this sequence
+    uint64_t after = 0;               // of rows whose latest change is after this one (>= since)
     int64_t limit = -1;               // max rows; <= 0: everything
     const NodeId* skip_node = nullptr;  // omit registers stamped by the receiver itself
 };
@@ -16,6 +17,7 @@ struct ChangesRequest {
 struct ChangesResult {
     std::string json;
     uint64_t upto = 0;
+    bool complete = true;
     size_t rows = 0;
 };
 

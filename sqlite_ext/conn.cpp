@@ -13,7 +13,7 @@ static const char* kSchemaSql =
     "CREATE TABLE IF NOT EXISTS lww_tables(name TEXT PRIMARY KEY, key_columns TEXT NOT NULL,"
     " columns TEXT NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS lww_peers(node TEXT PRIMARY KEY, received INTEGER NOT NULL DEFAULT 0,"
-    " synced_at TEXT) WITHOUT ROWID;";
+    " floor INTEGER NOT NULL DEFAULT 0, synced_at TEXT) WITHOUT ROWID;";
 
 bool Conn::has_state() {
     Stmt st(db, "SELECT 1 FROM sqlite_master WHERE type='table' AND name='lww_state'");

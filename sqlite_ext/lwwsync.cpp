@@ -4,6 +4,7 @@
 #include <sqlite3ext.h>
 SQLITE_EXTENSION_INIT1
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -70,10 +71,17 @@ void fn_changes(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         if (sqlite3_value_type(argv[0]) != SQLITE_INTEGER || sqlite3_value_int64(argv[0]) < 0)
             throw Error("since must be a non-negative integer (a local change sequence)");
         req.since = static_cast<uint64_t>(sqlite3_value_int64(argv[0]));
-        if (argc > 1) {
+        req.after = req.since;
+        if (argc > 1 && sqlite3_value_type(argv[1]) != SQLITE_NULL) {
             if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_int64(argv[1]) <= 0)
                 throw Error("limit must be a positive integer (rows)");
             req.limit = sqlite3_value_int64(argv[1]);
+        }
+        if (argc > 2) {  // paging: the previous page's "since" and "upto"
+            if (sqlite3_value_type(argv[2]) != SQLITE_INTEGER ||
+                static_cast<uint64_t>(sqlite3_value_int64(argv[2])) < req.since)
+                throw Error("after must be an integer >= since (the previous page's upto)");
+            req.after = static_cast<uint64_t>(sqlite3_value_int64(argv[2]));
         }
         result_text(ctx, collect_changes(conn(ctx), req).json);
     });
@@ -147,11 +155,46 @@ void fn_begin_write(sqlite3_context* ctx, int, sqlite3_value** argv) {
             [&] { sqlite3_result_int(ctx, begin_write(conn(ctx), sqlite3_value_int64(argv[0])) ? 1 : 0); });
 }
 
-// lww_begin_update(ncols, mask...): WHEN clause of the update trigger. Keeps
-// which columns changed for lww_cols_set; an update that changed nothing is
-// not a write.
+// Identity in the canonical value model: same storage class and same bytes.
+bool same_value(sqlite3_value* a, sqlite3_value* b) {
+    const int t = sqlite3_value_type(a);
+    if (t != sqlite3_value_type(b)) return false;
+    switch (t) {
+        case SQLITE_NULL: return true;
+        case SQLITE_INTEGER: return sqlite3_value_int64(a) == sqlite3_value_int64(b);
+        case SQLITE_FLOAT: {
+            double x = sqlite3_value_double(a), y = sqlite3_value_double(b);
+            return std::memcmp(&x, &y, sizeof x) == 0;
+        }
+        default: {
+            const int n = sqlite3_value_bytes(a);
+            if (n != sqlite3_value_bytes(b)) return false;
+            const void* p = t == SQLITE_TEXT ? static_cast<const void*>(sqlite3_value_text(a)) : sqlite3_value_blob(a);
+            const void* q = t == SQLITE_TEXT ? static_cast<const void*>(sqlite3_value_text(b)) : sqlite3_value_blob(b);
+            return n == 0 || std::memcmp(p, q, static_cast<size_t>(n)) == 0;
+        }
+    }
+}
+
+// lww_begin_update(NEW.c0, OLD.c0, NEW.c1, OLD.c1, ...): WHEN clause of the
+// update trigger. Keeps which columns changed for lww_cols_set; an update
+// that changed nothing is not a write.
 void fn_begin_update(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     guarded(ctx, "lww_begin_update", [&] {
+        Conn& c = conn(ctx);
+        const size_t ncols = static_cast<size_t>(argc / 2);
+        c.changed.assign(ncols, false);
+        bool any = false;
+        for (size_t i = 0; i < ncols; ++i)
+            if (!same_value(argv[2 * i], argv[2 * i + 1])) c.changed[i] = any = true;
+        sqlite3_result_int(ctx, any && begin_write(c, 1) ? 1 : 0);
+    });
+}
+
+// lww_begin_update_mask(ncols, mask...): the same for tables wider than 63
+// columns, with change masks computed in SQL.
+void fn_begin_update_mask(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    guarded(ctx, "lww_begin_update_mask", [&] {
         Conn& c = conn(ctx);
         const size_t ncols = static_cast<size_t>(sqlite3_value_int64(argv[0]));
         c.changed.assign(ncols, false);
@@ -217,6 +260,7 @@ const FnDef kFunctions[] = {
     {"lww_untrack", 1, kDirect, fn_untrack},
     {"lww_changes", 1, kDirect, fn_changes},
     {"lww_changes", 2, kDirect, fn_changes},
+    {"lww_changes", 3, kDirect, fn_changes},
     {"lww_apply", 1, kDirect, fn_apply},
     {"lww_sync", 1, kDirect, fn_sync},
     {"lww_sync", 2, kDirect, fn_sync},
@@ -226,6 +270,7 @@ const FnDef kFunctions[] = {
     {"lww_config", 2, kDirect, fn_config},
     {"lww_begin_write", 1, kInnocuous, fn_begin_write},
     {"lww_begin_update", -1, kInnocuous, fn_begin_update},
+    {"lww_begin_update_mask", -1, kInnocuous, fn_begin_update_mask},
     {"lww_hlc", 0, kInnocuous, fn_hlc},
     {"lww_write_seq", 0, kInnocuous, fn_write_seq},
     {"lww_gen_after_insert", 1, kInnocuous | SQLITE_DETERMINISTIC, fn_gen_after_insert},

@@ -145,20 +145,33 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
                  insert_meta(meta, c.key.size(), row_keys(c.key, "NEW"), "lww_write_seq() + 1") + " END");
 
     if (c.cols.empty()) return;  // a key-only table has nothing else to update
-    // Which columns changed, as 62-bit masks (IS NOT: NULL-aware inequality),
-    // computed once in WHEN and kept by lww_begin_update for the body.
-    std::string masks;
-    for (size_t base = 0; base < c.cols.size(); base += 62) {
-        std::string m;
-        for (size_t i = base; i < c.cols.size() && i < base + 62; ++i) {
+    // Which columns changed, decided once in WHEN and kept for the body.
+    // lww_begin_update compares NEW/OLD pairs in the canonical value model
+    // (type and bytes: 2 -> 2.0 and 0.0 -> -0.0 are changes). Past 63
+    // columns SQLite's argument limit forces masks built in SQL
+    // (IS NOT plus typeof), which cannot see the sign of zero.
+    std::string args;
+    if (c.cols.size() <= kMaxPairColumns) {
+        for (size_t i = 0; i < c.cols.size(); ++i) {
             std::string n = quote_ident(c.cols[i]);
-            m += (i > base ? " | " : "") + std::string("((NEW.") + n + " IS NOT OLD." + n + ") << " +
-                 std::to_string(i - base) + ")";
+            args += (i ? ", NEW." : "NEW.") + n + ", OLD." + n;
         }
-        masks += ", " + m;
+        args = "lww_begin_update(" + args + ")";
+    } else {
+        args = "lww_begin_update_mask(" + std::to_string(c.cols.size());
+        for (size_t base = 0; base < c.cols.size(); base += 62) {
+            std::string m;
+            for (size_t i = base; i < c.cols.size() && i < base + 62; ++i) {
+                std::string n = quote_ident(c.cols[i]);
+                m += (i > base ? " | " : "") + std::string("((NEW.") + n + " IS NOT OLD." + n + " OR typeof(NEW." + n +
+                     ") <> typeof(OLD." + n + ")) << " + std::to_string(i - base) + ")";
+            }
+            args += ", " + m;
+        }
+        args += ")";
     }
     exec(db, "CREATE TRIGGER " + trigger_name(table, "upd") + " AFTER UPDATE ON " + t + " WHEN " + key_same +
-                 " AND lww_begin_update(" + std::to_string(c.cols.size()) + masks + ") BEGIN UPDATE " + meta +
+                 " AND " + args + " BEGIN UPDATE " + meta +
                  " SET cols = lww_cols_set(cols), seq = lww_write_seq() WHERE " + key_match(c.key, "NEW") + "; END");
 }
 

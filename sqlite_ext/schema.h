@@ -7,6 +7,9 @@
 
 namespace lww::sq {
 
+// Columns whose NEW/OLD pairs fit SQLite's 127-argument function limit.
+constexpr size_t kMaxPairColumns = 63;
+
 // Returns the number of existing rows that received their first stamps.
 int64_t track_table(Conn& c, const std::string& table);
 // Returns true when the table was tracked.

@@ -29,23 +29,27 @@ NodeId SqliteEngine::self() {
     return c_.self();
 }
 
-uint64_t SqliteEngine::received_from(const NodeId& peer) {
+Cursor SqliteEngine::cursor_of(const NodeId& peer) {
     c_.ensure_ready();
-    Stmt st(c_.db, "SELECT received FROM lww_peers WHERE node = ?1");
+    Stmt st(c_.db, "SELECT received, floor FROM lww_peers WHERE node = ?1");
     st.bind_text(1, peer.str());
-    return st.step() ? static_cast<uint64_t>(st.int64(0)) : 0;
+    if (!st.step()) return Cursor{};
+    return Cursor{static_cast<uint64_t>(st.int64(0)), static_cast<uint64_t>(st.int64(1))};
 }
 
-Batch SqliteEngine::changes_for(const NodeId& peer, uint64_t since, int64_t limit) {
+Batch SqliteEngine::changes_for(const NodeId& peer, const Cursor& from, int64_t limit) {
     ChangesRequest req;
-    req.since = since;
+    req.since = from.floor;
+    req.after = from.received;
     req.limit = limit;
     req.skip_node = &peer;
     ChangesResult r = collect_changes(c_, req);
     Batch b;
     b.json = std::move(r.json);
-    b.since = since;
+    b.since = from.floor;
+    b.after = from.received;
     b.upto = r.upto;
+    b.complete = r.complete;
     b.rows = r.rows;
     return b;
 }
@@ -54,14 +58,17 @@ ApplyCounts SqliteEngine::apply_from(const NodeId& peer, const ChangeSet& cs) {
     if (cs.origin != peer) throw Error("a change set from " + cs.origin.str() + " arrived as " + peer.str() + "'s");
     exec(c_.db, "SAVEPOINT lww_batch");
     try {
+        const Cursor next = cursor_of(peer).after_batch(cs);
         ApplyCounts s = apply_changeset(c_, cs);
-        // The cursor commits with its batch; it never moves backwards.
+        // The cursor commits with its batch.
         Stmt cur(c_.db,
-                 "INSERT INTO lww_peers(node, received, synced_at) VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ'))"
-                 " ON CONFLICT(node) DO UPDATE SET received = max(received, excluded.received),"
+                 "INSERT INTO lww_peers(node, received, floor, synced_at)"
+                 " VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ'))"
+                 " ON CONFLICT(node) DO UPDATE SET received = excluded.received, floor = excluded.floor,"
                  " synced_at = excluded.synced_at");
         cur.bind_text(1, peer.str());
-        cur.bind_int(2, static_cast<int64_t>(cs.upto));
+        cur.bind_int(2, static_cast<int64_t>(next.received));
+        cur.bind_int(3, static_cast<int64_t>(next.floor));
         cur.step();
         exec(c_.db, "RELEASE lww_batch");
         return s;

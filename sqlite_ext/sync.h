@@ -14,8 +14,8 @@ class SqliteEngine : public SyncEngine {
 public:
     explicit SqliteEngine(Conn& c) : c_(c) {}
     NodeId self() override;
-    uint64_t received_from(const NodeId& peer) override;
-    Batch changes_for(const NodeId& peer, uint64_t since, int64_t limit) override;
+    Cursor cursor_of(const NodeId& peer) override;
+    Batch changes_for(const NodeId& peer, const Cursor& from, int64_t limit) override;
     ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs) override;
 
 private:

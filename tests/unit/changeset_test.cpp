@@ -47,6 +47,8 @@ ChangeSet sample() {
     ChangeSet cs;
     cs.origin = n1();
     cs.since = 7;
+    cs.after = 9;
+    cs.complete = false;
     cs.upto = 18446744073709551615ULL;
     TableChanges t;
     t.name = "items \"odd\"; name";
@@ -81,6 +83,8 @@ TEST(Codec, RoundTripsEveryValueKindExactly) {
     EXPECT_EQ(back.origin, cs.origin);
     EXPECT_EQ(back.since, cs.since);
     EXPECT_EQ(back.upto, cs.upto);
+    EXPECT_EQ(back.after, 9u);
+    EXPECT_FALSE(back.complete);
     ASSERT_EQ(back.tables.size(), 1u);
     const auto& a = cs.tables[0];
     const auto& b = back.tables[0];

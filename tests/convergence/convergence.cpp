@@ -1,0 +1,1391 @@
+// Randomized convergence test for the lwwsync SQLite extension.
+//
+// Black-box: it only uses the public SQL API (lww_track, lww_node_id,
+// lww_changes, lww_apply, lww_sync) plus plain SQL writes on tracked tables.
+// Each scenario builds 3-5 peer databases, performs random writes, random
+// pairwise / relayed syncs and random (stale, duplicated, out-of-order)
+// manual change-set deliveries, then makes everyone sync with everyone and
+// requires every peer to hold the same rows, byte for byte.
+//
+// See README.md in this directory for flags and how to reproduce a seed.
+
+#include <sqlite3.h>
+
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cerrno>
+#include <cinttypes>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <memory>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// ---------------------------------------------------------------- options
+
+struct Options {
+    std::string ext = "./lwwsync.so";
+    uint64_t scenarios = 300;
+    uint64_t seed = 0;
+    bool seed_given = false;
+    int peers_min = 3;
+    int peers_max = 5;
+    int ops_min = 20;
+    int ops_max = 60;
+    bool verbose = false;
+    bool fork_each = true;
+    bool keep = false;
+    bool edge_values = false;
+    bool plain_sync = false;
+    bool single_conn = false;
+    bool no_reopen = false;
+    int timeout = 120;
+    std::string tmpdir;
+};
+
+// ---------------------------------------------------------------- rng
+
+// splitmix64: tiny, portable and fully deterministic across platforms.
+struct Rng {
+    uint64_t s;
+    explicit Rng(uint64_t seed) : s(seed ^ 0x6a09e667f3bcc909ULL) {}
+    uint64_t next() {
+        uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+    }
+    // uniform in [0, n)
+    uint64_t below(uint64_t n) { return n == 0 ? 0 : next() % n; }
+    // uniform in [lo, hi]
+    int64_t range(int64_t lo, int64_t hi) {
+        return lo + static_cast<int64_t>(below(static_cast<uint64_t>(hi - lo) + 1));
+    }
+    bool chance(unsigned percent) { return below(100) < percent; }
+    template <class T> const T& pick(const std::vector<T>& v) { return v[below(v.size())]; }
+    template <class T> void shuffle(std::vector<T>& v) {
+        for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[below(i)]);
+    }
+};
+
+// ---------------------------------------------------------------- errors
+
+struct Failure : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// ---------------------------------------------------------------- values
+
+enum class VT { Null, Int, Real, Text, Blob };
+
+struct Val {
+    VT t = VT::Null;
+    int64_t i = 0;
+    double r = 0;
+    std::string s;  // text or blob bytes
+    static Val null() { return Val{}; }
+    static Val integer(int64_t v) { Val x; x.t = VT::Int; x.i = v; return x; }
+    static Val real(double v) { Val x; x.t = VT::Real; x.r = v; return x; }
+    static Val text(std::string v) { Val x; x.t = VT::Text; x.s = std::move(v); return x; }
+    static Val blob(std::string v) { Val x; x.t = VT::Blob; x.s = std::move(v); return x; }
+};
+
+std::string hex_bytes(const std::string& b) {
+    static const char* d = "0123456789abcdef";
+    std::string o;
+    o.reserve(b.size() * 2);
+    for (unsigned char c : b) { o += d[c >> 4]; o += d[c & 15]; }
+    return o;
+}
+
+// Exact, injective rendering of a value: the storage class plus its exact
+// bytes.  Reals are rendered as their IEEE-754 bit pattern (plus %.17g for
+// humans); text keeps UTF-8 bytes and escapes control characters.
+std::string render(const Val& v) {
+    char buf[96];
+    switch (v.t) {
+    case VT::Null: return "NULL";
+    case VT::Int:
+        std::snprintf(buf, sizeof buf, "%" PRId64, v.i);
+        return buf;
+    case VT::Real: {
+        uint64_t bits;
+        std::memcpy(&bits, &v.r, 8);
+        std::snprintf(buf, sizeof buf, "real:%.17g[%016" PRIx64 "]", v.r, bits);
+        return buf;
+    }
+    case VT::Text: {
+        std::string o = "'";
+        for (unsigned char c : v.s) {
+            if (c == '\'') o += "''";
+            else if (c == '\\') o += "\\\\";
+            else if (c < 0x20 || c == 0x7f) {
+                std::snprintf(buf, sizeof buf, "\\x%02x", c);
+                o += buf;
+            } else o += static_cast<char>(c);
+        }
+        return o + "'";
+    }
+    case VT::Blob: return "x'" + hex_bytes(v.s) + "'";
+    }
+    return "?";
+}
+
+// ---------------------------------------------------------------- sqlite helpers
+
+class Stmt {
+public:
+    Stmt(sqlite3* db, const std::string& sql) : db_(db), sql_(sql) {
+        if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st_, nullptr) != SQLITE_OK)
+            throw Failure("prepare failed: " + std::string(sqlite3_errmsg(db)) + " [" + sql + "]");
+    }
+    ~Stmt() { sqlite3_finalize(st_); }
+    Stmt(const Stmt&) = delete;
+    Stmt& operator=(const Stmt&) = delete;
+
+    void bind(int idx, const Val& v) {
+        int rc = SQLITE_OK;
+        switch (v.t) {
+        case VT::Null: rc = sqlite3_bind_null(st_, idx); break;
+        case VT::Int: rc = sqlite3_bind_int64(st_, idx, v.i); break;
+        case VT::Real: rc = sqlite3_bind_double(st_, idx, v.r); break;
+        case VT::Text:
+            rc = sqlite3_bind_text(st_, idx, v.s.data(), static_cast<int>(v.s.size()), SQLITE_TRANSIENT);
+            break;
+        case VT::Blob:
+            rc = sqlite3_bind_blob(st_, idx, v.s.data(), static_cast<int>(v.s.size()), SQLITE_TRANSIENT);
+            break;
+        }
+        if (rc != SQLITE_OK) throw Failure("bind failed: " + std::string(sqlite3_errmsg(db_)));
+    }
+    void bind_text(int idx, const std::string& s) { bind(idx, Val::text(s)); }
+    void bind_int(int idx, int64_t i) { bind(idx, Val::integer(i)); }
+
+    // true = a row is available
+    bool step() {
+        int rc = sqlite3_step(st_);
+        if (rc == SQLITE_ROW) return true;
+        if (rc == SQLITE_DONE) return false;
+        std::string msg = sqlite3_errmsg(db_);
+        sqlite3_reset(st_);
+        throw Failure("step failed (" + std::to_string(rc) + "): " + msg + " [" + sql_ + "]");
+    }
+    void run() { while (step()) {} sqlite3_reset(st_); }
+
+    Val col(int i) const {
+        switch (sqlite3_column_type(st_, i)) {
+        case SQLITE_INTEGER: return Val::integer(sqlite3_column_int64(st_, i));
+        case SQLITE_FLOAT: return Val::real(sqlite3_column_double(st_, i));
+        case SQLITE_TEXT: {
+            const unsigned char* p = sqlite3_column_text(st_, i);
+            int n = sqlite3_column_bytes(st_, i);
+            return Val::text(std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n)));
+        }
+        case SQLITE_BLOB: {
+            const void* p = sqlite3_column_blob(st_, i);
+            int n = sqlite3_column_bytes(st_, i);
+            return Val::blob(n ? std::string(static_cast<const char*>(p), static_cast<size_t>(n)) : std::string());
+        }
+        default: return Val::null();
+        }
+    }
+    std::string col_text(int i) const {
+        const unsigned char* p = sqlite3_column_text(st_, i);
+        int n = sqlite3_column_bytes(st_, i);
+        return p ? std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n)) : std::string();
+    }
+    int64_t col_int(int i) const { return sqlite3_column_int64(st_, i); }
+    bool col_is_null(int i) const { return sqlite3_column_type(st_, i) == SQLITE_NULL; }
+
+private:
+    sqlite3* db_;
+    std::string sql_;
+    sqlite3_stmt* st_ = nullptr;
+};
+
+void exec(sqlite3* db, const std::string& sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+        std::string m = err ? err : sqlite3_errmsg(db);
+        sqlite3_free(err);
+        throw Failure("exec failed: " + m + " [" + sql + "]");
+    }
+}
+
+std::string query_text(sqlite3* db, const std::string& sql, const std::vector<Val>& args = {},
+                       bool allow_null = false) {
+    Stmt s(db, sql);
+    for (size_t i = 0; i < args.size(); ++i) s.bind(static_cast<int>(i + 1), args[i]);
+    if (!s.step()) throw Failure("no row from [" + sql + "]");
+    if (s.col_is_null(0) && !allow_null) throw Failure("NULL result from [" + sql + "]");
+    std::string r = s.col_text(0);
+    s.run();
+    return r;
+}
+
+// ---------------------------------------------------------------- schema
+
+enum class Kind { Int, Real, Text, Blob, Any };
+
+struct Col {
+    std::string name;
+    Kind kind;
+};
+
+struct Table {
+    std::string name;
+    std::vector<Col> keys;
+    std::vector<Col> cols;
+    std::string ddl;
+
+    std::string key_list() const {
+        std::string o;
+        for (size_t i = 0; i < keys.size(); ++i) o += (i ? ", " : "") + keys[i].name;
+        return o;
+    }
+    // "k1 = ?B AND k2 = ?B+1"
+    std::string key_where(int first) const {
+        std::string o;
+        for (size_t i = 0; i < keys.size(); ++i)
+            o += (i ? " AND " : "") + keys[i].name + " = ?" + std::to_string(first + static_cast<int>(i));
+        return o;
+    }
+};
+
+const std::vector<Table>& tables() {
+    static const std::vector<Table> t = {
+        {"items",
+         {{"id", Kind::Int}},
+         {{"name", Kind::Text}, {"score", Kind::Real}, {"qty", Kind::Int}, {"data", Kind::Blob}, {"extra", Kind::Any}},
+         "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, score REAL, qty INTEGER, data BLOB, extra)"},
+        {"pairs",
+         {{"k1", Kind::Text}, {"k2", Kind::Int}},
+         {{"label", Kind::Text}, {"weight", Kind::Real}, {"cnt", Kind::Int}, {"payload", Kind::Blob}, {"note", Kind::Any}},
+         "CREATE TABLE pairs(k1 TEXT, k2 INTEGER, label TEXT, weight REAL, cnt INTEGER, payload BLOB, note, "
+         "PRIMARY KEY(k1, k2)) WITHOUT ROWID"},
+    };
+    return t;
+}
+
+// ---------------------------------------------------------------- value generators
+
+struct Gen {
+    Rng& rng;
+    bool edge;
+
+    std::string rand_ascii(size_t n) {
+        static const char* a = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-.,:;!?";
+        std::string s;
+        for (size_t i = 0; i < n; ++i) s += a[rng.below(std::strlen(a))];
+        return s;
+    }
+    std::string rand_mixed(size_t n) {
+        static const std::vector<std::string> parts = {"a", "Z", " ", "é", "ß", "Ж", "中", "文", "😀", "🎉",
+                                                       "\"", "'", "\\", "\n", "\t", "0", "{", "}", "ﬀ", "א"};
+        std::string s;
+        for (size_t i = 0; i < n; ++i) s += rng.pick(parts);
+        return s;
+    }
+    std::string text() {
+        static const std::vector<std::string> pool = {
+            "", "a", "hello world", "ünïcödé", "日本語テキスト", "emoji 😀🎉", "quote ' \" \\ /",
+            "line\nbreak\ttab", "ctl \x01\x1f\x7f", "123", "1e5", "-0", "  spaced  ", "null", "NULL",
+            "{\"json\": [1,2]}", "\xe2\x80\xa8 sep \xe2\x80\xa9", "Ω≈ç√∫˜µ≤≥÷"};
+        switch (rng.below(4)) {
+        case 0: return rand_ascii(static_cast<size_t>(rng.range(1, 10)));
+        case 1: return rand_mixed(static_cast<size_t>(rng.chance(15) ? rng.range(100, 400) : rng.range(1, 12)));
+        default: return rng.pick(pool);
+        }
+    }
+    double real() {
+        static const std::vector<double> pool = {
+            0.0, 1.5, -2.25, 0.1, -0.1, 3.141592653589793, 2.718281828459045e-10, 1e300, -1e300,
+            1.7976931348623157e308, -1.7976931348623157e308, 4.9406564584124654e-324, 2.2250738585072014e-308,
+            1e15 + 0.3, 123456789.12345679, -7.0, 2.0, 9007199254740992.0, 1e22, 5e-7, -123.456e-100,
+            0.30000000000000004, 1.0 / 3.0};
+        switch (rng.below(4)) {
+        case 0: {  // random finite bit pattern
+            for (;;) {
+                uint64_t bits = rng.next();
+                double d;
+                std::memcpy(&d, &bits, 8);
+                if (std::isfinite(d) && d != 0.0) return d;
+            }
+        }
+        case 1: {  // moderate magnitude with many significant digits
+            double m = static_cast<double>(rng.next() >> 11) / 9007199254740992.0;
+            double d = std::ldexp(m, static_cast<int>(rng.range(-40, 60)));
+            if (d == 0.0) return 1.25;  // never produce -0.0 (it compares equal to 0.0)
+            return rng.chance(50) ? -d : d;
+        }
+        default:
+            if (edge && rng.chance(10))
+                return rng.chance(50) ? std::numeric_limits<double>::infinity()
+                                      : -std::numeric_limits<double>::infinity();
+            return rng.pick(pool);
+        }
+    }
+    int64_t integer() {
+        static const std::vector<int64_t> pool = {
+            0, 1, -1, 42, -42, std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::min(),
+            std::numeric_limits<int64_t>::max() - 1, std::numeric_limits<int64_t>::min() + 1,
+            9007199254740992LL, 9007199254740993LL, -9007199254740993LL, 4294967296LL, 2147483647LL,
+            -2147483648LL, 1234567890123456789LL};
+        switch (rng.below(4)) {
+        case 0: return static_cast<int64_t>(rng.next());
+        case 1: return rng.range(-1000, 1000);
+        default: return rng.pick(pool);
+        }
+    }
+    std::string blob() {
+        static const std::vector<std::string> pool = {
+            std::string(), std::string(1, '\0'), std::string(4, '\0'), std::string("\x00\xff\x00", 3),
+            std::string("abc"), std::string("\xc3\x28", 2), std::string("\xff\xfe\xfd", 3),
+            std::string("\x00" "a\x00" "b", 4)};
+        if (rng.chance(50)) return rng.pick(pool);
+        size_t n = static_cast<size_t>(rng.range(0, rng.chance(10) ? 300 : 24));
+        std::string b;
+        for (size_t i = 0; i < n; ++i) b += static_cast<char>(rng.chance(30) ? 0 : static_cast<int>(rng.below(256)));
+        return b;
+    }
+    Val of_kind(Kind k) {
+        switch (k) {
+        case Kind::Int: return Val::integer(integer());
+        case Kind::Real: return Val::real(real());
+        case Kind::Text: return Val::text(text());
+        case Kind::Blob: return Val::blob(blob());
+        case Kind::Any: break;
+        }
+        static const Kind kinds[] = {Kind::Int, Kind::Real, Kind::Text, Kind::Blob};
+        return of_kind(kinds[rng.below(4)]);
+    }
+    Val value(Kind k) {
+        if (rng.chance(12)) return Val::null();
+        if (k != Kind::Any && rng.chance(5)) return of_kind(Kind::Any);  // off-type value
+        return of_kind(k);
+    }
+
+    // Small key spaces so that different peers collide on keys.
+    Val key(const Col& c, const Table& t) {
+        if (t.name == "items") {
+            static const std::vector<int64_t> rare = {0, -5, std::numeric_limits<int64_t>::max(),
+                                                      std::numeric_limits<int64_t>::min(), 9007199254740993LL};
+            if (rng.chance(12)) return Val::integer(rng.pick(rare));
+            return Val::integer(rng.range(1, 6));
+        }
+        if (c.name == "k1") {
+            static const std::vector<std::string> common = {"a", "b", "日本"};
+            static const std::vector<std::string> rare = {"", "ü", "x y", "😀"};
+            return Val::text(rng.chance(15) ? rng.pick(rare) : rng.pick(common));
+        }
+        static const std::vector<int64_t> rare = {-1, 9007199254740993LL, std::numeric_limits<int64_t>::min()};
+        if (rng.chance(15)) return Val::integer(rng.pick(rare));
+        return Val::integer(rng.range(0, 1));
+    }
+    std::vector<Val> key(const Table& t) {
+        std::vector<Val> k;
+        for (const auto& c : t.keys) k.push_back(key(c, t));
+        return k;
+    }
+};
+
+std::string render_key(const Table& t, const std::vector<Val>& k) {
+    std::string o = t.name + "(";
+    for (size_t i = 0; i < k.size(); ++i) o += (i ? ", " : "") + render(k[i]);
+    return o + ")";
+}
+
+// ---------------------------------------------------------------- peers
+
+// A peer is one database file.  It may have a second connection (as an app
+// with a connection pool would); `db` is the connection the current step uses.
+struct Peer {
+    std::string name;
+    std::string path;
+    std::string node;
+    std::vector<sqlite3*> conns;
+    sqlite3* db = nullptr;
+    std::vector<int64_t> uptos;  // "upto" values seen from lww_changes on this peer
+    void close_all() {
+        for (sqlite3* c : conns) sqlite3_close_v2(c);
+        conns.clear();
+        db = nullptr;
+    }
+    ~Peer() { close_all(); }
+};
+
+std::string load_ext(sqlite3* db, const std::string& ext) {
+    sqlite3_enable_load_extension(db, 1);
+    char* err = nullptr;
+    if (sqlite3_load_extension(db, ext.c_str(), "sqlite3_lwwsync_init", &err) != SQLITE_OK) {
+        std::string m = err ? err : "unknown error";
+        sqlite3_free(err);
+        return m;
+    }
+    return std::string();
+}
+
+sqlite3* open_conn(const std::string& path, const Options& o) {
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+        sqlite3_close_v2(db);
+        throw Failure("cannot open " + path);
+    }
+    sqlite3_busy_timeout(db, 10000);
+    std::string err = load_ext(db, o.ext);
+    if (err.empty()) {
+        try {
+            exec(db, "PRAGMA synchronous=OFF");
+        } catch (const Failure& e) {
+            err = e.what();
+        }
+    }
+    if (!err.empty()) {
+        sqlite3_close_v2(db);
+        throw Failure("cannot set up connection to " + path + " (extension " + o.ext + "): " + err);
+    }
+    return db;
+}
+
+std::unique_ptr<Peer> open_peer(const std::string& name, const std::string& path, const Options& o) {
+    auto p = std::make_unique<Peer>();
+    p->name = name;
+    p->path = path;
+    p->db = open_conn(path, o);
+    p->conns.push_back(p->db);
+    std::string mode = query_text(p->db, "PRAGMA journal_mode=WAL");
+    if (mode != "wal") throw Failure("journal_mode is " + mode + ", wanted wal");
+    return p;
+}
+
+// ---------------------------------------------------------------- dumps
+
+struct Row {
+    std::string key;                // rendered key
+    std::vector<std::string> vals;  // rendered non-key columns
+    std::string full;               // rendered key + all columns (exact; used for comparison)
+};
+
+// Shorten very long renderings for display only (comparison uses full text).
+std::string shorten(const std::string& s) {
+    if (s.size() <= 120) return s;
+    uint64_t h = 1469598103934665603ULL;  // FNV-1a, to tell long values apart
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "...(%zu chars, fnv %016" PRIx64 ")", s.size(), h);
+    size_t cut = 60;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;  // keep UTF-8 whole
+    return s.substr(0, cut) + buf;
+}
+
+std::string display(const Table& t, const Row& r) {
+    std::string o = r.key + " {";
+    for (size_t i = 0; i < r.vals.size(); ++i) o += (i ? ", " : "") + t.cols[i].name + "=" + shorten(r.vals[i]);
+    return o + "}";
+}
+
+std::vector<Row> dump_table(sqlite3* db, const Table& t) {
+    std::string sql = "SELECT " + t.key_list();
+    for (const auto& c : t.cols) sql += ", " + c.name;
+    sql += " FROM " + t.name + " ORDER BY " + t.key_list();
+    Stmt s(db, sql);
+    std::vector<Row> rows;
+    while (s.step()) {
+        std::vector<Val> k;
+        for (size_t i = 0; i < t.keys.size(); ++i) k.push_back(s.col(static_cast<int>(i)));
+        Row r;
+        r.key = render_key(t, k);
+        r.full = r.key + " {";
+        for (size_t i = 0; i < t.cols.size(); ++i) {
+            r.vals.push_back(render(s.col(static_cast<int>(t.keys.size() + i))));
+            r.full += (i ? ", " : "") + t.cols[i].name + "=" + r.vals.back();
+        }
+        r.full += "}";
+        rows.push_back(std::move(r));
+    }
+    return rows;
+}
+
+using Dump = std::vector<std::vector<Row>>;  // per table
+
+Dump dump(sqlite3* db) {
+    Dump d;
+    for (const auto& t : tables()) d.push_back(dump_table(db, t));
+    return d;
+}
+
+bool dumps_equal(const Dump& a, const Dump& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t t = 0; t < a.size(); ++t) {
+        if (a[t].size() != b[t].size()) return false;
+        for (size_t i = 0; i < a[t].size(); ++i)
+            if (a[t][i].full != b[t][i].full) return false;
+    }
+    return true;
+}
+
+// Describe up to `limit` differences between two dumps (by key).
+std::string diff_dumps(const std::string& an, const Dump& a, const std::string& bn, const Dump& b,
+                       int limit = 6) {
+    std::string out;
+    int shown = 0;
+    for (size_t t = 0; t < a.size() && shown < limit; ++t) {
+        std::map<std::string, const Row*> ma, mb;
+        for (const auto& r : a[t]) ma[r.key] = &r;
+        for (const auto& r : b[t]) mb[r.key] = &r;
+        std::set<std::string> keys;
+        for (auto& kv : ma) keys.insert(kv.first);
+        for (auto& kv : mb) keys.insert(kv.first);
+        size_t ndiff = 0;
+        for (const auto& k : keys) {
+            auto ia = ma.find(k), ib = mb.find(k);
+            if (ia != ma.end() && ib != mb.end() && ia->second->full == ib->second->full) continue;
+            ++ndiff;
+            if (shown < limit) {
+                const Table& tb = tables()[t];
+                out += "    " + an + ": " + (ia == ma.end() ? k + " (absent)" : display(tb, *ia->second)) + "\n";
+                out += "    " + bn + ": " + (ib == mb.end() ? k + " (absent)" : display(tb, *ib->second)) + "\n";
+                ++shown;
+            }
+        }
+        if (ndiff)
+            out += "    (" + tables()[t].name + ": " + std::to_string(ndiff) + " differing key(s); " + an + " has " +
+                   std::to_string(a[t].size()) + " rows, " + bn + " has " + std::to_string(b[t].size()) + ")\n";
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------- scenario
+
+struct PoolEntry {
+    size_t origin;
+    int64_t since;
+    int64_t upto;
+    std::string cs;
+    int delivered = 0;
+};
+
+struct KeyInfo {
+    size_t table;
+    std::vector<Val> key;
+    bool inserted = false;  // inserted (committed) somewhere
+    bool killed = false;    // deleted or moved away (pk change) somewhere, or possibly so
+};
+
+class Scenario {
+public:
+    Scenario(uint64_t seed, const Options& o, const std::string& dir)
+        : seed_(seed), opt_(o), dir_(dir), rng_(seed), gen_{rng_, o.edge_values} {}
+
+    // Returns true on pass; on failure prints details to stdout.
+    bool run() {
+        try {
+            body();
+            return true;
+        } catch (const Failure& e) {
+            fail(e.what());
+            return false;
+        } catch (const std::exception& e) {
+            fail(std::string("unexpected exception: ") + e.what());
+            return false;
+        }
+    }
+
+private:
+    uint64_t seed_;
+    const Options& opt_;
+    std::string dir_;
+    Rng rng_;
+    Gen gen_;
+    std::vector<std::unique_ptr<Peer>> peers_;
+    std::vector<PoolEntry> pool_;
+    std::map<std::string, KeyInfo> keys_;
+    std::vector<std::string> log_;
+    // pending inserts of the current explicit transaction (discarded on rollback)
+    bool two_conns_ = false;
+    bool in_txn_ = false;
+    std::vector<std::pair<size_t, std::vector<Val>>> txn_inserts_;
+
+    void fail(const std::string& what) {
+        std::printf("  scenario seed %" PRIu64 ": %s\n", seed_, what.c_str());
+        dump_log();
+        // first line of the reason, for the parent's one-line summary
+        if (FILE* f = std::fopen((dir_ + "/reason.txt").c_str(), "w")) {
+            std::fprintf(f, "%s", what.substr(0, what.find('\n')).c_str());
+            std::fclose(f);
+        }
+    }
+    void note(const std::string& s) {
+        log_.push_back(s);
+        if (opt_.verbose) std::printf("    %s\n", s.c_str());
+    }
+    void dump_log() {
+        if (opt_.verbose) return;  // already printed
+        std::string path = dir_ + "/ops.log";
+        if (FILE* f = std::fopen(path.c_str(), "w")) {
+            for (const auto& l : log_) std::fprintf(f, "%s\n", l.c_str());
+            std::fclose(f);
+            std::printf("  operation log: %s\n", path.c_str());
+        }
+    }
+
+    KeyInfo& info(size_t t, const std::vector<Val>& k) {
+        std::string ks = render_key(tables()[t], k);
+        auto it = keys_.find(ks);
+        if (it == keys_.end()) {
+            KeyInfo ki;
+            ki.table = t;
+            ki.key = k;
+            it = keys_.emplace(ks, ki).first;
+        }
+        return it->second;
+    }
+    void mark_inserted(size_t t, const std::vector<Val>& k) {
+        if (in_txn_) txn_inserts_.emplace_back(t, k);
+        else info(t, k).inserted = true;
+    }
+    void mark_killed(size_t t, const std::vector<Val>& k) { info(t, k).killed = true; }
+
+    // ---------------- peer setup
+
+    std::unique_ptr<Peer> make_peer(const std::string& name, bool allow_prerows) {
+        auto p = open_peer(name, dir_ + "/" + name + ".db", opt_);
+        for (const auto& t : tables()) exec(p->db, t.ddl);
+        if (allow_prerows) {
+            // rows that exist before tracking: they must get stamped by lww_track
+            for (size_t ti = 0; ti < tables().size(); ++ti) {
+                int n = static_cast<int>(rng_.range(0, 3));
+                for (int i = 0; i < n; ++i) {
+                    auto k = gen_.key(tables()[ti]);
+                    if (exists(*p, ti, k)) continue;
+                    insert_row(*p, ti, k, /*all_cols=*/true, "INSERT");
+                    note(name + ": pre-track insert " + render_key(tables()[ti], k));
+                    mark_inserted(ti, k);
+                }
+            }
+        }
+        for (const auto& t : tables()) {
+            query_text(p->db, "SELECT lww_track(?1)", {Val::text(t.name)}, true);
+            if (rng_.chance(10)) query_text(p->db, "SELECT lww_track(?1)", {Val::text(t.name)}, true);  // idempotent
+        }
+        p->node = query_text(p->db, "SELECT lww_node_id()");
+        note(name + ": node " + p->node + " file " + p->path);
+        if (two_conns_) {
+            p->conns.push_back(open_conn(p->path, opt_));
+            std::string n2 = query_text(p->conns.back(), "SELECT lww_node_id()");
+            if (n2 != p->node) throw Failure(name + ": second connection reports node id " + n2 + ", first " + p->node);
+        }
+        return p;
+    }
+
+    // ---------------- helpers on rows
+
+    bool exists(Peer& p, size_t ti, const std::vector<Val>& k) {
+        const Table& t = tables()[ti];
+        Stmt s(p.db, "SELECT 1 FROM " + t.name + " WHERE " + t.key_where(1));
+        for (size_t i = 0; i < k.size(); ++i) s.bind(static_cast<int>(i + 1), k[i]);
+        return s.step();
+    }
+    std::vector<std::vector<Val>> existing_keys(Peer& p, size_t ti) {
+        const Table& t = tables()[ti];
+        Stmt s(p.db, "SELECT " + t.key_list() + " FROM " + t.name + " ORDER BY " + t.key_list());
+        std::vector<std::vector<Val>> out;
+        while (s.step()) {
+            std::vector<Val> k;
+            for (size_t i = 0; i < t.keys.size(); ++i) k.push_back(s.col(static_cast<int>(i)));
+            out.push_back(std::move(k));
+        }
+        return out;
+    }
+    std::vector<size_t> random_cols(size_t ti, bool allow_empty) {
+        const Table& t = tables()[ti];
+        std::vector<size_t> idx;
+        for (size_t i = 0; i < t.cols.size(); ++i) idx.push_back(i);
+        rng_.shuffle(idx);
+        size_t n = static_cast<size_t>(rng_.range(allow_empty ? 0 : 1, static_cast<int64_t>(idx.size())));
+        idx.resize(n);
+        std::sort(idx.begin(), idx.end());
+        return idx;
+    }
+    // verb: "INSERT" / "INSERT OR REPLACE" / "UPSERT"
+    void insert_row(Peer& p, size_t ti, const std::vector<Val>& k, bool all_cols, const std::string& verb) {
+        const Table& t = tables()[ti];
+        std::vector<size_t> cols;
+        if (all_cols) {
+            for (size_t i = 0; i < t.cols.size(); ++i) cols.push_back(i);
+        } else {
+            cols = random_cols(ti, true);
+        }
+        std::string names = t.key_list(), params;
+        int n = static_cast<int>(t.keys.size());
+        for (int i = 1; i <= n; ++i) params += (i > 1 ? ", ?" : "?") + std::to_string(i);
+        for (size_t c : cols) {
+            names += ", " + t.cols[c].name;
+            params += ", ?" + std::to_string(++n);
+        }
+        std::string sql;
+        if (verb == "UPSERT") {
+            sql = "INSERT INTO " + t.name + "(" + names + ") VALUES(" + params + ") ON CONFLICT(" + t.key_list() + ")";
+            if (cols.empty()) sql += " DO NOTHING";
+            else {
+                sql += " DO UPDATE SET ";
+                for (size_t i = 0; i < cols.size(); ++i)
+                    sql += (i ? ", " : "") + t.cols[cols[i]].name + " = excluded." + t.cols[cols[i]].name;
+            }
+        } else {
+            sql = verb + " INTO " + t.name + "(" + names + ") VALUES(" + params + ")";
+        }
+        Stmt s(p.db, sql);
+        std::string desc;
+        int b = 1;
+        for (const auto& kv : k) s.bind(b++, kv);
+        for (size_t c : cols) {
+            Val v = gen_.value(t.cols[c].kind);
+            desc += " " + t.cols[c].name + "=" + render(v);
+            s.bind(b++, v);
+        }
+        s.run();
+        note(p.name + ": " + verb + " " + render_key(t, k) + desc);
+    }
+
+    // ---------------- write operations
+
+    void op_insert(Peer& p, size_t ti) {
+        auto k = gen_.key(tables()[ti]);
+        if (exists(p, ti, k)) { op_update(p, ti); return; }
+        insert_row(p, ti, k, rng_.chance(75), "INSERT");
+        mark_inserted(ti, k);
+    }
+
+    void op_update(Peer& p, size_t ti) {
+        const Table& t = tables()[ti];
+        auto ks = existing_keys(p, ti);
+        if (ks.empty()) { op_insert(p, ti); return; }
+        const auto& k = rng_.pick(ks);
+        auto cols = random_cols(ti, false);
+        std::string sql = "UPDATE " + t.name + " SET ";
+        std::vector<Val> vals;
+        std::string desc;
+        int n = static_cast<int>(t.keys.size());
+        for (size_t i = 0; i < cols.size(); ++i) {
+            const Col& c = t.cols[cols[i]];
+            sql += i ? ", " : "";
+            if (rng_.chance(8)) {  // no-op assignment
+                sql += c.name + " = " + c.name;
+                desc += " " + c.name + "=(unchanged)";
+            } else {
+                Val v = gen_.value(c.kind);
+                vals.push_back(v);
+                sql += c.name + " = ?" + std::to_string(++n);
+                desc += " " + c.name + "=" + render(v);
+            }
+        }
+        sql += " WHERE " + t.key_where(1);
+        Stmt s(p.db, sql);
+        int b = 1;
+        for (const auto& kv : k) s.bind(b++, kv);
+        for (const auto& v : vals) s.bind(b++, v);
+        s.run();
+        note(p.name + ": UPDATE " + render_key(t, k) + desc);
+    }
+
+    void delete_key(Peer& p, size_t ti, const std::vector<Val>& k) {
+        const Table& t = tables()[ti];
+        Stmt s(p.db, "DELETE FROM " + t.name + " WHERE " + t.key_where(1));
+        for (size_t i = 0; i < k.size(); ++i) s.bind(static_cast<int>(i + 1), k[i]);
+        s.run();
+        mark_killed(ti, k);
+        note(p.name + ": DELETE " + render_key(t, k));
+    }
+
+    void op_delete(Peer& p, size_t ti) {
+        auto ks = existing_keys(p, ti);
+        if (ks.empty()) { op_insert(p, ti); return; }
+        delete_key(p, ti, rng_.pick(ks));
+    }
+
+    // delete then re-insert the same key (generation 1 -> 2 -> 3 on this peer)
+    void op_delete_reinsert(Peer& p, size_t ti) {
+        auto ks = existing_keys(p, ti);
+        if (ks.empty()) { op_insert(p, ti); return; }
+        auto k = rng_.pick(ks);
+        delete_key(p, ti, k);
+        insert_row(p, ti, k, rng_.chance(75), "INSERT");
+        mark_inserted(ti, k);
+    }
+
+    void op_pk_change(Peer& p, size_t ti) {
+        const Table& t = tables()[ti];
+        auto ks = existing_keys(p, ti);
+        if (ks.empty()) { op_insert(p, ti); return; }
+        auto old = rng_.pick(ks);
+        std::vector<Val> nk;
+        std::vector<size_t> changed;
+        bool found = false;
+        for (int attempt = 0; attempt < 6 && !found; ++attempt) {
+            nk = old;
+            changed.clear();
+            for (size_t i = 0; i < t.keys.size(); ++i) {
+                if (t.keys.size() == 1 || rng_.chance(60)) {
+                    nk[i] = gen_.key(t.keys[i], t);
+                    changed.push_back(i);
+                }
+            }
+            if (changed.empty()) {
+                nk[0] = gen_.key(t.keys[0], t);
+                changed.push_back(0);
+            }
+            found = render_key(t, nk) != render_key(t, old) && !exists(p, ti, nk);
+        }
+        if (!found) { note(p.name + ": (pk change skipped: no free key)"); return; }
+        std::string sql = "UPDATE " + t.name + " SET ";
+        int n = static_cast<int>(t.keys.size());
+        for (size_t i = 0; i < changed.size(); ++i)
+            sql += (i ? ", " : "") + t.keys[changed[i]].name + " = ?" + std::to_string(++n);
+        sql += " WHERE " + t.key_where(1);
+        Stmt s(p.db, sql);
+        int b = 1;
+        for (const auto& kv : old) s.bind(b++, kv);
+        for (size_t c : changed) s.bind(b++, nk[c]);
+        s.run();
+        mark_killed(ti, old);
+        mark_inserted(ti, nk);
+        note(p.name + ": UPDATE KEY " + render_key(t, old) + " -> " + render_key(t, nk));
+    }
+
+    void op_replace(Peer& p, size_t ti) {
+        // any key: may or may not exist locally
+        std::vector<Val> k;
+        auto ks = existing_keys(p, ti);
+        if (!ks.empty() && rng_.chance(50)) k = rng_.pick(ks);
+        else k = gen_.key(tables()[ti]);
+        insert_row(p, ti, k, rng_.chance(70), "INSERT OR REPLACE");
+        mark_inserted(ti, k);
+    }
+
+    void op_upsert(Peer& p, size_t ti) {
+        std::vector<Val> k;
+        auto ks = existing_keys(p, ti);
+        if (!ks.empty() && rng_.chance(50)) k = rng_.pick(ks);
+        else k = gen_.key(tables()[ti]);
+        insert_row(p, ti, k, rng_.chance(50), "UPSERT");
+        mark_inserted(ti, k);
+    }
+
+    void one_write(Peer& p) {
+        size_t ti = rng_.below(tables().size());
+        unsigned r = static_cast<unsigned>(rng_.below(100));
+        if (r < 26) op_insert(p, ti);
+        else if (r < 58) op_update(p, ti);
+        else if (r < 72) op_delete(p, ti);
+        else if (r < 77) op_delete_reinsert(p, ti);
+        else if (r < 86) op_pk_change(p, ti);
+        else if (r < 94) op_replace(p, ti);
+        else op_upsert(p, ti);
+    }
+
+    void op_txn(Peer& p) {
+        exec(p.db, "BEGIN");
+        note(p.name + ": BEGIN");
+        in_txn_ = true;
+        txn_inserts_.clear();
+        int n = static_cast<int>(rng_.range(2, 4));
+        for (int i = 0; i < n; ++i) one_write(p);
+        in_txn_ = false;
+        if (rng_.chance(20)) {
+            exec(p.db, "ROLLBACK");
+            note(p.name + ": ROLLBACK");
+            // deletes stay recorded as "killed" (conservative); inserts are forgotten
+        } else {
+            exec(p.db, "COMMIT");
+            note(p.name + ": COMMIT");
+            for (auto& ti : txn_inserts_) info(ti.first, ti.second).inserted = true;
+        }
+        txn_inserts_.clear();
+    }
+
+    // Close every connection of a peer and open them again (an app restart).
+    void op_reopen(Peer& p) {
+        size_t n = p.conns.size();
+        p.close_all();
+        for (size_t i = 0; i < n; ++i) p.conns.push_back(open_conn(p.path, opt_));
+        p.db = p.conns[0];
+        std::string node = query_text(p.db, "SELECT lww_node_id()");
+        if (node != p.node) throw Failure(p.name + ": node id changed across reopen: " + p.node + " -> " + node);
+        note(p.name + ": reopened " + std::to_string(n) + " connection(s)");
+    }
+
+    // ---------------- sync operations
+
+    // lww_sync from `db` to the database file `path`.  Unless --plain-sync,
+    // some syncs pass {"batch_rows": 1..5} so that a sync needs many batches.
+    std::string sync_call(sqlite3* db, const std::string& path, std::string& how) {
+        if (!opt_.plain_sync && rng_.chance(40)) {
+            std::string o = "{\"batch_rows\":" + std::to_string(rng_.range(1, 5)) + "}";
+            how = ", '" + o + "'";
+            return query_text(db, "SELECT lww_sync(?1, ?2)", {Val::text("file:" + path), Val::text(o)});
+        }
+        how.clear();
+        return query_text(db, "SELECT lww_sync(?1)", {Val::text("file:" + path)});
+    }
+
+    void sync(size_t a, size_t b) {
+        Peer& pa = *peers_[a];
+        Peer& pb = *peers_[b];
+        std::string res, how;
+        try {
+            res = sync_call(pa.db, pb.path, how);
+        } catch (const Failure& e) {
+            throw Failure(pa.name + " lww_sync(" + pb.name + how + ") failed: " + e.what());
+        }
+        note(pa.name + ": lww_sync(" + pb.name + how + ") -> " + res);
+    }
+
+    void op_sync() {
+        size_t a = rng_.below(peers_.size());
+        size_t b = (a + 1 + rng_.below(peers_.size() - 1)) % peers_.size();
+        sync(a, b);
+    }
+
+    // A <-> B then B <-> C; C never talks to A here.
+    void op_relay() {
+        if (peers_.size() < 3) { op_sync(); return; }
+        std::vector<size_t> idx;
+        for (size_t i = 0; i < peers_.size(); ++i) idx.push_back(i);
+        rng_.shuffle(idx);
+        size_t a = idx[0], b = idx[1], c = idx[2];
+        note("relay " + peers_[a]->name + " -> " + peers_[b]->name + " -> " + peers_[c]->name);
+        if (rng_.chance(50)) sync(a, b); else sync(b, a);
+        if (rng_.chance(50)) sync(b, c); else sync(c, b);
+    }
+
+    PoolEntry capture(size_t pi, int64_t since) {
+        Peer& p = *peers_[pi];
+        PoolEntry e;
+        e.origin = pi;
+        e.since = since;
+        try {
+            e.cs = query_text(p.db, "SELECT lww_changes(?1)", {Val::integer(since)});
+        } catch (const Failure& ex) {
+            throw Failure(p.name + " lww_changes(" + std::to_string(since) + ") failed: " + ex.what());
+        }
+        Stmt s(p.db, "SELECT json_valid(?1), CAST(json_extract(?1, '$.upto') AS INTEGER)");
+        s.bind_text(1, e.cs);
+        s.step();
+        if (s.col_int(0) != 1)
+            throw Failure(p.name + " lww_changes(" + std::to_string(since) + ") returned invalid JSON: " +
+                          e.cs.substr(0, 300));
+        e.upto = s.col_int(1);
+        s.run();
+        p.uptos.push_back(e.upto);
+        return e;
+    }
+
+    void op_capture() {
+        size_t pi = rng_.below(peers_.size());
+        Peer& p = *peers_[pi];
+        int64_t since = 0;
+        if (!p.uptos.empty() && rng_.chance(60)) since = rng_.pick(p.uptos);
+        PoolEntry e = capture(pi, since);
+        note(p.name + ": lww_changes(" + std::to_string(since) + ") -> pool#" + std::to_string(pool_.size()) +
+             " upto=" + std::to_string(e.upto) + " bytes=" + std::to_string(e.cs.size()));
+        pool_.push_back(std::move(e));
+    }
+
+    void apply(size_t entry, size_t target) {
+        PoolEntry& e = pool_[entry];
+        if (target == e.origin) throw Failure("internal error: applying a change set to its origin");
+        Peer& p = *peers_[target];
+        std::string res;
+        try {
+            res = query_text(p.db, "SELECT lww_apply(?1)", {Val::text(e.cs)});
+        } catch (const Failure& ex) {
+            throw Failure(p.name + " lww_apply(pool#" + std::to_string(entry) + " from " + peers_[e.origin]->name +
+                          ") failed: " + ex.what());
+        }
+        ++e.delivered;
+        note(p.name + ": lww_apply(pool#" + std::to_string(entry) + " from " + peers_[e.origin]->name + ") -> " + res);
+    }
+
+    void op_deliver() {
+        if (pool_.empty()) { op_capture(); return; }
+        size_t target = rng_.below(peers_.size());
+        std::vector<size_t> cand;
+        for (size_t i = 0; i < pool_.size(); ++i)
+            if (pool_[i].origin != target) cand.push_back(i);
+        if (cand.empty()) return;
+        rng_.shuffle(cand);
+        size_t n = static_cast<size_t>(rng_.range(1, std::min<int64_t>(4, static_cast<int64_t>(cand.size()))));
+        std::vector<size_t> batch(cand.begin(), cand.begin() + static_cast<long>(n));
+        if (rng_.chance(25)) batch.push_back(batch[rng_.below(batch.size())]);  // duplicate delivery
+        rng_.shuffle(batch);
+        for (size_t e : batch) apply(e, target);
+    }
+
+    // ---------------- final phase
+
+    void converge() {
+        size_t n = peers_.size();
+        unsigned mode = static_cast<unsigned>(rng_.below(100));
+        if (mode < 45) {
+            // mesh: every pair syncs directly once (bidirectional), in random order
+            note("final: mesh (all pairs once)");
+            std::vector<std::pair<size_t, size_t>> pairs;
+            for (size_t i = 0; i < n; ++i)
+                for (size_t j = i + 1; j < n; ++j) pairs.emplace_back(i, j);
+            rng_.shuffle(pairs);
+            for (auto& pr : pairs) {
+                if (rng_.chance(50)) sync(pr.first, pr.second);
+                else sync(pr.second, pr.first);
+            }
+        } else if (mode < 65) {
+            // ring, twice around
+            note("final: ring twice");
+            size_t off = rng_.below(n);
+            for (int round = 0; round < 2; ++round)
+                for (size_t k = 0; k < n; ++k) {
+                    size_t a = (off + k) % n, b = (off + k + 1) % n;
+                    if (rng_.chance(50)) sync(a, b);
+                    else sync(b, a);
+                }
+        } else if (mode < 85) {
+            // star around a random hub, twice
+            size_t hub = rng_.below(n);
+            note("final: star twice around " + peers_[hub]->name);
+            for (int round = 0; round < 2; ++round)
+                for (size_t k = 0; k < n; ++k) {
+                    if (k == hub) continue;
+                    if (rng_.chance(50)) sync(hub, k);
+                    else sync(k, hub);
+                }
+        } else {
+            // manual: every peer's full change set applied to every other peer
+            note("final: manual full exchange of lww_changes(0)");
+            std::vector<size_t> entries;
+            for (size_t i = 0; i < n; ++i) {
+                pool_.push_back(capture(i, 0));
+                entries.push_back(pool_.size() - 1);
+            }
+            std::vector<std::pair<size_t, size_t>> deliveries;
+            for (size_t e : entries)
+                for (size_t t = 0; t < n; ++t)
+                    if (t != pool_[e].origin) deliveries.emplace_back(e, t);
+            rng_.shuffle(deliveries);
+            for (auto& d : deliveries) apply(d.first, d.second);
+        }
+    }
+
+    void compare_all(const std::string& phase, const std::vector<Dump>& dumps) {
+        for (size_t i = 1; i < dumps.size(); ++i) {
+            if (!dumps_equal(dumps[0], dumps[i])) {
+                std::string msg = "divergence " + phase + ": " + peers_[0]->name + " (" + peers_[0]->node + ") vs " +
+                                  peers_[i]->name + " (" + peers_[i]->node + ")\n";
+                msg += diff_dumps(peers_[0]->name, dumps[0], peers_[i]->name, dumps[i]);
+                throw Failure(msg);
+            }
+        }
+    }
+
+    void body() {
+        size_t n = static_cast<size_t>(rng_.range(opt_.peers_min, opt_.peers_max));
+        bool prerows = rng_.chance(30);
+        two_conns_ = rng_.chance(40) && !opt_.single_conn;
+        note("scenario seed " + std::to_string(seed_) + ": " + std::to_string(n) + " peers" +
+             (two_conns_ ? ", two connections each" : ""));
+        for (size_t i = 0; i < n; ++i) peers_.push_back(make_peer("p" + std::to_string(i), prerows));
+
+        int steps = static_cast<int>(rng_.range(opt_.ops_min, opt_.ops_max));
+        for (int s = 0; s < steps; ++s) {
+            for (auto& pp : peers_) pp->db = pp->conns[rng_.below(pp->conns.size())];
+            unsigned r = static_cast<unsigned>(rng_.below(100));
+            Peer& p = *peers_[rng_.below(n)];
+            if (r < 2) {
+                if (!opt_.no_reopen) op_reopen(p);
+            }
+            else if (r < 52) one_write(p);
+            else if (r < 58) op_txn(p);
+            else if (r < 70) op_sync();
+            else if (r < 75) op_relay();
+            else if (r < 86) op_capture();
+            else op_deliver();
+        }
+
+        converge();
+        std::vector<Dump> dumps;
+        for (auto& p : peers_) dumps.push_back(dump(p->db));
+        compare_all("after final sync", dumps);
+
+        // Late joiners: a fresh peer that syncs once, and one that receives a
+        // full change set by hand, must both end up with the same rows.
+        {
+            auto lj = make_peer("late_sync", false);
+            size_t other = rng_.below(n);
+            std::string res, how;
+            try {
+                if (rng_.chance(50))
+                    res = sync_call(lj->db, peers_[other]->path, how);
+                else
+                    res = sync_call(peers_[other]->db, lj->path, how);
+            } catch (const Failure& e) {
+                throw Failure("late joiner sync with " + peers_[other]->name + " failed: " + e.what());
+            }
+            note("late_sync <-> " + peers_[other]->name + how + ": " + res);
+            Dump d = dump(lj->db);
+            if (!dumps_equal(dumps[0], d))
+                throw Failure("late joiner (lww_sync with " + peers_[other]->name + ") differs from " +
+                              peers_[0]->name + "\n" + diff_dumps(peers_[0]->name, dumps[0], "late_sync", d));
+
+            auto lm = make_peer("late_apply", false);
+            other = rng_.below(n);
+            int64_t since = 0;
+            for (int guard = 0; guard < 1000; ++guard) {
+                PoolEntry e = capture(other, since);
+                std::string r2;
+                try {
+                    r2 = query_text(lm->db, "SELECT lww_apply(?1)", {Val::text(e.cs)});
+                } catch (const Failure& ex) {
+                    throw Failure("late joiner lww_apply(lww_changes(" + std::to_string(since) + ") of " +
+                                  peers_[other]->name + ") failed: " + ex.what());
+                }
+                note("late_apply <- " + peers_[other]->name + " lww_changes(" + std::to_string(since) + "): " + r2);
+                if (e.upto <= since) break;
+                since = e.upto;
+            }
+            Dump d2 = dump(lm->db);
+            if (!dumps_equal(dumps[0], d2))
+                throw Failure("late joiner (lww_apply of " + peers_[other]->name + "'s lww_changes) differs from " +
+                              peers_[0]->name + "\n" + diff_dumps(peers_[0]->name, dumps[0], "late_apply", d2));
+        }
+
+        // Stale re-delivery after convergence must change nothing.
+        if (!pool_.empty()) {
+            int k = static_cast<int>(rng_.range(1, 3));
+            for (int i = 0; i < k; ++i) {
+                size_t e = rng_.below(pool_.size());
+                size_t t = rng_.below(n);
+                if (t == pool_[e].origin) t = (t + 1) % n;
+                apply(e, t);
+                Dump d = dump(peers_[t]->db);
+                if (!dumps_equal(dumps[t], d))
+                    throw Failure("stale re-delivery of pool#" + std::to_string(e) + " (from " +
+                                  peers_[pool_[e].origin]->name + ") changed " + peers_[t]->name +
+                                  " after convergence\n" +
+                                  diff_dumps(peers_[t]->name + "(before)", dumps[t], peers_[t]->name + "(after)", d));
+            }
+        }
+
+        // Strong invariant: a key inserted somewhere and never deleted or
+        // moved away anywhere must be alive on every peer.
+        for (const auto& kv : keys_) {
+            const KeyInfo& ki = kv.second;
+            if (!ki.inserted || ki.killed) continue;
+            for (auto& p : peers_)
+                if (!exists(*p, ki.table, ki.key))
+                    throw Failure("lost row: " + kv.first + " was inserted and never deleted or re-keyed, but is "
+                                  "missing on " + p->name + " (" + p->node + ")");
+        }
+        note("scenario passed");
+    }
+};
+
+// ---------------------------------------------------------------- main
+
+void usage(const char* argv0) {
+    std::printf(
+        "usage: %s [--ext PATH] [--scenarios N] [--seed S] [--peers-min N] [--peers-max N]\n"
+        "          [--ops-min N] [--ops-max N] [--timeout SEC] [--tmpdir DIR] [--edge-values]\n"
+        "          [--plain-sync] [--single-conn] [--no-reopen] [--no-fork] [--keep] [--verbose]\n",
+        argv0);
+}
+
+bool parse_u64(const char* s, uint64_t& out) {
+    char* end = nullptr;
+    errno = 0;
+    unsigned long long v = std::strtoull(s, &end, 10);
+    if (errno || !end || *end || s[0] == '-') return false;
+    out = v;
+    return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto need = [&](uint64_t& v) {
+            if (i + 1 >= argc || !parse_u64(argv[i + 1], v)) {
+                std::fprintf(stderr, "bad or missing value for %s\n", a.c_str());
+                std::exit(2);
+            }
+            ++i;
+        };
+        uint64_t v = 0;
+        if (a == "--ext" && i + 1 < argc) o.ext = argv[++i];
+        else if (a == "--tmpdir" && i + 1 < argc) o.tmpdir = argv[++i];
+        else if (a == "--scenarios") { need(v); o.scenarios = v; }
+        else if (a == "--seed") { need(v); o.seed = v; o.seed_given = true; }
+        else if (a == "--peers-min") { need(v); o.peers_min = static_cast<int>(v); }
+        else if (a == "--peers-max") { need(v); o.peers_max = static_cast<int>(v); }
+        else if (a == "--ops-min") { need(v); o.ops_min = static_cast<int>(v); }
+        else if (a == "--ops-max") { need(v); o.ops_max = static_cast<int>(v); }
+        else if (a == "--timeout") { need(v); o.timeout = static_cast<int>(v); }
+        else if (a == "--verbose" || a == "-v") o.verbose = true;
+        else if (a == "--no-fork") o.fork_each = false;
+        else if (a == "--keep") o.keep = true;
+        else if (a == "--edge-values") o.edge_values = true;
+        else if (a == "--plain-sync") o.plain_sync = true;
+        else if (a == "--single-conn") o.single_conn = true;
+        else if (a == "--no-reopen") o.no_reopen = true;
+        else if (a == "--help" || a == "-h") { usage(argv[0]); return 0; }
+        else { std::fprintf(stderr, "unknown argument: %s\n", a.c_str()); usage(argv[0]); return 2; }
+    }
+    if (o.peers_min < 2 || o.peers_max < o.peers_min) {
+        std::fprintf(stderr, "need 2 <= --peers-min <= --peers-max\n");
+        return 2;
+    }
+    if (o.ops_max < o.ops_min) {
+        std::fprintf(stderr, "need --ops-min <= --ops-max\n");
+        return 2;
+    }
+    if (!o.seed_given) {
+        uint64_t t = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+        Rng r(t ^ (static_cast<uint64_t>(getpid()) << 32));
+        o.seed = r.next() % 1000000000000ULL;
+    }
+
+    // Fail fast if the extension cannot be loaded at all.
+    {
+        sqlite3* db = nullptr;
+        sqlite3_open(":memory:", &db);
+        std::string err = load_ext(db, o.ext);
+        sqlite3_close(db);
+        if (!err.empty()) {
+            std::printf("cannot load extension %s: %s\n", o.ext.c_str(), err.c_str());
+            std::printf("0 passed, %" PRIu64 " failed\n", o.scenarios);
+            return 1;
+        }
+    }
+
+    std::string base = o.tmpdir;
+    if (base.empty()) {
+        const char* t = std::getenv("TMPDIR");
+        base = t && *t ? t : "/tmp";
+    }
+    std::string tmpl = base + "/lwwconv-XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (!mkdtemp(buf.data())) {
+        std::perror("mkdtemp");
+        return 2;
+    }
+    std::string root = buf.data();
+
+    std::string repro_extra;
+    if (o.ext != "./lwwsync.so") repro_extra += " --ext " + o.ext;
+    if (o.peers_min != 3) repro_extra += " --peers-min " + std::to_string(o.peers_min);
+    if (o.peers_max != 5) repro_extra += " --peers-max " + std::to_string(o.peers_max);
+    if (o.ops_min != 20) repro_extra += " --ops-min " + std::to_string(o.ops_min);
+    if (o.ops_max != 60) repro_extra += " --ops-max " + std::to_string(o.ops_max);
+    if (o.edge_values) repro_extra += " --edge-values";
+    if (o.plain_sync) repro_extra += " --plain-sync";
+    if (o.single_conn) repro_extra += " --single-conn";
+    if (o.no_reopen) repro_extra += " --no-reopen";
+
+    std::printf("seed: %" PRIu64 " (scenarios %" PRIu64 ", peers %d-%d, ops %d-%d, ext %s, dir %s)\n", o.seed,
+                o.scenarios, o.peers_min, o.peers_max, o.ops_min, o.ops_max, o.ext.c_str(), root.c_str());
+    std::fflush(stdout);
+
+    auto t0 = std::chrono::steady_clock::now();
+    uint64_t passed = 0, failed = 0;
+    for (uint64_t i = 0; i < o.scenarios; ++i) {
+        uint64_t seed = o.seed + i;
+        std::string dir = root + "/s" + std::to_string(seed);
+        fs::create_directories(dir);
+        if (o.verbose) std::printf("scenario %" PRIu64 " seed %" PRIu64 "\n", i, seed);
+        std::fflush(stdout);
+        std::fflush(stderr);
+
+        bool ok = false;
+        std::string why;
+        if (o.fork_each) {
+            pid_t pid = fork();
+            if (pid < 0) {
+                std::perror("fork");
+                return 2;
+            }
+            if (pid == 0) {
+                alarm(static_cast<unsigned>(o.timeout));
+                bool r;
+                {
+                    Scenario sc(seed, o, dir);
+                    r = sc.run();
+                }
+                std::fflush(stdout);
+                std::fflush(stderr);
+                _exit(r ? 0 : 1);
+            }
+            int status = 0;
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 0) ok = true;
+            else if (WIFEXITED(status)) why = "divergence or error (details above)";
+            else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+                why = "timed out after " + std::to_string(o.timeout) + "s";
+            else if (WIFSIGNALED(status))
+                why = "crashed with signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) +
+                      ")";
+            else why = "unknown child status";
+        } else {
+            Scenario sc(seed, o, dir);
+            ok = sc.run();
+            if (!ok) why = "divergence or error (details above)";
+        }
+
+        if (!ok && why.rfind("divergence or error", 0) == 0) {
+            if (FILE* f = std::fopen((dir + "/reason.txt").c_str(), "r")) {
+                char line[4096];
+                if (std::fgets(line, sizeof line, f)) why = line;
+                std::fclose(f);
+            }
+        }
+        if (ok) {
+            ++passed;
+            if (!o.keep) {
+                std::error_code ec;
+                fs::remove_all(dir, ec);
+            }
+        } else {
+            ++failed;
+            std::printf("FAIL scenario %" PRIu64 " seed %" PRIu64 ": %s; files kept in %s; repro: %s --seed %" PRIu64
+                        " --scenarios 1%s\n",
+                        i, seed, why.c_str(), dir.c_str(), argv[0], seed, repro_extra.c_str());
+        }
+        std::fflush(stdout);
+    }
+
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("elapsed %.1fs\n", secs);
+    if (failed == 0 && !o.keep) {
+        std::error_code ec;
+        fs::remove_all(root, ec);
+    }
+    std::printf("%" PRIu64 " passed, %" PRIu64 " failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
