@@ -1,0 +1,171 @@
+// PostgreSQL adapter: lww_apply — validate everything, then merge with the
+// caller's rights (GRANTs and row-level security apply to the user-table
+// writes). The calling statement's transaction makes it all or nothing.
+#include "changes.h"
+
+namespace lww::pg {
+
+namespace {
+
+struct Plan {
+    const TableChanges* in = nullptr;
+    const TableInfo* local = nullptr;
+    std::vector<size_t> col_map;  // incoming column index -> local register index
+};
+
+std::vector<Plan> plan(const ChangeSet& cs) {
+    State& s = State::get();
+    std::vector<Plan> plans;
+    for (const auto& t : cs.tables) {
+        Plan p;
+        p.in = &t;
+        p.local = s.find(t.name);
+        if (!p.local) throw Error("unknown table \"" + t.name + "\" (not tracked by lww_track here)");
+        if (t.key != p.local->key)
+            throw Error("table \"" + t.name + "\": the change set's key columns do not match this database's primary key");
+        for (const auto& name : t.columns) {
+            size_t idx = 0;
+            while (idx < p.local->cols.size() && p.local->cols[idx] != name) ++idx;
+            if (idx == p.local->cols.size()) throw Error("unknown column \"" + name + "\" in table \"" + t.name + "\"");
+            p.col_map.push_back(idx);
+        }
+        plans.push_back(std::move(p));
+    }
+    return plans;
+}
+
+class UserWriter {
+public:
+    explicit UserWriter(const TableInfo& t) : t_(t) {
+        for (size_t i = 0; i < t.key.size(); ++i)
+            where_ += (i ? " AND " : "") + (quote_ident(t.key[i]) + " = $" + std::to_string(i + 1));
+    }
+
+    void remove(const std::vector<Param>& key) {
+        run(prepare("DELETE FROM " + t_.qualified + " WHERE " + where_, key_types()), key, false);
+    }
+
+    void write(const std::vector<Param>& key, const std::map<size_t, Param>& cols, bool insert) {
+        std::vector<Oid> types = key_types();
+        std::vector<Param> args = key;
+        std::string sql;
+        const size_t n = t_.key.size();
+        size_t p = n;
+        if (insert) {
+            std::string names, params;
+            for (size_t i = 0; i < n; ++i) {
+                names += (i ? ", " : "") + quote_ident(t_.key[i]);
+                params += (i ? ", $" : "$") + std::to_string(i + 1);
+            }
+            for (const auto& [idx, param] : cols) {
+                names += ", " + quote_ident(t_.cols[idx]);
+                params += ", $" + std::to_string(++p);
+                types.push_back(t_.col_types[idx].type);
+                args.push_back(param);
+            }
+            sql = "INSERT INTO " + t_.qualified + "(" + names + ") VALUES (" + params + ")";
+        } else {
+            std::string sets;
+            for (const auto& [idx, param] : cols) {
+                if (p > n) sets += ", ";
+                sets += quote_ident(t_.cols[idx]) + " = $" + std::to_string(++p);
+                types.push_back(t_.col_types[idx].type);
+                args.push_back(param);
+            }
+            sql = "UPDATE " + t_.qualified + " SET " + sets + " WHERE " + where_;
+        }
+        uint64_t n_rows = run(prepare(sql, types), args, false);
+        if (n_rows != 1)
+            throw Error("table \"" + t_.name + "\": the row to " + (insert ? "insert" : "update") +
+                        " was not written (row-level security or a rule filtered it)");
+    }
+
+private:
+    std::vector<Oid> key_types() const {
+        std::vector<Oid> o;
+        for (const auto& k : t_.key_types) o.push_back(k.type);
+        return o;
+    }
+    const TableInfo& t_;
+    std::string where_;
+};
+
+}  // namespace
+
+ApplyCounts apply_changeset(const ChangeSet& cs) {
+    State& s = State::get();
+    if (cs.origin == s.self())
+        throw Error("the change set comes from this database's own node " + s.self().str() +
+                    "; a node never applies its own changes");
+    std::vector<Plan> plans = plan(cs);
+    const uint64_t now = wall_clock_ms();
+    for (const auto& t : cs.tables)
+        for (const auto& r : t.rows) {
+            if (r.has_row) s.clock().check_drift(r.row.hlc, now, r.row.node);
+            for (const auto& c : r.cols) s.clock().check_drift(c.stamp.hlc, now, c.stamp.node);
+        }
+
+    CanonicalSettings canonical;
+    ApplyCounts stats;
+    ++s.applying;
+    try {
+        for (const auto& p : plans) {
+            UserWriter writer(*p.local);
+            for (const auto& r : p.in->rows) {
+                std::vector<Param> key(r.key.size());
+                for (size_t i = 0; i < r.key.size(); ++i) {
+                    bool isnull = false;
+                    key[i].type = p.local->key_types[i].type;
+                    key[i].value = value_to_datum(r.key[i], p.local->key_types[i], &isnull);
+                    key[i].null = isnull;
+                    if (isnull) throw Error("table \"" + p.local->name + "\": a key value is NULL");
+                }
+                RowState st = load_meta(*p.local, key);
+                IncomingRow in;
+                in.gen = r.gen;
+                in.has_row = r.has_row;
+                in.row = r.row;
+                for (const auto& c : r.cols) in.cols.emplace_back(p.col_map[c.col], c.stamp);
+                // A sequence is taken only when the merge changes something.
+                MergeOutcome out = merge_row(st, in, UINT64_MAX);
+                ++stats.rows;
+                stats.received += out.applied + out.ignored;
+                stats.applied += out.applied;
+                stats.ignored += out.ignored;
+                if (!out.changed()) continue;
+                const uint64_t seq = s.next_seq();
+                if (st.row.seq == UINT64_MAX) st.row.seq = seq;
+                for (auto& c : st.cols)
+                    if (c.seq == UINT64_MAX) c.seq = seq;
+
+                std::map<size_t, Param> values;
+                for (size_t k : out.won_cols) {
+                    const size_t idx = in.cols[k].first;
+                    Param prm;
+                    bool isnull = false;
+                    prm.type = p.local->col_types[idx].type;
+                    prm.value = value_to_datum(r.cols[k].value, p.local->col_types[idx], &isnull);
+                    prm.null = isnull;
+                    values[idx] = prm;
+                }
+                if (out.was_alive && !out.alive) writer.remove(key);
+                else if (!out.was_alive && out.alive) writer.write(key, values, true);
+                else if (out.alive && !values.empty()) writer.write(key, values, false);
+                store_meta(*p.local, key, st);
+            }
+        }
+        for (const auto& t : cs.tables)
+            for (const auto& r : t.rows) {
+                if (r.has_row) s.clock().observe(r.row.hlc);
+                for (const auto& c : r.cols) s.clock().observe(c.stamp.hlc);
+            }
+        s.persist_clock();
+    } catch (...) {
+        --s.applying;
+        throw;
+    }
+    --s.applying;
+    return stats;
+}
+
+}  // namespace lww::pg

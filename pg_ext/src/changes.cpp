@@ -1,0 +1,135 @@
+// PostgreSQL adapter: lww_changes — a change feed that never skips.
+//
+// Concurrent transactions take change sequences in one order and commit in
+// another. Every transaction that takes a sequence first takes the shared side
+// of an advisory lock (State::next_seq) and keeps it until it ends. A puller
+// reads the highest sequence handed out (m), then takes the exclusive side of
+// the lock once and lets go: that waits exactly for the transactions that may
+// still hold a sequence <= m. It then reads, with a fresh snapshot, every row
+// with since < seq <= m. Nothing at or below m can commit later, so a cursor
+// at m never skips a change.
+#include "changes.h"
+
+#include "../../common/changeset.h"
+
+namespace lww::pg {
+
+namespace {
+
+uint64_t last_sequence() {
+    AsMetadataOwner owner;
+    run_sql("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lwwsync.seq", true);
+    return static_cast<uint64_t>(col_int64(0, 0));
+}
+
+void wait_for_writers() {
+    pg_call([&] {
+        DirectFunctionCall2(pg_advisory_lock_int4, Int32GetDatum(kBarrierKey1), Int32GetDatum(kBarrierKey2));
+        DirectFunctionCall2(pg_advisory_unlock_int4, Int32GetDatum(kBarrierKey1), Int32GetDatum(kBarrierKey2));
+    });
+}
+
+uint64_t batch_cut(const std::vector<TableInfo>& tables, uint64_t after, uint64_t upto, int64_t limit) {
+    if (limit <= 0 || tables.empty()) return 0;
+    std::string sql;
+    for (const auto& t : tables)
+        sql += (sql.empty() ? "" : " UNION ALL ") + ("SELECT seq FROM " + t.meta + " WHERE seq > $1 AND seq <= $2");
+    run(prepare("SELECT seq FROM (" + sql + ") s ORDER BY seq LIMIT 1 OFFSET $3", {INT8OID, INT8OID, INT8OID}),
+        {Param{INT8OID, Int64GetDatum(static_cast<int64>(after)), false},
+         Param{INT8OID, Int64GetDatum(static_cast<int64>(upto)), false},
+         Param{INT8OID, Int64GetDatum(limit - 1), false}},
+        false);
+    return SPI_processed ? static_cast<uint64_t>(col_int64(0, 0)) : 0;
+}
+
+}  // namespace
+
+Batch collect_changes(const ChangesRequest& req) {
+    if (IsolationUsesXactSnapshot())
+        throw Error("lww_changes needs READ COMMITTED: a repeatable-read snapshot could miss changes committed after it");
+    State& s = State::get();
+    const std::vector<TableInfo>& tables = s.tables();
+    const NodeId self = s.self();
+
+    const uint64_t m = last_sequence();
+    wait_for_writers();
+    CanonicalSettings canonical;
+
+    if (req.after < req.since) throw Error("after must not be below since");
+    Batch b;
+    b.since = req.since;
+    b.after = req.after;
+    const uint64_t cut = batch_cut(tables, req.after, m, req.limit);
+    b.complete = cut == 0;
+    b.upto = cut ? cut : std::max(req.after, m);
+
+    ChangeSetWriter w(self, req.since, req.after);
+    for (const auto& t : tables) {
+        std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols, (u.ctid IS NOT NULL)";
+        for (size_t i = 0; i < t.key.size(); ++i) sql += ", m.k" + std::to_string(i);
+        for (const auto& c : t.cols) sql += ", u." + quote_ident(c);
+        sql += " FROM " + t.meta + " AS m LEFT JOIN " + t.qualified + " AS u ON ";
+        for (size_t i = 0; i < t.key.size(); ++i)
+            sql += (i ? " AND " : "") + ("u." + quote_ident(t.key[i]) + " = m.k" + std::to_string(i));
+        sql += " WHERE m.seq > $1 AND m.seq <= $2 ORDER BY m.seq";
+        // read_only = false: a fresh snapshot, taken after the barrier.
+        run(prepare(sql, {INT8OID, INT8OID}),
+            {Param{INT8OID, Int64GetDatum(static_cast<int64>(req.after)), false},
+             Param{INT8OID, Int64GetDatum(static_cast<int64>(b.upto)), false}},
+            false);
+        const int key_at = 6, col_at = key_at + static_cast<int>(t.key.size());
+        bool opened = false;
+        RowChange rc;
+        const uint64_t nrows = SPI_processed;
+        SPITupleTable* result = SPI_tuptable;
+        for (uint64_t r = 0; r < nrows; ++r) {
+            SPI_tuptable = result;
+            StoredRow sr;
+            sr.gen = static_cast<uint64_t>(col_int64(r, 0));
+            sr.row_hlc = static_cast<uint64_t>(col_int64(r, 1));
+            sr.row_node = static_cast<uint32_t>(col_int64(r, 2));
+            sr.row_seq = static_cast<uint64_t>(col_int64(r, 3));
+            bool nocols = false;
+            sr.cols = col_bytes(r, 4, &nocols);
+            bool joined_null = false;
+            const bool visible = col(r, 5, &joined_null) != 0;
+            RowState st = decode_row(sr, t.cols.size(), s.nodes());
+            // A living row the caller may not read (row-level security) is not sent at all.
+            if (st.alive() && !visible) continue;
+            auto wanted = [&](const Register& x) {
+                return x.present && x.seq > req.since && !(req.skip_node && x.stamp.node == *req.skip_node);
+            };
+            rc.cols.clear();
+            rc.has_row = wanted(st.row);
+            if (rc.has_row) rc.row = st.row.stamp;
+            if (st.alive()) {
+                for (size_t i = 0; i < st.cols.size(); ++i) {
+                    if (!wanted(st.cols[i])) continue;
+                    bool isnull = false;
+                    Datum d = col(r, col_at + static_cast<int>(i), &isnull);
+                    rc.cols.push_back(ColChange{static_cast<uint32_t>(i), datum_to_value(d, isnull, t.col_types[i]),
+                                                st.cols[i].stamp});
+                }
+            }
+            if (!rc.has_row && rc.cols.empty()) continue;
+            rc.gen = st.gen;
+            rc.key.clear();
+            for (size_t i = 0; i < t.key.size(); ++i) {
+                bool isnull = false;
+                Datum d = col(r, key_at + static_cast<int>(i), &isnull);
+                rc.key.push_back(datum_to_value(d, isnull, t.key_types[i]));
+            }
+            if (!opened) {
+                w.begin_table(t.name, t.key, t.cols);
+                opened = true;
+            }
+            w.row(rc);
+        }
+        if (opened) w.end_table();
+    }
+    b.rows = w.rows_written();
+    b.json = w.finish(b.upto, b.complete);
+    return b;
+}
+
+}  // namespace lww::pg

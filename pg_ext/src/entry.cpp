@@ -1,0 +1,167 @@
+// lwwsync PostgreSQL extension: the SQL-callable entry points. Each body runs
+// in guarded_entry (see guard.h): no C++ exception reaches Postgres and no
+// ereport longjmps over a live C++ object.
+#include "changes.h"
+
+#include "../../common/changeset.h"
+
+extern "C" {
+PG_MODULE_MAGIC;
+
+PG_FUNCTION_INFO_V1(lww_version);
+PG_FUNCTION_INFO_V1(lww_node_id);
+PG_FUNCTION_INFO_V1(lww_track);
+PG_FUNCTION_INFO_V1(lww_untrack);
+PG_FUNCTION_INFO_V1(lww_changes);
+PG_FUNCTION_INFO_V1(lww_apply);
+PG_FUNCTION_INFO_V1(lww_exchange);
+PG_FUNCTION_INFO_V1(lww_sync);
+PG_FUNCTION_INFO_V1(lww_seq);
+PG_FUNCTION_INFO_V1(lww_trigger);
+PG_FUNCTION_INFO_V1(lww_refuse_truncate);
+}
+
+using namespace lww;
+using namespace lww::pg;
+
+namespace {
+
+std::string text_arg(FunctionCallInfo fcinfo, int i) {
+    std::string s;
+    pg_call([&] {
+        text* t = PG_GETARG_TEXT_PP(i);
+        s.assign(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+    });
+    return s;
+}
+
+Datum text_result(const std::string& s) {
+    Datum d = 0;
+    pg_call([&] { d = PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); });
+    return d;
+}
+
+Datum jsonb_result(const std::string& s) {
+    Datum d = 0;
+    pg_call([&] { d = DirectFunctionCall1(jsonb_in, CStringGetDatum(s.c_str())); });
+    return d;
+}
+
+constexpr size_t kMaxDocumentBytes = 512u << 20;
+
+}  // namespace
+
+extern "C" Datum lww_version(PG_FUNCTION_ARGS) {
+    return guarded_entry("lww_version", [&] { return text_result("0.1.0"); });
+}
+
+extern "C" Datum lww_node_id(PG_FUNCTION_ARGS) {
+    return guarded_entry("lww_node_id", [&] {
+        SpiSession spi;
+        std::string id = State::get().self().str();
+        Datum d = 0;
+        pg_call([&] { d = DirectFunctionCall1(uuid_in, CStringGetDatum(id.c_str())); });
+        return d;
+    });
+}
+
+extern "C" Datum lww_track(PG_FUNCTION_ARGS) {
+    return guarded_entry("lww_track", [&] {
+        SpiSession spi;
+        return Int64GetDatum(track_table(PG_GETARG_OID(0)));
+    });
+}
+
+extern "C" Datum lww_untrack(PG_FUNCTION_ARGS) {
+    return guarded_entry("lww_untrack", [&] {
+        SpiSession spi;
+        return BoolGetDatum(untrack_table(PG_GETARG_OID(0)));
+    });
+}
+
+extern "C" Datum lww_changes(PG_FUNCTION_ARGS) {
+    return guarded_entry("lww_changes", [&] {
+        ChangesRequest req;
+        int64 since = PG_GETARG_INT64(0);
+        if (since < 0) throw Error("since must be a non-negative change sequence");
+        req.since = static_cast<uint64_t>(since);
+        req.after = req.since;
+        if (PG_NARGS() > 2 && !PG_ARGISNULL(2)) {
+            if (PG_GETARG_INT64(2) < since) throw Error("after must be >= since (the previous page's upto)");
+            req.after = static_cast<uint64_t>(PG_GETARG_INT64(2));
+        }
+        if (PG_NARGS() > 1 && !PG_ARGISNULL(1)) {
+            if (PG_GETARG_INT64(1) <= 0) throw Error("limit must be a positive number of rows");
+            req.limit = PG_GETARG_INT64(1);
+        }
+        SpiSession spi;
+        return text_result(collect_changes(req).json);
+    });
+}
+
+extern "C" Datum lww_apply(PG_FUNCTION_ARGS) {
+    return guarded_entry("lww_apply", [&] {
+        std::string json = text_arg(fcinfo, 0);
+        if (json.size() > kMaxDocumentBytes) throw Error("change set exceeds the 512 MiB limit");
+        ChangeSet cs = decode_changeset(json);
+        SpiSession spi;
+        return jsonb_result(apply_changeset(cs).json());
+    });
+}
+
+extern "C" Datum lww_exchange(PG_FUNCTION_ARGS) {
+    return guarded_entry("lww_exchange", [&] {
+        std::string req = text_arg(fcinfo, 0);
+        if (req.size() > kMaxDocumentBytes) throw Error("request exceeds the 512 MiB limit");
+        SpiSession spi;
+        PgEngine engine;
+        return text_result(serve_exchange(engine, req));
+    });
+}
+
+extern "C" Datum lww_sync(PG_FUNCTION_ARGS) {
+    return guarded_entry("lww_sync", [&] {
+        std::string url = text_arg(fcinfo, 0);
+        int64_t batch_rows = 1000;
+        if (PG_NARGS() > 1 && !PG_ARGISNULL(1)) {
+            std::string opts;
+            pg_call([&] {
+                char* s = DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(1)));
+                opts = s;
+            });
+            rapidjson::Document d;
+            d.Parse(opts.c_str());
+            if (!d.IsObject()) throw Error("options must be a JSON object");
+            for (const auto& m : d.GetObject()) {
+                std::string k = m.name.GetString();
+                if (k == "batch_rows" && m.value.IsInt64() && m.value.GetInt64() > 0 && m.value.GetInt64() <= 1000000)
+                    batch_rows = m.value.GetInt64();
+                else
+                    throw Error("unknown or invalid option \"" + k + "\" (known: batch_rows, 1..1000000)");
+            }
+        }
+        if (url.rfind("postgresql://", 0) != 0 && url.rfind("postgres://", 0) != 0)
+            throw Error("unsupported URL \"" + url + "\": the Postgres extension syncs with postgresql://");
+        SpiSession spi;
+        return jsonb_result(sync_postgres(url, batch_rows));
+    });
+}
+
+extern "C" Datum lww_seq(PG_FUNCTION_ARGS) {
+    return guarded_entry("lww_seq", [&] {
+        SpiSession spi;
+        AsMetadataOwner owner;
+        run_sql("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lwwsync.seq", true);
+        return Int64GetDatum(col_int64(0, 0));
+    });
+}
+
+extern "C" Datum lww_trigger(PG_FUNCTION_ARGS) {
+    return guarded_entry("lww_trigger", [&] { return capture_trigger(fcinfo); });
+}
+
+extern "C" Datum lww_refuse_truncate(PG_FUNCTION_ARGS) {
+    return guarded_entry("lwwsync", [&]() -> Datum {
+        throw Error("TRUNCATE of a tracked table is not synced to peers; use DELETE, or lww_untrack the table first");
+    });
+}

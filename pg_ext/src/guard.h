@@ -1,0 +1,69 @@
+// PostgreSQL adapter: the boundary between C++ and the backend.
+//
+// - pg_call(f): runs backend code that may ereport. A Postgres error is caught
+//   with PG_TRY, copied, and rethrown as a C++ PgError, so the longjmp never
+//   crosses a C++ frame. f must not create C++ objects with destructors.
+// - guarded_entry(name, f): every extern "C" function body runs inside it.
+//   Exceptions are caught, the C++ scope is left, and only then the error is
+//   raised with ereport/ReThrowError.
+#pragma once
+#include "pg.h"
+
+#include "../../common/error.h"
+
+namespace lww::pg {
+
+class PgError : public std::exception {
+public:
+    explicit PgError(ErrorData* e) : data_(e) {}
+    const char* what() const noexcept override { return data_ && data_->message ? data_->message : "postgres error"; }
+    ErrorData* data() const { return data_; }
+
+private:
+    ErrorData* data_;  // palloc'd in the caller's memory context
+};
+
+template <class F>
+void pg_call(F&& f) {
+    MemoryContext ctx = CurrentMemoryContext;
+    ErrorData* edata = nullptr;
+    PG_TRY();
+    {
+        f();
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(ctx);
+        edata = CopyErrorData();
+        FlushErrorState();
+    }
+    PG_END_TRY();
+    if (edata) throw PgError(edata);
+}
+
+// Raises the error held in the static buffer; never returns.
+[[noreturn]] void raise_error(const char* fn, int sqlstate, const char* msg);
+
+template <class F>
+Datum guarded_entry(const char* fn, F&& body) {
+    ErrorData* pg_error = nullptr;
+    int sqlstate = ERRCODE_DATA_EXCEPTION;
+    static char msg[4096];
+    msg[0] = '\0';
+    {
+        try {
+            return body();
+        } catch (const PgError& e) {
+            pg_error = e.data();
+        } catch (const std::exception& e) {
+            strlcpy(msg, e.what(), sizeof msg);
+        } catch (...) {
+            strlcpy(msg, "unknown internal error", sizeof msg);
+        }
+    }
+    // No C++ object is alive past this point.
+    if (pg_error) ReThrowError(pg_error);
+    raise_error(fn, sqlstate, msg);
+}
+
+}  // namespace lww::pg

@@ -1,0 +1,91 @@
+#include "meta.h"
+
+namespace lww::pg {
+
+std::string meta_table_name(Oid relid) { return "m_" + std::to_string(relid); }
+
+std::vector<Param> key_params(const TableInfo& t, const std::vector<Datum>& key, const std::vector<bool>& nulls) {
+    std::vector<Param> p(t.key.size());
+    for (size_t i = 0; i < t.key.size(); ++i) {
+        if (nulls[i]) throw Error("a key value of table " + t.name + " is NULL");
+        p[i] = Param{t.key_types[i].type, key[i], false};
+    }
+    return p;
+}
+
+static std::string key_where(const TableInfo& t) {
+    std::string w;
+    for (size_t i = 0; i < t.key.size(); ++i)
+        w += (i ? " AND " : "") + ("k" + std::to_string(i) + " = $" + std::to_string(i + 1));
+    return w;
+}
+
+static std::vector<Oid> key_oids(const TableInfo& t) {
+    std::vector<Oid> o;
+    for (const auto& k : t.key_types) o.push_back(k.type);
+    return o;
+}
+
+RowState load_meta(const TableInfo& t, const std::vector<Param>& key) {
+    AsMetadataOwner owner;
+    SPIPlanPtr plan = prepare("SELECT gen, hlc, node, mseq, cols FROM " + t.meta + " WHERE " + key_where(t) + " FOR UPDATE",
+                              key_oids(t));
+    run(plan, key, false);
+    if (SPI_processed == 0) return RowState(t.cols.size());
+    StoredRow sr;
+    sr.gen = static_cast<uint64_t>(col_int64(0, 0));
+    sr.row_hlc = static_cast<uint64_t>(col_int64(0, 1));
+    sr.row_node = static_cast<uint32_t>(col_int64(0, 2));
+    sr.row_seq = static_cast<uint64_t>(col_int64(0, 3));
+    sr.cols = col_bytes(0, 4);
+    return decode_row(sr, t.cols.size(), State::get().nodes());
+}
+
+void store_meta(const TableInfo& t, const std::vector<Param>& key, const RowState& st) {
+    std::vector<NodeId> added;
+    StoredRow sr = encode_row(st, State::get().nodes(), &added);
+    State::get().persist_nodes(added);
+    AsMetadataOwner owner;
+    std::string cols, params, conflict;
+    for (size_t i = 0; i < t.key.size(); ++i) {
+        cols += "k" + std::to_string(i) + ", ";
+        params += "$" + std::to_string(i + 1) + ", ";
+        conflict += (i ? ", k" : "k") + std::to_string(i);
+    }
+    const size_t n = t.key.size();
+    auto p = [&](size_t i) { return "$" + std::to_string(n + i); };
+    std::vector<Oid> types = key_oids(t);
+    types.insert(types.end(), {INT8OID, INT8OID, INT4OID, INT8OID, INT8OID, BYTEAOID});
+    SPIPlanPtr plan = prepare("INSERT INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) VALUES (" + params +
+                                  p(1) + ", " + p(2) + ", " + p(3) + ", " + p(4) + ", " + p(5) + ", " + p(6) +
+                                  ") ON CONFLICT (" + conflict +
+                                  ") DO UPDATE SET gen = excluded.gen, hlc = excluded.hlc, node = excluded.node,"
+                                  " mseq = excluded.mseq, seq = excluded.seq, cols = excluded.cols",
+                              types);
+    std::vector<Param> args = key;
+    args.push_back(Param{INT8OID, Int64GetDatum(static_cast<int64>(sr.gen)), false});
+    args.push_back(Param{INT8OID, Int64GetDatum(static_cast<int64>(sr.row_hlc)), false});
+    args.push_back(Param{INT4OID, Int32GetDatum(static_cast<int32>(sr.row_node)), false});
+    args.push_back(Param{INT8OID, Int64GetDatum(static_cast<int64>(sr.row_seq)), false});
+    args.push_back(Param{INT8OID, Int64GetDatum(static_cast<int64>(st.max_seq())), false});
+    Param blob{BYTEAOID, 0, sr.cols.empty()};
+    if (!sr.cols.empty()) {
+        pg_call([&] {
+            bytea* b = static_cast<bytea*>(palloc(VARHDRSZ + sr.cols.size()));
+            SET_VARSIZE(b, VARHDRSZ + sr.cols.size());
+            memcpy(VARDATA(b), sr.cols.data(), sr.cols.size());
+            blob.value = PointerGetDatum(b);
+        });
+    }
+    args.push_back(blob);
+    run(plan, args, false);
+}
+
+uint64_t max_stamp(const RowState& st) {
+    uint64_t m = st.row.present ? st.row.stamp.hlc : 0;
+    for (const auto& c : st.cols)
+        if (c.present && c.stamp.hlc > m) m = c.stamp.hlc;
+    return m;
+}
+
+}  // namespace lww::pg

@@ -1,0 +1,21 @@
+// PostgreSQL adapter: reading and writing one row's metadata (the stored
+// RowState of common/row_codec.h) in lwwsync.m_<relid>.
+#pragma once
+#include "spi.h"
+#include "state.h"
+
+namespace lww::pg {
+
+std::string meta_table_name(Oid relid);  // unquoted, in schema lwwsync
+
+// Key parameters from Datums of the user table's key columns.
+std::vector<Param> key_params(const TableInfo& t, const std::vector<Datum>& key, const std::vector<bool>& nulls);
+
+// Loads (and row-locks) the metadata row; a fresh RowState when there is none.
+RowState load_meta(const TableInfo& t, const std::vector<Param>& key);
+void store_meta(const TableInfo& t, const std::vector<Param>& key, const RowState& st);
+
+// The highest stamp held anywhere in the row (a local write must beat it).
+uint64_t max_stamp(const RowState& st);
+
+}  // namespace lww::pg

@@ -1,0 +1,143 @@
+#include "spi.h"
+
+extern "C" {
+#include "catalog/pg_namespace.h"
+#include "utils/syscache.h"
+}
+
+namespace lww::pg {
+
+std::string quote_ident(const std::string& name) {
+    std::string out = "\"";
+    for (char c : name) {
+        if (c == '"') out += '"';
+        out += c;
+    }
+    return out + "\"";
+}
+
+std::string quote_literal(const std::string& text) {
+    std::string out = "'";
+    for (char c : text) {
+        if (c == '\'') out += '\'';
+        out += c;
+    }
+    return out + "'";
+}
+
+SpiSession::SpiSession() {
+    int rc = 0;
+    pg_call([&] { rc = SPI_connect(); });
+    if (rc != SPI_OK_CONNECT) throw Error("SPI_connect failed");
+    connected_ = true;
+}
+
+SpiSession::~SpiSession() {
+    if (connected_) SPI_finish();
+}
+
+namespace {
+std::map<std::string, SPIPlanPtr>& plan_cache() {
+    static std::map<std::string, SPIPlanPtr> cache;
+    return cache;
+}
+}  // namespace
+
+SPIPlanPtr prepare(const std::string& sql, const std::vector<Oid>& types) {
+    std::string key = sql + "|";
+    for (Oid t : types) key += std::to_string(t) + ",";
+    auto it = plan_cache().find(key);
+    if (it != plan_cache().end()) return it->second;
+    SPIPlanPtr plan = nullptr;
+    pg_call([&] {
+        plan = SPI_prepare(sql.c_str(), static_cast<int>(types.size()), const_cast<Oid*>(types.data()));
+        if (plan) SPI_keepplan(plan);
+    });
+    if (!plan) throw Error(std::string("cannot prepare: ") + SPI_result_code_string(SPI_result) + ": " + sql);
+    plan_cache().emplace(std::move(key), plan);
+    return plan;
+}
+
+uint64_t run(SPIPlanPtr plan, const std::vector<Param>& params, bool read_only, long limit) {
+    std::vector<Datum> values(params.size());
+    std::vector<char> nulls(params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+        values[i] = params[i].value;
+        nulls[i] = params[i].null ? 'n' : ' ';
+    }
+    int rc = 0;
+    pg_call([&] { rc = SPI_execute_plan(plan, values.data(), nulls.data(), read_only, limit); });
+    if (rc < 0) throw Error(std::string("SPI_execute_plan: ") + SPI_result_code_string(rc));
+    return SPI_processed;
+}
+
+uint64_t run_sql(const std::string& sql, bool read_only) {
+    int rc = 0;
+    pg_call([&] { rc = SPI_execute(sql.c_str(), read_only, 0); });
+    if (rc < 0) throw Error(std::string("SPI_execute: ") + SPI_result_code_string(rc) + ": " + sql);
+    return SPI_processed;
+}
+
+Datum col(uint64_t row, int c, bool* isnull) {
+    Datum d = 0;
+    pg_call([&] { d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, c + 1, isnull); });
+    return d;
+}
+
+int64_t col_int64(uint64_t row, int c, bool* isnull) {
+    bool n = false;
+    Datum d = col(row, c, &n);
+    if (isnull) *isnull = n;
+    if (n) return 0;
+    switch (col_type(c)) {
+        case INT2OID: return DatumGetInt16(d);
+        case INT4OID: return DatumGetInt32(d);
+        case OIDOID: return DatumGetObjectId(d);
+        default: return DatumGetInt64(d);
+    }
+}
+
+std::string col_text(uint64_t row, int c, bool* isnull) {
+    bool n = false;
+    Datum d = col(row, c, &n);
+    if (isnull) *isnull = n;
+    if (n) return {};
+    std::string out;
+    pg_call([&] {
+        text* t = DatumGetTextPP(d);
+        out.assign(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+    });
+    return out;
+}
+
+std::string col_bytes(uint64_t row, int c, bool* isnull) {
+    bool n = false;
+    Datum d = col(row, c, &n);
+    if (isnull) *isnull = n;
+    if (n) return {};
+    std::string out;
+    pg_call([&] {
+        bytea* b = DatumGetByteaPP(d);
+        out.assign(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+    });
+    return out;
+}
+
+Oid col_type(int c) { return SPI_gettypeid(SPI_tuptable->tupdesc, c + 1); }
+
+AsMetadataOwner::AsMetadataOwner() {
+    Oid owner = InvalidOid;
+    pg_call([&] {
+        Oid nsp = get_namespace_oid("lwwsync", false);
+        HeapTuple tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+        if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for schema lwwsync");
+        owner = ((Form_pg_namespace)GETSTRUCT(tup))->nspowner;
+        ReleaseSysCache(tup);
+        GetUserIdAndSecContext(&saved_user_, &saved_sec_);
+        SetUserIdAndSecContext(owner, saved_sec_ | SECURITY_LOCAL_USERID_CHANGE);
+    });
+}
+
+AsMetadataOwner::~AsMetadataOwner() { SetUserIdAndSecContext(saved_user_, saved_sec_); }
+
+}  // namespace lww::pg

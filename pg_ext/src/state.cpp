@@ -1,0 +1,173 @@
+#include "state.h"
+
+#include "spi.h"
+
+extern "C" {
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+}
+
+namespace lww::pg {
+
+State& State::get() {
+    static State s;
+    return s;
+}
+
+void State::load_nodes() {
+    AsMetadataOwner owner;
+    run_sql("SELECT value FROM lwwsync.state WHERE key = 'node_id'", true);
+    if (SPI_processed != 1) throw Error("lwwsync metadata is damaged: no node_id in lwwsync.state");
+    nodes_ = std::make_unique<NodeDirectory>(NodeId::parse(col_text(0, 0)));
+    run_sql("SELECT idx, id::text FROM lwwsync.nodes WHERE idx > 0 ORDER BY idx", true);
+    for (uint64_t i = 0; i < SPI_processed; ++i)
+        nodes_->put(static_cast<uint32_t>(col_int64(i, 0)), NodeId::parse(col_text(i, 1)));
+}
+
+const NodeId& State::self() { return nodes().self(); }
+
+NodeDirectory& State::nodes() {
+    begin_transaction_if_new();
+    return *nodes_;
+}
+
+void State::begin_transaction_if_new() {
+    if (tables_lxid_ == MyProc->lxid && nodes_) return;
+    // Another backend may have interned nodes or tracked tables since.
+    load_nodes();
+    tables_.clear();
+    {
+        AsMetadataOwner owner;
+        run_sql("SELECT relid FROM lwwsync.tables ORDER BY name", true);
+        std::vector<Oid> relids;
+        for (uint64_t i = 0; i < SPI_processed; ++i) relids.push_back(static_cast<Oid>(col_int64(i, 0)));
+        for (Oid r : relids) tables_.push_back(describe_table(r));
+        run_sql("SELECT value FROM lwwsync.state WHERE key = 'max_drift_ms'", true);
+        clock_.set_max_drift_ms(SPI_processed ? std::stoull(col_text(0, 0)) : kDefaultMaxDriftMs);
+        run_sql("SELECT value FROM lwwsync.state WHERE key = 'hlc'", true);
+        if (SPI_processed) clock_.observe(std::stoull(col_text(0, 0)));
+    }
+    tables_lxid_ = MyProc->lxid;
+}
+
+const std::vector<TableInfo>& State::tables() {
+    begin_transaction_if_new();
+    return tables_;
+}
+
+const TableInfo* State::find(Oid relid) {
+    for (const auto& t : tables())
+        if (t.relid == relid) return &t;
+    return nullptr;
+}
+
+const TableInfo* State::find(const std::string& wire_name) {
+    for (const auto& t : tables())
+        if (t.name == wire_name) return &t;
+    return nullptr;
+}
+
+void State::invalidate() { tables_lxid_ = InvalidLocalTransactionId; }
+
+uint64_t State::tick(uint64_t floor) {
+    begin_transaction_if_new();
+    clock_.observe(floor);
+    return clock_.tick(wall_clock_ms());
+}
+
+uint64_t State::next_seq() {
+    if (seq_lxid_ != MyProc->lxid) {
+        pg_call([&] {
+            // Held until this transaction ends: pullers wait for it (changes.cpp).
+            DirectFunctionCall2(pg_advisory_xact_lock_shared_int4, Int32GetDatum(kBarrierKey1),
+                                Int32GetDatum(kBarrierKey2));
+            if (!OidIsValid(seq_oid_)) {
+                Oid nsp = get_namespace_oid("lwwsync", false);
+                seq_oid_ = get_relname_relid("seq", nsp);
+            }
+        });
+        seq_lxid_ = MyProc->lxid;
+    }
+    int64 v = 0;
+    pg_call([&] { v = nextval_internal(seq_oid_, false); });
+    return static_cast<uint64_t>(v);
+}
+
+void State::persist_nodes(const std::vector<NodeId>& added) {
+    if (added.empty()) return;
+    AsMetadataOwner owner;
+    SPIPlanPtr plan = prepare("INSERT INTO lwwsync.nodes(idx, id) VALUES ($1, $2::uuid) ON CONFLICT DO NOTHING",
+                              {INT4OID, TEXTOID});
+    for (const auto& id : added) {
+        std::string s = id.str();
+        Param idx{INT4OID, Int32GetDatum(static_cast<int32>(nodes_->intern(id))), false};
+        Param txt{TEXTOID, 0, false};
+        pg_call([&] { txt.value = PointerGetDatum(cstring_to_text(s.c_str())); });
+        run(plan, {idx, txt}, false);
+    }
+}
+
+void State::persist_clock() {
+    AsMetadataOwner owner;
+    SPIPlanPtr plan = prepare(
+        "INSERT INTO lwwsync.state(key, value) VALUES ('hlc', $1::text) ON CONFLICT (key) DO UPDATE"
+        " SET value = greatest(lwwsync.state.value::numeric, excluded.value::numeric)::text",
+        {TEXTOID});
+    std::string s = std::to_string(clock_.last());
+    Param p{TEXTOID, 0, false};
+    pg_call([&] { p.value = PointerGetDatum(cstring_to_text(s.c_str())); });
+    run(plan, {p}, false);
+}
+
+TableInfo describe_table(Oid relid) {
+    TableInfo t;
+    t.relid = relid;
+    std::string nsp, rel;
+    std::vector<std::string> key_order;
+    {
+        AsMetadataOwner owner;
+        SPIPlanPtr plan = prepare("SELECT name, key_columns::text[], columns::text[], meta FROM lwwsync.tables WHERE relid = $1",
+                                  {OIDOID});
+        run(plan, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, true);
+        if (SPI_processed != 1) throw Error("table with oid " + std::to_string(relid) + " is not tracked");
+        t.name = col_text(0, 0);
+        t.meta = col_text(0, 3);
+        // Arrays come back through their text form; unnest them instead.
+        SPIPlanPtr keys = prepare("SELECT unnest(key_columns) FROM lwwsync.tables WHERE relid = $1", {OIDOID});
+        run(keys, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, true);
+        for (uint64_t i = 0; i < SPI_processed; ++i) t.key.push_back(col_text(i, 0));
+        SPIPlanPtr cols = prepare("SELECT unnest(columns) FROM lwwsync.tables WHERE relid = $1", {OIDOID});
+        run(cols, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, true);
+        for (uint64_t i = 0; i < SPI_processed; ++i) t.cols.push_back(col_text(i, 0));
+    }
+    pg_call([&] {
+        char* n = get_namespace_name(get_rel_namespace(relid));
+        char* r = get_rel_name(relid);
+        if (!n || !r) elog(ERROR, "tracked table with oid %u no longer exists", relid);
+        nsp = n;
+        rel = r;
+    });
+    t.qualified = quote_ident(nsp) + "." + quote_ident(rel);
+    auto attr = [&](const std::string& name, AttrNumber& num, ColumnType& type) {
+        Oid typid = InvalidOid;
+        int32 typmod = -1;
+        pg_call([&] {
+            num = get_attnum(relid, name.c_str());
+            if (num == InvalidAttrNumber)
+                ereport(ERROR, (errmsg("column \"%s\" of tracked table %s no longer exists", name.c_str(), rel.c_str())));
+            Oid coll;
+            get_atttypetypmodcoll(relid, num, &typid, &typmod, &coll);
+        });
+        type = column_type(typid, typmod);
+    };
+    t.key_attnums.resize(t.key.size());
+    t.key_types.resize(t.key.size());
+    for (size_t i = 0; i < t.key.size(); ++i) attr(t.key[i], t.key_attnums[i], t.key_types[i]);
+    t.col_attnums.resize(t.cols.size());
+    t.col_types.resize(t.cols.size());
+    for (size_t i = 0; i < t.cols.size(); ++i) attr(t.cols[i], t.col_attnums[i], t.col_types[i]);
+    return t;
+}
+
+}  // namespace lww::pg

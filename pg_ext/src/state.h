@@ -1,0 +1,69 @@
+// PostgreSQL adapter: per-backend view of the lwwsync metadata.
+//
+// Truth lives in the lwwsync schema (state, nodes, tables, peers, the
+// sequence and one metadata table per tracked table). A backend caches the
+// node id and node directory; table descriptions are reloaded once per
+// transaction. The HLC is per backend but never issues a stamp below the
+// register it overwrites or below the clock persisted by lww_apply, so a
+// write that saw another write always beats it.
+#pragma once
+#include "values.h"
+
+#include "../../common/hlc.h"
+#include "../../common/row_codec.h"
+
+namespace lww::pg {
+
+struct TableInfo {
+    Oid relid = InvalidOid;
+    std::string name;       // wire name: relname, or schema.relname outside public
+    std::string qualified;  // quoted schema.table for SQL text
+    std::string meta;       // quoted lwwsync metadata table
+    std::vector<std::string> key, cols;
+    std::vector<AttrNumber> key_attnums, col_attnums;
+    std::vector<ColumnType> key_types, col_types;
+};
+
+class State {
+public:
+    static State& get();
+
+    const NodeId& self();
+    NodeDirectory& nodes();
+    HybridClock& clock() { return clock_; }
+
+    // Tracked tables, reloaded once per transaction.
+    const std::vector<TableInfo>& tables();
+    const TableInfo* find(Oid relid);
+    const TableInfo* find(const std::string& wire_name);
+    void invalidate();  // after track/untrack
+
+    // A stamp for a local write that must beat `floor` (the register it replaces).
+    uint64_t tick(uint64_t floor);
+    // A fresh local change sequence. The first one of a transaction also takes
+    // the shared side of the change-feed barrier (see changes.cpp).
+    uint64_t next_seq();
+    void persist_nodes(const std::vector<NodeId>& added);
+    void persist_clock();
+
+    int applying = 0;  // >0 while lww_apply writes user tables
+
+private:
+    void load_nodes();
+    void begin_transaction_if_new();
+
+    std::unique_ptr<NodeDirectory> nodes_;
+    HybridClock clock_;
+    std::vector<TableInfo> tables_;
+    LocalTransactionId tables_lxid_ = InvalidLocalTransactionId;
+    LocalTransactionId seq_lxid_ = InvalidLocalTransactionId;
+    Oid seq_oid_ = InvalidOid;
+};
+
+// Advisory-lock key of the change-feed barrier.
+constexpr int32 kBarrierKey1 = 0x6c777773;  // "lwws"
+constexpr int32 kBarrierKey2 = 1;
+
+TableInfo describe_table(Oid relid);  // from the catalogs and lwwsync.tables
+
+}  // namespace lww::pg

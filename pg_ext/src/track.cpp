@@ -1,0 +1,149 @@
+// PostgreSQL adapter: lww_track / lww_untrack.
+#include "meta.h"
+
+extern "C" {
+#include "catalog/pg_class.h"
+}
+
+namespace lww::pg {
+
+namespace {
+
+Param oid_param(Oid o) { return Param{OIDOID, ObjectIdGetDatum(o), false}; }
+
+Param text_param(const std::string& s) {
+    Param p{TEXTOID, 0, false};
+    pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); });
+    return p;
+}
+
+std::string text_array(const std::vector<std::string>& v) {
+    std::string s = "ARRAY[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + quote_literal(v[i]);
+    return s + "]::text[]";
+}
+
+}  // namespace
+
+int64_t track_table(Oid relid) {
+    State& s = State::get();
+    char relkind = 0;
+    std::string nsp, rel;
+    pg_call([&] {
+        relkind = get_rel_relkind(relid);
+        char* n = get_namespace_name(get_rel_namespace(relid));
+        char* r = get_rel_name(relid);
+        if (n && r) {
+            nsp = n;
+            rel = r;
+        }
+    });
+    if (rel.empty()) throw Error("no such table (oid " + std::to_string(relid) + ")");
+    if (relkind != RELKIND_RELATION) throw Error("\"" + rel + "\" is not an ordinary table");
+    if (nsp == "lwwsync") throw Error("\"" + rel + "\" is lwwsync metadata");
+
+    // Key columns in key order, then the other stored columns.
+    std::vector<std::string> key, cols;
+    std::vector<std::string> key_defs;
+    run(prepare("SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),"
+                " CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation"
+                " THEN (SELECT quote_ident(nspname) || '.' || quote_ident(collname) FROM pg_collation c"
+                "  JOIN pg_namespace n ON n.oid = c.collnamespace WHERE c.oid = a.attcollation) END"
+                " FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+                " JOIN pg_type t ON t.oid = a.atttypid"
+                " WHERE i.indrelid = $1 AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)",
+                {OIDOID}),
+        {oid_param(relid)}, true);
+    for (uint64_t i = 0; i < SPI_processed; ++i) {
+        key.push_back(col_text(i, 0));
+        bool no_coll = false;
+        std::string coll = col_text(i, 2, &no_coll);
+        key_defs.push_back(col_text(i, 1) + (no_coll ? "" : " COLLATE " + coll));
+    }
+    if (key.empty()) throw Error("table \"" + rel + "\" has no PRIMARY KEY; lwwsync names rows by their key");
+    run(prepare("SELECT attname::text FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped"
+                " AND attgenerated = '' AND attname <> ALL (SELECT a.attname FROM pg_index i JOIN pg_attribute a"
+                " ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1 AND i.indisprimary)"
+                " ORDER BY attnum",
+                {OIDOID}),
+        {oid_param(relid)}, true);
+    for (uint64_t i = 0; i < SPI_processed; ++i) cols.push_back(col_text(i, 0));
+
+    const std::string wire = nsp == "public" ? rel : nsp + "." + rel;
+    const std::string meta_name = meta_table_name(relid);
+    const std::string meta = "lwwsync." + quote_ident(meta_name);
+    const std::string qualified = quote_ident(nsp) + "." + quote_ident(rel);
+
+    if (const TableInfo* known = s.find(relid)) {
+        if (known->key != key) throw Error("the primary key of \"" + rel + "\" changed since it was tracked; lww_untrack it first");
+        std::vector<std::string> merged = known->cols;  // register indexes stay stable
+        for (const auto& c : cols)
+            if (std::find(merged.begin(), merged.end(), c) == merged.end()) merged.push_back(c);
+        for (const auto& c : merged)
+            if (std::find(cols.begin(), cols.end(), c) == cols.end())
+                throw Error("column \"" + c + "\" of \"" + rel + "\" was dropped since it was tracked; lww_untrack it first");
+        cols = merged;
+    }
+
+    {
+        AsMetadataOwner owner;
+        run(prepare("SELECT 1 FROM lwwsync.tables WHERE name = $1 AND relid <> $2", {TEXTOID, OIDOID}),
+            {text_param(wire), oid_param(relid)}, true);
+        if (SPI_processed) throw Error("another tracked table already syncs as \"" + wire + "\"");
+        std::string defs, keys;
+        for (size_t i = 0; i < key.size(); ++i) {
+            defs += "k" + std::to_string(i) + " " + key_defs[i] + " NOT NULL, ";
+            keys += (i ? ", k" : "k") + std::to_string(i);
+        }
+        run_sql("CREATE TABLE IF NOT EXISTS " + meta + "(" + defs +
+                "gen int8 NOT NULL, hlc int8 NOT NULL, node int4 NOT NULL, mseq int8 NOT NULL, seq int8 NOT NULL,"
+                " cols bytea, PRIMARY KEY (" + keys + "))");
+        run_sql("CREATE INDEX IF NOT EXISTS " + quote_ident(meta_name + "_seq") + " ON " + meta + "(seq)");
+        // Keys and stamps only (values stay in the user table, under its own grants).
+        run_sql("GRANT SELECT ON " + meta + " TO PUBLIC");
+        run_sql("INSERT INTO lwwsync.tables(relid, name, key_columns, columns, meta) VALUES (" + std::to_string(relid) +
+                ", " + quote_literal(wire) + ", " + text_array(key) + ", " + text_array(cols) + ", " +
+                quote_literal(meta) + ") ON CONFLICT (relid) DO UPDATE SET name = excluded.name,"
+                " key_columns = excluded.key_columns, columns = excluded.columns, meta = excluded.meta");
+    }
+    // The trigger is the table owner's business: created with the caller's rights.
+    run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture AFTER INSERT OR UPDATE OR DELETE ON " + qualified +
+            " FOR EACH ROW EXECUTE FUNCTION lwwsync.lww_trigger()");
+    run_sql("CREATE OR REPLACE TRIGGER lwwsync_no_truncate BEFORE TRUNCATE ON " + qualified +
+            " FOR EACH STATEMENT EXECUTE FUNCTION lwwsync.lww_refuse_truncate()");
+    s.invalidate();
+
+    // Rows already present get their first stamps (one stamp, a sequence each).
+    const uint64_t hlc = s.tick(0);
+    s.next_seq();  // takes the change-feed barrier for this transaction
+    std::string sel, join;
+    for (size_t i = 0; i < key.size(); ++i) {
+        sel += "t." + quote_ident(key[i]) + ", ";
+        join += (i ? " AND " : "") + ("m.k" + std::to_string(i) + " = t." + quote_ident(key[i]));
+    }
+    std::string keys;
+    for (size_t i = 0; i < key.size(); ++i) keys += "k" + std::to_string(i) + ", ";
+    AsMetadataOwner owner;
+    return static_cast<int64_t>(run_sql("INSERT INTO " + meta + "(" + keys + "gen, hlc, node, mseq, seq, cols) SELECT " +
+                                        keys + "1, " + std::to_string(hlc) + ", 0, s, s, NULL FROM (SELECT " + sel +
+                                        "nextval('lwwsync.seq') AS s FROM " + qualified + " AS t WHERE NOT EXISTS (SELECT 1 FROM " +
+                                        meta + " AS m WHERE " + join + ")) AS fresh(" + keys + "s)"));
+}
+
+bool untrack_table(Oid relid) {
+    State& s = State::get();
+    const TableInfo* t = s.find(relid);
+    if (!t) return false;
+    const std::string qualified = t->qualified, meta = t->meta;
+    run_sql("DROP TRIGGER IF EXISTS lwwsync_capture ON " + qualified);
+    run_sql("DROP TRIGGER IF EXISTS lwwsync_no_truncate ON " + qualified);
+    {
+        AsMetadataOwner owner;
+        run_sql("DROP TABLE IF EXISTS " + meta);
+        run_sql("DELETE FROM lwwsync.tables WHERE relid = " + std::to_string(relid));
+    }
+    s.invalidate();
+    return true;
+}
+
+}  // namespace lww::pg
