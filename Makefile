@@ -19,7 +19,7 @@ SQLITE_OBJ := $(SQLITE_SRC:%.cpp=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard tests/unit/*.cpp)
 SQLT_SRC   := $(wildcard tests/sqlite/*.cpp)
 
-.PHONY: all deps test check demo bench clean
+.PHONY: all deps test check demo bench clean pg pg-install
 
 all: lwwsync.so $(BUILD)/liblwwcore.a
 
@@ -30,9 +30,17 @@ $(BUILD)/%.o: %.cpp
 $(BUILD)/liblwwcore.a: $(COMMON_OBJ)
 	ar rcs $@ $^
 
+# libpq gives SQLite clients lww_sync('postgresql://…'); build with
+# WITH_LIBPQ=0 for clients without it (Android, embedded).
+WITH_LIBPQ ?= 1
+ifeq ($(WITH_LIBPQ),1)
+$(BUILD)/sqlite_ext/pg_transport.o: CPPFLAGS += -DLWWSYNC_WITH_LIBPQ -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+PQ_LIBS := -lpq
+endif
+
 # The extension reaches SQLite only through the sqlite3_api table: no -lsqlite3.
 lwwsync.so: $(COMMON_OBJ) $(SQLITE_OBJ)
-	$(CXX) -shared -o $@ $^ -Wl,--no-undefined -Wl,-z,defs
+	$(CXX) -shared -o $@ $^ $(PQ_LIBS) -Wl,--no-undefined -Wl,-z,defs
 
 $(BUILD)/unit_tests: $(UNIT_SRC) $(BUILD)/liblwwcore.a
 	$(CXX) $(CXXFLAGS) -o $@ $(UNIT_SRC) $(BUILD)/liblwwcore.a -lgtest -lgtest_main -pthread
@@ -51,12 +59,19 @@ deps:
 test: deps
 	$(MAKE) check
 
-check: all $(BUILD)/unit_tests $(BUILD)/sqlite_tests tests/convergence/convergence
+check: all $(BUILD)/unit_tests $(BUILD)/sqlite_tests tests/convergence/convergence pg-install
 	tests/run_all.sh
 
 demo: deps
-	$(MAKE) lwwsync.so
+	$(MAKE) lwwsync.so pg-install
 	demo/demo.sh
+
+# The PostgreSQL extension (PGXS, in pg_ext/); installing needs root.
+pg:
+	$(MAKE) -C pg_ext
+
+pg-install: pg
+	$(if $(filter 0,$(shell id -u)),,sudo) $(MAKE) -C pg_ext install
 
 bench: lwwsync.so
 	$(MAKE) -C bench bench
@@ -64,6 +79,7 @@ bench: lwwsync.so
 clean:
 	rm -rf $(BUILD) lwwsync.so
 	-$(MAKE) -C tests/convergence clean
+	-$(MAKE) -C pg_ext clean
 	-$(MAKE) -C bench clean
 
 -include $(COMMON_OBJ:.o=.d) $(SQLITE_OBJ:.o=.d)

@@ -103,9 +103,10 @@ struct PeerDb {
 }  // namespace
 
 std::string sync_with(Conn& c, const std::string& url, const SyncOptions& opt) {
-    if (url.rfind("file:", 0) != 0)
-        throw Error("unsupported URL \"" + url + "\": the SQLite extension syncs with file:PATH (another SQLite database)");
     c.ensure_ready();
+    if (is_postgres_url(url)) return sync_with_postgres(c, url, opt.batch_rows);
+    if (url.rfind("file:", 0) != 0)
+        throw Error("unsupported URL \"" + url + "\": use file:PATH (another SQLite database) or postgresql://…");
     PeerDb peer;
     // The URL is a SQLite URI itself (file:path?mode=rw...); never create a missing peer.
     int rc = sqlite3_open_v2(url.c_str(), &peer.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, nullptr);

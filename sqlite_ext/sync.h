@@ -28,6 +28,8 @@ struct SyncOptions {
 
 SyncOptions parse_sync_options(const std::string& json);
 std::string sync_with(Conn& c, const std::string& url, const SyncOptions& opt);
+bool is_postgres_url(const std::string& url);
+std::string sync_with_postgres(Conn& c, const std::string& url, int64_t batch_rows);
 // Server side of one round trip, in one savepoint.
 std::string exchange_request(Conn& c, const std::string& request);
 

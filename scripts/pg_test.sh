@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds and installs the PostgreSQL extension, then runs its pg_regress and
+# pg_isolation_regress suites on temporary instances (make installcheck).
+# initdb refuses root, so as root the suites run as "postgres" in a copy of
+# the tree that user can write. Prints "N passed, M failed" for the runner.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+make -C pg_ext -s >/dev/null || { echo "pg_ext build failed"; echo "0 passed, 1 failed"; exit 1; }
+$SUDO make -C pg_ext -s install >/dev/null || { echo "pg_ext install failed"; echo "0 passed, 1 failed"; exit 1; }
+
+work=$(mktemp -d /tmp/lwwsync-pgtest.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cp -r common pg_ext "$work/"
+run() {
+    if [ "$(id -u)" -eq 0 ]; then chown -R postgres "$work"; su postgres -s /bin/bash -c "$*"; else bash -c "$*"; fi
+}
+out=$(run "cd '$work/pg_ext' && make -s installcheck 2>&1")
+rc=$?
+echo "$out" | grep -E '^(ok|not ok|test |     |#)|tests passed|failed|FAILED' | grep -v '^#' | head -100
+if [ $rc -ne 0 ]; then
+    for f in "$work"/pg_ext/regression.diffs "$work"/pg_ext/output_iso/regression.diffs; do
+        [ -f "$f" ] && { echo "--- $f"; head -150 "$f"; cp "$f" "pg_ext/$(basename "$(dirname "$f")")-regression.diffs" 2>/dev/null; }
+    done
+fi
+# pg_regress 15 prints one line per test: "test NAME ... ok" / "... FAILED".
+p=$(echo "$out" | grep -cE '^(test |     )?[a-z_]+ +\.\.\. ok' || true)
+p=$(echo "$out" | grep -E '\.\.\. ok' | wc -l)
+f=$(echo "$out" | grep -E '\.\.\. FAILED' | wc -l)
+[ $rc -ne 0 ] && [ "$f" -eq 0 ] && f=1
+echo "$p passed, $f failed"
+[ $rc -eq 0 ]
