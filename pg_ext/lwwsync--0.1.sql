@@ -51,6 +51,9 @@ CREATE FUNCTION lww_exchange(request text) RETURNS text
     AS 'MODULE_PATHNAME', 'lww_exchange' LANGUAGE C VOLATILE STRICT;
 CREATE FUNCTION lww_sync(url text, options jsonb DEFAULT NULL) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'lww_sync' LANGUAGE C VOLATILE;
+CREATE FUNCTION lww_config(setting text, value bigint DEFAULT NULL) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'lww_config' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION lww_config(text, bigint) FROM PUBLIC;
 CREATE FUNCTION lww_seq() RETURNS bigint
     AS 'MODULE_PATHNAME', 'lww_seq' LANGUAGE C VOLATILE STRICT;
 

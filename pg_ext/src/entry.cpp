@@ -17,6 +17,7 @@ PG_FUNCTION_INFO_V1(lww_apply);
 PG_FUNCTION_INFO_V1(lww_exchange);
 PG_FUNCTION_INFO_V1(lww_sync);
 PG_FUNCTION_INFO_V1(lww_seq);
+PG_FUNCTION_INFO_V1(lww_config);
 PG_FUNCTION_INFO_V1(lww_trigger);
 PG_FUNCTION_INFO_V1(lww_refuse_truncate);
 }
@@ -153,6 +154,24 @@ extern "C" Datum lww_seq(PG_FUNCTION_ARGS) {
         AsMetadataOwner owner;
         run_sql("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lwwsync.seq", true);
         return Int64GetDatum(col_int64(0, 0));
+    });
+}
+
+// lww_config('max_drift_ms' [, value]): read or set a per-database setting.
+extern "C" Datum lww_config(PG_FUNCTION_ARGS) {
+    return guarded_entry("lww_config", [&] {
+        std::string key = text_arg(fcinfo, 0);
+        if (key != "max_drift_ms") throw Error("unknown setting \"" + key + "\" (known: max_drift_ms)");
+        SpiSession spi;
+        AsMetadataOwner owner;
+        if (PG_NARGS() > 1 && !PG_ARGISNULL(1)) {
+            if (PG_GETARG_INT64(1) < 0) throw Error("max_drift_ms must be a non-negative integer");
+            run_sql("INSERT INTO lwwsync.state(key, value) VALUES ('max_drift_ms', '" + std::to_string(PG_GETARG_INT64(1)) +
+                    "') ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+            State::get().invalidate();
+        }
+        run_sql("SELECT value FROM lwwsync.state WHERE key = 'max_drift_ms'", false);
+        return Int64GetDatum(SPI_processed ? std::stoll(col_text(0, 0)) : static_cast<int64>(kDefaultMaxDriftMs));
     });
 }
 
