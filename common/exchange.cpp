@@ -108,7 +108,7 @@ std::string encode_request(const ExchangeRequest& r) {
     Writer w(buf);
     w.StartObject();
     header(w, r.node);
-    cursor(w, "received", "received_floor", r.received);
+    if (r.received) cursor(w, "received", "received_floor", *r.received);
     w.Key("limit");
     w.Int64(r.limit);
     if (r.push) raw(w, "push", *r.push);
@@ -127,7 +127,7 @@ std::string encode_response(const ExchangeResponse& r) {
         w.Key("applied");
         w.RawValue(a.json().c_str(), a.json().size(), rapidjson::kObjectType);
     }
-    raw(w, "pull", r.pull);
+    if (r.pull) raw(w, "pull", *r.pull);
     w.EndObject();
     return std::string(buf.GetString(), buf.GetSize());
 }
@@ -137,7 +137,7 @@ ParsedRequest decode_request(std::string_view json) {
     parse_envelope(d, json);
     ParsedRequest r;
     r.node = node_of(d);
-    r.received = cursor_of(d, "received", "received_floor");
+    if (d.HasMember("received")) r.received = cursor_of(d, "received", "received_floor");
     auto lim = d.FindMember("limit");
     if (lim != d.MemberEnd()) {
         if (!lim->value.IsInt64() || lim->value.GetInt64() <= 0 || lim->value.GetInt64() > 1000000)
@@ -169,8 +169,7 @@ ParsedResponse decode_response(std::string_view json) {
         r.applied = a;
     }
     auto pull = d.FindMember("pull");
-    if (pull == d.MemberEnd()) bad("missing \"pull\"");
-    r.pull = decode_changeset_value(pull->value);
+    if (pull != d.MemberEnd()) r.pull = decode_changeset_value(pull->value);
     return r;
 }
 
@@ -189,7 +188,7 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
             resp.applied = server.apply_from(req.node, *req.push);
     }
     resp.acked = server.cursor_of(req.node);
-    resp.pull = server.changes_for(req.node, req.received, req.limit).json;
+    if (req.received) resp.pull = server.changes_for(req.node, *req.received, req.limit).json;
     return encode_response(resp);
 }
 
@@ -231,8 +230,9 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, int64_t batch_rows)
         acked = resp.acked;
 
         bool pulled = false;
-        if (resp.pull.upto > local.cursor_of(resp.node).received) {
-            add(stats.received, local.apply_from(resp.node, resp.pull));
+        if (resp.pull && resp.pull->origin != resp.node) throw Error("the peer sent a change set of another node");
+        if (resp.pull && resp.pull->upto > local.cursor_of(resp.node).received) {
+            add(stats.received, local.apply_from(resp.node, *resp.pull));
             pulled = true;
         }
         if (!first && !push_upto && !pulled) break;

@@ -56,7 +56,10 @@ public:
 
 struct ExchangeRequest {
     NodeId node;               // the caller
-    Cursor received;           // how far the caller holds the server's changes
+    // How far the caller holds the server's changes; absent in the first
+    // round trip, when the caller does not know the server yet: then the
+    // response carries no pull, only the server's node id and cursor.
+    std::optional<Cursor> received;
     int64_t limit = 1000;      // rows per returned batch
     std::optional<std::string> push;  // a change set of the caller's, as JSON
 };
@@ -65,7 +68,7 @@ struct ExchangeResponse {
     NodeId node;               // the server
     Cursor acked;              // how far the server holds the caller's changes
     std::optional<ApplyCounts> applied;
-    std::string pull;          // the server's changes after request.received (JSON change set)
+    std::optional<std::string> pull;  // the server's changes past request.received (JSON change set)
 };
 
 std::string encode_request(const ExchangeRequest& r);
@@ -73,7 +76,7 @@ std::string encode_response(const ExchangeResponse& r);
 // Both parse fully and validate embedded change sets; they throw lww::Error.
 struct ParsedRequest {
     NodeId node;
-    Cursor received;
+    std::optional<Cursor> received;
     int64_t limit = 1000;
     std::optional<ChangeSet> push;
 };
@@ -81,7 +84,7 @@ struct ParsedResponse {
     NodeId node;
     Cursor acked;
     std::optional<ApplyCounts> applied;
-    ChangeSet pull;
+    std::optional<ChangeSet> pull;
 };
 ParsedRequest decode_request(std::string_view json);
 ParsedResponse decode_response(std::string_view json);

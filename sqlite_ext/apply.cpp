@@ -220,12 +220,17 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs) {
         throw Error("the change set comes from this database's own node " + c.self().str() +
                     "; a node never applies its own changes");
     std::vector<Plan> plans = plan(c, cs);
+    // The setting as committed: a rolled-back lww_config must not linger.
+    c.clock.set_max_drift_ms(c.setting("max_drift_ms", kDefaultMaxDriftMs));
     check_stamps(c, cs);
 
     ApplyStats stats;
     exec(c.db, "SAVEPOINT lww_apply");
     ++c.applying;
     try {
+        c.lock_for_write();
+        // Tables arrive in any order: foreign keys are checked at commit.
+        exec(c.db, "PRAGMA defer_foreign_keys = ON");
         std::vector<NodeId> new_nodes;
         for (const auto& p : plans) merge_table(c, p, stats, new_nodes);
         c.persist_nodes(new_nodes);

@@ -28,8 +28,24 @@ static uint64_t batch_cut(Conn& c, uint64_t after, int64_t limit) {
     return st.step() ? static_cast<uint64_t>(st.int64(0)) : 0;
 }
 
+static ChangesResult collect(Conn& c, const ChangesRequest& req);
+
 ChangesResult collect_changes(Conn& c, const ChangesRequest& req) {
     c.ensure_ready();
+    // One read transaction: the cut, upto and every row come from one snapshot.
+    exec(c.db, "SAVEPOINT lww_changes");
+    try {
+        ChangesResult r = collect(c, req);
+        exec(c.db, "RELEASE lww_changes");
+        return r;
+    } catch (...) {
+        sqlite3_exec(c.db, "ROLLBACK TO lww_changes; RELEASE lww_changes", nullptr, nullptr, nullptr);
+        throw;
+    }
+}
+
+static ChangesResult collect(Conn& c, const ChangesRequest& req) {
+    c.refresh();
     ChangesResult res;
     if (req.after < req.since) throw Error("after must not be below since");
     const uint64_t cut = batch_cut(c, req.after, req.limit);

@@ -42,6 +42,11 @@ void Conn::ensure_ready() {
     refresh();
 }
 
+void Conn::lock_for_write() {
+    exec(db, "UPDATE lww_state SET value = value WHERE key = 'schema'");
+    refresh();
+}
+
 void Conn::refresh() {
     unsigned dv = 0;
     sqlite3_file_control(db, "main", SQLITE_FCNTL_DATA_VERSION, &dv);

@@ -60,11 +60,15 @@ public:
     void persist_nodes(const std::vector<NodeId>& added);
     void persist_clock();
     void set_setting(const std::string& key, int64_t value);
+    uint64_t setting(const char* key, uint64_t dflt);
     void reload();
+    // Inside a savepoint: takes the database's write lock now and reloads
+    // what other connections committed before it, so sequences handed out
+    // next are above everything committed.
+    void lock_for_write();
 
 private:
     void load_tables();
-    uint64_t setting(const char* key, uint64_t dflt);
 
     std::unique_ptr<NodeDirectory> nodes_;
     std::vector<TableInfo> tables_;

@@ -130,9 +130,9 @@ void fn_config(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
             if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_int64(argv[1]) < 0)
                 throw Error("max_drift_ms must be a non-negative integer");
             c.set_setting(key, sqlite3_value_int64(argv[1]));
-            c.clock.set_max_drift_ms(static_cast<uint64_t>(sqlite3_value_int64(argv[1])));
         }
-        sqlite3_result_int64(ctx, static_cast<int64_t>(c.clock.max_drift_ms()));
+        // Always the stored value: a rolled-back change is gone.
+        sqlite3_result_int64(ctx, static_cast<int64_t>(c.setting("max_drift_ms", kDefaultMaxDriftMs)));
     });
 }
 
@@ -304,6 +304,9 @@ extern "C" __attribute__((visibility("default"))) int sqlite3_lwwsync_init(sqlit
     SQLITE_EXTENSION_INIT2(api);
     try {
         lww::sq::register_functions(db);
+        // REPLACE removes conflicting rows through the delete trigger only
+        // with recursive triggers on; otherwise such a removal would never sync.
+        sqlite3_exec(db, "PRAGMA recursive_triggers = ON", nullptr, nullptr, nullptr);
     } catch (const std::exception& e) {
         if (err) *err = sqlite3_mprintf("lwwsync: %s", e.what());
         return SQLITE_ERROR;

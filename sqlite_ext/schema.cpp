@@ -244,6 +244,7 @@ bool untrack_table(Conn& c, const std::string& table) {
     if (!t) return false;
     exec(c.db, "SAVEPOINT lww_untrack");
     try {
+        c.lock_for_write();
         // Sequences must never run backwards, even once this table's rows are gone.
         c.set_setting("seq_floor", static_cast<int64_t>(c.last_seq()));
         c.persist_clock();

@@ -23,19 +23,29 @@ gtest_suite() {  # name, binary
 gtest_suite "core unit tests" build/unit_tests
 gtest_suite "SQLite extension" build/sqlite_tests
 
-echo "== randomized convergence (SQLite peers)"
+# A suite that prints its own "N passed, M failed" closing line.
+summary_suite() {  # name, command...
+    local name=$1; shift
+    echo "== $name"
+    local out rc line
+    out=$("$@" 2>&1)
+    rc=$?
+    echo "$out" | tail -n 30
+    line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
+    if [ -n "$line" ]; then
+        passed=$((passed + $(echo "$line" | cut -d' ' -f1)))
+        failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
+        [ $rc -ne 0 ] && [ "$(echo "$line" | cut -d' ' -f3)" = 0 ] && { failed=$((failed + 1)); broken+=("$name"); }
+    else
+        failed=$((failed + 1)); broken+=("$name")
+    fi
+}
+
 conv_args=(--ext "$LWWSYNC_EXT" --scenarios "${SCENARIOS:-300}")
 [ -n "${SEED:-}" ] && conv_args+=(--seed "$SEED")
-out=$(tests/convergence/convergence "${conv_args[@]}" 2>&1)
-rc=$?
-echo "$out" | tail -n 25
-line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
-if [ -n "$line" ]; then
-    passed=$((passed + $(echo "$line" | cut -d' ' -f1)))
-    failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
-elif [ $rc -ne 0 ]; then
-    failed=$((failed + 1)); broken+=("convergence")
-fi
+summary_suite "randomized convergence (SQLite peers)" tests/convergence/convergence "${conv_args[@]}"
+
+summary_suite "PostgreSQL extension (pg_regress, isolation)" scripts/pg_test.sh
 
 [ ${#broken[@]} -gt 0 ] && echo "suites that crashed or printed no summary: ${broken[*]}"
 echo "$passed passed, $failed failed"
