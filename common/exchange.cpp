@@ -179,6 +179,9 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
     if (req.node == self) throw Error("the caller is this database's own node " + self.str());
     ExchangeResponse resp;
     resp.node = self;
+    // Pull before applying the push: an engine that waits for concurrent
+    // writers while reading its feed (Postgres) must not hold row locks then.
+    if (req.received) resp.pull = server.changes_for(req.node, *req.received, req.limit).json;
     if (req.push) {
         if (req.push->origin != req.node) throw Error("the pushed change set's origin is not the calling node");
         // A push that starts past what we hold would leave a gap: skip it and
@@ -188,54 +191,57 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
             resp.applied = server.apply_from(req.node, *req.push);
     }
     resp.acked = server.cursor_of(req.node);
-    if (req.received) resp.pull = server.changes_for(req.node, *req.received, req.limit).json;
     return encode_response(resp);
 }
 
 SyncStats run_sync(SyncEngine& local, const Transport& send, int64_t batch_rows) {
     SyncStats stats;
     const NodeId self = local.self();
-    std::optional<NodeId> server;
-    Cursor acked;  // how far the server holds our changes, as it last told us
     auto add = [](ApplyCounts& to, const ApplyCounts& c) {
         to.rows += c.rows;
         to.received += c.received;
         to.applied += c.applied;
         to.ignored += c.ignored;
     };
-    for (;;) {
-        ExchangeRequest req;
-        req.node = self;
-        req.limit = batch_rows;
-        uint64_t push_upto = 0;
-        if (server) {
-            req.received = local.cursor_of(*server);
-            Batch b = local.changes_for(*server, acked, batch_rows);
-            if (b.upto > acked.received) {
-                req.push = b.json;
-                push_upto = b.upto;
-            }
-        }
+    std::optional<NodeId> server;
+    auto round_trip = [&](const ExchangeRequest& req) {
         ParsedResponse resp = decode_response(send(encode_request(req)));
         ++stats.round_trips;
         if (resp.node == self) throw Error("the peer is this database itself (same node id " + self.str() + ")");
         if (server && resp.node != *server) throw Error("the peer's node id changed during the sync");
-        const bool first = !server;
+        if (resp.pull && resp.pull->origin != resp.node) throw Error("the peer sent a change set of another node");
         server = resp.node;
         stats.peer = resp.node.str();
-        if (push_upto && resp.acked.received < push_upto && resp.acked.received <= acked.received)
+        if (resp.applied) add(stats.sent, *resp.applied);
+        return resp;
+    };
+
+    // Hello: who the server is and how far it holds our changes.
+    ExchangeRequest hello;
+    hello.node = self;
+    hello.limit = batch_rows;
+    Cursor acked = round_trip(hello).acked;
+
+    // Push phase, then pull phase: local reads of our own feed happen before
+    // this side writes anything (an engine may wait for its writers there).
+    for (;;) {
+        Batch b = local.changes_for(*server, acked, batch_rows);
+        if (b.upto <= acked.received) break;
+        ExchangeRequest req = hello;
+        req.push = b.json;
+        ParsedResponse resp = round_trip(req);
+        if (resp.acked.received <= acked.received)
             throw Error("the peer did not accept a pushed batch (it holds our changes up to " +
                         std::to_string(resp.acked.received) + ")");
-        if (resp.applied) add(stats.sent, *resp.applied);
         acked = resp.acked;
-
-        bool pulled = false;
-        if (resp.pull && resp.pull->origin != resp.node) throw Error("the peer sent a change set of another node");
-        if (resp.pull && resp.pull->upto > local.cursor_of(resp.node).received) {
-            add(stats.received, local.apply_from(resp.node, *resp.pull));
-            pulled = true;
-        }
-        if (!first && !push_upto && !pulled) break;
+    }
+    for (;;) {
+        ExchangeRequest req = hello;
+        const Cursor mine = local.cursor_of(*server);
+        req.received = mine;
+        ParsedResponse resp = round_trip(req);
+        if (!resp.pull || resp.pull->upto <= mine.received) break;
+        add(stats.received, local.apply_from(*server, *resp.pull));
     }
     return stats;
 }

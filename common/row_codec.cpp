@@ -19,6 +19,13 @@ uint32_t NodeDirectory::intern(const NodeId& id, bool* added) {
     return idx;
 }
 
+bool NodeDirectory::find(const NodeId& id, uint32_t* idx) const {
+    auto it = index_.find(key(id));
+    if (it == index_.end()) return false;
+    if (idx) *idx = it->second;
+    return true;
+}
+
 void NodeDirectory::put(uint32_t idx, const NodeId& id) {
     if (idx >= ids_.size()) ids_.resize(idx + 1);
     ids_[idx] = id;
@@ -26,7 +33,9 @@ void NodeDirectory::put(uint32_t idx, const NodeId& id) {
 }
 
 const NodeId& NodeDirectory::id(uint32_t idx) const {
-    if (idx >= ids_.size()) throw Error("metadata names unknown node index " + std::to_string(idx));
+    static const NodeId none{};
+    if (idx >= ids_.size() || (idx > 0 && ids_[idx] == none))
+        throw Error("metadata names unknown node index " + std::to_string(idx));
     return ids_[idx];
 }
 

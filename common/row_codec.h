@@ -24,6 +24,7 @@ public:
     // Index of `id`, interning it if new (sets `added` so the adapter can persist it).
     uint32_t intern(const NodeId& id, bool* added = nullptr);
     void put(uint32_t idx, const NodeId& id);  // loading persisted rows
+    bool find(const NodeId& id, uint32_t* idx = nullptr) const;
     const NodeId& id(uint32_t idx) const;
     const NodeId& self() const { return ids_[0]; }
     size_t size() const { return ids_.size(); }

@@ -7,7 +7,8 @@ CREATE SCHEMA lwwsync;
 CREATE SEQUENCE lwwsync.seq AS bigint;
 
 CREATE TABLE lwwsync.state (key text PRIMARY KEY, value text NOT NULL);
-CREATE TABLE lwwsync.nodes (idx int PRIMARY KEY, id uuid NOT NULL UNIQUE);
+CREATE SEQUENCE lwwsync.node_idx AS int START 1;
+CREATE TABLE lwwsync.nodes (idx int PRIMARY KEY DEFAULT nextval('lwwsync.node_idx'), id uuid NOT NULL UNIQUE);
 CREATE TABLE lwwsync.tables (
     relid oid PRIMARY KEY,
     name text NOT NULL UNIQUE,        -- the name on the wire

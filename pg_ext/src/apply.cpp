@@ -45,7 +45,10 @@ public:
         run(prepare("DELETE FROM " + t_.qualified + " WHERE " + where_, key_types()), key, false);
     }
 
-    void write(const std::vector<Param>& key, const std::map<size_t, Param>& cols, bool insert) {
+    // False when the row was not there to write: a concurrent transaction
+    // inserted the key first (the insert waited for it) or deleted the row.
+    // The caller then merges again against what that transaction committed.
+    bool write(const std::vector<Param>& key, const std::map<size_t, Param>& cols, bool insert) {
         std::vector<Oid> types = key_types();
         std::vector<Param> args = key;
         std::string sql;
@@ -63,7 +66,10 @@ public:
                 types.push_back(t_.col_types[idx].type);
                 args.push_back(param);
             }
-            sql = "INSERT INTO " + t_.qualified + "(" + names + ") VALUES (" + params + ")";
+            std::string conflict;
+            for (size_t i = 0; i < n; ++i) conflict += (i ? ", " : "") + quote_ident(t_.key[i]);
+            sql = "INSERT INTO " + t_.qualified + "(" + names + ") VALUES (" + params + ") ON CONFLICT (" + conflict +
+                  ") DO NOTHING";
         } else {
             std::string sets;
             for (const auto& [idx, param] : cols) {
@@ -74,10 +80,7 @@ public:
             }
             sql = "UPDATE " + t_.qualified + " SET " + sets + " WHERE " + where_;
         }
-        uint64_t n_rows = run(prepare(sql, types), args, false);
-        if (n_rows != 1)
-            throw Error("table \"" + t_.name + "\": the row to " + (insert ? "insert" : "update") +
-                        " was not written (row-level security or a rule filtered it)");
+        return run(prepare(sql, types), args, false) == 1;
     }
 
 private:
@@ -109,6 +112,11 @@ ApplyCounts apply_changeset(const ChangeSet& cs) {
     ApplyCounts stats;
     ++s.applying;
     try {
+        for (const auto& t : cs.tables)
+            for (const auto& r : t.rows) {
+                if (r.has_row) s.ensure_node(r.row.node);
+                for (const auto& c : r.cols) s.ensure_node(c.stamp.node);
+            }
         for (const auto& p : plans) {
             UserWriter writer(*p.local);
             for (const auto& r : p.in->rows) {
@@ -120,26 +128,13 @@ ApplyCounts apply_changeset(const ChangeSet& cs) {
                     key[i].null = isnull;
                     if (isnull) throw Error("table \"" + p.local->name + "\": a key value is NULL");
                 }
-                RowState st = load_meta(*p.local, key);
                 IncomingRow in;
                 in.gen = r.gen;
                 in.has_row = r.has_row;
                 in.row = r.row;
                 for (const auto& c : r.cols) in.cols.emplace_back(p.col_map[c.col], c.stamp);
-                // A sequence is taken only when the merge changes something.
-                MergeOutcome out = merge_row(st, in, UINT64_MAX);
-                ++stats.rows;
-                stats.received += out.applied + out.ignored;
-                stats.applied += out.applied;
-                stats.ignored += out.ignored;
-                if (!out.changed()) continue;
-                const uint64_t seq = s.next_seq();
-                if (st.row.seq == UINT64_MAX) st.row.seq = seq;
-                for (auto& c : st.cols)
-                    if (c.seq == UINT64_MAX) c.seq = seq;
-
                 std::map<size_t, Param> values;
-                for (size_t k : out.won_cols) {
+                for (size_t k = 0; k < r.cols.size(); ++k) {
                     const size_t idx = in.cols[k].first;
                     Param prm;
                     bool isnull = false;
@@ -148,10 +143,33 @@ ApplyCounts apply_changeset(const ChangeSet& cs) {
                     prm.null = isnull;
                     values[idx] = prm;
                 }
-                if (out.was_alive && !out.alive) writer.remove(key);
-                else if (!out.was_alive && out.alive) writer.write(key, values, true);
-                else if (out.alive && !values.empty()) writer.write(key, values, false);
-                store_meta(*p.local, key, st);
+                for (int attempt = 0;; ++attempt) {
+                    if (attempt == 5)
+                        throw Error("table \"" + p.local->name + "\": a row kept changing under lww_apply (or row-level "
+                                    "security hides it); giving up");
+                    RowState st = load_meta(*p.local, key);
+                    // A sequence is taken only when the merge changes something.
+                    MergeOutcome out = merge_row(st, in, UINT64_MAX);
+                    if (out.changed()) {
+                        std::map<size_t, Param> won;
+                        for (size_t k : out.won_cols) won[in.cols[k].first] = values[in.cols[k].first];
+                        bool written = true;
+                        if (out.was_alive && !out.alive) writer.remove(key);
+                        else if (!out.was_alive && out.alive) written = writer.write(key, won, true);
+                        else if (out.alive && !won.empty()) written = writer.write(key, won, false);
+                        if (!written) continue;  // merge again against the committed row
+                        const uint64_t seq = s.next_seq();
+                        if (st.row.seq == UINT64_MAX) st.row.seq = seq;
+                        for (auto& c : st.cols)
+                            if (c.seq == UINT64_MAX) c.seq = seq;
+                        store_meta(*p.local, key, st);
+                    }
+                    ++stats.rows;
+                    stats.received += out.applied + out.ignored;
+                    stats.applied += out.applied;
+                    stats.ignored += out.ignored;
+                    break;
+                }
             }
         }
         for (const auto& t : cs.tables)

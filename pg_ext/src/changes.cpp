@@ -1,13 +1,14 @@
 // PostgreSQL adapter: lww_changes — a change feed that never skips.
 //
 // Concurrent transactions take change sequences in one order and commit in
-// another. Every transaction that takes a sequence first takes the shared side
-// of an advisory lock (State::next_seq) and keeps it until it ends. A puller
-// reads the highest sequence handed out (m), then takes the exclusive side of
-// the lock once and lets go: that waits exactly for the transactions that may
-// still hold a sequence <= m. It then reads, with a fresh snapshot, every row
-// with since < seq <= m. Nothing at or below m can commit later, so a cursor
-// at m never skips a change.
+// another. Every transaction that takes a sequence first takes a shared
+// advisory lock (State::next_seq) and keeps it until it ends. A puller reads
+// the highest sequence handed out (m), lists the transactions holding that
+// lock — every one that may still hold a sequence <= m is among them — and
+// waits for each to end (VirtualXactLock, as CREATE INDEX CONCURRENTLY does).
+// Writers that start later are neither waited for nor blocked. It then reads,
+// with a fresh snapshot, every row with seq <= m. Nothing at or below m can
+// commit later, so a cursor at m never skips a change.
 #include "changes.h"
 
 #include "../../common/changeset.h"
@@ -23,10 +24,24 @@ uint64_t last_sequence() {
 }
 
 void wait_for_writers() {
-    pg_call([&] {
-        DirectFunctionCall2(pg_advisory_lock_int4, Int32GetDatum(kBarrierKey1), Int32GetDatum(kBarrierKey2));
-        DirectFunctionCall2(pg_advisory_unlock_int4, Int32GetDatum(kBarrierKey1), Int32GetDatum(kBarrierKey2));
-    });
+    run(prepare("SELECT virtualtransaction FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
+                " AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())"
+                " AND classid = $1::oid AND objid = $2::oid AND objsubid = 2 AND granted AND pid <> pg_backend_pid()",
+                {INT8OID, INT8OID}),
+        {Param{INT8OID, Int64GetDatum(static_cast<int64>(static_cast<uint32>(kBarrierKey1))), false},
+         Param{INT8OID, Int64GetDatum(kBarrierKey2), false}},
+        false);
+    std::vector<VirtualTransactionId> writers;
+    for (uint64_t i = 0; i < SPI_processed; ++i) {
+        std::string v = col_text(i, 0);  // "backendId/localXid"
+        size_t slash = v.find('/');
+        if (slash == std::string::npos) continue;
+        VirtualTransactionId vxid;
+        vxid.backendId = std::stoi(v.substr(0, slash));
+        vxid.localTransactionId = static_cast<LocalTransactionId>(std::stoul(v.substr(slash + 1)));
+        writers.push_back(vxid);
+    }
+    for (const auto& vxid : writers) pg_call([&] { VirtualXactLock(vxid, true); });
 }
 
 uint64_t batch_cut(const std::vector<TableInfo>& tables, uint64_t after, uint64_t upto, int64_t limit) {
@@ -53,6 +68,7 @@ Batch collect_changes(const ChangesRequest& req) {
 
     const uint64_t m = last_sequence();
     wait_for_writers();
+    s.reload_nodes();  // rows written before the wait may name nodes recorded then
     CanonicalSettings canonical;
 
     if (req.after < req.since) throw Error("after must not be below since");
@@ -93,7 +109,7 @@ Batch collect_changes(const ChangesRequest& req) {
             sr.cols = col_bytes(r, 4, &nocols);
             bool joined_null = false;
             const bool visible = col(r, 5, &joined_null) != 0;
-            RowState st = decode_row(sr, t.cols.size(), s.nodes());
+            RowState st = decode_meta(sr, t.cols.size());
             // A living row the caller may not read (row-level security) is not sent at all.
             if (st.alive() && !visible) continue;
             auto wanted = [&](const Register& x) {

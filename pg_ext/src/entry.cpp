@@ -8,6 +8,8 @@
 extern "C" {
 PG_MODULE_MAGIC;
 
+void _PG_init(void);
+
 PG_FUNCTION_INFO_V1(lww_version);
 PG_FUNCTION_INFO_V1(lww_node_id);
 PG_FUNCTION_INFO_V1(lww_track);
@@ -24,6 +26,14 @@ PG_FUNCTION_INFO_V1(lww_refuse_truncate);
 
 using namespace lww;
 using namespace lww::pg;
+
+// Node ids recorded in a subtransaction that rolls back are gone: drop the
+// backend's cached directory so the next use reloads it.
+static void on_subxact(SubXactEvent event, SubTransactionId, SubTransactionId, void*) {
+    if (event == SUBXACT_EVENT_ABORT_SUB) State::get().invalidate();
+}
+
+extern "C" void _PG_init(void) { RegisterSubXactCallback(on_subxact, nullptr); }
 
 namespace {
 
@@ -58,8 +68,11 @@ extern "C" Datum lww_version(PG_FUNCTION_ARGS) {
 
 extern "C" Datum lww_node_id(PG_FUNCTION_ARGS) {
     return guarded_entry("lww_node_id", [&] {
-        SpiSession spi;
-        std::string id = State::get().self().str();
+        std::string id;
+        {
+            SpiSession spi;  // results are built after SPI_finish, which frees its memory
+            id = State::get().self().str();
+        }
         Datum d = 0;
         pg_call([&] { d = DirectFunctionCall1(uuid_in, CStringGetDatum(id.c_str())); });
         return d;
@@ -95,8 +108,12 @@ extern "C" Datum lww_changes(PG_FUNCTION_ARGS) {
             if (PG_GETARG_INT64(1) <= 0) throw Error("limit must be a positive number of rows");
             req.limit = PG_GETARG_INT64(1);
         }
-        SpiSession spi;
-        return text_result(collect_changes(req).json);
+        std::string out;
+        {
+            SpiSession spi;
+            out = collect_changes(req).json;
+        }
+        return text_result(out);
     });
 }
 
@@ -105,8 +122,12 @@ extern "C" Datum lww_apply(PG_FUNCTION_ARGS) {
         std::string json = text_arg(fcinfo, 0);
         if (json.size() > kMaxDocumentBytes) throw Error("change set exceeds the 512 MiB limit");
         ChangeSet cs = decode_changeset(json);
-        SpiSession spi;
-        return jsonb_result(apply_changeset(cs).json());
+        std::string out;
+        {
+            SpiSession spi;
+            out = apply_changeset(cs).json();
+        }
+        return jsonb_result(out);
     });
 }
 
@@ -114,9 +135,13 @@ extern "C" Datum lww_exchange(PG_FUNCTION_ARGS) {
     return guarded_entry("lww_exchange", [&] {
         std::string req = text_arg(fcinfo, 0);
         if (req.size() > kMaxDocumentBytes) throw Error("request exceeds the 512 MiB limit");
-        SpiSession spi;
-        PgEngine engine;
-        return text_result(serve_exchange(engine, req));
+        std::string out;
+        {
+            SpiSession spi;
+            PgEngine engine;
+            out = serve_exchange(engine, req);
+        }
+        return text_result(out);
     });
 }
 
@@ -143,8 +168,12 @@ extern "C" Datum lww_sync(PG_FUNCTION_ARGS) {
         }
         if (url.rfind("postgresql://", 0) != 0 && url.rfind("postgres://", 0) != 0)
             throw Error("unsupported URL \"" + url + "\": the Postgres extension syncs with postgresql://");
-        SpiSession spi;
-        return jsonb_result(sync_postgres(url, batch_rows));
+        std::string out;
+        {
+            SpiSession spi;
+            out = sync_postgres(url, batch_rows);
+        }
+        return jsonb_result(out);
     });
 }
 

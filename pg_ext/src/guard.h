@@ -33,9 +33,12 @@ void pg_call(F&& f) {
     }
     PG_CATCH();
     {
-        MemoryContextSwitchTo(ctx);
+        // Outlives SPI_finish (which frees the procedure's memory) until
+        // the entry point rethrows it; freed with the transaction.
+        MemoryContextSwitchTo(TopTransactionContext);
         edata = CopyErrorData();
         FlushErrorState();
+        MemoryContextSwitchTo(ctx);
     }
     PG_END_TRY();
     if (edata) throw PgError(edata);

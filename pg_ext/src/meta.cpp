@@ -38,13 +38,26 @@ RowState load_meta(const TableInfo& t, const std::vector<Param>& key) {
     sr.row_node = static_cast<uint32_t>(col_int64(0, 2));
     sr.row_seq = static_cast<uint64_t>(col_int64(0, 3));
     sr.cols = col_bytes(0, 4);
-    return decode_row(sr, t.cols.size(), State::get().nodes());
+    return decode_meta(sr, t.cols.size());
+}
+
+RowState decode_meta(const StoredRow& sr, size_t ncols) {
+    State& s = State::get();
+    try {
+        return decode_row(sr, ncols, s.nodes());
+    } catch (const Error&) {
+        // Another transaction recorded a node after this one read the directory.
+        s.reload_nodes();
+        return decode_row(sr, ncols, s.nodes());
+    }
 }
 
 void store_meta(const TableInfo& t, const std::vector<Param>& key, const RowState& st) {
-    std::vector<NodeId> added;
-    StoredRow sr = encode_row(st, State::get().nodes(), &added);
-    State::get().persist_nodes(added);
+    State& s = State::get();
+    if (st.row.present) s.ensure_node(st.row.stamp.node);
+    for (const auto& c : st.cols)
+        if (c.present) s.ensure_node(c.stamp.node);
+    StoredRow sr = encode_row(st, s.nodes(), nullptr);
     AsMetadataOwner owner;
     std::string cols, params, conflict;
     for (size_t i = 0; i < t.key.size(); ++i) {

@@ -14,6 +14,8 @@ std::vector<Param> key_params(const TableInfo& t, const std::vector<Datum>& key,
 // Loads (and row-locks) the metadata row; a fresh RowState when there is none.
 RowState load_meta(const TableInfo& t, const std::vector<Param>& key);
 void store_meta(const TableInfo& t, const std::vector<Param>& key, const RowState& st);
+// decode_row with a node directory refreshed when a row names a node it lacks.
+RowState decode_meta(const StoredRow& sr, size_t ncols);
 
 // The highest stamp held anywhere in the row (a local write must beat it).
 uint64_t max_stamp(const RowState& st);

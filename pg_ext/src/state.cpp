@@ -17,10 +17,10 @@ State& State::get() {
 
 void State::load_nodes() {
     AsMetadataOwner owner;
-    run_sql("SELECT value FROM lwwsync.state WHERE key = 'node_id'", true);
+    run_sql("SELECT value FROM lwwsync.state WHERE key = 'node_id'", false);
     if (SPI_processed != 1) throw Error("lwwsync metadata is damaged: no node_id in lwwsync.state");
     nodes_ = std::make_unique<NodeDirectory>(NodeId::parse(col_text(0, 0)));
-    run_sql("SELECT idx, id::text FROM lwwsync.nodes WHERE idx > 0 ORDER BY idx", true);
+    run_sql("SELECT idx, id::text FROM lwwsync.nodes WHERE idx > 0 ORDER BY idx", false);
     for (uint64_t i = 0; i < SPI_processed; ++i)
         nodes_->put(static_cast<uint32_t>(col_int64(i, 0)), NodeId::parse(col_text(i, 1)));
 }
@@ -39,13 +39,13 @@ void State::begin_transaction_if_new() {
     tables_.clear();
     {
         AsMetadataOwner owner;
-        run_sql("SELECT relid FROM lwwsync.tables ORDER BY name", true);
+        run_sql("SELECT relid FROM lwwsync.tables ORDER BY name", false);
         std::vector<Oid> relids;
         for (uint64_t i = 0; i < SPI_processed; ++i) relids.push_back(static_cast<Oid>(col_int64(i, 0)));
         for (Oid r : relids) tables_.push_back(describe_table(r));
-        run_sql("SELECT value FROM lwwsync.state WHERE key = 'max_drift_ms'", true);
+        run_sql("SELECT value FROM lwwsync.state WHERE key = 'max_drift_ms'", false);
         clock_.set_max_drift_ms(SPI_processed ? std::stoull(col_text(0, 0)) : kDefaultMaxDriftMs);
-        run_sql("SELECT value FROM lwwsync.state WHERE key = 'hlc'", true);
+        run_sql("SELECT value FROM lwwsync.state WHERE key = 'hlc'", false);
         if (SPI_processed) clock_.observe(std::stoull(col_text(0, 0)));
     }
     tables_lxid_ = MyProc->lxid;
@@ -94,18 +94,23 @@ uint64_t State::next_seq() {
     return static_cast<uint64_t>(v);
 }
 
-void State::persist_nodes(const std::vector<NodeId>& added) {
-    if (added.empty()) return;
+uint32_t State::ensure_node(const NodeId& id) {
+    uint32_t idx = 0;
+    if (nodes().find(id, &idx)) return idx;
     AsMetadataOwner owner;
-    SPIPlanPtr plan = prepare("INSERT INTO lwwsync.nodes(idx, id) VALUES ($1, $2::uuid) ON CONFLICT DO NOTHING",
-                              {INT4OID, TEXTOID});
-    for (const auto& id : added) {
-        std::string s = id.str();
-        Param idx{INT4OID, Int32GetDatum(static_cast<int32>(nodes_->intern(id))), false};
-        Param txt{TEXTOID, 0, false};
-        pg_call([&] { txt.value = PointerGetDatum(cstring_to_text(s.c_str())); });
-        run(plan, {idx, txt}, false);
-    }
+    std::string text = id.str();
+    Param p{TEXTOID, 0, false};
+    pg_call([&] { p.value = PointerGetDatum(cstring_to_text(text.c_str())); });
+    // Concurrent recorders of one id wait on the unique index and get the same row.
+    run(prepare("SELECT idx FROM lwwsync.nodes WHERE id = $1::uuid", {TEXTOID}), {p}, false);
+    if (SPI_processed == 0)
+        run(prepare("INSERT INTO lwwsync.nodes(id) VALUES ($1::uuid)"
+                    " ON CONFLICT (id) DO UPDATE SET id = excluded.id RETURNING idx",
+                    {TEXTOID}),
+            {p}, false);
+    idx = static_cast<uint32_t>(col_int64(0, 0));
+    nodes_->put(idx, id);
+    return idx;
 }
 
 void State::persist_clock() {
@@ -129,16 +134,16 @@ TableInfo describe_table(Oid relid) {
         AsMetadataOwner owner;
         SPIPlanPtr plan = prepare("SELECT name, key_columns::text[], columns::text[], meta FROM lwwsync.tables WHERE relid = $1",
                                   {OIDOID});
-        run(plan, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, true);
+        run(plan, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, false);
         if (SPI_processed != 1) throw Error("table with oid " + std::to_string(relid) + " is not tracked");
         t.name = col_text(0, 0);
         t.meta = col_text(0, 3);
         // Arrays come back through their text form; unnest them instead.
         SPIPlanPtr keys = prepare("SELECT unnest(key_columns) FROM lwwsync.tables WHERE relid = $1", {OIDOID});
-        run(keys, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, true);
+        run(keys, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, false);
         for (uint64_t i = 0; i < SPI_processed; ++i) t.key.push_back(col_text(i, 0));
         SPIPlanPtr cols = prepare("SELECT unnest(columns) FROM lwwsync.tables WHERE relid = $1", {OIDOID});
-        run(cols, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, true);
+        run(cols, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, false);
         for (uint64_t i = 0; i < SPI_processed; ++i) t.cols.push_back(col_text(i, 0));
     }
     pg_call([&] {

@@ -43,7 +43,10 @@ public:
     // A fresh local change sequence. The first one of a transaction also takes
     // the shared side of the change-feed barrier (see changes.cpp).
     uint64_t next_seq();
-    void persist_nodes(const std::vector<NodeId>& added);
+    // The stored index of a node id, recording it (shared by all backends) if new.
+    uint32_t ensure_node(const NodeId& id);
+    // Re-reads the node directory with a fresh snapshot.
+    void reload_nodes() { load_nodes(); }
     void persist_clock();
 
     int applying = 0;  // >0 while lww_apply writes user tables
