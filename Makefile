@@ -48,8 +48,8 @@ $(BUILD)/unit_tests: $(UNIT_SRC) $(BUILD)/liblwwcore.a
 $(BUILD)/sqlite_tests: $(SQLT_SRC) $(wildcard tests/sqlite/*.h) lwwsync.so
 	$(CXX) $(CXXFLAGS) -o $@ $(SQLT_SRC) -lsqlite3 -lgtest -lgtest_main -pthread
 
-tests/convergence/convergence: lwwsync.so $(wildcard tests/convergence/*.cpp)
-	$(MAKE) -C tests/convergence convergence
+tests/convergence/convergence: lwwsync.so $(wildcard tests/convergence/*.cpp tests/convergence/*.h)
+	$(MAKE) -C tests/convergence all
 
 # Installs missing Debian packages (sudo when not root), then builds.
 deps:

@@ -1,5 +1,7 @@
 #include "changeset.h"
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -88,6 +90,19 @@ void write_u64(JsonWriter& w, uint64_t v) {
     w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
 }
 
+// The shortest text that reads back as the same double, always with a
+// fraction or exponent so a reader never takes it for an integer (-0.0 too).
+void write_real(JsonWriter& w, double d) {
+    char buf[40];
+    auto r = std::to_chars(buf, buf + sizeof buf - 2, d);
+    size_t n = static_cast<size_t>(r.ptr - buf);
+    if (std::find_if(buf, r.ptr, [](char c) { return c == '.' || c == 'e'; }) == r.ptr) {
+        buf[n++] = '.';
+        buf[n++] = '0';
+    }
+    w.RawValue(buf, n, rapidjson::kNumberType);
+}
+
 void write_value(JsonWriter& w, const Value& v) {
     switch (v.kind) {
         case Value::Kind::Null: w.Null(); return;
@@ -107,7 +122,7 @@ void write_value(JsonWriter& w, const Value& v) {
             w.Key("real");
             if (std::isnan(v.d)) w.String("NaN");
             else if (std::isinf(v.d)) w.String(v.d > 0 ? "Infinity" : "-Infinity");
-            else w.Double(v.d);
+            else write_real(w, v.d);
             w.EndObject();
             return;
         case Value::Kind::Text: w.String(v.s.data(), static_cast<rapidjson::SizeType>(v.s.size())); return;
@@ -302,7 +317,11 @@ int64_t read_i64_string(const JVal& v, const std::string& where) {
 
 Value read_value(const JVal& v, const std::string& where) {
     if (v.IsNull()) return Value::null();
-    if (v.IsString()) return Value::text(std::string(v.GetString(), v.GetStringLength()));
+    if (v.IsString()) {
+        std::string_view s(v.GetString(), v.GetStringLength());
+        if (!valid_utf8(s)) bad(where, "text is not valid UTF-8 (a lone surrogate escape?)");
+        return Value::text(std::string(s));
+    }
     if (v.IsInt64()) return Value::integer(v.GetInt64());
     if (v.IsNumber()) bad(where, "a bare number must be an integer within int64; reals are written {\"real\": x}");
     if (v.IsObject() && v.MemberCount() == 1) {

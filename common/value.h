@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace lww {
 
@@ -29,5 +30,8 @@ struct Value {
 bool identical(const Value& a, const Value& b);
 
 const char* kind_name(Value::Kind k);
+
+// Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past U+10FFFF.
+bool valid_utf8(std::string_view s);
 
 }  // namespace lww

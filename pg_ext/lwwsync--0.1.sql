@@ -58,5 +58,9 @@ REVOKE ALL ON FUNCTION lww_config(text, bigint) FROM PUBLIC;
 CREATE FUNCTION lww_seq() RETURNS bigint
     AS 'MODULE_PATHNAME', 'lww_seq' LANGUAGE C VOLATILE STRICT;
 
+-- Trigger functions and metadata tables live in lwwsync; the metadata itself
+-- is read and written as this schema's owner by the extension's C++ code.
+GRANT USAGE ON SCHEMA lwwsync TO PUBLIC;
+
 -- lww_sync opens connections from the server (like dblink): only for roles granted it.
 REVOKE ALL ON FUNCTION lww_sync(text, jsonb) FROM PUBLIC;

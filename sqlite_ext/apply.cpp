@@ -3,6 +3,8 @@ SQLITE_EXTENSION_INIT3
 
 #include <map>
 
+#include "../common/batch.h"
+
 namespace lww::sq {
 
 namespace {
@@ -36,31 +38,11 @@ std::vector<Plan> plan(Conn& c, const ChangeSet& cs) {
         Plan p;
         p.in = &t;
         p.local = c.find_table(t.name);
-        if (!p.local) throw Error("unknown table \"" + t.name + "\" (not tracked by lww_track here)");
-        if (t.key != p.local->key)
-            throw Error("table \"" + t.name + "\": the change set's key columns do not match this database's primary key");
-        for (const auto& name : t.columns) {
-            size_t idx = 0;
-            while (idx < p.local->cols.size() && p.local->cols[idx] != name) ++idx;
-            if (idx == p.local->cols.size())
-                throw Error("unknown column \"" + name + "\" in table \"" + t.name + "\"");
-            p.col_map.push_back(idx);
-        }
-        for (const auto& r : t.rows)
-            for (const auto& k : r.key)
-                if (k.is_null()) throw Error("table \"" + t.name + "\": a key value is NULL");
+        if (!p.local) unknown_table(t.name);
+        p.col_map = map_columns(t, p.local->key, p.local->cols);
         plans.push_back(std::move(p));
     }
     return plans;
-}
-
-void check_stamps(Conn& c, const ChangeSet& cs) {
-    const uint64_t now = wall_clock_ms();
-    for (const auto& t : cs.tables)
-        for (const auto& r : t.rows) {
-            if (r.has_row) c.clock.check_drift(r.row.hlc, now, r.row.node);
-            for (const auto& col : r.cols) c.clock.check_drift(col.stamp.hlc, now, col.stamp.node);
-        }
 }
 
 // Prepared statements for one table, user-table writes cached by column set.
@@ -179,16 +161,11 @@ private:
 
 void merge_table(Conn& c, const Plan& p, ApplyStats& stats, std::vector<NodeId>& new_nodes) {
     TableWriter tw(c, *p.local);
-    IncomingRow in;
     std::map<size_t, const Value*> values;
     for (const auto& r : p.in->rows) {
         bool found = false;
         RowState st = tw.load(r.key, found);
-        in.gen = r.gen;
-        in.has_row = r.has_row;
-        in.row = r.row;
-        in.cols.clear();
-        for (const auto& col : r.cols) in.cols.emplace_back(p.col_map[col.col], col.stamp);
+        const IncomingRow in = incoming_row(r, p.col_map);
 
         const uint64_t seq = c.last_seq() + 1;
         MergeOutcome out = merge_row(st, in, seq);
@@ -222,7 +199,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs) {
     std::vector<Plan> plans = plan(c, cs);
     // The setting as committed: a rolled-back lww_config must not linger.
     c.clock.set_max_drift_ms(c.setting("max_drift_ms", kDefaultMaxDriftMs));
-    check_stamps(c, cs);
+    check_drift(cs, c.clock, wall_clock_ms());
 
     ApplyStats stats;
     exec(c.db, "SAVEPOINT lww_apply");
@@ -234,11 +211,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs) {
         std::vector<NodeId> new_nodes;
         for (const auto& p : plans) merge_table(c, p, stats, new_nodes);
         c.persist_nodes(new_nodes);
-        for (const auto& t : cs.tables)
-            for (const auto& r : t.rows) {
-                if (r.has_row) c.clock.observe(r.row.hlc);
-                for (const auto& col : r.cols) c.clock.observe(col.stamp.hlc);
-            }
+        observe_stamps(cs, c.clock);
         c.persist_clock();
         --c.applying;
         exec(c.db, "RELEASE lww_apply");

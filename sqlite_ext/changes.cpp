@@ -1,7 +1,7 @@
 #include "changes.h"
 SQLITE_EXTENSION_INIT3
 
-#include "../common/changeset.h"
+#include "../common/batch.h"
 
 namespace lww::sq {
 
@@ -77,22 +77,9 @@ static ChangesResult collect(Conn& c, const ChangesRequest& req) {
             sr.row_seq = static_cast<uint64_t>(st.int64(3));
             sr.cols = st.blob(4);
             RowState rs = decode_row(sr, t.cols.size(), c.nodes());
-
-            auto wanted = [&](const Register& r) {
-                return r.present && r.seq > req.since && !(req.skip_node && r.stamp.node == *req.skip_node);
-            };
-            rc.cols.clear();
-            rc.has_row = wanted(rs.row);
-            if (rc.has_row) rc.row = rs.row.stamp;
-            if (rs.alive()) {
-                for (size_t i = 0; i < rs.cols.size(); ++i) {
-                    if (!wanted(rs.cols[i])) continue;
-                    rc.cols.push_back(ColChange{static_cast<uint32_t>(i), st.value(col_at + static_cast<int>(i)),
-                                                rs.cols[i].stamp});
-                }
-            }
-            if (!rc.has_row && rc.cols.empty()) continue;
-            rc.gen = rs.gen;
+            if (!registers_to_send(rs, req.since, req.skip_node, rc,
+                                   [&](size_t i) { return st.value(col_at + static_cast<int>(i)); }))
+                continue;
             rc.key.clear();
             for (size_t i = 0; i < t.key.size(); ++i) rc.key.push_back(st.value(key_at + static_cast<int>(i)));
             if (!opened) {

@@ -44,7 +44,10 @@ std::string sync_with_postgres(Conn& c, const std::string& url, int64_t batch_ro
         PGresult* r = PQexecParams(pg.conn, "SELECT lww_exchange($1)", 1, nullptr, values, nullptr, nullptr, 0);
         std::string out, error;
         if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) out.assign(PQgetvalue(r, 0, 0), PQgetlength(r, 0, 0));
-        else error = trimmed(PQresultErrorMessage(r));
+        else {
+            const char* primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+            error = trimmed(primary && *primary ? primary : PQresultErrorMessage(r));
+        }
         PQclear(r);
         if (!error.empty()) throw Error("the server refused the exchange: " + error);
         return out;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test suite and prints one closing line: "N passed, M failed".
 # Counts are individual tests (GoogleTest cases, convergence scenarios).
-# SCENARIOS=N raises the randomized convergence run (default 300); SEED=S replays one.
+# SCENARIOS=N / MIXED_SCENARIOS=N size the randomized convergence runs
+# (default 300 SQLite-only, 200 mixed); SEED=S replays one.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 passed=0 failed=0 broken=()
@@ -46,6 +47,23 @@ conv_args=(--ext "$LWWSYNC_EXT" --scenarios "${SCENARIOS:-300}")
 summary_suite "randomized convergence (SQLite peers)" tests/convergence/convergence "${conv_args[@]}"
 
 summary_suite "PostgreSQL extension (pg_regress, isolation)" scripts/pg_test.sh
+
+LWWSYNC_SKIP_INSTALL=1 summary_suite "Postgres -> SQLite -> Postgres type round trips" tests/interop/types_roundtrip.sh
+
+# Mixed peers need a running cluster with the extension installed.
+pgdir=$(mktemp -d /tmp/lwwsync-mixed.XXXXXX)
+chmod 755 "$pgdir"
+pgport=${MIXED_PGPORT:-5561}
+trap 'scripts/pg_cluster.sh stop "$pgdir/pg" >/dev/null 2>&1; rm -rf "$pgdir"' EXIT
+mixed_args=(--ext "$LWWSYNC_EXT" --pg "host=$pgdir/pg port=$pgport user=postgres"
+            --mixed-scenarios "${MIXED_SCENARIOS:-200}")
+[ -n "${SEED:-}" ] && mixed_args+=(--seed "$SEED")
+if scripts/pg_cluster.sh start "$pgdir/pg" "$pgport"; then
+    summary_suite "randomized convergence (Postgres + SQLite peers)" tests/convergence/mixed "${mixed_args[@]}"
+else
+    echo "== randomized convergence (Postgres + SQLite peers): cannot start a cluster"
+    failed=$((failed + 1)); broken+=("mixed convergence")
+fi
 
 [ ${#broken[@]} -gt 0 ] && echo "suites that crashed or printed no summary: ${broken[*]}"
 echo "$passed passed, $failed failed"

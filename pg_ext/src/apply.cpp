@@ -3,6 +3,8 @@
 // writes). The calling statement's transaction makes it all or nothing.
 #include "changes.h"
 
+#include "../../common/batch.h"
+
 namespace lww::pg {
 
 namespace {
@@ -20,15 +22,8 @@ std::vector<Plan> plan(const ChangeSet& cs) {
         Plan p;
         p.in = &t;
         p.local = s.find(t.name);
-        if (!p.local) throw Error("unknown table \"" + t.name + "\" (not tracked by lww_track here)");
-        if (t.key != p.local->key)
-            throw Error("table \"" + t.name + "\": the change set's key columns do not match this database's primary key");
-        for (const auto& name : t.columns) {
-            size_t idx = 0;
-            while (idx < p.local->cols.size() && p.local->cols[idx] != name) ++idx;
-            if (idx == p.local->cols.size()) throw Error("unknown column \"" + name + "\" in table \"" + t.name + "\"");
-            p.col_map.push_back(idx);
-        }
+        if (!p.local) unknown_table(t.name);
+        p.col_map = map_columns(t, p.local->key, p.local->cols);
         plans.push_back(std::move(p));
     }
     return plans;
@@ -41,8 +36,10 @@ public:
             where_ += (i ? " AND " : "") + (quote_ident(t.key[i]) + " = $" + std::to_string(i + 1));
     }
 
-    void remove(const std::vector<Param>& key) {
-        run(prepare("DELETE FROM " + t_.qualified + " WHERE " + where_, key_types()), key, false);
+    // False when no row was deleted although the metadata says it lives:
+    // deleted concurrently, or hidden by row-level security.
+    bool remove(const std::vector<Param>& key) {
+        return run(prepare("DELETE FROM " + t_.qualified + " WHERE " + where_, key_types()), key, false) == 1;
     }
 
     // False when the row was not there to write: a concurrent transaction
@@ -101,12 +98,7 @@ ApplyCounts apply_changeset(const ChangeSet& cs) {
         throw Error("the change set comes from this database's own node " + s.self().str() +
                     "; a node never applies its own changes");
     std::vector<Plan> plans = plan(cs);
-    const uint64_t now = wall_clock_ms();
-    for (const auto& t : cs.tables)
-        for (const auto& r : t.rows) {
-            if (r.has_row) s.clock().check_drift(r.row.hlc, now, r.row.node);
-            for (const auto& c : r.cols) s.clock().check_drift(c.stamp.hlc, now, c.stamp.node);
-        }
+    check_drift(cs, s.clock(), wall_clock_ms());
 
     CanonicalSettings canonical;
     ApplyCounts stats;
@@ -126,13 +118,8 @@ ApplyCounts apply_changeset(const ChangeSet& cs) {
                     key[i].type = p.local->key_types[i].type;
                     key[i].value = value_to_datum(r.key[i], p.local->key_types[i], &isnull);
                     key[i].null = isnull;
-                    if (isnull) throw Error("table \"" + p.local->name + "\": a key value is NULL");
                 }
-                IncomingRow in;
-                in.gen = r.gen;
-                in.has_row = r.has_row;
-                in.row = r.row;
-                for (const auto& c : r.cols) in.cols.emplace_back(p.col_map[c.col], c.stamp);
+                const IncomingRow in = incoming_row(r, p.col_map);
                 std::map<size_t, Param> values;
                 for (size_t k = 0; k < r.cols.size(); ++k) {
                     const size_t idx = in.cols[k].first;
@@ -154,7 +141,7 @@ ApplyCounts apply_changeset(const ChangeSet& cs) {
                         std::map<size_t, Param> won;
                         for (size_t k : out.won_cols) won[in.cols[k].first] = values[in.cols[k].first];
                         bool written = true;
-                        if (out.was_alive && !out.alive) writer.remove(key);
+                        if (out.was_alive && !out.alive) written = writer.remove(key);
                         else if (!out.was_alive && out.alive) written = writer.write(key, won, true);
                         else if (out.alive && !won.empty()) written = writer.write(key, won, false);
                         if (!written) continue;  // merge again against the committed row
@@ -172,11 +159,7 @@ ApplyCounts apply_changeset(const ChangeSet& cs) {
                 }
             }
         }
-        for (const auto& t : cs.tables)
-            for (const auto& r : t.rows) {
-                if (r.has_row) s.clock().observe(r.row.hlc);
-                for (const auto& c : r.cols) s.clock().observe(c.stamp.hlc);
-            }
+        observe_stamps(cs, s.clock());
         s.persist_clock();
     } catch (...) {
         --s.applying;

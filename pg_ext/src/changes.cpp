@@ -11,7 +11,7 @@
 // commit later, so a cursor at m never skips a change.
 #include "changes.h"
 
-#include "../../common/changeset.h"
+#include "../../common/batch.h"
 
 namespace lww::pg {
 
@@ -81,65 +81,60 @@ Batch collect_changes(const ChangesRequest& req) {
 
     ChangeSetWriter w(self, req.since, req.after);
     for (const auto& t : tables) {
-        std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols, (u.ctid IS NOT NULL)";
-        for (size_t i = 0; i < t.key.size(); ++i) sql += ", m.k" + std::to_string(i);
-        for (const auto& c : t.cols) sql += ", u." + quote_ident(c);
-        sql += " FROM " + t.meta + " AS m LEFT JOIN " + t.qualified + " AS u ON ";
-        for (size_t i = 0; i < t.key.size(); ++i)
-            sql += (i ? " AND " : "") + ("u." + quote_ident(t.key[i]) + " = m.k" + std::to_string(i));
-        sql += " WHERE m.seq > $1 AND m.seq <= $2 ORDER BY m.seq";
-        // read_only = false: a fresh snapshot, taken after the barrier.
-        run(prepare(sql, {INT8OID, INT8OID}),
-            {Param{INT8OID, Int64GetDatum(static_cast<int64>(req.after)), false},
-             Param{INT8OID, Int64GetDatum(static_cast<int64>(b.upto)), false}},
-            false);
-        const int key_at = 6, col_at = key_at + static_cast<int>(t.key.size());
         bool opened = false;
         RowChange rc;
-        const uint64_t nrows = SPI_processed;
-        SPITupleTable* result = SPI_tuptable;
-        for (uint64_t r = 0; r < nrows; ++r) {
-            SPI_tuptable = result;
-            StoredRow sr;
-            sr.gen = static_cast<uint64_t>(col_int64(r, 0));
-            sr.row_hlc = static_cast<uint64_t>(col_int64(r, 1));
-            sr.row_node = static_cast<uint32_t>(col_int64(r, 2));
-            sr.row_seq = static_cast<uint64_t>(col_int64(r, 3));
-            bool nocols = false;
-            sr.cols = col_bytes(r, 4, &nocols);
-            bool joined_null = false;
-            const bool visible = col(r, 5, &joined_null) != 0;
-            RowState st = decode_meta(sr, t.cols.size());
-            // A living row the caller may not read (row-level security) is not sent at all.
-            if (st.alive() && !visible) continue;
-            auto wanted = [&](const Register& x) {
-                return x.present && x.seq > req.since && !(req.skip_node && x.stamp.node == *req.skip_node);
-            };
-            rc.cols.clear();
-            rc.has_row = wanted(st.row);
-            if (rc.has_row) rc.row = st.row.stamp;
-            if (st.alive()) {
-                for (size_t i = 0; i < st.cols.size(); ++i) {
-                    if (!wanted(st.cols[i])) continue;
+        // Rows whose latest change is in (after, upto]; then, for a set that
+        // is not cut by the limit, rows already changed again past upto by
+        // writers that started after the wait: their registers <= upto are
+        // part of this set too, or a cursor at upto would skip them.
+        for (const bool past_upto : {false, true}) {
+            if (past_upto && cut) break;
+            std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols, (u.ctid IS NOT NULL)";
+            for (size_t i = 0; i < t.key.size(); ++i) sql += ", m.k" + std::to_string(i);
+            for (const auto& c : t.cols) sql += ", u." + quote_ident(c);
+            sql += " FROM " + t.meta + " AS m LEFT JOIN " + t.qualified + " AS u ON ";
+            for (size_t i = 0; i < t.key.size(); ++i)
+                sql += (i ? " AND " : "") + ("u." + quote_ident(t.key[i]) + " = m.k" + std::to_string(i));
+            sql += past_upto ? " WHERE m.seq > $2 ORDER BY m.seq" : " WHERE m.seq > $1 AND m.seq <= $2 ORDER BY m.seq";
+            // read_only = false: a fresh snapshot, taken after the wait.
+            run(prepare(sql, {INT8OID, INT8OID}),
+                {Param{INT8OID, Int64GetDatum(static_cast<int64>(req.after)), false},
+                 Param{INT8OID, Int64GetDatum(static_cast<int64>(b.upto)), false}},
+                false);
+            const int key_at = 6, col_at = key_at + static_cast<int>(t.key.size());
+            const uint64_t nrows = SPI_processed;
+            SPITupleTable* result = SPI_tuptable;
+            for (uint64_t r = 0; r < nrows; ++r) {
+                SPI_tuptable = result;
+                StoredRow sr;
+                sr.gen = static_cast<uint64_t>(col_int64(r, 0));
+                sr.row_hlc = static_cast<uint64_t>(col_int64(r, 1));
+                sr.row_node = static_cast<uint32_t>(col_int64(r, 2));
+                sr.row_seq = static_cast<uint64_t>(col_int64(r, 3));
+                sr.cols = col_bytes(r, 4);
+                bool joined_null = false;
+                const bool visible = col(r, 5, &joined_null) != 0;
+                RowState st = decode_meta(sr, t.cols.size());
+                // A living row the caller may not read (row-level security) is not sent at all.
+                if (st.alive() && !visible) continue;
+                auto value_of = [&](size_t i) {
                     bool isnull = false;
                     Datum d = col(r, col_at + static_cast<int>(i), &isnull);
-                    rc.cols.push_back(ColChange{static_cast<uint32_t>(i), datum_to_value(d, isnull, t.col_types[i]),
-                                                st.cols[i].stamp});
+                    return datum_to_value(d, isnull, t.col_types[i]);
+                };
+                if (!registers_to_send(st, req.since, req.skip_node, rc, value_of, b.upto)) continue;
+                rc.key.clear();
+                for (size_t i = 0; i < t.key.size(); ++i) {
+                    bool isnull = false;
+                    Datum d = col(r, key_at + static_cast<int>(i), &isnull);
+                    rc.key.push_back(datum_to_value(d, isnull, t.key_types[i]));
                 }
+                if (!opened) {
+                    w.begin_table(t.name, t.key, t.cols);
+                    opened = true;
+                }
+                w.row(rc);
             }
-            if (!rc.has_row && rc.cols.empty()) continue;
-            rc.gen = st.gen;
-            rc.key.clear();
-            for (size_t i = 0; i < t.key.size(); ++i) {
-                bool isnull = false;
-                Datum d = col(r, key_at + static_cast<int>(i), &isnull);
-                rc.key.push_back(datum_to_value(d, isnull, t.key_types[i]));
-            }
-            if (!opened) {
-                w.begin_table(t.name, t.key, t.cols);
-                opened = true;
-            }
-            w.row(rc);
         }
         if (opened) w.end_table();
     }

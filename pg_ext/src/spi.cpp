@@ -134,10 +134,17 @@ AsMetadataOwner::AsMetadataOwner() {
         owner = ((Form_pg_namespace)GETSTRUCT(tup))->nspowner;
         ReleaseSysCache(tup);
         GetUserIdAndSecContext(&saved_user_, &saved_sec_);
+        // Nothing the caller put on search_path may run with the owner's rights.
+        guc_level_ = NewGUCNestLevel();
+        set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+                          false);
         SetUserIdAndSecContext(owner, saved_sec_ | SECURITY_LOCAL_USERID_CHANGE);
     });
 }
 
-AsMetadataOwner::~AsMetadataOwner() { SetUserIdAndSecContext(saved_user_, saved_sec_); }
+AsMetadataOwner::~AsMetadataOwner() {
+    SetUserIdAndSecContext(saved_user_, saved_sec_);
+    if (guc_level_) AtEOXact_GUC(true, guc_level_);
+}
 
 }  // namespace lww::pg

@@ -52,6 +52,7 @@ public:
 private:
     Oid saved_user_ = InvalidOid;
     int saved_sec_ = 0;
+    int guc_level_ = 0;  // search_path pinned to pg_catalog, pg_temp
 };
 
 }  // namespace lww::pg

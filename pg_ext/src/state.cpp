@@ -68,7 +68,11 @@ const TableInfo* State::find(const std::string& wire_name) {
     return nullptr;
 }
 
-void State::invalidate() { tables_lxid_ = InvalidLocalTransactionId; }
+void State::invalidate() {
+    tables_lxid_ = InvalidLocalTransactionId;
+    // A rolled-back subtransaction also released the writer lock it took.
+    seq_lxid_ = InvalidLocalTransactionId;
+}
 
 uint64_t State::tick(uint64_t floor) {
     begin_transaction_if_new();

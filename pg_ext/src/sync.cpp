@@ -93,7 +93,8 @@ std::string call_exchange(PGconn* conn, const std::string& request) {
         if (PQresultStatus(r.res) == PGRES_TUPLES_OK && PQntuples(r.res) == 1) {
             out.assign(PQgetvalue(r.res, 0, 0), PQgetlength(r.res, 0, 0));
         } else if (error.empty()) {
-            const char* msg = PQresultErrorMessage(r.res);
+            const char* msg = PQresultErrorField(r.res, PG_DIAG_MESSAGE_PRIMARY);
+            if (!msg || !*msg) msg = PQresultErrorMessage(r.res);
             error = msg && *msg ? msg : "unexpected result";
             while (!error.empty() && (error.back() == '\n' || error.back() == ' ')) error.pop_back();
         }

@@ -45,6 +45,9 @@ int64_t track_table(Oid relid) {
     // Key columns in key order, then the other stored columns.
     std::vector<std::string> key, cols;
     std::vector<std::string> key_defs;
+    {
+    // Type names as the metadata owner will read them (search_path pinned).
+    AsMetadataOwner as_owner;
     run(prepare("SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),"
                 " CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation"
                 " THEN (SELECT quote_ident(nspname) || '.' || quote_ident(collname) FROM pg_collation c"
@@ -59,6 +62,7 @@ int64_t track_table(Oid relid) {
         bool no_coll = false;
         std::string coll = col_text(i, 2, &no_coll);
         key_defs.push_back(col_text(i, 1) + (no_coll ? "" : " COLLATE " + coll));
+    }
     }
     if (key.empty()) throw Error("table \"" + rel + "\" has no PRIMARY KEY; lwwsync names rows by their key");
     run(prepare("SELECT attname::text FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped"
@@ -95,12 +99,17 @@ int64_t track_table(Oid relid) {
             defs += "k" + std::to_string(i) + " " + key_defs[i] + " NOT NULL, ";
             keys += (i ? ", k" : "k") + std::to_string(i);
         }
-        run_sql("CREATE TABLE IF NOT EXISTS " + meta + "(" + defs +
-                "gen int8 NOT NULL, hlc int8 NOT NULL, node int4 NOT NULL, mseq int8 NOT NULL, seq int8 NOT NULL,"
-                " cols bytea, PRIMARY KEY (" + keys + "))");
-        run_sql("CREATE INDEX IF NOT EXISTS " + quote_ident(meta_name + "_seq") + " ON " + meta + "(seq)");
-        // Keys and stamps only (values stay in the user table, under its own grants).
-        run_sql("GRANT SELECT ON " + meta + " TO PUBLIC");
+        run_sql("SELECT 1 FROM pg_class WHERE relnamespace = 'lwwsync'::regnamespace AND relname = " +
+                    quote_literal(meta_name),
+                false);
+        if (SPI_processed == 0) {  // a second lww_track keeps the metadata it has
+            run_sql("CREATE TABLE " + meta + "(" + defs +
+                    "gen int8 NOT NULL, hlc int8 NOT NULL, node int4 NOT NULL, mseq int8 NOT NULL, seq int8 NOT NULL,"
+                    " cols bytea, PRIMARY KEY (" + keys + "))");
+            run_sql("CREATE INDEX " + quote_ident(meta_name + "_seq") + " ON " + meta + "(seq)");
+            // Keys and stamps only (values stay in the user table, under its own grants).
+            run_sql("GRANT SELECT ON " + meta + " TO PUBLIC");
+        }
         run_sql("INSERT INTO lwwsync.tables(relid, name, key_columns, columns, meta) VALUES (" + std::to_string(relid) +
                 ", " + quote_literal(wire) + ", " + text_array(key) + ", " + text_array(cols) + ", " +
                 quote_literal(meta) + ") ON CONFLICT (relid) DO UPDATE SET name = excluded.name,"

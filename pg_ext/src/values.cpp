@@ -92,6 +92,12 @@ static Datum input_text(const std::string& s, const ColumnType& t) {
     return d;
 }
 
+static void check_encoding(const std::string& s) {
+    bool ok = false;
+    pg_call([&] { ok = pg_verifymbstr(s.data(), static_cast<int>(s.size()), true); });
+    if (!ok) throw Error("a value is not valid text in the database encoding");
+}
+
 static std::string as_text(const Value& v) {
     switch (v.kind) {
         case Value::Kind::Int: return std::to_string(v.i);
@@ -99,6 +105,7 @@ static std::string as_text(const Value& v) {
         case Value::Kind::Text:
         case Value::Kind::Bytes:
             if (v.s.find('\0') != std::string::npos) throw Error("a text value with a NUL byte does not fit a Postgres column");
+            check_encoding(v.s);
             return v.s;
         case Value::Kind::Null: break;
     }
@@ -144,6 +151,7 @@ Datum value_to_datum(const Value& v, const ColumnType& t, bool* isnull) {
     if (plain && v.kind == Value::Kind::Text && (t.base == TEXTOID)) {
         Datum d = 0;
         if (v.s.find('\0') != std::string::npos) throw Error("a text value with a NUL byte does not fit a Postgres column");
+        check_encoding(v.s);
         pg_call([&] { d = PointerGetDatum(cstring_to_text_with_len(v.s.data(), static_cast<int>(v.s.size()))); });
         return d;
     }
