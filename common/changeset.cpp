@@ -274,11 +274,33 @@ namespace {
 
 using JVal = rapidjson::Value;
 
-[[noreturn]] void bad(const std::string& where, const std::string& what) {
-    throw Error("invalid change set: " + where + ": " + what);
+// Where in the document a problem is; spelled out only when there is one
+// (building paths for every value costs more than parsing them).
+struct Where {
+    const char* field = nullptr;  // top-level field, or a field of a table/row
+    int table = -1, row = -1;
+    const char* sub = nullptr;    // e.g. "int", "real", "bytes", " hlc"
+    Where(const char* f = nullptr, int t = -1, int r = -1) : field(f), table(t), row(r) {}
+    Where with(const char* s) const {
+        Where w = *this;
+        w.sub = s;
+        return w;
+    }
+    std::string str() const {
+        std::string s;
+        if (table >= 0) s = "tables[" + std::to_string(table) + "]";
+        if (row >= 0) s += ".rows[" + std::to_string(row) + "]";
+        if (field) s += (s.empty() ? "" : ".") + std::string(field);
+        if (sub) s += sub;
+        return s.empty() ? "document" : s;
+    }
+};
+
+[[noreturn]] void bad(const Where& where, const std::string& what) {
+    throw Error("invalid change set: " + where.str() + ": " + what);
 }
 
-const JVal& member(const JVal& obj, const char* name, const std::string& where) {
+const JVal& member(const JVal& obj, const char* name, const Where& where) {
     auto it = obj.FindMember(name);
     if (it == obj.MemberEnd()) bad(where, std::string("missing \"") + name + "\"");
     return it->value;
@@ -296,14 +318,14 @@ bool parse_decimal(const char* s, size_t n, uint64_t& out) {
     return true;
 }
 
-uint64_t read_u64_string(const JVal& v, const std::string& where) {
+uint64_t read_u64_string(const JVal& v, const Where& where) {
     uint64_t out = 0;
     if (!v.IsString() || !parse_decimal(v.GetString(), v.GetStringLength(), out))
         bad(where, "expected a decimal string of an unsigned 64-bit number");
     return out;
 }
 
-int64_t read_i64_string(const JVal& v, const std::string& where) {
+int64_t read_i64_string(const JVal& v, const Where& where) {
     if (!v.IsString()) bad(where, "expected a decimal string");
     const char* s = v.GetString();
     size_t n = v.GetStringLength();
@@ -315,7 +337,7 @@ int64_t read_i64_string(const JVal& v, const std::string& where) {
     return neg ? int64_t(0 - mag) : int64_t(mag);
 }
 
-Value read_value(const JVal& v, const std::string& where) {
+Value read_value(const JVal& v, const Where& where) {
     if (v.IsNull()) return Value::null();
     if (v.IsString()) {
         std::string_view s(v.GetString(), v.GetStringLength());
@@ -327,7 +349,7 @@ Value read_value(const JVal& v, const std::string& where) {
     if (v.IsObject() && v.MemberCount() == 1) {
         const auto& m = *v.MemberBegin();
         std::string tag(m.name.GetString(), m.name.GetStringLength());
-        if (tag == "int") return Value::integer(read_i64_string(m.value, where + ".int"));
+        if (tag == "int") return Value::integer(read_i64_string(m.value, where.with(".int")));
         if (tag == "real") {
             if (m.value.IsNumber()) return Value::real(m.value.GetDouble());
             if (m.value.IsString()) {
@@ -336,19 +358,19 @@ Value read_value(const JVal& v, const std::string& where) {
                 if (s == "Infinity") return Value::real(std::numeric_limits<double>::infinity());
                 if (s == "-Infinity") return Value::real(-std::numeric_limits<double>::infinity());
             }
-            bad(where + ".real", "expected a number, \"NaN\", \"Infinity\" or \"-Infinity\"");
+            bad(where.with(".real"), "expected a number, \"NaN\", \"Infinity\" or \"-Infinity\"");
         }
         if (tag == "bytes") {
             std::string out;
             if (!m.value.IsString() || !base64_decode({m.value.GetString(), m.value.GetStringLength()}, out))
-                bad(where + ".bytes", "expected base64 text");
+                bad(where.with(".bytes"), "expected base64 text");
             return Value::bytes(std::move(out));
         }
     }
     bad(where, "not a value (null, integer, string, {\"int\"}, {\"real\"} or {\"bytes\"})");
 }
 
-std::vector<std::string> read_names(const JVal& v, const std::string& where) {
+std::vector<std::string> read_names(const JVal& v, const Where& where) {
     if (!v.IsArray()) bad(where, "expected an array of names");
     std::vector<std::string> out;
     for (const auto& n : v.GetArray()) {
@@ -358,9 +380,9 @@ std::vector<std::string> read_names(const JVal& v, const std::string& where) {
     return out;
 }
 
-Stamp read_stamp(const JVal& hlc, const JVal& node, const std::vector<NodeId>& nodes, const std::string& where) {
+Stamp read_stamp(const JVal& hlc, const JVal& node, const std::vector<NodeId>& nodes, const Where& where) {
     Stamp s;
-    s.hlc = read_u64_string(hlc, where + " hlc");
+    s.hlc = read_u64_string(hlc, where.with(" hlc"));
     if (s.hlc == 0) bad(where, "hlc 0 is not a stamp");
     if (!node.IsUint() || node.GetUint() >= nodes.size()) bad(where, "node index out of range of \"nodes\"");
     s.node = nodes[node.GetUint()];
@@ -380,99 +402,103 @@ ChangeSet decode_changeset(std::string_view json) {
 }
 
 ChangeSet decode_changeset_value(const rapidjson::Value& doc) {
-    if (!doc.IsObject()) bad("document", "expected a JSON object");
+    if (!doc.IsObject()) bad(Where(), "expected a JSON object");
     auto fmt = doc.FindMember("format");
     if (fmt == doc.MemberEnd() || !fmt->value.IsString() || std::string(fmt->value.GetString()) != kChangeSetFormat)
-        bad("document", std::string("not an lwwsync change set (want \"format\": \"") + kChangeSetFormat + "\")");
-    const JVal& ver = member(doc, "version", "document");
+        bad(Where(), std::string("not an lwwsync change set (want \"format\": \"") + kChangeSetFormat + "\")");
+    const JVal& ver = member(doc, "version", Where());
     if (!ver.IsInt() || ver.GetInt() != kChangeSetVersion)
         throw Error("unsupported change set version " + (ver.IsInt() ? std::to_string(ver.GetInt()) : std::string("?")) +
                     " (this build reads version " + std::to_string(kChangeSetVersion) + ")");
 
     ChangeSet cs;
-    const JVal& origin = member(doc, "origin", "document");
+    const JVal& origin = member(doc, "origin", Where());
     if (!origin.IsString() || !NodeId::try_parse({origin.GetString(), origin.GetStringLength()}, cs.origin))
-        bad("origin", "expected a node id (UUID)");
-    cs.since = read_u64_string(member(doc, "since", "document"), "since");
-    cs.upto = read_u64_string(member(doc, "upto", "document"), "upto");
+        bad(Where("origin"), "expected a node id (UUID)");
+    cs.since = read_u64_string(member(doc, "since", Where()), Where("since"));
+    cs.upto = read_u64_string(member(doc, "upto", Where()), Where("upto"));
     auto after = doc.FindMember("after");
-    cs.after = after == doc.MemberEnd() ? cs.since : read_u64_string(after->value, "after");
-    if (cs.after < cs.since || cs.upto < cs.after) bad("document", "want since <= after <= upto");
+    cs.after = after == doc.MemberEnd() ? cs.since : read_u64_string(after->value, Where("after"));
+    if (cs.after < cs.since || cs.upto < cs.after) bad(Where(), "want since <= after <= upto");
     auto complete = doc.FindMember("complete");
     if (complete != doc.MemberEnd()) {
-        if (!complete->value.IsBool()) bad("complete", "expected true or false");
+        if (!complete->value.IsBool()) bad(Where("complete"), "expected true or false");
         cs.complete = complete->value.GetBool();
     }
 
     std::vector<NodeId> nodes;
-    const JVal& jnodes = member(doc, "nodes", "document");
-    if (!jnodes.IsArray()) bad("nodes", "expected an array of node ids");
+    const JVal& jnodes = member(doc, "nodes", Where());
+    if (!jnodes.IsArray()) bad(Where("nodes"), "expected an array of node ids");
     for (const auto& n : jnodes.GetArray()) {
         NodeId id;
         if (!n.IsString() || !NodeId::try_parse({n.GetString(), n.GetStringLength()}, id))
-            bad("nodes", "expected node ids (UUIDs)");
+            bad(Where("nodes"), "expected node ids (UUIDs)");
         nodes.push_back(id);
     }
 
-    const JVal& tables = member(doc, "tables", "document");
-    if (!tables.IsArray()) bad("tables", "expected an array");
+    const JVal& tables = member(doc, "tables", Where());
+    if (!tables.IsArray()) bad(Where("tables"), "expected an array");
     for (rapidjson::SizeType ti = 0; ti < tables.Size(); ++ti) {
         const JVal& jt = tables[ti];
-        std::string tw = "tables[" + std::to_string(ti) + "]";
+        const int T = static_cast<int>(ti);
+        const Where tw(nullptr, T);
         if (!jt.IsObject()) bad(tw, "expected an object");
         TableChanges t;
         const JVal& name = member(jt, "name", tw);
-        if (!name.IsString() || name.GetStringLength() == 0) bad(tw + ".name", "expected a table name");
+        if (!name.IsString() || name.GetStringLength() == 0) bad(Where("name", T), "expected a table name");
         t.name.assign(name.GetString(), name.GetStringLength());
-        t.key = read_names(member(jt, "key", tw), tw + ".key");
-        if (t.key.empty()) bad(tw + ".key", "a table needs at least one key column");
-        t.columns = read_names(member(jt, "columns", tw), tw + ".columns");
+        t.key = read_names(member(jt, "key", tw), Where("key", T));
+        if (t.key.empty()) bad(Where("key", T), "a table needs at least one key column");
+        t.columns = read_names(member(jt, "columns", tw), Where("columns", T));
         const JVal& rows = member(jt, "rows", tw);
-        if (!rows.IsArray()) bad(tw + ".rows", "expected an array");
+        if (!rows.IsArray()) bad(Where("rows", T), "expected an array");
         t.rows.reserve(rows.Size());
         for (rapidjson::SizeType ri = 0; ri < rows.Size(); ++ri) {
             const JVal& jr = rows[ri];
-            std::string rw = tw + ".rows[" + std::to_string(ri) + "]";
+            const int R = static_cast<int>(ri);
+            const Where rw(nullptr, T, R);
             if (!jr.IsObject()) bad(rw, "expected an object");
             RowChange r;
+            r.key.reserve(t.key.size());
             const JVal& key = member(jr, "key", rw);
-            if (!key.IsArray() || key.Size() != t.key.size()) bad(rw + ".key", "expected one value per key column");
-            for (const auto& k : key.GetArray()) r.key.push_back(read_value(k, rw + ".key"));
+            if (!key.IsArray() || key.Size() != t.key.size()) bad(Where("key", T, R), "expected one value per key column");
+            for (const auto& k : key.GetArray()) r.key.push_back(read_value(k, Where("key", T, R)));
             const JVal& gen = member(jr, "gen", rw);
             if (!gen.IsUint64() || gen.GetUint64() == 0 || gen.GetUint64() > kMaxGeneration)
-                bad(rw + ".gen", "expected a positive integer below 2^53");
+                bad(Where("gen", T, R), "expected a positive integer below 2^53");
             r.gen = gen.GetUint64();
             Stamp base;
             bool has_base = false;
             auto st = jr.FindMember("stamp");
             if (st != jr.MemberEnd()) {
-                if (!st->value.IsArray() || st->value.Size() != 2) bad(rw + ".stamp", "expected [hlc, node]");
-                base = read_stamp(st->value[0], st->value[1], nodes, rw + ".stamp");
+                if (!st->value.IsArray() || st->value.Size() != 2) bad(Where("stamp", T, R), "expected [hlc, node]");
+                base = read_stamp(st->value[0], st->value[1], nodes, Where("stamp", T, R));
                 has_base = true;
             }
             auto row = jr.FindMember("row");
             if (row != jr.MemberEnd()) {
-                if (!row->value.IsBool()) bad(rw + ".row", "expected true or false");
+                if (!row->value.IsBool()) bad(Where("row", T, R), "expected true or false");
                 if (row->value.GetBool()) {
-                    if (!has_base) bad(rw + ".row", "a row register needs \"stamp\"");
+                    if (!has_base) bad(Where("row", T, R), "a row register needs \"stamp\"");
                     r.has_row = true;
                     r.row = base;
                 }
             }
             auto cols = jr.FindMember("cols");
             if (cols != jr.MemberEnd()) {
-                if (!cols->value.IsArray()) bad(rw + ".cols", "expected an array");
+                if (!cols->value.IsArray()) bad(Where("cols", T, R), "expected an array");
+                r.cols.reserve(cols->value.Size());
                 for (const auto& jc : cols->value.GetArray()) {
                     if (!jc.IsArray() || (jc.Size() != 2 && jc.Size() != 4))
-                        bad(rw + ".cols", "expected [column, value] or [column, value, hlc, node]");
+                        bad(Where("cols", T, R), "expected [column, value] or [column, value, hlc, node]");
                     ColChange c;
                     if (!jc[0].IsUint() || jc[0].GetUint() >= t.columns.size())
-                        bad(rw + ".cols", "column index out of range of \"columns\"");
+                        bad(Where("cols", T, R), "column index out of range of \"columns\"");
                     c.col = jc[0].GetUint();
-                    c.value = read_value(jc[1], rw + ".cols");
-                    if (jc.Size() == 4) c.stamp = read_stamp(jc[2], jc[3], nodes, rw + ".cols");
+                    c.value = read_value(jc[1], Where("cols", T, R));
+                    if (jc.Size() == 4) c.stamp = read_stamp(jc[2], jc[3], nodes, Where("cols", T, R));
                     else if (has_base) c.stamp = base;
-                    else bad(rw + ".cols", "a column without its own stamp needs the row's \"stamp\"");
+                    else bad(Where("cols", T, R), "a column without its own stamp needs the row's \"stamp\"");
                     r.cols.push_back(std::move(c));
                 }
             }

@@ -108,8 +108,11 @@ public:
 
     // Writes `cols` (local register index -> value) into the user row.
     void write_row(const std::vector<Value>& key, const std::map<size_t, const Value*>& cols, bool insert) {
-        std::string sig(1, insert ? 'i' : 'u');
-        for (const auto& kv : cols) sig += std::to_string(kv.first) + ",";
+        // Statement cache key: the operation and one byte per written column.
+        sig_.assign(t_.cols.size() + 1, '0');
+        sig_[0] = insert ? 'i' : 'u';
+        for (const auto& kv : cols) sig_[kv.first + 1] = '1';
+        const std::string& sig = sig_;
         auto it = writes_.find(sig);
         if (it == writes_.end()) it = writes_.emplace(sig, prepare_write(cols, insert)).first;
         Stmt& st = it->second;
@@ -157,6 +160,7 @@ private:
     Stmt get_meta_, put_meta_, del_user_;
     std::string user_where_;
     std::map<std::string, Stmt> writes_;
+    std::string sig_;
 };
 
 void merge_table(Conn& c, const Plan& p, ApplyStats& stats, std::vector<NodeId>& new_nodes) {
