@@ -15,6 +15,7 @@ namespace {
 struct Columns {
     std::vector<std::string> key;
     std::vector<std::string> key_defs;  // affinity + collation per key column, for the metadata table
+    bool rowid_key = false;             // the key is the table's rowid (INTEGER PRIMARY KEY)
     std::vector<std::string> cols;
 };
 
@@ -65,6 +66,15 @@ Columns introspect(sqlite3* db, const std::string& table) {
             coll)
             def += " COLLATE " + quote_ident(coll);
         out.key_defs.push_back(def);
+    }
+    // An INTEGER PRIMARY KEY of a rowid table is the rowid: its metadata can
+    // be a rowid table too, whose rows SQLite updates in place.
+    if (pk.size() == 1) {
+        std::string decl = pk_types[pk[0].second];
+        for (auto& ch : decl) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+        Stmt idx(db, "SELECT 1 FROM pragma_index_list(?1, 'main') WHERE origin = 'pk'");
+        idx.bind_text(1, table);
+        out.rowid_key = decl == "INTEGER" && !idx.step();
     }
     return out;
 }
@@ -199,13 +209,18 @@ int64_t track_table(Conn& c, const std::string& table) {
             cols.cols = merged;
         }
         const std::string meta = quote_ident(meta_table_name(table));
-        std::string keydefs;
-        for (size_t i = 0; i < cols.key.size(); ++i)
-            keydefs += "k" + std::to_string(i) + " " + cols.key_defs[i] + " NOT NULL, ";
-        exec(c.db, "CREATE TABLE IF NOT EXISTS " + meta + "(" + keydefs +
-                       "gen INTEGER NOT NULL, hlc INTEGER NOT NULL, node INTEGER NOT NULL, mseq INTEGER NOT NULL,"
-                       " seq INTEGER NOT NULL, cols BLOB, PRIMARY KEY(" +
-                       meta_keys(cols.key.size()) + ")) WITHOUT ROWID");
+        const std::string registers =
+            "gen INTEGER NOT NULL, hlc INTEGER NOT NULL, node INTEGER NOT NULL, mseq INTEGER NOT NULL,"
+            " seq INTEGER NOT NULL, cols BLOB";
+        if (cols.rowid_key) {
+            exec(c.db, "CREATE TABLE IF NOT EXISTS " + meta + "(k0 INTEGER PRIMARY KEY, " + registers + ")");
+        } else {
+            std::string keydefs;
+            for (size_t i = 0; i < cols.key.size(); ++i)
+                keydefs += "k" + std::to_string(i) + " " + cols.key_defs[i] + " NOT NULL, ";
+            exec(c.db, "CREATE TABLE IF NOT EXISTS " + meta + "(" + keydefs + registers + ", PRIMARY KEY(" +
+                           meta_keys(cols.key.size()) + ")) WITHOUT ROWID");
+        }
         exec(c.db, "CREATE INDEX IF NOT EXISTS " + quote_ident(meta_table_name(table) + "__seq") + " ON " + meta +
                        "(seq)");
         drop_triggers(c.db, table);
