@@ -44,7 +44,7 @@ struct Options {
     double budget_s = 300;     // per timed operation, and per case before repeating
     bool quick = false;
     bool keep = false;         // keep the temp dir (debugging)
-    std::string cases = "1234";
+    std::string cases = "1234f";
     std::string tmpbase;
 };
 
@@ -737,6 +737,36 @@ void run_cases_123(const Options& o, const std::string& dir, Result& r1, Result&
 
 // ---------------------------------------------------------------- case 4
 
+// The floor under cases 1 and 2: what SQLite charges for firing a row trigger
+// at all, measured side by side with an empty trigger (WHEN 0) on a plain
+// table. Any trigger-based change capture pays at least this.
+void run_floor(const Options& o, const std::string& dir) {
+    if (!has_case(o, 'f')) return;
+    std::vector<Row> rows((size_t)o.rows);
+    for (long long i = 0; i < o.rows; ++i) gen_row(i + 1, rows[(size_t)i]);
+    std::vector<double> ins[2], upd[2];
+    for (int rep = 0; rep < o.reps; ++rep) {
+        for (int side = 0; side < 2; ++side) {
+            const int s = rep % 2 ? 1 - side : side;  // alternate which side goes first
+            Db db(dir + "/floor" + std::to_string(rep) + "_" + std::to_string(s) + ".db", false);
+            db.exec(kSchema);
+            if (s == 1)
+                db.exec("CREATE TRIGGER e_ins AFTER INSERT ON t WHEN 0 BEGIN SELECT 1; END;"
+                        "CREATE TRIGGER e_upd AFTER UPDATE ON t WHEN 0 BEGIN SELECT 1; END;");
+            ins[s].push_back(insert_rows(db, rows));
+            auto t0 = Clock::now();
+            db.exec("BEGIN");
+            db.exec(kUpdateAll);
+            db.exec("COMMIT");
+            upd[s].push_back(ms_since(t0));
+        }
+    }
+    note("floor: an empty AFTER INSERT trigger alone makes case 1's INSERT %.2fx plain (%.1f vs %.1f ms)",
+         median(ins[1]) / median(ins[0]), median(ins[1]), median(ins[0]));
+    note("floor: an empty AFTER UPDATE trigger alone makes case 2's UPDATE %.2fx plain (%.1f vs %.1f ms)",
+         median(upd[1]) / median(upd[0]), median(upd[1]), median(upd[0]));
+}
+
 void run_case_4(const Options& o, const std::string& dir, Result& r4) {
     if (!has_case(o, '4')) return;
     char name[96];
@@ -974,6 +1004,7 @@ int main(int argc, char** argv) {
     if (has_case(o, '2') && r2.name.empty()) r2.name = "2 UPDATE";
     if (has_case(o, '3') && r3.name.empty()) r3.name = "3 lww_apply";
     guarded([&] { run_case_4(o, g_tmpdir, r4); }, {&r4});
+    guarded([&] { run_floor(o, g_tmpdir); }, {});
 
     std::printf("\n%-36s %-14s %12s %12s %8s %7s  %s\n", "case", "baseline", "base ms",
                 "tracked ms", "ratio", "target", "result");
