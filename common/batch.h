@@ -37,6 +37,31 @@ std::vector<size_t> map_columns(const TableChanges& in, const std::vector<std::s
                                 const std::vector<std::string>& local_cols);
 [[noreturn]] void unknown_table(const std::string& name);
 
+// An incoming table matched to this database's description of it (any type
+// with `key` and `cols` name lists).
+template <class Table>
+struct TablePlan {
+    const TableChanges* in = nullptr;
+    const Table* local = nullptr;
+    std::vector<size_t> col_map;  // incoming column index -> local register index
+};
+
+// Checks every table of `cs` against this database before anything is
+// written: `find(name)` returns the local table or nullptr.
+template <class Table, class Find>
+std::vector<TablePlan<Table>> plan_tables(const ChangeSet& cs, Find&& find) {
+    std::vector<TablePlan<Table>> plans;
+    for (const auto& t : cs.tables) {
+        TablePlan<Table> p;
+        p.in = &t;
+        p.local = find(t.name);
+        if (!p.local) unknown_table(t.name);
+        p.col_map = map_columns(t, p.local->key, p.local->cols);
+        plans.push_back(std::move(p));
+    }
+    return plans;
+}
+
 // Refuses the whole set if any stamp is past the clock's drift limit.
 void check_drift(const ChangeSet& cs, const HybridClock& clock, uint64_t now_ms);
 // After a set is merged: the clock moves past every stamp it carried.

@@ -9,12 +9,7 @@ namespace lww::sq {
 
 namespace {
 
-// The incoming table mapped onto the local one.
-struct Plan {
-    const TableChanges* in = nullptr;
-    const TableInfo* local = nullptr;
-    std::vector<size_t> col_map;  // incoming column index -> local register index
-};
+using Plan = TablePlan<TableInfo>;
 
 std::string describe_key(const std::vector<Value>& key) {
     std::string s = "(";
@@ -30,19 +25,6 @@ std::string describe_key(const std::vector<Value>& key) {
         }
     }
     return s + ")";
-}
-
-std::vector<Plan> plan(Conn& c, const ChangeSet& cs) {
-    std::vector<Plan> plans;
-    for (const auto& t : cs.tables) {
-        Plan p;
-        p.in = &t;
-        p.local = c.find_table(t.name);
-        if (!p.local) unknown_table(t.name);
-        p.col_map = map_columns(t, p.local->key, p.local->cols);
-        plans.push_back(std::move(p));
-    }
-    return plans;
 }
 
 // Prepared statements for one table, user-table writes cached by column set.
@@ -200,7 +182,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs) {
     if (cs.origin == c.self())
         throw Error("the change set comes from this database's own node " + c.self().str() +
                     "; a node never applies its own changes");
-    std::vector<Plan> plans = plan(c, cs);
+    std::vector<Plan> plans = plan_tables<TableInfo>(cs, [&](const std::string& name) { return c.find_table(name); });
     // The setting as committed: a rolled-back lww_config must not linger.
     c.clock.set_max_drift_ms(c.setting("max_drift_ms", kDefaultMaxDriftMs));
     check_drift(cs, c.clock, wall_clock_ms());

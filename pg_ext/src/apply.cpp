@@ -9,25 +9,7 @@ namespace lww::pg {
 
 namespace {
 
-struct Plan {
-    const TableChanges* in = nullptr;
-    const TableInfo* local = nullptr;
-    std::vector<size_t> col_map;  // incoming column index -> local register index
-};
-
-std::vector<Plan> plan(const ChangeSet& cs) {
-    State& s = State::get();
-    std::vector<Plan> plans;
-    for (const auto& t : cs.tables) {
-        Plan p;
-        p.in = &t;
-        p.local = s.find(t.name);
-        if (!p.local) unknown_table(t.name);
-        p.col_map = map_columns(t, p.local->key, p.local->cols);
-        plans.push_back(std::move(p));
-    }
-    return plans;
-}
+using Plan = TablePlan<TableInfo>;
 
 class UserWriter {
 public:
@@ -97,7 +79,7 @@ ApplyCounts apply_changeset(const ChangeSet& cs) {
     if (cs.origin == s.self())
         throw Error("the change set comes from this database's own node " + s.self().str() +
                     "; a node never applies its own changes");
-    std::vector<Plan> plans = plan(cs);
+    std::vector<Plan> plans = plan_tables<TableInfo>(cs, [&](const std::string& name) { return s.find(name); });
     check_drift(cs, s.clock(), wall_clock_ms());
 
     CanonicalSettings canonical;

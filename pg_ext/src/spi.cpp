@@ -97,31 +97,22 @@ int64_t col_int64(uint64_t row, int c, bool* isnull) {
     }
 }
 
-std::string col_text(uint64_t row, int c, bool* isnull) {
+// text and bytea are both plain varlenas: their bytes, detoasted.
+static std::string col_varlena(uint64_t row, int c, bool* isnull) {
     bool n = false;
     Datum d = col(row, c, &n);
     if (isnull) *isnull = n;
     if (n) return {};
     std::string out;
     pg_call([&] {
-        text* t = DatumGetTextPP(d);
-        out.assign(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+        struct varlena* v = PG_DETOAST_DATUM_PACKED(d);
+        out.assign(VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
     });
     return out;
 }
 
-std::string col_bytes(uint64_t row, int c, bool* isnull) {
-    bool n = false;
-    Datum d = col(row, c, &n);
-    if (isnull) *isnull = n;
-    if (n) return {};
-    std::string out;
-    pg_call([&] {
-        bytea* b = DatumGetByteaPP(d);
-        out.assign(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
-    });
-    return out;
-}
+std::string col_text(uint64_t row, int c, bool* isnull) { return col_varlena(row, c, isnull); }
+std::string col_bytes(uint64_t row, int c, bool* isnull) { return col_varlena(row, c, isnull); }
 
 Oid col_type(int c) { return SPI_gettypeid(SPI_tuptable->tupdesc, c + 1); }
 
