@@ -209,6 +209,17 @@ int64_t track_table(Conn& c, const std::string& table) {
             cols.cols = merged;
         }
         const std::string meta = quote_ident(meta_table_name(table));
+        // Metadata kept by lww_untrack: resume from it (its generations and
+        // tombstones), unless the table's key changed meanwhile.
+        bool resuming = false;
+        if (!c.find_table(table)) {
+            Stmt kept(c.db, "SELECT count(*) FILTER (WHERE name GLOB 'k[0-9]*'), count(*) FROM pragma_table_info(?1, 'main')");
+            kept.bind_text(1, meta_table_name(table));
+            if (kept.step() && kept.int64(1) > 0) {
+                resuming = static_cast<size_t>(kept.int64(0)) == cols.key.size();
+                if (!resuming) exec(c.db, "DROP TABLE " + meta);
+            }
+        }
         const std::string registers =
             "gen INTEGER NOT NULL, hlc INTEGER NOT NULL, node INTEGER NOT NULL, mseq INTEGER NOT NULL,"
             " seq INTEGER NOT NULL, cols BLOB";
@@ -234,16 +245,30 @@ int64_t track_table(Conn& c, const std::string& table) {
         reg.step();
         c.reload();
 
-        // Rows already present get their first stamps, one write each.
         std::string join;
         for (size_t i = 0; i < cols.key.size(); ++i)
             join += (i ? " AND " : "") + std::string("m.k") + std::to_string(i) + " = t." + quote_ident(cols.key[i]);
+        int64_t stamped = 0;
+        if (resuming) {
+            // Writes made while untracked were not recorded: every row there is
+            // written anew (a deleted key comes back one generation later), and
+            // every row gone since is deleted.
+            const std::string here = "EXISTS (SELECT 1 FROM " + quote_ident(table) + " AS t WHERE " + join + ")";
+            exec(c.db, "UPDATE " + meta + " AS m SET gen = lww_gen_after_insert(gen), hlc = lww_hlc(), node = 0,"
+                       " mseq = lww_write_seq(), seq = lww_write_seq(), cols = NULL WHERE " + here +
+                       " AND lww_begin_write(1)");
+            stamped += sqlite3_changes(c.db);
+            exec(c.db, "UPDATE " + meta + " AS m SET gen = lww_gen_after_delete(gen), hlc = lww_hlc(), node = 0,"
+                       " mseq = lww_write_seq(), seq = lww_write_seq(), cols = NULL WHERE (gen & 1) = 1 AND NOT " +
+                       here + " AND lww_begin_write(1)");
+        }
+        // Rows without metadata get their first stamps, one write each.
         exec(c.db, "INSERT INTO " + meta + "(" + meta_keys(cols.key.size()) +
                        ", gen, hlc, node, mseq, seq, cols) SELECT " + row_keys(cols.key, "t") +
                        ", 1, lww_hlc(), 0, lww_write_seq(), lww_write_seq(), NULL FROM " + quote_ident(table) +
                        " AS t WHERE NOT EXISTS (SELECT 1 FROM " + meta + " AS m WHERE " + join +
                        ") AND lww_begin_write(1)");
-        int64_t stamped = sqlite3_changes(c.db);
+        stamped += sqlite3_changes(c.db);
         exec(c.db, "RELEASE lww_track");
         return stamped;
     } catch (...) {
@@ -264,7 +289,7 @@ bool untrack_table(Conn& c, const std::string& table) {
         c.set_setting("seq_floor", static_cast<int64_t>(c.last_seq()));
         c.persist_clock();
         drop_triggers(c.db, table);
-        exec(c.db, "DROP TABLE IF EXISTS " + quote_ident(meta_table_name(table)));
+        // The metadata stays (generations, tombstones): lww_track resumes from it.
         Stmt del(c.db, "DELETE FROM lww_tables WHERE name = ?1");
         del.bind_text(1, table);
         del.step();

@@ -315,7 +315,8 @@ INSERT INTO pages VALUES (6, 'untracked');
 SELECT lww_seq() = :s AS not_stamped;
 SELECT name FROM lwwsync.tables ORDER BY name;
 TRUNCATE pages;                     -- allowed again
--- Tracking it again starts over: every row present is stamped.
+-- Tracking it again resumes from the metadata lww_untrack kept: the row present
+-- is written anew, the rows truncated meanwhile are recorded as deletes.
 INSERT INTO pages VALUES (1, 'again');
 SELECT lww_track('pages');
 SELECT key, gen, row_reg, cols FROM cs_rows(lww_changes(0)) WHERE tbl = 'pages';

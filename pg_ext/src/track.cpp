@@ -23,6 +23,66 @@ std::string text_array(const std::vector<std::string>& v) {
     return s + "]::text[]";
 }
 
+// Writes made while a table was untracked were not recorded. Against the
+// kept metadata: every row there is written anew (a deleted key comes back
+// one generation later) and every row gone since is deleted — through the
+// core's local-write rules, with stamps above everything the table held.
+int64_t resume_table(Oid relid) {
+    State& s = State::get();
+    s.invalidate();
+    const TableInfo* t = s.find(relid);
+    if (!t) throw Error("table with oid " + std::to_string(relid) + " is not tracked");
+    std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols, (u.ctid IS NOT NULL)";
+    for (size_t i = 0; i < t->key.size(); ++i) sql += ", m.k" + std::to_string(i);
+    sql += " FROM " + t->meta + " AS m LEFT JOIN " + t->qualified + " AS u ON ";
+    for (size_t i = 0; i < t->key.size(); ++i)
+        sql += (i ? " AND " : "") + ("u." + quote_ident(t->key[i]) + " = m.k" + std::to_string(i));
+    struct Pending {
+        std::vector<Param> key;
+        RowState st;
+        bool present;
+    };
+    std::vector<Pending> rows;
+    uint64_t floor = 0;
+    {
+        AsMetadataOwner owner;
+        run_sql(sql, false);
+        const uint64_t n = SPI_processed;
+        SPITupleTable* result = SPI_tuptable;
+        for (uint64_t r = 0; r < n; ++r) {
+            SPI_tuptable = result;
+            StoredRow sr;
+            sr.gen = static_cast<uint64_t>(col_int64(r, 0));
+            sr.row_hlc = static_cast<uint64_t>(col_int64(r, 1));
+            sr.row_node = static_cast<uint32_t>(col_int64(r, 2));
+            sr.row_seq = static_cast<uint64_t>(col_int64(r, 3));
+            sr.cols = col_bytes(r, 4);
+            bool isnull = false;
+            Pending p{{}, decode_meta(sr, t->cols.size()), col(r, 5, &isnull) != 0};
+            floor = std::max(floor, max_stamp(p.st));
+            for (size_t i = 0; i < t->key.size(); ++i) {
+                Datum d = col(r, 6 + static_cast<int>(i), &isnull);
+                Datum copy = 0;
+                pg_call([&] { copy = datumCopy(d, t->key_types[i].byval, t->key_types[i].len); });
+                p.key.push_back(Param{t->key_types[i].type, copy, false});
+            }
+            if (p.present || p.st.alive()) rows.push_back(std::move(p));
+        }
+    }
+    const Stamp stamp{s.tick(floor), s.self()};
+    int64_t rewritten = 0;
+    for (auto& p : rows) {
+        if (p.present) {
+            local_insert(p.st, stamp, s.next_seq());
+            ++rewritten;
+        } else {
+            local_delete(p.st, stamp, s.next_seq());
+        }
+        store_meta(*t, p.key, p.st);
+    }
+    return rewritten;
+}
+
 }  // namespace
 
 int64_t track_table(Oid relid) {
@@ -45,6 +105,7 @@ int64_t track_table(Oid relid) {
     // Key columns in key order, then the other stored columns.
     std::vector<std::string> key, cols;
     std::vector<std::string> key_defs;
+    bool resuming = false;
     {
     // Type names as the metadata owner will read them (search_path pinned).
     AsMetadataOwner as_owner;
@@ -78,6 +139,7 @@ int64_t track_table(Oid relid) {
     const std::string meta = "lwwsync." + quote_ident(meta_name);
     const std::string qualified = quote_ident(nsp) + "." + quote_ident(rel);
 
+    const bool was_tracked = s.find(relid) != nullptr;
     if (const TableInfo* known = s.find(relid)) {
         if (known->key != key) throw Error("the primary key of \"" + rel + "\" changed since it was tracked; lww_untrack it first");
         std::vector<std::string> merged = known->cols;  // register indexes stay stable
@@ -99,10 +161,15 @@ int64_t track_table(Oid relid) {
             defs += "k" + std::to_string(i) + " " + key_defs[i] + " NOT NULL, ";
             keys += (i ? ", k" : "k") + std::to_string(i);
         }
-        run_sql("SELECT 1 FROM pg_class WHERE relnamespace = 'lwwsync'::regnamespace AND relname = " +
-                    quote_literal(meta_name),
+        // Metadata kept by lww_untrack: resume from it (its generations and
+        // tombstones), unless the key changed meanwhile.
+        run_sql("SELECT count(*) FILTER (WHERE attname ~ '^k[0-9]+$'), count(*) FROM pg_attribute"
+                " WHERE attrelid = to_regclass(" + quote_literal(meta) + ") AND attnum > 0 AND NOT attisdropped",
                 false);
-        if (SPI_processed == 0) {  // a second lww_track keeps the metadata it has
+        const bool kept = col_int64(0, 1) > 0;
+        resuming = kept && !was_tracked && static_cast<size_t>(col_int64(0, 0)) == key.size();
+        if (kept && !was_tracked && !resuming) run_sql("DROP TABLE " + meta);
+        if (!kept || (!was_tracked && !resuming)) {  // a second lww_track keeps the metadata it has
             run_sql("CREATE TABLE " + meta + "(" + defs +
                     "gen int8 NOT NULL, hlc int8 NOT NULL, node int4 NOT NULL, mseq int8 NOT NULL, seq int8 NOT NULL,"
                     " cols bytea, PRIMARY KEY (" + keys + "))");
@@ -122,7 +189,9 @@ int64_t track_table(Oid relid) {
             " FOR EACH STATEMENT EXECUTE FUNCTION lwwsync.lww_refuse_truncate()");
     s.invalidate();
 
-    // Rows already present get their first stamps (one stamp, a sequence each).
+    int64_t stamped = resuming ? resume_table(relid) : 0;
+
+    // Rows without metadata get their first stamps (one stamp, a sequence each).
     const uint64_t hlc = s.tick(0);
     s.next_seq();  // takes the change-feed barrier for this transaction
     std::string sel, join;
@@ -133,7 +202,7 @@ int64_t track_table(Oid relid) {
     std::string keys;
     for (size_t i = 0; i < key.size(); ++i) keys += "k" + std::to_string(i) + ", ";
     AsMetadataOwner owner;
-    return static_cast<int64_t>(run_sql("INSERT INTO " + meta + "(" + keys + "gen, hlc, node, mseq, seq, cols) SELECT " +
+    return stamped + static_cast<int64_t>(run_sql("INSERT INTO " + meta + "(" + keys + "gen, hlc, node, mseq, seq, cols) SELECT " +
                                         keys + "1, " + std::to_string(hlc) + ", 0, s, s, NULL FROM (SELECT " + sel +
                                         "nextval('lwwsync.seq') AS s FROM " + qualified + " AS t WHERE NOT EXISTS (SELECT 1 FROM " +
                                         meta + " AS m WHERE " + join + ")) AS fresh(" + keys + "s)"));
@@ -143,12 +212,12 @@ bool untrack_table(Oid relid) {
     State& s = State::get();
     const TableInfo* t = s.find(relid);
     if (!t) return false;
-    const std::string qualified = t->qualified, meta = t->meta;
+    const std::string qualified = t->qualified;
     run_sql("DROP TRIGGER IF EXISTS lwwsync_capture ON " + qualified);
     run_sql("DROP TRIGGER IF EXISTS lwwsync_no_truncate ON " + qualified);
     {
         AsMetadataOwner owner;
-        run_sql("DROP TABLE IF EXISTS " + meta);
+        // The metadata stays (generations, tombstones): lww_track resumes from it.
         run_sql("DELETE FROM lwwsync.tables WHERE relid = " + std::to_string(relid));
     }
     s.invalidate();

@@ -199,6 +199,26 @@ TEST(Api, RetrackAfterAddColumnKeepsSyncing) {
                                                       "int:2 | text:'x' | text:'y' | text:'z' | text:'w'"}));
 }
 
+// lww_untrack keeps the metadata; lww_track resumes from it, so a key
+// re-inserted before (generation 3 at a peer) does not come back at
+// generation 1 and lose, and deletes made while untracked reach the peers.
+TEST(Api, RetrackResumesGenerationsAndRecordsUntrackedWrites) {
+    Cluster cl;
+    Db& a = cl.add("a", kSchemaT, {"t"});
+    Db& b = cl.add("b", kSchemaT, {"t"});
+    a.exec("INSERT INTO t VALUES (1,'one',NULL,NULL),(2,'two',NULL,NULL),(3,'three',NULL,NULL)");
+    a.exec("DELETE FROM t WHERE id = 2; INSERT INTO t VALUES (2,'again',NULL,NULL)");
+    b.sync(a);
+    EXPECT_EQ(a.i64("SELECT lww_untrack('t')"), 1);
+    a.exec("DELETE FROM t WHERE id = 1; UPDATE t SET a = 'x' WHERE id = 3;"
+           "DELETE FROM t WHERE id = 2; INSERT INTO t VALUES (2,'third',NULL,NULL)");
+    EXPECT_EQ(a.track("t"), 2);  // rows 2 and 3 written anew; row 1 recorded as deleted
+    b.sync(a);
+    EXPECT_EQ(b.table("t"), a.table("t"));
+    EXPECT_EQ(b.table("t"), (std::vector<std::string>{"int:2 | text:'third' | NULL | NULL",
+                                                      "int:3 | text:'x' | NULL | NULL"}));
+}
+
 TEST(Api, ChangesArgumentErrors) {
     Db db(":memory:");
     db.exec(kSchemaT);
