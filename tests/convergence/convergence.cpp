@@ -911,71 +911,20 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
 
     auto t0 = std::chrono::steady_clock::now();
-    uint64_t passed = 0, failed = 0;
-    for (uint64_t i = 0; i < o.scenarios; ++i) {
-        uint64_t seed = o.seed + i;
-        std::string dir = root + "/s" + std::to_string(seed);
-        fs::create_directories(dir);
-        if (o.verbose) std::printf("scenario %" PRIu64 " seed %" PRIu64 "\n", i, seed);
-        std::fflush(stdout);
-        std::fflush(stderr);
-
-        bool ok = false;
-        std::string why;
-        if (o.fork_each) {
-            pid_t pid = fork();
-            if (pid < 0) {
-                std::perror("fork");
-                return 2;
-            }
-            if (pid == 0) {
-                alarm(static_cast<unsigned>(o.timeout));
-                bool r;
-                {
-                    Scenario sc(seed, o, dir);
-                    r = sc.run();
-                }
-                std::fflush(stdout);
-                std::fflush(stderr);
-                _exit(r ? 0 : 1);
-            }
-            int status = 0;
-            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-            if (WIFEXITED(status) && WEXITSTATUS(status) == 0) ok = true;
-            else if (WIFEXITED(status)) why = "divergence or error (details above)";
-            else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
-                why = "timed out after " + std::to_string(o.timeout) + "s";
-            else if (WIFSIGNALED(status))
-                why = "crashed with signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) +
-                      ")";
-            else why = "unknown child status";
-        } else {
-            Scenario sc(seed, o, dir);
-            ok = sc.run();
-            if (!ok) why = "divergence or error (details above)";
-        }
-
-        if (!ok && why.rfind("divergence or error", 0) == 0) {
-            if (FILE* f = std::fopen((dir + "/reason.txt").c_str(), "r")) {
-                char line[4096];
-                if (std::fgets(line, sizeof line, f)) why = line;
-                std::fclose(f);
-            }
-        }
-        if (ok) {
-            ++passed;
-            if (!o.keep) {
-                std::error_code ec;
-                fs::remove_all(dir, ec);
-            }
-        } else {
-            ++failed;
-            std::printf("FAIL scenario %" PRIu64 " seed %" PRIu64 ": %s; files kept in %s; repro: %s --seed %" PRIu64
-                        " --scenarios 1%s\n",
-                        i, seed, why.c_str(), dir.c_str(), argv[0], seed, repro_extra.c_str());
-        }
-        std::fflush(stdout);
-    }
+    RunOptions ro;
+    ro.seed = o.seed;
+    ro.scenarios = o.scenarios;
+    ro.fork_each = o.fork_each;
+    ro.timeout = o.timeout;
+    ro.keep = o.keep;
+    ro.verbose = o.verbose;
+    ro.count_flag = "--scenarios";
+    ro.repro_extra = repro_extra;
+    const RunTotals totals = run_scenarios(ro, root, argv[0], [&](uint64_t seed, const std::string& dir) {
+        Scenario sc(seed, o, dir);
+        return sc.run();
+    });
+    const uint64_t passed = totals.passed, failed = totals.failed;
 
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("elapsed %.1fs\n", secs);

@@ -8,7 +8,13 @@
 
 #include <sqlite3.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cinttypes>
+#include <csignal>
+#include <filesystem>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -449,4 +455,93 @@ std::string diff_dumps(const std::string& an, const Dump& a, const std::string& 
     }
     return out;
 }
+// ---------------------------------------------------------------- scenario runner
+
+struct RunOptions {
+    uint64_t seed = 0;      // scenario i runs with seed + i, so one seed replays alone
+    uint64_t scenarios = 0;
+    bool fork_each = true;  // a crash or hang fails only its own scenario
+    int timeout = 120;      // seconds per forked scenario
+    bool keep = false;      // keep the files of passing scenarios too
+    bool verbose = false;
+    std::string count_flag;   // the flag that sets the count, for the repro line
+    std::string repro_extra;  // other non-default flags, for the repro line
+};
+
+struct RunTotals {
+    uint64_t passed = 0, failed = 0;
+};
+
+// Runs the scenarios in directories under `root`; `run_one(seed, dir)`
+// returns whether the scenario converged. A failure prints its seed and a
+// one-line repro. Stops early when *stop becomes non-zero (an interrupt).
+template <class RunOne>
+RunTotals run_scenarios(const RunOptions& o, const std::string& root, const char* argv0, RunOne&& run_one,
+                        const volatile std::sig_atomic_t* stop = nullptr) {
+    RunTotals totals;
+    for (uint64_t i = 0; i < o.scenarios && !(stop && *stop); ++i) {
+        const uint64_t seed = o.seed + i;
+        const std::string dir = root + "/s" + std::to_string(seed);
+        std::filesystem::create_directories(dir);
+        if (o.verbose) std::printf("scenario %" PRIu64 " seed %" PRIu64 "\n", i, seed);
+        std::fflush(stdout);
+        std::fflush(stderr);
+
+        bool ok = false;
+        std::string why;
+        if (o.fork_each) {
+            pid_t pid = fork();
+            if (pid < 0) {
+                std::perror("fork");
+                ++totals.failed;
+                break;
+            }
+            if (pid == 0) {
+                signal(SIGINT, SIG_DFL);
+                signal(SIGTERM, SIG_DFL);
+                alarm(static_cast<unsigned>(o.timeout));
+                const bool r = run_one(seed, dir);
+                std::fflush(stdout);
+                std::fflush(stderr);
+                _exit(r ? 0 : 1);
+            }
+            int status = 0;
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 0) ok = true;
+            else if (WIFEXITED(status)) why = "divergence or error (details above)";
+            else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+                why = "timed out after " + std::to_string(o.timeout) + "s";
+            else if (WIFSIGNALED(status))
+                why = "crashed with signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+            else why = "unknown child status";
+        } else {
+            ok = run_one(seed, dir);
+            if (!ok) why = "divergence or error (details above)";
+        }
+        if (stop && *stop && !ok) break;  // the child died of the interrupt: not a verdict
+
+        if (!ok && why.rfind("divergence or error", 0) == 0) {
+            if (FILE* f = std::fopen((dir + "/reason.txt").c_str(), "r")) {
+                char line[4096];
+                if (std::fgets(line, sizeof line, f)) why = line;
+                std::fclose(f);
+            }
+        }
+        if (ok) {
+            ++totals.passed;
+            if (!o.keep) {
+                std::error_code ec;
+                std::filesystem::remove_all(dir, ec);
+            }
+        } else {
+            ++totals.failed;
+            std::printf("FAIL scenario %" PRIu64 " seed %" PRIu64 ": %s; files kept in %s; repro: %s --seed %" PRIu64
+                        " %s 1%s\n",
+                        i, seed, why.c_str(), dir.c_str(), argv0, seed, o.count_flag.c_str(), o.repro_extra.c_str());
+        }
+        std::fflush(stdout);
+    }
+    return totals;
+}
+
 }  // namespace conv
