@@ -106,15 +106,10 @@ Batch collect_changes(const ChangesRequest& req) {
             SPITupleTable* result = SPI_tuptable;
             for (uint64_t r = 0; r < nrows; ++r) {
                 SPI_tuptable = result;
-                StoredRow sr;
-                sr.gen = static_cast<uint64_t>(col_int64(r, 0));
-                sr.row_hlc = static_cast<uint64_t>(col_int64(r, 1));
-                sr.row_node = static_cast<uint32_t>(col_int64(r, 2));
-                sr.row_seq = static_cast<uint64_t>(col_int64(r, 3));
-                sr.cols = col_bytes(r, 4);
+                RowState st = meta_at(r, t.cols.size());
+                SPI_tuptable = result;  // decoding may have reloaded the node directory
                 bool joined_null = false;
                 const bool visible = col(r, 5, &joined_null) != 0;
-                RowState st = decode_meta(sr, t.cols.size());
                 // A living row the caller may not read (row-level security) is not sent at all.
                 if (st.alive() && !visible) continue;
                 auto value_of = [&](size_t i) {

@@ -32,13 +32,17 @@ RowState load_meta(const TableInfo& t, const std::vector<Param>& key) {
                               key_oids(t));
     run(plan, key, false);
     if (SPI_processed == 0) return RowState(t.cols.size());
+    return meta_at(0, t.cols.size());
+}
+
+RowState meta_at(uint64_t r, size_t ncols) {
     StoredRow sr;
-    sr.gen = static_cast<uint64_t>(col_int64(0, 0));
-    sr.row_hlc = static_cast<uint64_t>(col_int64(0, 1));
-    sr.row_node = static_cast<uint32_t>(col_int64(0, 2));
-    sr.row_seq = static_cast<uint64_t>(col_int64(0, 3));
-    sr.cols = col_bytes(0, 4);
-    return decode_meta(sr, t.cols.size());
+    sr.gen = static_cast<uint64_t>(col_int64(r, 0));
+    sr.row_hlc = static_cast<uint64_t>(col_int64(r, 1));
+    sr.row_node = static_cast<uint32_t>(col_int64(r, 2));
+    sr.row_seq = static_cast<uint64_t>(col_int64(r, 3));
+    sr.cols = col_bytes(r, 4);
+    return decode_meta(sr, ncols);
 }
 
 RowState decode_meta(const StoredRow& sr, size_t ncols) {

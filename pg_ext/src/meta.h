@@ -16,6 +16,8 @@ RowState load_meta(const TableInfo& t, const std::vector<Param>& key);
 void store_meta(const TableInfo& t, const std::vector<Param>& key, const RowState& st);
 // decode_row with a node directory refreshed when a row names a node it lacks.
 RowState decode_meta(const StoredRow& sr, size_t ncols);
+// Row `r` of the current SPI result whose first columns are gen, hlc, node, mseq, cols.
+RowState meta_at(uint64_t r, size_t ncols);
 
 // The highest stamp held anywhere in the row (a local write must beat it).
 uint64_t max_stamp(const RowState& st);

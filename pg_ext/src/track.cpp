@@ -51,14 +51,10 @@ int64_t resume_table(Oid relid) {
         SPITupleTable* result = SPI_tuptable;
         for (uint64_t r = 0; r < n; ++r) {
             SPI_tuptable = result;
-            StoredRow sr;
-            sr.gen = static_cast<uint64_t>(col_int64(r, 0));
-            sr.row_hlc = static_cast<uint64_t>(col_int64(r, 1));
-            sr.row_node = static_cast<uint32_t>(col_int64(r, 2));
-            sr.row_seq = static_cast<uint64_t>(col_int64(r, 3));
-            sr.cols = col_bytes(r, 4);
+            RowState st = meta_at(r, t->cols.size());
+            SPI_tuptable = result;  // decoding may have reloaded the node directory
             bool isnull = false;
-            Pending p{{}, decode_meta(sr, t->cols.size()), col(r, 5, &isnull) != 0};
+            Pending p{{}, std::move(st), col(r, 5, &isnull) != 0};
             floor = std::max(floor, max_stamp(p.st));
             for (size_t i = 0; i < t->key.size(); ++i) {
                 Datum d = col(r, 6 + static_cast<int>(i), &isnull);
