@@ -41,6 +41,19 @@ struct Cursor {
     Cursor after_batch(const ChangeSet& cs) const;
 };
 
+// What lww_changes is asked for, in both engines.
+struct ChangesRequest {
+    uint64_t since = 0;                 // registers changed after this sequence
+    uint64_t after = 0;                 // of rows whose latest change is after this one (>= since)
+    int64_t limit = -1;                 // max rows; <= 0: everything
+    const NodeId* skip_node = nullptr;  // omit registers stamped by the receiver itself
+
+    // The next batch for `peer`, whose cursor on us is `from`.
+    static ChangesRequest for_peer(const NodeId& peer, const Cursor& from, int64_t limit) {
+        return ChangesRequest{from.floor, from.received, limit, &peer};
+    }
+};
+
 // What the sync loop needs from an engine (SQLite connection, Postgres backend).
 class SyncEngine {
 public:

@@ -51,20 +51,14 @@ public:
         del_user_ = Stmt(c.db, "DELETE FROM " + quote_ident(t.name) + " WHERE " + user_where_);
     }
 
-    RowState load(const std::vector<Value>& key, bool& found) {
+    // The row's metadata; a fresh RowState for a key never seen.
+    RowState load(const std::vector<Value>& key) {
         get_meta_.reset();
         bind_key(get_meta_, key);
-        found = get_meta_.step();
-        StoredRow sr;
-        if (found) {
-            sr.gen = static_cast<uint64_t>(get_meta_.int64(0));
-            sr.row_hlc = static_cast<uint64_t>(get_meta_.int64(1));
-            sr.row_node = static_cast<uint32_t>(get_meta_.int64(2));
-            sr.row_seq = static_cast<uint64_t>(get_meta_.int64(3));
-            sr.cols = get_meta_.blob(4);
-        }
+        RowState st = get_meta_.step() ? decode_row(stored_row(get_meta_), t_.cols.size(), c_.nodes())
+                                       : RowState(t_.cols.size());
         get_meta_.reset();
-        return found ? decode_row(sr, t_.cols.size(), c_.nodes()) : RowState(t_.cols.size());
+        return st;
     }
 
     void store(const std::vector<Value>& key, const RowState& st, std::vector<NodeId>& new_nodes) {
@@ -149,8 +143,7 @@ void merge_table(Conn& c, const Plan& p, ApplyStats& stats, std::vector<NodeId>&
     TableWriter tw(c, *p.local);
     std::map<size_t, const Value*> values;
     for (const auto& r : p.in->rows) {
-        bool found = false;
-        RowState st = tw.load(r.key, found);
+        RowState st = tw.load(r.key);
         const IncomingRow in = incoming_row(r, p.col_map);
 
         const uint64_t seq = c.last_seq() + 1;

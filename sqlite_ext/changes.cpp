@@ -28,14 +28,14 @@ static uint64_t batch_cut(Conn& c, uint64_t after, int64_t limit) {
     return st.step() ? static_cast<uint64_t>(st.int64(0)) : 0;
 }
 
-static ChangesResult collect(Conn& c, const ChangesRequest& req);
+static Batch collect(Conn& c, const ChangesRequest& req);
 
-ChangesResult collect_changes(Conn& c, const ChangesRequest& req) {
+Batch collect_changes(Conn& c, const ChangesRequest& req) {
     c.ensure_ready();
     // One read transaction: the cut, upto and every row come from one snapshot.
     exec(c.db, "SAVEPOINT lww_changes");
     try {
-        ChangesResult r = collect(c, req);
+        Batch r = collect(c, req);
         exec(c.db, "RELEASE lww_changes");
         return r;
     } catch (...) {
@@ -44,9 +44,11 @@ ChangesResult collect_changes(Conn& c, const ChangesRequest& req) {
     }
 }
 
-static ChangesResult collect(Conn& c, const ChangesRequest& req) {
+static Batch collect(Conn& c, const ChangesRequest& req) {
     c.refresh();
-    ChangesResult res;
+    Batch res;
+    res.since = req.since;
+    res.after = req.after;
     if (req.after < req.since) throw Error("after must not be below since");
     const uint64_t cut = batch_cut(c, req.after, req.limit);
     res.complete = cut == 0;
@@ -70,13 +72,7 @@ static ChangesResult collect(Conn& c, const ChangesRequest& req) {
         bool opened = false;
         RowChange rc;
         while (st.step()) {
-            StoredRow sr;
-            sr.gen = static_cast<uint64_t>(st.int64(0));
-            sr.row_hlc = static_cast<uint64_t>(st.int64(1));
-            sr.row_node = static_cast<uint32_t>(st.int64(2));
-            sr.row_seq = static_cast<uint64_t>(st.int64(3));
-            sr.cols = st.blob(4);
-            RowState rs = decode_row(sr, t.cols.size(), c.nodes());
+            RowState rs = decode_row(stored_row(st), t.cols.size(), c.nodes());
             if (!registers_to_send(rs, req.since, req.skip_node, rc,
                                    [&](size_t i) { return st.value(col_at + static_cast<int>(i)); }))
                 continue;

@@ -7,6 +7,16 @@ namespace lww::sq {
 
 std::string meta_table_name(const std::string& table) { return "lww__" + table; }
 
+StoredRow stored_row(const Stmt& st) {
+    StoredRow sr;
+    sr.gen = static_cast<uint64_t>(st.int64(0));
+    sr.row_hlc = static_cast<uint64_t>(st.int64(1));
+    sr.row_node = static_cast<uint32_t>(st.int64(2));
+    sr.row_seq = static_cast<uint64_t>(st.int64(3));
+    sr.cols = st.blob(4);
+    return sr;
+}
+
 static const char* kSchemaSql =
     "CREATE TABLE IF NOT EXISTS lww_state(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS lww_nodes(idx INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);"

@@ -28,6 +28,9 @@ struct TableInfo {
 
 std::string meta_table_name(const std::string& table);  // unquoted
 
+// The current row of `st`, whose first columns are gen, hlc, node, mseq, cols.
+StoredRow stored_row(const Stmt& st);
+
 class Conn {
 public:
     explicit Conn(sqlite3* db) : db(db) {}

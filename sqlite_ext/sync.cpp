@@ -38,20 +38,7 @@ Cursor SqliteEngine::cursor_of(const NodeId& peer) {
 }
 
 Batch SqliteEngine::changes_for(const NodeId& peer, const Cursor& from, int64_t limit) {
-    ChangesRequest req;
-    req.since = from.floor;
-    req.after = from.received;
-    req.limit = limit;
-    req.skip_node = &peer;
-    ChangesResult r = collect_changes(c_, req);
-    Batch b;
-    b.json = std::move(r.json);
-    b.since = from.floor;
-    b.after = from.received;
-    b.upto = r.upto;
-    b.complete = r.complete;
-    b.rows = r.rows;
-    return b;
+    return collect_changes(c_, ChangesRequest::for_peer(peer, from, limit));
 }
 
 ApplyCounts SqliteEngine::apply_from(const NodeId& peer, const ChangeSet& cs) {

@@ -9,12 +9,6 @@ int64_t track_table(Oid relid);
 bool untrack_table(Oid relid);
 Datum capture_trigger(FunctionCallInfo fcinfo);
 
-struct ChangesRequest {
-    uint64_t since = 0;  // registers changed after this sequence
-    uint64_t after = 0;  // of rows whose latest change is after this one (>= since)
-    int64_t limit = -1;
-    const NodeId* skip_node = nullptr;
-};
 Batch collect_changes(const ChangesRequest& req);
 ApplyCounts apply_changeset(const ChangeSet& cs);
 

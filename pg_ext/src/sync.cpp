@@ -23,12 +23,7 @@ Cursor PgEngine::cursor_of(const NodeId& peer) {
 }
 
 Batch PgEngine::changes_for(const NodeId& peer, const Cursor& from, int64_t limit) {
-    ChangesRequest req;
-    req.since = from.floor;
-    req.after = from.received;
-    req.limit = limit;
-    req.skip_node = &peer;
-    return collect_changes(req);
+    return collect_changes(ChangesRequest::for_peer(peer, from, limit));
 }
 
 ApplyCounts PgEngine::apply_from(const NodeId& peer, const ChangeSet& cs) {
