@@ -32,6 +32,8 @@ $(BUILD)/liblwwcore.a: $(COMMON_OBJ)
 
 # libpq gives SQLite clients lww_sync('postgresql://…'); build with
 # WITH_LIBPQ=0 for clients without it (Android, embedded).
+# libcurl and zlib: lww_sync('http(s)://…') in both engines.
+NET_LIBS := -lcurl -lz
 WITH_LIBPQ ?= 1
 ifeq ($(WITH_LIBPQ),1)
 $(BUILD)/sqlite_ext/pg_transport.o: CPPFLAGS += -DLWWSYNC_WITH_LIBPQ -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
@@ -40,13 +42,15 @@ endif
 
 # The extension reaches SQLite only through the sqlite3_api table: no -lsqlite3.
 lwwsync.so: $(COMMON_OBJ) $(SQLITE_OBJ)
-	$(CXX) -shared -o $@ $^ $(PQ_LIBS) -Wl,--no-undefined -Wl,-z,defs
+	$(CXX) -shared -o $@ $^ $(PQ_LIBS) $(NET_LIBS) -Wl,--no-undefined -Wl,-z,defs
 
 $(BUILD)/unit_tests: $(UNIT_SRC) $(BUILD)/liblwwcore.a
-	$(CXX) $(CXXFLAGS) -o $@ $(UNIT_SRC) $(BUILD)/liblwwcore.a -lgtest -lgtest_main -pthread
+	$(CXX) $(CXXFLAGS) -o $@ $(UNIT_SRC) $(BUILD)/liblwwcore.a $(NET_LIBS) -lgtest -lgtest_main -pthread
 
+# The HTTP client tests serve lww_exchange in-process with cpp-httplib.
+HTTPLIB := $(shell pkg-config --cflags --libs cpp-httplib 2>/dev/null || echo -lcpp-httplib)
 $(BUILD)/sqlite_tests: $(SQLT_SRC) $(wildcard tests/sqlite/*.h) lwwsync.so
-	$(CXX) $(CXXFLAGS) -o $@ $(SQLT_SRC) -lsqlite3 -lgtest -lgtest_main -pthread
+	$(CXX) $(CXXFLAGS) -o $@ $(SQLT_SRC) -lsqlite3 $(HTTPLIB) -lgtest -lgtest_main -pthread
 
 tests/convergence/convergence: lwwsync.so $(wildcard tests/convergence/*.cpp tests/convergence/*.h)
 	$(MAKE) -C tests/convergence all

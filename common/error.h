@@ -11,4 +11,11 @@ public:
     explicit Error(const std::string& msg) : std::runtime_error(msg) {}
 };
 
+// A sync stopped because its engine asked it to (a query cancel, an app's
+// lww_sync_cancel()); the adapter raises its own cancel error.
+class Cancelled : public Error {
+public:
+    Cancelled() : Error("the sync was cancelled") {}
+};
+
 }  // namespace lww

@@ -5,6 +5,11 @@
 #include <rapidjson/writer.h>
 
 #include "error.h"
+#include "hlc.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 
 namespace lww {
 
@@ -14,7 +19,13 @@ std::string ApplyCounts::json() const {
 }
 
 std::string SyncStats::json() const {
-    return "{\"peer\":\"" + peer + "\",\"round_trips\":" + std::to_string(round_trips) + ",\"sent\":" + sent.json() +
+    char ms_text[32];
+    snprintf(ms_text, sizeof ms_text, "%.1f", ms);
+    auto n = [](uint64_t v) { return std::to_string(v); };
+    return "{\"peer\":\"" + peer + "\",\"batches\":" + n(batches) + ",\"pushed\":" + n(pushed) + ",\"pulled\":" +
+           n(pulled) + ",\"bytes_sent\":" + n(bytes_sent) + ",\"bytes_received\":" + n(bytes_received) +
+           ",\"wire_bytes_sent\":" + n(wire_sent) + ",\"wire_bytes_received\":" + n(wire_received) +
+           ",\"retries\":" + n(retries) + ",\"ms\":" + ms_text + ",\"sent\":" + sent.json() +
            ",\"received\":" + received.json() + "}";
 }
 
@@ -110,7 +121,10 @@ std::string encode_request(const ExchangeRequest& r) {
     header(w, r.node);
     if (r.received) cursor(w, "received", "received_floor", *r.received);
     w.Key("limit");
-    w.Int64(r.limit);
+    w.Int64(r.limits.rows);
+    w.Key("limit_bytes");
+    w.Uint64(r.limits.bytes);
+    if (r.clock) u64(w, "clock", r.clock);
     if (r.push) raw(w, "push", *r.push);
     w.EndObject();
     return std::string(buf.GetString(), buf.GetSize());
@@ -122,6 +136,9 @@ std::string encode_response(const ExchangeResponse& r) {
     w.StartObject();
     header(w, r.node);
     cursor(w, "acked", "acked_floor", r.acked);
+    u64(w, "clock", r.clock);
+    w.Key("more");
+    w.Bool(r.more);
     if (r.applied) {
         const ApplyCounts& a = *r.applied;
         w.Key("applied");
@@ -140,10 +157,18 @@ ParsedRequest decode_request(std::string_view json) {
     if (d.HasMember("received")) r.received = cursor_of(d, "received", "received_floor");
     auto lim = d.FindMember("limit");
     if (lim != d.MemberEnd()) {
-        if (!lim->value.IsInt64() || lim->value.GetInt64() <= 0 || lim->value.GetInt64() > 1000000)
-            bad("\"limit\" must be an integer between 1 and 1000000");
-        r.limit = lim->value.GetInt64();
+        if (!lim->value.IsInt64() || lim->value.GetInt64() <= 0 || lim->value.GetInt64() > kMaxBatchRows)
+            bad("\"limit\" must be an integer between 1 and " + std::to_string(kMaxBatchRows));
+        r.limits.rows = lim->value.GetInt64();
     }
+    auto lim_bytes = d.FindMember("limit_bytes");
+    if (lim_bytes != d.MemberEnd()) {
+        if (!lim_bytes->value.IsUint64() || lim_bytes->value.GetUint64() < 1024 ||
+            lim_bytes->value.GetUint64() > kMaxBatchBytes)
+            bad("\"limit_bytes\" must be an integer between 1024 and " + std::to_string(kMaxBatchBytes));
+        r.limits.bytes = static_cast<size_t>(lim_bytes->value.GetUint64());
+    }
+    if (d.HasMember("clock")) r.clock = u64_of(d, "clock");
     auto push = d.FindMember("push");
     if (push != d.MemberEnd() && !push->value.IsNull()) r.push = decode_changeset_value(push->value);
     return r;
@@ -155,6 +180,12 @@ ParsedResponse decode_response(std::string_view json) {
     ParsedResponse r;
     r.node = node_of(d);
     r.acked = cursor_of(d, "acked", "acked_floor");
+    if (d.HasMember("clock")) r.clock = u64_of(d, "clock");
+    auto more = d.FindMember("more");
+    if (more != d.MemberEnd()) {
+        if (!more->value.IsBool()) bad("\"more\" must be true or false");
+        r.more = more->value.GetBool();
+    }
     auto applied = d.FindMember("applied");
     if (applied != d.MemberEnd() && applied->value.IsObject()) {
         ApplyCounts a;
@@ -173,76 +204,131 @@ ParsedResponse decode_response(std::string_view json) {
     return r;
 }
 
+Batch changes_for(SyncEngine& engine, const NodeId& peer, const Cursor& from, const BatchLimits& limits) {
+    int64_t rows = limits.rows;
+    for (;;) {
+        Batch b = engine.changes(ChangesRequest::for_peer(peer, from, rows));
+        if (b.json.size() <= limits.bytes || b.rows <= 1) return b;
+        // Too large: fewer rows in proportion, with room for uneven rows. The
+        // row count strictly falls, so this ends (at one row at worst).
+        const double share = static_cast<double>(limits.bytes) / static_cast<double>(b.json.size());
+        const int64_t fewer = static_cast<int64_t>(static_cast<double>(b.rows) * share * 0.9);
+        rows = std::max<int64_t>(1, std::min<int64_t>(fewer, std::min<int64_t>(rows, b.rows) - 1));
+    }
+}
+
 std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
     ParsedRequest req = decode_request(request_json);
     const NodeId self = server.self();
     if (req.node == self) throw Error("the caller is this database's own node " + self.str());
+    // A caller whose clock runs ahead would stamp its writes into our future:
+    // refuse it before it writes anything (its pushed stamps are checked too).
+    if (req.clock) {
+        const uint64_t now = wall_clock_ms(), limit = server.max_drift_ms(), theirs = hlc_millis(req.clock);
+        if (theirs > now + limit)
+            throw Error("the clock of node " + req.node.str() + " is " + std::to_string((theirs - now) / 1000) +
+                        " s ahead of this server's (max drift " + std::to_string(limit / 1000) +
+                        " s); refusing its sync: check that node's clock");
+    }
     ExchangeResponse resp;
     resp.node = self;
     // Pull before applying the push: an engine that waits for concurrent
     // writers while reading its feed (Postgres) must not hold row locks then.
-    if (req.received) resp.pull = server.changes_for(req.node, *req.received, req.limit).json;
+    if (req.received) {
+        Batch b = changes_for(server, req.node, *req.received, req.limits);
+        resp.pull = std::move(b.json);
+        resp.more = !b.complete;
+    }
     if (req.push) {
         if (req.push->origin != req.node) throw Error("the pushed change set's origin is not the calling node");
         // A push that starts past what we hold would leave a gap: skip it and
         // report our cursor so the caller resends from there.
         const Cursor held = server.cursor_of(req.node);
         if (req.push->after <= held.received && req.push->since <= held.floor)
-            resp.applied = server.apply_from(req.node, *req.push);
+            resp.applied = server.apply_from(req.node, *req.push, ClockCheck::refuse_drift);
     }
     resp.acked = server.cursor_of(req.node);
+    resp.clock = server.clock_now();
     return encode_response(resp);
 }
 
-SyncStats run_sync(SyncEngine& local, const Transport& send, int64_t batch_rows) {
+SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& limits, const Progress& progress) {
+    const auto started = std::chrono::steady_clock::now();
     SyncStats stats;
-    const NodeId self = local.self();
-    auto add = [](ApplyCounts& to, const ApplyCounts& c) {
-        to.rows += c.rows;
-        to.received += c.received;
-        to.applied += c.applied;
-        to.ignored += c.ignored;
+    auto report = [&](bool done) {
+        stats.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+        stats.done = done;
+        if (progress) progress(stats);
     };
+    const NodeId self = local.self();
     std::optional<NodeId> server;
-    auto round_trip = [&](const ExchangeRequest& req) {
-        ParsedResponse resp = decode_response(send(encode_request(req)));
-        ++stats.round_trips;
+    auto round_trip = [&](ExchangeRequest& req) {
+        req.clock = local.clock_now();
+        const std::string body = encode_request(req);
+        stats.bytes_sent += body.size();
+        const std::string answer = send(body);
+        stats.bytes_received += answer.size();
+        ParsedResponse resp = decode_response(answer);
+        ++stats.batches;
         if (resp.node == self) throw Error("the peer is this database itself (same node id " + self.str() + ")");
         if (server && resp.node != *server) throw Error("the peer's node id changed during the sync");
         if (resp.pull && resp.pull->origin != resp.node) throw Error("the peer sent a change set of another node");
         server = resp.node;
         stats.peer = resp.node.str();
-        if (resp.applied) add(stats.sent, *resp.applied);
+        if (resp.applied) stats.sent.add(*resp.applied);
+        // The server's clock is causally before everything this side writes next.
+        if (resp.clock) local.observe_clock(resp.clock);
         return resp;
     };
 
     // Hello: who the server is and how far it holds our changes.
     ExchangeRequest hello;
     hello.node = self;
-    hello.limit = batch_rows;
+    hello.limits = limits;
     Cursor acked = round_trip(hello).acked;
+    report(false);
 
-    // Push phase, then pull phase: local reads of our own feed happen before
-    // this side writes anything (an engine may wait for its writers there).
-    for (;;) {
-        Batch b = local.changes_for(*server, acked, batch_rows);
-        if (b.upto <= acked.received) break;
+    // An engine whose feed waits for its writers reads everything it pushes
+    // before it writes what it pulls (no row locks held while it waits).
+    const bool interleave = !local.feed_waits_for_writers();
+    bool push_done = false, pull_done = false;
+    while (!push_done || !pull_done) {
         ExchangeRequest req = hello;
-        req.push = b.json;
+        Batch pushed;
+        if (!push_done) {
+            pushed = changes_for(local, *server, acked, limits);
+            if (pushed.upto > acked.received) req.push = pushed.json;
+            else push_done = true;
+        }
+        const bool pulling = !pull_done && (interleave || push_done);
+        Cursor mine;
+        if (pulling) req.received = mine = local.cursor_of(*server);
+        if (!req.push && !req.received) continue;
         ParsedResponse resp = round_trip(req);
-        if (resp.acked.received <= acked.received)
-            throw Error("the peer did not accept a pushed batch (it holds our changes up to " +
-                        std::to_string(resp.acked.received) + ")");
-        acked = resp.acked;
+        if (req.push) {
+            if (resp.acked.received <= acked.received)
+                throw Error("the peer did not accept a pushed batch (it holds our changes up to " +
+                            std::to_string(resp.acked.received) + ")");
+            acked = resp.acked;
+            stats.pushed += pushed.rows;
+            push_done = pushed.complete;
+        }
+        if (pulling) {
+            const bool advances = resp.pull && resp.pull->upto > mine.received;
+            if (advances) {
+                ApplyCounts got = local.apply_from(*server, *resp.pull, ClockCheck::trust_peer);
+                stats.pulled += got.rows;
+                stats.received.add(got);
+            }
+            if (resp.more && !advances) throw Error("the peer announced more changes but its batch did not advance");
+            // The server read this pull before it merged the batch pushed with
+            // it; one more pull moves our cursor past those merged rows (ours,
+            // so it carries nothing), or the next sync would read them again.
+            pull_done = !resp.more && !req.push;
+        }
+        report(false);
     }
-    for (;;) {
-        ExchangeRequest req = hello;
-        const Cursor mine = local.cursor_of(*server);
-        req.received = mine;
-        ParsedResponse resp = round_trip(req);
-        if (!resp.pull || resp.pull->upto <= mine.received) break;
-        add(stats.received, local.apply_from(*server, *resp.pull));
-    }
+    report(true);
     return stats;
 }
 

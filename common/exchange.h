@@ -19,6 +19,12 @@ constexpr int kExchangeVersion = 1;
 
 struct ApplyCounts {
     size_t rows = 0, received = 0, applied = 0, ignored = 0;
+    void add(const ApplyCounts& o) {
+        rows += o.rows;
+        received += o.received;
+        applied += o.applied;
+        ignored += o.ignored;
+    }
     std::string json() const;
 };
 
@@ -54,6 +60,13 @@ struct ChangesRequest {
     }
 };
 
+// Who vouches for the stamps of a set being applied. A server refuses stamps
+// too far ahead of its wall clock (a client with a broken clock must not drag
+// everyone's clocks forward); a client takes the clock of the server it chose
+// to sync with, so a client whose clock is behind catches up instead of
+// refusing the server's changes.
+enum class ClockCheck { refuse_drift, trust_peer };
+
 // What the sync loop needs from an engine (SQLite connection, Postgres backend).
 class SyncEngine {
 public:
@@ -61,11 +74,31 @@ public:
     virtual NodeId self() = 0;
     // How far this database holds the peer's changes.
     virtual Cursor cursor_of(const NodeId& peer) = 0;
-    // This database's changes past `from`, at most `limit` rows, without registers stamped by `peer`.
-    virtual Batch changes_for(const NodeId& peer, const Cursor& from, int64_t limit) = 0;
+    // This database's changes as lww_changes gives them.
+    virtual Batch changes(const ChangesRequest& req) = 0;
     // Applies `cs` from `peer` and stores cursor_of(peer).after_batch(cs), atomically.
-    virtual ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs) = 0;
+    virtual ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, ClockCheck check) = 0;
+    // The clock a server reports (at least its wall clock), and what a client does with it.
+    virtual uint64_t clock_now() = 0;
+    virtual void observe_clock(uint64_t hlc) = 0;
+    // The server's drift limit, for the clock a caller reports.
+    virtual uint64_t max_drift_ms() = 0;
+    // True when reading the feed waits for concurrent local writers (Postgres):
+    // then a client reads all it pushes before it writes anything it pulls.
+    virtual bool feed_waits_for_writers() const { return false; }
 };
+
+// Batch limits. A batch holds at least one row, however large.
+struct BatchLimits {
+    int64_t rows = 1000;
+    size_t bytes = 8u << 20;
+};
+constexpr int64_t kMaxBatchRows = 1000000;
+constexpr size_t kMaxBatchBytes = 256u << 20;
+
+// The peer's changes past `from`, within `limits`: rows as lww_changes cuts
+// them, then fewer rows while the set is larger than `limits.bytes`.
+Batch changes_for(SyncEngine& engine, const NodeId& peer, const Cursor& from, const BatchLimits& limits);
 
 struct ExchangeRequest {
     NodeId node;               // the caller
@@ -73,13 +106,16 @@ struct ExchangeRequest {
     // round trip, when the caller does not know the server yet: then the
     // response carries no pull, only the server's node id and cursor.
     std::optional<Cursor> received;
-    int64_t limit = 1000;      // rows per returned batch
+    BatchLimits limits;        // of the returned batch
+    uint64_t clock = 0;        // the caller's clock (0: not sent)
     std::optional<std::string> push;  // a change set of the caller's, as JSON
 };
 
 struct ExchangeResponse {
     NodeId node;               // the server
     Cursor acked;              // how far the server holds the caller's changes
+    uint64_t clock = 0;        // the server's clock
+    bool more = false;         // the pull was cut: more changes wait past it
     std::optional<ApplyCounts> applied;
     std::optional<std::string> pull;  // the server's changes past request.received (JSON change set)
 };
@@ -90,12 +126,15 @@ std::string encode_response(const ExchangeResponse& r);
 struct ParsedRequest {
     NodeId node;
     std::optional<Cursor> received;
-    int64_t limit = 1000;
+    BatchLimits limits;
+    uint64_t clock = 0;
     std::optional<ChangeSet> push;
 };
 struct ParsedResponse {
     NodeId node;
     Cursor acked;
+    uint64_t clock = 0;
+    bool more = false;
     std::optional<ApplyCounts> applied;
     std::optional<ChangeSet> pull;
 };
@@ -108,16 +147,26 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json);
 
 struct SyncStats {
     std::string peer;
-    size_t round_trips = 0;
-    ApplyCounts sent, received;
+    size_t batches = 0;                         // round trips
+    ApplyCounts sent, received;                 // as the server and this side applied them
+    size_t pushed = 0, pulled = 0;              // rows sent and received
+    uint64_t bytes_sent = 0, bytes_received = 0;  // exchange documents, uncompressed
+    uint64_t wire_sent = 0, wire_received = 0;    // on the wire (HTTP: gzip), when the transport counts them
+    size_t retries = 0;                         // transient failures retried by the transport
+    double ms = 0;
+    bool done = false;
     std::string json() const;
 };
 
+// Sends a request document, returns the response document; throws lww::Error.
 using Transport = std::function<std::string(const std::string& request)>;
+// Called after every round trip with the stats so far.
+using Progress = std::function<void(const SyncStats&)>;
 
-// Client loop: push what the server lacks, pull what this side lacks, in
-// bounded batches, until a round trip moves nothing. Each batch commits on
-// its side together with the cursor that covers it.
-SyncStats run_sync(SyncEngine& local, const Transport& send, int64_t batch_rows);
+// Client loop. Each round trip carries a batch of this side's changes the
+// server lacks and this side's cursor on the server; the server applies the
+// batch and answers with a batch this side lacks, which commits here with
+// the cursor that covers it. Repeats until neither side has more.
+SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& limits, const Progress& progress = {});
 
 }  // namespace lww

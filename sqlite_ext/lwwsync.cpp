@@ -14,6 +14,7 @@ SQLITE_EXTENSION_INIT1
 #include "changes.h"
 #include "conn.h"
 #include "schema.h"
+#include "status.h"
 #include "sync.h"
 
 #define LWWSYNC_VERSION "0.1.0"
@@ -105,6 +106,17 @@ void fn_sync(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         SyncOptions opt = parse_sync_options(argc > 1 ? text_arg(argv[1], "options") : std::string());
         result_text(ctx, sync_with(conn(ctx), text_arg(argv[0], "url"), opt));
     });
+}
+
+// lww_sync_status(): the running or last sync of this database file, as JSON.
+void fn_sync_status(sqlite3_context* ctx, int, sqlite3_value**) {
+    guarded(ctx, "lww_sync_status", [&] { result_text(ctx, sync_status_json(status_key(conn(ctx)))); });
+}
+
+// lww_sync_cancel(): asks a running sync of this database file to stop
+// (from another connection); 1 if one was running.
+void fn_sync_cancel(sqlite3_context* ctx, int, sqlite3_value**) {
+    guarded(ctx, "lww_sync_cancel", [&] { sqlite3_result_int(ctx, request_sync_cancel(status_key(conn(ctx))) ? 1 : 0); });
 }
 
 void fn_exchange(sqlite3_context* ctx, int, sqlite3_value** argv) {
@@ -264,6 +276,8 @@ const FnDef kFunctions[] = {
     {"lww_apply", 1, kDirect, fn_apply},
     {"lww_sync", 1, kDirect, fn_sync},
     {"lww_sync", 2, kDirect, fn_sync},
+    {"lww_sync_status", 0, kDirect, fn_sync_status},
+    {"lww_sync_cancel", 0, kDirect, fn_sync_cancel},
     {"lww_exchange", 1, kDirect, fn_exchange},
     {"lww_seq", 0, kInnocuous, fn_seq},
     {"lww_config", 1, kDirect, fn_config},

@@ -11,10 +11,6 @@ SQLITE_EXTENSION_INIT3
 
 namespace lww::sq {
 
-bool is_postgres_url(const std::string& url) {
-    return url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0;
-}
-
 #ifdef LWWSYNC_WITH_LIBPQ
 
 namespace {
@@ -34,7 +30,7 @@ std::string trimmed(const char* msg) {
 
 }  // namespace
 
-std::string sync_with_postgres(Conn& c, const std::string& url, int64_t batch_rows) {
+std::string sync_with_postgres(Conn& c, const std::string& url, const SyncOptions& opt) {
     Connection pg;
     pg.conn = PQconnectdb(url.c_str());
     if (!pg.conn || PQstatus(pg.conn) != CONNECTION_OK)
@@ -53,12 +49,12 @@ std::string sync_with_postgres(Conn& c, const std::string& url, int64_t batch_ro
         return out;
     };
     SqliteEngine local(c);
-    return run_sync(local, send, batch_rows).json();
+    return run_sync(local, send, opt.limits).json();
 }
 
 #else
 
-std::string sync_with_postgres(Conn&, const std::string& url, int64_t) {
+std::string sync_with_postgres(Conn&, const std::string& url, const SyncOptions&) {
     throw Error("this build of lwwsync has no libpq: cannot sync with " + url);
 }
 

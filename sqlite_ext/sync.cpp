@@ -5,24 +5,13 @@ SQLITE_EXTENSION_INIT3
 
 #include "apply.h"
 #include "changes.h"
+#include "status.h"
+#include "../common/failpoint.h"
+#include "../common/http_client.h"
+
+#include <algorithm>
 
 namespace lww::sq {
-
-SyncOptions parse_sync_options(const std::string& json) {
-    SyncOptions o;
-    if (json.empty()) return o;
-    rapidjson::Document d;
-    d.Parse(json.c_str(), json.size());
-    if (d.HasParseError() || !d.IsObject()) throw Error("options must be a JSON object");
-    for (const auto& m : d.GetObject()) {
-        std::string k(m.name.GetString(), m.name.GetStringLength());
-        if (k == "batch_rows" && m.value.IsInt64() && m.value.GetInt64() > 0 && m.value.GetInt64() <= 1000000)
-            o.batch_rows = m.value.GetInt64();
-        else
-            throw Error("unknown or invalid option \"" + k + "\" (known: batch_rows, 1..1000000)");
-    }
-    return o;
-}
 
 NodeId SqliteEngine::self() {
     c_.ensure_ready();
@@ -37,16 +26,40 @@ Cursor SqliteEngine::cursor_of(const NodeId& peer) {
     return Cursor{static_cast<uint64_t>(st.int64(0)), static_cast<uint64_t>(st.int64(1))};
 }
 
-Batch SqliteEngine::changes_for(const NodeId& peer, const Cursor& from, int64_t limit) {
-    return collect_changes(c_, ChangesRequest::for_peer(peer, from, limit));
+Batch SqliteEngine::changes(const ChangesRequest& req) { return collect_changes(c_, req); }
+
+uint64_t SqliteEngine::clock_now() {
+    c_.ensure_ready();
+    c_.refresh();
+    return std::max(c_.clock.last(), wall_clock_ms() << 16);
 }
 
-ApplyCounts SqliteEngine::apply_from(const NodeId& peer, const ChangeSet& cs) {
+void SqliteEngine::observe_clock(uint64_t hlc) {
+    c_.ensure_ready();
+    if (hlc <= c_.clock.last()) return;
+    exec(c_.db, "SAVEPOINT lww_clock");
+    try {
+        c_.refresh();
+        c_.clock.observe(hlc);
+        c_.persist_clock();
+        exec(c_.db, "RELEASE lww_clock");
+    } catch (...) {
+        sqlite3_exec(c_.db, "ROLLBACK TO lww_clock; RELEASE lww_clock", nullptr, nullptr, nullptr);
+        throw;
+    }
+}
+
+uint64_t SqliteEngine::max_drift_ms() {
+    c_.ensure_ready();
+    return c_.setting("max_drift_ms", kDefaultMaxDriftMs);
+}
+
+ApplyCounts SqliteEngine::apply_from(const NodeId& peer, const ChangeSet& cs, ClockCheck check) {
     if (cs.origin != peer) throw Error("a change set from " + cs.origin.str() + " arrived as " + peer.str() + "'s");
     exec(c_.db, "SAVEPOINT lww_batch");
     try {
         const Cursor next = cursor_of(peer).after_batch(cs);
-        ApplyCounts s = apply_changeset(c_, cs);
+        ApplyCounts s = apply_changeset(c_, cs, check);
         // The cursor commits with its batch.
         Stmt cur(c_.db,
                  "INSERT INTO lww_peers(node, received, floor, synced_at)"
@@ -57,6 +70,7 @@ ApplyCounts SqliteEngine::apply_from(const NodeId& peer, const ChangeSet& cs) {
         cur.bind_int(2, static_cast<int64_t>(next.received));
         cur.bind_int(3, static_cast<int64_t>(next.floor));
         cur.step();
+        failpoint("apply_before_commit");  // tests: the batch is written, not committed
         exec(c_.db, "RELEASE lww_batch");
         return s;
     } catch (...) {
@@ -89,11 +103,16 @@ struct PeerDb {
 
 }  // namespace
 
-std::string sync_with(Conn& c, const std::string& url, const SyncOptions& opt) {
-    c.ensure_ready();
-    if (is_postgres_url(url)) return sync_with_postgres(c, url, opt.batch_rows);
-    if (url.rfind("file:", 0) != 0)
-        throw Error("unsupported URL \"" + url + "\": use file:PATH (another SQLite database) or postgresql://…");
+std::string status_key(Conn& c) {
+    const char* file = sqlite3_db_filename(c.db, "main");
+    // A temporary or in-memory database is private to its connection.
+    if (!file || !*file) return "conn:" + std::to_string(reinterpret_cast<uintptr_t>(c.db));
+    return file;
+}
+
+namespace {
+
+std::string sync_file(Conn& c, const std::string& url, const SyncOptions& opt, const Progress& progress) {
     PeerDb peer;
     // The URL is a SQLite URI itself (file:path?mode=rw...); never create a missing peer.
     int rc = sqlite3_open_v2(url.c_str(), &peer.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, nullptr);
@@ -105,7 +124,45 @@ std::string sync_with(Conn& c, const std::string& url, const SyncOptions& opt) {
 
     SqliteEngine local(c);
     Transport in_process = [&](const std::string& request) { return exchange_request(*pc, request); };
-    return run_sync(local, in_process, opt.batch_rows).json();
+    return run_sync(local, in_process, opt.limits, progress).json();
+}
+
+std::string sync_http(Conn& c, const std::string& url, const SyncOptions& opt, SyncStatusScope& status) {
+    HttpHooks hooks;
+    hooks.cancelled = [&] { return status.cancel_requested(); };
+    HttpTransport http(url, opt, hooks);
+    SqliteEngine local(c);
+    Transport send = [&](const std::string& request) { return http.exchange(request); };
+    auto with_wire = [&](SyncStats s) {
+        s.wire_sent = http.wire_sent();
+        s.wire_received = http.wire_received();
+        s.retries = http.retries();
+        return s;
+    };
+    Progress progress = [&](const SyncStats& s) { status.progress(with_wire(s)); };
+    return with_wire(run_sync(local, send, opt.limits, progress)).json();
+}
+
+}  // namespace
+
+std::string sync_with(Conn& c, const std::string& url, const SyncOptions& opt) {
+    c.ensure_ready();
+    if (!is_http_url(url) && !is_postgres_url(url) && url.rfind("file:", 0) != 0)
+        throw Error("unsupported URL \"" + url +
+                    "\": use http(s)://host/rpc/lww_exchange, postgresql://…, or file:PATH (another SQLite database)");
+    SyncStatusScope status(status_key(c), url);
+    try {
+        if (is_http_url(url)) return sync_http(c, url, opt, status);
+        Progress progress = [&](const SyncStats& s) { status.progress(s); };
+        if (is_postgres_url(url)) return sync_with_postgres(c, url, opt);
+        return sync_file(c, url, opt, progress);
+    } catch (const Cancelled&) {
+        status.failed("cancelled");
+        throw;
+    } catch (const std::exception& e) {
+        status.failed(e.what());
+        throw;
+    }
 }
 
 }  // namespace lww::sq

@@ -1,11 +1,13 @@
 // SQLite adapter: the sync engine behind lww_sync and lww_exchange.
 // lww_sync('file:PATH') runs the common client loop against another SQLite
 // database opened in-process, whose side answers with serve_exchange — the
-// same round trips an HTTP gateway or a Postgres server answers.
+// same round trips an HTTP gateway or a Postgres server answers;
+// lww_sync('http(s)://…') sends them over libcurl (common/http_client.h).
 #pragma once
 #include <string>
 
 #include "../common/exchange.h"
+#include "../common/sync_options.h"
 #include "conn.h"
 
 namespace lww::sq {
@@ -15,22 +17,21 @@ public:
     explicit SqliteEngine(Conn& c) : c_(c) {}
     NodeId self() override;
     Cursor cursor_of(const NodeId& peer) override;
-    Batch changes_for(const NodeId& peer, const Cursor& from, int64_t limit) override;
-    ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs) override;
+    Batch changes(const ChangesRequest& req) override;
+    ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, ClockCheck check) override;
+    uint64_t clock_now() override;
+    void observe_clock(uint64_t hlc) override;
+    uint64_t max_drift_ms() override;
 
 private:
     Conn& c_;
 };
 
-struct SyncOptions {
-    int64_t batch_rows = 1000;
-};
-
-SyncOptions parse_sync_options(const std::string& json);
 std::string sync_with(Conn& c, const std::string& url, const SyncOptions& opt);
-bool is_postgres_url(const std::string& url);
-std::string sync_with_postgres(Conn& c, const std::string& url, int64_t batch_rows);
+std::string sync_with_postgres(Conn& c, const std::string& url, const SyncOptions& opt);
 // Server side of one round trip, in one savepoint.
 std::string exchange_request(Conn& c, const std::string& request);
+// The key of this connection's database in the process-wide sync status.
+std::string status_key(Conn& c);
 
 }  // namespace lww::sq

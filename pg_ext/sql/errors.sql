@@ -222,10 +222,10 @@ SELECT lww_exchange('{"format":"lwwsync.exchange","version":1,"node":"00000000-0
 SELECT lww_exchange('{"format":"lwwsync.exchange","version":1,"node":"00000000-0000-4000-8000-0000000000a1","received":"0","push":[]}');
 -- A pushed batch whose origin is not the caller.
 SELECT lww_exchange(format('{"format":"lwwsync.exchange","version":1,"node":"00000000-0000-4000-8000-0000000000a2","received":"0","push":%s}',
-  row_t('{"key":[3],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[0,"x"]]}')));
+  row_t('{"key":[3],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[0,"x"]]}'))::json);
 -- A pushed batch with a bad value: the exchange fails as a whole, the cursor stays.
 SELECT lww_exchange(format('{"format":"lwwsync.exchange","version":1,"node":"00000000-0000-4000-8000-0000000000a1","received":"0","push":%s}',
-  row_t('{"key":[3],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[0,"x"]]},{"key":[8],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[1,"x"]]}')));
+  row_t('{"key":[3],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[0,"x"]]},{"key":[8],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[1,"x"]]}'))::json);
 SELECT count(*) AS cursors FROM lwwsync.peers;
 SELECT try(format('SELECT lww_exchange(%L)', format('{"format":"lwwsync.exchange","version":1,"node":"%s","received":"0"}', lww_node_id())));
 SELECT fingerprint() = :'fp' AS unchanged;
@@ -234,7 +234,8 @@ SELECT fingerprint() = :'fp' AS unchanged;
 SELECT lww_apply(NULL) IS NULL AS null_in_null_out;
 -- Deep nesting is refused without exhausting the stack; the session goes on.
 SELECT try('SELECT lww_apply(repeat(''['', 1000000))') ~ '^lww_apply: invalid change set' AS deep_apply_refused;
-SELECT try('SELECT lww_exchange(repeat(''{"a":'', 1000000))') ~ '^lww_exchange: invalid exchange document' AS deep_exchange_refused;
+-- Postgres's own json input refuses it before lww_exchange runs.
+SELECT try('SELECT lww_exchange(repeat(''{"a":'', 1000000)::json)') ~ '^(lww_exchange: invalid exchange document|stack depth limit exceeded)' AS deep_exchange_refused;
 SELECT try(format('SELECT lww_apply(%L)', row_t('{"key":[3],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[0,' || repeat('[', 1000000) || ']]}')))
        ~ '^lww_apply: invalid change set' AS deep_value_refused;
 SELECT fingerprint() = :'fp' AS unchanged;

@@ -1,6 +1,7 @@
 // PostgreSQL adapter: lww_changes, lww_apply and the sync engine.
 #pragma once
 #include "../../common/exchange.h"
+#include "../../common/sync_options.h"
 #include "meta.h"
 
 namespace lww::pg {
@@ -10,16 +11,22 @@ bool untrack_table(Oid relid);
 Datum capture_trigger(FunctionCallInfo fcinfo);
 
 Batch collect_changes(const ChangesRequest& req);
-ApplyCounts apply_changeset(const ChangeSet& cs);
+ApplyCounts apply_changeset(const ChangeSet& cs, ClockCheck check = ClockCheck::refuse_drift);
 
 class PgEngine : public SyncEngine {
 public:
     NodeId self() override;
     Cursor cursor_of(const NodeId& peer) override;
-    Batch changes_for(const NodeId& peer, const Cursor& from, int64_t limit) override;
-    ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs) override;
+    Batch changes(const ChangesRequest& req) override;
+    ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, ClockCheck check) override;
+    uint64_t clock_now() override;
+    void observe_clock(uint64_t hlc) override;
+    uint64_t max_drift_ms() override;
+    // The feed waits for in-flight writers (changes.cpp): read before writing.
+    bool feed_waits_for_writers() const override { return true; }
 };
 
-std::string sync_postgres(const std::string& url, int64_t batch_rows);
+// lww_sync to postgresql:// (libpq) or http(s):// (libcurl); returns the stats as JSON.
+std::string sync_with(const std::string& url, const SyncOptions& opt);
 
 }  // namespace lww::pg

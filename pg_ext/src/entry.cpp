@@ -148,30 +148,14 @@ extern "C" Datum lww_exchange(PG_FUNCTION_ARGS) {
 extern "C" Datum lww_sync(PG_FUNCTION_ARGS) {
     return guarded_entry("lww_sync", [&] {
         std::string url = text_arg(fcinfo, 0);
-        int64_t batch_rows = 1000;
-        if (PG_NARGS() > 1 && !PG_ARGISNULL(1)) {
-            std::string opts;
-            pg_call([&] {
-                char* s = DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(1)));
-                opts = s;
-            });
-            rapidjson::Document d;
-            d.Parse(opts.c_str());
-            if (!d.IsObject()) throw Error("options must be a JSON object");
-            for (const auto& m : d.GetObject()) {
-                std::string k = m.name.GetString();
-                if (k == "batch_rows" && m.value.IsInt64() && m.value.GetInt64() > 0 && m.value.GetInt64() <= 1000000)
-                    batch_rows = m.value.GetInt64();
-                else
-                    throw Error("unknown or invalid option \"" + k + "\" (known: batch_rows, 1..1000000)");
-            }
-        }
-        if (url.rfind("postgresql://", 0) != 0 && url.rfind("postgres://", 0) != 0)
-            throw Error("unsupported URL \"" + url + "\": the Postgres extension syncs with postgresql://");
+        std::string opts;
+        if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
+            pg_call([&] { opts = DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(1))); });
+        const SyncOptions opt = parse_sync_options(opts);
         std::string out;
         {
             SpiSession spi;
-            out = sync_postgres(url, batch_rows);
+            out = sync_with(url, opt);
         }
         return jsonb_result(out);
     });

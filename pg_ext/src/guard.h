@@ -58,6 +58,11 @@ Datum guarded_entry(const char* fn, F&& body) {
             return body();
         } catch (const PgError& e) {
             pg_error = e.data();
+        } catch (const Cancelled& e) {
+            // libcurl saw QueryCancelPending/ProcDiePending and unwound; the
+            // interrupt itself is raised here, outside every C++ frame.
+            sqlstate = ERRCODE_QUERY_CANCELED;
+            strlcpy(msg, e.what(), sizeof msg);
         } catch (const std::exception& e) {
             strlcpy(msg, e.what(), sizeof msg);
         } catch (...) {
@@ -66,6 +71,7 @@ Datum guarded_entry(const char* fn, F&& body) {
     }
     // No C++ object is alive past this point.
     if (pg_error) ReThrowError(pg_error);
+    if (sqlstate == ERRCODE_QUERY_CANCELED) CHECK_FOR_INTERRUPTS();
     raise_error(fn, sqlstate, msg);
 }
 

@@ -1,8 +1,19 @@
 // PostgreSQL adapter: the sync engine, lww_exchange's server side, and
-// lww_sync('postgresql://…') over libpq.
+// lww_sync('postgresql://…') over libpq or lww_sync('http(s)://…') over
+// libcurl (common/http_client.h).
 #include "changes.h"
 
 #include <libpq-fe.h>
+
+#include <chrono>
+
+#include "../../common/http_client.h"
+
+extern "C" {
+#include "pgstat.h"
+#include "tcop/tcopprot.h"
+#include "utils/backend_status.h"
+}
 
 namespace lww::pg {
 
@@ -22,14 +33,33 @@ Cursor PgEngine::cursor_of(const NodeId& peer) {
     return Cursor{static_cast<uint64_t>(col_int64(0, 0)), static_cast<uint64_t>(col_int64(0, 1))};
 }
 
-Batch PgEngine::changes_for(const NodeId& peer, const Cursor& from, int64_t limit) {
-    return collect_changes(ChangesRequest::for_peer(peer, from, limit));
+Batch PgEngine::changes(const ChangesRequest& req) { return collect_changes(req); }
+
+uint64_t PgEngine::clock_now() {
+    State& s = State::get();
+    s.tables();  // the persisted clock of this transaction is loaded
+    return std::max(s.clock().last(), wall_clock_ms() << 16);
 }
 
-ApplyCounts PgEngine::apply_from(const NodeId& peer, const ChangeSet& cs) {
+// In memory only: a client persists its clock with its next applied batch
+// (apply_changeset) — writing here, between feed reads, would hold a row
+// lock while the feed waits for writers.
+void PgEngine::observe_clock(uint64_t hlc) {
+    State& s = State::get();
+    s.tables();
+    s.clock().observe(hlc);
+}
+
+uint64_t PgEngine::max_drift_ms() {
+    State& s = State::get();
+    s.tables();
+    return s.clock().max_drift_ms();
+}
+
+ApplyCounts PgEngine::apply_from(const NodeId& peer, const ChangeSet& cs, ClockCheck check) {
     if (cs.origin != peer) throw Error("a change set from " + cs.origin.str() + " arrived as " + peer.str() + "'s");
     const Cursor next = cursor_of(peer).after_batch(cs);
-    ApplyCounts counts = apply_changeset(cs);
+    ApplyCounts counts = apply_changeset(cs, check);
     // Same transaction as the batch: the cursor commits with it.
     AsMetadataOwner owner;
     run(prepare("INSERT INTO lwwsync.peers(node, received, floor, synced_at) VALUES ($1::uuid, $2, $3, now())"
@@ -100,7 +130,9 @@ std::string call_exchange(PGconn* conn, const std::string& request) {
 
 }  // namespace
 
-std::string sync_postgres(const std::string& url, int64_t batch_rows) {
+namespace {
+
+std::string sync_libpq(const std::string& url, const SyncOptions& opt, const Progress& progress) {
     Connection c;
     c.conn = PQconnectStart(url.c_str());
     if (!c.conn) throw Error("out of memory connecting to peer");
@@ -125,7 +157,75 @@ std::string sync_postgres(const std::string& url, int64_t batch_rows) {
     if (PQsetnonblocking(c.conn, 0) != 0) throw Error("cannot configure the peer connection");
     PgEngine local;
     Transport send = [&](const std::string& req) { return call_exchange(c.conn, req); };
-    return run_sync(local, send, batch_rows).json();
+    return run_sync(local, send, opt.limits, progress).json();
+}
+
+
+// Progress of a running lww_sync: a NOTICE at most once a second, and the
+// backend's pg_stat_activity.query (read by lww_sync_status()) after every
+// round trip.
+class ProgressReport {
+public:
+    explicit ProgressReport(const std::string& url) : url_(redact_url(url)) {}
+    ~ProgressReport() {
+        // Back to the statement's own text.
+        if (reported_) pgstat_report_activity(STATE_RUNNING, debug_query_string);
+    }
+    void operator()(const SyncStats& s) {
+        const std::string text = "lww_sync progress: {\"url\":\"" + url_ + "\",\"stats\":" + s.json() + "}";
+        pg_call([&] { pgstat_report_activity(STATE_RUNNING, text.c_str()); });
+        reported_ = true;
+        const auto now = std::chrono::steady_clock::now();
+        if (s.done || now - last_notice_ < std::chrono::seconds(1)) return;
+        last_notice_ = now;
+        char line[256];
+        snprintf(line, sizeof line, "lww_sync: %zu batches, %zu rows pushed, %zu rows pulled, %.1f s", s.batches,
+                 s.pushed, s.pulled, s.ms / 1000.0);
+        pg_call([&] { ereport(NOTICE, (errmsg("%s", line))); });
+    }
+
+private:
+    std::string url_;
+    bool reported_ = false;
+    std::chrono::steady_clock::time_point last_notice_ = std::chrono::steady_clock::now();
+};
+
+// Between retries: a latch wait that a cancel or shutdown interrupts.
+void interruptible_sleep(long ms) {
+    pg_call([&] {
+        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    });
+}
+
+std::string sync_http(const std::string& url, const SyncOptions& opt, ProgressReport& report) {
+    HttpHooks hooks;
+    // Polled inside libcurl's progress callback: read the flags, nothing else.
+    hooks.cancelled = [] { return QueryCancelPending || ProcDiePending; };
+    hooks.sleep = interruptible_sleep;
+    hooks.note = [](const std::string& line) { pg_call([&] { ereport(NOTICE, (errmsg("lww_sync: %s", line.c_str()))); }); };
+    HttpTransport http(url, opt, hooks);
+    PgEngine local;
+    Transport send = [&](const std::string& request) { return http.exchange(request); };
+    auto with_wire = [&](SyncStats s) {
+        s.wire_sent = http.wire_sent();
+        s.wire_received = http.wire_received();
+        s.retries = http.retries();
+        return s;
+    };
+    Progress progress = [&](const SyncStats& s) { report(with_wire(s)); };
+    return with_wire(run_sync(local, send, opt.limits, progress)).json();
+}
+
+}  // namespace
+
+std::string sync_with(const std::string& url, const SyncOptions& opt) {
+    ProgressReport report(url);
+    if (is_http_url(url)) return sync_http(url, opt, report);
+    if (is_postgres_url(url)) return sync_libpq(url, opt, [&](const SyncStats& s) { report(s); });
+    throw Error("unsupported URL \"" + redact_url(url) +
+                "\": use http(s)://host/rpc/lww_exchange (an lwwsync server or PostgREST) or postgresql://…");
 }
 
 }  // namespace lww::pg

@@ -336,7 +336,7 @@ TEST(Api, ApplyAndSyncArgumentErrors) {
     a.exec("INSERT INTO t VALUES (1, 'a', NULL, NULL)");
     EXPECT_TRUE(FailsCleanly(a, "SELECT lww_apply(NULL)", {}, "lww_apply: ", "JSON text"));
     EXPECT_TRUE(FailsCleanly(a, "SELECT lww_apply(x'7b7d')", {}, "lww_apply: ", "JSON text"));
-    EXPECT_TRUE(FailsCleanly(a, "SELECT lww_sync('http://example.invalid/')", {}, "lww_sync: ", "unsupported URL"));
+    EXPECT_TRUE(FailsCleanly(a, "SELECT lww_sync('ftp://example.invalid/')", {}, "lww_sync: ", "unsupported URL"));
     EXPECT_TRUE(FailsCleanly(a, "SELECT lww_sync(?)", {"file:" + cl.file("missing.db")}, "lww_sync: ",
                              "cannot open peer"));
     EXPECT_FALSE(std::filesystem::exists(cl.file("missing.db")));  // never creates a peer

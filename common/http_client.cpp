@@ -1,0 +1,233 @@
+#include "http_client.h"
+
+#include <curl/curl.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <rapidjson/document.h>
+
+namespace lww {
+
+namespace {
+
+constexpr size_t kGzipAbove = 1024;                  // smaller bodies are not worth a deflate
+constexpr size_t kMaxResponseBytes = (512u << 20) + (1u << 20);  // a 512 MiB change set and its envelope
+constexpr const char* kUserAgent = "lwwsync/0.2";
+
+void global_init() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw Error("cannot initialise libcurl");
+    });
+}
+
+struct Body {
+    std::string data;
+    bool too_large = false;
+};
+
+size_t on_data(char* ptr, size_t size, size_t n, void* user) noexcept {
+    auto* b = static_cast<Body*>(user);
+    const size_t len = size * n;
+    if (b->data.size() + len > kMaxResponseBytes) {
+        b->too_large = true;
+        return 0;  // aborts the transfer
+    }
+    try {
+        b->data.append(ptr, len);
+    } catch (...) {
+        return 0;
+    }
+    return len;
+}
+
+int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) noexcept {
+    auto* hooks = static_cast<HttpHooks*>(user);
+    try {
+        return hooks->cancelled && hooks->cancelled() ? 1 : 0;
+    } catch (...) {
+        return 1;
+    }
+}
+
+bool transient_curl(CURLcode rc) {
+    switch (rc) {
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_OPERATION_TIMEDOUT:
+        case CURLE_SEND_ERROR:
+        case CURLE_RECV_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_PARTIAL_FILE:
+        case CURLE_HTTP2:
+        case CURLE_HTTP2_STREAM:
+            return true;
+        default:
+            return false;
+    }
+}
+
+bool transient_status(long status) { return status == 408 || status == 429 || status == 502 || status == 503 || status == 504; }
+
+// The message of an error response: PostgREST and lwwsync-server answer
+// {"message": …}; anything else is shown as (the start of) its text.
+std::string error_message(const std::string& body) {
+    rapidjson::Document d;
+    d.Parse(body.c_str(), body.size());
+    if (!d.HasParseError() && d.IsObject()) {
+        auto m = d.FindMember("message");
+        if (m != d.MemberEnd() && m->value.IsString()) return std::string(m->value.GetString(), m->value.GetStringLength());
+    }
+    std::string s = body.substr(0, 300);
+    std::replace(s.begin(), s.end(), '\n', ' ');
+    return s.empty() ? "no message" : s;
+}
+
+long backoff_ms(int attempt) {
+    static thread_local std::mt19937 rng{std::random_device{}()};
+    const long base = std::min<long>(5000, 200L << std::min(attempt, 5));
+    std::uniform_int_distribution<long> jitter(base / 2, base);
+    return jitter(rng);
+}
+
+}  // namespace
+
+struct HttpTransport::Attempt {
+    CURLcode rc = CURLE_OK;
+    long status = 0;
+    std::string body;
+    std::string curl_error;
+    bool too_large = false;
+};
+
+std::string gzip_compress(const std::string& data) {
+    z_stream zs{};
+    // 16 + MAX_WBITS: a gzip header and trailer rather than a zlib one.
+    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        throw Error("cannot initialise gzip");
+    std::string out;
+    out.resize(deflateBound(&zs, data.size()) + 32);
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+    zs.avail_in = static_cast<uInt>(data.size());
+    zs.next_out = reinterpret_cast<Bytef*>(out.data());
+    zs.avail_out = static_cast<uInt>(out.size());
+    const int rc = deflate(&zs, Z_FINISH);
+    const size_t produced = zs.total_out;
+    deflateEnd(&zs);
+    if (rc != Z_STREAM_END) throw Error("gzip compression failed");
+    out.resize(produced);
+    return out;
+}
+
+HttpTransport::HttpTransport(std::string url, const SyncOptions& options, HttpHooks hooks)
+    : url_(std::move(url)), opt_(options), hooks_(std::move(hooks)) {
+}
+
+HttpTransport::~HttpTransport() {
+    if (headers_) curl_slist_free_all(static_cast<curl_slist*>(headers_));
+    if (curl_) curl_easy_cleanup(static_cast<CURL*>(curl_));
+}
+
+HttpTransport::Attempt HttpTransport::post(const std::string& body, bool compressed) {
+    global_init();
+    if (!curl_) {
+        curl_ = curl_easy_init();
+        if (!curl_) throw Error("cannot create a libcurl handle");
+    }
+    CURL* c = static_cast<CURL*>(curl_);
+    if (headers_) {
+        curl_slist_free_all(static_cast<curl_slist*>(headers_));
+        headers_ = nullptr;
+    }
+    curl_slist* h = nullptr;
+    h = curl_slist_append(h, "Content-Type: application/json");
+    h = curl_slist_append(h, "Accept: application/json");
+    h = curl_slist_append(h, "Expect:");  // no 100-continue round trip before large bodies
+    if (compressed) h = curl_slist_append(h, "Content-Encoding: gzip");
+    if (!opt_.token.empty()) h = curl_slist_append(h, ("Authorization: Bearer " + opt_.token).c_str());
+    headers_ = h;
+
+    Body out;
+    char errbuf[CURL_ERROR_SIZE] = {0};
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url_.c_str());
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // never SIGALRM inside a database process
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, kUserAgent);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");  // gzip, deflate, br: whatever this libcurl decodes
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, opt_.timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, opt_.connect_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, opt_.insecure ? 0L : 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, opt_.insecure ? 0L : 2L);
+    if (!opt_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, opt_.ca_file.c_str());
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &hooks_);
+
+    Attempt a;
+    a.rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a.status);
+    curl_off_t up = 0, down = 0;
+    curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &up);
+    curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &down);
+    wire_sent_ += static_cast<uint64_t>(up);
+    wire_received_ += static_cast<uint64_t>(down);
+    a.curl_error = errbuf[0] ? errbuf : curl_easy_strerror(a.rc);
+    while (!a.curl_error.empty() && a.curl_error.back() == '\n') a.curl_error.pop_back();
+    a.body = std::move(out.data);
+    a.too_large = out.too_large;
+    return a;
+}
+
+std::string HttpTransport::exchange(const std::string& request) {
+    const bool compress = opt_.gzip && request.size() >= kGzipAbove;
+    const std::string body = compress ? gzip_compress(request) : request;
+    const std::string where = redact_url(url_);
+    for (int attempt = 0;; ++attempt) {
+        Attempt a = post(body, compress);
+        if (a.rc == CURLE_ABORTED_BY_CALLBACK) throw Cancelled();
+        if (a.too_large) throw Error("the response from " + where + " exceeds the 512 MiB limit");
+        std::string failure;
+        bool transient = false;
+        if (a.rc != CURLE_OK) {
+            transient = transient_curl(a.rc);
+            failure = "cannot reach " + where + ": " + a.curl_error;
+        } else if (a.status == 200) {
+            return std::move(a.body);
+        } else {
+            transient = transient_status(a.status);
+            const std::string msg = error_message(a.body);
+            if (a.status == 401 || a.status == 403)
+                failure = "the server at " + where + " refused the credentials (HTTP " + std::to_string(a.status) +
+                          "): " + msg;
+            else if (a.status == 404)
+                failure = "no lww_exchange endpoint at " + where + " (HTTP 404): " + msg;
+            else
+                failure = "the server at " + where + " refused the exchange (HTTP " + std::to_string(a.status) +
+                          "): " + msg;
+        }
+        if (!transient || attempt >= opt_.retries) {
+            if (transient && attempt > 0) failure += " (after " + std::to_string(attempt + 1) + " attempts)";
+            throw Error(failure);
+        }
+        ++retries_;
+        const long wait = backoff_ms(attempt);
+        if (hooks_.note) hooks_.note(failure + "; retrying in " + std::to_string(wait) + " ms");
+        if (hooks_.sleep) hooks_.sleep(wait);
+        else std::this_thread::sleep_for(std::chrono::milliseconds(wait));
+        if (hooks_.cancelled && hooks_.cancelled()) throw Cancelled();
+    }
+}
+
+}  // namespace lww
