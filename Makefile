@@ -1,9 +1,9 @@
 # lwwsync — top-level build.
 #   make            the SQLite extension (lwwsync.so) and the core library
 #   make test       every test suite (unit, SQLite functions, randomized convergence)
-#   make demo       two SQLite databases converging
+#   make demo       a Postgres server, the HTTP gateway and two SQLite devices converging
 #   make bench      the benchmark (never part of the tests)
-# pg_ext/ (PGXS) and server/ get their own targets as they land.
+# pg_ext/ (PGXS) and server/ have their own Makefiles, driven from here.
 
 CXX      ?= g++
 CXXFLAGS ?= -O2 -g
@@ -19,9 +19,13 @@ SQLITE_OBJ := $(SQLITE_SRC:%.cpp=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard tests/unit/*.cpp)
 SQLT_SRC   := $(wildcard tests/sqlite/*.cpp)
 
-.PHONY: all deps test check demo bench clean pg pg-install
+.PHONY: all deps test check demo bench clean pg pg-install server
 
-all: lwwsync.so $(BUILD)/liblwwcore.a
+all: lwwsync.so $(BUILD)/liblwwcore.a server
+
+# The HTTP gateway, server/lwwsync-server (its own Makefile).
+server:
+	$(MAKE) -C server
 
 $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
@@ -67,7 +71,7 @@ check: all $(BUILD)/unit_tests $(BUILD)/sqlite_tests tests/convergence/convergen
 	tests/run_all.sh
 
 demo: deps
-	$(MAKE) lwwsync.so pg-install
+	$(MAKE) lwwsync.so server pg-install
 	demo/demo.sh
 
 # The PostgreSQL extension (PGXS, in pg_ext/); installing needs root.
@@ -82,6 +86,7 @@ bench: lwwsync.so
 
 clean:
 	rm -rf $(BUILD) lwwsync.so
+	$(MAKE) -C server clean
 	-$(MAKE) -C tests/convergence clean
 	-$(MAKE) -C pg_ext clean
 	-$(MAKE) -C bench clean

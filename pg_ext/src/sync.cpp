@@ -221,11 +221,17 @@ std::string sync_http(const std::string& url, const SyncOptions& opt, ProgressRe
 }  // namespace
 
 std::string sync_with(const std::string& url, const SyncOptions& opt) {
+    if (!is_http_url(url) && !is_postgres_url(url))
+        throw Error("unsupported URL \"" + redact_url(url) +
+                    "\": use http(s)://host/rpc/lww_exchange (an lwwsync server or PostgREST) or postgresql://…");
     ProgressReport report(url);
-    if (is_http_url(url)) return sync_http(url, opt, report);
-    if (is_postgres_url(url)) return sync_libpq(url, opt, [&](const SyncStats& s) { report(s); });
-    throw Error("unsupported URL \"" + redact_url(url) +
-                "\": use http(s)://host/rpc/lww_exchange (an lwwsync server or PostgREST) or postgresql://…");
+    std::string stats = is_http_url(url) ? sync_http(url, opt, report)
+                                         : sync_libpq(url, opt, [&](const SyncStats& s) { report(s); });
+    // The server's clock, observed in memory during the sync, is persisted
+    // now that no feed read follows: other backends' writes stamp after it too.
+    State::get().persist_clock();
+    return stats;
 }
+
 
 }  // namespace lww::pg
