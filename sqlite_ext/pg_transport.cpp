@@ -30,7 +30,7 @@ std::string trimmed(const char* msg) {
 
 }  // namespace
 
-std::string sync_with_postgres(Conn& c, const std::string& url, const SyncOptions& opt) {
+std::string sync_with_postgres(Conn& c, const std::string& url, const SyncOptions& opt, const Progress& progress) {
     Connection pg;
     pg.conn = PQconnectdb(url.c_str());
     if (!pg.conn || PQstatus(pg.conn) != CONNECTION_OK)
@@ -49,12 +49,12 @@ std::string sync_with_postgres(Conn& c, const std::string& url, const SyncOption
         return out;
     };
     SqliteEngine local(c);
-    return run_sync(local, send, opt.limits).json();
+    return run_sync(local, send, opt.limits, progress).json();
 }
 
 #else
 
-std::string sync_with_postgres(Conn&, const std::string& url, const SyncOptions&) {
+std::string sync_with_postgres(Conn&, const std::string& url, const SyncOptions&, const Progress&) {
     throw Error("this build of lwwsync has no libpq: cannot sync with " + url);
 }
 

@@ -154,7 +154,7 @@ std::string sync_with(Conn& c, const std::string& url, const SyncOptions& opt) {
     try {
         if (is_http_url(url)) return sync_http(c, url, opt, status);
         Progress progress = [&](const SyncStats& s) { status.progress(s); };
-        if (is_postgres_url(url)) return sync_with_postgres(c, url, opt);
+        if (is_postgres_url(url)) return sync_with_postgres(c, url, opt, progress);
         return sync_file(c, url, opt, progress);
     } catch (const Cancelled&) {
         status.failed("cancelled");

@@ -28,7 +28,7 @@ private:
 };
 
 std::string sync_with(Conn& c, const std::string& url, const SyncOptions& opt);
-std::string sync_with_postgres(Conn& c, const std::string& url, const SyncOptions& opt);
+std::string sync_with_postgres(Conn& c, const std::string& url, const SyncOptions& opt, const Progress& progress);
 // Server side of one round trip, in one savepoint.
 std::string exchange_request(Conn& c, const std::string& request);
 // The key of this connection's database in the process-wide sync status.

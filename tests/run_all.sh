@@ -65,6 +65,12 @@ else
     failed=$((failed + 1)); broken+=("mixed convergence")
 fi
 
+# Real processes over HTTP: Postgres + lwwsync-server + SQLite and Postgres
+# clients, with faults (kill -9, Postgres stopped, cut connections, crashes).
+e2e_env=(ROUNDS="${E2E_ROUNDS:-6}")
+[ -n "${SEED:-}" ] && e2e_env+=(SEED="$SEED")
+summary_suite "end to end over HTTP (real processes, faults)" env "${e2e_env[@]}" tests/e2e/e2e.sh
+
 [ ${#broken[@]} -gt 0 ] && echo "suites that crashed or printed no summary: ${broken[*]}"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
