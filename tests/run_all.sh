@@ -65,6 +65,9 @@ else
     failed=$((failed + 1)); broken+=("mixed convergence")
 fi
 
+# The gateway's HTTP contract: auth, limits, status codes, gzip, recovery.
+LWWSYNC_REAL_EXTENSION=1 summary_suite "HTTP gateway (lwwsync-server)" tests/gateway/gateway_test.sh
+
 # Real processes over HTTP: Postgres + lwwsync-server + SQLite and Postgres
 # clients, with faults (kill -9, Postgres stopped, cut connections, crashes).
 e2e_env=(ROUNDS="${E2E_ROUNDS:-6}")

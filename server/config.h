@@ -1,0 +1,40 @@
+// lwwsync-server configuration: command-line flags, LWWSYNC_* environment
+// variables and a PostgREST-style config file, in that order of precedence.
+#pragma once
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+
+namespace lwwgw {
+
+inline constexpr const char* kVersion = "0.2";
+
+struct Config {
+    std::string db_uri;             // libpq URI or key=value string
+    std::string db_anon_role;       // empty: requests without a token get 401
+    std::size_t db_pool = 10;
+    std::size_t db_pool_acquisition_timeout = 10;  // seconds
+    std::string jwt_secret;         // empty: requests with a token get 401
+    std::string server_host = "127.0.0.1";
+    int server_port = 3000;
+    std::size_t max_body_bytes = std::size_t(64) << 20;
+};
+
+// A configuration the server must not start with; main prints it and exits 2.
+struct ConfigError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+enum class Action { Run, Help, Version };
+
+// Reads flags (argv), then the environment, then the config file named by
+// --config or LWWSYNC_CONFIG; the first source that sets an option wins.
+// Throws ConfigError on an unknown flag, a bad value, a missing db-uri or a
+// jwt-secret shorter than 32 characters. Unknown config-file keys (say, a
+// PostgREST file's db-schemas) are reported through `warn` and ignored.
+Action load_config(int argc, char** argv, Config& out, void (*warn)(const std::string&));
+
+// --help text: every option with its flag, environment variable and default.
+std::string usage();
+
+}  // namespace lwwgw
