@@ -268,7 +268,13 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& 
         stats.bytes_sent += body.size();
         const std::string answer = send(body);
         stats.bytes_received += answer.size();
-        ParsedResponse resp = decode_response(answer);
+        ParsedResponse resp;
+        try {
+            resp = decode_response(answer);
+        } catch (const Error& e) {
+            // A proxy's error page, a captive portal, a wrong endpoint.
+            throw Error(std::string("the peer's answer is not an lwwsync exchange response: ") + e.what());
+        }
         ++stats.batches;
         if (resp.node == self) throw Error("the peer is this database itself (same node id " + self.str() + ")");
         if (server && resp.node != *server) throw Error("the peer's node id changed during the sync");

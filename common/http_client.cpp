@@ -1,7 +1,8 @@
 #include "http_client.h"
 
+#include "gzip.h"
+
 #include <curl/curl.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <chrono>
@@ -104,24 +105,6 @@ struct HttpTransport::Attempt {
     bool too_large = false;
 };
 
-std::string gzip_compress(const std::string& data) {
-    z_stream zs{};
-    // 16 + MAX_WBITS: a gzip header and trailer rather than a zlib one.
-    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        throw Error("cannot initialise gzip");
-    std::string out;
-    out.resize(deflateBound(&zs, data.size()) + 32);
-    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-    zs.avail_in = static_cast<uInt>(data.size());
-    zs.next_out = reinterpret_cast<Bytef*>(out.data());
-    zs.avail_out = static_cast<uInt>(out.size());
-    const int rc = deflate(&zs, Z_FINISH);
-    const size_t produced = zs.total_out;
-    deflateEnd(&zs);
-    if (rc != Z_STREAM_END) throw Error("gzip compression failed");
-    out.resize(produced);
-    return out;
-}
 
 HttpTransport::HttpTransport(std::string url, const SyncOptions& options, HttpHooks hooks)
     : url_(std::move(url)), opt_(options), hooks_(std::move(hooks)) {

@@ -54,7 +54,4 @@ private:
     size_t retries_ = 0;
 };
 
-// gzip (RFC 1952) of `data`; throws lww::Error on a zlib failure.
-std::string gzip_compress(const std::string& data);
-
 }  // namespace lww

@@ -5,6 +5,8 @@
 #include <rapidjson/writer.h>
 #include <zlib.h>
 
+#include "../common/gzip.h"
+
 #include <strings.h>
 
 #include <cctype>
@@ -132,30 +134,11 @@ bool accepts_gzip(const std::string& header) {
     return gzip ? *gzip : star.value_or(false);
 }
 
-// One shot: a lww_exchange result is PostgreSQL text, below 1 GB, so it fits
-// zlib's 32-bit counters.
-std::string gzip_compress(const std::string& in) {
-    z_stream zs{};
-    // 16 + MAX_WBITS: gzip framing (RFC 1952) rather than zlib's.
-    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        throw std::runtime_error("cannot initialise gzip");
-    std::string out(deflateBound(&zs, static_cast<uLong>(in.size())) + 32, '\0');
-    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-    zs.avail_in = static_cast<uInt>(in.size());
-    zs.next_out = reinterpret_cast<Bytef*>(&out[0]);
-    zs.avail_out = static_cast<uInt>(out.size());
-    const int rc = deflate(&zs, Z_FINISH);
-    out.resize(zs.total_out);
-    deflateEnd(&zs);
-    if (rc != Z_STREAM_END) throw std::runtime_error("gzip compression failed");
-    return out;
-}
-
 void send_json(const httplib::Request& req, httplib::Response& res, int status, std::string body) {
     res.status = status;
     res.set_header("Vary", "Accept-Encoding");
     if (body.size() >= kGzipAbove && accepts_gzip(req.get_header_value("Accept-Encoding"))) {
-        body = gzip_compress(body);
+        body = lww::gzip_compress(body);
         res.set_header("Content-Encoding", "gzip");
     }
     res.set_content(std::move(body), kJson);

@@ -15,7 +15,7 @@ namespace {
 
 struct Entry {
     bool running = false;
-    std::string url, started_at, error;
+    std::string url, started_at, error, retrying;
     SyncStats stats;
     std::atomic<bool> cancel{false};
 };
@@ -72,13 +72,25 @@ SyncStatusScope::~SyncStatusScope() {
 }
 
 void SyncStatusScope::progress(const SyncStats& s) {
-    std::lock_guard<std::mutex> g(mu);
-    if (auto& e = entries()[key_]) e->stats = s;
+    {
+        std::lock_guard<std::mutex> g(mu);
+        if (auto& e = entries()[key_]) e->stats = s;
+    }
+    check_cancel();  // between round trips, for every transport
 }
 
 void SyncStatusScope::failed(const std::string& error) {
     std::lock_guard<std::mutex> g(mu);
     if (auto& e = entries()[key_]) e->error = error;
+}
+
+void SyncStatusScope::retrying(const std::string& why) {
+    std::lock_guard<std::mutex> g(mu);
+    if (auto& e = entries()[key_]) e->retrying = why;
+}
+
+void SyncStatusScope::check_cancel() const {
+    if (cancel_requested()) throw Cancelled();
 }
 
 bool SyncStatusScope::cancel_requested() const {
@@ -95,6 +107,7 @@ std::string sync_status_json(const std::string& db_key) {
     std::string out = std::string("{\"running\":") + (e.running ? "true" : "false") + ",\"url\":" + quoted(e.url) +
                       ",\"started_at\":" + quoted(e.started_at) + ",\"stats\":" + e.stats.json();
     if (!e.error.empty()) out += ",\"error\":" + quoted(e.error);
+    if (!e.retrying.empty()) out += ",\"last_retry\":" + quoted(e.retrying);
     return out + "}";
 }
 

@@ -15,6 +15,9 @@ public:
     ~SyncStatusScope();  // marks the sync finished; keeps its last stats
     void progress(const SyncStats& s);
     void failed(const std::string& error);
+    void retrying(const std::string& why);  // a transient failure, retried
+    // Throws lww::Cancelled once lww_sync_cancel() asked for it.
+    void check_cancel() const;
     bool cancel_requested() const;
 
 private:

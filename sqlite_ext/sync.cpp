@@ -10,6 +10,8 @@ SQLITE_EXTENSION_INIT3
 #include "../common/http_client.h"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 namespace lww::sq {
 
@@ -130,6 +132,13 @@ std::string sync_file(Conn& c, const std::string& url, const SyncOptions& opt, c
 std::string sync_http(Conn& c, const std::string& url, const SyncOptions& opt, SyncStatusScope& status) {
     HttpHooks hooks;
     hooks.cancelled = [&] { return status.cancel_requested(); };
+    hooks.note = [&](const std::string& why) { status.retrying(why); };
+    hooks.sleep = [&](long ms) {  // backoff that a cancel cuts short
+        for (long slept = 0; slept < ms; slept += 20) {
+            status.check_cancel();
+            std::this_thread::sleep_for(std::chrono::milliseconds(std::min<long>(20, ms - slept)));
+        }
+    };
     HttpTransport http(url, opt, hooks);
     SqliteEngine local(c);
     Transport send = [&](const std::string& request) { return http.exchange(request); };

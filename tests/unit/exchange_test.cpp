@@ -14,6 +14,7 @@
 #include "../../common/exchange.h"
 #include "../../common/hlc.h"
 #include "../../common/merge.h"
+#include "../../common/gzip.h"
 #include "../../common/http_client.h"
 #include "../../common/sync_options.h"
 
