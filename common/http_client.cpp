@@ -213,4 +213,20 @@ std::string HttpTransport::exchange(const std::string& request) {
     }
 }
 
+SyncStats sync_over_http(SyncEngine& local, const std::string& url, const SyncOptions& options, HttpHooks hooks,
+                         const Progress& progress) {
+    HttpTransport http(url, options, std::move(hooks));
+    auto with_wire = [&](SyncStats s) {
+        s.wire_sent = http.wire_sent();
+        s.wire_received = http.wire_received();
+        s.retries = http.retries();
+        return s;
+    };
+    Transport send = [&](const std::string& request) { return http.exchange(request); };
+    Progress report = [&](const SyncStats& s) {
+        if (progress) progress(with_wire(s));
+    };
+    return with_wire(run_sync(local, send, options.limits, report));
+}
+
 }  // namespace lww

@@ -54,4 +54,9 @@ private:
     size_t retries_ = 0;
 };
 
+// lww_sync over HTTP: run_sync through an HttpTransport, whose wire counts
+// and retries fill in the stats (also those passed to `progress`).
+SyncStats sync_over_http(SyncEngine& local, const std::string& url, const SyncOptions& options, HttpHooks hooks,
+                         const Progress& progress);
+
 }  // namespace lww

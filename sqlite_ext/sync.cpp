@@ -139,17 +139,8 @@ std::string sync_http(Conn& c, const std::string& url, const SyncOptions& opt, S
             std::this_thread::sleep_for(std::chrono::milliseconds(std::min<long>(20, ms - slept)));
         }
     };
-    HttpTransport http(url, opt, hooks);
     SqliteEngine local(c);
-    Transport send = [&](const std::string& request) { return http.exchange(request); };
-    auto with_wire = [&](SyncStats s) {
-        s.wire_sent = http.wire_sent();
-        s.wire_received = http.wire_received();
-        s.retries = http.retries();
-        return s;
-    };
-    Progress progress = [&](const SyncStats& s) { status.progress(with_wire(s)); };
-    return with_wire(run_sync(local, send, opt.limits, progress)).json();
+    return sync_over_http(local, url, opt, hooks, [&](const SyncStats& s) { status.progress(s); }).json();
 }
 
 }  // namespace

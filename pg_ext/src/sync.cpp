@@ -205,17 +205,8 @@ std::string sync_http(const std::string& url, const SyncOptions& opt, ProgressRe
     hooks.cancelled = [] { return QueryCancelPending || ProcDiePending; };
     hooks.sleep = interruptible_sleep;
     hooks.note = [](const std::string& line) { pg_call([&] { ereport(NOTICE, (errmsg("lww_sync: %s", line.c_str()))); }); };
-    HttpTransport http(url, opt, hooks);
     PgEngine local;
-    Transport send = [&](const std::string& request) { return http.exchange(request); };
-    auto with_wire = [&](SyncStats s) {
-        s.wire_sent = http.wire_sent();
-        s.wire_received = http.wire_received();
-        s.retries = http.retries();
-        return s;
-    };
-    Progress progress = [&](const SyncStats& s) { report(with_wire(s)); };
-    return with_wire(run_sync(local, send, opt.limits, progress)).json();
+    return sync_over_http(local, url, opt, hooks, [&](const SyncStats& s) { report(s); }).json();
 }
 
 }  // namespace
