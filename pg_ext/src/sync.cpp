@@ -161,7 +161,7 @@ std::string sync_libpq(const std::string& url, const SyncOptions& opt, const Pro
 }
 
 
-// Progress of a running lww_sync: a NOTICE at most once a second, and the
+// Progress of a running lww_sync: a NOTICE every 10th round trip (or second), and the
 // backend's pg_stat_activity.query (read by lww_sync_status()) after every
 // round trip.
 class ProgressReport {
@@ -176,7 +176,8 @@ public:
         pg_call([&] { pgstat_report_activity(STATE_RUNNING, text.c_str()); });
         reported_ = true;
         const auto now = std::chrono::steady_clock::now();
-        if (s.done || now - last_notice_ < std::chrono::seconds(1)) return;
+        // Every 10th round trip, or when a second passed without one.
+        if (s.done || (s.batches % 10 != 0 && now - last_notice_ < std::chrono::seconds(1))) return;
         last_notice_ = now;
         char line[256];
         snprintf(line, sizeof line, "lww_sync: %zu batches, %zu rows pushed, %zu rows pulled, %.1f s", s.batches,

@@ -261,6 +261,11 @@ if wait_requests "$mark" 4; then
 else
     wait "$spid"; not_ok "gateway kill" "the sync never reached the gateway"
 fi
+# The second Postgres pulls those 20 000 rows: it reports progress as NOTICEs.
+pg2 -c "SELECT lww_sync('$URL', '$APP_OPTS')" >/dev/null 2>"$W/notices"
+grep -qE "^NOTICE:  lww_sync: [0-9]+ batches, [0-9]+ rows pushed, [0-9]+ rows pulled" "$W/notices" &&
+    ok "a Postgres lww_sync reports progress as NOTICEs ($(grep -c NOTICE "$W/notices") while pulling)" ||
+    not_ok "NOTICE progress" "$(head -c 300 "$W/notices")"
 converge "after the gateway was killed"
 events_complete "after the gateway was killed"
 
