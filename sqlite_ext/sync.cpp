@@ -66,7 +66,9 @@ ApplyCounts SqliteEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Cl
         Stmt cur(c_.db,
                  "INSERT INTO lww_peers(node, received, floor, synced_at)"
                  " VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ'))"
-                 " ON CONFLICT(node) DO UPDATE SET received = excluded.received, floor = excluded.floor,"
+                 // Never backwards (two syncs at once from two processes).
+                 " ON CONFLICT(node) DO UPDATE SET received = max(received, excluded.received),"
+                 " floor = max(floor, excluded.floor),"
                  " synced_at = excluded.synced_at");
         cur.bind_text(1, peer.str());
         cur.bind_int(2, static_cast<int64_t>(next.received));

@@ -32,6 +32,8 @@ summary_suite() {  # name, command...
     out=$("$@" 2>&1)
     rc=$?
     echo "$out" | tail -n 30
+    # Failures further up would scroll away: repeat them.
+    echo "$out" | head -n -30 | grep -E '^not ok|FAILED|^#' | head -n 40
     line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
     if [ -n "$line" ]; then
         passed=$((passed + $(echo "$line" | cut -d' ' -f1)))

@@ -63,7 +63,11 @@ ApplyCounts PgEngine::apply_from(const NodeId& peer, const ChangeSet& cs, ClockC
     // Same transaction as the batch: the cursor commits with it.
     AsMetadataOwner owner;
     run(prepare("INSERT INTO lwwsync.peers(node, received, floor, synced_at) VALUES ($1::uuid, $2, $3, now())"
-                " ON CONFLICT (node) DO UPDATE SET received = excluded.received, floor = excluded.floor,"
+                // Never backwards: two exchanges of one caller at once each
+                // computed their cursor from the same base; both are true, so
+                // is their join.
+                " ON CONFLICT (node) DO UPDATE SET received = greatest(lwwsync.peers.received, excluded.received),"
+                " floor = greatest(lwwsync.peers.floor, excluded.floor),"
                 " synced_at = excluded.synced_at",
                 {TEXTOID, INT8OID, INT8OID}),
         {uuid_text(peer), Param{INT8OID, Int64GetDatum(static_cast<int64>(next.received)), false},

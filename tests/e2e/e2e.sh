@@ -330,7 +330,9 @@ fi
 # And killed at a random moment of a long sync, three times.
 for k in 1 2 3; do
     bulk c3 3000 "kill$k" >/dev/null
-    sync_sq c3 "{\"token\":\"$APP_TOKEN\",\"batch_rows\":200}" >/dev/null 2>&1 &
+    # exec: $! is the sqlite3 process itself, not a shell around it.
+    (exec sqlite3 -bail "$W/c3.db" ".timeout 10000" ".load $EXT" \
+        "SELECT lww_sync('$URL', '{\"token\":\"$APP_TOKEN\",\"batch_rows\":200}')" >/dev/null 2>&1) &
     spid=$!
     sleep "0.$((RANDOM % 9 + 1))"
     kill -9 "$spid" 2>/dev/null; wait "$spid" 2>/dev/null
