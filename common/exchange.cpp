@@ -30,9 +30,15 @@ std::string SyncStats::json() const {
 }
 
 Cursor Cursor::after_batch(const ChangeSet& cs) const {
-    if (cs.upto <= received) return *this;  // an old batch again: nothing moves
-    // Rows up to cs.upto are now whole; later rows gained nothing.
-    return Cursor{cs.upto, cs.complete ? cs.upto : floor};
+    // A set that starts past what we hold would leave a gap: it moves nothing.
+    if (cs.after > received || cs.since > floor) return *this;
+    Cursor next = *this;
+    // Rows whose latest change is up to cs.upto are now whole...
+    next.received = std::max(received, cs.upto);
+    // ...and a complete set holds every register up to cs.upto — also when it
+    // is empty and ends where a cut batch ended, which lifts the floor.
+    if (cs.complete) next.floor = std::max(floor, cs.upto);
+    return next;
 }
 
 namespace {
@@ -204,10 +210,35 @@ ParsedResponse decode_response(std::string_view json) {
     return r;
 }
 
+namespace {
+
+// Rows of the receiver's own (all their registers stamped by it) fill batches
+// with nothing to send: a client's pulled rows when it pushes next, a
+// server's merged rows when the client pulls after a large push. Read past
+// them in one round trip — up to a bound, so a round trip stays short.
+constexpr int64_t kSkipBatchesPerRoundTrip = 64;
+
+Batch past_own_rows(SyncEngine& engine, const NodeId& peer, const Cursor& from, int64_t rows) {
+    Batch b = engine.changes(ChangesRequest::for_peer(peer, from, rows));
+    for (int64_t skipped = 0; b.rows == 0 && !b.complete && skipped < kSkipBatchesPerRoundTrip; ++skipped) {
+        Batch next = engine.changes(ChangesRequest::for_peer(peer, Cursor{b.upto, from.floor}, rows));
+        // The set must still start at the receiver's cursor: the ranges read
+        // past were empty, so only `after` changes.
+        ChangeSet cs = decode_changeset(next.json);
+        cs.after = from.received;
+        next.json = encode_changeset(cs);
+        next.after = from.received;
+        b = std::move(next);
+    }
+    return b;
+}
+
+}  // namespace
+
 Batch changes_for(SyncEngine& engine, const NodeId& peer, const Cursor& from, const BatchLimits& limits) {
     int64_t rows = limits.rows;
     for (;;) {
-        Batch b = engine.changes(ChangesRequest::for_peer(peer, from, rows));
+        Batch b = past_own_rows(engine, peer, from, rows);
         if (b.json.size() <= limits.bytes || b.rows <= 1) return b;
         // Too large: fewer rows in proportion, with room for uneven rows. The
         // row count strictly falls, so this ends (at one row at worst).

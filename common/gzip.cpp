@@ -6,10 +6,10 @@
 
 namespace lww {
 
-std::string gzip_compress(const std::string& data) {
+std::string gzip_compress(const std::string& data, int level) {
     z_stream zs{};
     // 16 + MAX_WBITS: a gzip header and trailer rather than a zlib one.
-    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (deflateInit2(&zs, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         throw Error("cannot initialise gzip");
     std::string out;
     out.resize(deflateBound(&zs, data.size()) + 32);

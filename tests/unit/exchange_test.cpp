@@ -302,8 +302,35 @@ TEST(RunSync, FinalPullMovesTheCursorPastMergedPushes) {
     SyncStats s = run_sync(client, direct, BatchLimits{10, kMaxBatchBytes});
     EXPECT_EQ(s.pushed, 50u);
     EXPECT_EQ(s.pulled, 0u);  // the server's rows are all ours: nothing comes back
+    // Hello, five push+pull round trips, one pull: pulls read past our own
+    // merged rows instead of paging through them.
+    EXPECT_EQ(s.batches, 7u);
     // Our cursor on the server covers the rows it merged from us.
     Batch next = changes_for(server, client.self(), client.cursor_of(server.self()), BatchLimits{});
     EXPECT_EQ(next.upto, client.cursor_of(server.self()).received);
     EXPECT_EQ(next.rows, 0u);
+}
+
+TEST(CursorTest, AnEmptyCompleteSetAtTheCutLiftsTheFloor) {
+    // A row-limited run ended exactly at the last change: received moved, floor did not.
+    Cursor c{1000, 0};
+    ChangeSet empty;
+    empty.since = 0;
+    empty.after = 1000;
+    empty.upto = 1000;
+    empty.complete = true;
+    Cursor next = c.after_batch(empty);
+    EXPECT_EQ(next.received, 1000u);
+    EXPECT_EQ(next.floor, 1000u);
+    // A set that would leave a gap moves nothing; an old one never moves it back.
+    ChangeSet gap = empty;
+    gap.after = 1500;
+    gap.upto = 2000;
+    EXPECT_EQ(c.after_batch(gap).received, 1000u);
+    ChangeSet old = empty;
+    old.after = 0;
+    old.upto = 10;
+    old.complete = false;
+    EXPECT_EQ(next.after_batch(old).received, 1000u);
+    EXPECT_EQ(next.after_batch(old).floor, 1000u);
 }
