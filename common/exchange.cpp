@@ -351,8 +351,11 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& 
             push_done = pushed.complete;
         }
         if (pulling) {
+            // Apply when the cursor moves — also for an empty complete set,
+            // which lifts the floor after a run that ended on a batch cut.
             const bool advances = resp.pull && resp.pull->upto > mine.received;
-            if (advances) {
+            const bool moves = resp.pull && (advances || mine.after_batch(*resp.pull).floor > mine.floor);
+            if (moves) {
                 ApplyCounts got = local.apply_from(*server, *resp.pull, ClockCheck::trust_peer);
                 stats.pulled += got.rows;
                 stats.received.add(got);

@@ -81,7 +81,9 @@ public:
         Batch b;
         b.since = req.since;
         b.after = req.after;
-        b.complete = req.limit <= 0 || order.size() <= static_cast<size_t>(req.limit);
+        // As the adapters cut: a batch that reaches the limit is cut there,
+        // even when nothing follows (they do not look further).
+        b.complete = req.limit <= 0 || order.size() < static_cast<size_t>(req.limit);
         if (!b.complete) order.resize(static_cast<size_t>(req.limit));
         b.upto = order.empty() ? std::max(req.after, seq_) : (b.complete ? std::max(order.back().first, seq_) : order.back().first);
         ChangeSetWriter w(id_, req.since, req.after);
@@ -333,4 +335,15 @@ TEST(CursorTest, AnEmptyCompleteSetAtTheCutLiftsTheFloor) {
     old.complete = false;
     EXPECT_EQ(next.after_batch(old).received, 1000u);
     EXPECT_EQ(next.after_batch(old).floor, 1000u);
+}
+
+TEST(RunSync, ARunEndingOnABatchCutLeavesAWholeCursor) {
+    MemEngine server(100), client(1);
+    for (int k = 0; k < 30; ++k) server.write(k, "s");  // exactly three batches of 10
+    Transport direct = [&](const std::string& req) { return serve_exchange(server, req); };
+    run_sync(client, direct, BatchLimits{10, kMaxBatchBytes});
+    const Cursor c = client.cursor_of(server.self());
+    EXPECT_EQ(c.received, 30u);
+    EXPECT_EQ(c.floor, 30u);  // not stuck at 0: later pulls send changed registers only
+    EXPECT_EQ(client.values(), server.values());
 }
