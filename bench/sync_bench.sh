@@ -65,14 +65,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    local p
-    for _ in $(seq 1 100); do
-        p=$((20000 + RANDOM % 40000))
-        ss -Hltn 2>/dev/null | awk '{print $4}' | grep -q ":$p\$" || { echo $p; return; }
-    done
-    die "no free port"
-}
+. scripts/free_port.sh
 now_ms() { date +%s%3N; }
 # A number from a lww_sync stats document: jnum KEY < json (top-level keys are unique).
 jnum() { grep -o "\"$1\":[0-9.]*" | head -1 | cut -d: -f2; }
@@ -84,7 +77,7 @@ fmt() {  # fmt EXPRESSION [DECIMALS]: an arithmetic expression of numbers, evalu
 }
 
 # ------------------------------------------------------------------ cluster, roles, gateways
-PGPORT=$(free_port)
+PGPORT=$(free_port) || die "no free port"
 scripts/pg_cluster.sh start "$W/pg" "$PGPORT" >/dev/null || die "cannot start PostgreSQL"
 # pg_stat_statements with nested statements: where lww_exchange spends its time.
 cat >>"$W/pg/data/postgresql.conf" <<'EOF'
@@ -100,7 +93,7 @@ cc -O2 -shared -fPIC -o "$W/nodelay.so" bench/tcp_nodelay_preload.c -ldl || die 
 
 start_gw() {  # name db pool [preload]
     local name=$1 db=$2 pool=$3 pre=${4:-} port
-    port=$(free_port)
+    port=$(free_port) || die "no free port"
     local args=(--db-uri "host=$W/pg port=$PGPORT dbname=$db user=authenticator" --server-port "$port"
         --jwt-secret "$SECRET" --db-anon-role anon --db-pool "$pool")
     if [ -n "$pre" ]; then LD_PRELOAD=$pre "$GATEWAY" "${args[@]}" 2>>"$W/gw-$name.log" &

@@ -37,16 +37,10 @@ W=$(mktemp -d /tmp/lwwsync-e2e.XXXXXX)
 chmod 755 "$W"
 g++ -O2 -std=c++17 -pthread -o "$W/cutproxy" tests/e2e/cutproxy.cpp || die "setup" "cannot build cutproxy"
 
-free_port() {
-    local p
-    for _ in $(seq 1 100); do
-        p=$((20000 + RANDOM % 40000))
-        ss -Hltn 2>/dev/null | awk '{print $4}' | grep -q ":$p\$" || { echo $p; return; }
-    done
-    echo 0
-}
+. scripts/free_port.sh
 RANDOM=$SEED
-PG1_PORT=$(free_port); PG2_PORT=$(free_port); GW_PORT=$(free_port); PROXY_PORT=""
+PG1_PORT=$(free_port) && PG2_PORT=$(free_port) && GW_PORT=$(free_port) || die "setup" "no free port"
+PROXY_PORT=""
 GW_PID="" PROXY_PID="" LOCK_PID=""
 cleanup() {
     [ -n "$GW_PID" ] && kill -9 "$GW_PID" 2>/dev/null
@@ -297,7 +291,7 @@ bulk c1 20000 cut >/dev/null
 sync_sq c1 >/dev/null 2>>"$W/errors" || echo "sync c1 failed" >>"$W/errors"
 # A port picked at the start may be taken since: try a few.
 for _ in 1 2 3 4 5; do
-    PROXY_PORT=$(free_port)
+    PROXY_PORT=$(free_port) || continue
     "$W/cutproxy" "$PROXY_PORT" "$GW_PORT" 50000 >"$W/proxy.out" 2>"$W/proxy.err" &
     PROXY_PID=$!
     for _ in $(seq 1 50); do

@@ -54,21 +54,8 @@ cleanup() {
 trap cleanup EXIT
 
 # The cluster listens on a Unix socket in $PGDIR only, so its port number
-# cannot clash; gateway ports are checked free (and not handed out twice).
-USED_PORTS=" "
-free_port() {
-    local p
-    for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 40000))
-        case "$USED_PORTS" in *" $p "*) continue ;; esac
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            USED_PORTS+="$p "
-            echo "$p"
-            return 0
-        fi
-    done
-    return 1
-}
+# cannot clash; gateway ports are checked free.
+. scripts/free_port.sh
 PGPORT=$((20000 + RANDOM % 40000))
 scripts/pg_cluster.sh start "$PGDIR" "$PGPORT" >/dev/null 2>&1 ||
     { tail -5 "$PGDIR/server.log" 2>/dev/null; die "start PostgreSQL" "scripts/pg_cluster.sh start failed"; }

@@ -28,12 +28,8 @@ command -v sqlite3 >/dev/null || { echo "sqlite3 CLI not found"; echo "0 passed,
 WORK=$(mktemp -d /tmp/lwwsync-interop.XXXXXX)
 chmod 755 "$WORK"
 PGDIR="$WORK/pg"
-PORT=""
-for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 40000))
-    if ! (ss -Hltn 2>/dev/null | awk '{print $4}' | grep -q ":$p\$"); then PORT=$p; break; fi
-done
-[ -n "$PORT" ] || { echo "no free port"; echo "0 passed, 1 failed"; exit 1; }
+. scripts/free_port.sh
+PORT=$(free_port) || { echo "no free port"; echo "0 passed, 1 failed"; exit 1; }
 cleanup() {  # KEEP=1 keeps the files (change sets, SQLite database) for a look
     scripts/pg_cluster.sh stop "$PGDIR" >/dev/null 2>&1
     if [ -n "${KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
