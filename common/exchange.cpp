@@ -334,7 +334,10 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& 
         Batch pushed;
         if (!push_done) {
             pushed = changes_for(local, *server, acked, limits);
-            if (pushed.upto > acked.received) req.push = pushed.json;
+            // Send what moves the server's cursor on us — also an empty
+            // complete set that lifts its floor after a run ended on a cut.
+            const bool moves = pushed.upto > acked.received || (pushed.complete && pushed.upto > acked.floor);
+            if (moves) req.push = pushed.json;
             else push_done = true;
         }
         const bool pulling = !pull_done && (interleave || push_done);
@@ -343,7 +346,7 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& 
         if (!req.push && !req.received) continue;
         ParsedResponse resp = round_trip(req);
         if (req.push) {
-            if (resp.acked.received <= acked.received)
+            if (resp.acked.received <= acked.received && resp.acked.floor <= acked.floor)
                 throw Error("the peer did not accept a pushed batch (it holds our changes up to " +
                             std::to_string(resp.acked.received) + ")");
             acked = resp.acked;

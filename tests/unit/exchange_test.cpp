@@ -304,9 +304,10 @@ TEST(RunSync, FinalPullMovesTheCursorPastMergedPushes) {
     SyncStats s = run_sync(client, direct, BatchLimits{10, kMaxBatchBytes});
     EXPECT_EQ(s.pushed, 50u);
     EXPECT_EQ(s.pulled, 0u);  // the server's rows are all ours: nothing comes back
-    // Hello, five push+pull round trips, one pull: pulls read past our own
-    // merged rows instead of paging through them.
-    EXPECT_EQ(s.batches, 7u);
+    // Hello, five push+pull round trips, an empty complete push that lifts
+    // the server's floor (the 5th batch ended on the cut), one pull: pulls
+    // read past our own merged rows instead of paging through them.
+    EXPECT_EQ(s.batches, 8u);
     // Our cursor on the server covers the rows it merged from us.
     Batch next = changes_for(server, client.self(), client.cursor_of(server.self()), BatchLimits{});
     EXPECT_EQ(next.upto, client.cursor_of(server.self()).received);
@@ -345,5 +346,16 @@ TEST(RunSync, ARunEndingOnABatchCutLeavesAWholeCursor) {
     const Cursor c = client.cursor_of(server.self());
     EXPECT_EQ(c.received, 30u);
     EXPECT_EQ(c.floor, 30u);  // not stuck at 0: later pulls send changed registers only
+    EXPECT_EQ(client.values(), server.values());
+}
+
+TEST(RunSync, APushRunEndingOnABatchCutLeavesTheServerAWholeCursor) {
+    MemEngine server(100), client(1);
+    for (int k = 0; k < 30; ++k) client.write(k, "c");  // exactly three batches of 10
+    Transport direct = [&](const std::string& req) { return serve_exchange(server, req); };
+    run_sync(client, direct, BatchLimits{10, kMaxBatchBytes});
+    const Cursor c = server.cursor_of(client.self());
+    EXPECT_EQ(c.received, 30u);
+    EXPECT_EQ(c.floor, 30u);
     EXPECT_EQ(client.values(), server.values());
 }
