@@ -96,17 +96,6 @@ std::string exchange_request(Conn& c, const std::string& request) {
     }
 }
 
-namespace {
-
-struct PeerDb {
-    sqlite3* db = nullptr;
-    ~PeerDb() {
-        if (db) sqlite3_close_v2(db);
-    }
-};
-
-}  // namespace
-
 std::string status_key(Conn& c) {
     const char* file = sqlite3_db_filename(c.db, "main");
     // A temporary or in-memory database is private to its connection.
@@ -115,6 +104,13 @@ std::string status_key(Conn& c) {
 }
 
 namespace {
+
+struct PeerDb {
+    sqlite3* db = nullptr;
+    ~PeerDb() {
+        if (db) sqlite3_close_v2(db);
+    }
+};
 
 std::string sync_file(Conn& c, const std::string& url, const SyncOptions& opt, const Progress& progress) {
     PeerDb peer;
