@@ -226,7 +226,8 @@ std::string clean(const std::string& s) {
 
 // True when `r` has the wanted status; otherwise describes the failure. A
 // connection that is no longer CONNECTION_OK is "lost" whatever the result
-// says (a 57P01 on shutdown arrives as an error result, then the socket closes).
+// says (a 57P01 on shutdown arrives as an error result, then the socket closes),
+// and so is one whose error libpq made up itself.
 bool check(PGconn* c, const Result& r, ExecStatusType want, DbFailure& f) {
     if (r && PQresultStatus(r.get()) == want) return true;
     f = DbFailure{};
@@ -242,7 +243,10 @@ bool check(PGconn* c, const Result& r, ExecStatusType want, DbFailure& f) {
     }
     if (f.message.empty()) f.message = clean(PQerrorMessage(c));
     if (f.message.empty()) f.message = "unexpected result from PostgreSQL";
-    f.connection_lost = PQstatus(c) != CONNECTION_OK;
+    // An error without SQLSTATE was made by libpq itself, not by the server:
+    // the connection failed (e.g. "server closed the connection unexpectedly"
+    // while PQstatus still reads OK, as after a failed write) — never a 500.
+    f.connection_lost = PQstatus(c) != CONNECTION_OK || f.sqlstate.empty();
     return false;
 }
 
