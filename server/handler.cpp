@@ -212,18 +212,6 @@ struct DbFailure {
     bool connection_lost = false;
 };
 
-// A libpq message on one line.
-std::string clean(const std::string& s) {
-    std::string out;
-    for (char ch : s) {
-        const bool space = ch == '\n' || ch == '\t' || ch == '\r' || ch == ' ';
-        if (!space) out += ch;
-        else if (!out.empty() && out.back() != ' ') out += ' ';
-    }
-    while (!out.empty() && out.back() == ' ') out.pop_back();
-    return out;
-}
-
 // True when `r` has the wanted status; otherwise describes the failure. A
 // connection that is no longer CONNECTION_OK is "lost" whatever the result
 // says (a 57P01 on shutdown arrives as an error result, then the socket closes),
@@ -241,7 +229,7 @@ bool check(PGconn* c, const Result& r, ExecStatusType want, DbFailure& f) {
         f.detail = field(PG_DIAG_MESSAGE_DETAIL);
         f.hint = field(PG_DIAG_MESSAGE_HINT);
     }
-    if (f.message.empty()) f.message = clean(PQerrorMessage(c));
+    if (f.message.empty()) f.message = one_line(PQerrorMessage(c));
     if (f.message.empty()) f.message = "unexpected result from PostgreSQL";
     // An error without SQLSTATE was made by libpq itself, not by the server:
     // the connection failed (e.g. "server closed the connection unexpectedly"
@@ -268,7 +256,7 @@ bool run_exchange(PGconn* c, const Auth& auth, const std::string& body, std::str
     if (!quoted) {
         f = DbFailure{};
         f.sqlstate = "22023";
-        f.message = "invalid role name: " + clean(PQerrorMessage(c));
+        f.message = "invalid role name: " + one_line(PQerrorMessage(c));
         f.connection_lost = PQstatus(c) != CONNECTION_OK;
         return false;
     }

@@ -5,21 +5,23 @@ namespace {
 
 void ignore_notice(void*, const char*) {}  // a NOTICE from a function must not break the JSON log
 
-// libpq's multi-line message ("...failed: ...\n\tIs the server running...")
-// on one line, for JSON bodies and log lines.
 std::string trimmed_error(PGconn* c) {
-    const std::string m = c ? PQerrorMessage(c) : "out of memory";
+    const std::string out = one_line(c ? PQerrorMessage(c) : "out of memory");
+    return out.empty() ? "cannot connect to PostgreSQL" : out;
+}
+
+}  // namespace
+
+std::string one_line(const std::string& libpq_message) {
     std::string out;
-    for (char ch : m) {
+    for (char ch : libpq_message) {
         const bool space = ch == '\n' || ch == '\t' || ch == '\r' || ch == ' ';
         if (!space) out += ch;
         else if (!out.empty() && out.back() != ' ') out += ' ';
     }
     while (!out.empty() && out.back() == ' ') out.pop_back();
-    return out.empty() ? "cannot connect to PostgreSQL" : out;
+    return out;
 }
-
-}  // namespace
 
 Pool::Pool(std::string conninfo, std::size_t size, std::chrono::milliseconds acquire_timeout)
     : conninfo_(std::move(conninfo)), size_(size), timeout_(acquire_timeout) {}

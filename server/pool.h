@@ -73,4 +73,8 @@ private:
     std::size_t open_ = 0;  // idle + leased + being opened
 };
 
+// A libpq message ("...failed: ...\n\tIs the server running...") on one
+// line, for JSON bodies and log lines.
+std::string one_line(const std::string& libpq_message);
+
 }  // namespace lwwgw
