@@ -13,6 +13,7 @@
 #include <rapidjson/writer.h>
 
 #include "error.h"
+#include "json.h"
 
 namespace lww {
 
@@ -393,11 +394,8 @@ Stamp read_stamp(const JVal& hlc, const JVal& node, const std::vector<NodeId>& n
 
 ChangeSet decode_changeset(std::string_view json) {
     rapidjson::Document doc;
-    doc.Parse<kJsonParseFlags>(json.data(), json.size());
-    if (doc.HasParseError()) {
-        throw Error(std::string("invalid change set: malformed JSON at offset ") + std::to_string(doc.GetErrorOffset()) +
-                    ": " + rapidjson::GetParseError_En(doc.GetParseError()));
-    }
+    std::string error;
+    if (!parse_json(doc, json, error)) throw Error("invalid change set: " + error);
     return decode_changeset_value(doc);
 }
 

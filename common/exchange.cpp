@@ -6,6 +6,7 @@
 
 #include "error.h"
 #include "hlc.h"
+#include "json.h"
 
 #include <algorithm>
 #include <chrono>
@@ -73,10 +74,8 @@ void raw(Writer& w, const char* key, const std::string& json) {
 [[noreturn]] void bad(const std::string& what) { throw Error("invalid exchange document: " + what); }
 
 void parse_envelope(rapidjson::Document& d, std::string_view json) {
-    d.Parse<kJsonParseFlags>(json.data(), json.size());
-    if (d.HasParseError())
-        bad("malformed JSON at offset " + std::to_string(d.GetErrorOffset()) + ": " +
-            rapidjson::GetParseError_En(d.GetParseError()));
+    std::string error;
+    if (!parse_json(d, json, error)) bad(error);
     if (!d.IsObject()) bad("expected a JSON object");
     auto f = d.FindMember("format");
     if (f == d.MemberEnd() || !f->value.IsString() || std::string(f->value.GetString()) != kExchangeFormat)

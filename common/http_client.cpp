@@ -12,6 +12,8 @@
 
 #include <rapidjson/document.h>
 
+#include "json.h"
+
 namespace lww {
 
 namespace {
@@ -74,20 +76,6 @@ bool transient_curl(CURLcode rc) {
 
 bool transient_status(long status) { return status == 408 || status == 429 || status == 502 || status == 503 || status == 504; }
 
-// The message of an error response: PostgREST and lwwsync-server answer
-// {"message": …}; anything else is shown as (the start of) its text.
-std::string error_message(const std::string& body) {
-    rapidjson::Document d;
-    d.Parse(body.c_str(), body.size());
-    if (!d.HasParseError() && d.IsObject()) {
-        auto m = d.FindMember("message");
-        if (m != d.MemberEnd() && m->value.IsString()) return std::string(m->value.GetString(), m->value.GetStringLength());
-    }
-    std::string s = body.substr(0, 300);
-    std::replace(s.begin(), s.end(), '\n', ' ');
-    return s.empty() ? "no message" : s;
-}
-
 long backoff_ms(int attempt) {
     static thread_local std::mt19937 rng{std::random_device{}()};
     const long base = std::min<long>(5000, 200L << std::min(attempt, 5));
@@ -96,6 +84,27 @@ long backoff_ms(int attempt) {
 }
 
 }  // namespace
+
+std::string http_error_message(std::string_view body) {
+    // An error answer is small; a larger one is not a gateway's JSON error,
+    // and is never parsed (nor is one nested past the JSON depth bound).
+    constexpr size_t kMaxParsed = 64 << 10, kShown = 300;
+    if (body.size() <= kMaxParsed) {
+        rapidjson::Document d;
+        std::string error;
+        if (parse_json(d, body, error) && d.IsObject()) {
+            auto m = d.FindMember("message");
+            if (m != d.MemberEnd() && m->value.IsString()) {
+                std::string msg(m->value.GetString(), std::min<size_t>(m->value.GetStringLength(), 4 * kShown));
+                return msg.empty() ? "no message" : msg;
+            }
+        }
+    }
+    std::string s(body.substr(0, kShown));
+    for (char& c : s)
+        if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+    return s.empty() ? "no message" : s;
+}
 
 struct HttpTransport::Attempt {
     CURLcode rc = CURLE_OK;
@@ -190,7 +199,7 @@ std::string HttpTransport::exchange(const std::string& request) {
             return std::move(a.body);
         } else {
             transient = transient_status(a.status);
-            const std::string msg = error_message(a.body);
+            const std::string msg = http_error_message(a.body);
             if (a.status == 401 || a.status == 403)
                 failure = "the server at " + where + " refused the credentials (HTTP " + std::to_string(a.status) +
                           "): " + msg;

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "error.h"
 #include "sync_options.h"
@@ -53,6 +54,11 @@ private:
     uint64_t wire_sent_ = 0, wire_received_ = 0;
     size_t retries_ = 0;
 };
+
+// The message of an HTTP error answer: PostgREST and lwwsync-server answer
+// {"message": …}; anything else is shown as (the start of) its text. The body
+// is untrusted: bounded in size and depth before it is parsed.
+std::string http_error_message(std::string_view body);
 
 // lww_sync over HTTP: run_sync through an HttpTransport, whose wire counts
 // and retries fill in the stats (also those passed to `progress`).

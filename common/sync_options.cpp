@@ -1,3 +1,4 @@
+#include "json.h"
 #include "sync_options.h"
 
 #include <rapidjson/document.h>
@@ -36,8 +37,8 @@ SyncOptions parse_sync_options(std::string_view json) {
     SyncOptions o;
     if (json.empty()) return o;
     rapidjson::Document d;
-    d.Parse<kJsonParseFlags>(json.data(), json.size());
-    if (d.HasParseError() || !d.IsObject()) throw Error("options must be a JSON object");
+    std::string error;
+    if (!parse_json(d, json, error) || !d.IsObject()) throw Error("options must be a JSON object");
     for (const auto& m : d.GetObject()) {
         const std::string k(m.name.GetString(), m.name.GetStringLength());
         const auto& v = m.value;
