@@ -2,6 +2,8 @@
 
 #include "error.h"
 
+#include <algorithm>
+
 namespace lww {
 
 [[noreturn]] void unknown_table(const std::string& name) {
@@ -25,11 +27,13 @@ std::vector<size_t> map_columns(const TableChanges& in, const std::vector<std::s
     return map;
 }
 
-void check_drift(const ChangeSet& cs, const HybridClock& clock, uint64_t now_ms) {
+void check_drift(const ChangeSet& cs, const HybridClock& clock, uint64_t now_ms, Trust trust) {
+    const uint64_t limit =
+        trust == Trust::caller ? clock.max_drift_ms() : std::max(clock.max_drift_ms(), kMaxTrustedAheadMs);
     for (const auto& t : cs.tables)
         for (const auto& r : t.rows) {
-            if (r.has_row) clock.check_drift(r.row.hlc, now_ms, r.row.node);
-            for (const auto& c : r.cols) clock.check_drift(c.stamp.hlc, now_ms, c.stamp.node);
+            if (r.has_row) HybridClock::check_drift(r.row.hlc, now_ms, r.row.node, limit);
+            for (const auto& c : r.cols) HybridClock::check_drift(c.stamp.hlc, now_ms, c.stamp.node, limit);
         }
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "changeset.h"
+#include "exchange.h"
 #include "hlc.h"
 #include "merge.h"
 
@@ -62,8 +63,9 @@ std::vector<TablePlan<Table>> plan_tables(const ChangeSet& cs, Find&& find) {
     return plans;
 }
 
-// Refuses the whole set if any stamp is past the clock's drift limit.
-void check_drift(const ChangeSet& cs, const HybridClock& clock, uint64_t now_ms);
+// Refuses the whole set if any stamp is past the drift limit: the clock's for
+// a caller, a day (kMaxTrustedAheadMs) for the server this side chose.
+void check_drift(const ChangeSet& cs, const HybridClock& clock, uint64_t now_ms, Trust trust);
 // After a set is merged: the clock moves past every stamp it carried.
 void observe_stamps(const ChangeSet& cs, HybridClock& clock);
 

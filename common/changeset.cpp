@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
@@ -326,6 +327,14 @@ uint64_t read_u64_string(const JVal& v, const Where& where) {
     return out;
 }
 
+// Change sequences and cursors are stored as signed 64-bit integers by both
+// engines: a larger one would turn negative there.
+uint64_t read_sequence(const JVal& v, const Where& where) {
+    const uint64_t out = read_u64_string(v, where);
+    if (out > kMaxSequence) bad(where, "a change sequence must be below 2^63");
+    return out;
+}
+
 int64_t read_i64_string(const JVal& v, const Where& where) {
     if (!v.IsString()) bad(where, "expected a decimal string");
     const char* s = v.GetString();
@@ -371,12 +380,22 @@ Value read_value(const JVal& v, const Where& where) {
     bad(where, "not a value (null, integer, string, {\"int\"}, {\"real\"} or {\"bytes\"})");
 }
 
-std::vector<std::string> read_names(const JVal& v, const Where& where) {
+// Identifiers: non-empty UTF-8 (the parser validated it) without NUL, which
+// no engine accepts in a name, and at most 1000 bytes.
+void check_name(const JVal& n, const Where& where) {
+    if (!n.IsString() || n.GetStringLength() == 0 || n.GetStringLength() > 1000)
+        bad(where, "expected non-empty name strings (at most 1000 bytes)");
+    if (std::memchr(n.GetString(), '\0', n.GetStringLength())) bad(where, "a name contains a NUL character");
+}
+
+std::vector<std::string> read_names(const JVal& v, const Where& where, std::unordered_set<std::string>& seen) {
     if (!v.IsArray()) bad(where, "expected an array of names");
     std::vector<std::string> out;
     for (const auto& n : v.GetArray()) {
-        if (!n.IsString() || n.GetStringLength() == 0) bad(where, "expected non-empty name strings");
+        check_name(n, where);
         out.emplace_back(n.GetString(), n.GetStringLength());
+        // One register per column: a name twice would carry two values for it.
+        if (!seen.insert(out.back()).second) bad(where, "column \"" + out.back() + "\" is named twice");
     }
     return out;
 }
@@ -384,7 +403,7 @@ std::vector<std::string> read_names(const JVal& v, const Where& where) {
 Stamp read_stamp(const JVal& hlc, const JVal& node, const std::vector<NodeId>& nodes, const Where& where) {
     Stamp s;
     s.hlc = read_u64_string(hlc, where.with(" hlc"));
-    if (s.hlc == 0) bad(where, "hlc 0 is not a stamp");
+    if (!valid_stamp(s.hlc)) bad(where, "hlc out of range (a stamp is above 0 and before the year 6400)");
     if (!node.IsUint() || node.GetUint() >= nodes.size()) bad(where, "node index out of range of \"nodes\"");
     s.node = nodes[node.GetUint()];
     return s;
@@ -413,10 +432,10 @@ ChangeSet decode_changeset_value(const rapidjson::Value& doc) {
     const JVal& origin = member(doc, "origin", Where());
     if (!origin.IsString() || !NodeId::try_parse({origin.GetString(), origin.GetStringLength()}, cs.origin))
         bad(Where("origin"), "expected a node id (UUID)");
-    cs.since = read_u64_string(member(doc, "since", Where()), Where("since"));
-    cs.upto = read_u64_string(member(doc, "upto", Where()), Where("upto"));
+    cs.since = read_sequence(member(doc, "since", Where()), Where("since"));
+    cs.upto = read_sequence(member(doc, "upto", Where()), Where("upto"));
     auto after = doc.FindMember("after");
-    cs.after = after == doc.MemberEnd() ? cs.since : read_u64_string(after->value, Where("after"));
+    cs.after = after == doc.MemberEnd() ? cs.since : read_sequence(after->value, Where("after"));
     if (cs.after < cs.since || cs.upto < cs.after) bad(Where(), "want since <= after <= upto");
     auto complete = doc.FindMember("complete");
     if (complete != doc.MemberEnd()) {
@@ -436,6 +455,8 @@ ChangeSet decode_changeset_value(const rapidjson::Value& doc) {
 
     const JVal& tables = member(doc, "tables", Where());
     if (!tables.IsArray()) bad(Where("tables"), "expected an array");
+    std::unordered_set<std::string> table_names;
+    std::vector<size_t> col_seen;  // per column: the last row (+1) that carried it
     for (rapidjson::SizeType ti = 0; ti < tables.Size(); ++ti) {
         const JVal& jt = tables[ti];
         const int T = static_cast<int>(ti);
@@ -443,11 +464,14 @@ ChangeSet decode_changeset_value(const rapidjson::Value& doc) {
         if (!jt.IsObject()) bad(tw, "expected an object");
         TableChanges t;
         const JVal& name = member(jt, "name", tw);
-        if (!name.IsString() || name.GetStringLength() == 0) bad(Where("name", T), "expected a table name");
+        check_name(name, Where("name", T));
         t.name.assign(name.GetString(), name.GetStringLength());
-        t.key = read_names(member(jt, "key", tw), Where("key", T));
+        if (!table_names.insert(t.name).second) bad(Where("name", T), "table \"" + t.name + "\" appears twice");
+        std::unordered_set<std::string> names;  // key and non-key columns share one namespace
+        t.key = read_names(member(jt, "key", tw), Where("key", T), names);
         if (t.key.empty()) bad(Where("key", T), "a table needs at least one key column");
-        t.columns = read_names(member(jt, "columns", tw), Where("columns", T));
+        t.columns = read_names(member(jt, "columns", tw), Where("columns", T), names);
+        col_seen.assign(t.columns.size(), 0);
         const JVal& rows = member(jt, "rows", tw);
         if (!rows.IsArray()) bad(Where("rows", T), "expected an array");
         t.rows.reserve(rows.Size());
@@ -493,6 +517,9 @@ ChangeSet decode_changeset_value(const rapidjson::Value& doc) {
                     if (!jc[0].IsUint() || jc[0].GetUint() >= t.columns.size())
                         bad(Where("cols", T, R), "column index out of range of \"columns\"");
                     c.col = jc[0].GetUint();
+                    if (col_seen[c.col] == size_t(ri) + 1)
+                        bad(Where("cols", T, R), "column \"" + t.columns[c.col] + "\" has two registers in one row");
+                    col_seen[c.col] = size_t(ri) + 1;
                     c.value = read_value(jc[1], Where("cols", T, R));
                     if (jc.Size() == 4) c.stamp = read_stamp(jc[2], jc[3], nodes, Where("cols", T, R));
                     else if (has_base) c.stamp = base;

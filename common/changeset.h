@@ -10,6 +10,7 @@
 
 #include <rapidjson/document.h>
 
+#include "hlc.h"
 #include "merge.h"
 #include "node_id.h"
 #include "value.h"
@@ -18,9 +19,9 @@ namespace lww {
 
 constexpr int kChangeSetVersion = 1;
 constexpr const char* kChangeSetFormat = "lwwsync.changeset";
-// Generations travel as JSON numbers, so they stay below 2^53 (a JS reader
-// keeps them exact); reaching it would take 2^52 deletes of one key.
-constexpr uint64_t kMaxGeneration = (uint64_t(1) << 53) - 1;
+
+// Change sequences (and so cursors) are stored as signed 64-bit integers.
+constexpr uint64_t kMaxSequence = uint64_t(INT64_MAX);
 
 struct ColChange {
     uint32_t col = 0;  // index into TableChanges::columns

@@ -16,7 +16,8 @@ namespace lww {
 
 std::string ApplyCounts::json() const {
     return "{\"rows\":" + std::to_string(rows) + ",\"received\":" + std::to_string(received) +
-           ",\"applied\":" + std::to_string(applied) + ",\"ignored\":" + std::to_string(ignored) + "}";
+           ",\"applied\":" + std::to_string(applied) + ",\"ignored\":" + std::to_string(ignored) +
+           ",\"rejected\":" + std::to_string(rejected) + "}";
 }
 
 std::string SyncStats::json() const {
@@ -109,10 +110,23 @@ uint64_t u64_of(const rapidjson::Document& d, const char* key) {
     return v;
 }
 
+uint64_t sequence_of(const rapidjson::Document& d, const char* key) {
+    const uint64_t v = u64_of(d, key);
+    if (v > kMaxSequence) bad(std::string("\"") + key + "\" must be below 2^63");
+    return v;
+}
+
+// A clock is a stamp (0: none): in range, or the receiver's HLC would wrap.
+uint64_t clock_of(const rapidjson::Document& d) {
+    const uint64_t v = u64_of(d, "clock");
+    if (v != 0 && !valid_stamp(v)) bad("\"clock\" is out of range (a stamp before the year 6400)");
+    return v;
+}
+
 Cursor cursor_of(const rapidjson::Document& d, const char* key, const char* floor_key) {
     Cursor c;
-    c.received = u64_of(d, key);
-    c.floor = d.HasMember(floor_key) ? u64_of(d, floor_key) : c.received;
+    c.received = sequence_of(d, key);
+    c.floor = d.HasMember(floor_key) ? sequence_of(d, floor_key) : c.received;
     if (c.floor > c.received) bad(std::string("\"") + floor_key + "\" must not exceed \"" + key + "\"");
     return c;
 }
@@ -173,7 +187,7 @@ ParsedRequest decode_request(std::string_view json) {
             bad("\"limit_bytes\" must be an integer between 1024 and " + std::to_string(kMaxBatchBytes));
         r.limits.bytes = static_cast<size_t>(lim_bytes->value.GetUint64());
     }
-    if (d.HasMember("clock")) r.clock = u64_of(d, "clock");
+    if (d.HasMember("clock")) r.clock = clock_of(d);
     auto push = d.FindMember("push");
     if (push != d.MemberEnd() && !push->value.IsNull()) r.push = decode_changeset_value(push->value);
     return r;
@@ -185,7 +199,7 @@ ParsedResponse decode_response(std::string_view json) {
     ParsedResponse r;
     r.node = node_of(d);
     r.acked = cursor_of(d, "acked", "acked_floor");
-    if (d.HasMember("clock")) r.clock = u64_of(d, "clock");
+    if (d.HasMember("clock")) r.clock = clock_of(d);
     auto more = d.FindMember("more");
     if (more != d.MemberEnd()) {
         if (!more->value.IsBool()) bad("\"more\" must be true or false");
@@ -202,6 +216,7 @@ ParsedResponse decode_response(std::string_view json) {
         a.received = count("received");
         a.applied = count("applied");
         a.ignored = count("ignored");
+        a.rejected = count("rejected");
         r.applied = a;
     }
     auto pull = d.FindMember("pull");
@@ -251,6 +266,7 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
     ParsedRequest req = decode_request(request_json);
     const NodeId self = server.self();
     if (req.node == self) throw Error("the caller is this database's own node " + self.str());
+    server.authorize(req.node);
     // A caller whose clock runs ahead would stamp its writes into our future:
     // refuse it before it writes anything (its pushed stamps are checked too).
     if (req.clock) {
@@ -275,7 +291,7 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
         // report our cursor so the caller resends from there.
         const Cursor held = server.cursor_of(req.node);
         if (req.push->after <= held.received && req.push->since <= held.floor)
-            resp.applied = server.apply_from(req.node, *req.push, ClockCheck::refuse_drift);
+            resp.applied = server.apply_from(req.node, *req.push, Trust::caller);
     }
     resp.acked = server.cursor_of(req.node);
     resp.clock = server.clock_now();
@@ -312,8 +328,12 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& 
         server = resp.node;
         stats.peer = resp.node.str();
         if (resp.applied) stats.sent.add(*resp.applied);
-        // The server's clock is causally before everything this side writes next.
-        if (resp.clock) local.observe_clock(resp.clock);
+        // The server's clock is causally before everything this side writes
+        // next — within reason: a day ahead of our wall clock is refused.
+        if (resp.clock) {
+            HybridClock::check_drift(resp.clock, wall_clock_ms(), resp.node, kMaxTrustedAheadMs);
+            local.observe_clock(resp.clock);
+        }
         return resp;
     };
 
@@ -358,7 +378,7 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& 
             const bool advances = resp.pull && resp.pull->upto > mine.received;
             const bool moves = resp.pull && (advances || mine.after_batch(*resp.pull).floor > mine.floor);
             if (moves) {
-                ApplyCounts got = local.apply_from(*server, *resp.pull, ClockCheck::trust_peer);
+                ApplyCounts got = local.apply_from(*server, *resp.pull, Trust::chosen_server);
                 stats.pulled += got.rows;
                 stats.received.add(got);
             }

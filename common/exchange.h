@@ -19,11 +19,13 @@ constexpr int kExchangeVersion = 1;
 
 struct ApplyCounts {
     size_t rows = 0, received = 0, applied = 0, ignored = 0;
+    size_t rejected = 0;  // registers refused by the receiver's rules (docs/SECURITY.md), not merged
     void add(const ApplyCounts& o) {
         rows += o.rows;
         received += o.received;
         applied += o.applied;
         ignored += o.ignored;
+        rejected += o.rejected;
     }
     std::string json() const;
 };
@@ -60,12 +62,15 @@ struct ChangesRequest {
     }
 };
 
-// Who vouches for the stamps of a set being applied. A server refuses stamps
-// too far ahead of its wall clock (a client with a broken clock must not drag
-// everyone's clocks forward); a client takes the clock of the server it chose
-// to sync with, so a client whose clock is behind catches up instead of
-// refusing the server's changes.
-enum class ClockCheck { refuse_drift, trust_peer };
+// Who a change set being applied comes from.
+// - caller: anybody who called lww_exchange or lww_apply. Its stamps must be
+//   within the drift limit of this database's clock, and (Postgres) its node
+//   id and the registers it may change are its own principal's
+//   (docs/SECURITY.md).
+// - chosen_server: the server this side chose to sync with. Its clock is
+//   adopted, within kMaxTrustedAheadMs of the wall clock, so a client whose
+//   clock runs behind catches up instead of refusing the server's changes.
+enum class Trust { caller, chosen_server };
 
 // What the sync loop needs from an engine (SQLite connection, Postgres backend).
 class SyncEngine {
@@ -77,7 +82,11 @@ public:
     // This database's changes as lww_changes gives them.
     virtual Batch changes(const ChangesRequest& req) = 0;
     // Applies `cs` from `peer` and stores cursor_of(peer).after_batch(cs), atomically.
-    virtual ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, ClockCheck check) = 0;
+    virtual ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust) = 0;
+    // Serving a caller: binds its node id to whoever is calling (the
+    // principal) or refuses it with a permission error. Engines without
+    // principals (a local SQLite file) accept everyone.
+    virtual void authorize(const NodeId& /*caller*/) {}
     // The clock a server reports (at least its wall clock), and what a client does with it.
     virtual uint64_t clock_now() = 0;
     virtual void observe_clock(uint64_t hlc) = 0;

@@ -11,6 +11,17 @@ uint64_t RowState::max_seq() const {
     return m;
 }
 
+static uint64_t next_gen(uint64_t gen) {
+    if (gen >= kMaxGeneration)
+        throw Error("the row's generation reached its limit (2^53 - 1 inserts and deletes of one key); "
+                    "it can no longer be deleted or re-inserted",
+                    ErrorKind::limit);
+    return gen + 1;
+}
+
+uint64_t gen_after_insert(uint64_t gen) { return gen == 0 ? 1 : (gen & 1 ? gen : next_gen(gen)); }
+uint64_t gen_after_delete(uint64_t gen) { return gen & 1 ? next_gen(gen) : gen; }
+
 void local_insert(RowState& st, const Stamp& s, uint64_t seq) {
     st.gen = gen_after_insert(st.gen);
     st.row = Register{true, s, seq};
@@ -40,7 +51,10 @@ MergeOutcome merge_row(RowState& st, const IncomingRow& in, uint64_t seq) {
     MergeOutcome out;
     out.was_alive = st.alive();
     const size_t received = (in.has_row ? 1 : 0) + in.cols.size();
-    if (in.gen == 0) throw Error("generation 0 is not a valid row generation");
+    if (in.gen == 0 || in.gen > kMaxGeneration) throw Error("generation out of range (1 to 2^53 - 1)");
+    if (in.gen > st.gen && in.gen - st.gen > kMaxGenerationStep)
+        throw Error("a change raises a row's generation from " + std::to_string(st.gen) + " to " +
+                    std::to_string(in.gen) + ", more than 2^32 at once");
     if (in.gen < st.gen) {
         out.alive = out.was_alive;
         out.ignored = received;

@@ -43,8 +43,20 @@ struct RowState {
     uint64_t max_seq() const;
 };
 
-inline uint64_t gen_after_insert(uint64_t gen) { return gen == 0 ? 1 : (gen & 1 ? gen : gen + 1); }
-inline uint64_t gen_after_delete(uint64_t gen) { return gen & 1 ? gen + 1 : gen; }
+// Generations travel as JSON numbers, so they stay below 2^53 (a JavaScript
+// reader keeps them exact). Honest peers need 2^52 deletes of one key to get
+// there; a local write that would pass it is refused (never wraps, never
+// produces a generation other peers refuse).
+constexpr uint64_t kMaxGeneration = (uint64_t(1) << 53) - 1;
+// How far one incoming register may raise a row's generation past what the
+// receiver holds: 2^32 insert/delete cycles of one key between two syncs. A
+// peer cannot jump a row to the end of the range (where it could never be
+// deleted again) in one step.
+constexpr uint64_t kMaxGenerationStep = uint64_t(1) << 32;
+
+// The generation after a local insert / delete; throws at kMaxGeneration.
+uint64_t gen_after_insert(uint64_t gen);
+uint64_t gen_after_delete(uint64_t gen);
 
 // Local writes (what the triggers record).
 void local_insert(RowState& st, const Stamp& s, uint64_t seq);

@@ -170,7 +170,7 @@ void merge_table(Conn& c, const Plan& p, ApplyStats& stats, std::vector<NodeId>&
 
 }  // namespace
 
-ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, ClockCheck check) {
+ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
     c.ensure_ready();
     if (cs.origin == c.self())
         throw Error("the change set comes from this database's own node " + c.self().str() +
@@ -178,7 +178,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, ClockCheck check) {
     std::vector<Plan> plans = plan_tables<TableInfo>(cs, [&](const std::string& name) { return c.find_table(name); });
     // The setting as committed: a rolled-back lww_config must not linger.
     c.clock.set_max_drift_ms(c.setting("max_drift_ms", kDefaultMaxDriftMs));
-    if (check == ClockCheck::refuse_drift) check_drift(cs, c.clock, wall_clock_ms());
+    check_drift(cs, c.clock, wall_clock_ms(), trust);
 
     ApplyStats stats;
     exec(c.db, "SAVEPOINT lww_apply");

@@ -16,6 +16,6 @@ using ApplyStats = ApplyCounts;
 // Validates everything first (tables, columns, clock drift, origin), then
 // merges inside one savepoint: on any error nothing of the set remains.
 // trust_peer skips the drift check (a client applying its server's batch).
-ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, ClockCheck check = ClockCheck::refuse_drift);
+ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust = Trust::caller);
 
 }  // namespace lww::sq

@@ -74,13 +74,13 @@ private:
 
 }  // namespace
 
-ApplyCounts apply_changeset(const ChangeSet& cs, ClockCheck check) {
+ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust) {
     State& s = State::get();
     if (cs.origin == s.self())
         throw Error("the change set comes from this database's own node " + s.self().str() +
                     "; a node never applies its own changes");
     std::vector<Plan> plans = plan_tables<TableInfo>(cs, [&](const std::string& name) { return s.find(name); });
-    if (check == ClockCheck::refuse_drift) check_drift(cs, s.clock(), wall_clock_ms());
+    check_drift(cs, s.clock(), wall_clock_ms(), trust);
 
     CanonicalSettings canonical;
     ApplyCounts stats;

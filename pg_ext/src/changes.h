@@ -11,14 +11,14 @@ bool untrack_table(Oid relid);
 Datum capture_trigger(FunctionCallInfo fcinfo);
 
 Batch collect_changes(const ChangesRequest& req);
-ApplyCounts apply_changeset(const ChangeSet& cs, ClockCheck check = ClockCheck::refuse_drift);
+ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust = Trust::caller);
 
 class PgEngine : public SyncEngine {
 public:
     NodeId self() override;
     Cursor cursor_of(const NodeId& peer) override;
     Batch changes(const ChangesRequest& req) override;
-    ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, ClockCheck check) override;
+    ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust) override;
     uint64_t clock_now() override;
     void observe_clock(uint64_t hlc) override;
     uint64_t max_drift_ms() override;

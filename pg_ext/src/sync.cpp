@@ -56,10 +56,10 @@ uint64_t PgEngine::max_drift_ms() {
     return s.clock().max_drift_ms();
 }
 
-ApplyCounts PgEngine::apply_from(const NodeId& peer, const ChangeSet& cs, ClockCheck check) {
+ApplyCounts PgEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust) {
     if (cs.origin != peer) throw Error("a change set from " + cs.origin.str() + " arrived as " + peer.str() + "'s");
     const Cursor next = cursor_of(peer).after_batch(cs);
-    ApplyCounts counts = apply_changeset(cs, check);
+    ApplyCounts counts = apply_changeset(cs, trust);
     // Same transaction as the batch: the cursor commits with it.
     AsMetadataOwner owner;
     run(prepare("INSERT INTO lwwsync.peers(node, received, floor, synced_at) VALUES ($1::uuid, $2, $3, now())"
