@@ -9,6 +9,8 @@ CXX      ?= g++
 CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++17 -fPIC -Wall -Wextra -fvisibility=hidden
 CPPFLAGS += -MMD -MP
+include version.mk
+CPPFLAGS += $(VERSION_FLAGS)
 BUILD    := build
 
 COMMON_SRC := $(wildcard common/*.cpp)

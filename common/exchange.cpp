@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <random>
 #include <cstdio>
 
 namespace lww {
@@ -296,6 +297,30 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
     resp.acked = server.cursor_of(req.node);
     resp.clock = server.clock_now();
     return encode_response(resp);
+}
+
+long retry_backoff_ms(int attempt) {
+    static thread_local std::mt19937 rng{std::random_device{}()};
+    const long base = std::min<long>(5000, 200L << std::min(attempt, 5));
+    std::uniform_int_distribution<long> jitter(base / 2, base);
+    return jitter(rng);
+}
+
+Transport with_retries(Transport send, int retries, std::function<void(long)> sleep,
+                       std::function<void(const std::string&)> note) {
+    return [=](const std::string& request) {
+        for (int attempt = 0;; ++attempt) {
+            try {
+                return send(request);
+            } catch (const TransientError& e) {
+                if (attempt >= retries)
+                    throw Error(std::string(e.what()) + " (after " + std::to_string(attempt + 1) + " attempts)");
+                const long wait = retry_backoff_ms(attempt);
+                if (note) note(std::string(e.what()) + "; retrying in " + std::to_string(wait) + " ms");
+                sleep(wait);
+            }
+        }
+    };
 }
 
 SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& limits, const Progress& progress) {

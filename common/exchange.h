@@ -11,6 +11,7 @@
 #include <string>
 
 #include "changeset.h"
+#include "error.h"
 
 namespace lww {
 
@@ -169,6 +170,22 @@ struct SyncStats {
 
 // Sends a request document, returns the response document; throws lww::Error.
 using Transport = std::function<std::string(const std::string& request)>;
+
+// A failure of one round trip that the same round trip may not meet again:
+// a deadlock or serialization failure in the server's transaction. Resending
+// is safe, because an exchange is idempotent.
+class TransientError : public Error {
+public:
+    using Error::Error;
+};
+
+// Exponential backoff with jitter before retry `attempt` (0-based), in ms.
+long retry_backoff_ms(int attempt);
+
+// `send`, retrying TransientError up to `retries` times; `sleep` waits
+// between attempts (an engine's interruptible wait), `note` hears why.
+Transport with_retries(Transport send, int retries, std::function<void(long ms)> sleep,
+                       std::function<void(const std::string&)> note = {});
 // Called after every round trip with the stats so far.
 using Progress = std::function<void(const SyncStats&)>;
 

@@ -1,6 +1,7 @@
 #include "http_client.h"
 
 #include "gzip.h"
+#include "version.h"
 
 #include <curl/curl.h>
 
@@ -20,7 +21,7 @@ namespace {
 
 constexpr size_t kGzipAbove = 1024;                  // smaller bodies are not worth a deflate
 constexpr size_t kMaxResponseBytes = (512u << 20) + (1u << 20);  // a 512 MiB change set and its envelope
-constexpr const char* kUserAgent = "lwwsync/0.2";
+constexpr const char* kUserAgent = "lwwsync/" LWWSYNC_VERSION;
 
 void global_init() {
     static std::once_flag once;
@@ -75,13 +76,6 @@ bool transient_curl(CURLcode rc) {
 }
 
 bool transient_status(long status) { return status == 408 || status == 429 || status == 502 || status == 503 || status == 504; }
-
-long backoff_ms(int attempt) {
-    static thread_local std::mt19937 rng{std::random_device{}()};
-    const long base = std::min<long>(5000, 200L << std::min(attempt, 5));
-    std::uniform_int_distribution<long> jitter(base / 2, base);
-    return jitter(rng);
-}
 
 }  // namespace
 
@@ -214,7 +208,7 @@ std::string HttpTransport::exchange(const std::string& request) {
             throw Error(failure);
         }
         ++retries_;
-        const long wait = backoff_ms(attempt);
+        const long wait = retry_backoff_ms(attempt);
         if (hooks_.note) hooks_.note(failure + "; retrying in " + std::to_string(wait) + " ms");
         if (hooks_.sleep) hooks_.sleep(wait);
         else std::this_thread::sleep_for(std::chrono::milliseconds(wait));

@@ -12,7 +12,7 @@ $SUDO make -C pg_ext -s install >/dev/null || { echo "pg_ext install failed"; ec
 
 work=$(mktemp -d /tmp/lwwsync-pgtest.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-cp -r common pg_ext "$work/"
+cp -r common pg_ext version.mk "$work/"
 run() {
     if [ "$(id -u)" -eq 0 ]; then chown -R postgres "$work"; su postgres -s /bin/bash -c "$*"; else bash -c "$*"; fi
 }

@@ -10,6 +10,7 @@ SQLITE_EXTENSION_INIT1
 
 #include "../common/changeset.h"
 #include "../common/row_codec.h"
+#include "../common/version.h"
 #include "apply.h"
 #include "changes.h"
 #include "conn.h"
@@ -17,7 +18,6 @@ SQLITE_EXTENSION_INIT1
 #include "status.h"
 #include "sync.h"
 
-#define LWWSYNC_VERSION "0.1.0"
 
 namespace lww::sq {
 namespace {

@@ -1,9 +1,35 @@
 // PostgreSQL adapter: lww_apply — validate everything, then merge with the
-// caller's rights (GRANTs and row-level security apply to the user-table
-// writes). The calling statement's transaction makes it all or nothing.
+// caller's rights. Every outcome that changes this database is checked as
+// the equivalent SQL would be (docs/SECURITY.md):
+//
+//   outcome                         equivalent SQL, run or checked as the caller
+//   alive -> dead                   DELETE of the row (GRANT and policies)
+//   dead -> alive                   INSERT of the winning columns
+//   alive -> alive, columns won     UPDATE of the winning columns
+//   alive -> alive, row stamp only  INSERT privilege, and the row visible
+//   alive -> alive, new generation  the UPDATE, plus DELETE privilege
+//   dead -> dead (a tombstone)      DELETE privilege and SELECT on the key;
+//                                   a new generation of a row this database
+//                                   does not hold is rejected under
+//                                   row-level security (no policy can judge
+//                                   a row that is not there)
+//
+// Locks come in one order, as for local writes: the user row, then its
+// metadata, rows sorted by key and tables by name. The calling statement's
+// transaction makes it all or nothing.
 #include "changes.h"
+#include "principal.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
 
 #include "../../common/batch.h"
+
+extern "C" {
+#include "utils/acl.h"
+#include "utils/rls.h"
+}
 
 namespace lww::pg {
 
@@ -11,24 +37,86 @@ namespace {
 
 using Plan = TablePlan<TableInfo>;
 
+// What the caller may do to a table, read once per apply.
+struct Rights {
+    bool insert = false, del = false, select_keys = false;
+    bool rls = false;  // row-level security applies to the caller
+};
+
+Rights rights_of(const TableInfo& t) {
+    Rights r;
+    pg_call([&] {
+        const Oid user = GetUserId();
+        auto table_or_keys = [&](AclMode mode) {
+            if (pg_class_aclcheck(t.relid, user, mode) == ACLCHECK_OK) return true;
+            for (AttrNumber a : t.key_attnums)
+                if (pg_attribute_aclcheck(t.relid, a, user, mode) != ACLCHECK_OK) return false;
+            return true;
+        };
+        r.insert = table_or_keys(ACL_INSERT);
+        r.select_keys = table_or_keys(ACL_SELECT);
+        r.del = pg_class_aclcheck(t.relid, user, ACL_DELETE) == ACLCHECK_OK;
+        r.rls = check_enable_rls(t.relid, InvalidOid, true) == RLS_ENABLED;
+    });
+    return r;
+}
+
+[[noreturn]] void deny(const TableInfo& t, const std::string& why) {
+    throw permission_denied("permission denied for table " + t.name + ": " + why);
+}
+
+// A total order on keys, the same in every transaction (lock order).
+int compare(const Value& a, const Value& b) {
+    if (a.kind != b.kind) return a.kind < b.kind ? -1 : 1;
+    switch (a.kind) {
+        case Value::Kind::Null: return 0;
+        case Value::Kind::Int: return a.i < b.i ? -1 : a.i > b.i;
+        case Value::Kind::Real: {
+            uint64_t x = 0, y = 0;
+            std::memcpy(&x, &a.d, sizeof x);
+            std::memcpy(&y, &b.d, sizeof y);
+            return x < y ? -1 : x > y;
+        }
+        default: return a.s.compare(b.s);
+    }
+}
+
+bool key_less(const std::vector<Value>& a, const std::vector<Value>& b) {
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+        if (int c = compare(a[i], b[i])) return c < 0;
+    return a.size() < b.size();
+}
+
 class UserWriter {
 public:
     explicit UserWriter(const TableInfo& t) : t_(t) {
         for (size_t i = 0; i < t.key.size(); ++i)
             where_ += (i ? " AND " : "") + (quote_ident(t.key[i]) + " = $" + std::to_string(i + 1));
+        for (const auto& k : t.key_types) key_types_.push_back(k.type);
     }
 
-    // False when no row was deleted although the metadata says it lives:
-    // deleted concurrently, or hidden by row-level security.
-    bool remove(const std::vector<Param>& key) {
-        return run(prepare("DELETE FROM " + t_.qualified + " WHERE " + where_, key_types()), key, false) == 1;
+    // Locks the row before its metadata, as a local write does. Taken as the
+    // metadata owner: a lock is not a write, and the caller's rights are
+    // checked by what follows. True when the row exists.
+    bool lock(const std::vector<Param>& key) {
+        AsMetadataOwner owner;
+        return run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where_ + " FOR UPDATE", key_types_), key,
+                   false) == 1;
     }
 
-    // False when the row was not there to write: a concurrent transaction
-    // inserted the key first (the insert waited for it) or deleted the row.
-    // The caller then merges again against what that transaction committed.
-    bool write(const std::vector<Param>& key, const std::map<size_t, Param>& cols, bool insert) {
-        std::vector<Oid> types = key_types();
+    // Whether the caller sees the row (row-level security).
+    bool visible(const std::vector<Param>& key) {
+        return run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where_, key_types_), key, true) == 1;
+    }
+
+    uint64_t remove(const std::vector<Param>& key) {
+        return run(prepare("DELETE FROM " + t_.qualified + " WHERE " + where_, key_types_), key, false);
+    }
+
+    // Inserts (ON CONFLICT DO NOTHING: a concurrent insert of the key makes
+    // it write nothing) or updates `cols`; returns the rows written.
+    uint64_t write(const std::vector<Param>& key, const std::map<size_t, Param>& cols, bool insert) {
+        std::vector<Oid> types = key_types_;
         std::vector<Param> args = key;
         std::string sql;
         const size_t n = t_.key.size();
@@ -59,28 +147,162 @@ public:
             }
             sql = "UPDATE " + t_.qualified + " SET " + sets + " WHERE " + where_;
         }
-        return run(prepare(sql, types), args, false) == 1;
+        return run(prepare(sql, types), args, false);
     }
 
 private:
-    std::vector<Oid> key_types() const {
-        std::vector<Oid> o;
-        for (const auto& k : t_.key_types) o.push_back(k.type);
-        return o;
-    }
     const TableInfo& t_;
     std::string where_;
+    std::vector<Oid> key_types_;
 };
+
+void count(ApplyCounts& stats, const MergeOutcome& out) {
+    ++stats.rows;
+    stats.received += out.applied + out.ignored;
+    stats.applied += out.applied;
+    stats.ignored += out.ignored;
+}
+
+struct Context {
+    Trust trust;
+    Principal caller;
+    ForeignStamps foreign;
+    bool guarded() const { return trust == Trust::caller && !caller.relay; }
+};
+
+// Merges one incoming row; false when it must be merged again (a concurrent
+// transaction inserted the key first).
+bool merge_one(const Plan& p, const Rights& rights, const Context& ctx, UserWriter& writer, const IncomingRow& in, const std::vector<Param>& key, std::map<size_t, Param>& values,
+               ApplyCounts& stats) {
+    State& s = State::get();
+    const TableInfo& t = *p.local;
+    const bool exists = writer.lock(key);
+    RowState st = load_meta(t, key);
+    // A sequence is taken only when the merge changes something.
+    MergeOutcome out = merge_row(st, in, UINT64_MAX);
+    if (!out.changed()) {
+        count(stats, out);
+        return true;
+    }
+    // A caller brings its own writes, and echoes of what this database holds
+    // (those never win): a winning register of another principal's node is forged.
+    if (out.row_won) ctx.foreign.check(in.row.node);
+    for (size_t k : out.won_cols) ctx.foreign.check(in.cols[k].second.node);
+
+    std::map<size_t, Param> won;
+    for (size_t k : out.won_cols) won[in.cols[k].first] = values[in.cols[k].first];
+    const bool checked = ctx.trust == Trust::caller;
+    if (out.alive) {
+        // A new generation over a living row is a delete and an insert.
+        if (checked && out.gen_raised && out.was_alive && !rights.del)
+            deny(t, "the change set deletes and re-inserts a row (needs DELETE)");
+        if (!exists) {
+            if (writer.write(key, won, true) != 1) return false;  // inserted meanwhile: merge again
+        } else if (!won.empty()) {
+            // The row is locked and there: no row means a policy hid it.
+            if (writer.write(key, won, false) != 1) deny(t, "row-level security forbids updating this row");
+        } else if (checked) {
+            // Only the row register: an insert of the row as it already is.
+            if (!rights.insert) deny(t, "the change set re-inserts a row (needs INSERT)");
+            if (!writer.visible(key)) deny(t, "row-level security hides this row");
+        }
+    } else {
+        if (exists) {
+            // Postgres checks the DELETE itself; the row is locked and there.
+            if (writer.remove(key) != 1) deny(t, "row-level security forbids deleting this row");
+        } else if (checked && !(rights.del && rights.select_keys)) {
+            deny(t, "the change set deletes a row (needs DELETE and SELECT on its key)");
+        } else if (out.gen_raised && rights.rls && ctx.guarded()) {
+            // A tombstone of a row this database does not hold: no policy can
+            // judge it, and it would delete the key wherever it lives. Not kept.
+            ++stats.rows;
+            stats.received += out.applied + out.ignored;
+            stats.rejected += out.applied;
+            stats.ignored += out.ignored;
+            return true;
+        }
+    }
+    const uint64_t seq = s.next_seq();
+    if (st.row.seq == UINT64_MAX) st.row.seq = seq;
+    for (auto& c : st.cols)
+        if (c.seq == UINT64_MAX) c.seq = seq;
+    store_meta(t, key, st);
+    count(stats, out);
+    return true;
+}
+
+void merge_table(const Plan& p, const Context& ctx, ApplyCounts& stats) {
+    const TableInfo& t = *p.local;
+    const Rights rights = rights_of(t);
+    UserWriter writer(t);
+    std::vector<size_t> order(p.in->rows.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return key_less(p.in->rows[a].key, p.in->rows[b].key); });
+    for (size_t i : order) {
+        const RowChange& r = p.in->rows[i];
+        std::vector<Param> key(r.key.size());
+        for (size_t k = 0; k < r.key.size(); ++k) {
+            bool isnull = false;
+            key[k].type = t.key_types[k].type;
+            key[k].value = value_to_datum(r.key[k], t.key_types[k], &isnull);
+            key[k].null = isnull;
+        }
+        const IncomingRow in = incoming_row(r, p.col_map);
+        // Echoes and stale registers change nothing: known without a lock
+        // (a row's state only grows, so what loses now loses later too).
+        {
+            RowState pre = load_meta(t, key, false);
+            MergeOutcome probe = merge_row(pre, in, UINT64_MAX);
+            if (!probe.changed()) {
+                count(stats, probe);
+                continue;
+            }
+        }
+        std::map<size_t, Param> values;
+        for (size_t k = 0; k < r.cols.size(); ++k) {
+            const size_t idx = in.cols[k].first;
+            Param prm;
+            bool isnull = false;
+            prm.type = t.col_types[idx].type;
+            prm.value = value_to_datum(r.cols[k].value, t.col_types[idx], &isnull);
+            prm.null = isnull;
+            values[idx] = prm;
+        }
+        for (int attempt = 0;; ++attempt) {
+            if (attempt == 5) throw Error("table \"" + t.name + "\": a row kept changing under lww_apply; giving up");
+            if (merge_one(p, rights, ctx, writer, in, key, values, stats)) break;
+        }
+    }
+}
 
 }  // namespace
 
 ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust) {
     State& s = State::get();
-    if (cs.origin == s.self())
-        throw Error("the change set comes from this database's own node " + s.self().str() +
+    const NodeId self = s.self();
+    if (cs.origin == self)
+        throw Error("the change set comes from this database's own node " + self.str() +
                     "; a node never applies its own changes");
-    std::vector<Plan> plans = plan_tables<TableInfo>(cs, [&](const std::string& name) { return s.find(name); });
+    // The plans point at table descriptions held here, not into the cache: a
+    // user trigger may roll back a savepoint or track a table, which rebuilds it.
+    std::vector<TablePtr> held;
+    std::vector<Plan> plans = plan_tables<TableInfo>(cs, [&](const std::string& name) {
+        TablePtr t = s.find(name);
+        if (t) held.push_back(t);
+        return t.get();
+    });
+    std::sort(plans.begin(), plans.end(), [](const Plan& a, const Plan& b) { return a.local->name < b.local->name; });
     check_drift(cs, s.clock(), wall_clock_ms(), trust);
+
+    Context ctx{trust, {}, {}};
+    if (trust == Trust::caller) {
+        ctx.caller = current_principal();
+        // Applying a node's changes is acting as that node, unless the caller
+        // relays for other servers.
+        if (!ctx.caller.relay) bind_node(cs.origin, ctx.caller);
+        ctx.foreign = ForeignStamps(cs, ctx.caller, self);
+    }
 
     CanonicalSettings canonical;
     ApplyCounts stats;
@@ -91,56 +313,7 @@ ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust) {
                 if (r.has_row) s.ensure_node(r.row.node);
                 for (const auto& c : r.cols) s.ensure_node(c.stamp.node);
             }
-        for (const auto& p : plans) {
-            UserWriter writer(*p.local);
-            for (const auto& r : p.in->rows) {
-                std::vector<Param> key(r.key.size());
-                for (size_t i = 0; i < r.key.size(); ++i) {
-                    bool isnull = false;
-                    key[i].type = p.local->key_types[i].type;
-                    key[i].value = value_to_datum(r.key[i], p.local->key_types[i], &isnull);
-                    key[i].null = isnull;
-                }
-                const IncomingRow in = incoming_row(r, p.col_map);
-                std::map<size_t, Param> values;
-                for (size_t k = 0; k < r.cols.size(); ++k) {
-                    const size_t idx = in.cols[k].first;
-                    Param prm;
-                    bool isnull = false;
-                    prm.type = p.local->col_types[idx].type;
-                    prm.value = value_to_datum(r.cols[k].value, p.local->col_types[idx], &isnull);
-                    prm.null = isnull;
-                    values[idx] = prm;
-                }
-                for (int attempt = 0;; ++attempt) {
-                    if (attempt == 5)
-                        throw Error("table \"" + p.local->name + "\": a row kept changing under lww_apply (or row-level "
-                                    "security hides it); giving up");
-                    RowState st = load_meta(*p.local, key);
-                    // A sequence is taken only when the merge changes something.
-                    MergeOutcome out = merge_row(st, in, UINT64_MAX);
-                    if (out.changed()) {
-                        std::map<size_t, Param> won;
-                        for (size_t k : out.won_cols) won[in.cols[k].first] = values[in.cols[k].first];
-                        bool written = true;
-                        if (out.was_alive && !out.alive) written = writer.remove(key);
-                        else if (!out.was_alive && out.alive) written = writer.write(key, won, true);
-                        else if (out.alive && !won.empty()) written = writer.write(key, won, false);
-                        if (!written) continue;  // merge again against the committed row
-                        const uint64_t seq = s.next_seq();
-                        if (st.row.seq == UINT64_MAX) st.row.seq = seq;
-                        for (auto& c : st.cols)
-                            if (c.seq == UINT64_MAX) c.seq = seq;
-                        store_meta(*p.local, key, st);
-                    }
-                    ++stats.rows;
-                    stats.received += out.applied + out.ignored;
-                    stats.applied += out.applied;
-                    stats.ignored += out.ignored;
-                    break;
-                }
-            }
-        }
+        for (const auto& p : plans) merge_table(p, ctx, stats);
         observe_stamps(cs, s.clock());
         s.persist_clock();
     } catch (...) {

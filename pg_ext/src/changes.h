@@ -3,6 +3,7 @@
 #include "../../common/exchange.h"
 #include "../../common/sync_options.h"
 #include "meta.h"
+#include "principal.h"
 
 namespace lww::pg {
 
@@ -16,6 +17,7 @@ ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust = Trust::caller);
 class PgEngine : public SyncEngine {
 public:
     NodeId self() override;
+    void authorize(const NodeId& caller) override;
     Cursor cursor_of(const NodeId& peer) override;
     Batch changes(const ChangesRequest& req) override;
     ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust) override;
@@ -24,6 +26,10 @@ public:
     uint64_t max_drift_ms() override;
     // The feed waits for in-flight writers (changes.cpp): read before writing.
     bool feed_waits_for_writers() const override { return true; }
+
+private:
+    const Principal& who();  // the caller, read once per engine (one statement)
+    std::optional<Principal> who_;
 };
 
 // lww_sync to postgresql:// (libpq) or http(s):// (libcurl); returns the stats as JSON.

@@ -4,6 +4,7 @@
 #include "changes.h"
 
 #include "../../common/changeset.h"
+#include "../../common/version.h"
 
 extern "C" {
 PG_MODULE_MAGIC;
@@ -63,7 +64,7 @@ constexpr size_t kMaxDocumentBytes = 512u << 20;
 }  // namespace
 
 extern "C" Datum lww_version(PG_FUNCTION_ARGS) {
-    return guarded_entry("lww_version", [&] { return text_result("0.1.0"); });
+    return guarded_entry("lww_version", [&] { return text_result(LWWSYNC_VERSION); });
 }
 
 extern "C" Datum lww_node_id(PG_FUNCTION_ARGS) {

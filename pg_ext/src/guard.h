@@ -44,6 +44,16 @@ void pg_call(F&& f) {
     if (edata) throw PgError(edata);
 }
 
+inline int sqlstate_of(ErrorKind kind) {
+    switch (kind) {
+        case ErrorKind::permission: return ERRCODE_INSUFFICIENT_PRIVILEGE;  // 42501: HTTP 403 at the gateway
+        case ErrorKind::limit: return ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+        case ErrorKind::internal: return ERRCODE_INTERNAL_ERROR;
+        case ErrorKind::bad_input: break;
+    }
+    return ERRCODE_DATA_EXCEPTION;  // 22000: HTTP 400
+}
+
 // Raises the error held in the static buffer; never returns.
 [[noreturn]] void raise_error(const char* fn, int sqlstate, const char* msg);
 
@@ -62,6 +72,9 @@ Datum guarded_entry(const char* fn, F&& body) {
             // libcurl saw QueryCancelPending/ProcDiePending and unwound; the
             // interrupt itself is raised here, outside every C++ frame.
             sqlstate = ERRCODE_QUERY_CANCELED;
+            strlcpy(msg, e.what(), sizeof msg);
+        } catch (const Error& e) {
+            sqlstate = sqlstate_of(e.kind());
             strlcpy(msg, e.what(), sizeof msg);
         } catch (const std::exception& e) {
             strlcpy(msg, e.what(), sizeof msg);

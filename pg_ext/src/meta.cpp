@@ -26,9 +26,10 @@ static std::vector<Oid> key_oids(const TableInfo& t) {
     return o;
 }
 
-RowState load_meta(const TableInfo& t, const std::vector<Param>& key) {
+RowState load_meta(const TableInfo& t, const std::vector<Param>& key, bool lock) {
     AsMetadataOwner owner;
-    SPIPlanPtr plan = prepare("SELECT gen, hlc, node, mseq, cols FROM " + t.meta + " WHERE " + key_where(t) + " FOR UPDATE",
+    SPIPlanPtr plan = prepare("SELECT gen, hlc, node, mseq, cols FROM " + t.meta + " WHERE " + key_where(t) +
+                                  (lock ? " FOR UPDATE" : ""),
                               key_oids(t));
     run(plan, key, false);
     if (SPI_processed == 0) return RowState(t.cols.size());

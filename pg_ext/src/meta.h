@@ -11,8 +11,9 @@ std::string meta_table_name(Oid relid);  // unquoted, in schema lwwsync
 // Key parameters from Datums of the user table's key columns.
 std::vector<Param> key_params(const TableInfo& t, const std::vector<Datum>& key, const std::vector<bool>& nulls);
 
-// Loads (and row-locks) the metadata row; a fresh RowState when there is none.
-RowState load_meta(const TableInfo& t, const std::vector<Param>& key);
+// Loads (and, with `lock`, row-locks) the metadata row; a fresh RowState when
+// there is none. Lock order everywhere: the user row first, then its metadata.
+RowState load_meta(const TableInfo& t, const std::vector<Param>& key, bool lock = true);
 void store_meta(const TableInfo& t, const std::vector<Param>& key, const RowState& st);
 // decode_row with a node directory refreshed when a row names a node it lacks.
 RowState decode_meta(const StoredRow& sr, size_t ncols);

@@ -3,6 +3,8 @@
 #include "spi.h"
 
 extern "C" {
+#include "catalog/pg_collation.h"
+#include "utils/syscache.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
@@ -25,7 +27,7 @@ void State::load_nodes() {
         nodes_->put(static_cast<uint32_t>(col_int64(i, 0)), NodeId::parse(col_text(i, 1)));
 }
 
-const NodeId& State::self() { return nodes().self(); }
+NodeId State::self() { return nodes().self(); }
 
 NodeDirectory& State::nodes() {
     begin_transaction_if_new();
@@ -42,7 +44,7 @@ void State::begin_transaction_if_new() {
         run_sql("SELECT relid FROM lwwsync.tables ORDER BY name", false);
         std::vector<Oid> relids;
         for (uint64_t i = 0; i < SPI_processed; ++i) relids.push_back(static_cast<Oid>(col_int64(i, 0)));
-        for (Oid r : relids) tables_.push_back(describe_table(r));
+        for (Oid r : relids) tables_.push_back(std::make_shared<const TableInfo>(describe_table(r)));
         run_sql("SELECT value FROM lwwsync.state WHERE key = 'max_drift_ms'", false);
         clock_.set_max_drift_ms(SPI_processed ? std::stoull(col_text(0, 0)) : kDefaultMaxDriftMs);
         run_sql("SELECT value FROM lwwsync.state WHERE key = 'hlc'", false);
@@ -51,20 +53,22 @@ void State::begin_transaction_if_new() {
     tables_lxid_ = MyProc->lxid;
 }
 
-const std::vector<TableInfo>& State::tables() {
+std::vector<TablePtr> State::tables() {
     begin_transaction_if_new();
     return tables_;
 }
 
-const TableInfo* State::find(Oid relid) {
-    for (const auto& t : tables())
-        if (t.relid == relid) return &t;
+TablePtr State::find(Oid relid) {
+    begin_transaction_if_new();
+    for (const auto& t : tables_)
+        if (t->relid == relid) return t;
     return nullptr;
 }
 
-const TableInfo* State::find(const std::string& wire_name) {
-    for (const auto& t : tables())
-        if (t.name == wire_name) return &t;
+TablePtr State::find(const std::string& wire_name) {
+    begin_transaction_if_new();
+    for (const auto& t : tables_)
+        if (t->name == wire_name) return t;
     return nullptr;
 }
 
@@ -158,24 +162,36 @@ TableInfo describe_table(Oid relid) {
         rel = r;
     });
     t.qualified = quote_ident(nsp) + "." + quote_ident(rel);
-    auto attr = [&](const std::string& name, AttrNumber& num, ColumnType& type) {
+    auto attr = [&](const std::string& name, AttrNumber& num, ColumnType& type, std::string* collate) {
         Oid typid = InvalidOid;
         int32 typmod = -1;
+        Oid coll = InvalidOid;
+        std::string coll_nsp, coll_name;
         pg_call([&] {
             num = get_attnum(relid, name.c_str());
             if (num == InvalidAttrNumber)
                 ereport(ERROR, (errmsg("column \"%s\" of tracked table %s no longer exists", name.c_str(), rel.c_str())));
-            Oid coll;
             get_atttypetypmodcoll(relid, num, &typid, &typmod, &coll);
+            if (OidIsValid(coll) && coll != get_typcollation(typid)) {
+                HeapTuple tup = SearchSysCache1(COLLOID, ObjectIdGetDatum(coll));
+                if (HeapTupleIsValid(tup)) {
+                    const Form_pg_collation c = (Form_pg_collation)GETSTRUCT(tup);
+                    coll_name = NameStr(c->collname);
+                    coll_nsp = get_namespace_name(c->collnamespace);
+                    ReleaseSysCache(tup);
+                }
+            }
         });
         type = column_type(typid, typmod);
+        if (collate && !coll_name.empty()) *collate = " COLLATE " + quote_ident(coll_nsp) + "." + quote_ident(coll_name);
     };
     t.key_attnums.resize(t.key.size());
     t.key_types.resize(t.key.size());
-    for (size_t i = 0; i < t.key.size(); ++i) attr(t.key[i], t.key_attnums[i], t.key_types[i]);
+    t.key_collate.resize(t.key.size());
+    for (size_t i = 0; i < t.key.size(); ++i) attr(t.key[i], t.key_attnums[i], t.key_types[i], &t.key_collate[i]);
     t.col_attnums.resize(t.cols.size());
     t.col_types.resize(t.cols.size());
-    for (size_t i = 0; i < t.cols.size(); ++i) attr(t.cols[i], t.col_attnums[i], t.col_types[i]);
+    for (size_t i = 0; i < t.cols.size(); ++i) attr(t.cols[i], t.col_attnums[i], t.col_types[i], nullptr);
     return t;
 }
 

@@ -3,7 +3,10 @@
 // Truth lives in the lwwsync schema (state, nodes, tables, peers, the
 // sequence and one metadata table per tracked table). A backend caches the
 // node id and node directory; table descriptions are reloaded once per
-// transaction. The HLC is per backend but never issues a stamp below the
+// transaction, and after a rolled-back subtransaction. A reload builds new
+// TableInfo objects: whoever is using one (an lww_apply whose user trigger
+// rolled back a savepoint, or called lww_track) keeps its own shared_ptr, so
+// nothing points into a cache that was rebuilt. The HLC is per backend but never issues a stamp below the
 // register it overwrites or below the clock persisted by lww_apply, so a
 // write that saw another write always beats it.
 #pragma once
@@ -22,20 +25,24 @@ struct TableInfo {
     std::vector<std::string> key, cols;
     std::vector<AttrNumber> key_attnums, col_attnums;
     std::vector<ColumnType> key_types, col_types;
+    std::vector<std::string> key_collate;  // " COLLATE schema.name" for a non-default key collation, else empty
 };
+
+using TablePtr = std::shared_ptr<const TableInfo>;
 
 class State {
 public:
     static State& get();
 
-    const NodeId& self();
-    NodeDirectory& nodes();
+    NodeId self();
+    NodeDirectory& nodes();  // use at once: a reload replaces it
     HybridClock& clock() { return clock_; }
 
-    // Tracked tables, reloaded once per transaction.
-    const std::vector<TableInfo>& tables();
-    const TableInfo* find(Oid relid);
-    const TableInfo* find(const std::string& wire_name);
+    // Tracked tables, reloaded once per transaction (copies of the pointers:
+    // a reload during their use leaves them intact).
+    std::vector<TablePtr> tables();
+    TablePtr find(Oid relid);
+    TablePtr find(const std::string& wire_name);
     void invalidate();  // after track/untrack
 
     // A stamp for a local write that must beat `floor` (the register it replaces).
@@ -57,7 +64,7 @@ private:
 
     std::unique_ptr<NodeDirectory> nodes_;
     HybridClock clock_;
-    std::vector<TableInfo> tables_;
+    std::vector<TablePtr> tables_;
     LocalTransactionId tables_lxid_ = InvalidLocalTransactionId;
     LocalTransactionId seq_lxid_ = InvalidLocalTransactionId;
     Oid seq_oid_ = InvalidOid;

@@ -9,6 +9,9 @@
 
 #include "../../common/http_client.h"
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
 extern "C" {
 #include "pgstat.h"
 #include "tcop/tcopprot.h"
@@ -19,17 +22,37 @@ namespace lww::pg {
 
 NodeId PgEngine::self() { return State::get().self(); }
 
-static Param uuid_text(const NodeId& id) {
-    std::string s = id.str();
+static Param text_param(const std::string& s) {
     Param p{TEXTOID, 0, false};
-    pg_call([&] { p.value = PointerGetDatum(cstring_to_text(s.c_str())); });
+    pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); });
     return p;
 }
 
+static Param uuid_text(const NodeId& id) { return text_param(id.str()); }
+
+const Principal& PgEngine::who() {
+    if (!who_) who_ = current_principal();
+    return *who_;
+}
+
+void PgEngine::authorize(const NodeId& caller) { bind_node(caller, who()); }
+
+// Cursors are kept per (node, principal).
 Cursor PgEngine::cursor_of(const NodeId& peer) {
+    const Principal& p = who();
+    const std::vector<Param> args = {uuid_text(peer), text_param(p.role), text_param(p.subject)};
     AsMetadataOwner owner;
-    run(prepare("SELECT received, floor FROM lwwsync.peers WHERE node = $1::uuid", {TEXTOID}), {uuid_text(peer)}, false);
-    if (!SPI_processed) return Cursor{};
+    run(prepare("SELECT received, floor FROM lwwsync.peers WHERE node = $1::uuid AND role = $2::name AND subject = $3",
+                {TEXTOID, TEXTOID, TEXTOID}),
+        args, false);
+    if (!SPI_processed) {
+        // A cursor from before 0.3 (no principal) belongs to the node's principal.
+        run(prepare("UPDATE lwwsync.peers SET role = $2::name, subject = $3 WHERE node = $1::uuid AND role = ''"
+                    " AND subject = '' RETURNING received, floor",
+                    {TEXTOID, TEXTOID, TEXTOID}),
+            args, false);
+        if (!SPI_processed) return Cursor{};
+    }
     return Cursor{static_cast<uint64_t>(col_int64(0, 0)), static_cast<uint64_t>(col_int64(0, 1))};
 }
 
@@ -61,16 +84,20 @@ ApplyCounts PgEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Trust 
     const Cursor next = cursor_of(peer).after_batch(cs);
     ApplyCounts counts = apply_changeset(cs, trust);
     // Same transaction as the batch: the cursor commits with it.
+    const Principal& p = who();
     AsMetadataOwner owner;
-    run(prepare("INSERT INTO lwwsync.peers(node, received, floor, synced_at) VALUES ($1::uuid, $2, $3, now())"
+    run(prepare("INSERT INTO lwwsync.peers(node, role, subject, received, floor, synced_at)"
+                " VALUES ($1::uuid, $2::name, $3, $4, $5, now())"
                 // Never backwards: two exchanges of one caller at once each
                 // computed their cursor from the same base; both are true, so
                 // is their join.
-                " ON CONFLICT (node) DO UPDATE SET received = greatest(lwwsync.peers.received, excluded.received),"
+                " ON CONFLICT (node, role, subject) DO UPDATE"
+                " SET received = greatest(lwwsync.peers.received, excluded.received),"
                 " floor = greatest(lwwsync.peers.floor, excluded.floor),"
                 " synced_at = excluded.synced_at",
-                {TEXTOID, INT8OID, INT8OID}),
-        {uuid_text(peer), Param{INT8OID, Int64GetDatum(static_cast<int64>(next.received)), false},
+                {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID}),
+        {uuid_text(peer), text_param(p.role), text_param(p.subject),
+         Param{INT8OID, Int64GetDatum(static_cast<int64>(next.received)), false},
          Param{INT8OID, Int64GetDatum(static_cast<int64>(next.floor)), false}},
         false);
     return counts;
@@ -113,7 +140,7 @@ std::string call_exchange(PGconn* conn, const std::string& request) {
     if (!PQsendQueryParams(conn, "SELECT lww_exchange($1)", 1, nullptr, values, nullptr, nullptr, 0))
         throw Error(std::string("cannot send to peer: ") + PQerrorMessage(conn));
     std::string out;
-    std::string error;
+    std::string error, sqlstate;
     for (;;) {
         wait_readable(conn);
         Result r;
@@ -126,15 +153,27 @@ std::string call_exchange(PGconn* conn, const std::string& request) {
             if (!msg || !*msg) msg = PQresultErrorMessage(r.res);
             error = msg && *msg ? msg : "unexpected result";
             while (!error.empty() && (error.back() == '\n' || error.back() == ' ')) error.pop_back();
+            const char* state = PQresultErrorField(r.res, PG_DIAG_SQLSTATE);
+            sqlstate = state ? state : "";
         }
     }
-    if (!error.empty()) throw Error("peer refused the exchange: " + error);
+    if (!error.empty()) {
+        // A deadlock or serialization failure rolled the peer's exchange back: resend it.
+        if (sqlstate == "40P01" || sqlstate == "40001") throw TransientError("peer refused the exchange: " + error);
+        throw Error("peer refused the exchange: " + error);
+    }
     return out;
 }
 
 }  // namespace
 
 namespace {
+
+void interruptible_sleep(long ms);
+
+void notice(const std::string& line) {
+    pg_call([&] { ereport(NOTICE, (errmsg("lww_sync: %s", line.c_str()))); });
+}
 
 std::string sync_libpq(const std::string& url, const SyncOptions& opt, const Progress& progress) {
     Connection c;
@@ -160,7 +199,8 @@ std::string sync_libpq(const std::string& url, const SyncOptions& opt, const Pro
     }
     if (PQsetnonblocking(c.conn, 0) != 0) throw Error("cannot configure the peer connection");
     PgEngine local;
-    Transport send = [&](const std::string& req) { return call_exchange(c.conn, req); };
+    Transport send = with_retries([&](const std::string& req) { return call_exchange(c.conn, req); }, opt.retries,
+                                  interruptible_sleep, notice);
     return run_sync(local, send, opt.limits, progress).json();
 }
 
@@ -176,7 +216,16 @@ public:
         if (reported_) pgstat_report_activity(STATE_RUNNING, debug_query_string);
     }
     void operator()(const SyncStats& s) {
-        const std::string text = "lww_sync progress: {\"url\":\"" + url_ + "\",\"stats\":" + s.json() + "}";
+        rapidjson::StringBuffer buf;
+        rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+        w.StartObject();
+        w.Key("url");
+        w.String(url_.data(), static_cast<rapidjson::SizeType>(url_.size()));
+        w.Key("stats");
+        const std::string stats = s.json();
+        w.RawValue(stats.data(), stats.size(), rapidjson::kObjectType);
+        w.EndObject();
+        const std::string text = std::string("lww_sync progress: ") + buf.GetString();
         pg_call([&] { pgstat_report_activity(STATE_RUNNING, text.c_str()); });
         reported_ = true;
         const auto now = std::chrono::steady_clock::now();
@@ -209,7 +258,7 @@ std::string sync_http(const std::string& url, const SyncOptions& opt, ProgressRe
     // Polled inside libcurl's progress callback: read the flags, nothing else.
     hooks.cancelled = [] { return QueryCancelPending || ProcDiePending; };
     hooks.sleep = interruptible_sleep;
-    hooks.note = [](const std::string& line) { pg_call([&] { ereport(NOTICE, (errmsg("lww_sync: %s", line.c_str()))); }); };
+    hooks.note = notice;
     PgEngine local;
     return sync_over_http(local, url, opt, hooks, [&](const SyncStats& s) { report(s); }).json();
 }

@@ -30,7 +30,7 @@ std::string text_array(const std::vector<std::string>& v) {
 int64_t resume_table(Oid relid) {
     State& s = State::get();
     s.invalidate();
-    const TableInfo* t = s.find(relid);
+    const TablePtr t = s.find(relid);
     if (!t) throw Error("table with oid " + std::to_string(relid) + " is not tracked");
     std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols, (u.ctid IS NOT NULL)";
     for (size_t i = 0; i < t->key.size(); ++i) sql += ", m.k" + std::to_string(i);
@@ -136,7 +136,7 @@ int64_t track_table(Oid relid) {
     const std::string qualified = quote_ident(nsp) + "." + quote_ident(rel);
 
     const bool was_tracked = s.find(relid) != nullptr;
-    if (const TableInfo* known = s.find(relid)) {
+    if (const TablePtr known = s.find(relid)) {
         if (known->key != key) throw Error("the primary key of \"" + rel + "\" changed since it was tracked; lww_untrack it first");
         std::vector<std::string> merged = known->cols;  // register indexes stay stable
         for (const auto& c : cols)
@@ -170,8 +170,8 @@ int64_t track_table(Oid relid) {
                     "gen int8 NOT NULL, hlc int8 NOT NULL, node int4 NOT NULL, mseq int8 NOT NULL, seq int8 NOT NULL,"
                     " cols bytea, PRIMARY KEY (" + keys + "))");
             run_sql("CREATE INDEX " + quote_ident(meta_name + "_seq") + " ON " + meta + "(seq)");
-            // Keys and stamps only (values stay in the user table, under its own grants).
-            run_sql("GRANT SELECT ON " + meta + " TO PUBLIC");
+            // Nobody but the schema owner reads it: lww_changes reads it as
+            // the owner and the user rows with the caller's rights.
         }
         run_sql("INSERT INTO lwwsync.tables(relid, name, key_columns, columns, meta) VALUES (" + std::to_string(relid) +
                 ", " + quote_literal(wire) + ", " + text_array(key) + ", " + text_array(cols) + ", " +
@@ -206,7 +206,7 @@ int64_t track_table(Oid relid) {
 
 bool untrack_table(Oid relid) {
     State& s = State::get();
-    const TableInfo* t = s.find(relid);
+    const TablePtr t = s.find(relid);
     if (!t) return false;
     const std::string qualified = t->qualified;
     run_sql("DROP TRIGGER IF EXISTS lwwsync_capture ON " + qualified);

@@ -47,7 +47,7 @@ Datum capture_trigger(FunctionCallInfo fcinfo) {
     if (s.applying) return PointerGetDatum(nullptr);  // merged changes are not local writes
 
     SpiSession spi;
-    const TableInfo* t = s.find(RelationGetRelid(td->tg_relation));
+    const TablePtr t = s.find(RelationGetRelid(td->tg_relation));
     if (!t) return PointerGetDatum(nullptr);
     TupleDesc desc = RelationGetDescr(td->tg_relation);
 

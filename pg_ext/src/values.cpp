@@ -136,7 +136,15 @@ Datum value_to_datum(const Value& v, const ColumnType& t, bool* isnull) {
     }
     if (plain && v.kind == Value::Kind::Real) {
         if (t.base == FLOAT8OID) return Float8GetDatum(v.d);
-        if (t.base == FLOAT4OID) return Float4GetDatum(static_cast<float>(v.d));
+        if (t.base == FLOAT4OID) {
+            // As float4in: a finite value past float's range overflows, a
+            // nonzero one that rounds to zero underflows; neither is stored.
+            const float f = static_cast<float>(v.d);
+            if (std::isinf(f) && !std::isinf(v.d))
+                throw Error("value " + real_text(v.d) + " is out of range for type real (overflow)");
+            if (f == 0 && v.d != 0) throw Error("value " + real_text(v.d) + " is out of range for type real (underflow)");
+            return Float4GetDatum(f);
+        }
     }
     if (plain && v.kind == Value::Kind::Bytes && t.base == BYTEAOID) {
         Datum d = 0;

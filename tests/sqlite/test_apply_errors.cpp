@@ -92,7 +92,9 @@ TEST_F(ApplyErrors, UnknownColumnAndKeyMismatch) {
     std::string bad = craft_table("\"u\"", "[\"id\"]", "[\"email\",\"zzz\"]", {{"[1]", 1, h, 0, true, "[[1,\"v\"]]"}});
     EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {good, bad}), "unknown column \"zzz\" in table \"u\""));
     std::string keyed = craft_table("\"t\"", "[\"a\"]", "[\"b\"]", {{"[1]", 1, h, 0, true, "[[0,\"v\"]]"}});
-    EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {good, keyed}), "key columns"));
+    EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {keyed}), "key columns"));
+    // One table named twice in a set is malformed, whatever each says.
+    EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {good, keyed}), "table \"t\" appears twice"));
     std::string two = craft_table("\"t\"", "[\"id\",\"a\"]", "[\"b\"]", {{"[1,2]", 1, h, 0, true, "[[0,\"v\"]]"}});
     EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {two}), "key columns"));
 }
@@ -126,7 +128,7 @@ TEST_F(ApplyErrors, MalformedParts) {
     EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":-1," + st + ",\"row\":true}"), "gen"));
     EXPECT_TRUE(apply_fails(with_row("{\"key\":[1,2],\"gen\":1," + st + ",\"row\":true}"), "key"));
     EXPECT_TRUE(apply_fails(with_row("{\"key\":[null],\"gen\":1," + st + ",\"row\":true}"), "NULL"));
-    EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":1,\"stamp\":[\"0\",0],\"row\":true}"), "hlc 0"));
+    EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":1,\"stamp\":[\"0\",0],\"row\":true}"), "hlc out of range"));
     EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":1,\"stamp\":[\"" + std::to_string(h) + "\",5],\"row\":true}"),
                             "node index"));
     EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":1,\"stamp\":[" + std::to_string(h) + ",0],\"row\":true}"),
@@ -153,10 +155,9 @@ TEST_F(ApplyErrors, MalformedParts) {
 TEST_F(ApplyErrors, StampBeyondDriftGuardNamesTheNode) {
     const uint64_t ahead = hlc_at(now_ms() + 10 * 60 * 1000);
     const uint64_t fine = hlc_at(now_ms());
-    std::string good = craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[50]", 1, fine, 0, true, "[[0,\"new\"]]"}});
-    std::string bad = craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[51]", 1, ahead, 1, true, "[[0,\"future\"]]"}});
-    ::testing::AssertionResult res =
-        apply_fails(craft_cs(kNode1, {kNode1, kNode3}, {good, bad}), "stamp from node " + kNode3);
+    std::string both = craft_table("\"t\"", "[\"id\"]", "[\"a\"]",
+                                   {{"[50]", 1, fine, 0, true, "[[0,\"new\"]]"}, {"[51]", 1, ahead, 1, true, "[[0,\"future\"]]"}});
+    ::testing::AssertionResult res = apply_fails(craft_cs(kNode1, {kNode1, kNode3}, {both}), "stamp from node " + kNode3);
     EXPECT_TRUE(res);
     // A column register from the future is refused as well, naming its own node.
     std::string col = "{\"name\":\"t\",\"key\":[\"id\"],\"columns\":[\"a\"],\"rows\":[{\"key\":[1],\"gen\":1,\"stamp\":[\"" +

@@ -1,0 +1,226 @@
+-- hostile: peers that are not honest (docs/SECURITY.md). Each block is an
+-- attack that worked before lwwsync 0.3, with what now happens instead.
+SELECT current_database() AS main_db \gset
+CREATE ROLE regress_h_alice;
+CREATE ROLE regress_h_bob;
+CREATE ROLE regress_h_nogrant;
+CREATE ROLE regress_h_relay;
+CREATE DATABASE lww_hostile;
+\c lww_hostile
+CREATE EXTENSION lwwsync;
+\set VERBOSITY terse
+
+-- Change sets and exchange requests, stamped now. Node ids are fixed so the
+-- output is stable: a = alice's device, b = bob's, c = another server.
+CREATE FUNCTION now_hlc() RETURNS bigint LANGUAGE sql AS
+    $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint << 16 $$;
+CREATE FUNCTION node(c text) RETURNS text LANGUAGE sql AS
+    $$ SELECT '00000000-0000-4000-8000-00000000000' || c $$;
+CREATE FUNCTION cs(origin text, tbl text, cols text, rows text, nodes text DEFAULT NULL) RETURNS text
+LANGUAGE sql AS $$
+    SELECT format('{"format":"lwwsync.changeset","version":1,"origin":"%s","since":"0","upto":"1",'
+                  '"nodes":[%s],"tables":[{"name":"%s","key":["id"],"columns":%s,"rows":[%s]}]}',
+                  node(origin), coalesce(nodes, '"' || node(origin) || '"'), tbl, cols,
+                  replace(rows, '$HLC', now_hlc()::text))
+$$;
+CREATE FUNCTION exchange(caller text, push text DEFAULT NULL, received text DEFAULT NULL) RETURNS jsonb
+LANGUAGE sql AS $$
+    SELECT lww_exchange(format('{"format":"lwwsync.exchange","version":1,"node":"%s"%s%s}', node(caller),
+                               CASE WHEN received IS NULL THEN '' ELSE ',"received":"' || received || '"' END,
+                               CASE WHEN push IS NULL THEN '' ELSE ',"push":' || push END)::json)::jsonb
+$$;
+-- SQLSTATE and message of a statement, or 'ok' (this server's node id and
+-- metadata table names masked: they differ between runs).
+CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN regexp_replace(replace(SQLSTATE || ': ' || SQLERRM, lww_node_id()::text, '<server>'), 'm_[0-9]+', 'm_<oid>', 'g');
+END
+$$;
+CREATE FUNCTION as_sub(sub text) RETURNS void LANGUAGE sql AS
+    $$ SELECT set_config('request.jwt.claims', json_build_object('sub', sub)::text, false) $$;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO PUBLIC;
+
+CREATE TABLE notes(id int PRIMARY KEY, owner text, body text);
+CREATE TABLE secret(id int PRIMARY KEY, v text);
+SELECT lww_track('notes'), lww_track('secret');
+INSERT INTO notes VALUES (1, 'regress_h_alice', 'a1'), (2, 'regress_h_bob', 'b1');
+INSERT INTO secret VALUES (1, 'server only'), (5, 'five');
+GRANT SELECT, INSERT, UPDATE, DELETE ON notes TO regress_h_alice, regress_h_bob;
+GRANT SELECT, INSERT, UPDATE, DELETE ON notes, secret TO regress_h_relay;
+INSERT INTO lwwsync.relays VALUES ('regress_h_relay');
+
+-- ------------------------------------------------ 12. metadata is its owner's
+-- Keys and stamps of every row (deleted ones too) are not readable by PUBLIC.
+SELECT 'lwwsync.' || quote_ident('m_' || 'secret'::regclass::oid) AS secret_meta \gset
+SET ROLE regress_h_nogrant;
+SELECT try(format('SELECT count(*) FROM %s', :'secret_meta')) AS read_secret_meta;
+SELECT try('SELECT count(*) FROM lwwsync.bindings') AS read_bindings;
+RESET ROLE;
+
+-- ------------------------------------------------ 13. a pull skips what the caller may not read
+-- Alice has no grant on secret: her pull carries notes, and does not fail.
+SET ROLE regress_h_alice;
+SELECT as_sub('alice');
+SELECT t->>'name' AS pulled_table, jsonb_array_length(t->'rows') AS rows
+  FROM jsonb_array_elements(exchange('a', NULL, '0')->'pull'->'tables') t;
+RESET ROLE;
+
+-- ------------------------------------------------ 3. tombstones need DELETE rights
+-- A role with no grant on secret plants a tombstone for key 6 at a huge
+-- generation (a dead-to-dead merge writes only metadata): refused.
+SET ROLE regress_h_nogrant;
+SELECT try(format('SELECT lww_apply(%L)',
+    cs('d', 'secret', '["v"]', '{"key":[6],"gen":4294967294,"stamp":["$HLC",0],"row":true}'))) AS plant_tombstone;
+-- Nor may it delete a living row, or write one.
+SELECT try(format('SELECT lww_apply(%L)',
+    cs('d', 'secret', '["v"]', '{"key":[5],"gen":2,"stamp":["$HLC",0],"row":true}'))) AS delete_row;
+SELECT try(format('SELECT lww_apply(%L)',
+    cs('d', 'secret', '["v"]', '{"key":[6],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[0,"x"]]}'))) AS insert_row;
+RESET ROLE;
+SELECT count(*) AS bound_nodes FROM lwwsync.bindings;  -- alice's only: the refused calls bound nothing
+SELECT jsonb_path_query_array(lww_changes(0)::jsonb, '$.tables[*] ? (@.name == "secret").rows[*].key[0]') AS secret_keys;
+-- Under row-level security, a tombstone for a key this server does not hold
+-- cannot be judged by any policy: it is rejected, not kept.
+ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own ON notes USING (owner = current_user) WITH CHECK (owner = current_user);
+SET ROLE regress_h_alice;
+SELECT as_sub('alice');
+SELECT exchange('a', cs('a', 'notes', '["owner","body"]', '{"key":[9],"gen":2,"stamp":["$HLC",0],"row":true}'))->'applied' AS applied;
+-- Bob's row is invisible to her: she cannot delete or change it either.
+SELECT try(format('SELECT exchange(%L, %L)', 'a',
+    cs('a', 'notes', '["owner","body"]', '{"key":[2],"gen":2,"stamp":["$HLC",0],"row":true}'))) AS delete_bobs;
+SELECT try(format('SELECT exchange(%L, %L)', 'a',
+    cs('a', 'notes', '["owner","body"]', '{"key":[2],"gen":1,"stamp":["$HLC",0],"cols":[[1,"defaced"]]}'))) AS update_bobs;
+RESET ROLE;
+SELECT jsonb_path_query_array(lww_changes(0)::jsonb, '$.tables[*] ? (@.name == "notes").rows[*].key[0]') AS notes_keys;
+SELECT * FROM notes ORDER BY id;
+
+-- ------------------------------------------------ 4. a node id is its first principal's
+-- Alice's device synced first (above). Bob, or another token of the same
+-- role, naming her node is refused, and her cursor does not move.
+SELECT received AS alice_cursor FROM lwwsync.peers WHERE node = node('a')::uuid \gset
+SET ROLE regress_h_bob;
+SELECT as_sub('bob');
+SELECT try(format('SELECT exchange(%L, %L)', 'a',
+    '{"format":"lwwsync.changeset","version":1,"origin":"' || node('a') ||
+    '","since":"0","upto":"9223372036854775807","nodes":[],"tables":[]}')) AS hijack_cursor;
+RESET ROLE;
+SET ROLE regress_h_alice;
+SELECT as_sub('mallory');
+SELECT try($$SELECT exchange('a', NULL, '0')$$) AS same_role_other_subject;
+RESET ROLE;
+SELECT received = :'alice_cursor' AS cursor_unchanged FROM lwwsync.peers WHERE node = node('a')::uuid;
+-- Cursors are kept per (node, principal).
+SELECT node = node('a')::uuid AS alice_node, role, subject FROM lwwsync.peers ORDER BY role, subject;
+SELECT node = node('a')::uuid AS alice_node, role, subject FROM lwwsync.bindings ORDER BY role, subject;
+-- lww_apply is acting as the origin node too: bob may not apply alice's set.
+SET ROLE regress_h_bob;
+SELECT as_sub('bob');
+SELECT try(format('SELECT lww_apply(%L)',
+    cs('a', 'notes', '["owner","body"]', '{"key":[2],"gen":1,"stamp":["$HLC",0],"cols":[[1,"b2"]]}'))) AS apply_as_alice;
+
+-- ------------------------------------------------ 5. nobody pushes another principal's stamps
+-- Bob's own node, carrying a register stamped by alice's node: a forgery the
+-- server would keep and alice's device would never pull back. Refused.
+SELECT try(format('SELECT exchange(%L, %L)', 'b',
+    cs('b', 'notes', '["owner","body"]',
+       '{"key":[2],"gen":1,"stamp":["$HLC",0],"cols":[[1,"forged",' || '"' || (now_hlc() + 1000) || '",1]]}',
+       format('"%s","%s"', node('b'), node('a'))))) AS forged_stamp;
+-- This server's own node is nobody's to stamp with.
+SELECT try(format('SELECT exchange(%L, %L)', 'b',
+    cs('b', 'notes', '["owner","body"]', '{"key":[2],"gen":1,"stamp":["$HLC",1],"cols":[[1,"forged"]]}',
+       format('"%s","%s"', node('b'), lww_node_id())))) AS server_stamp;
+-- Echoes of registers this server holds are fine: they change nothing.
+RESET ROLE;
+SELECT lww_changes(0)::jsonb AS server_changes \gset
+SET ROLE regress_h_bob;
+SELECT as_sub('bob');
+SELECT exchange('b', jsonb_set(jsonb_set(:'server_changes'::jsonb, '{origin}', to_jsonb(node('b'))),
+                               '{tables}', (SELECT jsonb_agg(t) FROM jsonb_array_elements(:'server_changes'::jsonb->'tables') t
+                                            WHERE t->>'name' = 'notes'))::text)->'applied' AS echo;
+-- His own write within the policy goes through.
+SELECT exchange('b', cs('b', 'notes', '["owner","body"]', '{"key":[2],"gen":1,"stamp":["$HLC",0],"cols":[[1,"b2"]]}'))->'applied' AS own_write;
+RESET ROLE;
+SELECT * FROM notes ORDER BY id;
+ALTER TABLE notes DISABLE ROW LEVEL SECURITY;
+-- A relay (another lwwsync server) forwards anyone's registers, and applies
+-- sets of any origin without binding it.
+SET ROLE regress_h_relay;
+SELECT as_sub('');
+SELECT lww_apply(cs('c', 'notes', '["owner","body"]',
+    '{"key":[1],"gen":1,"stamp":["$HLC",0],"cols":[[1,"relayed",' || '"' || (now_hlc() + 1000) || '",1]]}',
+    format('"%s","%s"', node('c'), node('a'))))->'applied' AS relayed;
+RESET ROLE;
+SELECT body FROM notes WHERE id = 1;
+SELECT count(*) AS c_bound FROM lwwsync.bindings WHERE node = node('c')::uuid;
+
+-- ------------------------------------------------ 6. generations never overflow
+-- One register may raise a row's generation by at most 2^32.
+SELECT try(format('SELECT lww_apply(%L)',
+    cs('c', 'secret', '["v"]', '{"key":[7],"gen":9007199254740991,"stamp":["$HLC",0],"row":true,"cols":[[0,"x"]]}'))) AS jump;
+-- A row at the last generation (planted before these bounds) refuses a
+-- local delete with a clear error instead of writing 2^53, which every peer
+-- would refuse forever.
+INSERT INTO secret VALUES (7, 'seven');
+DO $$ BEGIN EXECUTE format('UPDATE lwwsync.%I SET gen = 9007199254740991 WHERE k0 = 7', 'm_' || 'secret'::regclass::oid); END $$;
+SELECT try('DELETE FROM secret WHERE id = 7') AS delete_at_limit;
+SELECT v FROM secret WHERE id = 7;
+
+-- ------------------------------------------------ 8. one register per column
+SELECT try(format('SELECT lww_apply(%L)',
+    cs('c', 'secret', '["v"]', format('{"key":[1],"gen":1,"stamp":["$HLC",0],"cols":[[0,"x_winner","%s",0],[0,"y_loser","%s",0]]}',
+       now_hlc() + 10, now_hlc() + 5)))) AS two_registers;
+SELECT try(format('SELECT lww_apply(%L)',
+    cs('c', 'secret', '["v","v"]', '{"key":[1],"gen":1,"stamp":["$HLC",0],"cols":[[0,"x"]]}'))) AS column_twice;
+SELECT try(format('SELECT lww_apply(%L)',
+    cs('c', 'secret', '["id"]', '{"key":[1],"gen":1,"stamp":["$HLC",0],"cols":[[0,"x"]]}'))) AS key_as_column;
+
+-- ------------------------------------------------ bounds on every number
+SELECT try(format('SELECT lww_apply(%L)', replace(cs('c', 'secret', '["v"]',
+    '{"key":[1],"gen":1,"stamp":["$HLC",0],"cols":[[0,"x"]]}'), '"upto":"1"', '"upto":"9223372036854775808"'))) AS upto_2_63;
+SELECT try(format('SELECT lww_apply(%L)', cs('c', 'secret', '["v"]',
+    '{"key":[1],"gen":1,"stamp":["18446744073709551615",0],"cols":[[0,"x"]]}'))) AS stamp_2_64;
+SELECT try($$SELECT lww_exchange('{"format":"lwwsync.exchange","version":1,"node":"00000000-0000-4000-8000-00000000000e","clock":"18446744073709551615"}')$$) AS clock_2_64;
+SELECT try($$SELECT lww_exchange('{"format":"lwwsync.exchange","version":1,"node":"00000000-0000-4000-8000-00000000000e","received":"9223372036854775808"}')$$) AS cursor_2_63;
+-- float4 takes what its own input function takes.
+CREATE TABLE f(id int PRIMARY KEY, r real);
+SELECT lww_track('f');
+SELECT try(format('SELECT lww_apply(%L)', cs('c', 'f', '["r"]', '{"key":[1],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[0,{"real":1e300}]]}'))) AS real_overflow;
+SELECT try(format('SELECT lww_apply(%L)', cs('c', 'f', '["r"]', '{"key":[1],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[0,{"real":1e-300}]]}'))) AS real_underflow;
+SELECT count(*) AS stored FROM f;
+
+-- ------------------------------------------------ 1. no pointer into a rebuilt cache
+-- A user trigger on x rolls back a savepoint for every row (which makes
+-- lwwsync reload its table list) and tracks a new table a0 mid-apply (which
+-- sorts first, shifting every other table). Rows meant for x land in x.
+CREATE TABLE b1(id int PRIMARY KEY, v text);
+CREATE TABLE b2(id int PRIMARY KEY, v text);
+CREATE TABLE b3(id int PRIMARY KEY, v text);
+CREATE TABLE b4(id int PRIMARY KEY, v text);
+CREATE TABLE x(id int PRIMARY KEY, v text);
+CREATE TABLE a0(id int PRIMARY KEY, v text);
+SELECT lww_track('b1') + lww_track('b2') + lww_track('b3') + lww_track('b4') + lww_track('x') AS tracked;
+CREATE FUNCTION x_side_effects() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        PERFORM 1 / 0;
+    EXCEPTION WHEN division_by_zero THEN NULL;
+    END;
+    IF NEW.id = 100 THEN PERFORM lww_track('a0'); END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER x_side_effects AFTER INSERT ON x FOR EACH ROW EXECUTE FUNCTION x_side_effects();
+SELECT lww_apply(cs('c', 'x', '["v"]', (SELECT string_agg(format('{"key":[%s],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[0,"x%s"]]}', i, i), ',')
+                                         FROM generate_series(1, 400) i)))->'applied' AS applied;
+SELECT (SELECT count(*) FROM x) AS x, (SELECT count(*) FROM b1) + (SELECT count(*) FROM b2)
+     + (SELECT count(*) FROM b3) + (SELECT count(*) FROM b4) AS elsewhere,
+       (SELECT count(*) FROM lwwsync.tables WHERE name = 'a0') AS a0_tracked;
+SELECT count(*) FILTER (WHERE v = 'x' || id) AS right_values FROM x;
+
+\c :main_db
+DROP DATABASE lww_hostile;
+DROP ROLE regress_h_alice, regress_h_bob, regress_h_nogrant, regress_h_relay;

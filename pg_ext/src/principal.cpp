@@ -1,0 +1,116 @@
+#include "principal.h"
+
+#include "../../common/json.h"
+
+extern "C" {
+#include "utils/acl.h"
+}
+
+namespace lww::pg {
+
+namespace {
+
+std::string node_key(const NodeId& id) { return std::string(id.bytes.begin(), id.bytes.end()); }
+
+Param text_param(const std::string& s) {
+    Param p{TEXTOID, 0, false};
+    pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); });
+    return p;
+}
+
+// The "sub" claim the gateway (or PostgREST) put in request.jwt.claims.
+std::string jwt_subject() {
+    std::string claims;
+    pg_call([&] {
+        const char* v = GetConfigOption("request.jwt.claims", true, false);
+        if (v) claims = v;
+    });
+    if (claims.empty()) return {};
+    rapidjson::Document d;
+    std::string error;
+    if (!parse_json(d, claims, error) || !d.IsObject()) return {};
+    auto sub = d.FindMember("sub");
+    if (sub == d.MemberEnd() || sub->value.IsNull()) return {};
+    if (sub->value.IsString()) return std::string(sub->value.GetString(), sub->value.GetStringLength());
+    if (sub->value.IsInt64()) return std::to_string(sub->value.GetInt64());
+    throw permission_denied("the token's \"sub\" claim must be a string or an integer");
+}
+
+}  // namespace
+
+std::string Principal::describe() const {
+    return subject.empty() ? "role " + role : "role " + role + " (subject " + subject + ")";
+}
+
+Principal current_principal() {
+    Principal p;
+    Oid user = InvalidOid;
+    pg_call([&] {
+        user = GetUserId();
+        p.role = GetUserNameFromId(user, false);
+        p.relay = superuser_arg(user);
+    });
+    p.subject = jwt_subject();
+    if (!p.relay) {
+        AsMetadataOwner owner;
+        run(prepare("SELECT 1 FROM lwwsync.relays r JOIN pg_catalog.pg_roles a ON a.rolname = r.role"
+                    " WHERE pg_catalog.pg_has_role($1, a.oid, 'MEMBER') LIMIT 1",
+                    {OIDOID}),
+            {Param{OIDOID, ObjectIdGetDatum(user), false}}, true);
+        p.relay = SPI_processed > 0;
+    }
+    return p;
+}
+
+void bind_node(const NodeId& node, const Principal& p) {
+    AsMetadataOwner owner;
+    const std::vector<Param> args = {text_param(node.str()), text_param(p.role), text_param(p.subject)};
+    SPIPlanPtr get = prepare("SELECT role::text, subject FROM lwwsync.bindings WHERE node = $1::uuid", {TEXTOID});
+    run(get, {args[0]}, false);
+    if (SPI_processed == 0) {
+        // First use: the node is this principal's from now on. A concurrent
+        // first use by another principal waits on the key and then loses.
+        run(prepare("INSERT INTO lwwsync.bindings(node, role, subject) VALUES ($1::uuid, $2::name, $3)"
+                    " ON CONFLICT (node) DO NOTHING",
+                    {TEXTOID, TEXTOID, TEXTOID}),
+            args, false);
+        run(get, {args[0]}, false);
+    }
+    if (SPI_processed != 1) throw Error("cannot record the binding of node " + node.str(), ErrorKind::internal);
+    if (col_text(0, 0) != p.role || col_text(0, 1) != p.subject)
+        throw permission_denied("node " + node.str() + " belongs to another principal; " + p.describe() +
+                                " may only sync as its own node (a copied database needs a new node id)");
+}
+
+ForeignStamps::ForeignStamps(const ChangeSet& cs, const Principal& p, const NodeId& self) {
+    if (p.relay) return;
+    foreign_.insert(node_key(self));
+    std::unordered_set<std::string> seen;
+    std::string list;
+    auto note = [&](const NodeId& n) {
+        if (seen.insert(node_key(n)).second) list += (list.empty() ? "" : ",") + n.str();
+    };
+    for (const auto& t : cs.tables)
+        for (const auto& r : t.rows) {
+            if (r.has_row) note(r.row.node);
+            for (const auto& c : r.cols) note(c.stamp.node);
+        }
+    if (list.empty()) return;
+    AsMetadataOwner owner;
+    run(prepare("SELECT node::text, role::text, subject FROM lwwsync.bindings"
+                " WHERE node = ANY (pg_catalog.string_to_array($1, ',')::uuid[])",
+                {TEXTOID}),
+        {text_param(list)}, true);
+    for (uint64_t i = 0; i < SPI_processed; ++i)
+        if (col_text(i, 1) != p.role || col_text(i, 2) != p.subject)
+            foreign_.insert(node_key(NodeId::parse(col_text(i, 0))));
+}
+
+void ForeignStamps::check(const NodeId& node) const {
+    if (foreign_.count(node_key(node)))
+        throw permission_denied("the change set carries a register stamped by node " + node.str() +
+                                ", which is not the caller's: a client may push its own writes and echo what it "
+                                "pulled, never introduce another node's");
+}
+
+}  // namespace lww::pg
