@@ -192,6 +192,19 @@ SELECT try(format('SELECT lww_apply(%L)', cs('c', 'f', '["r"]', '{"key":[1],"gen
 SELECT try(format('SELECT lww_apply(%L)', cs('c', 'f', '["r"]', '{"key":[1],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[0,{"real":1e-300}]]}'))) AS real_underflow;
 SELECT count(*) AS stored FROM f;
 
+-- ------------------------------------------------ 14. lww_sync_status() is not fooled
+-- Any session can leave "lww_sync progress: {…}" as its query text (a
+-- statement that fails to parse stays there while the session idles). It
+-- shows no fake sync, and a broken one does not make the function fail.
+CREATE EXTENSION dblink;
+SELECT dblink_connect('fake', format('dbname=%s host=%s port=%s', current_database(),
+                      current_setting('unix_socket_directories'), current_setting('port')));
+SELECT try($$SELECT dblink_exec('fake', 'lww_sync progress: {"url":"https://fake.example/","stats":{"batches":99}}')$$) LIKE '42601:%' AS fake_sent;
+SELECT count(*) AS syncs FROM lww_sync_status();
+SELECT try($$SELECT dblink_exec('fake', 'lww_sync progress: {not json}')$$) LIKE '42601:%' AS broken_sent;
+SELECT count(*) AS syncs FROM lww_sync_status();
+SELECT dblink_disconnect('fake');
+
 -- ------------------------------------------------ 1. no pointer into a rebuilt cache
 -- A user trigger on x rolls back a savepoint for every row (which makes
 -- lwwsync reload its table list) and tracks a new table a0 mid-apply (which

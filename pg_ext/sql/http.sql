@@ -14,6 +14,9 @@ SELECT extversion FROM pg_extension WHERE extname = 'lwwsync';
 SELECT p.oid::regprocedure AS exchange, p.prorettype::regtype AS returns
   FROM pg_proc p WHERE p.proname = 'lww_exchange';
 SELECT count(*) AS running FROM lww_sync_status();
+-- And on to the current version (sql/upgrade.sql checks that chain).
+ALTER EXTENSION lwwsync UPDATE;
+SELECT count(*) AS running FROM lww_sync_status();
 
 CREATE TABLE notes(id int PRIMARY KEY, body text);
 SELECT lww_track('notes');
