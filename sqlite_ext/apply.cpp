@@ -175,7 +175,12 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
     if (cs.origin == c.self())
         throw Error("the change set comes from this database's own node " + c.self().str() +
                     "; a node never applies its own changes");
-    std::vector<Plan> plans = plan_tables<TableInfo>(cs, [&](const std::string& name) { return c.find_table(name); });
+    std::vector<TablePtr> held;  // the plans point at these, not into the connection's cache
+    std::vector<Plan> plans = plan_tables<TableInfo>(cs, [&](const std::string& name) {
+        TablePtr t = c.find_table(name);
+        if (t) held.push_back(t);
+        return t.get();
+    });
     // The setting as committed: a rolled-back lww_config must not linger.
     c.clock.set_max_drift_ms(c.setting("max_drift_ms", kDefaultMaxDriftMs));
     check_drift(cs, c.clock, wall_clock_ms(), trust);

@@ -10,7 +10,7 @@ uint64_t committed_seq(Conn& c) {
     Stmt floor(c.db, "SELECT value FROM lww_state WHERE key = 'seq_floor'");
     if (floor.step()) m = static_cast<uint64_t>(floor.int64(0));
     for (const auto& t : c.tables()) {
-        Stmt st(c.db, "SELECT max(seq) FROM " + t.meta);
+        Stmt st(c.db, "SELECT max(seq) FROM " + t->meta);
         if (st.step() && !st.is_null(0) && static_cast<uint64_t>(st.int64(0)) > m) m = st.int64(0);
     }
     return m;
@@ -21,7 +21,7 @@ static uint64_t batch_cut(Conn& c, uint64_t after, int64_t limit) {
     if (limit <= 0 || c.tables().empty()) return 0;
     std::string sql;
     for (const auto& t : c.tables())
-        sql += (sql.empty() ? "" : " UNION ALL ") + ("SELECT seq FROM " + t.meta + " WHERE seq > ?1");
+        sql += (sql.empty() ? "" : " UNION ALL ") + ("SELECT seq FROM " + t->meta + " WHERE seq > ?1");
     Stmt st(c.db, "SELECT seq FROM (" + sql + ") ORDER BY seq LIMIT 1 OFFSET ?2");
     st.bind_int(1, static_cast<int64_t>(after));
     st.bind_int(2, limit - 1);  // the limit-th row ends the batch
@@ -55,7 +55,8 @@ static Batch collect(Conn& c, const ChangesRequest& req) {
     res.upto = cut ? cut : std::max(req.after, committed_seq(c));
 
     ChangeSetWriter w(c.self(), req.since, req.after);
-    for (const auto& t : c.tables()) {
+    for (const auto& tp : c.tables()) {
+        const TableInfo& t = *tp;
         std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols";
         for (size_t i = 0; i < t.key.size(); ++i) sql += ", m.k" + std::to_string(i);
         for (const auto& col : t.cols) sql += ", t." + quote_ident(col);

@@ -1,4 +1,5 @@
 #include "conn.h"
+#include "schema.h"
 SQLITE_EXTENSION_INIT3
 
 #include <rapidjson/document.h>
@@ -36,8 +37,9 @@ void Conn::ensure_ready() {
         try {
             exec(db, kSchemaSql);
             NodeId id = NodeId::random_v4();
-            Stmt ins(db, "INSERT INTO lww_state(key, value) VALUES ('node_id', ?1), ('schema', 1)");
+            Stmt ins(db, "INSERT INTO lww_state(key, value) VALUES ('node_id', ?1), ('schema', ?2)");
             ins.bind_text(1, id.str());
+            ins.bind_int(2, kSchemaVersion);
             ins.step();
             Stmt node(db, "INSERT INTO lww_nodes(idx, id) VALUES (0, ?1)");
             node.bind_text(1, id.str());
@@ -50,6 +52,25 @@ void Conn::ensure_ready() {
         loaded_ = false;
     }
     refresh();
+    if (!upgraded_) upgrade_schema();
+}
+
+// Databases made by an older lwwsync get the current triggers once (schema
+// 1 -> 2: triggers refuse text that is not UTF-8). A read-only connection
+// leaves them as they are.
+void Conn::upgrade_schema() {
+    upgraded_ = true;
+    if (setting("schema", 1) >= static_cast<uint64_t>(kSchemaVersion) || sqlite3_db_readonly(db, "main") == 1) return;
+    exec(db, "SAVEPOINT lww_upgrade");
+    try {
+        upgrade_triggers(*this);
+        set_setting("schema", kSchemaVersion);
+        exec(db, "RELEASE lww_upgrade");
+    } catch (...) {
+        sqlite3_exec(db, "ROLLBACK TO lww_upgrade; RELEASE lww_upgrade", nullptr, nullptr, nullptr);
+        upgraded_ = false;
+        throw;
+    }
 }
 
 void Conn::lock_for_write() {
@@ -98,7 +119,7 @@ void Conn::load_tables() {
         t.key = json_names(st.text(1));
         t.cols = json_names(st.text(2));
         t.meta = quote_ident(meta_table_name(t.name));
-        tables_.push_back(std::move(t));
+        tables_.push_back(std::make_shared<const TableInfo>(std::move(t)));
     }
 }
 
@@ -116,7 +137,8 @@ void Conn::reload() {
     uint64_t seq = setting("seq_floor", 0);
     // The latest row of each table carries the latest stamp this node issued
     // there; merged stamps are covered by the persisted "hlc" setting.
-    for (const auto& t : tables_) {
+    for (const auto& tp : tables_) {
+        const TableInfo& t = *tp;
         Stmt st(db, "SELECT seq, hlc, cols FROM " + t.meta + " ORDER BY seq DESC LIMIT 1");
         if (!st.step()) continue;
         if (static_cast<uint64_t>(st.int64(0)) > seq) seq = st.int64(0);
@@ -131,9 +153,9 @@ void Conn::reload() {
     if (seq > seq_) seq_ = seq;
 }
 
-const TableInfo* Conn::find_table(const std::string& name) const {
+TablePtr Conn::find_table(const std::string& name) const {
     for (const auto& t : tables_)
-        if (t.name == name) return &t;
+        if (t->name == name) return t;
     return nullptr;
 }
 

@@ -26,10 +26,17 @@ struct TableInfo {
     std::string meta;               // quoted name of the metadata table
 };
 
+// Held by shared_ptr: a reload builds new descriptions and whoever uses one
+// keeps it, so nothing points into a cache that was rebuilt.
+using TablePtr = std::shared_ptr<const TableInfo>;
+
 std::string meta_table_name(const std::string& table);  // unquoted
 
 // The current row of `st`, whose first columns are gen, hlc, node, mseq, cols.
 StoredRow stored_row(const Stmt& st);
+
+// 2: triggers check that text is UTF-8 (lwwsync 0.3).
+constexpr int kSchemaVersion = 2;
 
 class Conn {
 public:
@@ -52,8 +59,8 @@ public:
 
     const NodeId& self() const { return nodes_->self(); }
     NodeDirectory& nodes() { return *nodes_; }
-    const std::vector<TableInfo>& tables() const { return tables_; }
-    const TableInfo* find_table(const std::string& name) const;
+    std::vector<TablePtr> tables() const { return tables_; }
+    TablePtr find_table(const std::string& name) const;
 
     uint64_t next_seq() { return ++seq_; }
     uint64_t last_seq() const { return seq_; }
@@ -72,9 +79,11 @@ public:
 
 private:
     void load_tables();
+    void upgrade_schema();
 
     std::unique_ptr<NodeDirectory> nodes_;
-    std::vector<TableInfo> tables_;
+    std::vector<TablePtr> tables_;
+    bool upgraded_ = false;  // this connection checked the schema version
     uint64_t seq_ = 0;
     unsigned data_version_ = 0;
     bool loaded_ = false;

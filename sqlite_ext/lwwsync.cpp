@@ -79,7 +79,7 @@ void fn_changes(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
             req.limit = sqlite3_value_int64(argv[1]);
         }
         if (argc > 2) {  // paging: the previous page's "since" and "upto"
-            if (sqlite3_value_type(argv[2]) != SQLITE_INTEGER ||
+            if (sqlite3_value_type(argv[2]) != SQLITE_INTEGER || sqlite3_value_int64(argv[2]) < 0 ||
                 static_cast<uint64_t>(sqlite3_value_int64(argv[2])) < req.since)
                 throw Error("after must be an integer >= since (the previous page's upto)");
             req.after = static_cast<uint64_t>(sqlite3_value_int64(argv[2]));
@@ -188,17 +188,57 @@ bool same_value(sqlite3_value* a, sqlite3_value* b) {
     }
 }
 
-// lww_begin_update(NEW.c0, OLD.c0, NEW.c1, OLD.c1, ...): WHEN clause of the
-// update trigger. Keeps which columns changed for lww_cols_set; an update
-// that changed nothing is not a write.
-void fn_begin_update(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
-    guarded(ctx, "lww_begin_update", [&] {
+// Text must be UTF-8 to travel in a change set: refused at write time,
+// naming the column, rather than poisoning every later change set.
+void check_text(Conn& c, sqlite3_value* v, const std::string& table, size_t column) {
+    if (sqlite3_value_type(v) != SQLITE_TEXT) return;
+    const char* p = reinterpret_cast<const char*>(sqlite3_value_text(v));
+    if (valid_utf8(std::string_view(p, static_cast<size_t>(sqlite3_value_bytes(v))))) return;
+    std::string name = "#" + std::to_string(column);
+    if (const TablePtr t = c.find_table(table)) {
+        if (column < t->key.size()) name = t->key[column];
+        else if (column - t->key.size() < t->cols.size()) name = t->cols[column - t->key.size()];
+    }
+    throw Error("table \"" + table + "\", column \"" + name +
+                "\": the text is not valid UTF-8, so it could not sync; store bytes as a BLOB");
+}
+
+// lww_valid_text('t', offset, NEW.a, NEW.b, ...): 1, or an error for text
+// that is not UTF-8. `offset` numbers the first value among the table's key
+// and tracked columns (in that order).
+void fn_valid_text(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    guarded(ctx, "lwwsync", [&] {
         Conn& c = conn(ctx);
+        if (argc < 2) throw Error("lww_valid_text(table, offset, values...)");
+        const std::string table(reinterpret_cast<const char*>(sqlite3_value_text(argv[0])),
+                                static_cast<size_t>(sqlite3_value_bytes(argv[0])));
+        const int64_t offset = sqlite3_value_int64(argv[1]);
+        for (int i = 2; i < argc; ++i) check_text(c, argv[i], table, static_cast<size_t>(offset + i - 2));
+        sqlite3_result_int(ctx, 1);
+    });
+}
+
+// lww_begin_update('t', NEW.c0, OLD.c0, NEW.c1, OLD.c1, ...): WHEN clause of
+// the update trigger. Keeps which columns changed for lww_cols_set; an update
+// that changed nothing is not a write. (Triggers made before lwwsync 0.3
+// pass no table name and check no text.)
+void fn_begin_update(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    guarded(ctx, "lwwsync", [&] {
+        Conn& c = conn(ctx);
+        const bool named = argc % 2 == 1;
+        const std::string table = named ? std::string(reinterpret_cast<const char*>(sqlite3_value_text(argv[0])),
+                                                      static_cast<size_t>(sqlite3_value_bytes(argv[0])))
+                                        : std::string();
+        sqlite3_value** pairs = argv + (named ? 1 : 0);
         const size_t ncols = static_cast<size_t>(argc / 2);
         c.changed.assign(ncols, false);
         bool any = false;
+        const size_t nkeys = named ? (c.find_table(table) ? c.find_table(table)->key.size() : 0) : 0;
         for (size_t i = 0; i < ncols; ++i)
-            if (!same_value(argv[2 * i], argv[2 * i + 1])) c.changed[i] = any = true;
+            if (!same_value(pairs[2 * i], pairs[2 * i + 1])) {
+                if (named) check_text(c, pairs[2 * i], table, nkeys + i);
+                c.changed[i] = any = true;
+            }
         sqlite3_result_int(ctx, any && begin_write(c, 1) ? 1 : 0);
     });
 }
@@ -213,7 +253,7 @@ void fn_begin_update_mask(sqlite3_context* ctx, int argc, sqlite3_value** argv) 
         bool any = false;
         for (int m = 1; m < argc; ++m) {
             const uint64_t mask = static_cast<uint64_t>(sqlite3_value_int64(argv[m]));
-            for (size_t b = 0; mask >> b; ++b) {
+            for (size_t b = 0; b < 62 && (mask >> b); ++b) {
                 const size_t i = static_cast<size_t>(m - 1) * 62 + b;
                 if (i < ncols && (mask >> b & 1)) c.changed[i] = any = true;
             }
@@ -230,12 +270,18 @@ void fn_write_seq(sqlite3_context* ctx, int, sqlite3_value**) {
     sqlite3_result_int64(ctx, static_cast<int64_t>(conn(ctx).cur_seq));
 }
 
+// Generations after a local write; at the limit (2^53 - 1) the write is
+// refused with a clear error instead of producing one peers would refuse.
 void fn_gen_after_insert(sqlite3_context* ctx, int, sqlite3_value** argv) {
-    sqlite3_result_int64(ctx, static_cast<int64_t>(gen_after_insert(static_cast<uint64_t>(sqlite3_value_int64(argv[0])))));
+    guarded(ctx, "lwwsync", [&] {
+        sqlite3_result_int64(ctx, static_cast<int64_t>(gen_after_insert(static_cast<uint64_t>(sqlite3_value_int64(argv[0])))));
+    });
 }
 
 void fn_gen_after_delete(sqlite3_context* ctx, int, sqlite3_value** argv) {
-    sqlite3_result_int64(ctx, static_cast<int64_t>(gen_after_delete(static_cast<uint64_t>(sqlite3_value_int64(argv[0])))));
+    guarded(ctx, "lwwsync", [&] {
+        sqlite3_result_int64(ctx, static_cast<int64_t>(gen_after_delete(static_cast<uint64_t>(sqlite3_value_int64(argv[0])))));
+    });
 }
 
 // lww_cols_set(cols): the columns lww_begin_update found changed take the
@@ -284,6 +330,7 @@ const FnDef kFunctions[] = {
     {"lww_config", 2, kDirect, fn_config},
     {"lww_begin_write", 1, kInnocuous, fn_begin_write},
     {"lww_begin_update", -1, kInnocuous, fn_begin_update},
+    {"lww_valid_text", -1, kInnocuous, fn_valid_text},
     {"lww_begin_update_mask", -1, kInnocuous, fn_begin_update_mask},
     {"lww_hlc", 0, kInnocuous, fn_hlc},
     {"lww_write_seq", 0, kInnocuous, fn_write_seq},

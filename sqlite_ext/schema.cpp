@@ -133,8 +133,30 @@ std::string delete_meta(const std::string& meta, const std::vector<std::string>&
            " mseq = lww_write_seq(), seq = lww_write_seq(), cols = NULL WHERE " + key_match(key, "OLD") + ";";
 }
 
+// lww_valid_text('t', offset, NEW.a, NEW.b, ...) AND ...: refuses a write
+// whose text is not UTF-8 (it could not travel in a change set), naming the
+// column; chunks stay under SQLite's 127-argument limit.
+std::string valid_text(const std::string& table, const std::vector<std::string>& names, const char* row) {
+    constexpr size_t kChunk = 120;
+    std::string out;
+    for (size_t base = 0; base < names.size(); base += kChunk) {
+        std::string call = "lww_valid_text(" + quote_literal(table) + ", " + std::to_string(base);
+        for (size_t i = base; i < names.size() && i < base + kChunk; ++i)
+            call += ", " + std::string(row) + "." + quote_ident(names[i]);
+        out += (out.empty() ? "" : " AND ") + call + ")";
+    }
+    return out;
+}
+
+std::vector<std::string> all_columns(const Columns& c) {
+    std::vector<std::string> all = c.key;
+    all.insert(all.end(), c.cols.begin(), c.cols.end());
+    return all;
+}
+
 void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
     const std::string t = quote_ident(table);
+    const std::string new_text = valid_text(table, all_columns(c), "NEW");
     const std::string meta = quote_ident(meta_table_name(table));
     std::string key_same, key_changed;
     for (size_t i = 0; i < c.key.size(); ++i) {
@@ -143,15 +165,15 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
     }
     key_changed = "NOT (" + key_same + ")";
 
-    exec(db, "CREATE TRIGGER " + trigger_name(table, "ins") + " AFTER INSERT ON " + t +
-                 " WHEN lww_begin_write(1) BEGIN " +
+    exec(db, "CREATE TRIGGER " + trigger_name(table, "ins") + " AFTER INSERT ON " + t + " WHEN " + new_text +
+                 " AND lww_begin_write(1) BEGIN " +
                  insert_meta(meta, c.key.size(), row_keys(c.key, "NEW"), "lww_write_seq()") + " END");
 
     exec(db, "CREATE TRIGGER " + trigger_name(table, "del") + " AFTER DELETE ON " + t + " WHEN lww_begin_write(1) BEGIN " + delete_meta(meta, c.key) + " END");
 
     // A key change is a delete of the old key and an insert of the new one.
     exec(db, "CREATE TRIGGER " + trigger_name(table, "upd_key") + " AFTER UPDATE ON " + t + " WHEN " +
-                 key_changed + " AND lww_begin_write(2) BEGIN " + delete_meta(meta, c.key) + " " +
+                 key_changed + " AND " + new_text + " AND lww_begin_write(2) BEGIN " + delete_meta(meta, c.key) + " " +
                  insert_meta(meta, c.key.size(), row_keys(c.key, "NEW"), "lww_write_seq() + 1") + " END");
 
     if (c.cols.empty()) return;  // a key-only table has nothing else to update
@@ -160,15 +182,16 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
     // (type and bytes: 2 -> 2.0 and 0.0 -> -0.0 are changes). Past 63
     // columns SQLite's argument limit forces masks built in SQL
     // (IS NOT plus typeof), which cannot see the sign of zero.
+    // lww_begin_update also refuses changed text that is not UTF-8.
     std::string args;
     if (c.cols.size() <= kMaxPairColumns) {
         for (size_t i = 0; i < c.cols.size(); ++i) {
             std::string n = quote_ident(c.cols[i]);
-            args += (i ? ", NEW." : "NEW.") + n + ", OLD." + n;
+            args += ", NEW." + n + ", OLD." + n;
         }
-        args = "lww_begin_update(" + args + ")";
+        args = "lww_begin_update(" + quote_literal(table) + args + ")";
     } else {
-        args = "lww_begin_update_mask(" + std::to_string(c.cols.size());
+        args = valid_text(table, all_columns(c), "NEW") + " AND lww_begin_update_mask(" + std::to_string(c.cols.size());
         for (size_t base = 0; base < c.cols.size(); base += 62) {
             std::string m;
             for (size_t i = base; i < c.cols.size() && i < base + 62; ++i) {
@@ -187,6 +210,15 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
 
 }  // namespace
 
+void upgrade_triggers(Conn& c) {
+    for (const auto& t : c.tables()) {
+        Columns cols = introspect(c.db, t->name);
+        cols.cols = t->cols;  // register order as tracked
+        drop_triggers(c.db, t->name);
+        create_triggers(c.db, t->name, cols);
+    }
+}
+
 int64_t track_table(Conn& c, const std::string& table) {
     c.ensure_ready();
     Columns cols = introspect(c.db, table);
@@ -194,7 +226,7 @@ int64_t track_table(Conn& c, const std::string& table) {
 
     exec(c.db, "SAVEPOINT lww_track");
     try {
-        if (const TableInfo* known = c.find_table(table)) {
+        if (const TablePtr known = c.find_table(table)) {
             if (known->key != cols.key)
                 throw Error("the primary key of \"" + table +
                             "\" changed since it was tracked; lww_untrack it first");
@@ -244,6 +276,9 @@ int64_t track_table(Conn& c, const std::string& table) {
         reg.bind_text(3, json_array(cols.cols));
         reg.step();
         c.reload();
+        // Rows already there must be able to travel too.
+        exec(c.db, "SELECT count(*) FROM " + quote_ident(table) + " AS NEW WHERE NOT (" +
+                       valid_text(table, all_columns(cols), "NEW") + ")");
 
         std::string join;
         for (size_t i = 0; i < cols.key.size(); ++i)
@@ -280,7 +315,7 @@ int64_t track_table(Conn& c, const std::string& table) {
 
 bool untrack_table(Conn& c, const std::string& table) {
     c.ensure_ready();
-    const TableInfo* t = c.find_table(table);
+    const TablePtr t = c.find_table(table);
     if (!t) return false;
     exec(c.db, "SAVEPOINT lww_untrack");
     try {

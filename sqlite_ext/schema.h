@@ -14,5 +14,8 @@ constexpr size_t kMaxPairColumns = 63;
 int64_t track_table(Conn& c, const std::string& table);
 // Returns true when the table was tracked.
 bool untrack_table(Conn& c, const std::string& table);
+// Recreates every tracked table's triggers (a database from an older schema
+// version: see Conn::ensure_ready).
+void upgrade_triggers(Conn& c);
 
 }  // namespace lww::sq

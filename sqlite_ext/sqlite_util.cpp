@@ -15,6 +15,15 @@ std::string quote_ident(std::string_view name) {
     return out;
 }
 
+std::string quote_literal(std::string_view text) {
+    std::string out = "'";
+    for (char ch : text) {
+        if (ch == '\'') out += '\'';
+        out += ch;
+    }
+    return out + "'";
+}
+
 Stmt::Stmt(sqlite3* db, const std::string& sql) : db_(db) {
     if (sqlite3_prepare_v2(db, sql.c_str(), static_cast<int>(sql.size()), &st_, nullptr) != SQLITE_OK) {
         std::string msg = sqlite3_errmsg(db);

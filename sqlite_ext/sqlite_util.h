@@ -14,6 +14,8 @@ namespace lww::sq {
 
 // "name" with embedded quotes doubled: the only way identifiers reach SQL text.
 std::string quote_ident(std::string_view name);
+// 'text' with embedded quotes doubled (names as string literals in trigger SQL).
+std::string quote_literal(std::string_view text);
 
 class Stmt {
 public:

@@ -1,0 +1,202 @@
+// Bounds on every number a peer sends, and on every document's shape
+// (issue 8): nothing wraps, overflows, recurses, or produces a value that
+// another peer would refuse.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "../../common/changeset.h"
+#include "../../common/error.h"
+#include "../../common/exchange.h"
+#include "../../common/hlc.h"
+#include "../../common/http_client.h"
+#include "../../common/json.h"
+#include "../../common/merge.h"
+
+using namespace lww;
+
+namespace {
+
+const std::string kNode = "00000000-0000-4000-8000-0000000000aa";
+
+std::string changeset(const std::string& tables, const std::string& range = R"("since":"0","upto":"1")") {
+    return R"({"format":"lwwsync.changeset","version":1,"origin":")" + kNode + R"(",)" + range +
+           R"(,"nodes":[")" + kNode + R"("],"tables":[)" + tables + "]}";
+}
+
+std::string table(const std::string& rows, const std::string& columns = R"(["v"])", const std::string& name = "t") {
+    return R"({"name":")" + name + R"(","key":["id"],"columns":)" + columns + R"(,"rows":[)" + rows + "]}";
+}
+
+std::string row(const std::string& hlc, const std::string& cols = R"([[0,"x"]])", const std::string& gen = "1") {
+    return R"({"key":[1],"gen":)" + gen + R"(,"stamp":[")" + hlc + R"(",0],"cols":)" + cols + "}";
+}
+
+std::string error_of(const std::string& json) {
+    try {
+        decode_changeset(json);
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "(accepted)";
+}
+
+const std::string kNow = std::to_string(uint64_t(1700000000000) << 16);
+
+}  // namespace
+
+TEST(Bounds, SequencesStayBelowTwoToThe63) {
+    EXPECT_EQ(error_of(changeset(table(row(kNow)), R"("since":"0","upto":"9223372036854775807")")), "(accepted)");
+    EXPECT_NE(error_of(changeset(table(row(kNow)), R"("since":"0","upto":"9223372036854775808")")).find("below 2^63"),
+              std::string::npos);
+    EXPECT_NE(error_of(changeset(table(row(kNow)), R"("since":"18446744073709551615","upto":"1")")).find("below 2^63"),
+              std::string::npos);
+    const std::string head = R"({"format":"lwwsync.exchange","version":1,"node":")" + kNode + R"(")";
+    EXPECT_THROW(decode_request(head + R"(,"received":"9223372036854775808"})"), Error);
+    EXPECT_THROW(decode_response(head + R"(,"acked":"1","acked_floor":"9223372036854775808"})"), Error);
+    EXPECT_NO_THROW(decode_response(head + R"(,"acked":"9223372036854775807"})"));
+}
+
+TEST(Bounds, StampsAndClocksEndBeforeTheYear6400) {
+    const std::string last = std::to_string(hlc_pack(kMaxStampMillis, 0xFFFF));
+    const std::string past = std::to_string(hlc_pack(kMaxStampMillis + 1, 0));
+    EXPECT_EQ(error_of(changeset(table(row(last)))), "(accepted)");
+    EXPECT_NE(error_of(changeset(table(row(past)))).find("hlc out of range"), std::string::npos);
+    EXPECT_NE(error_of(changeset(table(row("18446744073709551615")))).find("hlc out of range"), std::string::npos);
+    const std::string head = R"({"format":"lwwsync.exchange","version":1,"node":")" + kNode + R"(","acked":"0")";
+    EXPECT_THROW(decode_response(head + R"(,"clock":"18446744073709551615"})"), Error);
+    EXPECT_THROW(decode_response(head + R"(,"clock":")" + past + R"("})"), Error);
+    EXPECT_EQ(decode_response(head + R"(,"clock":")" + last + R"("})").clock, hlc_pack(kMaxStampMillis, 0xFFFF));
+}
+
+TEST(Bounds, TheClockNeverWraps) {
+    HybridClock c;
+    c.observe(UINT64_MAX);  // not a stamp: ignored
+    EXPECT_LT(c.last(), uint64_t(1) << 63);
+    c.observe(hlc_pack(kMaxStampMillis, 0xFFFE));
+    EXPECT_EQ(c.tick(0), hlc_pack(kMaxStampMillis, 0xFFFF));
+    try {
+        c.tick(0);
+        FAIL() << "a clock at its end ticked";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::limit);
+    }
+    EXPECT_EQ(c.last(), hlc_pack(kMaxStampMillis, 0xFFFF));
+    // A wall clock beyond the range does not push stamps past it either.
+    HybridClock d;
+    EXPECT_LE(hlc_millis(d.tick(UINT64_MAX >> 8)), kMaxStampMillis);
+}
+
+TEST(Bounds, TrustedClockIsADayAtMost) {
+    const NodeId server = NodeId::parse(kNode);
+    const uint64_t now = 1700000000000;
+    EXPECT_NO_THROW(HybridClock::check_drift(hlc_pack(now + 3600 * 1000, 0), now, server, kMaxTrustedAheadMs));
+    try {
+        HybridClock::check_drift(hlc_pack(now + 2 * kMaxTrustedAheadMs, 0), now, server, kMaxTrustedAheadMs);
+        FAIL() << "a clock two days ahead was trusted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find(kNode), std::string::npos) << e.what();
+    }
+}
+
+TEST(Bounds, GenerationsSaturateWithAClearError) {
+    EXPECT_EQ(gen_after_delete(kMaxGeneration - 1), kMaxGeneration - 1);  // already dead
+    EXPECT_EQ(gen_after_insert(kMaxGeneration - 1), kMaxGeneration);
+    EXPECT_THROW(gen_after_delete(kMaxGeneration), Error);
+    RowState st(1);
+    st.gen = kMaxGeneration;
+    try {
+        local_delete(st, Stamp{1, NodeId{}}, 1);
+        FAIL() << "deleted past the last generation";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::limit);
+        EXPECT_NE(std::string(e.what()).find("limit"), std::string::npos);
+    }
+    EXPECT_EQ(st.gen, kMaxGeneration);
+    // Incoming: at most 2^32 generations in one step.
+    RowState fresh(1);
+    IncomingRow in;
+    in.has_row = true;
+    in.row = Stamp{1, NodeId{}};
+    in.gen = kMaxGenerationStep + 1;
+    EXPECT_THROW(merge_row(fresh, in, 1), Error);
+    in.gen = kMaxGenerationStep - 1;
+    EXPECT_NO_THROW(merge_row(fresh, in, 1));
+    in.gen = kMaxGeneration + 2;
+    EXPECT_THROW(merge_row(fresh, in, 2), Error);
+    EXPECT_NE(error_of(changeset(table(row(kNow, R"([[0,"x"]])", "9007199254740992")))).find("gen"), std::string::npos);
+}
+
+TEST(Bounds, OneRegisterPerColumnAndUniqueNames) {
+    const std::string h1 = std::to_string((uint64_t(1700000000000) << 16) + 10);
+    const std::string h2 = std::to_string((uint64_t(1700000000000) << 16) + 5);
+    EXPECT_NE(error_of(changeset(table(row(kNow, R"([[0,"a",")" + h1 + R"(",0],[0,"b",")" + h2 + R"(",0]])"))))
+                  .find("two registers in one row"),
+              std::string::npos);
+    // The same column in the next row is fine.
+    EXPECT_EQ(error_of(changeset(table(row(kNow) + "," + row(kNow)))), "(accepted)");
+    EXPECT_NE(error_of(changeset(table(row(kNow), R"(["v","v"])"))).find("named twice"), std::string::npos);
+    EXPECT_NE(error_of(changeset(table(row(kNow), R"(["id"])"))).find("named twice"), std::string::npos);
+    EXPECT_NE(error_of(changeset(table(row(kNow)) + "," + table(row(kNow)))).find("appears twice"), std::string::npos);
+    EXPECT_NE(error_of(changeset(table(row(kNow), R"(["v\u0000"])"))).find("NUL"), std::string::npos);
+    EXPECT_NE(error_of(changeset(table(row(kNow), "[\"" + std::string(1001, 'c') + "\"]"))).find("1000 bytes"),
+              std::string::npos);
+}
+
+TEST(Bounds, NestingIsBoundedWhileParsing) {
+    rapidjson::Document d;
+    std::string error;
+    const std::string deep32 = std::string(32, '[') + std::string(32, ']');
+    EXPECT_TRUE(parse_json(d, deep32, error)) << error;
+    const std::string deep33 = std::string(33, '[') + std::string(33, ']');
+    EXPECT_FALSE(parse_json(d, deep33, error));
+    EXPECT_NE(error.find("nested deeper than 32"), std::string::npos) << error;
+    EXPECT_TRUE(d.IsNull());
+    // A million levels: refused at level 33, without recursion or a huge DOM.
+    EXPECT_FALSE(parse_json(d, std::string(1000000, '['), error));
+    EXPECT_NE(error_of(std::string(100000, '[')).find("nested deeper"), std::string::npos);
+    EXPECT_THROW(decode_request(std::string(100000, '{') + "\"a\":"), Error);
+}
+
+// An HTTP error body is bounded in size and depth before it is parsed.
+TEST(Bounds, HttpErrorBodies) {
+    EXPECT_EQ(http_error_message(R"({"message":"nope"})"), "nope");
+    const std::string deep = std::string(200000, '[');
+    const std::string shown = http_error_message(deep);
+    EXPECT_EQ(shown, std::string(300, '['));
+    EXPECT_EQ(http_error_message(R"({"message":)" + std::string(100, '[') + "}"), R"({"message":)" + std::string(100, '[') + "}");
+    EXPECT_EQ(http_error_message("line one\nline two\r\n"), "line one line two  ");
+    EXPECT_EQ(http_error_message(""), "no message");
+    EXPECT_EQ(http_error_message(R"({"message":""})"), "no message");
+    // A huge message is cut.
+    EXPECT_EQ(http_error_message(R"({"message":")" + std::string(5000, 'm') + R"("})").size(), 1200u);
+}
+
+// Item 9: a hostile server's clock of 2^64 - 1 (or a day ahead) never
+// reaches the client's clock.
+TEST(Bounds, RunSyncRefusesAHostileServerClock) {
+    class NoEngine : public SyncEngine {
+    public:
+        NodeId self() override { return NodeId::parse("00000000-0000-4000-8000-0000000000bb"); }
+        Cursor cursor_of(const NodeId&) override { return {}; }
+        Batch changes(const ChangesRequest&) override { return {}; }
+        ApplyCounts apply_from(const NodeId&, const ChangeSet&, Trust) override { return {}; }
+        uint64_t clock_now() override { return 0; }
+        void observe_clock(uint64_t hlc) override { observed = hlc; }
+        uint64_t max_drift_ms() override { return kDefaultMaxDriftMs; }
+        uint64_t observed = 0;
+    } engine;
+    auto answer = [](const std::string& clock) {
+        return [clock](const std::string&) {
+            return R"({"format":"lwwsync.exchange","version":1,"node":")" + kNode + R"(","acked":"0","clock":")" + clock +
+                   R"(","more":false})";
+        };
+    };
+    EXPECT_THROW(run_sync(engine, answer("18446744073709551615"), BatchLimits{}), Error);
+    const uint64_t two_days = hlc_pack(wall_clock_ms() + 2 * kMaxTrustedAheadMs, 0);
+    EXPECT_THROW(run_sync(engine, answer(std::to_string(two_days)), BatchLimits{}), Error);
+    EXPECT_EQ(engine.observed, 0u);
+    const uint64_t an_hour = hlc_pack(wall_clock_ms() + 3600 * 1000, 0);
+    EXPECT_NO_THROW(run_sync(engine, answer(std::to_string(an_hour)), BatchLimits{}));
+    EXPECT_EQ(engine.observed, an_hour);  // a client behind by an hour still adopts its server's clock
+}
