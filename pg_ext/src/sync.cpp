@@ -230,7 +230,7 @@ public:
         reported_ = true;
         const auto now = std::chrono::steady_clock::now();
         // Every 10th round trip, or when a second passed without one.
-        if (s.done || (s.batches % 10 != 0 && now - last_notice_ < std::chrono::seconds(1))) return;
+        if (s.done || s.batches == 0 || (s.batches % 10 != 0 && now - last_notice_ < std::chrono::seconds(1))) return;
         last_notice_ = now;
         char line[256];
         snprintf(line, sizeof line, "lww_sync: %zu batches, %zu rows pushed, %zu rows pulled, %.1f s", s.batches,
@@ -270,6 +270,7 @@ std::string sync_with(const std::string& url, const SyncOptions& opt) {
         throw Error("unsupported URL \"" + redact_url(url) +
                     "\": use http(s)://host/rpc/lww_exchange (an lwwsync server or PostgREST) or postgresql://…");
     ProgressReport report(url);
+    report(SyncStats{});  // visible in lww_sync_status() before the first round trip ends
     std::string stats = is_http_url(url) ? sync_http(url, opt, report)
                                          : sync_libpq(url, opt, [&](const SyncStats& s) { report(s); });
     // The server's clock, observed in memory during the sync, is persisted

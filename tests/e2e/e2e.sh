@@ -399,11 +399,12 @@ for t in "FORGED:$FORGED_TOKEN" "EXPIRED:$EXPIRED_TOKEN" "MISSING:"; do
 done
 
 # ------------------------------------------------------------------ 8. cancel a Postgres lww_sync waiting on the network
-# A session on the server holds a lock the exchange needs: the request hangs.
-pg1 -c "BEGIN; LOCK TABLE todos IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);" >/dev/null 2>&1 &
+# A session on the server holds a lock every exchange needs (the cursors):
+# the request hangs. (A pull with nothing to send never opens the user tables.)
+pg1 -c "BEGIN; LOCK TABLE lwwsync.peers IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);" >/dev/null 2>&1 &
 LOCK_PID=$!
 for _ in $(seq 1 100); do
-    [ "$(pg1 -c "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation = 'todos'::regclass")" = 1 ] && break
+    [ "$(pg1 -c "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation = 'lwwsync.peers'::regclass")" = 1 ] && break
     sleep 0.05
 done
 pg2 -c "SET statement_timeout = '1500ms'" -c "SELECT lww_sync('$URL', '$APP_OPTS')" >"$W/cancel.out" 2>&1 &
