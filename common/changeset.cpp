@@ -528,6 +528,9 @@ ChangeSet decode_changeset_value(const rapidjson::Value& doc) {
                 }
             }
             if (!r.has_row && r.cols.empty()) bad(rw, "a row must carry its row register or some columns");
+            // A deleted generation is made by a delete: its row register
+            // says who deleted it (column registers die with the row).
+            if (!(r.gen & 1) && !r.has_row) bad(rw, "a deleted row (even gen) must carry its row register");
             t.rows.push_back(std::move(r));
         }
         cs.tables.push_back(std::move(t));

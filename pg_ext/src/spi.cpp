@@ -2,6 +2,7 @@
 
 extern "C" {
 #include "catalog/pg_namespace.h"
+#include "storage/proc.h"
 #include "utils/syscache.h"
 }
 
@@ -117,13 +118,18 @@ std::string col_bytes(uint64_t row, int c, bool* isnull) { return col_varlena(ro
 Oid col_type(int c) { return SPI_gettypeid(SPI_tuptable->tupdesc, c + 1); }
 
 AsMetadataOwner::AsMetadataOwner() {
-    Oid owner = InvalidOid;
+    // The owner, looked up once per transaction.
+    static Oid owner = InvalidOid;
+    static LocalTransactionId owner_lxid = InvalidLocalTransactionId;
     pg_call([&] {
-        Oid nsp = get_namespace_oid("lwwsync", false);
-        HeapTuple tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
-        if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for schema lwwsync");
-        owner = ((Form_pg_namespace)GETSTRUCT(tup))->nspowner;
-        ReleaseSysCache(tup);
+        if (owner_lxid != MyProc->lxid || !OidIsValid(owner)) {
+            Oid nsp = get_namespace_oid("lwwsync", false);
+            HeapTuple tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+            if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for schema lwwsync");
+            owner = ((Form_pg_namespace)GETSTRUCT(tup))->nspowner;
+            ReleaseSysCache(tup);
+            owner_lxid = MyProc->lxid;
+        }
         GetUserIdAndSecContext(&saved_user_, &saved_sec_);
         // Nothing the caller put on search_path may run with the owner's rights.
         guc_level_ = NewGUCNestLevel();

@@ -125,6 +125,9 @@ TEST(Bounds, GenerationsSaturateWithAClearError) {
     in.gen = kMaxGeneration + 2;
     EXPECT_THROW(merge_row(fresh, in, 2), Error);
     EXPECT_NE(error_of(changeset(table(row(kNow, R"([[0,"x"]])", "9007199254740992")))).find("gen"), std::string::npos);
+    // A generation raised to a deleted one without saying who deleted it.
+    EXPECT_NE(error_of(changeset(table(row(kNow, R"([[0,"x"]])", "4")))).find("must carry its row register"),
+              std::string::npos);
 }
 
 TEST(Bounds, OneRegisterPerColumnAndUniqueNames) {
