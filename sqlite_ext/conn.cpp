@@ -4,6 +4,8 @@ SQLITE_EXTENSION_INIT3
 
 #include <rapidjson/document.h>
 
+#include "../common/json.h"
+
 namespace lww::sq {
 
 std::string meta_table_name(const std::string& table) { return "lww__" + table; }
@@ -102,7 +104,8 @@ void Conn::set_setting(const std::string& key, int64_t value) {
 
 static std::vector<std::string> json_names(const std::string& text) {
     rapidjson::Document d;
-    d.Parse(text.c_str(), text.size());
+    std::string error;
+    parse_json(d, text, error);  // a damaged list reads as empty
     std::vector<std::string> out;
     if (d.IsArray())
         for (const auto& v : d.GetArray())
