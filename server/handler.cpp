@@ -602,6 +602,7 @@ void begin(App& app, RequestState& st) {
 }
 
 bool answer_before_body(const RequestState& st) {
+    if (framing_error(st.req)) return true;  // a body we cannot delimit is never read
     if (strcasecmp(trim(st.req.header("Expect")).c_str(), "100-continue") == 0) return true;
     const auto cl = content_length(st.req);
     return cl && *cl > kDrainBytes;

@@ -154,12 +154,14 @@ struct HttpServer::Impl {
                 for (ConnState* cs : conns) {
                     const int phase = cs->phase;
                     if (cs->cut || phase == Processing || now - cs->since < limit_ms) continue;
-                    // Wakes the event thread: its next read sees the end of
-                    // the stream and closes. Under reg_mu, so MHD cannot have
-                    // closed (and reused) the descriptor yet.
-                    shutdown(cs->fd, SHUT_RDWR);
+                    // Marked first: the event thread may log the request as
+                    // soon as the shutdown below wakes it.
                     cs->cut = true;
                     if (!cs->in_request) cut_remote.push_back(cs->remote);
+                    // Its next read sees the end of the stream and closes.
+                    // Under reg_mu, so MHD cannot have closed (and reused)
+                    // the descriptor yet.
+                    shutdown(cs->fd, SHUT_RDWR);
                 }
             }
             for (const auto& r : cut_remote)
