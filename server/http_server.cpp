@@ -416,7 +416,8 @@ bool HttpServer::start(int listen_fd, std::string& error) {
     s.reaper = std::thread([&s] { s.reaper_loop(); });
     // Two event threads (the machine's cores): gzip of request bodies runs
     // there, so one large upload does not hold up every other connection.
-    s.threads = 2;
+    // libmicrohttpd splits the connection cap between them.
+    s.threads = cfg.server_max_connections >= 2 ? 2 : 1;
     const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     s.daemon = MHD_start_daemon(
         flags, 0, nullptr, nullptr, on_request, &s,                                            //
