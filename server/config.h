@@ -19,9 +19,9 @@ struct Config {
     int server_port = 3000;
     std::size_t max_body_bytes = std::size_t(64) << 20;
     // Each exchange transaction: SET LOCAL statement_timeout / lock_timeout
-    // (milliseconds, 0 = none). A timed-out exchange answers 504, a lock
+    // (milliseconds; 0 leaves the database's setting). A timed-out exchange answers 504, a lock
     // wait that gave up 503, both with Retry-After.
-    std::size_t db_statement_timeout_ms = 30000;  // 0: the database's own setting
+    std::size_t db_statement_timeout_ms = 30000;
     std::size_t db_lock_timeout_ms = 10000;
     // HTTP limits (seconds / counts, 0 = no limit for the connection caps):
     std::size_t server_request_timeout = 60;   // to receive one request (headers + body), or to send one response
