@@ -27,6 +27,12 @@ const OptionSpec kOptions[] = {
     {"server-host", "127.0.0.1", "address to listen on"},
     {"server-port", "3000", "TCP port to listen on"},
     {"max-body-bytes", "67108864", "largest request body in bytes, after gzip decompression (413 beyond)"},
+    {"db-statement-timeout-ms", "30000", "statement_timeout of each exchange in milliseconds, 0 keeps the database's setting (504 beyond)"},
+    {"db-lock-timeout-ms", "10000", "lock_timeout of each exchange in milliseconds, 0 keeps the database's setting (503 beyond)"},
+    {"server-request-timeout", "60", "seconds a client has to send one whole request (headers and body), and to read one response"},
+    {"server-idle-timeout", "10", "seconds a connection may stay silent (also between keep-alive requests)"},
+    {"server-max-connections", "1000", "open client connections at most; more are closed at once"},
+    {"server-max-connections-per-ip", "32", "open connections per client address at most, 0 for no cap (behind a proxy: 0)"},
 };
 
 std::string env_name(const std::string& key) {
@@ -93,6 +99,19 @@ unsigned long long parse_number(const std::string& key, const std::string& v, un
 }
 
 }  // namespace
+
+bool reserved_role(const std::string& role) {
+    std::string r;
+    for (char ch : role) r += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    // SET ROLE none resets to the session user; the others are keywords or
+    // pseudo-roles of the role grammar (CURRENT_USER, PUBLIC...), and pg_*
+    // names belong to PostgreSQL's predefined roles (pg_read_server_files...).
+    static const char* const kReserved[] = {"none", "public", "default", "all", "current_user",
+                                            "current_role", "session_user", "user"};
+    for (const char* k : kReserved)
+        if (r == k) return true;
+    return r.rfind("pg_", 0) == 0;
+}
 
 std::string usage() {
     std::ostringstream u;
@@ -171,6 +190,14 @@ Action load_config(int argc, char** argv, Config& out, void (*warn)(const std::s
     c.db_pool = number("db-pool", 1, 1000, 10);
     c.db_pool_acquisition_timeout = number("db-pool-acquisition-timeout", 1, 3600, 10);
     c.max_body_bytes = number("max-body-bytes", 1, 1ULL << 40, c.max_body_bytes);
+    c.db_statement_timeout_ms = number("db-statement-timeout-ms", 0, 86400000, c.db_statement_timeout_ms);
+    c.db_lock_timeout_ms = number("db-lock-timeout-ms", 0, 86400000, c.db_lock_timeout_ms);
+    c.server_request_timeout = number("server-request-timeout", 1, 86400, c.server_request_timeout);
+    c.server_idle_timeout = number("server-idle-timeout", 1, 86400, c.server_idle_timeout);
+    c.server_max_connections = number("server-max-connections", 1, 1000000, c.server_max_connections);
+    c.server_max_connections_per_ip = number("server-max-connections-per-ip", 0, 1000000, c.server_max_connections_per_ip);
+    if (!c.db_anon_role.empty() && reserved_role(c.db_anon_role))
+        throw ConfigError("db-anon-role \"" + c.db_anon_role + "\" is a reserved role name");
     out = std::move(c);
     return Action::Run;
 }

@@ -18,7 +18,22 @@ struct Config {
     std::string server_host = "127.0.0.1";
     int server_port = 3000;
     std::size_t max_body_bytes = std::size_t(64) << 20;
+    // Each exchange transaction: SET LOCAL statement_timeout / lock_timeout
+    // (milliseconds; 0 leaves the database's setting). A timed-out exchange answers 504, a lock
+    // wait that gave up 503, both with Retry-After.
+    std::size_t db_statement_timeout_ms = 30000;
+    std::size_t db_lock_timeout_ms = 10000;
+    // HTTP limits (seconds / counts, 0 = no limit for the connection caps):
+    std::size_t server_request_timeout = 60;   // to receive one request (headers + body), or to send one response
+    std::size_t server_idle_timeout = 10;      // a connection with no traffic at all is closed
+    std::size_t server_max_connections = 1000;
+    std::size_t server_max_connections_per_ip = 32;
 };
+
+// Role names PostgreSQL treats specially in SET ROLE (none: back to the
+// login role!) or reserves (public, pg_*): never taken from a token or as
+// db-anon-role. Compared case-insensitively.
+bool reserved_role(const std::string& role);
 
 // A configuration the server must not start with; main prints it and exits 2.
 struct ConfigError : std::runtime_error {

@@ -1,37 +1,48 @@
 #include "handler.h"
 
-#include <httplib.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
-#include <zlib.h>
-
-#include "../common/gzip.h"
-
 #include <strings.h>
 
 #include <cctype>
 #include <charconv>
 #include <ctime>
-#include <memory>
-#include <optional>
 #include <random>
-#include <thread>
-#include <utility>
-#include <vector>
 
+#include "../common/gzip.h"
+#include "../common/json.h"
 #include "jwt.h"
 #include "log.h"
+#include "pgasync.h"
 
 namespace lwwgw {
 namespace {
 
 constexpr const char* kExchangePath = "/rpc/lww_exchange";
 constexpr const char* kHealthPath = "/health";
-// PostgREST's content type; not httplib's exact "application/json" either,
-// which would make httplib compress a second time (and prefer br over gzip).
-constexpr const char* kJson = "application/json; charset=utf-8";
+constexpr const char* kJson = "application/json; charset=utf-8";  // PostgREST's content type
 constexpr std::size_t kGzipAbove = 256;  // smaller bodies do not shrink enough to bother
 constexpr int kMaxAttempts = 3;          // a transaction runs at most this often (40001, 40P01, dead connection)
+// A refused body is still read (and dropped) up to this many bytes, so the
+// client sees the 413/400 instead of a reset; beyond it the connection is cut.
+constexpr std::size_t kDrainBytes = std::size_t(8) << 20;
+
+bool iequals(const std::string& a, const char* b) { return strcasecmp(a.c_str(), b) == 0; }
+
+std::string trim(const std::string& s) {
+    const auto b = s.find_first_not_of(" \t");
+    return b == std::string::npos ? std::string() : s.substr(b, s.find_last_not_of(" \t") - b + 1);
+}
+
+std::string lower(std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+// A header value quoted in a message: bounded, it comes from the client.
+std::string quoted_excerpt(const std::string& v) {
+    return "\"" + (v.size() > 80 ? v.substr(0, 80) + "…" : v) + "\"";
+}
 
 // ------------------------------------------------------------------ errors
 
@@ -70,13 +81,14 @@ std::string error_json(const HttpError& e) {
     return sb.GetString();
 }
 
-void send_error(httplib::Response& res, const HttpError& e) {
-    res.status = e.status;
-    for (const auto& [k, v] : e.headers) res.set_header(k.c_str(), v);
-    res.set_content(error_json(e), kJson);
-    RequestLog& log = request_log();
-    log.error = e.message;
-    if (e.details) log.error += ": " + *e.details;
+void send_error(RequestState& st, const HttpError& e) {
+    st.response = HttpResponse{};
+    st.response.status = e.status;
+    st.response.headers = e.headers;
+    st.response.headers.emplace_back("Content-Type", kJson);
+    st.response.body = error_json(e);
+    st.error = e.message;
+    if (e.details) st.error += ": " + *e.details;
 }
 
 HttpError make_error(int status, std::string code, std::string message) {
@@ -87,28 +99,22 @@ HttpError make_error(int status, std::string code, std::string message) {
     return e;
 }
 
-// The announced body size; 0 when absent or unreadable (chunked bodies have none).
-std::size_t content_length(const httplib::Request& req) {
-    const std::string v = req.get_header_value("Content-Length");
+// An answer sent before the body was read: the client must not reuse the
+// connection (the unread bytes would be taken for its next request).
+void close_if_body_unread(RequestState& st) {
+    if (st.body_expected) st.response.headers.emplace_back("Connection", "close");
+}
+
+// The announced body size; nullopt when absent.
+std::optional<unsigned long long> content_length(const HttpRequest& req) {
+    const std::string v = trim(req.header("Content-Length"));
     unsigned long long n = 0;
     const auto r = std::from_chars(v.data(), v.data() + v.size(), n);
-    return r.ec == std::errc() ? static_cast<std::size_t>(n) : 0;
+    if (v.empty() || r.ec != std::errc() || r.ptr != v.data() + v.size()) return std::nullopt;
+    return n;
 }
 
-// A response sent before the request body was read: the unread bytes would
-// otherwise be parsed as the connection's next request (cpp-httplib 0.11
-// keeps the connection), so the client is told to close it.
-void close_if_body_unread(const httplib::Request& req, httplib::Response& res) {
-    if (req.has_header("Transfer-Encoding") || content_length(req) > 0)
-        res.set_header("Connection", "close");
-}
-
-// ------------------------------------------------------------------ gzip
-
-std::string trim(const std::string& s) {
-    const auto b = s.find_first_not_of(" \t");
-    return b == std::string::npos ? std::string() : s.substr(b, s.find_last_not_of(" \t") - b + 1);
-}
+// ------------------------------------------------------------------ gzip responses
 
 // Whether Accept-Encoding admits gzip: "gzip" or "x-gzip", else "*", with q > 0.
 bool accepts_gzip(const std::string& header) {
@@ -120,8 +126,7 @@ bool accepts_gzip(const std::string& header) {
         const std::string item = header.substr(pos, end - pos);
         pos = end + 1;
         const auto semi = item.find(';');
-        std::string name = trim(item.substr(0, semi));
-        for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        const std::string name = lower(trim(item.substr(0, semi)));
         bool refused = false;  // ";q=0", ";q=0.0", ...
         if (semi != std::string::npos) {
             const std::string param = trim(item.substr(semi + 1));
@@ -134,22 +139,19 @@ bool accepts_gzip(const std::string& header) {
     return gzip ? *gzip : star.value_or(false);
 }
 
-void send_json(const httplib::Request& req, httplib::Response& res, int status, std::string body) {
-    res.status = status;
-    res.set_header("Vary", "Accept-Encoding");
-    if (body.size() >= kGzipAbove && accepts_gzip(req.get_header_value("Accept-Encoding"))) {
+void send_json(RequestState& st, int status, std::string body) {
+    st.response = HttpResponse{};
+    st.response.status = status;
+    st.response.headers.emplace_back("Vary", "Accept-Encoding");
+    if (body.size() >= kGzipAbove && accepts_gzip(st.req.header("Accept-Encoding"))) {
         body = lww::gzip_compress(body, 1);  // fastest: this CPU serves every client
-        res.set_header("Content-Encoding", "gzip");
+        st.response.headers.emplace_back("Content-Encoding", "gzip");
     }
-    res.set_content(std::move(body), kJson);
+    st.response.headers.emplace_back("Content-Type", kJson);
+    st.response.body = std::move(body);
 }
 
 // ------------------------------------------------------------------ auth
-
-struct Auth {
-    std::string role;
-    std::string claims_json;
-};
 
 std::string anon_claims(const std::string& role) {
     rapidjson::StringBuffer sb;
@@ -176,8 +178,8 @@ HttpError invalid_token(const std::string& why) {
 
 // Who the request runs as, PostgREST's way: a verified token's "role" claim;
 // the anonymous role for a token without one and for requests without a token.
-std::optional<HttpError> authenticate(const httplib::Request& req, const Config& cfg, Auth& out) {
-    const size_t n = req.get_header_value_count("Authorization");
+std::optional<HttpError> authenticate(const HttpRequest& req, const Config& cfg, Auth& out) {
+    const std::size_t n = req.count("Authorization");
     if (n == 0) {
         if (cfg.db_anon_role.empty())
             return unauthorized("PGRST302", "Anonymous access is disabled: send Authorization: Bearer <JWT>",
@@ -187,7 +189,7 @@ std::optional<HttpError> authenticate(const httplib::Request& req, const Config&
         return std::nullopt;
     }
     if (n > 1) return invalid_token("more than one Authorization header");
-    const std::string h = req.get_header_value("Authorization");
+    const std::string h = req.header("Authorization");
     if (h.size() < 7 || strncasecmp(h.c_str(), "Bearer ", 7) != 0)
         return invalid_token("the Authorization header must be Bearer <JWT>");
     const std::string token = trim(h.substr(7));
@@ -197,14 +199,38 @@ std::optional<HttpError> authenticate(const httplib::Request& req, const Config&
     if (!jwt.ok) return invalid_token(jwt.error);
     out.claims_json = std::move(jwt.claims_json);
     out.role = jwt.role.empty() ? cfg.db_anon_role : jwt.role;
-    if (out.role.empty())
-        return invalid_token("JWT has no role claim and anonymous access is disabled");
+    if (out.role.empty()) return invalid_token("JWT has no role claim and anonymous access is disabled");
+    // SET ROLE none would run the request as the login role itself.
+    if (reserved_role(out.role)) {
+        HttpError e = make_error(403, "LWW403", "JWT role \"" + out.role + "\" is a reserved role name");
+        e.hint = "a token must name a real role granted to the role in db-uri";
+        return e;
+    }
     return std::nullopt;
 }
 
-// ------------------------------------------------------------------ PostgreSQL
+// application/json (any parameters but a charset other than UTF-8), or no
+// Content-Type at all (PostgREST's default). Anything else (multipart,
+// form-urlencoded, text/plain...) is not an exchange document.
+bool json_content_type(const std::string& header) {
+    if (trim(header).empty()) return true;
+    const auto semi = header.find(';');
+    if (lower(trim(header.substr(0, semi))) != "application/json") return false;
+    std::size_t pos = semi;
+    while (pos != std::string::npos) {
+        const auto next = header.find(';', pos + 1);
+        const std::string param = trim(header.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1));
+        pos = next;
+        const auto eq = param.find('=');
+        if (eq == std::string::npos || lower(trim(param.substr(0, eq))) != "charset") continue;
+        std::string cs = lower(trim(param.substr(eq + 1)));
+        if (cs.size() >= 2 && cs.front() == '"' && cs.back() == '"') cs = cs.substr(1, cs.size() - 2);
+        if (cs != "utf-8" && cs != "utf8") return false;
+    }
+    return true;
+}
 
-using Result = std::unique_ptr<PGresult, void (*)(PGresult*)>;
+// ------------------------------------------------------------------ PostgreSQL
 
 struct DbFailure {
     std::string sqlstate, message;
@@ -245,12 +271,34 @@ bool connection_class(const std::string& s) {
 bool serialization_failure(const std::string& s) { return s == "40001" || s == "40P01"; }
 
 enum class Step { Role, Claims, Exchange, Commit };
+enum class Outcome { Ok, Failed, ClientGone, TimedOut };
 
-// One exchange in one transaction: the role and claims are transaction-local
-// (SET LOCAL, set_config(..., true)), so nothing outlives the COMMIT or a
-// ROLLBACK on the pooled connection.
-bool run_exchange(PGconn* c, const Auth& auth, const std::string& body, std::string& out, DbFailure& f,
-                  Step& step) {
+// The wait for one statement: the server's statement_timeout ends it first;
+// this is the backstop for a server that stopped answering altogether.
+Clock::time_point statement_deadline(const Config& cfg) {
+    if (cfg.db_statement_timeout_ms == 0) return Clock::time_point::max();
+    return Clock::now() + std::chrono::milliseconds(cfg.db_statement_timeout_ms) + std::chrono::seconds(5);
+}
+
+Outcome run_step(PGconn* c, const std::string& sql, const std::vector<const char*>* params, ExecStatusType want,
+                 int client_fd, const Config& cfg, Result& r, DbFailure& f) {
+    switch (exec(c, sql, params, client_fd, statement_deadline(cfg), r)) {
+        case Exec::ClientGone:
+            return Outcome::ClientGone;
+        case Exec::TimedOut:
+            return Outcome::TimedOut;
+        case Exec::Broken:
+        case Exec::Done:
+            break;
+    }
+    return check(c, r, want, f) ? Outcome::Ok : Outcome::Failed;
+}
+
+// One exchange in one transaction: the role, claims and timeouts are
+// transaction-local (SET LOCAL, set_config(..., true)), so nothing outlives
+// the COMMIT or a ROLLBACK on the pooled connection.
+Outcome run_exchange(PGconn* c, const Config& cfg, const Auth& auth, const std::string& body, int client_fd,
+                     std::string& out, DbFailure& f, Step& step) {
     step = Step::Role;
     char* quoted = PQescapeIdentifier(c, auth.role.data(), auth.role.size());
     if (!quoted) {
@@ -258,47 +306,40 @@ bool run_exchange(PGconn* c, const Auth& auth, const std::string& body, std::str
         f.sqlstate = "22023";
         f.message = "invalid role name: " + one_line(PQerrorMessage(c));
         f.connection_lost = PQstatus(c) != CONNECTION_OK;
-        return false;
+        return Outcome::Failed;
     }
-    const std::string begin = std::string("BEGIN; SET LOCAL ROLE ") + quoted;
+    std::string begin = "BEGIN";
+    // 0 leaves the database's own setting in force.
+    if (cfg.db_statement_timeout_ms > 0)
+        begin += "; SET LOCAL statement_timeout = " + std::to_string(cfg.db_statement_timeout_ms);
+    if (cfg.db_lock_timeout_ms > 0) begin += "; SET LOCAL lock_timeout = " + std::to_string(cfg.db_lock_timeout_ms);
+    begin += std::string("; SET LOCAL ROLE ") + quoted;
     PQfreemem(quoted);
-    Result r(PQexec(c, begin.c_str()), PQclear);
-    if (!check(c, r, PGRES_COMMAND_OK, f)) return false;
+    Result r(nullptr, PQclear);
+    Outcome o = run_step(c, begin, nullptr, PGRES_COMMAND_OK, client_fd, cfg, r, f);
+    if (o != Outcome::Ok) return o;
 
     step = Step::Claims;
-    const char* claims[] = {auth.claims_json.c_str(), "POST", kExchangePath};
-    r.reset(PQexecParams(c,
-                         "SELECT set_config('request.jwt.claims', $1, true), "
-                         "set_config('request.method', $2, true), set_config('request.path', $3, true)",
-                         3, nullptr, claims, nullptr, nullptr, 0));
-    if (!check(c, r, PGRES_TUPLES_OK, f)) return false;
+    const std::vector<const char*> claims = {auth.claims_json.c_str(), "POST", kExchangePath};
+    o = run_step(c,
+                 "SELECT set_config('request.jwt.claims', $1, true), "
+                 "set_config('request.method', $2, true), set_config('request.path', $3, true)",
+                 &claims, PGRES_TUPLES_OK, client_fd, cfg, r, f);
+    if (o != Outcome::Ok) return o;
 
     step = Step::Exchange;
-    const char* params[] = {body.c_str()};
-    r.reset(PQexecParams(c, "SELECT lww_exchange($1::json)::text", 1, nullptr, params, nullptr, nullptr, 0));
-    if (!check(c, r, PGRES_TUPLES_OK, f)) return false;
+    const std::vector<const char*> params = {body.c_str()};
+    o = run_step(c, "SELECT lww_exchange($1::json)::text", &params, PGRES_TUPLES_OK, client_fd, cfg, r, f);
+    if (o != Outcome::Ok) return o;
     if (PQntuples(r.get()) != 1 || PQnfields(r.get()) != 1) {
         f = DbFailure{};
         f.message = "lww_exchange returned " + std::to_string(PQntuples(r.get())) + " rows";
-        return false;
+        return Outcome::Failed;
     }
     out = PQgetisnull(r.get(), 0, 0) ? "null" : std::string(PQgetvalue(r.get(), 0, 0), PQgetlength(r.get(), 0, 0));
 
     step = Step::Commit;
-    r.reset(PQexec(c, "COMMIT"));
-    return check(c, r, PGRES_COMMAND_OK, f);
-}
-
-// Leaves the connection idle outside a transaction, or marks it for closing.
-void rollback(Pool::Lease& lease) {
-    PGconn* c = lease.get();
-    if (PQstatus(c) != CONNECTION_OK) {
-        lease.discard();
-        return;
-    }
-    if (PQtransactionStatus(c) == PQTRANS_IDLE) return;
-    Result r(PQexec(c, "ROLLBACK"), PQclear);
-    if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK || PQtransactionStatus(c) != PQTRANS_IDLE) lease.discard();
+    return run_step(c, "COMMIT", nullptr, PGRES_COMMAND_OK, client_fd, cfg, r, f);
 }
 
 HttpError unavailable(std::string code, std::string message, std::optional<std::string> details, int retry_after) {
@@ -308,14 +349,22 @@ HttpError unavailable(std::string code, std::string message, std::optional<std::
     return e;
 }
 
-HttpError pool_error(const PoolTimeout& t) {
-    return unavailable("PGRST003", "Timed out acquiring a connection from the pool", std::string(t.what()), 1);
+HttpError pool_error(const std::string& what) {
+    return unavailable("PGRST003", "Timed out acquiring a connection from the pool", what, 1);
 }
 
 HttpError connect_error(const ConnectFailed& c) {
     HttpError e = unavailable("PGRST000", "Database connection error: PostgreSQL is unreachable",
                               std::string(c.what()), 5);
     e.hint = "the gateway reconnects by itself once PostgreSQL accepts connections again";
+    return e;
+}
+
+HttpError timeout_error(const Config& cfg, std::string message) {
+    HttpError e = make_error(504, "57014", std::move(message));
+    e.details = "db-statement-timeout-ms is " + std::to_string(cfg.db_statement_timeout_ms);
+    e.hint = "retry later; the exchange was rolled back";
+    e.headers.emplace_back("Retry-After", "1");
     return e;
 }
 
@@ -331,11 +380,6 @@ HttpError db_error(const DbFailure& f, Step step) {
     e.message = f.message;
     e.details = f.detail;
     e.hint = f.hint;
-    if (serialization_failure(f.sqlstate)) {
-        e.status = 503;
-        e.headers.emplace_back("Retry-After", "1");
-        return e;
-    }
     // SET LOCAL ROLE: a role that does not exist (22023) or that the
     // gateway's login role was not granted (42501) is not the caller's to use.
     if (step == Step::Role && (f.sqlstate == "22023" || f.sqlstate == "42501" || f.sqlstate == "42704")) {
@@ -344,66 +388,22 @@ HttpError db_error(const DbFailure& f, Step step) {
         return e;
     }
     e.status = f.sqlstate.empty() ? 500 : status_for_sqlstate(f.sqlstate);
-    if (e.status == 503) e.headers.emplace_back("Retry-After", "1");  // class 53: out of resources, for now
+    if (e.status == 503 || e.status == 504) e.headers.emplace_back("Retry-After", "1");  // transient
     if (f.sqlstate == "42883" && !e.hint)
         e.hint = "is the lwwsync extension (0.2 or later: lww_exchange(json)) installed in this database?";
     return e;
 }
 
+void client_went_away(RequestState& st, const char* when) {
+    st.client_gone = true;
+    st.error = std::string("client disconnected ") + when;
+}
+
 // ------------------------------------------------------------------ handlers
 
-void exchange(App& app, const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-    RequestLog& log = request_log();
-
-    // Only encodings cpp-httplib decodes, spelled as it compares them; it
-    // would pass any other (even "GZIP") through undecoded.
-    const std::string enc = req.get_header_value("Content-Encoding");
-    if (!(enc.empty() || enc == "identity" || enc == "gzip" || enc == "deflate" || enc == "br")) {
-        close_if_body_unread(req, res);
-        return send_error(res, make_error(415, "LWW415", "unsupported Content-Encoding \"" + enc +
-                                                             "\" (use gzip, deflate, br or none)"));
-    }
-
-    // Before reading the body: an unauthenticated client cannot make us
-    // receive (and decompress) up to max-body-bytes.
-    Auth auth;
-    if (auto err = authenticate(req, app.cfg, auth)) {
-        close_if_body_unread(req, res);
-        return send_error(res, *err);
-    }
-    log.role = auth.role;
-
-    // The limit counts decompressed bytes as they come, so neither a large
-    // chunked body nor a gzip bomb is ever held beyond it.
-    const std::size_t limit = app.cfg.max_body_bytes;
-    std::string body;
-    body.reserve(std::min<std::size_t>(content_length(req), limit));
-    bool too_large = false;
-    const bool read_ok = reader([&](const char* data, size_t n) {
-        if (n > limit - body.size()) {
-            too_large = true;
-            return false;
-        }
-        body.append(data, n);
-        return true;
-    });
-    log.bytes_in = body.size();
-    if (too_large) {
-        res.set_header("Connection", "close");
-        return send_error(res, make_error(413, "LWW413",
-                                          "request body exceeds max-body-bytes (" + std::to_string(limit) +
-                                              " bytes" + (enc.empty() || enc == "identity" ? "" : " after decompression") +
-                                              ")"));
-    }
-    if (!read_ok) {
-        res.set_header("Connection", "close");
-        return send_error(res, make_error(400, "PGRST102",
-                                          "cannot read the request body (truncated, or not valid " +
-                                              (enc.empty() ? std::string("HTTP framing") : enc + " data") + ")"));
-    }
-    if (body.find('\0') != std::string::npos)  // a text parameter ends at NUL; JSON never has one
-        return send_error(res, make_error(400, "PGRST102", "request body contains a NUL byte: not JSON text"));
-
+void exchange(App& app, RequestState& st) {
+    const std::string& body = st.body->body();
+    const int fd = st.client_fd;
     for (int attempt = 1;; ++attempt) {
         DbFailure f;
         Step step = Step::Role;
@@ -411,19 +411,32 @@ void exchange(App& app, const httplib::Request& req, httplib::Response& res, con
         {
             std::optional<Pool::Lease> lease;
             try {
-                lease.emplace(app.pool.acquire());
+                lease.emplace(app.pool.acquire([fd] { return peer_gone(fd); }));
             } catch (const PoolTimeout& t) {
-                return send_error(res, pool_error(t));
+                return send_error(st, pool_error(t.what()));
             } catch (const ConnectFailed& c) {
-                return send_error(res, connect_error(c));
+                return send_error(st, connect_error(c));
+            } catch (const Abandoned&) {
+                return client_went_away(st, "while waiting for a database connection");
             }
-            if (run_exchange(lease->get(), auth, body, result, f, step))
-                return send_json(req, res, 200, std::move(result));
+            PGconn* c = lease->get();
+            switch (run_exchange(c, app.cfg, st.auth, body, fd, result, f, step)) {
+                case Outcome::Ok:
+                    return send_json(st, 200, std::move(result));
+                case Outcome::ClientGone:
+                    if (!rollback(c)) lease->discard();
+                    return client_went_away(st, "during the exchange: query cancelled, transaction rolled back");
+                case Outcome::TimedOut:
+                    lease->discard();  // it did not answer: its state is unknown
+                    return send_error(st, timeout_error(app.cfg, "PostgreSQL did not answer in time"));
+                case Outcome::Failed:
+                    break;
+            }
             if (f.connection_lost) {
                 lease->discard();
                 app.pool.drop_idle();
-            } else {
-                rollback(*lease);
+            } else if (!rollback(c)) {
+                lease->discard();
             }
         }
         // A connection found dead before anything ran (a pooled connection
@@ -433,19 +446,20 @@ void exchange(App& app, const httplib::Request& req, httplib::Response& res, con
         // the client, whose exchanges are idempotent, retries on 503.
         const bool retry = attempt < kMaxAttempts &&
                            ((f.connection_lost && step == Step::Role) || serialization_failure(f.sqlstate));
-        if (!retry) return send_error(res, db_error(f, step));
+        if (!retry) {
+            if (f.sqlstate == "57014") return send_error(st, timeout_error(app.cfg, f.message));
+            return send_error(st, db_error(f, step));
+        }
         if (serialization_failure(f.sqlstate)) {
             static thread_local std::mt19937 rng{std::random_device{}()};
             std::uniform_int_distribution<int> ms(10 * attempt, 50 * attempt);
-            std::this_thread::sleep_for(std::chrono::milliseconds(ms(rng)));
+            if (!sleep_watching(fd, ms(rng))) return client_went_away(st, "before a retry");
         }
     }
 }
 
-void health(App& app, const httplib::Request& req, httplib::Response& res) {
+void health(App& app, RequestState& st) {
     auto down = [&](const std::string& message) {
-        res.status = 503;
-        res.set_header("Retry-After", "5");
         rapidjson::StringBuffer sb;
         JsonWriter w(sb);
         w.StartObject();
@@ -454,21 +468,39 @@ void health(App& app, const httplib::Request& req, httplib::Response& res) {
         w.Key("message");
         put_string(w, message);
         w.EndObject();
-        res.set_content(sb.GetString(), kJson);
-        request_log().error = message;
+        st.response = HttpResponse{};
+        st.response.status = 503;
+        st.response.headers = {{"Retry-After", "5"}, {"Content-Type", kJson}};
+        st.response.body = sb.GetString();
+        st.error = message;
     };
+    const int fd = st.client_fd;
     for (int attempt = 1;; ++attempt) {
         std::optional<Pool::Lease> lease;
         try {
-            lease.emplace(app.pool.acquire());
+            lease.emplace(app.pool.acquire([fd] { return peer_gone(fd); }));
+        } catch (const Abandoned&) {
+            return client_went_away(st, "while waiting for a database connection");
         } catch (const std::exception& e) {
             return down(e.what());
         }
-        Result r(PQexec(lease->get(), "SELECT 1"), PQclear);
+        PGconn* c = lease->get();
+        Result r(nullptr, PQclear);
+        switch (exec(c, "SELECT 1", nullptr, fd, Clock::now() + std::chrono::seconds(5), r)) {
+            case Exec::ClientGone:
+                if (!rollback(c)) lease->discard();
+                return client_went_away(st, "during the health check");
+            case Exec::TimedOut:
+                lease->discard();
+                return down("PostgreSQL did not answer SELECT 1 within 5 s");
+            case Exec::Broken:
+            case Exec::Done:
+                break;
+        }
         DbFailure f;
-        if (check(lease->get(), r, PGRES_TUPLES_OK, f)) return send_json(req, res, 200, "{\"status\":\"ok\"}");
+        if (check(c, r, PGRES_TUPLES_OK, f)) return send_json(st, 200, "{\"status\":\"ok\"}");
         if (!f.connection_lost) {
-            rollback(*lease);
+            if (!rollback(c)) lease->discard();
             return down(f.message);
         }
         lease->discard();
@@ -478,130 +510,185 @@ void health(App& app, const httplib::Request& req, httplib::Response& res) {
     }
 }
 
-// Drops whatever a failed handler had put in the response.
-void reset(httplib::Response& res) {
-    res.headers.clear();
-    res.body.clear();
-}
-
-// Everything a handler does runs under this: no exception reaches httplib.
-template <class F>
-void guarded(httplib::Response& res, F&& f) {
-    try {
-        f();
-    } catch (const std::exception& e) {
-        reset(res);
-        send_error(res, make_error(500, "LWW500", std::string("internal error: ") + e.what()));
-    } catch (...) {
-        reset(res);
-        send_error(res, make_error(500, "LWW500", "internal error"));
-    }
-}
-
-void method_not_allowed(const httplib::Request& req, httplib::Response& res, const char* allow) {
-    close_if_body_unread(req, res);
-    HttpError e = make_error(405, "LWW405", req.method + " is not allowed on " + req.path + " (use " + allow + ")");
+void method_not_allowed(RequestState& st, const char* allow) {
+    HttpError e = make_error(405, "LWW405",
+                             st.req.method + " is not allowed on " + st.req.path + " (use " + allow + ")");
     e.headers.emplace_back("Allow", allow);
-    send_error(res, e);
+    send_error(st, e);
+    close_if_body_unread(st);
+}
+
+// Framing the HTTP library leaves to us: one Content-Length, chunked as the
+// only transfer coding, never both (request smuggling through proxies).
+std::optional<HttpError> framing_error(const HttpRequest& req) {
+    const std::size_t te = req.count("Transfer-Encoding"), cl = req.count("Content-Length");
+    if (te > 1 || cl > 1)
+        return make_error(400, "LWW400", "more than one Transfer-Encoding or Content-Length header");
+    if (te == 1 && cl == 1)
+        return make_error(400, "LWW400", "both Transfer-Encoding and Content-Length: the body length is ambiguous");
+    if (te == 1 && !iequals(trim(req.header("Transfer-Encoding")), "chunked"))
+        return make_error(501, "LWW501",
+                          "unsupported Transfer-Encoding " + quoted_excerpt(req.header("Transfer-Encoding")) +
+                              " (use chunked or Content-Length)");
+    return std::nullopt;
 }
 
 }  // namespace
 
+std::string HttpRequest::header(const char* name) const {
+    for (const auto& [k, v] : headers)
+        if (iequals(k, name)) return v;
+    return "";
+}
+
+std::size_t HttpRequest::count(const char* name) const {
+    std::size_t n = 0;
+    for (const auto& h : headers) n += iequals(h.first, name);
+    return n;
+}
+
+void begin(App& app, RequestState& st) {
+    const HttpRequest& req = st.req;
+    const auto cl = content_length(req);
+    st.body_expected = req.count("Transfer-Encoding") > 0 || (cl && *cl > 0);
+    if (auto e = framing_error(req)) {
+        send_error(st, *e);
+        return close_if_body_unread(st);
+    }
+    if (req.path == kHealthPath) {
+        if (req.method == "GET" || req.method == "HEAD") st.route = Route::Health;
+        else method_not_allowed(st, "GET");
+        return;
+    }
+    if (req.path != kExchangePath) {
+        send_error(st, make_error(404, "LWW404",
+                                  "no such endpoint: " + req.method + " " + req.path +
+                                      " (this gateway serves POST /rpc/lww_exchange and GET /health)"));
+        return close_if_body_unread(st);
+    }
+    if (req.method != "POST") return method_not_allowed(st, "POST");
+
+    Encoding enc;
+    const std::string enc_header = req.header("Content-Encoding");
+    if (req.count("Content-Encoding") > 1 || !parse_encoding(enc_header, enc)) {
+        send_error(st, make_error(415, "LWW415", "unsupported Content-Encoding " + quoted_excerpt(enc_header) +
+                                                     " (use gzip, deflate, br or none)"));
+        return close_if_body_unread(st);
+    }
+    const std::string type = req.header("Content-Type");
+    if (req.count("Content-Type") > 1 || !json_content_type(type)) {
+        HttpError e = make_error(415, "LWW415", "unsupported Content-Type " + quoted_excerpt(type) +
+                                                    ": the body must be an application/json exchange document");
+        e.hint = "send Content-Type: application/json (UTF-8)";
+        send_error(st, e);
+        return close_if_body_unread(st);
+    }
+    // Before reading the body: an unauthenticated client cannot make us
+    // receive (and decompress) up to max-body-bytes.
+    if (auto err = authenticate(req, app.cfg, st.auth)) {
+        send_error(st, *err);
+        return close_if_body_unread(st);
+    }
+    st.role = st.auth.role;
+    // Announced too large: refused before reading it (and before "100 Continue").
+    if (cl && *cl > app.cfg.max_body_bytes) {
+        send_error(st, make_error(413, "LWW413",
+                                  "request body exceeds max-body-bytes (" + std::to_string(app.cfg.max_body_bytes) +
+                                      " bytes)"));
+        return close_if_body_unread(st);
+    }
+    st.route = Route::Exchange;
+    st.body = std::make_unique<BodyDecoder>(enc, app.cfg.max_body_bytes);
+}
+
+bool answer_before_body(const RequestState& st) {
+    if (framing_error(st.req)) return true;  // a body we cannot delimit is never read
+    if (strcasecmp(trim(st.req.header("Expect")).c_str(), "100-continue") == 0) return true;
+    const auto cl = content_length(st.req);
+    return cl && *cl > kDrainBytes;
+}
+
+bool feed(RequestState& st, const char* data, std::size_t n) {
+    if (st.response.status != 0 || !st.body) {  // refused, or nobody reads it (GET /health): dropped, up to a point
+        st.dropped += n;
+        return st.dropped <= kDrainBytes;
+    }
+    st.body->feed(data, n);
+    return st.body->discarded() <= kDrainBytes;
+}
+
+void finish_body(App& app, RequestState& st) {
+    if (!st.body) {
+        st.bytes_in = 0;
+        return;
+    }
+    BodyDecoder& b = *st.body;
+    b.finish();
+    st.bytes_in = b.body().size();
+    const bool coded = b.encoding() != Encoding::Identity;
+    if (b.too_large()) {
+        st.bytes_in = 0;
+        send_error(st, make_error(413, "LWW413",
+                                  "request body exceeds max-body-bytes (" + std::to_string(app.cfg.max_body_bytes) +
+                                      " bytes" + (coded ? " after decompression" : "") + ")"));
+        st.response.headers.emplace_back("Connection", "close");
+        return;
+    }
+    if (b.invalid()) {
+        send_error(st, make_error(400, "PGRST102",
+                                  std::string("cannot read the request body (truncated, or not valid ") +
+                                      (coded ? "compressed data)" : "HTTP framing)")));
+        return;
+    }
+    const std::string& body = b.body();
+    if (body.find('\0') != std::string::npos)  // a text parameter ends at NUL; JSON never has one
+        return send_error(st, make_error(400, "PGRST102", "request body contains a NUL byte: not JSON text"));
+    // Before PostgreSQL: its JSON parser recurses, and a document of a few
+    // thousand '[' ends in "stack depth limit exceeded" (54001).
+    if (!json_depth_ok(body, lww::kMaxJsonDepth)) {
+        HttpError e = make_error(400, "PGRST102",
+                                 "JSON nested deeper than " + std::to_string(lww::kMaxJsonDepth) + " levels");
+        e.hint = "an exchange document nests 6 levels deep";
+        return send_error(st, e);
+    }
+}
+
+void work(App& app, RequestState& st) {
+    try {
+        if (st.route == Route::Health) health(app, st);
+        else exchange(app, st);
+    } catch (const std::exception& e) {
+        set_internal_error(st, e.what());
+    } catch (...) {
+        set_internal_error(st, "unknown exception");
+    }
+}
+
+void set_pool_timeout(App& app, RequestState& st) {
+    send_error(st, pool_error("timed out after " + std::to_string(app.cfg.db_pool_acquisition_timeout) +
+                              " s waiting for a free database connection (db-pool " +
+                              std::to_string(app.pool.size()) + ")"));
+}
+
+void set_internal_error(RequestState& st, const std::string& what) {
+    send_error(st, make_error(500, "LWW500", "internal error: " + what));
+}
+
 int status_for_sqlstate(const std::string& s) {
     auto cls = [&](const char* c) { return s.rfind(c, 0) == 0; };
     if (s == "53400") return 500;  // configuration limit exceeded: not transient
+    if (s == "57014") return 504;  // statement_timeout (or an operator's cancel): try again later
+    if (s == "55P03") return 503;  // lock_timeout: a lock held elsewhere for long
     if (connection_class(s) || serialization_failure(s) || cls("53")) return 503;  // transient
     if (cls("22") || s == "P0001") return 400;  // invalid input; lwwsync raises 22000 for every refusal
-    if (cls("23")) return 409;                  // integrity constraint: conflicts with stored data
+    // program limit exceeded: the input is too large (54000) or too complex
+    // (54001 stack depth, 54011 too many columns, 54023 too many arguments)
+    if (s == "54000") return 413;
+    if (cls("54")) return 400;
+    if (cls("23")) return 409;  // integrity constraint: conflicts with stored data
     // insufficient privilege; invalid authorization, grantor, role specification
     if (s == "42501" || cls("28") || cls("0L") || cls("0P")) return 403;
     return 500;
-}
-
-void install_routes(httplib::Server& svr, App& app) {
-    svr.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
-        log_request_start();
-        return httplib::Server::HandlerResponse::Unhandled;
-    });
-
-    svr.Post(kExchangePath, [&app](const httplib::Request& req, httplib::Response& res,
-                                   const httplib::ContentReader& reader) {
-        guarded(res, [&] { exchange(app, req, res, reader); });
-    });
-    svr.Get(kHealthPath, [&app](const httplib::Request& req, httplib::Response& res) {
-        guarded(res, [&] { health(app, req, res); });
-    });
-
-    // Wrong methods on known paths: 405 (bodies are never read).
-    auto not_exchange = [](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader&) {
-        method_not_allowed(req, res, "POST");
-    };
-    auto not_exchange_nobody = [](const httplib::Request& req, httplib::Response& res) {
-        method_not_allowed(req, res, "POST");
-    };
-    svr.Get(kExchangePath, not_exchange_nobody);
-    svr.Options(kExchangePath, not_exchange_nobody);
-    svr.Put(kExchangePath, not_exchange);
-    svr.Patch(kExchangePath, not_exchange);
-    svr.Delete(kExchangePath, not_exchange);
-    auto not_health = [](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader&) {
-        method_not_allowed(req, res, "GET");
-    };
-    svr.Post(kHealthPath, not_health);
-    svr.Put(kHealthPath, not_health);
-    svr.Patch(kHealthPath, not_health);
-    svr.Delete(kHealthPath, not_health);
-    svr.Options(kHealthPath, [](const httplib::Request& req, httplib::Response& res) {
-        method_not_allowed(req, res, "GET");
-    });
-
-    // A body announced larger than the limit is refused before "100 Continue",
-    // so the client never sends it.
-    svr.set_expect_100_continue_handler([&app](const httplib::Request& req, httplib::Response& res) {
-        if (!request_log().started) log_request_start();
-        if (req.method == "POST" && req.path == kExchangePath &&
-            content_length(req) > app.cfg.max_body_bytes) {
-            res.set_header("Connection", "close");
-            send_error(res, make_error(413, "LWW413",
-                                       "request body exceeds max-body-bytes (" +
-                                           std::to_string(app.cfg.max_body_bytes) + " bytes)"));
-            return 413;
-        }
-        return 100;
-    });
-
-    // Errors httplib answers by itself (unknown path, malformed request...)
-    // get the same JSON shape.
-    svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-        if (!res.body.empty()) return;
-        // httplib's own answer: no handler of ours ran for this request.
-        request_log().role.clear();
-        request_log().bytes_in = 0;
-        const int status = res.status;
-        std::string message = status == 413   ? "request too large"
-                              : status == 414 ? "request URI too long"
-                              : status >= 500 ? "internal error"
-                                              : "HTTP error " + std::to_string(status);
-        if (status == 404)
-            message = "no such endpoint: " + req.method + " " + req.path +
-                      " (this gateway serves POST /rpc/lww_exchange and GET /health)";
-        else if (status == 400)
-            message = "malformed HTTP request";
-        HttpError e = make_error(status, "LWW" + std::to_string(status), message);
-        send_error(res, e);
-    });
-    svr.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "unknown exception";
-        try {
-            if (ep) std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-            what = e.what();
-        } catch (...) {
-        }
-        reset(res);
-        send_error(res, make_error(500, "LWW500", "internal error: " + what));
-    });
-    svr.set_logger([](const httplib::Request& req, const httplib::Response& res) { log_request(req, res); });
 }
 
 }  // namespace lwwgw

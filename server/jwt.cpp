@@ -4,9 +4,10 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
 
 #include <set>
+
+#include "../common/json.h"
 
 namespace lwwgw {
 namespace {
@@ -29,10 +30,12 @@ JwtResult refuse(std::string why) {
 // Parses a JWT segment as a JSON object without duplicate member names: with
 // {"role":"a","role":"b"} we would SET ROLE to one and an RLS policy reading
 // request.jwt.claims (Postgres' ->> takes the last) would see the other.
+// The core's reader: iterative (no recursion a token of 10 000 '[' could
+// exhaust) and depth-bounded, the same bound the body check applies.
 bool parse_object(const std::string& text, rapidjson::Document& doc, const char* what, std::string& error) {
-    doc.Parse<rapidjson::kParseValidateEncodingFlag>(text.data(), text.size());
-    if (doc.HasParseError()) {
-        error = std::string("JWT ") + what + " is not valid JSON: " + rapidjson::GetParseError_En(doc.GetParseError());
+    std::string why;
+    if (!lww::parse_json(doc, text, why)) {
+        error = std::string("JWT ") + what + " is not valid JSON: " + why;
         return false;
     }
     if (!doc.IsObject()) {

@@ -1,6 +1,5 @@
 #include "log.h"
 
-#include <httplib.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <unistd.h>
@@ -70,18 +69,6 @@ void key_string(Writer& w, const char* key, const std::string& value) {
 
 }  // namespace
 
-RequestLog& request_log() {
-    static thread_local RequestLog log;
-    return log;
-}
-
-void log_request_start() {
-    RequestLog& l = request_log();
-    l = RequestLog{};
-    l.start = std::chrono::steady_clock::now();
-    l.started = true;
-}
-
 std::string iso_now() {
     timespec ts{};
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -93,31 +80,26 @@ std::string iso_now() {
     return buf;
 }
 
-void log_request(const httplib::Request& req, const httplib::Response& res) {
-    RequestLog& l = request_log();
-    double ms = 0;
-    if (l.started)
-        ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - l.start).count();
+void log_request(const RequestLine& l) {
     rapidjson::StringBuffer sb;
     Writer w(sb);
     w.StartObject();
     key_string(w, "ts", iso_now());
-    key_string(w, "method", req.method);
-    key_string(w, "path", req.path);
+    if (!l.method.empty()) key_string(w, "method", l.method);
+    key_string(w, "path", l.path);
     w.Key("status");
-    w.Int(res.status);
+    w.Int(l.status);
     w.Key("ms");
-    w.Double(std::round(ms * 10) / 10);
+    w.Double(std::round(l.ms * 10) / 10);
     w.Key("bytes_in");
     w.Uint64(l.bytes_in);
     w.Key("bytes_out");
-    w.Uint64(res.body.size());
+    w.Uint64(l.bytes_out);
     if (!l.role.empty()) key_string(w, "role", l.role);
-    key_string(w, "remote", req.remote_addr);
-    if (res.status >= 400 && !l.error.empty()) key_string(w, "error", l.error);
+    key_string(w, "remote", l.remote);
+    if ((l.status >= 400 || l.status == 0) && !l.error.empty()) key_string(w, "error", l.error);
     w.EndObject();
     write_line(sb.GetString());
-    l = RequestLog{};
 }
 
 void log_event(const char* level, const std::string& msg, const std::string& extra_json) {

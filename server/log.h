@@ -1,34 +1,23 @@
 // Structured logging: one JSON object per line on stderr, one line per request.
 #pragma once
-#include <chrono>
 #include <cstddef>
 #include <string>
 
-namespace httplib {
-struct Request;
-struct Response;
-}  // namespace httplib
-
 namespace lwwgw {
 
-// What a request's handler learned, for its log line. cpp-httplib runs a
-// request's routing, handler and logger on one worker thread, so a
-// thread-local record needs no plumbing through httplib's const Request.
-struct RequestLog {
-    std::chrono::steady_clock::time_point start{};
-    bool started = false;
+// One request's log line. Never its headers, so never its token.
+struct RequestLine {
+    std::string method;        // empty when the request line never completed
+    std::string path;
+    int status = 0;            // 0: no response was sent (the client went away, or was cut off)
+    double ms = 0;             // from the end of the request headers to the end of the response
     std::size_t bytes_in = 0;  // body bytes after decompression
+    std::size_t bytes_out = 0; // body bytes as sent (after compression)
     std::string role;          // the database role the request ran as
+    std::string remote;
     std::string error;         // the error message sent, on failure
 };
-RequestLog& request_log();
-
-// Called first for every routed request.
-void log_request_start();
-
-// cpp-httplib logger: writes the request's line (never its headers, so never
-// its token) and resets the record for the connection's next request.
-void log_request(const httplib::Request& req, const httplib::Response& res);
+void log_request(const RequestLine& line);
 
 // A line {"ts", "level", "msg", <extra>}: extra_json is "" or `,"k":v...`.
 void log_event(const char* level, const std::string& msg, const std::string& extra_json = "");

@@ -1,16 +1,22 @@
-// lwwsync-server: configuration, the HTTP server and its threads, signals.
-#include <httplib.h>
+// lwwsync-server: configuration, the listening socket, signals.
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
-#include <thread>
 
 #include "config.h"
 #include "handler.h"
+#include "http_server.h"
 #include "log.h"
 
 namespace {
@@ -30,6 +36,51 @@ std::string json_string(const std::string& s) {
         out += c;
     }
     return out + "\"";
+}
+
+// Our own listening socket, so that a taken port is a clean exit 1, and with
+// SO_REUSEADDR only: SO_REUSEPORT would let a second server bind the same
+// port and silently take half the requests.
+int listen_on(const std::string& host, int port, std::string& error) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    addrinfo* res = nullptr;
+    const std::string service = std::to_string(port);
+    if (const int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &res)) {
+        error = gai_strerror(rc);
+        return -1;
+    }
+    int fd = -1;
+    for (addrinfo* a = res; a && fd < 0; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+        if (fd < 0) continue;
+        int yes = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+        if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+            error = std::strerror(errno);
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+// Every connection is a descriptor: raise the soft limit to what the
+// connection cap needs (database connections, listening socket, epoll and
+// a margin on top), as far as the hard limit allows.
+void raise_fd_limit(std::size_t connections, std::size_t pool) {
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    const rlim_t want = static_cast<rlim_t>(connections + 2 * pool + 64);
+    if (rl.rlim_cur >= want) return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? want : std::min(want, rl.rlim_max);
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want)
+        lwwgw::log_event("warning", "the file descriptor limit (" + std::to_string(rl.rlim_cur) +
+                                        ") is below server-max-connections plus the pool: raise ulimit -n");
 }
 
 }  // namespace
@@ -62,8 +113,8 @@ int main(int argc, char** argv) {
         return 2;
     }
 
-    // SIGINT/SIGTERM are blocked in every thread (they inherit this mask) and
-    // taken by sigwait in one thread, which may then call svr.stop() safely.
+    // SIGINT/SIGTERM are blocked in every thread (they inherit this mask)
+    // and taken by sigwait below, in the main thread.
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
@@ -71,31 +122,15 @@ int main(int argc, char** argv) {
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     signal(SIGPIPE, SIG_IGN);  // a client gone mid-response is an error return, not a death
 
-    App app{cfg, Pool(cfg.db_uri, cfg.db_pool, std::chrono::seconds(cfg.db_pool_acquisition_timeout))};
-    httplib::Server svr;
-    // A worker serves one connection at a time, also while it idles between
-    // keep-alive requests (up to 5 s), so there are more workers than pooled
-    // connections: the rest answer /health, refuse bad tokens, or queue for
-    // the pool (up to db-pool-acquisition-timeout) instead of for a worker.
-    const std::size_t threads = std::max<std::size_t>(4 * cfg.db_pool, 16);
-    svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-    // A sync is a series of round trips: let it keep its connection (httplib's default is 5 requests).
-    svr.set_keep_alive_max_count(100);
-    install_routes(svr, app);
-    // Responses go out as several writes (headers, body): with Nagle on, a
-    // keep-alive client's delayed ACK would stall each one by up to 40 ms.
-    svr.set_tcp_nodelay(true);
-    // httplib's default also sets SO_REUSEPORT, which lets a second server
-    // bind the same port and silently take half the requests: only REUSEADDR.
-    svr.set_socket_options([](socket_t sock) {
-        int yes = 1;
-        setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-    });
-
-    if (!svr.bind_to_port(cfg.server_host, cfg.server_port)) {
-        log_event("error", "cannot listen on " + cfg.server_host + ":" + std::to_string(cfg.server_port));
+    std::string error;
+    const int lfd = listen_on(cfg.server_host, cfg.server_port, error);
+    if (lfd < 0) {
+        log_event("error", "cannot listen on " + cfg.server_host + ":" + std::to_string(cfg.server_port) + ": " + error);
         return 1;
     }
+    raise_fd_limit(cfg.server_max_connections, cfg.db_pool);
+
+    App app{cfg, Pool(cfg.db_uri, cfg.db_pool, std::chrono::seconds(cfg.db_pool_acquisition_timeout))};
     if (cfg.jwt_secret.empty())
         log_event("warning", "no jwt-secret: requests with a token are refused (401)");
     if (cfg.db_anon_role.empty())
@@ -105,30 +140,30 @@ int main(int argc, char** argv) {
     } catch (const ConnectFailed& e) {  // not fatal: the pool connects on demand, PostgREST-like
         log_event("warning", std::string("PostgreSQL is not reachable yet: ") + e.what());
     }
+
+    HttpServer server(app);
+    if (!server.start(lfd, error)) {
+        log_event("error", error);
+        return 1;
+    }
     const bool ipv6 = cfg.server_host.find(':') != std::string::npos;
     log_event("info", "lwwsync-server " + std::string(kVersion) + " listening on http://" +
                           (ipv6 ? "[" + cfg.server_host + "]" : cfg.server_host) + ":" + std::to_string(cfg.server_port),
               ",\"host\":" + json_string(cfg.server_host) + ",\"port\":" + std::to_string(cfg.server_port) +
-                  ",\"db_pool\":" + std::to_string(cfg.db_pool) + ",\"threads\":" + std::to_string(threads));
+                  ",\"db_pool\":" + std::to_string(cfg.db_pool) + ",\"workers\":" + std::to_string(server.workers()) +
+                  ",\"event_threads\":" + std::to_string(server.event_threads()) +
+                  ",\"max_connections\":" + std::to_string(cfg.server_max_connections) +
+                  ",\"max_connections_per_ip\":" + std::to_string(cfg.server_max_connections_per_ip) +
+                  ",\"request_timeout_s\":" + std::to_string(cfg.server_request_timeout) +
+                  ",\"statement_timeout_ms\":" + std::to_string(cfg.db_statement_timeout_ms));
 
-    std::atomic<bool> stopping{false};
-    std::thread([&svr, &stopping, stop_signals] {
-        int sig = 0;
-        sigwait(&stop_signals, &sig);
-        stopping = true;
-        log_event("info", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
-        // A signal that arrives before listen_after_bind runs must not be
-        // lost: stop() only acts on a running server.
-        while (!svr.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        svr.stop();
-    }).detach();
-
-    // Returns after stop(), once the worker threads finished their requests.
-    const bool ok = svr.listen_after_bind();
-    if (!stopping) {
-        log_event("error", "the HTTP server stopped unexpectedly");
-        return 1;
+    int sig = 0;
+    while (sigwait(&stop_signals, &sig) != 0) {
     }
+    log_event("info", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
+    // Requests still uploading get the request timeout; those in the
+    // database finish (the statement timeout bounds them).
+    server.stop(std::chrono::seconds(cfg.server_request_timeout));
     log_event("info", "stopped");
-    return ok ? 0 : 1;
+    return 0;
 }

@@ -1,5 +1,7 @@
 #include "pool.h"
 
+#include <algorithm>
+
 namespace lwwgw {
 namespace {
 
@@ -46,15 +48,23 @@ PGconn* Pool::connect() {
         throw ConnectFailed(msg);
     }
     PQsetNoticeProcessor(c, ignore_notice, nullptr);
+    // Sends never block the worker: it keeps watching its client while a
+    // large body goes out (pgasync.cpp flushes as the socket takes it).
+    if (PQsetnonblocking(c, 1) != 0) {
+        std::string msg = trimmed_error(c);
+        PQfinish(c);
+        throw ConnectFailed(msg);
+    }
     return c;
 }
 
 void Pool::probe() { PQfinish(connect()); }
 
-Pool::Lease Pool::acquire() {
+Pool::Lease Pool::acquire(const std::function<bool()>& abandoned) {
     std::unique_lock<std::mutex> lock(mu_);
     const auto deadline = std::chrono::steady_clock::now() + timeout_;
     for (;;) {
+        if (abandoned && abandoned()) throw Abandoned("the client went away while waiting for a database connection");
         if (!idle_.empty()) {
             PGconn* c = idle_.back();  // most recently used: the warmest backend
             idle_.pop_back();
@@ -72,7 +82,9 @@ Pool::Lease Pool::acquire() {
                 throw;
             }
         }
-        if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty() && open_ >= size_)
+        const auto slice = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
+        if (cv_.wait_until(lock, slice) == std::cv_status::timeout && std::chrono::steady_clock::now() >= deadline &&
+            idle_.empty() && open_ >= size_)
             throw PoolTimeout("timed out after " + std::to_string(timeout_.count() / 1000) +
                               " s waiting for a free database connection (db-pool " + std::to_string(size_) + ")");
     }

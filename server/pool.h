@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <functional>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -14,6 +15,11 @@ namespace lwwgw {
 
 // Every connection stayed busy for the whole acquisition timeout.
 struct PoolTimeout : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// The caller's client went away while it waited for a connection.
+struct Abandoned : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
@@ -48,8 +54,11 @@ public:
     };
 
     // An idle connection, else a new one while fewer than `size` are open,
-    // else waits for one to come back. Throws PoolTimeout or ConnectFailed.
-    Lease acquire();
+    // else waits for one to come back. Throws PoolTimeout or ConnectFailed;
+    // Abandoned when `abandoned` (checked every 100 ms while waiting) says
+    // nobody wants the answer any more. Connections are in libpq's
+    // non-blocking mode: callers run queries asynchronously (pgasync.h).
+    Lease acquire(const std::function<bool()>& abandoned = {});
 
     // Closes every idle connection: when one turns out dead the server has
     // usually restarted, and its idle siblings are dead too.

@@ -70,6 +70,16 @@ fi
 # The gateway's HTTP contract: auth, limits, status codes, gzip, recovery.
 LWWSYNC_REAL_EXTENSION=1 summary_suite "HTTP gateway (lwwsync-server)" tests/gateway/gateway_test.sh
 
+# The gateway under attack: slowloris, header floods, per-IP caps, clients
+# that hang up mid-exchange, timeouts, malformed requests, reserved roles.
+summary_suite "HTTP gateway under attack" tests/security/gateway_attacks.sh
+
+# 20 SQLite devices writing 10 shared rows through the gateway at once:
+# no failed sync, no deadlock, convergence, last write wins.
+hot_env=()
+[ -n "${SEED:-}" ] && hot_env+=(SEED="$SEED")
+summary_suite "hot rows through the gateway (20 devices, 10 rows)" env "${hot_env[@]}" tests/security/hot_rows.sh
+
 # Real processes over HTTP: Postgres + lwwsync-server + SQLite and Postgres
 # clients, with faults (kill -9, Postgres stopped, cut connections, crashes).
 e2e_env=(ROUNDS="${E2E_ROUNDS:-6}")

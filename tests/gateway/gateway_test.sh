@@ -276,25 +276,25 @@ expect "unsupported Content-Encoding: 415" "$CODE" 415
 
 # ---------------------------------------------------------------- body limits and gzip
 head -c 1100000 /dev/zero | tr '\0' ' ' >"$WORK/big.json"
-req "$X" -H "Authorization: Bearer $TOK_ALICE" -H 'Expect:' --data-binary @"$WORK/big.json"
+req "$X" -H "Authorization: Bearer $TOK_ALICE" -H 'Content-Type: application/json' -H 'Expect:' --data-binary @"$WORK/big.json"
 expect "body over max-body-bytes: 413" "$CODE $(jget "$BODY" '{code}')" "413 LWW413"
-req "$X" -H "Authorization: Bearer $TOK_ALICE" -H 'Transfer-Encoding: chunked' --data-binary @"$WORK/big.json"
+req "$X" -H "Authorization: Bearer $TOK_ALICE" -H 'Content-Type: application/json' -H 'Transfer-Encoding: chunked' --data-binary @"$WORK/big.json"
 expect "chunked body over max-body-bytes: 413" "$CODE" 413
-req "$X" -H "Authorization: Bearer $TOK_ALICE" -H 'Expect: 100-continue' --data-binary @"$WORK/big.json"
+req "$X" -H "Authorization: Bearer $TOK_ALICE" -H 'Content-Type: application/json' -H 'Expect: 100-continue' --data-binary @"$WORK/big.json"
 expect "announced body over max-body-bytes (100-continue): 413" "$CODE" 413
 head -c 1000000 /dev/zero | tr '\0' ' ' >"$WORK/fits.json"
 printf '{"fits":true}' >>"$WORK/fits.json"
-req "$X" -H "Authorization: Bearer $TOK_ALICE" -H 'Expect:' --data-binary @"$WORK/fits.json"
+req "$X" -H "Authorization: Bearer $TOK_ALICE" -H 'Content-Type: application/json' -H 'Expect:' --data-binary @"$WORK/fits.json"
 expect "body just under max-body-bytes: 200" "$CODE" 200
 
 # 256 MiB of zeros in ~250 KiB of gzip: refused once 1 MiB has been inflated.
 head -c $((256 << 20)) /dev/zero | gzip -c >"$WORK/bomb.gz"
-req "$X" -H "Authorization: Bearer $TOK_ALICE" -H 'Content-Encoding: gzip' --data-binary @"$WORK/bomb.gz"
+req "$X" -H "Authorization: Bearer $TOK_ALICE" -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' --data-binary @"$WORK/bomb.gz"
 expect "gzip bomb (256 MiB inflated, limit 1 MiB): 413" "$CODE" 413
 hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$GW1_PID/status" 2>/dev/null)
 if [ -n "$hwm" ] && [ "$hwm" -lt $((48 * 1024)) ]; then ok "gzip bomb: peak memory stays small (${hwm} kB)"
 else not_ok "gzip bomb memory" "VmHWM ${hwm:-?} kB"; fi
-req "$X" -H "Authorization: Bearer $TOK_ALICE" -H 'Content-Encoding: gzip' -H 'Transfer-Encoding: chunked' \
+req "$X" -H "Authorization: Bearer $TOK_ALICE" -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' -H 'Transfer-Encoding: chunked' \
     --data-binary @"$WORK/bomb.gz"
 expect "chunked gzip bomb: 413" "$CODE" 413
 
@@ -304,7 +304,7 @@ req "$X" -H "Authorization: Bearer $TOK_ALICE" -H 'Content-Type: application/jso
 expect "gzip request body: 200" "$CODE" 200
 expect "gzip request body: decompressed for lww_exchange" "$(jget "$BODY" '{echo,zipped}' | wc -c)" 3001
 printf 'this is not gzip' >"$WORK/bad.gz"
-req "$X" -H "Authorization: Bearer $TOK_ALICE" -H 'Content-Encoding: gzip' --data-binary @"$WORK/bad.gz"
+req "$X" -H "Authorization: Bearer $TOK_ALICE" -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' --data-binary @"$WORK/bad.gz"
 expect "invalid gzip data: 400" "$CODE" 400
 
 BIGREQ=$(printf '{"pad":"%s"}' "$(head -c 5000 /dev/zero | tr '\0' p)")
@@ -328,7 +328,7 @@ expect "no Accept-Encoding: not compressed" "$(hdr Content-Encoding)" ""
 # keep-alive round trip (responses go out as several writes): TCP_NODELAY.
 args=()
 for i in $(seq 1 30); do
-    args+=(--next -s -o /dev/null -H 'Expect:' -H "Authorization: Bearer $TOK_ALICE" -d "{\"i\":$i}" "$X")
+    args+=(--next -s -o /dev/null -H 'Expect:' -H 'Content-Type: application/json' -H "Authorization: Bearer $TOK_ALICE" -d "{\"i\":$i}" "$X")
 done
 start_t=$(date +%s%N)
 curl "${args[@]:1}"
@@ -338,11 +338,11 @@ else not_ok "keep-alive latency" "30 round trips took ${elapsed_ms} ms"; fi
 
 # ---------------------------------------------------------------- clients that vanish
 head -c 200000 /dev/zero | tr '\0' ' ' >"$WORK/slow.json"
-curl -s -o /dev/null --limit-rate 20k -H "Authorization: Bearer $TOK_ALICE" --data-binary @"$WORK/slow.json" "$X" &
+curl -s -o /dev/null --limit-rate 20k -H 'Content-Type: application/json' -H "Authorization: Bearer $TOK_ALICE" --data-binary @"$WORK/slow.json" "$X" &
 cpid=$!
 sleep 0.5
 kill -9 "$cpid" 2>/dev/null; wait "$cpid" 2>/dev/null
-curl -s -o /dev/null --max-time 10 -H "Authorization: Bearer $TOK_ALICE" -d '{"sleep":1}' "$X" &
+curl -s -o /dev/null --max-time 10 -H 'Content-Type: application/json' -H "Authorization: Bearer $TOK_ALICE" -d '{"sleep":1}' "$X" &
 cpid=$!
 sleep 0.4
 kill -9 "$cpid" 2>/dev/null; wait "$cpid" 2>/dev/null
@@ -399,7 +399,7 @@ post "$GW3_URL/rpc/lww_exchange" '{}' -H "Authorization: Bearer $TOK_ALICE"
 expect "no jwt-secret: a token gets 401" "$CODE" 401
 post "$GW3_URL/rpc/lww_exchange" '{}'
 expect "no jwt-secret: no token runs as the anon role" "$CODE $(jget "$BODY" '{role}')" "200 alice"
-curl -s -o /dev/null --max-time 10 -d '{"sleep":2.5}' "$GW3_URL/rpc/lww_exchange" &
+curl -s -o /dev/null --max-time 10 -H 'Content-Type: application/json' -d '{"sleep":2.5}' "$GW3_URL/rpc/lww_exchange" &
 cpid=$!
 sleep 0.3
 start_t=$(date +%s%N)
@@ -431,7 +431,7 @@ expect "PostgreSQL back: POST 200" "$CODE" 200
 # Connections pooled before a restart are dead: the gateway replaces them.
 cpids=()
 for _ in 1 2 3; do
-    curl -s -o /dev/null -H "Authorization: Bearer $TOK_ALICE" -d '{"sleep":0.3}' "$X" &
+    curl -s -o /dev/null -H 'Content-Type: application/json' -H "Authorization: Bearer $TOK_ALICE" -d '{"sleep":0.3}' "$X" &
     cpids+=($!)
 done
 wait "${cpids[@]}"
@@ -459,7 +459,7 @@ SQL2
         expect "real lww_exchange: answers with the server's node id" "$(jget "$BODY" '{node}')" \
             "$(pg gwreal -c 'SELECT lww_node_id()')"
         printf '{"format":"lwwsync.exchange","version":1,"node":"%s","received":"0"}' "$NODE" | gzip -c >"$WORK/real.gz"
-        req "$R" -H "Authorization: Bearer $TOK_ALICE" -H 'Content-Encoding: gzip' --data-binary @"$WORK/real.gz" --compressed
+        req "$R" -H "Authorization: Bearer $TOK_ALICE" -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' --data-binary @"$WORK/real.gz" --compressed
         expect "real lww_exchange: gzip both ways, pull carries the row" \
             "$CODE $(jget "$BODY" '{pull,tables,0,name}')" "200 todos"
         post "$R" "{\"format\":\"lwwsync.exchange\",\"version\":99,\"node\":\"$NODE\"}" -H "Authorization: Bearer $TOK_ALICE"
