@@ -400,6 +400,25 @@ std::vector<std::string> read_names(const JVal& v, const Where& where, std::unor
     return out;
 }
 
+// A row's key as bytes, equal exactly when the canonical values are identical.
+std::string key_image(const std::vector<Value>& key) {
+    std::string out;
+    for (const auto& v : key) {
+        out.push_back(static_cast<char>(v.kind));
+        switch (v.kind) {
+            case Value::Kind::Null: break;
+            case Value::Kind::Int: out.append(reinterpret_cast<const char*>(&v.i), sizeof v.i); break;
+            case Value::Kind::Real: out.append(reinterpret_cast<const char*>(&v.d), sizeof v.d); break;
+            default: {
+                const uint64_t n = v.s.size();
+                out.append(reinterpret_cast<const char*>(&n), sizeof n);
+                out += v.s;
+            }
+        }
+    }
+    return out;
+}
+
 Stamp read_stamp(const JVal& hlc, const JVal& node, const std::vector<NodeId>& nodes, const Where& where) {
     Stamp s;
     s.hlc = read_u64_string(hlc, where.with(" hlc"));
@@ -472,6 +491,7 @@ ChangeSet decode_changeset_value(const rapidjson::Value& doc) {
         if (t.key.empty()) bad(Where("key", T), "a table needs at least one key column");
         t.columns = read_names(member(jt, "columns", tw), Where("columns", T), names);
         col_seen.assign(t.columns.size(), 0);
+        std::unordered_set<std::string> keys;
         const JVal& rows = member(jt, "rows", tw);
         if (!rows.IsArray()) bad(Where("rows", T), "expected an array");
         t.rows.reserve(rows.Size());
@@ -531,6 +551,9 @@ ChangeSet decode_changeset_value(const rapidjson::Value& doc) {
             // A deleted generation is made by a delete: its row register
             // says who deleted it (column registers die with the row).
             if (!(r.gen & 1) && !r.has_row) bad(rw, "a deleted row (even gen) must carry its row register");
+            // One entry per row: a key repeated would let one set raise a
+            // row's generation by 2^32 again and again.
+            if (!keys.insert(key_image(r.key)).second) bad(rw, "the key appears twice in this table");
             t.rows.push_back(std::move(r));
         }
         cs.tables.push_back(std::move(t));

@@ -169,6 +169,36 @@ DO $$ BEGIN EXECUTE format('UPDATE lwwsync.%I SET gen = 9007199254740991 WHERE k
 SELECT try('DELETE FROM secret WHERE id = 7') AS delete_at_limit;
 SELECT v FROM secret WHERE id = 7;
 
+-- A new generation over a living row deletes and re-inserts it: only who
+-- may delete it (policies included) may do that. Shared editing: anyone
+-- updates, only the owner deletes. (Repeating the row in one set to raise
+-- its generation again and again is malformed.)
+CREATE TABLE shared(id int PRIMARY KEY, owner text NOT NULL, body text);
+SELECT lww_track('shared');
+GRANT SELECT, INSERT, UPDATE, DELETE ON shared TO regress_h_alice, regress_h_bob;
+ALTER TABLE shared ENABLE ROW LEVEL SECURITY;
+CREATE POLICY sel ON shared FOR SELECT USING (true);
+CREATE POLICY ins ON shared FOR INSERT WITH CHECK (owner = current_user);
+CREATE POLICY upd ON shared FOR UPDATE USING (true) WITH CHECK (true);
+CREATE POLICY del ON shared FOR DELETE USING (owner = current_user);
+CREATE FUNCTION shared_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'app trigger: % of row %', TG_OP, OLD.id; RETURN OLD; END $$;
+CREATE TRIGGER shared_audit BEFORE DELETE ON shared FOR EACH ROW EXECUTE FUNCTION shared_audit();
+INSERT INTO shared VALUES (1, 'regress_h_alice', 'alice''s'), (2, 'regress_h_bob', 'bob''s');
+SET ROLE regress_h_bob;
+SELECT as_sub('bob');
+SELECT exchange('b', cs('b', 'shared', '["owner","body"]', '{"key":[1],"gen":1,"stamp":["$HLC",0],"cols":[[1,"edited by bob"]]}'))->'applied' AS edit;
+SELECT try(format('SELECT exchange(%L, %L)', 'b', cs('b', 'shared', '["owner","body"]',
+    '{"key":[1],"gen":4294967297,"stamp":["$HLC",0],"row":true,"cols":[[0,"regress_h_alice"],[1,"frozen"]]}'))) AS new_generation_of_alices;
+SELECT try(format('SELECT exchange(%L, %L)', 'b', cs('b', 'shared', '["owner","body"]',
+    '{"key":[2],"gen":3,"stamp":["$HLC",0],"row":true,"cols":[[0,"regress_h_bob"],[1,"again"]]},'
+    '{"key":[2],"gen":5,"stamp":["$HLC",0],"row":true,"cols":[[0,"regress_h_bob"],[1,"again"]]}'))) AS key_twice;
+-- His own row he may delete, so he may re-insert it at a new generation.
+SELECT exchange('b', cs('b', 'shared', '["owner","body"]',
+    '{"key":[2],"gen":3,"stamp":["$HLC",0],"row":true,"cols":[[0,"regress_h_bob"],[1,"reborn"]]}'))->'applied' AS own_new_generation;
+RESET ROLE;
+SELECT * FROM shared ORDER BY id;
+
 -- ------------------------------------------------ 8. one register per column
 SELECT try(format('SELECT lww_apply(%L)',
     cs('c', 'secret', '["v"]', format('{"key":[1],"gen":1,"stamp":["$HLC",0],"cols":[[0,"x_winner","%s",0],[0,"y_loser","%s",0]]}',

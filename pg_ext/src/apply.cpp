@@ -28,6 +28,7 @@
 
 extern "C" {
 #include "utils/acl.h"
+#include "utils/resowner.h"
 #include "utils/rls.h"
 }
 
@@ -113,6 +114,36 @@ public:
         return run(prepare("DELETE FROM " + t_.qualified + " WHERE " + where_, key_types_), key, false);
     }
 
+    // Whether the caller's DELETE of the row would delete it (privileges and
+    // every DELETE policy), without deleting it: the DELETE runs in a
+    // subtransaction that is rolled back, with triggers (the app's and
+    // foreign-key actions) off, so nothing else happens meanwhile.
+    bool may_delete(const std::vector<Param>& key) {
+        MemoryContext ctx = CurrentMemoryContext;
+        ResourceOwner owner = CurrentResourceOwner;
+        pg_call([&] {
+            BeginInternalSubTransaction(nullptr);
+            set_config_option("session_replication_role", "replica", PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true,
+                              0, false);
+        });
+        uint64_t deleted = 0;
+        bool denied = false;
+        try {
+            deleted = remove(key);
+        } catch (const PgError& e) {
+            if (!e.data() || e.data()->sqlerrcode != ERRCODE_INSUFFICIENT_PRIVILEGE) {
+                rollback_probe(ctx, owner);
+                throw;
+            }
+            denied = true;
+        } catch (...) {
+            rollback_probe(ctx, owner);
+            throw;
+        }
+        rollback_probe(ctx, owner);
+        return !denied && deleted == 1;
+    }
+
     // Inserts (ON CONFLICT DO NOTHING: a concurrent insert of the key makes
     // it write nothing) or updates `cols`; returns the rows written.
     uint64_t write(const std::vector<Param>& key, const std::map<size_t, Param>& cols, bool insert) {
@@ -151,6 +182,14 @@ public:
     }
 
 private:
+    static void rollback_probe(MemoryContext ctx, ResourceOwner owner) {
+        pg_call([&] {
+            RollbackAndReleaseCurrentSubTransaction();
+            MemoryContextSwitchTo(ctx);
+            CurrentResourceOwner = owner;
+        });
+    }
+
     const TableInfo& t_;
     std::string where_;
     std::vector<Oid> key_types_;
@@ -193,9 +232,11 @@ bool merge_one(const Plan& p, const Rights& rights, const Context& ctx, UserWrit
     for (size_t k : out.won_cols) won[in.cols[k].first] = values[in.cols[k].first];
     const bool checked = ctx.trust == Trust::caller;
     if (out.alive) {
-        // A new generation over a living row is a delete and an insert.
-        if (checked && out.gen_raised && out.was_alive && !rights.del)
-            deny(t, "the change set deletes and re-inserts a row (needs DELETE)");
+        // A new generation over a living row is a delete and an insert: the
+        // caller must be allowed to delete that row (privilege and policies).
+        if (checked && out.gen_raised && out.was_alive &&
+            (!rights.del || (exists && rights.rls && !writer.may_delete(key))))
+            deny(t, "the change set deletes and re-inserts a row the caller may not delete");
         if (!exists) {
             if (writer.write(key, won, true) != 1) return false;  // inserted meanwhile: merge again
         } else if (!won.empty()) {
