@@ -167,6 +167,9 @@ void fn_begin_write(sqlite3_context* ctx, int, sqlite3_value** argv) {
             [&] { sqlite3_result_int(ctx, begin_write(conn(ctx), sqlite3_value_int64(argv[0])) ? 1 : 0); });
 }
 
+// SQLite's own bound on the columns of a table (SQLITE_MAX_COLUMN at most).
+constexpr int64_t kMaxColumns = 32767;
+
 // Identity in the canonical value model: same storage class and same bytes.
 bool same_value(sqlite3_value* a, sqlite3_value* b) {
     const int t = sqlite3_value_type(a);
@@ -248,7 +251,11 @@ void fn_begin_update(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
 void fn_begin_update_mask(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     guarded(ctx, "lww_begin_update_mask", [&] {
         Conn& c = conn(ctx);
-        const size_t ncols = static_cast<size_t>(sqlite3_value_int64(argv[0]));
+        // Callable from any schema (it is innocuous, for triggers): check what it is given.
+        if (argc < 1 || sqlite3_value_type(argv[0]) != SQLITE_INTEGER) throw Error("lww_begin_update_mask(ncols, masks...)");
+        const int64_t n = sqlite3_value_int64(argv[0]);
+        if (n < 0 || n > kMaxColumns) throw Error("lww_begin_update_mask: ncols out of range");
+        const size_t ncols = static_cast<size_t>(n);
         c.changed.assign(ncols, false);
         bool any = false;
         for (int m = 1; m < argc; ++m) {

@@ -5,6 +5,7 @@ CREATE ROLE regress_h_alice;
 CREATE ROLE regress_h_bob;
 CREATE ROLE regress_h_nogrant;
 CREATE ROLE regress_h_relay;
+CREATE ROLE regress_h_owner;
 CREATE DATABASE lww_hostile;
 \c lww_hostile
 CREATE EXTENSION lwwsync;
@@ -52,12 +53,64 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON notes TO regress_h_alice, regress_h_bob;
 GRANT SELECT, INSERT, UPDATE, DELETE ON notes, secret TO regress_h_relay;
 INSERT INTO lwwsync.relays VALUES ('regress_h_relay');
 
+-- ------------------------------------------------ 0. no user code runs with the metadata owner's rights
+-- A table owner's index predicate (an IMMUTABLE function, which planning
+-- evaluates) would make its author superuser if it ever ran as the
+-- metadata owner: through lww_track of the table, or any device's sync.
+-- User tables are read and locked as their owner, in a restricted operation.
+CREATE SCHEMA own AUTHORIZATION regress_h_owner;
+SET ROLE regress_h_owner;
+CREATE FUNCTION own.escalate() RETURNS void LANGUAGE plpgsql AS
+    $$ BEGIN EXECUTE 'ALTER ROLE regress_h_owner SUPERUSER'; END $$;
+CREATE FUNCTION own.pred() RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        RAISE WARNING 'own.pred() runs as superuser %', current_user;
+        PERFORM own.escalate();
+    END IF;
+    RETURN true;
+END $$;
+CREATE TABLE own.items(id int PRIMARY KEY, v text);
+INSERT INTO own.items VALUES (1, 'x'), (2, 'y');
+CREATE INDEX items_pred ON own.items(id) WHERE own.pred();
+SELECT lww_track('own.items') AS stamped;
+GRANT USAGE ON SCHEMA own TO regress_h_bob;
+GRANT SELECT, INSERT, UPDATE, DELETE ON own.items TO regress_h_bob;
+RESET ROLE;
+SET ROLE regress_h_bob;
+SELECT as_sub('bob-items');
+SELECT exchange('9', format('{"format":"lwwsync.changeset","version":1,"origin":"%s","since":"0","upto":"1","nodes":["%s"],'
+    '"tables":[{"name":"own.items","key":["id"],"columns":["v"],"rows":[{"key":[1],"gen":1,"stamp":["%s",0],"cols":[[0,"hello"]]},'
+    '{"key":[3],"gen":1,"stamp":["%s",0],"row":true,"cols":[[0,"new"]]}]}]}',
+    node('9'), node('9'), now_hlc(), now_hlc()))->'applied' AS synced;
+RESET ROLE;
+SELECT rolsuper AS owner_became_superuser FROM pg_roles WHERE rolname = 'regress_h_owner';
+SET ROLE regress_h_owner;
+SELECT * FROM own.items ORDER BY id;
+RESET ROLE;
+-- lww_untrack and lww_track again resume from the metadata (its rows probed
+-- as the table's owner too).
+SET ROLE regress_h_owner;
+SELECT lww_untrack('own.items'), lww_track('own.items') AS rewritten;
+RESET ROLE;
+SELECT rolsuper AS owner_became_superuser FROM pg_roles WHERE rolname = 'regress_h_owner';
+SELECT lww_untrack('own.items');
+SET client_min_messages = warning;
+DROP SCHEMA own CASCADE;
+RESET client_min_messages;
+DELETE FROM lwwsync.bindings WHERE node = node('9')::uuid;
+DELETE FROM lwwsync.peers WHERE node = node('9')::uuid;
+
 -- ------------------------------------------------ 12. metadata is its owner's
 -- Keys and stamps of every row (deleted ones too) are not readable by PUBLIC.
 SELECT 'lwwsync.' || quote_ident('m_' || 'secret'::regclass::oid) AS secret_meta \gset
 SET ROLE regress_h_nogrant;
 SELECT try(format('SELECT count(*) FROM %s', :'secret_meta')) AS read_secret_meta;
 SELECT try('SELECT count(*) FROM lwwsync.bindings') AS read_bindings;
+-- Nor through lww_apply: a stale register (hlc 1) would be "ignored" where a
+-- row exists at a higher generation or stamp, and "applied" elsewhere; a role
+-- that may not write the table gets no answer at all.
+SELECT try(format('SELECT lww_apply(%L)', cs('d', 'secret', '["v"]', '{"key":[5],"gen":1,"stamp":["1",0],"cols":[[0,"probe"]]}'))) AS probe;
 RESET ROLE;
 
 -- ------------------------------------------------ 13. a pull skips what the caller may not read
@@ -89,11 +142,12 @@ CREATE POLICY own ON notes USING (owner = current_user) WITH CHECK (owner = curr
 SET ROLE regress_h_alice;
 SELECT as_sub('alice');
 SELECT exchange('a', cs('a', 'notes', '["owner","body"]', '{"key":[9],"gen":2,"stamp":["$HLC",0],"row":true}'))->'applied' AS applied;
--- Bob's row is invisible to her: she cannot delete or change it either.
-SELECT try(format('SELECT exchange(%L, %L)', 'a',
-    cs('a', 'notes', '["owner","body"]', '{"key":[2],"gen":2,"stamp":["$HLC",0],"row":true}'))) AS delete_bobs;
-SELECT try(format('SELECT exchange(%L, %L)', 'a',
-    cs('a', 'notes', '["owner","body"]', '{"key":[2],"gen":1,"stamp":["$HLC",0],"cols":[[1,"defaced"]]}'))) AS update_bobs;
+-- Bob's row is invisible to her: she cannot delete or change it either. A
+-- row row-level security hides is rejected whole, whatever the merge would
+-- do (so the answer tells nothing of its stamps), and the rest applies.
+SELECT exchange('a', cs('a', 'notes', '["owner","body"]', '{"key":[2],"gen":2,"stamp":["$HLC",0],"row":true}'))->'applied' AS delete_bobs;
+SELECT exchange('a', cs('a', 'notes', '["owner","body"]', '{"key":[2],"gen":1,"stamp":["$HLC",0],"cols":[[1,"defaced"]]}'))->'applied' AS update_bobs;
+SELECT exchange('a', cs('a', 'notes', '["owner","body"]', '{"key":[2],"gen":1,"stamp":["1",0],"cols":[[1,"stale"]]}'))->'applied' AS stale_on_bobs;
 RESET ROLE;
 SELECT jsonb_path_query_array(lww_changes(0)::jsonb, '$.tables[*] ? (@.name == "notes").rows[*].key[0]') AS notes_keys;
 SELECT * FROM notes ORDER BY id;
@@ -124,16 +178,25 @@ SELECT try(format('SELECT lww_apply(%L)',
 
 -- ------------------------------------------------ 5. nobody pushes another principal's stamps
 -- Bob's own node, carrying a register stamped by alice's node: a forgery the
--- server would keep and alice's device would never pull back. Refused.
-SELECT try(format('SELECT exchange(%L, %L)', 'b',
-    cs('b', 'notes', '["owner","body"]',
+-- server would keep and alice's device would never pull back. Rejected (not
+-- merged), the rest of the set applies: an honest client only echoes other
+-- nodes' registers, and echoes never win.
+SELECT exchange('b', cs('b', 'notes', '["owner","body"]',
        '{"key":[2],"gen":1,"stamp":["$HLC",0],"cols":[[1,"forged",' || '"' || (now_hlc() + 1000) || '",1]]}',
-       format('"%s","%s"', node('b'), node('a'))))) AS forged_stamp;
--- This server's own node is nobody's to stamp with.
-SELECT try(format('SELECT exchange(%L, %L)', 'b',
-    cs('b', 'notes', '["owner","body"]', '{"key":[2],"gen":1,"stamp":["$HLC",1],"cols":[[1,"forged"]]}',
-       format('"%s","%s"', node('b'), lww_node_id())))) AS server_stamp;
--- Echoes of registers this server holds are fine: they change nothing.
+       format('"%s","%s"', node('b'), node('a'))))->'applied' AS forged_stamp;
+-- This server's own node is nobody's to stamp with, and neither is a node
+-- bound to nobody (a device known here only through a relay).
+SELECT exchange('b', cs('b', 'notes', '["owner","body"]', '{"key":[2],"gen":1,"stamp":["$HLC",1],"cols":[[1,"forged"]]}',
+       format('"%s","%s"', node('b'), lww_node_id())))->'applied' AS server_stamp;
+SELECT exchange('b', cs('b', 'notes', '["owner","body"]', '{"key":[2],"gen":1,"stamp":["$HLC",1],"cols":[[1,"forged"]]}',
+       format('"%s","%s"', node('b'), node('f'))))->'applied' AS unbound_stamp;
+-- A principal's other device is its own: bob's second device 7 relays 7's
+-- write through device b.
+SELECT exchange('7', NULL, '0')->>'acked' AS device_7_bound;
+SELECT exchange('b', cs('b', 'notes', '["owner","body"]', '{"key":[2],"gen":1,"stamp":["$HLC",1],"cols":[[1,"from 7"]]}',
+       format('"%s","%s"', node('b'), node('7'))))->'applied' AS own_device;
+-- Echoes of registers this server holds are fine: they change nothing
+-- (alice's row, hidden from bob, is rejected whole).
 RESET ROLE;
 SELECT lww_changes(0)::jsonb AS server_changes \gset
 SET ROLE regress_h_bob;
@@ -198,6 +261,29 @@ SELECT exchange('b', cs('b', 'shared', '["owner","body"]',
     '{"key":[2],"gen":3,"stamp":["$HLC",0],"row":true,"cols":[[0,"regress_h_bob"],[1,"reborn"]]}'))->'applied' AS own_new_generation;
 RESET ROLE;
 SELECT * FROM shared ORDER BY id;
+
+-- ------------------------------------------------ node ids are recorded for registers kept, only
+SELECT count(*) AS nodes_before FROM lwwsync.nodes \gset
+SET ROLE regress_h_alice;
+SELECT as_sub('alice');
+SELECT exchange('a', format('{"format":"lwwsync.changeset","version":1,"origin":"%s","since":"0","upto":"1","nodes":[%s],'
+    '"tables":[{"name":"notes","key":["id"],"columns":["owner","body"],"rows":[%s]}]}', node('a'),
+    (SELECT string_agg('"' || gen_random_uuid() || '"', ',') FROM generate_series(1, 500)),
+    (SELECT string_agg(format('{"key":[%s],"gen":1,"stamp":["1",%s],"cols":[[1,"stale"]]}', 100 + i, i - 1), ',')
+       FROM generate_series(1, 500) i)))->'applied' AS registers_of_500_unknown_nodes;
+RESET ROLE;
+SELECT count(*) - :nodes_before AS nodes_recorded FROM lwwsync.nodes;
+
+-- ------------------------------------------------ one row, one spelling
+-- Locks follow the key as stored, and one row named twice (1 and "1", two
+-- cases of one uuid) is malformed: two applies could lock in opposite orders.
+SELECT try(format('SELECT lww_apply(%L)', cs('c', 'secret', '["v"]',
+    '{"key":[1],"gen":1,"stamp":["$HLC",0],"cols":[[0,"a"]]},{"key":["1"],"gen":1,"stamp":["$HLC",0],"cols":[[0,"b"]]}'))) AS int_twice;
+CREATE TABLE u(id uuid PRIMARY KEY, v text);
+SELECT lww_track('u');
+SELECT try(format('SELECT lww_apply(%L)', replace(cs('c', 'u', '["v"]',
+    '{"key":["A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[0,"a"]]},'
+    '{"key":["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[0,"b"]]}'), '', ''))) AS uuid_twice;
 
 -- ------------------------------------------------ 8. one register per column
 SELECT try(format('SELECT lww_apply(%L)',
@@ -266,4 +352,4 @@ SELECT count(*) FILTER (WHERE v = 'x' || id) AS right_values FROM x;
 
 \c :main_db
 DROP DATABASE lww_hostile;
-DROP ROLE regress_h_alice, regress_h_bob, regress_h_nogrant, regress_h_relay;
+DROP ROLE regress_h_alice, regress_h_bob, regress_h_nogrant, regress_h_relay, regress_h_owner;

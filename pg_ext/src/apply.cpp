@@ -40,7 +40,7 @@ using Plan = TablePlan<TableInfo>;
 
 // What the caller may do to a table, read once per apply.
 struct Rights {
-    bool insert = false, del = false, select_keys = false;
+    bool insert = false, update = false, del = false, select_keys = false;
     bool rls = false;  // row-level security applies to the caller
 };
 
@@ -55,6 +55,8 @@ Rights rights_of(const TableInfo& t) {
             return true;
         };
         r.insert = table_or_keys(ACL_INSERT);
+        r.update = pg_class_aclcheck(t.relid, user, ACL_UPDATE) == ACLCHECK_OK ||
+                   pg_attribute_aclcheck_all(t.relid, user, ACL_UPDATE, ACLMASK_ANY) == ACLCHECK_OK;
         r.select_keys = table_or_keys(ACL_SELECT);
         r.del = pg_class_aclcheck(t.relid, user, ACL_DELETE) == ACLCHECK_OK;
         r.rls = check_enable_rls(t.relid, InvalidOid, true) == RLS_ENABLED;
@@ -97,16 +99,22 @@ public:
     }
 
     // Locks the row before its metadata, as a local write does. Taken as the
-    // metadata owner: a lock is not a write, and the caller's rights are
+    // table's owner: a lock is not a write, and the caller's rights are
     // checked by what follows. True when the row exists.
     bool lock(const std::vector<Param>& key) {
-        AsMetadataOwner owner;
+        AsTableOwner owner(t_.relid);
         return run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where_ + " FOR UPDATE", key_types_), key,
                    false) == 1;
     }
 
     // Whether the caller sees the row (row-level security).
     bool visible(const std::vector<Param>& key) {
+        return run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where_, key_types_), key, true) == 1;
+    }
+
+    // Whether the row is there at all, whoever may see it.
+    bool exists(const std::vector<Param>& key) {
+        AsTableOwner owner(t_.relid);
         return run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where_, key_types_), key, true) == 1;
     }
 
@@ -205,7 +213,7 @@ void count(ApplyCounts& stats, const MergeOutcome& out) {
 struct Context {
     Trust trust;
     Principal caller;
-    ForeignStamps foreign;
+    OwnStamps own;
     bool guarded() const { return trust == Trust::caller && !caller.relay; }
 };
 
@@ -223,11 +231,6 @@ bool merge_one(const Plan& p, const Rights& rights, const Context& ctx, UserWrit
         count(stats, out);
         return true;
     }
-    // A caller brings its own writes, and echoes of what this database holds
-    // (those never win): a winning register of another principal's node is forged.
-    if (out.row_won) ctx.foreign.check(in.row.node);
-    for (size_t k : out.won_cols) ctx.foreign.check(in.cols[k].second.node);
-
     std::map<size_t, Param> won;
     for (size_t k : out.won_cols) won[in.cols[k].first] = values[in.cols[k].first];
     const bool checked = ctx.trust == Trust::caller;
@@ -272,24 +275,59 @@ bool merge_one(const Plan& p, const Rights& rights, const Context& ctx, UserWrit
     return true;
 }
 
+// One incoming row with its key as Postgres stores it.
+struct KeyedRow {
+    const RowChange* row;
+    std::vector<Param> key;
+    std::vector<Value> stored;  // the key read back from its column types: 1 and "1" are one row
+};
+
+// Counts a row refused whole by the receiver's rules (not an error).
+void reject(ApplyCounts& stats, const IncomingRow& in) {
+    const size_t n = (in.has_row ? 1 : 0) + in.cols.size();
+    ++stats.rows;
+    stats.received += n;
+    stats.rejected += n;
+}
+
 void merge_table(const Plan& p, const Context& ctx, ApplyCounts& stats) {
     const TableInfo& t = *p.local;
     const Rights rights = rights_of(t);
+    const bool guarded = ctx.guarded();
+    // Nothing of a table the caller may not write, not even "ignored": that
+    // answer would tell it what the table's metadata holds.
+    if (guarded && !(rights.select_keys && (rights.insert || rights.update || rights.del)))
+        deny(t, "the caller may not write it");
     UserWriter writer(t);
-    std::vector<size_t> order(p.in->rows.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(),
-                     [&](size_t a, size_t b) { return key_less(p.in->rows[a].key, p.in->rows[b].key); });
-    for (size_t i : order) {
-        const RowChange& r = p.in->rows[i];
-        std::vector<Param> key(r.key.size());
+    std::vector<KeyedRow> rows;
+    rows.reserve(p.in->rows.size());
+    for (const RowChange& r : p.in->rows) {
+        KeyedRow kr{&r, std::vector<Param>(r.key.size()), {}};
         for (size_t k = 0; k < r.key.size(); ++k) {
             bool isnull = false;
-            key[k].type = t.key_types[k].type;
-            key[k].value = value_to_datum(r.key[k], t.key_types[k], &isnull);
-            key[k].null = isnull;
+            kr.key[k].type = t.key_types[k].type;
+            kr.key[k].value = value_to_datum(r.key[k], t.key_types[k], &isnull);
+            kr.key[k].null = isnull;
+            kr.stored.push_back(datum_to_value(kr.key[k].value, isnull, t.key_types[k]));
         }
-        const IncomingRow in = incoming_row(r, p.col_map);
+        rows.push_back(std::move(kr));
+    }
+    // Locks in one order: by the key as stored, whatever its spelling on the wire.
+    std::stable_sort(rows.begin(), rows.end(), [](const KeyedRow& a, const KeyedRow& b) { return key_less(a.stored, b.stored); });
+    for (size_t i = 1; i < rows.size(); ++i)
+        if (!key_less(rows[i - 1].stored, rows[i].stored))
+            throw Error("table \"" + t.name + "\": the change set names one row twice (two spellings of one key)");
+
+    for (const KeyedRow& kr : rows) {
+        const RowChange& r = *kr.row;
+        const std::vector<Param>& key = kr.key;
+        IncomingRow in = incoming_row(r, p.col_map);
+        // A living row row-level security hides from the caller: refused
+        // whole, whatever the merge would do, so the answer says nothing of it.
+        if (guarded && rights.rls && !writer.visible(key) && writer.exists(key)) {
+            reject(stats, in);
+            continue;
+        }
         // Echoes and stale registers change nothing: known without a lock
         // (a row's state only grows, so what loses now loses later too).
         {
@@ -299,10 +337,37 @@ void merge_table(const Plan& p, const Context& ctx, ApplyCounts& stats) {
                 count(stats, probe);
                 continue;
             }
+            // A caller brings its own writes (its node's, its principal's
+            // other devices') and echoes of what this database holds, which
+            // never win. Another node's register that would win is not its
+            // to bring: refused, the rest applies.
+            if (guarded) {
+                if (probe.row_won && !ctx.own.has(in.row.node)) {
+                    reject(stats, in);
+                    continue;
+                }
+                size_t dropped = 0;
+                std::vector<std::pair<size_t, Stamp>> kept;
+                std::vector<bool> won(in.cols.size(), false);
+                for (size_t k : probe.won_cols) won[k] = true;
+                for (size_t k = 0; k < in.cols.size(); ++k) {
+                    if (won[k] && !ctx.own.has(in.cols[k].second.node)) ++dropped;
+                    else kept.push_back(in.cols[k]);
+                }
+                if (dropped) {
+                    stats.received += dropped;
+                    stats.rejected += dropped;
+                    in.cols = std::move(kept);
+                    if (!in.has_row && in.cols.empty()) {
+                        ++stats.rows;
+                        continue;
+                    }
+                }
+            }
         }
         std::map<size_t, Param> values;
         for (size_t k = 0; k < r.cols.size(); ++k) {
-            const size_t idx = in.cols[k].first;
+            const size_t idx = p.col_map[r.cols[k].col];
             Param prm;
             bool isnull = false;
             prm.type = t.col_types[idx].type;
@@ -341,19 +406,18 @@ ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust) {
         ctx.caller = current_principal();
         // Applying a node's changes is acting as that node, unless the caller
         // relays for other servers.
-        if (!ctx.caller.relay) bind_node(cs.origin, ctx.caller);
-        ctx.foreign = ForeignStamps(cs, ctx.caller, self);
+        if (!ctx.caller.relay) {
+            bind_node(cs.origin, ctx.caller);
+            ctx.own = OwnStamps(cs, ctx.caller);
+        }
     }
 
     CanonicalSettings canonical;
     ApplyCounts stats;
     ++s.applying;
     try {
-        for (const auto& t : cs.tables)
-            for (const auto& r : t.rows) {
-                if (r.has_row) s.ensure_node(r.row.node);
-                for (const auto& c : r.cols) s.ensure_node(c.stamp.node);
-            }
+        // Node ids are recorded when a register of theirs is stored
+        // (store_meta), never for registers that lose or are refused.
         for (const auto& p : plans) merge_table(p, ctx, stats);
         observe_stamps(cs, s.clock());
         s.persist_clock();

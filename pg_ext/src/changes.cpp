@@ -86,63 +86,21 @@ struct Pending {
 };
 
 // The values of the living rows among `rows`, read as the caller (GRANTs and
-// row-level security decide): one probe by primary key per row. Returns, per
-// entry of `rows`, its row in SPI_tuptable afterwards, or -1 when the caller
-// does not see it.
+// row-level security decide). Returns, per entry of `rows`, its row in
+// SPI_tuptable afterwards, or -1 when the caller does not see it.
 std::vector<int64_t> read_values(const TableInfo& t, SPITupleTable* meta, const std::vector<Pending>& rows,
                                  int key_at) {
     std::vector<int64_t> at(rows.size(), -1);
+    std::vector<uint64_t> live_rows;
     std::vector<size_t> live;
     for (size_t i = 0; i < rows.size(); ++i)
-        if (rows[i].alive) live.push_back(i);
-    if (live.empty()) return at;
-    const size_t nkeys = t.key.size();
-    std::vector<Oid> array_types(nkeys);
-    std::vector<Param> arrays(nkeys);
-    pg_call([&] {
-        std::vector<Datum> elems(live.size());
-        for (size_t k = 0; k < nkeys; ++k) {
-            const Oid type = t.key_types[k].type;
-            Oid array_type = get_array_type(type);
-            Oid elem_type = type;
-            if (!OidIsValid(array_type)) {  // a domain without an array type: its base type's
-                elem_type = t.key_types[k].base;
-                array_type = get_array_type(elem_type);
-            }
-            if (!OidIsValid(array_type)) elog(ERROR, "no array type for the key type of %s", t.name.c_str());
-            int16 len;
-            bool byval;
-            char align;
-            get_typlenbyvalalign(elem_type, &len, &byval, &align);
-            for (size_t i = 0; i < live.size(); ++i) {
-                bool isnull = false;
-                elems[i] = SPI_getbinval(meta->vals[rows[live[i]].meta_row], meta->tupdesc, key_at + static_cast<int>(k) + 1,
-                                         &isnull);
-            }
-            ArrayType* a = construct_array(elems.data(), static_cast<int>(live.size()), elem_type, len, byval, align);
-            array_types[k] = array_type;
-            arrays[k] = Param{array_type, PointerGetDatum(a), false};
+        if (rows[i].alive) {
+            live.push_back(i);
+            live_rows.push_back(rows[i].meta_row);
         }
-    });
-    std::string sql = "SELECT k.n";
-    for (const auto& c : t.cols) sql += ", u." + quote_ident(c);
-    sql += " FROM unnest(";
-    for (size_t k = 0; k < nkeys; ++k) sql += (k ? ", $" : "$") + std::to_string(k + 1);
-    sql += ") WITH ORDINALITY AS k(";
-    for (size_t k = 0; k < nkeys; ++k) sql += "k" + std::to_string(k) + ", ";
-    sql += "n) JOIN LATERAL (SELECT x.ctid";
-    for (const auto& c : t.cols) sql += ", x." + quote_ident(c);
-    sql += " FROM " + t.qualified + " AS x WHERE ";
-    for (size_t k = 0; k < nkeys; ++k)
-        sql += (k ? " AND " : "") + ("x." + quote_ident(t.key[k]) + " = k.k" + std::to_string(k) + t.key_collate[k]);
-    // OFFSET 0: one primary-key probe per row, never a hash of the whole table.
-    sql += " OFFSET 0) AS u ON true";
-    // read_only = false: a fresh snapshot, after the wait for writers.
-    run(prepare(sql, array_types), arrays, false);
-    for (uint64_t r = 0; r < SPI_processed; ++r) {
-        const int64_t n = col_int64(r, 0);
-        if (n >= 1 && static_cast<size_t>(n) <= live.size()) at[live[n - 1]] = static_cast<int64_t>(r);
-    }
+    if (live.empty()) return at;
+    const std::vector<int64_t> found = probe_user_rows(t, meta, live_rows, key_at, true);
+    for (size_t j = 0; j < live.size(); ++j) at[live[j]] = found[j];
     return at;
 }
 

@@ -171,21 +171,41 @@ extern "C" Datum lww_seq(PG_FUNCTION_ARGS) {
     });
 }
 
-// lww_config('max_drift_ms' [, value]): read or set a per-database setting.
+// lww_config(setting [, value]): read or set a per-database setting.
+//   max_drift_ms    how far a caller's stamps may run ahead (default 5 min)
+//   bind_new_nodes  1: a node id is bound to the first principal syncing as
+//                   it; 0: only nodes an administrator enrolled in
+//                   lwwsync.bindings may sync (docs/SECURITY.md)
+namespace {
+struct Setting {
+    const char* name;
+    int64 dflt, min, max;
+};
+const Setting kSettings[] = {
+    {"max_drift_ms", static_cast<int64>(kDefaultMaxDriftMs), 0, int64(1) << 40},
+    {"bind_new_nodes", 1, 0, 1},
+};
+}  // namespace
+
 extern "C" Datum lww_config(PG_FUNCTION_ARGS) {
     return guarded_entry("lww_config", [&] {
         std::string key = text_arg(fcinfo, 0);
-        if (key != "max_drift_ms") throw Error("unknown setting \"" + key + "\" (known: max_drift_ms)");
+        const Setting* s = nullptr;
+        for (const auto& k : kSettings)
+            if (key == k.name) s = &k;
+        if (!s) throw Error("unknown setting \"" + key + "\" (known: max_drift_ms, bind_new_nodes)");
         SpiSession spi;
         AsMetadataOwner owner;
         if (PG_NARGS() > 1 && !PG_ARGISNULL(1)) {
-            if (PG_GETARG_INT64(1) < 0) throw Error("max_drift_ms must be a non-negative integer");
-            run_sql("INSERT INTO lwwsync.state(key, value) VALUES ('max_drift_ms', '" + std::to_string(PG_GETARG_INT64(1)) +
+            const int64 v = PG_GETARG_INT64(1);
+            if (v < s->min || v > s->max)
+                throw Error(key + " must be between " + std::to_string(s->min) + " and " + std::to_string(s->max));
+            run_sql("INSERT INTO lwwsync.state(key, value) VALUES (" + quote_literal(key) + ", '" + std::to_string(v) +
                     "') ON CONFLICT (key) DO UPDATE SET value = excluded.value");
             State::get().invalidate();
         }
-        run_sql("SELECT value FROM lwwsync.state WHERE key = 'max_drift_ms'", false);
-        return Int64GetDatum(SPI_processed ? std::stoll(col_text(0, 0)) : static_cast<int64>(kDefaultMaxDriftMs));
+        run_sql("SELECT value FROM lwwsync.state WHERE key = " + quote_literal(key), false);
+        return Int64GetDatum(SPI_processed ? std::stoll(col_text(0, 0)) : s->dflt);
     });
 }
 

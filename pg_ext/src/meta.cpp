@@ -1,5 +1,9 @@
 #include "meta.h"
 
+extern "C" {
+#include "utils/array.h"
+}
+
 namespace lww::pg {
 
 std::string meta_table_name(Oid relid) { return "m_" + std::to_string(relid); }
@@ -97,6 +101,61 @@ void store_meta(const TableInfo& t, const std::vector<Param>& key, const RowStat
     }
     args.push_back(blob);
     run(plan, args, false);
+}
+
+std::vector<int64_t> probe_user_rows(const TableInfo& t, SPITupleTable* meta, const std::vector<uint64_t>& meta_rows,
+                                     int key_at, bool values) {
+    std::vector<int64_t> at(meta_rows.size(), -1);
+    if (meta_rows.empty()) return at;
+    const size_t nkeys = t.key.size();
+    std::vector<Oid> array_types(nkeys);
+    std::vector<Param> arrays(nkeys);
+    pg_call([&] {
+        std::vector<Datum> elems(meta_rows.size());
+        for (size_t k = 0; k < nkeys; ++k) {
+            const Oid type = t.key_types[k].type;
+            Oid array_type = get_array_type(type);
+            Oid elem_type = type;
+            if (!OidIsValid(array_type)) {  // a domain without an array type: its base type's
+                elem_type = t.key_types[k].base;
+                array_type = get_array_type(elem_type);
+            }
+            if (!OidIsValid(array_type)) elog(ERROR, "no array type for the key type of %s", t.name.c_str());
+            int16 len;
+            bool byval;
+            char align;
+            get_typlenbyvalalign(elem_type, &len, &byval, &align);
+            for (size_t i = 0; i < meta_rows.size(); ++i) {
+                bool isnull = false;
+                elems[i] = SPI_getbinval(meta->vals[meta_rows[i]], meta->tupdesc, key_at + static_cast<int>(k) + 1, &isnull);
+            }
+            ArrayType* a = construct_array(elems.data(), static_cast<int>(meta_rows.size()), elem_type, len, byval, align);
+            array_types[k] = array_type;
+            arrays[k] = Param{array_type, PointerGetDatum(a), false};
+        }
+    });
+    std::string sql = "SELECT k.n";
+    if (values)
+        for (const auto& c : t.cols) sql += ", u." + quote_ident(c);
+    sql += " FROM unnest(";
+    for (size_t k = 0; k < nkeys; ++k) sql += (k ? ", $" : "$") + std::to_string(k + 1);
+    sql += ") WITH ORDINALITY AS k(";
+    for (size_t k = 0; k < nkeys; ++k) sql += "k" + std::to_string(k) + ", ";
+    sql += "n) JOIN LATERAL (SELECT x.ctid";
+    if (values)
+        for (const auto& c : t.cols) sql += ", x." + quote_ident(c);
+    sql += " FROM " + t.qualified + " AS x WHERE ";
+    for (size_t k = 0; k < nkeys; ++k)
+        sql += (k ? " AND " : "") + ("x." + quote_ident(t.key[k]) + " = k.k" + std::to_string(k) + t.key_collate[k]);
+    // OFFSET 0: one primary-key probe per row, never a hash of the whole table.
+    sql += " OFFSET 0) AS u ON true";
+    // read_only = false: a fresh snapshot.
+    run(prepare(sql, array_types), arrays, false);
+    for (uint64_t r = 0; r < SPI_processed; ++r) {
+        const int64_t n = col_int64(r, 0);
+        if (n >= 1 && static_cast<size_t>(n) <= meta_rows.size()) at[n - 1] = static_cast<int64_t>(r);
+    }
+    return at;
 }
 
 uint64_t max_stamp(const RowState& st) {

@@ -20,6 +20,14 @@ RowState decode_meta(const StoredRow& sr, size_t ncols);
 // Row `r` of the current SPI result whose first columns are gen, hlc, node, mseq, cols.
 RowState meta_at(uint64_t r, size_t ncols);
 
+// Looks up the user rows of `meta_rows` (rows of `meta`, whose key columns
+// start at `key_at`), one primary-key probe each, with whatever identity is
+// current (the caller's, or AsTableOwner). Returns for each its row in
+// SPI_tuptable afterwards, or -1 when not found (or not visible); with
+// `values`, the result's columns 1.. are the tracked columns.
+std::vector<int64_t> probe_user_rows(const TableInfo& t, SPITupleTable* meta, const std::vector<uint64_t>& meta_rows,
+                                     int key_at, bool values);
+
 // The highest stamp held anywhere in the row (a local write must beat it).
 uint64_t max_stamp(const RowState& st);
 

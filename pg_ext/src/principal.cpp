@@ -68,6 +68,10 @@ void bind_node(const NodeId& node, const Principal& p) {
     SPIPlanPtr get = prepare("SELECT role::text, subject FROM lwwsync.bindings WHERE node = $1::uuid", {TEXTOID});
     run(get, {args[0]}, false);
     if (SPI_processed == 0) {
+        run_sql("SELECT 1 FROM lwwsync.state WHERE key = 'bind_new_nodes' AND value = '0'", true);
+        if (SPI_processed)
+            throw permission_denied("node " + node.str() + " is not enrolled on this server (lww_config('bind_new_nodes') "
+                                    "is 0): an administrator binds it in lwwsync.bindings first");
         // First use: the node is this principal's from now on. A concurrent
         // first use by another principal waits on the key and then loses.
         run(prepare("INSERT INTO lwwsync.bindings(node, role, subject) VALUES ($1::uuid, $2::name, $3)"
@@ -82,10 +86,9 @@ void bind_node(const NodeId& node, const Principal& p) {
                                 " may only sync as its own node (a copied database needs a new node id)");
 }
 
-ForeignStamps::ForeignStamps(const ChangeSet& cs, const Principal& p, const NodeId& self) {
-    if (p.relay) return;
-    foreign_.insert(node_key(self));
-    std::unordered_set<std::string> seen;
+OwnStamps::OwnStamps(const ChangeSet& cs, const Principal& p) {
+    own_.insert(node_key(cs.origin));
+    std::unordered_set<std::string> seen{node_key(cs.origin)};
     std::string list;
     auto note = [&](const NodeId& n) {
         if (seen.insert(node_key(n)).second) list += (list.empty() ? "" : ",") + n.str();
@@ -97,20 +100,13 @@ ForeignStamps::ForeignStamps(const ChangeSet& cs, const Principal& p, const Node
         }
     if (list.empty()) return;
     AsMetadataOwner owner;
-    run(prepare("SELECT node::text, role::text, subject FROM lwwsync.bindings"
-                " WHERE node = ANY (pg_catalog.string_to_array($1, ',')::uuid[])",
-                {TEXTOID}),
-        {text_param(list)}, true);
-    for (uint64_t i = 0; i < SPI_processed; ++i)
-        if (col_text(i, 1) != p.role || col_text(i, 2) != p.subject)
-            foreign_.insert(node_key(NodeId::parse(col_text(i, 0))));
+    run(prepare("SELECT node::text FROM lwwsync.bindings"
+                " WHERE node = ANY (pg_catalog.string_to_array($1, ',')::uuid[]) AND role = $2::name AND subject = $3",
+                {TEXTOID, TEXTOID, TEXTOID}),
+        {text_param(list), text_param(p.role), text_param(p.subject)}, true);
+    for (uint64_t i = 0; i < SPI_processed; ++i) own_.insert(node_key(NodeId::parse(col_text(i, 0))));
 }
 
-void ForeignStamps::check(const NodeId& node) const {
-    if (foreign_.count(node_key(node)))
-        throw permission_denied("the change set carries a register stamped by node " + node.str() +
-                                ", which is not the caller's: a client may push its own writes and echo what it "
-                                "pulled, never introduce another node's");
-}
+bool OwnStamps::has(const NodeId& node) const { return own_.count(node_key(node)) > 0; }
 
 }  // namespace lww::pg

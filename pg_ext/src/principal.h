@@ -31,19 +31,19 @@ Principal current_principal();
 // another principal.
 void bind_node(const NodeId& node, const Principal& p);
 
-// The nodes whose stamps `p` may not introduce into this database: this
-// database's own node and nodes bound to other principals, among those that
-// stamp registers of `cs`. Empty for a relay.
-class ForeignStamps {
+// The nodes whose registers `p` may bring into this database: the set's
+// origin (bound to `p`) and the other nodes bound to `p` (its other devices),
+// among those that stamp registers of `cs`. Any other node's register that
+// would win is refused: an honest client only echoes those, and echoes never
+// win. (Relays may bring any; they are not asked.)
+class OwnStamps {
 public:
-    ForeignStamps() = default;
-    ForeignStamps(const ChangeSet& cs, const Principal& p, const NodeId& self);
-    // Throws a permission error when `node` is foreign.
-    void check(const NodeId& node) const;
-    bool empty() const { return foreign_.empty(); }
+    OwnStamps() = default;
+    OwnStamps(const ChangeSet& cs, const Principal& p);
+    bool has(const NodeId& node) const;
 
 private:
-    std::unordered_set<std::string> foreign_;  // NodeId bytes
+    std::unordered_set<std::string> own_;  // NodeId bytes
 };
 
 }  // namespace lww::pg

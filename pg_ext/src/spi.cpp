@@ -1,6 +1,7 @@
 #include "spi.h"
 
 extern "C" {
+#include "catalog/pg_class.h"
 #include "catalog/pg_namespace.h"
 #include "storage/proc.h"
 #include "utils/syscache.h"
@@ -137,6 +138,25 @@ AsMetadataOwner::AsMetadataOwner() {
                           false);
         SetUserIdAndSecContext(owner, saved_sec_ | SECURITY_LOCAL_USERID_CHANGE);
     });
+}
+
+AsTableOwner::AsTableOwner(Oid relid) {
+    pg_call([&] {
+        HeapTuple tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+        if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for relation %u", relid);
+        const Oid owner = ((Form_pg_class)GETSTRUCT(tup))->relowner;
+        ReleaseSysCache(tup);
+        GetUserIdAndSecContext(&saved_user_, &saved_sec_);
+        guc_level_ = NewGUCNestLevel();
+        set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+                          false);
+        SetUserIdAndSecContext(owner, saved_sec_ | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+    });
+}
+
+AsTableOwner::~AsTableOwner() {
+    SetUserIdAndSecContext(saved_user_, saved_sec_);
+    if (guc_level_) AtEOXact_GUC(true, guc_level_);
 }
 
 AsMetadataOwner::~AsMetadataOwner() {

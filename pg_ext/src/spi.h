@@ -55,4 +55,20 @@ private:
     int guc_level_ = 0;  // search_path pinned to pg_catalog, pg_temp
 };
 
+// Reads or locks a user table as its owner, in a security-restricted
+// operation (as VACUUM and REINDEX do): the owner's own code (index
+// predicates and expressions, which planning evaluates) runs with the
+// owner's rights and nothing more, never with the metadata owner's. The
+// metadata owner never touches a user table.
+class AsTableOwner {
+public:
+    explicit AsTableOwner(Oid relid);
+    ~AsTableOwner();
+
+private:
+    Oid saved_user_ = InvalidOid;
+    int saved_sec_ = 0;
+    int guc_level_ = 0;
+};
+
 }  // namespace lww::pg

@@ -3,6 +3,7 @@
 
 extern "C" {
 #include "catalog/pg_class.h"
+#include "utils/array.h"
 }
 
 namespace lww::pg {
@@ -32,11 +33,11 @@ int64_t resume_table(Oid relid) {
     s.invalidate();
     const TablePtr t = s.find(relid);
     if (!t) throw Error("table with oid " + std::to_string(relid) + " is not tracked");
-    std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols, (u.ctid IS NOT NULL)";
+    // The metadata as its owner; which of its rows the table holds, as the
+    // table's owner (never user-table code with the metadata owner's rights).
+    std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols";
     for (size_t i = 0; i < t->key.size(); ++i) sql += ", m.k" + std::to_string(i);
-    sql += " FROM " + t->meta + " AS m LEFT JOIN " + t->qualified + " AS u ON ";
-    for (size_t i = 0; i < t->key.size(); ++i)
-        sql += (i ? " AND " : "") + ("u." + quote_ident(t->key[i]) + " = m.k" + std::to_string(i));
+    sql += " FROM " + t->meta + " AS m";
     struct Pending {
         std::vector<Param> key;
         RowState st;
@@ -45,19 +46,31 @@ int64_t resume_table(Oid relid) {
     std::vector<Pending> rows;
     uint64_t floor = 0;
     {
-        AsMetadataOwner owner;
-        run_sql(sql, false);
-        const uint64_t n = SPI_processed;
-        SPITupleTable* result = SPI_tuptable;
+        SPITupleTable* result = nullptr;
+        uint64_t n = 0;
+        {
+            AsMetadataOwner owner;
+            run_sql(sql, false);
+            n = SPI_processed;
+            result = SPI_tuptable;
+        }
+        const int key_at = 5;
+        std::vector<uint64_t> all(n);
+        for (uint64_t r = 0; r < n; ++r) all[r] = r;
+        std::vector<int64_t> present;
+        {
+            AsTableOwner owner(relid);
+            present = probe_user_rows(*t, result, all, key_at, false);
+        }
         for (uint64_t r = 0; r < n; ++r) {
             SPI_tuptable = result;
             RowState st = meta_at(r, t->cols.size());
             SPI_tuptable = result;  // decoding may have reloaded the node directory
             bool isnull = false;
-            Pending p{{}, std::move(st), col(r, 5, &isnull) != 0};
+            Pending p{{}, std::move(st), present[r] >= 0};
             floor = std::max(floor, max_stamp(p.st));
             for (size_t i = 0; i < t->key.size(); ++i) {
-                Datum d = col(r, 6 + static_cast<int>(i), &isnull);
+                Datum d = col(r, key_at + static_cast<int>(i), &isnull);
                 Datum copy = 0;
                 pg_call([&] { copy = datumCopy(d, t->key_types[i].byval, t->key_types[i].len); });
                 p.key.push_back(Param{t->key_types[i].type, copy, false});
@@ -77,6 +90,80 @@ int64_t resume_table(Oid relid) {
         store_meta(*t, p.key, p.st);
     }
     return rewritten;
+}
+
+// Rows without metadata get their first stamps: one stamp, a sequence each.
+// Their keys are read in chunks through a cursor as the table's owner; the
+// metadata is written as its owner, from the keys passed as arrays. (One
+// INSERT … SELECT over the user table would run the table owner's code, such
+// as an index predicate, with the metadata owner's rights.)
+int64_t stamp_new_rows(const TableInfo& t, uint64_t hlc) {
+    State::get().next_seq();  // takes the change-feed barrier for this transaction
+    const size_t nkeys = t.key.size();
+    std::string keys, names, sel, match;
+    for (size_t i = 0; i < nkeys; ++i) {
+        keys += "k" + std::to_string(i) + ", ";
+        names += (i ? ", k" : "k") + std::to_string(i);
+        sel += (i ? ", " : "") + ("t." + quote_ident(t.key[i]));
+        match += (i ? " AND " : "") + ("m.k" + std::to_string(i) + " = u.k" + std::to_string(i) + t.key_collate[i]);
+    }
+    std::vector<Oid> array_types(nkeys);
+    std::string params;
+    pg_call([&] {
+        for (size_t i = 0; i < nkeys; ++i) {
+            array_types[i] = get_array_type(t.key_types[i].type);
+            if (!OidIsValid(array_types[i])) array_types[i] = get_array_type(t.key_types[i].base);
+            if (!OidIsValid(array_types[i])) elog(ERROR, "no array type for the key type of %s", t.name.c_str());
+        }
+    });
+    for (size_t i = 0; i < nkeys; ++i) params += (i ? ", $" : "$") + std::to_string(i + 1);
+    const std::string insert_sql = "INSERT INTO " + t.meta + "(" + keys + "gen, hlc, node, mseq, seq, cols) SELECT " + keys +
+                                   "1, " + std::to_string(hlc) + ", 0, s, s, NULL FROM (SELECT u.*, "
+                                   "pg_catalog.nextval('lwwsync.seq') AS s FROM unnest(" + params + ") AS u(" + names +
+                                   ") WHERE NOT EXISTS (SELECT 1 FROM " + t.meta + " AS m WHERE " + match + ")) AS fresh";
+    Portal portal = nullptr;
+    {
+        AsTableOwner owner(t.relid);
+        pg_call([&] {
+            portal = SPI_cursor_open_with_args(nullptr, ("SELECT " + sel + " FROM " + t.qualified + " AS t").c_str(), 0,
+                                               nullptr, nullptr, nullptr, true, 0);
+        });
+    }
+    constexpr long kChunk = 10000;
+    int64_t stamped = 0;
+    for (;;) {
+        SPITupleTable* chunk = nullptr;
+        uint64_t n = 0;
+        {
+            AsTableOwner owner(t.relid);
+            pg_call([&] { SPI_cursor_fetch(portal, true, kChunk); });
+            chunk = SPI_tuptable;
+            n = SPI_processed;
+        }
+        if (n == 0) break;
+        std::vector<Param> arrays(nkeys);
+        pg_call([&] {
+            std::vector<Datum> elems(n);
+            for (size_t k = 0; k < nkeys; ++k) {
+                const Oid elem = get_element_type(array_types[k]);
+                int16 len;
+                bool byval;
+                char align;
+                get_typlenbyvalalign(elem, &len, &byval, &align);
+                for (uint64_t r = 0; r < n; ++r) {
+                    bool isnull = false;
+                    elems[r] = SPI_getbinval(chunk->vals[r], chunk->tupdesc, static_cast<int>(k) + 1, &isnull);
+                }
+                arrays[k] = Param{array_types[k],
+                                  PointerGetDatum(construct_array(elems.data(), static_cast<int>(n), elem, len, byval, align)),
+                                  false};
+            }
+        });
+        AsMetadataOwner owner;
+        stamped += static_cast<int64_t>(run(prepare(insert_sql, array_types), arrays, false));
+    }
+    pg_call([&] { SPI_cursor_close(portal); });
+    return stamped;
 }
 
 }  // namespace
@@ -187,21 +274,9 @@ int64_t track_table(Oid relid) {
 
     int64_t stamped = resuming ? resume_table(relid) : 0;
 
-    // Rows without metadata get their first stamps (one stamp, a sequence each).
-    const uint64_t hlc = s.tick(0);
-    s.next_seq();  // takes the change-feed barrier for this transaction
-    std::string sel, join;
-    for (size_t i = 0; i < key.size(); ++i) {
-        sel += "t." + quote_ident(key[i]) + ", ";
-        join += (i ? " AND " : "") + ("m.k" + std::to_string(i) + " = t." + quote_ident(key[i]));
-    }
-    std::string keys;
-    for (size_t i = 0; i < key.size(); ++i) keys += "k" + std::to_string(i) + ", ";
-    AsMetadataOwner owner;
-    return stamped + static_cast<int64_t>(run_sql("INSERT INTO " + meta + "(" + keys + "gen, hlc, node, mseq, seq, cols) SELECT " +
-                                        keys + "1, " + std::to_string(hlc) + ", 0, s, s, NULL FROM (SELECT " + sel +
-                                        "nextval('lwwsync.seq') AS s FROM " + qualified + " AS t WHERE NOT EXISTS (SELECT 1 FROM " +
-                                        meta + " AS m WHERE " + join + ")) AS fresh(" + keys + "s)"));
+    const TablePtr t = s.find(relid);
+    if (!t) throw Error("table with oid " + std::to_string(relid) + " is not tracked");
+    return stamped + stamp_new_rows(*t, s.tick(0));
 }
 
 bool untrack_table(Oid relid) {

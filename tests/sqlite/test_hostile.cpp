@@ -187,3 +187,26 @@ TEST_F(Hostile, HostileServerClockIsRefused) {
     EXPECT_LE(newest >> 16, now_ms() + 1000);
     EXPECT_GE(newest >> 16, now_ms() - 60000);
 }
+
+// The trigger helpers are innocuous (a database's own triggers call them,
+// trusted_schema or not), so a hostile file's views and triggers can call
+// them with anything: an error, never a crash or a huge allocation.
+TEST_F(Hostile, TriggerHelpersCheckTheirArguments) {
+    EXPECT_TRUE(FailsCleanly(*a, "SELECT lww_begin_update_mask()", {}, "lww_begin_update_mask:", "ncols, masks"));
+    EXPECT_TRUE(FailsCleanly(*a, "SELECT lww_begin_update_mask(68719476736)", {}, "lww_begin_update_mask:", "out of range"));
+    EXPECT_TRUE(FailsCleanly(*a, "SELECT lww_begin_update_mask(-1, 1)", {}, "lww_begin_update_mask:", "out of range"));
+    EXPECT_TRUE(FailsCleanly(*a, "SELECT lww_valid_text('t')", {}, "lwwsync:", "lww_valid_text(table, offset"));
+    EXPECT_TRUE(FailsCleanly(*a, "SELECT lww_cols_set(x'ffffffffffffffffffff')", {}, "lww_cols_set:", "corrupt"));
+    EXPECT_EQ(a->i64("SELECT lww_valid_text('nope', -5, 'fine', NULL, 1)"), 1);
+    EXPECT_TRUE(FailsCleanly(*a, "SELECT lww_valid_text('nope', -5, CAST(x'ff' AS TEXT))", {}, "lwwsync:", "not valid UTF-8"));
+    // A hostile peer file whose trigger calls one during a file: sync.
+    Db peer(dir.file("peer.db"));
+    peer.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+    peer.track("t");
+    peer.exec("CREATE TRIGGER boom AFTER INSERT ON t BEGIN SELECT lww_begin_update_mask(); END");
+    a->exec("INSERT INTO t VALUES (1, 'x')");
+    Outcome o = a->run("SELECT lww_sync(?)", {peer.url()});
+    ASSERT_FALSE(o.ok);
+    EXPECT_TRUE(contains(o.err, "lww_begin_update_mask")) << o.err;
+    EXPECT_EQ(a->text("SELECT v FROM t WHERE id = 1"), "x");
+}
