@@ -38,8 +38,8 @@ $(BUILD)/liblwwcore.a: $(COMMON_OBJ)
 
 # libpq gives SQLite clients lww_sync('postgresql://…'); build with
 # WITH_LIBPQ=0 for clients without it (Android, embedded).
-# libcurl and zlib: lww_sync('http(s)://…') in both engines.
-NET_LIBS := -lcurl -lz
+# libcurl, zlib and libcrypto (SHA-256 of node keys): lww_sync('http(s)://…') in both engines.
+NET_LIBS := -lcurl -lz -lcrypto
 WITH_LIBPQ ?= 1
 ifeq ($(WITH_LIBPQ),1)
 $(BUILD)/sqlite_ext/pg_transport.o: CPPFLAGS += -DLWWSYNC_WITH_LIBPQ -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)

@@ -139,6 +139,11 @@ std::string encode_request(const ExchangeRequest& r) {
     Writer w(buf);
     w.StartObject();
     header(w, r.node);
+    if (!r.node_key.empty()) {
+        w.Key("node_key");
+        const std::string k = base64_encode(r.node_key);
+        w.String(k.data(), static_cast<rapidjson::SizeType>(k.size()));
+    }
     if (r.received) cursor(w, "received", "received_floor", *r.received);
     w.Key("limit");
     w.Int64(r.limits.rows);
@@ -174,6 +179,13 @@ ParsedRequest decode_request(std::string_view json) {
     parse_envelope(d, json);
     ParsedRequest r;
     r.node = node_of(d);
+    auto key = d.FindMember("node_key");
+    if (key != d.MemberEnd()) {
+        if (!key->value.IsString() || key->value.GetStringLength() > 64 ||
+            !base64_decode({key->value.GetString(), key->value.GetStringLength()}, r.node_key) ||
+            r.node_key.size() != NodeId::kKeyBytes)
+            bad("\"node_key\" must be the base64 of " + std::to_string(NodeId::kKeyBytes) + " bytes");
+    }
     if (d.HasMember("received")) r.received = cursor_of(d, "received", "received_floor");
     auto lim = d.FindMember("limit");
     if (lim != d.MemberEnd()) {
@@ -267,6 +279,12 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
     ParsedRequest req = decode_request(request_json);
     const NodeId self = server.self();
     if (req.node == self) throw Error("the caller is this database's own node " + self.str());
+    // A node id derived from a key is only the key holder's: anyone else saw
+    // it in a pull at most. (A random id, from before keys, binds on first use.)
+    if (req.node.keyed() && req.node_key.empty())
+        throw permission_denied("node " + req.node.str() + " must show its key (\"node_key\") to sync as itself");
+    if (!req.node_key.empty() && NodeId::from_key(req.node_key) != req.node)
+        throw permission_denied("the key sent does not belong to node " + req.node.str());
     server.authorize(req.node);
     // A caller whose clock runs ahead would stamp its writes into our future:
     // refuse it before it writes anything (its pushed stamps are checked too).
@@ -365,6 +383,7 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& 
     // Hello: who the server is and how far it holds our changes.
     ExchangeRequest hello;
     hello.node = self;
+    if (self.keyed()) hello.node_key = local.node_key();
     hello.limits = limits;
     Cursor acked = round_trip(hello).acked;
     report(false);

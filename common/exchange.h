@@ -86,8 +86,12 @@ public:
     virtual ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust) = 0;
     // Serving a caller: binds its node id to whoever is calling (the
     // principal) or refuses it with a permission error. Engines without
-    // principals (a local SQLite file) accept everyone.
+    // principals (a local SQLite file) accept everyone. serve_exchange has
+    // checked the caller's key first when its node id is derived from one.
     virtual void authorize(const NodeId& /*caller*/) {}
+    // The secret key this database's node id is derived from (NodeId::
+    // from_key), sent to the servers it syncs with; empty for a random id.
+    virtual std::string node_key() { return {}; }
     // The clock a server reports (at least its wall clock), and what a client does with it.
     virtual uint64_t clock_now() = 0;
     virtual void observe_clock(uint64_t hlc) = 0;
@@ -112,6 +116,7 @@ Batch changes_for(SyncEngine& engine, const NodeId& peer, const Cursor& from, co
 
 struct ExchangeRequest {
     NodeId node;               // the caller
+    std::string node_key;      // its key, when `node` is derived from one (NodeId::keyed)
     // How far the caller holds the server's changes; absent in the first
     // round trip, when the caller does not know the server yet: then the
     // response carries no pull, only the server's node id and cursor.
@@ -135,6 +140,7 @@ std::string encode_response(const ExchangeResponse& r);
 // Both parse fully and validate embedded change sets; they throw lww::Error.
 struct ParsedRequest {
     NodeId node;
+    std::string node_key;
     std::optional<Cursor> received;
     BatchLimits limits;
     uint64_t clock = 0;

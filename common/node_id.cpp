@@ -2,6 +2,8 @@
 
 #include <random>
 
+#include <openssl/evp.h>
+
 #include "error.h"
 
 namespace lww {
@@ -15,6 +17,34 @@ NodeId NodeId::random_v4() {
     }
     id.bytes[6] = static_cast<uint8_t>((id.bytes[6] & 0x0F) | 0x40);  // version 4
     id.bytes[8] = static_cast<uint8_t>((id.bytes[8] & 0x3F) | 0x80);  // RFC 4122 variant
+    return id;
+}
+
+std::string NodeId::random_key() {
+    std::random_device rd;
+    std::string key(kKeyBytes, '\0');
+    for (size_t i = 0; i < key.size(); i += 4) {
+        const uint32_t r = rd();
+        for (size_t j = 0; j < 4; ++j) key[i + j] = static_cast<char>(r >> (8 * j));
+    }
+    return key;
+}
+
+NodeId NodeId::from_key(std::string_view key) {
+    if (key.size() != kKeyBytes) throw Error("a node key is " + std::to_string(kKeyBytes) + " bytes");
+    static const char kDomain[] = "lwwsync node key";
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    const bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1 &&
+                    EVP_DigestUpdate(ctx, kDomain, sizeof kDomain) == 1 &&
+                    EVP_DigestUpdate(ctx, key.data(), key.size()) == 1 && EVP_DigestFinal_ex(ctx, digest, &len) == 1;
+    EVP_MD_CTX_free(ctx);
+    if (!ok || len < 16) throw Error("cannot compute SHA-256", ErrorKind::internal);
+    NodeId id;
+    for (size_t i = 0; i < id.bytes.size(); ++i) id.bytes[i] = digest[i];
+    id.bytes[6] = static_cast<uint8_t>((id.bytes[6] & 0x0F) | 0x80);  // version 8: derived, not random
+    id.bytes[8] = static_cast<uint8_t>((id.bytes[8] & 0x3F) | 0x80);  // RFC 9562 variant
     return id;
 }
 

@@ -38,10 +38,14 @@ void Conn::ensure_ready() {
         exec(db, "SAVEPOINT lww_init");
         try {
             exec(db, kSchemaSql);
-            NodeId id = NodeId::random_v4();
-            Stmt ins(db, "INSERT INTO lww_state(key, value) VALUES ('node_id', ?1), ('schema', ?2)");
+            // The node id is derived from a secret key this file keeps: a
+            // server lets only the key's holder sync as this node.
+            const std::string key = NodeId::random_key();
+            const NodeId id = NodeId::from_key(key);
+            Stmt ins(db, "INSERT INTO lww_state(key, value) VALUES ('node_id', ?1), ('schema', ?2), ('node_key', ?3)");
             ins.bind_text(1, id.str());
             ins.bind_int(2, kSchemaVersion);
+            ins.bind_blob(3, key);
             ins.step();
             Stmt node(db, "INSERT INTO lww_nodes(idx, id) VALUES (0, ?1)");
             node.bind_text(1, id.str());

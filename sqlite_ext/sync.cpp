@@ -51,6 +51,12 @@ void SqliteEngine::observe_clock(uint64_t hlc) {
     }
 }
 
+std::string SqliteEngine::node_key() {
+    c_.ensure_ready();
+    Stmt st(c_.db, "SELECT value FROM lww_state WHERE key = 'node_key'");
+    return st.step() && !st.is_null(0) ? st.blob(0) : std::string();
+}
+
 uint64_t SqliteEngine::max_drift_ms() {
     c_.ensure_ready();
     return c_.setting("max_drift_ms", kDefaultMaxDriftMs);

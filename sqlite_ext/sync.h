@@ -22,6 +22,7 @@ public:
     uint64_t clock_now() override;
     void observe_clock(uint64_t hlc) override;
     uint64_t max_drift_ms() override;
+    std::string node_key() override;
 
 private:
     Conn& c_;

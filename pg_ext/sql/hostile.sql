@@ -170,6 +170,31 @@ SELECT received = :'alice_cursor' AS cursor_unchanged FROM lwwsync.peers WHERE n
 -- Cursors are kept per (node, principal).
 SELECT node = node('a')::uuid AS alice_node, role, subject FROM lwwsync.peers ORDER BY role, subject;
 SELECT node = node('a')::uuid AS alice_node, role, subject FROM lwwsync.bindings ORDER BY role, subject;
+-- A node id derived from a secret key (what SQLite clients make) cannot be
+-- taken by whoever saw it: syncing as it needs the key.
+CREATE FUNCTION keyed_node(key bytea) RETURNS text LANGUAGE sql AS $$
+    SELECT encode(set_byte(set_byte(d, 6, (get_byte(d, 6) & 15) | 128), 8, (get_byte(d, 8) & 63) | 128), 'hex')::uuid::text
+      FROM (SELECT substring(sha256('lwwsync node key'::bytea || '\x00'::bytea || key) FROM 1 FOR 16) AS d) s
+$$;
+CREATE FUNCTION keyed_hello(key bytea, claimed text DEFAULT NULL) RETURNS text LANGUAGE sql AS $$
+    SELECT lww_exchange(format('{"format":"lwwsync.exchange","version":1,"node":"%s"%s}', coalesce(claimed, keyed_node(key)),
+        CASE WHEN key IS NULL THEN '' ELSE ',"node_key":"' || encode(key, 'base64') || '"' END)::json)->>'acked'
+$$;
+GRANT EXECUTE ON FUNCTION keyed_node(bytea), keyed_hello(bytea, text) TO PUBLIC;
+SELECT substr(keyed_node('\x0101010101010101010101010101010101010101010101010101010101010101'), 15, 1) AS uuid_version;
+SET ROLE regress_h_alice;
+SELECT as_sub('alice');
+SELECT keyed_hello('\x0101010101010101010101010101010101010101010101010101010101010101') AS alice_phone;
+RESET ROLE;
+SET ROLE regress_h_bob;
+SELECT as_sub('bob');
+SELECT try(format('SELECT keyed_hello(NULL, %L)', keyed_node('\x0101010101010101010101010101010101010101010101010101010101010101'))) AS without_key;
+SELECT try(format('SELECT keyed_hello(%L, %L)', '\x0202020202020202020202020202020202020202020202020202020202020202',
+    keyed_node('\x0101010101010101010101010101010101010101010101010101010101010101'))) AS wrong_key;
+SELECT try(format('SELECT lww_apply(%L)', replace(cs('a', 'notes', '["owner","body"]', '{"key":[2],"gen":1,"stamp":["$HLC",0],"cols":[[1,"x"]]}'),
+    node('a'), keyed_node('\x0303030303030303030303030303030303030303030303030303030303030303')))) AS apply_as_unseen_keyed_node;
+RESET ROLE;
+
 -- lww_apply is acting as the origin node too: bob may not apply alice's set.
 SET ROLE regress_h_bob;
 SELECT as_sub('bob');

@@ -18,6 +18,7 @@ class PgEngine : public SyncEngine {
 public:
     NodeId self() override;
     void authorize(const NodeId& caller) override;
+    std::string node_key() override;
     Cursor cursor_of(const NodeId& peer) override;
     Batch changes(const ChangesRequest& req) override;
     ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust) override;

@@ -62,7 +62,7 @@ Principal current_principal() {
     return p;
 }
 
-void bind_node(const NodeId& node, const Principal& p) {
+void bind_node(const NodeId& node, const Principal& p, bool proven) {
     AsMetadataOwner owner;
     const std::vector<Param> args = {text_param(node.str()), text_param(p.role), text_param(p.subject)};
     SPIPlanPtr get = prepare("SELECT role::text, subject FROM lwwsync.bindings WHERE node = $1::uuid", {TEXTOID});
@@ -72,6 +72,9 @@ void bind_node(const NodeId& node, const Principal& p) {
         if (SPI_processed)
             throw permission_denied("node " + node.str() + " is not enrolled on this server (lww_config('bind_new_nodes') "
                                     "is 0): an administrator binds it in lwwsync.bindings first");
+        if (node.keyed() && !proven)
+            throw permission_denied("node " + node.str() + " is derived from a key: it must sync through lww_exchange, "
+                                    "showing its key, before its change sets are applied here");
         // First use: the node is this principal's from now on. A concurrent
         // first use by another principal waits on the key and then loses.
         run(prepare("INSERT INTO lwwsync.bindings(node, role, subject) VALUES ($1::uuid, $2::name, $3)"

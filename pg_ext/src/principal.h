@@ -28,8 +28,9 @@ struct Principal {
 Principal current_principal();
 
 // Binds `node` to `p`, or throws a permission error when it belongs to
-// another principal.
-void bind_node(const NodeId& node, const Principal& p);
+// another principal. A node id derived from a key (NodeId::keyed) is bound
+// only when the caller showed the key (`proven`: lww_exchange checks it).
+void bind_node(const NodeId& node, const Principal& p, bool proven = false);
 
 // The nodes whose registers `p` may bring into this database: the set's
 // origin (bound to `p`) and the other nodes bound to `p` (its other devices),

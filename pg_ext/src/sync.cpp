@@ -35,7 +35,18 @@ const Principal& PgEngine::who() {
     return *who_;
 }
 
-void PgEngine::authorize(const NodeId& caller) { bind_node(caller, who()); }
+// serve_exchange has checked the key of a keyed caller.
+void PgEngine::authorize(const NodeId& caller) { bind_node(caller, who(), true); }
+
+// A Postgres database's node id is random (made by the install script);
+// one given a key ('node_key' in lwwsync.state, base64) sends it.
+std::string PgEngine::node_key() {
+    AsMetadataOwner owner;
+    run_sql("SELECT value FROM lwwsync.state WHERE key = 'node_key'", true);
+    std::string key;
+    if (SPI_processed && base64_decode(col_text(0, 0), key)) return key;
+    return {};
+}
 
 // Cursors are kept per (node, principal).
 Cursor PgEngine::cursor_of(const NodeId& peer) {

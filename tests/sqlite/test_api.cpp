@@ -7,7 +7,8 @@ using namespace lwwt;
 
 namespace {
 
-const std::regex kUuidV4("^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$");
+// A node id is a UUID derived from the database's key (version 8).
+const std::regex kUuidV4("^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$");
 
 int64_t trigger_count(Db& db, const std::string& table) {
     return db.i64("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?", {table});

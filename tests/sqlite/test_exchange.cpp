@@ -12,12 +12,25 @@ namespace {
 
 using V = std::vector<std::string>;
 
+// The keys of the test's databases, by node id: a request naming a keyed
+// node id carries its key, as lww_sync sends it.
+std::map<std::string, std::string>& node_keys() {
+    static std::map<std::string, std::string> keys;
+    return keys;
+}
+void remember_key(Db& db) {
+    Outcome o = db.run("SELECT value FROM lww_state WHERE key = 'node_key'");
+    if (o.ok && !o.rows.empty()) node_keys()[db.node_id()] = b64_encode(o.rows[0][0].s);
+}
+
 // `floor` (when below `received`): the sender's sequence after which the
 // caller may still lack registers, because the last pull was cut by a limit.
 std::string request(const std::string& node, uint64_t received, const std::string& push = "", int64_t limit = 1000,
                     uint64_t floor = UINT64_MAX) {
     std::string r = "{\"format\":\"lwwsync.exchange\",\"version\":1,\"node\":\"" + node + "\",\"received\":\"" +
                     std::to_string(received) + "\",\"limit\":" + std::to_string(limit);
+    auto key = node_keys().find(node);
+    if (key != node_keys().end()) r += ",\"node_key\":\"" + key->second + "\"";
     if (floor < received) r += ",\"received_floor\":\"" + std::to_string(floor) + "\"";
     if (!push.empty()) r += ",\"push\":" + push;
     return r + "}";
@@ -43,6 +56,7 @@ protected:
     void SetUp() override {
         server = &cl.add("server", kSchemaT, {"t"});
         client = &cl.add("client", kSchemaT, {"t"});
+        remember_key(*client);
         server->exec("INSERT INTO t VALUES (1, 'server', NULL, NULL), (2, 'server', NULL, NULL)");
         client->exec("INSERT INTO t VALUES (3, 'client', NULL, NULL)");
     }

@@ -210,3 +210,19 @@ TEST_F(Hostile, TriggerHelpersCheckTheirArguments) {
     EXPECT_TRUE(contains(o.err, "lww_begin_update_mask")) << o.err;
     EXPECT_EQ(a->text("SELECT v FROM t WHERE id = 1"), "x");
 }
+
+// A SQLite database's node id is derived from a key it keeps; a server (here
+// another SQLite file serving lww_exchange) refuses the id without the key.
+TEST_F(Hostile, NodeIdsAreDerivedFromAKey) {
+    const std::string id = a->node_id();
+    EXPECT_EQ(id[14], '8') << id;
+    Db b(dir.file("b.db"));
+    b.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+    b.track("t");
+    const std::string hello = "{\"format\":\"lwwsync.exchange\",\"version\":1,\"node\":\"" + id + "\"}";
+    EXPECT_TRUE(FailsCleanly(b, "SELECT lww_exchange(?)", {hello}, "lww_exchange:", "must show its key"));
+    // lww_sync sends it: file: sync works as before.
+    a->exec("INSERT INTO t VALUES (1, 'keyed')");
+    b.sync(*a);
+    EXPECT_EQ(b.text("SELECT v FROM t WHERE id = 1"), "keyed");
+}

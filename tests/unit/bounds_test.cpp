@@ -210,3 +210,55 @@ TEST(Bounds, RunSyncRefusesAHostileServerClock) {
     EXPECT_NO_THROW(run_sync(engine, answer(std::to_string(an_hour)), BatchLimits{}));
     EXPECT_EQ(engine.observed, an_hour);  // a client behind by an hour still adopts its server's clock
 }
+
+// A node id derived from a key is only its key holder's (SECURITY.md).
+TEST(NodeKeys, KeyedIdsNeedTheirKey) {
+    const std::string key(NodeId::kKeyBytes, '\x01');
+    const NodeId id = NodeId::from_key(key);
+    EXPECT_TRUE(id.keyed());
+    EXPECT_EQ(id.str()[14], '8');  // a version 8 UUID
+    EXPECT_EQ(NodeId::from_key(key), id);
+    EXPECT_NE(NodeId::from_key(std::string(NodeId::kKeyBytes, '\x02')), id);
+    EXPECT_FALSE(NodeId::random_v4().keyed());
+    EXPECT_THROW(NodeId::from_key("short"), Error);
+    EXPECT_NE(NodeId::random_key(), NodeId::random_key());
+
+    class Server : public SyncEngine {
+    public:
+        NodeId self() override { return NodeId::parse("00000000-0000-4000-8000-0000000000bb"); }
+        Cursor cursor_of(const NodeId&) override { return {}; }
+        Batch changes(const ChangesRequest&) override { return {}; }
+        ApplyCounts apply_from(const NodeId&, const ChangeSet&, Trust) override { return {}; }
+        uint64_t clock_now() override { return 0; }
+        void observe_clock(uint64_t) override {}
+        uint64_t max_drift_ms() override { return kDefaultMaxDriftMs; }
+        void authorize(const NodeId& n) override { authorized = n.str(); }
+        std::string authorized;
+    } server;
+    auto request = [](const NodeId& node, const std::string& k) {
+        ExchangeRequest r;
+        r.node = node;
+        r.node_key = k;
+        return encode_request(r);
+    };
+    auto refusal = [&](const std::string& req) -> std::string {
+        try {
+            serve_exchange(server, req);
+        } catch (const Error& e) {
+            EXPECT_EQ(e.kind(), ErrorKind::permission) << e.what();
+            return e.what();
+        }
+        return "(served)";
+    };
+    EXPECT_NE(refusal(request(id, "")).find("must show its key"), std::string::npos);
+    EXPECT_NE(refusal(request(id, std::string(NodeId::kKeyBytes, '\x02'))).find("does not belong"), std::string::npos);
+    EXPECT_TRUE(server.authorized.empty());
+    EXPECT_EQ(refusal(request(id, key)), "(served)");
+    EXPECT_EQ(server.authorized, id.str());
+    // A random (version 4) id, from before keys, needs none.
+    const NodeId old = NodeId::random_v4();
+    EXPECT_EQ(refusal(request(old, "")), "(served)");
+    const std::string head = R"({"format":"lwwsync.exchange","version":1,"node":")" + id.str() + R"(","node_key":)";
+    EXPECT_THROW(decode_request(head + R"("AQID"})"), Error);  // 3 bytes
+    EXPECT_THROW(decode_request(head + R"(17})"), Error);
+}
