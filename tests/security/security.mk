@@ -8,7 +8,7 @@
 #   make check-asan   build and run those
 #   make check-asan-pg  the Postgres extension with ASan+UBSan under pg_regress/isolation
 
-.PHONY: fuzz fuzz-build FORCE
+.PHONY: fuzz fuzz-build asan check-asan check-asan-pg FORCE
 FORCE:
 
 # ------------------------------------------------------------------ fuzzing
@@ -51,3 +51,57 @@ $(FUZZ_BUILD)/fuzz_jwt: tests/security/fuzz/fuzz_jwt.cpp $(FUZZ_HDRS) $(FUZZ_BUI
 	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/server/jwt.o -lcrypto
 
 -include $(FUZZ_CORE:.o=.d) $(FUZZ_BUILD)/server/jwt.d
+# ------------------------------------------------------------ ASan + UBSan
+ASAN_CXX   ?= $(CXX)
+ASAN_BUILD := build-asan
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+# GCC 12 warns maybe-uninitialized inside <regex> (used by tests) only with
+# the sanitizers on: a false positive of the compiler, not of our code.
+ASAN_CXXFLAGS := $(ASAN_FLAGS) -std=c++17 -fPIC -Wall -Wextra -fvisibility=hidden -Wno-maybe-uninitialized
+ASAN_COMMON_OBJ := $(COMMON_SRC:%.cpp=$(ASAN_BUILD)/%.o)
+ASAN_SQLITE_OBJ := $(SQLITE_SRC:%.cpp=$(ASAN_BUILD)/%.o)
+# One object per test file, so make -j compiles them in parallel.
+ASAN_UNIT_OBJ   := $(UNIT_SRC:%.cpp=$(ASAN_BUILD)/%.o)
+ASAN_SQLT_OBJ   := $(SQLT_SRC:%.cpp=$(ASAN_BUILD)/%.o)
+ASAN_BINS := $(ASAN_BUILD)/unit_tests $(ASAN_BUILD)/lwwsync.so $(ASAN_BUILD)/sqlite_tests $(ASAN_BUILD)/convergence
+
+asan: $(ASAN_BINS)
+
+check-asan: asan
+	tests/security/check_asan.sh
+
+# Installs into the PostgreSQL of pg_config (PATH): see the script.
+check-asan-pg:
+	tests/security/check_asan_pg.sh
+
+$(ASAN_BUILD)/.flags: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(ASAN_CXX) $(ASAN_CXXFLAGS)' | cmp -s - $@ || echo '$(ASAN_CXX) $(ASAN_CXXFLAGS)' >$@
+
+$(ASAN_BUILD)/%.o: %.cpp $(ASAN_BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(ASAN_CXX) $(CPPFLAGS) $(ASAN_CXXFLAGS) -c $< -o $@
+
+ifeq ($(WITH_LIBPQ),1)
+$(ASAN_BUILD)/sqlite_ext/pg_transport.o: CPPFLAGS += -DLWWSYNC_WITH_LIBPQ -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+endif
+
+$(ASAN_BUILD)/liblwwcore.a: $(ASAN_COMMON_OBJ)
+	ar rcs $@ $^
+
+$(ASAN_BUILD)/lwwsync.so: $(ASAN_COMMON_OBJ) $(ASAN_SQLITE_OBJ)
+	$(ASAN_CXX) $(ASAN_FLAGS) -shared -o $@ $^ $(PQ_LIBS) $(NET_LIBS) -Wl,--no-undefined -Wl,-z,defs
+
+$(ASAN_BUILD)/unit_tests: $(ASAN_UNIT_OBJ) $(ASAN_BUILD)/liblwwcore.a
+	$(ASAN_CXX) $(ASAN_FLAGS) -o $@ $^ $(NET_LIBS) -lgtest -lgtest_main -pthread
+
+# Loads $(ASAN_BUILD)/lwwsync.so at run time ($LWWSYNC_EXT): an ASan host for an ASan extension.
+$(ASAN_SQLT_OBJ): CPPFLAGS += $(filter -D% -I%,$(HTTPLIB))
+$(ASAN_BUILD)/sqlite_tests: $(ASAN_SQLT_OBJ)
+	$(ASAN_CXX) $(ASAN_FLAGS) -o $@ $^ -lsqlite3 $(filter-out -D% -I%,$(HTTPLIB)) -lgtest -lgtest_main -pthread
+
+# As tests/convergence/Makefile builds it, with the sanitizers.
+$(ASAN_BUILD)/convergence: tests/convergence/convergence.cpp tests/convergence/workload.h $(ASAN_BUILD)/.flags
+	$(ASAN_CXX) $(ASAN_FLAGS) -std=c++17 -Wall -Wextra -o $@ $< -lsqlite3
+
+-include $(ASAN_COMMON_OBJ:.o=.d) $(ASAN_SQLITE_OBJ:.o=.d) $(ASAN_UNIT_OBJ:.o=.d) $(ASAN_SQLT_OBJ:.o=.d)
