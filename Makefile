@@ -3,6 +3,7 @@
 #   make test       every test suite (unit, SQLite functions, randomized convergence)
 #   make demo       a Postgres server, the HTTP gateway and two SQLite devices converging
 #   make bench      the benchmark (never part of the tests)
+#   make fuzz / check-asan / check-asan-pg   fuzzing and sanitizer runs (tests/security/README.md)
 # pg_ext/ (PGXS) and server/ have their own Makefiles, driven from here.
 
 CXX      ?= g++
@@ -94,3 +95,6 @@ clean:
 	-$(MAKE) -C bench clean
 
 -include $(COMMON_OBJ:.o=.d) $(SQLITE_OBJ:.o=.d)
+
+# make fuzz, make asan, make check-asan, make check-asan-pg
+include tests/security/security.mk

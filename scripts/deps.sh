@@ -4,7 +4,8 @@
 set -euo pipefail
 PACKAGES=(g++ make pkg-config sqlite3 libsqlite3-dev rapidjson-dev libgtest-dev libbenchmark-dev
           libcurl4-openssl-dev libpq-dev postgresql-15 postgresql-client-15 postgresql-server-dev-15
-          libcpp-httplib-dev libmicrohttpd-dev libbrotli-dev libssl-dev zlib1g-dev curl openssl faketime procps iproute2)
+          libcpp-httplib-dev libmicrohttpd-dev libbrotli-dev libssl-dev zlib1g-dev curl openssl faketime procps iproute2
+          clang libclang-rt-14-dev)  # clang + libFuzzer/sanitizer runtimes: make fuzz
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

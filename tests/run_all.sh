@@ -2,7 +2,8 @@
 # Runs every test suite and prints one closing line: "N passed, M failed".
 # Counts are individual tests (GoogleTest cases, convergence scenarios).
 # SCENARIOS=N / MIXED_SCENARIOS=N size the randomized convergence runs
-# (default 300 SQLite-only, 200 mixed); SEED=S replays one.
+# (default 300 SQLite-only, 200 mixed); SEED=S replays one. FUZZ_SECONDS=N
+# (default 20) per fuzz target; ASAN_SCENARIOS=N (200) under ASan.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 passed=0 failed=0 broken=()
@@ -85,6 +86,18 @@ summary_suite "hot rows through the gateway (20 devices, 10 rows)" env "${hot_en
 e2e_env=(ROUNDS="${E2E_ROUNDS:-6}")
 [ -n "${SEED:-}" ] && e2e_env+=(SEED="$SEED")
 summary_suite "end to end over HTTP (real processes, faults)" env "${e2e_env[@]}" tests/e2e/e2e.sh
+
+# Fuzzing (clang/libFuzzer, tests/security) and the sanitizer builds of the
+# suites above; each builds what it needs in its own directory (build-fuzz/,
+# build-asan/). SECURITY_SUITES=0 leaves them out.
+if [ "${SECURITY_SUITES:-1}" != 0 ]; then
+    summary_suite "fuzz targets (${FUZZ_SECONDS:-20} s each) and open findings" \
+        env FUZZ_SECONDS="${FUZZ_SECONDS:-20}" make -s -j2 fuzz
+    summary_suite "ASan+UBSan: unit, SQLite and convergence tests" make -s -j2 check-asan
+    # Installs a sanitized lwwsync.so into pg_config's Postgres for the run,
+    # then the normal one again (as scripts/pg_test.sh installs it).
+    summary_suite "ASan+UBSan: PostgreSQL extension (pg_regress, isolation)" make -s check-asan-pg
+fi
 
 [ ${#broken[@]} -gt 0 ] && echo "suites that crashed or printed no summary: ${broken[*]}"
 echo "$passed passed, $failed failed"
