@@ -386,6 +386,8 @@ void check_name(const JVal& n, const Where& where) {
     if (!n.IsString() || n.GetStringLength() == 0 || n.GetStringLength() > 1000)
         bad(where, "expected non-empty name strings (at most 1000 bytes)");
     if (std::memchr(n.GetString(), '\0', n.GetStringLength())) bad(where, "a name contains a NUL character");
+    // The parser lets an escaped lone low surrogate through as bytes that are not UTF-8.
+    if (!valid_utf8({n.GetString(), n.GetStringLength()})) bad(where, "a name is not valid UTF-8");
 }
 
 std::vector<std::string> read_names(const JVal& v, const Where& where, std::unordered_set<std::string>& seen) {

@@ -84,10 +84,6 @@ std::string encode_changeset(const ChangeSet& cs);
 ChangeSet decode_changeset(std::string_view json);
 ChangeSet decode_changeset_value(const rapidjson::Value& doc);  // a change set embedded in another document
 
-// Exact doubles and validated UTF-8 for every lwwsync document; iterative
-// parsing so hostile nesting cannot exhaust the stack.
-constexpr unsigned kJsonParseFlags =
-    rapidjson::kParseFullPrecisionFlag | rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag;
 
 std::string base64_encode(std::string_view bytes);
 bool base64_decode(std::string_view text, std::string& out);

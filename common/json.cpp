@@ -1,5 +1,9 @@
 #include "json.h"
 
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+
 #include <rapidjson/encodedstream.h>
 #include <rapidjson/error/en.h>
 #include <rapidjson/memorystream.h>
@@ -9,8 +13,13 @@ namespace lww {
 
 namespace {
 
+// Numbers come as their text (kParseNumbersAsStringsFlag) and are converted
+// here with std::from_chars: RapidJSON 1.1.0's full-precision conversion
+// reads some numbers wrongly and indexes out of bounds on others (a SEGV
+// from one number anywhere in a document; fixed upstream in 2018, never
+// released). from_chars is exact and locale-independent.
 constexpr unsigned kFlags =
-    rapidjson::kParseFullPrecisionFlag | rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag;
+    rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag;
 
 // Forwards SAX events to the document, refusing to open a level past `max`.
 struct DepthLimited {
@@ -18,6 +27,7 @@ struct DepthLimited {
     unsigned max;
     unsigned depth = 0;
     bool too_deep = false;
+    bool out_of_range = false;
 
     bool open() {
         if (++depth <= max) return true;
@@ -31,7 +41,26 @@ struct DepthLimited {
     bool Int64(int64_t i) { return doc.Int64(i); }
     bool Uint64(uint64_t i) { return doc.Uint64(i); }
     bool Double(double d) { return doc.Double(d); }
-    bool RawNumber(const char* s, rapidjson::SizeType n, bool copy) { return doc.RawNumber(s, n, copy); }
+    // The reader has checked the JSON number grammar already.
+    bool RawNumber(const char* s, rapidjson::SizeType n, bool) {
+        const char* end = s + n;
+        if (std::find_if(s, end, [](char c) { return c == '.' || c == 'e' || c == 'E'; }) == end) {
+            if (s[0] == '-') {
+                int64_t i = 0;
+                if (std::from_chars(s, end, i).ec == std::errc()) return doc.Int64(i);
+            } else {
+                uint64_t u = 0;
+                if (std::from_chars(s, end, u).ec == std::errc()) return doc.Uint64(u);
+            }
+        }
+        double d = 0;
+        const auto r = std::from_chars(s, end, d);
+        if (r.ec != std::errc() || r.ptr != end) {  // beyond a double's range, either way
+            out_of_range = true;
+            return false;
+        }
+        return doc.Double(d);
+    }
     bool String(const char* s, rapidjson::SizeType n, bool copy) { return doc.String(s, n, copy); }
     bool Key(const char* s, rapidjson::SizeType n, bool copy) { return doc.Key(s, n, copy); }
     bool StartObject() { return open() && doc.StartObject(); }
@@ -43,24 +72,27 @@ struct DepthLimited {
 }  // namespace
 
 bool parse_json(rapidjson::Document& doc, std::string_view text, std::string& error, unsigned max_depth) {
-    rapidjson::MemoryStream ms(text.data(), text.size());
-    rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> in(ms);
+    // A plain byte stream: no byte-order mark is skipped (RapidJSON's encoded
+    // stream drops stray 0xEF, 0xBB, 0xBF bytes from the start of any text).
+    rapidjson::MemoryStream in(text.data(), text.size());
     rapidjson::Reader reader;
     rapidjson::ParseResult result;
-    bool too_deep = false;
+    bool too_deep = false, out_of_range = false;
     auto generate = [&](rapidjson::Document& d) {
         DepthLimited h{d, max_depth};
         result = reader.Parse<kFlags>(in, h);
         too_deep = h.too_deep;
+        out_of_range = h.out_of_range;
         return !result.IsError();
     };
     doc.SetNull();
     doc.Populate(generate);
     if (!result.IsError()) return true;
     doc.SetNull();
-    error = too_deep ? "JSON nested deeper than " + std::to_string(max_depth) + " levels"
-                     : "malformed JSON at offset " + std::to_string(result.Offset()) + ": " +
-                           rapidjson::GetParseError_En(result.Code());
+    if (too_deep) error = "JSON nested deeper than " + std::to_string(max_depth) + " levels";
+    else if (out_of_range) error = "a number at offset " + std::to_string(result.Offset()) + " is out of the range of a double";
+    else
+        error = "malformed JSON at offset " + std::to_string(result.Offset()) + ": " + rapidjson::GetParseError_En(result.Code());
     return false;
 }
 

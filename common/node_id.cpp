@@ -69,7 +69,8 @@ bool NodeId::try_parse(std::string_view t, NodeId& out) {
         out.bytes[b++] = static_cast<uint8_t>(hi << 4 | lo);
         i += 2;
     }
-    return b == 16;
+    // The nil UUID is nobody's node: node directories use it for "none".
+    return b == 16 && out != NodeId{};
 }
 
 NodeId NodeId::parse(std::string_view t) {

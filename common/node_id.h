@@ -22,7 +22,7 @@ struct NodeId {
     bool keyed() const { return (bytes[6] >> 4) == 8; }
     // Accepts the 36-character 8-4-4-4-12 hex form, either case; throws lww::Error.
     static NodeId parse(std::string_view text);
-    // Non-throwing variant for validation paths.
+    // Non-throwing variant for validation paths. Both refuse the nil UUID.
     static bool try_parse(std::string_view text, NodeId& out);
     std::string str() const;  // lowercase 8-4-4-4-12
 

@@ -14,6 +14,7 @@ uint32_t NodeDirectory::intern(const NodeId& id, bool* added) {
     }
     uint32_t idx = static_cast<uint32_t>(ids_.size());
     ids_.push_back(id);
+    known_.push_back(true);
     index_[key(id)] = idx;
     if (added) *added = true;
     return idx;
@@ -27,14 +28,17 @@ bool NodeDirectory::find(const NodeId& id, uint32_t* idx) const {
 }
 
 void NodeDirectory::put(uint32_t idx, const NodeId& id) {
-    if (idx >= ids_.size()) ids_.resize(idx + 1);
+    if (idx >= ids_.size()) {
+        ids_.resize(idx + 1);
+        known_.resize(idx + 1, false);
+    }
     ids_[idx] = id;
+    known_[idx] = true;
     index_[key(id)] = idx;
 }
 
 const NodeId& NodeDirectory::id(uint32_t idx) const {
-    static const NodeId none{};
-    if (idx >= ids_.size() || (idx > 0 && ids_[idx] == none))
+    if (idx >= ids_.size() || !known_[idx])
         throw Error("metadata names unknown node index " + std::to_string(idx));
     return ids_[idx];
 }

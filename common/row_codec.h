@@ -20,7 +20,11 @@ namespace lww {
 
 class NodeDirectory {
 public:
-    explicit NodeDirectory(const NodeId& self) { ids_.push_back(self); index_[key(self)] = 0; }
+    explicit NodeDirectory(const NodeId& self) {
+        ids_.push_back(self);
+        known_.push_back(true);
+        index_[key(self)] = 0;
+    }
     // Index of `id`, interning it if new (sets `added` so the adapter can persist it).
     uint32_t intern(const NodeId& id, bool* added = nullptr);
     void put(uint32_t idx, const NodeId& id);  // loading persisted rows
@@ -32,6 +36,7 @@ public:
 private:
     static std::string key(const NodeId& id) { return std::string(id.bytes.begin(), id.bytes.end()); }
     std::vector<NodeId> ids_;
+    std::vector<bool> known_;  // a slot filled (not a gap between persisted indexes)
     std::unordered_map<std::string, uint32_t> index_;
 };
 

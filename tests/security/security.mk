@@ -47,8 +47,9 @@ $(FUZZ_BUILD)/liblwwcore.a: $(FUZZ_CORE)
 $(FUZZ_BUILD)/fuzz_%: tests/security/fuzz/fuzz_%.cpp $(FUZZ_HDRS) $(FUZZ_BUILD)/liblwwcore.a $(FUZZ_BUILD)/.toolchain
 	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/liblwwcore.a $(NET_LIBS)
 
-$(FUZZ_BUILD)/fuzz_jwt: tests/security/fuzz/fuzz_jwt.cpp $(FUZZ_HDRS) $(FUZZ_BUILD)/server/jwt.o $(FUZZ_BUILD)/.toolchain
-	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/server/jwt.o -lcrypto
+# The gateway parses JWT JSON with the core's reader.
+$(FUZZ_BUILD)/fuzz_jwt: tests/security/fuzz/fuzz_jwt.cpp $(FUZZ_HDRS) $(FUZZ_BUILD)/server/jwt.o $(FUZZ_BUILD)/common/json.o $(FUZZ_BUILD)/.toolchain
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/server/jwt.o $(FUZZ_BUILD)/common/json.o -lcrypto
 
 -include $(FUZZ_CORE:.o=.d) $(FUZZ_BUILD)/server/jwt.d
 # ------------------------------------------------------------ ASan + UBSan

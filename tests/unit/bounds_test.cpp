@@ -3,6 +3,7 @@
 // another peer would refuse.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 
 #include "../../common/changeset.h"
@@ -261,4 +262,30 @@ TEST(NodeKeys, KeyedIdsNeedTheirKey) {
     const std::string head = R"({"format":"lwwsync.exchange","version":1,"node":")" + id.str() + R"(","node_key":)";
     EXPECT_THROW(decode_request(head + R"("AQID"})"), Error);  // 3 bytes
     EXPECT_THROW(decode_request(head + R"(17})"), Error);
+}
+
+// Found by fuzzing (tests/security/findings/README.md, F1-F4).
+TEST(Bounds, NumbersAreReadExactlyOrRefused) {
+    rapidjson::Document d;
+    std::string error;
+    // RapidJSON 1.1.0's full-precision path crashed on the first, read garbage
+    // for the next two; numbers are now converted with std::from_chars.
+    EXPECT_FALSE(parse_json(d, "[128.74836467836484838364836483643636483648e-336]", error));
+    EXPECT_NE(error.find("out of the range of a double"), std::string::npos) << error;
+    ASSERT_TRUE(parse_json(d, "[0e80, 0.184467440737095516159, 5e-324, -0.0, 18446744073709551615, -9223372036854775808, 1e20]", error)) << error;
+    EXPECT_EQ(d[0].GetDouble(), 0.0);
+    EXPECT_EQ(d[1].GetDouble(), 0.184467440737095516159);
+    EXPECT_EQ(d[2].GetDouble(), 5e-324);
+    EXPECT_TRUE(std::signbit(d[3].GetDouble()));
+    EXPECT_EQ(d[4].GetUint64(), UINT64_MAX);
+    EXPECT_EQ(d[5].GetInt64(), INT64_MIN);
+    EXPECT_TRUE(d[6].IsDouble());
+    EXPECT_FALSE(parse_json(d, "[2e308]", error));
+    EXPECT_FALSE(parse_json(d, "[1e400]", error));
+    // Stray byte-order-mark bytes are not JSON.
+    EXPECT_FALSE(parse_json(d, "\xBB[1]", error));
+    // The nil UUID is nobody's node id; names must be UTF-8.
+    NodeId n;
+    EXPECT_FALSE(NodeId::try_parse("00000000-0000-0000-0000-000000000000", n));
+    EXPECT_NE(error_of(changeset(table(row(kNow), "[\"\\udc00\"]"))).find("not valid UTF-8"), std::string::npos);
 }
