@@ -1,6 +1,7 @@
 #include "http_client.h"
 
 #include "gzip.h"
+#include "value.h"
 #include "version.h"
 
 #include <curl/curl.h>
@@ -79,6 +80,28 @@ bool transient_status(long status) { return status == 408 || status == 429 || st
 
 }  // namespace
 
+// Text from a server, made fit to show: at most `max` bytes cut on a
+// character boundary, control characters (terminal escapes too) as spaces,
+// bytes that are not UTF-8 as '?'.
+static std::string printable(std::string_view in, size_t max) {
+    std::string out;
+    size_t i = 0;
+    while (i < in.size()) {
+        const unsigned char c = static_cast<unsigned char>(in[i]);
+        const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (n > 1 && i + n <= in.size() && valid_utf8(in.substr(i, n))) {
+            if (out.size() + n > max) break;
+            out.append(in.substr(i, n));
+            i += n;
+            continue;
+        }
+        if (out.size() + 1 > max) break;
+        out.push_back(n == 1 ? (c < 0x20 || c == 0x7F ? ' ' : static_cast<char>(c)) : '?');
+        ++i;
+    }
+    return out;
+}
+
 std::string http_error_message(std::string_view body) {
     // An error answer is small; a larger one is not a gateway's JSON error,
     // and is never parsed (nor is one nested past the JSON depth bound).
@@ -89,14 +112,12 @@ std::string http_error_message(std::string_view body) {
         if (parse_json(d, body, error) && d.IsObject()) {
             auto m = d.FindMember("message");
             if (m != d.MemberEnd() && m->value.IsString()) {
-                std::string msg(m->value.GetString(), std::min<size_t>(m->value.GetStringLength(), 4 * kShown));
+                std::string msg = printable({m->value.GetString(), m->value.GetStringLength()}, 4 * kShown);
                 return msg.empty() ? "no message" : msg;
             }
         }
     }
-    std::string s(body.substr(0, kShown));
-    for (char& c : s)
-        if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+    std::string s = printable(body, kShown);
     return s.empty() ? "no message" : s;
 }
 

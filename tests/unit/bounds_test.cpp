@@ -178,6 +178,9 @@ TEST(Bounds, HttpErrorBodies) {
     EXPECT_EQ(http_error_message(R"({"message":)" + std::string(100, '[') + "}"), R"({"message":)" + std::string(100, '[') + "}");
     EXPECT_EQ(http_error_message("line one\nline two\r\n"), "line one line two  ");
     EXPECT_EQ(http_error_message(""), "no message");
+    // A server's text reaches terminals and logs: no escapes, UTF-8 only.
+    EXPECT_EQ(http_error_message("{\"message\":\"\\u001b[31mred\"}"), " [31mred");
+    EXPECT_EQ(http_error_message("caf\xc3\xa9 \xff"), "caf\xc3\xa9 ?");
     EXPECT_EQ(http_error_message(R"({"message":""})"), "no message");
     // A huge message is cut.
     EXPECT_EQ(http_error_message(R"({"message":")" + std::string(5000, 'm') + R"("})").size(), 1200u);

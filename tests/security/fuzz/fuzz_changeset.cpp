@@ -8,7 +8,6 @@
 #include "fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    if (fuzz::skip_json(fuzz::as_text(data, size))) return 0;
     std::optional<lww::ChangeSet> cs;
     if (!fuzz::only_lww_errors("decode_changeset", [&] { cs = lww::decode_changeset(fuzz::as_text(data, size)); }))
         return 0;

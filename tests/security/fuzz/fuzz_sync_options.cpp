@@ -7,7 +7,6 @@
 #include "fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    if (fuzz::skip_json(fuzz::as_text(data, size))) return 0;
     std::optional<lww::SyncOptions> o;
     if (!fuzz::only_lww_errors("parse_sync_options", [&] { o = lww::parse_sync_options(fuzz::as_text(data, size)); }))
         return 0;
