@@ -23,11 +23,7 @@ SEED=${SEED:-$(( $(date +%s) % 100000 ))}
 ROUNDS=${ROUNDS:-6}
 echo "# e2e seed $SEED (replay: SEED=$SEED tests/e2e/e2e.sh)"
 
-passed=0 failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-not_ok() { echo "not ok - $1${2:+: $2}"; failed=$((failed + 1)); }
-finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
-die() { not_ok "$1" "${2:-}"; finish; }
+. scripts/test_lib.sh
 
 for bin in "$EXT" "$GATEWAY"; do [ -x "$bin" ] || [ -f "$bin" ] || die "setup" "$bin not built (make all)"; done
 for cmd in sqlite3 psql openssl faketime curl; do command -v $cmd >/dev/null || die "setup" "$cmd not installed (scripts/deps.sh)"; done

@@ -23,14 +23,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 
-passed=0 failed=0
-ok()     { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $1: $2"; }
-finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit; }
-die()    { not_ok "$1" "$2"; finish; }
-expect() { if [ "$2" == "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', want '$3'"; fi; }
-# expect_match NAME TEXT REGEX
-expect_match() { if grep -qE -- "$3" <<<"$2"; then ok "$1"; else not_ok "$1" "'$(head -c 300 <<<"$2")' does not match /$3/"; fi; }
+. scripts/test_lib.sh
 
 for tool in curl openssl psql g++; do command -v "$tool" >/dev/null || die "prerequisites" "$tool not found"; done
 GW=${LWWSYNC_SERVER_BIN:-}

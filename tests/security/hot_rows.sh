@@ -22,11 +22,7 @@ ROUNDS=${ROUNDS:-40}
 ROWS=10
 echo "# hot rows: seed $SEED, $DEVICES devices, $ROUNDS rounds, $ROWS rows (replay: SEED=$SEED tests/security/hot_rows.sh)"
 
-passed=0 failed=0
-ok()     { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $1: $2"; }
-finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit; }
-die()    { not_ok "$1" "$2"; finish; }
+. scripts/test_lib.sh
 
 EXT=$ROOT/lwwsync.so
 for tool in sqlite3 psql openssl curl; do command -v "$tool" >/dev/null || die "prerequisites" "$tool not found"; done

@@ -44,6 +44,21 @@ std::string error_of(const std::string& json) {
 
 const std::string kNow = std::to_string(uint64_t(1700000000000) << 16);
 
+// A database with nothing in it, noting what it observed and whom it authorized.
+class EmptyEngine : public SyncEngine {
+public:
+    NodeId self() override { return NodeId::parse("00000000-0000-4000-8000-0000000000bb"); }
+    Cursor cursor_of(const NodeId&) override { return {}; }
+    Batch changes(const ChangesRequest&) override { return {}; }
+    ApplyCounts apply_from(const NodeId&, const ChangeSet&, Trust) override { return {}; }
+    uint64_t clock_now() override { return 0; }
+    void observe_clock(uint64_t hlc) override { observed = hlc; }
+    uint64_t max_drift_ms() override { return kDefaultMaxDriftMs; }
+    void authorize(const NodeId& n) override { authorized = n.str(); }
+    uint64_t observed = 0;
+    std::string authorized;
+};
+
 }  // namespace
 
 TEST(Bounds, SequencesStayBelowTwoToThe63) {
@@ -189,17 +204,7 @@ TEST(Bounds, HttpErrorBodies) {
 // Item 9: a hostile server's clock of 2^64 - 1 (or a day ahead) never
 // reaches the client's clock.
 TEST(Bounds, RunSyncRefusesAHostileServerClock) {
-    class NoEngine : public SyncEngine {
-    public:
-        NodeId self() override { return NodeId::parse("00000000-0000-4000-8000-0000000000bb"); }
-        Cursor cursor_of(const NodeId&) override { return {}; }
-        Batch changes(const ChangesRequest&) override { return {}; }
-        ApplyCounts apply_from(const NodeId&, const ChangeSet&, Trust) override { return {}; }
-        uint64_t clock_now() override { return 0; }
-        void observe_clock(uint64_t hlc) override { observed = hlc; }
-        uint64_t max_drift_ms() override { return kDefaultMaxDriftMs; }
-        uint64_t observed = 0;
-    } engine;
+    EmptyEngine engine;
     auto answer = [](const std::string& clock) {
         return [clock](const std::string&) {
             return R"({"format":"lwwsync.exchange","version":1,"node":")" + kNode + R"(","acked":"0","clock":")" + clock +
@@ -227,18 +232,7 @@ TEST(NodeKeys, KeyedIdsNeedTheirKey) {
     EXPECT_THROW(NodeId::from_key("short"), Error);
     EXPECT_NE(NodeId::random_key(), NodeId::random_key());
 
-    class Server : public SyncEngine {
-    public:
-        NodeId self() override { return NodeId::parse("00000000-0000-4000-8000-0000000000bb"); }
-        Cursor cursor_of(const NodeId&) override { return {}; }
-        Batch changes(const ChangesRequest&) override { return {}; }
-        ApplyCounts apply_from(const NodeId&, const ChangeSet&, Trust) override { return {}; }
-        uint64_t clock_now() override { return 0; }
-        void observe_clock(uint64_t) override {}
-        uint64_t max_drift_ms() override { return kDefaultMaxDriftMs; }
-        void authorize(const NodeId& n) override { authorized = n.str(); }
-        std::string authorized;
-    } server;
+    EmptyEngine server;
     auto request = [](const NodeId& node, const std::string& k) {
         ExchangeRequest r;
         r.node = node;
