@@ -193,17 +193,26 @@ bool same_value(sqlite3_value* a, sqlite3_value* b) {
 
 // Text must be UTF-8 to travel in a change set: refused at write time,
 // naming the column, rather than poisoning every later change set.
-void check_text(Conn& c, sqlite3_value* v, const std::string& table, size_t column) {
+// `column` numbers the table's key columns, then its tracked columns, or
+// (`cols_only`) its tracked columns alone. The table is looked up only to
+// name the column in the error.
+void check_text(Conn& c, sqlite3_value* v, std::string_view table, size_t column, bool cols_only = false) {
     if (sqlite3_value_type(v) != SQLITE_TEXT) return;
     const char* p = reinterpret_cast<const char*>(sqlite3_value_text(v));
     if (valid_utf8(std::string_view(p, static_cast<size_t>(sqlite3_value_bytes(v))))) return;
     std::string name = "#" + std::to_string(column);
-    if (const TablePtr t = c.find_table(table)) {
+    if (const TablePtr t = c.find_table(std::string(table))) {
+        if (cols_only) column += t->key.size();
         if (column < t->key.size()) name = t->key[column];
         else if (column - t->key.size() < t->cols.size()) name = t->cols[column - t->key.size()];
     }
-    throw Error("table \"" + table + "\", column \"" + name +
+    throw Error("table \"" + std::string(table) + "\", column \"" + name +
                 "\": the text is not valid UTF-8, so it could not sync; store bytes as a BLOB");
+}
+
+std::string_view text_view(sqlite3_value* v) {
+    const char* p = reinterpret_cast<const char*>(sqlite3_value_text(v));
+    return p ? std::string_view(p, static_cast<size_t>(sqlite3_value_bytes(v))) : std::string_view();
 }
 
 // lww_valid_text('t', offset, NEW.a, NEW.b, ...): 1, or an error for text
@@ -213,10 +222,12 @@ void fn_valid_text(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     guarded(ctx, "lwwsync", [&] {
         Conn& c = conn(ctx);
         if (argc < 2) throw Error("lww_valid_text(table, offset, values...)");
-        const std::string table(reinterpret_cast<const char*>(sqlite3_value_text(argv[0])),
-                                static_cast<size_t>(sqlite3_value_bytes(argv[0])));
-        const int64_t offset = sqlite3_value_int64(argv[1]);
-        for (int i = 2; i < argc; ++i) check_text(c, argv[i], table, static_cast<size_t>(offset + i - 2));
+        // Merged values were checked when their change set was read.
+        if (!c.applying) {
+            const std::string_view table = text_view(argv[0]);
+            const int64_t offset = sqlite3_value_int64(argv[1]);
+            for (int i = 2; i < argc; ++i) check_text(c, argv[i], table, static_cast<size_t>(offset + i - 2));
+        }
         sqlite3_result_int(ctx, 1);
     });
 }
@@ -229,17 +240,14 @@ void fn_begin_update(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     guarded(ctx, "lwwsync", [&] {
         Conn& c = conn(ctx);
         const bool named = argc % 2 == 1;
-        const std::string table = named ? std::string(reinterpret_cast<const char*>(sqlite3_value_text(argv[0])),
-                                                      static_cast<size_t>(sqlite3_value_bytes(argv[0])))
-                                        : std::string();
+        const std::string_view table = named ? text_view(argv[0]) : std::string_view();
         sqlite3_value** pairs = argv + (named ? 1 : 0);
         const size_t ncols = static_cast<size_t>(argc / 2);
         c.changed.assign(ncols, false);
         bool any = false;
-        const size_t nkeys = named ? (c.find_table(table) ? c.find_table(table)->key.size() : 0) : 0;
         for (size_t i = 0; i < ncols; ++i)
             if (!same_value(pairs[2 * i], pairs[2 * i + 1])) {
-                if (named) check_text(c, pairs[2 * i], table, nkeys + i);
+                if (named && !c.applying) check_text(c, pairs[2 * i], table, i, true);
                 c.changed[i] = any = true;
             }
         sqlite3_result_int(ctx, any && begin_write(c, 1) ? 1 : 0);

@@ -165,15 +165,17 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
     }
     key_changed = "NOT (" + key_same + ")";
 
-    exec(db, "CREATE TRIGGER " + trigger_name(table, "ins") + " AFTER INSERT ON " + t + " WHEN " + new_text +
-                 " AND lww_begin_write(1) BEGIN " +
+    // lww_begin_write comes first: while lww_apply merges it is 0, and the
+    // text check (of values its change set already checked) is skipped.
+    exec(db, "CREATE TRIGGER " + trigger_name(table, "ins") + " AFTER INSERT ON " + t +
+                 " WHEN lww_begin_write(1) AND " + new_text + " BEGIN " +
                  insert_meta(meta, c.key.size(), row_keys(c.key, "NEW"), "lww_write_seq()") + " END");
 
     exec(db, "CREATE TRIGGER " + trigger_name(table, "del") + " AFTER DELETE ON " + t + " WHEN lww_begin_write(1) BEGIN " + delete_meta(meta, c.key) + " END");
 
     // A key change is a delete of the old key and an insert of the new one.
     exec(db, "CREATE TRIGGER " + trigger_name(table, "upd_key") + " AFTER UPDATE ON " + t + " WHEN " +
-                 key_changed + " AND " + new_text + " AND lww_begin_write(2) BEGIN " + delete_meta(meta, c.key) + " " +
+                 key_changed + " AND lww_begin_write(2) AND " + new_text + " BEGIN " + delete_meta(meta, c.key) + " " +
                  insert_meta(meta, c.key.size(), row_keys(c.key, "NEW"), "lww_write_seq() + 1") + " END");
 
     if (c.cols.empty()) return;  // a key-only table has nothing else to update
@@ -191,7 +193,7 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
         }
         args = "lww_begin_update(" + quote_literal(table) + args + ")";
     } else {
-        args = valid_text(table, all_columns(c), "NEW") + " AND lww_begin_update_mask(" + std::to_string(c.cols.size());
+        args = "lww_begin_update_mask(" + std::to_string(c.cols.size());
         for (size_t base = 0; base < c.cols.size(); base += 62) {
             std::string m;
             for (size_t i = base; i < c.cols.size() && i < base + 62; ++i) {
@@ -202,6 +204,7 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
             args += ", " + m;
         }
         args += ")";
+        args += " AND " + valid_text(table, all_columns(c), "NEW");
     }
     exec(db, "CREATE TRIGGER " + trigger_name(table, "upd") + " AFTER UPDATE ON " + t + " WHEN " + key_same +
                  " AND " + args + " BEGIN UPDATE " + meta +

@@ -219,12 +219,17 @@ struct Context {
 
 // Merges one incoming row; false when it must be merged again (a concurrent
 // transaction inserted the key first).
-bool merge_one(const Plan& p, const Rights& rights, const Context& ctx, UserWriter& writer, const IncomingRow& in, const std::vector<Param>& key, std::map<size_t, Param>& values,
-               ApplyCounts& stats) {
+// `unseen`: the key has no metadata (the unlocked read said so). Its row is
+// then most likely not there either, and neither lock would hold anything:
+// it is inserted straight away; if a row turns out to be there, the INSERT
+// writes nothing and the row is merged again, locked.
+bool merge_one(const Plan& p, const Rights& rights, const Context& ctx, UserWriter& writer, const IncomingRow& in,
+               const std::vector<Param>& key, std::map<size_t, Param>& values, ApplyCounts& stats,
+               const RowState* unseen) {
     State& s = State::get();
     const TableInfo& t = *p.local;
-    const bool exists = writer.lock(key);
-    RowState st = load_meta(t, key);
+    const bool exists = unseen ? false : writer.lock(key);
+    RowState st = unseen ? *unseen : load_meta(t, key);
     // A sequence is taken only when the merge changes something.
     MergeOutcome out = merge_row(st, in, UINT64_MAX);
     if (!out.changed()) {
@@ -330,8 +335,10 @@ void merge_table(const Plan& p, const Context& ctx, ApplyCounts& stats) {
         }
         // Echoes and stale registers change nothing: known without a lock
         // (a row's state only grows, so what loses now loses later too).
+        bool unseen = false;
         {
             RowState pre = load_meta(t, key, false);
+            unseen = pre.gen == 0;
             MergeOutcome probe = merge_row(pre, in, UINT64_MAX);
             if (!probe.changed()) {
                 count(stats, probe);
@@ -377,7 +384,9 @@ void merge_table(const Plan& p, const Context& ctx, ApplyCounts& stats) {
         }
         for (int attempt = 0;; ++attempt) {
             if (attempt == 5) throw Error("table \"" + t.name + "\": a row kept changing under lww_apply; giving up");
-            if (merge_one(p, rights, ctx, writer, in, key, values, stats)) break;
+            const RowState fresh(t.cols.size());
+            if (merge_one(p, rights, ctx, writer, in, key, values, stats, unseen && attempt == 0 ? &fresh : nullptr))
+                break;
         }
     }
 }
