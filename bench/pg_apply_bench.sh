@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The cost of the trust checks on the Postgres server, side by side in one
+# run: lww_apply and lww_changes of 10 000 rows as a superuser (a relay: no
+# principal checks) and as an ordinary role with table grants (node binding,
+# foreign-stamp filter, per-table rights, the equivalent-SQL checks), on a
+# throwaway cluster. Medians of REPS runs; never part of the tests.
+#   bench/pg_apply_bench.sh            (PG_BIN=… to use another PostgreSQL)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${PG_BIN:-$(pg_config --bindir)}
+REPS=${REPS:-5}
+. scripts/free_port.sh
+PORT=$(free_port)
+D=$(mktemp -d /tmp/lwwsync-pgbench.XXXXXX)
+chmod 755 "$D"
+[ "$(id -u)" -eq 0 ] && chown postgres "$D"
+as_pg() { if [ "$(id -u)" -eq 0 ]; then su postgres -s /bin/bash -c "$*"; else bash -c "$*"; fi; }
+as_pg "'$BIN/initdb' -D '$D/data' -A trust -U postgres --no-sync >/dev/null &&
+       '$BIN/pg_ctl' -D '$D/data' -o \"-p $PORT -k '$D' -c listen_addresses='' -c fsync=off -c shared_buffers=256MB\" -l '$D/log' -w start >/dev/null"
+trap 'as_pg "'"'$BIN/pg_ctl'"' -D '"'$D/data'"' -m fast -w stop >/dev/null"; rm -rf "$D"' EXIT
+P="psql -X -q -At -h $D -p $PORT -U postgres"
+$P <<'SQL' >/dev/null
+CREATE EXTENSION lwwsync;
+CREATE ROLE dev;
+CREATE TABLE t(id int PRIMARY KEY, a text, b int, c float8);
+SELECT lww_track('t');
+GRANT SELECT, INSERT, UPDATE, DELETE ON t TO dev;
+INSERT INTO t SELECT i, 'row ' || i, i, i * 0.5 FROM generate_series(1, 100000) i;
+-- Change sets of another node: 10 000 new keys; 10 000 updates of existing rows.
+CREATE FUNCTION cs(rows text) RETURNS text LANGUAGE sql AS $$
+  SELECT '{"format":"lwwsync.changeset","version":1,"origin":"00000000-0000-4000-8000-00000000000d","since":"0","upto":"1",'
+      || '"nodes":["00000000-0000-4000-8000-00000000000d"],"tables":[{"name":"t","key":["id"],"columns":["a","b","c"],"rows":['
+      || rows || ']}]}' $$;
+CREATE TABLE sets AS
+  SELECT 'insert' AS kind, cs(string_agg(format('{"key":[%s],"gen":1,"stamp":["%s",0],"row":true,"cols":[[0,"x%s"],[1,%s],[2,{"real":1.5}]]}',
+         i, (extract(epoch from now()) * 1000)::bigint << 16, i, i), ',')) AS j FROM generate_series(200001, 210000) i
+  UNION ALL
+  SELECT 'update', cs(string_agg(format('{"key":[%s],"gen":1,"stamp":["%s",0],"cols":[[1,%s]]}',
+         i, ((extract(epoch from now()) * 1000)::bigint + 1000) << 16, i + 7), ',')) FROM generate_series(1, 10000) i;
+GRANT SELECT ON sets TO dev;
+SQL
+ms() {  # role, SQL: milliseconds of one run, rolled back
+    printf 'BEGIN;\nSET ROLE %s;\n\\timing on\n%s\n\\timing off\nROLLBACK;\n' "$1" "$2" | $P 2>&1 | awk '/^Time:/ {t = $2} END {print t}'
+}
+median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+echo "# lwwsync trust checks on PostgreSQL: $REPS runs each, median ms ($(date -u +%FT%TZ), $(nproc) cores)"
+printf '%-44s %10s %10s %7s\n' case superuser "role" ratio
+for c in "apply 10 000 new rows|SELECT length(lww_apply(j)::text) FROM sets WHERE kind = 'insert';" \
+         "apply 10 000 updates of existing rows|SELECT length(lww_apply(j)::text) FROM sets WHERE kind = 'update';" \
+         "lww_changes of 10 000 rows (a pull)|SELECT length(lww_changes(0, 10000, 50000));"; do
+    name=${c%%|*} sql=${c#*|}
+    su=$(for _ in $(seq "$REPS"); do ms postgres "$sql"; done | median)
+    ro=$(for _ in $(seq "$REPS"); do ms dev "$sql"; done | median)
+    printf '%-44s %10s %10s %6.2fx\n' "$name" "$su" "$ro" "$(echo "$ro / $su" | bc -l)"
+done
