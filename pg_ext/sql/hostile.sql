@@ -276,8 +276,10 @@ INSERT INTO shared VALUES (1, 'regress_h_alice', 'alice''s'), (2, 'regress_h_bob
 SET ROLE regress_h_bob;
 SELECT as_sub('bob');
 SELECT exchange('b', cs('b', 'shared', '["owner","body"]', '{"key":[1],"gen":1,"stamp":["$HLC",0],"cols":[[1,"edited by bob"]]}'))->'applied' AS edit;
-SELECT try(format('SELECT exchange(%L, %L)', 'b', cs('b', 'shared', '["owner","body"]',
-    '{"key":[1],"gen":4294967297,"stamp":["$HLC",0],"row":true,"cols":[[0,"regress_h_alice"],[1,"frozen"]]}'))) AS new_generation_of_alices;
+-- (Refused, parked in bob's lww_rejected: the rest of his push would apply.)
+SELECT exchange('b', cs('b', 'shared', '["owner","body"]',
+    '{"key":[1],"gen":4294967297,"stamp":["$HLC",0],"row":true,"cols":[[0,"regress_h_alice"],[1,"frozen"]]}'))->'applied' AS new_generation_of_alices;
+SELECT "table", key, reason FROM lww_rejected;
 SELECT try(format('SELECT exchange(%L, %L)', 'b', cs('b', 'shared', '["owner","body"]',
     '{"key":[2],"gen":3,"stamp":["$HLC",0],"row":true,"cols":[[0,"regress_h_bob"],[1,"again"]]},'
     '{"key":[2],"gen":5,"stamp":["$HLC",0],"row":true,"cols":[[0,"regress_h_bob"],[1,"again"]]}'))) AS key_twice;
@@ -368,6 +370,9 @@ BEGIN
 END
 $$;
 CREATE TRIGGER x_side_effects AFTER INSERT ON x FOR EACH ROW EXECUTE FUNCTION x_side_effects();
+-- (ALWAYS: lww_apply runs with session_replication_role = replica, where only
+-- ALWAYS and REPLICA triggers of the app fire.)
+ALTER TABLE x ENABLE ALWAYS TRIGGER x_side_effects;
 SELECT lww_apply(cs('c', 'x', '["v"]', (SELECT string_agg(format('{"key":[%s],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[0,"x%s"]]}', i, i), ',')
                                          FROM generate_series(1, 400) i)))->'applied' AS applied;
 SELECT (SELECT count(*) FROM x) AS x, (SELECT count(*) FROM b1) + (SELECT count(*) FROM b2)

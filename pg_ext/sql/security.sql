@@ -96,7 +96,8 @@ SET ROLE regress_lww_alice;
 SELECT * FROM doc ORDER BY id;
 -- Her pull holds her rows only.
 SELECT r->'key' AS key FROM jsonb_array_elements((lww_changes(0)::jsonb)->'tables'->0->'rows') r ORDER BY 1;
--- A row that would belong to bob.
+-- A row that would belong to bob: refused by the policy's WITH CHECK, parked
+-- in her lww_rejected (the rest of a batch would apply).
 SELECT lww_apply(doc_cs('{"key":[5],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[0,"regress_lww_bob"],[1,"planted"]]}'));
 -- Bob's rows, hidden from her: an update and a delete are rejected (counted,
 -- not applied), as the rows' existence is none of her business.
@@ -104,7 +105,10 @@ SELECT lww_apply(doc_cs('{"key":[2],"gen":1,"stamp":["$HLC",0],"cols":[[1,"defac
 SELECT lww_apply(doc_cs('{"key":[2],"gen":2,"stamp":["$HLC",0],"row":true}'))->'rejected' AS delete_rejected;
 -- Her own row handed over to bob.
 SELECT lww_apply(doc_cs('{"key":[1],"gen":1,"stamp":["$HLC",0],"cols":[[0,"regress_lww_bob"]]}'));
+-- Her parked rows, and nobody else's.
+SELECT "table", key, reason FROM lww_rejected ORDER BY first_seen, key;
 RESET ROLE;
+SELECT count(*) AS parked_in_store FROM lwwsync.rejected;
 SELECT doc_state() = :'fp' AS unchanged;
 -- Within the policy, all is well.
 SET ROLE regress_lww_alice;

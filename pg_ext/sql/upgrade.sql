@@ -31,6 +31,7 @@ SELECT has_table_privilege('regress_upg_reader', :'meta', 'SELECT') AS meta_publ
 INSERT INTO lwwsync.peers(node, received, floor) VALUES ('00000000-0000-4000-8000-0000000000ff', 7, 7);
 ALTER EXTENSION lwwsync UPDATE TO '0.2';
 ALTER EXTENSION lwwsync UPDATE TO '0.3';
+ALTER EXTENSION lwwsync UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'lwwsync';
 -- The same objects as a fresh install.
 (SELECT * FROM members() EXCEPT SELECT * FROM fresh_members)
@@ -38,6 +39,8 @@ UNION ALL (SELECT * FROM fresh_members EXCEPT SELECT * FROM members());
 -- Metadata is its owner's now; the data and the metadata survived.
 SELECT has_table_privilege('regress_upg_reader', :'meta', 'SELECT') AS meta_public_in_03;
 SELECT * FROM t ORDER BY id;
+-- The capture trigger fires ALWAYS (lww_apply runs in replica mode).
+SELECT tgenabled FROM pg_trigger WHERE tgrelid = 't'::regclass AND tgname = 'lwwsync_capture';
 SELECT jsonb_path_query_array(lww_changes(0)::jsonb, '$.tables[0].rows[*].key[0]') AS keys;
 -- The 0.2 cursor waits, without a principal, for its node's principal to claim it.
 SELECT node, role, subject, received FROM lwwsync.peers;

@@ -14,20 +14,43 @@
 //                                   row-level security (no policy can judge
 //                                   a row that is not there)
 //
-// Locks come in one order, as for local writes: the user row, then its
-// metadata, rows sorted by key and tables by name. The calling statement's
-// transaction makes it all or nothing.
+// Order (docs/ARCHITECTURE.md, "Apply order"): rows that live (inserts,
+// updates) first, tables parents before children (foreign keys among the
+// tables of the batch, lww::parents_first; name order otherwise), then
+// deletes, children before parents; within a table by key as stored. Locks
+// follow that order: the user row, then its metadata.
+//
+// Triggers: the merge writes with session_replication_role = replica, as
+// logical replication's apply does: ordinary (ENABLE / origin) triggers do
+// not fire, ENABLE ALWAYS / REPLICA ones do. Foreign keys, whose triggers
+// replica mode switches off, are enforced here as Postgres' RI triggers do
+// (parents locked FOR KEY SHARE; a merged delete of a referenced row runs
+// the constraint's action, a cascade as an ordinary local write).
+//
+// A row the receiver cannot apply (a constraint, a policy, a privilege) is
+// parked in lwwsync.rejected (view lww_rejected), not fatal: the batch runs
+// in one subtransaction; on a refusal it is redone row by row, each row in
+// its own subtransaction, retrying refused rows until no progress. Parked
+// rows of the caller are retried on every later apply.
 #include "changes.h"
 #include "principal.h"
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <numeric>
+#include <set>
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "../../common/apply_order.h"
 #include "../../common/batch.h"
+#include "../../common/json.h"
 
 extern "C" {
 #include "utils/acl.h"
+#include "storage/proc.h"
 #include "utils/resowner.h"
 #include "utils/rls.h"
 }
@@ -64,8 +87,38 @@ Rights rights_of(const TableInfo& t) {
     return r;
 }
 
+// The whole change set is refused (a table the caller may not write at all).
 [[noreturn]] void deny(const TableInfo& t, const std::string& why) {
     throw permission_denied("permission denied for table " + t.name + ": " + why);
+}
+
+// One row is refused by this database's rules: parked, the rest applies.
+class RowRefused : public std::exception {
+public:
+    explicit RowRefused(std::string why) : why_(std::move(why)) {}
+    const char* what() const noexcept override { return why_.c_str(); }
+
+private:
+    std::string why_;
+};
+
+[[noreturn]] void refuse(const TableInfo& t, const std::string& why) {
+    throw RowRefused("table " + t.name + ": " + why);
+}
+
+// A Postgres error one row's statements raised that parks the row: a
+// constraint (class 23: foreign key, UNIQUE, CHECK, NOT NULL, exclusion) or
+// a privilege or policy (42501, row-level security's WITH CHECK included).
+bool refusable(const PgError& e) {
+    if (!e.data()) return false;
+    const int code = e.data()->sqlerrcode;
+    return ERRCODE_TO_CATEGORY(code) == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION || code == ERRCODE_INSUFFICIENT_PRIVILEGE;
+}
+
+std::string reason_of(const PgError& e) {
+    std::string r = e.what();
+    if (e.data()) r += std::string(" (SQLSTATE ") + unpack_sql_state(e.data()->sqlerrcode) + ")";
+    return r;
 }
 
 // A total order on keys, the same in every transaction (lock order).
@@ -89,6 +142,245 @@ bool key_less(const std::vector<Value>& a, const std::vector<Value>& b) {
         if (int c = compare(a[i], b[i])) return c < 0;
     return a.size() < b.size();
 }
+
+// session_replication_role for a scope (GUC nest level: as AsTableOwner).
+// Changing it resets the plan cache, so it is set once per batch.
+class ReplicationRole {
+public:
+    explicit ReplicationRole(const char* role) {
+        pg_call([&] {
+            level_ = NewGUCNestLevel();
+            set_config_option("session_replication_role", role, PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+                              false);
+        });
+    }
+    ~ReplicationRole() {
+        if (level_) AtEOXact_GUC(true, level_);
+    }
+    ReplicationRole(const ReplicationRole&) = delete;
+    ReplicationRole& operator=(const ReplicationRole&) = delete;
+
+private:
+    int level_ = 0;
+};
+
+// An internal subtransaction, as plpgsql's exception blocks use them: work
+// runs in the caller's memory context; rolled back unless committed.
+class SubXact {
+public:
+    SubXact() : ctx_(CurrentMemoryContext), owner_(CurrentResourceOwner) {
+        pg_call([&] {
+            BeginInternalSubTransaction(nullptr);
+            MemoryContextSwitchTo(ctx_);
+        });
+    }
+    ~SubXact() {
+        if (!done_) {
+            try {
+                rollback();
+            } catch (...) {
+            }
+        }
+    }
+    void commit() {
+        done_ = true;
+        pg_call([&] {
+            ReleaseCurrentSubTransaction();
+            MemoryContextSwitchTo(ctx_);
+            CurrentResourceOwner = owner_;
+        });
+    }
+    void rollback() {
+        done_ = true;
+        pg_call([&] {
+            RollbackAndReleaseCurrentSubTransaction();
+            MemoryContextSwitchTo(ctx_);
+            CurrentResourceOwner = owner_;
+        });
+    }
+    SubXact(const SubXact&) = delete;
+    SubXact& operator=(const SubXact&) = delete;
+
+private:
+    MemoryContext ctx_;
+    ResourceOwner owner_;
+    bool done_ = false;
+};
+
+// ---------------------------------------------------------------------------
+// Foreign keys, from pg_constraint, cached per transaction.
+
+struct ForeignKey {
+    std::string name;
+    Oid child = InvalidOid, parent = InvalidOid;
+    std::string child_q, parent_q;                   // quoted schema.table
+    std::vector<std::string> child_cols, parent_cols;  // quoted
+    std::vector<Oid> child_types;
+    std::vector<bool> set_col;  // SET NULL / SET DEFAULT (col list): which child columns are set
+    bool deferrable = false;
+    char del_action = 'a';  // a no action, r restrict, c cascade, n set null, d set default
+    char match = 's';       // s simple, f full
+};
+
+struct ForeignKeys {
+    std::vector<ForeignKey> out;  // this table references
+    std::vector<ForeignKey> in;   // reference this table
+};
+
+std::string qualified_name(Oid relid) {
+    std::string out;
+    pg_call([&] {
+        char* n = get_namespace_name(get_rel_namespace(relid));
+        char* r = get_rel_name(relid);
+        if (!n || !r) elog(ERROR, "cache lookup failed for relation %u", relid);
+        out = std::string(n) + "\x01" + r;
+    });
+    const size_t cut = out.find('\x01');
+    return quote_ident(out.substr(0, cut)) + "." + quote_ident(out.substr(cut + 1));
+}
+
+const ForeignKeys& foreign_keys(Oid relid) {
+    static std::map<Oid, ForeignKeys> cache;
+    static LocalTransactionId lxid = InvalidLocalTransactionId;
+    if (lxid != MyProc->lxid) {
+        cache.clear();
+        lxid = MyProc->lxid;
+    }
+    auto found = cache.find(relid);
+    if (found != cache.end()) return found->second;
+    ForeignKeys fks;
+    run(prepare("SELECT c.oid, c.conname::text, c.conrelid, c.confrelid, c.condeferrable, c.confdeltype::text,"
+                " c.confmatchtype::text, ca.attname::text, pa.attname::text, ca.atttypid,"
+                " c.confdelsetcols IS NULL OR k.ck = ANY (c.confdelsetcols)"
+                " FROM pg_catalog.pg_constraint c"
+                " CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(c.conkey), pg_catalog.unnest(c.confkey))"
+                " WITH ORDINALITY AS k(ck, pk, i)"
+                " JOIN pg_catalog.pg_attribute ca ON ca.attrelid = c.conrelid AND ca.attnum = k.ck"
+                " JOIN pg_catalog.pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.pk"
+                " WHERE c.contype = 'f' AND (c.conrelid = $1 OR c.confrelid = $1) ORDER BY c.oid, k.i",
+                {OIDOID}),
+        {Param{OIDOID, ObjectIdGetDatum(relid), false}}, true);
+    struct RowOf {
+        int64_t oid;
+        std::string name;
+        Oid child, parent;
+        bool deferrable;
+        std::string del, match, ccol, pcol;
+        Oid ctype;
+        bool set;
+    };
+    std::vector<RowOf> rows;
+    for (uint64_t r = 0; r < SPI_processed; ++r) {
+        bool isnull = false;
+        RowOf x;
+        x.oid = static_cast<int64_t>(DatumGetObjectId(col(r, 0, &isnull)));
+        x.name = col_text(r, 1);
+        x.child = DatumGetObjectId(col(r, 2, &isnull));
+        x.parent = DatumGetObjectId(col(r, 3, &isnull));
+        x.deferrable = DatumGetBool(col(r, 4, &isnull));
+        x.del = col_text(r, 5);
+        x.match = col_text(r, 6);
+        x.ccol = col_text(r, 7);
+        x.pcol = col_text(r, 8);
+        x.ctype = DatumGetObjectId(col(r, 9, &isnull));
+        x.set = DatumGetBool(col(r, 10, &isnull));
+        rows.push_back(std::move(x));
+    }
+    for (size_t r = 0; r < rows.size();) {
+        ForeignKey fk;
+        const RowOf& first = rows[r];
+        fk.name = first.name;
+        fk.child = first.child;
+        fk.parent = first.parent;
+        fk.deferrable = first.deferrable;
+        fk.del_action = first.del.empty() ? 'a' : first.del[0];
+        fk.match = first.match.empty() ? 's' : first.match[0];
+        fk.child_q = qualified_name(fk.child);
+        fk.parent_q = qualified_name(fk.parent);
+        for (; r < rows.size() && rows[r].oid == first.oid; ++r) {
+            fk.child_cols.push_back(quote_ident(rows[r].ccol));
+            fk.parent_cols.push_back(quote_ident(rows[r].pcol));
+            fk.child_types.push_back(rows[r].ctype);
+            fk.set_col.push_back(rows[r].set);
+        }
+        if (fk.child == relid) fks.out.push_back(fk);
+        if (fk.parent == relid) fks.in.push_back(fk);
+    }
+    return cache.emplace(relid, std::move(fks)).first->second;
+}
+
+std::string match_clause(const std::vector<std::string>& cols, size_t from = 1) {
+    std::string w;
+    for (size_t i = 0; i < cols.size(); ++i)
+        w += (i ? " AND x." : "x.") + cols[i] + " = $" + std::to_string(i + from);
+    return w;
+}
+
+std::vector<Oid> types_of(const std::vector<Param>& v) {
+    std::vector<Oid> t;
+    for (const auto& p : v) t.push_back(p.type);
+    return t;
+}
+
+// Whether the parent row of `fk` with these values is there, locked FOR KEY
+// SHARE as Postgres' RI check does (as the parent's owner). Null values
+// pass: any of them (MATCH SIMPLE) or all of them (MATCH FULL).
+bool parent_present(const ForeignKey& fk, const std::vector<Param>& vals) {
+    size_t nulls = 0;
+    for (const auto& v : vals) nulls += v.null;
+    if (nulls == vals.size()) return true;
+    if (nulls) return fk.match != 'f';
+    AsTableOwner owner(fk.parent);
+    return run(prepare("SELECT 1 FROM ONLY " + fk.parent_q + " x WHERE " + match_clause(fk.parent_cols) +
+                           " FOR KEY SHARE OF x",
+                       types_of(vals)),
+               vals, false) > 0;
+}
+
+// Whether rows of the child table still reference these values (locked FOR
+// KEY SHARE, as the child's owner).
+bool children_present(const ForeignKey& fk, const std::vector<Param>& vals) {
+    for (const auto& v : vals)
+        if (v.null) return false;
+    AsTableOwner owner(fk.child);
+    return run(prepare("SELECT 1 FROM ONLY " + fk.child_q + " x WHERE " + match_clause(fk.child_cols) +
+                           " LIMIT 1 FOR KEY SHARE OF x",
+                       types_of(vals)),
+               vals, false) > 0;
+}
+
+// ON DELETE CASCADE / SET NULL / SET DEFAULT of a merged delete: ordinary
+// local writes (session_replication_role origin: the child's triggers, its
+// own foreign keys and the capture trigger fire as for any local write).
+void referential_action(const ForeignKey& fk, const std::vector<Param>& vals) {
+    for (const auto& v : vals)
+        if (v.null) return;
+    std::string sql;
+    if (fk.del_action == 'c') {
+        sql = "DELETE FROM ONLY " + fk.child_q + " x WHERE " + match_clause(fk.child_cols);
+    } else {
+        std::string sets;
+        for (size_t i = 0; i < fk.child_cols.size(); ++i)
+            if (fk.set_col[i])
+                sets += (sets.empty() ? "" : ", ") + fk.child_cols[i] + (fk.del_action == 'n' ? " = NULL" : " = DEFAULT");
+        sql = "UPDATE ONLY " + fk.child_q + " x SET " + sets + " WHERE " + match_clause(fk.child_cols);
+    }
+    ReplicationRole origin("origin");
+    AsTableOwner owner(fk.child);
+    run(prepare(sql, types_of(vals)), vals, false);
+}
+
+// A check of a deferrable foreign key, run at the end of the batch.
+struct Deferred {
+    size_t item;
+    const ForeignKey* fk;
+    bool child_side;                 // the written row must have its parent
+    const TableInfo* table;          // child side: the row's table and key
+    std::vector<Param> key;
+    std::vector<Param> vals;         // parent side: the deleted row's referenced values
+};
+
+// ---------------------------------------------------------------------------
 
 class UserWriter {
 public:
@@ -118,6 +410,32 @@ public:
         return run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where_, key_types_), key, true) == 1;
     }
 
+    // The values of `cols` (quoted names, types `types`) of the row, copied,
+    // read as the table's owner; false when the row is not there.
+    bool read(const std::vector<std::string>& cols, const std::vector<Oid>& types, const std::vector<Param>& key,
+              std::vector<Param>& out) {
+        std::string list;
+        for (const auto& c : cols) list += (list.empty() ? "" : ", ") + c;
+        AsTableOwner owner(t_.relid);
+        if (run(prepare("SELECT " + list + " FROM " + t_.qualified + " WHERE " + where_, key_types_), key, false) != 1)
+            return false;
+        out.assign(cols.size(), Param{});
+        for (size_t i = 0; i < cols.size(); ++i) {
+            bool isnull = false;
+            Datum d = col(0, static_cast<int>(i), &isnull);
+            out[i].type = types.empty() ? col_type(static_cast<int>(i)) : types[i];
+            out[i].null = isnull;
+            const Oid typ = col_type(static_cast<int>(i));
+            pg_call([&] {
+                int16 len = 0;
+                bool byval = false;
+                get_typlenbyval(typ, &len, &byval);
+                out[i].value = isnull ? Datum(0) : datumCopy(d, byval, len);
+            });
+        }
+        return true;
+    }
+
     uint64_t remove(const std::vector<Param>& key) {
         return run(prepare("DELETE FROM " + t_.qualified + " WHERE " + where_, key_types_), key, false);
     }
@@ -125,8 +443,9 @@ public:
     // Whether the caller's DELETE of the row would delete it (privileges and
     // every DELETE policy), without deleting it: the DELETE runs in a
     // subtransaction that is rolled back, with triggers (the app's and
-    // foreign-key actions) off, so nothing else happens meanwhile.
-    bool may_delete(const std::vector<Param>& key) {
+    // foreign-key actions) off, so nothing else happens meanwhile. The
+    // capture trigger (ALWAYS) sees it as the merge's own write.
+    bool may_delete(const std::vector<Param>& key, const std::vector<Value>& stored) {
         MemoryContext ctx = CurrentMemoryContext;
         ResourceOwner owner = CurrentResourceOwner;
         pg_call([&] {
@@ -137,6 +456,7 @@ public:
         uint64_t deleted = 0;
         bool denied = false;
         try {
+            OwnWriteScope mine(t_, stored, LocalOp::remove, nullptr);
             deleted = remove(key);
         } catch (const PgError& e) {
             if (!e.data() || e.data()->sqlerrcode != ERRCODE_INSUFFICIENT_PRIVILEGE) {
@@ -189,6 +509,42 @@ public:
         return run(prepare(sql, types), args, false);
     }
 
+    // Marks the merge's own write for the capture trigger (State::own) for
+    // one statement; the local writes seen meanwhile end in `ops`.
+    class OwnWriteScope {
+    public:
+        OwnWriteScope(const TableInfo& t, const std::vector<Value>& key, LocalOp::Kind kind,
+                      const std::map<size_t, Param>* written, std::vector<LocalOp>* ops = nullptr)
+            : ops_(ops) {
+            OwnWrite& o = State::get().own;
+            o = OwnWrite{};
+            o.key = key;
+            o.kind = kind;
+            if (written)
+                for (const auto& [idx, p] : *written) o.written.push_back({idx, {p.value, p.null}});
+            // The statement runs at a fresh command id (SPI does not advance
+            // an unused one): its own tuples carry it, later writes a higher one.
+            CommandId cid = InvalidCommandId;
+            pg_call([&] {
+                (void)GetCurrentCommandId(true);
+                CommandCounterIncrement();
+                cid = GetCurrentCommandId(false);
+            });
+            o.cid = cid;
+            o.relid = t.relid;
+        }
+        ~OwnWriteScope() {
+            OwnWrite& o = State::get().own;
+            if (ops_) *ops_ = std::move(o.ops);
+            o = OwnWrite{};
+        }
+        OwnWriteScope(const OwnWriteScope&) = delete;
+        OwnWriteScope& operator=(const OwnWriteScope&) = delete;
+
+    private:
+        std::vector<LocalOp>* ops_;
+    };
+
 private:
     static void rollback_probe(MemoryContext ctx, ResourceOwner owner) {
         pg_call([&] {
@@ -217,17 +573,60 @@ struct Context {
     bool guarded() const { return trust == Trust::caller && !caller.relay; }
 };
 
+// One table of one change set (the batch, or a parked row's).
+struct TableRun {
+    Plan plan;
+    const Context* ctx = nullptr;
+    Rights rights;
+    std::unique_ptr<UserWriter> writer;
+    size_t rank = 0;  // position in parents-first order
+};
+
+// One incoming row waiting to be merged.
+struct Item {
+    TableRun* run = nullptr;
+    const RowChange* row = nullptr;
+    std::vector<Param> key;
+    std::vector<Value> stored;  // the key read back from its column types: 1 and "1" are one row
+    IncomingRow in;
+    std::map<size_t, Param> values;
+    bool unseen = false;
+    bool live = true;     // the incoming row is alive (inserts, updates) rather than a tombstone
+    long parked = -1;     // index of the parked entry it comes from, -1: the batch
+    bool refused = false;
+    std::string reason;
+};
+
+// Foreign keys after a row's merged write.
+void check_child(Item& it, size_t idx, std::vector<Deferred>& deferred) {
+    const TableInfo& t = *it.run->plan.local;
+    for (const ForeignKey& fk : foreign_keys(t.relid).out) {
+        if (fk.deferrable) {
+            deferred.push_back(Deferred{idx, &fk, true, &t, it.key, {}});
+            continue;
+        }
+        std::vector<Param> vals;
+        if (!it.run->writer->read(fk.child_cols, {}, it.key, vals)) continue;
+        if (!parent_present(fk, vals))
+            refuse(t, "foreign key \"" + fk.name + "\": the referenced row of " + fk.parent_q + " is not there");
+    }
+}
+
 // Merges one incoming row; false when it must be merged again (a concurrent
 // transaction inserted the key first).
 // `unseen`: the key has no metadata (the unlocked read said so). Its row is
 // then most likely not there either, and neither lock would hold anything:
 // it is inserted straight away; if a row turns out to be there, the INSERT
 // writes nothing and the row is merged again, locked.
-bool merge_one(const Plan& p, const Rights& rights, const Context& ctx, UserWriter& writer, const IncomingRow& in,
-               const std::vector<Param>& key, std::map<size_t, Param>& values, ApplyCounts& stats,
-               const RowState* unseen) {
+bool merge_one(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>& deferred, const RowState* unseen) {
     State& s = State::get();
-    const TableInfo& t = *p.local;
+    const TableRun& run = *it.run;
+    const TableInfo& t = *run.plan.local;
+    const Rights& rights = run.rights;
+    const Context& ctx = *run.ctx;
+    UserWriter& writer = *run.writer;
+    const IncomingRow& in = it.in;
+    const std::vector<Param>& key = it.key;
     const bool exists = unseen ? false : writer.lock(key);
     RowState st = unseen ? *unseen : load_meta(t, key);
     // A sequence is taken only when the merge changes something.
@@ -237,30 +636,61 @@ bool merge_one(const Plan& p, const Rights& rights, const Context& ctx, UserWrit
         return true;
     }
     std::map<size_t, Param> won;
-    for (size_t k : out.won_cols) won[in.cols[k].first] = values[in.cols[k].first];
+    for (size_t k : out.won_cols) won[in.cols[k].first] = it.values[in.cols[k].first];
     const bool checked = ctx.trust == Trust::caller;
+    std::vector<LocalOp> ops;  // local writes to this row made by triggers meanwhile
+    // Referenced values of the row before a merged delete, per referencing key.
+    const ForeignKeys& fks = foreign_keys(t.relid);
+    std::vector<std::vector<Param>> referenced;
+    bool removed = false;
     if (out.alive) {
         // A new generation over a living row is a delete and an insert: the
         // caller must be allowed to delete that row (privilege and policies).
         if (checked && out.gen_raised && out.was_alive &&
-            (!rights.del || (exists && rights.rls && !writer.may_delete(key))))
-            deny(t, "the change set deletes and re-inserts a row the caller may not delete");
+            (!rights.del || (exists && rights.rls && !writer.may_delete(key, it.stored))))
+            refuse(t, "the change set deletes and re-inserts a row the caller may not delete");
+        bool wrote = false;
         if (!exists) {
-            if (writer.write(key, won, true) != 1) return false;  // inserted meanwhile: merge again
+            uint64_t n = 0;
+            {
+                UserWriter::OwnWriteScope mine(t, it.stored, LocalOp::insert, &won, &ops);
+                n = writer.write(key, won, true);
+            }
+            if (n != 1) {
+                if (writer.exists(key)) return false;  // inserted meanwhile: merge again
+                refuse(t, "a trigger skipped the insert of this row");
+            }
+            wrote = true;
         } else if (!won.empty()) {
-            // The row is locked and there: no row means a policy hid it.
-            if (writer.write(key, won, false) != 1) deny(t, "row-level security forbids updating this row");
+            uint64_t n = 0;
+            {
+                UserWriter::OwnWriteScope mine(t, it.stored, LocalOp::update, &won, &ops);
+                n = writer.write(key, won, false);
+            }
+            // The row is locked and there: no row means a policy hid it (or a trigger skipped it).
+            if (n != 1) refuse(t, "row-level security forbids updating this row");
+            wrote = true;
         } else if (checked) {
             // Only the row register: an insert of the row as it already is.
-            if (!rights.insert) deny(t, "the change set re-inserts a row (needs INSERT)");
-            if (!writer.visible(key)) deny(t, "row-level security hides this row");
+            if (!rights.insert) refuse(t, "the change set re-inserts a row (needs INSERT)");
+            if (!writer.visible(key)) refuse(t, "row-level security hides this row");
         }
+        if (wrote && !fks.out.empty()) check_child(it, idx, deferred);
     } else {
         if (exists) {
+            referenced.resize(fks.in.size());
+            for (size_t f = 0; f < fks.in.size(); ++f)
+                writer.read(fks.in[f].parent_cols, {}, key, referenced[f]);
+            uint64_t n = 0;
+            {
+                UserWriter::OwnWriteScope mine(t, it.stored, LocalOp::remove, nullptr, &ops);
+                n = writer.remove(key);
+            }
             // Postgres checks the DELETE itself; the row is locked and there.
-            if (writer.remove(key) != 1) deny(t, "row-level security forbids deleting this row");
+            if (n != 1) refuse(t, "row-level security forbids deleting this row");
+            removed = true;
         } else if (checked && !(rights.del && rights.select_keys)) {
-            deny(t, "the change set deletes a row (needs DELETE and SELECT on its key)");
+            refuse(t, "the change set deletes a row (needs DELETE and SELECT on its key)");
         } else if (out.gen_raised && rights.rls && ctx.guarded()) {
             // A tombstone of a row this database does not hold: no policy can
             // judge it, and it would delete the key wherever it lives. Not kept.
@@ -276,16 +706,61 @@ bool merge_one(const Plan& p, const Rights& rights, const Context& ctx, UserWrit
     for (auto& c : st.cols)
         if (c.seq == UINT64_MAX) c.seq = seq;
     store_meta(t, key, st);
+    // Writes the statement's triggers made to this very row are local writes,
+    // stamped above the merged registers.
+    if (!ops.empty()) replay_local_ops(t, key, ops);
+    // The referencing rows of a merged delete: refused (NO ACTION, RESTRICT),
+    // or the constraint's action, as a local write (CASCADE, SET NULL, SET DEFAULT).
+    if (removed)
+        for (size_t f = 0; f < fks.in.size(); ++f) {
+            const ForeignKey& fk = fks.in[f];
+            if (referenced[f].empty()) continue;
+            if (fk.del_action == 'a' || fk.del_action == 'r') {
+                if (fk.deferrable && fk.del_action == 'a') {
+                    deferred.push_back(Deferred{idx, &fk, false, nullptr, {}, referenced[f]});
+                } else if (children_present(fk, referenced[f])) {
+                    refuse(t, "foreign key \"" + fk.name + "\": the row is still referenced from " + fk.child_q);
+                }
+            } else {
+                referential_action(fk, referenced[f]);
+            }
+        }
     count(stats, out);
     return true;
 }
 
-// One incoming row with its key as Postgres stores it.
-struct KeyedRow {
-    const RowChange* row;
-    std::vector<Param> key;
-    std::vector<Value> stored;  // the key read back from its column types: 1 and "1" are one row
-};
+void merge_item(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>& deferred) {
+    const TableInfo& t = *it.run->plan.local;
+    for (int attempt = 0;; ++attempt) {
+        if (attempt == 5) throw Error("table \"" + t.name + "\": a row kept changing under lww_apply; giving up");
+        const RowState fresh(t.cols.size());
+        if (merge_one(it, idx, stats, deferred, it.unseen && attempt == 0 ? &fresh : nullptr)) break;
+    }
+}
+
+// The items whose deferred foreign-key check fails now.
+std::set<size_t> failed_deferred(const std::vector<Deferred>& deferred, std::vector<Item*>& items) {
+    std::set<size_t> failed;
+    for (const Deferred& d : deferred) {
+        if (failed.count(d.item)) continue;
+        bool ok = true;
+        if (d.child_side) {
+            std::vector<Param> vals;
+            if (items[d.item]->run->writer->read(d.fk->child_cols, {}, d.key, vals))
+                ok = parent_present(*d.fk, vals);
+            if (!ok)
+                items[d.item]->reason = "table " + d.table->name + ": foreign key \"" + d.fk->name +
+                                        "\" (deferrable): the referenced row of " + d.fk->parent_q + " is not there";
+        } else {
+            ok = !children_present(*d.fk, d.vals) || parent_present(*d.fk, d.vals);
+            if (!ok)
+                items[d.item]->reason = "foreign key \"" + d.fk->name + "\" (deferrable): the row is still referenced from " +
+                                        d.fk->child_q;
+        }
+        if (!ok) failed.insert(d.item);
+    }
+    return failed;
+}
 
 // Counts a row refused whole by the receiver's rules (not an error).
 void reject(ApplyCounts& stats, const IncomingRow& in) {
@@ -295,51 +770,132 @@ void reject(ApplyCounts& stats, const IncomingRow& in) {
     stats.rejected += n;
 }
 
-void merge_table(const Plan& p, const Context& ctx, ApplyCounts& stats) {
+// Merges `items` in their order; returns the ones refused (reason set).
+// First the whole batch in one subtransaction; on a refusal, row by row,
+// each in its own subtransaction, refused rows retried while others apply
+// (a child before its parent in a cycle, a UNIQUE value freed later in the
+// batch); deferrable foreign keys are checked at the end, and a row failing
+// there is taken out and the batch redone without it.
+std::vector<Item*> merge_items(std::vector<Item*>& items, ApplyCounts& stats) {
+    ReplicationRole replica("replica");
+    {
+        SubXact batch;
+        std::vector<Deferred> deferred;
+        ApplyCounts c, other;  // other: parked rows retried, not part of the answer
+        bool refused = false;
+        try {
+            for (size_t i = 0; i < items.size(); ++i) merge_item(*items[i], i, items[i]->parked < 0 ? c : other, deferred);
+            refused = !failed_deferred(deferred, items).empty();
+        } catch (const RowRefused&) {
+            refused = true;
+        } catch (const PgError& e) {
+            if (!refusable(e)) throw;
+            refused = true;
+        }
+        if (!refused) {
+            batch.commit();
+            stats.add(c);
+            return {};
+        }
+        batch.rollback();
+    }
+    std::set<size_t> excluded;
+    for (;;) {
+        SubXact batch;
+        std::vector<Deferred> deferred;
+        ApplyCounts c;
+        std::vector<size_t> pending;
+        for (size_t i = 0; i < items.size(); ++i)
+            if (!excluded.count(i)) pending.push_back(i);
+        while (!pending.empty()) {
+            std::vector<size_t> again;
+            for (size_t i : pending) {
+                SubXact row;
+                ApplyCounts rc;
+                const size_t mark = deferred.size();
+                try {
+                    merge_item(*items[i], i, rc, deferred);
+                    row.commit();
+                    if (items[i]->parked < 0) c.add(rc);
+                    continue;
+                } catch (const RowRefused& e) {
+                    items[i]->reason = e.what();
+                } catch (const PgError& e) {
+                    if (!refusable(e)) throw;
+                    items[i]->reason = reason_of(e);
+                }
+                row.rollback();
+                deferred.erase(deferred.begin() + static_cast<std::ptrdiff_t>(mark), deferred.end());
+                again.push_back(i);
+            }
+            if (again.size() == pending.size()) break;  // no progress
+            pending = std::move(again);
+        }
+        const std::set<size_t> failed = failed_deferred(deferred, items);
+        if (failed.empty()) {
+            batch.commit();
+            stats.add(c);
+            std::vector<Item*> out;
+            for (size_t i = 0; i < items.size(); ++i)
+                if (excluded.count(i) || std::find(pending.begin(), pending.end(), i) != pending.end())
+                    out.push_back(items[i]);
+            return out;
+        }
+        excluded.insert(failed.begin(), failed.end());
+        batch.rollback();
+    }
+}
+
+// Prepares the rows of one table: keys as stored, echoes and stale
+// registers counted at once, rows refused before any write marked.
+void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCounts& stats) {
+    const Plan& p = tr.plan;
     const TableInfo& t = *p.local;
-    const Rights rights = rights_of(t);
+    const Context& ctx = *tr.ctx;
+    const Rights& rights = tr.rights;
     const bool guarded = ctx.guarded();
-    // Nothing of a table the caller may not write, not even "ignored": that
-    // answer would tell it what the table's metadata holds.
-    if (guarded && !(rights.select_keys && (rights.insert || rights.update || rights.del)))
-        deny(t, "the caller may not write it");
-    UserWriter writer(t);
-    std::vector<KeyedRow> rows;
+    UserWriter& writer = *tr.writer;
+    std::vector<Item> rows;
     rows.reserve(p.in->rows.size());
     for (const RowChange& r : p.in->rows) {
-        KeyedRow kr{&r, std::vector<Param>(r.key.size()), {}};
+        Item it;
+        it.run = &tr;
+        it.row = &r;
+        it.parked = parked;
+        it.key.resize(r.key.size());
         for (size_t k = 0; k < r.key.size(); ++k) {
             bool isnull = false;
-            kr.key[k].type = t.key_types[k].type;
-            kr.key[k].value = value_to_datum(r.key[k], t.key_types[k], &isnull);
-            kr.key[k].null = isnull;
-            kr.stored.push_back(datum_to_value(kr.key[k].value, isnull, t.key_types[k]));
+            it.key[k].type = t.key_types[k].type;
+            it.key[k].value = value_to_datum(r.key[k], t.key_types[k], &isnull);
+            it.key[k].null = isnull;
+            it.stored.push_back(datum_to_value(it.key[k].value, isnull, t.key_types[k]));
         }
-        rows.push_back(std::move(kr));
+        rows.push_back(std::move(it));
     }
-    // Locks in one order: by the key as stored, whatever its spelling on the wire.
-    std::stable_sort(rows.begin(), rows.end(), [](const KeyedRow& a, const KeyedRow& b) { return key_less(a.stored, b.stored); });
+    std::stable_sort(rows.begin(), rows.end(), [](const Item& a, const Item& b) { return key_less(a.stored, b.stored); });
     for (size_t i = 1; i < rows.size(); ++i)
         if (!key_less(rows[i - 1].stored, rows[i].stored))
             throw Error("table \"" + t.name + "\": the change set names one row twice (two spellings of one key)");
 
-    for (const KeyedRow& kr : rows) {
-        const RowChange& r = *kr.row;
-        const std::vector<Param>& key = kr.key;
-        IncomingRow in = incoming_row(r, p.col_map);
+    for (Item& it : rows) {
+        const RowChange& r = *it.row;
+        it.in = incoming_row(r, p.col_map);
+        it.live = (r.gen & 1) != 0;
         // A living row row-level security hides from the caller: refused
         // whole, whatever the merge would do, so the answer says nothing of it.
-        if (guarded && rights.rls && !writer.visible(key) && writer.exists(key)) {
-            reject(stats, in);
+        if (guarded && rights.rls && !writer.visible(it.key) && writer.exists(it.key)) {
+            reject(stats, it.in);
+            it.refused = true;
+            it.reason = "table " + t.name + ": row-level security hides this row";
+            items.push_back(std::move(it));
             continue;
         }
         // Echoes and stale registers change nothing: known without a lock
         // (a row's state only grows, so what loses now loses later too).
-        bool unseen = false;
         {
-            RowState pre = load_meta(t, key, false);
-            unseen = pre.gen == 0;
-            MergeOutcome probe = merge_row(pre, in, UINT64_MAX);
+            RowState pre = load_meta(t, it.key, false);
+            it.unseen = pre.gen == 0;
+            MergeOutcome probe = merge_row(pre, it.in, UINT64_MAX);
             if (!probe.changed()) {
                 count(stats, probe);
                 continue;
@@ -347,32 +903,31 @@ void merge_table(const Plan& p, const Context& ctx, ApplyCounts& stats) {
             // A caller brings its own writes (its node's, its principal's
             // other devices') and echoes of what this database holds, which
             // never win. Another node's register that would win is not its
-            // to bring: refused, the rest applies.
+            // to bring: refused (not parked: not the caller's), the rest applies.
             if (guarded) {
-                if (probe.row_won && !ctx.own.has(in.row.node)) {
-                    reject(stats, in);
+                if (probe.row_won && !ctx.own.has(it.in.row.node)) {
+                    reject(stats, it.in);
                     continue;
                 }
                 size_t dropped = 0;
                 std::vector<std::pair<size_t, Stamp>> kept;
-                std::vector<bool> won(in.cols.size(), false);
+                std::vector<bool> won(it.in.cols.size(), false);
                 for (size_t k : probe.won_cols) won[k] = true;
-                for (size_t k = 0; k < in.cols.size(); ++k) {
-                    if (won[k] && !ctx.own.has(in.cols[k].second.node)) ++dropped;
-                    else kept.push_back(in.cols[k]);
+                for (size_t k = 0; k < it.in.cols.size(); ++k) {
+                    if (won[k] && !ctx.own.has(it.in.cols[k].second.node)) ++dropped;
+                    else kept.push_back(it.in.cols[k]);
                 }
                 if (dropped) {
                     stats.received += dropped;
                     stats.rejected += dropped;
-                    in.cols = std::move(kept);
-                    if (!in.has_row && in.cols.empty()) {
+                    it.in.cols = std::move(kept);
+                    if (!it.in.has_row && it.in.cols.empty()) {
                         ++stats.rows;
                         continue;
                     }
                 }
             }
         }
-        std::map<size_t, Param> values;
         for (size_t k = 0; k < r.cols.size(); ++k) {
             const size_t idx = p.col_map[r.cols[k].col];
             Param prm;
@@ -380,14 +935,136 @@ void merge_table(const Plan& p, const Context& ctx, ApplyCounts& stats) {
             prm.type = t.col_types[idx].type;
             prm.value = value_to_datum(r.cols[k].value, t.col_types[idx], &isnull);
             prm.null = isnull;
-            values[idx] = prm;
+            it.values[idx] = prm;
         }
-        for (int attempt = 0;; ++attempt) {
-            if (attempt == 5) throw Error("table \"" + t.name + "\": a row kept changing under lww_apply; giving up");
-            const RowState fresh(t.cols.size());
-            if (merge_one(p, rights, ctx, writer, in, key, values, stats, unseen && attempt == 0 ? &fresh : nullptr))
-                break;
+        items.push_back(std::move(it));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The parking store: lwwsync.rejected, one row per refused incoming row, per
+// principal (role and JWT subject); the view lww_rejected shows a caller its own.
+
+Param text_param(const std::string& v) {
+    Param p{TEXTOID, 0, false};
+    pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(v.data(), static_cast<int>(v.size()))); });
+    return p;
+}
+
+struct ParkedEntry {
+    int64_t id = 0;
+    bool trusted = false;  // parked from a peer this database pulled from (Trust::chosen_server)
+    ChangeSet cs;
+    std::vector<Plan> plans;
+    bool usable = false;   // still matches this database's tables
+    bool again = false;    // refused again
+    std::string reason;
+};
+
+// How many parked rows each principal keeps (lww_config('rejected_max')); the
+// oldest go first. Retried per apply: the least recently tried first.
+int64_t rejected_max() {
+    AsMetadataOwner owner;
+    run_sql("SELECT value FROM lwwsync.state WHERE key = 'rejected_max'", true);
+    return SPI_processed ? std::stoll(col_text(0, 0)) : 1000;
+}
+constexpr int64_t kRetriesPerApply = 200;
+
+std::deque<ParkedEntry> load_parked(const Principal& who, std::vector<TablePtr>& held) {
+    std::deque<ParkedEntry> out;
+    std::vector<std::pair<int64_t, std::pair<bool, std::string>>> rows;
+    {
+        AsMetadataOwner owner;
+        run(prepare("SELECT id, trusted, changeset FROM lwwsync.rejected WHERE role = $1::name AND subject = $2"
+                    " ORDER BY last_seen, id LIMIT " + std::to_string(kRetriesPerApply),
+                    {TEXTOID, TEXTOID}),
+            {text_param(who.role), text_param(who.subject)}, true);
+        for (uint64_t r = 0; r < SPI_processed; ++r) {
+            bool isnull = false;
+            rows.push_back({DatumGetInt64(col(r, 0, &isnull)), {DatumGetBool(col(r, 1, &isnull)), col_text(r, 2)}});
         }
+    }
+    State& s = State::get();
+    for (auto& [id, rest] : rows) {
+        ParkedEntry e;
+        e.id = id;
+        e.trusted = rest.first;
+        try {
+            e.cs = decode_changeset(rest.second);
+            e.plans = plan_tables<TableInfo>(e.cs, [&](const std::string& name) {
+                TablePtr t = s.find(name);
+                if (t) held.push_back(t);
+                return t.get();
+            });
+            e.usable = true;
+        } catch (const Error& err) {
+            e.reason = err.what();
+            e.again = true;
+        }
+        out.push_back(std::move(e));
+    }
+    return out;
+}
+
+std::string key_json(const std::string& changeset) {
+    rapidjson::Document d;
+    std::string error;
+    if (!parse_json(d, changeset, error) || !d.IsObject()) return "null";
+    auto tables = d.FindMember("tables");
+    if (tables == d.MemberEnd() || !tables->value.IsArray() || tables->value.Empty()) return "null";
+    const auto& t0 = tables->value[0];
+    if (!t0.IsObject()) return "null";
+    auto rows = t0.FindMember("rows");
+    if (rows == t0.MemberEnd() || !rows->value.IsArray() || rows->value.Empty() || !rows->value[0].IsObject())
+        return "null";
+    auto k = rows->value[0].FindMember("key");
+    if (k == rows->value[0].MemberEnd()) return "null";
+    const auto& key = k->value;
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    key.Accept(w);
+    return buf.GetString();
+}
+
+void store_parked(const Principal& who, const NodeId& origin, Trust trust, const std::vector<Item*>& refused,
+                  std::deque<ParkedEntry>& entries) {
+    AsMetadataOwner owner;
+    for (ParkedEntry& e : entries) {
+        const Param id{INT8OID, Int64GetDatum(e.id), false};
+        if (e.again)
+            run(prepare("UPDATE lwwsync.rejected SET reason = $2, last_seen = pg_catalog.now() WHERE id = $1",
+                        {INT8OID, TEXTOID}),
+                {id, text_param(e.reason)}, false);
+        else
+            run(prepare("DELETE FROM lwwsync.rejected WHERE id = $1", {INT8OID}), {id}, false);
+    }
+    bool added = false;
+    for (const Item* it : refused) {
+        if (it->parked >= 0) continue;
+        const Plan& p = it->run->plan;
+        ChangeSet one;
+        one.origin = origin;
+        TableChanges tc;
+        tc.name = p.in->name;
+        tc.key = p.in->key;
+        tc.columns = p.in->columns;
+        tc.rows.push_back(*it->row);
+        one.tables.push_back(std::move(tc));
+        const std::string json = encode_changeset(one);
+        run(prepare("INSERT INTO lwwsync.rejected(role, subject, tbl, key, reason, trusted, changeset)"
+                    " VALUES ($1::name, $2, $3, $4::jsonb, $5, $6, $7)",
+                    {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID}),
+            {text_param(who.role), text_param(who.subject), text_param(p.in->name), text_param(key_json(json)),
+             text_param(it->reason), Param{BOOLOID, BoolGetDatum(trust != Trust::caller), false}, text_param(json)},
+            false);
+        added = true;
+    }
+    if (added) {
+        const int64_t max = rejected_max();
+        run(prepare("DELETE FROM lwwsync.rejected WHERE id IN (SELECT id FROM lwwsync.rejected"
+                    " WHERE role = $1::name AND subject = $2 ORDER BY last_seen DESC, id DESC OFFSET $3)",
+                    {TEXTOID, TEXTOID, INT8OID}),
+            {text_param(who.role), text_param(who.subject), Param{INT8OID, Int64GetDatum(max), false}}, false);
     }
 }
 
@@ -402,15 +1079,17 @@ ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust) {
     // The plans point at table descriptions held here, not into the cache: a
     // user trigger may roll back a savepoint or track a table, which rebuilds it.
     std::vector<TablePtr> held;
-    std::vector<Plan> plans = plan_tables<TableInfo>(cs, [&](const std::string& name) {
+    auto find = [&](const std::string& name) {
         TablePtr t = s.find(name);
         if (t) held.push_back(t);
         return t.get();
-    });
-    std::sort(plans.begin(), plans.end(), [](const Plan& a, const Plan& b) { return a.local->name < b.local->name; });
+    };
+    std::vector<Plan> plans = plan_tables<TableInfo>(cs, find);
     check_drift(cs, s.clock(), wall_clock_ms(), trust);
 
-    Context ctx{trust, {}, {}};
+    std::deque<Context> contexts;
+    contexts.push_back(Context{trust, {}, {}});
+    Context& ctx = contexts.front();
     if (trust == Trust::caller) {
         ctx.caller = current_principal();
         // Applying a node's changes is acting as that node, unless the caller
@@ -420,14 +1099,107 @@ ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust) {
             ctx.own = OwnStamps(cs, ctx.caller);
         }
     }
+    const Principal who = trust == Trust::caller ? ctx.caller : current_principal();
 
     CanonicalSettings canonical;
     ApplyCounts stats;
     ++s.applying;
     try {
+        std::deque<TableRun> runs;
+        std::deque<Item> items;
+        auto add_run = [&](const Plan& p, const Context* c) -> TableRun& {
+            runs.emplace_back();
+            TableRun& tr = runs.back();
+            tr.plan = p;
+            tr.ctx = c;
+            tr.rights = rights_of(*p.local);
+            tr.writer = std::make_unique<UserWriter>(*p.local);
+            return tr;
+        };
+        std::sort(plans.begin(), plans.end(), [](const Plan& a, const Plan& b) { return a.local->name < b.local->name; });
+        for (const Plan& p : plans) {
+            TableRun& tr = add_run(p, &ctx);
+            // Nothing of a table the caller may not write, not even "ignored": that
+            // answer would tell it what the table's metadata holds.
+            if (ctx.guarded() && !(tr.rights.select_keys && (tr.rights.insert || tr.rights.update || tr.rights.del)))
+                deny(*p.local, "the caller may not write it");
+            prepare_rows(tr, -1, items, stats);
+        }
+        // The caller's parked rows, retried with the batch.
+        std::deque<ParkedEntry> parked = load_parked(who, held);
+        ApplyCounts retried;  // not part of this change set's answer
+        for (size_t e = 0; e < parked.size(); ++e) {
+            ParkedEntry& pe = parked[e];
+            if (!pe.usable) continue;
+            contexts.push_back(Context{pe.trusted ? Trust::chosen_server : Trust::caller, who, {}});
+            Context& pc = contexts.back();
+            if (!pe.trusted && !who.relay) pc.own = OwnStamps(pe.cs, who);
+            for (Plan& p : pe.plans) {
+                TableRun& tr = add_run(p, &pc);
+                if (pc.guarded() && !(tr.rights.select_keys && (tr.rights.insert || tr.rights.update || tr.rights.del))) {
+                    pe.again = true;
+                    pe.reason = "table " + p.local->name + ": the caller may not write it";
+                    continue;
+                }
+                const size_t before = items.size();
+                prepare_rows(tr, static_cast<long>(e), items, retried);
+                for (size_t i = before; i < items.size(); ++i)
+                    if (items[i].refused) {
+                        pe.again = true;
+                        pe.reason = items[i].reason;
+                    }
+            }
+        }
+        // Table ranks: parents before children among the tables of the batch.
+        std::vector<Oid> relids;
+        std::vector<std::string> names;
+        for (const TableRun& tr : runs)
+            if (std::find(relids.begin(), relids.end(), tr.plan.local->relid) == relids.end()) {
+                relids.push_back(tr.plan.local->relid);
+                names.push_back(tr.plan.local->name);
+            }
+        std::vector<size_t> by_name(relids.size());
+        std::iota(by_name.begin(), by_name.end(), 0);
+        std::sort(by_name.begin(), by_name.end(), [&](size_t a, size_t b) { return names[a] < names[b]; });
+        std::vector<std::vector<size_t>> parents(relids.size());
+        for (size_t i = 0; i < by_name.size(); ++i)
+            for (const ForeignKey& fk : foreign_keys(relids[by_name[i]]).out)
+                for (size_t j = 0; j < by_name.size(); ++j)
+                    if (relids[by_name[j]] == fk.parent) parents[i].push_back(j);
+        const std::vector<size_t> order = parents_first(parents);
+        std::map<Oid, size_t> rank;
+        for (size_t k = 0; k < order.size(); ++k) rank[relids[by_name[order[k]]]] = k;
+        for (TableRun& tr : runs) tr.rank = rank[tr.plan.local->relid];
+
+        std::vector<Item*> todo;
+        std::vector<Item*> refused;
+        for (Item& it : items) (it.refused ? refused : todo).push_back(&it);
+        std::stable_sort(todo.begin(), todo.end(), [](const Item* a, const Item* b) {
+            if (a->live != b->live) return a->live;
+            if (a->run->rank != b->run->rank) return a->live ? a->run->rank < b->run->rank : a->run->rank > b->run->rank;
+            if (key_less(a->stored, b->stored)) return true;
+            if (key_less(b->stored, a->stored)) return false;
+            return a->parked < b->parked;
+        });
+        if (!todo.empty()) {
+            std::vector<Item*> more = merge_items(todo, stats);
+            // Counted by row: a parked row's registers are "rejected", nothing of it applied.
+            for (Item* it : more) {
+                if (it->parked < 0) {
+                    reject(stats, it->in);
+                } else {
+                    parked[static_cast<size_t>(it->parked)].again = true;
+                    parked[static_cast<size_t>(it->parked)].reason = it->reason;
+                }
+                refused.push_back(it);
+            }
+        }
+        // Retried rows' counts stay out of this answer, the rows refused
+        // before the merge are already counted.
+        (void)retried;
+        store_parked(who, cs.origin, trust, refused, parked);
         // Node ids are recorded when a register of theirs is stored
         // (store_meta), never for registers that lose or are refused.
-        for (const auto& p : plans) merge_table(p, ctx, stats);
         observe_stamps(cs, s.clock());
         s.persist_clock();
     } catch (...) {

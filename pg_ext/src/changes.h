@@ -10,6 +10,9 @@ namespace lww::pg {
 int64_t track_table(Oid relid);
 bool untrack_table(Oid relid);
 Datum capture_trigger(FunctionCallInfo fcinfo);
+// Records local writes made to a row while lww_apply wrote it (State::own),
+// on top of the merged metadata.
+void replay_local_ops(const TableInfo& t, const std::vector<Param>& key, const std::vector<LocalOp>& ops);
 
 Batch collect_changes(const ChangesRequest& req);
 ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust = Trust::caller);

@@ -176,6 +176,7 @@ extern "C" Datum lww_seq(PG_FUNCTION_ARGS) {
 //   bind_new_nodes  1: a node id is bound to the first principal syncing as
 //                   it; 0: only nodes an administrator enrolled in
 //                   lwwsync.bindings may sync (docs/SECURITY.md)
+//   rejected_max    parked rows (lww_rejected) kept per principal (default 1000)
 namespace {
 struct Setting {
     const char* name;
@@ -184,6 +185,7 @@ struct Setting {
 const Setting kSettings[] = {
     {"max_drift_ms", static_cast<int64>(kDefaultMaxDriftMs), 0, int64(1) << 40},
     {"bind_new_nodes", 1, 0, 1},
+    {"rejected_max", 1000, 0, 1000000},
 };
 }  // namespace
 
@@ -193,7 +195,7 @@ extern "C" Datum lww_config(PG_FUNCTION_ARGS) {
         const Setting* s = nullptr;
         for (const auto& k : kSettings)
             if (key == k.name) s = &k;
-        if (!s) throw Error("unknown setting \"" + key + "\" (known: max_drift_ms, bind_new_nodes)");
+        if (!s) throw Error("unknown setting \"" + key + "\" (known: max_drift_ms, bind_new_nodes, rejected_max)");
         SpiSession spi;
         AsMetadataOwner owner;
         if (PG_NARGS() > 1 && !PG_ARGISNULL(1)) {

@@ -30,6 +30,31 @@ struct TableInfo {
 
 using TablePtr = std::shared_ptr<const TableInfo>;
 
+// A local write to a row that lww_apply is writing, seen by the capture
+// trigger while the merge's own statement runs (trigger.cpp), replayed on the
+// row's metadata once the merge stored it.
+struct LocalOp {
+    enum Kind { insert, update, remove } kind = update;
+    std::vector<bool> changed;  // update: the registers whose value changed
+};
+
+// The one user-table write lww_apply makes for a merge (docs/ARCHITECTURE.md,
+// "Triggers during apply"). The capture trigger fires for every write (it is
+// ENABLE ALWAYS); the event of exactly this statement on exactly this row is
+// the merge's own and is not a local write — except for columns a BEFORE
+// trigger changed, which are. Every other event on this row during the
+// statement (an ALWAYS trigger writing it again) is a local write, kept in
+// `ops` and replayed after the merged metadata is stored.
+struct OwnWrite {
+    Oid relid = InvalidOid;          // InvalidOid: no merge is writing
+    std::vector<Value> key;          // as stored
+    LocalOp::Kind kind = LocalOp::update;
+    CommandId cid = InvalidCommandId;  // the statement's command id
+    std::vector<std::pair<size_t, std::pair<Datum, bool>>> written;  // (register, (datum, null)) the merge wrote
+    bool seen = false;               // the statement's own event came
+    std::vector<LocalOp> ops;        // local writes to the row meanwhile
+};
+
 class State {
 public:
     static State& get();
@@ -57,6 +82,7 @@ public:
     void persist_clock();
 
     int applying = 0;  // >0 while lww_apply writes user tables
+    OwnWrite own;      // the merge's write in progress (relid InvalidOid: none)
 
 private:
     void load_nodes();

@@ -268,6 +268,10 @@ int64_t track_table(Oid relid) {
     // The trigger is the table owner's business: created with the caller's rights.
     run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture AFTER INSERT OR UPDATE OR DELETE ON " + qualified +
             " FOR EACH ROW EXECUTE FUNCTION lwwsync.lww_trigger()");
+    // ALWAYS: lww_apply writes with session_replication_role = replica (the
+    // app's ordinary triggers stay quiet); this trigger still sees every
+    // write and tells the merge's own from the rest (trigger.cpp).
+    run_sql("ALTER TABLE " + qualified + " ENABLE ALWAYS TRIGGER lwwsync_capture");
     run_sql("CREATE OR REPLACE TRIGGER lwwsync_no_truncate BEFORE TRUNCATE ON " + qualified +
             " FOR EACH STATEMENT EXECUTE FUNCTION lwwsync.lww_refuse_truncate()");
     s.invalidate();

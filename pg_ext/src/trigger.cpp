@@ -1,5 +1,5 @@
 // PostgreSQL adapter: the row trigger that stamps local writes, in C++.
-#include "meta.h"
+#include "changes.h"
 
 namespace lww::pg {
 
@@ -36,7 +36,65 @@ void write(const TableInfo& t, const std::vector<Param>& key, Op&& op) {
     store_meta(t, key, st);
 }
 
+// The row's key as stored, to compare with the merge's own write.
+bool is_marked(const OwnWrite& own, const TableInfo& t, HeapTuple tup, TupleDesc desc) {
+    if (own.relid != t.relid) return false;
+    for (size_t i = 0; i < t.key.size(); ++i) {
+        bool isnull = false;
+        Datum d = 0;
+        pg_call([&] { d = heap_getattr(tup, t.key_attnums[i], desc, &isnull); });
+        const Value v = datum_to_value(d, isnull, t.key_types[i]);
+        if (i >= own.key.size() || !identical(v, own.key[i])) return false;
+    }
+    return true;
+}
+
+// Whether `tup` was written by the statement with command id `cid`.
+bool written_by(HeapTuple tup, CommandId cid) {
+    bool yes = false;
+    pg_call([&] {
+        if (TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmin(tup->t_data)))
+            yes = HeapTupleHeaderGetCmin(tup->t_data) == cid;
+    });
+    return yes;
+}
+
+// Registers whose value in `newt` differs from what the merge wrote (a BEFORE
+// trigger changed them) or, for those the merge did not write, from `oldt`.
+std::vector<bool> changed_by_triggers(const TableInfo& t, const OwnWrite& own, HeapTuple oldt, HeapTuple newt,
+                                      TupleDesc desc, bool* any) {
+    std::vector<bool> changed(t.cols.size(), false);
+    std::vector<bool> written(t.cols.size(), false);
+    *any = false;
+    for (const auto& [idx, d] : own.written) {
+        written[idx] = true;
+        bool isnull = false, same = false;
+        pg_call([&] {
+            Datum nd = heap_getattr(newt, t.col_attnums[idx], desc, &isnull);
+            same = (isnull && d.second) ||
+                   (!isnull && !d.second && datum_image_eq(nd, d.first, t.col_types[idx].byval, t.col_types[idx].len));
+        });
+        if (!same) *any = changed[idx] = true;
+    }
+    if (oldt)
+        for (size_t i = 0; i < t.cols.size(); ++i)
+            if (!written[i] && !same_value(oldt, newt, desc, t.col_attnums[i], t.col_types[i])) *any = changed[i] = true;
+    return changed;
+}
+
 }  // namespace
+
+void replay_local_ops(const TableInfo& t, const std::vector<Param>& key, const std::vector<LocalOp>& ops) {
+    for (const LocalOp& op : ops) {
+        switch (op.kind) {
+            case LocalOp::insert: write(t, key, local_insert); break;
+            case LocalOp::remove: write(t, key, local_delete); break;
+            case LocalOp::update:
+                write(t, key, [&](RowState& st, const Stamp& stamp, uint64_t seq) { local_update(st, op.changed, stamp, seq); });
+                break;
+        }
+    }
+}
 
 Datum capture_trigger(FunctionCallInfo fcinfo) {
     if (!CALLED_AS_TRIGGER(fcinfo)) throw Error("lww_trigger must be called as a trigger");
@@ -44,25 +102,61 @@ Datum capture_trigger(FunctionCallInfo fcinfo) {
     if (!TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_AFTER(td->tg_event))
         throw Error("lww_trigger must fire AFTER ... FOR EACH ROW");
     State& s = State::get();
-    if (s.applying) return PointerGetDatum(nullptr);  // merged changes are not local writes
 
     SpiSession spi;
     const TablePtr t = s.find(RelationGetRelid(td->tg_relation));
     if (!t) return PointerGetDatum(nullptr);
     TupleDesc desc = RelationGetDescr(td->tg_relation);
+    // The trigger fires ALWAYS (also under session_replication_role =
+    // replica, which lww_apply sets): every write is a local write except the
+    // merge's own one (State::own).
+    OwnWrite& own = s.own;
 
     if (TRIGGER_FIRED_BY_INSERT(td->tg_event)) {
-        write(*t, key_of(*t, td->tg_trigtuple, desc), local_insert);
+        HeapTuple tup = td->tg_trigtuple;
+        if (is_marked(own, *t, tup, desc)) {
+            if (own.kind == LocalOp::insert && !own.seen && written_by(tup, own.cid)) {
+                own.seen = true;
+                bool any = false;
+                std::vector<bool> changed = changed_by_triggers(*t, own, nullptr, tup, desc, &any);
+                if (any) own.ops.push_back(LocalOp{LocalOp::update, std::move(changed)});
+            } else {
+                own.ops.push_back(LocalOp{LocalOp::insert, {}});
+            }
+            return PointerGetDatum(nullptr);
+        }
+        write(*t, key_of(*t, tup, desc), local_insert);
     } else if (TRIGGER_FIRED_BY_DELETE(td->tg_event)) {
-        write(*t, key_of(*t, td->tg_trigtuple, desc), local_delete);
+        HeapTuple tup = td->tg_trigtuple;
+        if (is_marked(own, *t, tup, desc)) {
+            if (own.kind == LocalOp::remove && !own.seen) own.seen = true;
+            else own.ops.push_back(LocalOp{LocalOp::remove, {}});
+            return PointerGetDatum(nullptr);
+        }
+        write(*t, key_of(*t, tup, desc), local_delete);
     } else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event)) {
         HeapTuple oldt = td->tg_trigtuple, newt = td->tg_newtuple;
         bool key_changed = false;
         for (size_t i = 0; i < t->key.size(); ++i)
             if (!same_value(oldt, newt, desc, t->key_attnums[i], t->key_types[i])) key_changed = true;
         if (key_changed) {  // a key change is a delete of the old key and an insert of the new one
-            write(*t, key_of(*t, oldt, desc), local_delete);
-            write(*t, key_of(*t, newt, desc), local_insert);
+            if (is_marked(own, *t, oldt, desc)) own.ops.push_back(LocalOp{LocalOp::remove, {}});
+            else write(*t, key_of(*t, oldt, desc), local_delete);
+            if (is_marked(own, *t, newt, desc)) own.ops.push_back(LocalOp{LocalOp::insert, {}});
+            else write(*t, key_of(*t, newt, desc), local_insert);
+        } else if (is_marked(own, *t, newt, desc)) {
+            if (own.kind == LocalOp::update && !own.seen && written_by(newt, own.cid)) {
+                own.seen = true;
+                bool any = false;
+                std::vector<bool> changed = changed_by_triggers(*t, own, oldt, newt, desc, &any);
+                if (any) own.ops.push_back(LocalOp{LocalOp::update, std::move(changed)});
+            } else {
+                std::vector<bool> changed(t->cols.size());
+                bool any = false;
+                for (size_t i = 0; i < t->cols.size(); ++i)
+                    any |= changed[i] = !same_value(oldt, newt, desc, t->col_attnums[i], t->col_types[i]);
+                if (any) own.ops.push_back(LocalOp{LocalOp::update, std::move(changed)});
+            }
         } else {
             std::vector<bool> changed(t->cols.size());
             bool any = false;

@@ -1,0 +1,1 @@
+-- lwwsync 0.3 -> 0.4: placeholder in branch pgapply (the schema branch brings the real script).

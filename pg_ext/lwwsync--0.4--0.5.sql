@@ -1,0 +1,1 @@
+-- lwwsync 0.4 -> 0.5: placeholder in branch pgapply (the restore branch brings the real script).

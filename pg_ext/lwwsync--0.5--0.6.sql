@@ -1,0 +1,63 @@
+-- lwwsync 0.5 -> 0.6: apply in foreign-key order with the app's triggers
+-- quiet (as logical replication's apply), rows the receiver cannot apply
+-- parked instead of failing the sync (docs/ARCHITECTURE.md, "Apply").
+\echo Use "ALTER EXTENSION lwwsync UPDATE TO '0.6'" to load this file. \quit
+
+-- Rows a receiver could not apply (a foreign key, UNIQUE, CHECK, a policy, a
+-- privilege), per principal (role, and the JWT "sub" behind the gateway):
+-- retried on every later apply, dropped once applied or superseded.
+CREATE TABLE lwwsync.rejected (
+    id bigserial PRIMARY KEY,
+    role name NOT NULL,
+    subject text NOT NULL DEFAULT '',
+    tbl text NOT NULL,                 -- wire name of the table
+    key jsonb NOT NULL,                -- the row's key as the change set spells it
+    reason text NOT NULL,
+    first_seen timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_seen timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    trusted boolean NOT NULL DEFAULT false,  -- pulled from a server this database chose
+    changeset text NOT NULL            -- the row's registers: a one-row change set
+);
+CREATE INDEX rejected_principal ON lwwsync.rejected (role, subject, last_seen);
+REVOKE ALL ON lwwsync.rejected FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('lwwsync.rejected', '');
+SELECT pg_catalog.pg_extension_config_dump('lwwsync.rejected_id_seq', '');
+
+-- The "sub" claim as principal.cpp reads it ('' without one).
+CREATE FUNCTION lwwsync.jwt_subject() RETURNS text LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c jsonb;
+BEGIN
+    c := NULLIF(pg_catalog.current_setting('request.jwt.claims', true), '')::jsonb;
+    IF c IS NULL OR pg_catalog.jsonb_typeof(c) <> 'object' OR c -> 'sub' IS NULL OR c -> 'sub' = 'null'::jsonb THEN
+        RETURN '';
+    END IF;
+    RETURN c ->> 'sub';
+EXCEPTION WHEN others THEN
+    RETURN NULL;  -- unreadable claims: no parked rows at all
+END
+$$;
+
+-- The caller's own parked rows only (the view reads the table as its owner,
+-- filtered by the caller's principal). Deleting from it gives a row up.
+CREATE VIEW lww_rejected WITH (security_barrier) AS
+    SELECT r.tbl AS "table", r.key, r.reason, r.first_seen, r.last_seen, r.changeset
+      FROM lwwsync.rejected AS r
+     WHERE r.role = CURRENT_USER AND r.subject = lwwsync.jwt_subject();
+GRANT SELECT, DELETE ON lww_rejected TO PUBLIC;
+
+-- The capture trigger fires ALWAYS: lww_apply runs with
+-- session_replication_role = replica (the app's ordinary triggers stay
+-- quiet) and the trigger tells the merge's own write from every other write.
+DO $$
+DECLARE t regclass;
+BEGIN
+    FOR t IN SELECT relid::regclass FROM lwwsync.tables
+    LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = t AND tgname = 'lwwsync_capture') THEN
+            EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER lwwsync_capture', t);
+        END IF;
+    END LOOP;
+END
+$$;
