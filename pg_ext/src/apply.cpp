@@ -401,13 +401,14 @@ public:
 
     // Whether the caller sees the row (row-level security).
     bool visible(const std::vector<Param>& key) {
-        return run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where_, key_types_), key, true) == 1;
+        return run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where_, key_types_), key, false) == 1;
     }
 
-    // Whether the row is there at all, whoever may see it.
+    // Whether the row is there at all, whoever may see it. (read_only false:
+    // a fresh snapshot, which sees the rows this batch wrote so far.)
     bool exists(const std::vector<Param>& key) {
         AsTableOwner owner(t_.relid);
-        return run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where_, key_types_), key, true) == 1;
+        return run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where_, key_types_), key, false) == 1;
     }
 
     // The values of `cols` (quoted names, types `types`) of the row, copied,
@@ -886,7 +887,7 @@ void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCount
         if (guarded && rights.rls && !writer.visible(it.key) && writer.exists(it.key)) {
             reject(stats, it.in);
             it.refused = true;
-            it.reason = "table " + t.name + ": row-level security hides this row";
+            it.reason = "table " + t.name + ": row-level security refuses this row";
             items.push_back(std::move(it));
             continue;
         }

@@ -1,0 +1,260 @@
+-- apply_life: lww_apply in foreign-key order, with the app's triggers quiet
+-- (as logical replication's apply), and rows the receiver cannot apply
+-- parked in lww_rejected instead of failing the sync (issue 9, parts 3+4).
+SELECT current_database() AS main_db \gset
+CREATE DATABASE lww_life;
+\c lww_life
+CREATE EXTENSION lwwsync;
+
+-- A current stamp (hlc = unix ms << 16), a little later on every call.
+CREATE SEQUENCE tick;
+CREATE FUNCTION now_hlc() RETURNS text LANGUAGE sql AS
+$$ SELECT (((extract(epoch FROM clock_timestamp()) * 1000)::bigint << 16) + nextval('tick'))::text $$;
+-- A change set of node a1 around some tables (jsonb), stamps filled in.
+CREATE FUNCTION cs(tables jsonb, origin text DEFAULT '00000000-0000-4000-8000-0000000000a1')
+RETURNS text LANGUAGE sql AS $$
+    SELECT jsonb_build_object('format', 'lwwsync.changeset', 'version', 1, 'origin', origin,
+                              'since', '0', 'upto', '1', 'nodes', jsonb_build_array(origin), 'tables', tables)::text
+$$;
+CREATE FUNCTION tbl(name text, cols text[], rows jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_object('name', name, 'key', jsonb_build_array('id'), 'columns', to_jsonb(cols), 'rows', rows)
+$$;
+-- A row alive at generation gen with values for the columns (in order).
+CREATE FUNCTION live(id int, vals jsonb, gen int DEFAULT 1) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_object('key', jsonb_build_array(id), 'gen', gen, 'stamp', jsonb_build_array(now_hlc(), 0),
+                              'row', true,
+                              'cols', (SELECT coalesce(jsonb_agg(jsonb_build_array(i - 1, v) ORDER BY i), '[]')
+                                         FROM jsonb_array_elements(vals) WITH ORDINALITY AS e(v, i)))
+$$;
+CREATE FUNCTION dead(id int, gen int DEFAULT 2) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_object('key', jsonb_build_array(id), 'gen', gen, 'stamp', jsonb_build_array(now_hlc(), 0), 'row', true)
+$$;
+CREATE FUNCTION stats(j jsonb) RETURNS text LANGUAGE sql AS $$
+    SELECT format('applied %s, rejected %s', j->'applied', j->'rejected')
+$$;
+-- The rows of `t` that lww_changes(since) carries: key, generation, whether
+-- this node stamped the row register (local), and the columns as
+-- [index, value, stamped here] (null: the row's stamp).
+CREATE FUNCTION feed(since bigint, t text) RETURNS TABLE (key jsonb, gen int, local boolean, cols jsonb)
+LANGUAGE sql AS $$
+    WITH c AS (SELECT lww_changes(since)::jsonb AS c),
+         me AS (SELECT i - 1 AS idx FROM c, jsonb_array_elements_text(c->'nodes') WITH ORDINALITY n(id, i)
+                 WHERE id::uuid = lww_node_id())
+    SELECT r->'key', (r->>'gen')::int, (r->'stamp'->>1)::int = (SELECT idx FROM me),
+           (SELECT coalesce(jsonb_agg(jsonb_build_array(x->0, x->1,
+                   CASE WHEN jsonb_array_length(x) > 2 THEN (x->>3)::int = (SELECT idx FROM me) END)), '[]')
+              FROM jsonb_array_elements(r->'cols') x)
+    FROM c, jsonb_array_elements(c->'tables') tb, jsonb_array_elements(tb->'rows') r
+    WHERE tb->>'name' = t ORDER BY 1
+$$;
+
+-- ---------------------------------------------------------------- 1. foreign-key order
+-- A chain fa <- fb <- fc (fc cascades from fb), non-deferrable.
+CREATE TABLE fa(id int PRIMARY KEY, v text);
+CREATE TABLE fb(id int PRIMARY KEY, a int NOT NULL REFERENCES fa, v text);
+CREATE TABLE fc(id int PRIMARY KEY, b int NOT NULL REFERENCES fb ON DELETE CASCADE, v text);
+SELECT lww_track('fa') + lww_track('fb') + lww_track('fc') AS tracked;
+-- One set, children listed first: parents are written first.
+SELECT stats(lww_apply(cs(jsonb_build_array(
+    tbl('fc', '{b,v}', jsonb_build_array(live(1, '[1, "c1"]'))),
+    tbl('fb', '{a,v}', jsonb_build_array(live(1, '[1, "b1"]'))),
+    tbl('fa', '{v}', jsonb_build_array(live(1, '["a1"]')))))));
+SELECT (SELECT count(*) FROM fa) AS fa, (SELECT count(*) FROM fb) AS fb, (SELECT count(*) FROM fc) AS fc;
+-- One set of deletes, parents listed first: children are deleted first.
+SELECT stats(lww_apply(cs(jsonb_build_array(
+    tbl('fa', '{v}', jsonb_build_array(dead(1))),
+    tbl('fb', '{a,v}', jsonb_build_array(dead(1))),
+    tbl('fc', '{b,v}', jsonb_build_array(dead(1)))))));
+SELECT (SELECT count(*) FROM fa) AS fa, (SELECT count(*) FROM fb) AS fb, (SELECT count(*) FROM fc) AS fc;
+
+-- Every order of delivery, one table per set: a child that comes before its
+-- parent is parked, and applied by the apply that brings the parent.
+CREATE FUNCTION deliver(sets text[], ord int[]) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    i int;
+    trail text := '';
+BEGIN
+    FOREACH i IN ARRAY ord LOOP
+        trail := trail || (lww_apply(sets[i])->>'rejected') || ' ';
+    END LOOP;
+    RETURN format('parked on the way: %s-> fa %s fb %s fc %s, still parked %s', trail,
+                  (SELECT count(*) FROM fa), (SELECT count(*) FROM fb), (SELECT count(*) FROM fc),
+                  (SELECT count(*) FROM lww_rejected));
+END
+$$;
+CREATE FUNCTION perms() RETURNS SETOF int[] LANGUAGE sql AS $$
+    VALUES ('{1,2,3}'::int[]), ('{1,3,2}'), ('{2,1,3}'), ('{2,3,1}'), ('{3,1,2}'), ('{3,2,1}')
+$$;
+SELECT g, o AS inserts_in_order, deliver(ARRAY[
+        cs(jsonb_build_array(tbl('fa', '{v}', jsonb_build_array(live(g, '["a"]', 1))))),
+        cs(jsonb_build_array(tbl('fb', '{a,v}', jsonb_build_array(live(g, jsonb_build_array(g, 'b'), 1))))),
+        cs(jsonb_build_array(tbl('fc', '{b,v}', jsonb_build_array(live(g, jsonb_build_array(g, 'c'), 1)))))], o)
+  FROM (SELECT (row_number() OVER () + 10)::int AS g, p AS o FROM perms() p) x ORDER BY g;
+-- Deletes of those chains, in every order (fa before fb: parked until fb is
+-- gone; fb before fc: fc goes with it by the cascade, a local delete).
+SELECT g, o AS deletes_in_order, deliver(ARRAY[
+        cs(jsonb_build_array(tbl('fa', '{v}', jsonb_build_array(dead(g))))),
+        cs(jsonb_build_array(tbl('fb', '{a,v}', jsonb_build_array(dead(g))))),
+        cs(jsonb_build_array(tbl('fc', '{b,v}', jsonb_build_array(dead(g)))))], o)
+  FROM (SELECT (row_number() OVER () + 10)::int AS g, p AS o FROM perms() p) x ORDER BY g;
+SELECT * FROM lww_rejected;
+
+-- The cascade of a merged delete is a local write: captured, so it reaches every peer.
+SELECT stats(lww_apply(cs(jsonb_build_array(
+    tbl('fa', '{v}', jsonb_build_array(live(30, '["a"]', 3))),
+    tbl('fb', '{a,v}', jsonb_build_array(live(30, '[30, "b"]', 3))),
+    tbl('fc', '{b,v}', jsonb_build_array(live(30, '[30, "c"]', 3), live(31, '[30, "c"]', 3)))))));
+SELECT lww_seq() AS s0 \gset
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('fb', '{a,v}', jsonb_build_array(dead(30, 4)))))));
+SELECT * FROM feed(:s0, 'fc');
+SELECT * FROM feed(:s0, 'fb');
+
+-- Deferrable keys are checked at the end of the batch: two tables that
+-- reference each other, both new in one set.
+CREATE TABLE da(id int PRIMARY KEY, b int NOT NULL);
+CREATE TABLE db(id int PRIMARY KEY, a int NOT NULL REFERENCES da DEFERRABLE);
+ALTER TABLE da ADD FOREIGN KEY (b) REFERENCES db DEFERRABLE;
+SELECT lww_track('da') + lww_track('db') AS tracked;
+SELECT stats(lww_apply(cs(jsonb_build_array(
+    tbl('da', '{b}', jsonb_build_array(live(1, '[1]'))),
+    tbl('db', '{a}', jsonb_build_array(live(1, '[1]')))))));
+SELECT * FROM da, db;
+-- A deferrable key still holds at the end: a row whose parent never comes is parked.
+SELECT stats(lww_apply(cs(jsonb_build_array(
+    tbl('da', '{b}', jsonb_build_array(live(2, '[1]'), live(3, '[9]')))))));
+SELECT id FROM da ORDER BY id;
+SELECT "table", key, reason FROM lww_rejected;
+DELETE FROM lww_rejected;  -- given up by the user
+
+-- Self reference: rows listed children first, in one set (applied in rounds).
+CREATE TABLE tree(id int PRIMARY KEY, parent int REFERENCES tree, v text);
+SELECT lww_track('tree');
+SELECT stats(lww_apply(cs(jsonb_build_array(
+    tbl('tree', '{parent,v}', jsonb_build_array(live(1, '[2, "leaf"]'), live(2, '[3, "mid"]'), live(3, '[null, "root"]')))))));
+SELECT * FROM tree ORDER BY id;
+-- Deleting the root alone: still referenced, parked; then the whole tree goes.
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('tree', '{parent,v}', jsonb_build_array(dead(3)))))));
+SELECT "table", key, reason FROM lww_rejected;
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('tree', '{parent,v}', jsonb_build_array(dead(1), dead(2)))))));
+SELECT * FROM tree ORDER BY id;
+SELECT count(*) AS still_parked FROM lww_rejected;
+
+-- ---------------------------------------------------------------- 2. an orphan does not block syncs
+-- The parent was deleted here; a client created a child under it offline.
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('fa', '{v}', jsonb_build_array(live(40, '["parent"]')))))));
+DELETE FROM fa WHERE id = 40;
+SELECT stats(lww_apply(cs(jsonb_build_array(
+    tbl('fb', '{a,v}', jsonb_build_array(live(40, '[40, "orphan"]'), live(41, '[30, "fine"]')))))));
+SELECT "table", key, reason FROM lww_rejected;
+-- The next syncs go on (and retry it).
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('fa', '{v}', jsonb_build_array(live(42, '["other"]')))))));
+SELECT "table", key, reason, last_seen > first_seen AS retried FROM lww_rejected;
+-- The parent comes back (a newer generation): the orphan applies with it.
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('fa', '{v}', jsonb_build_array(live(40, '["parent again"]', 3)))))));
+SELECT * FROM fb WHERE id >= 40 ORDER BY id;
+SELECT count(*) AS still_parked FROM lww_rejected;
+
+-- ---------------------------------------------------------------- 3. UNIQUE, CHECK: parked, the rest applies
+CREATE TABLE u(id int PRIMARY KEY, email text UNIQUE, qty int CHECK (qty >= 0));
+SELECT lww_track('u');
+INSERT INTO u VALUES (1, 'one@x', 1);
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('u', '{email,qty}', jsonb_build_array(
+    live(2, '["one@x", 2]'), live(3, '["three@x", -3]'), live(4, '["four@x", 4]')))))));
+SELECT * FROM u ORDER BY id;
+SELECT "table", key, reason FROM lww_rejected ORDER BY key;
+SELECT jsonb_path_query_array(changeset::jsonb, '$.tables[0].rows[0].cols') AS parked_registers
+  FROM lww_rejected WHERE key = '[2]';
+-- A newer version of row 2 with a free address applies; the parked one is
+-- then superseded (it changes nothing) and dropped.
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('u', '{email,qty}', jsonb_build_array(live(2, '["two@x", 2]')))))));
+SELECT * FROM u ORDER BY id;
+SELECT "table", key FROM lww_rejected ORDER BY key;
+-- The local fix of the CHECK (a row 3 written here, newer) supersedes it too.
+INSERT INTO u VALUES (3, 'three@x', 3);
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('u', '{email,qty}', jsonb_build_array(live(4, '["four@x", 5]')))))));
+SELECT count(*) AS still_parked FROM lww_rejected;
+
+-- ---------------------------------------------------------------- 4. triggers
+-- An ordinary trigger (a counter) fires for local writes, not for merged ones:
+-- peers that merged the same changes hold the same rows.
+CREATE TABLE cnt(id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0);
+CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.n := OLD.n + 1; RETURN NEW; END $$;
+CREATE TRIGGER bump BEFORE UPDATE ON cnt FOR EACH ROW EXECUTE FUNCTION bump();
+SELECT lww_track('cnt');
+INSERT INTO cnt VALUES (1, 'a', 0), (2, 'b', 1);
+UPDATE cnt SET v = 'a2' WHERE id = 1;
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('cnt', '{v,n}', jsonb_build_array(live(2, '["b2", 1]')))))));
+SELECT * FROM cnt ORDER BY id;
+-- The same trigger ENABLE ALWAYS fires for merged writes too; what it changed
+-- is a local write, captured, so the peers converge on it.
+ALTER TABLE cnt ENABLE ALWAYS TRIGGER bump;
+SELECT lww_seq() AS s1 \gset
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('cnt', '{v,n}', jsonb_build_array(live(2, '["b3", 1]')))))));
+SELECT * FROM cnt ORDER BY id;
+SELECT * FROM feed(:s1, 'cnt');
+ALTER TABLE cnt ENABLE TRIGGER bump;
+
+-- An AFTER INSERT trigger on orders that writes the tracked audit: as an
+-- ordinary trigger it is quiet for merged orders (the audit row comes from
+-- the peer that made it); ENABLE ALWAYS, its write is captured.
+CREATE TABLE orders(id int PRIMARY KEY, item text);
+CREATE TABLE audit(id int PRIMARY KEY, what text);
+CREATE FUNCTION audit_order() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO audit VALUES (NEW.id + 1000, 'order ' || NEW.id); RETURN NULL; END $$;
+CREATE TRIGGER audit_order AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION audit_order();
+SELECT lww_track('orders') + lww_track('audit') AS tracked;
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('orders', '{item}', jsonb_build_array(live(1, '["tea"]')))))));
+SELECT count(*) AS audit_rows FROM audit;
+ALTER TABLE orders ENABLE ALWAYS TRIGGER audit_order;
+SELECT lww_seq() AS s2 \gset
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('orders', '{item}', jsonb_build_array(live(2, '["milk"]')))))));
+SELECT * FROM audit;
+SELECT * FROM feed(:s2, 'audit');
+SELECT * FROM feed(:s2, 'orders');
+-- An ALWAYS trigger that writes the merged row itself (AFTER, a second UPDATE):
+-- its write is local, above the merged registers.
+CREATE TABLE norm(id int PRIMARY KEY, v text);
+CREATE FUNCTION norm_v() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF NEW.v <> lower(NEW.v) THEN UPDATE norm SET v = lower(v) WHERE id = NEW.id; END IF; RETURN NULL; END $$;
+CREATE TRIGGER a_norm AFTER INSERT OR UPDATE ON norm FOR EACH ROW EXECUTE FUNCTION norm_v();
+ALTER TABLE norm ENABLE ALWAYS TRIGGER a_norm;
+SELECT lww_track('norm');
+SELECT lww_seq() AS s3 \gset
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('norm', '{v}', jsonb_build_array(live(1, '["MiXeD"]')))))));
+SELECT * FROM norm;
+SELECT * FROM feed(:s3, 'norm');
+
+-- ---------------------------------------------------------------- 5. row-level security
+CREATE ROLE regress_life_ann;
+CREATE ROLE regress_life_bob;
+CREATE TABLE note(id int PRIMARY KEY, owner name NOT NULL, body text);
+ALTER TABLE note ENABLE ROW LEVEL SECURITY;
+CREATE POLICY mine ON note USING (owner = current_user);
+GRANT SELECT, INSERT, UPDATE, DELETE ON note TO regress_life_ann, regress_life_bob;
+GRANT USAGE ON SEQUENCE tick TO regress_life_ann, regress_life_bob;
+SELECT lww_track('note');
+INSERT INTO note VALUES (1, 'regress_life_ann', 'ann 1'), (2, 'regress_life_bob', 'bob 2');
+SET ROLE regress_life_ann;
+-- Good rows and one the policy refuses: the good ones apply, that one is parked.
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('note', '{owner,body}', jsonb_build_array(
+    live(3, '["regress_life_ann", "ann 3"]'), live(4, '["regress_life_bob", "planted"]'),
+    live(5, '["regress_life_ann", "ann 5"]')))), '00000000-0000-4000-8000-0000000000c1')));
+SELECT * FROM note ORDER BY id;
+SELECT "table", key, reason FROM lww_rejected;
+SET ROLE regress_life_bob;
+SELECT count(*) AS bob_sees_parked FROM lww_rejected;
+DELETE FROM lww_rejected;  -- not his to give up
+RESET ROLE;
+SELECT role, tbl, key FROM lwwsync.rejected;
+-- Bounded per principal: the oldest go first.
+SELECT lww_config('rejected_max', 1);
+SET ROLE regress_life_ann;
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('note', '{owner,body}', jsonb_build_array(
+    live(6, '["regress_life_bob", "planted again"]')))), '00000000-0000-4000-8000-0000000000c1')));
+SELECT key FROM lww_rejected;
+RESET ROLE;
+SELECT lww_config('rejected_max', 1000);
+
+\c :main_db
+DROP DATABASE lww_life;
+DROP ROLE regress_life_ann, regress_life_bob;
