@@ -61,3 +61,17 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- A tombstone keeps its row's last values (tables under row-level security):
+-- lww_changes sends a tombstone to a caller under row-level security only if
+-- the table's SELECT policies would have shown that caller the row.
+DO $$
+DECLARE m regclass;
+BEGIN
+    FOR m IN SELECT c.oid::regclass FROM pg_catalog.pg_class c
+              WHERE c.relnamespace = 'lwwsync'::regnamespace AND c.relkind = 'r' AND c.relname LIKE 'm\_%'
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS last jsonb', m);
+    END LOOP;
+END
+$$;

@@ -255,6 +255,29 @@ SELECT key FROM lww_rejected;
 RESET ROLE;
 SELECT lww_config('rejected_max', 1000);
 
+-- Tombstones under row-level security: a caller pulls the tombstones of the
+-- rows its SELECT policies would have shown it, judged on the values the row
+-- had when deleted; nobody learns the keys of other users' deleted rows.
+CREATE FUNCTION note_feed() RETURNS TABLE (key jsonb, gen int) LANGUAGE sql AS $$
+    SELECT r->'key', (r->>'gen')::int FROM jsonb_array_elements((lww_changes(0)::jsonb)->'tables') tb,
+           jsonb_array_elements(tb->'rows') r WHERE tb->>'name' = 'note' ORDER BY 1
+$$;
+DELETE FROM note WHERE id IN (1, 2);  -- ann's row 1, bob's row 2, deleted here
+SET ROLE regress_life_ann;
+-- Her row 3, deleted on her device: a merged delete keeps the values too.
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('note', '{owner,body}', jsonb_build_array(dead(3)))),
+                          '00000000-0000-4000-8000-0000000000c1')));
+RESET ROLE;
+-- A tombstone of a row never held here: no values to judge, sent to nobody under RLS.
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('note', '{owner,body}', jsonb_build_array(dead(9)))))));
+SET ROLE regress_life_ann;
+SELECT * FROM note_feed();
+SET ROLE regress_life_bob;
+SELECT * FROM note_feed();
+RESET ROLE;
+-- The table's owner (no row-level security for it) gets every tombstone.
+SELECT * FROM note_feed();
+
 \c :main_db
 DROP DATABASE lww_life;
 DROP ROLE regress_life_ann, regress_life_bob;

@@ -16,6 +16,7 @@
 extern "C" {
 #include "utils/acl.h"
 #include "utils/array.h"
+#include "utils/rls.h"
 }
 
 namespace lww::pg {
@@ -104,6 +105,71 @@ std::vector<int64_t> read_values(const TableInfo& t, SPITupleTable* meta, const 
     return at;
 }
 
+// Tombstones under row-level security. A deleted row has no user row to
+// probe, so its tombstone keeps the row's last values (trigger.cpp), and the
+// table's SELECT policies that apply to the caller are evaluated, with the
+// caller's rights, over those values in a row named as the table:
+// permissive policies OR'ed, restrictive ones AND'ed; no permissive policy,
+// or no values kept, and the tombstone is not sent. Only for callers under
+// row-level security (check_enable_rls: not the owner, no BYPASSRLS).
+class TombstoneJudge {
+public:
+    explicit TombstoneJudge(const TableInfo& t) {
+        pg_call([&] { active_ = check_enable_rls(t.relid, InvalidOid, true) == RLS_ENABLED; });
+        if (!active_) return;
+        run(prepare("SELECT p.polpermissive, pg_catalog.pg_get_expr(p.polqual, p.polrelid)"
+                    " FROM pg_catalog.pg_policy p WHERE p.polrelid = $1 AND p.polcmd IN ('r', '*')"
+                    " AND ('{0}'::oid[] @> p.polroles OR EXISTS (SELECT 1 FROM pg_catalog.unnest(p.polroles) r"
+                    "  WHERE r <> 0 AND pg_catalog.pg_has_role(CURRENT_USER, r, 'MEMBER')))"
+                    " ORDER BY p.polname",
+                    {OIDOID}),
+            {Param{OIDOID, ObjectIdGetDatum(t.relid), false}}, true);
+        std::string permissive, restrictive;
+        for (uint64_t r = 0; r < SPI_processed; ++r) {
+            bool isnull = false;
+            const bool perm = DatumGetBool(col(r, 0, &isnull));
+            bool noqual = false;
+            std::string q = col_text(r, 1, &noqual);
+            if (noqual) q = "false";
+            std::string& into = perm ? permissive : restrictive;
+            into += (into.empty() ? "(" : (perm ? " OR (" : " AND (")) + q + ")";
+        }
+        if (permissive.empty()) return;  // nothing visible
+        std::string relname, rowtype;
+        pg_call([&] {
+            relname = get_rel_name(t.relid);
+            rowtype = format_type_be(get_rel_type_id(t.relid));
+        });
+        sql_ = "SELECT k.i FROM pg_catalog.jsonb_array_elements($1::jsonb) WITH ORDINALITY AS k(j, i)"
+               " CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::" + rowtype + ", k.j) AS " +
+               quote_ident(relname) + " WHERE (" + permissive + ")" +
+               (restrictive.empty() ? "" : " AND (" + restrictive + ")");
+    }
+    bool active() const { return active_; }
+
+    // For each JSON object of `rows` (the deleted rows' last values), whether
+    // the caller's SELECT policies show it.
+    std::vector<bool> visible(const std::vector<std::string>& rows) {
+        std::vector<bool> out(rows.size(), false);
+        if (sql_.empty() || rows.empty()) return out;
+        std::string arr = "[";
+        for (size_t i = 0; i < rows.size(); ++i) arr += (i ? "," : "") + rows[i];
+        arr += "]";
+        Param p{TEXTOID, 0, false};
+        pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(arr.data(), static_cast<int>(arr.size()))); });
+        run(prepare(sql_, {TEXTOID}), {p}, true);
+        for (uint64_t r = 0; r < SPI_processed; ++r) {
+            const int64_t i = col_int64(r, 0);
+            if (i >= 1 && static_cast<size_t>(i) <= rows.size()) out[static_cast<size_t>(i - 1)] = true;
+        }
+        return out;
+    }
+
+private:
+    bool active_ = false;
+    std::string sql_;  // empty: nothing visible
+};
+
 }  // namespace
 
 Batch collect_changes(const ChangesRequest& req) {
@@ -132,6 +198,7 @@ Batch collect_changes(const ChangesRequest& req) {
     for (const auto& tp : tables) {
         const TableInfo& t = *tp;
         bool opened = false;
+        TombstoneJudge judge(t);
         // Rows whose latest change is in (after, upto]; then, for a set that
         // is not cut by the limit, rows already changed again past upto by
         // writers that started after the wait: their registers <= upto are
@@ -141,6 +208,7 @@ Batch collect_changes(const ChangesRequest& req) {
             // The metadata, read as its owner: nobody else may read it.
             std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols";
             for (size_t i = 0; i < t.key.size(); ++i) sql += ", m.k" + std::to_string(i);
+            if (judge.active()) sql += ", m.last::text";
             sql += " FROM " + t.meta + " AS m";
             sql += past_upto ? " WHERE m.seq > $2 ORDER BY m.seq" : " WHERE m.seq > $1 AND m.seq <= $2 ORDER BY m.seq";
             {
@@ -164,12 +232,35 @@ Batch collect_changes(const ChangesRequest& req) {
                     rows.push_back(std::move(p));
             }
             if (rows.empty()) continue;
+            // Tombstones the caller's policies would not have shown it: not sent.
+            std::vector<bool> hidden(rows.size(), false);
+            if (judge.active()) {
+                const int last_at = key_at + static_cast<int>(t.key.size());
+                std::vector<size_t> dead;
+                std::vector<std::string> last;
+                for (size_t i = 0; i < rows.size(); ++i) {
+                    if (rows[i].alive) continue;
+                    bool isnull = false;
+                    SPI_tuptable = meta;
+                    std::string j = col_text(rows[i].meta_row, last_at, &isnull);
+                    if (isnull) {
+                        hidden[i] = true;
+                        continue;
+                    }
+                    dead.push_back(i);
+                    last.push_back(std::move(j));
+                }
+                const std::vector<bool> shown = judge.visible(last);
+                for (size_t k = 0; k < dead.size(); ++k) hidden[dead[k]] = !shown[k];
+                SPI_tuptable = meta;
+            }
             const std::vector<int64_t> at = read_values(t, meta, rows, key_at);
             SPITupleTable* values = SPI_tuptable;
             for (size_t i = 0; i < rows.size(); ++i) {
                 Pending& p = rows[i];
                 // A living row the caller may not read (row-level security) is not sent at all.
                 if (p.alive && at[i] < 0) continue;
+                if (hidden[i]) continue;
                 if (p.alive) {
                     SPI_tuptable = values;
                     for (auto& c : p.rc.cols) {

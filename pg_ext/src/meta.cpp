@@ -61,6 +61,19 @@ RowState decode_meta(const StoredRow& sr, size_t ncols) {
     }
 }
 
+void store_last_values(const TableInfo& t, const std::vector<Param>& key, const std::string& json) {
+    AsMetadataOwner owner;
+    std::vector<Oid> types = key_oids(t);
+    types.push_back(TEXTOID);
+    std::vector<Param> args = key;
+    Param j{TEXTOID, 0, false};
+    pg_call([&] { j.value = PointerGetDatum(cstring_to_text_with_len(json.data(), static_cast<int>(json.size()))); });
+    args.push_back(j);
+    run(prepare("UPDATE " + t.meta + " SET last = $" + std::to_string(key.size() + 1) + "::jsonb WHERE " + key_where(t),
+                types),
+        args, false);
+}
+
 void store_meta(const TableInfo& t, const std::vector<Param>& key, const RowState& st) {
     State& s = State::get();
     if (st.row.present) s.ensure_node(st.row.stamp.node);

@@ -15,6 +15,10 @@ std::vector<Param> key_params(const TableInfo& t, const std::vector<Datum>& key,
 // there is none. Lock order everywhere: the user row first, then its metadata.
 RowState load_meta(const TableInfo& t, const std::vector<Param>& key, bool lock = true);
 void store_meta(const TableInfo& t, const std::vector<Param>& key, const RowState& st);
+// Keeps a deleted row's last values (JSON of the row) in its tombstone, for
+// tables under row-level security: lww_changes judges the tombstone against
+// the puller's SELECT policies with them (docs/SECURITY.md).
+void store_last_values(const TableInfo& t, const std::vector<Param>& key, const std::string& json);
 // decode_row with a node directory refreshed when a row names a node it lacks.
 RowState decode_meta(const StoredRow& sr, size_t ncols);
 // Row `r` of the current SPI result whose first columns are gen, hlc, node, mseq, cols.

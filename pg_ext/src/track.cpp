@@ -252,10 +252,16 @@ int64_t track_table(Oid relid) {
         const bool kept = col_int64(0, 1) > 0;
         resuming = kept && !was_tracked && static_cast<size_t>(col_int64(0, 0)) == key.size();
         if (kept && !was_tracked && !resuming) run_sql("DROP TABLE " + meta);
+        if (kept && (was_tracked || resuming)) {  // metadata from before 0.6: a deleted row's last values
+            run_sql("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(" + quote_literal(meta) +
+                        ") AND attname = 'last' AND NOT attisdropped",
+                    false);
+            if (SPI_processed == 0) run_sql("ALTER TABLE " + meta + " ADD COLUMN last jsonb");
+        }
         if (!kept || (!was_tracked && !resuming)) {  // a second lww_track keeps the metadata it has
             run_sql("CREATE TABLE " + meta + "(" + defs +
                     "gen int8 NOT NULL, hlc int8 NOT NULL, node int4 NOT NULL, mseq int8 NOT NULL, seq int8 NOT NULL,"
-                    " cols bytea, PRIMARY KEY (" + keys + "))");
+                    " cols bytea, last jsonb, PRIMARY KEY (" + keys + "))");
             run_sql("CREATE INDEX " + quote_ident(meta_name + "_seq") + " ON " + meta + "(seq)");
             // Nobody but the schema owner reads it: lww_changes reads it as
             // the owner and the user rows with the caller's rights.

@@ -82,6 +82,19 @@ std::vector<bool> changed_by_triggers(const TableInfo& t, const OwnWrite& own, H
     return changed;
 }
 
+// A deleted row's values, kept in its tombstone when the table has row-level
+// security (only then: the cost is one UPDATE of the metadata per delete).
+void keep_last_values(const TableInfo& t, Relation rel, HeapTuple tup, TupleDesc desc) {
+    if (!rel->rd_rel->relrowsecurity) return;
+    std::string json;
+    pg_call([&] {
+        Datum row = heap_copy_tuple_as_datum(tup, desc);
+        text* j = DatumGetTextPP(DirectFunctionCall1(row_to_json, row));
+        json.assign(VARDATA_ANY(j), VARSIZE_ANY_EXHDR(j));
+    });
+    store_last_values(t, key_of(t, tup, desc), json);
+}
+
 }  // namespace
 
 void replay_local_ops(const TableInfo& t, const std::vector<Param>& key, const std::vector<LocalOp>& ops) {
@@ -128,6 +141,7 @@ Datum capture_trigger(FunctionCallInfo fcinfo) {
         write(*t, key_of(*t, tup, desc), local_insert);
     } else if (TRIGGER_FIRED_BY_DELETE(td->tg_event)) {
         HeapTuple tup = td->tg_trigtuple;
+        keep_last_values(*t, td->tg_relation, tup, desc);
         if (is_marked(own, *t, tup, desc)) {
             if (own.kind == LocalOp::remove && !own.seen) own.seen = true;
             else own.ops.push_back(LocalOp{LocalOp::remove, {}});
@@ -142,6 +156,7 @@ Datum capture_trigger(FunctionCallInfo fcinfo) {
         if (key_changed) {  // a key change is a delete of the old key and an insert of the new one
             if (is_marked(own, *t, oldt, desc)) own.ops.push_back(LocalOp{LocalOp::remove, {}});
             else write(*t, key_of(*t, oldt, desc), local_delete);
+            keep_last_values(*t, td->tg_relation, oldt, desc);
             if (is_marked(own, *t, newt, desc)) own.ops.push_back(LocalOp{LocalOp::insert, {}});
             else write(*t, key_of(*t, newt, desc), local_insert);
         } else if (is_marked(own, *t, newt, desc)) {
