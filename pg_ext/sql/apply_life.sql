@@ -153,6 +153,13 @@ SELECT "table", key, reason, last_seen > first_seen AS retried FROM lww_rejected
 SELECT stats(lww_apply(cs(jsonb_build_array(tbl('fa', '{v}', jsonb_build_array(live(40, '["parent again"]', 3)))))));
 SELECT * FROM fb WHERE id >= 40 ORDER BY id;
 SELECT count(*) AS still_parked FROM lww_rejected;
+-- A parked row that no longer fits the table (a column changed type) stays
+-- parked with the new reason; it never fails a sync.
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('fb', '{a,v}', jsonb_build_array(live(50, '[50, "x"]')))))));
+ALTER TABLE fb ALTER COLUMN v TYPE int USING NULL;
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('fa', '{v}', jsonb_build_array(live(51, '["next"]')))))));
+SELECT "table", key, reason FROM lww_rejected;
+DELETE FROM lww_rejected;
 
 -- ---------------------------------------------------------------- 3. UNIQUE, CHECK: parked, the rest applies
 CREATE TABLE u(id int PRIMARY KEY, email text UNIQUE, qty int CHECK (qty >= 0));

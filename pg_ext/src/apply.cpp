@@ -115,6 +115,19 @@ bool refusable(const PgError& e) {
     return ERRCODE_TO_CATEGORY(code) == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION || code == ERRCODE_INSUFFICIENT_PRIVILEGE;
 }
 
+// A parked row being retried must never block a sync: whatever fails in it
+// (a value that no longer fits a changed column, a trigger's error) keeps it
+// parked, except what stops the whole statement (cancel, deadlock,
+// serialization failure, shutdown).
+bool fatal_anyway(const PgError& e) {
+    if (!e.data()) return true;
+    const int code = e.data()->sqlerrcode;
+    const int cat = ERRCODE_TO_CATEGORY(code);
+    return cat == ERRCODE_TO_CATEGORY(ERRCODE_QUERY_CANCELED) || cat == ERRCODE_TO_CATEGORY(ERRCODE_T_R_SERIALIZATION_FAILURE) ||
+           cat == ERRCODE_TO_CATEGORY(ERRCODE_ADMIN_SHUTDOWN) || cat == ERRCODE_TO_CATEGORY(ERRCODE_INSUFFICIENT_RESOURCES) ||
+           cat == ERRCODE_TO_CATEGORY(ERRCODE_INTERNAL_ERROR);
+}
+
 std::string reason_of(const PgError& e) {
     std::string r = e.what();
     if (e.data()) r += std::string(" (SQLSTATE ") + unpack_sql_state(e.data()->sqlerrcode) + ")";
@@ -784,13 +797,20 @@ std::vector<Item*> merge_items(std::vector<Item*>& items, ApplyCounts& stats) {
         std::vector<Deferred> deferred;
         ApplyCounts c, other;  // other: parked rows retried, not part of the answer
         bool refused = false;
+        size_t at = 0;
         try {
-            for (size_t i = 0; i < items.size(); ++i) merge_item(*items[i], i, items[i]->parked < 0 ? c : other, deferred);
+            for (at = 0; at < items.size(); ++at) merge_item(*items[at], at, items[at]->parked < 0 ? c : other, deferred);
             refused = !failed_deferred(deferred, items).empty();
         } catch (const RowRefused&) {
             refused = true;
         } catch (const PgError& e) {
-            if (!refusable(e)) throw;
+            const bool retry = at < items.size() && items[at]->parked >= 0 && !fatal_anyway(e);
+            if (!refusable(e) && !retry) throw;
+            refused = true;
+        } catch (const Cancelled&) {
+            throw;
+        } catch (const Error&) {
+            if (!(at < items.size() && items[at]->parked >= 0)) throw;
             refused = true;
         }
         if (!refused) {
@@ -822,8 +842,13 @@ std::vector<Item*> merge_items(std::vector<Item*>& items, ApplyCounts& stats) {
                 } catch (const RowRefused& e) {
                     items[i]->reason = e.what();
                 } catch (const PgError& e) {
-                    if (!refusable(e)) throw;
+                    if (!refusable(e) && !(items[i]->parked >= 0 && !fatal_anyway(e))) throw;
                     items[i]->reason = reason_of(e);
+                } catch (const Cancelled&) {
+                    throw;
+                } catch (const Error& e) {
+                    if (items[i]->parked < 0) throw;
+                    items[i]->reason = e.what();
                 }
                 row.rollback();
                 deferred.erase(deferred.begin() + static_cast<std::ptrdiff_t>(mark), deferred.end());
@@ -1134,22 +1159,44 @@ ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust) {
             if (!pe.usable) continue;
             contexts.push_back(Context{pe.trusted ? Trust::chosen_server : Trust::caller, who, {}});
             Context& pc = contexts.back();
-            if (!pe.trusted && !who.relay) pc.own = OwnStamps(pe.cs, who);
-            for (Plan& p : pe.plans) {
-                TableRun& tr = add_run(p, &pc);
-                if (pc.guarded() && !(tr.rights.select_keys && (tr.rights.insert || tr.rights.update || tr.rights.del))) {
-                    pe.again = true;
-                    pe.reason = "table " + p.local->name + ": the caller may not write it";
-                    continue;
+            const size_t before = items.size();
+            // In a subtransaction: nothing a parked row brings may fail the apply.
+            SubXact guard;
+            try {
+                if (!pe.trusted && !who.relay) {
+                    bind_node(pe.cs.origin, who);  // still this principal's
+                    pc.own = OwnStamps(pe.cs, who);
                 }
-                const size_t before = items.size();
-                prepare_rows(tr, static_cast<long>(e), items, retried);
-                for (size_t i = before; i < items.size(); ++i)
-                    if (items[i].refused) {
+                for (Plan& p : pe.plans) {
+                    TableRun& tr = add_run(p, &pc);
+                    if (pc.guarded() &&
+                        !(tr.rights.select_keys && (tr.rights.insert || tr.rights.update || tr.rights.del))) {
                         pe.again = true;
-                        pe.reason = items[i].reason;
+                        pe.reason = "table " + p.local->name + ": the caller may not write it";
+                        continue;
                     }
+                    prepare_rows(tr, static_cast<long>(e), items, retried);
+                }
+                guard.commit();
+            } catch (const Cancelled&) {
+                throw;
+            } catch (const PgError& err) {
+                if (fatal_anyway(err)) throw;
+                guard.rollback();
+                items.resize(before);
+                pe.again = true;
+                pe.reason = reason_of(err);
+            } catch (const Error& err) {
+                guard.rollback();
+                items.resize(before);
+                pe.again = true;
+                pe.reason = err.what();
             }
+            for (size_t i = before; i < items.size(); ++i)
+                if (items[i].refused) {
+                    pe.again = true;
+                    pe.reason = items[i].reason;
+                }
         }
         // Table ranks: parents before children among the tables of the batch.
         std::vector<Oid> relids;
