@@ -37,6 +37,15 @@ CREATE TABLE sets AS
   UNION ALL
   SELECT 'update', cs(string_agg(format('{"key":[%s],"gen":1,"stamp":["%s",0],"cols":[[1,%s]]}',
          i, ((extract(epoch from now()) * 1000)::bigint + 1000) << 16, i + 7), ',')) FROM generate_series(1, 10000) i;
+-- A child table: 10 000 new rows, each with a foreign key to t (issue 9:
+-- the receiver checks it, locking the parent FOR KEY SHARE).
+CREATE TABLE ch(id int PRIMARY KEY, t int NOT NULL REFERENCES t, v text);
+SELECT lww_track('ch');
+GRANT SELECT, INSERT, UPDATE, DELETE ON ch TO dev;
+INSERT INTO sets
+  SELECT 'child', replace(replace(cs(string_agg(format('{"key":[%s],"gen":1,"stamp":["%s",0],"row":true,"cols":[[0,%s],[1,"c%s"]]}',
+         i, (extract(epoch from now()) * 1000)::bigint << 16, i, i), ',')), '"name":"t"', '"name":"ch"'), '["a","b","c"]', '["t","v"]')
+    FROM generate_series(1, 10000) i;
 GRANT SELECT ON sets TO dev;
 SQL
 ms() {  # role, SQL: milliseconds of one run, rolled back
@@ -47,6 +56,7 @@ echo "# lwwsync trust checks on PostgreSQL: $REPS runs each, median ms ($(date -
 printf '%-44s %10s %10s %7s\n' case superuser "role" ratio
 for c in "apply 10 000 new rows|SELECT length(lww_apply(j)::text) FROM sets WHERE kind = 'insert';" \
          "apply 10 000 updates of existing rows|SELECT length(lww_apply(j)::text) FROM sets WHERE kind = 'update';" \
+         "apply 10 000 new child rows (foreign key)|SELECT length(lww_apply(j)::text) FROM sets WHERE kind = 'child';" \
          "lww_changes of 10 000 rows (a pull)|SELECT length(lww_changes(0, 10000, 50000));"; do
     name=${c%%|*} sql=${c#*|}
     su=$(for _ in $(seq "$REPS"); do ms postgres "$sql"; done | median)
