@@ -46,6 +46,12 @@ INSERT INTO sets
   SELECT 'child', replace(replace(cs(string_agg(format('{"key":[%s],"gen":1,"stamp":["%s",0],"row":true,"cols":[[0,%s],[1,"c%s"]]}',
          i, (extract(epoch from now()) * 1000)::bigint << 16, i, i), ',')), '"name":"t"', '"name":"ch"'), '["a","b","c"]', '["t","v"]')
     FROM generate_series(1, 10000) i;
+-- The same with one row whose parent is missing: parked, the batch redone row by row.
+INSERT INTO sets
+  SELECT 'orphan', replace(replace(cs(string_agg(format('{"key":[%s],"gen":1,"stamp":["%s",0],"row":true,"cols":[[0,%s],[1,"c%s"]]}',
+         i, (extract(epoch from now()) * 1000)::bigint << 16, CASE WHEN i = 5000 THEN 999999 ELSE i END, i), ',')),
+         '"name":"t"', '"name":"ch"'), '["a","b","c"]', '["t","v"]')
+    FROM generate_series(20001, 30000) i;
 GRANT SELECT ON sets TO dev;
 SQL
 ms() {  # role, SQL: milliseconds of one run, rolled back
@@ -57,6 +63,7 @@ printf '%-44s %10s %10s %7s\n' case superuser "role" ratio
 for c in "apply 10 000 new rows|SELECT length(lww_apply(j)::text) FROM sets WHERE kind = 'insert';" \
          "apply 10 000 updates of existing rows|SELECT length(lww_apply(j)::text) FROM sets WHERE kind = 'update';" \
          "apply 10 000 new child rows (foreign key)|SELECT length(lww_apply(j)::text) FROM sets WHERE kind = 'child';" \
+         "... one of them without its parent (parked)|SELECT length(lww_apply(j)::text) FROM sets WHERE kind = 'orphan';" \
          "lww_changes of 10 000 rows (a pull)|SELECT length(lww_changes(0, 10000, 50000));"; do
     name=${c%%|*} sql=${c#*|}
     su=$(for _ in $(seq "$REPS"); do ms postgres "$sql"; done | median)

@@ -611,16 +611,40 @@ struct Item {
     std::string reason;
 };
 
-// Foreign keys after a row's merged write.
-void check_child(Item& it, size_t idx, std::vector<Deferred>& deferred) {
+// Foreign keys after a row's merged write. `written`: the registers the
+// merge wrote; `inserted`: the row is new here (every key is checked), else
+// only keys with a written column are (as Postgres' RI check on UPDATE);
+// `exact`: no trigger changed what the merge wrote, so written values need
+// no re-read.
+void check_child(Item& it, size_t idx, std::vector<Deferred>& deferred, const std::map<size_t, Param>& written,
+                 bool inserted, bool exact) {
     const TableInfo& t = *it.run->plan.local;
     for (const ForeignKey& fk : foreign_keys(t.relid).out) {
+        // The key's values as the merge wrote them, where it wrote them all.
+        std::vector<Param> vals;
+        bool known = exact, touched = false;
+        for (const std::string& c : fk.child_cols) {
+            bool found = false;
+            for (size_t k = 0; k < t.key.size() && !found; ++k)
+                if (quote_ident(t.key[k]) == c) {
+                    vals.push_back(it.key[k]);
+                    found = true;
+                }
+            for (const auto& [reg, prm] : written) {
+                if (found) break;
+                if (quote_ident(t.cols[reg]) == c) {
+                    vals.push_back(prm);
+                    found = touched = true;
+                }
+            }
+            if (!found) known = false;
+        }
+        if (!inserted && !touched) continue;
         if (fk.deferrable) {
             deferred.push_back(Deferred{idx, &fk, true, &t, it.key, {}});
             continue;
         }
-        std::vector<Param> vals;
-        if (!it.run->writer->read(fk.child_cols, {}, it.key, vals)) continue;
+        if (!known && !it.run->writer->read(fk.child_cols, {}, it.key, vals)) continue;
         if (!parent_present(fk, vals))
             refuse(t, "foreign key \"" + fk.name + "\": the referenced row of " + fk.parent_q + " is not there");
     }
@@ -689,7 +713,7 @@ bool merge_one(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>& 
             if (!rights.insert) refuse(t, "the change set re-inserts a row (needs INSERT)");
             if (!writer.visible(key)) refuse(t, "row-level security hides this row");
         }
-        if (wrote && !fks.out.empty()) check_child(it, idx, deferred);
+        if (wrote && !fks.out.empty()) check_child(it, idx, deferred, won, !exists || out.gen_raised, ops.empty());
     } else {
         if (exists) {
             referenced.resize(fks.in.size());
