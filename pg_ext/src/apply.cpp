@@ -393,6 +393,88 @@ struct Deferred {
     std::vector<Param> vals;         // parent side: the deleted row's referenced values
 };
 
+// A row's foreign key to check at the end of the batch's first, whole run
+// (one set-based query per key instead of one per row).
+struct ChildCheck {
+    size_t item;
+    const ForeignKey* fk;
+    std::vector<Param> vals;
+};
+
+// The items whose parent row is not there, for the checks of one key, and
+// the parents that are locked FOR KEY SHARE (as the parent's owner).
+std::set<size_t> missing_parents(const ForeignKey& fk, const std::vector<const ChildCheck*>& checks) {
+    std::set<size_t> missing;
+    const size_t ncol = fk.child_cols.size();
+    std::vector<const ChildCheck*> todo;
+    for (const ChildCheck* c : checks) {
+        size_t nulls = 0;
+        for (const auto& v : c->vals) nulls += v.null;
+        if (nulls == ncol) continue;
+        if (nulls) {
+            if (fk.match == 'f') missing.insert(c->item);
+            continue;
+        }
+        todo.push_back(c);
+    }
+    if (todo.empty()) return missing;
+    std::vector<Param> arrays(ncol);
+    std::string cols, match;
+    pg_call([&] {
+        for (size_t k = 0; k < ncol; ++k) {
+            const Oid elem = todo[0]->vals[k].type;
+            const Oid arr = get_array_type(elem);
+            if (!OidIsValid(arr)) elog(ERROR, "no array type for type %u", elem);
+            int16 len;
+            bool byval;
+            char align;
+            get_typlenbyvalalign(elem, &len, &byval, &align);
+            std::vector<Datum> d(todo.size());
+            for (size_t r = 0; r < todo.size(); ++r) d[r] = todo[r]->vals[k].value;
+            arrays[k] = Param{arr, PointerGetDatum(construct_array(d.data(), static_cast<int>(d.size()), elem, len, byval, align)),
+                              false};
+        }
+    });
+    for (size_t k = 0; k < ncol; ++k) {
+        cols += "a" + std::to_string(k) + ", ";
+        match += (k ? " AND x." : "x.") + fk.parent_cols[k] + " = v.a" + std::to_string(k);
+    }
+    std::string params;
+    for (size_t k = 0; k < ncol; ++k) params += (k ? ", $" : "$") + std::to_string(k + 1);
+    AsTableOwner owner(fk.parent);
+    run(prepare("SELECT v.i FROM ROWS FROM (" + [&] {
+                    std::string u;
+                    for (size_t k = 0; k < ncol; ++k) u += (k ? ", pg_catalog.unnest($" : "pg_catalog.unnest($") + std::to_string(k + 1) + ")";
+                    return u;
+                }() + ") WITH ORDINALITY AS v(" + cols + "i) LEFT JOIN LATERAL (SELECT 1 AS hit FROM ONLY " + fk.parent_q +
+                    " x WHERE " + match + " FOR KEY SHARE OF x) h ON true WHERE h.hit IS NULL",
+                types_of(arrays)),
+        arrays, false);
+    for (uint64_t r = 0; r < SPI_processed; ++r) {
+        const int64_t i = col_int64(r, 0);
+        if (i >= 1 && static_cast<size_t>(i) <= todo.size()) missing.insert(todo[static_cast<size_t>(i - 1)]->item);
+    }
+    return missing;
+}
+
+std::set<size_t> failed_child_checks(const std::vector<ChildCheck>& checks) {
+    std::map<const ForeignKey*, std::vector<const ChildCheck*>> by_key;
+    for (const ChildCheck& c : checks) {
+        // One array type per column: values typed otherwise (a domain) go alone.
+        by_key[c.fk].push_back(&c);
+    }
+    std::set<size_t> failed;
+    for (const auto& [fk, list] : by_key) {
+        std::map<std::vector<Oid>, std::vector<const ChildCheck*>> by_types;
+        for (const ChildCheck* c : list) by_types[types_of(c->vals)].push_back(c);
+        for (const auto& [types, same] : by_types) {
+            std::set<size_t> m = missing_parents(*fk, same);
+            failed.insert(m.begin(), m.end());
+        }
+    }
+    return failed;
+}
+
 // ---------------------------------------------------------------------------
 
 class UserWriter {
@@ -616,8 +698,8 @@ struct Item {
 // only keys with a written column are (as Postgres' RI check on UPDATE);
 // `exact`: no trigger changed what the merge wrote, so written values need
 // no re-read.
-void check_child(Item& it, size_t idx, std::vector<Deferred>& deferred, const std::map<size_t, Param>& written,
-                 bool inserted, bool exact) {
+void check_child(Item& it, size_t idx, std::vector<Deferred>& deferred, std::vector<ChildCheck>* later,
+                 const std::map<size_t, Param>& written, bool inserted, bool exact) {
     const TableInfo& t = *it.run->plan.local;
     for (const ForeignKey& fk : foreign_keys(t.relid).out) {
         // The key's values as the merge wrote them, where it wrote them all.
@@ -645,6 +727,10 @@ void check_child(Item& it, size_t idx, std::vector<Deferred>& deferred, const st
             continue;
         }
         if (!known && !it.run->writer->read(fk.child_cols, {}, it.key, vals)) continue;
+        if (later) {
+            later->push_back(ChildCheck{idx, &fk, std::move(vals)});
+            continue;
+        }
         if (!parent_present(fk, vals))
             refuse(t, "foreign key \"" + fk.name + "\": the referenced row of " + fk.parent_q + " is not there");
     }
@@ -656,7 +742,8 @@ void check_child(Item& it, size_t idx, std::vector<Deferred>& deferred, const st
 // then most likely not there either, and neither lock would hold anything:
 // it is inserted straight away; if a row turns out to be there, the INSERT
 // writes nothing and the row is merged again, locked.
-bool merge_one(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>& deferred, const RowState* unseen) {
+bool merge_one(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>& deferred, std::vector<ChildCheck>* later,
+               const RowState* unseen) {
     State& s = State::get();
     const TableRun& run = *it.run;
     const TableInfo& t = *run.plan.local;
@@ -713,7 +800,7 @@ bool merge_one(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>& 
             if (!rights.insert) refuse(t, "the change set re-inserts a row (needs INSERT)");
             if (!writer.visible(key)) refuse(t, "row-level security hides this row");
         }
-        if (wrote && !fks.out.empty()) check_child(it, idx, deferred, won, !exists || out.gen_raised, ops.empty());
+        if (wrote && !fks.out.empty()) check_child(it, idx, deferred, later, won, !exists || out.gen_raised, ops.empty());
     } else {
         if (exists) {
             referenced.resize(fks.in.size());
@@ -767,12 +854,15 @@ bool merge_one(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>& 
     return true;
 }
 
-void merge_item(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>& deferred) {
+// `later`: where a whole batch collects its rows' foreign-key checks (null:
+// each row is checked at once, as row by row).
+void merge_item(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>& deferred,
+                std::vector<ChildCheck>* later = nullptr) {
     const TableInfo& t = *it.run->plan.local;
     for (int attempt = 0;; ++attempt) {
         if (attempt == 5) throw Error("table \"" + t.name + "\": a row kept changing under lww_apply; giving up");
         const RowState fresh(t.cols.size());
-        if (merge_one(it, idx, stats, deferred, it.unseen && attempt == 0 ? &fresh : nullptr)) break;
+        if (merge_one(it, idx, stats, deferred, later, it.unseen && attempt == 0 ? &fresh : nullptr)) break;
     }
 }
 
@@ -823,8 +913,10 @@ std::vector<Item*> merge_items(std::vector<Item*>& items, ApplyCounts& stats) {
         bool refused = false;
         size_t at = 0;
         try {
-            for (at = 0; at < items.size(); ++at) merge_item(*items[at], at, items[at]->parked < 0 ? c : other, deferred);
-            refused = !failed_deferred(deferred, items).empty();
+            std::vector<ChildCheck> later;
+            for (at = 0; at < items.size(); ++at)
+                merge_item(*items[at], at, items[at]->parked < 0 ? c : other, deferred, &later);
+            refused = !failed_child_checks(later).empty() || !failed_deferred(deferred, items).empty();
         } catch (const RowRefused&) {
             refused = true;
         } catch (const PgError& e) {
