@@ -139,6 +139,18 @@ SELECT stats(lww_apply(cs(jsonb_build_array(tbl('tree', '{parent,v}', jsonb_buil
 SELECT * FROM tree ORDER BY id;
 SELECT count(*) AS still_parked FROM lww_rejected;
 
+-- A two-column key (checked for the whole batch at its end): the row whose
+-- parent pair is missing is parked, the others apply.
+CREATE TABLE pair(id int PRIMARY KEY, a int NOT NULL, b text NOT NULL, UNIQUE (a, b));
+CREATE TABLE pair_ref(id int PRIMARY KEY, a int, b text, FOREIGN KEY (a, b) REFERENCES pair (a, b));
+INSERT INTO pair VALUES (1, 1, 'x'), (2, 2, 'y');
+SELECT lww_track('pair') + lww_track('pair_ref') AS tracked;
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('pair_ref', '{a,b}', jsonb_build_array(
+    live(1, '[1, "x"]'), live(2, '[2, "x"]'), live(3, '[2, "y"]'), live(4, '[null, "z"]')))))));
+SELECT * FROM pair_ref ORDER BY id;
+SELECT "table", key, reason FROM lww_rejected;
+DELETE FROM lww_rejected;
+
 -- ---------------------------------------------------------------- 2. an orphan does not block syncs
 -- The parent was deleted here; a client created a child under it offline.
 SELECT stats(lww_apply(cs(jsonb_build_array(tbl('fa', '{v}', jsonb_build_array(live(40, '["parent"]')))))));
