@@ -143,11 +143,18 @@ SELECT count(*) AS still_parked FROM lww_rejected;
 -- parent pair is missing is parked, the others apply.
 CREATE TABLE pair(id int PRIMARY KEY, a int NOT NULL, b text NOT NULL, UNIQUE (a, b));
 CREATE TABLE pair_ref(id int PRIMARY KEY, a int, b text, FOREIGN KEY (a, b) REFERENCES pair (a, b));
-INSERT INTO pair VALUES (1, 1, 'x'), (2, 2, 'y');
+INSERT INTO pair VALUES (1, 1, 'x'), (2, 2, 'y'), (3, 3, 'w');
 SELECT lww_track('pair') + lww_track('pair_ref') AS tracked;
 SELECT stats(lww_apply(cs(jsonb_build_array(tbl('pair_ref', '{a,b}', jsonb_build_array(
     live(1, '[1, "x"]'), live(2, '[2, "x"]'), live(3, '[2, "y"]'), live(4, '[null, "z"]')))))));
 SELECT * FROM pair_ref ORDER BY id;
+SELECT "table", key, reason FROM lww_rejected;
+DELETE FROM lww_rejected;
+-- A merged update of a referenced column (not the key) while rows still
+-- reference the old value: parked; of an unreferenced pair: applied.
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('pair', '{a,b}', jsonb_build_array(
+    live(1, '[1, "changed"]'), live(3, '[3, "changed too"]')))))));
+SELECT * FROM pair ORDER BY id;
 SELECT "table", key, reason FROM lww_rejected;
 DELETE FROM lww_rejected;
 

@@ -787,6 +787,17 @@ bool merge_one(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>& 
             }
             wrote = true;
         } else if (!won.empty()) {
+            // A referenced column other than the key (a foreign key to a
+            // UNIQUE column) the merge changes: its old values, to check below.
+            std::vector<std::pair<const ForeignKey*, std::vector<Param>>> old_refs;
+            for (const ForeignKey& fk : fks.in) {
+                bool touched = false;
+                for (const std::string& c : fk.parent_cols)
+                    for (const auto& w : won) touched |= quote_ident(t.cols[w.first]) == c;
+                if (!touched) continue;
+                std::vector<Param> vals;
+                if (writer.read(fk.parent_cols, {}, key, vals)) old_refs.emplace_back(&fk, std::move(vals));
+            }
             uint64_t n = 0;
             {
                 UserWriter::OwnWriteScope mine(t, it.stored, LocalOp::update, &won, &ops);
@@ -795,6 +806,16 @@ bool merge_one(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>& 
             // The row is locked and there: no row means a policy hid it (or a trigger skipped it).
             if (n != 1) refuse(t, "row-level security forbids updating this row");
             wrote = true;
+            // Rows still referencing the old values: refused, whatever the
+            // key's ON UPDATE action (a merged update runs none).
+            for (const auto& [fk, vals] : old_refs) {
+                if (fk->deferrable) {
+                    deferred.push_back(Deferred{idx, fk, false, nullptr, {}, vals});
+                } else if (children_present(*fk, vals) && !parent_present(*fk, vals)) {
+                    refuse(t, "foreign key \"" + fk->name + "\": the changed value is still referenced from " +
+                                  fk->child_q);
+                }
+            }
         } else if (checked) {
             // Only the row register: an insert of the row as it already is.
             if (!rights.insert) refuse(t, "the change set re-inserts a row (needs INSERT)");
