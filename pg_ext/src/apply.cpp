@@ -965,7 +965,10 @@ std::vector<Item*> merge_items(std::vector<Item*>& items, ApplyCounts& stats) {
         std::vector<size_t> pending;
         for (size_t i = 0; i < items.size(); ++i)
             if (!excluded.count(i)) pending.push_back(i);
-        while (!pending.empty()) {
+        // At most kMaxPasses passes (a chain listed backwards progresses one
+        // row a pass): what is left is parked and retried by the next apply.
+        constexpr int kMaxPasses = 16;
+        for (int pass = 0; pass < kMaxPasses && !pending.empty(); ++pass) {
             std::vector<size_t> again;
             for (size_t i : pending) {
                 SubXact row;
