@@ -199,6 +199,19 @@ SELECT * FROM pair ORDER BY id;
 SELECT "table", key, reason FROM lww_rejected;
 DELETE FROM lww_rejected;
 
+-- A partitioned parent: its rows are found in every partition.
+CREATE TABLE pp(id int, k int, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
+CREATE TABLE pp_a PARTITION OF pp FOR VALUES FROM (0) TO (10);
+CREATE TABLE pp_b PARTITION OF pp FOR VALUES FROM (10) TO (20);
+INSERT INTO pp VALUES (1, 1), (2, 15);
+CREATE TABLE pc(id int PRIMARY KEY, pid int, pk int, FOREIGN KEY (pid, pk) REFERENCES pp);
+SELECT lww_track('pc');
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('pc', '{pid,pk}', jsonb_build_array(
+    live(1, '[1, 1]'), live(2, '[2, 15]'), live(3, '[3, 15]')))))));
+SELECT * FROM pc ORDER BY id;
+SELECT "table", key FROM lww_rejected;
+DELETE FROM lww_rejected;
+
 -- ---------------------------------------------------------------- 2. an orphan does not block syncs
 -- The parent was deleted here; a client created a child under it offline.
 SELECT stats(lww_apply(cs(jsonb_build_array(tbl('fa', '{v}', jsonb_build_array(live(40, '["parent"]')))))));

@@ -227,6 +227,7 @@ struct ForeignKey {
     std::string name;
     Oid child = InvalidOid, parent = InvalidOid;
     std::string child_q, parent_q;                   // quoted schema.table
+    std::string child_from, parent_from;             // ONLY schema.table (a partitioned table: all of it)
     std::vector<std::string> child_cols, parent_cols;  // quoted
     std::vector<Oid> child_types;
     std::vector<bool> set_col;  // SET NULL / SET DEFAULT (col list): which child columns are set
@@ -270,7 +271,8 @@ const ForeignKeys& foreign_keys(Oid relid) {
                 " WITH ORDINALITY AS k(ck, pk, i)"
                 " JOIN pg_catalog.pg_attribute ca ON ca.attrelid = c.conrelid AND ca.attnum = k.ck"
                 " JOIN pg_catalog.pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.pk"
-                " WHERE c.contype = 'f' AND (c.conrelid = $1 OR c.confrelid = $1) ORDER BY c.oid, k.i",
+                " WHERE c.contype = 'f' AND c.conparentid = 0 AND (c.conrelid = $1 OR c.confrelid = $1)"
+                " ORDER BY c.oid, k.i",
                 {OIDOID}),
         {Param{OIDOID, ObjectIdGetDatum(relid), false}}, true);
     struct RowOf {
@@ -310,6 +312,10 @@ const ForeignKeys& foreign_keys(Oid relid) {
         fk.match = first.match.empty() ? 's' : first.match[0];
         fk.child_q = qualified_name(fk.child);
         fk.parent_q = qualified_name(fk.parent);
+        pg_call([&] {
+            fk.child_from = (get_rel_relkind(fk.child) == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ") + fk.child_q;
+            fk.parent_from = (get_rel_relkind(fk.parent) == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ") + fk.parent_q;
+        });
         for (; r < rows.size() && rows[r].oid == first.oid; ++r) {
             fk.child_cols.push_back(quote_ident(rows[r].ccol));
             fk.parent_cols.push_back(quote_ident(rows[r].pcol));
@@ -344,7 +350,7 @@ bool parent_present(const ForeignKey& fk, const std::vector<Param>& vals) {
     if (nulls == vals.size()) return true;
     if (nulls) return fk.match != 'f';
     AsTableOwner owner(fk.parent);
-    return run(prepare("SELECT 1 FROM ONLY " + fk.parent_q + " x WHERE " + match_clause(fk.parent_cols) +
+    return run(prepare("SELECT 1 FROM " + fk.parent_from + " x WHERE " + match_clause(fk.parent_cols) +
                            " FOR KEY SHARE OF x",
                        types_of(vals)),
                vals, false) > 0;
@@ -356,7 +362,7 @@ bool children_present(const ForeignKey& fk, const std::vector<Param>& vals) {
     for (const auto& v : vals)
         if (v.null) return false;
     AsTableOwner owner(fk.child);
-    return run(prepare("SELECT 1 FROM ONLY " + fk.child_q + " x WHERE " + match_clause(fk.child_cols) +
+    return run(prepare("SELECT 1 FROM " + fk.child_from + " x WHERE " + match_clause(fk.child_cols) +
                            " LIMIT 1 FOR KEY SHARE OF x",
                        types_of(vals)),
                vals, false) > 0;
@@ -370,13 +376,13 @@ void referential_action(const ForeignKey& fk, const std::vector<Param>& vals) {
         if (v.null) return;
     std::string sql;
     if (fk.del_action == 'c') {
-        sql = "DELETE FROM ONLY " + fk.child_q + " x WHERE " + match_clause(fk.child_cols);
+        sql = "DELETE FROM " + fk.child_from + " x WHERE " + match_clause(fk.child_cols);
     } else {
         std::string sets;
         for (size_t i = 0; i < fk.child_cols.size(); ++i)
             if (fk.set_col[i])
                 sets += (sets.empty() ? "" : ", ") + fk.child_cols[i] + (fk.del_action == 'n' ? " = NULL" : " = DEFAULT");
-        sql = "UPDATE ONLY " + fk.child_q + " x SET " + sets + " WHERE " + match_clause(fk.child_cols);
+        sql = "UPDATE " + fk.child_from + " x SET " + sets + " WHERE " + match_clause(fk.child_cols);
     }
     ReplicationRole origin("origin");
     AsTableOwner owner(fk.child);
@@ -446,7 +452,7 @@ std::set<size_t> missing_parents(const ForeignKey& fk, const std::vector<const C
                     std::string u;
                     for (size_t k = 0; k < ncol; ++k) u += (k ? ", pg_catalog.unnest($" : "pg_catalog.unnest($") + std::to_string(k + 1) + ")";
                     return u;
-                }() + ") WITH ORDINALITY AS v(" + cols + "i) LEFT JOIN LATERAL (SELECT 1 AS hit FROM ONLY " + fk.parent_q +
+                }() + ") WITH ORDINALITY AS v(" + cols + "i) LEFT JOIN LATERAL (SELECT 1 AS hit FROM " + fk.parent_from +
                     " x WHERE " + match + " FOR KEY SHARE OF x) h ON true WHERE h.hit IS NULL",
                 types_of(arrays)),
         arrays, false);
