@@ -326,6 +326,20 @@ SELECT count(*) AS bob_sees_parked FROM lww_rejected;
 DELETE FROM lww_rejected;  -- not his to give up
 RESET ROLE;
 SELECT role, tbl, key FROM lwwsync.rejected;
+-- A column privilege the caller lacks: that row is parked, the other applies.
+CREATE TABLE colpriv(id int PRIMARY KEY, a text, b text);
+SELECT lww_track('colpriv');
+INSERT INTO colpriv VALUES (1, 'a1', 'b1'), (2, 'a2', 'b2');
+GRANT SELECT, INSERT ON colpriv TO regress_life_ann;
+GRANT UPDATE (a) ON colpriv TO regress_life_ann;
+SET ROLE regress_life_ann;
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('colpriv', '{a,b}', jsonb_build_array(
+    jsonb_build_object('key', '[1]'::jsonb, 'gen', 1, 'stamp', jsonb_build_array(now_hlc(), 0), 'cols', '[[0, "a1 new"]]'::jsonb),
+    jsonb_build_object('key', '[2]'::jsonb, 'gen', 1, 'stamp', jsonb_build_array(now_hlc(), 0), 'cols', '[[1, "b2 new"]]'::jsonb)))),
+    '00000000-0000-4000-8000-0000000000c1')));
+SELECT "table", key, reason FROM lww_rejected WHERE "table" = 'colpriv';
+RESET ROLE;
+SELECT * FROM colpriv ORDER BY id;
 -- Bounded per principal: the oldest go first.
 SELECT lww_config('rejected_max', 1);
 SET ROLE regress_life_ann;
