@@ -340,4 +340,27 @@ bool untrack_table(Conn& c, const std::string& table) {
     return true;
 }
 
+// ------------------------------------------------ schema evolution (evolve.cpp)
+
+bool table_exists(Conn& c, const std::string& table) {
+    Stmt st(c.db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1");
+    st.bind_text(1, table);
+    return st.step();
+}
+
+std::vector<std::string> table_columns(Conn& c, const std::string& table, std::vector<std::string>* key) {
+    Columns cols = introspect(c.db, table);
+    if (key) *key = cols.key;
+    return cols.cols;
+}
+
+void drop_table_triggers(Conn& c, const std::string& table) { drop_triggers(c.db, table); }
+
+void rebuild_triggers(Conn& c, const std::string& table, const std::vector<std::string>& registers) {
+    Columns cols = introspect(c.db, table);
+    cols.cols = registers;
+    drop_triggers(c.db, table);
+    create_triggers(c.db, table, cols);
+}
+
 }  // namespace lww::sq
