@@ -97,11 +97,11 @@ std::vector<PendingRow> pending_rows(const ChangeSet& pending) {
     return out;
 }
 
-void pending_limit(const NodeId& origin, int64_t rows, int64_t bytes) {
+void pending_limit(const NodeId& origin, int64_t rows, int64_t bytes, int64_t max_rows) {
     throw Error("the pending store already holds " + std::to_string(rows) + " rows (" + std::to_string(bytes) +
                     " bytes) from node " + origin.str() +
                     " for tables or columns this database does not have (limit " +
-                    std::to_string(kMaxPendingRowsPerNode) + " rows, " +
+                    std::to_string(max_rows) + " rows, " +
                     std::to_string(kMaxPendingBytesPerNode >> 20) +
                     " MiB per node); add the missing tables and columns (ALTER TABLE, lww_track) so they land, "
                     "then sync again (docs/SCHEMA.md)",

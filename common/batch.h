@@ -127,7 +127,8 @@ std::vector<PendingRow> pending_rows(const ChangeSet& pending);
 // Bounds of a pending store, per origin node (docs/SCHEMA.md).
 constexpr int64_t kMaxPendingRowsPerNode = 100000;
 constexpr int64_t kMaxPendingBytesPerNode = int64_t(64) << 20;
-[[noreturn]] void pending_limit(const NodeId& origin, int64_t rows, int64_t bytes);
+[[noreturn]] void pending_limit(const NodeId& origin, int64_t rows, int64_t bytes,
+                                int64_t max_rows = kMaxPendingRowsPerNode);
 
 // The stamp of a value an ADD COLUMN ... DEFAULT backfilled: below every
 // real write (whose hlc carries wall-clock milliseconds), so any write of the

@@ -31,6 +31,7 @@ SELECT has_table_privilege('regress_upg_reader', :'meta', 'SELECT') AS meta_publ
 INSERT INTO lwwsync.peers(node, received, floor) VALUES ('00000000-0000-4000-8000-0000000000ff', 7, 7);
 ALTER EXTENSION lwwsync UPDATE TO '0.2';
 ALTER EXTENSION lwwsync UPDATE TO '0.3';
+ALTER EXTENSION lwwsync UPDATE TO '0.4';
 SELECT extversion FROM pg_extension WHERE extname = 'lwwsync';
 -- The same objects as a fresh install.
 (SELECT * FROM members() EXCEPT SELECT * FROM fresh_members)
@@ -44,6 +45,14 @@ SELECT node, role, subject, received FROM lwwsync.peers;
 SELECT lww_seq() AS before \gset
 UPDATE t SET v = 'uno' WHERE id = 1;
 SELECT jsonb_path_query_array(lww_changes(:before)::jsonb, '$.tables[0].rows[*].key[0]') AS changed_after_upgrade;
+-- 0.4: registers know their attributes, and the event trigger follows ALTER TABLE.
+SELECT columns, attnums FROM lwwsync.tables WHERE name = 't';
+ALTER TABLE t ADD COLUMN w text DEFAULT 'x';
+ALTER TABLE t RENAME COLUMN v TO v2;
+SELECT columns, attnums FROM lwwsync.tables WHERE name = 't';
+SELECT lww_seq() AS before \gset
+INSERT INTO t VALUES (3, 'three', 'y');
+SELECT jsonb_path_query_array(lww_changes(:before)::jsonb, '$.tables[0].columns') AS columns_sent;
 
 SET client_min_messages = warning;
 DROP EXTENSION lwwsync CASCADE;

@@ -19,6 +19,7 @@
 // transaction makes it all or nothing.
 #include "changes.h"
 #include "principal.h"
+#include "ddl.h"
 
 #include <algorithm>
 #include <cstring>
@@ -402,11 +403,12 @@ ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust) {
     // The plans point at table descriptions held here, not into the cache: a
     // user trigger may roll back a savepoint or track a table, which rebuilds it.
     std::vector<TablePtr> held;
+    ChangeSet pending;  // tables and columns not here yet: held (ddl.cpp)
     std::vector<Plan> plans = plan_tables<TableInfo>(cs, [&](const std::string& name) {
         TablePtr t = s.find(name);
         if (t) held.push_back(t);
         return t.get();
-    });
+    }, &pending);
     std::sort(plans.begin(), plans.end(), [](const Plan& a, const Plan& b) { return a.local->name < b.local->name; });
     check_drift(cs, s.clock(), wall_clock_ms(), trust);
 
@@ -428,6 +430,7 @@ ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust) {
         // Node ids are recorded when a register of theirs is stored
         // (store_meta), never for registers that lose or are refused.
         for (const auto& p : plans) merge_table(p, ctx, stats);
+        hold_pending(pending, ctx.guarded() ? &ctx.own : nullptr, stats);
         observe_stamps(cs, s.clock());
         s.persist_clock();
     } catch (...) {

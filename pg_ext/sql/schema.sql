@@ -1,0 +1,170 @@
+-- schema: ALTER TABLE and DROP TABLE of tracked tables (docs/SCHEMA.md).
+-- The event trigger keeps lwwsync in step in the DDL's own transaction; no
+-- write fails because of a DDL, a DDL on one table never touches another,
+-- registers for tables and columns a peer lacks wait in lwwsync.pending
+-- and land when it adds them; key changes are refused with a hint.
+CREATE EXTENSION IF NOT EXISTS lwwsync;
+SELECT current_database() AS main_db \gset
+CREATE DATABASE lww_schema_peer;
+SELECT 'postgresql:///lww_schema_peer?host=' || current_setting('unix_socket_directories')
+       || '&port=' || current_setting('port') AS url_peer \gset
+CREATE FUNCTION registers(tbl text) RETURNS text LANGUAGE sql AS $$
+    SELECT array_to_string(columns, ',') || ' @ ' || array_to_string(attnums, ',') FROM lwwsync.tables WHERE name = tbl
+$$;
+-- Rows of a change set, stamps left out.
+CREATE FUNCTION cs_rows(cs text) RETURNS TABLE(tbl text, key jsonb, row_reg boolean, cols jsonb) LANGUAGE sql AS $$
+    SELECT t->>'name', r->'key', coalesce((r->>'row')::boolean, false),
+           (SELECT jsonb_agg(jsonb_build_array(t->'columns'->((c->>0)::int), c->1) ORDER BY c->>0)
+              FROM jsonb_array_elements(r->'cols') c)
+      FROM jsonb_array_elements(cs::jsonb->'tables') t, jsonb_array_elements(t->'rows') r ORDER BY 1, 2
+$$;
+
+CREATE TABLE doc(id int PRIMARY KEY, title text, body text, note text);
+CREATE TABLE other(id int PRIMARY KEY, v text);
+SELECT lww_track('doc'), lww_track('other');
+INSERT INTO doc VALUES (1, 't1', 'b1', 'n1'), (2, 't2', 'b2', 'n2');
+INSERT INTO other VALUES (1, 'o1');
+SELECT registers('doc');
+
+\c lww_schema_peer
+CREATE EXTENSION lwwsync;
+CREATE TABLE doc(id int PRIMARY KEY, title text, body text, note text);
+CREATE TABLE other(id int PRIMARY KEY, v text);
+SELECT lww_track('doc'), lww_track('other');
+\c :main_db
+SELECT s->'received'->'applied' AS received FROM lww_sync(:'url_peer') s;
+
+-- ---------------------------------------------------------- DROP COLUMN
+-- The register slot is retired: later registers move down one slot and keep their stamps.
+UPDATE doc SET note = 'n1 edited' WHERE id = 1;
+SELECT lww_seq() AS before_drop \gset
+ALTER TABLE doc DROP COLUMN body;
+SELECT registers('doc');
+-- Writes to this table and to every other go on.
+INSERT INTO doc VALUES (3, 't3', 'n3');
+UPDATE doc SET title = 't1 after drop' WHERE id = 1;
+INSERT INTO other VALUES (2, 'o2');
+SELECT * FROM cs_rows(lww_changes(:before_drop));
+-- The peer, still with "body", edits it: the registers wait in lwwsync.pending here.
+\c lww_schema_peer
+UPDATE doc SET body = 'peer body', title = 'peer title' WHERE id = 2;
+\c :main_db
+SELECT s->'sent' AS sent, s->'received' AS received FROM lww_sync(:'url_peer') s;
+SELECT * FROM doc ORDER BY id;
+SELECT tbl, columns, registers, role FROM lwwsync.pending;
+\c lww_schema_peer
+SELECT * FROM doc ORDER BY id;
+ALTER TABLE doc DROP COLUMN body;
+\c :main_db
+
+-- ---------------------------------------------------- RENAME, ALTER TYPE
+ALTER TABLE doc RENAME COLUMN title TO heading;
+ALTER TABLE doc ALTER COLUMN note TYPE varchar(40);
+SELECT registers('doc');
+UPDATE doc SET heading = 'renamed' WHERE id = 3;
+SELECT * FROM doc ORDER BY id;
+\c lww_schema_peer
+ALTER TABLE doc RENAME COLUMN title TO heading;
+\c :main_db
+SELECT lww_sync(:'url_peer') IS NOT NULL AS synced;
+\c lww_schema_peer
+SELECT * FROM doc ORDER BY id;
+\c :main_db
+
+-- ------------------------------------------- ADD COLUMN ... DEFAULT, server first
+-- Every living row gets the new register at the backfill stamp: the value
+-- travels, and any real write of the column wins over it.
+SELECT lww_seq() AS before_add \gset
+ALTER TABLE doc ADD COLUMN prio int DEFAULT 42;
+SELECT registers('doc');
+SELECT * FROM cs_rows(lww_changes(:before_add));
+SELECT DISTINCT coalesce(c->>2, r->'stamp'->>0)::bigint AS backfill_hlc FROM jsonb_array_elements(lww_changes(:before_add)::jsonb->'tables') t,
+       jsonb_array_elements(t->'rows') r, jsonb_array_elements(r->'cols') c;
+UPDATE doc SET prio = 5 WHERE id = 2;
+-- A peer without the column keeps syncing and holds the registers.
+SELECT s->'received' AS received FROM lww_sync(:'url_peer') s;
+\c lww_schema_peer
+SELECT tbl, columns, registers FROM lwwsync.pending ORDER BY id;
+-- It upgrades and, before syncing, edits the new column: the held registers
+-- land on the ALTER, and the edit beats the server's backfill.
+ALTER TABLE doc ADD COLUMN prio int DEFAULT 42;
+SELECT count(*) AS still_held FROM lwwsync.pending;
+UPDATE doc SET prio = 7 WHERE id = 1;
+SELECT * FROM doc ORDER BY id;
+\c :main_db
+SELECT lww_sync(:'url_peer') IS NOT NULL AS synced;
+SELECT * FROM doc ORDER BY id;
+\c lww_schema_peer
+SELECT * FROM doc ORDER BY id;
+\c :main_db
+
+-- ------------------------------------------------- ADD COLUMN, client first
+\c lww_schema_peer
+ALTER TABLE doc ADD COLUMN tag text;
+UPDATE doc SET tag = 'urgent' WHERE id = 1;
+INSERT INTO doc VALUES (4, 'four', NULL, 1, 'new');
+\c :main_db
+-- The server takes the rest and holds "tag" (four rows: the update, the insert, two backfills).
+SELECT s->'received'->'pending' AS held FROM lww_sync(:'url_peer') s;
+SELECT * FROM doc ORDER BY id;
+ALTER TABLE doc ADD COLUMN tag text;
+SELECT count(*) AS still_held FROM lwwsync.pending WHERE tbl = 'doc' AND columns = '{tag}';
+SELECT * FROM doc ORDER BY id;
+
+-- ------------------------------------------------------ refused: the key
+ALTER TABLE doc DROP CONSTRAINT doc_pkey;
+ALTER TABLE doc ALTER COLUMN id TYPE bigint;
+ALTER TABLE doc RENAME COLUMN id TO doc_id;
+ALTER TABLE doc ADD COLUMN id2 int NOT NULL DEFAULT 0, DROP CONSTRAINT doc_pkey, ADD PRIMARY KEY (id, id2);
+-- Nothing of them happened.
+SELECT registers('doc');
+INSERT INTO doc VALUES (5, 'five', NULL, 1, NULL);
+
+-- ----------------------------------------------------------- DROP TABLE
+-- Untracked, its metadata dropped; the peer's registers for it wait here.
+SELECT meta AS other_meta FROM lwwsync.tables WHERE name = 'other' \gset
+DROP TABLE other;
+SELECT count(*) AS tracked FROM lwwsync.tables WHERE name = 'other';
+SELECT to_regclass(:'other_meta') IS NULL AS metadata_dropped;
+\c lww_schema_peer
+UPDATE other SET v = 'o1 from peer' WHERE id = 1;
+\c :main_db
+SELECT s->'received'->'pending' AS held FROM lww_sync(:'url_peer') s;
+-- Created and tracked again, it takes what was held.
+CREATE TABLE other(id int PRIMARY KEY, v text);
+SELECT lww_track('other');
+SELECT * FROM other ORDER BY id;
+SELECT count(*) AS still_held FROM lwwsync.pending WHERE tbl = 'other';
+
+-- ------------------------------------------------ trust and bounds
+-- A caller (not a relay) may only bring its own registers into the pending store.
+CREATE ROLE regress_schema_dev;
+GRANT SELECT, INSERT, UPDATE, DELETE ON doc TO regress_schema_dev;
+SET ROLE regress_schema_dev;
+SELECT lww_apply(format('{"format":"lwwsync.changeset","version":1,"origin":"00000000-0000-4000-8000-0000000000d1",
+  "since":"0","upto":"1","tables":[{"name":"doc","key":["id"],"columns":["color"],"rows":[
+   {"key":[1],"gen":1,"stamp":["%s",0],"cols":[[0,"mine"]]},
+   {"key":[2],"gen":1,"stamp":["%s",1],"cols":[[0,"not mine"]]}]}],
+  "nodes":["00000000-0000-4000-8000-0000000000d1","00000000-0000-4000-8000-0000000000d2"]}',
+  (extract(epoch from now())::bigint * 1000) << 16, (extract(epoch from now())::bigint * 1000) << 16));
+RESET ROLE;
+SELECT tbl, columns, registers, role FROM lwwsync.pending WHERE origin = '00000000-0000-4000-8000-0000000000d1';
+-- Bounded per origin node.
+SELECT lww_config('pending_max_rows', 1);
+SET ROLE regress_schema_dev;
+SELECT lww_apply(format('{"format":"lwwsync.changeset","version":1,"origin":"00000000-0000-4000-8000-0000000000d1",
+  "since":"0","upto":"1","tables":[{"name":"doc","key":["id"],"columns":["color"],"rows":[
+   {"key":[3],"gen":1,"stamp":["%s",0],"cols":[[0,"one too many"]]}]}],
+  "nodes":["00000000-0000-4000-8000-0000000000d1"]}', (extract(epoch from now())::bigint * 1000) << 16));
+RESET ROLE;
+SELECT lww_config('pending_max_rows', 100000);
+-- Held registers land with the rights of whoever runs the DDL.
+ALTER TABLE doc ADD COLUMN color text;
+SELECT id, color FROM doc ORDER BY id;
+
+SET client_min_messages = warning;
+DROP DATABASE lww_schema_peer;
+DROP TABLE doc, other;
+DROP FUNCTION registers(text), cs_rows(text);
+DROP ROLE regress_schema_dev;
+RESET client_min_messages;
