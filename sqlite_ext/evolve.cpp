@@ -274,4 +274,160 @@ size_t land_pending(Conn& c, const std::string& table) {
     });
 }
 
+// ------------------------------------------------------------ re-tracking
+
+namespace {
+
+constexpr size_t kMaxHashedColumns = 120;  // lww_row_hash's arguments stay below SQLite's limit
+
+bool has_column(Conn& c, const std::string& table, const std::string& col) {
+    Stmt st(c.db, "SELECT 1 FROM pragma_table_info(?1, 'main') WHERE name = ?2");
+    st.bind_text(1, table);
+    st.bind_text(2, col);
+    return st.step();
+}
+
+std::vector<std::string> names_of(const std::string& json) {
+    std::vector<std::string> out;
+    rapidjson::Document d;
+    d.Parse(json.c_str(), json.size());
+    if (d.IsArray())
+        for (const auto& v : d.GetArray())
+            if (v.IsString()) out.emplace_back(v.GetString(), v.GetStringLength());
+    return out;
+}
+
+std::string join_keys(const std::vector<std::string>& key) {
+    std::string join;
+    for (size_t i = 0; i < key.size(); ++i)
+        join += (i ? " AND " : "") + std::string("m.k") + std::to_string(i) + " = t." + quote_ident(key[i]);
+    return join;
+}
+
+}  // namespace
+
+void remember_untracked(Conn& c, const TableInfo& t) {
+    exec(c.db, "CREATE TABLE IF NOT EXISTS lww_untracked(name TEXT PRIMARY KEY, columns TEXT NOT NULL) WITHOUT ROWID");
+    Stmt put(c.db, "INSERT OR REPLACE INTO lww_untracked(name, columns) VALUES (?1, ?2)");
+    put.bind_text(1, t.name);
+    put.bind_text(2, json_array(t.cols));
+    put.step();
+    if (!has_column(c, meta_table_name(t.name), "vh")) exec(c.db, "ALTER TABLE " + t.meta + " ADD COLUMN vh BLOB");
+    if (t.cols.empty() || t.cols.size() > kMaxHashedColumns) {
+        exec(c.db, "UPDATE " + t.meta + " SET vh = NULL");
+        return;
+    }
+    std::string args;
+    for (const auto& col : t.cols) args += (args.empty() ? "t." : ", t.") + quote_ident(col);
+    exec(c.db, "UPDATE " + t.meta + " AS m SET vh = (SELECT lww_row_hash(" + args + ") FROM " + quote_ident(t.name) +
+                   " AS t WHERE " + join_keys(t.key) + ") WHERE (gen & 1) = 1");
+}
+
+std::vector<std::string> resume_registers(Conn& c, const std::string& table, const std::vector<std::string>& current) {
+    {
+        Stmt has(c.db, "SELECT 1 FROM sqlite_master WHERE name = 'lww_untracked'");
+        if (!has.step()) return current;
+    }
+    Stmt st(c.db, "SELECT columns FROM lww_untracked WHERE name = ?1");
+    st.bind_text(1, table);
+    if (!st.step()) return current;
+    const std::vector<std::string> old = names_of(st.text(0));
+    std::vector<std::string> regs;
+    for (size_t i = old.size(); i-- > 0;) {
+        if (std::find(current.begin(), current.end(), old[i]) != current.end()) continue;
+        Stmt up(c.db, "UPDATE " + quote_ident(meta_table_name(table)) +
+                          " SET cols = lww_cols_drop(cols, ?1) WHERE cols IS NOT NULL");
+        up.bind_int(1, static_cast<int64_t>(i));
+        up.step();
+    }
+    for (const auto& n : old)
+        if (std::find(current.begin(), current.end(), n) != current.end()) regs.push_back(n);
+    for (const auto& n : current)
+        if (std::find(regs.begin(), regs.end(), n) == regs.end()) regs.push_back(n);
+    return regs;
+}
+
+int64_t resume_hashed(Conn& c, const std::string& table, const std::vector<std::string>& key,
+                      const std::vector<std::string>& regs) {
+    const std::string meta = quote_ident(meta_table_name(table));
+    if (!has_column(c, meta_table_name(table), "vh")) return 0;
+    std::vector<std::string> old;
+    {
+        Stmt has(c.db, "SELECT 1 FROM sqlite_master WHERE name = 'lww_untracked'");
+        if (!has.step()) return 0;
+    }
+    {
+        Stmt st(c.db, "SELECT columns FROM lww_untracked WHERE name = ?1");
+        st.bind_text(1, table);
+        if (st.step()) old = names_of(st.text(0));
+    }
+    int64_t stamped = 0;
+    if (!old.empty() && regs.size() <= kMaxHashedColumns) {
+        std::string sel = "SELECT m.cols, m.vh";
+        for (const auto& r : regs) sel += ", t." + quote_ident(r);
+        for (size_t i = 0; i < key.size(); ++i) sel += ", m.k" + std::to_string(i);
+        sel += " FROM " + meta + " AS m JOIN " + quote_ident(table) + " AS t ON " + join_keys(key) +
+               " WHERE m.vh IS NOT NULL AND (m.gen & 1) = 1";
+        struct Row {
+            std::string cols;
+            std::vector<bool> changed, added;
+            std::vector<Value> key;
+        };
+        std::vector<Row> rows;
+        {
+            Stmt st(c.db, sel);
+            while (st.step()) {
+                Row r;
+                r.cols = st.blob(0);
+                const std::string vh = st.blob(1);
+                r.changed.assign(regs.size(), false);
+                r.added.assign(regs.size(), false);
+                bool any = false;
+                for (size_t j = 0; j < regs.size(); ++j) {
+                    const size_t oi = static_cast<size_t>(std::find(old.begin(), old.end(), regs[j]) - old.begin());
+                    if (oi >= old.size() || (oi + 1) * 8 > vh.size()) {
+                        r.added[j] = any = true;  // a column added while untracked
+                        continue;
+                    }
+                    uint64_t h = 0;
+                    for (int b = 0; b < 8; ++b) h |= uint64_t(static_cast<uint8_t>(vh[oi * 8 + b])) << (8 * b);
+                    if (h != value_hash(st.value(2 + static_cast<int>(j)))) r.changed[j] = any = true;
+                }
+                if (!any) continue;
+                for (size_t i = 0; i < key.size(); ++i) r.key.push_back(st.value(2 + static_cast<int>(regs.size() + i)));
+                rows.push_back(std::move(r));
+            }
+        }
+        std::string where;
+        for (size_t i = 0; i < key.size(); ++i) where += (i ? " AND k" : "k") + std::to_string(i) + " = ?" + std::to_string(i + 3);
+        Stmt up(c.db, "UPDATE " + meta + " SET cols = ?1, seq = ?2 WHERE " + where);
+        for (auto& r : rows) {
+            const uint64_t seq = c.next_seq();
+            std::string blob = r.cols;
+            bool changed = false;
+            for (bool b : r.changed) changed |= b;
+            if (changed) blob = blob_set_columns(blob, regs.size(), r.changed, c.local_stamp().hlc, seq);
+            blob = blob_set_columns(blob, regs.size(), r.added, kBackfillHlc, seq);
+            up.reset();
+            up.bind_blob(1, blob);
+            up.bind_int(2, static_cast<int64_t>(seq));
+            for (size_t i = 0; i < r.key.size(); ++i) up.bind(static_cast<int>(i + 3), r.key[i]);
+            up.step();
+            if (changed) ++stamped;
+        }
+    }
+    return stamped;
+}
+
+bool has_vh(Conn& c, const std::string& table) { return has_column(c, meta_table_name(table), "vh"); }
+
+void finish_resume(Conn& c, const std::string& table) {
+    if (has_vh(c, table)) exec(c.db, "UPDATE " + quote_ident(meta_table_name(table)) + " SET vh = NULL WHERE vh IS NOT NULL");
+    Stmt del(c.db, "SELECT 1 FROM sqlite_master WHERE name = 'lww_untracked'");
+    if (!del.step()) return;
+    Stmt d(c.db, "DELETE FROM lww_untracked WHERE name = ?1");
+    d.bind_text(1, table);
+    d.step();
+}
+
 }  // namespace lww::sq

@@ -8,6 +8,7 @@
 // have are held in lww_pending and land when they appear.
 #pragma once
 #include <string>
+#include <vector>
 
 #include "../common/changeset.h"
 #include "conn.h"
@@ -28,5 +29,23 @@ size_t hold_pending(Conn& c, const ChangeSet& pending);
 // column) through lww_apply's merge; whatever is still unknown stays held.
 // Returns the rows taken out of the store.
 size_t land_pending(Conn& c, const std::string& table);
+
+// lww_untrack: each living row's values, hashed per register (value_hash),
+// kept in the metadata (column vh), and the register order in lww_untracked,
+// so that lww_track stamps only what changed meanwhile.
+void remember_untracked(Conn& c, const TableInfo& t);
+// lww_track of a table untracked before: the register order to resume with
+// (the old one, dropped columns retired in the metadata, new ones appended),
+// or `current` when nothing was remembered.
+std::vector<std::string> resume_registers(Conn& c, const std::string& table, const std::vector<std::string>& current);
+// lww_track, resuming: rows whose hashes were remembered get a local update
+// of the registers whose value changed (none: untouched), registers of
+// columns added meanwhile the backfill stamp. Returns the rows stamped.
+int64_t resume_hashed(Conn& c, const std::string& table, const std::vector<std::string>& key,
+                      const std::vector<std::string>& regs);
+
+bool has_vh(Conn& c, const std::string& table);
+// End of a resuming lww_track: the remembered hashes and order are gone.
+void finish_resume(Conn& c, const std::string& table);
 
 }  // namespace lww::sq

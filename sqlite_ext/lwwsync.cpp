@@ -355,6 +355,19 @@ void fn_cols_drop(sqlite3_context* ctx, int, sqlite3_value** argv) {
     });
 }
 
+// lww_row_hash(v0, v1, ...): value_hash of each value, 8 bytes little-endian
+// each (lww_untrack remembers rows with it, docs/SCHEMA.md).
+void fn_row_hash(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    guarded(ctx, "lww_row_hash", [&] {
+        std::string out;
+        for (int i = 0; i < argc; ++i) {
+            const uint64_t h = value_hash(from_sqlite(argv[i]));
+            for (int b = 0; b < 8; ++b) out.push_back(static_cast<char>(h >> (8 * b)));
+        }
+        sqlite3_result_blob64(ctx, out.data(), out.size(), SQLITE_TRANSIENT);
+    });
+}
+
 // ------------------------------------------------------------ registration
 
 struct FnDef {
@@ -398,6 +411,7 @@ const FnDef kFunctions[] = {
     {"lww_alter", 1, kDirect, fn_alter},
     {"lww_cols_backfill", 2, kDirect, fn_cols_backfill},
     {"lww_cols_drop", 2, kDirect, fn_cols_drop},
+    {"lww_row_hash", -1, kDirect | SQLITE_DETERMINISTIC, fn_row_hash},
 };
 
 void destroy_conn(void* p) { delete static_cast<Conn*>(p); }

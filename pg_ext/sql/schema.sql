@@ -3,16 +3,20 @@
 -- write fails because of a DDL, a DDL on one table never touches another,
 -- registers for tables and columns a peer lacks wait in lwwsync.pending
 -- and land when it adds them; key changes are refused with a hint.
-CREATE EXTENSION IF NOT EXISTS lwwsync;
-SELECT current_database() AS main_db \gset
+-- Two databases of their own, synced over postgresql://.
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE lww_schema_main;
 CREATE DATABASE lww_schema_peer;
+\c lww_schema_main
+CREATE EXTENSION lwwsync;
+SELECT current_database() AS main_db \gset
 SELECT 'postgresql:///lww_schema_peer?host=' || current_setting('unix_socket_directories')
        || '&port=' || current_setting('port') AS url_peer \gset
-CREATE FUNCTION registers(tbl text) RETURNS text LANGUAGE sql AS $$
+CREATE FUNCTION schema_registers(tbl text) RETURNS text LANGUAGE sql AS $$
     SELECT array_to_string(columns, ',') || ' @ ' || array_to_string(attnums, ',') FROM lwwsync.tables WHERE name = tbl
 $$;
 -- Rows of a change set, stamps left out.
-CREATE FUNCTION cs_rows(cs text) RETURNS TABLE(tbl text, key jsonb, row_reg boolean, cols jsonb) LANGUAGE sql AS $$
+CREATE FUNCTION schema_cs_rows(cs text) RETURNS TABLE(tbl text, key jsonb, row_reg boolean, cols jsonb) LANGUAGE sql AS $$
     SELECT t->>'name', r->'key', coalesce((r->>'row')::boolean, false),
            (SELECT jsonb_agg(jsonb_build_array(t->'columns'->((c->>0)::int), c->1) ORDER BY c->>0)
               FROM jsonb_array_elements(r->'cols') c)
@@ -24,7 +28,7 @@ CREATE TABLE other(id int PRIMARY KEY, v text);
 SELECT lww_track('doc'), lww_track('other');
 INSERT INTO doc VALUES (1, 't1', 'b1', 'n1'), (2, 't2', 'b2', 'n2');
 INSERT INTO other VALUES (1, 'o1');
-SELECT registers('doc');
+SELECT schema_registers('doc');
 
 \c lww_schema_peer
 CREATE EXTENSION lwwsync;
@@ -39,12 +43,12 @@ SELECT s->'received'->'applied' AS received FROM lww_sync(:'url_peer') s;
 UPDATE doc SET note = 'n1 edited' WHERE id = 1;
 SELECT lww_seq() AS before_drop \gset
 ALTER TABLE doc DROP COLUMN body;
-SELECT registers('doc');
+SELECT schema_registers('doc');
 -- Writes to this table and to every other go on.
 INSERT INTO doc VALUES (3, 't3', 'n3');
 UPDATE doc SET title = 't1 after drop' WHERE id = 1;
 INSERT INTO other VALUES (2, 'o2');
-SELECT * FROM cs_rows(lww_changes(:before_drop));
+SELECT * FROM schema_cs_rows(lww_changes(:before_drop));
 -- The peer, still with "body", edits it: the registers wait in lwwsync.pending here.
 \c lww_schema_peer
 UPDATE doc SET body = 'peer body', title = 'peer title' WHERE id = 2;
@@ -60,7 +64,7 @@ ALTER TABLE doc DROP COLUMN body;
 -- ---------------------------------------------------- RENAME, ALTER TYPE
 ALTER TABLE doc RENAME COLUMN title TO heading;
 ALTER TABLE doc ALTER COLUMN note TYPE varchar(40);
-SELECT registers('doc');
+SELECT schema_registers('doc');
 UPDATE doc SET heading = 'renamed' WHERE id = 3;
 SELECT * FROM doc ORDER BY id;
 \c lww_schema_peer
@@ -76,8 +80,8 @@ SELECT * FROM doc ORDER BY id;
 -- travels, and any real write of the column wins over it.
 SELECT lww_seq() AS before_add \gset
 ALTER TABLE doc ADD COLUMN prio int DEFAULT 42;
-SELECT registers('doc');
-SELECT * FROM cs_rows(lww_changes(:before_add));
+SELECT schema_registers('doc');
+SELECT * FROM schema_cs_rows(lww_changes(:before_add));
 SELECT DISTINCT coalesce(c->>2, r->'stamp'->>0)::bigint AS backfill_hlc FROM jsonb_array_elements(lww_changes(:before_add)::jsonb->'tables') t,
        jsonb_array_elements(t->'rows') r, jsonb_array_elements(r->'cols') c;
 UPDATE doc SET prio = 5 WHERE id = 2;
@@ -117,7 +121,7 @@ ALTER TABLE doc ALTER COLUMN id TYPE bigint;
 ALTER TABLE doc RENAME COLUMN id TO doc_id;
 ALTER TABLE doc ADD COLUMN id2 int NOT NULL DEFAULT 0, DROP CONSTRAINT doc_pkey, ADD PRIMARY KEY (id, id2);
 -- Nothing of them happened.
-SELECT registers('doc');
+SELECT schema_registers('doc');
 INSERT INTO doc VALUES (5, 'five', NULL, 1, NULL);
 
 -- ----------------------------------------------------------- DROP TABLE
@@ -162,9 +166,9 @@ SELECT lww_config('pending_max_rows', 100000);
 ALTER TABLE doc ADD COLUMN color text;
 SELECT id, color FROM doc ORDER BY id;
 
+\c :regress_db
 SET client_min_messages = warning;
 DROP DATABASE lww_schema_peer;
-DROP TABLE doc, other;
-DROP FUNCTION registers(text), cs_rows(text);
+DROP DATABASE lww_schema_main;
 DROP ROLE regress_schema_dev;
 RESET client_min_messages;
