@@ -182,3 +182,37 @@ TEST_F(Schema, LwwAlterRefusesWhatItCannotDo) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(Schema, RetrackStampsOnlyWhatChangedWhileUntracked) {
+    Db& a = peer("a");
+    Db& b = peer("b");
+    a.exec("INSERT INTO doc VALUES (1, 't1', 'b1'), (2, 't2', 'b2'), (3, 't3', 'b3')");
+    b.sync(a);
+    EXPECT_EQ(a.i64("SELECT lww_untrack('doc')"), 1);
+    a.exec("UPDATE doc SET title = 't1 untracked' WHERE id = 1");
+    a.exec("UPDATE doc SET body = body WHERE id = 2");  // no change in value
+    a.exec("DELETE FROM doc WHERE id = 3");
+    a.exec("ALTER TABLE doc ADD COLUMN tag TEXT DEFAULT 'x'");
+    sleep_ms(3);
+    b.exec("UPDATE doc SET body = 'from b' WHERE id IN (1, 2)");  // later than a's edits
+    b.exec("UPDATE doc SET title = 't2 from b' WHERE id = 2");
+    b.exec("SELECT lww_alter('ALTER TABLE doc ADD COLUMN tag TEXT DEFAULT ''x''')");
+    const int64_t seq = a.seq();
+    EXPECT_EQ(a.track("doc"), 1);  // row 1's title; row 2 untouched
+    ParsedCS cs = parse_cs(a.changes(seq));
+    std::vector<std::string> regs;
+    for (const auto& r : cs.regs)
+        regs.push_back(r.key + (r.is_row ? " row" : " " + r.col) + (r.hlc == 1 ? " backfill" : ""));
+    std::sort(regs.begin(), regs.end());
+    EXPECT_EQ(regs, (V{"int:1 tag backfill", "int:1 title", "int:2 tag backfill", "int:3 row"}));
+    b.sync(a);
+    same(a, b, "doc");
+    // a's untracked edit is stamped when lww_track notices it; b's writes to
+    // every column a did not change survive (a full re-stamp overwrote them).
+    EXPECT_EQ(a.table("doc"), (V{"int:1 | text:'t1 untracked' | text:'from b' | text:'x'",
+                                 "int:2 | text:'t2 from b' | text:'from b' | text:'x'"}));
+}
+
+}  // namespace
