@@ -44,3 +44,14 @@ CREATE EVENT TRIGGER lwwsync_ddl_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION lwwsync.lww_ddl_end();
 CREATE EVENT TRIGGER lwwsync_ddl_drop ON sql_drop
     WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED') EXECUTE FUNCTION lwwsync.lww_ddl_drop();
+
+-- lww_untrack remembers the register order (and, in the metadata, a hash
+-- of each living row's values per register), so lww_track stamps only what
+-- changed while the table was untracked.
+CREATE TABLE lwwsync.untracked (
+    relid oid PRIMARY KEY,
+    columns text[] NOT NULL,
+    attnums int2[]
+);
+REVOKE ALL ON lwwsync.untracked FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('lwwsync.untracked', '');

@@ -166,6 +166,26 @@ SELECT lww_config('pending_max_rows', 100000);
 ALTER TABLE doc ADD COLUMN color text;
 SELECT id, color FROM doc ORDER BY id;
 
+-- ------------------------------------------- re-tracking stamps only changes
+-- lww_untrack remembers each row's values (hashed per register); lww_track
+-- stamps only the registers that changed meanwhile, so a peer's newer write
+-- to an unchanged column is never overwritten.
+CREATE TABLE r(id int PRIMARY KEY, a text, b text);
+SELECT lww_track('r');
+INSERT INTO r VALUES (1, 'a1', 'b1'), (2, 'a2', 'b2'), (3, 'a3', 'b3');
+SELECT lww_untrack('r');
+UPDATE r SET a = 'a1 changed' WHERE id = 1;
+UPDATE r SET b = b WHERE id = 2;
+DELETE FROM r WHERE id = 3;
+ALTER TABLE r ADD COLUMN c int DEFAULT 9;
+ALTER TABLE r DROP COLUMN b;
+SELECT lww_seq() AS before_retrack \gset
+SELECT lww_track('r') AS stamped;
+SELECT schema_registers('r');
+-- Row 1: its changed column; rows 1 and 2: the new column at the backfill stamp; row 3: deleted.
+SELECT * FROM schema_cs_rows(lww_changes(:before_retrack));
+SELECT count(*) AS forgotten FROM lwwsync.untracked;
+
 \c :regress_db
 SET client_min_messages = warning;
 DROP DATABASE lww_schema_peer;

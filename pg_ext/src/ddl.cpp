@@ -18,6 +18,7 @@
 #include "ddl.h"
 
 #include "changes.h"
+#include "meta.h"
 
 #include <algorithm>
 
@@ -397,6 +398,116 @@ size_t land_pending(const std::string& wire) {
         apply_changeset(cs, Trust::chosen_server);
     }
     return held.size();
+}
+
+// ------------------------------------------------------------ re-tracking
+
+namespace {
+
+bool has_untracked_store() {
+    bool present = false;
+    pg_call([&] {
+        Oid nsp = get_namespace_oid("lwwsync", true);
+        present = OidIsValid(nsp) && OidIsValid(get_relname_relid("untracked", nsp));
+    });
+    return present;
+}
+
+}  // namespace
+
+void remember_untracked(const TableInfo& t) {
+    if (!has_untracked_store()) return;
+    SPITupleTable* result = nullptr;
+    uint64_t n = 0;
+    const int key_at = 1;
+    {
+        AsMetadataOwner owner;
+        run(prepare("INSERT INTO lwwsync.untracked(relid, columns, attnums) SELECT relid, columns, attnums"
+                    " FROM lwwsync.tables WHERE relid = $1 ON CONFLICT (relid) DO UPDATE"
+                    " SET columns = excluded.columns, attnums = excluded.attnums",
+                    {OIDOID}),
+            {oid_param(t.relid)}, false);
+        run_sql("ALTER TABLE " + t.meta + " ADD COLUMN IF NOT EXISTS vh bytea");
+        run_sql("UPDATE " + t.meta + " SET vh = NULL WHERE vh IS NOT NULL");
+        std::string sql = "SELECT ctid";
+        for (size_t i = 0; i < t.key.size(); ++i) sql += ", k" + std::to_string(i);
+        run_sql(sql + " FROM " + t.meta + " WHERE gen % 2 = 1", false);
+        result = SPI_tuptable;
+        n = SPI_processed;
+    }
+    std::vector<ItemPointerData> tids(n);
+    for (uint64_t r = 0; r < n; ++r) {
+        SPI_tuptable = result;
+        bool isnull = false;
+        ItemPointerCopy(reinterpret_cast<ItemPointer>(DatumGetPointer(col(r, 0, &isnull))), &tids[r]);
+    }
+    std::vector<uint64_t> all(n);
+    for (uint64_t r = 0; r < n; ++r) all[r] = r;
+    std::vector<int64_t> at;
+    std::vector<std::string> hashes(n);
+    {
+        AsTableOwner owner(t.relid);
+        at = probe_user_rows(t, result, all, key_at, true);
+        for (uint64_t r = 0; r < n; ++r) {
+            if (at[r] < 0) continue;
+            for (size_t c = 0; c < t.cols.size(); ++c) {
+                bool isnull = false;
+                Datum d = col(static_cast<uint64_t>(at[r]), static_cast<int>(c) + 1, &isnull);
+                const uint64_t h = value_hash(datum_to_value(d, isnull, t.col_types[c]));
+                for (int b = 0; b < 8; ++b) hashes[r].push_back(static_cast<char>(h >> (8 * b)));
+            }
+        }
+    }
+    AsMetadataOwner owner;
+    SPIPlanPtr up = prepare("UPDATE " + t.meta + " SET vh = $1 WHERE ctid = $2", {BYTEAOID, TIDOID});
+    for (uint64_t r = 0; r < n; ++r) {
+        if (at[r] < 0) continue;
+        Param b{BYTEAOID, 0, false};
+        pg_call([&] {
+            bytea* v = static_cast<bytea*>(palloc(VARHDRSZ + hashes[r].size()));
+            SET_VARSIZE(v, VARHDRSZ + hashes[r].size());
+            memcpy(VARDATA(v), hashes[r].data(), hashes[r].size());
+            b.value = PointerGetDatum(v);
+        });
+        run(up, {b, Param{TIDOID, PointerGetDatum(&tids[r]), false}}, false);
+    }
+}
+
+std::vector<std::string> remembered_registers(Oid relid) {
+    std::vector<std::string> old;
+    if (!has_untracked_store()) return old;
+    AsMetadataOwner owner;
+    run(prepare("SELECT c FROM lwwsync.untracked, unnest(columns) WITH ORDINALITY AS u(c, n) WHERE relid = $1 ORDER BY n",
+                {OIDOID}),
+        {oid_param(relid)}, false);
+    for (uint64_t i = 0; i < SPI_processed; ++i) old.push_back(col_text(i, 0));
+    return old;
+}
+
+std::vector<std::string> resume_registers(Oid relid, const std::string& meta, const std::vector<std::string>& current) {
+    const std::vector<std::string> old = remembered_registers(relid);
+    if (old.empty()) return current;
+    std::vector<std::string> regs;
+    std::vector<size_t> gone;
+    for (size_t i = 0; i < old.size(); ++i) {
+        if (std::find(current.begin(), current.end(), old[i]) == current.end()) gone.push_back(i);
+        else regs.push_back(old[i]);
+    }
+    for (const auto& c : current)
+        if (std::find(regs.begin(), regs.end(), c) == regs.end()) regs.push_back(c);
+    if (!gone.empty()) rewrite_blobs(meta, gone, regs.size(), regs.size());
+    return regs;
+}
+
+void forget_untracked(Oid relid, const std::string& meta) {
+    if (!has_untracked_store()) return;
+    AsMetadataOwner owner;
+    run(prepare("DELETE FROM lwwsync.untracked WHERE relid = $1", {OIDOID}), {oid_param(relid)}, false);
+    run(prepare("SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass($1) AND attname = 'vh'"
+                " AND NOT attisdropped",
+                {TEXTOID}),
+        {text_param(meta)}, false);
+    if (SPI_processed) run_sql("UPDATE " + meta + " SET vh = NULL WHERE vh IS NOT NULL");
 }
 
 }  // namespace lww::pg
