@@ -427,8 +427,12 @@ void remember_untracked(const TableInfo& t) {
                     " SET columns = excluded.columns, attnums = excluded.attnums",
                     {OIDOID}),
             {oid_param(t.relid)}, false);
-        run_sql("ALTER TABLE " + t.meta + " ADD COLUMN IF NOT EXISTS vh bytea");
-        run_sql("UPDATE " + t.meta + " SET vh = NULL WHERE vh IS NOT NULL");
+        run(prepare("SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass($1)"
+                    " AND attname = 'vh' AND NOT attisdropped",
+                    {TEXTOID}),
+            {text_param(t.meta)}, false);
+        if (SPI_processed) run_sql("UPDATE " + t.meta + " SET vh = NULL WHERE vh IS NOT NULL");
+        else run_sql("ALTER TABLE " + t.meta + " ADD COLUMN vh bytea");
         std::string sql = "SELECT ctid";
         for (size_t i = 0; i < t.key.size(); ++i) sql += ", k" + std::to_string(i);
         run_sql(sql + " FROM " + t.meta + " WHERE gen % 2 = 1", false);
