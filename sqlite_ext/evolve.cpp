@@ -228,12 +228,11 @@ size_t hold_pending(Conn& c, const ChangeSet& pending) {
     held.bind_text(1, origin);
     held.step();
     int64_t rows = held.int64(0), bytes = held.int64(1);
+    const int64_t max_rows = static_cast<int64_t>(c.setting("pending_max_rows", kMaxPendingRowsPerNode));
     Stmt ins(c.db, "INSERT OR IGNORE INTO lww_pending(tbl, columns, origin, registers, changeset) VALUES (?1, ?2, ?3, ?4, ?5)");
     size_t registers = 0;
     for (const auto& r : pending_rows(pending)) {
         const std::string json = encode_changeset(r.cs);
-        if (rows + 1 > kMaxPendingRowsPerNode || bytes + static_cast<int64_t>(json.size()) > kMaxPendingBytesPerNode)
-            pending_limit(pending.origin, rows, bytes);
         ins.reset();
         ins.bind_text(1, r.table);
         ins.bind_text(2, json_array(r.columns));
@@ -241,7 +240,9 @@ size_t hold_pending(Conn& c, const ChangeSet& pending) {
         ins.bind_int(4, static_cast<int64_t>(r.registers));
         ins.bind_text(5, json);
         ins.step();
-        if (sqlite3_changes(c.db) > 0) {
+        if (sqlite3_changes(c.db) > 0) {  // a row already held (a retried batch) costs nothing
+            if (rows + 1 > max_rows || bytes + static_cast<int64_t>(json.size()) > kMaxPendingBytesPerNode)
+                pending_limit(pending.origin, rows, bytes, max_rows);  // lww_apply's savepoint undoes it
             ++rows;
             bytes += static_cast<int64_t>(json.size());
         }

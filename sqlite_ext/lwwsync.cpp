@@ -149,14 +149,20 @@ void fn_config(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         Conn& c = conn(ctx);
         c.ensure_ready();
         std::string key = text_arg(argv[0], "setting name");
-        if (key != "max_drift_ms") throw Error("unknown setting \"" + key + "\" (known: max_drift_ms)");
+        // pending_max_rows: rows lww_pending holds per origin node (docs/SCHEMA.md).
+        const bool pending = key == "pending_max_rows";
+        if (key != "max_drift_ms" && !pending)
+            throw Error("unknown setting \"" + key + "\" (known: max_drift_ms, pending_max_rows)");
         if (argc > 1) {
             if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_int64(argv[1]) < 0)
-                throw Error("max_drift_ms must be a non-negative integer");
+                throw Error(key + " must be a non-negative integer");
+            if (pending && sqlite3_value_int64(argv[1]) > kMaxPendingRowsPerNode * 100)
+                throw Error("pending_max_rows must be at most " + std::to_string(kMaxPendingRowsPerNode * 100));
             c.set_setting(key, sqlite3_value_int64(argv[1]));
         }
         // Always the stored value: a rolled-back change is gone.
-        sqlite3_result_int64(ctx, static_cast<int64_t>(c.setting("max_drift_ms", kDefaultMaxDriftMs)));
+        sqlite3_result_int64(ctx, pending ? static_cast<int64_t>(c.setting("pending_max_rows", kMaxPendingRowsPerNode))
+                                          : static_cast<int64_t>(c.setting("max_drift_ms", kDefaultMaxDriftMs)));
     });
 }
 

@@ -354,8 +354,6 @@ void hold_pending(const ChangeSet& pending, const OwnStamps* own, ApplyCounts& s
         {TEXTOID, TEXTOID, TEXTOID, NAMEOID, TEXTOID, INT4OID, TEXTOID});
     for (const auto& r : rows) {
         const std::string json = encode_changeset(r.cs);
-        if (n + 1 > max_rows || bytes + static_cast<int64_t>(json.size()) > kMaxPendingBytesPerNode)
-            pending_limit(pending.origin, n, bytes, max_rows);
         Param role{NAMEOID, 0, false};
         pg_call([&] {
             Name nm = static_cast<Name>(palloc0(NAMEDATALEN));
@@ -366,7 +364,9 @@ void hold_pending(const ChangeSet& pending, const OwnStamps* own, ApplyCounts& s
                 {text_param(r.table), text_param(names_json(r.columns)), text_param(origin), role,
                  text_param(who.subject), Param{INT4OID, Int32GetDatum(static_cast<int32>(r.registers)), false},
                  text_param(json)},
-                false) == 1) {
+                false) == 1) {  // a row already held (a retried batch) costs nothing
+            if (n + 1 > max_rows || bytes + static_cast<int64_t>(json.size()) > kMaxPendingBytesPerNode)
+                pending_limit(pending.origin, n, bytes, max_rows);  // the statement's transaction undoes it
             ++n;
             bytes += static_cast<int64_t>(json.size());
         }

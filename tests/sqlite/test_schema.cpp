@@ -216,3 +216,32 @@ TEST_F(Schema, RetrackStampsOnlyWhatChangedWhileUntracked) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(Schema, PendingStoreIsBoundedPerNode) {
+    Db& r = peer("r");
+    const uint64_t h = hlc_at(now_ms());
+    EXPECT_EQ(r.i64("SELECT lww_config('pending_max_rows', 2)"), 2);
+    auto held = [&](const std::string& origin, int key) {
+        return craft_cs(origin, {origin}, {craft_table("\"later\"", "[\"id\"]", "[\"v\"]",
+                                                       {{"[" + std::to_string(key) + "]", 1, h, 0, true, "[[0,1]]"}})});
+    };
+    r.apply(held(kNode1, 1));
+    r.apply(held(kNode1, 2));
+    r.apply(held(kNode1, 2));  // the same row again: not held twice
+    Outcome o = r.run("SELECT lww_apply(?)", {held(kNode1, 3)});
+    EXPECT_FALSE(o.ok);
+    EXPECT_EQ(o.err, "lww_apply: the pending store already holds 2 rows (" +
+                         std::to_string(r.i64("SELECT sum(length(CAST(changeset AS BLOB))) FROM lww_pending")) +
+                         " bytes) from node " + kNode1 +
+                         " for tables or columns this database does not have (limit 2 rows, 64 MiB per node); add the "
+                         "missing tables and columns (ALTER TABLE, lww_track) so they land, then sync again "
+                         "(docs/SCHEMA.md)");
+    // Another node has its own allowance; the refused batch left nothing.
+    r.apply(held(kNode2, 3));
+    EXPECT_EQ(r.text("SELECT group_concat(origin || ':' || registers, ' ') FROM (SELECT * FROM lww_pending ORDER BY id)"),
+              kNode1 + ":2 " + kNode1 + ":2 " + kNode2 + ":2");
+}
+
+}  // namespace
