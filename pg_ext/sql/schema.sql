@@ -165,6 +165,18 @@ SELECT lww_config('pending_max_rows', 100000);
 -- Held registers land with the rights of whoever runs the DDL.
 ALTER TABLE doc ADD COLUMN color text;
 SELECT id, color FROM doc ORDER BY id;
+-- A role that may not write the table when it appears cannot plant rows in it.
+CREATE ROLE regress_schema_peek;
+SET ROLE regress_schema_peek;
+SELECT lww_apply(format('{"format":"lwwsync.changeset","version":1,"origin":"00000000-0000-4000-8000-0000000000d3",
+  "since":"0","upto":"1","tables":[{"name":"later_t","key":["id"],"columns":["v"],"rows":[
+   {"key":[1],"gen":1,"stamp":["%s",0],"row":true,"cols":[[0,"planted"]]}]}],
+  "nodes":["00000000-0000-4000-8000-0000000000d3"]}', (extract(epoch from now())::bigint * 1000) << 16));
+RESET ROLE;
+CREATE TABLE later_t(id int PRIMARY KEY, v text);
+SELECT lww_track('later_t');
+SELECT count(*) AS planted_rows FROM later_t;
+SELECT count(*) AS still_held FROM lwwsync.pending WHERE tbl = 'later_t';
 
 -- ------------------------------------------- re-tracking stamps only changes
 -- lww_untrack remembers each row's values (hashed per register); lww_track
@@ -190,5 +202,5 @@ SELECT count(*) AS forgotten FROM lwwsync.untracked;
 SET client_min_messages = warning;
 DROP DATABASE lww_schema_peer;
 DROP DATABASE lww_schema_main;
-DROP ROLE regress_schema_dev;
+DROP ROLE regress_schema_dev, regress_schema_peek;
 RESET client_min_messages;

@@ -379,6 +379,15 @@ size_t land_pending(const std::string& wire) {
     if (!has_pending_store()) return 0;
     {
         AsMetadataOwner owner;
+        // Rows brought by a role that may neither insert into nor update the
+        // table now are dropped, not landed: a peer cannot plant rows in a
+        // table before it exists to have them written with the rights of
+        // whoever creates it. (Rows brought by a superuser land.)
+        run(prepare("DELETE FROM lwwsync.pending AS p USING lwwsync.tables AS t WHERE p.tbl = $1 AND t.name = p.tbl"
+                    " AND p.role <> '' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS r WHERE r.rolname = p.role"
+                    " AND (r.rolsuper OR pg_catalog.has_table_privilege(r.oid, t.relid, 'INSERT, UPDATE')))",
+                    {TEXTOID}),
+            {text_param(wire)}, false);
         run(prepare("SELECT id, changeset FROM lwwsync.pending WHERE tbl = $1 ORDER BY id", {TEXTOID}),
             {text_param(wire)}, false);
         for (uint64_t i = 0; i < SPI_processed; ++i) held.emplace_back(col_int64(i, 0), col_text(i, 1));
