@@ -261,17 +261,27 @@ size_t land_pending(Conn& c, const std::string& table) {
     }
     if (rows.empty()) return 0;
     return in_savepoint(c, "lww_land", [&] {
-        Stmt del(c.db, "DELETE FROM lww_pending WHERE id = ?1");
+        size_t landed = 0;
         for (const auto& [id, json] : rows) {
-            del.reset();
-            del.bind_int(1, id);
-            del.step();
-            ChangeSet cs = decode_changeset(json);
-            if (cs.origin == c.self()) continue;  // this database's own: nothing to learn
-            // Stamps were checked against the drift limit when they arrived.
-            apply_changeset(c, cs, Trust::chosen_server);
+            // Each row in a savepoint of its own: one that cannot land (a
+            // constraint of the new column refuses its value) stays held and
+            // never fails what lands the rest.
+            exec(c.db, "SAVEPOINT lww_land_row");
+            try {
+                Stmt del(c.db, "DELETE FROM lww_pending WHERE id = ?1");
+                del.bind_int(1, id);
+                del.step();
+                ChangeSet cs = decode_changeset(json);
+                // Stamps were checked against the drift limit when they arrived.
+                if (cs.origin != c.self()) apply_changeset(c, cs, Trust::chosen_server);
+                exec(c.db, "RELEASE lww_land_row");
+                ++landed;
+            } catch (const std::exception&) {
+                sqlite3_exec(c.db, "ROLLBACK TO lww_land_row; RELEASE lww_land_row", nullptr, nullptr, nullptr);
+                c.reload();
+            }
         }
-        return rows.size();
+        return landed;
     });
 }
 

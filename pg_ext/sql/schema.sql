@@ -165,6 +165,14 @@ SELECT lww_config('pending_max_rows', 100000);
 -- Held registers land with the rights of whoever runs the DDL.
 ALTER TABLE doc ADD COLUMN color text;
 SELECT id, color FROM doc ORDER BY id;
+-- A held value the new column refuses stays held, with a warning; the ALTER stands.
+SELECT lww_apply(format('{"format":"lwwsync.changeset","version":1,"origin":"00000000-0000-4000-8000-0000000000d4",
+  "since":"0","upto":"1","tables":[{"name":"doc","key":["id"],"columns":["size"],"rows":[
+   {"key":[1],"gen":1,"stamp":["%1$s",0],"cols":[[0,"abc"]]}, {"key":[2],"gen":1,"stamp":["%1$s",0],"cols":[[0,"12"]]}]}],
+  "nodes":["00000000-0000-4000-8000-0000000000d4"]}', (extract(epoch from now())::bigint * 1000) << 16)) -> 'pending' AS held;
+ALTER TABLE doc ADD COLUMN size int;
+SELECT id, size FROM doc WHERE id IN (1, 2) ORDER BY id;
+SELECT tbl, columns FROM lwwsync.pending WHERE origin = '00000000-0000-4000-8000-0000000000d4';
 -- A role that may not write the table when it appears cannot plant rows in it.
 CREATE ROLE regress_schema_peek;
 SET ROLE regress_schema_peek;

@@ -394,19 +394,50 @@ size_t land_pending(const std::string& wire) {
     }
     State& s = State::get();
     s.invalidate();
+    size_t landed = 0;
     for (const auto& [id, json] : held) {
-        {
-            AsMetadataOwner owner;
-            run(prepare("DELETE FROM lwwsync.pending WHERE id = $1", {INT8OID}),
-                {Param{INT8OID, Int64GetDatum(id), false}}, false);
+        // Each row in a subtransaction: one that cannot land (a value the
+        // new column's type or a constraint refuses) stays held, with a
+        // warning, and never fails the DDL or lww_track that lands the rest.
+        std::string origin = "?";
+        MemoryContext ctx = CurrentMemoryContext;
+        ResourceOwner res = CurrentResourceOwner;
+        auto back = [&] {
+            MemoryContextSwitchTo(ctx);
+            CurrentResourceOwner = res;
+        };
+        pg_call([&] { BeginInternalSubTransaction(nullptr); });
+        try {
+            {
+                AsMetadataOwner owner;
+                run(prepare("DELETE FROM lwwsync.pending WHERE id = $1", {INT8OID}),
+                    {Param{INT8OID, Int64GetDatum(id), false}}, false);
+            }
+            ChangeSet cs = decode_changeset(json);
+            origin = cs.origin.str();
+            // Checked when it arrived (drift, node binding, own stamps);
+            // merged now with the rights of whoever runs the DDL or lww_track.
+            if (cs.origin != s.self()) apply_changeset(cs, Trust::chosen_server);
+            pg_call([&] {
+                ReleaseCurrentSubTransaction();
+                back();
+            });
+            ++landed;
+        } catch (const std::exception& e) {
+            const std::string msg = e.what();
+            pg_call([&] {
+                RollbackAndReleaseCurrentSubTransaction();
+                back();
+            });
+            s.invalidate();
+            pg_call([&] {
+                ereport(WARNING, (errmsg("a held row of table %s from node %s could not land: %s", wire.c_str(),
+                                         origin.c_str(), msg.c_str()),
+                                  errhint("It stays in lwwsync.pending; fix the value or delete the row there.")));
+            });
         }
-        ChangeSet cs = decode_changeset(json);
-        if (cs.origin == s.self()) continue;  // this database's own: nothing to learn
-        // Checked when it arrived (drift, node binding, own stamps); merged
-        // now with the rights of whoever runs the DDL or lww_track.
-        apply_changeset(cs, Trust::chosen_server);
     }
-    return held.size();
+    return landed;
 }
 
 // ------------------------------------------------------------ re-tracking
