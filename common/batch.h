@@ -2,6 +2,8 @@
 // which registers a row sends, and how an incoming set is checked against
 // this database before anything is written.
 #pragma once
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,6 +40,23 @@ std::vector<size_t> map_columns(const TableChanges& in, const std::vector<std::s
                                 const std::vector<std::string>& local_cols);
 [[noreturn]] void unknown_table(const std::string& name);
 
+// The register index map of a column this database does not have (yet).
+constexpr size_t kUnknownColumn = SIZE_MAX;
+
+// As map_columns, but a column this database does not have maps to
+// kUnknownColumn instead of failing. A key mismatch or a NULL key still throws.
+std::vector<size_t> map_known_columns(const TableChanges& in, const std::vector<std::string>& local_key,
+                                      const std::vector<std::string>& local_cols);
+// Checks the rows of a table this database does not have (NULL keys are malformed anywhere).
+void check_unknown_table(const TableChanges& in);
+
+// Splits `in` by `map`: registers of known columns (and every row register)
+// go to `known`, registers of unknown columns to `pending` (with the row's
+// generation, without its row register). Rows left without a register are
+// dropped from either part. Both keep `in`'s column list and indexes.
+void split_columns(const TableChanges& in, const std::vector<size_t>& map, TableChanges& known,
+                   TableChanges& pending);
+
 // An incoming table matched to this database's description of it (any type
 // with `key` and `cols` name lists).
 template <class Table>
@@ -45,23 +64,81 @@ struct TablePlan {
     const TableChanges* in = nullptr;
     const Table* local = nullptr;
     std::vector<size_t> col_map;  // incoming column index -> local register index
+    std::shared_ptr<const TableChanges> owned;  // `in`, when unknown columns were split off
 };
 
 // Checks every table of `cs` against this database before anything is
-// written: `find(name)` returns the local table or nullptr.
+// written: `find(name)` returns the local table or nullptr. With `pending`,
+// tables and columns this database does not have are not errors: their
+// registers are moved to *pending (same origin and sequences as `cs`), to be
+// held until the table or column exists here (docs/SCHEMA.md). Without it
+// they throw.
 template <class Table, class Find>
-std::vector<TablePlan<Table>> plan_tables(const ChangeSet& cs, Find&& find) {
+std::vector<TablePlan<Table>> plan_tables(const ChangeSet& cs, Find&& find, ChangeSet* pending = nullptr) {
     std::vector<TablePlan<Table>> plans;
+    if (pending) {
+        pending->origin = cs.origin;
+        pending->since = cs.since;
+        pending->after = cs.after;
+        pending->upto = cs.upto;
+        pending->complete = cs.complete;
+        pending->tables.clear();
+    }
     for (const auto& t : cs.tables) {
         TablePlan<Table> p;
         p.in = &t;
         p.local = find(t.name);
-        if (!p.local) unknown_table(t.name);
-        p.col_map = map_columns(t, p.local->key, p.local->cols);
+        if (!p.local) {
+            if (!pending) unknown_table(t.name);
+            check_unknown_table(t);
+            pending->tables.push_back(t);
+            continue;
+        }
+        if (!pending) {
+            p.col_map = map_columns(t, p.local->key, p.local->cols);
+        } else {
+            p.col_map = map_known_columns(t, p.local->key, p.local->cols);
+            bool unknown = false;
+            for (size_t idx : p.col_map) unknown |= idx == kUnknownColumn;
+            if (unknown) {
+                auto known = std::make_shared<TableChanges>();
+                TableChanges held;
+                split_columns(t, p.col_map, *known, held);
+                if (!held.rows.empty()) pending->tables.push_back(std::move(held));
+                p.owned = known;
+                p.in = known.get();
+            }
+        }
         plans.push_back(std::move(p));
     }
     return plans;
 }
+
+// The rows of a pending part, each as a change set of its own (one table,
+// one row, only the columns it references): the unit a pending store keeps.
+struct PendingRow {
+    std::string table;
+    std::vector<std::string> columns;  // the columns its registers are for
+    size_t registers = 0;
+    ChangeSet cs;
+};
+std::vector<PendingRow> pending_rows(const ChangeSet& pending);
+
+// Bounds of a pending store, per origin node (docs/SCHEMA.md).
+constexpr int64_t kMaxPendingRowsPerNode = 100000;
+constexpr int64_t kMaxPendingBytesPerNode = int64_t(64) << 20;
+[[noreturn]] void pending_limit(const NodeId& origin, int64_t rows, int64_t bytes,
+                                int64_t max_rows = kMaxPendingRowsPerNode);
+
+// The stamp of a value an ADD COLUMN ... DEFAULT backfilled: below every
+// real write (whose hlc carries wall-clock milliseconds), so any write of the
+// column, made before or after the DDL, wins over it; between backfills the
+// (hlc, node) order decides, so peers converge (docs/SCHEMA.md).
+constexpr uint64_t kBackfillHlc = 1;
+
+// A 64-bit hash of a canonical value (kind and bytes), stable across
+// engines and builds: untracked rows are compared through it on re-track.
+uint64_t value_hash(const Value& v);
 
 // Refuses the whole set if any stamp is past the drift limit: the clock's for
 // a caller, a day (kMaxTrustedAheadMs) for the server this side chose.

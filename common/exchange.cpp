@@ -18,7 +18,8 @@ namespace lww {
 std::string ApplyCounts::json() const {
     return "{\"rows\":" + std::to_string(rows) + ",\"received\":" + std::to_string(received) +
            ",\"applied\":" + std::to_string(applied) + ",\"ignored\":" + std::to_string(ignored) +
-           ",\"rejected\":" + std::to_string(rejected) + "}";
+           ",\"rejected\":" + std::to_string(rejected) +
+           (pending ? ",\"pending\":" + std::to_string(pending) : std::string()) + "}";
 }
 
 std::string SyncStats::json() const {
@@ -230,6 +231,7 @@ ParsedResponse decode_response(std::string_view json) {
         a.applied = count("applied");
         a.ignored = count("ignored");
         a.rejected = count("rejected");
+        a.pending = count("pending");
         r.applied = a;
     }
     auto pull = d.FindMember("pull");

@@ -21,7 +21,9 @@ constexpr int kExchangeVersion = 1;
 struct ApplyCounts {
     size_t rows = 0, received = 0, applied = 0, ignored = 0;
     size_t rejected = 0;  // registers refused by the receiver's rules (docs/SECURITY.md), not merged
+    size_t pending = 0;   // registers held for a table or column this database does not have yet (docs/SCHEMA.md)
     void add(const ApplyCounts& o) {
+        pending += o.pending;
         rows += o.rows;
         received += o.received;
         applied += o.applied;

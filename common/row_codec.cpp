@@ -160,4 +160,16 @@ std::string blob_set_columns(std::string_view blob, size_t ncols, const std::vec
     return out;
 }
 
+std::string blob_drop_column(std::string_view blob, size_t col) {
+    std::string out;
+    out.reserve(blob.size());
+    size_t pos = 0;
+    while (pos < blob.size()) {
+        Entry e = get_entry(blob, pos);
+        if (e.col == col) continue;
+        put_entry(out, e.col > col ? e.col - 1 : e.col, e.present, e.hlc, e.node, e.seq);
+    }
+    return out;
+}
+
 }  // namespace lww

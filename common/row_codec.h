@@ -55,4 +55,8 @@ StoredRow encode_row(const RowState& st, NodeDirectory& nodes, std::vector<NodeI
 std::string blob_set_columns(std::string_view blob, size_t ncols, const std::vector<bool>& changed,
                              uint64_t hlc, uint64_t seq);
 
+// A column's register retired (DROP COLUMN): its entries removed, later
+// registers moved down one index, so register order stays the column order.
+std::string blob_drop_column(std::string_view blob, size_t col);
+
 }  // namespace lww

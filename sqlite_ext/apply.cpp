@@ -4,6 +4,7 @@ SQLITE_EXTENSION_INIT3
 #include <map>
 
 #include "../common/batch.h"
+#include "evolve.h"
 
 namespace lww::sq {
 
@@ -176,11 +177,12 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
         throw Error("the change set comes from this database's own node " + c.self().str() +
                     "; a node never applies its own changes");
     std::vector<TablePtr> held;  // the plans point at these, not into the connection's cache
+    ChangeSet pending;  // tables and columns not here yet: held (evolve.cpp)
     std::vector<Plan> plans = plan_tables<TableInfo>(cs, [&](const std::string& name) {
         TablePtr t = c.find_table(name);
         if (t) held.push_back(t);
         return t.get();
-    });
+    }, &pending);
     // The setting as committed: a rolled-back lww_config must not linger.
     c.clock.set_max_drift_ms(c.setting("max_drift_ms", kDefaultMaxDriftMs));
     check_drift(cs, c.clock, wall_clock_ms(), trust);
@@ -195,6 +197,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
         std::vector<NodeId> new_nodes;
         for (const auto& p : plans) merge_table(c, p, stats, new_nodes);
         c.persist_nodes(new_nodes);
+        stats.pending += hold_pending(c, pending);
         observe_stamps(cs, c.clock);
         c.persist_clock();
         --c.applying;

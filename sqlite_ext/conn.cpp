@@ -1,4 +1,5 @@
 #include "conn.h"
+#include "evolve.h"
 #include "schema.h"
 SQLITE_EXTENSION_INIT3
 
@@ -59,6 +60,7 @@ void Conn::ensure_ready() {
     }
     refresh();
     if (!upgraded_) upgrade_schema();
+    detect_schema_changes(*this);  // ALTER TABLE of a tracked table (docs/SCHEMA.md)
 }
 
 // Databases made by an older lwwsync get the current triggers once (schema

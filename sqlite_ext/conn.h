@@ -45,6 +45,8 @@ public:
     sqlite3* const db;
     HybridClock clock;
     int applying = 0;  // >0 while lww_apply writes user tables: triggers stay silent
+    int evolving = 0;  // >0 while evolve.cpp reconciles tables (no detection inside)
+    int64_t schema_cookie = -1;  // PRAGMA schema_version when tables were last reconciled
 
     // The current local write, set by lww_begin_write() for the trigger body.
     uint64_t cur_hlc = 0;

@@ -8,12 +8,14 @@ SQLITE_EXTENSION_INIT1
 #include <string>
 #include <vector>
 
+#include "../common/batch.h"
 #include "../common/changeset.h"
 #include "../common/row_codec.h"
 #include "../common/version.h"
 #include "apply.h"
 #include "changes.h"
 #include "conn.h"
+#include "evolve.h"
 #include "schema.h"
 #include "status.h"
 #include "sync.h"
@@ -58,7 +60,17 @@ void fn_node_id(sqlite3_context* ctx, int, sqlite3_value**) {
 }
 
 void fn_track(sqlite3_context* ctx, int, sqlite3_value** argv) {
-    guarded(ctx, "lww_track", [&] { sqlite3_result_int64(ctx, track_table(conn(ctx), text_arg(argv[0], "table name"))); });
+    guarded(ctx, "lww_track", [&] {
+        const std::string table = text_arg(argv[0], "table name");
+        const int64_t stamped = track_table(conn(ctx), table);
+        land_pending(conn(ctx), table);  // registers that arrived before the table (docs/SCHEMA.md)
+        sqlite3_result_int64(ctx, stamped);
+    });
+}
+
+// lww_alter(sql): schema changes of tracked tables (docs/SCHEMA.md).
+void fn_alter(sqlite3_context* ctx, int, sqlite3_value** argv) {
+    guarded(ctx, "lww_alter", [&] { result_text(ctx, alter(conn(ctx), text_arg(argv[0], "sql"))); });
 }
 
 void fn_untrack(sqlite3_context* ctx, int, sqlite3_value** argv) {
@@ -137,14 +149,20 @@ void fn_config(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         Conn& c = conn(ctx);
         c.ensure_ready();
         std::string key = text_arg(argv[0], "setting name");
-        if (key != "max_drift_ms") throw Error("unknown setting \"" + key + "\" (known: max_drift_ms)");
+        // pending_max_rows: rows lww_pending holds per origin node (docs/SCHEMA.md).
+        const bool pending = key == "pending_max_rows";
+        if (key != "max_drift_ms" && !pending)
+            throw Error("unknown setting \"" + key + "\" (known: max_drift_ms, pending_max_rows)");
         if (argc > 1) {
             if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_int64(argv[1]) < 0)
-                throw Error("max_drift_ms must be a non-negative integer");
+                throw Error(key + " must be a non-negative integer");
+            if (pending && sqlite3_value_int64(argv[1]) > kMaxPendingRowsPerNode * 100)
+                throw Error("pending_max_rows must be at most " + std::to_string(kMaxPendingRowsPerNode * 100));
             c.set_setting(key, sqlite3_value_int64(argv[1]));
         }
         // Always the stored value: a rolled-back change is gone.
-        sqlite3_result_int64(ctx, static_cast<int64_t>(c.setting("max_drift_ms", kDefaultMaxDriftMs)));
+        sqlite3_result_int64(ctx, pending ? static_cast<int64_t>(c.setting("pending_max_rows", kMaxPendingRowsPerNode))
+                                          : static_cast<int64_t>(c.setting("max_drift_ms", kDefaultMaxDriftMs)));
     });
 }
 
@@ -312,6 +330,50 @@ void fn_cols_set(sqlite3_context* ctx, int, sqlite3_value** argv) {
     });
 }
 
+// lww_cols_backfill(cols, i): register i (a column just added) takes the
+// backfill stamp (kBackfillHlc, this node) and the current write's sequence.
+void fn_cols_backfill(sqlite3_context* ctx, int, sqlite3_value** argv) {
+    guarded(ctx, "lww_cols_backfill", [&] {
+        Conn& c = conn(ctx);
+        const int64_t i = sqlite3_value_int64(argv[1]);
+        if (i < 0 || i >= kMaxColumns) throw Error("lww_cols_backfill: column out of range");
+        std::string_view blob;
+        if (sqlite3_value_type(argv[0]) == SQLITE_BLOB)
+            blob = std::string_view(static_cast<const char*>(sqlite3_value_blob(argv[0])), sqlite3_value_bytes(argv[0]));
+        std::vector<bool> one(static_cast<size_t>(i) + 1, false);
+        one.back() = true;
+        std::string out = blob_set_columns(blob, one.size(), one, kBackfillHlc, c.cur_seq);
+        sqlite3_result_blob64(ctx, out.data(), out.size(), SQLITE_TRANSIENT);
+    });
+}
+
+// lww_cols_drop(cols, i): register i retired, later ones move down.
+void fn_cols_drop(sqlite3_context* ctx, int, sqlite3_value** argv) {
+    guarded(ctx, "lww_cols_drop", [&] {
+        const int64_t i = sqlite3_value_int64(argv[1]);
+        if (i < 0 || i >= kMaxColumns) throw Error("lww_cols_drop: column out of range");
+        if (sqlite3_value_type(argv[0]) != SQLITE_BLOB) return sqlite3_result_null(ctx);
+        std::string out = blob_drop_column(
+            std::string_view(static_cast<const char*>(sqlite3_value_blob(argv[0])), sqlite3_value_bytes(argv[0])),
+            static_cast<size_t>(i));
+        if (out.empty()) return sqlite3_result_null(ctx);
+        sqlite3_result_blob64(ctx, out.data(), out.size(), SQLITE_TRANSIENT);
+    });
+}
+
+// lww_row_hash(v0, v1, ...): value_hash of each value, 8 bytes little-endian
+// each (lww_untrack remembers rows with it, docs/SCHEMA.md).
+void fn_row_hash(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    guarded(ctx, "lww_row_hash", [&] {
+        std::string out;
+        for (int i = 0; i < argc; ++i) {
+            const uint64_t h = value_hash(from_sqlite(argv[i]));
+            for (int b = 0; b < 8; ++b) out.push_back(static_cast<char>(h >> (8 * b)));
+        }
+        sqlite3_result_blob64(ctx, out.data(), out.size(), SQLITE_TRANSIENT);
+    });
+}
+
 // ------------------------------------------------------------ registration
 
 struct FnDef {
@@ -352,6 +414,10 @@ const FnDef kFunctions[] = {
     {"lww_gen_after_insert", 1, kInnocuous | SQLITE_DETERMINISTIC, fn_gen_after_insert},
     {"lww_gen_after_delete", 1, kInnocuous | SQLITE_DETERMINISTIC, fn_gen_after_delete},
     {"lww_cols_set", 1, kInnocuous, fn_cols_set},
+    {"lww_alter", 1, kDirect, fn_alter},
+    {"lww_cols_backfill", 2, kDirect, fn_cols_backfill},
+    {"lww_cols_drop", 2, kDirect, fn_cols_drop},
+    {"lww_row_hash", -1, kDirect | SQLITE_DETERMINISTIC, fn_row_hash},
 };
 
 void destroy_conn(void* p) { delete static_cast<Conn*>(p); }

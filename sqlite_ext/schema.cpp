@@ -1,4 +1,5 @@
 #include "schema.h"
+#include "evolve.h"
 SQLITE_EXTENSION_INIT3
 
 #include <algorithm>
@@ -254,6 +255,8 @@ int64_t track_table(Conn& c, const std::string& table) {
                 resuming = static_cast<size_t>(kept.int64(0)) == cols.key.size();
                 if (!resuming) exec(c.db, "DROP TABLE " + meta);
             }
+            // The register order the kept metadata was written in (evolve.cpp).
+            if (resuming) cols.cols = resume_registers(c, table, cols.cols);
         }
         const std::string registers =
             "gen INTEGER NOT NULL, hlc INTEGER NOT NULL, node INTEGER NOT NULL, mseq INTEGER NOT NULL,"
@@ -291,9 +294,12 @@ int64_t track_table(Conn& c, const std::string& table) {
             // Writes made while untracked were not recorded: every row there is
             // written anew (a deleted key comes back one generation later), and
             // every row gone since is deleted.
+            // Rows whose values were hashed at lww_untrack: only what changed (evolve.cpp).
+            stamped += resume_hashed(c, table, cols.key, cols.cols);
             const std::string here = "EXISTS (SELECT 1 FROM " + quote_ident(table) + " AS t WHERE " + join + ")";
+            const std::string hashed = has_vh(c, table) ? " AND NOT (vh IS NOT NULL AND (gen & 1) = 1)" : "";
             exec(c.db, "UPDATE " + meta + " AS m SET gen = lww_gen_after_insert(gen), hlc = lww_hlc(), node = 0,"
-                       " mseq = lww_write_seq(), seq = lww_write_seq(), cols = NULL WHERE " + here +
+                       " mseq = lww_write_seq(), seq = lww_write_seq(), cols = NULL WHERE " + here + hashed +
                        " AND lww_begin_write(1)");
             stamped += sqlite3_changes(c.db);
             exec(c.db, "UPDATE " + meta + " AS m SET gen = lww_gen_after_delete(gen), hlc = lww_hlc(), node = 0,"
@@ -307,6 +313,7 @@ int64_t track_table(Conn& c, const std::string& table) {
                        " AS t WHERE NOT EXISTS (SELECT 1 FROM " + meta + " AS m WHERE " + join +
                        ") AND lww_begin_write(1)");
         stamped += sqlite3_changes(c.db);
+        if (resuming) finish_resume(c, table);
         exec(c.db, "RELEASE lww_track");
         return stamped;
     } catch (...) {
@@ -327,6 +334,7 @@ bool untrack_table(Conn& c, const std::string& table) {
         c.set_setting("seq_floor", static_cast<int64_t>(c.last_seq()));
         c.persist_clock();
         drop_triggers(c.db, table);
+        remember_untracked(c, *t);  // so lww_track stamps only what changes meanwhile
         // The metadata stays (generations, tombstones): lww_track resumes from it.
         Stmt del(c.db, "DELETE FROM lww_tables WHERE name = ?1");
         del.bind_text(1, table);
@@ -338,6 +346,29 @@ bool untrack_table(Conn& c, const std::string& table) {
     }
     c.reload();
     return true;
+}
+
+// ------------------------------------------------ schema evolution (evolve.cpp)
+
+bool table_exists(Conn& c, const std::string& table) {
+    Stmt st(c.db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1");
+    st.bind_text(1, table);
+    return st.step();
+}
+
+std::vector<std::string> table_columns(Conn& c, const std::string& table, std::vector<std::string>* key) {
+    Columns cols = introspect(c.db, table);
+    if (key) *key = cols.key;
+    return cols.cols;
+}
+
+void drop_table_triggers(Conn& c, const std::string& table) { drop_triggers(c.db, table); }
+
+void rebuild_triggers(Conn& c, const std::string& table, const std::vector<std::string>& registers) {
+    Columns cols = introspect(c.db, table);
+    cols.cols = registers;
+    drop_triggers(c.db, table);
+    create_triggers(c.db, table, cols);
 }
 
 }  // namespace lww::sq

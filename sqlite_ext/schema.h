@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "conn.h"
 
@@ -17,5 +18,13 @@ bool untrack_table(Conn& c, const std::string& table);
 // Recreates every tracked table's triggers (a database from an older schema
 // version: see Conn::ensure_ready).
 void upgrade_triggers(Conn& c);
+
+// Schema evolution (evolve.cpp): whether `table` exists; its non-key stored
+// columns in table order (and its key); triggers dropped, or rebuilt for
+// `registers` (the register order).
+bool table_exists(Conn& c, const std::string& table);
+std::vector<std::string> table_columns(Conn& c, const std::string& table, std::vector<std::string>* key = nullptr);
+void drop_table_triggers(Conn& c, const std::string& table);
+void rebuild_triggers(Conn& c, const std::string& table, const std::vector<std::string>& registers);
 
 }  // namespace lww::sq

@@ -52,6 +52,7 @@ summary_suite "randomized convergence (SQLite peers)" tests/convergence/converge
 summary_suite "PostgreSQL extension (pg_regress, isolation)" scripts/pg_test.sh
 
 LWWSYNC_SKIP_INSTALL=1 summary_suite "Postgres -> SQLite -> Postgres type round trips" tests/interop/types_roundtrip.sh
+LWWSYNC_SKIP_INSTALL=1 summary_suite "Schema changes rolled out across Postgres and SQLite" tests/interop/schema_rollout.sh
 
 # Mixed peers need a running cluster with the extension installed.
 pgdir=$(mktemp -d /tmp/lwwsync-mixed.XXXXXX)

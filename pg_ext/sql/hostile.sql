@@ -89,7 +89,7 @@ SET ROLE regress_h_owner;
 SELECT * FROM own.items ORDER BY id;
 RESET ROLE;
 -- lww_untrack and lww_track again resume from the metadata (its rows probed
--- as the table's owner too).
+-- as the table's owner too; unchanged rows keep their stamps: none rewritten).
 SET ROLE regress_h_owner;
 SELECT lww_untrack('own.items'), lww_track('own.items') AS rewritten;
 RESET ROLE;

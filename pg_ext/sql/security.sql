@@ -189,11 +189,14 @@ UPDATE "we""ird; table" SET "Mixed ""Case"" $1" = 22 WHERE "key; --" = 2;
 SELECT name, key_columns, columns FROM lwwsync.tables WHERE name NOT IN ('doc', 'board') ORDER BY name;
 SELECT t->>'name' AS wire_name, t->'key' AS key, t->'columns' AS columns
 FROM jsonb_array_elements((lww_changes(0)::jsonb)->'tables') t WHERE t->>'name' NOT IN ('doc', 'board') ORDER BY 1;
--- A change set naming a table or column with SQL in it: refused as unknown, nothing runs.
+-- A change set naming a table or column with SQL in it: held as data in
+-- lwwsync.pending (docs/SCHEMA.md), nothing runs.
 \set VERBOSITY terse
 SELECT lww_apply(replace(doc_cs('{"key":[9],"gen":1,"stamp":["$HLC",0],"row":true}'), '"name":"doc"', '"name":"doc\"; DROP TABLE x; --"'));
 SELECT lww_apply(replace(doc_cs('{"key":[9],"gen":1,"stamp":["$HLC",0],"row":true,"cols":[[0,"x"]]}'), '"columns":["owner","body"]', '"columns":["owner\" = 1; DROP TABLE x; --"]'));
 SELECT lww_apply(replace(doc_cs('{"key":[9],"gen":1,"stamp":["$HLC",0],"row":true}'), '"key":["id"]', '"key":["id\"; DROP TABLE x; --"]'));
+SELECT tbl, columns FROM lwwsync.pending ORDER BY id;
+DELETE FROM lwwsync.pending;
 \set VERBOSITY default
 -- The same schema on the other side, then a sync both ways.
 \c lww_sec_b

@@ -47,6 +47,14 @@ SELECT node, role, subject, received FROM lwwsync.peers;
 SELECT lww_seq() AS before \gset
 UPDATE t SET v = 'uno' WHERE id = 1;
 SELECT jsonb_path_query_array(lww_changes(:before)::jsonb, '$.tables[0].rows[*].key[0]') AS changed_after_upgrade;
+-- 0.4: registers know their attributes, and the event trigger follows ALTER TABLE.
+SELECT columns, attnums FROM lwwsync.tables WHERE name = 't';
+ALTER TABLE t ADD COLUMN w text DEFAULT 'x';
+ALTER TABLE t RENAME COLUMN v TO v2;
+SELECT columns, attnums FROM lwwsync.tables WHERE name = 't';
+SELECT lww_seq() AS before \gset
+INSERT INTO t VALUES (3, 'three', 'y');
+SELECT jsonb_path_query_array(lww_changes(:before)::jsonb, '$.tables[0].columns') AS columns_sent;
 
 SET client_min_messages = warning;
 DROP EXTENSION lwwsync CASCADE;

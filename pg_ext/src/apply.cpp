@@ -34,6 +34,7 @@
 // rows of the caller are retried on every later apply.
 #include "changes.h"
 #include "principal.h"
+#include "ddl.h"
 
 #include <algorithm>
 #include <cstring>
@@ -1256,7 +1257,8 @@ ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust) {
         if (t) held.push_back(t);
         return t.get();
     };
-    std::vector<Plan> plans = plan_tables<TableInfo>(cs, find);
+    ChangeSet pending;  // tables and columns not here yet: held (ddl.cpp)
+    std::vector<Plan> plans = plan_tables<TableInfo>(cs, find, &pending);
     check_drift(cs, s.clock(), wall_clock_ms(), trust);
 
     std::deque<Context> contexts;
@@ -1394,6 +1396,7 @@ ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust) {
         store_parked(who, cs.origin, trust, refused, parked);
         // Node ids are recorded when a register of theirs is stored
         // (store_meta), never for registers that lose or are refused.
+        hold_pending(pending, ctx.guarded() ? &ctx.own : nullptr, stats);
         observe_stamps(cs, s.clock());
         s.persist_clock();
     } catch (...) {

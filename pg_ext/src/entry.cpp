@@ -2,11 +2,14 @@
 // in guarded_entry (see guard.h): no C++ exception reaches Postgres and no
 // ereport longjmps over a live C++ object.
 #include "changes.h"
+#include "ddl.h"
 
+#include "../../common/batch.h"
 #include "../../common/changeset.h"
 #include "../../common/version.h"
 
 extern "C" {
+#include "utils/inval.h"
 PG_MODULE_MAGIC;
 
 void _PG_init(void);
@@ -34,7 +37,14 @@ static void on_subxact(SubXactEvent event, SubTransactionId, SubTransactionId, v
     if (event == SUBXACT_EVENT_ABORT_SUB) State::get().invalidate();
 }
 
-extern "C" void _PG_init(void) { RegisterSubXactCallback(on_subxact, nullptr); }
+// ALTER TABLE of a tracked table in another backend: table descriptions
+// are reloaded before their next use, also in the middle of a transaction.
+static void on_relcache(Datum, Oid relid) { State::get().relation_changed(relid); }
+
+extern "C" void _PG_init(void) {
+    RegisterSubXactCallback(on_subxact, nullptr);
+    CacheRegisterRelcacheCallback(on_relcache, (Datum)0);
+}
 
 namespace {
 
@@ -83,7 +93,9 @@ extern "C" Datum lww_node_id(PG_FUNCTION_ARGS) {
 extern "C" Datum lww_track(PG_FUNCTION_ARGS) {
     return guarded_entry("lww_track", [&] {
         SpiSession spi;
-        return Int64GetDatum(track_table(PG_GETARG_OID(0)));
+        const int64_t stamped = track_table(PG_GETARG_OID(0));
+        after_track(PG_GETARG_OID(0));  // register attnums; held registers land (ddl.cpp)
+        return Int64GetDatum(stamped);
     });
 }
 
@@ -186,6 +198,8 @@ const Setting kSettings[] = {
     {"max_drift_ms", static_cast<int64>(kDefaultMaxDriftMs), 0, int64(1) << 40},
     {"bind_new_nodes", 1, 0, 1},
     {"rejected_max", 1000, 0, 1000000},
+    // rows lwwsync.pending holds per origin node (docs/SCHEMA.md)
+    {"pending_max_rows", kMaxPendingRowsPerNode, 0, kMaxPendingRowsPerNode * 100},
 };
 }  // namespace
 
@@ -195,7 +209,7 @@ extern "C" Datum lww_config(PG_FUNCTION_ARGS) {
         const Setting* s = nullptr;
         for (const auto& k : kSettings)
             if (key == k.name) s = &k;
-        if (!s) throw Error("unknown setting \"" + key + "\" (known: max_drift_ms, bind_new_nodes, rejected_max)");
+        if (!s) throw Error("unknown setting \"" + key + "\" (known: max_drift_ms, bind_new_nodes, rejected_max, pending_max_rows)");
         SpiSession spi;
         AsMetadataOwner owner;
         if (PG_NARGS() > 1 && !PG_ARGISNULL(1)) {

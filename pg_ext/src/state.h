@@ -69,6 +69,9 @@ public:
     TablePtr find(Oid relid);
     TablePtr find(const std::string& wire_name);
     void invalidate();  // after track/untrack
+    // Relcache invalidation callback (entry.cpp): a tracked table (or every
+    // relation: InvalidOid) changed; descriptions reload before their next use.
+    void relation_changed(Oid relid) noexcept;
 
     // A stamp for a local write that must beat `floor` (the register it replaces).
     uint64_t tick(uint64_t floor);
@@ -92,6 +95,7 @@ private:
     HybridClock clock_;
     std::vector<TablePtr> tables_;
     LocalTransactionId tables_lxid_ = InvalidLocalTransactionId;
+    uint64_t relcache_inval_ = 0;  // relation_changed calls, so one during a reload is not lost
     LocalTransactionId seq_lxid_ = InvalidLocalTransactionId;
     Oid seq_oid_ = InvalidOid;
 };

@@ -1,5 +1,8 @@
 // PostgreSQL adapter: lww_track / lww_untrack.
 #include "meta.h"
+#include "ddl.h"
+
+#include "../../common/batch.h"
 
 extern "C" {
 #include "catalog/pg_class.h"
@@ -35,13 +38,19 @@ int64_t resume_table(Oid relid) {
     if (!t) throw Error("table with oid " + std::to_string(relid) + " is not tracked");
     // The metadata as its owner; which of its rows the table holds, as the
     // table's owner (never user-table code with the metadata owner's rights).
+    // Rows hashed at lww_untrack (ddl.cpp) are compared register by register.
+    const std::vector<std::string> old_regs = remembered_registers(relid);
+    const bool hashed = !old_regs.empty();
     std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols";
     for (size_t i = 0; i < t->key.size(); ++i) sql += ", m.k" + std::to_string(i);
+    if (hashed) sql += ", m.vh";
     sql += " FROM " + t->meta + " AS m";
     struct Pending {
         std::vector<Param> key;
         RowState st;
         bool present;
+        std::vector<bool> changed, added;  // hashed rows: registers changed / columns added while untracked
+        bool compare = false;
     };
     std::vector<Pending> rows;
     uint64_t floor = 0;
@@ -58,16 +67,47 @@ int64_t resume_table(Oid relid) {
         std::vector<uint64_t> all(n);
         for (uint64_t r = 0; r < n; ++r) all[r] = r;
         std::vector<int64_t> present;
+        std::vector<std::vector<uint64_t>> now(n);  // hashed rows: each register's value hash now
         {
             AsTableOwner owner(relid);
-            present = probe_user_rows(*t, result, all, key_at, false);
+            present = probe_user_rows(*t, result, all, key_at, hashed);
+            if (hashed)
+                for (uint64_t r = 0; r < n; ++r) {
+                    if (present[r] < 0) continue;
+                    for (size_t c = 0; c < t->cols.size(); ++c) {
+                        bool isnull = false;
+                        Datum d = col(static_cast<uint64_t>(present[r]), static_cast<int>(c) + 1, &isnull);
+                        now[r].push_back(value_hash(datum_to_value(d, isnull, t->col_types[c])));
+                    }
+                }
         }
         for (uint64_t r = 0; r < n; ++r) {
             SPI_tuptable = result;
             RowState st = meta_at(r, t->cols.size());
             SPI_tuptable = result;  // decoding may have reloaded the node directory
             bool isnull = false;
-            Pending p{{}, std::move(st), present[r] >= 0};
+            Pending p{{}, std::move(st), present[r] >= 0, {}, {}, false};
+            if (hashed && p.present && p.st.alive()) {
+                bool no_vh = false;
+                const std::string vh = col_bytes(r, key_at + static_cast<int>(t->key.size()), &no_vh);
+                SPI_tuptable = result;
+                if (!no_vh) {
+                    p.compare = true;
+                    p.changed.assign(t->cols.size(), false);
+                    p.added.assign(t->cols.size(), false);
+                    for (size_t j = 0; j < t->cols.size(); ++j) {
+                        const size_t oi = static_cast<size_t>(
+                            std::find(old_regs.begin(), old_regs.end(), t->cols[j]) - old_regs.begin());
+                        if (oi >= old_regs.size() || (oi + 1) * 8 > vh.size()) {
+                            p.added[j] = true;
+                            continue;
+                        }
+                        uint64_t h = 0;
+                        for (int b = 0; b < 8; ++b) h |= uint64_t(static_cast<uint8_t>(vh[oi * 8 + b])) << (8 * b);
+                        p.changed[j] = h != now[r][j];
+                    }
+                }
+            }
             floor = std::max(floor, max_stamp(p.st));
             for (size_t i = 0; i < t->key.size(); ++i) {
                 Datum d = col(r, key_at + static_cast<int>(i), &isnull);
@@ -81,7 +121,19 @@ int64_t resume_table(Oid relid) {
     const Stamp stamp{s.tick(floor), s.self()};
     int64_t rewritten = 0;
     for (auto& p : rows) {
-        if (p.present) {
+        if (p.compare) {
+            bool any_changed = false, any_added = false;
+            for (bool c : p.changed) any_changed |= c;
+            for (bool a : p.added) any_added |= a;
+            if (!any_changed && !any_added) continue;  // unchanged: keeps its stamps
+            const uint64_t seq = s.next_seq();
+            if (any_changed) {
+                local_update(p.st, p.changed, stamp, seq);
+                ++rewritten;
+            }
+            for (size_t j = 0; j < p.added.size(); ++j)  // added while untracked: backfilled
+                if (p.added[j]) p.st.cols[j] = Register{true, Stamp{kBackfillHlc, s.self()}, seq};
+        } else if (p.present) {
             local_insert(p.st, stamp, s.next_seq());
             ++rewritten;
         } else {
@@ -89,6 +141,7 @@ int64_t resume_table(Oid relid) {
         }
         store_meta(*t, p.key, p.st);
     }
+    forget_untracked(relid, t->meta);
     return rewritten;
 }
 
@@ -252,7 +305,9 @@ int64_t track_table(Oid relid) {
         const bool kept = col_int64(0, 1) > 0;
         resuming = kept && !was_tracked && static_cast<size_t>(col_int64(0, 0)) == key.size();
         if (kept && !was_tracked && !resuming) run_sql("DROP TABLE " + meta);
-        if (kept && (was_tracked || resuming)) {  // metadata from before 0.6: a deleted row's last values
+        // The register order the kept metadata was written in (ddl.cpp).
+        if (resuming) cols = resume_registers(relid, meta, cols);
+        if (kept && (was_tracked || resuming)) {  // metadata from before 0.4: a deleted row's last values
             run_sql("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(" + quote_literal(meta) +
                         ") AND attname = 'last' AND NOT attisdropped",
                     false);
@@ -296,6 +351,7 @@ bool untrack_table(Oid relid) {
     const std::string qualified = t->qualified;
     run_sql("DROP TRIGGER IF EXISTS lwwsync_capture ON " + qualified);
     run_sql("DROP TRIGGER IF EXISTS lwwsync_no_truncate ON " + qualified);
+    remember_untracked(*t);  // so lww_track stamps only what changes meanwhile (ddl.cpp)
     {
         AsMetadataOwner owner;
         // The metadata stays (generations, tombstones): lww_track resumes from it.

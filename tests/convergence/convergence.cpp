@@ -81,6 +81,7 @@ struct Options {
     bool plain_sync = false;
     bool single_conn = false;
     bool no_reopen = false;
+    bool no_schema = false;  // no ADD/DROP COLUMN mid-run (docs/SCHEMA.md)
     int timeout = 120;
     std::string tmpdir;
 };
@@ -486,6 +487,118 @@ private:
         mark_inserted(ti, k);
     }
 
+    // ---------------- schema changes mid-run (docs/SCHEMA.md)
+    //
+    // Extra columns x1, x2 of "items" come and go on random peers (lww_alter,
+    // or a plain ALTER for ADD COLUMN, noticed at the next lwwsync call) and
+    // get written; peers without them hold their registers in lww_pending.
+    // Before the final sync every peer is brought to one schema; then the
+    // extra columns must be identical everywhere too.
+
+    std::map<std::string, std::set<std::string>> extra_;    // peer name -> extra columns it has
+    std::map<std::string, std::set<std::string>> dropped_;  // peer name -> extra columns it dropped
+    // A peer that dropped a column lost its own writes to it, and peers never
+    // send a node its own registers back: it does not add that column again
+    // (docs/SCHEMA.md, "Limits"), and a column dropped anywhere ends dropped.
+
+    static const std::vector<std::string>& extra_cols() {
+        static const std::vector<std::string> c = {"x1", "x2"};
+        return c;
+    }
+
+    void add_extra(Peer& p, const std::string& col, bool plain) {
+        static const char* defaults[] = {"", " DEFAULT 1", " DEFAULT 'two'"};
+        const std::string ddl = "ALTER TABLE items ADD COLUMN " + col + defaults[rng_.below(3)];
+        if (plain) {
+            exec(p.db, ddl);
+            query_text(p.db, "SELECT lww_seq()");  // any lwwsync call notices it
+        } else {
+            query_text(p.db, "SELECT lww_alter(?1)", {Val::text(ddl)});
+        }
+        extra_[p.name].insert(col);
+        note(p.name + ": " + ddl + (plain ? " (plain)" : " (lww_alter)"));
+    }
+
+    void drop_extra(Peer& p, const std::string& col) {
+        query_text(p.db, "SELECT lww_alter(?1)", {Val::text("ALTER TABLE items DROP COLUMN " + col)});
+        extra_[p.name].erase(col);
+        dropped_[p.name].insert(col);
+        note(p.name + ": lww_alter DROP COLUMN " + col);
+    }
+
+    void op_schema(Peer& p) {
+        auto& ex = extra_[p.name];
+        unsigned r = static_cast<unsigned>(rng_.below(100));
+        if (r < 45 && !ex.empty()) {
+            auto keys = existing_keys(p, 0);
+            if (keys.empty()) return;
+            std::vector<std::string> have(ex.begin(), ex.end());
+            const std::string col = have[rng_.below(have.size())];
+            const auto& k = keys[rng_.below(keys.size())];
+            const Val v = rng_.chance(50) ? Val::integer(static_cast<int64_t>(rng_.below(10)))
+                                          : Val::text("v" + std::to_string(rng_.below(10)));
+            Stmt st(p.db, "UPDATE items SET " + col + " = ?1 WHERE id = ?2");
+            st.bind(1, v);
+            st.bind(2, k[0]);
+            st.step();
+            note(p.name + ": UPDATE items SET " + col + " = " + render(v) + " WHERE id = " + render(k[0]));
+        } else if (r < 80 && ex.size() < extra_cols().size()) {
+            std::vector<std::string> missing;
+            for (const auto& c : extra_cols())
+                if (!ex.count(c) && !dropped_[p.name].count(c)) missing.push_back(c);
+            if (!missing.empty()) add_extra(p, missing[rng_.below(missing.size())], rng_.chance(40));
+        } else if (!ex.empty()) {
+            std::vector<std::string> have(ex.begin(), ex.end());
+            drop_extra(p, have[rng_.below(have.size())]);
+        }
+    }
+
+    // Every peer to one schema: each extra column kept everywhere or dropped everywhere.
+    std::vector<std::string> align_schema() {
+        std::vector<std::string> kept;
+        if (opt_.no_schema) return kept;
+        for (const auto& col : extra_cols()) {
+            bool dropped_somewhere = false;
+            for (auto& pp : peers_) dropped_somewhere |= dropped_[pp->name].count(col) > 0;
+            const bool keep = !dropped_somewhere && rng_.chance(70);
+            for (auto& pp : peers_) {
+                const bool has = extra_[pp->name].count(col) > 0;
+                if (keep && !has) add_extra(*pp, col, rng_.chance(40));
+                if (!keep && has) drop_extra(*pp, col);
+            }
+            if (keep) kept.push_back(col);
+        }
+        return kept;
+    }
+
+    void compare_extra(const std::vector<std::string>& cols) {
+        if (cols.empty()) return;
+        std::string sql = "SELECT id";
+        for (const auto& c : cols) sql += ", " + c;
+        sql += " FROM items ORDER BY id";
+        std::vector<std::vector<std::string>> all;
+        for (auto& pp : peers_) {
+            Stmt st(pp->db, sql);
+            std::vector<std::string> rows;
+            while (st.step()) {
+                std::string line;
+                for (size_t i = 0; i <= cols.size(); ++i) line += (i ? " | " : "") + render(st.col(static_cast<int>(i)));
+                rows.push_back(line);
+            }
+            all.push_back(std::move(rows));
+        }
+        for (size_t i = 1; i < all.size(); ++i)
+            if (all[i] != all[0]) {
+                std::string msg = "divergence of the added columns: " + peers_[0]->name + " vs " + peers_[i]->name + "\n";
+                for (size_t r = 0; r < std::max(all[0].size(), all[i].size()); ++r) {
+                    const std::string a = r < all[0].size() ? all[0][r] : "-", b = r < all[i].size() ? all[i][r] : "-";
+                    if (a != b) msg += "  " + a + "  <>  " + b + "\n";
+                }
+                throw Failure(msg);
+            }
+        note("added columns identical on every peer: " + std::to_string(all[0].size()) + " rows");
+    }
+
     void one_write(Peer& p) {
         size_t ti = rng_.below(tables().size());
         unsigned r = static_cast<unsigned>(rng_.below(100));
@@ -721,13 +834,16 @@ private:
             else if (r < 70) op_sync();
             else if (r < 75) op_relay();
             else if (r < 86) op_capture();
-            else op_deliver();
+            else if (r < 96 || opt_.no_schema) op_deliver();
+            else op_schema(p);
         }
 
+        const std::vector<std::string> kept = align_schema();
         converge();
         std::vector<Dump> dumps;
         for (auto& p : peers_) dumps.push_back(dump(p->db));
         compare_all("after final sync", dumps);
+        compare_extra(kept);
 
         // Late joiners: a fresh peer that syncs once, and one that receives a
         // full change set by hand, must both end up with the same rows.
@@ -808,7 +924,7 @@ void usage(const char* argv0) {
     std::printf(
         "usage: %s [--ext PATH] [--scenarios N] [--seed S] [--peers-min N] [--peers-max N]\n"
         "          [--ops-min N] [--ops-max N] [--timeout SEC] [--tmpdir DIR] [--edge-values]\n"
-        "          [--plain-sync] [--single-conn] [--no-reopen] [--no-fork] [--keep] [--verbose]\n",
+        "          [--plain-sync] [--single-conn] [--no-reopen] [--no-schema] [--no-fork] [--keep] [--verbose]\n",
         argv0);
 }
 
@@ -851,6 +967,7 @@ int main(int argc, char** argv) {
         else if (a == "--plain-sync") o.plain_sync = true;
         else if (a == "--single-conn") o.single_conn = true;
         else if (a == "--no-reopen") o.no_reopen = true;
+        else if (a == "--no-schema") o.no_schema = true;
         else if (a == "--help" || a == "-h") { usage(argv[0]); return 0; }
         else { std::fprintf(stderr, "unknown argument: %s\n", a.c_str()); usage(argv[0]); return 2; }
     }

@@ -108,6 +108,7 @@ struct Options {
     bool plain_sync = false;
     bool single_conn = false;
     bool no_reopen = false;
+    bool no_schema = false;  // no ADD/DROP COLUMN mid-run (docs/SCHEMA.md)
     int timeout = 120;
     std::string tmpdir;
     // filled in by main
@@ -884,6 +885,113 @@ private:
         else op_upsert(p, ti);
     }
 
+    // ---------------- schema changes mid-run (docs/SCHEMA.md)
+    //
+    // Extra integer columns x1, x2 of "items" come and go on random peers:
+    // Postgres peers with plain ALTER TABLE (the event trigger follows), SQLite
+    // peers with lww_alter or a plain ADD COLUMN noticed at the next lwwsync
+    // call. Peers without a column hold its registers. Before the final
+    // spread every peer gets one schema (a column dropped anywhere ends
+    // dropped: a peer never gets its own registers back, docs/SCHEMA.md).
+
+    std::map<std::string, std::set<std::string>> extra_, dropped_;
+
+    static const std::vector<std::string>& extra_cols() {
+        static const std::vector<std::string> c = {"x1", "x2"};
+        return c;
+    }
+
+    void ddl(Peer& p, const std::string& sql, bool plain) {
+        if (p.pg || plain) {
+            p.db->exec(sql);
+            if (!p.pg) p.db->text("SELECT lww_seq()");  // any lwwsync call notices it
+        } else {
+            p.db->query("SELECT lww_alter(?1)", {Val::text(sql)});
+        }
+        note(p.label() + ": " + sql + (p.pg ? "" : plain ? " (plain)" : " (lww_alter)"));
+    }
+
+    void add_extra(Peer& p, const std::string& col) {
+        static const char* defaults[] = {"", " DEFAULT 1", " DEFAULT 2"};
+        ddl(p, "ALTER TABLE items ADD COLUMN " + col + (p.pg ? " int8" : " INTEGER") + defaults[rng_.below(3)],
+            rng_.chance(40));
+        extra_[p.name].insert(col);
+    }
+
+    void drop_extra(Peer& p, const std::string& col) {
+        ddl(p, "ALTER TABLE items DROP COLUMN " + col, false);
+        extra_[p.name].erase(col);
+        dropped_[p.name].insert(col);
+    }
+
+    void op_schema(Peer& p) {
+        auto& ex = extra_[p.name];
+        unsigned r = static_cast<unsigned>(rng_.below(100));
+        if (r < 45 && !ex.empty()) {
+            auto keys = existing_keys(p, 0);
+            if (keys.empty()) return;
+            std::vector<std::string> have(ex.begin(), ex.end());
+            const std::string col = have[rng_.below(have.size())];
+            const auto& k = keys[rng_.below(keys.size())];
+            const Val v = Val::integer(static_cast<int64_t>(rng_.below(10)));
+            p.db->query("UPDATE items SET " + col + " = ?1 WHERE id = ?2", {v, k[0]});
+            note(p.label() + ": UPDATE items SET " + col + " = " + render(v) + " WHERE id = " + render(k[0]));
+        } else if (r < 80) {
+            std::vector<std::string> missing;
+            for (const auto& c : extra_cols())
+                if (!ex.count(c) && !dropped_[p.name].count(c)) missing.push_back(c);
+            if (!missing.empty()) add_extra(p, missing[rng_.below(missing.size())]);
+        } else if (!ex.empty()) {
+            std::vector<std::string> have(ex.begin(), ex.end());
+            drop_extra(p, have[rng_.below(have.size())]);
+        }
+    }
+
+    std::vector<std::string> align_schema() {
+        std::vector<std::string> kept;
+        if (opt_.no_schema) return kept;
+        for (const auto& col : extra_cols()) {
+            bool dropped_somewhere = false;
+            for (auto& pp : peers_) dropped_somewhere |= dropped_[pp->name].count(col) > 0;
+            const bool keep = !dropped_somewhere && rng_.chance(70);
+            for (auto& pp : peers_) {
+                const bool has = extra_[pp->name].count(col) > 0;
+                if (keep && !has) add_extra(*pp, col);
+                if (!keep && has) drop_extra(*pp, col);
+            }
+            if (keep) kept.push_back(col);
+        }
+        return kept;
+    }
+
+    void compare_extra(const std::vector<std::string>& cols) {
+        if (cols.empty()) return;
+        std::string sql = "SELECT id";
+        for (const auto& c : cols) sql += ", " + c;
+        sql += " FROM items ORDER BY id";
+        std::vector<std::vector<std::string>> all;
+        for (auto& pp : peers_) {
+            std::vector<std::string> rows;
+            for (const auto& row : pp->db->query(sql)) {
+                std::string line;
+                for (size_t i = 0; i < row.size(); ++i) line += (i ? " | " : "") + render(row[i]);
+                rows.push_back(line);
+            }
+            all.push_back(std::move(rows));
+        }
+        for (size_t i = 1; i < all.size(); ++i)
+            if (all[i] != all[0]) {
+                std::string msg = "divergence of the added columns: " + peers_[0]->label() + " vs " +
+                                  peers_[i]->label() + "\n";
+                for (size_t r = 0; r < std::max(all[0].size(), all[i].size()); ++r) {
+                    const std::string a = r < all[0].size() ? all[0][r] : "-", b = r < all[i].size() ? all[i][r] : "-";
+                    if (a != b) msg += "  " + a + "  <>  " + b + "\n";
+                }
+                throw Failure(msg);
+            }
+        note("added columns identical on every peer: " + std::to_string(all[0].size()) + " rows");
+    }
+
     void op_txn(Peer& p) {
         p.db->exec("BEGIN");
         note(p.label() + ": BEGIN");
@@ -1206,12 +1314,15 @@ private:
             else if (r < 70) op_sync();
             else if (r < 75) op_relay();
             else if (r < 86) op_capture();
-            else op_deliver();
+            else if (r < 96 || opt_.no_schema) op_deliver();
+            else op_schema(p);
         }
 
+        const std::vector<std::string> kept = align_schema();
         spread();
         std::vector<Dump> dumps = dump_all();
         compare_all("after final spread", dumps);
+        compare_extra(kept);
 
         // Everyone syncs with everyone until a whole round applies nothing.
         // The spread already brought every register everywhere, so the first
@@ -1310,7 +1421,7 @@ void usage(const char* argv0) {
     std::printf(
         "usage: %s --pg CONNINFO [--ext PATH] [--mixed-scenarios N] [--seed S] [--peers-min N] [--peers-max N]\n"
         "          [--ops-min N] [--ops-max N] [--timeout SEC] [--tmpdir DIR] [--edge-values]\n"
-        "          [--plain-sync] [--single-conn] [--no-reopen] [--no-fork] [--keep] [--verbose]\n",
+        "          [--plain-sync] [--single-conn] [--no-reopen] [--no-schema] [--no-fork] [--keep] [--verbose]\n",
         argv0);
 }
 
@@ -1378,6 +1489,7 @@ int main(int argc, char** argv) {
         else if (a == "--plain-sync") o.plain_sync = true;
         else if (a == "--single-conn") o.single_conn = true;
         else if (a == "--no-reopen") o.no_reopen = true;
+        else if (a == "--no-schema") o.no_schema = true;
         else if (a == "--help" || a == "-h") { usage(argv[0]); return 0; }
         else { std::fprintf(stderr, "unknown argument: %s\n", a.c_str()); usage(argv[0]); return 2; }
     }

@@ -165,7 +165,9 @@ TEST(Api, SeqNeverGoesBackwardsAcrossUntrackAndRetrack) {
     ASSERT_EQ(only_new.rows.size(), 1u);
     EXPECT_EQ(only_new.rows[0].key, "int:2");
 
-    // Retracking stamps every row again, at new sequences.
+    // Retracking stamps every row changed while untracked (here: all of
+    // them), at new sequences; unchanged rows keep their stamps (docs/SCHEMA.md).
+    a2->exec("UPDATE t SET a = 'w'");
     EXPECT_EQ(a2->track("t"), 10);
     EXPECT_GT(a2->seq(), high);
     ParsedCS cs = parse_cs(a2->changes(high));

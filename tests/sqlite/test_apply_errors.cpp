@@ -69,44 +69,65 @@ TEST_F(ApplyErrors, UnknownFormatVersion) {
     EXPECT_TRUE(apply_fails(v2, "version"));
 }
 
-TEST_F(ApplyErrors, UnknownTable) {
+// Tables and columns this database does not have are held in lww_pending
+// (docs/SCHEMA.md), never refused and never written anywhere else.
+TEST_F(ApplyErrors, UnknownTableIsHeldNotRefused) {
     const uint64_t h = hlc_at(now_ms());
     std::string good = craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[50]", 1, h, 0, true, "[[0,\"new\"]]"}});
     std::string bad = craft_table("\"x\"", "[\"id\"]", "[\"a\"]", {{"[1]", 1, h, 0, true, "[[0,\"v\"]]"}});
-    EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {bad}),
-                            "unknown table \"x\" (not tracked by lww_track here)"));
-    // A good table first does not get applied either.
-    EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {good, bad}), "unknown table \"x\""));
-    // An existing but untracked table is unknown too, and so is a metadata table.
+    std::string st = r->apply(craft_cs(kNode1, {kNode1}, {good, bad}));
+    EXPECT_EQ(st, "{\"rows\":1,\"received\":2,\"applied\":2,\"ignored\":0,\"rejected\":0,\"pending\":2}");
+    EXPECT_EQ(r->one("SELECT a FROM t WHERE id = 50"), Val("new"));
+    EXPECT_EQ(r->table("lww_pending").size(), 1u);
+    EXPECT_EQ(r->text("SELECT tbl || ' ' || columns || ' ' || origin || ' ' || registers FROM lww_pending"),
+              "x [\"a\"] " + kNode1 + " 2");
+    // An existing but untracked table is unknown too, and so is a metadata
+    // table: held, never written.
     r->exec("CREATE TABLE plain(id INTEGER PRIMARY KEY, a)");
     std::string plain = craft_table("\"plain\"", "[\"id\"]", "[\"a\"]", {{"[1]", 1, h, 0, true, "[[0,\"v\"]]"}});
-    EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {plain}), "unknown table \"plain\""));
     std::string meta = craft_table("\"lww_state\"", "[\"key\"]", "[\"value\"]",
                                    {{"[\"node_id\"]", 1, h, 0, true, "[[0,\"hijack\"]]"}});
-    EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {meta}), "unknown table"));
+    const std::string id = r->node_id();
+    r->apply(craft_cs(kNode1, {kNode1}, {plain, meta}));
+    EXPECT_EQ(r->i64("SELECT count(*) FROM plain"), 0);
+    EXPECT_EQ(r->node_id(), id);
+    EXPECT_EQ(r->i64("SELECT count(*) FROM lww_pending"), 3);
+    // Tracking the table lands what was held for it, through the merge rule.
+    r->track("plain");
+    EXPECT_EQ(r->table("plain"), (V{"int:1 | text:'v'"}));
+    EXPECT_EQ(r->i64("SELECT count(*) FROM lww_pending"), 2);
 }
 
-TEST_F(ApplyErrors, UnknownColumnAndKeyMismatch) {
+TEST_F(ApplyErrors, UnknownColumnIsHeldKeyMismatchRefused) {
     const uint64_t h = hlc_at(now_ms());
     std::string good = craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[50]", 1, h, 0, true, "[[0,\"new\"]]"}});
     std::string bad = craft_table("\"u\"", "[\"id\"]", "[\"email\",\"zzz\"]", {{"[1]", 1, h, 0, true, "[[1,\"v\"]]"}});
-    EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {good, bad}), "unknown column \"zzz\" in table \"u\""));
+    std::string st = r->apply(craft_cs(kNode1, {kNode1}, {good, bad}));
+    EXPECT_EQ(st, "{\"rows\":2,\"received\":3,\"applied\":3,\"ignored\":0,\"rejected\":0,\"pending\":1}");
+    EXPECT_EQ(r->table("u"), (V{"int:1 | NULL | NULL"}));
+    EXPECT_EQ(r->text("SELECT columns FROM lww_pending WHERE tbl = 'u'"), "[\"zzz\"]");
     std::string keyed = craft_table("\"t\"", "[\"a\"]", "[\"b\"]", {{"[1]", 1, h, 0, true, "[[0,\"v\"]]"}});
     EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {keyed}), "key columns"));
     // One table named twice in a set is malformed, whatever each says.
     EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {good, keyed}), "table \"t\" appears twice"));
     std::string two = craft_table("\"t\"", "[\"id\",\"a\"]", "[\"b\"]", {{"[1,2]", 1, h, 0, true, "[[0,\"v\"]]"}});
     EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {two}), "key columns"));
+    // A NULL key is malformed in a table this database does not have too.
+    std::string nullkey = craft_table("\"x\"", "[\"id\"]", "[\"a\"]", {{"[null]", 1, h, 0, true, "[[0,\"v\"]]"}});
+    EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {good, nullkey}), "table \"x\": a key value is NULL"));
 }
 
 TEST_F(ApplyErrors, HostileIdentifiersNeverReachSql) {
     const uint64_t h = hlc_at(now_ms());
     std::string t1 = craft_table("\"t\\\"; DROP TABLE t; --\"", "[\"id\"]", "[\"a\"]",
                                  {{"[1]", 1, h, 0, true, "[[0,\"v\"]]"}});
-    EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {t1}), "unknown table"));
     std::string t2 = craft_table("\"t\"", "[\"id\"]", "[\"a\\\" = 1; DROP TABLE u; --\"]",
                                  {{"[1]", 1, h, 0, true, "[[0,\"v\"]]"}});
-    EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {t2}), "unknown column"));
+    r->apply(craft_cs(kNode1, {kNode1}, {t1}));
+    r->apply(craft_cs(kNode1, {kNode1}, {t2}));
+    EXPECT_EQ(r->i64("SELECT count(*) FROM sqlite_master WHERE name IN ('t', 'u')"), 2);
+    EXPECT_EQ(r->text("SELECT group_concat(tbl, '|') FROM (SELECT tbl FROM lww_pending ORDER BY id)"),
+              "t\"; DROP TABLE t; --|t");
     std::string t3 = craft_table("\"t\"", "[\"id\\\" OR 1=1 --\"]", "[\"a\"]", {{"[1]", 1, h, 0, true, "[[0,\"v\"]]"}});
     EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {t3}), "key columns"));
     // Values are data, whatever they contain.

@@ -117,12 +117,12 @@ TEST_F(Exchange, RefusedRequestsChangeNothing) {
     // A caller claiming the server's own node id.
     EXPECT_TRUE(FailsCleanly(*server, "SELECT lww_exchange(?)", {request(server->node_id(), 0)}, "lww_exchange: ",
                              server->node_id()));
-    // A pushed set for an unknown table: nothing of it, and no cursor, lands.
+    // A pushed set with a table whose key does not match: nothing of it, and no cursor, lands.
     const std::string bad = craft_cs(
-        me, {me}, {craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[9]", 1, hlc_at(now_ms()), 0, true, "[[0,\"x\"]]"}}),
-                   craft_table("\"nope\"", "[\"id\"]", "[\"a\"]", {{"[1]", 1, hlc_at(now_ms()), 0, true, "[[0,\"x\"]]"}})});
+        me, {me}, {craft_table("\"nope\"", "[\"id\"]", "[\"a\"]", {{"[9]", 1, hlc_at(now_ms()), 0, true, "[[0,\"x\"]]"}}),
+                   craft_table("\"t\"", "[\"k\"]", "[\"a\"]", {{"[1]", 1, hlc_at(now_ms()), 0, true, "[[0,\"x\"]]"}})});
     EXPECT_TRUE(FailsCleanly(*server, "SELECT lww_exchange(?)", {request(me, 0, bad)}, "lww_exchange: ",
-                             "unknown table \"nope\""));
+                             "key columns do not match"));
     // A push from the future.
     const std::string future = craft_cs(
         me, {me, kNode3},

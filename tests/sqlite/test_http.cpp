@@ -596,7 +596,8 @@ TEST_F(Http, BearerToken) {
 // ------------------------------------------------------------------ 6
 
 TEST_F(Http, ServerErrorSurfacesAndClientIsUnchanged) {
-    Db& s = peer("server");
+    // The server names u's rows by another key: the push is refused whole.
+    Db& s = peer("server", std::string(kSchemaT) + "CREATE TABLE u(k INTEGER PRIMARY KEY, v);", {"t", "u"});
     Db& a = peer("a", std::string(kSchemaT) + "CREATE TABLE u(id INTEGER PRIMARY KEY, v);", {"t", "u"});
     HttpServer& srv = serve(s);
     s.exec("INSERT INTO t VALUES (100, 'server', NULL, NULL)");
@@ -607,7 +608,7 @@ TEST_F(Http, ServerErrorSurfacesAndClientIsUnchanged) {
     EXPECT_EQ(dump_but_clock(a), before) << dump_diff(before, dump_but_clock(a));
     EXPECT_TRUE(contains(err, "the server at " + srv.url() + " refused the exchange (HTTP 400): lww_exchange: "))
         << err;
-    EXPECT_TRUE(contains(err, "unknown table \"u\"")) << err;
+    EXPECT_TRUE(contains(err, "table \"u\": the change set's key columns do not match")) << err;
     EXPECT_FALSE(contains(err, "attempts")) << err;  // a 400 is not retried
     EXPECT_EQ(s.table("t"), (V{"int:100 | text:'server' | NULL | NULL"}));
     // The refused request was the one with the push.

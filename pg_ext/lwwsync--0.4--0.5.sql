@@ -1,1 +1,0 @@
--- lwwsync 0.4 -> 0.5: placeholder in branch pgapply (the restore branch brings the real script).
