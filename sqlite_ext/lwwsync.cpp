@@ -57,6 +57,11 @@ void fn_node_id(sqlite3_context* ctx, int, sqlite3_value**) {
     });
 }
 
+// lww_reset_node(): give this database a new node id now; its writes go out under it.
+void fn_reset_node(sqlite3_context* ctx, int, sqlite3_value**) {
+    guarded(ctx, "lww_reset_node", [&] { result_text(ctx, reset_node_id(conn(ctx)).str()); });
+}
+
 void fn_track(sqlite3_context* ctx, int, sqlite3_value** argv) {
     guarded(ctx, "lww_track", [&] { sqlite3_result_int64(ctx, track_table(conn(ctx), text_arg(argv[0], "table name"))); });
 }
@@ -329,6 +334,7 @@ constexpr int kInnocuous = SQLITE_UTF8 | SQLITE_INNOCUOUS;
 const FnDef kFunctions[] = {
     {"lww_version", 0, kInnocuous | SQLITE_DETERMINISTIC, fn_version},
     {"lww_node_id", 0, kInnocuous, fn_node_id},
+    {"lww_reset_node", 0, kDirect, fn_reset_node},
     {"lww_track", 1, kDirect, fn_track},
     {"lww_untrack", 1, kDirect, fn_untrack},
     {"lww_changes", 1, kDirect, fn_changes},
