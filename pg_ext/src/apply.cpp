@@ -349,7 +349,7 @@ void merge_table(const Plan& p, const Context& ctx, ApplyCounts& stats) {
             // never win. Another node's register that would win is not its
             // to bring: refused, the rest applies.
             if (guarded) {
-                if (probe.row_won && !ctx.own.has(in.row.node)) {
+                if (probe.row_won && !ctx.own.has(in.row)) {
                     reject(stats, in);
                     continue;
                 }
@@ -358,7 +358,7 @@ void merge_table(const Plan& p, const Context& ctx, ApplyCounts& stats) {
                 std::vector<bool> won(in.cols.size(), false);
                 for (size_t k : probe.won_cols) won[k] = true;
                 for (size_t k = 0; k < in.cols.size(); ++k) {
-                    if (won[k] && !ctx.own.has(in.cols[k].second.node)) ++dropped;
+                    if (won[k] && !ctx.own.has(in.cols[k].second)) ++dropped;
                     else kept.push_back(in.cols[k]);
                 }
                 if (dropped) {
