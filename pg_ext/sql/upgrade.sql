@@ -31,6 +31,8 @@ SELECT has_table_privilege('regress_upg_reader', :'meta', 'SELECT') AS meta_publ
 INSERT INTO lwwsync.peers(node, received, floor) VALUES ('00000000-0000-4000-8000-0000000000ff', 7, 7);
 ALTER EXTENSION lwwsync UPDATE TO '0.2';
 ALTER EXTENSION lwwsync UPDATE TO '0.3';
+ALTER EXTENSION lwwsync UPDATE TO '0.4';
+ALTER EXTENSION lwwsync UPDATE TO '0.5';
 SELECT extversion FROM pg_extension WHERE extname = 'lwwsync';
 -- The same objects as a fresh install.
 (SELECT * FROM members() EXCEPT SELECT * FROM fresh_members)

@@ -113,13 +113,13 @@ void PgEngine::note_push(const NodeId& server, const std::string& id) {
 bool PgEngine::sent_push(const NodeId& server, const std::string& id) {
     AsMetadataOwner owner;
     run(prepare("SELECT 1 FROM lwwsync.pushes WHERE peer = $1::uuid AND id = $2", {TEXTOID, TEXTOID}),
-        {uuid_text(server), text_param(id)}, true);
+        {uuid_text(server), text_param(id)}, false);  // sees the ids this transaction noted
     return SPI_processed > 0;
 }
 
 std::string PgEngine::push_mark(const NodeId& caller) {
     AsMetadataOwner owner;
-    run(prepare("SELECT id FROM lwwsync.push_marks WHERE node = $1::uuid", {TEXTOID}), {uuid_text(caller)}, true);
+    run(prepare("SELECT id FROM lwwsync.push_marks WHERE node = $1::uuid", {TEXTOID}), {uuid_text(caller)}, false);
     return SPI_processed ? col_text(0, 0) : std::string();
 }
 
