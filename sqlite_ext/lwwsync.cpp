@@ -53,6 +53,7 @@ void fn_node_id(sqlite3_context* ctx, int, sqlite3_value**) {
     guarded(ctx, "lww_node_id", [&] {
         Conn& c = conn(ctx);
         c.ensure_ready();
+        check_copied_file(c);
         result_text(ctx, c.self().str());
     });
 }
@@ -89,6 +90,7 @@ void fn_changes(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
                 throw Error("after must be an integer >= since (the previous page's upto)");
             req.after = static_cast<uint64_t>(sqlite3_value_int64(argv[2]));
         }
+        check_copied_file(conn(ctx));
         result_text(ctx, collect_changes(conn(ctx), req).json);
     });
 }
@@ -102,6 +104,7 @@ void fn_apply(sqlite3_context* ctx, int, sqlite3_value** argv) {
         size_t n = static_cast<size_t>(sqlite3_value_bytes(argv[0]));
         if (n > kMaxChangeSetBytes) throw Error("change set of " + std::to_string(n) + " bytes exceeds the 512 MiB limit");
         ChangeSet cs = decode_changeset(std::string_view(p, n));
+        check_copied_file(conn(ctx));
         result_text(ctx, apply_changeset(conn(ctx), cs).json());
     });
 }
@@ -142,14 +145,20 @@ void fn_config(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         Conn& c = conn(ctx);
         c.ensure_ready();
         std::string key = text_arg(argv[0], "setting name");
-        if (key != "max_drift_ms") throw Error("unknown setting \"" + key + "\" (known: max_drift_ms)");
+        // detect_copies: 1 (default) = a file found where its node id was
+        // not made (a copy, a restored backup) takes a new node id.
+        if (key != "max_drift_ms" && key != "detect_copies")
+            throw Error("unknown setting \"" + key + "\" (known: max_drift_ms, detect_copies)");
+        const uint64_t dflt = key == "max_drift_ms" ? kDefaultMaxDriftMs : 1;
         if (argc > 1) {
-            if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_int64(argv[1]) < 0)
-                throw Error("max_drift_ms must be a non-negative integer");
+            if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_int64(argv[1]) < 0 ||
+                (key == "detect_copies" && sqlite3_value_int64(argv[1]) > 1))
+                throw Error(key == "max_drift_ms" ? "max_drift_ms must be a non-negative integer"
+                                                   : "detect_copies must be 0 or 1");
             c.set_setting(key, sqlite3_value_int64(argv[1]));
         }
         // Always the stored value: a rolled-back change is gone.
-        sqlite3_result_int64(ctx, static_cast<int64_t>(c.setting("max_drift_ms", kDefaultMaxDriftMs)));
+        sqlite3_result_int64(ctx, static_cast<int64_t>(c.setting(key.c_str(), dflt)));
     });
 }
 

@@ -206,7 +206,39 @@ NodeId reset_node_id(Conn& c) {
     }
 }
 
+
+void check_copied_file(Conn& c) {
+    if (c.file_checked || sqlite3_db_readonly(c.db, "main") == 1) return;
+    c.ensure_ready();
+    const std::string here = c.file_identity();
+    if (here.empty() || c.setting("detect_copies", 1) == 0) {
+        c.file_checked = true;
+        return;
+    }
+    Stmt st(c.db, "SELECT value FROM lww_state WHERE key = 'file'");
+    const std::string stored = st.step() && !st.is_null(0) ? st.text(0) : std::string();
+    st = Stmt();
+    if (stored != here) {
+        exec(c.db, "SAVEPOINT lww_file");
+        try {
+            // No record yet (made before lwwsync 0.5): this is where the id lives.
+            if (!stored.empty()) reset_node_id(c);
+            Stmt put(c.db, "INSERT INTO lww_state(key, value) VALUES ('file', ?1)"
+                           " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+            put.bind_text(1, here);
+            put.step();
+            exec(c.db, "RELEASE lww_file");
+        } catch (...) {
+            sqlite3_exec(c.db, "ROLLBACK TO lww_file; RELEASE lww_file", nullptr, nullptr, nullptr);
+            throw;
+        }
+    }
+    c.file_checked = true;
+}
+
 std::string exchange_request(Conn& c, const std::string& request) {
+    c.ensure_ready();
+    check_copied_file(c);
     SqliteEngine engine(c);
     exec(c.db, "SAVEPOINT lww_exchange");
     try {
@@ -249,6 +281,7 @@ std::string sync_file(Conn& c, const std::string& url, const SyncOptions& opt, c
     // Two files with one node id: one is a copy of the other (the same file
     // twice is refused by run_sync). The caller takes a new id.
     pc->ensure_ready();
+    check_copied_file(*pc);
     if (pc->self() == local.self()) {
         struct stat mine {}, theirs {};
         const char* here = sqlite3_db_filename(c.db, "main");
@@ -279,6 +312,7 @@ std::string sync_http(Conn& c, const std::string& url, const SyncOptions& opt, S
 
 std::string sync_with(Conn& c, const std::string& url, const SyncOptions& opt) {
     c.ensure_ready();
+    check_copied_file(c);
     if (!is_http_url(url) && !is_postgres_url(url) && url.rfind("file:", 0) != 0)
         throw Error("unsupported URL \"" + url +
                     "\": use http(s)://host/rpc/lww_exchange, postgresql://…, or file:PATH (another SQLite database)");

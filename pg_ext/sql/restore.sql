@@ -3,6 +3,9 @@
 -- (a dump restored elsewhere, a point-in-time restore, a promoted standby)
 -- take a new node id by itself. Node ids differ on every run: only facts
 -- derived from them are printed.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS lwwsync CASCADE;
+RESET client_min_messages;
 CREATE EXTENSION lwwsync;
 CREATE TABLE r(id int PRIMARY KEY, v text);
 SELECT lww_track('r');
@@ -76,3 +79,4 @@ DROP TABLE r;
 DROP FUNCTION push_as_dev;
 DROP OWNED BY regress_restore_dev;
 DROP ROLE regress_restore_user, regress_restore_dev;
+CREATE EXTENSION lwwsync;

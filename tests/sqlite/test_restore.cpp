@@ -14,7 +14,13 @@ using V = std::vector<std::string>;
 
 class Restore : public ::testing::Test {
 protected:
-    Db& peer(const std::string& name) { return cl.add(name, kSchemaT, {"t"}); }
+    // Most tests here copy files with the file check off (inherited by the
+    // copies), so that the exchange alone must find the copy.
+    Db& peer(const std::string& name, bool detect_files = false) {
+        Db& d = cl.add(name, kSchemaT, {"t"});
+        if (!detect_files) d.exec("SELECT lww_config('detect_copies', 0)");
+        return d;
+    }
     // A byte copy of `from`'s database, as a backup or a copied app folder makes it.
     Db& copy(Db& from, const std::string& name) {
         const std::string path = cl.file(name + ".db");
@@ -128,6 +134,7 @@ TEST_F(Restore, ShippedSeedOnFiveDevices) {
         Cluster local;
         Db& s = local.add("server", kSchemaT, {"t"});
         Db& seed = local.add("seed", kSchemaT, {"t"});
+        seed.exec("SELECT lww_config('detect_copies', 0)");
         seed.exec("INSERT INTO t VALUES (1, 'seed row', NULL, NULL), (2, 'seed row 2', NULL, NULL)");
         if (seed_synced) seed.sync(s);
         std::vector<std::unique_ptr<Db>> devices;
@@ -157,6 +164,40 @@ TEST_F(Restore, ShippedSeedOnFiveDevices) {
         // The metadata converged too: every device sends what the others hold.
         for (auto& d : devices) EXPECT_EQ(d->changes(0).size() > 0, true);
     }
+}
+
+TEST_F(Restore, ACopiedFileTakesANewIdWhenFirstUsed) {
+    // The file check on (the default): a file found where its node id was
+    // not made takes a new one before it syncs; the original keeps its own.
+    Db& s = peer("server", true);
+    Db& a = peer("a", true);
+    EXPECT_EQ(a.i64("SELECT lww_config('detect_copies')"), 1);
+    a.exec("INSERT INTO t VALUES (1, 'x', NULL, NULL)");
+    a.sync(s);
+    const std::string id = a.node_id();
+    a.exec("INSERT INTO t VALUES (2, 'unsynced at the copy', NULL, NULL)");
+    Db& b = copy(a, "b");
+    b.exec("INSERT INTO t VALUES (3, 'written on the copy before any lwwsync call', NULL, NULL)");
+    EXPECT_NE(b.node_id(), id);
+    EXPECT_EQ(a.node_id(), id);
+    a.exec("INSERT INTO t VALUES (4, 'a', NULL, NULL)");
+    b.exec("INSERT INTO t VALUES (5, 'b', NULL, NULL)");
+    b.sync(s);
+    a.sync(s);
+    b.sync(s);
+    // The copy pulls from the original directly and from a third file too.
+    Db& c = peer("c", true);
+    c.sync(b);
+    c.sync(a);
+    const V want{"int:1 | text:'x' | NULL | NULL", "int:2 | text:'unsynced at the copy' | NULL | NULL",
+                 "int:3 | text:'written on the copy before any lwwsync call' | NULL | NULL",
+                 "int:4 | text:'a' | NULL | NULL", "int:5 | text:'b' | NULL | NULL"};
+    expect_converged({&s, &a, &b, &c}, want);
+    // Reopening the original, or the copy where it now lives, keeps the ids.
+    const std::string bid = b.node_id();
+    Db again(b.path());
+    EXPECT_EQ(again.node_id(), bid);
+    EXPECT_FALSE(a.run("SELECT lww_config('detect_copies', 2)").ok);
 }
 
 TEST_F(Restore, ServerPutBackFromAnOlderCopy) {
