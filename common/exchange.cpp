@@ -177,6 +177,10 @@ std::string encode_request(const ExchangeRequest& r) {
         w.Key("push_id");
         w.String(r.push_id.c_str());
     }
+    if (r.forked) {
+        w.Key("forked");
+        w.Bool(true);
+    }
     w.EndObject();
     return std::string(buf.GetString(), buf.GetSize());
 }
@@ -234,6 +238,11 @@ ParsedRequest decode_request(std::string_view json) {
     auto push = d.FindMember("push");
     if (push != d.MemberEnd() && !push->value.IsNull()) r.push = decode_changeset_value(push->value);
     r.push_id = push_id_of(d, "push_id");
+    auto forked = d.FindMember("forked");
+    if (forked != d.MemberEnd()) {
+        if (!forked->value.IsBool()) bad("\"forked\" must be true or false");
+        r.forked = forked->value.GetBool();
+    }
     return r;
 }
 
@@ -352,12 +361,21 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
             // The push that last moved the cursor names who pushed up to it:
             // the caller checks it is one of its own (a copy's is not).
             const Cursor now = server.cursor_of(req.node);
-            if (!req.push_id.empty() && (now.received > held.received || now.floor > held.floor))
+            if (!req.push_id.empty() && (now.received > held.received || now.floor > held.floor) &&
+                server.push_mark(req.node) != kForkedMark)
                 server.set_push_mark(req.node, req.push_id);
         }
     }
+    // A caller that found a copy of itself reports it before it takes a new
+    // id: from now on every answer to this node id names a push nobody sent,
+    // so the other copies (whoever keeps pushing as it) find out too and no
+    // database goes on serving this id's changes under cursors another made.
+    if (req.forked) server.set_push_mark(req.node, kForkedMark);
     resp.acked = server.cursor_of(req.node);
-    if (resp.acked.received > 0 || resp.acked.floor > 0) resp.acked_id = server.push_mark(req.node);
+    if (resp.acked.received > 0 || resp.acked.floor > 0) {
+        resp.acked_id = server.push_mark(req.node);
+        if (resp.acked_id == kForkedMark) resp.acked_id = new_push_id();
+    }
     resp.clock = server.clock_now();
     return encode_response(resp);
 }
@@ -411,6 +429,18 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
         else if (!resp.acked_id.empty() && !local.sent_push(resp.node, resp.acked_id))
             why = "the peer's cursor on node " + self.str() + " was moved by a push this database did not send";
         if (why.empty()) return;
+        // Tell the server, while still the old node, so the other copy finds
+        // out too (best effort: the re-id below does not depend on it).
+        try {
+            ExchangeRequest report;
+            report.node = self;
+            if (self.keyed()) report.node_key = local.node_key();
+            report.limits = limits;
+            report.clock = local.clock_now();
+            report.forked = true;
+            send(encode_request(report));
+        } catch (const Error&) {
+        }
         local.reset_node();
         ++stats.reset_node;
         throw Restart{"this database is a copy of another: " + why};

@@ -144,6 +144,7 @@ struct ExchangeRequest {
     uint64_t clock = 0;        // the caller's clock (0: not sent)
     std::optional<std::string> push;  // a change set of the caller's, as JSON
     std::string push_id;       // a random id of this push (with `push`)
+    bool forked = false;       // the caller found a copy of itself: the server retires its push marks
 };
 
 struct ExchangeResponse {
@@ -167,6 +168,7 @@ struct ParsedRequest {
     uint64_t clock = 0;
     std::optional<ChangeSet> push;
     std::string push_id;
+    bool forked = false;
 };
 struct ParsedResponse {
     NodeId node;
@@ -179,6 +181,8 @@ struct ParsedResponse {
 };
 // A push id: 1 to 32 characters of [0-9a-f] (random 64 bits as 16 hex digits).
 constexpr size_t kMaxPushIdChars = 32;
+// The push mark of a node reported forked: never a push id (not hex).
+constexpr const char* kForkedMark = "forked";
 std::string new_push_id();
 ParsedRequest decode_request(std::string_view json);
 ParsedResponse decode_response(std::string_view json);

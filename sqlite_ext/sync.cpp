@@ -279,7 +279,7 @@ std::string sync_file(Conn& c, const std::string& url, const SyncOptions& opt, c
 
     SqliteEngine local(c);
     // Two files with one node id: one is a copy of the other (the same file
-    // twice is refused by run_sync). The caller takes a new id.
+    // twice is refused by run_sync).
     pc->ensure_ready();
     check_copied_file(*pc);
     if (pc->self() == local.self()) {
@@ -288,7 +288,12 @@ std::string sync_file(Conn& c, const std::string& url, const SyncOptions& opt, c
         const char* there = sqlite3_db_filename(peer.db, "main");
         const bool same = here && there && stat(here, &mine) == 0 && stat(there, &theirs) == 0 &&
                           mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino;
-        if (!same) local.reset_node();
+        // Both take new ids: a third file may hold a cursor on this id
+        // made from either one's changes.
+        if (!same) {
+            local.reset_node();
+            reset_node_id(*pc);
+        }
     }
     Transport in_process = [&](const std::string& request) { return exchange_request(*pc, request); };
     return run_sync(local, in_process, opt.limits, progress).json();

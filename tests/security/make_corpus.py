@@ -156,6 +156,8 @@ def exchanges():
                          ("push_id_upper", {"push_id": "ABCDEF"}),
                          ("push_id_empty", {"push_id": ""}),
                          ("push_id_number", {"push_id": 12}),
+                         ("forked", {"forked": True, "push": None}),
+                         ("forked_number", {"forked": 1}),
                          ("push_not_object", {"push": [1]})]:
         r = dict(req)
         r.update(change)

@@ -361,6 +361,11 @@ TEST(RunSync, ACopiedClientFindsOutAndLosesNothing) {
         EXPECT_NE(a.self(), b.self());
         run_sync(first, send, BatchLimits{3, 1 << 20});
         run_sync(second, send, BatchLimits{3, 1 << 20});
+        // The one that found out reported the fork: the other one leaves the
+        // shared id at its next sync too.
+        EXPECT_EQ(first.resets, 1);
+        EXPECT_NE(first.self(), node(1));
+        EXPECT_NE(second.self(), node(1));
         EXPECT_EQ(a.values(), server.values());
         EXPECT_EQ(b.values(), server.values());
         EXPECT_EQ(server.values().size(), 10u);

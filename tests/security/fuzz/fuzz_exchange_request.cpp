@@ -18,6 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     out.limits = r->limits;
     out.clock = r->clock;
     out.push_id = r->push_id;
+    out.forked = r->forked;
     std::string text;
     fuzz::must_not_throw("encode_request of a decoded request", [&] {
         if (r->push) out.push = lww::encode_changeset(*r->push);
@@ -39,6 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(!r->received || r->received->floor <= r->received->received);
     // A push id travels with its push; it is 1 to 32 lowercase hex digits.
     FUZZ_CHECK(again->push_id == (r->push ? r->push_id : std::string()));
+    FUZZ_CHECK(again->forked == r->forked);
     FUZZ_CHECK(r->push_id.size() <= lww::kMaxPushIdChars);
     for (char c : r->push_id) FUZZ_CHECK((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
     return 0;
