@@ -147,7 +147,9 @@ public:
     void set_push_mark(const NodeId& caller, const std::string& id) override { marks_[caller.str()] = id; }
     NodeId reset_node() override {
         const NodeId old = id_;
-        id_ = node(1000 + ++resets);
+        static int minted = 0;  // ids unique in the process, as random ones are
+        id_ = node(1000 + ++minted);
+        ++resets;
         for (auto& [k, r] : rows_)
             if (r.by == old) r.by = id_;  // relabelled: same hlc, the new id
         cursors_.clear();
