@@ -83,6 +83,7 @@ struct Options {
     bool single_conn = false;
     bool no_reopen = false;
     bool no_copy = false;
+    bool copy_undetected = false;
     int timeout = 120;
     std::string tmpdir;
 };
@@ -566,10 +567,12 @@ private:
     }
 
     // A peer's file copied to a new peer mid-run (a restored backup, a
-    // copied app folder). Mostly the copy finds out when first used (its
-    // file is not where its node id was made); with the file check off it
-    // keeps the id until an exchange shows it is a copy. Either way every
-    // write made on either copy must reach everyone.
+    // copied app folder): the copy finds out when first used (its file is
+    // not where its node id was made). With --copy-undetected, some copies
+    // have the file check off and keep the id until an exchange shows they
+    // are copies (docs/PROTOCOL.md names the limits of that path: a third
+    // peer's cursor on the shared id made from one copy's changes). Either
+    // way every write made on either copy must reach everyone.
     void op_copy() {
         if (opt_.no_copy || peers_.size() >= static_cast<size_t>(opt_.peers_max) + 2) {
             op_sync();
@@ -577,7 +580,7 @@ private:
         }
         size_t src = rng_.below(peers_.size());
         Peer& p = *peers_[src];
-        const bool detect = rng_.chance(60);
+        const bool detect = !opt_.copy_undetected || rng_.chance(60);
         const std::string name = "copy" + std::to_string(copies_++) + "_of_" + p.name;
         const std::string path = dir_ + "/" + name + ".db";
         // The copy inherits the setting; the original keeps its own.
@@ -886,7 +889,7 @@ void usage(const char* argv0) {
     std::printf(
         "usage: %s [--ext PATH] [--scenarios N] [--seed S] [--peers-min N] [--peers-max N]\n"
         "          [--ops-min N] [--ops-max N] [--timeout SEC] [--tmpdir DIR] [--edge-values]\n"
-        "          [--plain-sync] [--single-conn] [--no-reopen] [--no-copy] [--no-fork] [--keep] [--verbose]\n",
+        "          [--plain-sync] [--single-conn] [--no-reopen] [--no-copy] [--copy-undetected] [--no-fork] [--keep] [--verbose]\n",
         argv0);
 }
 
@@ -930,6 +933,7 @@ int main(int argc, char** argv) {
         else if (a == "--single-conn") o.single_conn = true;
         else if (a == "--no-reopen") o.no_reopen = true;
         else if (a == "--no-copy") o.no_copy = true;
+        else if (a == "--copy-undetected") o.copy_undetected = true;
         else if (a == "--help" || a == "-h") { usage(argv[0]); return 0; }
         else { std::fprintf(stderr, "unknown argument: %s\n", a.c_str()); usage(argv[0]); return 2; }
     }
@@ -985,6 +989,7 @@ int main(int argc, char** argv) {
     if (o.single_conn) repro_extra += " --single-conn";
     if (o.no_reopen) repro_extra += " --no-reopen";
     if (o.no_copy) repro_extra += " --no-copy";
+    if (o.copy_undetected) repro_extra += " --copy-undetected";
 
     std::printf("seed: %" PRIu64 " (scenarios %" PRIu64 ", peers %d-%d, ops %d-%d, ext %s, dir %s)\n", o.seed,
                 o.scenarios, o.peers_min, o.peers_max, o.ops_min, o.ops_max, o.ext.c_str(), root.c_str());
