@@ -53,7 +53,12 @@ void fn_node_id(sqlite3_context* ctx, int, sqlite3_value**) {
     guarded(ctx, "lww_node_id", [&] {
         Conn& c = conn(ctx);
         c.ensure_ready();
-        check_copied_file(c);
+        // Where it cannot write now (a statement in progress that forbids
+        // it), the next lwwsync call on this connection checks again.
+        try {
+            check_copied_file(c);
+        } catch (const Error&) {
+        }
         result_text(ctx, c.self().str());
     });
 }

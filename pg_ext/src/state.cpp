@@ -176,7 +176,7 @@ std::string current_identity(bool* writable) {
         snprintf(buf, sizeof buf, "%llu/%u/%u", static_cast<unsigned long long>(GetSystemIdentifier()),
                  static_cast<unsigned>(GetWALInsertionTimeLine()), static_cast<unsigned>(MyDatabaseId));
         out = buf;
-        *writable = !XactReadOnly;
+        *writable = !XactReadOnly && !IsInParallelMode();
     });
     return out;
 }
