@@ -341,7 +341,8 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
     // node id, so no sequence it consumed is handed out again as ours and
     // registers stamped by the old id come back here (docs/PROTOCOL.md).
     NodeId me = self;
-    if (req.received && req.received->received > server.last_seq()) me = server.reset_node();
+    if (req.received && req.received->received > server.last_seq() && server.reid_when_caller_is_ahead())
+        me = server.reset_node();
     ExchangeResponse resp;
     resp.node = me;
     // Pull before applying the push: an engine that waits for concurrent

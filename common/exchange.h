@@ -116,6 +116,11 @@ public:
     // the old id stays as another node; its cursors on peers restart at 0.
     // Returns the new id. Engines that cannot re-id throw.
     virtual NodeId reset_node() { throw Error("this database cannot take a new node id here"); }
+    // Server: whether a caller's cursor past our last sequence makes us take
+    // a new node id (we are a restore). Postgres says no: a caller's claim
+    // must not make a shared server re-sync everyone; it checks its own
+    // identity (system id, timeline, database oid) instead.
+    virtual bool reid_when_caller_is_ahead() { return true; }
     // True when reading the feed waits for concurrent local writers (Postgres):
     // then a client reads all it pushes before it writes anything it pulls.
     virtual bool feed_waits_for_writers() const { return false; }

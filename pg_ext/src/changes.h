@@ -31,6 +31,7 @@ public:
     std::string push_mark(const NodeId& caller) override;
     void set_push_mark(const NodeId& caller, const std::string& id) override;
     NodeId reset_node() override;
+    bool reid_when_caller_is_ahead() override { return false; }
     // The feed waits for in-flight writers (changes.cpp): read before writing.
     bool feed_waits_for_writers() const override { return true; }
 

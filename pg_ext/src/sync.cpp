@@ -132,7 +132,7 @@ void PgEngine::set_push_mark(const NodeId& caller, const std::string& id) {
 }
 
 NodeId PgEngine::reset_node() {
-    return State::get().reset_node("a peer holds more of this node's changes than it made (a restore or a copy)");
+    return State::get().reset_node("a copy of this database pushes as its node id (found at an exchange)");
 }
 
 ApplyCounts PgEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust) {
