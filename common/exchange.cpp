@@ -30,7 +30,15 @@ std::string SyncStats::json() const {
            n(pulled) + ",\"bytes_sent\":" + n(bytes_sent) + ",\"bytes_received\":" + n(bytes_received) +
            ",\"wire_bytes_sent\":" + n(wire_sent) + ",\"wire_bytes_received\":" + n(wire_received) +
            ",\"retries\":" + n(retries) + ",\"ms\":" + ms_text + ",\"sent\":" + sent.json() +
-           ",\"received\":" + received.json() + "}";
+           ",\"received\":" + received.json() + (reset_node ? ",\"reset_node\":" + n(reset_node) : std::string()) + "}";
+}
+
+std::string new_push_id() {
+    static thread_local std::mt19937_64 rng{std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32) ^
+                                             uint64_t(std::chrono::steady_clock::now().time_since_epoch().count())};
+    char text[17];
+    snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(rng()));
+    return text;
 }
 
 Cursor Cursor::after_batch(const ChangeSet& cs) const {
@@ -125,6 +133,20 @@ uint64_t clock_of(const rapidjson::Document& d) {
     return v;
 }
 
+// A push id: 1 to kMaxPushIdChars lowercase hex digits.
+std::string push_id_of(const rapidjson::Document& d, const char* key) {
+    auto m = d.FindMember(key);
+    if (m == d.MemberEnd()) return {};
+    const auto& v = m->value;
+    bool ok = v.IsString() && v.GetStringLength() >= 1 && v.GetStringLength() <= kMaxPushIdChars;
+    for (size_t i = 0; ok && i < v.GetStringLength(); ++i) {
+        const char c = v.GetString()[i];
+        ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+    }
+    if (!ok) bad(std::string("\"") + key + "\" must be 1 to " + std::to_string(kMaxPushIdChars) + " hex digits");
+    return std::string(v.GetString(), v.GetStringLength());
+}
+
 Cursor cursor_of(const rapidjson::Document& d, const char* key, const char* floor_key) {
     Cursor c;
     c.received = sequence_of(d, key);
@@ -152,6 +174,14 @@ std::string encode_request(const ExchangeRequest& r) {
     w.Uint64(r.limits.bytes);
     if (r.clock) u64(w, "clock", r.clock);
     if (r.push) raw(w, "push", *r.push);
+    if (r.push && !r.push_id.empty()) {
+        w.Key("push_id");
+        w.String(r.push_id.c_str());
+    }
+    if (r.forked) {
+        w.Key("forked");
+        w.Bool(true);
+    }
     w.EndObject();
     return std::string(buf.GetString(), buf.GetSize());
 }
@@ -162,6 +192,10 @@ std::string encode_response(const ExchangeResponse& r) {
     w.StartObject();
     header(w, r.node);
     cursor(w, "acked", "acked_floor", r.acked);
+    if (!r.acked_id.empty()) {
+        w.Key("acked_id");
+        w.String(r.acked_id.c_str());
+    }
     u64(w, "clock", r.clock);
     w.Key("more");
     w.Bool(r.more);
@@ -204,6 +238,12 @@ ParsedRequest decode_request(std::string_view json) {
     if (d.HasMember("clock")) r.clock = clock_of(d);
     auto push = d.FindMember("push");
     if (push != d.MemberEnd() && !push->value.IsNull()) r.push = decode_changeset_value(push->value);
+    r.push_id = push_id_of(d, "push_id");
+    auto forked = d.FindMember("forked");
+    if (forked != d.MemberEnd()) {
+        if (!forked->value.IsBool()) bad("\"forked\" must be true or false");
+        r.forked = forked->value.GetBool();
+    }
     return r;
 }
 
@@ -213,6 +253,7 @@ ParsedResponse decode_response(std::string_view json) {
     ParsedResponse r;
     r.node = node_of(d);
     r.acked = cursor_of(d, "acked", "acked_floor");
+    r.acked_id = push_id_of(d, "acked_id");
     if (d.HasMember("clock")) r.clock = clock_of(d);
     auto more = d.FindMember("more");
     if (more != d.MemberEnd()) {
@@ -297,11 +338,18 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
                         " s ahead of this server's (max drift " + std::to_string(limit / 1000) +
                         " s); refusing its sync: check that node's clock");
     }
+    // A caller that holds more of our changes than we ever made: this
+    // database is a restore (or a copy) of the one it synced with. Take a new
+    // node id, so no sequence it consumed is handed out again as ours and
+    // registers stamped by the old id come back here (docs/PROTOCOL.md).
+    NodeId me = self;
+    if (req.received && req.received->received > server.last_seq() && server.reid_when_caller_is_ahead())
+        me = server.reset_node();
     ExchangeResponse resp;
-    resp.node = self;
+    resp.node = me;
     // Pull before applying the push: an engine that waits for concurrent
     // writers while reading its feed (Postgres) must not hold row locks then.
-    if (req.received) {
+    if (req.received && me == self) {
         Batch b = changes_for(server, req.node, *req.received, req.limits);
         resp.pull = std::move(b.json);
         resp.more = !b.complete;
@@ -311,10 +359,26 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
         // A push that starts past what we hold would leave a gap: skip it and
         // report our cursor so the caller resends from there.
         const Cursor held = server.cursor_of(req.node);
-        if (req.push->after <= held.received && req.push->since <= held.floor)
+        if (req.push->after <= held.received && req.push->since <= held.floor) {
             resp.applied = server.apply_from(req.node, *req.push, Trust::caller);
+            // The push that last moved the cursor names who pushed up to it:
+            // the caller checks it is one of its own (a copy's is not).
+            const Cursor now = server.cursor_of(req.node);
+            if (!req.push_id.empty() && (now.received > held.received || now.floor > held.floor) &&
+                server.push_mark(req.node) != kForkedMark)
+                server.set_push_mark(req.node, req.push_id);
+        }
     }
+    // A caller that found a copy of itself reports it before it takes a new
+    // id: from now on every answer to this node id names a push nobody sent,
+    // so the other copies (whoever keeps pushing as it) find out too and no
+    // database goes on serving this id's changes under cursors another made.
+    if (req.forked) server.set_push_mark(req.node, kForkedMark);
     resp.acked = server.cursor_of(req.node);
+    if (resp.acked.received > 0 || resp.acked.floor > 0) {
+        resp.acked_id = server.push_mark(req.node);
+        if (resp.acked_id == kForkedMark) resp.acked_id = new_push_id();
+    }
     resp.clock = server.clock_now();
     return encode_response(resp);
 }
@@ -343,18 +407,53 @@ Transport with_retries(Transport send, int retries, std::function<void(long)> sl
     };
 }
 
-SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& limits, const Progress& progress) {
-    const auto started = std::chrono::steady_clock::now();
-    SyncStats stats;
-    auto report = [&](bool done) {
-        stats.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-        stats.done = done;
-        if (progress) progress(stats);
-    };
+namespace {
+
+// This side turned out to be a copy or a restore of another database that
+// syncs as the same node id, or its server did: the sync starts over.
+struct Restart {
+    std::string why;
+};
+
+template <typename Report>
+void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& limits, SyncStats& stats,
+                   const Report& report) {
     const NodeId self = local.self();
     std::optional<NodeId> server;
+    // Is the server's cursor on us one that this database produced? Past our
+    // last sequence, or moved last by a push we never sent: another database
+    // (a copy, or the original of which we are the copy) pushed as our node
+    // id. Both would lose writes from now on; this side takes a new node id.
+    auto check_acked = [&](const ParsedResponse& resp) {
+        std::string why;
+        if (resp.acked.received > local.last_seq())
+            why = "the peer holds changes of node " + self.str() + " up to " + std::to_string(resp.acked.received) +
+                  ", past this database's last (" + std::to_string(local.last_seq()) + ")";
+        else if (!resp.acked_id.empty() && !local.sent_push(resp.node, resp.acked_id))
+            why = "the peer's cursor on node " + self.str() + " was moved by a push this database did not send";
+        if (why.empty()) return;
+        // Tell the server, while still the old node, so the other copy finds
+        // out too (best effort: the re-id below does not depend on it).
+        try {
+            ExchangeRequest report;
+            report.node = self;
+            if (self.keyed()) report.node_key = local.node_key();
+            report.limits = limits;
+            report.clock = local.clock_now();
+            report.forked = true;
+            send(encode_request(report));
+        } catch (const Error&) {
+        }
+        local.reset_node();
+        ++stats.reset_node;
+        throw Restart{"this database is a copy of another: " + why};
+    };
     auto round_trip = [&](ExchangeRequest& req) {
         req.clock = local.clock_now();
+        if (req.push) {
+            req.push_id = new_push_id();
+            if (server) local.note_push(*server, req.push_id);
+        }
         const std::string body = encode_request(req);
         stats.bytes_sent += body.size();
         const std::string answer = send(body);
@@ -368,7 +467,8 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& 
         }
         ++stats.batches;
         if (resp.node == self) throw Error("the peer is this database itself (same node id " + self.str() + ")");
-        if (server && resp.node != *server) throw Error("the peer's node id changed during the sync");
+        // A server that found itself to be a restore took a new node id: start over with it.
+        if (server && resp.node != *server) throw Restart{"the peer's node id changed during the sync"};
         if (resp.pull && resp.pull->origin != resp.node) throw Error("the peer sent a change set of another node");
         server = resp.node;
         stats.peer = resp.node.str();
@@ -379,9 +479,9 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& 
             HybridClock::check_drift(resp.clock, wall_clock_ms(), resp.node, kMaxTrustedAheadMs);
             local.observe_clock(resp.clock);
         }
+        check_acked(resp);
         return resp;
     };
-
     // Hello: who the server is and how far it holds our changes.
     ExchangeRequest hello;
     hello.node = self;
@@ -436,8 +536,29 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& 
         }
         report(false);
     }
-    report(true);
-    return stats;
+}
+
+}  // namespace
+
+SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& limits, const Progress& progress) {
+    const auto started = std::chrono::steady_clock::now();
+    SyncStats stats;
+    auto report = [&](bool done) {
+        stats.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+        stats.done = done;
+        if (progress) progress(stats);
+    };
+    // A copy takes a new id and starts over; so does a sync whose server took
+    // a new one (it was a restore). A few times at most per run.
+    for (int restarts = 0;; ++restarts) {
+        try {
+            run_sync_once(local, send, limits, stats, report);
+            report(true);
+            return stats;
+        } catch (const Restart& r) {
+            if (restarts >= 3) throw Error("the sync restarted too often: " + r.why);
+        }
+    }
 }
 
 }  // namespace lww

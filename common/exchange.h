@@ -99,6 +99,30 @@ public:
     virtual void observe_clock(uint64_t hlc) = 0;
     // The server's drift limit, for the clock a caller reports.
     virtual uint64_t max_drift_ms() = 0;
+    // Copies and restores (docs/PROTOCOL.md, "Copies and restores").
+    // The latest local change sequence handed out (a caller's cursor on us
+    // past it means this database is a restore or a copy of another).
+    virtual uint64_t last_seq() { return kMaxSequence; }
+    // Client: records `id`, the push id of a batch about to be sent to
+    // `server`, durably when it can, before it is sent.
+    virtual void note_push(const NodeId& /*server*/, const std::string& /*id*/) {}
+    // Client: whether this database sent push id `id` to `server` (kept for
+    // the recent pushes; an id it does not know means a copy pushed as it).
+    virtual bool sent_push(const NodeId& /*server*/, const std::string& /*id*/) { return true; }
+    // Server: the id of the last push of `caller` that moved its cursor here
+    // (empty: none known), and storing it, in the transaction of that batch.
+    virtual std::string push_mark(const NodeId& /*caller*/) { return {}; }
+    virtual void set_push_mark(const NodeId& /*caller*/, const std::string& /*id*/) {}
+    // This database turned out to be a copy or a restore: give it a new node
+    // id now (lww_reset_node). Registers it stamped go out under the new id;
+    // the old id stays as another node; its cursors on peers restart at 0.
+    // Returns the new id. Engines that cannot re-id throw.
+    virtual NodeId reset_node() { throw Error("this database cannot take a new node id here"); }
+    // Server: whether a caller's cursor past our last sequence makes us take
+    // a new node id (we are a restore). Postgres says no: a caller's claim
+    // must not make a shared server re-sync everyone; it checks its own
+    // identity (system id, timeline, database oid) instead.
+    virtual bool reid_when_caller_is_ahead() { return true; }
     // True when reading the feed waits for concurrent local writers (Postgres):
     // then a client reads all it pushes before it writes anything it pulls.
     virtual bool feed_waits_for_writers() const { return false; }
@@ -126,6 +150,8 @@ struct ExchangeRequest {
     BatchLimits limits;        // of the returned batch
     uint64_t clock = 0;        // the caller's clock (0: not sent)
     std::optional<std::string> push;  // a change set of the caller's, as JSON
+    std::string push_id;       // a random id of this push (with `push`)
+    bool forked = false;       // the caller found a copy of itself: the server retires its push marks
 };
 
 struct ExchangeResponse {
@@ -135,6 +161,7 @@ struct ExchangeResponse {
     bool more = false;         // the pull was cut: more changes wait past it
     std::optional<ApplyCounts> applied;
     std::optional<std::string> pull;  // the server's changes past request.received (JSON change set)
+    std::string acked_id;      // push id of the caller's push that last moved `acked` (empty: unknown)
 };
 
 std::string encode_request(const ExchangeRequest& r);
@@ -147,6 +174,8 @@ struct ParsedRequest {
     BatchLimits limits;
     uint64_t clock = 0;
     std::optional<ChangeSet> push;
+    std::string push_id;
+    bool forked = false;
 };
 struct ParsedResponse {
     NodeId node;
@@ -155,7 +184,13 @@ struct ParsedResponse {
     bool more = false;
     std::optional<ApplyCounts> applied;
     std::optional<ChangeSet> pull;
+    std::string acked_id;
 };
+// A push id: 1 to 32 characters of [0-9a-f] (random 64 bits as 16 hex digits).
+constexpr size_t kMaxPushIdChars = 32;
+// The push mark of a node reported forked: never a push id (not hex).
+constexpr const char* kForkedMark = "forked";
+std::string new_push_id();
 ParsedRequest decode_request(std::string_view json);
 ParsedResponse decode_response(std::string_view json);
 
@@ -173,6 +208,7 @@ struct SyncStats {
     size_t retries = 0;                         // transient failures retried by the transport
     double ms = 0;
     bool done = false;
+    size_t reset_node = 0;                      // this side took a new node id (it was a copy or a restore)
     std::string json() const;
 };
 

@@ -3,6 +3,8 @@
 #include "schema.h"
 SQLITE_EXTENSION_INIT3
 
+#include <sys/stat.h>
+
 #include <rapidjson/document.h>
 
 #include "../common/json.h"
@@ -29,6 +31,14 @@ static const char* kSchemaSql =
     "CREATE TABLE IF NOT EXISTS lww_peers(node TEXT PRIMARY KEY, received INTEGER NOT NULL DEFAULT 0,"
     " floor INTEGER NOT NULL DEFAULT 0, synced_at TEXT) WITHOUT ROWID;";
 
+std::string Conn::file_identity() {
+    const char* f = sqlite3_db_filename(db, "main");
+    struct stat st {};
+    if (!f || !*f || stat(f, &st) != 0) return {};
+    return std::to_string(static_cast<unsigned long long>(st.st_dev)) + "/" +
+           std::to_string(static_cast<unsigned long long>(st.st_ino));
+}
+
 bool Conn::has_state() {
     Stmt st(db, "SELECT 1 FROM sqlite_master WHERE type='table' AND name='lww_state'");
     return st.step();
@@ -51,6 +61,13 @@ void Conn::ensure_ready() {
             Stmt node(db, "INSERT INTO lww_nodes(idx, id) VALUES (0, ?1)");
             node.bind_text(1, id.str());
             node.step();
+            // Where the id was made: a copy of this file elsewhere takes a new one.
+            const std::string here = file_identity();
+            if (!here.empty()) {
+                Stmt file(db, "INSERT INTO lww_state(key, value) VALUES ('file', ?1)");
+                file.bind_text(1, here);
+                file.step();
+            }
             exec(db, "RELEASE lww_init");
         } catch (...) {
             exec(db, "ROLLBACK TO lww_init; RELEASE lww_init");

@@ -47,6 +47,7 @@ public:
     int applying = 0;  // >0 while lww_apply writes user tables: triggers stay silent
     int evolving = 0;  // >0 while evolve.cpp reconciles tables (no detection inside)
     int64_t schema_cookie = -1;  // PRAGMA schema_version when tables were last reconciled
+    bool file_checked = false;  // check_copied_file ran on this connection
 
     // The current local write, set by lww_begin_write() for the trigger body.
     uint64_t cur_hlc = 0;
@@ -58,6 +59,8 @@ public:
     // Reloads cached state if anyone (this connection included) committed since.
     void refresh();
     bool has_state();
+    // device/inode of the main database file; empty without one (memory, temp).
+    std::string file_identity();
 
     const NodeId& self() const { return nodes_->self(); }
     NodeDirectory& nodes() { return *nodes_; }

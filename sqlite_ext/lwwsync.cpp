@@ -55,8 +55,19 @@ void fn_node_id(sqlite3_context* ctx, int, sqlite3_value**) {
     guarded(ctx, "lww_node_id", [&] {
         Conn& c = conn(ctx);
         c.ensure_ready();
+        // Where it cannot write now (a statement in progress that forbids
+        // it), the next lwwsync call on this connection checks again.
+        try {
+            check_copied_file(c);
+        } catch (const Error&) {
+        }
         result_text(ctx, c.self().str());
     });
+}
+
+// lww_reset_node(): give this database a new node id now; its writes go out under it.
+void fn_reset_node(sqlite3_context* ctx, int, sqlite3_value**) {
+    guarded(ctx, "lww_reset_node", [&] { result_text(ctx, reset_node_id(conn(ctx)).str()); });
 }
 
 void fn_track(sqlite3_context* ctx, int, sqlite3_value** argv) {
@@ -96,6 +107,7 @@ void fn_changes(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
                 throw Error("after must be an integer >= since (the previous page's upto)");
             req.after = static_cast<uint64_t>(sqlite3_value_int64(argv[2]));
         }
+        check_copied_file(conn(ctx));
         result_text(ctx, collect_changes(conn(ctx), req).json);
     });
 }
@@ -109,6 +121,7 @@ void fn_apply(sqlite3_context* ctx, int, sqlite3_value** argv) {
         size_t n = static_cast<size_t>(sqlite3_value_bytes(argv[0]));
         if (n > kMaxChangeSetBytes) throw Error("change set of " + std::to_string(n) + " bytes exceeds the 512 MiB limit");
         ChangeSet cs = decode_changeset(std::string_view(p, n));
+        check_copied_file(conn(ctx));
         result_text(ctx, apply_changeset(conn(ctx), cs).json());
     });
 }
@@ -150,19 +163,25 @@ void fn_config(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         c.ensure_ready();
         std::string key = text_arg(argv[0], "setting name");
         // pending_max_rows: rows lww_pending holds per origin node (docs/SCHEMA.md).
-        const bool pending = key == "pending_max_rows";
-        if (key != "max_drift_ms" && !pending)
-            throw Error("unknown setting \"" + key + "\" (known: max_drift_ms, pending_max_rows)");
+        // detect_copies: 1 (default) = a file found where its node id was
+        // not made (a copy, a restored backup) takes a new node id.
+        struct Known { const char* name; uint64_t dflt, max; };
+        static const Known kKnown[] = {{"max_drift_ms", kDefaultMaxDriftMs, UINT64_MAX},
+                                       {"pending_max_rows", kMaxPendingRowsPerNode, kMaxPendingRowsPerNode * 100},
+                                       {"detect_copies", 1, 1}};
+        const Known* k = nullptr;
+        for (const auto& x : kKnown)
+            if (key == x.name) k = &x;
+        if (!k) throw Error("unknown setting \"" + key + "\" (known: max_drift_ms, pending_max_rows, detect_copies)");
         if (argc > 1) {
             if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_int64(argv[1]) < 0)
                 throw Error(key + " must be a non-negative integer");
-            if (pending && sqlite3_value_int64(argv[1]) > kMaxPendingRowsPerNode * 100)
-                throw Error("pending_max_rows must be at most " + std::to_string(kMaxPendingRowsPerNode * 100));
+            if (static_cast<uint64_t>(sqlite3_value_int64(argv[1])) > k->max)
+                throw Error(key + " must be at most " + std::to_string(k->max));
             c.set_setting(key, sqlite3_value_int64(argv[1]));
         }
         // Always the stored value: a rolled-back change is gone.
-        sqlite3_result_int64(ctx, pending ? static_cast<int64_t>(c.setting("pending_max_rows", kMaxPendingRowsPerNode))
-                                          : static_cast<int64_t>(c.setting("max_drift_ms", kDefaultMaxDriftMs)));
+        sqlite3_result_int64(ctx, static_cast<int64_t>(c.setting(k->name, k->dflt)));
     });
 }
 
@@ -391,6 +410,7 @@ constexpr int kInnocuous = SQLITE_UTF8 | SQLITE_INNOCUOUS;
 const FnDef kFunctions[] = {
     {"lww_version", 0, kInnocuous | SQLITE_DETERMINISTIC, fn_version},
     {"lww_node_id", 0, kInnocuous, fn_node_id},
+    {"lww_reset_node", 0, kDirect, fn_reset_node},
     {"lww_track", 1, kDirect, fn_track},
     {"lww_untrack", 1, kDirect, fn_untrack},
     {"lww_changes", 1, kDirect, fn_changes},

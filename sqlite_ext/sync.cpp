@@ -9,6 +9,8 @@ SQLITE_EXTENSION_INIT3
 #include "../common/failpoint.h"
 #include "../common/http_client.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <chrono>
 #include <thread>
@@ -89,7 +91,154 @@ ApplyCounts SqliteEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Tr
     }
 }
 
+// Copies and restores (docs/PROTOCOL.md). Two small tables, made on first
+// use: the ids of this database's recent pushes per server, and per caller
+// the id of its push that last moved our cursor on it.
+static void ensure_push_tables(Conn& c) {
+    exec(c.db,
+         "CREATE TABLE IF NOT EXISTS lww_pushes(peer TEXT NOT NULL, id TEXT NOT NULL);"
+         "CREATE INDEX IF NOT EXISTS lww_pushes_peer ON lww_pushes(peer, id);"
+         "CREATE TABLE IF NOT EXISTS lww_push_marks(node TEXT PRIMARY KEY, id TEXT NOT NULL) WITHOUT ROWID;");
+}
+
+static bool has_table(Conn& c, const char* name) {
+    Stmt st(c.db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1");
+    st.bind_text(1, name);
+    return st.step();
+}
+
+// Recent pushes kept per server: enough for every push that may be in
+// flight (an interrupted one, a few concurrent syncs of this file).
+constexpr int64_t kKeptPushes = 256;
+
+uint64_t SqliteEngine::last_seq() {
+    c_.ensure_ready();
+    c_.refresh();
+    return c_.last_seq();
+}
+
+void SqliteEngine::note_push(const NodeId& server, const std::string& id) {
+    c_.ensure_ready();
+    exec(c_.db, "SAVEPOINT lww_push");
+    try {
+        ensure_push_tables(c_);
+        Stmt ins(c_.db, "INSERT INTO lww_pushes(peer, id) VALUES (?1, ?2)");
+        ins.bind_text(1, server.str());
+        ins.bind_text(2, id);
+        ins.step();
+        Stmt prune(c_.db, "DELETE FROM lww_pushes WHERE peer = ?1 AND rowid <= "
+                          "(SELECT max(rowid) FROM lww_pushes WHERE peer = ?1) - ?2");
+        prune.bind_text(1, server.str());
+        prune.bind_int(2, kKeptPushes);
+        prune.step();
+        // Committed before the push is sent (unless the caller's own transaction is open).
+        exec(c_.db, "RELEASE lww_push");
+    } catch (...) {
+        sqlite3_exec(c_.db, "ROLLBACK TO lww_push; RELEASE lww_push", nullptr, nullptr, nullptr);
+        throw;
+    }
+}
+
+bool SqliteEngine::sent_push(const NodeId& server, const std::string& id) {
+    c_.ensure_ready();
+    if (!has_table(c_, "lww_pushes")) return false;
+    Stmt st(c_.db, "SELECT 1 FROM lww_pushes WHERE peer = ?1 AND id = ?2");
+    st.bind_text(1, server.str());
+    st.bind_text(2, id);
+    return st.step();
+}
+
+std::string SqliteEngine::push_mark(const NodeId& caller) {
+    c_.ensure_ready();
+    if (!has_table(c_, "lww_push_marks")) return {};
+    Stmt st(c_.db, "SELECT id FROM lww_push_marks WHERE node = ?1");
+    st.bind_text(1, caller.str());
+    return st.step() ? st.text(0) : std::string();
+}
+
+void SqliteEngine::set_push_mark(const NodeId& caller, const std::string& id) {
+    ensure_push_tables(c_);
+    Stmt st(c_.db, "INSERT INTO lww_push_marks(node, id) VALUES (?1, ?2) ON CONFLICT(node) DO UPDATE SET id = excluded.id");
+    st.bind_text(1, caller.str());
+    st.bind_text(2, id);
+    st.step();
+}
+
+NodeId SqliteEngine::reset_node() { return reset_node_id(c_); }
+
+NodeId reset_node_id(Conn& c) {
+    c.ensure_ready();
+    exec(c.db, "SAVEPOINT lww_reset_node");
+    try {
+        c.lock_for_write();
+        const NodeId old = c.self();
+        const std::string key = NodeId::random_key();
+        const NodeId id = NodeId::from_key(key);
+        // Index 0 is this node: every register this database stamped now
+        // carries the new id, and goes to every peer (their cursors on the
+        // new id start at 0). The old id stays as another node.
+        Stmt st(c.db, "UPDATE lww_state SET value = ?2 WHERE key = ?1");
+        st.bind_text(1, "node_id");
+        st.bind_text(2, id.str());
+        st.step();
+        Stmt k(c.db, "INSERT INTO lww_state(key, value) VALUES ('node_key', ?1)"
+                     " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+        k.bind_blob(1, key);
+        k.step();
+        Stmt self(c.db, "UPDATE lww_nodes SET id = ?1 WHERE idx = 0");
+        self.bind_text(1, id.str());
+        self.step();
+        Stmt keep(c.db, "INSERT INTO lww_nodes(idx, id) SELECT coalesce(max(idx), 0) + 1, ?1 FROM lww_nodes");
+        keep.bind_text(1, old.str());
+        keep.step();
+        // Peers held back registers stamped by the old id (a receiver never
+        // gets its own) and skipped what they hold past their cursors on it:
+        // every cursor restarts, both ways.
+        exec(c.db, "DELETE FROM lww_peers");
+        if (has_table(c, "lww_pushes")) exec(c.db, "DELETE FROM lww_pushes");
+        exec(c.db, "RELEASE lww_reset_node");
+        c.reload();
+        return id;
+    } catch (...) {
+        sqlite3_exec(c.db, "ROLLBACK TO lww_reset_node; RELEASE lww_reset_node", nullptr, nullptr, nullptr);
+        c.reload();
+        throw;
+    }
+}
+
+
+void check_copied_file(Conn& c) {
+    if (c.file_checked || sqlite3_db_readonly(c.db, "main") == 1) return;
+    c.ensure_ready();
+    const std::string here = c.file_identity();
+    if (here.empty() || c.setting("detect_copies", 1) == 0) {
+        c.file_checked = true;
+        return;
+    }
+    Stmt st(c.db, "SELECT value FROM lww_state WHERE key = 'file'");
+    const std::string stored = st.step() && !st.is_null(0) ? st.text(0) : std::string();
+    st = Stmt();
+    if (stored != here) {
+        exec(c.db, "SAVEPOINT lww_file");
+        try {
+            // No record yet (made before lwwsync 0.5): this is where the id lives.
+            if (!stored.empty()) reset_node_id(c);
+            Stmt put(c.db, "INSERT INTO lww_state(key, value) VALUES ('file', ?1)"
+                           " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+            put.bind_text(1, here);
+            put.step();
+            exec(c.db, "RELEASE lww_file");
+        } catch (...) {
+            sqlite3_exec(c.db, "ROLLBACK TO lww_file; RELEASE lww_file", nullptr, nullptr, nullptr);
+            throw;
+        }
+    }
+    c.file_checked = true;
+}
+
 std::string exchange_request(Conn& c, const std::string& request) {
+    c.ensure_ready();
+    check_copied_file(c);
     SqliteEngine engine(c);
     exec(c.db, "SAVEPOINT lww_exchange");
     try {
@@ -129,6 +278,23 @@ std::string sync_file(Conn& c, const std::string& url, const SyncOptions& opt, c
     if (!pc->has_state()) throw Error("peer " + url + " has no lwwsync metadata (run lww_track there first)");
 
     SqliteEngine local(c);
+    // Two files with one node id: one is a copy of the other (the same file
+    // twice is refused by run_sync).
+    pc->ensure_ready();
+    check_copied_file(*pc);
+    if (pc->self() == local.self()) {
+        struct stat mine {}, theirs {};
+        const char* here = sqlite3_db_filename(c.db, "main");
+        const char* there = sqlite3_db_filename(peer.db, "main");
+        const bool same = here && there && stat(here, &mine) == 0 && stat(there, &theirs) == 0 &&
+                          mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino;
+        // Both take new ids: a third file may hold a cursor on this id
+        // made from either one's changes.
+        if (!same) {
+            local.reset_node();
+            reset_node_id(*pc);
+        }
+    }
     Transport in_process = [&](const std::string& request) { return exchange_request(*pc, request); };
     return run_sync(local, in_process, opt.limits, progress).json();
 }
@@ -151,6 +317,7 @@ std::string sync_http(Conn& c, const std::string& url, const SyncOptions& opt, S
 
 std::string sync_with(Conn& c, const std::string& url, const SyncOptions& opt) {
     c.ensure_ready();
+    check_copied_file(c);
     if (!is_http_url(url) && !is_postgres_url(url) && url.rfind("file:", 0) != 0)
         throw Error("unsupported URL \"" + url +
                     "\": use http(s)://host/rpc/lww_exchange, postgresql://…, or file:PATH (another SQLite database)");

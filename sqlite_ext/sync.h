@@ -23,6 +23,12 @@ public:
     void observe_clock(uint64_t hlc) override;
     uint64_t max_drift_ms() override;
     std::string node_key() override;
+    uint64_t last_seq() override;
+    void note_push(const NodeId& server, const std::string& id) override;
+    bool sent_push(const NodeId& server, const std::string& id) override;
+    std::string push_mark(const NodeId& caller) override;
+    void set_push_mark(const NodeId& caller, const std::string& id) override;
+    NodeId reset_node() override;
 
 private:
     Conn& c_;
@@ -30,6 +36,12 @@ private:
 
 std::string sync_with(Conn& c, const std::string& url, const SyncOptions& opt);
 std::string sync_with_postgres(Conn& c, const std::string& url, const SyncOptions& opt, const Progress& progress);
+// lww_reset_node(): a new node id now (docs/PROTOCOL.md, "Copies and restores").
+NodeId reset_node_id(Conn& c);
+// A database file found at another place than where its node id was made
+// (another file: a copy, a restored backup, a seed shipped in an app) takes
+// a new node id, once per connection (lww_config('detect_copies')).
+void check_copied_file(Conn& c);
 // Server side of one round trip, in one savepoint.
 std::string exchange_request(Conn& c, const std::string& request);
 // The key of this connection's database in the process-wide sync status.

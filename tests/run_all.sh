@@ -88,6 +88,10 @@ e2e_env=(ROUNDS="${E2E_ROUNDS:-6}")
 [ -n "${SEED:-}" ] && e2e_env+=(SEED="$SEED")
 summary_suite "end to end over HTTP (real processes, faults)" env "${e2e_env[@]}" tests/e2e/e2e.sh
 
+# Copies and restores: a dump restored elsewhere, a server put back from an
+# older backup, a lagging standby promoted, a copied device file.
+summary_suite "copies, restores and failover (real processes)" tests/restore/restore.sh
+
 # Fuzzing (clang/libFuzzer, tests/security) and the sanitizer builds of the
 # suites above; each builds what it needs in its own directory (build-fuzz/,
 # build-asan/). SECURITY_SUITES=0 leaves them out.

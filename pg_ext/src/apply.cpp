@@ -1078,7 +1078,7 @@ void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCount
             // never win. Another node's register that would win is not its
             // to bring: refused (not parked: not the caller's), the rest applies.
             if (guarded) {
-                if (probe.row_won && !ctx.own.has(it.in.row.node)) {
+                if (probe.row_won && !ctx.own.has(it.in.row)) {
                     reject(stats, it.in);
                     continue;
                 }
@@ -1087,7 +1087,7 @@ void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCount
                 std::vector<bool> won(it.in.cols.size(), false);
                 for (size_t k : probe.won_cols) won[k] = true;
                 for (size_t k = 0; k < it.in.cols.size(); ++k) {
-                    if (won[k] && !ctx.own.has(it.in.cols[k].second.node)) ++dropped;
+                    if (won[k] && !ctx.own.has(it.in.cols[k].second)) ++dropped;
                     else kept.push_back(it.in.cols[k]);
                 }
                 if (dropped) {

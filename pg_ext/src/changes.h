@@ -28,6 +28,13 @@ public:
     uint64_t clock_now() override;
     void observe_clock(uint64_t hlc) override;
     uint64_t max_drift_ms() override;
+    uint64_t last_seq() override;
+    void note_push(const NodeId& server, const std::string& id) override;
+    bool sent_push(const NodeId& server, const std::string& id) override;
+    std::string push_mark(const NodeId& caller) override;
+    void set_push_mark(const NodeId& caller, const std::string& id) override;
+    NodeId reset_node() override;
+    bool reid_when_caller_is_ahead() override { return false; }
     // The feed waits for in-flight writers (changes.cpp): read before writing.
     bool feed_waits_for_writers() const override { return true; }
 

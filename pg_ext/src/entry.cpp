@@ -16,6 +16,7 @@ void _PG_init(void);
 
 PG_FUNCTION_INFO_V1(lww_version);
 PG_FUNCTION_INFO_V1(lww_node_id);
+PG_FUNCTION_INFO_V1(lww_reset_node);
 PG_FUNCTION_INFO_V1(lww_track);
 PG_FUNCTION_INFO_V1(lww_untrack);
 PG_FUNCTION_INFO_V1(lww_changes);
@@ -83,6 +84,20 @@ extern "C" Datum lww_node_id(PG_FUNCTION_ARGS) {
         {
             SpiSession spi;  // results are built after SPI_finish, which frees its memory
             id = State::get().self().str();
+        }
+        Datum d = 0;
+        pg_call([&] { d = DirectFunctionCall1(uuid_in, CStringGetDatum(id.c_str())); });
+        return d;
+    });
+}
+
+// lww_reset_node(): a new node id now; this database's registers go out under it.
+extern "C" Datum lww_reset_node(PG_FUNCTION_ARGS) {
+    return guarded_entry("lww_reset_node", [&] {
+        std::string id;
+        {
+            SpiSession spi;
+            id = State::get().reset_node("lww_reset_node()").str();
         }
         Datum d = 0;
         pg_call([&] { d = DirectFunctionCall1(uuid_in, CStringGetDatum(id.c_str())); });

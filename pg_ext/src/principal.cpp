@@ -108,8 +108,30 @@ OwnStamps::OwnStamps(const ChangeSet& cs, const Principal& p) {
                 {TEXTOID, TEXTOID, TEXTOID}),
         {text_param(list), text_param(p.role), text_param(p.subject)}, true);
     for (uint64_t i = 0; i < SPI_processed; ++i) own_.insert(node_key(NodeId::parse(col_text(i, 0))));
+    // Node ids this database itself used before a restore, a failover or
+    // lww_reset_node: devices pulled registers stamped by them that this
+    // database may have lost; anyone may bring those back (as any change,
+    // within the caller's rights), stamped before the id was retired.
+    run_sql("SELECT 1 FROM pg_catalog.pg_class WHERE relname = 'retired'"
+            " AND relnamespace = 'lwwsync'::pg_catalog.regnamespace", true);
+    if (!SPI_processed) return;
+    run(prepare("SELECT node::text, hlc FROM lwwsync.retired WHERE node = ANY (pg_catalog.string_to_array($1, ',')::uuid[])",
+                {TEXTOID}),
+        {text_param(list)}, true);
+    for (uint64_t i = 0; i < SPI_processed; ++i) {
+        const std::string k = node_key(NodeId::parse(col_text(i, 0)));
+        own_.insert(k);
+        retired_[k] = static_cast<uint64_t>(col_int64(i, 1));
+    }
 }
 
 bool OwnStamps::has(const NodeId& node) const { return own_.count(node_key(node)) > 0; }
+
+bool OwnStamps::has(const Stamp& stamp) const {
+    const std::string k = node_key(stamp.node);
+    auto r = retired_.find(k);
+    if (r != retired_.end()) return stamp.hlc <= r->second;
+    return own_.count(k) > 0;
+}
 
 }  // namespace lww::pg

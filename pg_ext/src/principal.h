@@ -13,6 +13,7 @@
 
 #include "../../common/changeset.h"
 
+#include <unordered_map>
 #include <unordered_set>
 
 namespace lww::pg {
@@ -42,9 +43,13 @@ public:
     OwnStamps() = default;
     OwnStamps(const ChangeSet& cs, const Principal& p);
     bool has(const NodeId& node) const;
+    // The same for one register: a retired node id of this database only
+    // for stamps from before its retirement.
+    bool has(const Stamp& stamp) const;
 
 private:
     std::unordered_set<std::string> own_;  // NodeId bytes
+    std::unordered_map<std::string, uint64_t> retired_;  // retired node -> its last hlc
 };
 
 }  // namespace lww::pg

@@ -8,7 +8,10 @@ extern "C" {
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
+#include "access/xlog.h"
 }
+
+#include <cstdio>
 
 namespace lww::pg {
 
@@ -36,6 +39,7 @@ NodeDirectory& State::nodes() {
 
 void State::begin_transaction_if_new() {
     if (tables_lxid_ == MyProc->lxid && nodes_) return;
+    check_identity();
     // Another backend may have interned nodes or tracked tables since.
     const uint64_t inval = relcache_inval_;
     load_nodes();
@@ -148,6 +152,144 @@ void State::persist_clock() {
     Param p{TEXTOID, 0, false};
     pg_call([&] { p.value = PointerGetDatum(cstring_to_text(s.c_str())); });
     run(plan, {p}, false);
+}
+
+namespace {
+
+Param text_arg(const std::string& s) {
+    Param p{TEXTOID, 0, false};
+    pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); });
+    return p;
+}
+
+std::string state_value(const char* key, bool* found) {
+    SPIPlanPtr plan = prepare("SELECT value FROM lwwsync.state WHERE key = $1", {TEXTOID});
+    run(plan, {text_arg(key)}, false);
+    *found = SPI_processed == 1;
+    return *found ? col_text(0, 0) : std::string();
+}
+
+void set_state(const char* key, const std::string& value) {
+    run(prepare("INSERT INTO lwwsync.state(key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                {TEXTOID, TEXTOID}),
+        {text_arg(key), text_arg(value)}, false);
+}
+
+bool has_relation(const char* name) {
+    bool yes = false;
+    pg_call([&] {
+        Oid nsp = get_namespace_oid("lwwsync", true);
+        yes = OidIsValid(nsp) && OidIsValid(get_relname_relid(name, nsp));
+    });
+    return yes;
+}
+
+// Empty in recovery (a hot standby serves reads only; it checks once promoted).
+std::string current_identity(bool* writable) {
+    std::string out;
+    pg_call([&] {
+        if (RecoveryInProgress()) return;
+        char buf[96];
+        snprintf(buf, sizeof buf, "%llu/%u/%u", static_cast<unsigned long long>(GetSystemIdentifier()),
+                 static_cast<unsigned>(GetWALInsertionTimeLine()), static_cast<unsigned>(MyDatabaseId));
+        out = buf;
+        *writable = !XactReadOnly && !IsInParallelMode();
+    });
+    return out;
+}
+
+// A dump restored into another database: tracked tables have new oids.
+void remap_tables() {
+    run_sql("UPDATE lwwsync.tables AS t SET relid = c.oid FROM pg_catalog.pg_class AS c"
+            " JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p') AND t.relid <> c.oid AND t.name = CASE WHEN n.nspname = 'public'"
+            " THEN c.relname::text ELSE n.nspname || '.' || c.relname END",
+            false);
+}
+
+}  // namespace
+
+void State::check_identity() {
+    if (checking_) return;
+    bool writable = false;
+    const std::string now = current_identity(&writable);
+    if (now.empty() || now == identity_) return;
+    checking_ = true;
+    try {
+        AsMetadataOwner owner;
+        bool found = false;
+        std::string stored = state_value("identity", &found);
+        if (!(found && stored == now) && writable) {
+            // One backend re-ids; the others wait here and find it done.
+            run_sql("SELECT value FROM lwwsync.state WHERE key = 'node_id' FOR UPDATE", false);
+            stored = state_value("identity", &found);
+            if (!found) {
+                set_state("identity", now);  // first use: the id was minted here
+                bool has_self = false;
+                state_value("self_node", &has_self);
+                if (!has_self) set_state("self_node", state_value("node_id", &has_self));
+                remap_tables();
+            } else if (stored != now) {
+                reset_node("identity " + stored + " -> " + now + " (a restore, a copy or a promoted standby)");
+            }
+            stored = now;
+            found = true;
+        }
+        if (found && stored == now) identity_ = now;
+    } catch (...) {
+        checking_ = false;
+        throw;
+    }
+    checking_ = false;
+}
+
+NodeId State::reset_node(const std::string& reason) {
+    AsMetadataOwner owner;
+    run_sql("SELECT value FROM lwwsync.state WHERE key = 'node_id' FOR UPDATE", false);
+    bool found = false;
+    const NodeId current = NodeId::parse(state_value("node_id", &found));
+    // A restored dump: CREATE EXTENSION minted `current` (unused so far) and
+    // the dump brought the old id as 'self_node'.
+    const std::string self_text = state_value("self_node", &found);
+    const NodeId old = found && !self_text.empty() ? NodeId::parse(self_text) : current;
+    bool keyed = false;
+    state_value("node_key", &keyed);
+    NodeId fresh = current;
+    if (keyed) {
+        const std::string key = NodeId::random_key();
+        fresh = NodeId::from_key(key);
+        set_state("node_key", base64_encode(key));
+    } else if (old == current) {
+        fresh = NodeId::random_v4();
+    }
+    if (fresh != current) {
+        set_state("node_id", fresh.str());
+        run(prepare("UPDATE lwwsync.nodes SET id = $1::uuid WHERE idx = 0", {TEXTOID}), {text_arg(fresh.str())}, false);
+    }
+    set_state("self_node", fresh.str());
+    // The old id: another node from now on, whose registers peers may bring back.
+    run(prepare("INSERT INTO lwwsync.nodes(id) VALUES ($1::uuid) ON CONFLICT (id) DO NOTHING", {TEXTOID}),
+        {text_arg(old.str())}, false);
+    if (has_relation("retired"))
+        run(prepare("INSERT INTO lwwsync.retired(node, hlc, reason) VALUES ($1::uuid, $2, $3) ON CONFLICT (node) DO NOTHING",
+                    {TEXTOID, INT8OID, TEXTOID}),
+            {text_arg(old.str()), Param{INT8OID, Int64GetDatum(static_cast<int64>(std::max(clock_.last(), wall_clock_ms() << 16))), false},
+             text_arg(reason)},
+            false);
+    // Peers hold back registers stamped by the receiver's own id, and we may
+    // have lost what our cursors say we hold: every cursor restarts.
+    run_sql("DELETE FROM lwwsync.peers", false);
+    if (has_relation("push_marks")) run_sql("DELETE FROM lwwsync.push_marks", false);
+    if (has_relation("pushes")) run_sql("DELETE FROM lwwsync.pushes", false);
+    remap_tables();
+    bool w = false;
+    const std::string now = current_identity(&w);
+    if (!now.empty()) set_state("identity", now);
+    identity_ = now;
+    load_nodes();
+    tables_lxid_ = InvalidLocalTransactionId;
+    pg_call([&] { ereport(LOG, (errmsg("lwwsync: node %s takes the new node id %s: %s", old.str().c_str(), fresh.str().c_str(), reason.c_str()))); });
+    return fresh;
 }
 
 TableInfo describe_table(Oid relid) {

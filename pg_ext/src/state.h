@@ -13,6 +13,7 @@
 #include "values.h"
 
 #include "../../common/hlc.h"
+#include "../../common/changeset.h"
 #include "../../common/row_codec.h"
 
 namespace lww::pg {
@@ -84,6 +85,18 @@ public:
     void reload_nodes() { load_nodes(); }
     void persist_clock();
 
+    // Copies and restores (docs/PROTOCOL.md). A new node id now: registers
+    // stamped by this database carry it from now on (node index 0), the old
+    // id is kept as a retired node, and every cursor on peers restarts.
+    // Returns the new id. In the caller's transaction.
+    NodeId reset_node(const std::string& reason);
+    // The node id was minted under an identity: system identifier, timeline,
+    // database oid. A dump restored elsewhere, a backup restored to a point
+    // in time, a promoted standby: the identity changed, so this database
+    // may be behind what peers hold of its node id; it takes a new one.
+    // Checked once per transaction (in memory; SPI only when it changed).
+    void check_identity();
+
     int applying = 0;  // >0 while lww_apply writes user tables
     OwnWrite own;      // the merge's write in progress (relid InvalidOid: none)
 
@@ -98,6 +111,8 @@ private:
     uint64_t relcache_inval_ = 0;  // relation_changed calls, so one during a reload is not lost
     LocalTransactionId seq_lxid_ = InvalidLocalTransactionId;
     Oid seq_oid_ = InvalidOid;
+    std::string identity_;  // verified in this backend
+    bool checking_ = false;
 };
 
 // Advisory-lock key of the change-feed barrier.

@@ -90,6 +90,51 @@ uint64_t PgEngine::max_drift_ms() {
     return s.clock().max_drift_ms();
 }
 
+// Copies and restores (docs/PROTOCOL.md).
+uint64_t PgEngine::last_seq() {
+    AsMetadataOwner owner;
+    run_sql("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lwwsync.seq", true);
+    return SPI_processed ? static_cast<uint64_t>(col_int64(0, 0)) : 0;
+}
+
+// In the calling statement's transaction: a sync that rolls back forgets
+// the ids it sent, and the next one, seeing one of them, takes a new node id
+// (a cost, never a loss).
+void PgEngine::note_push(const NodeId& server, const std::string& id) {
+    AsMetadataOwner owner;
+    run(prepare("INSERT INTO lwwsync.pushes(peer, id) VALUES ($1::uuid, $2)", {TEXTOID, TEXTOID}),
+        {uuid_text(server), text_param(id)}, false);
+    run(prepare("DELETE FROM lwwsync.pushes WHERE peer = $1::uuid AND n <= "
+                "(SELECT max(n) - 256 FROM lwwsync.pushes WHERE peer = $1::uuid)",
+                {TEXTOID}),
+        {uuid_text(server)}, false);
+}
+
+bool PgEngine::sent_push(const NodeId& server, const std::string& id) {
+    AsMetadataOwner owner;
+    run(prepare("SELECT 1 FROM lwwsync.pushes WHERE peer = $1::uuid AND id = $2", {TEXTOID, TEXTOID}),
+        {uuid_text(server), text_param(id)}, false);  // sees the ids this transaction noted
+    return SPI_processed > 0;
+}
+
+std::string PgEngine::push_mark(const NodeId& caller) {
+    AsMetadataOwner owner;
+    run(prepare("SELECT id FROM lwwsync.push_marks WHERE node = $1::uuid", {TEXTOID}), {uuid_text(caller)}, false);
+    return SPI_processed ? col_text(0, 0) : std::string();
+}
+
+void PgEngine::set_push_mark(const NodeId& caller, const std::string& id) {
+    AsMetadataOwner owner;
+    run(prepare("INSERT INTO lwwsync.push_marks(node, id) VALUES ($1::uuid, $2)"
+                " ON CONFLICT (node) DO UPDATE SET id = excluded.id",
+                {TEXTOID, TEXTOID}),
+        {uuid_text(caller), text_param(id)}, false);
+}
+
+NodeId PgEngine::reset_node() {
+    return State::get().reset_node("a copy of this database pushes as its node id (found at an exchange)");
+}
+
 ApplyCounts PgEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust) {
     if (cs.origin != peer) throw Error("a change set from " + cs.origin.str() + " arrived as " + peer.str() + "'s");
     const Cursor next = cursor_of(peer).after_batch(cs);

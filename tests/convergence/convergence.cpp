@@ -32,6 +32,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -82,6 +83,8 @@ struct Options {
     bool single_conn = false;
     bool no_reopen = false;
     bool no_schema = false;  // no ADD/DROP COLUMN mid-run (docs/SCHEMA.md)
+    bool no_copy = false;
+    bool copy_undetected = false;
     int timeout = 120;
     std::string tmpdir;
 };
@@ -174,6 +177,7 @@ Dump dump(sqlite3* db) {
 
 struct PoolEntry {
     size_t origin;
+    std::string origin_node;  // the set's "origin" (a copied peer may share it for a while)
     int64_t since;
     int64_t upto;
     std::string cs;
@@ -218,6 +222,7 @@ private:
     std::vector<std::string> log_;
     // pending inserts of the current explicit transaction (discarded on rollback)
     bool two_conns_ = false;
+    int copies_ = 0;
     bool in_txn_ = false;
     std::vector<std::pair<size_t, std::vector<Val>>> txn_inserts_;
 
@@ -666,6 +671,69 @@ private:
             throw Failure(pa.name + " lww_sync(" + pb.name + how + ") failed: " + e.what());
         }
         note(pa.name + ": lww_sync(" + pb.name + how + ") -> " + res);
+        // Either side may have taken a new node id (it was a copy).
+        for (Peer* q : {&pa, &pb}) {
+            std::string now = query_text(q->db, "SELECT lww_node_id()");
+            if (now != q->node) note(q->name + ": new node id " + now + " (was " + q->node + ")");
+            q->node = now;
+        }
+    }
+
+    // A peer's file copied to a new peer mid-run (a restored backup, a
+    // copied app folder): the copy finds out when first used (its file is
+    // not where its node id was made). With --copy-undetected, some copies
+    // have the file check off and keep the id until an exchange shows they
+    // are copies (docs/PROTOCOL.md names the limits of that path: a third
+    // peer's cursor on the shared id made from one copy's changes). Either
+    // way every write made on either copy must reach everyone.
+    void op_copy() {
+        if (opt_.no_copy || peers_.size() >= static_cast<size_t>(opt_.peers_max) + 2) {
+            op_sync();
+            return;
+        }
+        size_t src = rng_.below(peers_.size());
+        Peer& p = *peers_[src];
+        const bool detect = !opt_.copy_undetected || rng_.chance(60);
+        const std::string name = "copy" + std::to_string(copies_++) + "_of_" + p.name;
+        const std::string path = dir_ + "/" + name + ".db";
+        // The copy inherits the setting; the original keeps its own.
+        const std::string was = query_text(p.db, "SELECT lww_config('detect_copies')");
+        query_text(p.db, std::string("SELECT lww_config('detect_copies', ") + (detect ? "1" : "0") + ")");
+        exec(p.db, "VACUUM INTO '" + path + "'");
+        query_text(p.db, "SELECT lww_config('detect_copies', " + was + ")");
+        auto c = open_peer(name, path, opt_);
+        c->node = query_text(c->db, "SELECT lww_node_id()");
+        note(name + ": file copied from " + p.name + (detect ? "" : " (file check off)") + ", node " + c->node +
+             (c->node == p.node ? " (same as the original's)" : " (a new one)"));
+        if (detect && c->node == p.node) throw Failure(name + ": the copied file kept its node id " + c->node);
+        if (two_conns_) c->conns.push_back(open_conn(c->path, opt_));
+        extra_[name] = extra_[p.name];  // the copy has the original's schema
+        dropped_[name] = dropped_[p.name];
+        peers_.push_back(std::move(c));
+    }
+
+    bool shares_node_id() const {
+        std::set<std::string> ids;
+        for (const auto& q : peers_)
+            if (!ids.insert(q->node).second) return true;
+        return false;
+    }
+
+    // Copies that have not found out yet: sync each with the peer whose id
+    // it shares (the exchange finds the copy) before the final phase.
+    void unmask_copies() {
+        for (size_t i = 0; i < peers_.size(); ++i)
+            for (size_t j = i + 1; j < peers_.size(); ++j) {
+                peers_[i]->node = query_text(peers_[i]->db, "SELECT lww_node_id()");
+                peers_[j]->node = query_text(peers_[j]->db, "SELECT lww_node_id()");
+                if (peers_[i]->node != peers_[j]->node) continue;
+                note("final: " + peers_[j]->name + " and " + peers_[i]->name + " share node id " + peers_[i]->node);
+                if (rng_.chance(50)) sync(j, i);
+                else sync(i, j);
+                if (peers_[i]->node == peers_[j]->node)
+                    throw Failure(peers_[i]->name + " and " + peers_[j]->name + " synced and still share node id " +
+                                  peers_[i]->node);
+            }
     }
 
     void op_sync() {
@@ -696,13 +764,14 @@ private:
         } catch (const Failure& ex) {
             throw Failure(p.name + " lww_changes(" + std::to_string(since) + ") failed: " + ex.what());
         }
-        Stmt s(p.db, "SELECT json_valid(?1), CAST(json_extract(?1, '$.upto') AS INTEGER)");
+        Stmt s(p.db, "SELECT json_valid(?1), CAST(json_extract(?1, '$.upto') AS INTEGER), json_extract(?1, '$.origin')");
         s.bind_text(1, e.cs);
         s.step();
         if (s.col_int(0) != 1)
             throw Failure(p.name + " lww_changes(" + std::to_string(since) + ") returned invalid JSON: " +
                           e.cs.substr(0, 300));
         e.upto = s.col_int(1);
+        e.origin_node = s.col(2).s;
         s.run();
         p.uptos.push_back(e.upto);
         return e;
@@ -723,6 +792,13 @@ private:
         PoolEntry& e = pool_[entry];
         if (target == e.origin) throw Failure("internal error: applying a change set to its origin");
         Peer& p = *peers_[target];
+        // A copy that has not found out yet shares its node id with the set's
+        // origin: a database refuses its own sets.
+        p.node = query_text(p.db, "SELECT lww_node_id()");
+        if (p.node == e.origin_node) {
+            note(p.name + ": skip pool#" + std::to_string(entry) + " (same node id as its origin)");
+            return;
+        }
         std::string res;
         try {
             res = query_text(p.db, "SELECT lww_apply(?1)", {Val::text(e.cs)});
@@ -825,7 +901,12 @@ private:
         for (int s = 0; s < steps; ++s) {
             for (auto& pp : peers_) pp->db = pp->conns[rng_.below(pp->conns.size())];
             unsigned r = static_cast<unsigned>(rng_.below(100));
-            Peer& p = *peers_[rng_.below(n)];
+            Peer& p = *peers_[rng_.below(peers_.size())];
+            // Two files sharing a node id (a copy that has not found out)
+            // are two devices: their writes never fall in one millisecond
+            // here, as the clocks of two devices would not (the residual
+            // risk, docs/PROTOCOL.md "Copies and restores").
+            if (shares_node_id()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
             if (r < 2) {
                 if (!opt_.no_reopen) op_reopen(p);
             }
@@ -834,10 +915,12 @@ private:
             else if (r < 70) op_sync();
             else if (r < 75) op_relay();
             else if (r < 86) op_capture();
+            else if (r < 89) op_copy();
             else if (r < 96 || opt_.no_schema) op_deliver();
             else op_schema(p);
         }
 
+        unmask_copies();
         const std::vector<std::string> kept = align_schema();
         converge();
         std::vector<Dump> dumps;
@@ -924,7 +1007,7 @@ void usage(const char* argv0) {
     std::printf(
         "usage: %s [--ext PATH] [--scenarios N] [--seed S] [--peers-min N] [--peers-max N]\n"
         "          [--ops-min N] [--ops-max N] [--timeout SEC] [--tmpdir DIR] [--edge-values]\n"
-        "          [--plain-sync] [--single-conn] [--no-reopen] [--no-schema] [--no-fork] [--keep] [--verbose]\n",
+        "          [--plain-sync] [--single-conn] [--no-reopen] [--no-schema] [--no-copy] [--copy-undetected] [--no-fork] [--keep] [--verbose]\n",
         argv0);
 }
 
@@ -968,6 +1051,8 @@ int main(int argc, char** argv) {
         else if (a == "--single-conn") o.single_conn = true;
         else if (a == "--no-reopen") o.no_reopen = true;
         else if (a == "--no-schema") o.no_schema = true;
+        else if (a == "--no-copy") o.no_copy = true;
+        else if (a == "--copy-undetected") o.copy_undetected = true;
         else if (a == "--help" || a == "-h") { usage(argv[0]); return 0; }
         else { std::fprintf(stderr, "unknown argument: %s\n", a.c_str()); usage(argv[0]); return 2; }
     }
@@ -1022,6 +1107,8 @@ int main(int argc, char** argv) {
     if (o.plain_sync) repro_extra += " --plain-sync";
     if (o.single_conn) repro_extra += " --single-conn";
     if (o.no_reopen) repro_extra += " --no-reopen";
+    if (o.no_copy) repro_extra += " --no-copy";
+    if (o.copy_undetected) repro_extra += " --copy-undetected";
 
     std::printf("seed: %" PRIu64 " (scenarios %" PRIu64 ", peers %d-%d, ops %d-%d, ext %s, dir %s)\n", o.seed,
                 o.scenarios, o.peers_min, o.peers_max, o.ops_min, o.ops_max, o.ext.c_str(), root.c_str());

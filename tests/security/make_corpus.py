@@ -150,6 +150,14 @@ def exchanges():
                          ("clock_number", {"clock": 12}),
                          ("floor_above_received", {"received": "1", "received_floor": "2"}),
                          ("push_null", {"push": None}),
+                         ("push_id", {"push_id": "0123456789abcdef"}),
+                         ("push_id_32", {"push_id": "f" * 32}),
+                         ("push_id_33", {"push_id": "f" * 33}),
+                         ("push_id_upper", {"push_id": "ABCDEF"}),
+                         ("push_id_empty", {"push_id": ""}),
+                         ("push_id_number", {"push_id": 12}),
+                         ("forked", {"forked": True, "push": None}),
+                         ("forked_number", {"forked": 1}),
                          ("push_not_object", {"push": [1]})]:
         r = dict(req)
         r.update(change)
@@ -169,7 +177,11 @@ def exchanges():
                                                        "applied": 1.5, "ignored": "2"}}),
                          ("applied_not_object", {"applied": [1, 2]}),
                          ("acked_missing", {"acked": None}),
-                         ("more_number", {"more": 1})]:
+                         ("more_number", {"more": 1}),
+                         ("acked_id", {"acked_id": "00ff00ff00ff00ff"}),
+                         ("acked_id_not_hex", {"acked_id": "xyz"}),
+                         ("acked_id_long", {"acked_id": "a" * 40}),
+                         ("acked_id_null", {"acked_id": [None]})]:
         r = dict(resp)
         r.update(change)
         r = {k: v for k, v in r.items() if v is not None}

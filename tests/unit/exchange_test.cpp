@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <map>
 #include <random>
+#include <set>
 
 #include "../../common/error.h"
 #include "../../common/exchange.h"
@@ -138,11 +139,31 @@ public:
     uint64_t max_drift_ms() override { return kDefaultMaxDriftMs; }
     bool feed_waits_for_writers() const override { return waits_; }
     bool waits_ = false;
+    // Copies and restores, as the adapters do them.
+    uint64_t last_seq() override { return seq_; }
+    void note_push(const NodeId& server, const std::string& id) override { pushes_.insert(server.str() + id); }
+    bool sent_push(const NodeId& server, const std::string& id) override { return pushes_.count(server.str() + id) > 0; }
+    std::string push_mark(const NodeId& caller) override { return marks_[caller.str()]; }
+    void set_push_mark(const NodeId& caller, const std::string& id) override { marks_[caller.str()] = id; }
+    NodeId reset_node() override {
+        const NodeId old = id_;
+        static int minted = 0;  // ids unique in the process, as random ones are
+        id_ = node(1000 + ++minted);
+        ++resets;
+        for (auto& [k, r] : rows_)
+            if (r.by == old) r.by = id_;  // relabelled: same hlc, the new id
+        cursors_.clear();
+        pushes_.clear();
+        return id_;
+    }
+    int resets = 0;
 
 private:
     NodeId id_;
     std::map<int64_t, Row> rows_;
     std::map<std::string, Cursor> cursors_;
+    std::set<std::string> pushes_;
+    std::map<std::string, std::string> marks_;
     uint64_t clock_ = 0, seq_ = 0;
 };
 
@@ -233,6 +254,23 @@ TEST(ExchangeDocs, NewFieldsRoundTrip) {
     EXPECT_THROW(decode_request(head + R"(,"limit_bytes":10})"), Error);
     EXPECT_THROW(decode_request(head + R"(,"clock":12})"), Error);  // 64-bit values travel as strings
     EXPECT_THROW(decode_response(head + R"(,"acked":"1","more":1})"), Error);
+
+    // Push ids: with a push only; 1 to 32 lowercase hex digits.
+    rq.push = R"({"format":"lwwsync.changeset","version":1,"origin":")" + node(1).str() +
+              R"(","since":"0","upto":"0","tables":[],"nodes":[]})";
+    rq.push_id = "0123456789abcdef";
+    EXPECT_EQ(decode_request(encode_request(rq)).push_id, "0123456789abcdef");
+    rs.acked_id = "00ff";
+    EXPECT_EQ(decode_response(encode_response(rs)).acked_id, "00ff");
+    EXPECT_NE(encode_response(ExchangeResponse{}).find("acked"), std::string::npos);
+    EXPECT_EQ(encode_response(ExchangeResponse{}).find("acked_id"), std::string::npos);
+    for (const char* bad : {R"("")", R"("ABC")", R"("xyz")", "12", R"(null)",
+                            R"("0123456789abcdef0123456789abcdef0")"}) {
+        EXPECT_THROW(decode_request(head + R"(,"push_id":)" + bad + "}"), Error) << bad;
+        EXPECT_THROW(decode_response(head + R"(,"acked":"1","acked_id":)" + bad + "}"), Error) << bad;
+    }
+    EXPECT_EQ(new_push_id().size(), 16u);
+    EXPECT_NE(new_push_id(), new_push_id());
 }
 
 TEST(BatchLimitsTest, ByteLimitCutsRowsButNeverBelowOne) {
@@ -287,6 +325,8 @@ TEST_P(LossyLoop, ConvergesWithNothingLostOrDoubled) {
     for (int pass = 0; pass < 2; ++pass)
         for (auto& c : clients) run_sync(*c, lossy, BatchLimits{7, 2048});
     EXPECT_GT(lost, 0u);
+    // Lost answers are not mistaken for a copy: the pushes were ours.
+    for (auto& c : clients) EXPECT_EQ(c->resets, 0);
     for (auto& c : clients) EXPECT_EQ(c->values(), server.values());
     // A sync of converged peers moves nothing.
     const size_t before = server.applied_registers;
@@ -296,6 +336,64 @@ TEST_P(LossyLoop, ConvergesWithNothingLostOrDoubled) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Interleaved, LossyLoop, ::testing::Values(false, true));
+
+// A client database copied (same node id, same cursors, same push ids):
+// both copies write and sync; one finds out and takes a new id; nothing is lost.
+TEST(RunSync, ACopiedClientFindsOutAndLosesNothing) {
+    for (int order = 0; order < 2; ++order) {
+        SCOPED_TRACE(order ? "the copy syncs first" : "the original syncs first");
+        MemEngine server(100);
+        MemEngine a(1);
+        Transport send = [&](const std::string& req) { return serve_exchange(server, req); };
+        for (int k = 0; k < 5; ++k) a.write(k, "before");
+        run_sync(a, send, BatchLimits{3, 1 << 20});
+        a.write(5, "unsynced at the copy");
+        MemEngine b = a;  // the copy
+        a.write(10, "a");
+        a.write(11, "a");
+        b.write(20, "b");
+        b.write(21, "b");
+        MemEngine& first = order ? b : a;
+        MemEngine& second = order ? a : b;
+        run_sync(first, send, BatchLimits{3, 1 << 20});
+        SyncStats st = run_sync(second, send, BatchLimits{3, 1 << 20});
+        EXPECT_EQ(st.reset_node, 1u);
+        EXPECT_EQ(second.resets, 1);
+        EXPECT_EQ(first.resets, 0);
+        EXPECT_NE(a.self(), b.self());
+        run_sync(first, send, BatchLimits{3, 1 << 20});
+        run_sync(second, send, BatchLimits{3, 1 << 20});
+        // The one that found out reported the fork: the other one leaves the
+        // shared id at its next sync too.
+        EXPECT_EQ(first.resets, 1);
+        EXPECT_NE(first.self(), node(1));
+        EXPECT_NE(second.self(), node(1));
+        EXPECT_EQ(a.values(), server.values());
+        EXPECT_EQ(b.values(), server.values());
+        EXPECT_EQ(server.values().size(), 10u);
+    }
+}
+
+// The server is put back from an older copy of itself: a caller's cursor on
+// it is past its last sequence; it takes a new id and gets back what it lost.
+TEST(RunSync, AServerRestoredFromAnOlderCopyTakesANewId) {
+    MemEngine server(100);
+    MemEngine a(1);
+    Transport send = [&](const std::string& req) { return serve_exchange(*&server, req); };
+    a.write(1, "a");
+    run_sync(a, send, BatchLimits{});
+    MemEngine backup = server;
+    server.write(2, "server after the backup");
+    a.write(3, "a after the backup");
+    run_sync(a, send, BatchLimits{});
+    server = backup;  // restored
+    const NodeId old = server.self();
+    run_sync(a, send, BatchLimits{});
+    run_sync(a, send, BatchLimits{});
+    EXPECT_NE(server.self(), old);
+    EXPECT_EQ(server.values(), a.values());
+    EXPECT_EQ(server.values().size(), 3u);
+}
 
 TEST(RunSync, FinalPullMovesTheCursorPastMergedPushes) {
     MemEngine server(100), client(1);

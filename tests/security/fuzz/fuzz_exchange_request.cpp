@@ -17,6 +17,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     out.received = r->received;
     out.limits = r->limits;
     out.clock = r->clock;
+    out.push_id = r->push_id;
+    out.forked = r->forked;
     std::string text;
     fuzz::must_not_throw("encode_request of a decoded request", [&] {
         if (r->push) out.push = lww::encode_changeset(*r->push);
@@ -36,5 +38,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(r->limits.rows >= 1 && r->limits.rows <= lww::kMaxBatchRows);
     FUZZ_CHECK(r->limits.bytes >= 1024 && r->limits.bytes <= lww::kMaxBatchBytes);
     FUZZ_CHECK(!r->received || r->received->floor <= r->received->received);
+    // A push id travels with its push; it is 1 to 32 lowercase hex digits.
+    FUZZ_CHECK(again->push_id == (r->push ? r->push_id : std::string()));
+    FUZZ_CHECK(again->forked == r->forked);
+    FUZZ_CHECK(r->push_id.size() <= lww::kMaxPushIdChars);
+    for (char c : r->push_id) FUZZ_CHECK((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
     return 0;
 }

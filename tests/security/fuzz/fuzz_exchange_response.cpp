@@ -24,6 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     out.clock = r->clock;
     out.more = r->more;
     out.applied = r->applied;
+    out.acked_id = r->acked_id;
     std::string text;
     fuzz::must_not_throw("encode_response of a decoded response", [&] {
         if (r->pull) out.pull = lww::encode_changeset(*r->pull);
@@ -35,6 +36,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(again->acked.received == r->acked.received && again->acked.floor == r->acked.floor);
     FUZZ_CHECK(again->acked.floor <= again->acked.received);
     FUZZ_CHECK(again->clock == r->clock && again->more == r->more);
+    FUZZ_CHECK(again->acked_id == r->acked_id && r->acked_id.size() <= lww::kMaxPushIdChars);
+    for (char c : r->acked_id) FUZZ_CHECK((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
     FUZZ_CHECK(again->applied.has_value() == r->applied.has_value());
     FUZZ_CHECK(!r->applied || same_counts(*again->applied, *r->applied));
     FUZZ_CHECK(again->pull.has_value() == r->pull.has_value());
