@@ -213,6 +213,12 @@ bool merge_item(Conn& c, Item& it, std::vector<NodeId>& new_nodes, std::map<size
         throw;
     }
     m.active = false;
+    // An app's BEFORE trigger may RAISE(IGNORE) the write: the row did not
+    // land, so its registers must not count as merged.
+    if (op != 'd' && sqlite3_changes(c.db) == 0)
+        throw SqlError(op == 'i' ? "the insert was ignored (a trigger's RAISE(IGNORE))"
+                                 : "the update changed no row (a trigger's RAISE(IGNORE), or the row is missing)",
+                       SQLITE_CONSTRAINT_TRIGGER);
     it.wrote = op;
     return true;
 }
@@ -386,6 +392,26 @@ std::vector<std::unique_ptr<Retry>> load_retries(Conn& c) {
     return out;
 }
 
+// lww_applying() is true from here to the end of the merge, whatever ends it.
+struct Applying {
+    Conn& c;
+    bool on = true;
+    explicit Applying(Conn& c) : c(c) { ++c.applying; }
+    void end() {
+        if (on) --c.applying;
+        on = false;
+    }
+    ~Applying() { end(); }
+};
+
+void finish_apply(Conn& c, const std::vector<NodeId>& new_nodes, int64_t deferred_before, Applying& applying) {
+    c.persist_nodes(new_nodes);
+    c.persist_clock();
+    exec(c.db, deferred_before ? "PRAGMA defer_foreign_keys = ON" : "PRAGMA defer_foreign_keys = OFF");
+    applying.end();
+    exec(c.db, "RELEASE lww_apply");
+}
+
 }  // namespace
 
 ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
@@ -405,7 +431,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
 
     ApplyStats stats;
     exec(c.db, "SAVEPOINT lww_apply");
-    ++c.applying;
+    Applying applying(c);
     int64_t deferred_before = 0;
     {
         Stmt q(c.db, "PRAGMA defer_foreign_keys");
@@ -592,6 +618,11 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
 
         // 3. Stats, and lww_rejected: rows that landed (or that newer
         // registers made moot) leave it, rows still refused stay or join it.
+        if (items.size() == n_incoming && std::none_of(items.begin(), items.end(), [](const Item& i) { return i.parked; })) {
+            for (const Item& it : items) stats.add(it.counts);
+            finish_apply(c, new_nodes, deferred_before, applying);
+            return stats;
+        }
         const int64_t now = static_cast<int64_t>(wall_clock_ms());
         Stmt drop(c.db, "DELETE FROM lww_rejected WHERE tbl = ?1 AND key = ?2");
         Stmt seen(c.db, "UPDATE lww_rejected SET reason = ?3, last_seen = ?4 WHERE tbl = ?1 AND key = ?2");
@@ -645,13 +676,9 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
         cap.bind_int(1, kMaxRejectedRows);
         cap.step();
 
-        c.persist_nodes(new_nodes);
-        c.persist_clock();
-        exec(c.db, deferred_before ? "PRAGMA defer_foreign_keys = ON" : "PRAGMA defer_foreign_keys = OFF");
-        --c.applying;
-        exec(c.db, "RELEASE lww_apply");
+        finish_apply(c, new_nodes, deferred_before, applying);
     } catch (...) {
-        --c.applying;
+        applying.end();
         c.merging.active = false;
         sqlite3_exec(c.db, "ROLLBACK TO lww_apply; RELEASE lww_apply", nullptr, nullptr, nullptr);
         sqlite3_exec(c.db, deferred_before ? "PRAGMA defer_foreign_keys = ON" : "PRAGMA defer_foreign_keys = OFF",

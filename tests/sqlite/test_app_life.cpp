@@ -366,8 +366,9 @@ TEST(AppTriggers, AuditRowInsertedByATriggerDuringApplyIsCaptured) {
     ParsedCS cs = parse_cs(b.changes(before));
     ASSERT_NE(cs.row(key, "audit"), nullptr);
     EXPECT_EQ(cs.regs_of(key).front().node, b.node_id());
-    for (const auto& r : cs.regs)  // the merged order is a's write, not b's
+    for (const auto& r : cs.regs) {  // the merged order is a's write, not b's
         if (r.table == "orders") EXPECT_EQ(r.node, a.node_id());
+    }
     deliver(b, a);
     EXPECT_EQ(a.table("audit"), b.table("audit"));
     EXPECT_EQ(a.table("audit").size(), 2u);
@@ -386,6 +387,21 @@ TEST(AppTriggers, RaiseAbortParksTheRow) {
     EXPECT_EQ(json_int(st, "rejected"), 1) << st;
     EXPECT_EQ(b.rows("SELECT id FROM t ORDER BY id"), (Rows{{Val(1)}, {Val(3)}}));
     EXPECT_EQ(b.rows("SELECT key, reason FROM lww_rejected"), (Rows{{Val("[2]"), Val("no negatives")}}));
+}
+
+TEST(AppTriggers, RaiseIgnoreParksTheRowInsteadOfClaimingIt) {
+    const std::string schema =
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER);"
+        "CREATE TRIGGER skip_13 BEFORE INSERT ON t WHEN NEW.v = 13 BEGIN SELECT RAISE(IGNORE); END;";
+    Cluster cl;
+    Db& a = cl.add("a", "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER);", {"t"});
+    Db& b = cl.add("b", schema, {"t"});
+    a.exec("INSERT INTO t VALUES (1, 13), (2, 2)");
+    const std::string st = deliver(a, b);
+    EXPECT_EQ(json_int(st, "rejected"), 1) << st;
+    EXPECT_EQ(b.rows("SELECT id FROM t"), (Rows{{Val(2)}}));
+    EXPECT_EQ(b.i64("SELECT count(*) FROM lww__t WHERE k0 = 1"), 0);  // nothing claims row 1 merged
+    EXPECT_NE(b.text("SELECT reason FROM lww_rejected").find("ignored"), std::string::npos);
 }
 
 // ------------------------------------------------------------------ lww_rejected
