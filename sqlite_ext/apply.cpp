@@ -522,11 +522,12 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
         auto ordered = [&](size_t from, size_t to) {
             std::vector<Item*> v;
             for (size_t i = from; i < to; ++i) v.push_back(&items[i]);
-            std::stable_sort(v.begin(), v.end(), [](const Item* a, const Item* b) {
+            auto before = [](const Item* a, const Item* b) {
                 const bool da = !(a->r->gen & 1), db = !(b->r->gen & 1);
                 if (da != db) return !da;
                 return da ? a->table_rank > b->table_rank : a->table_rank < b->table_rank;
-            });
+            };
+            if (!std::is_sorted(v.begin(), v.end(), before)) std::stable_sort(v.begin(), v.end(), before);
             return v;
         };
 

@@ -191,6 +191,19 @@ bool begin_write(Conn& c, int64_t n) {
 // sees: the column's affinity may have converted it (text '5' into an
 // INTEGER column).
 bool written_as(sqlite3_value* seen, const Value& written) {
+    // The usual case, without a copy: the value as written.
+    switch (sqlite3_value_type(seen)) {
+        case SQLITE_INTEGER:
+            if (written.kind == Value::Kind::Int) return sqlite3_value_int64(seen) == written.i;
+            break;
+        case SQLITE_TEXT:
+            if (written.kind == Value::Kind::Text) return text_view(seen) == written.s;
+            break;
+        case SQLITE_NULL:
+            if (written.kind == Value::Kind::Null) return true;
+            break;
+        default: break;
+    }
     const Value v = from_sqlite(seen);
     if (v.kind == written.kind) {
         if (v.kind == Value::Kind::Real) return std::memcmp(&v.d, &written.d, sizeof v.d) == 0;
