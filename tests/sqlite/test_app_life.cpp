@@ -316,6 +316,18 @@ TEST(AppTriggers, CounterWithoutWhenIsCapturedAndPeersConverge) {
     deliver(a, b);
     EXPECT_EQ(a.table("t"), b.table("t"));
     EXPECT_EQ(a.rows("SELECT title, edits FROM t"), (Rows{{Val("final"), Val(2)}}));
+    // The other way round: a's counter was made after lww_track.
+    b.exec("UPDATE t SET title = 'b title' WHERE id = 1");
+    EXPECT_EQ(b.rows("SELECT edits FROM t"), (Rows{{Val(3)}}));
+    const int64_t a_before = a.seq();
+    deliver(b, a);
+    EXPECT_EQ(a.rows("SELECT title, edits FROM t"), (Rows{{Val("b title"), Val(4)}}));
+    regs.clear();
+    for (const auto& r : parse_cs(a.changes(a_before)).regs)
+        if (r.node == a.node_id()) regs.push_back(r.is_row ? "ROW" : r.col);
+    EXPECT_EQ(regs, (V{"edits"}));
+    deliver(a, b);
+    EXPECT_EQ(a.table("t"), b.table("t"));
 }
 
 TEST(AppTriggers, CounterWithWhenNotApplyingStaysQuiet) {
@@ -367,7 +379,9 @@ TEST(AppTriggers, AuditRowInsertedByATriggerDuringApplyIsCaptured) {
     ASSERT_NE(cs.row(key, "audit"), nullptr);
     EXPECT_EQ(cs.regs_of(key).front().node, b.node_id());
     for (const auto& r : cs.regs) {  // the merged order is a's write, not b's
-        if (r.table == "orders") EXPECT_EQ(r.node, a.node_id());
+        if (r.table == "orders") {
+            EXPECT_EQ(r.node, a.node_id());
+        }
     }
     deliver(b, a);
     EXPECT_EQ(a.table("audit"), b.table("audit"));
