@@ -154,6 +154,52 @@ TEST(FkOrder, CycleOfDeferredKeysLandsInOneBatch) {
     EXPECT_EQ(dst.i64("PRAGMA defer_foreign_keys"), 0);
 }
 
+TEST(FkOrder, CompositeKeysWithoutRowidDeferred) {
+    Cluster cl;
+    const std::string schema =
+        "PRAGMA foreign_keys = ON;"
+        "CREATE TABLE folder(owner TEXT, name TEXT, PRIMARY KEY(owner, name)) WITHOUT ROWID;"
+        "CREATE TABLE doc(id TEXT PRIMARY KEY, owner TEXT, folder TEXT, body,"
+        " FOREIGN KEY(owner, folder) REFERENCES folder(owner, name) DEFERRABLE INITIALLY DEFERRED) WITHOUT ROWID;";
+    Db& src = cl.add("src", schema, {"folder", "doc"});
+    src.exec("INSERT INTO folder VALUES ('ann', 'inbox'), ('bob', 'inbox');"
+             "INSERT INTO doc VALUES ('d1', 'ann', 'inbox', 'x'), ('d2', 'bob', 'inbox', 'y');");
+    Db& dst = cl.add("dst", schema, {"folder", "doc"});
+    EXPECT_EQ(json_int(dst.apply(reorder_tables(src.changes(0), {1, 0})), "rejected"), 0);
+    EXPECT_EQ(dst.table("doc"), src.table("doc"));
+    // bob's folder goes at src; dst, meanwhile, filed a new doc in it.
+    dst.exec("INSERT INTO doc VALUES ('d3', 'bob', 'inbox', 'z')");
+    const int64_t m = src.seq();
+    src.exec("DELETE FROM doc WHERE owner = 'bob'; DELETE FROM folder WHERE owner = 'bob';");
+    const std::string st = dst.apply(src.changes(m));
+    EXPECT_EQ(json_int(st, "rejected"), 1) << st;  // the folder's delete: d3 still lives in it
+    EXPECT_EQ(dst.rows("SELECT tbl, key FROM lww_rejected"), (Rows{{Val("folder"), Val("[\"bob\",\"inbox\"]")}}));
+    EXPECT_EQ(dst.rows("SELECT id FROM doc ORDER BY id"), (Rows{{Val("d1")}, {Val("d3")}}));
+    EXPECT_TRUE(dst.rows("PRAGMA foreign_key_check").empty());
+    // Once d3 moves, the retried delete lands.
+    dst.exec("UPDATE doc SET owner = 'ann' WHERE id = 'd3'");
+    EXPECT_EQ(json_int(dst.apply(craft_cs(kNode1, {kNode1}, {})), "rejected"), 0);
+    EXPECT_EQ(dst.i64("SELECT count(*) FROM lww_rejected"), 0);
+    EXPECT_EQ(dst.rows("SELECT owner FROM folder"), (Rows{{Val("ann")}}));
+}
+
+TEST(FkOrder, UntrackedChildHoldsAMergedDelete) {
+    Cluster cl;
+    const std::string schema =
+        "PRAGMA foreign_keys = ON; CREATE TABLE p(id INTEGER PRIMARY KEY, v);"
+        "CREATE TABLE local_only(id INTEGER PRIMARY KEY, p INTEGER REFERENCES p(id));";
+    Db& a = cl.add("a", schema, {"p"});
+    Db& b = cl.add("b", schema, {"p"});
+    a.exec("INSERT INTO p VALUES (1, 'one'), (2, 'two')");
+    deliver(a, b);
+    b.exec("INSERT INTO local_only VALUES (10, 1)");  // untracked, references p 1
+    a.exec("DELETE FROM p");
+    const std::string st = deliver(a, b);
+    EXPECT_EQ(json_int(st, "rejected"), 1) << st;
+    EXPECT_EQ(b.rows("SELECT id FROM p"), (Rows{{Val(1)}}));
+    EXPECT_EQ(b.rows("SELECT key, reason FROM lww_rejected"), (Rows{{Val("[1]"), Val("FOREIGN KEY constraint failed")}}));
+}
+
 // ------------------------------------------------------------------ orphans
 
 const char* kOrphanSchema =
