@@ -544,8 +544,9 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
         // the pass runs again without them.
         const std::vector<Item*> order = ordered(0, n_incoming);
         bool careful = false;
+        // A run is undone by rolling back to lww_apply (which stays open): no
+        // savepoint of its own, which would cost SQLite a sub-journal.
         for (;;) {
-            exec(c.db, "SAVEPOINT lww_pass");
             bool refused = false;
             for (Item* it : order) {
                 if (it->parked) continue;
@@ -579,11 +580,8 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
                         it->reason = kForeignKeyFailed;
                         again = true;
                     }
-            if (!again) {
-                exec(c.db, "RELEASE lww_pass");
-                break;
-            }
-            exec(c.db, "ROLLBACK TO lww_pass; RELEASE lww_pass");
+            if (!again) break;
+            exec(c.db, "ROLLBACK TO lww_apply");
             careful = true;
         }
 
