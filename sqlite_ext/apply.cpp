@@ -433,11 +433,11 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
     exec(c.db, "SAVEPOINT lww_apply");
     Applying applying(c);
     int64_t deferred_before = 0;
-    {
-        Stmt q(c.db, "PRAGMA defer_foreign_keys");
-        deferred_before = q.step() ? q.int64(0) : 0;
-    }
     try {
+        {
+            Stmt q(c.db, "PRAGMA defer_foreign_keys");
+            deferred_before = q.step() ? q.int64(0) : 0;
+        }
         c.lock_for_write();
         // Rows arrive in any order, cycles included: foreign keys are checked
         // at the end of the batch (FkChecker), and rows that leave one
