@@ -370,7 +370,7 @@ struct Retry {
 
 std::vector<std::unique_ptr<Retry>> load_retries(Conn& c) {
     std::vector<std::unique_ptr<Retry>> out;
-    Stmt st(c.db, "SELECT tbl, key, changes FROM lww_rejected ORDER BY first_seen, tbl, key LIMIT ?1");
+    Stmt st(c.db, "SELECT tbl, key, changeset FROM lww_rejected ORDER BY first_seen, tbl, key LIMIT ?1");
     st.bind_int(1, kMaxRejectedRows);
     while (st.step()) {
         auto r = std::make_unique<Retry>();
@@ -626,9 +626,9 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
         Stmt drop(c.db, "DELETE FROM lww_rejected WHERE tbl = ?1 AND key = ?2");
         Stmt seen(c.db, "UPDATE lww_rejected SET reason = ?3, last_seen = ?4 WHERE tbl = ?1 AND key = ?2");
         Stmt park(c.db,
-                  "INSERT INTO lww_rejected(tbl, key, reason, first_seen, last_seen, origin, changes)"
+                  "INSERT INTO lww_rejected(tbl, key, reason, first_seen, last_seen, origin, changeset)"
                   " VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6) ON CONFLICT(tbl, key) DO UPDATE SET reason = excluded.reason,"
-                  " last_seen = excluded.last_seen, origin = excluded.origin, changes = excluded.changes");
+                  " last_seen = excluded.last_seen, origin = excluded.origin, changeset = excluded.changeset");
         std::map<std::pair<std::string, std::string>, Item*> still_parked;  // retries, by (tbl, key)
         for (size_t i = n_incoming; i < items.size(); ++i) {
             Item& it = items[i];
@@ -651,9 +651,11 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
                 stats.add(it.counts);
                 continue;
             }
+            // As in Postgres: its registers are received and rejected.
+            const size_t n = (it.r->has_row ? 1 : 0) + it.r->cols.size();
             ++stats.rows;
-            stats.received += (it.r->has_row ? 1 : 0) + it.r->cols.size();
-            ++stats.rejected;
+            stats.received += n;
+            stats.rejected += n;
             RowChange local = to_local(*it.r, *it.col_map);
             const std::string key = key_json(one_row_set(*it.origin, *it.t, local));
             auto old = still_parked.find({it.t->name, key});

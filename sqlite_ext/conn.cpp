@@ -29,11 +29,11 @@ static const char* kSchemaSql =
     " floor INTEGER NOT NULL DEFAULT 0, synced_at TEXT) WITHOUT ROWID;";
 
 // Rows lww_apply could not write (a constraint refused them): kept with
-// their registers (`changes`, a one-row change set in this database's
+// their registers (`changeset`, a one-row change set in this database's
 // column order) and retried by every later lww_apply / lww_sync.
 static const char* kRejectedSql =
     "CREATE TABLE IF NOT EXISTS lww_rejected(tbl TEXT NOT NULL, key TEXT NOT NULL, reason TEXT NOT NULL,"
-    " first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, origin TEXT NOT NULL, changes TEXT NOT NULL,"
+    " first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, origin TEXT NOT NULL, changeset TEXT NOT NULL,"
     " PRIMARY KEY(tbl, key)) WITHOUT ROWID;";
 
 bool Conn::has_state() {
