@@ -544,6 +544,10 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
         // the pass runs again without them.
         const std::vector<Item*> order = ordered(0, n_incoming);
         bool careful = false;
+        // The fast run, the row-by-row run, and (should a cascade leave a
+        // reference dangling that the row checks did not see) a few more.
+        constexpr int kMaxRuns = 6;
+        int runs = 0;
         // A run is undone by rolling back to lww_apply (which stays open): no
         // savepoint of its own, which would cost SQLite a sub-journal.
         for (;;) {
@@ -562,7 +566,16 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
                 }
                 exec(c.db, "SAVEPOINT lww_row");
                 try {
-                    merge_item(c, *it, new_nodes, values);
+                    // Row by row, foreign keys are checked at once: a row
+                    // whose parent is not there (yet) waits for step 2, and
+                    // its own children follow it there in this same run.
+                    if (merge_item(c, *it, new_nodes, values) && fks.dangling(*it)) {
+                        exec(c.db, "ROLLBACK TO lww_row; RELEASE lww_row");
+                        it->parked = true;
+                        it->reason = kForeignKeyFailed;
+                        it->wrote = 0;
+                        continue;
+                    }
                     exec(c.db, "RELEASE lww_row");
                 } catch (const SqlError& e) {
                     if (!refused_row(e.code)) throw wrap(*it, e);
@@ -572,6 +585,8 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
                     it->wrote = 0;
                 }
             }
+            if (++runs > kMaxRuns) throw Error("foreign keys did not settle in " + std::to_string(kMaxRuns) +
+                                               " runs", ErrorKind::internal);
             bool again = refused;
             if (!refused && fks.pending())
                 for (Item* it : order)
@@ -591,8 +606,16 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
         std::vector<Item*> pending;
         for (Item* it : ordered(0, items.size()))
             if (it->parked) pending.push_back(it);
-        for (bool progress = !pending.empty(); progress;) {
+        // Bounded: a peer's long chain of rows in the worst order costs at
+        // most kMaxRetryRounds rounds here; what is left waits, parked, for
+        // the next apply.
+        constexpr int kMaxRetryRounds = 16;
+        int rounds = 0;
+        for (bool progress = !pending.empty(); progress && rounds < kMaxRetryRounds; ++rounds) {
             progress = false;
+            // Every other round backwards: rows of one table that depend on
+            // each other land in one round in either order.
+            if (rounds % 2) std::reverse(pending.begin(), pending.end());
             for (Item* it : pending) {
                 if (!it->parked) continue;
                 exec(c.db, "SAVEPOINT lww_row");
