@@ -249,14 +249,21 @@ public:
                 Stmt& st = stmt(child_sql(fk, t));
                 bind_key(st, it.r->key);
                 if (st.step()) return true;
-            } else if (it.wrote == 'd' && same_name(fk.parent, t.name)) {
+            } else if (same_name(fk.parent, t.name)) {
                 std::vector<int> pos;  // key position of each referenced column
                 for (const auto& to : fk.to) {
                     auto k = std::find_if(t.key.begin(), t.key.end(), [&](const std::string& n) { return same_name(n, to); });
                     if (k == t.key.end()) break;
                     pos.push_back(static_cast<int>(k - t.key.begin()));
                 }
-                if (pos.size() != fk.to.size() || pos.empty()) continue;  // references other columns: not checked here
+                if (pos.size() != fk.to.size() || pos.empty()) {
+                    // References other columns (UNIQUE ones), which an update
+                    // or a delete may take from a child: any child left
+                    // without its parent (a scan, for such keys only).
+                    if (stmt(orphans_sql(fk)).step()) return true;
+                    continue;
+                }
+                if (it.wrote != 'd') continue;
                 std::string where;
                 for (size_t i = 0; i < fk.from.size(); ++i)
                     where += (i ? " AND " : "") + quote_ident(fk.from[i]) + " = ?" + std::to_string(pos[i] + 1);
@@ -277,6 +284,15 @@ public:
     }
 
 private:
+    static std::string orphans_sql(const ForeignKey& fk) {
+        std::string sql = "SELECT 1 FROM " + quote_ident(fk.child) + " AS c WHERE ";
+        std::string match;
+        for (size_t i = 0; i < fk.from.size() && i < fk.to.size(); ++i) {
+            sql += "c." + quote_ident(fk.from[i]) + " IS NOT NULL AND ";
+            match += (i ? " AND " : "") + ("p." + quote_ident(fk.to[i]) + " = c." + quote_ident(fk.from[i]));
+        }
+        return sql + "NOT EXISTS (SELECT 1 FROM " + quote_ident(fk.parent) + " AS p WHERE " + match + ") LIMIT 1";
+    }
     static std::string child_sql(const ForeignKey& fk, const TableInfo& t) {
         std::string sql = "SELECT 1 FROM " + quote_ident(t.name) + " AS c WHERE ";
         for (size_t i = 0; i < t.key.size(); ++i)

@@ -218,6 +218,28 @@ TEST(FkOrder, CompositeKeysWithoutRowidDeferred) {
     EXPECT_EQ(dst.rows("SELECT owner FROM folder"), (Rows{{Val("ann")}}));
 }
 
+TEST(FkOrder, UpdateOfAReferencedUniqueColumnIsParkedWhileReferenced) {
+    Cluster cl;
+    const std::string schema =
+        "PRAGMA foreign_keys = ON; CREATE TABLE acct(id INTEGER PRIMARY KEY, code TEXT UNIQUE);"
+        "CREATE TABLE entry(id INTEGER PRIMARY KEY, code TEXT REFERENCES acct(code));";
+    Db& a = cl.add("a", schema, {"acct", "entry"});
+    Db& b = cl.add("b", schema, {"acct", "entry"});
+    a.exec("INSERT INTO acct VALUES (1, 'old')");
+    deliver(a, b);
+    b.exec("INSERT INTO entry VALUES (5, 'old')");  // b books on the old code
+    a.exec("UPDATE acct SET code = 'new' WHERE id = 1");
+    const std::string st = deliver(a, b);
+    EXPECT_EQ(json_int(st, "rejected"), 2) << st;  // the row's registers (row and code)
+    EXPECT_EQ(b.rows("SELECT code FROM acct"), (Rows{{Val("old")}}));
+    EXPECT_EQ(b.rows("SELECT tbl, key FROM lww_rejected"), (Rows{{Val("acct"), Val("[1]")}}));
+    EXPECT_TRUE(b.rows("PRAGMA foreign_key_check").empty());
+    b.exec("DELETE FROM entry");
+    b.apply(craft_cs(kNode1, {kNode1}, {}));
+    EXPECT_EQ(b.rows("SELECT code FROM acct"), (Rows{{Val("new")}}));
+    EXPECT_EQ(b.i64("SELECT count(*) FROM lww_rejected"), 0);
+}
+
 TEST(FkOrder, UntrackedChildHoldsAMergedDelete) {
     Cluster cl;
     const std::string schema =
