@@ -1,10 +1,19 @@
 #include "apply.h"
 SQLITE_EXTENSION_INIT3
 
+#include <algorithm>
+#include <cctype>
 #include <map>
+#include <memory>
 
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "../common/apply_order.h"
 #include "../common/batch.h"
 #include "evolve.h"
+#include "../common/json.h"
 
 namespace lww::sq {
 
@@ -140,33 +149,284 @@ private:
     std::string sig_;
 };
 
-void merge_table(Conn& c, const Plan& p, ApplyStats& stats, std::vector<NodeId>& new_nodes) {
-    TableWriter tw(c, *p.local);
-    std::map<size_t, const Value*> values;
-    for (const auto& r : p.in->rows) {
-        RowState st = tw.load(r.key);
-        const IncomingRow in = incoming_row(r, p.col_map);
+// ------------------------------------------------------------ one row
 
-        const uint64_t seq = c.last_seq() + 1;
-        MergeOutcome out = merge_row(st, in, seq);
-        ++stats.rows;
-        stats.received += out.applied + out.ignored;
-        stats.applied += out.applied;
-        stats.ignored += out.ignored;
-        if (!out.changed()) continue;
-        c.next_seq();
+// A row the database refuses rather than a failure of the engine: a
+// constraint (UNIQUE, CHECK, NOT NULL, FOREIGN KEY RESTRICT, an app trigger's
+// RAISE), a value its column cannot hold, a value over its limits.
+bool refused_row(int code) {
+    const int primary = code & 0xff;
+    return primary == SQLITE_CONSTRAINT || primary == SQLITE_MISMATCH || primary == SQLITE_TOOBIG;
+}
 
-        values.clear();
-        for (size_t k : out.won_cols) values[in.cols[k].first] = &r.cols[k].value;
-        try {
-            if (out.was_alive && !out.alive) tw.delete_row(r.key);
-            else if (!out.was_alive && out.alive) tw.write_row(r.key, values, true);
-            else if (out.alive && !values.empty()) tw.write_row(r.key, values, false);
-        } catch (const Error& e) {
-            throw Error("table \"" + p.local->name + "\" row " + describe_key(r.key) + ": " + e.what());
-        }
-        tw.store(r.key, st, new_nodes);
+const char* kForeignKeyFailed = "FOREIGN KEY constraint failed";
+
+// One row to merge: of the incoming set, or of lww_rejected (a retry).
+struct Item {
+    TableWriter* tw = nullptr;
+    const TableInfo* t = nullptr;
+    const RowChange* r = nullptr;
+    const std::vector<size_t>* col_map = nullptr;
+    const NodeId* origin = nullptr;
+    bool retry = false;       // a row of lww_rejected
+    std::string stored_key;   // retries: its lww_rejected.key
+    size_t table_rank = 0;    // position of its table in parents-first order
+    bool parked = false;      // refused (so far)
+    std::string reason;
+    char wrote = 0;           // user-row write of the last attempt: 'i', 'u', 'd' or 0
+    ApplyCounts counts;       // of the last attempt
+    bool registers_gone = false;  // retries: nothing left to write (landed or superseded)
+};
+
+// Merges one row: loads its metadata, runs the merge rule, stores the
+// metadata, then writes the user row with its capture trigger silenced
+// (metadata first: an app trigger that writes the row again records its
+// write on top of the merged registers). Returns false when nothing changed.
+// Throws SqlError when the database refuses the write.
+bool merge_item(Conn& c, Item& it, std::vector<NodeId>& new_nodes, std::map<size_t, const Value*>& values) {
+    it.wrote = 0;
+    it.counts = ApplyCounts{};
+    RowState st = it.tw->load(it.r->key);
+    const IncomingRow in = incoming_row(*it.r, *it.col_map);
+    const uint64_t seq = c.last_seq() + 1;
+    MergeOutcome out = merge_row(st, in, seq);
+    it.counts.rows = 1;
+    it.counts.received = out.applied + out.ignored;
+    it.counts.applied = out.applied;
+    it.counts.ignored = out.ignored;
+    if (!out.changed()) return false;
+    c.next_seq();
+    it.tw->store(it.r->key, st, new_nodes);
+    values.clear();
+    for (size_t k : out.won_cols) values[in.cols[k].first] = &it.r->cols[k].value;
+    char op = 0;
+    if (out.was_alive && !out.alive) op = 'd';
+    else if (!out.was_alive && out.alive) op = 'i';
+    else if (out.alive && !values.empty()) op = 'u';
+    if (!op) return true;
+    MergeWrite& m = c.merging;
+    m = MergeWrite{true, op, &it.t->name, &it.r->key, &values};
+    try {
+        if (op == 'd') it.tw->delete_row(it.r->key);
+        else it.tw->write_row(it.r->key, values, op == 'i');
+    } catch (...) {
+        m.active = false;
+        throw;
     }
+    m.active = false;
+    // An app's BEFORE trigger may RAISE(IGNORE) the write: the row did not
+    // land, so its registers must not count as merged.
+    if (op != 'd' && sqlite3_changes(c.db) == 0)
+        throw SqlError(op == 'i' ? "the insert was ignored (a trigger's RAISE(IGNORE))"
+                                 : "the update changed no row (a trigger's RAISE(IGNORE), or the row is missing)",
+                       SQLITE_CONSTRAINT_TRIGGER);
+    it.wrote = op;
+    return true;
+}
+
+// ------------------------------------------------------------ foreign keys
+
+bool same_name(const std::string& a, const std::string& b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
+// Checks, for one written row, the foreign keys SQLite checks only at commit
+// (deferred ones; lww_apply defers every foreign key while it merges, so
+// tables and rows may come in any order, cycles included).
+class FkChecker {
+public:
+    FkChecker(Conn& c, bool enforced) : c_(c), enforced_(enforced) {}
+
+    // Does the row `it` wrote last leave a reference dangling? A living row
+    // must find each parent it references; a deleted row must be referenced
+    // by no child (through its primary key).
+    bool dangling(const Item& it) {
+        if (!enforced_ || !it.wrote) return false;
+        const TableInfo& t = *it.t;
+        for (const ForeignKey& fk : c_.foreign_keys()) {
+            if (it.wrote != 'd' && same_name(fk.child, t.name)) {
+                Stmt& st = stmt(child_sql(fk, t));
+                bind_key(st, it.r->key);
+                if (st.step()) return true;
+            } else if (same_name(fk.parent, t.name)) {
+                std::vector<int> pos;  // key position of each referenced column
+                for (const auto& to : fk.to) {
+                    auto k = std::find_if(t.key.begin(), t.key.end(), [&](const std::string& n) { return same_name(n, to); });
+                    if (k == t.key.end()) break;
+                    pos.push_back(static_cast<int>(k - t.key.begin()));
+                }
+                if (pos.size() != fk.to.size() || pos.empty()) {
+                    // References other columns (UNIQUE ones), which an update
+                    // or a delete may take from a child: any child left
+                    // without its parent (a scan, for such keys only).
+                    if (stmt(orphans_sql(fk)).step()) return true;
+                    continue;
+                }
+                if (it.wrote != 'd') continue;
+                std::string where;
+                for (size_t i = 0; i < fk.from.size(); ++i)
+                    where += (i ? " AND " : "") + quote_ident(fk.from[i]) + " = ?" + std::to_string(pos[i] + 1);
+                Stmt& st = stmt("SELECT 1 FROM " + quote_ident(fk.child) + " WHERE " + where + " LIMIT 1");
+                bind_key(st, it.r->key);
+                if (st.step()) return true;
+            }
+        }
+        return false;
+    }
+
+    // Any deferred violation pending in this transaction?
+    bool pending() const {
+        if (!enforced_) return false;
+        int cur = 0, hi = 0;
+        sqlite3_db_status(c_.db, SQLITE_DBSTATUS_DEFERRED_FKS, &cur, &hi, 0);
+        return cur > 0;
+    }
+
+private:
+    static std::string orphans_sql(const ForeignKey& fk) {
+        std::string sql = "SELECT 1 FROM " + quote_ident(fk.child) + " AS c WHERE ";
+        std::string match;
+        for (size_t i = 0; i < fk.from.size() && i < fk.to.size(); ++i) {
+            sql += "c." + quote_ident(fk.from[i]) + " IS NOT NULL AND ";
+            match += (i ? " AND " : "") + ("p." + quote_ident(fk.to[i]) + " = c." + quote_ident(fk.from[i]));
+        }
+        return sql + "NOT EXISTS (SELECT 1 FROM " + quote_ident(fk.parent) + " AS p WHERE " + match + ") LIMIT 1";
+    }
+    static std::string child_sql(const ForeignKey& fk, const TableInfo& t) {
+        std::string sql = "SELECT 1 FROM " + quote_ident(t.name) + " AS c WHERE ";
+        for (size_t i = 0; i < t.key.size(); ++i)
+            sql += "c." + quote_ident(t.key[i]) + " = ?" + std::to_string(i + 1) + " AND ";
+        std::string match;
+        for (size_t i = 0; i < fk.from.size() && i < fk.to.size(); ++i) {
+            sql += "c." + quote_ident(fk.from[i]) + " IS NOT NULL AND ";
+            match += (i ? " AND " : "") + ("p." + quote_ident(fk.to[i]) + " = c." + quote_ident(fk.from[i]));
+        }
+        return sql + "NOT EXISTS (SELECT 1 FROM " + quote_ident(fk.parent) + " AS p WHERE " + match + ")";
+    }
+    Stmt& stmt(const std::string& sql) {
+        auto it = stmts_.find(sql);
+        if (it == stmts_.end()) it = stmts_.emplace(sql, Stmt(c_.db, sql)).first;
+        it->second.reset();
+        return it->second;
+    }
+    static void bind_key(Stmt& st, const std::vector<Value>& key) {
+        for (size_t i = 0; i < key.size(); ++i) st.bind(static_cast<int>(i + 1), key[i]);
+    }
+
+    Conn& c_;
+    bool enforced_;
+    std::map<std::string, Stmt> stmts_;
+};
+
+// ------------------------------------------------------------ lww_rejected
+
+// A row in this database's register order (the form lww_rejected keeps).
+RowChange to_local(const RowChange& r, const std::vector<size_t>& col_map) {
+    RowChange out = r;
+    for (auto& col : out.cols) col.col = static_cast<uint32_t>(col_map[col.col]);
+    return out;
+}
+
+// Two parked versions of one row (local register order) joined by the merge
+// rule: what a database holding both would hold.
+RowChange join_parked(const RowChange& held, const RowChange& in, size_t ncols) {
+    RowState st(ncols);
+    std::vector<const Value*> vals(ncols, nullptr);
+    st.gen = held.gen;
+    if (held.has_row) st.row = Register{true, held.row, 0};
+    for (const auto& col : held.cols)
+        if (col.col < ncols) {
+            st.cols[col.col] = Register{true, col.stamp, 0};
+            vals[col.col] = &col.value;
+        }
+    std::vector<size_t> identity(ncols);
+    for (size_t i = 0; i < ncols; ++i) identity[i] = i;
+    const IncomingRow inc = incoming_row(in, identity);
+    MergeOutcome out = merge_row(st, inc, 1);
+    if (out.gen_raised) std::fill(vals.begin(), vals.end(), nullptr);
+    for (size_t k : out.won_cols) vals[in.cols[k].col] = &in.cols[k].value;
+    RowChange r;
+    r.key = in.key;
+    r.gen = st.gen;
+    r.has_row = st.row.present;
+    r.row = st.row.stamp;
+    for (size_t i = 0; i < ncols; ++i)
+        if (st.cols[i].present && vals[i]) r.cols.push_back(ColChange{static_cast<uint32_t>(i), *vals[i], st.cols[i].stamp});
+    if (!r.has_row && r.cols.empty()) return held;
+    return r;
+}
+
+std::string one_row_set(const NodeId& origin, const TableInfo& t, const RowChange& local_row) {
+    ChangeSetWriter w(origin, 0, 0);
+    w.begin_table(t.name, t.key, t.cols);
+    w.row(local_row);
+    w.end_table();
+    return w.finish(0, true);
+}
+
+// The key of a one-row set as JSON text (lww_rejected.key).
+std::string key_json(const std::string& set) {
+    rapidjson::Document d;
+    std::string error;
+    if (!parse_json(d, set, error)) throw Error("lww_rejected: " + error, ErrorKind::internal);
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    d["tables"][0]["rows"][0]["key"].Accept(w);
+    return std::string(buf.GetString(), buf.GetSize());
+}
+
+// A row of lww_rejected, decoded for a retry.
+struct Retry {
+    std::string tbl, key;
+    ChangeSet cs;
+    TablePtr table;
+    std::vector<size_t> col_map;
+};
+
+std::vector<std::unique_ptr<Retry>> load_retries(Conn& c) {
+    std::vector<std::unique_ptr<Retry>> out;
+    Stmt st(c.db, "SELECT tbl, key, changeset FROM lww_rejected ORDER BY first_seen, tbl, key LIMIT ?1");
+    st.bind_int(1, kMaxRejectedRows);
+    while (st.step()) {
+        auto r = std::make_unique<Retry>();
+        r->tbl = st.text(0);
+        r->key = st.text(1);
+        try {
+            r->cs = decode_changeset(st.text(2));
+            r->table = c.find_table(r->tbl);
+            // A table untracked since, or changed beyond recognition: kept as it is.
+            if (!r->table || r->cs.tables.size() != 1 || r->cs.tables[0].rows.size() != 1 ||
+                r->cs.tables[0].name != r->tbl)
+                continue;
+            r->col_map = map_columns(r->cs.tables[0], r->table->key, r->table->cols);
+        } catch (const Error&) {
+            continue;
+        }
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+// lww_applying() is true from here to the end of the merge, whatever ends it.
+struct Applying {
+    Conn& c;
+    bool on = true;
+    explicit Applying(Conn& c) : c(c) { ++c.applying; }
+    void end() {
+        if (on) --c.applying;
+        on = false;
+    }
+    ~Applying() { end(); }
+};
+
+void finish_apply(Conn& c, const std::vector<NodeId>& new_nodes, int64_t deferred_before, Applying& applying) {
+    c.persist_nodes(new_nodes);
+    c.persist_clock();
+    exec(c.db, deferred_before ? "PRAGMA defer_foreign_keys = ON" : "PRAGMA defer_foreign_keys = OFF");
+    applying.end();
+    exec(c.db, "RELEASE lww_apply");
 }
 
 }  // namespace
@@ -189,22 +449,284 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
 
     ApplyStats stats;
     exec(c.db, "SAVEPOINT lww_apply");
-    ++c.applying;
+    Applying applying(c);
+    int64_t deferred_before = 0;
     try {
+        {
+            Stmt q(c.db, "PRAGMA defer_foreign_keys");
+            deferred_before = q.step() ? q.int64(0) : 0;
+        }
         c.lock_for_write();
-        // Tables arrive in any order: foreign keys are checked at commit.
+        // Rows arrive in any order, cycles included: foreign keys are checked
+        // at the end of the batch (FkChecker), and rows that leave one
+        // dangling are parked.
         exec(c.db, "PRAGMA defer_foreign_keys = ON");
-        std::vector<NodeId> new_nodes;
-        for (const auto& p : plans) merge_table(c, p, stats, new_nodes);
-        c.persist_nodes(new_nodes);
+        bool fk_enforced = false;
+        {
+            Stmt q(c.db, "PRAGMA foreign_keys");
+            fk_enforced = q.step() && q.int64(0) != 0;
+        }
+        // Registers for tables and columns not here yet wait in lww_pending.
         stats.pending += hold_pending(c, pending);
+        // A write an app trigger makes while this set merges is stamped after
+        // every stamp of the set, so it wins where it meant to.
         observe_stamps(cs, c.clock);
-        c.persist_clock();
-        --c.applying;
-        exec(c.db, "RELEASE lww_apply");
+        std::vector<std::unique_ptr<Retry>> retries = load_retries(c);
+        for (const auto& r : retries) {
+            held.push_back(r->table);
+            observe_stamps(r->cs, c.clock);
+        }
+
+        // Tables in foreign-key order: parents first.
+        std::vector<const TableInfo*> tables;
+        auto table_index = [&](const TableInfo* t) {
+            for (size_t i = 0; i < tables.size(); ++i)
+                if (tables[i] == t || tables[i]->name == t->name) return i;
+            tables.push_back(t);
+            return tables.size() - 1;
+        };
+        for (const auto& p : plans) table_index(p.local);
+        for (const auto& r : retries) table_index(r->table.get());
+        std::vector<std::vector<size_t>> parents(tables.size());
+        if (fk_enforced)
+            for (const ForeignKey& fk : c.foreign_keys())
+                for (size_t i = 0; i < tables.size(); ++i)
+                    if (same_name(fk.child, tables[i]->name))
+                        for (size_t j = 0; j < tables.size(); ++j)
+                            if (same_name(fk.parent, tables[j]->name)) parents[i].push_back(j);
+        std::vector<size_t> rank(tables.size());
+        {
+            const std::vector<size_t> order = parents_first(parents);
+            for (size_t k = 0; k < order.size(); ++k) rank[order[k]] = k;
+        }
+        std::map<std::string, std::unique_ptr<TableWriter>> writers;
+        auto writer = [&](const TableInfo* t) {
+            auto& w = writers[t->name];
+            if (!w) w = std::make_unique<TableWriter>(c, *t);
+            return w.get();
+        };
+
+        std::vector<Item> items;
+        size_t total = 0;
+        for (const auto& p : plans) total += p.in->rows.size();
+        items.reserve(total + retries.size());
+        for (const auto& p : plans) {
+            const size_t ti = table_index(p.local);
+            for (const auto& r : p.in->rows) {
+                Item it;
+                it.tw = writer(p.local);
+                it.t = p.local;
+                it.r = &r;
+                it.col_map = &p.col_map;
+                it.origin = &cs.origin;
+                it.table_rank = rank[ti];
+                items.push_back(std::move(it));
+            }
+        }
+        const size_t n_incoming = items.size();
+        for (const auto& r : retries) {
+            Item it;
+            it.tw = writer(r->table.get());
+            it.t = r->table.get();
+            it.r = &r->cs.tables[0].rows[0];
+            it.col_map = &r->col_map;
+            it.origin = &r->cs.origin;
+            it.retry = true;
+            it.stored_key = r->key;
+            it.parked = true;  // until it lands
+            it.table_rank = rank[table_index(r->table.get())];
+            items.push_back(std::move(it));
+        }
+        // Living rows parents first, deleted rows children first; within a
+        // table, the set's order.
+        auto ordered = [&](size_t from, size_t to) {
+            std::vector<Item*> v;
+            for (size_t i = from; i < to; ++i) v.push_back(&items[i]);
+            auto before = [](const Item* a, const Item* b) {
+                const bool da = !(a->r->gen & 1), db = !(b->r->gen & 1);
+                if (da != db) return !da;
+                return da ? a->table_rank > b->table_rank : a->table_rank < b->table_rank;
+            };
+            if (!std::is_sorted(v.begin(), v.end(), before)) std::stable_sort(v.begin(), v.end(), before);
+            return v;
+        };
+
+        std::vector<NodeId> new_nodes;
+        std::map<size_t, const Value*> values;
+        FkChecker fks(c, fk_enforced);
+        auto wrap = [](const Item& it, const std::exception& e) {
+            return Error("table \"" + it.t->name + "\" row " + describe_key(it.r->key) + ": " + e.what());
+        };
+
+        // 1. The set, in one go. A refused row rolls the pass back and the
+        // pass runs again with a savepoint per row, parking what is refused;
+        // rows that leave a foreign key dangling at the end are parked and
+        // the pass runs again without them.
+        const std::vector<Item*> order = ordered(0, n_incoming);
+        bool careful = false;
+        // The fast run, the row-by-row run, and (should a cascade leave a
+        // reference dangling that the row checks did not see) a few more.
+        constexpr int kMaxRuns = 6;
+        int runs = 0;
+        // A run is undone by rolling back to lww_apply (which stays open): no
+        // savepoint of its own, which would cost SQLite a sub-journal.
+        for (;;) {
+            bool refused = false;
+            for (Item* it : order) {
+                if (it->parked) continue;
+                if (!careful) {
+                    try {
+                        merge_item(c, *it, new_nodes, values);
+                    } catch (const SqlError& e) {
+                        if (!refused_row(e.code)) throw wrap(*it, e);
+                        refused = true;
+                        break;
+                    }
+                    continue;
+                }
+                exec(c.db, "SAVEPOINT lww_row");
+                try {
+                    // Row by row, foreign keys are checked at once: a row
+                    // whose parent is not there (yet) waits for step 2, and
+                    // its own children follow it there in this same run.
+                    if (merge_item(c, *it, new_nodes, values) && fks.dangling(*it)) {
+                        exec(c.db, "ROLLBACK TO lww_row; RELEASE lww_row");
+                        it->parked = true;
+                        it->reason = kForeignKeyFailed;
+                        it->wrote = 0;
+                        continue;
+                    }
+                    exec(c.db, "RELEASE lww_row");
+                } catch (const SqlError& e) {
+                    if (!refused_row(e.code)) throw wrap(*it, e);
+                    exec(c.db, "ROLLBACK TO lww_row; RELEASE lww_row");
+                    it->parked = true;
+                    it->reason = e.what();
+                    it->wrote = 0;
+                }
+            }
+            if (++runs > kMaxRuns) throw Error("foreign keys did not settle in " + std::to_string(kMaxRuns) +
+                                               " runs", ErrorKind::internal);
+            bool again = refused;
+            if (!refused && fks.pending())
+                for (Item* it : order)
+                    if (!it->parked && fks.dangling(*it)) {
+                        it->parked = true;
+                        it->reason = kForeignKeyFailed;
+                        again = true;
+                    }
+            if (!again) break;
+            exec(c.db, "ROLLBACK TO lww_apply");
+            careful = true;
+        }
+
+        // 2. Parked rows — of this set, and of lww_rejected — again, one by
+        // one, until a round lands none (a parent that came later in the set,
+        // a UNIQUE value another row freed, a self reference).
+        std::vector<Item*> pending;
+        for (Item* it : ordered(0, items.size()))
+            if (it->parked) pending.push_back(it);
+        // Bounded: a peer's long chain of rows in the worst order costs at
+        // most kMaxRetryRounds rounds here; what is left waits, parked, for
+        // the next apply.
+        constexpr int kMaxRetryRounds = 16;
+        int rounds = 0;
+        for (bool progress = !pending.empty(); progress && rounds < kMaxRetryRounds; ++rounds) {
+            progress = false;
+            // Every other round backwards: rows of one table that depend on
+            // each other land in one round in either order.
+            if (rounds % 2) std::reverse(pending.begin(), pending.end());
+            for (Item* it : pending) {
+                if (!it->parked) continue;
+                exec(c.db, "SAVEPOINT lww_row");
+                try {
+                    const bool changed = merge_item(c, *it, new_nodes, values);
+                    if (changed && fks.dangling(*it)) {
+                        exec(c.db, "ROLLBACK TO lww_row; RELEASE lww_row");
+                        it->reason = kForeignKeyFailed;
+                        continue;
+                    }
+                    exec(c.db, "RELEASE lww_row");
+                    it->parked = false;
+                    it->registers_gone = true;
+                    progress = true;
+                } catch (const SqlError& e) {
+                    if (!refused_row(e.code)) throw wrap(*it, e);
+                    exec(c.db, "ROLLBACK TO lww_row; RELEASE lww_row");
+                    it->reason = e.what();
+                }
+            }
+        }
+
+        // 3. Stats, and lww_rejected: rows that landed (or that newer
+        // registers made moot) leave it, rows still refused stay or join it.
+        if (items.size() == n_incoming && std::none_of(items.begin(), items.end(), [](const Item& i) { return i.parked; })) {
+            for (const Item& it : items) stats.add(it.counts);
+            finish_apply(c, new_nodes, deferred_before, applying);
+            return stats;
+        }
+        const int64_t now = static_cast<int64_t>(wall_clock_ms());
+        Stmt drop(c.db, "DELETE FROM lww_rejected WHERE tbl = ?1 AND key = ?2");
+        Stmt seen(c.db, "UPDATE lww_rejected SET reason = ?3, last_seen = ?4 WHERE tbl = ?1 AND key = ?2");
+        Stmt park(c.db,
+                  "INSERT INTO lww_rejected(tbl, key, reason, first_seen, last_seen, origin, changeset)"
+                  " VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6) ON CONFLICT(tbl, key) DO UPDATE SET reason = excluded.reason,"
+                  " last_seen = excluded.last_seen, origin = excluded.origin, changeset = excluded.changeset");
+        std::map<std::pair<std::string, std::string>, Item*> still_parked;  // retries, by (tbl, key)
+        for (size_t i = n_incoming; i < items.size(); ++i) {
+            Item& it = items[i];
+            Stmt& st = it.parked ? seen : drop;
+            st.reset();
+            st.bind_text(1, it.t->name);
+            st.bind_text(2, it.stored_key);
+            if (it.parked) {
+                st.bind_text(3, it.reason);
+                st.bind_int(4, now);
+                still_parked[{it.t->name, it.stored_key}] = &it;
+            } else {
+                stats.add(it.counts);
+            }
+            st.step();
+        }
+        for (size_t i = 0; i < n_incoming; ++i) {
+            Item& it = items[i];
+            if (!it.parked) {
+                stats.add(it.counts);
+                continue;
+            }
+            // As in Postgres: its registers are received and rejected.
+            const size_t n = (it.r->has_row ? 1 : 0) + it.r->cols.size();
+            ++stats.rows;
+            stats.received += n;
+            stats.rejected += n;
+            RowChange local = to_local(*it.r, *it.col_map);
+            const std::string key = key_json(one_row_set(*it.origin, *it.t, local));
+            auto old = still_parked.find({it.t->name, key});
+            if (old != still_parked.end())
+                local = join_parked(to_local(*old->second->r, *old->second->col_map), local, it.t->cols.size());
+            park.reset();
+            park.bind_text(1, it.t->name);
+            park.bind_text(2, key);
+            park.bind_text(3, it.reason);
+            park.bind_int(4, now);
+            park.bind_text(5, it.origin->str());
+            park.bind_text(6, one_row_set(*it.origin, *it.t, local));
+            park.step();
+        }
+        // Bounded: past kMaxRejectedRows, the rows parked longest ago go.
+        Stmt cap(c.db,
+                 "DELETE FROM lww_rejected WHERE (tbl, key) IN (SELECT tbl, key FROM lww_rejected"
+                 " ORDER BY first_seen DESC, last_seen DESC LIMIT -1 OFFSET ?1)");
+        cap.bind_int(1, kMaxRejectedRows);
+        cap.step();
+
+        finish_apply(c, new_nodes, deferred_before, applying);
     } catch (...) {
-        --c.applying;
+        applying.end();
+        c.merging.active = false;
         sqlite3_exec(c.db, "ROLLBACK TO lww_apply; RELEASE lww_apply", nullptr, nullptr, nullptr);
+        sqlite3_exec(c.db, deferred_before ? "PRAGMA defer_foreign_keys = ON" : "PRAGMA defer_foreign_keys = OFF",
+                     nullptr, nullptr, nullptr);
         c.reload();  // interned nodes and sequences of the failed batch are gone
         throw;
     }

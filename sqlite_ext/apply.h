@@ -13,6 +13,10 @@ namespace lww::sq {
 // written; ignored: registers older than (or equal to) what was here.
 using ApplyStats = ApplyCounts;
 
+// Rows kept in lww_rejected at most; past it, the rows parked longest ago
+// are dropped.
+constexpr int64_t kMaxRejectedRows = 1000;
+
 // Validates everything first (tables, columns, clock drift, origin), then
 // merges inside one savepoint: on any error nothing of the set remains.
 // trust_peer skips the drift check (a client applying its server's batch).

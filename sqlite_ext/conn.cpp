@@ -31,6 +31,14 @@ static const char* kSchemaSql =
     "CREATE TABLE IF NOT EXISTS lww_peers(node TEXT PRIMARY KEY, received INTEGER NOT NULL DEFAULT 0,"
     " floor INTEGER NOT NULL DEFAULT 0, synced_at TEXT) WITHOUT ROWID;";
 
+// Rows lww_apply could not write (a constraint refused them): kept with
+// their registers (`changeset`, a one-row change set in this database's
+// column order) and retried by every later lww_apply / lww_sync.
+static const char* kRejectedSql =
+    "CREATE TABLE IF NOT EXISTS lww_rejected(tbl TEXT NOT NULL, key TEXT NOT NULL, reason TEXT NOT NULL,"
+    " first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, origin TEXT NOT NULL, changeset TEXT NOT NULL,"
+    " PRIMARY KEY(tbl, key)) WITHOUT ROWID;";
+
 std::string Conn::file_identity() {
     const char* f = sqlite3_db_filename(db, "main");
     struct stat st {};
@@ -49,6 +57,7 @@ void Conn::ensure_ready() {
         exec(db, "SAVEPOINT lww_init");
         try {
             exec(db, kSchemaSql);
+            exec(db, kRejectedSql);
             // The node id is derived from a secret key this file keeps: a
             // server lets only the key's holder sync as this node.
             const std::string key = NodeId::random_key();
@@ -89,6 +98,7 @@ void Conn::upgrade_schema() {
     exec(db, "SAVEPOINT lww_upgrade");
     try {
         upgrade_triggers(*this);
+        exec(db, kRejectedSql);
         set_setting("schema", kSchemaVersion);
         exec(db, "RELEASE lww_upgrade");
     } catch (...) {
@@ -177,6 +187,38 @@ void Conn::reload() {
             if (c.present) clock.observe(c.stamp.hlc);
     }
     if (seq > seq_) seq_ = seq;
+}
+
+const std::vector<ForeignKey>& Conn::foreign_keys() {
+    Stmt ver(db, "PRAGMA schema_version");
+    const int64_t v = ver.step() ? ver.int64(0) : -1;
+    if (v == fk_schema_) return fks_;
+    fks_.clear();
+    Stmt tables(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'");
+    Stmt list(db, "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1, 'main') ORDER BY id, seq");
+    Stmt pk(db, "SELECT name FROM pragma_table_info(?1, 'main') WHERE pk > 0 ORDER BY pk");
+    while (tables.step()) {
+        const std::string child = tables.text(0);
+        list.reset();
+        list.bind_text(1, child);
+        int64_t id = -1;
+        while (list.step()) {
+            if (list.int64(0) != id) {
+                id = list.int64(0);
+                fks_.push_back(ForeignKey{child, list.text(1), {}, {}});
+            }
+            fks_.back().from.push_back(list.text(2));
+            if (!list.is_null(3)) fks_.back().to.push_back(list.text(3));
+        }
+    }
+    for (auto& fk : fks_) {
+        if (!fk.to.empty()) continue;  // REFERENCES parent: its primary key
+        pk.reset();
+        pk.bind_text(1, fk.parent);
+        while (pk.step()) fk.to.push_back(pk.text(0));
+    }
+    fk_schema_ = v;
+    return fks_;
 }
 
 TablePtr Conn::find_table(const std::string& name) const {

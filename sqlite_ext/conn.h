@@ -8,6 +8,7 @@
 #pragma once
 #include <sqlite3ext.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,7 +37,28 @@ std::string meta_table_name(const std::string& table);  // unquoted
 StoredRow stored_row(const Stmt& st);
 
 // 2: triggers check that text is UTF-8 (lwwsync 0.3).
-constexpr int kSchemaVersion = 2;
+// 3: triggers name the row they record (lww_row), so lww_apply silences
+//    only its own write; lww_rejected.
+constexpr int kSchemaVersion = 3;
+
+// A foreign key of the schema (PRAGMA foreign_key_list), `to` resolved to the
+// parent's primary key when the declaration names no columns.
+struct ForeignKey {
+    std::string child, parent;
+    std::vector<std::string> from, to;
+};
+
+// The user-row write lww_apply is making now: its capture trigger stays
+// silent for exactly this write (table, key, operation and, for an update,
+// the values written); every other write that fires while it merges — an
+// app trigger's, a cascade's — is recorded as a local write.
+struct MergeWrite {
+    bool active = false;
+    char op = 0;  // 'i' insert, 'u' update, 'd' delete
+    const std::string* table = nullptr;
+    const std::vector<Value>* key = nullptr;
+    const std::map<size_t, const Value*>* cols = nullptr;  // update: register index -> value written
+};
 
 class Conn {
 public:
@@ -44,7 +66,12 @@ public:
 
     sqlite3* const db;
     HybridClock clock;
-    int applying = 0;  // >0 while lww_apply writes user tables: triggers stay silent
+    int applying = 0;  // >0 while lww_apply merges (lww_applying())
+    MergeWrite merging;  // the merge's own write in progress
+    // Set by lww_row() in a capture trigger's WHEN, read (and cleared) by
+    // lww_begin_write/lww_begin_update: 0 nothing said, 1 another write,
+    // 2 the row of the merge's own write.
+    int row_note = 0;
     int evolving = 0;  // >0 while evolve.cpp reconciles tables (no detection inside)
     int64_t schema_cookie = -1;  // PRAGMA schema_version when tables were last reconciled
     bool file_checked = false;  // check_copied_file ran on this connection
@@ -77,6 +104,8 @@ public:
     void set_setting(const std::string& key, int64_t value);
     uint64_t setting(const char* key, uint64_t dflt);
     void reload();
+    // Every foreign key of the schema, reread when the schema changed.
+    const std::vector<ForeignKey>& foreign_keys();
     // Inside a savepoint: takes the database's write lock now and reloads
     // what other connections committed before it, so sequences handed out
     // next are above everything committed.
@@ -92,6 +121,8 @@ private:
     uint64_t seq_ = 0;
     unsigned data_version_ = 0;
     bool loaded_ = false;
+    std::vector<ForeignKey> fks_;
+    int64_t fk_schema_ = -1;
 };
 
 // Registers every lwwsync SQL function on `db`; returns the connection state

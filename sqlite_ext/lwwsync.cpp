@@ -4,6 +4,7 @@
 #include <sqlite3ext.h>
 SQLITE_EXTENSION_INIT1
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -187,15 +188,119 @@ void fn_config(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
 
 // ------------------------------------------------------------ trigger helpers
 
-// WHEN clause of the insert, delete and key-change triggers: 0 while
-// lww_apply writes (merged changes are not local writes); otherwise stamps
-// the write and reserves `n` change sequences.
-bool begin_write(Conn& c, int64_t n) {
-    if (c.applying) return false;
+std::string_view text_view(sqlite3_value* v) {
+    const char* p = reinterpret_cast<const char*>(sqlite3_value_text(v));
+    return p ? std::string_view(p, static_cast<size_t>(sqlite3_value_bytes(v))) : std::string_view();
+}
+
+
+// What lww_row() said about the write whose trigger fires now; cleared, so
+// it never speaks for a later trigger.
+int take_row_note(Conn& c) {
+    const int note = c.row_note;
+    c.row_note = 0;
+    return note;
+}
+
+// Stamps a local write and reserves `n` change sequences.
+bool stamp_write(Conn& c, int64_t n) {
     c.refresh();
     c.cur_hlc = c.clock.tick(wall_clock_ms());
     c.cur_seq = c.next_seq();
     for (int64_t i = 1; i < n; ++i) c.next_seq();
+    return true;
+}
+
+// WHEN clause of the insert, delete and key-change triggers: 0 for the
+// user-row write lww_apply makes for a merged row (it is not a local write;
+// lww_row() named it); otherwise stamps the write and reserves `n` change
+// sequences. Any other write made while lww_apply merges (an app trigger's,
+// a foreign-key action's) is a local write like any other.
+bool begin_write(Conn& c, int64_t n) {
+    if (take_row_note(c) == 2 && c.merging.op != 'u') {
+        c.merging.active = false;  // silences one write only
+        return false;
+    }
+    return stamp_write(c, n);
+}
+
+// Loose equality of a value written by lww_apply and the value the trigger
+// sees: the column's affinity may have converted it (text '5' into an
+// INTEGER column).
+bool written_as(sqlite3_value* seen, const Value& written) {
+    // The usual case, without a copy: the value as written.
+    switch (sqlite3_value_type(seen)) {
+        case SQLITE_INTEGER:
+            if (written.kind == Value::Kind::Int) return sqlite3_value_int64(seen) == written.i;
+            break;
+        case SQLITE_TEXT:
+            if (written.kind == Value::Kind::Text) return text_view(seen) == written.s;
+            break;
+        case SQLITE_NULL:
+            if (written.kind == Value::Kind::Null) return true;
+            break;
+        default: break;
+    }
+    const Value v = from_sqlite(seen);
+    if (v.kind == written.kind) {
+        if (v.kind == Value::Kind::Real) return std::memcmp(&v.d, &written.d, sizeof v.d) == 0;
+        return v.kind == Value::Kind::Null || (v.kind == Value::Kind::Int ? v.i == written.i : v.s == written.s);
+    }
+    auto num = [](const Value& x, double& out) {
+        if (x.kind == Value::Kind::Int) out = static_cast<double>(x.i);
+        else if (x.kind == Value::Kind::Real) out = x.d;
+        else if (x.kind == Value::Kind::Text) {
+            char* end = nullptr;
+            out = std::strtod(x.s.c_str(), &end);
+            return !x.s.empty() && end && *end == '\0';
+        } else return false;
+        return true;
+    };
+    double a = 0, b = 0;
+    return num(v, a) && num(written, b) && a == b;
+}
+
+// lww_row('t', op, key...): in a capture trigger's WHEN, before
+// lww_begin_write / lww_begin_update, names the row being written; while
+// lww_apply writes that very row (same table, operation and key) the trigger
+// stays silent. Always 1.
+void fn_row(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    guarded(ctx, "lww_row", [&] {
+        Conn& c = conn(ctx);
+        c.row_note = 1;
+        if (argc >= 2 && c.applying && c.merging.active) {
+            const MergeWrite& m = c.merging;
+            const std::string_view op = text_view(argv[1]);
+            bool same = op.size() == 1 && op[0] == m.op && text_view(argv[0]) == *m.table &&
+                        static_cast<size_t>(argc - 2) == m.key->size();
+            for (int i = 2; same && i < argc; ++i) same = written_as(argv[i], (*m.key)[static_cast<size_t>(i - 2)]);
+            if (same) c.row_note = 2;
+        }
+        sqlite3_result_int(ctx, 1);
+    });
+}
+
+// lww_applying(): 1 while lww_apply / lww_sync merge changes on this
+// connection, for the WHEN clause of an app's own triggers
+// (`WHEN NOT lww_applying()`: do not fire for merged changes).
+void fn_applying(sqlite3_context* ctx, int, sqlite3_value**) { sqlite3_result_int(ctx, conn(ctx).applying > 0 ? 1 : 0); }
+
+// An update whose trigger lww_row() matched to the merge's own write is that
+// write when it changed only columns the merge wrote, to the values it wrote
+// (`new_values(i)`: the NEW value of register i, or nullptr when unknown).
+// An app trigger's second write to the merged row changes something else.
+template <class NewValue>
+bool merge_update_is_own(Conn& c, int note, NewValue&& new_value) {
+    if (note != 2 || c.merging.op != 'u') return false;
+    const auto& cols = *c.merging.cols;
+    for (size_t i = 0; i < c.changed.size(); ++i) {
+        if (!c.changed[i]) continue;
+        auto it = cols.find(i);
+        if (it == cols.end()) return false;
+        sqlite3_value* nv = new_value(i);
+        if (nv && !written_as(nv, *it->second)) return false;
+    }
+    c.merging.active = false;
     return true;
 }
 
@@ -247,11 +352,6 @@ void check_text(Conn& c, sqlite3_value* v, std::string_view table, size_t column
                 "\": the text is not valid UTF-8, so it could not sync; store bytes as a BLOB");
 }
 
-std::string_view text_view(sqlite3_value* v) {
-    const char* p = reinterpret_cast<const char*>(sqlite3_value_text(v));
-    return p ? std::string_view(p, static_cast<size_t>(sqlite3_value_bytes(v))) : std::string_view();
-}
-
 // lww_valid_text('t', offset, NEW.a, NEW.b, ...): 1, or an error for text
 // that is not UTF-8. `offset` numbers the first value among the table's key
 // and tracked columns (in that order).
@@ -259,12 +359,11 @@ void fn_valid_text(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     guarded(ctx, "lwwsync", [&] {
         Conn& c = conn(ctx);
         if (argc < 2) throw Error("lww_valid_text(table, offset, values...)");
-        // Merged values were checked when their change set was read.
-        if (!c.applying) {
-            const std::string_view table = text_view(argv[0]);
-            const int64_t offset = sqlite3_value_int64(argv[1]);
-            for (int i = 2; i < argc; ++i) check_text(c, argv[i], table, static_cast<size_t>(offset + i - 2));
-        }
+        // Merged values were checked when their change set was read, and
+        // never get here: lww_begin_write() is 0 for them and comes first.
+        const std::string_view table = text_view(argv[0]);
+        const int64_t offset = sqlite3_value_int64(argv[1]);
+        for (int i = 2; i < argc; ++i) check_text(c, argv[i], table, static_cast<size_t>(offset + i - 2));
         sqlite3_result_int(ctx, 1);
     });
 }
@@ -280,14 +379,19 @@ void fn_begin_update(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         const std::string_view table = named ? text_view(argv[0]) : std::string_view();
         sqlite3_value** pairs = argv + (named ? 1 : 0);
         const size_t ncols = static_cast<size_t>(argc / 2);
+        const int note = take_row_note(c);
         c.changed.assign(ncols, false);
         bool any = false;
         for (size_t i = 0; i < ncols; ++i)
-            if (!same_value(pairs[2 * i], pairs[2 * i + 1])) {
-                if (named && !c.applying) check_text(c, pairs[2 * i], table, i, true);
-                c.changed[i] = any = true;
-            }
-        sqlite3_result_int(ctx, any && begin_write(c, 1) ? 1 : 0);
+            if (!same_value(pairs[2 * i], pairs[2 * i + 1])) c.changed[i] = any = true;
+        if (!any || merge_update_is_own(c, note, [&](size_t i) { return pairs[2 * i]; })) {
+            sqlite3_result_int(ctx, 0);
+            return;
+        }
+        if (named)
+            for (size_t i = 0; i < ncols; ++i)
+                if (c.changed[i]) check_text(c, pairs[2 * i], table, i, true);
+        sqlite3_result_int(ctx, stamp_write(c, 1) ? 1 : 0);
     });
 }
 
@@ -310,7 +414,14 @@ void fn_begin_update_mask(sqlite3_context* ctx, int argc, sqlite3_value** argv) 
                 if (i < ncols && (mask >> b & 1)) c.changed[i] = any = true;
             }
         }
-        sqlite3_result_int(ctx, any && begin_write(c, 1) ? 1 : 0);
+        // Masks carry no values: the merge's own write is the one that changed
+        // only columns it wrote.
+        const int note = take_row_note(c);
+        if (!any || merge_update_is_own(c, note, [](size_t) -> sqlite3_value* { return nullptr; })) {
+            sqlite3_result_int(ctx, 0);
+            return;
+        }
+        sqlite3_result_int(ctx, stamp_write(c, 1) ? 1 : 0);
     });
 }
 
@@ -426,6 +537,8 @@ const FnDef kFunctions[] = {
     {"lww_config", 1, kDirect, fn_config},
     {"lww_config", 2, kDirect, fn_config},
     {"lww_begin_write", 1, kInnocuous, fn_begin_write},
+    {"lww_row", -1, kInnocuous, fn_row},
+    {"lww_applying", 0, kInnocuous, fn_applying},
     {"lww_begin_update", -1, kInnocuous, fn_begin_update},
     {"lww_valid_text", -1, kInnocuous, fn_valid_text},
     {"lww_begin_update_mask", -1, kInnocuous, fn_begin_update_mask},

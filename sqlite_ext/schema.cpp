@@ -155,6 +155,12 @@ std::vector<std::string> all_columns(const Columns& c) {
     return all;
 }
 
+// lww_row('t', 'i', NEW."id"): names the row a capture trigger records, so
+// lww_apply silences exactly its own write (lwwsync.cpp, fn_row).
+std::string row_note(const std::string& table, char op, const std::vector<std::string>& key, const char* row) {
+    return "lww_row(" + quote_literal(table) + ", '" + std::string(1, op) + "', " + row_keys(key, row) + ")";
+}
+
 void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
     const std::string t = quote_ident(table);
     const std::string new_text = valid_text(table, all_columns(c), "NEW");
@@ -166,13 +172,16 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
     }
     key_changed = "NOT (" + key_same + ")";
 
-    // lww_begin_write comes first: while lww_apply merges it is 0, and the
-    // text check (of values its change set already checked) is skipped.
-    exec(db, "CREATE TRIGGER " + trigger_name(table, "ins") + " AFTER INSERT ON " + t +
-                 " WHEN lww_begin_write(1) AND " + new_text + " BEGIN " +
+    // lww_row names the row, then lww_begin_write: 0 for lww_apply's own
+    // write of a merged row, and the text check (of values its change set
+    // already checked) is skipped.
+    exec(db, "CREATE TRIGGER " + trigger_name(table, "ins") + " AFTER INSERT ON " + t + " WHEN " +
+                 row_note(table, 'i', c.key, "NEW") + " AND lww_begin_write(1) AND " + new_text + " BEGIN " +
                  insert_meta(meta, c.key.size(), row_keys(c.key, "NEW"), "lww_write_seq()") + " END");
 
-    exec(db, "CREATE TRIGGER " + trigger_name(table, "del") + " AFTER DELETE ON " + t + " WHEN lww_begin_write(1) BEGIN " + delete_meta(meta, c.key) + " END");
+    exec(db, "CREATE TRIGGER " + trigger_name(table, "del") + " AFTER DELETE ON " + t + " WHEN " +
+                 row_note(table, 'd', c.key, "OLD") + " AND lww_begin_write(1) BEGIN " + delete_meta(meta, c.key) +
+                 " END");
 
     // A key change is a delete of the old key and an insert of the new one.
     exec(db, "CREATE TRIGGER " + trigger_name(table, "upd_key") + " AFTER UPDATE ON " + t + " WHEN " +
@@ -208,7 +217,7 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
         args += " AND " + valid_text(table, all_columns(c), "NEW");
     }
     exec(db, "CREATE TRIGGER " + trigger_name(table, "upd") + " AFTER UPDATE ON " + t + " WHEN " + key_same +
-                 " AND " + args + " BEGIN UPDATE " + meta +
+                 " AND " + row_note(table, 'u', c.key, "NEW") + " AND " + args + " BEGIN UPDATE " + meta +
                  " SET cols = lww_cols_set(cols), seq = lww_write_seq() WHERE " + key_match(c.key, "NEW") + "; END");
 }
 

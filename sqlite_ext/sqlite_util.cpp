@@ -51,8 +51,9 @@ bool Stmt::step() {
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
     std::string msg = sqlite3_errmsg(db_);
+    const int code = sqlite3_extended_errcode(db_);
     sqlite3_reset(st_);
-    throw Error(msg);
+    throw SqlError(msg, code);
 }
 
 void Stmt::reset() {

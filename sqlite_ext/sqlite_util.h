@@ -17,6 +17,14 @@ std::string quote_ident(std::string_view name);
 // 'text' with embedded quotes doubled (names as string literals in trigger SQL).
 std::string quote_literal(std::string_view text);
 
+// An error SQLite reported, with its (extended) result code: lww_apply tells
+// a row the database refuses (a constraint) from a failure of the engine.
+class SqlError : public Error {
+public:
+    SqlError(const std::string& msg, int code) : Error(msg), code(code) {}
+    int code;
+};
+
 class Stmt {
 public:
     Stmt() = default;

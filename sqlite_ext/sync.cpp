@@ -274,6 +274,12 @@ std::string sync_file(Conn& c, const std::string& url, const SyncOptions& opt, c
     if (rc != SQLITE_OK)
         throw Error("cannot open peer " + url + ": " + (peer.db ? sqlite3_errmsg(peer.db) : "out of memory"));
     sqlite3_busy_timeout(peer.db, 10000);
+    // The peer enforces foreign keys as this connection does (a per-connection
+    // setting): what it cannot apply is parked there, as it would be here.
+    {
+        Stmt fk(c.db, "PRAGMA foreign_keys");
+        if (fk.step() && fk.int64(0)) exec(peer.db, "PRAGMA foreign_keys = ON");
+    }
     Conn* pc = register_functions(peer.db);
     if (!pc->has_state()) throw Error("peer " + url + " has no lwwsync metadata (run lww_track there first)");
 

@@ -54,8 +54,27 @@ const std::vector<Table>& tables() {
          {{"label", Kind::Text}, {"weight", Kind::Real}, {"cnt", Kind::Int}, {"payload", Kind::Blob}, {"note", Kind::Any}},
          "CREATE TABLE pairs(k1 TEXT, k2 INTEGER, label TEXT, weight REAL, cnt INTEGER, payload BLOB, note, "
          "PRIMARY KEY(k1, k2)) WITHOUT ROWID"},
+        // A child of items (foreign keys are on in every connection): its
+        // `item` is an existing item or NULL when written; a delete or key
+        // change of the item cascades (local writes, also while merging).
+        {"notes",
+         {{"id", Kind::Int}},
+         {{"item", Kind::Int}, {"body", Kind::Text}, {"edits", Kind::Int}},
+         "CREATE TABLE notes(id INTEGER PRIMARY KEY, item INTEGER REFERENCES items(id) ON DELETE CASCADE"
+         " ON UPDATE CASCADE, body TEXT, edits INTEGER)"},
     };
     return t;
+}
+
+constexpr size_t kItems = 0, kNotes = 2;
+
+// An app trigger of some peers: counts edits of a note's body. Without
+// `WHEN NOT lww_applying()` it also fires for merged bodies, and lwwsync
+// records that write as the peer's own.
+std::string counter_trigger(bool when_not_applying) {
+    return std::string("CREATE TRIGGER count_note_edits AFTER UPDATE OF body ON notes ") +
+           (when_not_applying ? "WHEN NOT lww_applying() " : "") +
+           "BEGIN UPDATE notes SET edits = coalesce(edits, 0) + 1 WHERE id = NEW.id; END";
 }
 
 }  // namespace conv
@@ -120,6 +139,7 @@ sqlite3* open_conn(const std::string& path, const Options& o) {
     if (err.empty()) {
         try {
             exec(db, "PRAGMA synchronous=OFF");
+            exec(db, "PRAGMA foreign_keys=ON");
         } catch (const Failure& e) {
             err = e.what();
         }
@@ -189,6 +209,7 @@ struct KeyInfo {
     std::vector<Val> key;
     bool inserted = false;  // inserted (committed) somewhere
     bool killed = false;    // deleted or moved away (pk change) somewhere, or possibly so
+    std::set<std::string> parents;  // notes: every item it referenced (a cascade may delete it)
 };
 
 class Scenario {
@@ -225,6 +246,8 @@ private:
     int copies_ = 0;
     bool in_txn_ = false;
     std::vector<std::pair<size_t, std::vector<Val>>> txn_inserts_;
+    bool merge_triggers_ = false;            // some peer's app trigger fires for merged changes
+    std::set<std::string> replaced_items_;   // items rows removed by INSERT OR REPLACE somewhere
 
     void fail(const std::string& what) {
         std::printf("  scenario seed %" PRIu64 ": %s\n", seed_, what.c_str());
@@ -268,9 +291,17 @@ private:
 
     // ---------------- peer setup
 
-    std::unique_ptr<Peer> make_peer(const std::string& name, bool allow_prerows) {
+    std::unique_ptr<Peer> make_peer(const std::string& name, bool allow_prerows, bool merge_trigger_ok = true) {
         auto p = open_peer(name, dir_ + "/" + name + ".db", opt_);
         for (const auto& t : tables()) exec(p->db, t.ddl);
+        // The app's own trigger: none, quiet while merging, or firing for
+        // merged changes too; made before or after lww_track.
+        const unsigned trig = static_cast<unsigned>(rng_.below(3));
+        const bool firing = trig == 2 && merge_trigger_ok;
+        const bool trig_first = rng_.chance(50);
+        if (trig && trig_first) exec(p->db, counter_trigger(!firing));
+        if (trig) note(name + ": app trigger on notes" + (firing ? " (fires while merging)" : " (WHEN NOT lww_applying())"));
+        if (firing) merge_triggers_ = true;
         if (allow_prerows) {
             // rows that exist before tracking: they must get stamped by lww_track
             for (size_t ti = 0; ti < tables().size(); ++ti) {
@@ -288,6 +319,7 @@ private:
             query_text(p->db, "SELECT lww_track(?1)", {Val::text(t.name)}, true);
             if (rng_.chance(10)) query_text(p->db, "SELECT lww_track(?1)", {Val::text(t.name)}, true);  // idempotent
         }
+        if (trig && !trig_first) exec(p->db, counter_trigger(!firing));
         p->node = query_text(p->db, "SELECT lww_node_id()");
         note(name + ": node " + p->node + " file " + p->path);
         if (two_conns_) {
@@ -327,6 +359,19 @@ private:
         std::sort(idx.begin(), idx.end());
         return idx;
     }
+    // A value for column `c` of table `ti` written on `p`: notes.item is an
+    // item there or NULL (a local write must satisfy the foreign key).
+    Val col_value(Peer& p, size_t ti, size_t c, KeyInfo* note_row) {
+        if (ti == kNotes && tables()[ti].cols[c].name == "item") {
+            auto ks = existing_keys(p, kItems);
+            if (ks.empty() || rng_.chance(20)) return Val();
+            const auto& k = rng_.pick(ks);
+            if (note_row) note_row->parents.insert(render_key(tables()[kItems], k));
+            return k[0];
+        }
+        return gen_.value(tables()[ti].cols[c].kind);
+    }
+
     // verb: "INSERT" / "INSERT OR REPLACE" / "UPSERT"
     void insert_row(Peer& p, size_t ti, const std::vector<Val>& k, bool all_cols, const std::string& verb) {
         const Table& t = tables()[ti];
@@ -359,11 +404,14 @@ private:
         std::string desc;
         int b = 1;
         for (const auto& kv : k) s.bind(b++, kv);
+        KeyInfo* ki = ti == kNotes ? &info(ti, k) : nullptr;
         for (size_t c : cols) {
-            Val v = gen_.value(t.cols[c].kind);
+            Val v = col_value(p, ti, c, ki);
             desc += " " + t.cols[c].name + "=" + render(v);
             s.bind(b++, v);
         }
+        if (ti == kItems && verb == "INSERT OR REPLACE" && exists(p, ti, k))
+            replaced_items_.insert(render_key(t, k));  // its notes here cascade away
         s.run();
         note(p.name + ": " + verb + " " + render_key(t, k) + desc);
     }
@@ -394,7 +442,7 @@ private:
                 sql += c.name + " = " + c.name;
                 desc += " " + c.name + "=(unchanged)";
             } else {
-                Val v = gen_.value(c.kind);
+                Val v = col_value(p, ti, cols[i], ti == kNotes ? &info(ti, k) : nullptr);
                 vals.push_back(v);
                 sql += c.name + " = ?" + std::to_string(++n);
                 desc += " " + c.name + "=" + render(v);
@@ -470,6 +518,16 @@ private:
         s.run();
         mark_killed(ti, old);
         mark_inserted(ti, nk);
+        // Parents of notes: a note keeps its item's under its new key, and an
+        // item's notes follow it to its new key (ON UPDATE CASCADE).
+        if (ti == kNotes) {
+            const std::set<std::string> ps = info(ti, old).parents;
+            info(ti, nk).parents.insert(ps.begin(), ps.end());
+        } else if (ti == kItems) {
+            const std::string o = render_key(t, old), n = render_key(t, nk);
+            for (auto& kv : keys_)
+                if (kv.second.table == kNotes && kv.second.parents.count(o)) kv.second.parents.insert(n);
+        }
         note(p.name + ": UPDATE KEY " + render_key(t, old) + " -> " + render_key(t, nk));
     }
 
@@ -925,13 +983,32 @@ private:
         converge();
         std::vector<Dump> dumps;
         for (auto& p : peers_) dumps.push_back(dump(p->db));
+        // items and pairs converge in one round. notes may not: a cascade
+        // (an item deleted by a merge) or an app trigger firing for merged
+        // changes writes during the final syncs, and those writes are local
+        // ones that need rounds of their own.
+        {
+            std::vector<Dump> parents;
+            for (const auto& d : dumps) parents.push_back(Dump(d.begin(), d.begin() + kNotes));
+            compare_all("after final sync (items, pairs)", parents);
+        }
+        for (int round = 0; round < 4; ++round) {
+            bool same = true;
+            for (size_t i = 1; i < dumps.size(); ++i) same = same && dumps_equal(dumps[0], dumps[i]);
+            if (same) break;
+            note(std::string("final: again (") + (merge_triggers_ ? "app triggers or " : "") +
+                 "cascades wrote while merging)");
+            converge();
+            dumps.clear();
+            for (auto& p : peers_) dumps.push_back(dump(p->db));
+        }
         compare_all("after final sync", dumps);
         compare_extra(kept);
 
         // Late joiners: a fresh peer that syncs once, and one that receives a
         // full change set by hand, must both end up with the same rows.
         {
-            auto lj = make_peer("late_sync", false);
+            auto lj = make_peer("late_sync", false, false);
             size_t other = rng_.below(n);
             std::string res, how;
             try {
@@ -948,7 +1025,7 @@ private:
                 throw Failure("late joiner (lww_sync with " + peers_[other]->name + ") differs from " +
                               peers_[0]->name + "\n" + diff_dumps(peers_[0]->name, dumps[0], "late_sync", d));
 
-            auto lm = make_peer("late_apply", false);
+            auto lm = make_peer("late_apply", false, false);
             other = rng_.below(n);
             int64_t since = 0;
             for (int guard = 0; guard < 1000; ++guard) {
@@ -992,6 +1069,13 @@ private:
         for (const auto& kv : keys_) {
             const KeyInfo& ki = kv.second;
             if (!ki.inserted || ki.killed) continue;
+            // A note goes with its item (ON DELETE CASCADE), wherever that item went.
+            bool parent_gone = false;
+            for (const auto& parent : ki.parents) {
+                auto it = keys_.find(parent);
+                parent_gone = parent_gone || replaced_items_.count(parent) || (it != keys_.end() && it->second.killed);
+            }
+            if (parent_gone) continue;
             for (auto& p : peers_)
                 if (!exists(*p, ki.table, ki.key))
                     throw Failure("lost row: " + kv.first + " was inserted and never deleted or re-keyed, but is "

@@ -224,48 +224,62 @@ TEST_F(ApplyErrors, OwnOriginIsRefused) {
     EXPECT_TRUE(apply_fails(forged, "own"));
 }
 
-TEST_F(ApplyErrors, LateUniqueViolationRollsBackEarlierRows) {
+TEST_F(ApplyErrors, LateUniqueViolationIsParkedNotFatal) {
+    // A row the receiver's constraints refuse is parked in lww_rejected; the
+    // rest of the set applies (test_app_life.cpp covers parking in depth).
     r->exec("INSERT INTO u VALUES (100, 'taken@x', 0)");
     Db& src = cl.add("src", "CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT, n);", {"u"});
     src.exec("INSERT INTO u VALUES (1, 'a@x', 1), (2, 'b@x', 2), (3, 'c@x', 3)");
     src.exec("INSERT INTO u VALUES (4, 'taken@x', 4)");  // last row of the set
     std::string cs = src.changes(0);
     ASSERT_EQ(parse_cs(cs).rows.back().key, "int:4");
-    const V before = r->table("u");
-    EXPECT_TRUE(apply_fails(cs, "UNIQUE constraint failed"));
-    EXPECT_TRUE(apply_fails(cs, "(4)"));  // the error names the row
-    EXPECT_EQ(r->table("u"), before);
-    // A NOT NULL / CHECK / STRICT type failure in a late row: same rule.
+    const std::string st = r->apply(cs);
+    EXPECT_EQ(json_int(st, "rejected"), 3) << st;
+    EXPECT_EQ(r->i64("SELECT count(*) FROM u"), 4);  // 100 and 1..3
+    EXPECT_EQ(r->rows("SELECT tbl, key FROM lww_rejected"), (Rows{{Val("u"), Val("[4]")}}));
+    EXPECT_NE(r->text("SELECT reason FROM lww_rejected").find("UNIQUE constraint failed"), std::string::npos);
+    // A NOT NULL / CHECK / STRICT type failure in a late row: parked the same way.
     Db& q = cl.add("q", "CREATE TABLE s(id INTEGER PRIMARY KEY, n INTEGER NOT NULL CHECK (n < 100), i INTEGER) STRICT;",
                    {"s"});
     const uint64_t h = hlc_at(now_ms());
-    auto rows = [&](const std::string& last) {
+    auto rows = [&](int key, const std::string& last) {
         return craft_cs(kNode1, {kNode1},
                         {craft_table("\"s\"", "[\"id\"]", "[\"n\",\"i\"]",
                                      {{"[1]", 1, h, 0, true, "[[0,1],[1,1]]"}, {"[2]", 1, h, 0, true, "[[0,2],[1,2]]"},
-                                      {"[3]", 1, h, 0, true, last}})});
+                                      {"[" + std::to_string(key) + "]", 1, h, 0, true, last}})});
     };
     q.exec("INSERT INTO s VALUES (50, 50, 50)");
-    EXPECT_TRUE(FailsCleanly(q, "SELECT lww_apply(?)", {rows("[[0,null],[1,3]]")}, "lww_apply: ", "NOT NULL"));
-    EXPECT_TRUE(FailsCleanly(q, "SELECT lww_apply(?)", {rows("[[0,500],[1,3]]")}, "lww_apply: ", "CHECK"));
-    EXPECT_TRUE(FailsCleanly(q, "SELECT lww_apply(?)", {rows("[[0,3],[1,\"three\"]]")}, "lww_apply: ", "cannot store"));
-    Outcome ok = q.run("SELECT lww_apply(?)", {rows("[[0,3],[1,3]]")});
+    const std::vector<std::pair<std::string, std::string>> refused = {
+        {"[[0,null],[1,3]]", "NOT NULL"}, {"[[0,500],[1,3]]", "CHECK"}, {"[[0,3],[1,\"three\"]]", "cannot store"}};
+    int key = 3;
+    for (const auto& [last, why] : refused) {
+        const std::string res = q.apply(rows(key, last));
+        EXPECT_EQ(json_int(res, "rejected"), 3) << why << ": " << res;
+        EXPECT_NE(q.text("SELECT reason FROM lww_rejected WHERE key = ?", {"[" + std::to_string(key) + "]"}).find(why),
+                  std::string::npos)
+            << why;
+        ++key;
+    }
+    EXPECT_EQ(q.table("s").size(), 3u);  // 50, 1, 2
+    EXPECT_EQ(q.i64("SELECT count(*) FROM lww_rejected"), 3);
+    Outcome ok = q.run("SELECT lww_apply(?)", {rows(key, "[[0,3],[1,3]]")});
     EXPECT_TRUE(ok.ok) << ok.err;
     EXPECT_EQ(q.table("s").size(), 4u);
 }
 
 TEST_F(ApplyErrors, FailedApplyInsideUserTransactionKeepsUserWrites) {
-    // The merge fails half-way (second row violates UNIQUE) inside the
-    // user's own transaction: only the change set is undone.
+    // The merge fails half-way (the second row raises a generation by more
+    // than 2^32: hostile, so fatal) inside the user's own transaction: only
+    // the change set is undone.
     const uint64_t h = hlc_at(now_ms());
     std::string cs = craft_cs(kNode1, {kNode1},
                               {craft_table("\"u\"", "[\"id\"]", "[\"email\"]",
-                                           {{"[1]", 1, h, 0, true, "[[0,\"dup@x\"]]"},
-                                            {"[2]", 1, h, 0, true, "[[0,\"dup@x\"]]"}})});
+                                           {{"[1]", 1, h, 0, true, "[[0,\"one@x\"]]"},
+                                            {"[2]", 8589934593ull, h, 0, true, "[[0,\"two@x\"]]"}})});
     r->exec("BEGIN; INSERT INTO t VALUES (5, 'mine', NULL, NULL);");
     Outcome o = r->run("SELECT lww_apply(?)", {cs});
     EXPECT_FALSE(o.ok);
-    EXPECT_NE(o.err.find("UNIQUE"), std::string::npos) << o.err;
+    EXPECT_NE(o.err.find("2^32"), std::string::npos) << o.err;
     EXPECT_EQ(sqlite3_get_autocommit(r->handle()), 0);  // still inside the user's transaction
     r->exec("INSERT INTO u VALUES (200, 'mine@x', 1)");
     r->exec("COMMIT");
@@ -275,6 +289,24 @@ TEST_F(ApplyErrors, FailedApplyInsideUserTransactionKeepsUserWrites) {
     EXPECT_NE(mine.row("int:5", "t"), nullptr);
     EXPECT_NE(mine.row("int:200", "u"), nullptr);
     EXPECT_EQ(mine.row("int:1", "u"), nullptr);
+}
+
+TEST_F(ApplyErrors, ParkedRowInsideUserTransaction) {
+    // A refused row inside the user's transaction: the rest applies, the
+    // user's own writes stay, and the transaction commits.
+    const uint64_t h = hlc_at(now_ms());
+    std::string cs = craft_cs(kNode1, {kNode1},
+                              {craft_table("\"u\"", "[\"id\"]", "[\"email\"]",
+                                           {{"[1]", 1, h, 0, true, "[[0,\"dup@x\"]]"},
+                                            {"[2]", 1, h, 0, true, "[[0,\"dup@x\"]]"}})});
+    r->exec("BEGIN; INSERT INTO t VALUES (5, 'mine', NULL, NULL);");
+    const std::string st = r->apply(cs);
+    EXPECT_EQ(json_int(st, "rejected"), 2) << st;
+    EXPECT_EQ(sqlite3_get_autocommit(r->handle()), 0);
+    r->exec("COMMIT");
+    EXPECT_EQ(r->one("SELECT a FROM t WHERE id = 5"), Val("mine"));
+    EXPECT_EQ(r->rows("SELECT id, email FROM u"), (Rows{{Val(1), Val("dup@x")}}));
+    EXPECT_EQ(r->rows("SELECT key FROM lww_rejected"), (Rows{{Val("[2]")}}));
 }
 
 TEST_F(ApplyErrors, ChangeSetOfAnotherShapeMapsColumnsByName) {
