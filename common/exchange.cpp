@@ -347,6 +347,9 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
         me = server.reset_node();
     ExchangeResponse resp;
     resp.node = me;
+    // The first round trip of a sync (no push, no cursor): the caller's
+    // parked rows get their retry even if it brings nothing.
+    if (!req.push && !req.received && !req.forked && me == self) server.retry_parked();
     // Pull before applying the push: an engine that waits for concurrent
     // writers while reading its feed (Postgres) must not hold row locks then.
     if (req.received && me == self) {
@@ -488,6 +491,8 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
     if (self.keyed()) hello.node_key = local.node_key();
     hello.limits = limits;
     Cursor acked = round_trip(hello).acked;
+    // Rows parked here are retried once per sync, whatever it brings.
+    stats.received.add(local.retry_parked());
     report(false);
 
     // An engine whose feed waits for its writers reads everything it pushes

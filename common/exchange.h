@@ -91,6 +91,10 @@ public:
     // principals (a local SQLite file) accept everyone. serve_exchange has
     // checked the caller's key first when its node id is derived from one.
     virtual void authorize(const NodeId& /*caller*/) {}
+    // Retries the rows this database parked (lww_rejected) for whoever is
+    // syncing, once per sync even when nothing else arrives: a parent that
+    // came back, a rule relaxed. Counts what landed.
+    virtual ApplyCounts retry_parked() { return {}; }
     // The secret key this database's node id is derived from (NodeId::
     // from_key), sent to the servers it syncs with; empty for a random id.
     virtual std::string node_key() { return {}; }

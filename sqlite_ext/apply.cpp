@@ -733,4 +733,13 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
     return stats;
 }
 
+ApplyStats retry_rejected(Conn& c) {
+    c.ensure_ready();
+    {
+        Stmt any(c.db, "SELECT 1 FROM lww_rejected LIMIT 1");
+        if (!any.step()) return {};
+    }
+    return apply_changeset(c, ChangeSet{}, Trust::chosen_server);  // no rows: only the retries
+}
+
 }  // namespace lww::sq

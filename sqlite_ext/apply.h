@@ -21,5 +21,7 @@ constexpr int64_t kMaxRejectedRows = 1000;
 // merges inside one savepoint: on any error nothing of the set remains.
 // trust_peer skips the drift check (a client applying its server's batch).
 ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust = Trust::caller);
+// The rows lww_rejected holds, retried with nothing else (once per sync).
+ApplyStats retry_rejected(Conn& c);
 
 }  // namespace lww::sq

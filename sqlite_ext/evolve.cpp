@@ -273,9 +273,11 @@ size_t land_pending(Conn& c, const std::string& table) {
                 del.step();
                 ChangeSet cs = decode_changeset(json);
                 // Stamps were checked against the drift limit when they arrived.
-                if (cs.origin != c.self()) apply_changeset(c, cs, Trust::chosen_server);
+                // A row the table's rules refuse moves on to lww_rejected
+                // (parked, retried every sync): not landed.
+                const bool parked = cs.origin != c.self() && apply_changeset(c, cs, Trust::chosen_server).rejected > 0;
                 exec(c.db, "RELEASE lww_land_row");
-                ++landed;
+                if (!parked) ++landed;
             } catch (const std::exception&) {
                 sqlite3_exec(c.db, "ROLLBACK TO lww_land_row; RELEASE lww_land_row", nullptr, nullptr, nullptr);
                 c.reload();

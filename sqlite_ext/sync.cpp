@@ -166,6 +166,8 @@ void SqliteEngine::set_push_mark(const NodeId& caller, const std::string& id) {
 
 NodeId SqliteEngine::reset_node() { return reset_node_id(c_); }
 
+ApplyCounts SqliteEngine::retry_parked() { return retry_rejected(c_); }
+
 NodeId reset_node_id(Conn& c) {
     c.ensure_ready();
     exec(c.db, "SAVEPOINT lww_reset_node");

@@ -29,6 +29,7 @@ public:
     std::string push_mark(const NodeId& caller) override;
     void set_push_mark(const NodeId& caller, const std::string& id) override;
     NodeId reset_node() override;
+    ApplyCounts retry_parked() override;
 
 private:
     Conn& c_;

@@ -1241,12 +1241,20 @@ void store_parked(const Principal& who, const NodeId& origin, Trust trust, const
     }
 }
 
-}  // namespace
 
-ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust) {
+bool has_parked(const Principal& who) {
+    AsMetadataOwner owner;
+    return run(prepare("SELECT 1 FROM lwwsync.rejected WHERE role = $1::name AND subject = $2 LIMIT 1",
+                       {TEXTOID, TEXTOID}),
+               {text_param(who.role), text_param(who.subject)}, true) > 0;
+}
+
+// `from_origin`: a change set of a node (checked, bound to the caller);
+// false: no rows, only the caller's parked rows retried.
+ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin) {
     State& s = State::get();
     const NodeId self = s.self();
-    if (cs.origin == self)
+    if (from_origin && cs.origin == self)
         throw Error("the change set comes from this database's own node " + self.str() +
                     "; a node never applies its own changes");
     // The plans point at table descriptions held here, not into the cache: a
@@ -1268,7 +1276,7 @@ ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust) {
         ctx.caller = current_principal();
         // Applying a node's changes is acting as that node, unless the caller
         // relays for other servers.
-        if (!ctx.caller.relay) {
+        if (!ctx.caller.relay && from_origin) {
             bind_node(cs.origin, ctx.caller);
             ctx.own = OwnStamps(cs, ctx.caller);
         }
@@ -1405,6 +1413,15 @@ ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust) {
     }
     --s.applying;
     return stats;
+}
+
+}  // namespace
+
+ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust) { return apply_impl(cs, trust, true); }
+
+ApplyCounts retry_parked_rows() {
+    if (!has_parked(current_principal())) return {};
+    return apply_impl(ChangeSet{}, Trust::caller, false);
 }
 
 }  // namespace lww::pg

@@ -16,6 +16,8 @@ void replay_local_ops(const TableInfo& t, const std::vector<Param>& key, const s
 
 Batch collect_changes(const ChangesRequest& req);
 ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust = Trust::caller);
+// The calling principal's parked rows (lww_rejected), retried with nothing else.
+ApplyCounts retry_parked_rows();
 
 class PgEngine : public SyncEngine {
 public:
@@ -34,6 +36,7 @@ public:
     std::string push_mark(const NodeId& caller) override;
     void set_push_mark(const NodeId& caller, const std::string& id) override;
     NodeId reset_node() override;
+    ApplyCounts retry_parked() override;
     bool reid_when_caller_is_ahead() override { return false; }
     // The feed waits for in-flight writers (changes.cpp): read before writing.
     bool feed_waits_for_writers() const override { return true; }

@@ -135,6 +135,8 @@ NodeId PgEngine::reset_node() {
     return State::get().reset_node("a copy of this database pushes as its node id (found at an exchange)");
 }
 
+ApplyCounts PgEngine::retry_parked() { return retry_parked_rows(); }
+
 ApplyCounts PgEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust) {
     if (cs.origin != peer) throw Error("a change set from " + cs.origin.str() + " arrived as " + peer.str() + "'s");
     const Cursor next = cursor_of(peer).after_batch(cs);

@@ -259,11 +259,13 @@ TEST_F(Schema, AHeldRowTheNewColumnRefusesStaysHeld) {
     a.exec("UPDATE doc SET prio = 500 WHERE id = 1; UPDATE doc SET prio = 5 WHERE id = 2");
     b.sync(a);
     EXPECT_EQ(b.i64("SELECT count(*) FROM lww_pending"), 2);
-    // b's column refuses 500: that row stays held, the other lands, the ALTER stands.
+    // b's column refuses 500: that row is parked in lww_rejected (retried
+    // every sync), the other lands, the ALTER stands.
     EXPECT_EQ(b.text("SELECT lww_alter('ALTER TABLE doc ADD COLUMN prio INTEGER CHECK (prio < 100)')"),
               "{\"altered\":[\"doc\"],\"added\":1,\"dropped\":0,\"renamed\":0,\"untracked\":0,\"landed\":1}");
     EXPECT_EQ(b.table("doc"), (V{"int:1 | text:'one' | NULL | NULL", "int:2 | text:'two' | NULL | int:5"}));
-    EXPECT_EQ(b.i64("SELECT count(*) FROM lww_pending"), 1);
+    EXPECT_EQ(b.i64("SELECT count(*) FROM lww_pending"), 0);
+    EXPECT_EQ(b.text("SELECT key || ' ' || reason FROM lww_rejected"), "[1] CHECK constraint failed: prio < 100");
 }
 
 }  // namespace
