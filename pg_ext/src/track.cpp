@@ -287,6 +287,18 @@ int64_t track_table(Oid relid) {
         cols = merged;
     }
 
+    // The trigger is the table owner's business: created with the caller's rights.
+    run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture AFTER INSERT OR UPDATE OR DELETE ON " + qualified +
+            " FOR EACH ROW EXECUTE FUNCTION lwwsync.lww_trigger()");
+    // Before the table is (re)described below: the ALTER fires lwwsync's
+    // event trigger, which must not see a half-written description.
+    // ALWAYS: lww_apply writes with session_replication_role = replica (the
+    // app's ordinary triggers stay quiet); this trigger still sees every
+    // write and tells the merge's own from the rest (trigger.cpp).
+    run_sql("ALTER TABLE " + qualified + " ENABLE ALWAYS TRIGGER lwwsync_capture");
+    run_sql("CREATE OR REPLACE TRIGGER lwwsync_no_truncate BEFORE TRUNCATE ON " + qualified +
+            " FOR EACH STATEMENT EXECUTE FUNCTION lwwsync.lww_refuse_truncate()");
+
     {
         AsMetadataOwner owner;
         run(prepare("SELECT 1 FROM lwwsync.tables WHERE name = $1 AND relid <> $2", {TEXTOID, OIDOID}),
@@ -326,15 +338,6 @@ int64_t track_table(Oid relid) {
                 quote_literal(meta) + ") ON CONFLICT (relid) DO UPDATE SET name = excluded.name,"
                 " key_columns = excluded.key_columns, columns = excluded.columns, meta = excluded.meta");
     }
-    // The trigger is the table owner's business: created with the caller's rights.
-    run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture AFTER INSERT OR UPDATE OR DELETE ON " + qualified +
-            " FOR EACH ROW EXECUTE FUNCTION lwwsync.lww_trigger()");
-    // ALWAYS: lww_apply writes with session_replication_role = replica (the
-    // app's ordinary triggers stay quiet); this trigger still sees every
-    // write and tells the merge's own from the rest (trigger.cpp).
-    run_sql("ALTER TABLE " + qualified + " ENABLE ALWAYS TRIGGER lwwsync_capture");
-    run_sql("CREATE OR REPLACE TRIGGER lwwsync_no_truncate BEFORE TRUNCATE ON " + qualified +
-            " FOR EACH STATEMENT EXECUTE FUNCTION lwwsync.lww_refuse_truncate()");
     s.invalidate();
 
     int64_t stamped = resuming ? resume_table(relid) : 0;
