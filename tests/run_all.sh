@@ -90,6 +90,7 @@ summary_suite "end to end over HTTP (real processes, faults)" env "${e2e_env[@]}
 
 # Copies and restores: a dump restored elsewhere, a server put back from an
 # older backup, a lagging standby promoted, a copied device file.
+summary_suite "parked rows, foreign keys and triggers over lww_sync (Postgres to Postgres)" tests/e2e/pg_parking.sh
 summary_suite "copies, restores and failover (real processes)" tests/restore/restore.sh
 
 # Fuzzing (clang/libFuzzer, tests/security) and the sanitizer builds of the
