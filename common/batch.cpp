@@ -13,18 +13,10 @@ namespace lww {
 
 std::vector<size_t> map_columns(const TableChanges& in, const std::vector<std::string>& local_key,
                                 const std::vector<std::string>& local_cols) {
-    if (in.key != local_key)
-        throw Error("table \"" + in.name + "\": the change set's key columns do not match this database's primary key");
-    std::vector<size_t> map;
-    for (const auto& name : in.columns) {
-        size_t idx = 0;
-        while (idx < local_cols.size() && local_cols[idx] != name) ++idx;
-        if (idx == local_cols.size()) throw Error("unknown column \"" + name + "\" in table \"" + in.name + "\"");
-        map.push_back(idx);
-    }
-    for (const auto& r : in.rows)
-        for (const auto& k : r.key)
-            if (k.is_null()) throw Error("table \"" + in.name + "\": a key value is NULL");
+    std::vector<size_t> map = map_known_columns(in, local_key, local_cols);
+    for (size_t i = 0; i < map.size(); ++i)
+        if (map[i] == kUnknownColumn)
+            throw Error("unknown column \"" + in.columns[i] + "\" in table \"" + in.name + "\"");
     return map;
 }
 

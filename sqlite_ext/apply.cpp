@@ -466,8 +466,6 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
             Stmt q(c.db, "PRAGMA foreign_keys");
             fk_enforced = q.step() && q.int64(0) != 0;
         }
-        // Registers for tables and columns not here yet wait in lww_pending.
-        stats.pending += hold_pending(c, pending);
         // A write an app trigger makes while this set merges is stamped after
         // every stamp of the set, so it wins where it meant to.
         observe_stamps(cs, c.clock);
@@ -619,6 +617,9 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
             exec(c.db, "ROLLBACK TO lww_apply");
             careful = true;
         }
+        // Registers for tables and columns not here yet wait in lww_pending
+        // (after the runs: a run that starts over rolls back to lww_apply).
+        stats.pending += hold_pending(c, pending);
 
         // 2. Parked rows — of this set, and of lww_rejected — again, one by
         // one, until a round lands none (a parent that came later in the set,

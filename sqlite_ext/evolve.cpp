@@ -21,15 +21,6 @@ const char* kPendingSql =
     " received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), UNIQUE(tbl, changeset));"
     "CREATE INDEX IF NOT EXISTS lww_pending_origin ON lww_pending(origin);";
 
-std::string json_array(const std::vector<std::string>& names) {
-    rapidjson::StringBuffer buf;
-    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-    w.StartArray();
-    for (const auto& n : names) w.String(n.data(), static_cast<rapidjson::SizeType>(n.size()));
-    w.EndArray();
-    return buf.GetString();
-}
-
 bool has_pending_table(Conn& c) {
     Stmt st(c.db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lww_pending'");
     return st.step();

@@ -80,15 +80,6 @@ Columns introspect(sqlite3* db, const std::string& table) {
     return out;
 }
 
-std::string json_array(const std::vector<std::string>& names) {
-    rapidjson::StringBuffer buf;
-    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-    w.StartArray();
-    for (const auto& n : names) w.String(n.data(), static_cast<rapidjson::SizeType>(n.size()));
-    w.EndArray();
-    return buf.GetString();
-}
-
 // "k0, k1" — metadata key column names.
 std::string meta_keys(size_t n, const char* prefix = "") {
     std::string s;
@@ -378,6 +369,16 @@ void rebuild_triggers(Conn& c, const std::string& table, const std::vector<std::
     cols.cols = registers;
     drop_triggers(c.db, table);
     create_triggers(c.db, table, cols);
+}
+
+// A JSON array of names (lww_tables, lww_pending, lww_untracked).
+std::string json_array(const std::vector<std::string>& names) {
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    w.StartArray();
+    for (const auto& n : names) w.String(n.data(), static_cast<rapidjson::SizeType>(n.size()));
+    w.EndArray();
+    return buf.GetString();
 }
 
 }  // namespace lww::sq

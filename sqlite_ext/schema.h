@@ -27,4 +27,7 @@ std::vector<std::string> table_columns(Conn& c, const std::string& table, std::v
 void drop_table_triggers(Conn& c, const std::string& table);
 void rebuild_triggers(Conn& c, const std::string& table, const std::vector<std::string>& registers);
 
+// A JSON array of names, as lww_tables stores column lists.
+std::string json_array(const std::vector<std::string>& names);
+
 }  // namespace lww::sq
