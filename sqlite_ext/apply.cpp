@@ -624,20 +624,20 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
         // 2. Parked rows — of this set, and of lww_rejected — again, one by
         // one, until a round lands none (a parent that came later in the set,
         // a UNIQUE value another row freed, a self reference).
-        std::vector<Item*> pending;
+        std::vector<Item*> waiting;
         for (Item* it : ordered(0, items.size()))
-            if (it->parked) pending.push_back(it);
+            if (it->parked) waiting.push_back(it);
         // Bounded: a peer's long chain of rows in the worst order costs at
         // most kMaxRetryRounds rounds here; what is left waits, parked, for
         // the next apply.
         constexpr int kMaxRetryRounds = 16;
         int rounds = 0;
-        for (bool progress = !pending.empty(); progress && rounds < kMaxRetryRounds; ++rounds) {
+        for (bool progress = !waiting.empty(); progress && rounds < kMaxRetryRounds; ++rounds) {
             progress = false;
             // Every other round backwards: rows of one table that depend on
             // each other land in one round in either order.
-            if (rounds % 2) std::reverse(pending.begin(), pending.end());
-            for (Item* it : pending) {
+            if (rounds % 2) std::reverse(waiting.begin(), waiting.end());
+            for (Item* it : waiting) {
                 if (!it->parked) continue;
                 exec(c.db, "SAVEPOINT lww_row");
                 try {
