@@ -22,7 +22,7 @@ T=${T:-10}
 REPS=${REPS:-3}
 LAT_REPS=${LAT_REPS:-5}
 ROWS=${ROWS:-100000}
-T0=$(date +%s)
+T0=$(date +%s) STARTED=$(date -u "+%F %H:%M UTC")
 
 die() { echo "pg_bench: $*" >&2; exit 1; }
 say() { echo "# $*" >&2; }
@@ -69,7 +69,7 @@ ROWS_OUT=()
 row() {
     local r="nan" res=""
     case $4 in
-    tps) r=$(awk -v p="$2" -v t="$3" 'BEGIN {if (p + 0 > 0 && t != "nan") printf "%.3f", t / p; else print "nan"}')
+    tps) r=$(awk -v p="$2" -v t="$3" 'BEGIN {if (p + 0 > 0 && t != "nan") printf "%.3g", t / p; else print "nan"}')
          res=$(awk -v r="$r" -v g="$5" 'BEGIN {if (r == "nan") print "?"; else if (r >= g) print "PASS"; else printf "MISS (%.2f below)", g - r}')
          ROWS_OUT+=("| $1 | $2 tps | $3 tps | $r | ≥ $5 | $res |") ;;
     time) r=$(awk -v p="$2" -v t="$3" 'BEGIN {if (p + 0 > 0 && t != "nan") printf "%.2f", t / p; else print "nan"}')
@@ -163,19 +163,20 @@ say "1 node known (the server's own)"
 pair_tps 1 upsert
 row "single-row upsert, 1 client, 1 node known" "$PL" "$TR" tps 0.7
 pair_tps 8 mixed
-row "pgbench 8 clients, UPDATE + upsert, 1 node known" "$PL" "$TR" tps 0.7
+PL8=$PL TR8=$TR   # printed beside the 100 000-node run below
 LAT_INS_1P=$(insert_latency ins_plain 0) LAT_INS_1T=$(insert_latency ins_track 0)
 LAT_CH_1=$(changes_latency)
 
 nodes_to 10000 1 500
 pair_tps 1 upsert
-row "same, 10 000 nodes known" "$PL" "$TR" tps 0.7
+row "single-row upsert, 1 client, 10 000 nodes known" "$PL" "$TR" tps 0.7
 
 nodes_to 100000 501 1000
 pair_tps 1 upsert
-row "same, 100 000 nodes known" "$PL" "$TR" tps 0.7
+row "single-row upsert, 1 client, 100 000 nodes known" "$PL" "$TR" tps 0.7
 row "one-row INSERT, fresh session, 100 000 nodes known" "$(insert_latency ins_plain 1000)" "$(insert_latency ins_track 1000)" time 2
 row "\`lww_changes\` of one row, fresh session, 100 000 nodes known" "" "$(changes_latency)" none
+row "pgbench 8 clients, UPDATE + upsert, 1 node known" "$PL8" "$TR8" tps 0.7
 pair_tps 8 mixed
 row "pgbench 8 clients, UPDATE + upsert, 100 000 nodes known" "$PL" "$TR" tps 0.7
 
@@ -224,7 +225,7 @@ row "UPDATE of one column of every row" "$(med "${UPD_P[@]}")" "$(med "${UPD_T[@
 row "\`lww_apply\` of those rows (plain: \`COPY\` of the same rows)" "$(med "${APP_C[@]}")" "$(med "${APP_T[@]}")" time 4
 
 echo
-echo "lwwsync on PostgreSQL, plain vs tracked table, $(date -u '+%F %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), T=$T s, REPS=$REPS (median), LAT_REPS=$LAT_REPS"
+echo "lwwsync on PostgreSQL, plain vs tracked table, run started $STARTED, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), T=$T s, REPS=$REPS (median), LAT_REPS=$LAT_REPS"
 echo
 echo "| measure | plain | tracked | ratio | target | result |"
 echo "|---|---:|---:|---:|---:|---|"
