@@ -31,6 +31,7 @@ T0=$(date +%s) STARTED=$(date -u "+%F %H:%M UTC")
 die() { echo "fleet_bench: $*" >&2; exit 1; }
 say() { echo "# $*" >&2; }
 [ -x "$GATEWAY" ] || die "$GATEWAY not built (make -C server)"
+[ -x /usr/bin/time ] || die "/usr/bin/time missing (apt-get install time)"
 [ -f "$($BIN/pg_config --sharedir)/extension/lwwsync.control" ] ||
     die "lwwsync is not installed in $BIN/.. (make -C pg_ext PG_CONFIG=$BIN/pg_config install)"
 for p in "$PORT" "$GW_PORT"; do
@@ -79,14 +80,16 @@ declare -A RATE=()
 LINES=()
 first=0
 for n in $NS; do
-    out=$("$D/fleet_load" --url "http://127.0.0.1:$GW_PORT/rpc/lww_exchange" --nodes "$n" --first "$first" \
-        --conc "$C" --secs "$SECS" --limit "$LIMIT") || die "fleet_load failed"
+    # The generator's own CPU, to show the figures are the server's.
+    out=$(/usr/bin/time -f 'cpu %U %S' -o "$D/load.time" "$D/fleet_load" --url "http://127.0.0.1:$GW_PORT/rpc/lww_exchange" \
+        --nodes "$n" --first "$first" --conc "$C" --secs "$SECS" --limit "$LIMIT") || die "fleet_load failed"
     first=$((first + n))
     read -r _ f_n f_s f_rate f_p50 f_p95 f_err <<<"$(grep '^first ' <<<"$out")"
     read -r _ s_n s_s s_rate s_p50 s_p95 s_err <<<"$(grep '^steady ' <<<"$out")"
     RATE[$n]=$s_rate
+    client=$(awk -v n=$((f_n + s_n)) '/^cpu / {printf "%.2f", ($2 + $3) * 1000 / n}' "$D/load.time")
     known=$(pg -c "SELECT count(*) FROM lwwsync.nodes")
-    LINES+=("| $n | $known | $f_rate/s (p50 $f_p50, p95 $f_p95 ms) | $s_n | $s_rate | $s_p50 | $s_p95 | $((f_err + s_err)) |")
+    LINES+=("| $n | $known | $f_rate/s (p50 $f_p50, p95 $f_p95 ms) | $s_n | $s_rate | $s_p50 | $s_p95 | $client | $((f_err + s_err)) |")
     say "${LINES[-1]}"
 done
 set -- $NS
@@ -97,8 +100,8 @@ res=$(awk -v r="$ratio" 'BEGIN {if (r == "nan") print "?"; else if (r >= 0.9) pr
 echo
 echo "lwwsync-server at fleet scale, run started $STARTED, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), C=$C, SECS=$SECS, pull limit $LIMIT rows"
 echo
-echo "| distinct devices N | nodes known | first exchange of each device | steady exchanges | exchanges/s | p50 ms | p95 ms | errors |"
-echo "|---:|---:|---|---:|---:|---:|---:|---:|"
+echo "| distinct devices N | nodes known | first exchange of each device | steady exchanges | exchanges/s | p50 ms | p95 ms | load generator CPU ms/exchange | errors |"
+echo "|---:|---:|---|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${LINES[@]}"
 echo
 echo "steady exchanges/s, N=$hi vs N=$lo: $ratio (target ≥ 0.9) $res"
