@@ -9,7 +9,7 @@
 #     row, lww_apply of those rows (lww_changes of another database) vs COPY;
 #   - pgbench, 8 clients, one single-row UPDATE + one single-row upsert.
 # A benchmark: never a test, never run by CI; a MISS is information.
-#   bench/pg_bench.sh            ~7 min on 2 cores (T=10 s per pgbench run, REPS=3)
+#   bench/pg_bench.sh            ~5 min on 2 cores (T=10 s per pgbench run, REPS=3)
 #   bench/pg_bench.sh --quick    ~2 min (T=3, REPS=1, LAT_REPS=3)
 # Environment: PG_BIN (default: pg_config --bindir), PORT (5780), T, REPS,
 # LAT_REPS, ROWS (100000), KEEP=1 keeps the cluster directory.
