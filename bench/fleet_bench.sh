@@ -49,7 +49,7 @@ cleanup() {
     if [ -n "${KEEP:-}" ]; then say "kept $D"; else rm -rf "$D"; fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP PIPE
 
 g++ -O2 -std=c++17 -o "$D/fleet_load" bench/fleet_load.cpp -lcurl -pthread || die "cannot build bench/fleet_load.cpp (libcurl4-openssl-dev)"
 cp "$GATEWAY" "$D/lwwsync-server"   # a rebuild during the run must not change what is measured

@@ -40,7 +40,7 @@ cleanup() {
     if [ -n "${KEEP:-}" ]; then say "kept $D"; else rm -rf "$D"; fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP PIPE
 # Checkpoints pushed out of the way: a checkpoint landing in one side's timing
 # but not the other's would skew the ratio.
 as_pg "'$BIN/initdb' -D '$D/data' -A trust -U postgres --no-sync >/dev/null &&
@@ -151,12 +151,14 @@ changes_latency() {  # lww_changes returning the last change (a one-row set)
 }
 nodes_to() {  # total number of nodes wanted in lwwsync.nodes; then four of the newest stamp rows
     pg fleet -c "INSERT INTO lwwsync.nodes(id) SELECT gen_random_uuid() FROM generate_series(1, $1 - (SELECT count(*) FROM lwwsync.nodes))"
-    pg fleet >/dev/null <<SQL
+    local stats
+    stats=$(pg fleet <<SQL
 SELECT stamp_by(ARRAY(SELECT id FROM lwwsync.nodes ORDER BY idx DESC LIMIT 4), 'up_track', '["v","t"]', $2, $3);
 SELECT stamp_by(ARRAY(SELECT id FROM lwwsync.nodes ORDER BY idx DESC LIMIT 4), 'pb_track', '["v","w","t"]', $2 * 10, $3 * 10);
 VACUUM ANALYZE;
 SQL
-    say "lwwsync.nodes: $(pg fleet -c "SELECT count(*) FROM lwwsync.nodes") rows"
+)
+    say "lwwsync.nodes: $(pg fleet -c "SELECT count(*) FROM lwwsync.nodes") rows; foreign stamps applied: $(tr '\n' ' ' <<<"$stats")"
 }
 
 say "1 node known (the server's own)"
