@@ -12,9 +12,8 @@ uint32_t NodeDirectory::intern(const NodeId& id, bool* added) {
         if (added) *added = false;
         return it->second;
     }
-    uint32_t idx = static_cast<uint32_t>(ids_.size());
-    ids_.push_back(id);
-    known_.push_back(true);
+    const uint32_t idx = next_++;
+    ids_[idx] = id;
     index_[key(id)] = idx;
     if (added) *added = true;
     return idx;
@@ -28,19 +27,22 @@ bool NodeDirectory::find(const NodeId& id, uint32_t* idx) const {
 }
 
 void NodeDirectory::put(uint32_t idx, const NodeId& id) {
-    if (idx >= ids_.size()) {
-        ids_.resize(idx + 1);
-        known_.resize(idx + 1, false);
-    }
+    if (idx >= next_) next_ = idx + 1;
     ids_[idx] = id;
-    known_[idx] = true;
     index_[key(id)] = idx;
 }
 
 const NodeId& NodeDirectory::id(uint32_t idx) const {
-    if (idx >= ids_.size() || !known_[idx])
+    auto it = ids_.find(idx);
+    if (it != ids_.end()) return it->second;
+    NodeId found;
+    if (!resolver_ || !resolver_->node_at(idx, &found))
         throw Error("metadata names unknown node index " + std::to_string(idx));
-    return ids_[idx];
+    // A stored index never changes its id (only index 0 does, and the
+    // adapter drops the whole directory then).
+    index_[key(found)] = idx;
+    if (idx >= next_) next_ = idx + 1;
+    return ids_.emplace(idx, found).first->second;
 }
 
 namespace {

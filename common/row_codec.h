@@ -18,26 +18,39 @@
 
 namespace lww {
 
+// Where a directory finds the id of an index it has not seen: an adapter
+// whose node table is too large to load (Postgres with 100 000 devices) looks
+// one index up when a row names it.
+class NodeResolver {
+public:
+    virtual ~NodeResolver() = default;
+    // The stored id of `idx`; false when no node has that index.
+    virtual bool node_at(uint32_t idx, NodeId* id) = 0;
+};
+
 class NodeDirectory {
 public:
-    explicit NodeDirectory(const NodeId& self) {
-        ids_.push_back(self);
-        known_.push_back(true);
+    explicit NodeDirectory(const NodeId& self, NodeResolver* resolver = nullptr) : resolver_(resolver) {
+        ids_.emplace(0, self);
         index_[key(self)] = 0;
     }
     // Index of `id`, interning it if new (sets `added` so the adapter can persist it).
     uint32_t intern(const NodeId& id, bool* added = nullptr);
     void put(uint32_t idx, const NodeId& id);  // loading persisted rows
     bool find(const NodeId& id, uint32_t* idx = nullptr) const;
+    // The id of `idx`, asking the resolver (and remembering its answer) when
+    // unknown; throws lww::Error for an index nobody knows.
     const NodeId& id(uint32_t idx) const;
-    const NodeId& self() const { return ids_[0]; }
-    size_t size() const { return ids_.size(); }
+    const NodeId& self() const { return ids_.at(0); }
+    size_t size() const { return ids_.size(); }  // indexes known (loaded or resolved)
 
 private:
     static std::string key(const NodeId& id) { return std::string(id.bytes.begin(), id.bytes.end()); }
-    std::vector<NodeId> ids_;
-    std::vector<bool> known_;  // a slot filled (not a gap between persisted indexes)
-    std::unordered_map<std::string, uint32_t> index_;
+    NodeResolver* resolver_;
+    // Filled lazily by id() through the resolver: a cache, so logically const.
+    mutable std::unordered_map<uint32_t, NodeId> ids_;
+    mutable std::unordered_map<std::string, uint32_t> index_;
+    mutable uint32_t next_ = 1;  // intern's next index: above every index known
 };
 
 struct StoredRow {
