@@ -22,6 +22,9 @@ State& State::get() {
 
 void State::begin() {
     if (identity_lxid_ != MyProc->lxid) {
+        // Before 0.5 (ALTER EXTENSION lwwsync UPDATE not run yet) no trigger
+        // tells other backends' changes: everything is read again per transaction.
+        if (!invalidated_by_triggers_) all_stale_ = true;
         check_identity();
         identity_lxid_ = MyProc->lxid;
     }
@@ -31,6 +34,8 @@ void State::begin() {
             tables_oid_ = get_relname_relid("tables", nsp);
             state_oid_ = get_relname_relid("state", nsp);
             nodes_oid_ = get_relname_relid("nodes", nsp);
+            invalidated_by_triggers_ = OidIsValid(tables_oid_) &&
+                                       OidIsValid(get_trigger_oid(tables_oid_, "lwwsync_invalidate", true));
         });
         all_stale_ = false;
         tables_stale_ = settings_stale_ = nodes_stale_ = true;

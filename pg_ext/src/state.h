@@ -128,6 +128,8 @@ private:
     // Oids of lwwsync.tables, .state, .nodes: their invalidations concern us.
     Oid tables_oid_ = InvalidOid, state_oid_ = InvalidOid, nodes_oid_ = InvalidOid;
 
+    // The lwwsync_invalidate triggers exist (0.5 and later; checked with the oids).
+    bool invalidated_by_triggers_ = false;
     // What the callback marked stale, applied by begin().
     bool all_stale_ = true;       // everything, the oids above too
     bool tables_stale_ = false;   // every description (this backend's invalidate())
