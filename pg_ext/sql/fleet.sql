@@ -108,10 +108,33 @@ SELECT a.op, a.n > 0 AS counted, b.n - a.n AS more_with_fleet
   FROM cost a JOIN cost b ON b.op = a.op AND b.scenario = 'fleet'
  WHERE a.scenario = 'one' ORDER BY a.op;
 
+-- The node cache forgets ids recorded by a transaction (or savepoint) that
+-- rolled back: the next change set of that node records it again.
+CREATE FUNCTION cs_of(origin text, k int) RETURNS text LANGUAGE sql AS $$
+    SELECT format('{"format":"lwwsync.changeset","version":1,"origin":"%s","since":"0","upto":"1",
+      "nodes":["%s"],"tables":[{"name":"t1","key":["id"],"columns":["v"],"rows":[
+        {"key":[%s],"gen":1,"stamp":["%s",0],"row":true,"cols":[[0,"from %s"]]}]}]}',
+      origin, origin, k, (((extract(epoch FROM clock_timestamp()) * 1000)::bigint) << 16)::text, origin)
+$$;
+BEGIN;
+SELECT lww_apply(cs_of('00000000-0000-4000-8000-0000000000a1', 501))->'applied' AS applied;
+ROLLBACK;
+BEGIN;
+SAVEPOINT s;
+SELECT lww_apply(cs_of('00000000-0000-4000-8000-0000000000a2', 502))->'applied' AS applied;
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT lww_apply(cs_of('00000000-0000-4000-8000-0000000000a1', 501))->'applied' AS applied;
+SELECT lww_apply(cs_of('00000000-0000-4000-8000-0000000000a2', 502))->'applied' AS applied;
+-- Each row names an index lwwsync.nodes holds, with its origin's id.
+SELECT format('lwwsync.%I', 'm_' || 't1'::regclass::oid) AS meta \gset
+SELECT m.k0 AS id, n.id AS stamped_by FROM :meta m LEFT JOIN lwwsync.nodes n ON n.idx = m.node
+ WHERE m.k0 IN (501, 502) ORDER BY 1;
+
 SET client_min_messages = warning;
 DROP EXTENSION lwwsync CASCADE;
 DROP PROCEDURE measure;
-DROP FUNCTION exchange_one;
+DROP FUNCTION exchange_one, cs_of;
 DROP TABLE cost, peer_cursor;
 RESET client_min_messages;
 DO $$ BEGIN FOR i IN 1..50 LOOP EXECUTE format('DROP TABLE %I', 't' || i); END LOOP; END $$;
