@@ -19,14 +19,19 @@
 namespace lww {
 
 // Where a directory that holds only the nodes it has met looks up the rest:
-// the adapter's persisted node table (one indexed lookup per miss). Without
-// one, the directory knows exactly what was put or interned.
+// the adapter's persisted node table (one indexed lookup per miss), so a
+// server with 100 000 devices never loads them all. Without one, the
+// directory knows exactly what was put or interned.
 class NodeSource {
 public:
     virtual ~NodeSource() = default;
+    // The stored id of `idx`; false when no node has that index.
     virtual bool id_at(uint32_t idx, NodeId* id) = 0;
-    virtual bool index_of(const NodeId& id, uint32_t* idx) = 0;
-    virtual uint32_t next_index() = 0;  // one past the highest persisted index
+    // The stored index of `id`; false when unknown (an adapter that records
+    // nodes itself before encoding may leave this to its own lookup).
+    virtual bool index_of(const NodeId& id, uint32_t* idx) { (void)id; (void)idx; return false; }
+    // One past the highest persisted index (where intern() may start).
+    virtual uint32_t next_index() { return 1; }
 };
 
 // Node index <-> node id. Loaded lazily through a NodeSource, so its cost

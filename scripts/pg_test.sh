@@ -16,7 +16,8 @@ cp -r common pg_ext version.mk "$work/"
 run() {
     if [ "$(id -u)" -eq 0 ]; then chown -R postgres "$work"; su postgres -s /bin/bash -c "$*"; else bash -c "$*"; fi
 }
-out=$(run "cd '$work/pg_ext' && make -s installcheck 2>&1")
+# The suites run through su: PG_CONFIG passed on, they test the Postgres the build installed into.
+out=$(run "cd '$work/pg_ext' && make -s installcheck ${PG_CONFIG:+PG_CONFIG='$PG_CONFIG'} 2>&1")
 rc=$?
 echo "$out" | grep -E '^(ok|not ok|test |     |#)|tests passed|failed|FAILED' | grep -v '^#' | head -100
 if [ $rc -ne 0 ]; then
