@@ -54,7 +54,7 @@ public:
     uint64_t clock_now() override { return 0; }
     void observe_clock(uint64_t hlc) override { observed = hlc; }
     uint64_t max_drift_ms() override { return kDefaultMaxDriftMs; }
-    void authorize(const NodeId& n) override { authorized = n.str(); }
+    void authorize(const NodeId& n, bool) override { authorized = n.str(); }
     uint64_t observed = 0;
     std::string authorized;
 };
