@@ -513,6 +513,13 @@ void exchange(App& app, RequestState& st) {
                 lease->discard();
             }
         }
+        // The replica could not serve it (lost, or its feed waits on a
+        // long transaction of the primary: 25006): the primary serves it.
+        if (on_replica && (f.connection_lost || f.sqlstate == "25006")) {
+            log_event("warning", "read replica failed a pull, retrying on db-uri: " + f.message);
+            on_replica = false;
+            continue;
+        }
         // A connection found dead before anything ran (a pooled connection
         // from before a server restart) is replaced; a serialization failure
         // or deadlock is retried after a short random pause. A connection lost

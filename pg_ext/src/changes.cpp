@@ -13,6 +13,8 @@
 
 #include "../../common/batch.h"
 
+#include <chrono>
+
 extern "C" {
 #include "access/xlog.h"
 #include "storage/procarray.h"
@@ -60,6 +62,8 @@ void wait_for_writers() {
 // took the value), so the WAL replayed here names it. Waiting for every
 // transaction in progress in a snapshot taken after reading the bound
 // makes every sequence up to it final: a cursor there never skips.
+constexpr std::chrono::milliseconds kStandbyWait{2000};
+
 uint64_t standby_bound(const std::vector<TablePtr>& tables, uint64_t after) {
     if (tables.empty()) return 0;
     std::string sql;
@@ -79,15 +83,29 @@ uint64_t standby_bound(const std::vector<TablePtr>& tables, uint64_t after) {
         running.insert(running.end(), snap->subxip, snap->subxip + std::max<int32>(snap->subxcnt, 0));
     });
     // The primary's transactions hold no lock here: poll their end, as
-    // XactLockTableWait does on a standby, but interruptibly.
-    for (const TransactionId xid : running)
-        pg_call([&] {
-            while (TransactionIdIsInProgress(xid)) {
+    // XactLockTableWait does on a standby, but interruptibly. Any running
+    // transaction counts (which ones took a sequence is not visible here),
+    // so one that stays open, even idle, would stall every pull: past a
+    // bound the pull goes to the primary instead (25006; the gateway
+    // retries it there).
+    const auto start = std::chrono::steady_clock::now();
+    for (const TransactionId xid : running) {
+        for (;;) {
+            bool in_progress = false;
+            pg_call([&] { in_progress = TransactionIdIsInProgress(xid); });
+            if (!in_progress) break;
+            if (std::chrono::steady_clock::now() - start > kStandbyWait)
+                throw Error("this standby cannot end its feed yet: transaction " + std::to_string(xid) +
+                                " of the primary has been running for over " +
+                                std::to_string(kStandbyWait.count()) + " ms; pull from the primary",
+                            ErrorKind::read_only);
+            pg_call([&] {
                 (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 2L, PG_WAIT_EXTENSION);
                 ResetLatch(MyLatch);
                 CHECK_FOR_INTERRUPTS();
-            }
-        });
+            });
+        }
+    }
     return bound;
 }
 

@@ -38,7 +38,7 @@ W=$(mktemp -d /tmp/lwwsync-regions.XXXXXX)
 chmod 755 "$W"
 GW_PIDS=()
 cleanup() {
-    for p in "${GW_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    for p in "${GW_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     jobs -p | xargs -r kill -9 2>/dev/null
     for r in "${REGIONS[@]}"; do scripts/pg_cluster.sh stop "$W/$r" >/dev/null 2>&1; done
     if [ -n "${KEEP:-}" ]; then echo "# kept $W"; else rm -rf "$W"; fi

@@ -41,7 +41,7 @@ chmod 755 "$W"
 GW_PIDS=()
 as_postgres() { if [ "$(id -u)" -eq 0 ]; then su postgres -s /bin/bash -c "$*"; else bash -c "$*"; fi; }
 cleanup() {
-    for p in "${GW_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    for p in "${GW_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     jobs -p | xargs -r kill -9 2>/dev/null
     scripts/pg_cluster.sh stop "$W/pg2" >/dev/null 2>&1
     scripts/pg_cluster.sh stop "$W/pg1" >/dev/null 2>&1
@@ -169,6 +169,30 @@ expect "HTTP status of a push at the standby" "$code" "503"
 expect_match "its body names 25006 and the primary" "$(cat "$W/push.json")" '"code":"25006".*read-only.*db-read-uri'
 out=$(sync_sq pusher "$URL1" 2>&1)
 expect_match "the same client's push succeeds through a gateway with both" "$out" '"pushed":1'
+
+# ------------------------------------------------------------------ 2b. a transaction left open on the primary
+# The standby cannot tell which running transactions of the primary took a
+# change sequence, so it waits for them all, within a bound: past it the
+# pull is refused as read-only (25006) and the gateway runs it on the primary.
+pg1 -c "CREATE TABLE untracked(x int)" >/dev/null
+( pg1 -c "BEGIN" -c "INSERT INTO untracked VALUES (1)" -c "SELECT pg_sleep(60)" -c "COMMIT" >/dev/null 2>&1 ) &
+LONG_PID=$!
+for _ in $(seq 1 100); do
+    [ "$(pg1 -c "SELECT count(*) FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND query LIKE '%pg_sleep(60)%'")" = 1 ] && break
+    sleep 0.1
+done
+pg1 -c "INSERT INTO todos VALUES ('during-long', 'written while a transaction stays open', 7, 0)" >/dev/null
+caught_up || not_ok "the standby catches up"
+out=$(pg2 -c "SET ROLE app_user" -c "SELECT lww_exchange('$PULL'::json)" 2>&1)
+expect_match "a standby pull behind a long transaction of the primary is refused as read-only, naming it" "$out" \
+    "cannot end its feed yet: transaction [0-9]+ of the primary"
+out=$(sync_sq reader "$URL1" 2>&1)
+expect_match "through the two-pool gateway the same pull succeeds on the primary" "$out" '"pulled":[1-9]'
+expect "...and brings the row written meanwhile" "$(sq reader "SELECT title FROM todos WHERE id = 'during-long'")" \
+    "written while a transaction stays open"
+expect_match "the gateway logged the fallback" "$(cat "$W/gw1.log")" "read replica failed a pull, retrying on db-uri"
+pg1 -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()" >/dev/null
+wait "$LONG_PID" 2>/dev/null
 
 # ------------------------------------------------------------------ 3. rounds through two gateways
 worker() {  # client seed
