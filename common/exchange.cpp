@@ -427,6 +427,18 @@ struct Restart {
     std::string why;
 };
 
+// Rows of `cs` with a register stamped by `node`.
+size_t rows_stamped_by(const ChangeSet& cs, const NodeId& node) {
+    size_t n = 0;
+    for (const auto& t : cs.tables)
+        for (const auto& r : t.rows) {
+            bool own = r.has_row && r.row.node == node;
+            for (const auto& c : r.cols) own = own || c.stamp.node == node;
+            n += own;
+        }
+    return n;
+}
+
 template <typename Report>
 void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& limits, SyncStats& stats,
                    const Report& report) {
@@ -531,11 +543,15 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
             resp = round_trip(req);
         } catch (const ReadOnlyError& e) {
             if (!req.push) throw;
-            if (pushed.rows > 0)
-                throw Error(std::string(e.what()) + "; " + std::to_string(pushed.rows) +
-                            " or more rows wait to be pushed: sync with the primary (docs/DEPLOY.md)");
-            // Only the server's cursor on us would move (past rows we
-            // pulled): a sync with a server that can write moves it.
+            // Writes made here must reach a primary: the sync fails, saying
+            // so. Registers stamped by other nodes (echoes of what this side
+            // pulled, relayed writes) and a push that only moves the
+            // server's cursor wait in our log for a sync with a server that
+            // can write; pulling goes on.
+            const size_t own = rows_stamped_by(decode_changeset(pushed.json), self);
+            if (own > 0)
+                throw Error(std::string(e.what()) + "; " + std::to_string(own) + (own == 1 ? " row" : " rows") +
+                            " written here wait to be pushed: sync with the primary (docs/DEPLOY.md)");
             push_done = true;
             continue;
         } catch (const TooLargeError& e) {
