@@ -170,6 +170,31 @@ expect_match "its body names 25006 and the primary" "$(cat "$W/push.json")" '"co
 out=$(sync_sq pusher "$URL1" 2>&1)
 expect_match "the same client's push succeeds through a gateway with both" "$out" '"pushed":1'
 
+# ------------------------------------------------------------------ 2a. what the gateway routes where
+# The gateway reads the top of the document: a non-null "push" or "forked":
+# true goes to the primary; the rest (also "push": null, "forked": false)
+# to the replica; a body it cannot read goes to the primary, which answers.
+route() {  # body -> "status db" of that request's log line
+    local n
+    n=$(grep -c '"path":"/rpc/lww_exchange"' "$W/gw1.log")
+    curl -s -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' --data "$1" "$URL1"
+    for _ in $(seq 1 50); do
+        [ "$(grep -c '"path":"/rpc/lww_exchange"' "$W/gw1.log")" -gt "$n" ] && break
+        sleep 0.1
+    done
+    grep '"path":"/rpc/lww_exchange"' "$W/gw1.log" | tail -1 | sed -E 's/.*"status":([0-9]+).*"db":"([a-z]+)".*/\1 \2/'
+}
+DOC='"format":"lwwsync.exchange","version":1,"limit":100,"limit_bytes":65536'
+N2="20000000-0000-4000-8000-000000000002"
+EMPTY_CS="{\"format\":\"lwwsync.changeset\",\"version\":1,\"origin\":\"$N2\",\"since\":\"0\",\"tables\":[],\"upto\":\"0\",\"nodes\":[]}"
+expect "route: a pull" "$(route "{$DOC,\"node\":\"$N2\",\"received\":\"0\"}")" "200 replica"
+expect "route: \"push\": null" "$(route "{$DOC,\"node\":\"$N2\",\"push\":null}")" "200 replica"
+expect "route: \"forked\": false" "$(route "{$DOC,\"node\":\"$N2\",\"forked\":false}")" "200 replica"
+expect "route: a push, first member" "$(route "{\"push\":$EMPTY_CS,$DOC,\"node\":\"$N2\"}")" "200 primary"
+expect "route: \"forked\": true" \
+    "$(route "{$DOC,\"node\":\"20000000-0000-4000-8000-000000000003\",\"forked\":true}")" "200 primary"
+expect "route: not JSON" "$(route "{$DOC,\"node\":")" "400 primary"
+
 # ------------------------------------------------------------------ 2b. a transaction left open on the primary
 # The standby cannot tell which running transactions of the primary took a
 # change sequence, so it waits for them all, within a bound: past it the
