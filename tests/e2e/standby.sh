@@ -6,7 +6,11 @@
 #   - a pull-only lww_exchange runs in a read-only transaction (on the
 #     standby, and in BEGIN READ ONLY on the primary), round after round;
 #   - a push reaching the standby fails with 25006 ("read-only"), over HTTP
-#     503 with a hint, never a 500;
+#     503 with a hint, never a 500; a client whose batch holds its own
+#     writes fails by name, one that would only echo others' rows goes on
+#     (over HTTP and over libpq from another Postgres database);
+#   - a transaction left open on the primary: the standby's pull gives up
+#     after its bound and the gateway runs it on the primary;
 #   - rounds of concurrent writes and syncs through both gateways, pulls
 #     served by the standby (the gateway log says "db":"replica"), converge
 #     byte for byte with the primary and the standby; every event present once.
@@ -169,6 +173,30 @@ expect "HTTP status of a push at the standby" "$code" "503"
 expect_match "its body names 25006 and the primary" "$(cat "$W/push.json")" '"code":"25006".*read-only.*db-read-uri'
 out=$(sync_sq pusher "$URL1" 2>&1)
 expect_match "the same client's push succeeds through a gateway with both" "$out" '"pushed":1'
+
+# ------------------------------------------------------------------ 2c. a Postgres client over libpq
+# Another database syncs with the standby directly (lww_sync('postgresql://…')):
+# pulls work, its own writes are refused by name, and go to the primary.
+psql -X -h "$W/pg1" -p "$P1" -U postgres -d postgres -qc "CREATE DATABASE pgclient" || not_ok "createdb pgclient"
+pgc() { psql -X -h "$W/pg1" -p "$P1" -U postgres -d pgclient -Atq -v ON_ERROR_STOP=1 "$@"; }
+pgc >/dev/null <<'SQL' || not_ok "pgclient schema"
+CREATE EXTENSION lwwsync;
+CREATE TABLE todos(id text PRIMARY KEY, title text, n bigint, done int);
+CREATE TABLE events(id text PRIMARY KEY, peer text, k bigint);
+SELECT lww_track('todos'), lww_track('events');
+SQL
+caught_up || not_ok "the standby catches up"
+STANDBY_PG="postgresql://postgres@/app?host=$W/pg2&port=$P2"
+PRIMARY_PG="postgresql://postgres@/app?host=$W/pg1&port=$P1"
+out=$(pgc -c "SET client_min_messages = warning" -c "SELECT lww_sync('$STANDBY_PG')" 2>&1)
+expect_match "a Postgres client pulls from the standby over libpq" "$out" '"pulled": ?[1-9]'
+expect "...and holds what the standby holds" "$(dump_pg pgc)" "$(dump_pg pg2)"
+pgc -c "INSERT INTO events VALUES ('pgclient-1', 'pgclient', 1)" >/dev/null && echo pgclient-1 >>"$W/inserted.pgclient"
+out=$(pgc -c "SET client_min_messages = warning" -c "SELECT lww_sync('$STANDBY_PG')" 2>&1)
+expect_match "its own write is refused by the standby, by name" "$out" "read-only.*1 row written here wait to be pushed.*primary"
+out=$(pgc -c "SET client_min_messages = warning" -c "SELECT lww_sync('$PRIMARY_PG')" 2>&1)
+expect_match "...and reaches the primary" "$out" '"pushed": ?[1-9]'
+expect "...where it is now" "$(pg1 -c "SELECT peer FROM events WHERE id = 'pgclient-1'")" "pgclient"
 
 # ------------------------------------------------------------------ 2a. what the gateway routes where
 # The gateway reads the top of the document: a non-null "push" or "forked":
