@@ -38,7 +38,7 @@ n_pg=0 n_gw=0
 pg_port() { if [ -n "${PG_PORT_BASE:-}" ]; then echo $((PG_PORT_BASE + n_pg)); else free_port; fi; }
 gw_port() { if [ -n "${GW_PORT_BASE:-}" ]; then echo $((GW_PORT_BASE + n_gw)); else free_port; fi; }
 P1=$(pg_port); n_pg=1; P2=$(pg_port)
-G1=$(gw_port); n_gw=1; G2=$(gw_port); n_gw=2; G3=$(gw_port)
+G1=$(gw_port); n_gw=1; G2=$(gw_port); n_gw=2; G3=$(gw_port); n_gw=3; G4=$(gw_port)
 
 W=$(mktemp -d /tmp/lwwsync-standby.XXXXXX)
 chmod 755 "$W"
@@ -222,6 +222,14 @@ expect "route: a push, first member" "$(route "{\"push\":$EMPTY_CS,$DOC,\"node\"
 expect "route: \"forked\": true" \
     "$(route "{$DOC,\"node\":\"20000000-0000-4000-8000-000000000003\",\"forked\":true}")" "200 primary"
 expect "route: not JSON" "$(route "{$DOC,\"node\":")" "400 primary"
+
+# A replica that cannot be reached: the primary serves the pulls.
+start_gateway "$G4" "$W/gw4.log" --db-uri "$PRIMARY" --db-read-uri "host=$W/nowhere port=$P2 dbname=app user=authenticator" \
+    || not_ok "gateway with an unreachable replica: $(tail -2 "$W/gw4.log")"
+sq lost "$SCHEMA_SQ" >/dev/null
+out=$(sync_sq lost "http://127.0.0.1:$G4/rpc/lww_exchange" 2>&1)
+expect_match "with its replica unreachable, a gateway pulls from the primary" "$out" '"pulled":[1-9]'
+expect_match "...and says so in its log" "$(cat "$W/gw4.log")" "read replica unreachable, pulling from db-uri"
 
 # ------------------------------------------------------------------ 2b. a transaction left open on the primary
 # The standby cannot tell which running transactions of the primary took a
