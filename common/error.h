@@ -13,6 +13,7 @@ enum class ErrorKind {
     permission,  // the caller may not do this: 42501, HTTP 403
     limit,       // a counter or size bound reached: 54000
     internal,    // damaged metadata, engine failure: XX000
+    read_only,   // a push reached a server that cannot write (a hot standby): 25006, HTTP 503
 };
 
 class Error : public std::runtime_error {

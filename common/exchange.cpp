@@ -328,7 +328,14 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
         throw permission_denied("node " + req.node.str() + " must show its key (\"node_key\") to sync as itself");
     if (!req.node_key.empty() && NodeId::from_key(req.node_key) != req.node)
         throw permission_denied("the key sent does not belong to node " + req.node.str());
-    server.authorize(req.node);
+    // A round trip that pushes nothing writes nothing, so a hot standby
+    // (a read-only transaction) serves it; one that pushes needs a server
+    // that can write, and says so in a way the caller retries elsewhere.
+    const bool pushes = req.push || req.forked;
+    if (pushes && !server.writable())
+        throw Error("this server is read-only (a hot standby, or a read-only transaction): send pushes to the primary",
+                    ErrorKind::read_only);
+    server.authorize(req.node, pushes);
     // A caller whose clock runs ahead would stamp its writes into our future:
     // refuse it before it writes anything (its pushed stamps are checked too).
     if (req.clock) {
@@ -343,13 +350,15 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
     // node id, so no sequence it consumed is handed out again as ours and
     // registers stamped by the old id come back here (docs/PROTOCOL.md).
     NodeId me = self;
-    if (req.received && req.received->received > server.last_seq() && server.reid_when_caller_is_ahead())
+    if (req.received && req.received->received > server.last_seq() && server.reid_when_caller_is_ahead() &&
+        server.writable())
         me = server.reset_node();
     ExchangeResponse resp;
     resp.node = me;
     // The first round trip of a sync (no push, no cursor): the caller's
-    // parked rows get their retry even if it brings nothing.
-    if (!req.push && !req.received && !req.forked && me == self) server.retry_parked();
+    // parked rows get their retry even if it brings nothing — where this
+    // transaction may write; elsewhere its next push retries them.
+    if (!req.push && !req.received && !req.forked && me == self && server.writable()) server.retry_parked();
     // Pull before applying the push: an engine that waits for concurrent
     // writers while reading its feed (Postgres) must not hold row locks then.
     if (req.received && me == self) {
@@ -417,6 +426,18 @@ namespace {
 struct Restart {
     std::string why;
 };
+
+// Rows of `cs` with a register stamped by `node`.
+size_t rows_stamped_by(const ChangeSet& cs, const NodeId& node) {
+    size_t n = 0;
+    for (const auto& t : cs.tables)
+        for (const auto& r : t.rows) {
+            bool own = r.has_row && r.row.node == node;
+            for (const auto& c : r.cols) own = own || c.stamp.node == node;
+            n += own;
+        }
+    return n;
+}
 
 template <typename Report>
 void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& limits, SyncStats& stats,
@@ -498,12 +519,15 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
     // An engine whose feed waits for its writers reads everything it pushes
     // before it writes what it pulls (no row locks held while it waits).
     const bool interleave = !local.feed_waits_for_writers();
+    // Pushes shrink when the server or a proxy refuses one as too large
+    // (HTTP 413), and stay at the size that passed for the rest of the sync.
+    BatchLimits push_limits = limits;
     bool push_done = false, pull_done = false;
     while (!push_done || !pull_done) {
         ExchangeRequest req = hello;
         Batch pushed;
         if (!push_done) {
-            pushed = changes_for(local, *server, acked, limits);
+            pushed = changes_for(local, *server, acked, push_limits);
             // Send what moves the server's cursor on us — also an empty
             // complete set that lifts its floor after a run ended on a cut.
             const bool moves = pushed.upto > acked.received || (pushed.complete && pushed.upto > acked.floor);
@@ -514,7 +538,38 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
         Cursor mine;
         if (pulling) req.received = mine = local.cursor_of(*server);
         if (!req.push && !req.received) continue;
-        ParsedResponse resp = round_trip(req);
+        ParsedResponse resp;
+        try {
+            resp = round_trip(req);
+        } catch (const ReadOnlyError& e) {
+            if (!req.push) throw;
+            // Writes made here must reach a primary: the sync fails, saying
+            // so. Registers stamped by other nodes (echoes of what this side
+            // pulled, relayed writes) and a push that only moves the
+            // server's cursor wait in our log for a sync with a server that
+            // can write; pulling goes on.
+            const size_t own = rows_stamped_by(decode_changeset(pushed.json), self);
+            if (own > 0)
+                throw Error(std::string(e.what()) + "; " + std::to_string(own) + (own == 1 ? " row" : " rows") +
+                            " written here wait to be pushed: sync with the primary (docs/DEPLOY.md)");
+            push_done = true;
+            continue;
+        } catch (const TooLargeError& e) {
+            if (!req.push) throw;
+            if (pushed.rows <= 1) {
+                const ChangeSet cs = decode_changeset(pushed.json);
+                const std::string table = cs.tables.empty() ? std::string("?") : cs.tables.front().name;
+                throw Error("one row of table \"" + table + "\" (" + std::to_string(pushed.json.size()) +
+                            " bytes of change set) is over the request size limit of the server or of a proxy in "
+                            "front of it: " + e.what() + "; raise that limit (nginx client_max_body_size, "
+                            "the gateway's max-body-bytes: docs/DEPLOY.md)");
+            }
+            // Half the rows and half the bytes of the refused batch; the
+            // same changes go again, nothing was applied.
+            push_limits.rows = std::max<int64_t>(1, static_cast<int64_t>(pushed.rows / 2));
+            push_limits.bytes = std::max<size_t>(1, pushed.json.size() / 2);
+            continue;
+        }
         if (req.push) {
             if (resp.acked.received <= acked.received && resp.acked.floor <= acked.floor)
                 throw Error("the peer did not accept a pushed batch (it holds our changes up to " +

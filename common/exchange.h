@@ -90,10 +90,17 @@ public:
     // principal) or refuses it with a permission error. Engines without
     // principals (a local SQLite file) accept everyone. serve_exchange has
     // checked the caller's key first when its node id is derived from one.
-    virtual void authorize(const NodeId& /*caller*/) {}
+    // `bind` is false for a round trip that pushes nothing: a node bound to
+    // another principal is still refused, but a first binding waits for the
+    // node's first push (a pull-only round trip writes nothing).
+    virtual void authorize(const NodeId& /*caller*/, bool /*bind*/) {}
+    // Whether this transaction may write: false on a hot standby or in a
+    // read-only transaction, which serve round trips that push nothing.
+    virtual bool writable() { return true; }
     // Retries the rows this database parked (lww_rejected) for whoever is
     // syncing, once per sync even when nothing else arrives: a parent that
-    // came back, a rule relaxed. Counts what landed.
+    // came back, a rule relaxed. Counts what landed. (A server that cannot
+    // write skips it; every applied push retries them too.)
     virtual ApplyCounts retry_parked() { return {}; }
     // The secret key this database's node id is derived from (NodeId::
     // from_key), sent to the servers it syncs with; empty for a random id.
@@ -223,6 +230,23 @@ using Transport = std::function<std::string(const std::string& request)>;
 // a deadlock or serialization failure in the server's transaction. Resending
 // is safe, because an exchange is idempotent.
 class TransientError : public Error {
+public:
+    using Error::Error;
+};
+
+// The peer, or a proxy in front of it, refused a request as too large (HTTP
+// 413: nginx's client_max_body_size, the gateway's max-body-bytes). The
+// client loop sends the same changes again in smaller batches.
+class TooLargeError : public Error {
+public:
+    using Error::Error;
+};
+
+// The server cannot write (a hot standby: SQLSTATE 25006, over HTTP a 503
+// with that code) and the round trip pushed. Not retried against the same
+// server; a push with rows fails the sync, one that only moves the server's
+// cursor on the caller is left for a later sync with a primary.
+class ReadOnlyError : public Error {
 public:
     using Error::Error;
 };

@@ -121,6 +121,17 @@ std::string http_error_message(std::string_view body) {
     return s.empty() ? "no message" : s;
 }
 
+// The "code" of a gateway's (or PostgREST's) JSON error, or "".
+static std::string http_error_code(std::string_view body) {
+    if (body.size() > (64 << 10)) return {};
+    rapidjson::Document d;
+    std::string error;
+    if (!parse_json(d, body, error) || !d.IsObject()) return {};
+    auto m = d.FindMember("code");
+    return m != d.MemberEnd() && m->value.IsString() ? std::string(m->value.GetString(), m->value.GetStringLength())
+                                                      : std::string();
+}
+
 struct HttpTransport::Attempt {
     CURLcode rc = CURLE_OK;
     long status = 0;
@@ -220,6 +231,12 @@ std::string HttpTransport::exchange(const std::string& request) {
                           "): " + msg;
             else if (a.status == 404)
                 failure = "no lww_exchange endpoint at " + where + " (HTTP 404): " + msg;
+            else if (a.status == 503 && http_error_code(a.body) == "25006")
+                throw ReadOnlyError("the server at " + where + " is read-only (HTTP 503): " + msg);
+            else if (a.status == 413)
+                throw TooLargeError("the server at " + where + " (or a proxy in front of it) refused a request of " +
+                                    std::to_string(body.size()) + " bytes" + (compress ? " (gzip)" : "") +
+                                    " as too large (HTTP 413): " + msg);
             else
                 failure = "the server at " + where + " refused the exchange (HTTP " + std::to_string(a.status) +
                           "): " + msg;

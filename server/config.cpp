@@ -20,6 +20,7 @@ struct OptionSpec {
 // '-' -> '_'), config-file keys and --help, so they cannot drift apart.
 const OptionSpec kOptions[] = {
     {"db-uri", nullptr, "PostgreSQL connection URI or key=value string (required)"},
+    {"db-read-uri", nullptr, "a hot standby of db-uri: exchanges that push nothing run there, read-only (unset: all on db-uri)"},
     {"db-anon-role", nullptr, "role for requests without a token (unset: they get 401)"},
     {"db-pool", "10", "maximum number of PostgreSQL connections"},
     {"db-pool-acquisition-timeout", "10", "seconds a request waits for a free connection before 503"},
@@ -179,6 +180,7 @@ Action load_config(int argc, char** argv, Config& out, void (*warn)(const std::s
     Config c;
     c.db_uri = get("db-uri");
     if (c.db_uri.empty()) throw ConfigError("db-uri is required (--db-uri, LWWSYNC_DB_URI or db-uri in the config file)");
+    c.db_read_uri = get("db-read-uri");
     c.db_anon_role = get("db-anon-role");
     c.jwt_secret = get("jwt-secret");
     // PostgREST's rule: a shorter HS256 secret can be brute-forced offline from any one token.

@@ -11,6 +11,10 @@ inline constexpr const char* kVersion = "0.2";
 
 struct Config {
     std::string db_uri;             // libpq URI or key=value string
+    // A streaming replica of db_uri (empty: none). Pull-only exchanges run
+    // there in read-only transactions; pushes, and pulls it cannot take
+    // (unreachable), go to db_uri. Its pool has db_pool connections too.
+    std::string db_read_uri;
     std::string db_anon_role;       // empty: requests without a token get 401
     std::size_t db_pool = 10;
     std::size_t db_pool_acquisition_timeout = 10;  // seconds

@@ -1,5 +1,6 @@
 #include "handler.h"
 
+#include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <strings.h>
@@ -230,6 +231,61 @@ bool json_content_type(const std::string& header) {
     return true;
 }
 
+// ------------------------------------------------------------------ routing
+
+// Reads an exchange document's top-level members until it knows whether the
+// request writes: a non-null "push", or "forked": true. Stops there, so a
+// large push costs a few members' parse, not the whole body's.
+class WritesScan : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, WritesScan> {
+public:
+    bool writes = false;
+    bool Default() { return settle(false); }
+    bool Null() { return settle(false); }
+    bool Bool(bool b) { return settle(b && member_ == Member::Forked); }
+    bool StartObject() {
+        if (depth_ == 1 && member_ == Member::Push) return settle(true);
+        ++depth_;
+        return true;
+    }
+    bool EndObject(rapidjson::SizeType) {
+        --depth_;
+        return true;
+    }
+    bool StartArray() { return settle(member_ == Member::Push); }
+    bool EndArray(rapidjson::SizeType) { return true; }
+    bool Key(const char* k, rapidjson::SizeType n, bool) {
+        if (depth_ == 1) {
+            const std::string_view key(k, n);
+            member_ = key == "push" ? Member::Push : key == "forked" ? Member::Forked : Member::Other;
+        }
+        return true;
+    }
+
+private:
+    enum class Member { Other, Push, Forked };
+    // A top-level scalar: true ends the scan (it writes), false goes on.
+    bool settle(bool w) {
+        if (depth_ == 1 && member_ != Member::Other) {
+            writes = writes || w;
+            member_ = Member::Other;
+        }
+        return !writes;
+    }
+    int depth_ = 0;
+    Member member_ = Member::Other;
+};
+
+// True when the exchange document pushes nothing (no "push", no "forked"):
+// a read replica can serve it. Anything unreadable goes to the primary,
+// which answers the error.
+bool pull_only(const std::string& body) {
+    WritesScan scan;
+    rapidjson::Reader reader;
+    rapidjson::StringStream in(body.c_str());
+    const bool done = !reader.Parse<rapidjson::kParseStopWhenDoneFlag>(in, scan).IsError();
+    return done && !scan.writes;
+}
+
 // ------------------------------------------------------------------ PostgreSQL
 
 struct DbFailure {
@@ -298,7 +354,7 @@ Outcome run_step(PGconn* c, const std::string& sql, const std::vector<const char
 // transaction-local (SET LOCAL, set_config(..., true)), so nothing outlives
 // the COMMIT or a ROLLBACK on the pooled connection.
 Outcome run_exchange(PGconn* c, const Config& cfg, const Auth& auth, const std::string& body, int client_fd,
-                     std::string& out, DbFailure& f, Step& step) {
+                     std::string& out, DbFailure& f, Step& step, bool read_only) {
     step = Step::Role;
     char* quoted = PQescapeIdentifier(c, auth.role.data(), auth.role.size());
     if (!quoted) {
@@ -308,7 +364,9 @@ Outcome run_exchange(PGconn* c, const Config& cfg, const Auth& auth, const std::
         f.connection_lost = PQstatus(c) != CONNECTION_OK;
         return Outcome::Failed;
     }
-    std::string begin = "BEGIN";
+    // On the replica, read-only also where it is not a standby (a
+    // misconfigured db-read-uri never takes a write).
+    std::string begin = read_only ? "BEGIN READ ONLY" : "BEGIN";
     // 0 leaves the database's own setting in force.
     if (cfg.db_statement_timeout_ms > 0)
         begin += "; SET LOCAL statement_timeout = " + std::to_string(cfg.db_statement_timeout_ms);
@@ -387,6 +445,10 @@ HttpError db_error(const DbFailure& f, Step step) {
         if (!e.hint) e.hint = "the token's role must exist and be granted to the role in db-uri";
         return e;
     }
+    // A push reached a server that cannot write (a hot standby): the same
+    // push succeeds at the primary, or here once this server is promoted.
+    if (f.sqlstate == "25006" && !e.hint)
+        e.hint = "this database is read-only: point db-uri at the primary (a standby goes in db-read-uri)";
     e.status = f.sqlstate.empty() ? 500 : status_for_sqlstate(f.sqlstate);
     if (e.status == 503 || e.status == 504) e.headers.emplace_back("Retry-After", "1");  // transient
     if (f.sqlstate == "42883" && !e.hint)
@@ -404,23 +466,35 @@ void client_went_away(RequestState& st, const char* when) {
 void exchange(App& app, RequestState& st) {
     const std::string& body = st.body->body();
     const int fd = st.client_fd;
+    // Pushes need the primary; the rest runs read-only on the replica
+    // when there is one (docs/DEPLOY.md).
+    bool on_replica = app.read_pool && pull_only(body);
     for (int attempt = 1;; ++attempt) {
         DbFailure f;
         Step step = Step::Role;
         std::string result;
         {
+            Pool& pool = on_replica ? *app.read_pool : app.pool;
             std::optional<Pool::Lease> lease;
             try {
-                lease.emplace(app.pool.acquire([fd] { return peer_gone(fd); }));
+                lease.emplace(pool.acquire([fd] { return peer_gone(fd); }));
             } catch (const PoolTimeout& t) {
                 return send_error(st, pool_error(t.what()));
             } catch (const ConnectFailed& c) {
+                // A replica that is down: the primary serves its pulls meanwhile.
+                if (on_replica) {
+                    log_event("warning", std::string("read replica unreachable, pulling from db-uri: ") + c.what());
+                    on_replica = false;
+                    --attempt;
+                    continue;
+                }
                 return send_error(st, connect_error(c));
             } catch (const Abandoned&) {
                 return client_went_away(st, "while waiting for a database connection");
             }
             PGconn* c = lease->get();
-            switch (run_exchange(c, app.cfg, st.auth, body, fd, result, f, step)) {
+            st.db = on_replica ? "replica" : "primary";
+            switch (run_exchange(c, app.cfg, st.auth, body, fd, result, f, step, on_replica)) {
                 case Outcome::Ok:
                     return send_json(st, 200, std::move(result));
                 case Outcome::ClientGone:
@@ -434,10 +508,17 @@ void exchange(App& app, RequestState& st) {
             }
             if (f.connection_lost) {
                 lease->discard();
-                app.pool.drop_idle();
+                pool.drop_idle();
             } else if (!rollback(c)) {
                 lease->discard();
             }
+        }
+        // The replica could not serve it (lost, or its feed waits on a
+        // long transaction of the primary: 25006): the primary serves it.
+        if (on_replica && (f.connection_lost || f.sqlstate == "25006")) {
+            log_event("warning", "read replica failed a pull, retrying on db-uri: " + f.message);
+            on_replica = false;
+            continue;
         }
         // A connection found dead before anything ran (a pooled connection
         // from before a server restart) is replaced; a serialization failure
@@ -679,6 +760,7 @@ int status_for_sqlstate(const std::string& s) {
     if (s == "53400") return 500;  // configuration limit exceeded: not transient
     if (s == "57014") return 504;  // statement_timeout (or an operator's cancel): try again later
     if (s == "55P03") return 503;  // lock_timeout: a lock held elsewhere for long
+    if (s == "25006") return 503;  // read-only (a hot standby): retry, or push to the primary
     if (connection_class(s) || serialization_failure(s) || cls("53")) return 503;  // transient
     if (cls("22") || s == "P0001") return 400;  // invalid input; lwwsync raises 22000 for every refusal
     // program limit exceeded: the input is too large (54000) or too complex

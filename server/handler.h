@@ -24,6 +24,7 @@ namespace lwwgw {
 struct App {
     Config cfg;
     Pool pool;
+    std::unique_ptr<Pool> read_pool;  // cfg.db_read_uri's, when set
     std::atomic<bool> stopping{false};  // responses then carry Connection: close
 };
 
@@ -62,6 +63,7 @@ struct RequestState {
     bool client_gone = false;  // close without answering
     // for the log line
     std::string role, error;
+    const char* db = nullptr;  // "primary" or "replica": where the exchange ran
     std::size_t bytes_in = 0;
 };
 

@@ -278,6 +278,7 @@ struct HttpServer::Impl {
         line.path = st.req.method.empty() ? ctx->uri : st.req.path;
         line.remote = ctx->cs ? ctx->cs->remote : st.req.remote;
         line.role = st.role;
+        if (st.db) line.db = st.db;
         line.bytes_in = st.bytes_in;
         line.error = st.error;
         if (ctx->stage == Stage::Answered) {

@@ -96,6 +96,7 @@ void log_request(const RequestLine& l) {
     w.Key("bytes_out");
     w.Uint64(l.bytes_out);
     if (!l.role.empty()) key_string(w, "role", l.role);
+    if (!l.db.empty()) key_string(w, "db", l.db);
     key_string(w, "remote", l.remote);
     if ((l.status >= 400 || l.status == 0) && !l.error.empty()) key_string(w, "error", l.error);
     w.EndObject();

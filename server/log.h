@@ -14,6 +14,7 @@ struct RequestLine {
     std::size_t bytes_in = 0;  // body bytes after decompression
     std::size_t bytes_out = 0; // body bytes as sent (after compression)
     std::string role;          // the database role the request ran as
+    std::string db;            // "primary" or "replica" (db-read-uri): where the exchange ran
     std::string remote;
     std::string error;         // the error message sent, on failure
 };

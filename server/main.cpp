@@ -128,9 +128,12 @@ int main(int argc, char** argv) {
         log_event("error", "cannot listen on " + cfg.server_host + ":" + std::to_string(cfg.server_port) + ": " + error);
         return 1;
     }
-    raise_fd_limit(cfg.server_max_connections, cfg.db_pool);
+    raise_fd_limit(cfg.server_max_connections, cfg.db_read_uri.empty() ? cfg.db_pool : 2 * cfg.db_pool);
 
-    App app{cfg, Pool(cfg.db_uri, cfg.db_pool, std::chrono::seconds(cfg.db_pool_acquisition_timeout))};
+    App app{cfg, Pool(cfg.db_uri, cfg.db_pool, std::chrono::seconds(cfg.db_pool_acquisition_timeout)), nullptr};
+    if (!cfg.db_read_uri.empty())
+        app.read_pool = std::make_unique<Pool>(cfg.db_read_uri, cfg.db_pool,
+                                               std::chrono::seconds(cfg.db_pool_acquisition_timeout));
     if (cfg.jwt_secret.empty())
         log_event("warning", "no jwt-secret: requests with a token are refused (401)");
     if (cfg.db_anon_role.empty())
@@ -139,6 +142,13 @@ int main(int argc, char** argv) {
         app.pool.probe();
     } catch (const ConnectFailed& e) {  // not fatal: the pool connects on demand, PostgREST-like
         log_event("warning", std::string("PostgreSQL is not reachable yet: ") + e.what());
+    }
+    if (app.read_pool) {
+        try {
+            app.read_pool->probe();
+        } catch (const ConnectFailed& e) {  // pulls go to db-uri meanwhile
+            log_event("warning", std::string("the read replica (db-read-uri) is not reachable yet: ") + e.what());
+        }
     }
 
     HttpServer server(app);
@@ -150,7 +160,8 @@ int main(int argc, char** argv) {
     log_event("info", "lwwsync-server " + std::string(kVersion) + " listening on http://" +
                           (ipv6 ? "[" + cfg.server_host + "]" : cfg.server_host) + ":" + std::to_string(cfg.server_port),
               ",\"host\":" + json_string(cfg.server_host) + ",\"port\":" + std::to_string(cfg.server_port) +
-                  ",\"db_pool\":" + std::to_string(cfg.db_pool) + ",\"workers\":" + std::to_string(server.workers()) +
+                  ",\"db_pool\":" + std::to_string(cfg.db_pool) +
+                  ",\"read_replica\":" + (app.read_pool ? "true" : "false") + ",\"workers\":" + std::to_string(server.workers()) +
                   ",\"event_threads\":" + std::to_string(server.event_threads()) +
                   ",\"max_connections\":" + std::to_string(cfg.server_max_connections) +
                   ",\"max_connections_per_ip\":" + std::to_string(cfg.server_max_connections_per_ip) +

@@ -88,6 +88,13 @@ e2e_env=(ROUNDS="${E2E_ROUNDS:-6}")
 [ -n "${SEED:-}" ] && e2e_env+=(SEED="$SEED")
 summary_suite "end to end over HTTP (real processes, faults)" env "${e2e_env[@]}" tests/e2e/e2e.sh
 
+# Past one machine: pulls served by a hot standby through two gateways that
+# share one primary; three regions (multi-primary) syncing over HTTP.
+scale_env=()
+[ -n "${SEED:-}" ] && scale_env+=(SEED="$SEED")
+summary_suite "pulls from a streaming replica, two gateways on one database" env "${scale_env[@]}" tests/e2e/standby.sh
+summary_suite "three regions syncing over HTTP, each with its devices" env "${scale_env[@]}" tests/e2e/regions.sh
+
 # Copies and restores: a dump restored elsewhere, a server put back from an
 # older backup, a lagging standby promoted, a copied device file.
 summary_suite "parked rows, foreign keys and triggers over lww_sync (Postgres to Postgres)" tests/e2e/pg_parking.sh

@@ -13,7 +13,11 @@
 
 #include "../../common/batch.h"
 
+#include <chrono>
+
 extern "C" {
+#include "access/xlog.h"
+#include "storage/procarray.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/rls.h"
@@ -48,6 +52,61 @@ void wait_for_writers() {
         writers.push_back(vxid);
     }
     for (const auto& vxid : writers) pg_call([&] { VirtualXactLock(vxid, true); });
+}
+
+// The feed's bound on a hot standby, where the primary's writers hold no
+// lock and the sequence reads up to 32 values past what was handed out (it
+// is WAL-logged ahead). The bound is the highest sequence a committed row
+// carries: every lower value was handed out before that row committed, to a
+// transaction that had already written (its row, before the capture trigger
+// took the value), so the WAL replayed here names it. Waiting for every
+// transaction in progress in a snapshot taken after reading the bound
+// makes every sequence up to it final: a cursor there never skips.
+constexpr std::chrono::milliseconds kStandbyWait{2000};
+
+uint64_t standby_bound(const std::vector<TablePtr>& tables, uint64_t after) {
+    if (tables.empty()) return 0;
+    std::string sql;
+    for (const auto& t : tables) sql += (sql.empty() ? "" : " UNION ALL ") + ("SELECT max(seq) AS s FROM " + t->meta);
+    uint64_t bound = 0;
+    {
+        AsMetadataOwner owner;
+        run_sql("SELECT coalesce(max(s), 0) FROM (" + sql + ") m", true);
+        bound = static_cast<uint64_t>(col_int64(0, 0));
+    }
+    if (bound <= after) return bound;  // nothing new: nothing to wait for
+    std::vector<TransactionId> running;
+    pg_call([&] {
+        Snapshot snap = GetLatestSnapshot();
+        // In recovery every running xid is in subxip (snapmgr.h), xip too elsewhere.
+        running.assign(snap->xip, snap->xip + snap->xcnt);
+        running.insert(running.end(), snap->subxip, snap->subxip + std::max<int32>(snap->subxcnt, 0));
+    });
+    // The primary's transactions hold no lock here: poll their end, as
+    // XactLockTableWait does on a standby, but interruptibly. Any running
+    // transaction counts (which ones took a sequence is not visible here),
+    // so one that stays open, even idle, would stall every pull: past a
+    // bound the pull goes to the primary instead (25006; the gateway
+    // retries it there).
+    const auto start = std::chrono::steady_clock::now();
+    for (const TransactionId xid : running) {
+        for (;;) {
+            bool in_progress = false;
+            pg_call([&] { in_progress = TransactionIdIsInProgress(xid); });
+            if (!in_progress) break;
+            if (std::chrono::steady_clock::now() - start > kStandbyWait)
+                throw Error("this standby cannot end its feed yet: transaction " + std::to_string(xid) +
+                                " of the primary has been running for over " +
+                                std::to_string(kStandbyWait.count()) + " ms; pull from the primary",
+                            ErrorKind::read_only);
+            pg_call([&] {
+                (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 2L, PG_WAIT_EXTENSION);
+                ResetLatch(MyLatch);
+                CHECK_FOR_INTERRUPTS();
+            });
+        }
+    }
+    return bound;
 }
 
 uint64_t batch_cut(const std::vector<TablePtr>& tables, uint64_t after, uint64_t upto, int64_t limit) {
@@ -200,8 +259,15 @@ Batch collect_changes(const ChangesRequest& req) {
         if (readable(*t)) tables.push_back(t);
     const NodeId self = s.self();
 
-    const uint64_t m = last_sequence();
-    wait_for_writers();
+    bool standby = false;
+    pg_call([&] { standby = RecoveryInProgress(); });
+    uint64_t m = 0;
+    if (standby) {
+        m = standby_bound(s.tables(), req.after);
+    } else {
+        m = last_sequence();
+        wait_for_writers();
+    }
     CanonicalSettings canonical;
 
     if (req.after < req.since) throw Error("after must not be below since");

@@ -22,7 +22,8 @@ ApplyCounts retry_parked_rows();
 class PgEngine : public SyncEngine {
 public:
     NodeId self() override;
-    void authorize(const NodeId& caller) override;
+    void authorize(const NodeId& caller, bool bind) override;
+    bool writable() override;
     std::string node_key() override;
     Cursor cursor_of(const NodeId& peer) override;
     Batch changes(const ChangesRequest& req) override;

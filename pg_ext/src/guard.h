@@ -49,6 +49,7 @@ inline int sqlstate_of(ErrorKind kind) {
         case ErrorKind::permission: return ERRCODE_INSUFFICIENT_PRIVILEGE;  // 42501: HTTP 403 at the gateway
         case ErrorKind::limit: return ERRCODE_PROGRAM_LIMIT_EXCEEDED;
         case ErrorKind::internal: return ERRCODE_INTERNAL_ERROR;
+        case ErrorKind::read_only: return ERRCODE_READ_ONLY_SQL_TRANSACTION;  // 25006: HTTP 503, push elsewhere
         case ErrorKind::bad_input: break;
     }
     return ERRCODE_DATA_EXCEPTION;  // 22000: HTTP 400

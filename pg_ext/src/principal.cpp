@@ -62,7 +62,7 @@ Principal current_principal() {
     return p;
 }
 
-void bind_node(const NodeId& node, const Principal& p, bool proven) {
+void bind_node(const NodeId& node, const Principal& p, bool proven, bool record) {
     AsMetadataOwner owner;
     const std::vector<Param> args = {text_param(node.str()), text_param(p.role), text_param(p.subject)};
     SPIPlanPtr get = prepare("SELECT role::text, subject FROM lwwsync.bindings WHERE node = $1::uuid", {TEXTOID});
@@ -75,6 +75,8 @@ void bind_node(const NodeId& node, const Principal& p, bool proven) {
         if (node.keyed() && !proven)
             throw permission_denied("node " + node.str() + " is derived from a key: it must sync through lww_exchange, "
                                     "showing its key, before its change sets are applied here");
+        // A round trip that pushes nothing: its first push binds the node.
+        if (!record) return;
         // First use: the node is this principal's from now on. A concurrent
         // first use by another principal waits on the key and then loses.
         run(prepare("INSERT INTO lwwsync.bindings(node, role, subject) VALUES ($1::uuid, $2::name, $3)"

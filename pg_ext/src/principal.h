@@ -31,7 +31,8 @@ Principal current_principal();
 // Binds `node` to `p`, or throws a permission error when it belongs to
 // another principal. A node id derived from a key (NodeId::keyed) is bound
 // only when the caller showed the key (`proven`: lww_exchange checks it).
-void bind_node(const NodeId& node, const Principal& p, bool proven = false);
+// `record` false only checks: an unbound node stays unbound (read-only).
+void bind_node(const NodeId& node, const Principal& p, bool proven = false, bool record = true);
 
 // The nodes whose registers `p` may bring into this database: the set's
 // origin (bound to `p`) and the other nodes bound to `p` (its other devices),

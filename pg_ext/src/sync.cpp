@@ -13,6 +13,7 @@
 #include <rapidjson/writer.h>
 
 extern "C" {
+#include "access/xlog.h"
 #include "pgstat.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
@@ -36,7 +37,13 @@ const Principal& PgEngine::who() {
 }
 
 // serve_exchange has checked the key of a keyed caller.
-void PgEngine::authorize(const NodeId& caller) { bind_node(caller, who(), true); }
+void PgEngine::authorize(const NodeId& caller, bool bind) { bind_node(caller, who(), true, bind); }
+
+bool PgEngine::writable() {
+    bool yes = false;
+    pg_call([&] { yes = !RecoveryInProgress() && !XactReadOnly; });
+    return yes;
+}
 
 // A Postgres database's node id is random (made by the install script);
 // one given a key ('node_key' in lwwsync.state, base64) sends it.
@@ -57,7 +64,10 @@ Cursor PgEngine::cursor_of(const NodeId& peer) {
                 {TEXTOID, TEXTOID, TEXTOID}),
         args, false);
     if (!SPI_processed) {
-        // A cursor from before 0.3 (no principal) belongs to the node's principal.
+        // A cursor from before 0.3 (no principal) belongs to the node's
+        // principal; it moves to it at that node's first push (a read-only
+        // round trip leaves it, and reads no cursor: the push starts at 0).
+        if (!writable()) return Cursor{};
         run(prepare("UPDATE lwwsync.peers SET role = $2::name, subject = $3 WHERE node = $1::uuid AND role = ''"
                     " AND subject = '' RETURNING received, floor",
                     {TEXTOID, TEXTOID, TEXTOID}),
@@ -212,6 +222,8 @@ std::string call_exchange(PGconn* conn, const std::string& request) {
     if (!error.empty()) {
         // A deadlock or serialization failure rolled the peer's exchange back: resend it.
         if (sqlstate == "40P01" || sqlstate == "40001") throw TransientError("peer refused the exchange: " + error);
+        // A hot standby: the same push goes to its primary.
+        if (sqlstate == "25006") throw ReadOnlyError("the peer is read-only: " + error);
         throw Error("peer refused the exchange: " + error);
     }
     return out;

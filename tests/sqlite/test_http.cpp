@@ -81,6 +81,7 @@ struct Script {
     int cut_on = 0;     // apply, then send half the response and drop the connection
     int fail_after_apply_on = 0;
     int fail_after_apply_status = 500;
+    int64_t max_body = 0;  // answer 413 to a body longer than this on the wire, as nginx does (0: no limit)
     int raw_on = 0;  // -1: every request; answer 200 with raw_body, without touching the database
     std::string raw_body, raw_type = "text/html";
 };
@@ -203,6 +204,17 @@ private:
         if (!s.token.empty() && req.get_header_value("Authorization") != "Bearer " + s.token)
             return answer(401, message_json("JWT invalid"));
         if (k <= s.fail_first) return answer(s.fail_status, message_json(s.fail_message));
+        const int64_t wire = req.has_header("Content-Length") ? std::stoll(req.get_header_value("Content-Length"))
+                                                              : static_cast<int64_t>(req.body.size());
+        if (s.max_body > 0 && wire > s.max_body) {
+            const std::string page =
+                "<html><head><title>413 Request Entity Too Large</title></head><body><center><h1>413 Request "
+                "Entity Too Large</h1></center><hr><center>nginx</center></body></html>";
+            res.status = 413;
+            res.set_content(page, "text/html");
+            finish(n, 413, page);
+            return;
+        }
         if (s.raw_on == -1 || k == s.raw_on) {
             res.status = 200;
             res.set_content(s.raw_body, s.raw_type);
@@ -434,6 +446,65 @@ TEST_F(Http, BatchesRespectRowAndByteLimits) {
     EXPECT_GE(pulls, 40u / 7);
     EXPECT_EQ(a.table("t"), s.table("t"));
     EXPECT_EQ(s.i64("SELECT count(*) FROM t"), 340);
+}
+
+// A reverse proxy's body limit (nginx client_max_body_size): the client
+// halves its push on 413 until it passes, keeps that size, and every row
+// arrives once; a single row over the limit fails the sync by name.
+TEST_F(Http, PushesShrinkBelowAProxysBodyLimit) {
+    Db& s = peer("server");
+    Db& a = peer("a");
+    HttpServer& srv = serve(s);
+    const int64_t limit = 8 << 10;
+    srv.script([&](Script& x) { x.max_body = limit; });
+    fill(a, 1, 400, "client");  // ~80 KB of change set: ten times the limit
+    fill(s, 5001, 30, "server");
+    const std::string st = sync_ok(a, srv.url(), "{\"gzip\":false}");
+    EXPECT_EQ(json_int(st, "pushed"), 400) << st;
+    EXPECT_EQ(json_int(st, "pulled"), 30) << st;
+    // Each row applied once: no register came twice (none ignored).
+    EXPECT_EQ(json_int(st, "sent.rows"), 400) << st;
+    EXPECT_EQ(json_int(st, "sent.ignored"), 0) << st;
+    EXPECT_EQ(json_int(st, "sent.applied"), json_int(st, "sent.received")) << st;
+    EXPECT_EQ(s.i64("SELECT count(*) FROM t"), 430);
+    EXPECT_EQ(a.table("t"), s.table("t"));
+    size_t refused = 0, accepted_pushes = 0, after_first_pass = 0;
+    bool passed = false;
+    for (const Seen& x : srv.seen()) {
+        if (x.status == 413) {
+            ++refused;
+            if (passed) ++after_first_pass;
+            continue;
+        }
+        EXPECT_EQ(x.status, 200) << x.response;
+        EXPECT_LE(x.wire_length, limit);
+        if (!member_json(x.body, "push").empty()) {
+            ++accepted_pushes;
+            passed = true;
+        }
+    }
+    // 80 KB down to 8 KB: a few halvings, then the size that passed is kept
+    // (uneven rows may cost one more halving, never a run of them).
+    EXPECT_GE(refused, 3u);
+    EXPECT_LE(refused, 6u);
+    EXPECT_LE(after_first_pass, 1u);
+    EXPECT_GE(accepted_pushes, 10u);
+    // Nothing left: the next sync pushes nothing and is never refused.
+    srv.forget();
+    const std::string again = sync_ok(a, srv.url(), "{\"gzip\":false}");
+    EXPECT_EQ(json_int(again, "pushed"), 0) << again;
+    for (const Seen& x : srv.seen()) EXPECT_EQ(x.status, 200);
+
+    // One row alone over the limit: a clear failure naming the table, and
+    // nothing of it applied; the rows before it went through.
+    a.exec("INSERT INTO t VALUES (9001, 'small', 1, NULL)");
+    a.exec("INSERT INTO t VALUES (9002, printf('%.20000c', 'x'), 2, NULL)");
+    const std::string err = sync_fails(a, srv.url(), "{\"gzip\":false}", {"t"});
+    EXPECT_TRUE(contains(err, "one row of table \"t\"")) << err;
+    EXPECT_TRUE(contains(err, "HTTP 413")) << err;
+    EXPECT_TRUE(contains(err, "client_max_body_size")) << err;
+    EXPECT_EQ(s.i64("SELECT count(*) FROM t WHERE id = 9001"), 1);
+    EXPECT_EQ(s.i64("SELECT count(*) FROM t WHERE id = 9002"), 0);
 }
 
 // ------------------------------------------------------------------ 3

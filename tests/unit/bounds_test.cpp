@@ -54,7 +54,7 @@ public:
     uint64_t clock_now() override { return 0; }
     void observe_clock(uint64_t hlc) override { observed = hlc; }
     uint64_t max_drift_ms() override { return kDefaultMaxDriftMs; }
-    void authorize(const NodeId& n) override { authorized = n.str(); }
+    void authorize(const NodeId& n, bool) override { authorized = n.str(); }
     uint64_t observed = 0;
     std::string authorized;
 };
@@ -285,4 +285,83 @@ TEST(Bounds, NumbersAreReadExactlyOrRefused) {
     NodeId n;
     EXPECT_FALSE(NodeId::try_parse("00000000-0000-0000-0000-000000000000", n));
     EXPECT_NE(error_of(changeset(table(row(kNow), "[\"\\udc00\"]"))).find("not valid UTF-8"), std::string::npos);
+}
+
+namespace {
+
+// Notes what a round trip asked of the engine; writable() as told.
+class NotingEngine : public EmptyEngine {
+public:
+    explicit NotingEngine(bool can_write) : can_write_(can_write) {}
+    bool writable() override { return can_write_; }
+    void authorize(const NodeId& n, bool bind) override {
+        authorized = n.str();
+        bound = bind;
+    }
+    Batch changes(const ChangesRequest&) override {
+        Batch b;
+        b.json = R"({"format":"lwwsync.changeset","version":1,"origin":")" + self().str() +
+                 R"(","since":"0","tables":[],"upto":"0","nodes":[]})";
+        return b;
+    }
+    ApplyCounts retry_parked() override {
+        ++retried;
+        return {};
+    }
+    ApplyCounts apply_from(const NodeId&, const ChangeSet&, Trust) override {
+        ++applied;
+        return {};
+    }
+    bool bound = false;
+    int retried = 0, applied = 0;
+
+private:
+    bool can_write_;
+};
+
+}  // namespace
+
+// A round trip that pushes nothing asks nothing that writes (a hot standby
+// serves it); one that pushes, at a server that cannot write, is refused as
+// read-only before anything runs.
+TEST(Bounds, RoundTripsThatPushNothingWriteNothing) {
+    const NodeId caller = NodeId::random_v4();
+    ExchangeRequest hello;
+    hello.node = caller;
+    ExchangeRequest pull = hello;
+    pull.received = Cursor{};
+    ExchangeRequest push = hello;
+    push.push = R"({"format":"lwwsync.changeset","version":1,"origin":")" + caller.str() +
+                R"(","since":"0","tables":[],"upto":"0","nodes":[]})";
+    ExchangeRequest forked = hello;
+    forked.forked = true;
+
+    NotingEngine standby(false);
+    EXPECT_NO_THROW(serve_exchange(standby, encode_request(hello)));
+    EXPECT_EQ(standby.authorized, caller.str());
+    EXPECT_FALSE(standby.bound);
+    EXPECT_EQ(standby.retried, 0);  // parked rows wait for the next push
+    const ParsedResponse got = decode_response(serve_exchange(standby, encode_request(pull)));
+    EXPECT_TRUE(got.pull.has_value());
+    EXPECT_FALSE(standby.bound);
+    for (const ExchangeRequest* r : {&push, &forked}) {
+        standby.authorized.clear();
+        try {
+            serve_exchange(standby, encode_request(*r));
+            ADD_FAILURE() << "a push was served by a read-only server";
+        } catch (const Error& e) {
+            EXPECT_EQ(e.kind(), ErrorKind::read_only);
+            EXPECT_NE(std::string(e.what()).find("send pushes to the primary"), std::string::npos) << e.what();
+        }
+        EXPECT_TRUE(standby.authorized.empty());  // refused before anything ran
+    }
+    EXPECT_EQ(standby.applied, 0);
+
+    NotingEngine primary(true);
+    serve_exchange(primary, encode_request(hello));
+    EXPECT_FALSE(primary.bound);  // a hello binds nothing there either...
+    EXPECT_EQ(primary.retried, 1);  // ...but retries parked rows where it can write
+    serve_exchange(primary, encode_request(push));
+    EXPECT_TRUE(primary.bound);
+    EXPECT_EQ(primary.applied, 1);
 }
