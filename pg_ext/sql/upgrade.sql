@@ -41,6 +41,10 @@ SELECT has_table_privilege('regress_upg_reader', :'meta', 'SELECT') AS meta_publ
 SELECT * FROM t ORDER BY id;
 -- The capture trigger fires ALWAYS (lww_apply runs in replica mode).
 SELECT tgenabled FROM pg_trigger WHERE tgrelid = 't'::regclass AND tgname = 'lwwsync_capture';
+-- 0.5: captured per statement (transition tables), row by row only while
+-- lww_apply writes; every capture trigger fires ALWAYS.
+SELECT tgname, tgenabled, pg_get_triggerdef(oid) ~ 'WHEN \(lwwsync.lww_applying\(\)\)' AS row_only_in_apply
+  FROM pg_trigger WHERE tgrelid = 't'::regclass AND NOT tgisinternal ORDER BY 1;
 SELECT jsonb_path_query_array(lww_changes(0)::jsonb, '$.tables[0].rows[*].key[0]') AS keys;
 -- The 0.2 cursor waits, without a principal, for its node's principal to claim it.
 SELECT node, role, subject, received FROM lwwsync.peers;
