@@ -5,6 +5,8 @@
 #   2. UPDATE of one column of every row, one statement
 #   3. single-row upsert (INSERT ... ON CONFLICT DO UPDATE), pgbench 1 client
 #   4. single-row UPDATE, pgbench 1 client
+#   5. CPU per one-row statement: 5 000 one-row UPDATEs and upserts in one
+#      transaction (the capture's own cost, without per-transaction work)
 # Needs a running server the caller set up (fsync=off for comparable figures)
 # with lwwsync installed: PGHOST/PGPORT/PGDATABASE/PGUSER as for psql.
 #   bench/pg_capture_bench.sh            (ROWS=100000 REPS=3 SECONDS_TPS=10)
@@ -33,7 +35,7 @@ fill="SELECT i, 'user ' || i, (i % 1000)::int4, i * 0.25, (i % 2)::int4, '2025-0
 # machine is shared, so wall time says more about the neighbours).
 timed() {  # $1: SQL
     "${PSQL[@]}" -At -c "DO \$\$ DECLARE c0 numeric := split_part(pg_read_file('/proc/self/schedstat'), ' ', 1); BEGIN
-        EXECUTE \$q\$$1\$q\$;
+        EXECUTE \$q\$ $1 \$q\$;
         RAISE NOTICE 'ms=%', round((split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::numeric - c0) / 1e6, 1);
         END \$\$" 2>&1 | sed -n 's/.*ms=//p'
 }
@@ -81,6 +83,17 @@ for rep in $(seq 1 "$REPS"); do
     done
 done
 
+declare -A loop_upd loop_ups
+for rep in $(seq 1 "$REPS"); do
+    for kind in plain tracked; do
+        loop_upd[$kind]+="$(timed "DO \$d\$ BEGIN FOR i IN 1..5000 LOOP
+            UPDATE s_$kind SET qty = qty + 1 WHERE id = i; END LOOP; END \$d\$") "
+        loop_ups[$kind]+="$(timed "DO \$d\$ BEGIN FOR i IN 1..5000 LOOP
+            INSERT INTO s_$kind VALUES (i * 2, 'u', 1, 2.5, 1, 'x', 'c', 3, 4.5)
+              ON CONFLICT (id) DO UPDATE SET qty = s_$kind.qty + 1, name = excluded.name; END LOOP; END \$d\$") "
+    done
+done
+
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 printf '| case | plain | tracked | ratio |\n|---|---:|---:|---:|\n'
@@ -88,6 +101,11 @@ printf '| INSERT ... SELECT %s rows x 8 cols (ms) | %s | %s | %sx |\n' "$ROWS" "
     "$(med "${ins[tracked]}")" "$(ratio "$(med "${ins[tracked]}")" "$(med "${ins[plain]}")")"
 printf '| UPDATE one column of every row (ms) | %s | %s | %sx |\n' "$(med "${upd[plain]}")" \
     "$(med "${upd[tracked]}")" "$(ratio "$(med "${upd[tracked]}")" "$(med "${upd[plain]}")")"
+us() { awk -v a="$1" 'BEGIN {printf "%.1f", a * 1000 / 5000}'; }
+printf '| one-row UPDATE, CPU per statement (us) | %s | %s | %sx |\n' "$(us "$(med "${loop_upd[plain]}")")" \
+    "$(us "$(med "${loop_upd[tracked]}")")" "$(ratio "$(med "${loop_upd[tracked]}")" "$(med "${loop_upd[plain]}")")"
+printf '| one-row upsert, CPU per statement (us) | %s | %s | %sx |\n' "$(us "$(med "${loop_ups[plain]}")")" \
+    "$(us "$(med "${loop_ups[tracked]}")")" "$(ratio "$(med "${loop_ups[tracked]}")" "$(med "${loop_ups[plain]}")")"
 printf '| single-row upsert, 1 client (tps) | %s | %s | %s |\n' "$(med "${ups[plain]}")" \
     "$(med "${ups[tracked]}")" "$(ratio "$(med "${ups[tracked]}")" "$(med "${ups[plain]}")")"
 printf '| single-row UPDATE, 1 client (tps) | %s | %s | %s |\n' "$(med "${upds[plain]}")" \

@@ -5,14 +5,11 @@
 -- Local writes are captured per statement: one AFTER ... FOR EACH STATEMENT
 -- trigger per event reads the statement's rows from its transition tables
 -- and stamps them with one metadata read and one metadata write. The row
--- trigger stays for lww_apply's writes (it tells the merge's own write from
--- every other) and is quiet otherwise (docs/ARCHITECTURE.md, "Capture").
+-- trigger stays for session_replication_role = replica, in which lww_apply
+-- writes (it tells the merge's own write from every other): ENABLE REPLICA,
+-- it costs nothing otherwise (docs/ARCHITECTURE.md, "Capture").
 CREATE FUNCTION lwwsync.lww_capture() RETURNS trigger
     AS 'MODULE_PATHNAME', 'lww_capture' LANGUAGE C;
--- Whether lww_apply is writing user tables in this backend (the row
--- trigger's WHEN).
-CREATE FUNCTION lwwsync.lww_applying() RETURNS boolean
-    AS 'MODULE_PATHNAME', 'lww_applying' LANGUAGE C VOLATILE;
 
 -- Tracked tables get the same triggers lww_track creates (track.cpp,
 -- install_capture_triggers).
@@ -21,8 +18,6 @@ DECLARE t regclass;
 BEGIN
     FOR t IN SELECT c.oid::regclass FROM lwwsync.tables AS l JOIN pg_catalog.pg_class AS c ON c.oid = l.relid
     LOOP
-        EXECUTE pg_catalog.format('CREATE OR REPLACE TRIGGER lwwsync_capture AFTER INSERT OR UPDATE OR DELETE ON %s'
-            ' FOR EACH ROW WHEN (lwwsync.lww_applying()) EXECUTE FUNCTION lwwsync.lww_trigger()', t);
         EXECUTE pg_catalog.format('CREATE OR REPLACE TRIGGER lwwsync_capture_ins AFTER INSERT ON %s'
             ' REFERENCING NEW TABLE AS lww_new FOR EACH STATEMENT EXECUTE FUNCTION lwwsync.lww_capture()', t);
         EXECUTE pg_catalog.format('CREATE OR REPLACE TRIGGER lwwsync_capture_upd AFTER UPDATE ON %s'
@@ -30,7 +25,7 @@ BEGIN
             ' EXECUTE FUNCTION lwwsync.lww_capture()', t);
         EXECUTE pg_catalog.format('CREATE OR REPLACE TRIGGER lwwsync_capture_del AFTER DELETE ON %s'
             ' REFERENCING OLD TABLE AS lww_old FOR EACH STATEMENT EXECUTE FUNCTION lwwsync.lww_capture()', t);
-        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER lwwsync_capture,'
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE REPLICA TRIGGER lwwsync_capture,'
             ' ENABLE ALWAYS TRIGGER lwwsync_capture_ins, ENABLE ALWAYS TRIGGER lwwsync_capture_upd,'
             ' ENABLE ALWAYS TRIGGER lwwsync_capture_del', t);
     END LOOP;

@@ -27,7 +27,6 @@ PG_FUNCTION_INFO_V1(lww_seq);
 PG_FUNCTION_INFO_V1(lww_config);
 PG_FUNCTION_INFO_V1(lww_trigger);
 PG_FUNCTION_INFO_V1(lww_capture);
-PG_FUNCTION_INFO_V1(lww_applying);
 PG_FUNCTION_INFO_V1(lww_refuse_truncate);
 }
 
@@ -249,9 +248,6 @@ extern "C" Datum lww_trigger(PG_FUNCTION_ARGS) {
 extern "C" Datum lww_capture(PG_FUNCTION_ARGS) {
     return guarded_entry("lww_capture", [&] { return capture_statement(fcinfo); });
 }
-
-// The row trigger's WHEN: whether lww_apply is writing user tables now.
-extern "C" Datum lww_applying(PG_FUNCTION_ARGS) { PG_RETURN_BOOL(State::get().applying > 0); }
 
 extern "C" Datum lww_refuse_truncate(PG_FUNCTION_ARGS) {
     return guarded_entry("lwwsync", [&]() -> Datum {

@@ -28,7 +28,7 @@ struct MetaSql {
     std::vector<Oid> key_types;
     size_t ncols = 0;
     SPIPlanPtr load = nullptr, load_locked = nullptr, store = nullptr, last = nullptr;
-    SPIPlanPtr load_many = nullptr, load_many_locked = nullptr, store_many = nullptr;
+    SPIPlanPtr load_many = nullptr, load_many_locked = nullptr, store_many = nullptr, insert_many = nullptr;
     // Keys bound as arrays: each key type's array type, or its base type's
     // (a domain without an array type), with the element's storage.
     struct Elem {
@@ -105,10 +105,10 @@ std::unique_ptr<MetaSql> build_sql(const TableInfo& t) {
     arrays.insert(arrays.end(), {INT8ARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, BYTEAARRAYOID});
     std::string all = unnest_keys;
     for (size_t i = 1; i <= 6; ++i) all += ", " + p(n + i);
-    q->store_many = prepare("INSERT INTO " + t.meta + "(" + cols +
-                                "gen, hlc, node, mseq, seq, cols) SELECT * FROM unnest(" + all + ") ON CONFLICT (" +
-                                conflict + update,
-                            arrays);
+    const std::string insert_many =
+        "INSERT INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) SELECT * FROM unnest(" + all + ")";
+    q->store_many = prepare(insert_many + " ON CONFLICT (" + conflict + update, arrays);
+    q->insert_many = prepare(insert_many, arrays);
     return q;
 }
 
@@ -266,11 +266,11 @@ void store_meta(const TableInfo& t, const std::vector<Param>& key, const RowStat
     run(q.store, args, false);
 }
 
-void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows) {
-    if (keys.size() != rows.size()) throw Error("store_meta_many: " + std::to_string(keys.size()) + " keys for " +
-                                                std::to_string(rows.size()) + " rows");
-    if (keys.empty()) return;
-    const MetaSql& q = sql_for(t);
+namespace {
+
+// The parameters of store_many / insert_many: one array per column.
+std::vector<Param> meta_arrays(const MetaSql& q, const std::vector<std::vector<Param>>& keys,
+                               const std::vector<RowState>& rows) {
     const size_t n = rows.size();
     std::vector<Datum> gen(n), hlc(n), node(n), mseq(n), seq(n), blobs(n);
     std::vector<bool> no_blob(n);
@@ -291,8 +291,60 @@ void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& 
     args.push_back(array_param(INT8ARRAYOID, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, mseq));
     args.push_back(array_param(INT8ARRAYOID, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, seq));
     args.push_back(array_param(BYTEAARRAYOID, BYTEAOID, -1, false, TYPALIGN_INT, blobs, &no_blob));
+    return args;
+}
+
+void check_sizes(const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows) {
+    if (keys.size() != rows.size())
+        throw Error("metadata of " + std::to_string(rows.size()) + " rows for " + std::to_string(keys.size()) + " keys");
+}
+
+}  // namespace
+
+void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows) {
+    check_sizes(keys, rows);
+    if (keys.empty()) return;
+    const MetaSql& q = sql_for(t);
+    const std::vector<Param> args = meta_arrays(q, keys, rows);
     AsMetadataOwner owner;
     run(q.store_many, args, false);
+}
+
+void insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows) {
+    check_sizes(keys, rows);
+    if (keys.empty()) return;
+    const MetaSql& q = sql_for(t);
+    const std::vector<Param> args = meta_arrays(q, keys, rows);
+    MemoryContext ctx = CurrentMemoryContext;
+    ResourceOwner resowner = CurrentResourceOwner;
+    auto leave = [&](bool commit) {
+        pg_call([&] {
+            if (commit) ReleaseCurrentSubTransaction();
+            else RollbackAndReleaseCurrentSubTransaction();
+            MemoryContextSwitchTo(ctx);
+            CurrentResourceOwner = resowner;
+        });
+    };
+    pg_call([&] {
+        BeginInternalSubTransaction(nullptr);
+        MemoryContextSwitchTo(ctx);
+    });
+    try {
+        AsMetadataOwner owner;
+        run(q.insert_many, args, false);
+    } catch (const PgError& e) {
+        leave(false);
+        if (e.data()->sqlerrcode != ERRCODE_UNIQUE_VIOLATION) throw;
+        // Another transaction stored one of these rows since they were read
+        // (a merged tombstone of a row this database did not have): what
+        // store_meta_many does for every row.
+        store_meta_many(t, keys, rows);
+        return;
+    } catch (...) {
+        leave(false);
+        throw;
+    }
+    leave(true);
 }
 
 std::vector<int64_t> probe_user_rows(const TableInfo& t, SPITupleTable* meta, const std::vector<uint64_t>& meta_rows,

@@ -226,16 +226,18 @@ int64_t stamp_new_rows(const TableInfo& t, uint64_t hlc) {
 }
 
 // Local writes are captured per statement (lwwsync_capture_ins/_upd/_del,
-// transition tables: trigger.cpp), and row by row while lww_apply writes
-// (lwwsync_capture, quiet otherwise). Created before the table is
-// (re)described: the ALTERs fire lwwsync's event trigger, which must not see
-// a half-written description. ALWAYS: lww_apply writes with
-// session_replication_role = replica (the app's ordinary triggers stay
-// quiet); these still see every write and tell the merge's own from the
-// rest. The same set as lwwsync--0.4--0.5.sql installs.
+// transition tables, ENABLE ALWAYS: trigger.cpp), and row by row under
+// session_replication_role = replica (lwwsync_capture, ENABLE REPLICA):
+// lww_apply writes so (the app's ordinary triggers stay quiet), and the row
+// trigger tells the merge's own write from every other. Created before the
+// table is (re)described: the ALTERs fire lwwsync's event trigger, which must
+// not see a half-written description. The same set as lwwsync--0.4--0.5.sql
+// installs.
 void install_capture_triggers(const std::string& qualified) {
-    // Before ALTER EXTENSION lwwsync UPDATE to 0.5 (its script installs the
-    // same set): the row trigger alone, capturing every write.
+    run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture AFTER INSERT OR UPDATE OR DELETE ON " + qualified +
+            " FOR EACH ROW EXECUTE FUNCTION lwwsync.lww_trigger()");
+    // Before ALTER EXTENSION lwwsync UPDATE to 0.5: the row trigger alone,
+    // ALWAYS, capturing every write.
     bool per_statement = false;
     pg_call([&] {
         per_statement = OidIsValid(LookupFuncName(list_make2(makeString(pstrdup("lwwsync")),
@@ -243,12 +245,8 @@ void install_capture_triggers(const std::string& qualified) {
                                                   0, nullptr, true));
     });
     if (!per_statement) {
-        run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture AFTER INSERT OR UPDATE OR DELETE ON " + qualified +
-                " FOR EACH ROW EXECUTE FUNCTION lwwsync.lww_trigger()");
         run_sql("ALTER TABLE " + qualified + " ENABLE ALWAYS TRIGGER lwwsync_capture");
     } else {
-        run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture AFTER INSERT OR UPDATE OR DELETE ON " + qualified +
-                " FOR EACH ROW WHEN (lwwsync.lww_applying()) EXECUTE FUNCTION lwwsync.lww_trigger()");
         run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture_ins AFTER INSERT ON " + qualified +
                 " REFERENCING NEW TABLE AS lww_new FOR EACH STATEMENT EXECUTE FUNCTION lwwsync.lww_capture()");
         run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture_upd AFTER UPDATE ON " + qualified +
@@ -257,7 +255,7 @@ void install_capture_triggers(const std::string& qualified) {
         run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture_del AFTER DELETE ON " + qualified +
                 " REFERENCING OLD TABLE AS lww_old FOR EACH STATEMENT EXECUTE FUNCTION lwwsync.lww_capture()");
         run_sql("ALTER TABLE " + qualified +
-                " ENABLE ALWAYS TRIGGER lwwsync_capture, ENABLE ALWAYS TRIGGER lwwsync_capture_ins,"
+                " ENABLE REPLICA TRIGGER lwwsync_capture, ENABLE ALWAYS TRIGGER lwwsync_capture_ins,"
                 " ENABLE ALWAYS TRIGGER lwwsync_capture_upd, ENABLE ALWAYS TRIGGER lwwsync_capture_del");
     }
     run_sql("CREATE OR REPLACE TRIGGER lwwsync_no_truncate BEFORE TRUNCATE ON " + qualified +

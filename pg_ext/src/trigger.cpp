@@ -7,9 +7,10 @@
 // C++ and store it back in one statement. Postgres keeps transition tables
 // per query level and drops them with the statement, so nested statements
 // (an app trigger writing a tracked table), savepoints rolled back and
-// errors need no bookkeeping here. While lww_apply writes (State::applying)
-// the row trigger captures instead, row by row, as it must tell the merge's
-// own write from every other (State::own); its WHEN keeps it quiet otherwise.
+// errors need no bookkeeping here. Under session_replication_role = replica
+// (lww_apply writes so) the row trigger captures instead, row by row, as it
+// must tell the merge's own write from every other (State::own): it is
+// ENABLE REPLICA, so it costs nothing otherwise.
 #include "changes.h"
 
 extern "C" {
@@ -118,6 +119,10 @@ struct StatementOp {
     std::vector<bool> changed;  // update: the registers whose value changed
     std::string last;           // delete of a row under row-level security: its values
 };
+
+// Fewer new rows than this go with the rest through INSERT ... ON CONFLICT:
+// the plain INSERT's subtransaction costs more than it saves.
+constexpr size_t kPlainInsertFrom = 32;
 
 // A total order on keys as stored: lock order of the statement's metadata
 // rows, and grouping of a key the statement wrote twice (byte identity).
@@ -228,10 +233,10 @@ public:
         std::vector<RowState> rows;
         std::vector<size_t> same_row(keys.size());  // two spellings of one key: the first one's row
         for (size_t k = 0; k < keys.size(); ++k) same_row[k] = k;
+        std::vector<uint64_t> ids;  // each key's metadata row (0: none)
         if (keys.size() == 1) {
             rows.push_back(load_meta(t_, keys[0]));
         } else {
-            std::vector<uint64_t> ids;
             rows = load_meta_many_ids(t_, keys, true, &ids);
             std::map<uint64_t, size_t> first;
             for (size_t k = 0; k < keys.size(); ++k)
@@ -253,15 +258,27 @@ public:
         if (keys.size() == 1) {
             store_meta(t_, keys[0], rows[0]);
         } else {
-            std::vector<std::vector<Param>> store_keys;
-            std::vector<RowState> store_rows;
-            for (size_t k = 0; k < keys.size(); ++k)
-                if (written[k]) {
-                    store_keys.push_back(keys[k]);
-                    store_rows.push_back(std::move(rows[k]));
+            // Rows that had metadata, and rows that had none (most of an
+            // INSERT's): the latter take the cheaper plain INSERT.
+            std::vector<std::vector<Param>> old_keys, new_keys;
+            std::vector<RowState> old_rows, new_rows;
+            for (size_t k = 0; k < keys.size(); ++k) {
+                if (!written[k]) continue;
+                const bool had = ids[k] != 0;
+                (had ? old_keys : new_keys).push_back(keys[k]);
+                (had ? old_rows : new_rows).push_back(std::move(rows[k]));
+            }
+            if (new_keys.size() < kPlainInsertFrom) {
+                for (size_t k = 0; k < new_keys.size(); ++k) {
+                    old_keys.push_back(std::move(new_keys[k]));
+                    old_rows.push_back(std::move(new_rows[k]));
                 }
-            if (store_keys.size() == 1) store_meta(t_, store_keys[0], store_rows[0]);
-            else store_meta_many(t_, store_keys, store_rows);
+                new_keys.clear();
+                new_rows.clear();
+            }
+            if (old_keys.size() == 1) store_meta(t_, old_keys[0], old_rows[0]);
+            else store_meta_many(t_, old_keys, old_rows);
+            insert_meta_many(t_, new_keys, new_rows);
         }
         for (const StatementOp& op : ops_)
             if (!op.last.empty()) store_last_values(t_, keys[key_of_op[op.key]], op.last);
@@ -302,9 +319,10 @@ Datum capture_statement(FunctionCallInfo fcinfo) {
     TriggerData* td = reinterpret_cast<TriggerData*>(fcinfo->context);
     if (!TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) || !TRIGGER_FIRED_AFTER(td->tg_event))
         throw Error("lww_capture must fire AFTER ... FOR EACH STATEMENT");
+    // Replica mode (lww_apply's writes, and all that fires meanwhile): the
+    // row trigger, ENABLE REPLICA, captured every row of this statement.
+    if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA) return PointerGetDatum(nullptr);
     State& s = State::get();
-    // lww_apply's writes, and all that fires meanwhile: the row trigger's.
-    if (s.applying) return PointerGetDatum(nullptr);
     Tuplestorestate* olds = td->tg_oldtable;
     Tuplestorestate* news = td->tg_newtable;
     if (row_count(olds) == 0 && row_count(news) == 0) return PointerGetDatum(nullptr);
@@ -374,9 +392,9 @@ Datum capture_trigger(FunctionCallInfo fcinfo) {
     const TablePtr t = s.find(RelationGetRelid(td->tg_relation));
     if (!t) return PointerGetDatum(nullptr);
     TupleDesc desc = RelationGetDescr(td->tg_relation);
-    // The trigger fires ALWAYS (also under session_replication_role =
-    // replica, which lww_apply sets): every write is a local write except the
-    // merge's own one (State::own).
+    // The trigger fires in replica mode (ENABLE REPLICA; before the 0.5
+    // upgrade, ALWAYS): lww_apply writes so. Every write is a local write
+    // except the merge's own one (State::own).
     OwnWrite& own = s.own;
 
     if (TRIGGER_FIRED_BY_INSERT(td->tg_event)) {
