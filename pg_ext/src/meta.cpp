@@ -310,9 +310,9 @@ void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& 
     run(q.store_many, args, false);
 }
 
-void insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows) {
+bool insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows) {
     check_sizes(keys, rows);
-    if (keys.empty()) return;
+    if (keys.empty()) return true;
     const MetaSql& q = sql_for(t);
     const std::vector<Param> args = meta_arrays(q, keys, rows);
     MemoryContext ctx = CurrentMemoryContext;
@@ -335,16 +335,13 @@ void insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>&
     } catch (const PgError& e) {
         leave(false);
         if (e.data()->sqlerrcode != ERRCODE_UNIQUE_VIOLATION) throw;
-        // Another transaction stored one of these rows since they were read
-        // (a merged tombstone of a row this database did not have): what
-        // store_meta_many does for every row.
-        store_meta_many(t, keys, rows);
-        return;
+        return false;
     } catch (...) {
         leave(false);
         throw;
     }
     leave(true);
+    return true;
 }
 
 std::vector<int64_t> probe_user_rows(const TableInfo& t, SPITupleTable* meta, const std::vector<uint64_t>& meta_rows,

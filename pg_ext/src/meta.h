@@ -29,9 +29,9 @@ std::vector<RowState> load_meta_many_ids(const TableInfo& t, const std::vector<s
 void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows);
 // store_meta_many for rows that had no metadata when it was read: a plain
 // INSERT (ON CONFLICT's speculative insertion costs as much again), in a
-// subtransaction that falls back to store_meta_many when another
-// transaction stored one of the rows meanwhile.
-void insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows);
+// subtransaction. False, and nothing stored, when another transaction
+// stored one of the rows meanwhile.
+bool insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows);
 // Keeps a deleted row's last values (JSON of the row) in its tombstone, for
 // tables under row-level security: lww_changes judges the tombstone against
 // the puller's SELECT policies with them (docs/SECURITY.md).

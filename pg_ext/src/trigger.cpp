@@ -242,17 +242,19 @@ public:
             for (size_t k = 0; k < keys.size(); ++k)
                 if (ids[k] && !first.emplace(ids[k], k).second) same_row[k] = first[ids[k]];
         }
-        std::vector<bool> written(keys.size(), false);
-        for (StatementOp& op : ops_) {
-            const size_t k = same_row[key_of_op[op.key]];
-            RowState& st = rows[k];
-            const Stamp stamp{s.tick(max_stamp(st)), s.self()};
+        auto stamp = [&](RowState& st, const StatementOp& op) {
+            const Stamp at{s.tick(max_stamp(st)), s.self()};
             const uint64_t seq = s.next_seq();
             switch (op.kind) {
-                case LocalOp::insert: local_insert(st, stamp, seq); break;
-                case LocalOp::remove: local_delete(st, stamp, seq); break;
-                case LocalOp::update: local_update(st, op.changed, stamp, seq); break;
+                case LocalOp::insert: local_insert(st, at, seq); break;
+                case LocalOp::remove: local_delete(st, at, seq); break;
+                case LocalOp::update: local_update(st, op.changed, at, seq); break;
             }
+        };
+        std::vector<bool> written(keys.size(), false);
+        for (const StatementOp& op : ops_) {
+            const size_t k = same_row[key_of_op[op.key]];
+            stamp(rows[k], op);
             written[k] = true;
         }
         if (keys.size() == 1) {
@@ -262,23 +264,30 @@ public:
             // INSERT's): the latter take the cheaper plain INSERT.
             std::vector<std::vector<Param>> old_keys, new_keys;
             std::vector<RowState> old_rows, new_rows;
+            std::vector<size_t> new_at;  // the key of each of new_keys
+            size_t fresh = 0;
+            for (size_t k = 0; k < keys.size(); ++k) fresh += written[k] && ids[k] == 0;
             for (size_t k = 0; k < keys.size(); ++k) {
                 if (!written[k]) continue;
-                const bool had = ids[k] != 0;
-                (had ? old_keys : new_keys).push_back(keys[k]);
-                (had ? old_rows : new_rows).push_back(std::move(rows[k]));
-            }
-            if (new_keys.size() < kPlainInsertFrom) {
-                for (size_t k = 0; k < new_keys.size(); ++k) {
-                    old_keys.push_back(std::move(new_keys[k]));
-                    old_rows.push_back(std::move(new_rows[k]));
-                }
-                new_keys.clear();
-                new_rows.clear();
+                const bool plain = ids[k] == 0 && fresh >= kPlainInsertFrom;
+                (plain ? new_keys : old_keys).push_back(keys[k]);
+                (plain ? new_rows : old_rows).push_back(std::move(rows[k]));
+                if (plain) new_at.push_back(k);
             }
             if (old_keys.size() == 1) store_meta(t_, old_keys[0], old_rows[0]);
             else store_meta_many(t_, old_keys, old_rows);
-            insert_meta_many(t_, new_keys, new_rows);
+            if (!insert_meta_many(t_, new_keys, new_rows)) {
+                // Another transaction stored some of these rows since they
+                // were read (a merged tombstone of a row this database did
+                // not have): read them again, locked, and stamp this
+                // statement's writes to them on top.
+                std::vector<RowState> again = load_meta_many(t_, new_keys, true);
+                std::vector<std::vector<const StatementOp*>> ops_of(keys.size());
+                for (const StatementOp& op : ops_) ops_of[same_row[key_of_op[op.key]]].push_back(&op);
+                for (size_t j = 0; j < new_keys.size(); ++j)
+                    for (const StatementOp* op : ops_of[new_at[j]]) stamp(again[j], *op);
+                store_meta_many(t_, new_keys, again);
+            }
         }
         for (const StatementOp& op : ops_)
             if (!op.last.empty()) store_last_values(t_, keys[key_of_op[op.key]], op.last);
