@@ -12,11 +12,13 @@ CREATE FUNCTION lwwsync.lww_capture() RETURNS trigger
     AS 'MODULE_PATHNAME', 'lww_capture' LANGUAGE C;
 
 -- Tracked tables get the same triggers lww_track creates (track.cpp,
--- install_capture_triggers).
+-- install_capture_triggers); a table in an inheritance tree keeps the row
+-- trigger alone, ALWAYS.
 DO $$
 DECLARE t regclass;
 BEGIN
     FOR t IN SELECT c.oid::regclass FROM lwwsync.tables AS l JOIN pg_catalog.pg_class AS c ON c.oid = l.relid
+              WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits AS i WHERE c.oid IN (i.inhrelid, i.inhparent))
     LOOP
         EXECUTE pg_catalog.format('CREATE OR REPLACE TRIGGER lwwsync_capture_ins AFTER INSERT ON %s'
             ' REFERENCING NEW TABLE AS lww_new FOR EACH STATEMENT EXECUTE FUNCTION lwwsync.lww_capture()', t);

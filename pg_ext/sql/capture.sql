@@ -209,6 +209,32 @@ SELECT string_agg(key->>0, ' ' ORDER BY pos) AS feed_order,
        (SELECT string_agg(id::text, ' ' ORDER BY ctid) FROM a WHERE id IN (7, 3, 9)) AS table_order
   FROM feed(:a0, 'a');
 
+-- ------------------------------------------------------------ inheritance trees
+-- A partition, or a table with inheritance parents or children, keeps the
+-- row trigger alone: a partition's statement triggers do not fire for
+-- writes made through its parent, and a statement on a parent brings its
+-- children's rows in its transition tables.
+CREATE TABLE parted(id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+CREATE TABLE parted_low PARTITION OF parted FOR VALUES FROM (0) TO (100);
+SELECT lww_track('parted_low');
+-- A table joined to a tree after lww_track: lww_track again switches it.
+CREATE TABLE base(id int PRIMARY KEY, v text);
+SELECT lww_track('base');
+CREATE TABLE derived(w text) INHERITS (base);
+SELECT lww_track('base');
+SELECT tgrelid::regclass, tgname, tgenabled FROM pg_trigger
+ WHERE tgrelid IN ('parted_low'::regclass, 'base'::regclass) AND NOT tgisinternal ORDER BY 1, 2;
+SELECT lww_seq() AS p0 \gset
+INSERT INTO parted VALUES (1, 'through the parent'), (2, 'too');
+INSERT INTO base VALUES (1, 'base row');
+INSERT INTO derived VALUES (50, 'derived row', 'w');
+UPDATE base SET v = v || '!';
+SELECT t->>'name' AS tbl, r->'key' AS key, (r->>'gen')::int AS gen,
+       (SELECT jsonb_agg(c->1) FROM jsonb_array_elements(r->'cols') c) AS vals
+  FROM jsonb_array_elements((lww_changes(:p0)::jsonb)->'tables') t, jsonb_array_elements(t->'rows') r
+ ORDER BY 1, 2;
+DROP TABLE parted, derived, base;
+
 -- ------------------------------------------------------------ lww_apply's own writes
 -- While lww_apply writes, the row trigger captures (it tells the merge's
 -- own write from the rest); the statement triggers stay quiet, so nothing

@@ -233,18 +233,34 @@ int64_t stamp_new_rows(const TableInfo& t, uint64_t hlc) {
 // table is (re)described: the ALTERs fire lwwsync's event trigger, which must
 // not see a half-written description. The same set as lwwsync--0.4--0.5.sql
 // installs.
-void install_capture_triggers(const std::string& qualified) {
+void install_capture_triggers(Oid relid, const std::string& qualified) {
     run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture AFTER INSERT OR UPDATE OR DELETE ON " + qualified +
             " FOR EACH ROW EXECUTE FUNCTION lwwsync.lww_trigger()");
-    // Before ALTER EXTENSION lwwsync UPDATE to 0.5: the row trigger alone,
-    // ALWAYS, capturing every write.
+    // The row trigger alone, ALWAYS, capturing every write: before ALTER
+    // EXTENSION lwwsync UPDATE to 0.5, and for a table in an inheritance tree
+    // (a statement on a parent brings its children's rows in its transition
+    // tables, and a partition's statement triggers do not fire for writes
+    // made through its parent).
     bool per_statement = false;
     pg_call([&] {
         per_statement = OidIsValid(LookupFuncName(list_make2(makeString(pstrdup("lwwsync")),
                                                              makeString(pstrdup("lww_capture"))),
                                                   0, nullptr, true));
     });
+    if (per_statement) {
+        run(prepare("SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = $1 OR inhparent = $1 LIMIT 1", {OIDOID}),
+            {oid_param(relid)}, true);
+        per_statement = SPI_processed == 0;
+    }
     if (!per_statement) {
+        // A table that joined an inheritance tree since it was tracked.
+        run(prepare("SELECT tgname::text FROM pg_catalog.pg_trigger WHERE tgrelid = $1"
+                    " AND tgname IN ('lwwsync_capture_ins', 'lwwsync_capture_upd', 'lwwsync_capture_del')",
+                    {OIDOID}),
+            {oid_param(relid)}, true);
+        std::vector<std::string> stale;
+        for (uint64_t i = 0; i < SPI_processed; ++i) stale.push_back(col_text(i, 0));
+        for (const auto& name : stale) run_sql("DROP TRIGGER " + quote_ident(name) + " ON " + qualified);
         run_sql("ALTER TABLE " + qualified + " ENABLE ALWAYS TRIGGER lwwsync_capture");
     } else {
         run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture_ins AFTER INSERT ON " + qualified +
@@ -331,7 +347,7 @@ int64_t track_table(Oid relid) {
     }
 
     // The triggers are the table owner's business: created with the caller's rights.
-    install_capture_triggers(qualified);
+    install_capture_triggers(relid, qualified);
     {
         AsMetadataOwner owner;
         run(prepare("SELECT 1 FROM lwwsync.tables WHERE name = $1 AND relid <> $2", {TEXTOID, OIDOID}),
