@@ -1,46 +1,65 @@
 #include "row_codec.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "error.h"
 
 namespace lww {
 
+void NodeDirectory::remember(uint32_t idx, const NodeId& id) const {
+    by_idx_[idx] = id;
+    by_id_[key(id)] = idx;
+    if (idx >= next_) next_ = idx + 1;
+}
+
 uint32_t NodeDirectory::intern(const NodeId& id, bool* added) {
-    auto it = index_.find(key(id));
-    if (it != index_.end()) {
+    uint32_t idx = 0;
+    if (find(id, &idx)) {
         if (added) *added = false;
-        return it->second;
+        return idx;
     }
-    uint32_t idx = static_cast<uint32_t>(ids_.size());
-    ids_.push_back(id);
-    known_.push_back(true);
-    index_[key(id)] = idx;
+    // A new node takes an index above every persisted one and every one
+    // interned here but not yet persisted.
+    idx = next_;
+    if (source_) idx = std::max(idx, source_->next_index());
+    if (idx == UINT32_MAX) throw Error("too many nodes");
+    remember(idx, id);
     if (added) *added = true;
     return idx;
 }
 
 bool NodeDirectory::find(const NodeId& id, uint32_t* idx) const {
-    auto it = index_.find(key(id));
-    if (it == index_.end()) return false;
-    if (idx) *idx = it->second;
+    auto it = by_id_.find(key(id));
+    uint32_t found = 0;
+    if (it != by_id_.end()) {
+        found = it->second;
+    } else if (source_ && source_->index_of(id, &found)) {
+        remember(found, id);
+    } else {
+        return false;
+    }
+    if (idx) *idx = found;
     return true;
 }
 
-void NodeDirectory::put(uint32_t idx, const NodeId& id) {
-    if (idx >= ids_.size()) {
-        ids_.resize(idx + 1);
-        known_.resize(idx + 1, false);
-    }
-    ids_[idx] = id;
-    known_[idx] = true;
-    index_[key(id)] = idx;
-}
+void NodeDirectory::put(uint32_t idx, const NodeId& id) { remember(idx, id); }
 
 const NodeId& NodeDirectory::id(uint32_t idx) const {
-    if (idx >= ids_.size() || !known_[idx])
-        throw Error("metadata names unknown node index " + std::to_string(idx));
-    return ids_[idx];
+    auto it = by_idx_.find(idx);
+    if (it != by_idx_.end()) return it->second;
+    NodeId found;
+    if (!source_ || !source_->id_at(idx, &found)) throw Error("metadata names unknown node index " + std::to_string(idx));
+    remember(idx, found);
+    return by_idx_.at(idx);
+}
+
+void NodeDirectory::forget_others() {
+    const NodeId self = by_idx_.at(0);
+    by_idx_.clear();
+    by_id_.clear();
+    next_ = 1;
+    remember(0, self);
 }
 
 namespace {

@@ -18,26 +18,45 @@
 
 namespace lww {
 
+// Where a directory that holds only the nodes it has met looks up the rest:
+// the adapter's persisted node table (one indexed lookup per miss), so a
+// server with 100 000 devices never loads them all. Without one, the
+// directory knows exactly what was put or interned.
+class NodeSource {
+public:
+    virtual ~NodeSource() = default;
+    // The stored id of `idx`; false when no node has that index.
+    virtual bool id_at(uint32_t idx, NodeId* id) = 0;
+    // The stored index of `id`; false when unknown (an adapter that records
+    // nodes itself before encoding may leave this to its own lookup).
+    virtual bool index_of(const NodeId& id, uint32_t* idx) { (void)id; (void)idx; return false; }
+    // One past the highest persisted index (where intern() may start).
+    virtual uint32_t next_index() { return 1; }
+};
+
+// Node index <-> node id. Loaded lazily through a NodeSource, so its cost
+// never grows with the number of nodes a database has met (issue 10).
 class NodeDirectory {
 public:
-    explicit NodeDirectory(const NodeId& self) {
-        ids_.push_back(self);
-        known_.push_back(true);
-        index_[key(self)] = 0;
-    }
+    explicit NodeDirectory(const NodeId& self, NodeSource* source = nullptr) : source_(source) { remember(0, self); }
     // Index of `id`, interning it if new (sets `added` so the adapter can persist it).
     uint32_t intern(const NodeId& id, bool* added = nullptr);
     void put(uint32_t idx, const NodeId& id);  // loading persisted rows
     bool find(const NodeId& id, uint32_t* idx = nullptr) const;
     const NodeId& id(uint32_t idx) const;
-    const NodeId& self() const { return ids_[0]; }
-    size_t size() const { return ids_.size(); }
+    const NodeId& self() const { return by_idx_.at(0); }
+    // Forgets every node but this one (another writer may have changed the
+    // persisted table); misses are looked up again.
+    void forget_others();
+    size_t cached() const { return by_idx_.size(); }
 
 private:
+    void remember(uint32_t idx, const NodeId& id) const;
     static std::string key(const NodeId& id) { return std::string(id.bytes.begin(), id.bytes.end()); }
-    std::vector<NodeId> ids_;
-    std::vector<bool> known_;  // a slot filled (not a gap between persisted indexes)
-    std::unordered_map<std::string, uint32_t> index_;
+    NodeSource* source_;
+    mutable std::unordered_map<uint32_t, NodeId> by_idx_;
+    mutable std::unordered_map<std::string, uint32_t> by_id_;
+    mutable uint32_t next_ = 1;  // above every index met: the lowest a new intern may take
 };
 
 struct StoredRow {

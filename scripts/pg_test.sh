@@ -22,6 +22,8 @@ cp -r common pg_ext version.mk "$work/"
 run() {
     if [ "$(id -u)" -eq 0 ]; then chown -R postgres "$work"; su postgres -s /bin/bash -c "$*"; else bash -c "$*"; fi
 }
+# The suites run through su: PG_CONFIG (and its bindir) passed on, they test
+# the Postgres the build installed into. PG_TESTS / PG_ISOLATION pick suites.
 out=$(run "cd '$work/pg_ext' && PATH='$PGBINDIR':\$PATH make -s PG_CONFIG='$PG_CONFIG' EXTRA_REGRESS_OPTS='${EXTRA_REGRESS_OPTS:-}' installcheck ${PG_TESTS:+REGRESS='$PG_TESTS' ISOLATION='${PG_ISOLATION:-}'} 2>&1")
 rc=$?
 echo "$out" | grep -E '^(ok|not ok|test |     |#)|tests passed|failed|FAILED' | grep -v '^#' | head -100

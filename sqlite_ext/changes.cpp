@@ -5,15 +5,13 @@ SQLITE_EXTENSION_INIT3
 
 namespace lww::sq {
 
+// The highest sequence committed (or written by this connection), read in
+// the caller's snapshot: one statement, an index probe per table.
 uint64_t committed_seq(Conn& c) {
-    uint64_t m = 0;
-    Stmt floor(c.db, "SELECT value FROM lww_state WHERE key = 'seq_floor'");
-    if (floor.step()) m = static_cast<uint64_t>(floor.int64(0));
-    for (const auto& t : c.tables()) {
-        Stmt st(c.db, "SELECT max(seq) FROM " + t->meta);
-        if (st.step() && !st.is_null(0) && static_cast<uint64_t>(st.int64(0)) > m) m = st.int64(0);
-    }
-    return m;
+    std::string sql = "SELECT CAST(value AS INTEGER) AS v FROM lww_state WHERE key = 'seq_floor'";
+    for (const auto& t : c.tables()) sql += " UNION ALL SELECT max(seq) FROM " + t->meta;
+    Stmt st(c.db, "SELECT max(v) FROM (" + sql + ")");
+    return st.step() && !st.is_null(0) ? static_cast<uint64_t>(st.int64(0)) : 0;
 }
 
 // The sequence at which a batch of `limit` rows ends, or 0 when everything fits.
@@ -29,6 +27,23 @@ static uint64_t batch_cut(Conn& c, uint64_t after, int64_t limit) {
 }
 
 static Batch collect(Conn& c, const ChangesRequest& req);
+
+// The tables holding rows in (after, upto], found by one statement (an index
+// probe per table), so a small pull reads only the tables it returns rows of.
+static std::vector<TablePtr> tables_with_changes(Conn& c, uint64_t after, uint64_t upto) {
+    const std::vector<TablePtr> all = c.tables();
+    if (all.empty() || upto <= after) return {};
+    std::string sql;
+    for (size_t i = 0; i < all.size(); ++i)
+        sql += (i ? " UNION ALL " : "") + ("SELECT " + std::to_string(i) + " FROM (SELECT 1 FROM " + all[i]->meta +
+                                           " WHERE seq > ?1 AND seq <= ?2 LIMIT 1)");
+    Stmt st(c.db, sql);
+    st.bind_int(1, static_cast<int64_t>(after));
+    st.bind_int(2, static_cast<int64_t>(upto));
+    std::vector<TablePtr> out;
+    while (st.step()) out.push_back(all.at(static_cast<size_t>(st.int64(0))));
+    return out;
+}
 
 Batch collect_changes(Conn& c, const ChangesRequest& req) {
     c.ensure_ready();
@@ -52,10 +67,12 @@ static Batch collect(Conn& c, const ChangesRequest& req) {
     if (req.after < req.since) throw Error("after must not be below since");
     const uint64_t cut = batch_cut(c, req.after, req.limit);
     res.complete = cut == 0;
+    // In this snapshot: a row whose latest write is past `upto` would leave
+    // its older registers (at or below it) behind for good.
     res.upto = cut ? cut : std::max(req.after, committed_seq(c));
 
     ChangeSetWriter w(c.self(), req.since, req.after);
-    for (const auto& tp : c.tables()) {
+    for (const TablePtr& tp : tables_with_changes(c, req.after, res.upto)) {
         const TableInfo& t = *tp;
         std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols";
         for (size_t i = 0; i < t.key.size(); ++i) sql += ", m.k" + std::to_string(i);

@@ -113,13 +113,28 @@ void Conn::lock_for_write() {
     refresh();
 }
 
+// Cost per call: nothing when nobody committed since the last one; else a
+// few indexed lookups, whatever the number of nodes met. Tables are reread
+// when the schema changed (every change of lww_tables comes with DDL: the
+// capture triggers), sequences and clock when another connection committed
+// (its writes took sequences this one must stay above).
 void Conn::refresh() {
     unsigned dv = 0;
     sqlite3_file_control(db, "main", SQLITE_FCNTL_DATA_VERSION, &dv);
     if (loaded_ && dv == data_version_) return;
-    reload();
+    if (!loaded_) {
+        reload();
+        data_version_ = dv;
+        return;
+    }
+    Stmt pv(db, "PRAGMA data_version");  // unchanged by this connection's own commits
+    const int64_t others = pv.step() ? pv.int64(0) : -1;
+    Stmt sv(db, "PRAGMA schema_version");
+    const int64_t schema = sv.step() ? sv.int64(0) : -1;
+    load_self();
+    if (schema != schema_version_) load_tables();
+    if (others != others_version_) recover_seq();
     data_version_ = dv;
-    loaded_ = true;
 }
 
 uint64_t Conn::setting(const char* key, uint64_t dflt) {
@@ -147,6 +162,8 @@ static std::vector<std::string> json_names(const std::string& text) {
 }
 
 void Conn::load_tables() {
+    Stmt sv(db, "PRAGMA schema_version");
+    schema_version_ = sv.step() ? sv.int64(0) : -1;
     tables_.clear();
     Stmt st(db, "SELECT name, key_columns, columns FROM lww_tables ORDER BY name");
     while (st.step()) {
@@ -159,20 +176,27 @@ void Conn::load_tables() {
     }
 }
 
-void Conn::reload() {
+// This node's id (lww_reset_node, a copy detected) and the settings the
+// write path reads; the node directory starts over (one lookup per node met
+// again): what it interned in a rolled-back transaction must not stay.
+void Conn::load_self() {
     Stmt id(db, "SELECT value FROM lww_state WHERE key = 'node_id'");
     if (!id.step()) throw Error("lwwsync metadata is damaged: no node_id in lww_state");
-    NodeId self = NodeId::parse(id.text(0));
-    nodes_ = std::make_unique<NodeDirectory>(self);
-    Stmt ns(db, "SELECT idx, id FROM lww_nodes WHERE idx > 0");
-    while (ns.step()) nodes_->put(static_cast<uint32_t>(ns.int64(0)), NodeId::parse(ns.text(1)));
-    load_tables();
-
+    const NodeId self = NodeId::parse(id.text(0));
+    if (!nodes_ || nodes_->self() != self) nodes_ = std::make_unique<NodeDirectory>(self, this);
+    else nodes_->forget_others();
     clock.set_max_drift_ms(setting("max_drift_ms", kDefaultMaxDriftMs));
     clock.observe(setting("hlc", 0));
+}
+
+// Sequences and stamps other connections issued: the latest row of each
+// table carries the latest this database issued there; merged stamps are
+// covered by the persisted "hlc" setting. One indexed probe per table, only
+// after another connection committed.
+void Conn::recover_seq() {
+    Stmt pv(db, "PRAGMA data_version");
+    others_version_ = pv.step() ? pv.int64(0) : -1;
     uint64_t seq = setting("seq_floor", 0);
-    // The latest row of each table carries the latest stamp this node issued
-    // there; merged stamps are covered by the persisted "hlc" setting.
     for (const auto& tp : tables_) {
         const TableInfo& t = *tp;
         Stmt st(db, "SELECT seq, hlc, cols FROM " + t.meta + " ORDER BY seq DESC LIMIT 1");
@@ -187,6 +211,35 @@ void Conn::reload() {
             if (c.present) clock.observe(c.stamp.hlc);
     }
     if (seq > seq_) seq_ = seq;
+}
+
+void Conn::reload() {
+    nodes_.reset();
+    load_self();
+    load_tables();
+    recover_seq();
+    loaded_ = true;
+}
+
+bool Conn::id_at(uint32_t idx, NodeId* id) {
+    Stmt st(db, "SELECT id FROM lww_nodes WHERE idx = ?1");
+    st.bind_int(1, idx);
+    if (!st.step()) return false;
+    *id = NodeId::parse(st.text(0));
+    return true;
+}
+
+bool Conn::index_of(const NodeId& id, uint32_t* idx) {
+    Stmt st(db, "SELECT idx FROM lww_nodes WHERE id = ?1");
+    st.bind_text(1, id.str());
+    if (!st.step()) return false;
+    *idx = static_cast<uint32_t>(st.int64(0));
+    return true;
+}
+
+uint32_t Conn::next_index() {
+    Stmt st(db, "SELECT coalesce(max(idx), 0) + 1 FROM lww_nodes");
+    return st.step() ? static_cast<uint32_t>(st.int64(0)) : 1;
 }
 
 const std::vector<ForeignKey>& Conn::foreign_keys() {

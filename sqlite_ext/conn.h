@@ -60,7 +60,7 @@ struct MergeWrite {
     const std::map<size_t, const Value*>* cols = nullptr;  // update: register index -> value written
 };
 
-class Conn {
+class Conn : public NodeSource {
 public:
     explicit Conn(sqlite3* db) : db(db) {}
 
@@ -83,7 +83,8 @@ public:
 
     // Creates the metadata tables and this node's id on first use.
     void ensure_ready();
-    // Reloads cached state if anyone (this connection included) committed since.
+    // Brings cached state up to date with what anyone (this connection
+    // included) committed since; constant cost (conn.cpp).
     void refresh();
     bool has_state();
     // device/inode of the main database file; empty without one (memory, temp).
@@ -113,13 +114,21 @@ public:
 
 private:
     void load_tables();
+    void load_self();
+    void recover_seq();
     void upgrade_schema();
+    // NodeSource: lww_nodes, one indexed lookup per node not met yet.
+    bool id_at(uint32_t idx, NodeId* id) override;
+    bool index_of(const NodeId& id, uint32_t* idx) override;
+    uint32_t next_index() override;
 
     std::unique_ptr<NodeDirectory> nodes_;
     std::vector<TablePtr> tables_;
     bool upgraded_ = false;  // this connection checked the schema version
     uint64_t seq_ = 0;
-    unsigned data_version_ = 0;
+    unsigned data_version_ = 0;      // SQLITE_FCNTL_DATA_VERSION: any commit, this connection's too
+    int64_t others_version_ = -1;    // PRAGMA data_version: other connections' commits
+    int64_t schema_version_ = -1;    // PRAGMA schema_version when tables_ was read
     bool loaded_ = false;
     std::vector<ForeignKey> fks_;
     int64_t fk_schema_ = -1;

@@ -64,6 +64,25 @@ uint64_t batch_cut(const std::vector<TablePtr>& tables, uint64_t after, uint64_t
     return SPI_processed ? static_cast<uint64_t>(col_int64(0, 0)) : 0;
 }
 
+// The tables among `tables` with a row changed past `after`: one statement,
+// one index probe per table, so a pull that finds a few rows runs the same
+// statements however many tables are tracked.
+std::vector<TablePtr> changed_since(const std::vector<TablePtr>& tables, uint64_t after) {
+    if (tables.empty()) return {};
+    std::string sql;
+    for (size_t i = 0; i < tables.size(); ++i)
+        sql += (i ? " UNION ALL " : "") + ("SELECT " + std::to_string(i) + " WHERE EXISTS (SELECT FROM " +
+                                            tables[i]->meta + " WHERE seq > $1)");
+    AsMetadataOwner owner;
+    run(prepare(sql, {INT8OID}), {Param{INT8OID, Int64GetDatum(static_cast<int64>(after)), false}}, false);
+    std::vector<TablePtr> out;
+    for (uint64_t r = 0; r < SPI_processed; ++r) {
+        const int64_t i = col_int64(r, 0);
+        if (i >= 0 && static_cast<size_t>(i) < tables.size()) out.push_back(tables[static_cast<size_t>(i)]);
+    }
+    return out;
+}
+
 // A pull carries only the tables whose every tracked column the caller may
 // SELECT; the others are skipped, not fatal.
 bool readable(const TableInfo& t) {
@@ -183,7 +202,6 @@ Batch collect_changes(const ChangesRequest& req) {
 
     const uint64_t m = last_sequence();
     wait_for_writers();
-    s.reload_nodes();  // rows written before the wait may name nodes recorded then
     CanonicalSettings canonical;
 
     if (req.after < req.since) throw Error("after must not be below since");
@@ -195,7 +213,8 @@ Batch collect_changes(const ChangesRequest& req) {
     b.upto = cut ? cut : std::max(req.after, m);
 
     ChangeSetWriter w(self, req.since, req.after);
-    for (const auto& tp : tables) {
+    // Read after the wait, with a fresh snapshot, as the rows below are.
+    for (const auto& tp : changed_since(tables, req.after)) {
         const TableInfo& t = *tp;
         bool opened = false;
         TombstoneJudge judge(t);

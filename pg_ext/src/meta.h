@@ -36,7 +36,7 @@ bool insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>&
 // tables under row-level security: lww_changes judges the tombstone against
 // the puller's SELECT policies with them (docs/SECURITY.md).
 void store_last_values(const TableInfo& t, const std::vector<Param>& key, const std::string& json);
-// decode_row with a node directory refreshed when a row names a node it lacks.
+// decode_row with the backend's node directory, which looks up nodes it lacks.
 RowState decode_meta(const StoredRow& sr, size_t ncols);
 // Row `r` of the current SPI result whose first columns are gen, hlc, node, mseq, cols.
 RowState meta_at(uint64_t r, size_t ncols);

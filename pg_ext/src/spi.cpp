@@ -39,6 +39,8 @@ SpiSession::~SpiSession() {
 }
 
 namespace {
+uint64_t statements = 0;
+
 std::map<std::string, SPIPlanPtr>& plan_cache() {
     static std::map<std::string, SPIPlanPtr> cache;
     return cache;
@@ -67,6 +69,7 @@ uint64_t run(SPIPlanPtr plan, const std::vector<Param>& params, bool read_only, 
         values[i] = params[i].value;
         nulls[i] = params[i].null ? 'n' : ' ';
     }
+    ++statements;
     int rc = 0;
     pg_call([&] { rc = SPI_execute_plan(plan, values.data(), nulls.data(), read_only, limit); });
     if (rc < 0) throw Error(std::string("SPI_execute_plan: ") + SPI_result_code_string(rc));
@@ -74,11 +77,14 @@ uint64_t run(SPIPlanPtr plan, const std::vector<Param>& params, bool read_only, 
 }
 
 uint64_t run_sql(const std::string& sql, bool read_only) {
+    ++statements;
     int rc = 0;
     pg_call([&] { rc = SPI_execute(sql.c_str(), read_only, 0); });
     if (rc < 0) throw Error(std::string("SPI_execute: ") + SPI_result_code_string(rc) + ": " + sql);
     return SPI_processed;
 }
+
+uint64_t statement_count() { return statements; }
 
 Datum col(uint64_t row, int c, bool* isnull) {
     Datum d = 0;

@@ -35,6 +35,9 @@ uint64_t run(SPIPlanPtr plan, const std::vector<Param>& params, bool read_only, 
 // Runs ad-hoc SQL (DDL, one-off statements).
 uint64_t run_sql(const std::string& sql, bool read_only = false);
 
+// Statements run by run and run_sql in this backend (lwwsync.statement_count()).
+uint64_t statement_count();
+
 // Column access on the current SPI_tuptable.
 Datum col(uint64_t row, int col, bool* isnull);
 int64_t col_int64(uint64_t row, int col, bool* isnull = nullptr);

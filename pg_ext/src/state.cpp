@@ -20,89 +20,206 @@ State& State::get() {
     return s;
 }
 
-void State::load_nodes() {
-    AsMetadataOwner owner;
-    run_sql("SELECT value FROM lwwsync.state WHERE key = 'node_id'", false);
-    if (SPI_processed != 1) throw Error("lwwsync metadata is damaged: no node_id in lwwsync.state");
-    nodes_ = std::make_unique<NodeDirectory>(NodeId::parse(col_text(0, 0)));
-    run_sql("SELECT idx, id::text FROM lwwsync.nodes WHERE idx > 0 ORDER BY idx", false);
-    for (uint64_t i = 0; i < SPI_processed; ++i)
-        nodes_->put(static_cast<uint32_t>(col_int64(i, 0)), NodeId::parse(col_text(i, 1)));
+void State::begin() {
+    if (identity_lxid_ != MyProc->lxid) {
+        // Before 0.5 (ALTER EXTENSION lwwsync UPDATE not run yet) no trigger
+        // tells other backends' changes: everything is read again per transaction.
+        if (!invalidated_by_triggers_) all_stale_ = true;
+        check_identity();
+        identity_lxid_ = MyProc->lxid;
+    }
+    if (all_stale_) {
+        pg_call([&] {
+            const Oid nsp = get_namespace_oid("lwwsync", false);
+            tables_oid_ = get_relname_relid("tables", nsp);
+            state_oid_ = get_relname_relid("state", nsp);
+            nodes_oid_ = get_relname_relid("nodes", nsp);
+            invalidated_by_triggers_ = OidIsValid(tables_oid_) &&
+                                       OidIsValid(get_trigger_oid(tables_oid_, "lwwsync_invalidate", true));
+        });
+        all_stale_ = false;
+        tables_stale_ = settings_stale_ = nodes_stale_ = true;
+        seq_oid_ = InvalidOid;
+    }
+    if (tables_stale_) {
+        by_relid_.clear();
+        by_name_.clear();
+        all_.clear();
+        all_valid_ = false;
+        tables_stale_ = false;
+        ndropped_ = 0;
+    }
+    if (ndropped_ > 0) {
+        for (int i = 0; i < ndropped_; ++i) by_relid_.erase(dropped_[i]);
+        ndropped_ = 0;
+        by_name_.clear();  // a renamed table; rebuilt by lookups
+        for (const auto& [relid, t] : by_relid_)
+            if (t) by_name_[t->name] = relid;
+        all_.clear();
+        all_valid_ = false;
+    }
+}
+
+void State::relation_changed(Oid relid) noexcept {
+    if (!OidIsValid(relid) || relid == tables_oid_ || relid == state_oid_ || relid == nodes_oid_) {
+        // Tracking, a setting or the own node id changed (rare: everything
+        // is read again), or the extension was dropped: the oids too.
+        all_stale_ = true;
+    } else if (relid == seq_oid_) {
+        seq_oid_ = InvalidOid;
+    } else if (by_relid_.count(relid)) {
+        if (ndropped_ < kMaxDropped)
+            dropped_[ndropped_++] = relid;
+        else
+            tables_stale_ = true;
+    } else {
+        return;
+    }
+    ++generation_;
+}
+
+void State::transaction_ended(bool committed) noexcept {
+    if (nodes_recorded_ && !committed) nodes_stale_ = true;
+    nodes_recorded_ = false;
+}
+
+void State::subtransaction_aborted() noexcept {
+    // Ids recorded in it are gone; which ones, the cache does not know.
+    if (nodes_recorded_) nodes_stale_ = true;
+    // A rolled-back subtransaction also released the writer lock it took.
+    seq_lxid_ = InvalidLocalTransactionId;
+}
+
+void State::invalidate() {
+    tables_stale_ = true;
+    settings_stale_ = true;
+    ++generation_;
 }
 
 NodeId State::self() { return nodes().self(); }
 
 NodeDirectory& State::nodes() {
-    begin_transaction_if_new();
+    begin();
+    if (nodes_stale_ || !nodes_) {
+        AsMetadataOwner owner;
+        run(prepare("SELECT value FROM lwwsync.state WHERE key = 'node_id'", {}), {}, false);
+        if (SPI_processed != 1) throw Error("lwwsync metadata is damaged: no node_id in lwwsync.state");
+        nodes_ = std::make_unique<NodeDirectory>(NodeId::parse(col_text(0, 0)), static_cast<NodeSource*>(this));
+        nodes_stale_ = false;
+    }
     return *nodes_;
 }
 
-void State::begin_transaction_if_new() {
-    if (tables_lxid_ == MyProc->lxid && nodes_) return;
-    check_identity();
-    // Another backend may have interned nodes or tracked tables since.
-    const uint64_t inval = relcache_inval_;
-    load_nodes();
-    tables_.clear();
+// Runs inside decode_row, whose caller may be reading an SPI result: that
+// result stays current.
+bool State::id_at(uint32_t idx, NodeId* id) {
+    SPITupleTable* saved = SPI_tuptable;
+    const uint64 saved_n = SPI_processed;
+    bool found = false;
     {
         AsMetadataOwner owner;
-        run_sql("SELECT relid FROM lwwsync.tables ORDER BY name", false);
-        std::vector<Oid> relids;
-        for (uint64_t i = 0; i < SPI_processed; ++i) relids.push_back(static_cast<Oid>(col_int64(i, 0)));
-        for (Oid r : relids) {
-            // A table lwwsync cannot describe (its DDL ran with event
-            // triggers off: docs/SCHEMA.md) is left out; it never stops the others.
-            try {
-                tables_.push_back(std::make_shared<const TableInfo>(describe_table(r)));
-            } catch (const Error&) {
-            } catch (const PgError&) {
-            }
-        }
-        run_sql("SELECT value FROM lwwsync.state WHERE key = 'max_drift_ms'", false);
-        clock_.set_max_drift_ms(SPI_processed ? std::stoull(col_text(0, 0)) : kDefaultMaxDriftMs);
-        run_sql("SELECT value FROM lwwsync.state WHERE key = 'hlc'", false);
-        if (SPI_processed) clock_.observe(std::stoull(col_text(0, 0)));
+        run(prepare("SELECT id::text FROM lwwsync.nodes WHERE idx = $1", {INT4OID}),
+            {Param{INT4OID, Int32GetDatum(static_cast<int32>(idx)), false}}, false);
+        found = SPI_processed == 1 && NodeId::try_parse(col_text(0, 0), *id);
     }
-    tables_lxid_ = relcache_inval_ == inval ? MyProc->lxid : InvalidLocalTransactionId;
+    SPI_tuptable = saved;
+    SPI_processed = saved_n;
+    return found;
 }
 
-void State::relation_changed(Oid relid) noexcept {
-    bool ours = !OidIsValid(relid);
-    for (const auto& t : tables_) ours |= t->relid == relid;
-    if (!ours) return;
-    ++relcache_inval_;
-    tables_lxid_ = InvalidLocalTransactionId;
+HybridClock& State::clock() {
+    begin();
+    if (settings_stale_) {
+        const uint64_t gen = generation_;
+        AsMetadataOwner owner;
+        run(prepare("SELECT value FROM lwwsync.state WHERE key = 'max_drift_ms'", {}), {}, false);
+        clock_.set_max_drift_ms(SPI_processed ? std::stoull(col_text(0, 0)) : kDefaultMaxDriftMs);
+        settings_stale_ = generation_ != gen;
+    }
+    // lww_apply in another backend may have merged stamps above this
+    // backend's clock (persist_clock); a later local write in this
+    // transaction may have seen them, so it must stamp above them. Read once
+    // per transaction: one indexed lookup, whatever the number of nodes.
+    if (clock_lxid_ != MyProc->lxid) {
+        AsMetadataOwner owner;
+        run(prepare("SELECT value FROM lwwsync.state WHERE key = 'hlc'", {}), {}, false);
+        if (SPI_processed) clock_.observe(std::stoull(col_text(0, 0)));
+        clock_lxid_ = MyProc->lxid;
+    }
+    return clock_;
+}
+
+TablePtr State::load(Oid relid) {
+    const uint64_t gen = generation_;
+    TablePtr t;
+    // A table lwwsync cannot describe (its DDL ran with event triggers off:
+    // docs/SCHEMA.md) counts as untracked; it never stops the others.
+    try {
+        t = std::make_shared<const TableInfo>(describe_table(relid));
+    } catch (const Error&) {
+    } catch (const PgError&) {
+    }
+    if (generation_ == gen) {
+        by_relid_[relid] = t;
+        if (t) by_name_[t->name] = relid;
+    }
+    return t;
 }
 
 std::vector<TablePtr> State::tables() {
-    begin_transaction_if_new();
-    return tables_;
+    begin();
+    if (all_valid_) return all_;
+    const uint64_t gen = generation_;
+    std::vector<Oid> relids;
+    {
+        AsMetadataOwner owner;
+        run(prepare("SELECT relid FROM lwwsync.tables ORDER BY name", {}), {}, false);
+        for (uint64_t i = 0; i < SPI_processed; ++i) relids.push_back(static_cast<Oid>(col_int64(i, 0)));
+    }
+    std::vector<TablePtr> out;
+    for (Oid r : relids) {
+        auto it = by_relid_.find(r);
+        TablePtr t = it != by_relid_.end() ? it->second : load(r);
+        if (t) out.push_back(std::move(t));
+    }
+    if (generation_ == gen) {
+        all_ = out;
+        all_valid_ = true;
+    }
+    return out;
 }
 
 TablePtr State::find(Oid relid) {
-    begin_transaction_if_new();
-    for (const auto& t : tables_)
-        if (t->relid == relid) return t;
-    return nullptr;
+    begin();
+    auto it = by_relid_.find(relid);
+    if (it != by_relid_.end()) return it->second;
+    if (all_valid_) return nullptr;  // every tracked table is in by_relid_
+    return load(relid);
 }
 
 TablePtr State::find(const std::string& wire_name) {
-    begin_transaction_if_new();
-    for (const auto& t : tables_)
-        if (t->name == wire_name) return t;
-    return nullptr;
-}
-
-void State::invalidate() {
-    tables_lxid_ = InvalidLocalTransactionId;
-    // A rolled-back subtransaction also released the writer lock it took.
-    seq_lxid_ = InvalidLocalTransactionId;
+    begin();
+    auto it = by_name_.find(wire_name);
+    if (it != by_name_.end()) return find(it->second);
+    if (all_valid_) return nullptr;
+    // Names a peer sends are not remembered when unknown: one lookup each.
+    Oid relid = InvalidOid;
+    {
+        AsMetadataOwner owner;
+        Param p{TEXTOID, 0, false};
+        pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(wire_name.data(), static_cast<int>(wire_name.size()))); });
+        run(prepare("SELECT relid FROM lwwsync.tables WHERE name = $1", {TEXTOID}), {p}, false);
+        if (SPI_processed == 1) relid = static_cast<Oid>(col_int64(0, 0));
+    }
+    if (!OidIsValid(relid)) return nullptr;
+    TablePtr t = find(relid);
+    return t && t->name == wire_name ? t : nullptr;
 }
 
 uint64_t State::tick(uint64_t floor) {
-    begin_transaction_if_new();
-    clock_.observe(floor);
-    return clock_.tick(wall_clock_ms());
+    HybridClock& c = clock();
+    c.observe(floor);
+    return c.tick(wall_clock_ms());
 }
 
 uint64_t State::next_seq() {
@@ -111,15 +228,14 @@ uint64_t State::next_seq() {
             // Held until this transaction ends: pullers wait for it (changes.cpp).
             DirectFunctionCall2(pg_advisory_xact_lock_shared_int4, Int32GetDatum(kBarrierKey1),
                                 Int32GetDatum(kBarrierKey2));
-            if (!OidIsValid(seq_oid_)) {
-                Oid nsp = get_namespace_oid("lwwsync", false);
-                seq_oid_ = get_relname_relid("seq", nsp);
-            }
         });
         seq_lxid_ = MyProc->lxid;
     }
     int64 v = 0;
-    pg_call([&] { v = nextval_internal(seq_oid_, false); });
+    pg_call([&] {
+        if (!OidIsValid(seq_oid_)) seq_oid_ = get_relname_relid("seq", get_namespace_oid("lwwsync", false));
+        v = nextval_internal(seq_oid_, false);
+    });
     return static_cast<uint64_t>(v);
 }
 
@@ -132,13 +248,15 @@ uint32_t State::ensure_node(const NodeId& id) {
     pg_call([&] { p.value = PointerGetDatum(cstring_to_text(text.c_str())); });
     // Concurrent recorders of one id wait on the unique index and get the same row.
     run(prepare("SELECT idx FROM lwwsync.nodes WHERE id = $1::uuid", {TEXTOID}), {p}, false);
-    if (SPI_processed == 0)
+    if (SPI_processed == 0) {
+        nodes_recorded_ = true;
         run(prepare("INSERT INTO lwwsync.nodes(id) VALUES ($1::uuid)"
                     " ON CONFLICT (id) DO UPDATE SET id = excluded.id RETURNING idx",
                     {TEXTOID}),
             {p}, false);
+    }
     idx = static_cast<uint32_t>(col_int64(0, 0));
-    nodes_->put(idx, id);
+    nodes().put(idx, id);
     return idx;
 }
 
@@ -286,8 +404,9 @@ NodeId State::reset_node(const std::string& reason) {
     const std::string now = current_identity(&w);
     if (!now.empty()) set_state("identity", now);
     identity_ = now;
-    load_nodes();
-    tables_lxid_ = InvalidLocalTransactionId;
+    // The triggers on lwwsync.state and .nodes invalidate this at the next
+    // command; callers in this one must already see the new id.
+    nodes_stale_ = tables_stale_ = true;
     pg_call([&] { ereport(LOG, (errmsg("lwwsync: node %s takes the new node id %s: %s", old.str().c_str(), fresh.str().c_str(), reason.c_str()))); });
     return fresh;
 }

@@ -1,14 +1,25 @@
 // PostgreSQL adapter: per-backend view of the lwwsync metadata.
 //
 // Truth lives in the lwwsync schema (state, nodes, tables, peers, the
-// sequence and one metadata table per tracked table). A backend caches the
-// node id and node directory; table descriptions are reloaded once per
-// transaction, and after a rolled-back subtransaction. A reload builds new
-// TableInfo objects: whoever is using one (an lww_apply whose user trigger
-// rolled back a savepoint, or called lww_track) keeps its own shared_ptr, so
-// nothing points into a cache that was rebuilt. The HLC is per backend but never issues a stamp below the
-// register it overwrites or below the clock persisted by lww_apply, so a
-// write that saw another write always beats it.
+// sequence and one metadata table per tracked table). A backend caches what
+// it read and keeps it until an invalidation says it changed, so no
+// transaction pays for the number of devices or tracked tables:
+// - nodes: resolved one at a time (index -> id when a row names an unknown
+//   index, id -> index in ensure_node), one indexed lookup per miss;
+// - table descriptions: per relid, dropped by the relcache callback when the
+//   table changes (ALTER TABLE) or when lwwsync.tables changes;
+// - settings (max_drift_ms) and the own node id: dropped (with the rest)
+//   when lwwsync.state (any key but 'hlc') or node index 0 changes.
+// Writes to lwwsync.tables, lwwsync.state and lwwsync.nodes send a relcache
+// invalidation of that table (trigger lwwsync.lww_invalidate, issue 10), so
+// every backend drops what depends on it at its next transaction, and this
+// backend at its next command. The callback only marks what is stale; the
+// caches change at the next State call, never under a caller's feet.
+// A description is never mutated: a new TableInfo replaces it, and whoever
+// uses one (an lww_apply whose user trigger rolled back a savepoint, or
+// called lww_track) keeps its own shared_ptr. The HLC is per backend but
+// never issues a stamp below the register it overwrites or below the clock
+// persisted by lww_apply, so a write that saw another write always beats it.
 #pragma once
 #include "values.h"
 
@@ -56,23 +67,32 @@ struct OwnWrite {
     std::vector<LocalOp> ops;        // local writes to the row meanwhile
 };
 
-class State {
+class State : private NodeSource {
 public:
     static State& get();
 
     NodeId self();
-    NodeDirectory& nodes();  // use at once: a reload replaces it
-    HybridClock& clock() { return clock_; }
+    NodeDirectory& nodes();  // use at once: the next State call may replace it
+    // The clock, having observed the clock lww_apply persisted (read once per
+    // transaction), with max_drift_ms from lww_config.
+    HybridClock& clock();
 
-    // Tracked tables, reloaded once per transaction (copies of the pointers:
-    // a reload during their use leaves them intact).
+    // Tracked tables, ordered by wire name (copies of the pointers: an
+    // invalidation during their use leaves them intact).
     std::vector<TablePtr> tables();
     TablePtr find(Oid relid);
     TablePtr find(const std::string& wire_name);
-    void invalidate();  // after track/untrack
-    // Relcache invalidation callback (entry.cpp): a tracked table (or every
-    // relation: InvalidOid) changed; descriptions reload before their next use.
+    // This backend changed tracking or settings: descriptions and settings
+    // are read again before their next use (other backends learn it from
+    // the invalidation the lwwsync.tables/state triggers send at commit).
+    void invalidate();
+    // Relcache invalidation callback (entry.cpp): `relid` changed (every
+    // relation: InvalidOid). Only marks; never allocates or throws.
     void relation_changed(Oid relid) noexcept;
+    // Transaction callbacks (entry.cpp): node ids this transaction recorded
+    // are gone if it rolls back.
+    void transaction_ended(bool committed) noexcept;
+    void subtransaction_aborted() noexcept;
 
     // A stamp for a local write that must beat `floor` (the register it replaces).
     uint64_t tick(uint64_t floor);
@@ -81,8 +101,6 @@ public:
     uint64_t next_seq();
     // The stored index of a node id, recording it (shared by all backends) if new.
     uint32_t ensure_node(const NodeId& id);
-    // Re-reads the node directory with a fresh snapshot.
-    void reload_nodes() { load_nodes(); }
     void persist_clock();
 
     // Copies and restores (docs/PROTOCOL.md). A new node id now: registers
@@ -101,14 +119,38 @@ public:
     OwnWrite own;      // the merge's write in progress (relid InvalidOid: none)
 
 private:
-    void load_nodes();
-    void begin_transaction_if_new();
+    bool id_at(uint32_t idx, NodeId* id) override;  // NodeSource: one indexed lookup
+    // Every public call starts here: the identity check (once per
+    // transaction) and the invalidations received since the last call.
+    void begin();
+    TablePtr load(Oid relid);
+
+    // Oids of lwwsync.tables, .state, .nodes: their invalidations concern us.
+    Oid tables_oid_ = InvalidOid, state_oid_ = InvalidOid, nodes_oid_ = InvalidOid;
+
+    // The lwwsync_invalidate triggers exist (0.5 and later; checked with the oids).
+    bool invalidated_by_triggers_ = false;
+    // What the callback marked stale, applied by begin().
+    bool all_stale_ = true;       // everything, the oids above too
+    bool tables_stale_ = false;   // every description (this backend's invalidate())
+    bool settings_stale_ = true;  // max_drift_ms
+    bool nodes_stale_ = true;     // the node directory
+    static constexpr int kMaxDropped = 16;
+    Oid dropped_[kMaxDropped] = {};  // single descriptions to drop
+    int ndropped_ = 0;                // past kMaxDropped: tables_stale_
+    // Invalidations received: a lookup during which it moved keeps its
+    // result out of the cache (it may predate the change).
+    uint64_t generation_ = 0;
 
     std::unique_ptr<NodeDirectory> nodes_;
+    bool nodes_recorded_ = false;  // ensure_node inserted in this transaction
     HybridClock clock_;
-    std::vector<TablePtr> tables_;
-    LocalTransactionId tables_lxid_ = InvalidLocalTransactionId;
-    uint64_t relcache_inval_ = 0;  // relation_changed calls, so one during a reload is not lost
+    LocalTransactionId clock_lxid_ = InvalidLocalTransactionId;  // persisted clock observed
+    std::unordered_map<Oid, TablePtr> by_relid_;  // nullptr: not tracked, or cannot be described
+    std::unordered_map<std::string, Oid> by_name_;
+    std::vector<TablePtr> all_;  // every tracked table, when all_valid_
+    bool all_valid_ = false;
+    LocalTransactionId identity_lxid_ = InvalidLocalTransactionId;
     LocalTransactionId seq_lxid_ = InvalidLocalTransactionId;
     Oid seq_oid_ = InvalidOid;
     std::string identity_;  // verified in this backend

@@ -70,24 +70,18 @@ Cursor PgEngine::cursor_of(const NodeId& peer) {
 Batch PgEngine::changes(const ChangesRequest& req) { return collect_changes(req); }
 
 uint64_t PgEngine::clock_now() {
-    State& s = State::get();
-    s.tables();  // the persisted clock of this transaction is loaded
-    return std::max(s.clock().last(), wall_clock_ms() << 16);
+    return std::max(State::get().clock().last(), wall_clock_ms() << 16);
 }
 
 // In memory only: a client persists its clock with its next applied batch
 // (apply_changeset) — writing here, between feed reads, would hold a row
 // lock while the feed waits for writers.
 void PgEngine::observe_clock(uint64_t hlc) {
-    State& s = State::get();
-    s.tables();
-    s.clock().observe(hlc);
+    State::get().clock().observe(hlc);
 }
 
 uint64_t PgEngine::max_drift_ms() {
-    State& s = State::get();
-    s.tables();
-    return s.clock().max_drift_ms();
+    return State::get().clock().max_drift_ms();
 }
 
 // Copies and restores (docs/PROTOCOL.md).

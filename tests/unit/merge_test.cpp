@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <random>
 
+#include "../../common/error.h"
 #include "../../common/merge.h"
 #include "../../common/row_codec.h"
 
@@ -198,6 +200,53 @@ TEST(RowCodec, RoundTripsSparseColumnRegisters) {
     RowState fresh(4);
     local_insert(fresh, Stamp{5, node(1)}, 1);
     EXPECT_TRUE(encode_row(fresh, dir, nullptr).cols.empty()) << "an insert needs no per-column entries";
+}
+
+// A directory too large to load (a server with 100 000 devices) asks its
+// resolver for an index it has not seen, once, and refuses an index nobody has.
+TEST(RowCodec, ResolvesUnknownNodeIndexesOnceThroughTheResolver) {
+    struct Stored : NodeSource {
+        std::map<uint32_t, NodeId> rows;
+        int lookups = 0;
+        bool id_at(uint32_t idx, NodeId* id) override {
+            ++lookups;
+            auto it = rows.find(idx);
+            if (it == rows.end()) return false;
+            *id = it->second;
+            return true;
+        }
+    } stored;
+    stored.rows[70000] = node(9);
+    stored.rows[3] = node(4);
+    NodeDirectory writer(node(1));
+    writer.put(70000, node(9));
+    writer.put(3, node(4));
+    RowState s(2);
+    local_insert(s, Stamp{100, node(9)}, 1);
+    IncomingRow remote;
+    remote.gen = 1;
+    remote.cols.emplace_back(1, Stamp{300, node(4)});
+    merge_row(s, remote, 2);
+    const StoredRow row = encode_row(s, writer, nullptr);
+
+    NodeDirectory reader(node(1), &stored);
+    EXPECT_TRUE(same(decode_row(row, 2, reader), s));
+    EXPECT_EQ(stored.lookups, 2);
+    EXPECT_TRUE(same(decode_row(row, 2, reader), s));
+    EXPECT_EQ(stored.lookups, 2) << "a resolved index is remembered";
+    uint32_t idx = 0;
+    ASSERT_TRUE(reader.find(node(4), &idx)) << "and its id maps back to it";
+    EXPECT_EQ(idx, 3u);
+    EXPECT_EQ(reader.intern(node(7)), 70001u) << "a new node takes an index above every one known";
+
+    StoredRow unknown = row;
+    unknown.row_node = 5;
+    try {
+        decode_row(unknown, 2, reader);
+        ADD_FAILURE() << "an index nobody has decodes";
+    } catch (const Error& e) {
+        EXPECT_STREQ(e.what(), "metadata names unknown node index 5");
+    }
 }
 
 TEST(RowCodec, TriggerFastPathMatchesTheGeneralEncoder) {
