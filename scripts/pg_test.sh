@@ -7,8 +7,14 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-make -C pg_ext -s >/dev/null || { echo "pg_ext build failed"; echo "0 passed, 1 failed"; exit 1; }
-$SUDO make -C pg_ext -s install >/dev/null || { echo "pg_ext install failed"; echo "0 passed, 1 failed"; exit 1; }
+# PG_CONFIG picks the Postgres to build for, install into and test with
+# (default: the one on PATH).
+PG_CONFIG=${PG_CONFIG:-pg_config}
+PG_CONFIG=$(command -v "$PG_CONFIG") || { echo "pg_config not found"; echo "0 passed, 1 failed"; exit 1; }
+PGBINDIR=$("$PG_CONFIG" --bindir)
+export PG_CONFIG
+make -C pg_ext -s PG_CONFIG="$PG_CONFIG" >/dev/null || { echo "pg_ext build failed"; echo "0 passed, 1 failed"; exit 1; }
+$SUDO make -C pg_ext -s PG_CONFIG="$PG_CONFIG" install >/dev/null || { echo "pg_ext install failed"; echo "0 passed, 1 failed"; exit 1; }
 
 work=$(mktemp -d /tmp/lwwsync-pgtest.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -16,8 +22,9 @@ cp -r common pg_ext version.mk "$work/"
 run() {
     if [ "$(id -u)" -eq 0 ]; then chown -R postgres "$work"; su postgres -s /bin/bash -c "$*"; else bash -c "$*"; fi
 }
-# The suites run through su: PG_CONFIG passed on, they test the Postgres the build installed into.
-out=$(run "cd '$work/pg_ext' && make -s installcheck ${PG_CONFIG:+PG_CONFIG='$PG_CONFIG'} 2>&1")
+# The suites run through su: PG_CONFIG (and its bindir) passed on, they test
+# the Postgres the build installed into. PG_TESTS / PG_ISOLATION pick suites.
+out=$(run "cd '$work/pg_ext' && PATH='$PGBINDIR':\$PATH make -s PG_CONFIG='$PG_CONFIG' EXTRA_REGRESS_OPTS='${EXTRA_REGRESS_OPTS:-}' installcheck ${PG_TESTS:+REGRESS='$PG_TESTS' ISOLATION='${PG_ISOLATION:-}'} 2>&1")
 rc=$?
 echo "$out" | grep -E '^(ok|not ok|test |     |#)|tests passed|failed|FAILED' | grep -v '^#' | head -100
 if [ $rc -ne 0 ]; then

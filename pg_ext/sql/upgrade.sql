@@ -39,8 +39,10 @@ UNION ALL (SELECT * FROM fresh_members EXCEPT SELECT * FROM members());
 -- Metadata is its owner's now; the data and the metadata survived.
 SELECT has_table_privilege('regress_upg_reader', :'meta', 'SELECT') AS meta_public_in_03;
 SELECT * FROM t ORDER BY id;
--- The capture trigger fires ALWAYS (lww_apply runs in replica mode).
-SELECT tgenabled FROM pg_trigger WHERE tgrelid = 't'::regclass AND tgname = 'lwwsync_capture';
+-- 0.5: captured per statement (transition tables, ALWAYS), row by row in
+-- replica mode only, in which lww_apply writes (REPLICA).
+SELECT tgname, tgenabled, tgtype & 1 = 1 AS per_row
+  FROM pg_trigger WHERE tgrelid = 't'::regclass AND NOT tgisinternal ORDER BY 1;
 SELECT jsonb_path_query_array(lww_changes(0)::jsonb, '$.tables[0].rows[*].key[0]') AS keys;
 -- The 0.2 cursor waits, without a principal, for its node's principal to claim it.
 SELECT node, role, subject, received FROM lwwsync.peers;

@@ -9,7 +9,8 @@ namespace lww::pg {
 
 int64_t track_table(Oid relid);
 bool untrack_table(Oid relid);
-Datum capture_trigger(FunctionCallInfo fcinfo);
+Datum capture_trigger(FunctionCallInfo fcinfo);    // row by row, while lww_apply writes
+Datum capture_statement(FunctionCallInfo fcinfo);  // every other write, per statement
 // Records local writes made to a row while lww_apply wrote it (State::own),
 // on top of the merged metadata.
 void replay_local_ops(const TableInfo& t, const std::vector<Param>& key, const std::vector<LocalOp>& ops);

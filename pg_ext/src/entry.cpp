@@ -26,6 +26,7 @@ PG_FUNCTION_INFO_V1(lww_sync);
 PG_FUNCTION_INFO_V1(lww_seq);
 PG_FUNCTION_INFO_V1(lww_config);
 PG_FUNCTION_INFO_V1(lww_trigger);
+PG_FUNCTION_INFO_V1(lww_capture);
 PG_FUNCTION_INFO_V1(lww_refuse_truncate);
 PG_FUNCTION_INFO_V1(lww_invalidate);
 PG_FUNCTION_INFO_V1(lww_statement_count);
@@ -257,6 +258,10 @@ extern "C" Datum lww_config(PG_FUNCTION_ARGS) {
 
 extern "C" Datum lww_trigger(PG_FUNCTION_ARGS) {
     return guarded_entry("lww_trigger", [&] { return capture_trigger(fcinfo); });
+}
+
+extern "C" Datum lww_capture(PG_FUNCTION_ARGS) {
+    return guarded_entry("lww_capture", [&] { return capture_statement(fcinfo); });
 }
 
 extern "C" Datum lww_refuse_truncate(PG_FUNCTION_ARGS) {

@@ -1,6 +1,7 @@
 #include "meta.h"
 
 extern "C" {
+#include "storage/itemptr.h"
 #include "utils/array.h"
 }
 
@@ -17,27 +18,207 @@ std::vector<Param> key_params(const TableInfo& t, const std::vector<Datum>& key,
     return p;
 }
 
-static std::string key_where(const TableInfo& t) {
-    std::string w;
-    for (size_t i = 0; i < t.key.size(); ++i)
-        w += (i ? " AND " : "") + ("k" + std::to_string(i) + " = $" + std::to_string(i + 1));
-    return w;
-}
+namespace {
 
-static std::vector<Oid> key_oids(const TableInfo& t) {
+// The statements on one table's metadata, built once per table description
+// (SQL text, parameter types, array element types): a write names its plans
+// directly, with no string building and no catalog lookup per row.
+struct MetaSql {
+    std::string meta;
+    std::vector<Oid> key_types;
+    size_t ncols = 0;
+    SPIPlanPtr load = nullptr, load_locked = nullptr, store = nullptr, last = nullptr;
+    SPIPlanPtr load_many = nullptr, load_many_locked = nullptr, store_many = nullptr, insert_many = nullptr;
+    // Keys bound as arrays: each key type's array type, or its base type's
+    // (a domain without an array type), with the element's storage.
+    struct Elem {
+        Oid type = InvalidOid, array = InvalidOid;
+        int16 len = 0;
+        bool byval = false;
+        char align = 'i';
+    };
+    std::vector<Elem> elems;
+};
+
+std::vector<Oid> key_oids(const TableInfo& t) {
     std::vector<Oid> o;
     for (const auto& k : t.key_types) o.push_back(k.type);
     return o;
 }
 
+std::unique_ptr<MetaSql> build_sql(const TableInfo& t) {
+    auto q = std::make_unique<MetaSql>();
+    q->meta = t.meta;
+    q->key_types = key_oids(t);
+    q->ncols = t.cols.size();
+    const size_t n = t.key.size();
+    auto k = [](size_t i) { return "k" + std::to_string(i); };
+    auto p = [](size_t i) { return "$" + std::to_string(i); };
+    std::string where, cols, params, conflict, match, unnest_keys, knames;
+    for (size_t i = 0; i < n; ++i) {
+        where += (i ? " AND " : "") + k(i) + " = " + p(i + 1);
+        cols += k(i) + ", ";
+        params += p(i + 1) + ", ";
+        conflict += (i ? ", " : "") + k(i);
+        match += (i ? " AND " : "") + ("m." + k(i) + " = u." + k(i) + t.key_collate[i]);
+        unnest_keys += (i ? ", " : "") + p(i + 1);
+        knames += k(i) + ", ";
+    }
+    const std::string update = ") DO UPDATE SET gen = excluded.gen, hlc = excluded.hlc, node = excluded.node,"
+                               " mseq = excluded.mseq, seq = excluded.seq, cols = excluded.cols";
+    pg_call([&] {
+        for (size_t i = 0; i < n; ++i) {
+            MetaSql::Elem e;
+            e.type = t.key_types[i].type;
+            e.array = get_array_type(e.type);
+            if (!OidIsValid(e.array)) {  // a domain without an array type: its base type's
+                e.type = t.key_types[i].base;
+                e.array = get_array_type(e.type);
+            }
+            if (!OidIsValid(e.array)) elog(ERROR, "no array type for the key type of %s", t.name.c_str());
+            get_typlenbyvalalign(e.type, &e.len, &e.byval, &e.align);
+            q->elems.push_back(e);
+        }
+    });
+    std::vector<Oid> types = q->key_types;
+    const std::string load = "SELECT gen, hlc, node, mseq, cols FROM " + t.meta + " WHERE " + where;
+    q->load = prepare(load, types);
+    q->load_locked = prepare(load + " FOR UPDATE", types);
+    types.insert(types.end(), {INT8OID, INT8OID, INT4OID, INT8OID, INT8OID, BYTEAOID});
+    q->store = prepare("INSERT INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) VALUES (" + params +
+                           p(n + 1) + ", " + p(n + 2) + ", " + p(n + 3) + ", " + p(n + 4) + ", " + p(n + 5) + ", " +
+                           p(n + 6) + ") ON CONFLICT (" + conflict + update,
+                       types);
+    types = q->key_types;
+    types.push_back(TEXTOID);
+    q->last = prepare("UPDATE " + t.meta + " SET last = " + p(n + 1) + "::jsonb WHERE " + where, types);
+
+    std::vector<Oid> arrays;
+    for (const auto& e : q->elems) arrays.push_back(e.array);
+    // Columns 0-4 as meta_at reads them, then the key's position and the
+    // metadata row's identity (two spellings of one key find one row).
+    const std::string many = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols, u.n, m.ctid FROM unnest(" + unnest_keys +
+                             ") WITH ORDINALITY AS u(" + knames + "n) JOIN " + t.meta + " AS m ON " + match +
+                             " ORDER BY u.n";
+    q->load_many = prepare(many, arrays);
+    q->load_many_locked = prepare(many + " FOR UPDATE OF m", arrays);
+    arrays.insert(arrays.end(), {INT8ARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, BYTEAARRAYOID});
+    std::string all = unnest_keys;
+    for (size_t i = 1; i <= 6; ++i) all += ", " + p(n + i);
+    const std::string insert_many =
+        "INSERT INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) SELECT * FROM unnest(" + all + ")";
+    q->store_many = prepare(insert_many + " ON CONFLICT (" + conflict + update, arrays);
+    q->insert_many = prepare(insert_many, arrays);
+    return q;
+}
+
+// Per table; rebuilt when the description names another metadata table or
+// other key types (the plans themselves follow DDL through the plan cache).
+const MetaSql& sql_for(const TableInfo& t) {
+    static std::map<Oid, std::unique_ptr<MetaSql>> cache;
+    auto& slot = cache[t.relid];
+    if (!slot || slot->meta != t.meta || slot->ncols != t.cols.size() || slot->key_types.size() != t.key_types.size() ||
+        !std::equal(slot->key_types.begin(), slot->key_types.end(), t.key_types.begin(),
+                    [](Oid a, const ColumnType& b) { return a == b.type; })) {
+        slot.reset();
+        slot = build_sql(t);
+    }
+    return *slot;
+}
+
+// The stored form of `st`, its nodes recorded first (a known node costs a
+// lookup in memory, no statement).
+StoredRow encode_meta(const RowState& st) {
+    State& s = State::get();
+    if (st.row.present) s.ensure_node(st.row.stamp.node);
+    for (const auto& c : st.cols)
+        if (c.present) s.ensure_node(c.stamp.node);
+    return encode_row(st, s.nodes(), nullptr);
+}
+
+Param int8_param(int64_t v) { return Param{INT8OID, Int64GetDatum(v), false}; }
+
+Param bytea_param(const std::string& b) {
+    Param out{BYTEAOID, 0, false};
+    pg_call([&] {
+        bytea* v = static_cast<bytea*>(palloc(VARHDRSZ + b.size()));
+        SET_VARSIZE(v, VARHDRSZ + b.size());
+        memcpy(VARDATA(v), b.data(), b.size());
+        out.value = PointerGetDatum(v);
+    });
+    return out;
+}
+
+// A one-dimensional array parameter (`nulls`: which elements are NULL).
+Param array_param(Oid array_type, Oid elem, int16 len, bool byval, char align, std::vector<Datum>& vals,
+                  const std::vector<bool>* nulls = nullptr) {
+    Param out{array_type, 0, false};
+    pg_call([&] {
+        int dims = static_cast<int>(vals.size()), lbs = 1;
+        bool* isnull = nullptr;
+        if (nulls) {
+            isnull = static_cast<bool*>(palloc(sizeof(bool) * (vals.size() + 1)));
+            for (size_t i = 0; i < vals.size(); ++i) isnull[i] = (*nulls)[i];
+        }
+        out.value = PointerGetDatum(construct_md_array(vals.data(), isnull, 1, &dims, &lbs, elem, len, byval, align));
+    });
+    return out;
+}
+
+std::vector<Param> key_arrays(const MetaSql& q, const std::vector<std::vector<Param>>& keys) {
+    std::vector<Param> arrays;
+    std::vector<Datum> vals(keys.size());
+    for (size_t k = 0; k < q.elems.size(); ++k) {
+        for (size_t r = 0; r < keys.size(); ++r) vals[r] = keys[r][k].value;
+        const auto& e = q.elems[k];
+        arrays.push_back(array_param(e.array, e.type, e.len, e.byval, e.align, vals));
+    }
+    return arrays;
+}
+
+}  // namespace
+
 RowState load_meta(const TableInfo& t, const std::vector<Param>& key, bool lock) {
+    const MetaSql& q = sql_for(t);
     AsMetadataOwner owner;
-    SPIPlanPtr plan = prepare("SELECT gen, hlc, node, mseq, cols FROM " + t.meta + " WHERE " + key_where(t) +
-                                  (lock ? " FOR UPDATE" : ""),
-                              key_oids(t));
-    run(plan, key, false);
+    run(lock ? q.load_locked : q.load, key, false);
     if (SPI_processed == 0) return RowState(t.cols.size());
     return meta_at(0, t.cols.size());
+}
+
+std::vector<RowState> load_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, bool lock) {
+    return load_meta_many_ids(t, keys, lock, nullptr);
+}
+
+std::vector<RowState> load_meta_many_ids(const TableInfo& t, const std::vector<std::vector<Param>>& keys, bool lock,
+                                         std::vector<uint64_t>* row_ids) {
+    std::vector<RowState> out(keys.size(), RowState(t.cols.size()));
+    if (row_ids) row_ids->assign(keys.size(), 0);
+    if (keys.empty()) return out;
+    const MetaSql& q = sql_for(t);
+    const std::vector<Param> arrays = key_arrays(q, keys);
+    SPITupleTable* result = nullptr;
+    uint64_t n = 0;
+    {
+        AsMetadataOwner owner;
+        n = run(lock ? q.load_many_locked : q.load_many, arrays, false);
+        result = SPI_tuptable;
+    }
+    for (uint64_t r = 0; r < n; ++r) {
+        SPI_tuptable = result;  // decoding may reload the node directory
+        const int64_t at = col_int64(r, 5);
+        if (at < 1 || static_cast<size_t>(at) > keys.size()) continue;
+        if (row_ids) {
+            bool isnull = false;
+            const ItemPointer tid = reinterpret_cast<ItemPointer>(DatumGetPointer(col(r, 6, &isnull)));
+            // 0 stays "no row": block numbers are shifted past it.
+            (*row_ids)[at - 1] = ((uint64_t(ItemPointerGetBlockNumberNoCheck(tid)) + 1) << 16) |
+                                 ItemPointerGetOffsetNumberNoCheck(tid);
+        }
+        out[at - 1] = meta_at(r, t.cols.size());
+    }
+    SPI_tuptable = result;
+    return out;
 }
 
 RowState meta_at(uint64_t r, size_t ncols) {
@@ -56,58 +237,105 @@ RowState decode_meta(const StoredRow& sr, size_t ncols) {
 }
 
 void store_last_values(const TableInfo& t, const std::vector<Param>& key, const std::string& json) {
-    AsMetadataOwner owner;
-    std::vector<Oid> types = key_oids(t);
-    types.push_back(TEXTOID);
+    const MetaSql& q = sql_for(t);
     std::vector<Param> args = key;
     Param j{TEXTOID, 0, false};
     pg_call([&] { j.value = PointerGetDatum(cstring_to_text_with_len(json.data(), static_cast<int>(json.size()))); });
     args.push_back(j);
-    run(prepare("UPDATE " + t.meta + " SET last = $" + std::to_string(key.size() + 1) + "::jsonb WHERE " + key_where(t),
-                types),
-        args, false);
+    AsMetadataOwner owner;
+    run(q.last, args, false);
 }
 
 void store_meta(const TableInfo& t, const std::vector<Param>& key, const RowState& st) {
-    State& s = State::get();
-    if (st.row.present) s.ensure_node(st.row.stamp.node);
-    for (const auto& c : st.cols)
-        if (c.present) s.ensure_node(c.stamp.node);
-    StoredRow sr = encode_row(st, s.nodes(), nullptr);
-    AsMetadataOwner owner;
-    std::string cols, params, conflict;
-    for (size_t i = 0; i < t.key.size(); ++i) {
-        cols += "k" + std::to_string(i) + ", ";
-        params += "$" + std::to_string(i + 1) + ", ";
-        conflict += (i ? ", k" : "k") + std::to_string(i);
-    }
-    const size_t n = t.key.size();
-    auto p = [&](size_t i) { return "$" + std::to_string(n + i); };
-    std::vector<Oid> types = key_oids(t);
-    types.insert(types.end(), {INT8OID, INT8OID, INT4OID, INT8OID, INT8OID, BYTEAOID});
-    SPIPlanPtr plan = prepare("INSERT INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) VALUES (" + params +
-                                  p(1) + ", " + p(2) + ", " + p(3) + ", " + p(4) + ", " + p(5) + ", " + p(6) +
-                                  ") ON CONFLICT (" + conflict +
-                                  ") DO UPDATE SET gen = excluded.gen, hlc = excluded.hlc, node = excluded.node,"
-                                  " mseq = excluded.mseq, seq = excluded.seq, cols = excluded.cols",
-                              types);
+    const MetaSql& q = sql_for(t);
+    const StoredRow sr = encode_meta(st);
     std::vector<Param> args = key;
-    args.push_back(Param{INT8OID, Int64GetDatum(static_cast<int64>(sr.gen)), false});
-    args.push_back(Param{INT8OID, Int64GetDatum(static_cast<int64>(sr.row_hlc)), false});
+    args.push_back(int8_param(static_cast<int64_t>(sr.gen)));
+    args.push_back(int8_param(static_cast<int64_t>(sr.row_hlc)));
     args.push_back(Param{INT4OID, Int32GetDatum(static_cast<int32>(sr.row_node)), false});
-    args.push_back(Param{INT8OID, Int64GetDatum(static_cast<int64>(sr.row_seq)), false});
-    args.push_back(Param{INT8OID, Int64GetDatum(static_cast<int64>(st.max_seq())), false});
-    Param blob{BYTEAOID, 0, sr.cols.empty()};
-    if (!sr.cols.empty()) {
-        pg_call([&] {
-            bytea* b = static_cast<bytea*>(palloc(VARHDRSZ + sr.cols.size()));
-            SET_VARSIZE(b, VARHDRSZ + sr.cols.size());
-            memcpy(VARDATA(b), sr.cols.data(), sr.cols.size());
-            blob.value = PointerGetDatum(b);
-        });
+    args.push_back(int8_param(static_cast<int64_t>(sr.row_seq)));
+    args.push_back(int8_param(static_cast<int64_t>(st.max_seq())));
+    args.push_back(sr.cols.empty() ? Param{BYTEAOID, 0, true} : bytea_param(sr.cols));
+    AsMetadataOwner owner;
+    run(q.store, args, false);
+}
+
+namespace {
+
+// The parameters of store_many / insert_many: one array per column.
+std::vector<Param> meta_arrays(const MetaSql& q, const std::vector<std::vector<Param>>& keys,
+                               const std::vector<RowState>& rows) {
+    const size_t n = rows.size();
+    std::vector<Datum> gen(n), hlc(n), node(n), mseq(n), seq(n), blobs(n);
+    std::vector<bool> no_blob(n);
+    for (size_t i = 0; i < n; ++i) {
+        const StoredRow sr = encode_meta(rows[i]);
+        gen[i] = Int64GetDatum(static_cast<int64>(sr.gen));
+        hlc[i] = Int64GetDatum(static_cast<int64>(sr.row_hlc));
+        node[i] = Int32GetDatum(static_cast<int32>(sr.row_node));
+        mseq[i] = Int64GetDatum(static_cast<int64>(sr.row_seq));
+        seq[i] = Int64GetDatum(static_cast<int64>(rows[i].max_seq()));
+        no_blob[i] = sr.cols.empty();
+        if (!no_blob[i]) blobs[i] = bytea_param(sr.cols).value;
     }
-    args.push_back(blob);
-    run(plan, args, false);
+    std::vector<Param> args = key_arrays(q, keys);
+    args.push_back(array_param(INT8ARRAYOID, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, gen));
+    args.push_back(array_param(INT8ARRAYOID, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, hlc));
+    args.push_back(array_param(INT4ARRAYOID, INT4OID, 4, true, TYPALIGN_INT, node));
+    args.push_back(array_param(INT8ARRAYOID, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, mseq));
+    args.push_back(array_param(INT8ARRAYOID, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, seq));
+    args.push_back(array_param(BYTEAARRAYOID, BYTEAOID, -1, false, TYPALIGN_INT, blobs, &no_blob));
+    return args;
+}
+
+void check_sizes(const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows) {
+    if (keys.size() != rows.size())
+        throw Error("metadata of " + std::to_string(rows.size()) + " rows for " + std::to_string(keys.size()) + " keys");
+}
+
+}  // namespace
+
+void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows) {
+    check_sizes(keys, rows);
+    if (keys.empty()) return;
+    const MetaSql& q = sql_for(t);
+    const std::vector<Param> args = meta_arrays(q, keys, rows);
+    AsMetadataOwner owner;
+    run(q.store_many, args, false);
+}
+
+bool insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows) {
+    check_sizes(keys, rows);
+    if (keys.empty()) return true;
+    const MetaSql& q = sql_for(t);
+    const std::vector<Param> args = meta_arrays(q, keys, rows);
+    MemoryContext ctx = CurrentMemoryContext;
+    ResourceOwner resowner = CurrentResourceOwner;
+    auto leave = [&](bool commit) {
+        pg_call([&] {
+            if (commit) ReleaseCurrentSubTransaction();
+            else RollbackAndReleaseCurrentSubTransaction();
+            MemoryContextSwitchTo(ctx);
+            CurrentResourceOwner = resowner;
+        });
+    };
+    pg_call([&] {
+        BeginInternalSubTransaction(nullptr);
+        MemoryContextSwitchTo(ctx);
+    });
+    try {
+        AsMetadataOwner owner;
+        run(q.insert_many, args, false);
+    } catch (const PgError& e) {
+        leave(false);
+        if (e.data()->sqlerrcode != ERRCODE_UNIQUE_VIOLATION) throw;
+        return false;
+    } catch (...) {
+        leave(false);
+        throw;
+    }
+    leave(true);
+    return true;
 }
 
 std::vector<int64_t> probe_user_rows(const TableInfo& t, SPITupleTable* meta, const std::vector<uint64_t>& meta_rows,

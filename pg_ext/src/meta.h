@@ -15,6 +15,23 @@ std::vector<Param> key_params(const TableInfo& t, const std::vector<Datum>& key,
 // there is none. Lock order everywhere: the user row first, then its metadata.
 RowState load_meta(const TableInfo& t, const std::vector<Param>& key, bool lock = true);
 void store_meta(const TableInfo& t, const std::vector<Param>& key, const RowState& st);
+// Metadata of many rows of one table in one statement: result[i] belongs to keys[i]
+// (RowState(t.cols.size()) when the key has none). lock = FOR UPDATE, rows locked in the
+// order of `keys` (callers pass keys sorted by the lock order, apply.cpp's key_less).
+std::vector<RowState> load_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, bool lock);
+// The same, with the identity of each key's metadata row in `row_ids` (0:
+// none): two spellings of one key (a case-insensitive collation, 1.0 and
+// 1.00) find the same row.
+std::vector<RowState> load_meta_many_ids(const TableInfo& t, const std::vector<std::vector<Param>>& keys, bool lock,
+                                         std::vector<uint64_t>* row_ids);
+// Stores the metadata of many distinct rows in one INSERT ... ON CONFLICT statement
+// (arrays bound as parameters, unnest), the same columns store_meta writes.
+void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows);
+// store_meta_many for rows that had no metadata when it was read: a plain
+// INSERT (ON CONFLICT's speculative insertion costs as much again), in a
+// subtransaction. False, and nothing stored, when another transaction
+// stored one of the rows meanwhile.
+bool insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows);
 // Keeps a deleted row's last values (JSON of the row) in its tombstone, for
 // tables under row-level security: lww_changes judges the tombstone against
 // the puller's SELECT policies with them (docs/SECURITY.md).

@@ -6,12 +6,18 @@
 
 extern "C" {
 #include "catalog/pg_class.h"
+#include "nodes/makefuncs.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "utils/array.h"
 }
 
 namespace lww::pg {
 
 namespace {
+
+constexpr const char* kCaptureTriggers[] = {"lwwsync_capture", "lwwsync_capture_ins", "lwwsync_capture_upd",
+                                            "lwwsync_capture_del", "lwwsync_no_truncate"};
 
 Param oid_param(Oid o) { return Param{OIDOID, ObjectIdGetDatum(o), false}; }
 
@@ -219,6 +225,59 @@ int64_t stamp_new_rows(const TableInfo& t, uint64_t hlc) {
     return stamped;
 }
 
+// Local writes are captured per statement (lwwsync_capture_ins/_upd/_del,
+// transition tables, ENABLE ALWAYS: trigger.cpp), and row by row under
+// session_replication_role = replica (lwwsync_capture, ENABLE REPLICA):
+// lww_apply writes so (the app's ordinary triggers stay quiet), and the row
+// trigger tells the merge's own write from every other. Created before the
+// table is (re)described: the ALTERs fire lwwsync's event trigger, which must
+// not see a half-written description. The same set as lwwsync--0.4--0.5.sql
+// installs.
+void install_capture_triggers(Oid relid, const std::string& qualified) {
+    run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture AFTER INSERT OR UPDATE OR DELETE ON " + qualified +
+            " FOR EACH ROW EXECUTE FUNCTION lwwsync.lww_trigger()");
+    // The row trigger alone, ALWAYS, capturing every write: before ALTER
+    // EXTENSION lwwsync UPDATE to 0.5, and for a table in an inheritance tree
+    // (a statement on a parent brings its children's rows in its transition
+    // tables, and a partition's statement triggers do not fire for writes
+    // made through its parent).
+    bool per_statement = false;
+    pg_call([&] {
+        per_statement = OidIsValid(LookupFuncName(list_make2(makeString(pstrdup("lwwsync")),
+                                                             makeString(pstrdup("lww_capture"))),
+                                                  0, nullptr, true));
+    });
+    if (per_statement) {
+        run(prepare("SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = $1 OR inhparent = $1 LIMIT 1", {OIDOID}),
+            {oid_param(relid)}, true);
+        per_statement = SPI_processed == 0;
+    }
+    if (!per_statement) {
+        // A table that joined an inheritance tree since it was tracked.
+        run(prepare("SELECT tgname::text FROM pg_catalog.pg_trigger WHERE tgrelid = $1"
+                    " AND tgname IN ('lwwsync_capture_ins', 'lwwsync_capture_upd', 'lwwsync_capture_del')",
+                    {OIDOID}),
+            {oid_param(relid)}, true);
+        std::vector<std::string> stale;
+        for (uint64_t i = 0; i < SPI_processed; ++i) stale.push_back(col_text(i, 0));
+        for (const auto& name : stale) run_sql("DROP TRIGGER " + quote_ident(name) + " ON " + qualified);
+        run_sql("ALTER TABLE " + qualified + " ENABLE ALWAYS TRIGGER lwwsync_capture");
+    } else {
+        run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture_ins AFTER INSERT ON " + qualified +
+                " REFERENCING NEW TABLE AS lww_new FOR EACH STATEMENT EXECUTE FUNCTION lwwsync.lww_capture()");
+        run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture_upd AFTER UPDATE ON " + qualified +
+                " REFERENCING OLD TABLE AS lww_old NEW TABLE AS lww_new FOR EACH STATEMENT"
+                " EXECUTE FUNCTION lwwsync.lww_capture()");
+        run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture_del AFTER DELETE ON " + qualified +
+                " REFERENCING OLD TABLE AS lww_old FOR EACH STATEMENT EXECUTE FUNCTION lwwsync.lww_capture()");
+        run_sql("ALTER TABLE " + qualified +
+                " ENABLE REPLICA TRIGGER lwwsync_capture, ENABLE ALWAYS TRIGGER lwwsync_capture_ins,"
+                " ENABLE ALWAYS TRIGGER lwwsync_capture_upd, ENABLE ALWAYS TRIGGER lwwsync_capture_del");
+    }
+    run_sql("CREATE OR REPLACE TRIGGER lwwsync_no_truncate BEFORE TRUNCATE ON " + qualified +
+            " FOR EACH STATEMENT EXECUTE FUNCTION lwwsync.lww_refuse_truncate()");
+}
+
 }  // namespace
 
 int64_t track_table(Oid relid) {
@@ -287,18 +346,8 @@ int64_t track_table(Oid relid) {
         cols = merged;
     }
 
-    // The trigger is the table owner's business: created with the caller's rights.
-    run_sql("CREATE OR REPLACE TRIGGER lwwsync_capture AFTER INSERT OR UPDATE OR DELETE ON " + qualified +
-            " FOR EACH ROW EXECUTE FUNCTION lwwsync.lww_trigger()");
-    // Before the table is (re)described below: the ALTER fires lwwsync's
-    // event trigger, which must not see a half-written description.
-    // ALWAYS: lww_apply writes with session_replication_role = replica (the
-    // app's ordinary triggers stay quiet); this trigger still sees every
-    // write and tells the merge's own from the rest (trigger.cpp).
-    run_sql("ALTER TABLE " + qualified + " ENABLE ALWAYS TRIGGER lwwsync_capture");
-    run_sql("CREATE OR REPLACE TRIGGER lwwsync_no_truncate BEFORE TRUNCATE ON " + qualified +
-            " FOR EACH STATEMENT EXECUTE FUNCTION lwwsync.lww_refuse_truncate()");
-
+    // The triggers are the table owner's business: created with the caller's rights.
+    install_capture_triggers(relid, qualified);
     {
         AsMetadataOwner owner;
         run(prepare("SELECT 1 FROM lwwsync.tables WHERE name = $1 AND relid <> $2", {TEXTOID, OIDOID}),
@@ -352,8 +401,7 @@ bool untrack_table(Oid relid) {
     const TablePtr t = s.find(relid);
     if (!t) return false;
     const std::string qualified = t->qualified;
-    run_sql("DROP TRIGGER IF EXISTS lwwsync_capture ON " + qualified);
-    run_sql("DROP TRIGGER IF EXISTS lwwsync_no_truncate ON " + qualified);
+    for (const char* name : kCaptureTriggers) run_sql("DROP TRIGGER IF EXISTS " + std::string(name) + " ON " + qualified);
     remember_untracked(*t);  // so lww_track stamps only what changes meanwhile (ddl.cpp)
     {
         AsMetadataOwner owner;

@@ -1,5 +1,22 @@
-// PostgreSQL adapter: the row trigger that stamps local writes, in C++.
+// PostgreSQL adapter: the triggers that stamp local writes, in C++.
+//
+// Local writes are captured per statement: three AFTER ... FOR EACH
+// STATEMENT triggers with transition tables (one per event: Postgres allows
+// transition tables on single-event triggers only) read the statement's rows,
+// load the metadata of all their keys in one locked statement, stamp in
+// C++ and store it back in one statement. Postgres keeps transition tables
+// per query level and drops them with the statement, so nested statements
+// (an app trigger writing a tracked table), savepoints rolled back and
+// errors need no bookkeeping here. Under session_replication_role = replica
+// (lww_apply writes so) the row trigger captures instead, row by row, as it
+// must tell the merge's own write from every other (State::own): it is
+// ENABLE REPLICA, so it costs nothing otherwise.
 #include "changes.h"
+
+extern "C" {
+#include "executor/tuptable.h"
+#include "utils/tuplestore.h"
+}
 
 namespace lww::pg {
 
@@ -95,7 +112,271 @@ void keep_last_values(const TableInfo& t, Relation rel, HeapTuple tup, TupleDesc
     store_last_values(t, key_of(t, tup, desc), json);
 }
 
+// One local write of a statement, in the statement's row order.
+struct StatementOp {
+    LocalOp::Kind kind = LocalOp::update;
+    size_t key = 0;             // the row's key (index into the statement's keys)
+    std::vector<bool> changed;  // update: the registers whose value changed
+    std::string last;           // delete of a row under row-level security: its values
+};
+
+// Fewer new rows than this go with the rest through INSERT ... ON CONFLICT:
+// the plain INSERT's subtransaction costs more than it saves.
+constexpr size_t kPlainInsertFrom = 32;
+
+// A total order on keys as stored: lock order of the statement's metadata
+// rows, and grouping of a key the statement wrote twice (byte identity).
+int compare_values(const Value& a, const Value& b) {
+    if (a.kind != b.kind) return a.kind < b.kind ? -1 : 1;
+    switch (a.kind) {
+        case Value::Kind::Null: return 0;
+        case Value::Kind::Int: return a.i < b.i ? -1 : a.i > b.i;
+        case Value::Kind::Real: {
+            int64_t x = 0, y = 0;
+            memcpy(&x, &a.d, sizeof x);
+            memcpy(&y, &b.d, sizeof y);
+            return x < y ? -1 : x > y;
+        }
+        default: return a.s.compare(b.s);
+    }
+}
+
+int compare_keys(const std::vector<Value>& a, const std::vector<Value>& b) {
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+        if (int c = compare_values(a[i], b[i])) return c;
+    return a.size() < b.size() ? -1 : a.size() > b.size();
+}
+
+// Reads a transition table from its start, all attributes deformed.
+class TransitionRows {
+public:
+    TransitionRows(Tuplestorestate* rows, TupleDesc desc) : rows_(rows) {
+        pg_call([&] {
+            slot_ = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+            const int ptr = tuplestore_alloc_read_pointer(rows_, EXEC_FLAG_REWIND);
+            tuplestore_select_read_pointer(rows_, ptr);
+            tuplestore_rescan(rows_);
+        });
+    }
+    ~TransitionRows() { ExecDropSingleTupleTableSlot(slot_); }
+    TransitionRows(const TransitionRows&) = delete;
+    TransitionRows& operator=(const TransitionRows&) = delete;
+
+    bool next() {
+        bool more = false;
+        pg_call([&] {
+            more = tuplestore_gettupleslot(rows_, true, false, slot_);
+            if (more) slot_getallattrs(slot_);
+        });
+        return more;
+    }
+    Datum value(AttrNumber att, bool* isnull) const {
+        *isnull = slot_->tts_isnull[att - 1];
+        return slot_->tts_values[att - 1];
+    }
+    TupleTableSlot* slot() const { return slot_; }
+
+private:
+    Tuplestorestate* rows_;
+    TupleTableSlot* slot_ = nullptr;
+};
+
+bool same_attr(const TransitionRows& a, const TransitionRows& b, AttrNumber att, const ColumnType& type) {
+    bool an = false, bn = false, same = false;
+    const Datum ad = a.value(att, &an), bd = b.value(att, &bn);
+    if (an || bn) return an && bn;
+    pg_call([&] { same = datum_image_eq(ad, bd, type.byval, type.len); });
+    return same;
+}
+
+// The rows of one statement's local writes, keyed and in order.
+class StatementWrites {
+public:
+    explicit StatementWrites(const TableInfo& t) : t_(t) {}
+
+    void add(LocalOp::Kind kind, const TransitionRows& row, std::vector<bool> changed = {}, std::string last = {}) {
+        std::vector<Value> v(t_.key.size());
+        std::vector<Param> p(t_.key.size());
+        for (size_t i = 0; i < t_.key.size(); ++i) {
+            bool isnull = false;
+            const Datum d = row.value(t_.key_attnums[i], &isnull);
+            if (isnull) throw Error("a key value of table " + t_.name + " is NULL");
+            v[i] = datum_to_value(d, false, t_.key_types[i]);
+            Datum copy = d;
+            if (!t_.key_types[i].byval)  // the slot moves on to the next row
+                pg_call([&] { copy = datumCopy(d, false, t_.key_types[i].len); });
+            p[i] = Param{t_.key_types[i].type, copy, false};
+        }
+        values_.push_back(std::move(v));
+        params_.push_back(std::move(p));
+        ops_.push_back(StatementOp{kind, ops_.size(), std::move(changed), std::move(last)});
+    }
+
+    // Stamps every write above what its row holds, a fresh sequence each in
+    // the statement's row order, and stores the rows' metadata.
+    void record() {
+        if (ops_.empty()) return;
+        State& s = State::get();
+        // Distinct keys in lock order; a key written twice (a key change
+        // onto a key the statement also leaves) is one row.
+        std::vector<size_t> order(ops_.size());
+        for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+        std::stable_sort(order.begin(), order.end(),
+                         [&](size_t a, size_t b) { return compare_keys(values_[a], values_[b]) < 0; });
+        std::vector<std::vector<Param>> keys;
+        std::vector<size_t> key_of_op(ops_.size());
+        for (size_t i = 0; i < order.size(); ++i) {
+            if (i == 0 || compare_keys(values_[order[i - 1]], values_[order[i]]) != 0)
+                keys.push_back(std::move(params_[order[i]]));
+            key_of_op[order[i]] = keys.size() - 1;
+        }
+        std::vector<RowState> rows;
+        std::vector<size_t> same_row(keys.size());  // two spellings of one key: the first one's row
+        for (size_t k = 0; k < keys.size(); ++k) same_row[k] = k;
+        std::vector<uint64_t> ids;  // each key's metadata row (0: none)
+        if (keys.size() == 1) {
+            rows.push_back(load_meta(t_, keys[0]));
+        } else {
+            rows = load_meta_many_ids(t_, keys, true, &ids);
+            std::map<uint64_t, size_t> first;
+            for (size_t k = 0; k < keys.size(); ++k)
+                if (ids[k] && !first.emplace(ids[k], k).second) same_row[k] = first[ids[k]];
+        }
+        auto stamp = [&](RowState& st, const StatementOp& op) {
+            const Stamp at{s.tick(max_stamp(st)), s.self()};
+            const uint64_t seq = s.next_seq();
+            switch (op.kind) {
+                case LocalOp::insert: local_insert(st, at, seq); break;
+                case LocalOp::remove: local_delete(st, at, seq); break;
+                case LocalOp::update: local_update(st, op.changed, at, seq); break;
+            }
+        };
+        std::vector<bool> written(keys.size(), false);
+        for (const StatementOp& op : ops_) {
+            const size_t k = same_row[key_of_op[op.key]];
+            stamp(rows[k], op);
+            written[k] = true;
+        }
+        if (keys.size() == 1) {
+            store_meta(t_, keys[0], rows[0]);
+        } else {
+            // Rows that had metadata, and rows that had none (most of an
+            // INSERT's): the latter take the cheaper plain INSERT.
+            std::vector<std::vector<Param>> old_keys, new_keys;
+            std::vector<RowState> old_rows, new_rows;
+            std::vector<size_t> new_at;  // the key of each of new_keys
+            size_t fresh = 0;
+            for (size_t k = 0; k < keys.size(); ++k) fresh += written[k] && ids[k] == 0;
+            for (size_t k = 0; k < keys.size(); ++k) {
+                if (!written[k]) continue;
+                const bool plain = ids[k] == 0 && fresh >= kPlainInsertFrom;
+                (plain ? new_keys : old_keys).push_back(keys[k]);
+                (plain ? new_rows : old_rows).push_back(std::move(rows[k]));
+                if (plain) new_at.push_back(k);
+            }
+            if (old_keys.size() == 1) store_meta(t_, old_keys[0], old_rows[0]);
+            else store_meta_many(t_, old_keys, old_rows);
+            if (!insert_meta_many(t_, new_keys, new_rows)) {
+                // Another transaction stored some of these rows since they
+                // were read (a merged tombstone of a row this database did
+                // not have): read them again, locked, and stamp this
+                // statement's writes to them on top.
+                std::vector<RowState> again = load_meta_many(t_, new_keys, true);
+                std::vector<std::vector<const StatementOp*>> ops_of(keys.size());
+                for (const StatementOp& op : ops_) ops_of[same_row[key_of_op[op.key]]].push_back(&op);
+                for (size_t j = 0; j < new_keys.size(); ++j)
+                    for (const StatementOp* op : ops_of[new_at[j]]) stamp(again[j], *op);
+                store_meta_many(t_, new_keys, again);
+            }
+        }
+        for (const StatementOp& op : ops_)
+            if (!op.last.empty()) store_last_values(t_, keys[key_of_op[op.key]], op.last);
+    }
+
+private:
+    const TableInfo& t_;
+    std::vector<StatementOp> ops_;
+    std::vector<std::vector<Value>> values_;  // per op: its key, canonical
+    std::vector<std::vector<Param>> params_;  // per op: its key, as bound
+};
+
+// A deleted row's values, for its tombstone when the table has row-level
+// security (keep_last_values).
+std::string last_values(Relation rel, const TransitionRows& row) {
+    if (!rel->rd_rel->relrowsecurity) return {};
+    std::string json;
+    pg_call([&] {
+        bool should_free = false;
+        HeapTuple tup = ExecFetchSlotHeapTuple(row.slot(), false, &should_free);
+        Datum d = heap_copy_tuple_as_datum(tup, RelationGetDescr(rel));
+        text* j = DatumGetTextPP(DirectFunctionCall1(row_to_json, d));
+        json.assign(VARDATA_ANY(j), VARSIZE_ANY_EXHDR(j));
+    });
+    return json;
+}
+
+size_t row_count(Tuplestorestate* rows) {
+    int64 n = 0;
+    if (rows) pg_call([&] { n = tuplestore_tuple_count(rows); });
+    return static_cast<size_t>(n);
+}
+
 }  // namespace
+
+Datum capture_statement(FunctionCallInfo fcinfo) {
+    if (!CALLED_AS_TRIGGER(fcinfo)) throw Error("lww_capture must be called as a trigger");
+    TriggerData* td = reinterpret_cast<TriggerData*>(fcinfo->context);
+    if (!TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) || !TRIGGER_FIRED_AFTER(td->tg_event))
+        throw Error("lww_capture must fire AFTER ... FOR EACH STATEMENT");
+    // Replica mode (lww_apply's writes, and all that fires meanwhile): the
+    // row trigger, ENABLE REPLICA, captured every row of this statement.
+    if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA) return PointerGetDatum(nullptr);
+    State& s = State::get();
+    Tuplestorestate* olds = td->tg_oldtable;
+    Tuplestorestate* news = td->tg_newtable;
+    if (row_count(olds) == 0 && row_count(news) == 0) return PointerGetDatum(nullptr);
+
+    SpiSession spi;
+    const TablePtr t = s.find(RelationGetRelid(td->tg_relation));
+    if (!t) return PointerGetDatum(nullptr);
+    TupleDesc desc = RelationGetDescr(td->tg_relation);
+    StatementWrites writes(*t);
+    if (TRIGGER_FIRED_BY_INSERT(td->tg_event)) {
+        if (!news) throw Error("lww_capture: INSERT without its NEW TABLE");
+        TransitionRows row(news, desc);
+        while (row.next()) writes.add(LocalOp::insert, row);
+    } else if (TRIGGER_FIRED_BY_DELETE(td->tg_event)) {
+        if (!olds) throw Error("lww_capture: DELETE without its OLD TABLE");
+        TransitionRows row(olds, desc);
+        while (row.next()) writes.add(LocalOp::remove, row, {}, last_values(td->tg_relation, row));
+    } else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event)) {
+        if (!olds || !news) throw Error("lww_capture: UPDATE without its OLD and NEW TABLE");
+        // Postgres adds each updated row to both tables at once, so the
+        // i-th old row is the i-th new row's before image. (Were they ever
+        // not, a pair would read as a key change: more recorded, none lost.)
+        TransitionRows before(olds, desc), after(news, desc);
+        for (;;) {
+            const bool more_before = before.next(), more_after = after.next();
+            if (more_before != more_after) throw Error("lww_capture: the UPDATE's old and new rows differ in number");
+            if (!more_before) break;
+            bool key_changed = false;
+            for (size_t i = 0; i < t->key.size() && !key_changed; ++i)
+                key_changed = !same_attr(before, after, t->key_attnums[i], t->key_types[i]);
+            if (key_changed) {  // a delete of the old key and an insert of the new one
+                writes.add(LocalOp::remove, before, {}, last_values(td->tg_relation, before));
+                writes.add(LocalOp::insert, after);
+                continue;
+            }
+            std::vector<bool> changed(t->cols.size());
+            bool any = false;
+            for (size_t i = 0; i < t->cols.size(); ++i)
+                any |= changed[i] = !same_attr(before, after, t->col_attnums[i], t->col_types[i]);
+            if (any) writes.add(LocalOp::update, after, std::move(changed));
+        }
+    }
+    writes.record();
+    return PointerGetDatum(nullptr);
+}
 
 void replay_local_ops(const TableInfo& t, const std::vector<Param>& key, const std::vector<LocalOp>& ops) {
     for (const LocalOp& op : ops) {
@@ -120,9 +401,9 @@ Datum capture_trigger(FunctionCallInfo fcinfo) {
     const TablePtr t = s.find(RelationGetRelid(td->tg_relation));
     if (!t) return PointerGetDatum(nullptr);
     TupleDesc desc = RelationGetDescr(td->tg_relation);
-    // The trigger fires ALWAYS (also under session_replication_role =
-    // replica, which lww_apply sets): every write is a local write except the
-    // merge's own one (State::own).
+    // The trigger fires in replica mode (ENABLE REPLICA; before the 0.5
+    // upgrade, ALWAYS): lww_apply writes so. Every write is a local write
+    // except the merge's own one (State::own).
     OwnWrite& own = s.own;
 
     if (TRIGGER_FIRED_BY_INSERT(td->tg_event)) {
