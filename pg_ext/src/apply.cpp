@@ -135,28 +135,6 @@ std::string reason_of(const PgError& e) {
     return r;
 }
 
-// A total order on keys, the same in every transaction (lock order).
-int compare(const Value& a, const Value& b) {
-    if (a.kind != b.kind) return a.kind < b.kind ? -1 : 1;
-    switch (a.kind) {
-        case Value::Kind::Null: return 0;
-        case Value::Kind::Int: return a.i < b.i ? -1 : a.i > b.i;
-        case Value::Kind::Real: {
-            uint64_t x = 0, y = 0;
-            std::memcpy(&x, &a.d, sizeof x);
-            std::memcpy(&y, &b.d, sizeof y);
-            return x < y ? -1 : x > y;
-        }
-        default: return a.s.compare(b.s);
-    }
-}
-
-bool key_less(const std::vector<Value>& a, const std::vector<Value>& b) {
-    for (size_t i = 0; i < a.size() && i < b.size(); ++i)
-        if (int c = compare(a[i], b[i])) return c < 0;
-    return a.size() < b.size();
-}
-
 // session_replication_role for a scope (GUC nest level: as AsTableOwner).
 // Changing it resets the plan cache, so it is set once per batch.
 class ReplicationRole {
@@ -484,6 +462,44 @@ std::set<size_t> failed_child_checks(const std::vector<ChildCheck>& checks) {
 
 // ---------------------------------------------------------------------------
 
+// Whether a batch may write the rows of `t` with multi-row statements: no
+// BEFORE ROW trigger fires during the merge (ENABLE ALWAYS / REPLICA; one
+// could skip or rewrite rows of a multi-row statement, or write a row the
+// statement reaches later), and every key and tracked column has an array
+// type to bind. Cached per transaction.
+bool set_based_table(const TableInfo& t) {
+    static std::map<Oid, bool> cache;
+    static LocalTransactionId lxid = InvalidLocalTransactionId;
+    if (lxid != MyProc->lxid) {
+        cache.clear();
+        lxid = MyProc->lxid;
+    }
+    auto found = cache.find(t.relid);
+    if (found != cache.end()) return found->second;
+    bool ok = true;
+    for (const ColumnType& c : t.key_types) ok = ok && has_array_type(c);
+    for (const ColumnType& c : t.col_types) ok = ok && has_array_type(c);
+    if (ok)  // tgtype bits: 1 ROW, 2 BEFORE
+        ok = run(prepare("SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid IN"
+                         " (SELECT relid FROM pg_catalog.pg_partition_tree($1)) AND tgenabled IN ('A', 'R')"
+                         " AND NOT tgisinternal AND (tgtype & 3) = 3 LIMIT 1",
+                         {OIDOID}),
+                 {Param{OIDOID, ObjectIdGetDatum(t.relid), false}}, true) == 0;
+    return cache.emplace(t.relid, ok).first->second;
+}
+
+// The command id the next statement runs at (SPI does not advance an unused
+// one): its own tuples carry it, later writes a higher one.
+CommandId statement_cid() {
+    CommandId cid = InvalidCommandId;
+    pg_call([&] {
+        (void)GetCurrentCommandId(true);
+        CommandCounterIncrement();
+        cid = GetCurrentCommandId(false);
+    });
+    return cid;
+}
+
 class UserWriter {
 public:
     explicit UserWriter(const TableInfo& t) : t_(t) {
@@ -612,6 +628,97 @@ public:
         return run(prepare(sql, types), args, false);
     }
 
+    // Set-based forms for a batch (merge_group): `keys` sorted in lock
+    // order, one statement each.
+
+    // Locks the rows of `keys` that are there, in the order of `keys` (as
+    // lock() does, one probe per key); true for those there.
+    std::vector<bool> lock_many(const std::vector<std::vector<Param>>& keys) {
+        std::vector<bool> there(keys.size(), false);
+        if (keys.empty()) return there;
+        std::vector<Param> args = key_arrays(keys);
+        std::string sql = "SELECT u.n FROM " + unnest_keys(args.size(), 0) + " JOIN LATERAL (SELECT 1 FROM " +
+                          t_.qualified + " AS x WHERE " + match_keys() + " OFFSET 0 FOR UPDATE OF x) AS l ON true";
+        AsTableOwner owner(t_.relid);
+        run(prepare(sql, types_of(args)), args, false);
+        for (uint64_t r = 0; r < SPI_processed; ++r) {
+            const int64_t n = col_int64(r, 0);
+            if (n >= 1 && static_cast<size_t>(n) <= keys.size()) there[static_cast<size_t>(n - 1)] = true;
+        }
+        return there;
+    }
+
+    // Inserts rows with the registers `cols` (ON CONFLICT DO NOTHING, as
+    // write()); `values[i]` holds row i's values of `cols`. Returns which
+    // went in. The statement's own events are marked by the caller.
+    std::vector<bool> insert_many(const std::vector<std::vector<Param>>& keys, const std::vector<size_t>& cols,
+                                  const std::vector<std::vector<Param>>& values, OwnWrites* own,
+                                  const std::vector<std::vector<Value>>& stored) {
+        std::vector<Param> args = key_arrays(keys);
+        append_columns(args, cols, values);
+        std::string names, conflict, ret;
+        for (size_t i = 0; i < t_.key.size(); ++i) {
+            names += (i ? ", " : "") + quote_ident(t_.key[i]);
+            ret += (i ? ", " : "") + quote_ident(t_.key[i]);
+        }
+        conflict = names;
+        for (size_t c : cols) names += ", " + quote_ident(t_.cols[c]);
+        SPIPlanPtr plan = prepare("INSERT INTO " + t_.qualified + "(" + names + ") SELECT * FROM ROWS FROM (" +
+                                      unnest_list(args.size()) + ") ON CONFLICT (" + conflict + ") DO NOTHING RETURNING " +
+                                      ret,
+                                  types_of(args));
+        mark(own, stored, LocalOp::insert, cols, values);
+        run(plan, args, false);
+        unmark(own, stored);
+        // Which keys went in, by key as stored.
+        std::map<std::vector<Value>, size_t, KeyLess> at;
+        for (size_t i = 0; i < stored.size(); ++i) at.emplace(stored[i], i);
+        std::vector<bool> in(keys.size(), false);
+        for (uint64_t r = 0; r < SPI_processed; ++r) {
+            std::vector<Value> k(t_.key.size());
+            for (size_t i = 0; i < t_.key.size(); ++i) {
+                bool isnull = false;
+                Datum d = col(r, static_cast<int>(i), &isnull);
+                k[i] = datum_to_value(d, isnull, t_.key_types[i]);
+            }
+            auto found = at.find(k);
+            if (found != at.end()) in[found->second] = true;
+        }
+        return in;
+    }
+
+    // Updates the registers `cols` of rows; which were updated.
+    std::vector<bool> update_many(const std::vector<std::vector<Param>>& keys, const std::vector<size_t>& cols,
+                                  const std::vector<std::vector<Param>>& values, OwnWrites* own,
+                                  const std::vector<std::vector<Value>>& stored) {
+        std::vector<Param> args = key_arrays(keys);
+        append_columns(args, cols, values);
+        std::string sets;
+        for (size_t c = 0; c < cols.size(); ++c)
+            sets += (c ? ", " : "") + quote_ident(t_.cols[cols[c]]) + " = u.v" + std::to_string(c);
+        SPIPlanPtr plan = prepare("UPDATE " + t_.qualified + " AS x SET " + sets + " FROM " +
+                                      unnest_keys(t_.key.size(), cols.size()) + " WHERE " + match_keys() +
+                                      " RETURNING u.n",
+                                  types_of(args));
+        mark(own, stored, LocalOp::update, cols, values);
+        run(plan, args, false);
+        unmark(own, stored);
+        return returned(keys.size());
+    }
+
+    // Deletes rows; which were deleted.
+    std::vector<bool> remove_many(const std::vector<std::vector<Param>>& keys, OwnWrites* own,
+                                  const std::vector<std::vector<Value>>& stored) {
+        std::vector<Param> args = key_arrays(keys);
+        SPIPlanPtr plan = prepare("DELETE FROM " + t_.qualified + " AS x USING " + unnest_keys(t_.key.size(), 0) +
+                                      " WHERE " + match_keys() + " RETURNING u.n",
+                                  types_of(args));
+        mark(own, stored, LocalOp::remove, {}, {});
+        run(plan, args, false);
+        unmark(own, stored);
+        return returned(keys.size());
+    }
+
     // Marks the merge's own write for the capture trigger (State::own) for
     // one statement; the local writes seen meanwhile end in `ops`.
     class OwnWriteScope {
@@ -619,27 +726,20 @@ public:
         OwnWriteScope(const TableInfo& t, const std::vector<Value>& key, LocalOp::Kind kind,
                       const std::map<size_t, Param>* written, std::vector<LocalOp>* ops = nullptr)
             : ops_(ops) {
-            OwnWrite& o = State::get().own;
-            o = OwnWrite{};
-            o.key = key;
-            o.kind = kind;
+            OwnWrites& o = State::get().own;
+            o = OwnWrites{};
+            OwnWrite& w = o.rows[key];
+            w.kind = kind;
             if (written)
-                for (const auto& [idx, p] : *written) o.written.push_back({idx, {p.value, p.null}});
-            // The statement runs at a fresh command id (SPI does not advance
-            // an unused one): its own tuples carry it, later writes a higher one.
-            CommandId cid = InvalidCommandId;
-            pg_call([&] {
-                (void)GetCurrentCommandId(true);
-                CommandCounterIncrement();
-                cid = GetCurrentCommandId(false);
-            });
-            o.cid = cid;
+                for (const auto& [idx, p] : *written) w.written.push_back({idx, {p.value, p.null}});
+            w.cid = statement_cid();
+            w.writing = true;
             o.relid = t.relid;
         }
         ~OwnWriteScope() {
-            OwnWrite& o = State::get().own;
-            if (ops_) *ops_ = std::move(o.ops);
-            o = OwnWrite{};
+            OwnWrites& o = State::get().own;
+            if (ops_ && !o.rows.empty()) *ops_ = std::move(o.rows.begin()->second.ops);
+            o = OwnWrites{};
         }
         OwnWriteScope(const OwnWriteScope&) = delete;
         OwnWriteScope& operator=(const OwnWriteScope&) = delete;
@@ -647,6 +747,74 @@ public:
     private:
         std::vector<LocalOp>* ops_;
     };
+
+private:
+    std::vector<Param> key_arrays(const std::vector<std::vector<Param>>& keys) const {
+        std::vector<Param> arrays, column(keys.size());
+        for (size_t k = 0; k < t_.key.size(); ++k) {
+            for (size_t i = 0; i < keys.size(); ++i) column[i] = keys[i][k];
+            arrays.push_back(array_param(t_.key_types[k], column));
+        }
+        return arrays;
+    }
+
+    void append_columns(std::vector<Param>& args, const std::vector<size_t>& cols,
+                        const std::vector<std::vector<Param>>& values) const {
+        std::vector<Param> column(values.size());
+        for (size_t c = 0; c < cols.size(); ++c) {
+            for (size_t i = 0; i < values.size(); ++i) column[i] = values[i][c];
+            args.push_back(array_param(t_.col_types[cols[c]], column));
+        }
+    }
+
+    // unnest($1..) WITH ORDINALITY AS u(k0.., v0.., n): keys, then values.
+    static std::string unnest_keys(size_t nkeys, size_t nvals) {
+        std::string sql = "ROWS FROM (" + unnest_list(nkeys + nvals) + ") WITH ORDINALITY AS u(";
+        for (size_t i = 0; i < nkeys; ++i) sql += "k" + std::to_string(i) + ", ";
+        for (size_t i = 0; i < nvals; ++i) sql += "v" + std::to_string(i) + ", ";
+        return sql + "n)";
+    }
+
+    static std::string unnest_list(size_t n) {
+        std::string sql;
+        for (size_t i = 0; i < n; ++i) sql += (i ? ", pg_catalog.unnest($" : "pg_catalog.unnest($") + std::to_string(i + 1) + ")";
+        return sql;
+    }
+
+    std::string match_keys() const {
+        std::string w;
+        for (size_t k = 0; k < t_.key.size(); ++k)
+            w += (k ? " AND x." : "x.") + quote_ident(t_.key[k]) + " = u.k" + std::to_string(k) + t_.key_collate[k];
+        return w;
+    }
+
+    // The rows of a statement RETURNING u.n.
+    static std::vector<bool> returned(size_t n) {
+        std::vector<bool> hit(n, false);
+        for (uint64_t r = 0; r < SPI_processed; ++r) {
+            const int64_t i = col_int64(r, 0);
+            if (i >= 1 && static_cast<size_t>(i) <= n) hit[static_cast<size_t>(i - 1)] = true;
+        }
+        return hit;
+    }
+
+    // The statement about to run writes `stored` (kind, values of `cols`):
+    // its own events on them are the merge's (trigger.cpp).
+    static void mark(OwnWrites* own, const std::vector<std::vector<Value>>& stored, LocalOp::Kind kind,
+                     const std::vector<size_t>& cols, const std::vector<std::vector<Param>>& values) {
+        const CommandId cid = statement_cid();
+        for (size_t i = 0; i < stored.size(); ++i) {
+            OwnWrite& w = own->rows[stored[i]];
+            w.writing = true;
+            w.kind = kind;
+            w.cid = cid;
+            w.written.clear();
+            for (size_t c = 0; c < cols.size(); ++c) w.written.push_back({cols[c], {values[i][c].value, values[i][c].null}});
+        }
+    }
+    static void unmark(OwnWrites* own, const std::vector<std::vector<Value>>& stored) {
+        for (const auto& k : stored) own->rows[k].writing = false;
+    }
 
 private:
     static void rollback_probe(MemoryContext ctx, ResourceOwner owner) {
@@ -683,6 +851,7 @@ struct TableRun {
     Rights rights;
     std::unique_ptr<UserWriter> writer;
     size_t rank = 0;  // position in parents-first order
+    bool set_based = false;  // its rows may merge in set-based groups (set_based_table)
 };
 
 // One incoming row waiting to be merged.
@@ -694,6 +863,11 @@ struct Item {
     IncomingRow in;
     std::map<size_t, Param> values;
     bool unseen = false;
+    // May merge in a set-based group (merge_group): its unlocked pre-read
+    // shows none of the outcomes only the row-by-row merge handles (a
+    // DELETE probe under row-level security, a changed value other rows
+    // reference, a delete of a referenced table's row).
+    bool batchable = false;
     bool live = true;     // the incoming row is alive (inserts, updates) rather than a tombstone
     long parked = -1;     // index of the parked entry it comes from, -1: the batch
     bool refused = false;
@@ -894,6 +1068,189 @@ void merge_item(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>&
     }
 }
 
+// The merge's own writes of a set-based group (State::own), reset however
+// the group ends.
+class GroupOwnWrites {
+public:
+    GroupOwnWrites(const TableInfo& t, const std::vector<std::vector<Value>>& keys) : own_(State::get().own) {
+        own_ = OwnWrites{};
+        for (const auto& k : keys) own_.rows[k];
+        own_.relid = t.relid;
+    }
+    ~GroupOwnWrites() { own_ = OwnWrites{}; }
+    OwnWrites* get() { return &own_; }
+    std::vector<LocalOp> take_ops(const std::vector<Value>& key) { return std::move(own_.rows[key].ops); }
+    GroupOwnWrites(const GroupOwnWrites&) = delete;
+    GroupOwnWrites& operator=(const GroupOwnWrites&) = delete;
+
+private:
+    OwnWrites& own_;
+};
+
+// Merges items[a, b) — batchable rows of one table run, distinct keys in
+// lock order — set-based (docs/ARCHITECTURE.md, "Set-based apply"): the rows
+// there locked with one statement, their metadata locked with one, merged
+// here, written with one INSERT per set of won columns, one UPDATE per set
+// of won columns and one DELETE, the metadata stored with one statement.
+// The same checks as merge_one, per outcome; what only merge_one handles
+// (see Item::batchable), or a refusal, throws RowRefused: the whole batch is
+// then redone row by row. Rows a concurrent transaction inserted first are
+// merged again, locked, one by one (merge_item).
+void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& stats, std::vector<Deferred>& deferred,
+                 std::vector<ChildCheck>& later) {
+    State& s = State::get();
+    const TableRun& run = *items[a]->run;
+    const TableInfo& t = *run.plan.local;
+    const Rights& rights = run.rights;
+    const Context& ctx = *run.ctx;
+    UserWriter& writer = *run.writer;
+    const bool checked = ctx.trust == Trust::caller;
+    const ForeignKeys& fks = foreign_keys(t.relid);
+    const size_t n = b - a;
+    auto item = [&](size_t i) -> Item& { return *items[a + i]; };
+
+    // Lock order: the user rows, then their metadata, each by key. Unseen
+    // keys (no metadata when read unlocked) are most likely not there: no
+    // lock to take, they are inserted straight away below.
+    std::vector<std::vector<Param>> seen_keys;
+    std::vector<size_t> seen_at;
+    for (size_t i = 0; i < n; ++i)
+        if (!item(i).unseen) {
+            seen_keys.push_back(item(i).key);
+            seen_at.push_back(i);
+        }
+    std::vector<bool> exists(n, false);
+    std::vector<RowState> st(n, RowState(t.cols.size()));
+    {
+        const std::vector<bool> there = writer.lock_many(seen_keys);
+        std::vector<RowState> metas = load_meta_many(t, seen_keys, true);
+        for (size_t j = 0; j < seen_at.size(); ++j) {
+            exists[seen_at[j]] = there[j];
+            st[seen_at[j]] = std::move(metas[j]);
+        }
+    }
+
+    enum class Write { none, insert, update, remove };
+    std::vector<MergeOutcome> outs(n);
+    std::vector<Write> write(n, Write::none);
+    std::vector<std::map<size_t, Param>> won(n);
+    std::vector<bool> store(n, false);
+    for (size_t i = 0; i < n; ++i) {
+        Item& it = item(i);
+        MergeOutcome& out = outs[i] = merge_row(st[i], it.in, UINT64_MAX);
+        if (!out.changed()) continue;
+        for (size_t k : out.won_cols) won[i][it.in.cols[k].first] = it.values[it.in.cols[k].first];
+        if (out.alive) {
+            if (checked && out.gen_raised && out.was_alive) {
+                if (!rights.del) refuse(t, "the change set deletes and re-inserts a row the caller may not delete");
+                if (exists[i] && rights.rls) refuse(t, "a new generation under row-level security: merged row by row");
+            }
+            if (!exists[i]) {
+                write[i] = Write::insert;
+            } else if (!won[i].empty()) {
+                for (const ForeignKey& fk : fks.in)
+                    for (const std::string& c : fk.parent_cols)
+                        for (const auto& w : won[i])
+                            if (quote_ident(t.cols[w.first]) == c) refuse(t, "a referenced value changes: merged row by row");
+                write[i] = Write::update;
+            } else if (checked) {
+                if (!rights.insert) refuse(t, "the change set re-inserts a row (needs INSERT)");
+                if (!writer.visible(it.key)) refuse(t, "row-level security hides this row");
+            }
+        } else if (exists[i]) {
+            if (!fks.in.empty()) refuse(t, "a merged delete of a referenced table's row: merged row by row");
+            write[i] = Write::remove;
+        } else if (checked && !(rights.del && rights.select_keys)) {
+            refuse(t, "the change set deletes a row (needs DELETE and SELECT on its key)");
+        } else if (out.gen_raised && rights.rls && ctx.guarded()) {
+            // As merge_one: a tombstone no policy can judge, not kept.
+            ++stats.rows;
+            stats.received += out.applied + out.ignored;
+            stats.rejected += out.applied;
+            stats.ignored += out.ignored;
+            outs[i] = MergeOutcome{};
+            continue;
+        }
+        store[i] = true;
+    }
+
+    // The user rows, a statement per kind of write and set of won columns.
+    std::vector<std::vector<Value>> stored_keys;
+    for (size_t i = 0; i < n; ++i)
+        if (store[i]) stored_keys.push_back(item(i).stored);
+    std::vector<size_t> again;  // inserted meanwhile by another transaction
+    {
+        GroupOwnWrites own(t, stored_keys);
+        std::map<std::pair<int, std::vector<size_t>>, std::vector<size_t>> statements;
+        for (size_t i = 0; i < n; ++i) {
+            if (write[i] == Write::none) continue;
+            std::vector<size_t> cols;
+            if (write[i] != Write::remove)
+                for (const auto& w : won[i]) cols.push_back(w.first);
+            statements[{static_cast<int>(write[i]), cols}].push_back(i);
+        }
+        for (const auto& [what, rows] : statements) {
+            const Write kind = static_cast<Write>(what.first);
+            const std::vector<size_t>& cols = what.second;
+            std::vector<std::vector<Param>> keys, values;
+            std::vector<std::vector<Value>> stored;
+            for (size_t i : rows) {
+                keys.push_back(item(i).key);
+                stored.push_back(item(i).stored);
+                std::vector<Param> v;
+                for (size_t c : cols) v.push_back(won[i].at(c));
+                values.push_back(std::move(v));
+            }
+            std::vector<bool> done;
+            if (kind == Write::insert) done = writer.insert_many(keys, cols, values, own.get(), stored);
+            else if (kind == Write::update) done = writer.update_many(keys, cols, values, own.get(), stored);
+            else done = writer.remove_many(keys, own.get(), stored);
+            for (size_t r = 0; r < rows.size(); ++r) {
+                if (done[r]) continue;
+                const size_t i = rows[r];
+                if (kind == Write::insert) {
+                    if (!writer.exists(item(i).key)) refuse(t, "a trigger skipped the insert of this row");
+                    store[i] = false;
+                    again.push_back(i);
+                } else if (kind == Write::update) {
+                    refuse(t, "row-level security forbids updating this row");
+                } else {
+                    refuse(t, "row-level security forbids deleting this row");
+                }
+            }
+        }
+        // The metadata: a change sequence per changed row, one statement.
+        std::vector<std::vector<Param>> keys;
+        std::vector<RowState> states;
+        for (size_t i = 0; i < n; ++i) {
+            if (!store[i]) continue;
+            const uint64_t seq = s.next_seq();
+            if (st[i].row.seq == UINT64_MAX) st[i].row.seq = seq;
+            for (auto& c : st[i].cols)
+                if (c.seq == UINT64_MAX) c.seq = seq;
+            keys.push_back(item(i).key);
+            states.push_back(std::move(st[i]));
+        }
+        store_meta_many(t, keys, states);
+        // Writes the statements' triggers made to these rows are local
+        // writes, stamped above the merged registers (as merge_one).
+        for (size_t i = 0; i < n; ++i) {
+            if (!store[i]) continue;
+            std::vector<LocalOp> ops = own.take_ops(item(i).stored);
+            if (write[i] != Write::none && write[i] != Write::remove && !fks.out.empty())
+                check_child(item(i), a + i, deferred, &later, won[i], write[i] == Write::insert || outs[i].gen_raised,
+                            ops.empty());
+            if (!ops.empty()) replay_local_ops(t, item(i).key, ops);
+        }
+    }
+    for (size_t i = 0; i < n; ++i)
+        if (store[i]) count(stats, outs[i]);
+    for (size_t i : again) {
+        item(i).unseen = false;
+        merge_item(item(i), a + i, stats, deferred, &later);
+    }
+}
+
 // The items whose deferred foreign-key check fails now.
 std::set<size_t> failed_deferred(const std::vector<Deferred>& deferred, std::vector<Item*>& items) {
     std::set<size_t> failed;
@@ -926,6 +1283,23 @@ void reject(ApplyCounts& stats, const IncomingRow& in) {
     stats.rejected += n;
 }
 
+// Groups of fewer rows merge row by row: set-based statements pay off from
+// a few rows on.
+constexpr size_t kMinGroup = 4;
+
+// The end of the set-based group starting at items[at]: the batch's
+// batchable rows of one table run, alive or not alike, keys strictly
+// ascending (the lock order). `at` itself when it starts none.
+size_t group_end(const std::vector<Item*>& items, size_t at) {
+    const Item& first = *items[at];
+    if (!first.batchable || !first.run->set_based) return at;
+    size_t end = at + 1;
+    while (end < items.size() && items[end]->batchable && items[end]->run == first.run &&
+           items[end]->live == first.live && key_less(items[end - 1]->stored, items[end]->stored))
+        ++end;
+    return end;
+}
+
 // Merges `items` in their order; returns the ones refused (reason set).
 // First the whole batch in one subtransaction; on a refusal, row by row,
 // each in its own subtransaction, refused rows retried while others apply
@@ -942,8 +1316,16 @@ std::vector<Item*> merge_items(std::vector<Item*>& items, ApplyCounts& stats) {
         size_t at = 0;
         try {
             std::vector<ChildCheck> later;
-            for (at = 0; at < items.size(); ++at)
-                merge_item(*items[at], at, items[at]->parked < 0 ? c : other, deferred, &later);
+            for (at = 0; at < items.size();) {
+                const size_t end = group_end(items, at);
+                if (end - at >= kMinGroup) {
+                    merge_group(items, at, end, c, deferred, later);
+                    at = end;
+                } else {
+                    merge_item(*items[at], at, items[at]->parked < 0 ? c : other, deferred, &later);
+                    ++at;
+                }
+            }
             refused = !failed_child_checks(later).empty() || !failed_deferred(deferred, items).empty();
         } catch (const RowRefused&) {
             refused = true;
@@ -1050,7 +1432,16 @@ void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCount
         if (!key_less(rows[i - 1].stored, rows[i].stored))
             throw Error("table \"" + t.name + "\": the change set names one row twice (two spellings of one key)");
 
-    for (Item& it : rows) {
+    // Echoes and stale registers change nothing: known without a lock (a
+    // row's state only grows, so what loses now loses later too). One
+    // statement for the table's rows.
+    std::vector<std::vector<Param>> keys;
+    keys.reserve(rows.size());
+    for (const Item& it : rows) keys.push_back(it.key);
+    std::vector<RowState> pres = load_meta_many(t, keys, false);
+    const ForeignKeys& fks = foreign_keys(t.relid);
+    for (size_t at = 0; at < rows.size(); ++at) {
+        Item& it = rows[at];
         const RowChange& r = *it.row;
         it.in = incoming_row(r, p.col_map);
         it.live = (r.gen & 1) != 0;
@@ -1063,16 +1454,25 @@ void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCount
             items.push_back(std::move(it));
             continue;
         }
-        // Echoes and stale registers change nothing: known without a lock
-        // (a row's state only grows, so what loses now loses later too).
         {
-            RowState pre = load_meta(t, it.key, false);
+            RowState& pre = pres[at];
             it.unseen = pre.gen == 0;
             MergeOutcome probe = merge_row(pre, it.in, UINT64_MAX);
             if (!probe.changed()) {
                 count(stats, probe);
                 continue;
             }
+            // What the locked merge can do is bounded by this one (a row's
+            // state only grows): a new generation under row-level security
+            // (a DELETE probe), a value other rows reference changing, a
+            // delete of a row other rows may reference go row by row.
+            bool batchable = parked < 0 && !(ctx.trust == Trust::caller && rights.rls && probe.gen_raised) &&
+                             (it.live || fks.in.empty());
+            for (size_t k : probe.won_cols)
+                for (const ForeignKey& fk : fks.in)
+                    for (const std::string& c : fk.parent_cols)
+                        if (quote_ident(t.cols[it.in.cols[k].first]) == c) batchable = false;
+            it.batchable = batchable;
             // A caller brings its own writes (its node's, its principal's
             // other devices') and echoes of what this database holds, which
             // never win. Another node's register that would win is not its
@@ -1296,6 +1696,7 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin) {
             tr.ctx = c;
             tr.rights = rights_of(*p.local);
             tr.writer = std::make_unique<UserWriter>(*p.local);
+            tr.set_based = set_based_table(*p.local);
             return tr;
         };
         std::sort(plans.begin(), plans.end(), [](const Plan& a, const Plan& b) { return a.local->name < b.local->name; });

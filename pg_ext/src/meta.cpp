@@ -1,5 +1,7 @@
 #include "meta.h"
 
+#include <cstring>
+
 extern "C" {
 #include "utils/array.h"
 }
@@ -15,6 +17,78 @@ std::vector<Param> key_params(const TableInfo& t, const std::vector<Datum>& key,
         p[i] = Param{t.key_types[i].type, key[i], false};
     }
     return p;
+}
+
+int compare_values(const Value& a, const Value& b) {
+    if (a.kind != b.kind) return a.kind < b.kind ? -1 : 1;
+    switch (a.kind) {
+        case Value::Kind::Null: return 0;
+        case Value::Kind::Int: return a.i < b.i ? -1 : a.i > b.i;
+        case Value::Kind::Real: {
+            uint64_t x = 0, y = 0;
+            std::memcpy(&x, &a.d, sizeof x);
+            std::memcpy(&y, &b.d, sizeof y);
+            return x < y ? -1 : x > y;
+        }
+        default: return a.s.compare(b.s);
+    }
+}
+
+bool key_less(const std::vector<Value>& a, const std::vector<Value>& b) {
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+        if (int c = compare_values(a[i], b[i])) return c < 0;
+    return a.size() < b.size();
+}
+
+bool has_array_type(const ColumnType& type) {
+    bool ok = false;
+    pg_call([&] { ok = OidIsValid(get_array_type(type.type)) || OidIsValid(get_array_type(type.base)); });
+    return ok;
+}
+
+Param array_param(const ColumnType& type, const std::vector<Param>& values) {
+    Param out{InvalidOid, 0, false};
+    pg_call([&] {
+        Oid elem = type.type, array = get_array_type(elem);
+        if (!OidIsValid(array)) {  // a domain without an array type: its base type's
+            elem = type.base;
+            array = get_array_type(elem);
+        }
+        if (!OidIsValid(array)) elog(ERROR, "no array type for type %u", type.type);
+        int16 len;
+        bool byval;
+        char align;
+        get_typlenbyvalalign(elem, &len, &byval, &align);
+        const int n = static_cast<int>(values.size());
+        Datum* d = static_cast<Datum*>(palloc(sizeof(Datum) * (n ? n : 1)));
+        bool* nulls = static_cast<bool*>(palloc(sizeof(bool) * (n ? n : 1)));
+        for (int i = 0; i < n; ++i) {
+            d[i] = values[i].value;
+            nulls[i] = values[i].null;
+        }
+        int dims[1] = {n}, lbs[1] = {1};
+        out.type = array;
+        out.value = PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, elem, len, byval, align));
+    });
+    return out;
+}
+
+// Key columns k0.. of `t`'s metadata as arrays, one element per key.
+static std::vector<Param> key_arrays(const TableInfo& t, const std::vector<std::vector<Param>>& keys) {
+    std::vector<Param> arrays;
+    std::vector<Param> column(keys.size());
+    for (size_t k = 0; k < t.key.size(); ++k) {
+        for (size_t i = 0; i < keys.size(); ++i) column[i] = keys[i][k];
+        arrays.push_back(array_param(t.key_types[k], column));
+    }
+    return arrays;
+}
+
+// pg_catalog.unnest($1), pg_catalog.unnest($2), ...: for ROWS FROM.
+static std::string unnest_list(size_t n) {
+    std::string sql;
+    for (size_t i = 0; i < n; ++i) sql += (i ? ", pg_catalog.unnest($" : "pg_catalog.unnest($") + std::to_string(i + 1) + ")";
+    return sql;
 }
 
 static std::string key_where(const TableInfo& t) {
@@ -38,6 +112,86 @@ RowState load_meta(const TableInfo& t, const std::vector<Param>& key, bool lock)
     run(plan, key, false);
     if (SPI_processed == 0) return RowState(t.cols.size());
     return meta_at(0, t.cols.size());
+}
+
+std::vector<RowState> load_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, bool lock) {
+    std::vector<RowState> out(keys.size(), RowState(t.cols.size()));
+    if (keys.empty()) return out;
+    AsMetadataOwner owner;
+    std::vector<Param> arrays = key_arrays(t, keys);
+    const size_t nk = t.key.size();
+    std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols, u.n FROM ROWS FROM (" + unnest_list(nk) +
+                      ") WITH ORDINALITY AS u(";
+    for (size_t k = 0; k < nk; ++k) sql += "k" + std::to_string(k) + ", ";
+    sql += "n) JOIN LATERAL (SELECT gen, hlc, node, mseq, cols FROM " + t.meta + " AS x WHERE ";
+    for (size_t k = 0; k < nk; ++k)
+        sql += (k ? " AND x.k" : "x.k") + std::to_string(k) + " = u.k" + std::to_string(k);
+    // A nested loop over the keys in the order given (OFFSET 0 keeps it one
+    // probe per key): the locks are taken in that order.
+    sql += std::string(lock ? " FOR UPDATE" : "") + " OFFSET 0) AS m ON true";
+    std::vector<Oid> types;
+    for (const Param& a : arrays) types.push_back(a.type);
+    run(prepare(sql, types), arrays, false);
+    const size_t ncols = t.cols.size();
+    for (uint64_t r = 0; r < SPI_processed; ++r) {
+        const int64_t n = col_int64(r, 5);
+        if (n >= 1 && static_cast<size_t>(n) <= keys.size()) out[static_cast<size_t>(n - 1)] = meta_at(r, ncols);
+    }
+    return out;
+}
+
+void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows) {
+    if (keys.empty()) return;
+    State& s = State::get();
+    const size_t n = keys.size();
+    std::vector<Param> gen(n), hlc(n), node(n), mseq(n), seq(n), blob(n);
+    for (size_t i = 0; i < n; ++i) {
+        const RowState& st = rows[i];
+        if (st.row.present) s.ensure_node(st.row.stamp.node);
+        for (const auto& c : st.cols)
+            if (c.present) s.ensure_node(c.stamp.node);
+        StoredRow sr = encode_row(st, s.nodes(), nullptr);
+        gen[i] = Param{INT8OID, Int64GetDatum(static_cast<int64>(sr.gen)), false};
+        hlc[i] = Param{INT8OID, Int64GetDatum(static_cast<int64>(sr.row_hlc)), false};
+        node[i] = Param{INT4OID, Int32GetDatum(static_cast<int32>(sr.row_node)), false};
+        mseq[i] = Param{INT8OID, Int64GetDatum(static_cast<int64>(sr.row_seq)), false};
+        seq[i] = Param{INT8OID, Int64GetDatum(static_cast<int64>(st.max_seq())), false};
+        blob[i] = Param{BYTEAOID, 0, sr.cols.empty()};
+        if (!sr.cols.empty()) {
+            pg_call([&] {
+                bytea* b = static_cast<bytea*>(palloc(VARHDRSZ + sr.cols.size()));
+                SET_VARSIZE(b, VARHDRSZ + sr.cols.size());
+                memcpy(VARDATA(b), sr.cols.data(), sr.cols.size());
+                blob[i].value = PointerGetDatum(b);
+            });
+        }
+    }
+    AsMetadataOwner owner;
+    std::vector<Param> args = key_arrays(t, keys);
+    auto scalar = [](Oid type) {
+        ColumnType c;
+        c.type = c.base = type;
+        return c;
+    };
+    args.push_back(array_param(scalar(INT8OID), gen));
+    args.push_back(array_param(scalar(INT8OID), hlc));
+    args.push_back(array_param(scalar(INT4OID), node));
+    args.push_back(array_param(scalar(INT8OID), mseq));
+    args.push_back(array_param(scalar(INT8OID), seq));
+    args.push_back(array_param(scalar(BYTEAOID), blob));
+    std::string cols, conflict;
+    for (size_t k = 0; k < t.key.size(); ++k) {
+        cols += "k" + std::to_string(k) + ", ";
+        conflict += (k ? ", k" : "k") + std::to_string(k);
+    }
+    std::vector<Oid> types;
+    for (const Param& a : args) types.push_back(a.type);
+    run(prepare("INSERT INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) SELECT * FROM ROWS FROM (" +
+                    unnest_list(args.size()) + ") ON CONFLICT (" + conflict +
+                    ") DO UPDATE SET gen = excluded.gen, hlc = excluded.hlc, node = excluded.node,"
+                    " mseq = excluded.mseq, seq = excluded.seq, cols = excluded.cols",
+                types),
+        args, false);
 }
 
 RowState meta_at(uint64_t r, size_t ncols) {

@@ -15,6 +15,20 @@ std::vector<Param> key_params(const TableInfo& t, const std::vector<Datum>& key,
 // there is none. Lock order everywhere: the user row first, then its metadata.
 RowState load_meta(const TableInfo& t, const std::vector<Param>& key, bool lock = true);
 void store_meta(const TableInfo& t, const std::vector<Param>& key, const RowState& st);
+// Metadata of many rows of one table in one statement: result[i] belongs to keys[i]
+// (RowState(t.cols.size()) when the key has none). lock = FOR UPDATE, rows locked in the
+// order of `keys` (callers pass keys sorted by the lock order, apply.cpp's key_less).
+std::vector<RowState> load_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, bool lock);
+// Stores the metadata of many distinct rows in one INSERT ... ON CONFLICT statement
+// (arrays bound as parameters, unnest), the same columns store_meta writes.
+void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows);
+
+// An array parameter of values of type `type` (a domain without an array
+// type: an array of its base type, which unnest hands back for the column
+// to coerce). has_array_type false: no array type at all (an array-typed
+// column), such values are written row by row.
+bool has_array_type(const ColumnType& type);
+Param array_param(const ColumnType& type, const std::vector<Param>& values);
 // Keeps a deleted row's last values (JSON of the row) in its tombstone, for
 // tables under row-level security: lww_changes judges the tombstone against
 // the puller's SELECT policies with them (docs/SECURITY.md).
