@@ -27,6 +27,12 @@
 // (parents locked FOR KEY SHARE; a merged delete of a referenced row runs
 // the constraint's action, a cascade as an ordinary local write).
 //
+// Set-based (docs/ARCHITECTURE.md, "Set-based apply"): a batch's rows of
+// one table merge as a group, read, locked and written with a few
+// statements per table (merge_group); rows and tables only the row-by-row
+// merge handles (Item::batchable, set_based_table) merge row by row
+// (merge_one), as does every redo after a refusal.
+//
 // A row the receiver cannot apply (a constraint, a policy, a privilege) is
 // parked in lwwsync.rejected (view lww_rejected), not fatal: the batch runs
 // in one subtransaction; on a refusal it is redone row by row, each row in
