@@ -1086,6 +1086,7 @@ public:
     ~GroupOwnWrites() { own_ = OwnWrites{}; }
     OwnWrites* get() { return &own_; }
     std::vector<LocalOp> take_ops(const std::vector<Value>& key) { return std::move(own_.rows[key].ops); }
+    void forget(const std::vector<Value>& key) { own_.rows.erase(key); }
     GroupOwnWrites(const GroupOwnWrites&) = delete;
     GroupOwnWrites& operator=(const GroupOwnWrites&) = delete;
 
@@ -1144,7 +1145,10 @@ void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& sta
     for (size_t i = 0; i < n; ++i) {
         Item& it = item(i);
         MergeOutcome& out = outs[i] = merge_row(st[i], it.in, UINT64_MAX);
-        if (!out.changed()) continue;
+        if (!out.changed()) {
+            count(stats, out);
+            continue;
+        }
         for (size_t k : out.won_cols) won[i][it.in.cols[k].first] = it.values[it.in.cols[k].first];
         if (out.alive) {
             if (checked && out.gen_raised && out.was_alive) {
@@ -1216,6 +1220,11 @@ void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& sta
                 const size_t i = rows[r];
                 if (kind == Write::insert) {
                     if (!writer.exists(item(i).key)) refuse(t, "a trigger skipped the insert of this row");
+                    // Merged again below, on its own: a trigger's write to it
+                    // meanwhile would be lost with the group's record of it.
+                    if (!own.take_ops(item(i).stored).empty())
+                        refuse(t, "a trigger wrote a row inserted meanwhile: merged row by row");
+                    own.forget(item(i).stored);
                     store[i] = false;
                     again.push_back(i);
                 } else if (kind == Write::update) {
