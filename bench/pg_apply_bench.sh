@@ -49,7 +49,7 @@ INSERT INTO sets
 -- The same with one row whose parent is missing: parked, the batch redone row by row.
 INSERT INTO sets
   SELECT 'orphan', replace(replace(cs(string_agg(format('{"key":[%s],"gen":1,"stamp":["%s",0],"row":true,"cols":[[0,%s],[1,"c%s"]]}',
-         i, (extract(epoch from now()) * 1000)::bigint << 16, CASE WHEN i = 5000 THEN 999999 ELSE i END, i), ',')),
+         i, (extract(epoch from now()) * 1000)::bigint << 16, CASE WHEN i = 25000 THEN 999999 ELSE i END, i), ',')),
          '"name":"t"', '"name":"ch"'), '["a","b","c"]', '["t","v"]')
     FROM generate_series(20001, 30000) i;
 GRANT SELECT ON sets TO dev;

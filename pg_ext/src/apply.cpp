@@ -448,20 +448,22 @@ std::set<size_t> missing_parents(const ForeignKey& fk, const std::vector<const C
     return missing;
 }
 
-std::set<size_t> failed_child_checks(const std::vector<ChildCheck>& checks) {
+// The rows whose foreign keys (collected in `checks`) fail; `reason` gets
+// the reason of the first failing key of each.
+std::map<size_t, std::string> failed_child_checks(const std::vector<ChildCheck>& checks) {
     std::map<const ForeignKey*, std::vector<const ChildCheck*>> by_key;
     for (const ChildCheck& c : checks) {
         // One array type per column: values typed otherwise (a domain) go alone.
         by_key[c.fk].push_back(&c);
     }
-    std::set<size_t> failed;
+    std::map<size_t, std::string> failed;
     for (const auto& [fk, list] : by_key) {
         std::map<std::vector<Oid>, std::vector<const ChildCheck*>> by_types;
         for (const ChildCheck* c : list) by_types[types_of(c->vals)].push_back(c);
-        for (const auto& [types, same] : by_types) {
-            std::set<size_t> m = missing_parents(*fk, same);
-            failed.insert(m.begin(), m.end());
-        }
+        for (const auto& [types, same] : by_types)
+            for (size_t item : missing_parents(*fk, same))
+                failed.emplace(item, "foreign key \"" + fk->name + "\": the referenced row of " + fk->parent_q +
+                                         " is not there");
     }
     return failed;
 }
@@ -1315,51 +1317,78 @@ size_t group_end(const std::vector<Item*>& items, size_t at) {
     return end;
 }
 
+// Rounds of the whole batch, each without the rows whose foreign keys failed
+// at the end of the one before, before it is redone row by row.
+constexpr int kMaxRounds = 3;
+
 // Merges `items` in their order; returns the ones refused (reason set).
-// First the whole batch in one subtransaction; on a refusal, row by row,
+// First the whole batch in one subtransaction (rows whose foreign keys fail
+// at its end taken out, up to kMaxRounds runs); on a refusal, row by row,
 // each in its own subtransaction, refused rows retried while others apply
 // (a child before its parent in a cycle, a UNIQUE value freed later in the
 // batch); deferrable foreign keys are checked at the end, and a row failing
 // there is taken out and the batch redone without it.
 std::vector<Item*> merge_items(std::vector<Item*>& items, ApplyCounts& stats) {
     ReplicationRole replica("replica");
-    {
+    // The whole batch (set-based where it can), in one subtransaction. Rows
+    // whose foreign keys fail at its end are taken out and it runs again
+    // without them (a parent taken out fails its children in the next
+    // round); any other refusal redoes it row by row.
+    std::set<size_t> out;  // taken out: refused, reason set
+    for (int round = 0; round < kMaxRounds; ++round) {
         SubXact batch;
+        std::vector<Item*> now;
+        std::vector<size_t> orig;  // index in `items` of now[i]
+        for (size_t i = 0; i < items.size(); ++i)
+            if (!out.count(i)) {
+                now.push_back(items[i]);
+                orig.push_back(i);
+            }
         std::vector<Deferred> deferred;
         ApplyCounts c, other;  // other: parked rows retried, not part of the answer
         bool refused = false;
+        std::map<size_t, std::string> failed;  // by index in `now`
         size_t at = 0;
         try {
             std::vector<ChildCheck> later;
-            for (at = 0; at < items.size();) {
-                const size_t end = group_end(items, at);
+            for (at = 0; at < now.size();) {
+                const size_t end = group_end(now, at);
                 if (end - at >= kMinGroup) {
-                    merge_group(items, at, end, c, deferred, later);
+                    merge_group(now, at, end, c, deferred, later);
                     at = end;
                 } else {
-                    merge_item(*items[at], at, items[at]->parked < 0 ? c : other, deferred, &later);
+                    merge_item(*now[at], at, now[at]->parked < 0 ? c : other, deferred, &later);
                     ++at;
                 }
             }
-            refused = !failed_child_checks(later).empty() || !failed_deferred(deferred, items).empty();
+            failed = failed_child_checks(later);
+            for (auto& [i, why] : failed) why = "table " + now[i]->run->plan.local->name + ": " + why;
+            for (size_t i : failed_deferred(deferred, now)) failed.emplace(i, now[i]->reason);
         } catch (const RowRefused&) {
             refused = true;
         } catch (const PgError& e) {
-            const bool retry = at < items.size() && items[at]->parked >= 0 && !fatal_anyway(e);
+            const bool retry = at < now.size() && now[at]->parked >= 0 && !fatal_anyway(e);
             if (!refusable(e) && !retry) throw;
             refused = true;
         } catch (const Cancelled&) {
             throw;
         } catch (const Error&) {
-            if (!(at < items.size() && items[at]->parked >= 0)) throw;
+            if (!(at < now.size() && now[at]->parked >= 0)) throw;
             refused = true;
         }
-        if (!refused) {
+        if (!refused && failed.empty()) {
             batch.commit();
             stats.add(c);
-            return {};
+            std::vector<Item*> refused_rows;
+            for (size_t i : out) refused_rows.push_back(items[i]);
+            return refused_rows;
         }
         batch.rollback();
+        if (refused) break;
+        for (const auto& [i, why] : failed) {
+            now[i]->reason = why;
+            out.insert(orig[i]);
+        }
     }
     std::set<size_t> excluded;
     for (;;) {
