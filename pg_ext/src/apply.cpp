@@ -679,7 +679,7 @@ public:
         run(plan, args, false);
         unmark(own, stored);
         // Which keys went in, by key as stored.
-        std::map<std::vector<Value>, size_t, KeyLess> at;
+        std::unordered_map<std::vector<Value>, size_t, KeyHash, KeyEqual> at;
         for (size_t i = 0; i < stored.size(); ++i) at.emplace(stored[i], i);
         std::vector<bool> in(keys.size(), false);
         for (uint64_t r = 0; r < SPI_processed; ++r) {
@@ -877,6 +877,7 @@ struct Item {
     // reference, a delete of a referenced table's row).
     bool batchable = false;
     bool live = true;     // the incoming row is alive (inserts, updates) rather than a tombstone
+    size_t pos = 0;       // position in its table run, by key as stored
     long parked = -1;     // index of the parked entry it comes from, -1: the batch
     bool refused = false;
     std::string reason;
@@ -1471,7 +1472,17 @@ void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCount
         }
         rows.push_back(std::move(it));
     }
-    std::stable_sort(rows.begin(), rows.end(), [](const Item& a, const Item& b) { return key_less(a.stored, b.stored); });
+    {  // Sorted by key as stored (indexes sorted: an Item is costly to move).
+        std::vector<size_t> order(rows.size());
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(),
+                         [&](size_t a, size_t b) { return key_less(rows[a].stored, rows[b].stored); });
+        std::vector<Item> sorted;
+        sorted.reserve(rows.size());
+        for (size_t i : order) sorted.push_back(std::move(rows[i]));
+        rows = std::move(sorted);
+        for (size_t i = 0; i < rows.size(); ++i) rows[i].pos = i;
+    }
     for (size_t i = 1; i < rows.size(); ++i)
         if (!key_less(rows[i - 1].stored, rows[i].stored))
             throw Error("table \"" + t.name + "\": the change set names one row twice (two spellings of one key)");
@@ -1826,6 +1837,7 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin) {
         std::stable_sort(todo.begin(), todo.end(), [](const Item* a, const Item* b) {
             if (a->live != b->live) return a->live;
             if (a->run->rank != b->run->rank) return a->live ? a->run->rank < b->run->rank : a->run->rank > b->run->rank;
+            if (a->run == b->run) return a->pos < b->pos;  // key order, known
             if (key_less(a->stored, b->stored)) return true;
             if (key_less(b->stored, a->stored)) return false;
             return a->parked < b->parked;

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "../../common/batch.h"
+
 extern "C" {
 #include "utils/array.h"
 }
@@ -89,6 +91,19 @@ static std::string unnest_list(size_t n) {
     std::string sql;
     for (size_t i = 0; i < n; ++i) sql += (i ? ", pg_catalog.unnest($" : "pg_catalog.unnest($") + std::to_string(i + 1) + ")";
     return sql;
+}
+
+size_t KeyHash::operator()(const std::vector<Value>& key) const {
+    uint64_t h = 0;
+    for (const Value& v : key) h = h * 31 + value_hash(v);
+    return static_cast<size_t>(h);
+}
+
+bool KeyEqual::operator()(const std::vector<Value>& a, const std::vector<Value>& b) const {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+        if (compare_values(a[i], b[i]) != 0) return false;
+    return true;
 }
 
 static std::string key_where(const TableInfo& t) {

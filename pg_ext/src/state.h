@@ -12,6 +12,8 @@
 #pragma once
 #include "values.h"
 
+#include <unordered_map>
+
 #include "../../common/hlc.h"
 #include "../../common/changeset.h"
 #include "../../common/row_codec.h"
@@ -43,8 +45,12 @@ struct LocalOp {
 // order of lww_apply (docs/ARCHITECTURE.md, "Apply order").
 int compare_values(const Value& a, const Value& b);
 bool key_less(const std::vector<Value>& a, const std::vector<Value>& b);
-struct KeyLess {
-    bool operator()(const std::vector<Value>& a, const std::vector<Value>& b) const { return key_less(a, b); }
+// Keys as stored in hashed containers: equal when key_less says neither is less.
+struct KeyHash {
+    size_t operator()(const std::vector<Value>& key) const;
+};
+struct KeyEqual {
+    bool operator()(const std::vector<Value>& a, const std::vector<Value>& b) const;
 };
 
 // The user-table write lww_apply makes for one merged row (docs/ARCHITECTURE.md,
@@ -68,7 +74,7 @@ struct OwnWrite {
 // whole batch's for a set-based one), by key as stored.
 struct OwnWrites {
     Oid relid = InvalidOid;  // InvalidOid: no merge is writing
-    std::map<std::vector<Value>, OwnWrite, KeyLess> rows;
+    std::unordered_map<std::vector<Value>, OwnWrite, KeyHash, KeyEqual> rows;
 };
 
 class State {
