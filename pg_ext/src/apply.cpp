@@ -869,7 +869,7 @@ struct Item {
     std::vector<Param> key;
     std::vector<Value> stored;  // the key read back from its column types: 1 and "1" are one row
     IncomingRow in;
-    std::map<size_t, Param> values;
+    std::vector<Param> values;  // by register: the incoming values (those it carries)
     bool unseen = false;
     // May merge in a set-based group (merge_group): its unlocked pre-read
     // shows none of the outcomes only the row-by-row merge handles (a
@@ -1090,6 +1090,12 @@ public:
     OwnWrites* get() { return &own_; }
     std::vector<LocalOp> take_ops(const std::vector<Value>& key) { return std::move(own_.rows[key].ops); }
     void forget(const std::vector<Value>& key) { own_.rows.erase(key); }
+    // Whether any trigger wrote a row of the group (one pass, not a lookup per row).
+    bool any_ops() const {
+        for (const auto& [key, w] : own_.rows)
+            if (!w.ops.empty()) return true;
+        return false;
+    }
     GroupOwnWrites(const GroupOwnWrites&) = delete;
     GroupOwnWrites& operator=(const GroupOwnWrites&) = delete;
 
@@ -1252,9 +1258,11 @@ void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& sta
         store_meta_many(t, keys, states);
         // Writes the statements' triggers made to these rows are local
         // writes, stamped above the merged registers (as merge_one).
+        const bool any_ops = own.any_ops();
         for (size_t i = 0; i < n; ++i) {
             if (!store[i]) continue;
-            std::vector<LocalOp> ops = own.take_ops(item(i).stored);
+            std::vector<LocalOp> ops;
+            if (any_ops) ops = own.take_ops(item(i).stored);
             if (write[i] != Write::none && write[i] != Write::remove && !fks.out.empty())
                 check_child(item(i), a + i, deferred, &later, won[i], write[i] == Write::insert || outs[i].gen_raised,
                             ops.empty());
@@ -1556,6 +1564,7 @@ void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCount
                 }
             }
         }
+        it.values.resize(t.cols.size());
         for (size_t k = 0; k < r.cols.size(); ++k) {
             const size_t idx = p.col_map[r.cols[k].col];
             Param prm;
