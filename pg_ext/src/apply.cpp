@@ -637,11 +637,12 @@ public:
     }
 
     // Set-based forms for a batch (merge_group): `keys` sorted in lock
-    // order, one statement each.
+    // order, one statement each. `own[i]`: row i's entry in State::own.
+    using Keys = std::vector<const std::vector<Param>*>;
 
     // Locks the rows of `keys` that are there, in the order of `keys` (as
     // lock() does, one probe per key); true for those there.
-    std::vector<bool> lock_many(const std::vector<std::vector<Param>>& keys) {
+    std::vector<bool> lock_many(const Keys& keys) {
         std::vector<bool> there(keys.size(), false);
         if (keys.empty()) return there;
         std::vector<Param> args = key_arrays(keys);
@@ -649,58 +650,60 @@ public:
                           t_.qualified + " AS x WHERE " + match_keys() + " OFFSET 0 FOR UPDATE OF x) AS l ON true";
         AsTableOwner owner(t_.relid);
         run(prepare(sql, types_of(args)), args, false);
-        for (uint64_t r = 0; r < SPI_processed; ++r) {
-            const int64_t n = col_int64(r, 0);
-            if (n >= 1 && static_cast<size_t>(n) <= keys.size()) there[static_cast<size_t>(n - 1)] = true;
-        }
-        return there;
+        return returned(keys.size());
     }
 
     // Inserts rows with the registers `cols` (ON CONFLICT DO NOTHING, as
-    // write()); `values[i]` holds row i's values of `cols`. Returns which
-    // went in. The statement's own events are marked by the caller.
-    std::vector<bool> insert_many(const std::vector<std::vector<Param>>& keys, const std::vector<size_t>& cols,
-                                  const std::vector<std::vector<Param>>& values, OwnWrites* own,
-                                  const std::vector<std::vector<Value>>& stored) {
+    // write()); `columns[c]` holds every row's value of cols[c]. Returns
+    // which went in (RETURNING the key, in the order the rows were given).
+    std::vector<bool> insert_many(const Keys& keys, const std::vector<size_t>& cols,
+                                  const std::vector<std::vector<Param>>& columns, const std::vector<OwnWrite*>& own,
+                                  const std::vector<const std::vector<Value>*>& stored) {
         std::vector<Param> args = key_arrays(keys);
-        append_columns(args, cols, values);
-        std::string names, conflict, ret;
-        for (size_t i = 0; i < t_.key.size(); ++i) {
-            names += (i ? ", " : "") + quote_ident(t_.key[i]);
-            ret += (i ? ", " : "") + quote_ident(t_.key[i]);
-        }
-        conflict = names;
+        for (size_t c = 0; c < cols.size(); ++c) args.push_back(array_param(t_.col_types[cols[c]], columns[c]));
+        std::string names, ret;
+        for (size_t i = 0; i < t_.key.size(); ++i) names += (i ? ", " : "") + quote_ident(t_.key[i]);
+        ret = names;
         for (size_t c : cols) names += ", " + quote_ident(t_.cols[c]);
         SPIPlanPtr plan = prepare("INSERT INTO " + t_.qualified + "(" + names + ") SELECT * FROM ROWS FROM (" +
-                                      unnest_list(args.size()) + ") ON CONFLICT (" + conflict + ") DO NOTHING RETURNING " +
+                                      unnest_list(args.size()) + ") ON CONFLICT (" + ret + ") DO NOTHING RETURNING " +
                                       ret,
                                   types_of(args));
-        mark(own, stored, LocalOp::insert, cols, values);
+        mark(own, LocalOp::insert, cols, columns);
         run(plan, args, false);
-        unmark(own, stored);
-        // Which keys went in, by key as stored.
-        std::unordered_map<std::vector<Value>, size_t, KeyHash, KeyEqual> at;
-        for (size_t i = 0; i < stored.size(); ++i) at.emplace(stored[i], i);
+        unmark(own);
+        // The rows come back in the order given: matched walking both, a
+        // lookup only if they did not.
         std::vector<bool> in(keys.size(), false);
+        std::vector<Value> k(t_.key.size());
+        size_t next = 0;
+        std::unique_ptr<std::unordered_map<std::vector<Value>, size_t, KeyHash, KeyEqual>> at;
         for (uint64_t r = 0; r < SPI_processed; ++r) {
-            std::vector<Value> k(t_.key.size());
             for (size_t i = 0; i < t_.key.size(); ++i) {
                 bool isnull = false;
                 Datum d = col(r, static_cast<int>(i), &isnull);
                 k[i] = datum_to_value(d, isnull, t_.key_types[i]);
             }
-            auto found = at.find(k);
-            if (found != at.end()) in[found->second] = true;
+            while (next < stored.size() && !KeyEqual()(*stored[next], k)) ++next;
+            if (next < stored.size()) {
+                in[next++] = true;
+                continue;
+            }
+            if (!at) {
+                at = std::make_unique<std::unordered_map<std::vector<Value>, size_t, KeyHash, KeyEqual>>();
+                for (size_t i = 0; i < stored.size(); ++i) at->emplace(*stored[i], i);
+            }
+            auto found = at->find(k);
+            if (found != at->end()) in[found->second] = true;
         }
         return in;
     }
 
     // Updates the registers `cols` of rows; which were updated.
-    std::vector<bool> update_many(const std::vector<std::vector<Param>>& keys, const std::vector<size_t>& cols,
-                                  const std::vector<std::vector<Param>>& values, OwnWrites* own,
-                                  const std::vector<std::vector<Value>>& stored) {
+    std::vector<bool> update_many(const Keys& keys, const std::vector<size_t>& cols,
+                                  const std::vector<std::vector<Param>>& columns, const std::vector<OwnWrite*>& own) {
         std::vector<Param> args = key_arrays(keys);
-        append_columns(args, cols, values);
+        for (size_t c = 0; c < cols.size(); ++c) args.push_back(array_param(t_.col_types[cols[c]], columns[c]));
         std::string sets;
         for (size_t c = 0; c < cols.size(); ++c)
             sets += (c ? ", " : "") + quote_ident(t_.cols[cols[c]]) + " = u.v" + std::to_string(c);
@@ -708,22 +711,21 @@ public:
                                       unnest_keys(t_.key.size(), cols.size()) + " WHERE " + match_keys() +
                                       " RETURNING u.n",
                                   types_of(args));
-        mark(own, stored, LocalOp::update, cols, values);
+        mark(own, LocalOp::update, cols, columns);
         run(plan, args, false);
-        unmark(own, stored);
+        unmark(own);
         return returned(keys.size());
     }
 
     // Deletes rows; which were deleted.
-    std::vector<bool> remove_many(const std::vector<std::vector<Param>>& keys, OwnWrites* own,
-                                  const std::vector<std::vector<Value>>& stored) {
+    std::vector<bool> remove_many(const Keys& keys, const std::vector<OwnWrite*>& own) {
         std::vector<Param> args = key_arrays(keys);
         SPIPlanPtr plan = prepare("DELETE FROM " + t_.qualified + " AS x USING " + unnest_keys(t_.key.size(), 0) +
                                       " WHERE " + match_keys() + " RETURNING u.n",
                                   types_of(args));
-        mark(own, stored, LocalOp::remove, {}, {});
+        mark(own, LocalOp::remove, {}, {});
         run(plan, args, false);
-        unmark(own, stored);
+        unmark(own);
         return returned(keys.size());
     }
 
@@ -757,22 +759,13 @@ public:
     };
 
 private:
-    std::vector<Param> key_arrays(const std::vector<std::vector<Param>>& keys) const {
+    std::vector<Param> key_arrays(const Keys& keys) const {
         std::vector<Param> arrays, column(keys.size());
         for (size_t k = 0; k < t_.key.size(); ++k) {
-            for (size_t i = 0; i < keys.size(); ++i) column[i] = keys[i][k];
+            for (size_t i = 0; i < keys.size(); ++i) column[i] = (*keys[i])[k];
             arrays.push_back(array_param(t_.key_types[k], column));
         }
         return arrays;
-    }
-
-    void append_columns(std::vector<Param>& args, const std::vector<size_t>& cols,
-                        const std::vector<std::vector<Param>>& values) const {
-        std::vector<Param> column(values.size());
-        for (size_t c = 0; c < cols.size(); ++c) {
-            for (size_t i = 0; i < values.size(); ++i) column[i] = values[i][c];
-            args.push_back(array_param(t_.col_types[cols[c]], column));
-        }
     }
 
     // unnest($1..) WITH ORDINALITY AS u(k0.., v0.., n): keys, then values.
@@ -806,22 +799,22 @@ private:
         return hit;
     }
 
-    // The statement about to run writes `stored` (kind, values of `cols`):
-    // its own events on them are the merge's (trigger.cpp).
-    static void mark(OwnWrites* own, const std::vector<std::vector<Value>>& stored, LocalOp::Kind kind,
-                     const std::vector<size_t>& cols, const std::vector<std::vector<Param>>& values) {
+    // The statement about to run writes these rows (kind, values of
+    // `cols`): its own events on them are the merge's (trigger.cpp).
+    static void mark(const std::vector<OwnWrite*>& own, LocalOp::Kind kind, const std::vector<size_t>& cols,
+                     const std::vector<std::vector<Param>>& columns) {
         const CommandId cid = statement_cid();
-        for (size_t i = 0; i < stored.size(); ++i) {
-            OwnWrite& w = own->rows[stored[i]];
+        for (size_t i = 0; i < own.size(); ++i) {
+            OwnWrite& w = *own[i];
             w.writing = true;
             w.kind = kind;
             w.cid = cid;
             w.written.clear();
-            for (size_t c = 0; c < cols.size(); ++c) w.written.push_back({cols[c], {values[i][c].value, values[i][c].null}});
+            for (size_t c = 0; c < cols.size(); ++c) w.written.push_back({cols[c], {columns[c][i].value, columns[c][i].null}});
         }
     }
-    static void unmark(OwnWrites* own, const std::vector<std::vector<Value>>& stored) {
-        for (const auto& k : stored) own->rows[k].writing = false;
+    static void unmark(const std::vector<OwnWrite*>& own) {
+        for (OwnWrite* w : own) w->writing = false;
     }
 
 private:
@@ -1081,14 +1074,17 @@ void merge_item(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>&
 // the group ends.
 class GroupOwnWrites {
 public:
-    GroupOwnWrites(const TableInfo& t, const std::vector<std::vector<Value>>& keys) : own_(State::get().own) {
+    // `keys[i]` null: a row not written (no entry).
+    GroupOwnWrites(const TableInfo& t, const std::vector<const std::vector<Value>*>& keys, std::vector<OwnWrite*>& at)
+        : own_(State::get().own) {
         own_ = OwnWrites{};
-        for (const auto& k : keys) own_.rows[k];
+        own_.rows.reserve(keys.size());
+        at.assign(keys.size(), nullptr);
+        for (size_t i = 0; i < keys.size(); ++i)
+            if (keys[i]) at[i] = &own_.rows[*keys[i]];  // stable: an unordered_map never moves its elements
         own_.relid = t.relid;
     }
     ~GroupOwnWrites() { own_ = OwnWrites{}; }
-    OwnWrites* get() { return &own_; }
-    std::vector<LocalOp> take_ops(const std::vector<Value>& key) { return std::move(own_.rows[key].ops); }
     void forget(const std::vector<Value>& key) { own_.rows.erase(key); }
     // Whether any trigger wrote a row of the group (one pass, not a lookup per row).
     bool any_ops() const {
@@ -1129,16 +1125,18 @@ void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& sta
     // keys (no metadata when read unlocked) are most likely not there: no
     // lock to take, they are inserted straight away below.
     std::vector<std::vector<Param>> seen_keys;
+    UserWriter::Keys seen_ptrs;
     std::vector<size_t> seen_at;
     for (size_t i = 0; i < n; ++i)
         if (!item(i).unseen) {
             seen_keys.push_back(item(i).key);
+            seen_ptrs.push_back(&item(i).key);
             seen_at.push_back(i);
         }
     std::vector<bool> exists(n, false);
     std::vector<RowState> st(n, RowState(t.cols.size()));
     {
-        const std::vector<bool> there = writer.lock_many(seen_keys);
+        const std::vector<bool> there = writer.lock_many(seen_ptrs);
         std::vector<RowState> metas = load_meta_many(t, seen_keys, true);
         for (size_t j = 0; j < seen_at.size(); ++j) {
             exists[seen_at[j]] = there[j];
@@ -1149,7 +1147,7 @@ void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& sta
     enum class Write { none, insert, update, remove };
     std::vector<MergeOutcome> outs(n);
     std::vector<Write> write(n, Write::none);
-    std::vector<std::map<size_t, Param>> won(n);
+    std::vector<std::vector<size_t>> won(n);  // registers won, ascending
     std::vector<bool> store(n, false);
     for (size_t i = 0; i < n; ++i) {
         Item& it = item(i);
@@ -1158,7 +1156,8 @@ void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& sta
             count(stats, out);
             continue;
         }
-        for (size_t k : out.won_cols) won[i][it.in.cols[k].first] = it.values[it.in.cols[k].first];
+        for (size_t k : out.won_cols) won[i].push_back(it.in.cols[k].first);
+        std::sort(won[i].begin(), won[i].end());
         if (out.alive) {
             if (checked && out.gen_raised && out.was_alive) {
                 if (!rights.del) refuse(t, "the change set deletes and re-inserts a row the caller may not delete");
@@ -1169,8 +1168,8 @@ void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& sta
             } else if (!won[i].empty()) {
                 for (const ForeignKey& fk : fks.in)
                     for (const std::string& c : fk.parent_cols)
-                        for (const auto& w : won[i])
-                            if (quote_ident(t.cols[w.first]) == c) refuse(t, "a referenced value changes: merged row by row");
+                        for (size_t w : won[i])
+                            if (quote_ident(t.cols[w]) == c) refuse(t, "a referenced value changes: merged row by row");
                 write[i] = Write::update;
             } else if (checked) {
                 if (!rights.insert) refuse(t, "the change set re-inserts a row (needs INSERT)");
@@ -1194,36 +1193,36 @@ void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& sta
     }
 
     // The user rows, a statement per kind of write and set of won columns.
-    std::vector<std::vector<Value>> stored_keys;
+    std::vector<const std::vector<Value>*> stored_keys(n, nullptr);
     for (size_t i = 0; i < n; ++i)
-        if (store[i]) stored_keys.push_back(item(i).stored);
+        if (store[i]) stored_keys[i] = &item(i).stored;
     std::vector<size_t> again;  // inserted meanwhile by another transaction
     {
-        GroupOwnWrites own(t, stored_keys);
+        std::vector<OwnWrite*> own_at;
+        GroupOwnWrites own(t, stored_keys, own_at);
         std::map<std::pair<int, std::vector<size_t>>, std::vector<size_t>> statements;
         for (size_t i = 0; i < n; ++i) {
             if (write[i] == Write::none) continue;
-            std::vector<size_t> cols;
-            if (write[i] != Write::remove)
-                for (const auto& w : won[i]) cols.push_back(w.first);
-            statements[{static_cast<int>(write[i]), cols}].push_back(i);
+            statements[{static_cast<int>(write[i]), write[i] == Write::remove ? std::vector<size_t>{} : won[i]}].push_back(i);
         }
         for (const auto& [what, rows] : statements) {
             const Write kind = static_cast<Write>(what.first);
             const std::vector<size_t>& cols = what.second;
-            std::vector<std::vector<Param>> keys, values;
-            std::vector<std::vector<Value>> stored;
+            UserWriter::Keys keys;
+            std::vector<const std::vector<Value>*> stored;
+            std::vector<OwnWrite*> marks;
+            std::vector<std::vector<Param>> columns(cols.size());
+            for (auto& column : columns) column.reserve(rows.size());
             for (size_t i : rows) {
-                keys.push_back(item(i).key);
-                stored.push_back(item(i).stored);
-                std::vector<Param> v;
-                for (size_t c : cols) v.push_back(won[i].at(c));
-                values.push_back(std::move(v));
+                keys.push_back(&item(i).key);
+                stored.push_back(&item(i).stored);
+                marks.push_back(own_at[i]);
+                for (size_t c = 0; c < cols.size(); ++c) columns[c].push_back(item(i).values[cols[c]]);
             }
             std::vector<bool> done;
-            if (kind == Write::insert) done = writer.insert_many(keys, cols, values, own.get(), stored);
-            else if (kind == Write::update) done = writer.update_many(keys, cols, values, own.get(), stored);
-            else done = writer.remove_many(keys, own.get(), stored);
+            if (kind == Write::insert) done = writer.insert_many(keys, cols, columns, marks, stored);
+            else if (kind == Write::update) done = writer.update_many(keys, cols, columns, marks);
+            else done = writer.remove_many(keys, marks);
             for (size_t r = 0; r < rows.size(); ++r) {
                 if (done[r]) continue;
                 const size_t i = rows[r];
@@ -1231,9 +1230,9 @@ void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& sta
                     if (!writer.exists(item(i).key)) refuse(t, "a trigger skipped the insert of this row");
                     // Merged again below, on its own: a trigger's write to it
                     // meanwhile would be lost with the group's record of it.
-                    if (!own.take_ops(item(i).stored).empty())
-                        refuse(t, "a trigger wrote a row inserted meanwhile: merged row by row");
+                    if (!own_at[i]->ops.empty()) refuse(t, "a trigger wrote a row inserted meanwhile: merged row by row");
                     own.forget(item(i).stored);
+                    own_at[i] = nullptr;
                     store[i] = false;
                     again.push_back(i);
                 } else if (kind == Write::update) {
@@ -1262,10 +1261,13 @@ void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& sta
         for (size_t i = 0; i < n; ++i) {
             if (!store[i]) continue;
             std::vector<LocalOp> ops;
-            if (any_ops) ops = own.take_ops(item(i).stored);
-            if (write[i] != Write::none && write[i] != Write::remove && !fks.out.empty())
-                check_child(item(i), a + i, deferred, &later, won[i], write[i] == Write::insert || outs[i].gen_raised,
+            if (any_ops) ops = std::move(own_at[i]->ops);
+            if (write[i] != Write::none && write[i] != Write::remove && !fks.out.empty()) {
+                std::map<size_t, Param> written;
+                for (size_t w : won[i]) written[w] = item(i).values[w];
+                check_child(item(i), a + i, deferred, &later, written, write[i] == Write::insert || outs[i].gen_raised,
                             ops.empty());
+            }
             if (!ops.empty()) replay_local_ops(t, item(i).key, ops);
         }
     }
