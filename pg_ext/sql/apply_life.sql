@@ -401,6 +401,16 @@ SELECT stats(lww_apply(cs(jsonb_build_array(tbl('orders', '{item}', jsonb_build_
     live(11, '["a"]'), live(12, '["b"]'), live(13, '["c"]'), live(14, '["d"]')))))));
 SELECT * FROM audit WHERE id > 1010 ORDER BY id;
 SELECT key, local FROM feed(:s7, 'audit');
+-- A BEFORE trigger firing during the merge (cnt's bump, ENABLE ALWAYS): the
+-- table merges row by row, each bump captured as a local write.
+ALTER TABLE cnt ENABLE ALWAYS TRIGGER bump;
+INSERT INTO cnt VALUES (3, 'c', 0), (4, 'd', 0);
+SELECT lww_seq() AS s8 \gset
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('cnt', '{v,n}', jsonb_build_array(
+    live(1, '["a4", 10]'), live(2, '["b4", 20]'), live(3, '["c4", 30]'), live(4, '["d4", 40]'), live(5, '["e4", 50]')))))));
+SELECT * FROM cnt ORDER BY id;
+SELECT * FROM feed(:s8, 'cnt');
+ALTER TABLE cnt ENABLE TRIGGER bump;
 -- A multi-row delete, and a batch whose rows are refused: redone row by row,
 -- the good rows applied, the refused one parked.
 SELECT stats(lww_apply(cs(jsonb_build_array(tbl('norm', '{v}', jsonb_build_array(

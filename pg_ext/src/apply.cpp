@@ -56,6 +56,8 @@
 #include "../../common/json.h"
 
 extern "C" {
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_trigger.h"
 #include "utils/acl.h"
 #include "storage/proc.h"
 #include "utils/resowner.h"
@@ -474,26 +476,31 @@ std::map<size_t, std::string> failed_child_checks(const std::vector<ChildCheck>&
 // BEFORE ROW trigger fires during the merge (ENABLE ALWAYS / REPLICA; one
 // could skip or rewrite rows of a multi-row statement, or write a row the
 // statement reaches later), and every key and tracked column has an array
-// type to bind. Cached per transaction.
+// type to bind. The triggers from the relcache (of every partition of a
+// partitioned table): current after any DDL, no query.
 bool set_based_table(const TableInfo& t) {
-    static std::map<Oid, bool> cache;
-    static LocalTransactionId lxid = InvalidLocalTransactionId;
-    if (lxid != MyProc->lxid) {
-        cache.clear();
-        lxid = MyProc->lxid;
-    }
-    auto found = cache.find(t.relid);
-    if (found != cache.end()) return found->second;
+    for (const ColumnType& c : t.key_types)
+        if (!has_array_type(c)) return false;
+    for (const ColumnType& c : t.col_types)
+        if (!has_array_type(c)) return false;
     bool ok = true;
-    for (const ColumnType& c : t.key_types) ok = ok && has_array_type(c);
-    for (const ColumnType& c : t.col_types) ok = ok && has_array_type(c);
-    if (ok)  // tgtype bits: 1 ROW, 2 BEFORE
-        ok = run(prepare("SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid IN"
-                         " (SELECT relid FROM pg_catalog.pg_partition_tree($1)) AND tgenabled IN ('A', 'R')"
-                         " AND NOT tgisinternal AND (tgtype & 3) = 3 LIMIT 1",
-                         {OIDOID}),
-                 {Param{OIDOID, ObjectIdGetDatum(t.relid), false}}, true) == 0;
-    return cache.emplace(t.relid, ok).first->second;
+    pg_call([&] {
+        List* rels = find_all_inheritors(t.relid, NoLock, nullptr);
+        ListCell* lc;
+        foreach (lc, rels) {
+            Relation rel = RelationIdGetRelation(lfirst_oid(lc));
+            if (!RelationIsValid(rel)) continue;
+            if (const TriggerDesc* td = rel->trigdesc)
+                for (int i = 0; i < td->numtriggers; ++i) {
+                    const Trigger& tg = td->triggers[i];
+                    if (!tg.tgisinternal && TRIGGER_FOR_ROW(tg.tgtype) && TRIGGER_FOR_BEFORE(tg.tgtype) &&
+                        (tg.tgenabled == TRIGGER_FIRES_ALWAYS || tg.tgenabled == TRIGGER_FIRES_ON_REPLICA))
+                        ok = false;
+                }
+            RelationClose(rel);
+        }
+    });
+    return ok;
 }
 
 // The command id the next statement runs at (SPI does not advance an unused
