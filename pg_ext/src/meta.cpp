@@ -160,11 +160,20 @@ void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& 
     State& s = State::get();
     const size_t n = keys.size();
     std::vector<Param> gen(n), hlc(n), node(n), mseq(n), seq(n), blob(n);
+    // A batch's registers mostly carry a few nodes: the first 16 met are
+    // remembered here, so each is recorded (looked up) once.
+    std::vector<NodeId> ensured;
+    auto ensure = [&](const NodeId& id) {
+        for (const NodeId& e : ensured)
+            if (e.bytes == id.bytes) return;
+        s.ensure_node(id);
+        if (ensured.size() < 16) ensured.push_back(id);
+    };
     for (size_t i = 0; i < n; ++i) {
         const RowState& st = rows[i];
-        if (st.row.present) s.ensure_node(st.row.stamp.node);
+        if (st.row.present) ensure(st.row.stamp.node);
         for (const auto& c : st.cols)
-            if (c.present) s.ensure_node(c.stamp.node);
+            if (c.present) ensure(c.stamp.node);
         StoredRow sr = encode_row(st, s.nodes(), nullptr);
         gen[i] = Param{INT8OID, Int64GetDatum(static_cast<int64>(sr.gen)), false};
         hlc[i] = Param{INT8OID, Int64GetDatum(static_cast<int64>(sr.row_hlc)), false};
