@@ -372,6 +372,58 @@ RESET ROLE;
 -- The table's owner (no row-level security for it) gets every tombstone.
 SELECT * FROM note_feed();
 
+-- ---------------------------------------------------------------- 6. set-based batches
+-- Rows of one table merge with a few statements per batch (issue 10): an
+-- ALWAYS trigger's writes during a multi-row statement are still local
+-- writes, above the merged registers, and the merge's own writes are not.
+-- norm (AFTER, writes the merged row itself), five new rows, then five updates:
+SELECT lww_seq() AS s6 \gset
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('norm', '{v}', jsonb_build_array(
+    live(11, '["UP"]'), live(12, '["low"]'), live(13, '["MiX"]'), live(14, '["x"]'), live(15, '["Y"]')))))));
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('norm', '{v}', jsonb_build_array(
+    live(11, '["up"]'), live(12, '["LOW"]'), live(13, '["mix"]'), live(14, '["X"]'), live(15, '["y"]')))))));
+SELECT * FROM norm WHERE id > 10 ORDER BY id;
+SELECT * FROM feed(:s6, 'norm');
+-- A trigger writing another row of the same batch (AFTER INSERT: after the
+-- whole statement), and a row of another tracked table (audit via orders).
+CREATE TABLE chain(id int PRIMARY KEY, v text);
+CREATE FUNCTION chain_next() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN UPDATE chain SET v = 'after ' || NEW.id WHERE id = NEW.id + 1; RETURN NULL; END $$;
+CREATE TRIGGER a_chain AFTER INSERT ON chain FOR EACH ROW EXECUTE FUNCTION chain_next();
+ALTER TABLE chain ENABLE ALWAYS TRIGGER a_chain;
+SELECT lww_track('chain');
+SELECT lww_seq() AS s7 \gset
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('chain', '{v}', jsonb_build_array(
+    live(1, '["one"]'), live(2, '["two"]'), live(3, '["three"]'), live(4, '["four"]'), live(6, '["six"]')))))));
+SELECT * FROM chain ORDER BY id;
+SELECT * FROM feed(:s7, 'chain');
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('orders', '{item}', jsonb_build_array(
+    live(11, '["a"]'), live(12, '["b"]'), live(13, '["c"]'), live(14, '["d"]')))))));
+SELECT * FROM audit WHERE id > 1010 ORDER BY id;
+SELECT key, local FROM feed(:s7, 'audit');
+-- A BEFORE trigger firing during the merge (cnt's bump, ENABLE ALWAYS): the
+-- table merges row by row, each bump captured as a local write.
+ALTER TABLE cnt ENABLE ALWAYS TRIGGER bump;
+INSERT INTO cnt VALUES (3, 'c', 0), (4, 'd', 0);
+SELECT lww_seq() AS s8 \gset
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('cnt', '{v,n}', jsonb_build_array(
+    live(1, '["a4", 10]'), live(2, '["b4", 20]'), live(3, '["c4", 30]'), live(4, '["d4", 40]'), live(5, '["e4", 50]')))))));
+SELECT * FROM cnt ORDER BY id;
+SELECT * FROM feed(:s8, 'cnt');
+ALTER TABLE cnt ENABLE TRIGGER bump;
+-- A multi-row delete, and a batch whose rows are refused: redone row by row,
+-- the good rows applied, the refused one parked.
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('norm', '{v}', jsonb_build_array(
+    dead(11), dead(12), dead(13), dead(14)))))));
+SELECT * FROM norm WHERE id > 10 ORDER BY id;
+CREATE TABLE positive(id int PRIMARY KEY, v int CHECK (v > 0));
+SELECT lww_track('positive');
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('positive', '{v}', jsonb_build_array(
+    live(1, '[1]'), live(2, '[2]'), live(3, '[-3]'), live(4, '[4]'), live(5, '[5]')))))));
+SELECT * FROM positive ORDER BY id;
+SELECT "table", key, reason FROM lww_rejected WHERE "table" = 'positive';
+DELETE FROM lww_rejected WHERE "table" = 'positive';
+
 \c :main_db
 DROP DATABASE lww_life;
 DROP ROLE regress_life_ann, regress_life_bob;

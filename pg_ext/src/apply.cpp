@@ -27,6 +27,12 @@
 // (parents locked FOR KEY SHARE; a merged delete of a referenced row runs
 // the constraint's action, a cascade as an ordinary local write).
 //
+// Set-based (docs/ARCHITECTURE.md, "Set-based apply"): a batch's rows of
+// one table merge as a group, read, locked and written with a few
+// statements per table (merge_group); rows and tables only the row-by-row
+// merge handles (Item::batchable, set_based_table) merge row by row
+// (merge_one), as does every redo after a refusal.
+//
 // A row the receiver cannot apply (a constraint, a policy, a privilege) is
 // parked in lwwsync.rejected (view lww_rejected), not fatal: the batch runs
 // in one subtransaction; on a refusal it is redone row by row, each row in
@@ -50,6 +56,8 @@
 #include "../../common/json.h"
 
 extern "C" {
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_trigger.h"
 #include "utils/acl.h"
 #include "storage/proc.h"
 #include "utils/resowner.h"
@@ -133,28 +141,6 @@ std::string reason_of(const PgError& e) {
     std::string r = e.what();
     if (e.data()) r += std::string(" (SQLSTATE ") + unpack_sql_state(e.data()->sqlerrcode) + ")";
     return r;
-}
-
-// A total order on keys, the same in every transaction (lock order).
-int compare(const Value& a, const Value& b) {
-    if (a.kind != b.kind) return a.kind < b.kind ? -1 : 1;
-    switch (a.kind) {
-        case Value::Kind::Null: return 0;
-        case Value::Kind::Int: return a.i < b.i ? -1 : a.i > b.i;
-        case Value::Kind::Real: {
-            uint64_t x = 0, y = 0;
-            std::memcpy(&x, &a.d, sizeof x);
-            std::memcpy(&y, &b.d, sizeof y);
-            return x < y ? -1 : x > y;
-        }
-        default: return a.s.compare(b.s);
-    }
-}
-
-bool key_less(const std::vector<Value>& a, const std::vector<Value>& b) {
-    for (size_t i = 0; i < a.size() && i < b.size(); ++i)
-        if (int c = compare(a[i], b[i])) return c < 0;
-    return a.size() < b.size();
 }
 
 // session_replication_role for a scope (GUC nest level: as AsTableOwner).
@@ -464,25 +450,70 @@ std::set<size_t> missing_parents(const ForeignKey& fk, const std::vector<const C
     return missing;
 }
 
-std::set<size_t> failed_child_checks(const std::vector<ChildCheck>& checks) {
+// The rows whose foreign keys (collected in `checks`) fail; `reason` gets
+// the reason of the first failing key of each.
+std::map<size_t, std::string> failed_child_checks(const std::vector<ChildCheck>& checks) {
     std::map<const ForeignKey*, std::vector<const ChildCheck*>> by_key;
     for (const ChildCheck& c : checks) {
         // One array type per column: values typed otherwise (a domain) go alone.
         by_key[c.fk].push_back(&c);
     }
-    std::set<size_t> failed;
+    std::map<size_t, std::string> failed;
     for (const auto& [fk, list] : by_key) {
         std::map<std::vector<Oid>, std::vector<const ChildCheck*>> by_types;
         for (const ChildCheck* c : list) by_types[types_of(c->vals)].push_back(c);
-        for (const auto& [types, same] : by_types) {
-            std::set<size_t> m = missing_parents(*fk, same);
-            failed.insert(m.begin(), m.end());
-        }
+        for (const auto& [types, same] : by_types)
+            for (size_t item : missing_parents(*fk, same))
+                failed.emplace(item, "foreign key \"" + fk->name + "\": the referenced row of " + fk->parent_q +
+                                         " is not there");
     }
     return failed;
 }
 
 // ---------------------------------------------------------------------------
+
+// Whether a batch may write the rows of `t` with multi-row statements: no
+// BEFORE ROW trigger fires during the merge (ENABLE ALWAYS / REPLICA; one
+// could skip or rewrite rows of a multi-row statement, or write a row the
+// statement reaches later), and every key and tracked column has an array
+// type to bind. The triggers from the relcache (of every partition of a
+// partitioned table): current after any DDL, no query.
+bool set_based_table(const TableInfo& t) {
+    for (const ColumnType& c : t.key_types)
+        if (!has_array_type(c)) return false;
+    for (const ColumnType& c : t.col_types)
+        if (!has_array_type(c)) return false;
+    bool ok = true;
+    pg_call([&] {
+        List* rels = find_all_inheritors(t.relid, NoLock, nullptr);
+        ListCell* lc;
+        foreach (lc, rels) {
+            Relation rel = RelationIdGetRelation(lfirst_oid(lc));
+            if (!RelationIsValid(rel)) continue;
+            if (const TriggerDesc* td = rel->trigdesc)
+                for (int i = 0; i < td->numtriggers; ++i) {
+                    const Trigger& tg = td->triggers[i];
+                    if (!tg.tgisinternal && TRIGGER_FOR_ROW(tg.tgtype) && TRIGGER_FOR_BEFORE(tg.tgtype) &&
+                        (tg.tgenabled == TRIGGER_FIRES_ALWAYS || tg.tgenabled == TRIGGER_FIRES_ON_REPLICA))
+                        ok = false;
+                }
+            RelationClose(rel);
+        }
+    });
+    return ok;
+}
+
+// The command id the next statement runs at (SPI does not advance an unused
+// one): its own tuples carry it, later writes a higher one.
+CommandId statement_cid() {
+    CommandId cid = InvalidCommandId;
+    pg_call([&] {
+        (void)GetCurrentCommandId(true);
+        CommandCounterIncrement();
+        cid = GetCurrentCommandId(false);
+    });
+    return cid;
+}
 
 class UserWriter {
 public:
@@ -612,6 +643,99 @@ public:
         return run(prepare(sql, types), args, false);
     }
 
+    // Set-based forms for a batch (merge_group): `keys` sorted in lock
+    // order, one statement each. `own[i]`: row i's entry in State::own.
+    using Keys = std::vector<const std::vector<Param>*>;
+
+    // Locks the rows of `keys` that are there, in the order of `keys` (as
+    // lock() does, one probe per key); true for those there.
+    std::vector<bool> lock_many(const Keys& keys) {
+        std::vector<bool> there(keys.size(), false);
+        if (keys.empty()) return there;
+        std::vector<Param> args = key_arrays(keys);
+        std::string sql = "SELECT u.n FROM " + unnest_keys(args.size(), 0) + " JOIN LATERAL (SELECT 1 FROM " +
+                          t_.qualified + " AS x WHERE " + match_keys() + " OFFSET 0 FOR UPDATE OF x) AS l ON true";
+        AsTableOwner owner(t_.relid);
+        run(prepare(sql, types_of(args)), args, false);
+        return returned(keys.size());
+    }
+
+    // Inserts rows with the registers `cols` (ON CONFLICT DO NOTHING, as
+    // write()); `columns[c]` holds every row's value of cols[c]. Returns
+    // which went in (RETURNING the key, in the order the rows were given).
+    std::vector<bool> insert_many(const Keys& keys, const std::vector<size_t>& cols,
+                                  const std::vector<std::vector<Param>>& columns, const std::vector<OwnWrite*>& own,
+                                  const std::vector<const std::vector<Value>*>& stored) {
+        std::vector<Param> args = key_arrays(keys);
+        for (size_t c = 0; c < cols.size(); ++c) args.push_back(array_param(t_.col_types[cols[c]], columns[c]));
+        std::string names, ret;
+        for (size_t i = 0; i < t_.key.size(); ++i) names += (i ? ", " : "") + quote_ident(t_.key[i]);
+        ret = names;
+        for (size_t c : cols) names += ", " + quote_ident(t_.cols[c]);
+        SPIPlanPtr plan = prepare("INSERT INTO " + t_.qualified + "(" + names + ") SELECT * FROM ROWS FROM (" +
+                                      unnest_list(args.size()) + ") ON CONFLICT (" + ret + ") DO NOTHING RETURNING " +
+                                      ret,
+                                  types_of(args));
+        mark(own, LocalOp::insert, cols, columns);
+        run(plan, args, false);
+        unmark(own);
+        // The rows come back in the order given: matched walking both, a
+        // lookup only if they did not.
+        std::vector<bool> in(keys.size(), false);
+        std::vector<Value> k(t_.key.size());
+        size_t next = 0;
+        std::unique_ptr<std::unordered_map<std::vector<Value>, size_t, KeyHash, KeyEqual>> at;
+        for (uint64_t r = 0; r < SPI_processed; ++r) {
+            for (size_t i = 0; i < t_.key.size(); ++i) {
+                bool isnull = false;
+                Datum d = col(r, static_cast<int>(i), &isnull);
+                k[i] = datum_to_value(d, isnull, t_.key_types[i]);
+            }
+            while (next < stored.size() && !KeyEqual()(*stored[next], k)) ++next;
+            if (next < stored.size()) {
+                in[next++] = true;
+                continue;
+            }
+            if (!at) {
+                at = std::make_unique<std::unordered_map<std::vector<Value>, size_t, KeyHash, KeyEqual>>();
+                for (size_t i = 0; i < stored.size(); ++i) at->emplace(*stored[i], i);
+            }
+            auto found = at->find(k);
+            if (found != at->end()) in[found->second] = true;
+        }
+        return in;
+    }
+
+    // Updates the registers `cols` of rows; which were updated.
+    std::vector<bool> update_many(const Keys& keys, const std::vector<size_t>& cols,
+                                  const std::vector<std::vector<Param>>& columns, const std::vector<OwnWrite*>& own) {
+        std::vector<Param> args = key_arrays(keys);
+        for (size_t c = 0; c < cols.size(); ++c) args.push_back(array_param(t_.col_types[cols[c]], columns[c]));
+        std::string sets;
+        for (size_t c = 0; c < cols.size(); ++c)
+            sets += (c ? ", " : "") + quote_ident(t_.cols[cols[c]]) + " = u.v" + std::to_string(c);
+        SPIPlanPtr plan = prepare("UPDATE " + t_.qualified + " AS x SET " + sets + " FROM " +
+                                      unnest_keys(t_.key.size(), cols.size()) + " WHERE " + match_keys() +
+                                      " RETURNING u.n",
+                                  types_of(args));
+        mark(own, LocalOp::update, cols, columns);
+        run(plan, args, false);
+        unmark(own);
+        return returned(keys.size());
+    }
+
+    // Deletes rows; which were deleted.
+    std::vector<bool> remove_many(const Keys& keys, const std::vector<OwnWrite*>& own) {
+        std::vector<Param> args = key_arrays(keys);
+        SPIPlanPtr plan = prepare("DELETE FROM " + t_.qualified + " AS x USING " + unnest_keys(t_.key.size(), 0) +
+                                      " WHERE " + match_keys() + " RETURNING u.n",
+                                  types_of(args));
+        mark(own, LocalOp::remove, {}, {});
+        run(plan, args, false);
+        unmark(own);
+        return returned(keys.size());
+    }
+
     // Marks the merge's own write for the capture trigger (State::own) for
     // one statement; the local writes seen meanwhile end in `ops`.
     class OwnWriteScope {
@@ -619,27 +743,20 @@ public:
         OwnWriteScope(const TableInfo& t, const std::vector<Value>& key, LocalOp::Kind kind,
                       const std::map<size_t, Param>* written, std::vector<LocalOp>* ops = nullptr)
             : ops_(ops) {
-            OwnWrite& o = State::get().own;
-            o = OwnWrite{};
-            o.key = key;
-            o.kind = kind;
+            OwnWrites& o = State::get().own;
+            o = OwnWrites{};
+            OwnWrite& w = o.rows[key];
+            w.kind = kind;
             if (written)
-                for (const auto& [idx, p] : *written) o.written.push_back({idx, {p.value, p.null}});
-            // The statement runs at a fresh command id (SPI does not advance
-            // an unused one): its own tuples carry it, later writes a higher one.
-            CommandId cid = InvalidCommandId;
-            pg_call([&] {
-                (void)GetCurrentCommandId(true);
-                CommandCounterIncrement();
-                cid = GetCurrentCommandId(false);
-            });
-            o.cid = cid;
+                for (const auto& [idx, p] : *written) w.written.push_back({idx, {p.value, p.null}});
+            w.cid = statement_cid();
+            w.writing = true;
             o.relid = t.relid;
         }
         ~OwnWriteScope() {
-            OwnWrite& o = State::get().own;
-            if (ops_) *ops_ = std::move(o.ops);
-            o = OwnWrite{};
+            OwnWrites& o = State::get().own;
+            if (ops_ && !o.rows.empty()) *ops_ = std::move(o.rows.begin()->second.ops);
+            o = OwnWrites{};
         }
         OwnWriteScope(const OwnWriteScope&) = delete;
         OwnWriteScope& operator=(const OwnWriteScope&) = delete;
@@ -647,6 +764,65 @@ public:
     private:
         std::vector<LocalOp>* ops_;
     };
+
+private:
+    std::vector<Param> key_arrays(const Keys& keys) const {
+        std::vector<Param> arrays, column(keys.size());
+        for (size_t k = 0; k < t_.key.size(); ++k) {
+            for (size_t i = 0; i < keys.size(); ++i) column[i] = (*keys[i])[k];
+            arrays.push_back(array_param(t_.key_types[k], column));
+        }
+        return arrays;
+    }
+
+    // unnest($1..) WITH ORDINALITY AS u(k0.., v0.., n): keys, then values.
+    static std::string unnest_keys(size_t nkeys, size_t nvals) {
+        std::string sql = "ROWS FROM (" + unnest_list(nkeys + nvals) + ") WITH ORDINALITY AS u(";
+        for (size_t i = 0; i < nkeys; ++i) sql += "k" + std::to_string(i) + ", ";
+        for (size_t i = 0; i < nvals; ++i) sql += "v" + std::to_string(i) + ", ";
+        return sql + "n)";
+    }
+
+    static std::string unnest_list(size_t n) {
+        std::string sql;
+        for (size_t i = 0; i < n; ++i) sql += (i ? ", pg_catalog.unnest($" : "pg_catalog.unnest($") + std::to_string(i + 1) + ")";
+        return sql;
+    }
+
+    std::string match_keys() const {
+        std::string w;
+        for (size_t k = 0; k < t_.key.size(); ++k)
+            w += (k ? " AND x." : "x.") + quote_ident(t_.key[k]) + " = u.k" + std::to_string(k) + t_.key_collate[k];
+        return w;
+    }
+
+    // The rows of a statement RETURNING u.n.
+    static std::vector<bool> returned(size_t n) {
+        std::vector<bool> hit(n, false);
+        for (uint64_t r = 0; r < SPI_processed; ++r) {
+            const int64_t i = col_int64(r, 0);
+            if (i >= 1 && static_cast<size_t>(i) <= n) hit[static_cast<size_t>(i - 1)] = true;
+        }
+        return hit;
+    }
+
+    // The statement about to run writes these rows (kind, values of
+    // `cols`): its own events on them are the merge's (trigger.cpp).
+    static void mark(const std::vector<OwnWrite*>& own, LocalOp::Kind kind, const std::vector<size_t>& cols,
+                     const std::vector<std::vector<Param>>& columns) {
+        const CommandId cid = statement_cid();
+        for (size_t i = 0; i < own.size(); ++i) {
+            OwnWrite& w = *own[i];
+            w.writing = true;
+            w.kind = kind;
+            w.cid = cid;
+            w.written.clear();
+            for (size_t c = 0; c < cols.size(); ++c) w.written.push_back({cols[c], {columns[c][i].value, columns[c][i].null}});
+        }
+    }
+    static void unmark(const std::vector<OwnWrite*>& own) {
+        for (OwnWrite* w : own) w->writing = false;
+    }
 
 private:
     static void rollback_probe(MemoryContext ctx, ResourceOwner owner) {
@@ -683,6 +859,7 @@ struct TableRun {
     Rights rights;
     std::unique_ptr<UserWriter> writer;
     size_t rank = 0;  // position in parents-first order
+    bool set_based = false;  // its rows may merge in set-based groups (set_based_table)
 };
 
 // One incoming row waiting to be merged.
@@ -692,9 +869,15 @@ struct Item {
     std::vector<Param> key;
     std::vector<Value> stored;  // the key read back from its column types: 1 and "1" are one row
     IncomingRow in;
-    std::map<size_t, Param> values;
+    std::vector<Param> values;  // by register: the incoming values (those it carries)
     bool unseen = false;
+    // May merge in a set-based group (merge_group): its unlocked pre-read
+    // shows none of the outcomes only the row-by-row merge handles (a
+    // DELETE probe under row-level security, a changed value other rows
+    // reference, a delete of a referenced table's row).
+    bool batchable = false;
     bool live = true;     // the incoming row is alive (inserts, updates) rather than a tombstone
+    size_t pos = 0;       // position in its table run, by key as stored
     long parked = -1;     // index of the parked entry it comes from, -1: the batch
     bool refused = false;
     std::string reason;
@@ -894,6 +1077,215 @@ void merge_item(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>&
     }
 }
 
+// The merge's own writes of a set-based group (State::own), reset however
+// the group ends.
+class GroupOwnWrites {
+public:
+    // `keys[i]` null: a row not written (no entry).
+    GroupOwnWrites(const TableInfo& t, const std::vector<const std::vector<Value>*>& keys, std::vector<OwnWrite*>& at)
+        : own_(State::get().own) {
+        own_ = OwnWrites{};
+        own_.rows.reserve(keys.size());
+        at.assign(keys.size(), nullptr);
+        for (size_t i = 0; i < keys.size(); ++i)
+            if (keys[i]) at[i] = &own_.rows[*keys[i]];  // stable: an unordered_map never moves its elements
+        own_.relid = t.relid;
+    }
+    ~GroupOwnWrites() { own_ = OwnWrites{}; }
+    void forget(const std::vector<Value>& key) { own_.rows.erase(key); }
+    // Whether any trigger wrote a row of the group (one pass, not a lookup per row).
+    bool any_ops() const {
+        for (const auto& [key, w] : own_.rows)
+            if (!w.ops.empty()) return true;
+        return false;
+    }
+    GroupOwnWrites(const GroupOwnWrites&) = delete;
+    GroupOwnWrites& operator=(const GroupOwnWrites&) = delete;
+
+private:
+    OwnWrites& own_;
+};
+
+// Merges items[a, b) — batchable rows of one table run, distinct keys in
+// lock order — set-based (docs/ARCHITECTURE.md, "Set-based apply"): the rows
+// there locked with one statement, their metadata locked with one, merged
+// here, written with one INSERT per set of won columns, one UPDATE per set
+// of won columns and one DELETE, the metadata stored with one statement.
+// The same checks as merge_one, per outcome; what only merge_one handles
+// (see Item::batchable), or a refusal, throws RowRefused: the whole batch is
+// then redone row by row. Rows a concurrent transaction inserted first are
+// merged again, locked, one by one (merge_item).
+void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& stats, std::vector<Deferred>& deferred,
+                 std::vector<ChildCheck>& later) {
+    State& s = State::get();
+    const TableRun& run = *items[a]->run;
+    const TableInfo& t = *run.plan.local;
+    const Rights& rights = run.rights;
+    const Context& ctx = *run.ctx;
+    UserWriter& writer = *run.writer;
+    const bool checked = ctx.trust == Trust::caller;
+    const ForeignKeys& fks = foreign_keys(t.relid);
+    const size_t n = b - a;
+    auto item = [&](size_t i) -> Item& { return *items[a + i]; };
+
+    // Lock order: the user rows, then their metadata, each by key. Unseen
+    // keys (no metadata when read unlocked) are most likely not there: no
+    // lock to take, they are inserted straight away below.
+    std::vector<std::vector<Param>> seen_keys;
+    UserWriter::Keys seen_ptrs;
+    std::vector<size_t> seen_at;
+    for (size_t i = 0; i < n; ++i)
+        if (!item(i).unseen) {
+            seen_keys.push_back(item(i).key);
+            seen_ptrs.push_back(&item(i).key);
+            seen_at.push_back(i);
+        }
+    std::vector<bool> exists(n, false);
+    std::vector<RowState> st(n, RowState(t.cols.size()));
+    {
+        const std::vector<bool> there = writer.lock_many(seen_ptrs);
+        std::vector<RowState> metas = load_meta_many(t, seen_keys, true);
+        for (size_t j = 0; j < seen_at.size(); ++j) {
+            exists[seen_at[j]] = there[j];
+            st[seen_at[j]] = std::move(metas[j]);
+        }
+    }
+
+    enum class Write { none, insert, update, remove };
+    std::vector<MergeOutcome> outs(n);
+    std::vector<Write> write(n, Write::none);
+    std::vector<std::vector<size_t>> won(n);  // registers won, ascending
+    std::vector<bool> store(n, false);
+    for (size_t i = 0; i < n; ++i) {
+        Item& it = item(i);
+        MergeOutcome& out = outs[i] = merge_row(st[i], it.in, UINT64_MAX);
+        if (!out.changed()) {
+            count(stats, out);
+            continue;
+        }
+        for (size_t k : out.won_cols) won[i].push_back(it.in.cols[k].first);
+        std::sort(won[i].begin(), won[i].end());
+        if (out.alive) {
+            if (checked && out.gen_raised && out.was_alive) {
+                if (!rights.del) refuse(t, "the change set deletes and re-inserts a row the caller may not delete");
+                if (exists[i] && rights.rls) refuse(t, "a new generation under row-level security: merged row by row");
+            }
+            if (!exists[i]) {
+                write[i] = Write::insert;
+            } else if (!won[i].empty()) {
+                for (const ForeignKey& fk : fks.in)
+                    for (const std::string& c : fk.parent_cols)
+                        for (size_t w : won[i])
+                            if (quote_ident(t.cols[w]) == c) refuse(t, "a referenced value changes: merged row by row");
+                write[i] = Write::update;
+            } else if (checked) {
+                if (!rights.insert) refuse(t, "the change set re-inserts a row (needs INSERT)");
+                if (!writer.visible(it.key)) refuse(t, "row-level security hides this row");
+            }
+        } else if (exists[i]) {
+            if (!fks.in.empty()) refuse(t, "a merged delete of a referenced table's row: merged row by row");
+            write[i] = Write::remove;
+        } else if (checked && !(rights.del && rights.select_keys)) {
+            refuse(t, "the change set deletes a row (needs DELETE and SELECT on its key)");
+        } else if (out.gen_raised && rights.rls && ctx.guarded()) {
+            // As merge_one: a tombstone no policy can judge, not kept.
+            ++stats.rows;
+            stats.received += out.applied + out.ignored;
+            stats.rejected += out.applied;
+            stats.ignored += out.ignored;
+            outs[i] = MergeOutcome{};
+            continue;
+        }
+        store[i] = true;
+    }
+
+    // The user rows, a statement per kind of write and set of won columns.
+    std::vector<const std::vector<Value>*> stored_keys(n, nullptr);
+    for (size_t i = 0; i < n; ++i)
+        if (store[i]) stored_keys[i] = &item(i).stored;
+    std::vector<size_t> again;  // inserted meanwhile by another transaction
+    {
+        std::vector<OwnWrite*> own_at;
+        GroupOwnWrites own(t, stored_keys, own_at);
+        std::map<std::pair<int, std::vector<size_t>>, std::vector<size_t>> statements;
+        for (size_t i = 0; i < n; ++i) {
+            if (write[i] == Write::none) continue;
+            statements[{static_cast<int>(write[i]), write[i] == Write::remove ? std::vector<size_t>{} : won[i]}].push_back(i);
+        }
+        for (const auto& [what, rows] : statements) {
+            const Write kind = static_cast<Write>(what.first);
+            const std::vector<size_t>& cols = what.second;
+            UserWriter::Keys keys;
+            std::vector<const std::vector<Value>*> stored;
+            std::vector<OwnWrite*> marks;
+            std::vector<std::vector<Param>> columns(cols.size());
+            for (auto& column : columns) column.reserve(rows.size());
+            for (size_t i : rows) {
+                keys.push_back(&item(i).key);
+                stored.push_back(&item(i).stored);
+                marks.push_back(own_at[i]);
+                for (size_t c = 0; c < cols.size(); ++c) columns[c].push_back(item(i).values[cols[c]]);
+            }
+            std::vector<bool> done;
+            if (kind == Write::insert) done = writer.insert_many(keys, cols, columns, marks, stored);
+            else if (kind == Write::update) done = writer.update_many(keys, cols, columns, marks);
+            else done = writer.remove_many(keys, marks);
+            for (size_t r = 0; r < rows.size(); ++r) {
+                if (done[r]) continue;
+                const size_t i = rows[r];
+                if (kind == Write::insert) {
+                    if (!writer.exists(item(i).key)) refuse(t, "a trigger skipped the insert of this row");
+                    // Merged again below, on its own: a trigger's write to it
+                    // meanwhile would be lost with the group's record of it.
+                    if (!own_at[i]->ops.empty()) refuse(t, "a trigger wrote a row inserted meanwhile: merged row by row");
+                    own.forget(item(i).stored);
+                    own_at[i] = nullptr;
+                    store[i] = false;
+                    again.push_back(i);
+                } else if (kind == Write::update) {
+                    refuse(t, "row-level security forbids updating this row");
+                } else {
+                    refuse(t, "row-level security forbids deleting this row");
+                }
+            }
+        }
+        // The metadata: a change sequence per changed row, one statement.
+        std::vector<std::vector<Param>> keys;
+        std::vector<RowState> states;
+        for (size_t i = 0; i < n; ++i) {
+            if (!store[i]) continue;
+            const uint64_t seq = s.next_seq();
+            if (st[i].row.seq == UINT64_MAX) st[i].row.seq = seq;
+            for (auto& c : st[i].cols)
+                if (c.seq == UINT64_MAX) c.seq = seq;
+            keys.push_back(item(i).key);
+            states.push_back(std::move(st[i]));
+        }
+        store_meta_many(t, keys, states);
+        // Writes the statements' triggers made to these rows are local
+        // writes, stamped above the merged registers (as merge_one).
+        const bool any_ops = own.any_ops();
+        for (size_t i = 0; i < n; ++i) {
+            if (!store[i]) continue;
+            std::vector<LocalOp> ops;
+            if (any_ops) ops = std::move(own_at[i]->ops);
+            if (write[i] != Write::none && write[i] != Write::remove && !fks.out.empty()) {
+                std::map<size_t, Param> written;
+                for (size_t w : won[i]) written[w] = item(i).values[w];
+                check_child(item(i), a + i, deferred, &later, written, write[i] == Write::insert || outs[i].gen_raised,
+                            ops.empty());
+            }
+            if (!ops.empty()) replay_local_ops(t, item(i).key, ops);
+        }
+    }
+    for (size_t i = 0; i < n; ++i)
+        if (store[i]) count(stats, outs[i]);
+    for (size_t i : again) {
+        item(i).unseen = false;
+        merge_item(item(i), a + i, stats, deferred, &later);
+    }
+}
+
 // The items whose deferred foreign-key check fails now.
 std::set<size_t> failed_deferred(const std::vector<Deferred>& deferred, std::vector<Item*>& items) {
     std::set<size_t> failed;
@@ -926,43 +1318,95 @@ void reject(ApplyCounts& stats, const IncomingRow& in) {
     stats.rejected += n;
 }
 
+// Groups of fewer rows merge row by row: set-based statements pay off from
+// a few rows on.
+constexpr size_t kMinGroup = 4;
+
+// The end of the set-based group starting at items[at]: the batch's
+// batchable rows of one table run, alive or not alike, keys strictly
+// ascending (the lock order). `at` itself when it starts none.
+size_t group_end(const std::vector<Item*>& items, size_t at) {
+    const Item& first = *items[at];
+    if (!first.batchable || !first.run->set_based) return at;
+    size_t end = at + 1;
+    while (end < items.size() && items[end]->batchable && items[end]->run == first.run &&
+           items[end]->live == first.live && key_less(items[end - 1]->stored, items[end]->stored))
+        ++end;
+    return end;
+}
+
+// Rounds of the whole batch, each without the rows whose foreign keys failed
+// at the end of the one before, before it is redone row by row.
+constexpr int kMaxRounds = 3;
+
 // Merges `items` in their order; returns the ones refused (reason set).
-// First the whole batch in one subtransaction; on a refusal, row by row,
+// First the whole batch in one subtransaction (rows whose foreign keys fail
+// at its end taken out, up to kMaxRounds runs); on a refusal, row by row,
 // each in its own subtransaction, refused rows retried while others apply
 // (a child before its parent in a cycle, a UNIQUE value freed later in the
 // batch); deferrable foreign keys are checked at the end, and a row failing
 // there is taken out and the batch redone without it.
 std::vector<Item*> merge_items(std::vector<Item*>& items, ApplyCounts& stats) {
     ReplicationRole replica("replica");
-    {
+    // The whole batch (set-based where it can), in one subtransaction. Rows
+    // whose foreign keys fail at its end are taken out and it runs again
+    // without them (a parent taken out fails its children in the next
+    // round); any other refusal redoes it row by row.
+    std::set<size_t> out;  // taken out: refused, reason set
+    for (int round = 0; round < kMaxRounds; ++round) {
         SubXact batch;
+        std::vector<Item*> now;
+        std::vector<size_t> orig;  // index in `items` of now[i]
+        for (size_t i = 0; i < items.size(); ++i)
+            if (!out.count(i)) {
+                now.push_back(items[i]);
+                orig.push_back(i);
+            }
         std::vector<Deferred> deferred;
         ApplyCounts c, other;  // other: parked rows retried, not part of the answer
         bool refused = false;
+        std::map<size_t, std::string> failed;  // by index in `now`
         size_t at = 0;
         try {
             std::vector<ChildCheck> later;
-            for (at = 0; at < items.size(); ++at)
-                merge_item(*items[at], at, items[at]->parked < 0 ? c : other, deferred, &later);
-            refused = !failed_child_checks(later).empty() || !failed_deferred(deferred, items).empty();
+            for (at = 0; at < now.size();) {
+                const size_t end = group_end(now, at);
+                if (end - at >= kMinGroup) {
+                    merge_group(now, at, end, c, deferred, later);
+                    at = end;
+                } else {
+                    merge_item(*now[at], at, now[at]->parked < 0 ? c : other, deferred, &later);
+                    ++at;
+                }
+            }
+            failed = failed_child_checks(later);
+            for (auto& [i, why] : failed) why = "table " + now[i]->run->plan.local->name + ": " + why;
+            for (size_t i : failed_deferred(deferred, now)) failed.emplace(i, now[i]->reason);
         } catch (const RowRefused&) {
             refused = true;
         } catch (const PgError& e) {
-            const bool retry = at < items.size() && items[at]->parked >= 0 && !fatal_anyway(e);
+            const bool retry = at < now.size() && now[at]->parked >= 0 && !fatal_anyway(e);
             if (!refusable(e) && !retry) throw;
             refused = true;
         } catch (const Cancelled&) {
             throw;
         } catch (const Error&) {
-            if (!(at < items.size() && items[at]->parked >= 0)) throw;
+            if (!(at < now.size() && now[at]->parked >= 0)) throw;
             refused = true;
         }
-        if (!refused) {
+        if (!refused && failed.empty()) {
             batch.commit();
             stats.add(c);
-            return {};
+            std::vector<Item*> refused_rows;
+            for (size_t i : out) refused_rows.push_back(items[i]);
+            return refused_rows;
         }
         batch.rollback();
+        if (refused) break;
+        for (const auto& [i, why] : failed) {
+            now[i]->reason = why;
+            out.insert(orig[i]);
+        }
     }
     std::set<size_t> excluded;
     for (;;) {
@@ -1045,12 +1489,31 @@ void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCount
         }
         rows.push_back(std::move(it));
     }
-    std::stable_sort(rows.begin(), rows.end(), [](const Item& a, const Item& b) { return key_less(a.stored, b.stored); });
+    {  // Sorted by key as stored (indexes sorted: an Item is costly to move).
+        std::vector<size_t> order(rows.size());
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(),
+                         [&](size_t a, size_t b) { return key_less(rows[a].stored, rows[b].stored); });
+        std::vector<Item> sorted;
+        sorted.reserve(rows.size());
+        for (size_t i : order) sorted.push_back(std::move(rows[i]));
+        rows = std::move(sorted);
+        for (size_t i = 0; i < rows.size(); ++i) rows[i].pos = i;
+    }
     for (size_t i = 1; i < rows.size(); ++i)
         if (!key_less(rows[i - 1].stored, rows[i].stored))
             throw Error("table \"" + t.name + "\": the change set names one row twice (two spellings of one key)");
 
-    for (Item& it : rows) {
+    // Echoes and stale registers change nothing: known without a lock (a
+    // row's state only grows, so what loses now loses later too). One
+    // statement for the table's rows.
+    std::vector<std::vector<Param>> keys;
+    keys.reserve(rows.size());
+    for (const Item& it : rows) keys.push_back(it.key);
+    std::vector<RowState> pres = load_meta_many(t, keys, false);
+    const ForeignKeys& fks = foreign_keys(t.relid);
+    for (size_t at = 0; at < rows.size(); ++at) {
+        Item& it = rows[at];
         const RowChange& r = *it.row;
         it.in = incoming_row(r, p.col_map);
         it.live = (r.gen & 1) != 0;
@@ -1063,16 +1526,25 @@ void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCount
             items.push_back(std::move(it));
             continue;
         }
-        // Echoes and stale registers change nothing: known without a lock
-        // (a row's state only grows, so what loses now loses later too).
         {
-            RowState pre = load_meta(t, it.key, false);
+            RowState& pre = pres[at];
             it.unseen = pre.gen == 0;
             MergeOutcome probe = merge_row(pre, it.in, UINT64_MAX);
             if (!probe.changed()) {
                 count(stats, probe);
                 continue;
             }
+            // What the locked merge can do is bounded by this one (a row's
+            // state only grows): a new generation under row-level security
+            // (a DELETE probe), a value other rows reference changing, a
+            // delete of a row other rows may reference go row by row.
+            bool batchable = parked < 0 && !(ctx.trust == Trust::caller && rights.rls && probe.gen_raised) &&
+                             (it.live || fks.in.empty());
+            for (size_t k : probe.won_cols)
+                for (const ForeignKey& fk : fks.in)
+                    for (const std::string& c : fk.parent_cols)
+                        if (quote_ident(t.cols[it.in.cols[k].first]) == c) batchable = false;
+            it.batchable = batchable;
             // A caller brings its own writes (its node's, its principal's
             // other devices') and echoes of what this database holds, which
             // never win. Another node's register that would win is not its
@@ -1101,6 +1573,7 @@ void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCount
                 }
             }
         }
+        it.values.resize(t.cols.size());
         for (size_t k = 0; k < r.cols.size(); ++k) {
             const size_t idx = p.col_map[r.cols[k].col];
             Param prm;
@@ -1296,6 +1769,7 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin) {
             tr.ctx = c;
             tr.rights = rights_of(*p.local);
             tr.writer = std::make_unique<UserWriter>(*p.local);
+            tr.set_based = set_based_table(*p.local);
             return tr;
         };
         std::sort(plans.begin(), plans.end(), [](const Plan& a, const Plan& b) { return a.local->name < b.local->name; });
@@ -1381,6 +1855,7 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin) {
         std::stable_sort(todo.begin(), todo.end(), [](const Item* a, const Item* b) {
             if (a->live != b->live) return a->live;
             if (a->run->rank != b->run->rank) return a->live ? a->run->rank < b->run->rank : a->run->rank > b->run->rank;
+            if (a->run == b->run) return a->pos < b->pos;  // key order, known
             if (key_less(a->stored, b->stored)) return true;
             if (key_less(b->stored, a->stored)) return false;
             return a->parked < b->parked;

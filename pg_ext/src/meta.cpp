@@ -1,5 +1,9 @@
 #include "meta.h"
 
+#include <cstring>
+
+#include "../../common/batch.h"
+
 extern "C" {
 #include "storage/itemptr.h"
 #include "utils/array.h"
@@ -16,6 +20,74 @@ std::vector<Param> key_params(const TableInfo& t, const std::vector<Datum>& key,
         p[i] = Param{t.key_types[i].type, key[i], false};
     }
     return p;
+}
+
+// Lock order and key identity of stored keys (apply.cpp, OwnWrites).
+int compare_values(const Value& a, const Value& b) {
+    if (a.kind != b.kind) return a.kind < b.kind ? -1 : 1;
+    switch (a.kind) {
+        case Value::Kind::Null: return 0;
+        case Value::Kind::Int: return a.i < b.i ? -1 : a.i > b.i;
+        case Value::Kind::Real: {
+            uint64_t x = 0, y = 0;
+            std::memcpy(&x, &a.d, sizeof x);
+            std::memcpy(&y, &b.d, sizeof y);
+            return x < y ? -1 : x > y;
+        }
+        default: return a.s.compare(b.s);
+    }
+}
+
+bool key_less(const std::vector<Value>& a, const std::vector<Value>& b) {
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+        if (int c = compare_values(a[i], b[i])) return c < 0;
+    return a.size() < b.size();
+}
+
+bool has_array_type(const ColumnType& type) {
+    bool ok = false;
+    pg_call([&] { ok = OidIsValid(get_array_type(type.type)) || OidIsValid(get_array_type(type.base)); });
+    return ok;
+}
+
+Param array_param(const ColumnType& type, const std::vector<Param>& values) {
+    Param out{InvalidOid, 0, false};
+    pg_call([&] {
+        Oid elem = type.type, array = get_array_type(elem);
+        if (!OidIsValid(array)) {  // a domain without an array type: its base type's
+            elem = type.base;
+            array = get_array_type(elem);
+        }
+        if (!OidIsValid(array)) elog(ERROR, "no array type for type %u", type.type);
+        int16 len;
+        bool byval;
+        char align;
+        get_typlenbyvalalign(elem, &len, &byval, &align);
+        const int n = static_cast<int>(values.size());
+        Datum* d = static_cast<Datum*>(palloc(sizeof(Datum) * (n ? n : 1)));
+        bool* nulls = static_cast<bool*>(palloc(sizeof(bool) * (n ? n : 1)));
+        for (int i = 0; i < n; ++i) {
+            d[i] = values[i].value;
+            nulls[i] = values[i].null;
+        }
+        int dims[1] = {n}, lbs[1] = {1};
+        out.type = array;
+        out.value = PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, elem, len, byval, align));
+    });
+    return out;
+}
+
+size_t KeyHash::operator()(const std::vector<Value>& key) const {
+    uint64_t h = 0;
+    for (const Value& v : key) h = h * 31 + value_hash(v);
+    return static_cast<size_t>(h);
+}
+
+bool KeyEqual::operator()(const std::vector<Value>& a, const std::vector<Value>& b) const {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+        if (compare_values(a[i], b[i]) != 0) return false;
+    return true;
 }
 
 namespace {

@@ -32,6 +32,13 @@ void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& 
 // subtransaction. False, and nothing stored, when another transaction
 // stored one of the rows meanwhile.
 bool insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows);
+
+// An array parameter of values of type `type` (a domain without an array
+// type: an array of its base type, which unnest hands back for the column
+// to coerce). has_array_type false: no array type at all (an array-typed
+// column), such values are written row by row.
+bool has_array_type(const ColumnType& type);
+Param array_param(const ColumnType& type, const std::vector<Param>& values);
 // Keeps a deleted row's last values (JSON of the row) in its tombstone, for
 // tables under row-level security: lww_changes judges the tombstone against
 // the puller's SELECT policies with them (docs/SECURITY.md).

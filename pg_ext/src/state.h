@@ -23,6 +23,8 @@
 #pragma once
 #include "values.h"
 
+#include <unordered_map>
+
 #include "../../common/hlc.h"
 #include "../../common/changeset.h"
 #include "../../common/row_codec.h"
@@ -50,21 +52,40 @@ struct LocalOp {
     std::vector<bool> changed;  // update: the registers whose value changed
 };
 
-// The one user-table write lww_apply makes for a merge (docs/ARCHITECTURE.md,
+// A total order on keys as stored, the same in every transaction: the lock
+// order of lww_apply (docs/ARCHITECTURE.md, "Apply order").
+int compare_values(const Value& a, const Value& b);
+bool key_less(const std::vector<Value>& a, const std::vector<Value>& b);
+// Keys as stored in hashed containers: equal when key_less says neither is less.
+struct KeyHash {
+    size_t operator()(const std::vector<Value>& key) const;
+};
+struct KeyEqual {
+    bool operator()(const std::vector<Value>& a, const std::vector<Value>& b) const;
+};
+
+// The user-table write lww_apply makes for one merged row (docs/ARCHITECTURE.md,
 // "Triggers during apply"). The capture trigger fires for every write (it is
-// ENABLE ALWAYS); the event of exactly this statement on exactly this row is
-// the merge's own and is not a local write — except for columns a BEFORE
-// trigger changed, which are. Every other event on this row during the
-// statement (an ALWAYS trigger writing it again) is a local write, kept in
-// `ops` and replayed after the merged metadata is stored.
+// ENABLE ALWAYS); the event of exactly the statement writing this row
+// (`writing`, command id `cid`) on it is the merge's own and is not a local
+// write — except for columns a BEFORE trigger changed, which are. Every other
+// event on the row meanwhile (an ALWAYS trigger writing it again, or a
+// statement of the batch that is not the one writing it) is a local write,
+// kept in `ops` and replayed after the merged metadata is stored.
 struct OwnWrite {
-    Oid relid = InvalidOid;          // InvalidOid: no merge is writing
-    std::vector<Value> key;          // as stored
+    bool writing = false;            // the running statement is the one writing this row
     LocalOp::Kind kind = LocalOp::update;
-    CommandId cid = InvalidCommandId;  // the statement's command id
+    CommandId cid = InvalidCommandId;  // the writing statement's command id
     std::vector<std::pair<size_t, std::pair<Datum, bool>>> written;  // (register, (datum, null)) the merge wrote
     bool seen = false;               // the statement's own event came
     std::vector<LocalOp> ops;        // local writes to the row meanwhile
+};
+
+// The rows of one table lww_apply is writing (one for a row-by-row merge, a
+// whole batch's for a set-based one), by key as stored.
+struct OwnWrites {
+    Oid relid = InvalidOid;  // InvalidOid: no merge is writing
+    std::unordered_map<std::vector<Value>, OwnWrite, KeyHash, KeyEqual> rows;
 };
 
 class State : private NodeSource {
@@ -116,7 +137,7 @@ public:
     void check_identity();
 
     int applying = 0;  // >0 while lww_apply writes user tables
-    OwnWrite own;      // the merge's write in progress (relid InvalidOid: none)
+    OwnWrites own;     // the merge's writes in progress (relid InvalidOid: none)
 
 private:
     bool id_at(uint32_t idx, NodeId* id) override;  // NodeSource: one indexed lookup

@@ -53,17 +53,18 @@ void write(const TableInfo& t, const std::vector<Param>& key, Op&& op) {
     store_meta(t, key, st);
 }
 
-// The row's key as stored, to compare with the merge's own write.
-bool is_marked(const OwnWrite& own, const TableInfo& t, HeapTuple tup, TupleDesc desc) {
-    if (own.relid != t.relid) return false;
+// The merge's write of this row, if a merge is writing it (by key as stored).
+OwnWrite* marked(OwnWrites& own, const TableInfo& t, HeapTuple tup, TupleDesc desc) {
+    if (own.relid != t.relid) return nullptr;
+    std::vector<Value> key(t.key.size());
     for (size_t i = 0; i < t.key.size(); ++i) {
         bool isnull = false;
         Datum d = 0;
         pg_call([&] { d = heap_getattr(tup, t.key_attnums[i], desc, &isnull); });
-        const Value v = datum_to_value(d, isnull, t.key_types[i]);
-        if (i >= own.key.size() || !identical(v, own.key[i])) return false;
+        key[i] = datum_to_value(d, isnull, t.key_types[i]);
     }
-    return true;
+    auto found = own.rows.find(key);
+    return found == own.rows.end() ? nullptr : &found->second;
 }
 
 // Whether `tup` was written by the statement with command id `cid`.
@@ -404,18 +405,18 @@ Datum capture_trigger(FunctionCallInfo fcinfo) {
     // The trigger fires in replica mode (ENABLE REPLICA; before the 0.5
     // upgrade, ALWAYS): lww_apply writes so. Every write is a local write
     // except the merge's own one (State::own).
-    OwnWrite& own = s.own;
+    OwnWrites& own = s.own;
 
     if (TRIGGER_FIRED_BY_INSERT(td->tg_event)) {
         HeapTuple tup = td->tg_trigtuple;
-        if (is_marked(own, *t, tup, desc)) {
-            if (own.kind == LocalOp::insert && !own.seen && written_by(tup, own.cid)) {
-                own.seen = true;
+        if (OwnWrite* ow = marked(own, *t, tup, desc)) {
+            if (ow->writing && ow->kind == LocalOp::insert && !ow->seen && written_by(tup, ow->cid)) {
+                ow->seen = true;
                 bool any = false;
-                std::vector<bool> changed = changed_by_triggers(*t, own, nullptr, tup, desc, &any);
-                if (any) own.ops.push_back(LocalOp{LocalOp::update, std::move(changed)});
+                std::vector<bool> changed = changed_by_triggers(*t, *ow, nullptr, tup, desc, &any);
+                if (any) ow->ops.push_back(LocalOp{LocalOp::update, std::move(changed)});
             } else {
-                own.ops.push_back(LocalOp{LocalOp::insert, {}});
+                ow->ops.push_back(LocalOp{LocalOp::insert, {}});
             }
             return PointerGetDatum(nullptr);
         }
@@ -423,9 +424,9 @@ Datum capture_trigger(FunctionCallInfo fcinfo) {
     } else if (TRIGGER_FIRED_BY_DELETE(td->tg_event)) {
         HeapTuple tup = td->tg_trigtuple;
         keep_last_values(*t, td->tg_relation, tup, desc);
-        if (is_marked(own, *t, tup, desc)) {
-            if (own.kind == LocalOp::remove && !own.seen) own.seen = true;
-            else own.ops.push_back(LocalOp{LocalOp::remove, {}});
+        if (OwnWrite* ow = marked(own, *t, tup, desc)) {
+            if (ow->writing && ow->kind == LocalOp::remove && !ow->seen) ow->seen = true;
+            else ow->ops.push_back(LocalOp{LocalOp::remove, {}});
             return PointerGetDatum(nullptr);
         }
         write(*t, key_of(*t, tup, desc), local_delete);
@@ -435,23 +436,23 @@ Datum capture_trigger(FunctionCallInfo fcinfo) {
         for (size_t i = 0; i < t->key.size(); ++i)
             if (!same_value(oldt, newt, desc, t->key_attnums[i], t->key_types[i])) key_changed = true;
         if (key_changed) {  // a key change is a delete of the old key and an insert of the new one
-            if (is_marked(own, *t, oldt, desc)) own.ops.push_back(LocalOp{LocalOp::remove, {}});
+            if (OwnWrite* ow = marked(own, *t, oldt, desc)) ow->ops.push_back(LocalOp{LocalOp::remove, {}});
             else write(*t, key_of(*t, oldt, desc), local_delete);
             keep_last_values(*t, td->tg_relation, oldt, desc);
-            if (is_marked(own, *t, newt, desc)) own.ops.push_back(LocalOp{LocalOp::insert, {}});
+            if (OwnWrite* ow = marked(own, *t, newt, desc)) ow->ops.push_back(LocalOp{LocalOp::insert, {}});
             else write(*t, key_of(*t, newt, desc), local_insert);
-        } else if (is_marked(own, *t, newt, desc)) {
-            if (own.kind == LocalOp::update && !own.seen && written_by(newt, own.cid)) {
-                own.seen = true;
+        } else if (OwnWrite* ow = marked(own, *t, newt, desc)) {
+            if (ow->writing && ow->kind == LocalOp::update && !ow->seen && written_by(newt, ow->cid)) {
+                ow->seen = true;
                 bool any = false;
-                std::vector<bool> changed = changed_by_triggers(*t, own, oldt, newt, desc, &any);
-                if (any) own.ops.push_back(LocalOp{LocalOp::update, std::move(changed)});
+                std::vector<bool> changed = changed_by_triggers(*t, *ow, oldt, newt, desc, &any);
+                if (any) ow->ops.push_back(LocalOp{LocalOp::update, std::move(changed)});
             } else {
                 std::vector<bool> changed(t->cols.size());
                 bool any = false;
                 for (size_t i = 0; i < t->cols.size(); ++i)
                     any |= changed[i] = !same_value(oldt, newt, desc, t->col_attnums[i], t->col_types[i]);
-                if (any) own.ops.push_back(LocalOp{LocalOp::update, std::move(changed)});
+                if (any) ow->ops.push_back(LocalOp{LocalOp::update, std::move(changed)});
             }
         } else {
             std::vector<bool> changed(t->cols.size());
