@@ -125,23 +125,9 @@ struct StatementOp {
 // the plain INSERT's subtransaction costs more than it saves.
 constexpr size_t kPlainInsertFrom = 32;
 
-// A total order on keys as stored: lock order of the statement's metadata
-// rows, and grouping of a key the statement wrote twice (byte identity).
-int compare_values(const Value& a, const Value& b) {
-    if (a.kind != b.kind) return a.kind < b.kind ? -1 : 1;
-    switch (a.kind) {
-        case Value::Kind::Null: return 0;
-        case Value::Kind::Int: return a.i < b.i ? -1 : a.i > b.i;
-        case Value::Kind::Real: {
-            int64_t x = 0, y = 0;
-            memcpy(&x, &a.d, sizeof x);
-            memcpy(&y, &b.d, sizeof y);
-            return x < y ? -1 : x > y;
-        }
-        default: return a.s.compare(b.s);
-    }
-}
-
+// A total order on keys as stored (compare_values, meta.cpp): lock order of
+// the statement's metadata rows, the same as lww_apply's (key_less), and
+// grouping of a key the statement wrote twice (byte identity).
 int compare_keys(const std::vector<Value>& a, const std::vector<Value>& b) {
     for (size_t i = 0; i < a.size() && i < b.size(); ++i)
         if (int c = compare_values(a[i], b[i])) return c;
