@@ -845,6 +845,14 @@ void count(ApplyCounts& stats, const MergeOutcome& out) {
     stats.ignored += out.ignored;
 }
 
+// A row whose winning registers are not kept (they count as rejected).
+void count_refused(ApplyCounts& stats, const MergeOutcome& out) {
+    ++stats.rows;
+    stats.received += out.applied + out.ignored;
+    stats.rejected += out.applied;
+    stats.ignored += out.ignored;
+}
+
 struct Context {
     Trust trust;
     Principal caller;
@@ -1030,10 +1038,7 @@ bool merge_one(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>& 
         } else if (out.gen_raised && rights.rls && ctx.guarded()) {
             // A tombstone of a row this database does not hold: no policy can
             // judge it, and it would delete the key wherever it lives. Not kept.
-            ++stats.rows;
-            stats.received += out.applied + out.ignored;
-            stats.rejected += out.applied;
-            stats.ignored += out.ignored;
+            count_refused(stats, out);
             return true;
         }
     }
@@ -1189,10 +1194,7 @@ void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& sta
             refuse(t, "the change set deletes a row (needs DELETE and SELECT on its key)");
         } else if (out.gen_raised && rights.rls && ctx.guarded()) {
             // As merge_one: a tombstone no policy can judge, not kept.
-            ++stats.rows;
-            stats.received += out.applied + out.ignored;
-            stats.rejected += out.applied;
-            stats.ignored += out.ignored;
+            count_refused(stats, out);
             outs[i] = MergeOutcome{};
             continue;
         }
