@@ -246,6 +246,23 @@ bool written_as(sqlite3_value* seen, const Value& written) {
         if (v.kind == Value::Kind::Real) return std::memcmp(&v.d, &written.d, sizeof v.d) == 0;
         return v.kind == Value::Kind::Null || (v.kind == Value::Kind::Int ? v.i == written.i : v.s == written.s);
     }
+    // An integer and a real are the same value only when the real is that
+    // integer exactly: INT64_MAX + 1 (a REAL 2^63, what an app trigger's
+    // counter becomes) is not INT64_MAX, though both convert to one double.
+    auto exact_int = [](const Value& x, int64_t& out) {
+        if (x.kind == Value::Kind::Int) {
+            out = x.i;
+            return true;
+        }
+        if (x.kind != Value::Kind::Real || !(x.d >= -9223372036854775808.0 && x.d < 9223372036854775808.0)) return false;
+        out = static_cast<int64_t>(x.d);
+        return static_cast<double>(out) == x.d;
+    };
+    if ((v.kind == Value::Kind::Int && written.kind == Value::Kind::Real) ||
+        (v.kind == Value::Kind::Real && written.kind == Value::Kind::Int)) {
+        int64_t a = 0, b = 0;
+        return exact_int(v, a) && exact_int(written, b) && a == b;
+    }
     auto num = [](const Value& x, double& out) {
         if (x.kind == Value::Kind::Int) out = static_cast<double>(x.i);
         else if (x.kind == Value::Kind::Real) out = x.d;

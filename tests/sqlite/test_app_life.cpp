@@ -433,6 +433,30 @@ TEST(AppTriggers, CounterWithoutWhenIsCapturedAndPeersConverge) {
     EXPECT_EQ(a.table("t"), b.table("t"));
 }
 
+// The merge writes a counter at INT64_MAX with the title; the counter
+// trigger's + 1 makes it a REAL 2^63, which converts to the same double as
+// INT64_MAX but is another value: b's own write, captured and sent
+// (convergence seed 694619012715 diverged on it).
+TEST(AppTriggers, CounterPastInt64MaxDuringMergeIsCaptured) {
+    Cluster cl;
+    Db& writer = cl.add("writer", kCounterSchema, {"t"});  // no trigger: sends INT64_MAX as it is
+    Db& b = cl.add("b", kCounterSchema, {"t"});
+    b.exec(counter(false));
+    writer.exec("INSERT INTO t(id, title) VALUES (1, 'draft')");
+    deliver(writer, b);
+    writer.exec("UPDATE t SET title = 'final', edits = 9223372036854775807 WHERE id = 1");
+    const int64_t before = b.seq();
+    deliver(writer, b);
+    EXPECT_EQ(b.rows("SELECT title, edits, typeof(edits) FROM t"),
+              (Rows{{Val("final"), Val(9223372036854775808.0), Val("real")}}));
+    std::vector<std::string> regs;
+    for (const auto& r : parse_cs(b.changes(before)).regs)
+        if (r.node == b.node_id()) regs.push_back(r.is_row ? "ROW" : r.col);
+    EXPECT_EQ(regs, (V{"edits"}));
+    deliver(b, writer);
+    EXPECT_EQ(writer.table("t"), b.table("t"));
+}
+
 TEST(AppTriggers, CounterWithWhenNotApplyingStaysQuiet) {
     Cluster cl;
     Db& a = cl.add("a", kCounterSchema + counter(true), {"t"});
