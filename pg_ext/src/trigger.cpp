@@ -252,6 +252,20 @@ public:
                 case LocalOp::update: local_update(st, op.changed, at, seq); break;
             }
         };
+        // Keys moved onto each other (UPDATE ... SET id = 3 - id swaps 1
+        // and 2): in row order a later row's delete of its old key would
+        // bury the key an earlier row moved onto. The statement's end
+        // state holds every new key, so then all its deletes go first.
+        std::vector<char> inserted(keys.size(), 0);
+        bool buried = false;
+        for (const StatementOp& op : ops_) {
+            const size_t k = same_row[key_of_op[op.key]];
+            if (op.kind == LocalOp::insert) inserted[k] = 1;
+            else if (op.kind == LocalOp::remove && inserted[k]) buried = true;
+        }
+        if (buried)
+            std::stable_partition(ops_.begin(), ops_.end(),
+                                  [](const StatementOp& op) { return op.kind == LocalOp::remove; });
         std::vector<bool> written(keys.size(), false);
         for (const StatementOp& op : ops_) {
             const size_t k = same_row[key_of_op[op.key]];
