@@ -141,6 +141,18 @@ SELECT lww_seq() AS a0 \gset
 UPDATE sw SET id = id % 3 + 1;
 SELECT key, gen, cols FROM feed(:a0, 'sw') ORDER BY key;
 SELECT * FROM sw ORDER BY id;
+-- A deferred key holds a key twice until the commit: a row replaced by an
+-- INSERT of the new one, then a DELETE of the old one (or of the new one)
+-- lives on, one generation later, with the values the table keeps.
+SELECT lww_seq() AS a0 \gset
+BEGIN;
+SET CONSTRAINTS sw_pk DEFERRED;
+INSERT INTO sw VALUES (1, 'new one'), (2, 'new two');
+DELETE FROM sw WHERE id = 1 AND v = 'three';
+DELETE FROM sw WHERE v = 'new two';
+COMMIT;
+SELECT key, gen, cols FROM feed(:a0, 'sw') ORDER BY key;
+SELECT * FROM sw ORDER BY id;
 DROP TABLE sw;
 
 -- ------------------------------------------------------------ MERGE, COPY

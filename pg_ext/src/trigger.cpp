@@ -11,10 +11,15 @@
 // (lww_apply writes so) the row trigger captures instead, row by row, as it
 // must tell the merge's own write from every other (State::own): it is
 // ENABLE REPLICA, so it costs nothing otherwise.
+#include <set>
+
 #include "changes.h"
 
 extern "C" {
+#include "catalog/pg_index.h"
 #include "executor/tuptable.h"
+#include "utils/relcache.h"
+#include "utils/syscache.h"
 #include "utils/tuplestore.h"
 }
 
@@ -213,6 +218,40 @@ public:
         ops_.push_back(StatementOp{kind, ops_.size(), std::move(changed), std::move(last)});
     }
 
+    // Under a deferrable key a table may hold one key twice until the check
+    // (an INSERT of the new row, then a DELETE of the old one): a key this
+    // statement deleted that the table still holds lives on, as a new
+    // generation with the values it holds.
+    void revive_present() {
+        std::string where;
+        std::vector<Oid> types;
+        for (size_t i = 0; i < t_.key.size(); ++i) {
+            where += (i ? " AND " : "") + quote_ident(t_.key[i]) + " = $" + std::to_string(i + 1);
+            types.push_back(t_.key_types[i].type);
+        }
+        // Keys by index into values_ (which grows below).
+        auto less = [this](size_t a, size_t b) { return compare_keys(values_[a], values_[b]) < 0; };
+        std::set<size_t, decltype(less)> inserted(less);
+        for (const StatementOp& op : ops_)
+            if (op.kind == LocalOp::insert) inserted.insert(op.key);
+        const size_t n = ops_.size();
+        for (size_t i = 0; i < n; ++i) {
+            if (ops_[i].kind != LocalOp::remove || inserted.count(ops_[i].key)) continue;
+            uint64_t present = 0;
+            {
+                AsTableOwner owner(t_.relid);
+                present = run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where, types), params_[ops_[i].key],
+                              false);
+            }
+            if (!present) continue;
+            const size_t k = ops_[i].key;
+            values_.push_back(values_[k]);
+            params_.push_back(params_[k]);
+            ops_.push_back(StatementOp{LocalOp::insert, values_.size() - 1, {}, {}});
+            inserted.insert(k);
+        }
+    }
+
     // Stamps every write above what its row holds, a fresh sequence each in
     // the statement's row order, and stores the rows' metadata.
     void record() {
@@ -330,6 +369,26 @@ std::string last_values(Relation rel, const TransitionRows& row) {
     return json;
 }
 
+// Whether the table's primary key is checked at the end of the statement or
+// transaction (DEFERRABLE), not row by row: then it may hold a key twice.
+bool key_deferrable(Relation rel) {
+    bool yes = false;
+    pg_call([&] {
+        // rd_pkindex leaves out a deferrable primary key: look for it.
+        List* indexes = RelationGetIndexList(rel);
+        ListCell* lc;
+        foreach (lc, indexes) {
+            HeapTuple tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+            if (!HeapTupleIsValid(tup)) continue;
+            const Form_pg_index index = (Form_pg_index)GETSTRUCT(tup);
+            if (index->indisprimary) yes = !index->indimmediate;
+            ReleaseSysCache(tup);
+        }
+        list_free(indexes);
+    });
+    return yes;
+}
+
 size_t row_count(Tuplestorestate* rows) {
     int64 n = 0;
     if (rows) pg_call([&] { n = tuplestore_tuple_count(rows); });
@@ -389,6 +448,7 @@ Datum capture_statement(FunctionCallInfo fcinfo) {
             if (any) writes.add(LocalOp::update, after, std::move(changed));
         }
     }
+    if (!TRIGGER_FIRED_BY_INSERT(td->tg_event) && key_deferrable(td->tg_relation)) writes.revive_present();
     writes.record();
     return PointerGetDatum(nullptr);
 }
