@@ -153,6 +153,13 @@ DELETE FROM sw WHERE v = 'new two';
 COMMIT;
 SELECT key, gen, cols FROM feed(:a0, 'sw') ORDER BY key;
 SELECT * FROM sw ORDER BY id;
+-- The same swap in replica mode (a restore, a replication worker): the row
+-- trigger captures it, one event at a time.
+SELECT lww_seq() AS a0 \gset
+SET session_replication_role = replica;
+UPDATE sw SET id = 3 - id WHERE id IN (1, 2);
+RESET session_replication_role;
+SELECT key, gen, cols FROM feed(:a0, 'sw') ORDER BY key;
 DROP TABLE sw;
 
 -- ------------------------------------------------------------ MERGE, COPY

@@ -58,6 +58,18 @@ void write(const TableInfo& t, const std::vector<Param>& key, Op&& op) {
     store_meta(t, key, st);
 }
 
+// Whether the table holds a row with this key, whoever may see it.
+bool still_there(const TableInfo& t, const std::vector<Param>& key) {
+    std::string where;
+    std::vector<Oid> types;
+    for (size_t i = 0; i < t.key.size(); ++i) {
+        where += (i ? " AND " : "") + quote_ident(t.key[i]) + " = $" + std::to_string(i + 1);
+        types.push_back(t.key_types[i].type);
+    }
+    AsTableOwner owner(t.relid);
+    return run(prepare("SELECT 1 FROM " + t.qualified + " WHERE " + where, types), key, false) > 0;
+}
+
 // The merge's write of this row, if a merge is writing it (by key as stored).
 OwnWrite* marked(OwnWrites& own, const TableInfo& t, HeapTuple tup, TupleDesc desc) {
     if (own.relid != t.relid) return nullptr;
@@ -223,12 +235,6 @@ public:
     // statement deleted that the table still holds lives on, as a new
     // generation with the values it holds.
     void revive_present() {
-        std::string where;
-        std::vector<Oid> types;
-        for (size_t i = 0; i < t_.key.size(); ++i) {
-            where += (i ? " AND " : "") + quote_ident(t_.key[i]) + " = $" + std::to_string(i + 1);
-            types.push_back(t_.key_types[i].type);
-        }
         // Keys by index into values_ (which grows below).
         auto less = [this](size_t a, size_t b) { return compare_keys(values_[a], values_[b]) < 0; };
         std::set<size_t, decltype(less)> inserted(less);
@@ -237,13 +243,7 @@ public:
         const size_t n = ops_.size();
         for (size_t i = 0; i < n; ++i) {
             if (ops_[i].kind != LocalOp::remove || inserted.count(ops_[i].key)) continue;
-            uint64_t present = 0;
-            {
-                AsTableOwner owner(t_.relid);
-                present = run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where, types), params_[ops_[i].key],
-                              false);
-            }
-            if (!present) continue;
+            if (!still_there(t_, params_[ops_[i].key])) continue;
             const size_t k = ops_[i].key;
             values_.push_back(values_[k]);
             params_.push_back(params_[k]);
@@ -453,6 +453,18 @@ Datum capture_statement(FunctionCallInfo fcinfo) {
     return PointerGetDatum(nullptr);
 }
 
+namespace {
+
+// A local delete, row path. Under a deferrable primary key the table may
+// still hold the key (a swap: row 1->2, then 2->1, each event on its own):
+// then the row lives on, as a new generation (StatementWrites::revive_present).
+void deleted(const TableInfo& t, Relation rel, const std::vector<Param>& key) {
+    write(t, key, local_delete);
+    if (key_deferrable(rel) && still_there(t, key)) write(t, key, local_insert);
+}
+
+}  // namespace
+
 void replay_local_ops(const TableInfo& t, const std::vector<Param>& key, const std::vector<LocalOp>& ops) {
     for (const LocalOp& op : ops) {
         switch (op.kind) {
@@ -503,7 +515,7 @@ Datum capture_trigger(FunctionCallInfo fcinfo) {
             else ow->ops.push_back(LocalOp{LocalOp::remove, {}});
             return PointerGetDatum(nullptr);
         }
-        write(*t, key_of(*t, tup, desc), local_delete);
+        deleted(*t, td->tg_relation, key_of(*t, tup, desc));
     } else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event)) {
         HeapTuple oldt = td->tg_trigtuple, newt = td->tg_newtuple;
         bool key_changed = false;
@@ -511,7 +523,7 @@ Datum capture_trigger(FunctionCallInfo fcinfo) {
             if (!same_value(oldt, newt, desc, t->key_attnums[i], t->key_types[i])) key_changed = true;
         if (key_changed) {  // a key change is a delete of the old key and an insert of the new one
             if (OwnWrite* ow = marked(own, *t, oldt, desc)) ow->ops.push_back(LocalOp{LocalOp::remove, {}});
-            else write(*t, key_of(*t, oldt, desc), local_delete);
+            else deleted(*t, td->tg_relation, key_of(*t, oldt, desc));
             keep_last_values(*t, td->tg_relation, oldt, desc);
             if (OwnWrite* ow = marked(own, *t, newt, desc)) ow->ops.push_back(LocalOp{LocalOp::insert, {}});
             else write(*t, key_of(*t, newt, desc), local_insert);
