@@ -16,10 +16,7 @@
 #include "changes.h"
 
 extern "C" {
-#include "catalog/pg_index.h"
 #include "executor/tuptable.h"
-#include "utils/relcache.h"
-#include "utils/syscache.h"
 #include "utils/tuplestore.h"
 }
 
@@ -369,26 +366,6 @@ std::string last_values(Relation rel, const TransitionRows& row) {
     return json;
 }
 
-// Whether the table's primary key is checked at the end of the statement or
-// transaction (DEFERRABLE), not row by row: then it may hold a key twice.
-bool key_deferrable(Relation rel) {
-    bool yes = false;
-    pg_call([&] {
-        // rd_pkindex leaves out a deferrable primary key: look for it.
-        List* indexes = RelationGetIndexList(rel);
-        ListCell* lc;
-        foreach (lc, indexes) {
-            HeapTuple tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
-            if (!HeapTupleIsValid(tup)) continue;
-            const Form_pg_index index = (Form_pg_index)GETSTRUCT(tup);
-            if (index->indisprimary) yes = !index->indimmediate;
-            ReleaseSysCache(tup);
-        }
-        list_free(indexes);
-    });
-    return yes;
-}
-
 size_t row_count(Tuplestorestate* rows) {
     int64 n = 0;
     if (rows) pg_call([&] { n = tuplestore_tuple_count(rows); });
@@ -448,7 +425,7 @@ Datum capture_statement(FunctionCallInfo fcinfo) {
             if (any) writes.add(LocalOp::update, after, std::move(changed));
         }
     }
-    if (!TRIGGER_FIRED_BY_INSERT(td->tg_event) && key_deferrable(td->tg_relation)) writes.revive_present();
+    if (!TRIGGER_FIRED_BY_INSERT(td->tg_event) && primary_key_deferrable(RelationGetRelid(td->tg_relation))) writes.revive_present();
     writes.record();
     return PointerGetDatum(nullptr);
 }
@@ -460,7 +437,7 @@ namespace {
 // then the row lives on, as a new generation (StatementWrites::revive_present).
 void deleted(const TableInfo& t, Relation rel, const std::vector<Param>& key) {
     write(t, key, local_delete);
-    if (key_deferrable(rel) && still_there(t, key)) write(t, key, local_insert);
+    if (primary_key_deferrable(rel->rd_id) && still_there(t, key)) write(t, key, local_insert);
 }
 
 }  // namespace
