@@ -425,7 +425,8 @@ Datum capture_statement(FunctionCallInfo fcinfo) {
             if (any) writes.add(LocalOp::update, after, std::move(changed));
         }
     }
-    if (!TRIGGER_FIRED_BY_INSERT(td->tg_event) && primary_key_deferrable(RelationGetRelid(td->tg_relation))) writes.revive_present();
+    if (!TRIGGER_FIRED_BY_INSERT(td->tg_event) && primary_key_deferrable(RelationGetRelid(td->tg_relation)))
+        writes.revive_present();
     writes.record();
     return PointerGetDatum(nullptr);
 }
