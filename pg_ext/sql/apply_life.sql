@@ -423,6 +423,15 @@ SELECT stats(lww_apply(cs(jsonb_build_array(tbl('positive', '{v}', jsonb_build_a
 SELECT * FROM positive ORDER BY id;
 SELECT "table", key, reason FROM lww_rejected WHERE "table" = 'positive';
 DELETE FROM lww_rejected WHERE "table" = 'positive';
+-- A deferrable primary key, which INSERT ... ON CONFLICT cannot use: its
+-- rows merge row by row, new ones inserted plainly.
+CREATE TABLE late(id int, v text, CONSTRAINT late_pk PRIMARY KEY (id) DEFERRABLE INITIALLY DEFERRED);
+SELECT lww_track('late');
+INSERT INTO late VALUES (1, 'local');
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('late', '{v}', jsonb_build_array(
+    live(1, '["one"]'), live(2, '["two"]'), live(3, '["three"]'), live(4, '["four"]')))))));
+SELECT stats(lww_apply(cs(jsonb_build_array(tbl('late', '{v}', jsonb_build_array(live(5, '["five"]')))))));
+SELECT * FROM late ORDER BY id;
 
 \c :main_db
 DROP DATABASE lww_life;

@@ -476,9 +476,11 @@ std::map<size_t, std::string> failed_child_checks(const std::vector<ChildCheck>&
 // BEFORE ROW trigger fires during the merge (ENABLE ALWAYS / REPLICA; one
 // could skip or rewrite rows of a multi-row statement, or write a row the
 // statement reaches later), and every key and tracked column has an array
-// type to bind. The triggers from the relcache (of every partition of a
-// partitioned table): current after any DDL, no query.
+// type to bind, and the primary key is not deferrable (INSERT ... ON
+// CONFLICT cannot use it). The triggers from the relcache (of every
+// partition of a partitioned table): current after any DDL, no query.
 bool set_based_table(const TableInfo& t) {
+    if (primary_key_deferrable(t.relid)) return false;
     for (const ColumnType& c : t.key_types)
         if (!has_array_type(c)) return false;
     for (const ColumnType& c : t.col_types)
@@ -521,6 +523,7 @@ public:
         for (size_t i = 0; i < t.key.size(); ++i)
             where_ += (i ? " AND " : "") + (quote_ident(t.key[i]) + " = $" + std::to_string(i + 1));
         for (const auto& k : t.key_types) key_types_.push_back(k.type);
+        deferrable_key_ = primary_key_deferrable(t.relid);
     }
 
     // Locks the row before its metadata, as a local write does. Taken as the
@@ -626,10 +629,15 @@ public:
                 types.push_back(t_.col_types[idx].type);
                 args.push_back(param);
             }
-            std::string conflict;
-            for (size_t i = 0; i < n; ++i) conflict += (i ? ", " : "") + quote_ident(t_.key[i]);
-            sql = "INSERT INTO " + t_.qualified + "(" + names + ") VALUES (" + params + ") ON CONFLICT (" + conflict +
-                  ") DO NOTHING";
+            sql = "INSERT INTO " + t_.qualified + "(" + names + ") VALUES (" + params + ")";
+            // ON CONFLICT cannot use a deferrable key: a concurrent insert of
+            // the key then fails this one when the key is checked (23505:
+            // the row is parked and merged again at the next apply).
+            if (!deferrable_key_) {
+                std::string conflict;
+                for (size_t i = 0; i < n; ++i) conflict += (i ? ", " : "") + quote_ident(t_.key[i]);
+                sql += " ON CONFLICT (" + conflict + ") DO NOTHING";
+            }
         } else {
             std::string sets;
             for (const auto& [idx, param] : cols) {
@@ -836,6 +844,7 @@ private:
     const TableInfo& t_;
     std::string where_;
     std::vector<Oid> key_types_;
+    bool deferrable_key_ = false;  // INSERT without ON CONFLICT (write())
 };
 
 void count(ApplyCounts& stats, const MergeOutcome& out) {

@@ -5,13 +5,37 @@
 #include "../../common/batch.h"
 
 extern "C" {
+#include "catalog/pg_index.h"
 #include "storage/itemptr.h"
 #include "utils/array.h"
+#include "utils/relcache.h"
+#include "utils/syscache.h"
 }
 
 namespace lww::pg {
 
 std::string meta_table_name(Oid relid) { return "m_" + std::to_string(relid); }
+
+bool primary_key_deferrable(Oid relid) {
+    bool yes = false;
+    pg_call([&] {
+        Relation rel = RelationIdGetRelation(relid);
+        if (!RelationIsValid(rel)) return;
+        // rd_pkindex leaves a deferrable primary key out: look for it.
+        List* indexes = RelationGetIndexList(rel);
+        ListCell* lc;
+        foreach (lc, indexes) {
+            HeapTuple tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+            if (!HeapTupleIsValid(tup)) continue;
+            const Form_pg_index index = (Form_pg_index)GETSTRUCT(tup);
+            if (index->indisprimary) yes = !index->indimmediate;
+            ReleaseSysCache(tup);
+        }
+        list_free(indexes);
+        RelationClose(rel);
+    });
+    return yes;
+}
 
 std::vector<Param> key_params(const TableInfo& t, const std::vector<Datum>& key, const std::vector<bool>& nulls) {
     std::vector<Param> p(t.key.size());

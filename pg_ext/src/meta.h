@@ -8,6 +8,11 @@ namespace lww::pg {
 
 std::string meta_table_name(Oid relid);  // unquoted, in schema lwwsync
 
+// Whether the table's primary key is DEFERRABLE (checked at the end of the
+// statement or transaction, not row by row): the table may hold a key twice
+// meanwhile, and INSERT ... ON CONFLICT cannot use it as arbiter.
+bool primary_key_deferrable(Oid relid);
+
 // Key parameters from Datums of the user table's key columns.
 std::vector<Param> key_params(const TableInfo& t, const std::vector<Datum>& key, const std::vector<bool>& nulls);
 

@@ -11,6 +11,8 @@
 // (lww_apply writes so) the row trigger captures instead, row by row, as it
 // must tell the merge's own write from every other (State::own): it is
 // ENABLE REPLICA, so it costs nothing otherwise.
+#include <set>
+
 #include "changes.h"
 
 extern "C" {
@@ -51,6 +53,18 @@ void write(const TableInfo& t, const std::vector<Param>& key, Op&& op) {
     Stamp stamp{s.tick(max_stamp(st)), s.self()};
     op(st, stamp, s.next_seq());
     store_meta(t, key, st);
+}
+
+// Whether the table holds a row with this key, whoever may see it.
+bool still_there(const TableInfo& t, const std::vector<Param>& key) {
+    std::string where;
+    std::vector<Oid> types;
+    for (size_t i = 0; i < t.key.size(); ++i) {
+        where += (i ? " AND " : "") + quote_ident(t.key[i]) + " = $" + std::to_string(i + 1);
+        types.push_back(t.key_types[i].type);
+    }
+    AsTableOwner owner(t.relid);
+    return run(prepare("SELECT 1 FROM " + t.qualified + " WHERE " + where, types), key, false) > 0;
 }
 
 // The merge's write of this row, if a merge is writing it (by key as stored).
@@ -199,6 +213,28 @@ public:
         ops_.push_back(StatementOp{kind, ops_.size(), std::move(changed), std::move(last)});
     }
 
+    // Under a deferrable key a table may hold one key twice until the check
+    // (an INSERT of the new row, then a DELETE of the old one): a key this
+    // statement deleted that the table still holds lives on, as a new
+    // generation with the values it holds.
+    void revive_present() {
+        // Keys by index into values_ (which grows below).
+        auto less = [this](size_t a, size_t b) { return compare_keys(values_[a], values_[b]) < 0; };
+        std::set<size_t, decltype(less)> inserted(less);
+        for (const StatementOp& op : ops_)
+            if (op.kind == LocalOp::insert) inserted.insert(op.key);
+        const size_t n = ops_.size();
+        for (size_t i = 0; i < n; ++i) {
+            if (ops_[i].kind != LocalOp::remove || inserted.count(ops_[i].key)) continue;
+            if (!still_there(t_, params_[ops_[i].key])) continue;
+            const size_t k = ops_[i].key;
+            values_.push_back(values_[k]);
+            params_.push_back(params_[k]);
+            ops_.push_back(StatementOp{LocalOp::insert, values_.size() - 1, {}, {}});
+            inserted.insert(k);
+        }
+    }
+
     // Stamps every write above what its row holds, a fresh sequence each in
     // the statement's row order, and stores the rows' metadata.
     void record() {
@@ -238,6 +274,20 @@ public:
                 case LocalOp::update: local_update(st, op.changed, at, seq); break;
             }
         };
+        // Keys moved onto each other (UPDATE ... SET id = 3 - id swaps 1
+        // and 2): in row order a later row's delete of its old key would
+        // bury the key an earlier row moved onto. The statement's end
+        // state holds every new key, so then all its deletes go first.
+        std::vector<char> inserted(keys.size(), 0);
+        bool buried = false;
+        for (const StatementOp& op : ops_) {
+            const size_t k = same_row[key_of_op[op.key]];
+            if (op.kind == LocalOp::insert) inserted[k] = 1;
+            else if (op.kind == LocalOp::remove && inserted[k]) buried = true;
+        }
+        if (buried)
+            std::stable_partition(ops_.begin(), ops_.end(),
+                                  [](const StatementOp& op) { return op.kind == LocalOp::remove; });
         std::vector<bool> written(keys.size(), false);
         for (const StatementOp& op : ops_) {
             const size_t k = same_row[key_of_op[op.key]];
@@ -361,9 +411,23 @@ Datum capture_statement(FunctionCallInfo fcinfo) {
             if (any) writes.add(LocalOp::update, after, std::move(changed));
         }
     }
+    if (!TRIGGER_FIRED_BY_INSERT(td->tg_event) && primary_key_deferrable(RelationGetRelid(td->tg_relation)))
+        writes.revive_present();
     writes.record();
     return PointerGetDatum(nullptr);
 }
+
+namespace {
+
+// A local delete, row path. Under a deferrable primary key the table may
+// still hold the key (a swap: row 1->2, then 2->1, each event on its own):
+// then the row lives on, as a new generation (StatementWrites::revive_present).
+void deleted(const TableInfo& t, Relation rel, const std::vector<Param>& key) {
+    write(t, key, local_delete);
+    if (primary_key_deferrable(rel->rd_id) && still_there(t, key)) write(t, key, local_insert);
+}
+
+}  // namespace
 
 void replay_local_ops(const TableInfo& t, const std::vector<Param>& key, const std::vector<LocalOp>& ops) {
     for (const LocalOp& op : ops) {
@@ -415,7 +479,7 @@ Datum capture_trigger(FunctionCallInfo fcinfo) {
             else ow->ops.push_back(LocalOp{LocalOp::remove, {}});
             return PointerGetDatum(nullptr);
         }
-        write(*t, key_of(*t, tup, desc), local_delete);
+        deleted(*t, td->tg_relation, key_of(*t, tup, desc));
     } else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event)) {
         HeapTuple oldt = td->tg_trigtuple, newt = td->tg_newtuple;
         bool key_changed = false;
@@ -423,7 +487,7 @@ Datum capture_trigger(FunctionCallInfo fcinfo) {
             if (!same_value(oldt, newt, desc, t->key_attnums[i], t->key_types[i])) key_changed = true;
         if (key_changed) {  // a key change is a delete of the old key and an insert of the new one
             if (OwnWrite* ow = marked(own, *t, oldt, desc)) ow->ops.push_back(LocalOp{LocalOp::remove, {}});
-            else write(*t, key_of(*t, oldt, desc), local_delete);
+            else deleted(*t, td->tg_relation, key_of(*t, oldt, desc));
             keep_last_values(*t, td->tg_relation, oldt, desc);
             if (OwnWrite* ow = marked(own, *t, newt, desc)) ow->ops.push_back(LocalOp{LocalOp::insert, {}});
             else write(*t, key_of(*t, newt, desc), local_insert);
