@@ -68,37 +68,59 @@ bool key_less(const std::vector<Value>& a, const std::vector<Value>& b) {
     return a.size() < b.size();
 }
 
+namespace {
+
+// How values of a column are bound as an array: its type's array type, or
+// its base type's (a domain without an array type), with the element's
+// storage. False when neither has one. Backend calls: inside pg_call.
+bool array_elem(const ColumnType& type, ArrayElem* e) {
+    e->type = type.type;
+    e->array = get_array_type(e->type);
+    if (!OidIsValid(e->array)) {
+        e->type = type.base;
+        e->array = get_array_type(e->type);
+    }
+    if (!OidIsValid(e->array)) return false;
+    get_typlenbyvalalign(e->type, &e->len, &e->byval, &e->align);
+    return true;
+}
+
+// A one-dimensional array of `vals` (nulls: none when absent).
+Param array_of(const ArrayElem& e, std::vector<Datum>& vals, const std::vector<bool>* nulls = nullptr) {
+    Param out{e.array, 0, false};
+    pg_call([&] {
+        int dims = static_cast<int>(vals.size()), lbs = 1;
+        bool* isnull = nullptr;
+        if (nulls) {
+            isnull = static_cast<bool*>(palloc(sizeof(bool) * (vals.size() + 1)));
+            for (size_t i = 0; i < vals.size(); ++i) isnull[i] = (*nulls)[i];
+        }
+        out.value = PointerGetDatum(construct_md_array(vals.data(), isnull, 1, &dims, &lbs, e.type, e.len, e.byval, e.align));
+    });
+    return out;
+}
+
+}  // namespace
+
 bool has_array_type(const ColumnType& type) {
     bool ok = false;
-    pg_call([&] { ok = OidIsValid(get_array_type(type.type)) || OidIsValid(get_array_type(type.base)); });
+    ArrayElem e;
+    pg_call([&] { ok = array_elem(type, &e); });
     return ok;
 }
 
 Param array_param(const ColumnType& type, const std::vector<Param>& values) {
-    Param out{InvalidOid, 0, false};
-    pg_call([&] {
-        Oid elem = type.type, array = get_array_type(elem);
-        if (!OidIsValid(array)) {  // a domain without an array type: its base type's
-            elem = type.base;
-            array = get_array_type(elem);
-        }
-        if (!OidIsValid(array)) elog(ERROR, "no array type for type %u", type.type);
-        int16 len;
-        bool byval;
-        char align;
-        get_typlenbyvalalign(elem, &len, &byval, &align);
-        const int n = static_cast<int>(values.size());
-        Datum* d = static_cast<Datum*>(palloc(sizeof(Datum) * (n ? n : 1)));
-        bool* nulls = static_cast<bool*>(palloc(sizeof(bool) * (n ? n : 1)));
-        for (int i = 0; i < n; ++i) {
-            d[i] = values[i].value;
-            nulls[i] = values[i].null;
-        }
-        int dims[1] = {n}, lbs[1] = {1};
-        out.type = array;
-        out.value = PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, elem, len, byval, align));
-    });
-    return out;
+    ArrayElem e;
+    bool ok = false;
+    pg_call([&] { ok = array_elem(type, &e); });
+    if (!ok) throw Error("no array type for type " + std::to_string(type.type));
+    std::vector<Datum> vals(values.size());
+    std::vector<bool> nulls(values.size());
+    for (size_t i = 0; i < values.size(); ++i) {
+        vals[i] = values[i].value;
+        nulls[i] = values[i].null;
+    }
+    return array_of(e, vals, &nulls);
 }
 
 size_t KeyHash::operator()(const std::vector<Value>& key) const {
@@ -127,13 +149,7 @@ struct MetaSql {
     SPIPlanPtr load_many = nullptr, load_many_locked = nullptr, store_many = nullptr, insert_many = nullptr;
     // Keys bound as arrays: each key type's array type, or its base type's
     // (a domain without an array type), with the element's storage.
-    struct Elem {
-        Oid type = InvalidOid, array = InvalidOid;
-        int16 len = 0;
-        bool byval = false;
-        char align = 'i';
-    };
-    std::vector<Elem> elems;
+    std::vector<ArrayElem> elems;
 };
 
 std::vector<Oid> key_oids(const TableInfo& t) {
@@ -164,15 +180,8 @@ std::unique_ptr<MetaSql> build_sql(const TableInfo& t) {
                                " mseq = excluded.mseq, seq = excluded.seq, cols = excluded.cols";
     pg_call([&] {
         for (size_t i = 0; i < n; ++i) {
-            MetaSql::Elem e;
-            e.type = t.key_types[i].type;
-            e.array = get_array_type(e.type);
-            if (!OidIsValid(e.array)) {  // a domain without an array type: its base type's
-                e.type = t.key_types[i].base;
-                e.array = get_array_type(e.type);
-            }
-            if (!OidIsValid(e.array)) elog(ERROR, "no array type for the key type of %s", t.name.c_str());
-            get_typlenbyvalalign(e.type, &e.len, &e.byval, &e.align);
+            ArrayElem e;
+            if (!array_elem(t.key_types[i], &e)) elog(ERROR, "no array type for the key type of %s", t.name.c_str());
             q->elems.push_back(e);
         }
     });
@@ -246,28 +255,12 @@ Param bytea_param(const std::string& b) {
 }
 
 // A one-dimensional array parameter (`nulls`: which elements are NULL).
-Param array_param(Oid array_type, Oid elem, int16 len, bool byval, char align, std::vector<Datum>& vals,
-                  const std::vector<bool>* nulls = nullptr) {
-    Param out{array_type, 0, false};
-    pg_call([&] {
-        int dims = static_cast<int>(vals.size()), lbs = 1;
-        bool* isnull = nullptr;
-        if (nulls) {
-            isnull = static_cast<bool*>(palloc(sizeof(bool) * (vals.size() + 1)));
-            for (size_t i = 0; i < vals.size(); ++i) isnull[i] = (*nulls)[i];
-        }
-        out.value = PointerGetDatum(construct_md_array(vals.data(), isnull, 1, &dims, &lbs, elem, len, byval, align));
-    });
-    return out;
-}
-
 std::vector<Param> key_arrays(const MetaSql& q, const std::vector<std::vector<Param>>& keys) {
     std::vector<Param> arrays;
     std::vector<Datum> vals(keys.size());
     for (size_t k = 0; k < q.elems.size(); ++k) {
         for (size_t r = 0; r < keys.size(); ++r) vals[r] = keys[r][k].value;
-        const auto& e = q.elems[k];
-        arrays.push_back(array_param(e.array, e.type, e.len, e.byval, e.align, vals));
+        arrays.push_back(array_of(q.elems[k], vals));
     }
     return arrays;
 }
@@ -375,12 +368,15 @@ std::vector<Param> meta_arrays(const MetaSql& q, const std::vector<std::vector<P
         if (!no_blob[i]) blobs[i] = bytea_param(sr.cols).value;
     }
     std::vector<Param> args = key_arrays(q, keys);
-    args.push_back(array_param(INT8ARRAYOID, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, gen));
-    args.push_back(array_param(INT8ARRAYOID, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, hlc));
-    args.push_back(array_param(INT4ARRAYOID, INT4OID, 4, true, TYPALIGN_INT, node));
-    args.push_back(array_param(INT8ARRAYOID, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, mseq));
-    args.push_back(array_param(INT8ARRAYOID, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, seq));
-    args.push_back(array_param(BYTEAARRAYOID, BYTEAOID, -1, false, TYPALIGN_INT, blobs, &no_blob));
+    static const ArrayElem int8{INT8OID, INT8ARRAYOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE};
+    static const ArrayElem int4{INT4OID, INT4ARRAYOID, 4, true, TYPALIGN_INT};
+    static const ArrayElem bytes{BYTEAOID, BYTEAARRAYOID, -1, false, TYPALIGN_INT};
+    args.push_back(array_of(int8, gen));
+    args.push_back(array_of(int8, hlc));
+    args.push_back(array_of(int4, node));
+    args.push_back(array_of(int8, mseq));
+    args.push_back(array_of(int8, seq));
+    args.push_back(array_of(bytes, blobs, &no_blob));
     return args;
 }
 
@@ -444,25 +440,15 @@ std::vector<int64_t> probe_user_rows(const TableInfo& t, SPITupleTable* meta, co
     pg_call([&] {
         std::vector<Datum> elems(meta_rows.size());
         for (size_t k = 0; k < nkeys; ++k) {
-            const Oid type = t.key_types[k].type;
-            Oid array_type = get_array_type(type);
-            Oid elem_type = type;
-            if (!OidIsValid(array_type)) {  // a domain without an array type: its base type's
-                elem_type = t.key_types[k].base;
-                array_type = get_array_type(elem_type);
-            }
-            if (!OidIsValid(array_type)) elog(ERROR, "no array type for the key type of %s", t.name.c_str());
-            int16 len;
-            bool byval;
-            char align;
-            get_typlenbyvalalign(elem_type, &len, &byval, &align);
+            ArrayElem e;
+            if (!array_elem(t.key_types[k], &e)) elog(ERROR, "no array type for the key type of %s", t.name.c_str());
             for (size_t i = 0; i < meta_rows.size(); ++i) {
                 bool isnull = false;
                 elems[i] = SPI_getbinval(meta->vals[meta_rows[i]], meta->tupdesc, key_at + static_cast<int>(k) + 1, &isnull);
             }
-            ArrayType* a = construct_array(elems.data(), static_cast<int>(meta_rows.size()), elem_type, len, byval, align);
-            array_types[k] = array_type;
-            arrays[k] = Param{array_type, PointerGetDatum(a), false};
+            ArrayType* a = construct_array(elems.data(), static_cast<int>(meta_rows.size()), e.type, e.len, e.byval, e.align);
+            array_types[k] = e.array;
+            arrays[k] = Param{e.array, PointerGetDatum(a), false};
         }
     });
     std::string sql = "SELECT k.n";

@@ -42,6 +42,13 @@ bool insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>&
 // type: an array of its base type, which unnest hands back for the column
 // to coerce). has_array_type false: no array type at all (an array-typed
 // column), such values are written row by row.
+// How an array of a column's values is built (meta.cpp array_elem).
+struct ArrayElem {
+    Oid type = InvalidOid, array = InvalidOid;
+    int16 len = 0;
+    bool byval = false;
+    char align = 'i';
+};
 bool has_array_type(const ColumnType& type);
 Param array_param(const ColumnType& type, const std::vector<Param>& values);
 // Keeps a deleted row's last values (JSON of the row) in its tombstone, for
