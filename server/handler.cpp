@@ -12,6 +12,7 @@
 
 #include "../common/gzip.h"
 #include "../common/json.h"
+#include "../common/json.h"
 #include "jwt.h"
 #include "log.h"
 #include "pgasync.h"
@@ -244,15 +245,20 @@ public:
     bool Bool(bool b) { return settle(b && member_ == Member::Forked); }
     bool StartObject() {
         if (depth_ == 1 && member_ == Member::Push) return settle(true);
-        ++depth_;
-        return true;
+        return enter();
     }
     bool EndObject(rapidjson::SizeType) {
         --depth_;
         return true;
     }
-    bool StartArray() { return settle(member_ == Member::Push); }
-    bool EndArray(rapidjson::SizeType) { return true; }
+    bool StartArray() {
+        if (depth_ == 1 && member_ != Member::Other && !settle(member_ == Member::Push)) return false;
+        return enter();
+    }
+    bool EndArray(rapidjson::SizeType) {
+        --depth_;
+        return true;
+    }
     bool Key(const char* k, rapidjson::SizeType n, bool) {
         if (depth_ == 1) {
             const std::string_view key(k, n);
@@ -263,6 +269,9 @@ public:
 
 private:
     enum class Member { Other, Push, Forked };
+    // Nesting as deep as the exchange's own reader allows; deeper is not a
+    // pull the replica may serve (the primary refuses it).
+    bool enter() { return ++depth_ <= static_cast<int>(lww::kMaxJsonDepth); }
     // A top-level scalar: true ends the scan (it writes), false goes on.
     bool settle(bool w) {
         if (depth_ == 1 && member_ != Member::Other) {
@@ -282,7 +291,9 @@ bool pull_only(const std::string& body) {
     WritesScan scan;
     rapidjson::Reader reader;
     rapidjson::StringStream in(body.c_str());
-    const bool done = !reader.Parse<rapidjson::kParseStopWhenDoneFlag>(in, scan).IsError();
+    // Iterative: an untrusted body never drives recursion (docs/SECURITY.md).
+    const bool done =
+        !reader.Parse<rapidjson::kParseStopWhenDoneFlag | rapidjson::kParseIterativeFlag>(in, scan).IsError();
     return done && !scan.writes;
 }
 

@@ -222,6 +222,12 @@ expect "route: a push, first member" "$(route "{\"push\":$EMPTY_CS,$DOC,\"node\"
 expect "route: \"forked\": true" \
     "$(route "{$DOC,\"node\":\"20000000-0000-4000-8000-000000000003\",\"forked\":true}")" "200 primary"
 expect "route: not JSON" "$(route "{$DOC,\"node\":")" "400 primary"
+# Hostile nesting: refused by the gateway's bounded reader, on no database
+# (the routing scan is iterative and bounded too); the gateway stays up.
+DEEP=$(printf '[%.0s' $(seq 1 100000))
+expect_match "route: 100 000 nested arrays" "$(route "{$DOC,\"node\":\"$N2\",\"x\":$DEEP}")" \
+    '"status":400.*JSON nested deeper than 32 levels'
+expect "route: a pull after it" "$(route "{$DOC,\"node\":\"$N2\",\"received\":\"0\"}")" "200 replica"
 
 # A replica that cannot be reached: the primary serves the pulls.
 start_gateway "$G4" "$W/gw4.log" --db-uri "$PRIMARY" --db-read-uri "host=$W/nowhere port=$P2 dbname=app user=authenticator" \
