@@ -621,4 +621,11 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& 
     }
 }
 
+void check_document_size(size_t bytes, const char* what) {
+    if (bytes > kMaxDocumentBytes)
+        throw Error(std::string(what) + " of " + std::to_string(bytes) + " bytes exceeds the " +
+                        std::to_string(kMaxDocumentBytes >> 20) + " MiB limit",
+                    ErrorKind::limit);
+}
+
 }  // namespace lww

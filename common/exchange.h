@@ -144,6 +144,11 @@ struct BatchLimits {
     int64_t rows = 1000;
     size_t bytes = 8u << 20;
 };
+// Documents (change sets, requests, responses) larger than this are refused before they are parsed (lww_apply,
+// lww_exchange, both engines). `what` names the document in the error.
+constexpr size_t kMaxDocumentBytes = size_t(512) << 20;
+void check_document_size(size_t bytes, const char* what);
+
 constexpr int64_t kMaxBatchRows = 1000000;
 constexpr size_t kMaxBatchBytes = 256u << 20;
 

@@ -1,5 +1,6 @@
 #include "http_client.h"
 
+#include "exchange.h"
 #include "gzip.h"
 #include "value.h"
 #include "version.h"
@@ -21,7 +22,7 @@ namespace lww {
 namespace {
 
 constexpr size_t kGzipAbove = 1024;                  // smaller bodies are not worth a deflate
-constexpr size_t kMaxResponseBytes = (512u << 20) + (1u << 20);  // a 512 MiB change set and its envelope
+constexpr size_t kMaxResponseBytes = kMaxDocumentBytes + (1u << 20);  // a change set and its envelope
 constexpr const char* kUserAgent = "lwwsync/" LWWSYNC_VERSION;
 
 void global_init() {
@@ -215,7 +216,7 @@ std::string HttpTransport::exchange(const std::string& request) {
     for (int attempt = 0;; ++attempt) {
         Attempt a = post(body, compress);
         if (a.rc == CURLE_ABORTED_BY_CALLBACK) throw Cancelled();
-        if (a.too_large) throw Error("the response from " + where + " exceeds the 512 MiB limit");
+        if (a.too_large) throw Error("the response from " + where + " exceeds the " + std::to_string(kMaxDocumentBytes >> 20) + " MiB limit");
         std::string failure;
         bool transient = false;
         if (a.rc != CURLE_OK) {

@@ -10,6 +10,7 @@ SQLITE_EXTENSION_INIT3
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "../common/apply.h"
 #include "../common/apply_order.h"
 #include "../common/batch.h"
 #include "evolve.h"
@@ -37,8 +38,11 @@ std::string describe_key(const std::vector<Value>& key) {
     return s + ")";
 }
 
-// Prepared statements for one table, user-table writes cached by column set.
-class TableWriter {
+struct Item;
+
+// One table's storage (common/apply.h): prepared statements, user-table
+// writes cached by column set.
+class TableWriter : public TableStore {
 public:
     TableWriter(Conn& c, const TableInfo& t) : c_(c), t_(t) {
         std::string where;
@@ -60,6 +64,10 @@ public:
             user_where_ += (i ? " AND " : "") + (quote_ident(t.key[i]) + " = ?" + std::to_string(i + 1));
         del_user_ = Stmt(c.db, "DELETE FROM " + quote_ident(t.name) + " WHERE " + user_where_);
     }
+
+    // Merges `items` (rows of this table, distinct keys) through the core's
+    // batch merge. Throws SqlError when the database refuses a write.
+    void merge(const std::vector<Item*>& items, std::vector<NodeId>& new_nodes);
 
     // The row's metadata; a fresh RowState for a key never seen.
     RowState load(const std::vector<Value>& key) {
@@ -110,6 +118,15 @@ public:
     }
 
 private:
+    // TableStore: metadata first, so an app trigger that writes a merged row
+    // again records its write on top of the merged registers.
+    void load(std::vector<MergeRow>& rows) override;
+    bool admit(MergeRow&) override { return true; }
+    void store(const std::vector<MergeRow*>& rows) override;
+    void write_user(const std::vector<MergeRow*>& rows) override;
+    uint64_t next_seq() override { return c_.next_seq(); }
+    bool store_first() const override { return true; }
+
     void bind_key(Stmt& st, const std::vector<Value>& key) {
         for (size_t i = 0; i < key.size(); ++i) st.bind(static_cast<int>(i + 1), key[i]);
     }
@@ -147,6 +164,10 @@ private:
     std::string user_where_;
     std::map<std::string, Stmt> writes_;
     std::string sig_;
+    // Of the batch being merged.
+    const std::vector<Item*>* items_ = nullptr;
+    std::vector<NodeId>* new_nodes_ = nullptr;
+    std::map<size_t, const Value*> values_;
 };
 
 // ------------------------------------------------------------ one row
@@ -178,50 +199,66 @@ struct Item {
     bool registers_gone = false;  // retries: nothing left to write (landed or superseded)
 };
 
-// Merges one row: loads its metadata, runs the merge rule, stores the
-// metadata, then writes the user row with its capture trigger silenced
-// (metadata first: an app trigger that writes the row again records its
-// write on top of the merged registers). Returns false when nothing changed.
-// Throws SqlError when the database refuses the write.
-bool merge_item(Conn& c, Item& it, std::vector<NodeId>& new_nodes, std::map<size_t, const Value*>& values) {
-    it.wrote = 0;
-    it.counts = ApplyCounts{};
-    RowState st = it.tw->load(it.r->key);
-    const IncomingRow in = incoming_row(*it.r, *it.col_map);
-    const uint64_t seq = c.last_seq() + 1;
-    MergeOutcome out = merge_row(st, in, seq);
-    it.counts.rows = 1;
-    it.counts.received = out.applied + out.ignored;
-    it.counts.applied = out.applied;
-    it.counts.ignored = out.ignored;
-    if (!out.changed()) return false;
-    c.next_seq();
-    it.tw->store(it.r->key, st, new_nodes);
-    values.clear();
-    for (size_t k : out.won_cols) values[in.cols[k].first] = &it.r->cols[k].value;
-    char op = 0;
-    if (out.was_alive && !out.alive) op = 'd';
-    else if (!out.was_alive && out.alive) op = 'i';
-    else if (out.alive && !values.empty()) op = 'u';
-    if (!op) return true;
-    MergeWrite& m = c.merging;
-    m = MergeWrite{true, op, &it.t->name, &it.r->key, &values};
-    try {
-        if (op == 'd') it.tw->delete_row(it.r->key);
-        else it.tw->write_row(it.r->key, values, op == 'i');
-    } catch (...) {
-        m.active = false;
-        throw;
+void TableWriter::merge(const std::vector<Item*>& items, std::vector<NodeId>& new_nodes) {
+    std::vector<IncomingRow> in(items.size());
+    std::vector<MergeRow> rows(items.size());
+    for (size_t i = 0; i < items.size(); ++i) {
+        Item& it = *items[i];
+        it.wrote = 0;
+        in[i] = incoming_row(*it.r, *it.col_map);
+        rows[i].in = &in[i];
+        rows[i].item = i;
     }
-    m.active = false;
-    // An app's BEFORE trigger may RAISE(IGNORE) the write: the row did not
-    // land, so its registers must not count as merged.
-    if (op != 'd' && sqlite3_changes(c.db) == 0)
-        throw SqlError(op == 'i' ? "the insert was ignored (a trigger's RAISE(IGNORE))"
-                                 : "the update changed no row (a trigger's RAISE(IGNORE), or the row is missing)",
-                       SQLITE_CONSTRAINT_TRIGGER);
-    it.wrote = op;
-    return true;
+    items_ = &items;
+    new_nodes_ = &new_nodes;
+    merge_batch(*this, rows);
+    for (size_t i = 0; i < items.size(); ++i) items[i]->counts = rows[i].counts;
+}
+
+void TableWriter::load(std::vector<MergeRow>& rows) {
+    for (MergeRow& r : rows) {
+        r.st = load((*items_)[r.item]->r->key);
+        r.there = r.st.alive();  // a tracked row exists exactly while its metadata says alive
+    }
+}
+
+void TableWriter::store(const std::vector<MergeRow*>& rows) {
+    for (const MergeRow* r : rows) store((*items_)[r->item]->r->key, r->st, *new_nodes_);
+}
+
+void TableWriter::write_user(const std::vector<MergeRow*>& rows) {
+    for (const MergeRow* r : rows) {
+        if (r->write == UserWrite::none) continue;
+        Item& it = *(*items_)[r->item];
+        values_.clear();
+        for (size_t k : r->out.won_cols) values_[r->in->cols[k].first] = &it.r->cols[k].value;
+        const char op = r->write == UserWrite::remove ? 'd' : r->write == UserWrite::insert ? 'i' : 'u';
+        MergeWrite& m = c_.merging;
+        m = MergeWrite{true, op, &it.t->name, &it.r->key, &values_};
+        try {
+            if (op == 'd') delete_row(it.r->key);
+            else write_row(it.r->key, values_, op == 'i');
+        } catch (...) {
+            m.active = false;
+            throw;
+        }
+        m.active = false;
+        // An app's BEFORE trigger may RAISE(IGNORE) the write: the row did not
+        // land, so its registers must not count as merged.
+        if (op != 'd' && sqlite3_changes(c_.db) == 0)
+            throw SqlError(op == 'i' ? "the insert was ignored (a trigger's RAISE(IGNORE))"
+                                     : "the update changed no row (a trigger's RAISE(IGNORE), or the row is missing)",
+                           SQLITE_CONSTRAINT_TRIGGER);
+        it.wrote = op;
+    }
+}
+
+// Merges one row (the core's batch merge, a batch of one: an app trigger
+// that writes another row of the set must find its metadata stored first).
+// False when nothing changed. Throws SqlError when the database refuses the write.
+bool merge_item(Item& it, std::vector<NodeId>& new_nodes) {
+    it.tw->merge({&it}, new_nodes);
+    return it.counts.applied > 0 || it.wrote;
 }
 
 // ------------------------------------------------------------ foreign keys
@@ -433,9 +470,7 @@ void finish_apply(Conn& c, const std::vector<NodeId>& new_nodes, int64_t deferre
 
 ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
     c.ensure_ready();
-    if (cs.origin == c.self())
-        throw Error("the change set comes from this database's own node " + c.self().str() +
-                    "; a node never applies its own changes");
+    refuse_own_changes(cs.origin, c.self());
     std::vector<TablePtr> held;  // the plans point at these, not into the connection's cache
     ChangeSet pending;  // tables and columns not here yet: held (evolve.cpp)
     std::vector<Plan> plans = plan_tables<TableInfo>(cs, [&](const std::string& name) {
@@ -550,7 +585,6 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
         };
 
         std::vector<NodeId> new_nodes;
-        std::map<size_t, const Value*> values;
         FkChecker fks(c, fk_enforced);
         auto wrap = [](const Item& it, const std::exception& e) {
             return Error("table \"" + it.t->name + "\" row " + describe_key(it.r->key) + ": " + e.what());
@@ -574,7 +608,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
                 if (it->parked) continue;
                 if (!careful) {
                     try {
-                        merge_item(c, *it, new_nodes, values);
+                        merge_item(*it, new_nodes);
                     } catch (const SqlError& e) {
                         if (!refused_row(e.code)) throw wrap(*it, e);
                         refused = true;
@@ -587,7 +621,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
                     // Row by row, foreign keys are checked at once: a row
                     // whose parent is not there (yet) waits for step 2, and
                     // its own children follow it there in this same run.
-                    if (merge_item(c, *it, new_nodes, values) && fks.dangling(*it)) {
+                    if (merge_item(*it, new_nodes) && fks.dangling(*it)) {
                         exec(c.db, "ROLLBACK TO lww_row; RELEASE lww_row");
                         it->parked = true;
                         it->reason = kForeignKeyFailed;
@@ -641,7 +675,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
                 if (!it->parked) continue;
                 exec(c.db, "SAVEPOINT lww_row");
                 try {
-                    const bool changed = merge_item(c, *it, new_nodes, values);
+                    const bool changed = merge_item(*it, new_nodes);
                     if (changed && fks.dangling(*it)) {
                         exec(c.db, "ROLLBACK TO lww_row; RELEASE lww_row");
                         it->reason = kForeignKeyFailed;
@@ -695,11 +729,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
                 stats.add(it.counts);
                 continue;
             }
-            // As in Postgres: its registers are received and rejected.
-            const size_t n = (it.r->has_row ? 1 : 0) + it.r->cols.size();
-            ++stats.rows;
-            stats.received += n;
-            stats.rejected += n;
+            count_rejected(stats, incoming_row(*it.r, *it.col_map));
             RowChange local = to_local(*it.r, *it.col_map);
             const std::string key = key_json(one_row_set(*it.origin, *it.t, local));
             auto old = still_parked.find({it.t->name, key});

@@ -1,7 +1,11 @@
+// SQLite adapter: lww_changes — the reads behind the core's feed (common/feed.h).
+// One connection sees one snapshot: nothing commits while the feed reads.
 #include "changes.h"
 SQLITE_EXTENSION_INIT3
 
-#include "../common/batch.h"
+#include <algorithm>
+
+#include "../common/feed.h"
 
 namespace lww::sq {
 
@@ -14,66 +18,13 @@ uint64_t committed_seq(Conn& c) {
     return st.step() && !st.is_null(0) ? static_cast<uint64_t>(st.int64(0)) : 0;
 }
 
-// The sequence at which a batch of `limit` rows ends, or 0 when everything fits.
-static uint64_t batch_cut(Conn& c, uint64_t after, int64_t limit) {
-    if (limit <= 0 || c.tables().empty()) return 0;
-    std::string sql;
-    for (const auto& t : c.tables())
-        sql += (sql.empty() ? "" : " UNION ALL ") + ("SELECT seq FROM " + t->meta + " WHERE seq > ?1");
-    Stmt st(c.db, "SELECT seq FROM (" + sql + ") ORDER BY seq LIMIT 1 OFFSET ?2");
-    st.bind_int(1, static_cast<int64_t>(after));
-    st.bind_int(2, limit - 1);  // the limit-th row ends the batch
-    return st.step() ? static_cast<uint64_t>(st.int64(0)) : 0;
-}
+namespace {
 
-static Batch collect(Conn& c, const ChangesRequest& req);
-
-// The tables holding rows in (after, upto], found by one statement (an index
-// probe per table), so a small pull reads only the tables it returns rows of.
-static std::vector<TablePtr> tables_with_changes(Conn& c, uint64_t after, uint64_t upto) {
-    const std::vector<TablePtr> all = c.tables();
-    if (all.empty() || upto <= after) return {};
-    std::string sql;
-    for (size_t i = 0; i < all.size(); ++i)
-        sql += (i ? " UNION ALL " : "") + ("SELECT " + std::to_string(i) + " FROM (SELECT 1 FROM " + all[i]->meta +
-                                           " WHERE seq > ?1 AND seq <= ?2 LIMIT 1)");
-    Stmt st(c.db, sql);
-    st.bind_int(1, static_cast<int64_t>(after));
-    st.bind_int(2, static_cast<int64_t>(upto));
-    std::vector<TablePtr> out;
-    while (st.step()) out.push_back(all.at(static_cast<size_t>(st.int64(0))));
-    return out;
-}
-
-Batch collect_changes(Conn& c, const ChangesRequest& req) {
-    c.ensure_ready();
-    // One read transaction: the cut, upto and every row come from one snapshot.
-    exec(c.db, "SAVEPOINT lww_changes");
-    try {
-        Batch r = collect(c, req);
-        exec(c.db, "RELEASE lww_changes");
-        return r;
-    } catch (...) {
-        sqlite3_exec(c.db, "ROLLBACK TO lww_changes; RELEASE lww_changes", nullptr, nullptr, nullptr);
-        throw;
-    }
-}
-
-static Batch collect(Conn& c, const ChangesRequest& req) {
-    c.refresh();
-    Batch res;
-    res.since = req.since;
-    res.after = req.after;
-    if (req.after < req.since) throw Error("after must not be below since");
-    const uint64_t cut = batch_cut(c, req.after, req.limit);
-    res.complete = cut == 0;
-    // In this snapshot: a row whose latest write is past `upto` would leave
-    // its older registers (at or below it) behind for good.
-    res.upto = cut ? cut : std::max(req.after, committed_seq(c));
-
-    ChangeSetWriter w(c.self(), req.since, req.after);
-    for (const TablePtr& tp : tables_with_changes(c, req.after, res.upto)) {
-        const TableInfo& t = *tp;
+// A table's rows in a sequence range, joined with their values: metadata,
+// key and every tracked column in one statement.
+class Scan : public FeedScan {
+public:
+    Scan(Conn& c, const TableInfo& t, uint64_t after, uint64_t upto) : c_(c), ncols_(t.cols.size()), nkey_(t.key.size()) {
         std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols";
         for (size_t i = 0; i < t.key.size(); ++i) sql += ", m.k" + std::to_string(i);
         for (const auto& col : t.cols) sql += ", t." + quote_ident(col);
@@ -81,32 +32,111 @@ static Batch collect(Conn& c, const ChangesRequest& req) {
         for (size_t i = 0; i < t.key.size(); ++i)
             sql += (i ? " AND " : "") + ("t." + quote_ident(t.key[i]) + " = m.k" + std::to_string(i));
         sql += " WHERE m.seq > ?1 AND m.seq <= ?2 ORDER BY m.seq";
-        Stmt st(c.db, sql);
-        st.bind_int(1, static_cast<int64_t>(req.after));
-        st.bind_int(2, static_cast<int64_t>(res.upto));
-
-        const int key_at = 5;
-        const int col_at = key_at + static_cast<int>(t.key.size());
-        bool opened = false;
-        RowChange rc;
-        while (st.step()) {
-            RowState rs = decode_row(stored_row(st), t.cols.size(), c.nodes());
-            if (!registers_to_send(rs, req.since, req.skip_node, rc,
-                                   [&](size_t i) { return st.value(col_at + static_cast<int>(i)); }))
-                continue;
-            rc.key.clear();
-            for (size_t i = 0; i < t.key.size(); ++i) rc.key.push_back(st.value(key_at + static_cast<int>(i)));
-            if (!opened) {
-                w.begin_table(t.name, t.key, t.cols);
-                opened = true;
-            }
-            w.row(rc);
-        }
-        if (opened) w.end_table();
+        st_ = Stmt(c.db, sql);
+        st_.bind_int(1, static_cast<int64_t>(after));
+        st_.bind_int(2, static_cast<int64_t>(std::min<uint64_t>(upto, INT64_MAX)));
     }
-    res.rows = w.rows_written();
-    res.json = w.finish(res.upto, res.complete);
-    return res;
+
+    bool next(std::vector<FeedRow>& rows, size_t max) override {
+        rows.clear();
+        values_.clear();
+        // A finished statement would start over at the next step.
+        while (!done_ && rows.size() < max) {
+            if (!st_.step()) {
+                done_ = true;
+                break;
+            }
+            FeedRow r;
+            r.st = decode_row(stored_row(st_), ncols_, c_.nodes());
+            r.at = rows.size();
+            // The key and values now: the statement moves on. Columns the
+            // row does not send cost a copy, not a statement.
+            r.rc.key.reserve(nkey_);
+            for (size_t i = 0; i < nkey_; ++i) r.rc.key.push_back(st_.value(kKeyAt + static_cast<int>(i)));
+            for (size_t i = 0; i < ncols_; ++i) values_.push_back(st_.value(kKeyAt + static_cast<int>(nkey_ + i)));
+            rows.push_back(std::move(r));
+        }
+        return !rows.empty();
+    }
+
+    void fill(const std::vector<FeedRow*>& rows) override {
+        for (FeedRow* r : rows)
+            for (auto& c : r->rc.cols) c.value = std::move(values_[r->at * ncols_ + c.col]);
+    }
+
+private:
+    static constexpr int kKeyAt = 5;
+    Conn& c_;
+    size_t ncols_, nkey_;
+    Stmt st_;
+    bool done_ = false;
+    std::vector<Value> values_;  // of the last `next`, ncols_ per row
+};
+
+class Source : public FeedSource {
+public:
+    explicit Source(Conn& c) : c_(c), all_(c.tables()) {
+        for (const auto& t : all_) tables_.push_back(FeedTable{t->name, t->key, t->cols});
+    }
+    NodeId self() override { return c_.self(); }
+    bool concurrent() const override { return false; }
+    const std::vector<FeedTable>& tables() override { return tables_; }
+    uint64_t final_seq(uint64_t) override { return committed_seq(c_); }
+
+    uint64_t batch_cut(uint64_t after, uint64_t upto, int64_t limit) override {
+        if (limit <= 0 || all_.empty()) return 0;
+        std::string sql;
+        for (const auto& t : all_)
+            sql += (sql.empty() ? "" : " UNION ALL ") + ("SELECT seq FROM " + t->meta + " WHERE seq > ?1 AND seq <= ?2");
+        Stmt st(c_.db, "SELECT seq FROM (" + sql + ") ORDER BY seq LIMIT 1 OFFSET ?3");
+        st.bind_int(1, static_cast<int64_t>(after));
+        st.bind_int(2, static_cast<int64_t>(std::min<uint64_t>(upto, INT64_MAX)));
+        st.bind_int(3, limit - 1);  // the limit-th row ends the batch
+        return st.step() ? static_cast<uint64_t>(st.int64(0)) : 0;
+    }
+
+    // One statement, an index probe per table: a small pull reads only the
+    // tables it returns rows of.
+    std::vector<size_t> tables_changed(uint64_t after, uint64_t upto) override {
+        if (all_.empty() || upto <= after) return {};
+        std::string sql;
+        for (size_t i = 0; i < all_.size(); ++i)
+            sql += (i ? " UNION ALL " : "") + ("SELECT " + std::to_string(i) + " FROM (SELECT 1 FROM " + all_[i]->meta +
+                                               " WHERE seq > ?1 AND seq <= ?2 LIMIT 1)");
+        Stmt st(c_.db, sql);
+        st.bind_int(1, static_cast<int64_t>(after));
+        st.bind_int(2, static_cast<int64_t>(std::min<uint64_t>(upto, INT64_MAX)));
+        std::vector<size_t> out;
+        while (st.step()) out.push_back(static_cast<size_t>(st.int64(0)));
+        return out;
+    }
+
+    std::unique_ptr<FeedScan> scan(size_t table, uint64_t after, uint64_t upto) override {
+        return std::make_unique<Scan>(c_, *all_.at(table), after, upto);
+    }
+
+private:
+    Conn& c_;
+    std::vector<TablePtr> all_;  // held: a reload does not pull them from under the scan
+    std::vector<FeedTable> tables_;
+};
+
+}  // namespace
+
+Batch collect_changes(Conn& c, const ChangesRequest& req) {
+    c.ensure_ready();
+    // One read transaction: the cut, upto and every row come from one snapshot.
+    exec(c.db, "SAVEPOINT lww_changes");
+    try {
+        c.refresh();
+        Source src(c);
+        Batch r = collect_feed(src, req);
+        exec(c.db, "RELEASE lww_changes");
+        return r;
+    } catch (...) {
+        sqlite3_exec(c.db, "ROLLBACK TO lww_changes; RELEASE lww_changes", nullptr, nullptr, nullptr);
+        throw;
+    }
 }
 
 }  // namespace lww::sq

@@ -6,11 +6,13 @@ SQLITE_EXTENSION_INIT1
 
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "../common/batch.h"
 #include "../common/changeset.h"
+#include "../common/feed.h"
 #include "../common/row_codec.h"
 #include "../common/version.h"
 #include "apply.h"
@@ -92,35 +94,27 @@ void fn_untrack(sqlite3_context* ctx, int, sqlite3_value** argv) {
 
 void fn_changes(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     guarded(ctx, "lww_changes", [&] {
-        ChangesRequest req;
-        if (sqlite3_value_type(argv[0]) != SQLITE_INTEGER || sqlite3_value_int64(argv[0]) < 0)
-            throw Error("since must be a non-negative integer (a local change sequence)");
-        req.since = static_cast<uint64_t>(sqlite3_value_int64(argv[0]));
-        req.after = req.since;
-        if (argc > 1 && sqlite3_value_type(argv[1]) != SQLITE_NULL) {
-            if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_int64(argv[1]) <= 0)
-                throw Error("limit must be a positive integer (rows)");
-            req.limit = sqlite3_value_int64(argv[1]);
-        }
-        if (argc > 2) {  // paging: the previous page's "since" and "upto"
-            if (sqlite3_value_type(argv[2]) != SQLITE_INTEGER || sqlite3_value_int64(argv[2]) < 0 ||
-                static_cast<uint64_t>(sqlite3_value_int64(argv[2])) < req.since)
-                throw Error("after must be an integer >= since (the previous page's upto)");
-            req.after = static_cast<uint64_t>(sqlite3_value_int64(argv[2]));
-        }
+        // Integers only: the range rules are the core's (changes_request).
+        auto integer = [&](int i, const char* rule) -> std::optional<int64_t> {
+            if (argc <= i || (i > 0 && sqlite3_value_type(argv[i]) == SQLITE_NULL)) return std::nullopt;
+            if (sqlite3_value_type(argv[i]) != SQLITE_INTEGER) throw Error(rule);
+            return sqlite3_value_int64(argv[i]);
+        };
+        const int64_t since = *integer(0, "since must be a non-negative change sequence");
+        const auto limit = integer(1, "limit must be a positive number of rows");
+        const auto after = integer(2, "after must be >= since (the previous page's upto)");
+        const ChangesRequest req = changes_request(since, limit, after);
         check_copied_file(conn(ctx));
         result_text(ctx, collect_changes(conn(ctx), req).json);
     });
 }
-
-constexpr size_t kMaxChangeSetBytes = 512u << 20;
 
 void fn_apply(sqlite3_context* ctx, int, sqlite3_value** argv) {
     guarded(ctx, "lww_apply", [&] {
         if (sqlite3_value_type(argv[0]) != SQLITE_TEXT) throw Error("the change set must be JSON text");
         const char* p = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
         size_t n = static_cast<size_t>(sqlite3_value_bytes(argv[0]));
-        if (n > kMaxChangeSetBytes) throw Error("change set of " + std::to_string(n) + " bytes exceeds the 512 MiB limit");
+        check_document_size(n, "change set");
         ChangeSet cs = decode_changeset(std::string_view(p, n));
         check_copied_file(conn(ctx));
         result_text(ctx, apply_changeset(conn(ctx), cs).json());

@@ -6,6 +6,7 @@
 
 #include "../../common/batch.h"
 #include "../../common/changeset.h"
+#include "../../common/feed.h"
 #include "../../common/version.h"
 
 extern "C" {
@@ -86,8 +87,6 @@ Datum jsonb_result(const std::string& s) {
     return d;
 }
 
-constexpr size_t kMaxDocumentBytes = 512u << 20;
-
 }  // namespace
 
 extern "C" Datum lww_version(PG_FUNCTION_ARGS) {
@@ -139,19 +138,11 @@ extern "C" Datum lww_untrack(PG_FUNCTION_ARGS) {
 
 extern "C" Datum lww_changes(PG_FUNCTION_ARGS) {
     return guarded_entry("lww_changes", [&] {
-        ChangesRequest req;
-        int64 since = PG_GETARG_INT64(0);
-        if (since < 0) throw Error("since must be a non-negative change sequence");
-        req.since = static_cast<uint64_t>(since);
-        req.after = req.since;
-        if (PG_NARGS() > 2 && !PG_ARGISNULL(2)) {
-            if (PG_GETARG_INT64(2) < since) throw Error("after must be >= since (the previous page's upto)");
-            req.after = static_cast<uint64_t>(PG_GETARG_INT64(2));
-        }
-        if (PG_NARGS() > 1 && !PG_ARGISNULL(1)) {
-            if (PG_GETARG_INT64(1) <= 0) throw Error("limit must be a positive number of rows");
-            req.limit = PG_GETARG_INT64(1);
-        }
+        auto arg = [&](int i) -> std::optional<int64_t> {
+            if (PG_NARGS() <= i || PG_ARGISNULL(i)) return std::nullopt;
+            return PG_GETARG_INT64(i);
+        };
+        const ChangesRequest req = changes_request(PG_GETARG_INT64(0), arg(1), arg(2));
         std::string out;
         {
             SpiSession spi;
@@ -164,7 +155,7 @@ extern "C" Datum lww_changes(PG_FUNCTION_ARGS) {
 extern "C" Datum lww_apply(PG_FUNCTION_ARGS) {
     return guarded_entry("lww_apply", [&] {
         std::string json = text_arg(fcinfo, 0);
-        if (json.size() > kMaxDocumentBytes) throw Error("change set exceeds the 512 MiB limit");
+        check_document_size(json.size(), "change set");
         ChangeSet cs = decode_changeset(json);
         std::string out;
         {
@@ -178,7 +169,7 @@ extern "C" Datum lww_apply(PG_FUNCTION_ARGS) {
 extern "C" Datum lww_exchange(PG_FUNCTION_ARGS) {
     return guarded_entry("lww_exchange", [&] {
         std::string req = text_arg(fcinfo, 0);
-        if (req.size() > kMaxDocumentBytes) throw Error("request exceeds the 512 MiB limit");
+        check_document_size(req.size(), "request");
         std::string out;
         {
             SpiSession spi;

@@ -1,0 +1,92 @@
+#include "apply.h"
+
+#include <algorithm>
+
+#include "error.h"
+
+namespace lww {
+
+void refuse_own_changes(const NodeId& origin, const NodeId& self) {
+    if (origin == self)
+        throw Error("the change set comes from this database's own node " + self.str() +
+                    "; a node never applies its own changes");
+}
+
+UserWrite user_write(const MergeOutcome& out, bool row_there) {
+    if (!out.alive) return row_there ? UserWrite::remove : UserWrite::none;
+    if (!row_there) return UserWrite::insert;
+    return out.won_cols.empty() ? UserWrite::none : UserWrite::update;
+}
+
+void count_merged(ApplyCounts& c, const MergeOutcome& out) {
+    ++c.rows;
+    c.received += out.applied + out.ignored;
+    c.applied += out.applied;
+    c.ignored += out.ignored;
+}
+
+void count_refused(ApplyCounts& c, const MergeOutcome& out) {
+    ++c.rows;
+    c.received += out.applied + out.ignored;
+    c.rejected += out.applied;
+    c.ignored += out.ignored;
+}
+
+void count_rejected(ApplyCounts& c, const IncomingRow& in) {
+    const size_t n = (in.has_row ? 1 : 0) + in.cols.size();
+    ++c.rows;
+    c.received += n;
+    c.rejected += n;
+}
+
+void assign_seq(RowState& st, uint64_t seq) {
+    if (st.row.seq == kUnassignedSeq) st.row.seq = seq;
+    for (auto& c : st.cols)
+        if (c.seq == kUnassignedSeq) c.seq = seq;
+}
+
+void merge_batch(TableStore& store, std::vector<MergeRow>& rows) {
+    store.load(rows);
+    std::vector<MergeRow*> kept;
+    for (MergeRow& r : rows) {
+        r.counts = ApplyCounts{};
+        r.won.clear();
+        r.write = UserWrite::none;
+        r.keep = r.redo = false;
+        r.out = merge_row(r.st, *r.in, kUnassignedSeq);
+        if (!r.out.changed()) {
+            count_merged(r.counts, r.out);
+            continue;
+        }
+        for (size_t k : r.out.won_cols) r.won.push_back(r.in->cols[k].first);
+        std::sort(r.won.begin(), r.won.end());
+        r.write = user_write(r.out, r.there);
+        if (!store.admit(r)) {
+            count_refused(r.counts, r.out);
+            r.write = UserWrite::none;
+            continue;
+        }
+        r.keep = true;
+        kept.push_back(&r);
+    }
+    if (kept.empty()) return;
+    auto store_kept = [&] {
+        for (MergeRow* r : kept) assign_seq(r->st, store.next_seq());
+        store.store(kept);
+    };
+    if (store.store_first()) {
+        store_kept();
+        store.write_user(kept);  // may not ask for a redo: the metadata is stored
+    } else {
+        store.write_user(kept);
+        for (MergeRow* r : kept) r->keep = !r->redo;
+        kept.erase(std::remove_if(kept.begin(), kept.end(), [](const MergeRow* r) { return r->redo; }), kept.end());
+        store_kept();
+    }
+    for (MergeRow* r : kept) {
+        if (r->redo) throw Error("a row was redone after its metadata was stored", ErrorKind::internal);
+        count_merged(r->counts, r->out);
+    }
+}
+
+}  // namespace lww

@@ -1,0 +1,74 @@
+// lwwsync core: lww_apply's rules for both engines — who may send a set,
+// what a merge outcome writes to the user table, how registers are counted —
+// and the batch merge every engine runs through TableStore, its storage.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "exchange.h"
+#include "merge.h"
+
+namespace lww {
+
+// A node never applies its own changes (a copied database, a loop).
+void refuse_own_changes(const NodeId& origin, const NodeId& self);
+
+// What a merge does to the user table. `row_there`: the user row exists here.
+enum class UserWrite { none, insert, update, remove };
+UserWrite user_write(const MergeOutcome& out, bool row_there);
+
+// Counting (docs/PROTOCOL.md, "Apply statistics").
+void count_merged(ApplyCounts& c, const MergeOutcome& out);   // a row merged
+void count_refused(ApplyCounts& c, const MergeOutcome& out);  // merged, but its winning registers are not kept
+void count_rejected(ApplyCounts& c, const IncomingRow& in);   // refused whole by the receiver's rules
+
+// The sequence merged registers take until the row is stored: the store
+// assigns a real one (a sequence is taken only when a row changes).
+constexpr uint64_t kUnassignedSeq = UINT64_MAX;
+void assign_seq(RowState& st, uint64_t seq);
+
+// One incoming row of a table batch, as merge_batch and the store see it.
+struct MergeRow {
+    const IncomingRow* in = nullptr;  // registers by local column index
+    size_t item = 0;                  // the engine's handle
+    // Set by TableStore::load.
+    RowState st;
+    bool there = false;               // the user row exists
+    // Set by merge_batch.
+    MergeOutcome out;
+    UserWrite write = UserWrite::none;
+    std::vector<size_t> won;          // local registers the merge won, ascending
+    bool keep = false;                // metadata to store, the row counted as merged
+    bool redo = false;                // set by the store: merge this row again on its own
+    ApplyCounts counts;               // this row's share of the statistics
+};
+
+// One engine's storage of one tracked table, batch at a time.
+class TableStore {
+public:
+    virtual ~TableStore() = default;
+    // Metadata and presence of every row, locked (user row, then metadata,
+    // in key order) where the engine locks.
+    virtual void load(std::vector<MergeRow>& rows) = 0;
+    // The engine's own rules on a row that changes (rights, row-level
+    // security, references): throw to refuse it, or return false to keep
+    // nothing of it (counted refused).
+    virtual bool admit(MergeRow& row) = 0;
+    // Metadata of the kept rows (sequences assigned).
+    virtual void store(const std::vector<MergeRow*>& rows) = 0;
+    // The user rows, as `write` says. A row the engine finds changed under
+    // it is marked `redo` (not stored, not counted here).
+    virtual void write_user(const std::vector<MergeRow*>& rows) = 0;
+    virtual uint64_t next_seq() = 0;
+    // Metadata before user rows (an app trigger's write to a merged row then
+    // lands on top of the stored registers), or after them.
+    virtual bool store_first() const = 0;
+};
+
+// Merges a batch of one table's rows (distinct keys, key order where the
+// engine locks): load, the merge rule, the write each outcome asks for, the
+// engine's rules, sequences, metadata and user rows, counts per row.
+void merge_batch(TableStore& store, std::vector<MergeRow>& rows);
+
+}  // namespace lww
