@@ -250,18 +250,19 @@ const ForeignKeys& foreign_keys(Oid relid) {
     auto found = cache.find(relid);
     if (found != cache.end()) return found->second;
     ForeignKeys fks;
-    run(prepare("SELECT c.oid, c.conname::text, c.conrelid, c.confrelid, c.condeferrable, c.confdeltype::text,"
-                " c.confmatchtype::text, ca.attname::text, pa.attname::text, ca.atttypid,"
-                " c.confdelsetcols IS NULL OR k.ck = ANY (c.confdelsetcols)"
-                " FROM pg_catalog.pg_constraint c"
-                " CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(c.conkey), pg_catalog.unnest(c.confkey))"
-                " WITH ORDINALITY AS k(ck, pk, i)"
-                " JOIN pg_catalog.pg_attribute ca ON ca.attrelid = c.conrelid AND ca.attnum = k.ck"
-                " JOIN pg_catalog.pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.pk"
-                " WHERE c.contype = 'f' AND c.conparentid = 0 AND (c.conrelid = $1 OR c.confrelid = $1)"
-                " ORDER BY c.oid, k.i",
-                {OIDOID}),
-        {Param{OIDOID, ObjectIdGetDatum(relid), false}}, true);
+    const SpiResult res =
+        run(prepare("SELECT c.oid, c.conname::text, c.conrelid, c.confrelid, c.condeferrable, c.confdeltype::text,"
+                    " c.confmatchtype::text, ca.attname::text, pa.attname::text, ca.atttypid,"
+                    " c.confdelsetcols IS NULL OR k.ck = ANY (c.confdelsetcols)"
+                    " FROM pg_catalog.pg_constraint c"
+                    " CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(c.conkey), pg_catalog.unnest(c.confkey))"
+                    " WITH ORDINALITY AS k(ck, pk, i)"
+                    " JOIN pg_catalog.pg_attribute ca ON ca.attrelid = c.conrelid AND ca.attnum = k.ck"
+                    " JOIN pg_catalog.pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.pk"
+                    " WHERE c.contype = 'f' AND c.conparentid = 0 AND (c.conrelid = $1 OR c.confrelid = $1)"
+                    " ORDER BY c.oid, k.i",
+                    {OIDOID}),
+            {Param{OIDOID, ObjectIdGetDatum(relid), false}}, true);
     struct RowOf {
         int64_t oid;
         std::string name;
@@ -272,20 +273,20 @@ const ForeignKeys& foreign_keys(Oid relid) {
         bool set;
     };
     std::vector<RowOf> rows;
-    for (uint64_t r = 0; r < SPI_processed; ++r) {
+    for (uint64_t r = 0; r < res.size(); ++r) {
         bool isnull = false;
         RowOf x;
-        x.oid = static_cast<int64_t>(DatumGetObjectId(col(r, 0, &isnull)));
-        x.name = col_text(r, 1);
-        x.child = DatumGetObjectId(col(r, 2, &isnull));
-        x.parent = DatumGetObjectId(col(r, 3, &isnull));
-        x.deferrable = DatumGetBool(col(r, 4, &isnull));
-        x.del = col_text(r, 5);
-        x.match = col_text(r, 6);
-        x.ccol = col_text(r, 7);
-        x.pcol = col_text(r, 8);
-        x.ctype = DatumGetObjectId(col(r, 9, &isnull));
-        x.set = DatumGetBool(col(r, 10, &isnull));
+        x.oid = static_cast<int64_t>(DatumGetObjectId(res.col(r, 0, &isnull)));
+        x.name = res.text(r, 1);
+        x.child = DatumGetObjectId(res.col(r, 2, &isnull));
+        x.parent = DatumGetObjectId(res.col(r, 3, &isnull));
+        x.deferrable = DatumGetBool(res.col(r, 4, &isnull));
+        x.del = res.text(r, 5);
+        x.match = res.text(r, 6);
+        x.ccol = res.text(r, 7);
+        x.pcol = res.text(r, 8);
+        x.ctype = DatumGetObjectId(res.col(r, 9, &isnull));
+        x.set = DatumGetBool(res.col(r, 10, &isnull));
         rows.push_back(std::move(x));
     }
     for (size_t r = 0; r < rows.size();) {
@@ -340,7 +341,8 @@ bool parent_present(const ForeignKey& fk, const std::vector<Param>& vals) {
     return run(prepare("SELECT 1 FROM " + fk.parent_from + " x WHERE " + match_clause(fk.parent_cols) +
                            " FOR KEY SHARE OF x",
                        types_of(vals)),
-               vals, false) > 0;
+               vals, false)
+        .size() > 0;
 }
 
 // Whether rows of the child table still reference these values (locked FOR
@@ -352,7 +354,8 @@ bool children_present(const ForeignKey& fk, const std::vector<Param>& vals) {
     return run(prepare("SELECT 1 FROM " + fk.child_from + " x WHERE " + match_clause(fk.child_cols) +
                            " LIMIT 1 FOR KEY SHARE OF x",
                        types_of(vals)),
-               vals, false) > 0;
+               vals, false)
+        .size() > 0;
 }
 
 // ON DELETE CASCADE / SET NULL / SET DEFAULT of a merged delete: ordinary
@@ -435,16 +438,17 @@ std::set<size_t> missing_parents(const ForeignKey& fk, const std::vector<const C
     std::string params;
     for (size_t k = 0; k < ncol; ++k) params += (k ? ", $" : "$") + std::to_string(k + 1);
     AsTableOwner owner(fk.parent);
-    run(prepare("SELECT v.i FROM ROWS FROM (" + [&] {
-                    std::string u;
-                    for (size_t k = 0; k < ncol; ++k) u += (k ? ", pg_catalog.unnest($" : "pg_catalog.unnest($") + std::to_string(k + 1) + ")";
-                    return u;
-                }() + ") WITH ORDINALITY AS v(" + cols + "i) LEFT JOIN LATERAL (SELECT 1 AS hit FROM " + fk.parent_from +
-                    " x WHERE " + match + " FOR KEY SHARE OF x) h ON true WHERE h.hit IS NULL",
-                types_of(arrays)),
-        arrays, false);
-    for (uint64_t r = 0; r < SPI_processed; ++r) {
-        const int64_t i = col_int64(r, 0);
+    const SpiResult res =
+        run(prepare("SELECT v.i FROM ROWS FROM (" + [&] {
+                        std::string u;
+                        for (size_t k = 0; k < ncol; ++k) u += (k ? ", pg_catalog.unnest($" : "pg_catalog.unnest($") + std::to_string(k + 1) + ")";
+                        return u;
+                    }() + ") WITH ORDINALITY AS v(" + cols + "i) LEFT JOIN LATERAL (SELECT 1 AS hit FROM " + fk.parent_from +
+                        " x WHERE " + match + " FOR KEY SHARE OF x) h ON true WHERE h.hit IS NULL",
+                    types_of(arrays)),
+            arrays, false);
+    for (uint64_t r = 0; r < res.size(); ++r) {
+        const int64_t i = res.integer(r, 0);
         if (i >= 1 && static_cast<size_t>(i) <= todo.size()) missing.insert(todo[static_cast<size_t>(i - 1)]->item);
     }
     return missing;
@@ -532,19 +536,20 @@ public:
     bool lock(const std::vector<Param>& key) {
         AsTableOwner owner(t_.relid);
         return run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where_ + " FOR UPDATE", key_types_), key,
-                   false) == 1;
+                   false)
+                   .size() == 1;
     }
 
     // Whether the caller sees the row (row-level security).
     bool visible(const std::vector<Param>& key) {
-        return run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where_, key_types_), key, false) == 1;
+        return run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where_, key_types_), key, false).size() == 1;
     }
 
     // Whether the row is there at all, whoever may see it. (read_only false:
     // a fresh snapshot, which sees the rows this batch wrote so far.)
     bool exists(const std::vector<Param>& key) {
         AsTableOwner owner(t_.relid);
-        return run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where_, key_types_), key, false) == 1;
+        return run(prepare("SELECT 1 FROM " + t_.qualified + " WHERE " + where_, key_types_), key, false).size() == 1;
     }
 
     // The values of `cols` (quoted names, types `types`) of the row, copied,
@@ -554,15 +559,16 @@ public:
         std::string list;
         for (const auto& c : cols) list += (list.empty() ? "" : ", ") + c;
         AsTableOwner owner(t_.relid);
-        if (run(prepare("SELECT " + list + " FROM " + t_.qualified + " WHERE " + where_, key_types_), key, false) != 1)
-            return false;
+        const SpiResult res =
+            run(prepare("SELECT " + list + " FROM " + t_.qualified + " WHERE " + where_, key_types_), key, false);
+        if (res.size() != 1) return false;
         out.assign(cols.size(), Param{});
         for (size_t i = 0; i < cols.size(); ++i) {
             bool isnull = false;
-            Datum d = col(0, static_cast<int>(i), &isnull);
-            out[i].type = types.empty() ? col_type(static_cast<int>(i)) : types[i];
+            Datum d = res.col(0, static_cast<int>(i), &isnull);
+            out[i].type = types.empty() ? res.type(static_cast<int>(i)) : types[i];
             out[i].null = isnull;
-            const Oid typ = col_type(static_cast<int>(i));
+            const Oid typ = res.type(static_cast<int>(i));
             pg_call([&] {
                 int16 len = 0;
                 bool byval = false;
@@ -574,7 +580,7 @@ public:
     }
 
     uint64_t remove(const std::vector<Param>& key) {
-        return run(prepare("DELETE FROM " + t_.qualified + " WHERE " + where_, key_types_), key, false);
+        return run(prepare("DELETE FROM " + t_.qualified + " WHERE " + where_, key_types_), key, false).size();
     }
 
     // Whether the caller's DELETE of the row would delete it (privileges and
@@ -648,7 +654,7 @@ public:
             }
             sql = "UPDATE " + t_.qualified + " SET " + sets + " WHERE " + where_;
         }
-        return run(prepare(sql, types), args, false);
+        return run(prepare(sql, types), args, false).size();
     }
 
     // Set-based forms for a batch (merge_group): `keys` sorted in lock
@@ -664,8 +670,7 @@ public:
         std::string sql = "SELECT u.n FROM " + unnest_keys(args.size(), 0) + " JOIN LATERAL (SELECT 1 FROM " +
                           t_.qualified + " AS x WHERE " + match_keys() + " OFFSET 0 FOR UPDATE OF x) AS l ON true";
         AsTableOwner owner(t_.relid);
-        run(prepare(sql, types_of(args)), args, false);
-        return returned(keys.size());
+        return returned(run(prepare(sql, types_of(args)), args, false), keys.size());
     }
 
     // Inserts rows with the registers `cols` (ON CONFLICT DO NOTHING, as
@@ -685,7 +690,7 @@ public:
                                       ret,
                                   types_of(args));
         mark(own, LocalOp::insert, cols, columns);
-        run(plan, args, false);
+        const SpiResult res = run(plan, args, false);
         unmark(own);
         // The rows come back in the order given: matched walking both, a
         // lookup only if they did not.
@@ -693,10 +698,10 @@ public:
         std::vector<Value> k(t_.key.size());
         size_t next = 0;
         std::unique_ptr<std::unordered_map<std::vector<Value>, size_t, KeyHash, KeyEqual>> at;
-        for (uint64_t r = 0; r < SPI_processed; ++r) {
+        for (uint64_t r = 0; r < res.size(); ++r) {
             for (size_t i = 0; i < t_.key.size(); ++i) {
                 bool isnull = false;
-                Datum d = col(r, static_cast<int>(i), &isnull);
+                Datum d = res.col(r, static_cast<int>(i), &isnull);
                 k[i] = datum_to_value(d, isnull, t_.key_types[i]);
             }
             while (next < stored.size() && !KeyEqual()(*stored[next], k)) ++next;
@@ -727,9 +732,9 @@ public:
                                       " RETURNING u.n",
                                   types_of(args));
         mark(own, LocalOp::update, cols, columns);
-        run(plan, args, false);
+        const SpiResult res = run(plan, args, false);
         unmark(own);
-        return returned(keys.size());
+        return returned(res, keys.size());
     }
 
     // Deletes rows; which were deleted.
@@ -739,9 +744,9 @@ public:
                                       " WHERE " + match_keys() + " RETURNING u.n",
                                   types_of(args));
         mark(own, LocalOp::remove, {}, {});
-        run(plan, args, false);
+        const SpiResult res = run(plan, args, false);
         unmark(own);
-        return returned(keys.size());
+        return returned(res, keys.size());
     }
 
     // Marks the merge's own write for the capture trigger (State::own) for
@@ -805,10 +810,10 @@ private:
     }
 
     // The rows of a statement RETURNING u.n.
-    static std::vector<bool> returned(size_t n) {
+    static std::vector<bool> returned(const SpiResult& res, size_t n) {
         std::vector<bool> hit(n, false);
-        for (uint64_t r = 0; r < SPI_processed; ++r) {
-            const int64_t i = col_int64(r, 0);
+        for (uint64_t r = 0; r < res.size(); ++r) {
+            const int64_t i = res.integer(r, 0);
             if (i >= 1 && static_cast<size_t>(i) <= n) hit[static_cast<size_t>(i - 1)] = true;
         }
         return hit;
@@ -1622,8 +1627,8 @@ struct ParkedEntry {
 // oldest go first. Retried per apply: the least recently tried first.
 int64_t rejected_max() {
     AsMetadataOwner owner;
-    run_sql("SELECT value FROM lwwsync.state WHERE key = 'rejected_max'", true);
-    return SPI_processed ? std::stoll(col_text(0, 0)) : 1000;
+    const SpiResult res = run_sql("SELECT value FROM lwwsync.state WHERE key = 'rejected_max'", true);
+    return res.empty() ? 1000 : std::stoll(res.text(0, 0));
 }
 constexpr int64_t kRetriesPerApply = 200;
 
@@ -1632,13 +1637,15 @@ std::deque<ParkedEntry> load_parked(const Principal& who, std::vector<TablePtr>&
     std::vector<std::pair<int64_t, std::pair<bool, std::string>>> rows;
     {
         AsMetadataOwner owner;
-        run(prepare("SELECT id, trusted, changeset FROM lwwsync.rejected WHERE role = $1::name AND subject = $2"
-                    " ORDER BY last_seen, id LIMIT " + std::to_string(kRetriesPerApply),
-                    {TEXTOID, TEXTOID}),
-            {text_param(who.role), text_param(who.subject)}, true);
-        for (uint64_t r = 0; r < SPI_processed; ++r) {
+        const SpiResult res =
+            run(prepare("SELECT id, trusted, changeset FROM lwwsync.rejected WHERE role = $1::name AND subject = $2"
+                        " ORDER BY last_seen, id LIMIT " + std::to_string(kRetriesPerApply),
+                        {TEXTOID, TEXTOID}),
+                {text_param(who.role), text_param(who.subject)}, true);
+        for (uint64_t r = 0; r < res.size(); ++r) {
             bool isnull = false;
-            rows.push_back({DatumGetInt64(col(r, 0, &isnull)), {DatumGetBool(col(r, 1, &isnull)), col_text(r, 2)}});
+            rows.push_back(
+                {DatumGetInt64(res.col(r, 0, &isnull)), {DatumGetBool(res.col(r, 1, &isnull)), res.text(r, 2)}});
         }
     }
     State& s = State::get();
@@ -1730,7 +1737,8 @@ bool has_parked(const Principal& who) {
     AsMetadataOwner owner;
     return run(prepare("SELECT 1 FROM lwwsync.rejected WHERE role = $1::name AND subject = $2 LIMIT 1",
                        {TEXTOID, TEXTOID}),
-               {text_param(who.role), text_param(who.subject)}, true) > 0;
+               {text_param(who.role), text_param(who.subject)}, true)
+        .size() > 0;
 }
 
 // `from_origin`: a change set of a node (checked, bound to the caller);

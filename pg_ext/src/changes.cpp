@@ -29,12 +29,12 @@ namespace {
 
 uint64_t last_sequence() {
     AsMetadataOwner owner;
-    run_sql("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lwwsync.seq", true);
-    return static_cast<uint64_t>(col_int64(0, 0));
+    return static_cast<uint64_t>(
+        run_sql("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lwwsync.seq", true).integer(0, 0));
 }
 
 void wait_for_writers() {
-    run(prepare("SELECT virtualtransaction FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
+    const SpiResult res = run(prepare("SELECT virtualtransaction FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
                 " AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())"
                 " AND classid = $1::oid AND objid = $2::oid AND objsubid = 2 AND granted AND pid <> pg_backend_pid()",
                 {INT8OID, INT8OID}),
@@ -42,8 +42,8 @@ void wait_for_writers() {
          Param{INT8OID, Int64GetDatum(kBarrierKey2), false}},
         false);
     std::vector<VirtualTransactionId> writers;
-    for (uint64_t i = 0; i < SPI_processed; ++i) {
-        std::string v = col_text(i, 0);  // "backendId/localXid"
+    for (uint64_t i = 0; i < res.size(); ++i) {
+        std::string v = res.text(i, 0);  // "backendId/localXid"
         size_t slash = v.find('/');
         if (slash == std::string::npos) continue;
         VirtualTransactionId vxid;
@@ -71,8 +71,7 @@ uint64_t standby_bound(const std::vector<TablePtr>& tables, uint64_t after) {
     uint64_t bound = 0;
     {
         AsMetadataOwner owner;
-        run_sql("SELECT coalesce(max(s), 0) FROM (" + sql + ") m", true);
-        bound = static_cast<uint64_t>(col_int64(0, 0));
+        bound = static_cast<uint64_t>(run_sql("SELECT coalesce(max(s), 0) FROM (" + sql + ") m", true).integer(0, 0));
     }
     if (bound <= after) return bound;  // nothing new: nothing to wait for
     std::vector<TransactionId> running;
@@ -115,12 +114,13 @@ uint64_t batch_cut(const std::vector<TablePtr>& tables, uint64_t after, uint64_t
     for (const auto& t : tables)
         sql += (sql.empty() ? "" : " UNION ALL ") + ("SELECT seq FROM " + t->meta + " WHERE seq > $1 AND seq <= $2");
     AsMetadataOwner owner;
-    run(prepare("SELECT seq FROM (" + sql + ") s ORDER BY seq LIMIT 1 OFFSET $3", {INT8OID, INT8OID, INT8OID}),
+    const SpiResult res =
+        run(prepare("SELECT seq FROM (" + sql + ") s ORDER BY seq LIMIT 1 OFFSET $3", {INT8OID, INT8OID, INT8OID}),
         {Param{INT8OID, Int64GetDatum(static_cast<int64>(after)), false},
          Param{INT8OID, Int64GetDatum(static_cast<int64>(upto)), false},
          Param{INT8OID, Int64GetDatum(limit - 1), false}},
         false);
-    return SPI_processed ? static_cast<uint64_t>(col_int64(0, 0)) : 0;
+    return res.empty() ? 0 : static_cast<uint64_t>(res.integer(0, 0));
 }
 
 // The tables among `tables` with a row changed past `after`: one statement,
@@ -133,10 +133,11 @@ std::vector<TablePtr> changed_since(const std::vector<TablePtr>& tables, uint64_
         sql += (i ? " UNION ALL " : "") + ("SELECT " + std::to_string(i) + " WHERE EXISTS (SELECT FROM " +
                                             tables[i]->meta + " WHERE seq > $1)");
     AsMetadataOwner owner;
-    run(prepare(sql, {INT8OID}), {Param{INT8OID, Int64GetDatum(static_cast<int64>(after)), false}}, false);
+    const SpiResult res =
+        run(prepare(sql, {INT8OID}), {Param{INT8OID, Int64GetDatum(static_cast<int64>(after)), false}}, false);
     std::vector<TablePtr> out;
-    for (uint64_t r = 0; r < SPI_processed; ++r) {
-        const int64_t i = col_int64(r, 0);
+    for (uint64_t r = 0; r < res.size(); ++r) {
+        const int64_t i = res.integer(r, 0);
         if (i >= 0 && static_cast<size_t>(i) < tables.size()) out.push_back(tables[static_cast<size_t>(i)]);
     }
     return out;
@@ -165,11 +166,11 @@ struct Pending {
 };
 
 // The values of the living rows among `rows`, read as the caller (GRANTs and
-// row-level security decide). Returns, per entry of `rows`, its row in
-// SPI_tuptable afterwards, or -1 when the caller does not see it.
-std::vector<int64_t> read_values(const TableInfo& t, SPITupleTable* meta, const std::vector<Pending>& rows,
-                                 int key_at) {
-    std::vector<int64_t> at(rows.size(), -1);
+// row-level security decide). at[i]: rows[i]'s row in the result, or -1 when
+// the caller does not see it.
+UserRows read_values(const TableInfo& t, const SpiResult& meta, const std::vector<Pending>& rows, int key_at) {
+    UserRows out;
+    out.at.assign(rows.size(), -1);
     std::vector<uint64_t> live_rows;
     std::vector<size_t> live;
     for (size_t i = 0; i < rows.size(); ++i)
@@ -177,10 +178,11 @@ std::vector<int64_t> read_values(const TableInfo& t, SPITupleTable* meta, const 
             live.push_back(i);
             live_rows.push_back(rows[i].meta_row);
         }
-    if (live.empty()) return at;
-    const std::vector<int64_t> found = probe_user_rows(t, meta, live_rows, key_at, true);
-    for (size_t j = 0; j < live.size(); ++j) at[live[j]] = found[j];
-    return at;
+    if (live.empty()) return out;
+    UserRows found = probe_user_rows(t, meta, live_rows, key_at, true);
+    out.rows = found.rows;
+    for (size_t j = 0; j < live.size(); ++j) out.at[live[j]] = found.at[j];
+    return out;
 }
 
 // Tombstones under row-level security. A deleted row has no user row to
@@ -195,7 +197,7 @@ public:
     explicit TombstoneJudge(const TableInfo& t) {
         pg_call([&] { active_ = check_enable_rls(t.relid, InvalidOid, true) == RLS_ENABLED; });
         if (!active_) return;
-        run(prepare("SELECT p.polpermissive, pg_catalog.pg_get_expr(p.polqual, p.polrelid)"
+        const SpiResult res = run(prepare("SELECT p.polpermissive, pg_catalog.pg_get_expr(p.polqual, p.polrelid)"
                     " FROM pg_catalog.pg_policy p WHERE p.polrelid = $1 AND p.polcmd IN ('r', '*')"
                     " AND ('{0}'::oid[] @> p.polroles OR EXISTS (SELECT 1 FROM pg_catalog.unnest(p.polroles) r"
                     "  WHERE r <> 0 AND pg_catalog.pg_has_role(CURRENT_USER, r, 'MEMBER')))"
@@ -203,11 +205,11 @@ public:
                     {OIDOID}),
             {Param{OIDOID, ObjectIdGetDatum(t.relid), false}}, true);
         std::string permissive, restrictive;
-        for (uint64_t r = 0; r < SPI_processed; ++r) {
+        for (uint64_t r = 0; r < res.size(); ++r) {
             bool isnull = false;
-            const bool perm = DatumGetBool(col(r, 0, &isnull));
+            const bool perm = DatumGetBool(res.col(r, 0, &isnull));
             bool noqual = false;
-            std::string q = col_text(r, 1, &noqual);
+            std::string q = res.text(r, 1, &noqual);
             if (noqual) q = "false";
             std::string& into = perm ? permissive : restrictive;
             into += (into.empty() ? "(" : (perm ? " OR (" : " AND (")) + q + ")";
@@ -235,9 +237,9 @@ public:
         arr += "]";
         Param p{TEXTOID, 0, false};
         pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(arr.data(), static_cast<int>(arr.size()))); });
-        run(prepare(sql_, {TEXTOID}), {p}, true);
-        for (uint64_t r = 0; r < SPI_processed; ++r) {
-            const int64_t i = col_int64(r, 0);
+        const SpiResult res = run(prepare(sql_, {TEXTOID}), {p}, true);
+        for (uint64_t r = 0; r < res.size(); ++r) {
+            const int64_t i = res.integer(r, 0);
             if (i >= 1 && static_cast<size_t>(i) <= rows.size()) out[static_cast<size_t>(i - 1)] = true;
         }
         return out;
@@ -296,22 +298,20 @@ Batch collect_changes(const ChangesRequest& req) {
             if (judge.active()) sql += ", m.last::text";
             sql += " FROM " + t.meta + " AS m";
             sql += past_upto ? " WHERE m.seq > $2 ORDER BY m.seq" : " WHERE m.seq > $1 AND m.seq <= $2 ORDER BY m.seq";
+            SpiResult meta;
             {
                 AsMetadataOwner owner;
                 // read_only = false: a fresh snapshot, taken after the wait.
-                run(prepare(sql, {INT8OID, INT8OID}),
+                meta = run(prepare(sql, {INT8OID, INT8OID}),
                     {Param{INT8OID, Int64GetDatum(static_cast<int64>(req.after)), false},
                      Param{INT8OID, Int64GetDatum(static_cast<int64>(b.upto)), false}},
                     false);
             }
             const int key_at = 5;
-            const uint64_t nrows = SPI_processed;
-            SPITupleTable* meta = SPI_tuptable;
             std::vector<Pending> rows;
             const auto no_value = [](size_t) { return Value::null(); };
-            for (uint64_t r = 0; r < nrows; ++r) {
-                SPI_tuptable = meta;
-                RowState st = meta_at(r, t.cols.size());
+            for (uint64_t r = 0; r < meta.size(); ++r) {
+                RowState st = meta_at(meta, r, t.cols.size());
                 Pending p{r, st.alive(), {}};
                 if (registers_to_send(st, req.since, req.skip_node, p.rc, no_value, b.upto))
                     rows.push_back(std::move(p));
@@ -326,8 +326,7 @@ Batch collect_changes(const ChangesRequest& req) {
                 for (size_t i = 0; i < rows.size(); ++i) {
                     if (rows[i].alive) continue;
                     bool isnull = false;
-                    SPI_tuptable = meta;
-                    std::string j = col_text(rows[i].meta_row, last_at, &isnull);
+                    std::string j = meta.text(rows[i].meta_row, last_at, &isnull);
                     if (isnull) {
                         hidden[i] = true;
                         continue;
@@ -337,28 +336,25 @@ Batch collect_changes(const ChangesRequest& req) {
                 }
                 const std::vector<bool> shown = judge.visible(last);
                 for (size_t k = 0; k < dead.size(); ++k) hidden[dead[k]] = !shown[k];
-                SPI_tuptable = meta;
             }
-            const std::vector<int64_t> at = read_values(t, meta, rows, key_at);
-            SPITupleTable* values = SPI_tuptable;
+            const UserRows values = read_values(t, meta, rows, key_at);
+            const std::vector<int64_t>& at = values.at;
             for (size_t i = 0; i < rows.size(); ++i) {
                 Pending& p = rows[i];
                 // A living row the caller may not read (row-level security) is not sent at all.
                 if (p.alive && at[i] < 0) continue;
                 if (hidden[i]) continue;
                 if (p.alive) {
-                    SPI_tuptable = values;
                     for (auto& c : p.rc.cols) {
                         bool isnull = false;
-                        Datum d = col(static_cast<uint64_t>(at[i]), 1 + static_cast<int>(c.col), &isnull);
+                        Datum d = values.rows.col(static_cast<uint64_t>(at[i]), 1 + static_cast<int>(c.col), &isnull);
                         c.value = datum_to_value(d, isnull, t.col_types[c.col]);
                     }
                 }
-                SPI_tuptable = meta;
                 p.rc.key.clear();
                 for (size_t k = 0; k < t.key.size(); ++k) {
                     bool isnull = false;
-                    Datum d = col(p.meta_row, key_at + static_cast<int>(k), &isnull);
+                    Datum d = meta.col(p.meta_row, key_at + static_cast<int>(k), &isnull);
                     p.rc.key.push_back(datum_to_value(d, isnull, t.key_types[k]));
                 }
                 if (!opened) {

@@ -101,20 +101,23 @@ struct Tracked {
 
 bool load_tracked(Oid relid, Tracked& t) {
     AsMetadataOwner owner;
-    run(prepare("SELECT name, meta FROM lwwsync.tables WHERE relid = $1", {OIDOID}), {oid_param(relid)}, false);
-    if (SPI_processed != 1) return false;
-    t.wire = col_text(0, 0);
-    t.meta = col_text(0, 1);
-    run(prepare("SELECT k FROM lwwsync.tables, unnest(key_columns) WITH ORDINALITY AS u(k, n) WHERE relid = $1 ORDER BY n",
-                {OIDOID}),
-        {oid_param(relid)}, false);
-    for (uint64_t i = 0; i < SPI_processed; ++i) t.key.push_back(col_text(i, 0));
-    run(prepare("SELECT c, coalesce(a, 0) FROM lwwsync.tables, unnest(columns, attnums) WITH ORDINALITY AS u(c, a, n)"
-                " WHERE relid = $1 AND c IS NOT NULL ORDER BY n",
-                {OIDOID}),
-        {oid_param(relid)}, false);
-    for (uint64_t i = 0; i < SPI_processed; ++i)
-        t.regs.push_back(Register{col_text(i, 0), static_cast<int>(col_int64(i, 1))});
+    const SpiResult row =
+        run(prepare("SELECT name, meta FROM lwwsync.tables WHERE relid = $1", {OIDOID}), {oid_param(relid)}, false);
+    if (row.size() != 1) return false;
+    t.wire = row.text(0, 0);
+    t.meta = row.text(0, 1);
+    const SpiResult keys =
+        run(prepare("SELECT k FROM lwwsync.tables, unnest(key_columns) WITH ORDINALITY AS u(k, n) WHERE relid = $1 ORDER BY n",
+                    {OIDOID}),
+            {oid_param(relid)}, false);
+    for (uint64_t i = 0; i < keys.size(); ++i) t.key.push_back(keys.text(i, 0));
+    const SpiResult regs =
+        run(prepare("SELECT c, coalesce(a, 0) FROM lwwsync.tables, unnest(columns, attnums) WITH ORDINALITY AS u(c, a, n)"
+                    " WHERE relid = $1 AND c IS NOT NULL ORDER BY n",
+                    {OIDOID}),
+            {oid_param(relid)}, false);
+    for (uint64_t i = 0; i < regs.size(); ++i)
+        t.regs.push_back(Register{regs.text(i, 0), static_cast<int>(regs.integer(i, 1))});
     return true;
 }
 
@@ -147,14 +150,14 @@ void rewrite_blobs(const std::string& meta, const std::vector<size_t>& gone, siz
     std::vector<Row> rows;
     {
         AsMetadataOwner owner;
-        run_sql("SELECT ctid, gen, cols FROM " + meta + " FOR UPDATE", false);
-        rows.resize(SPI_processed);
-        for (uint64_t r = 0; r < SPI_processed; ++r) {
+        const SpiResult res = run_sql("SELECT ctid, gen, cols FROM " + meta + " FOR UPDATE", false);
+        rows.resize(res.size());
+        for (uint64_t r = 0; r < res.size(); ++r) {
             bool isnull = false;
-            Datum d = col(r, 0, &isnull);
+            Datum d = res.col(r, 0, &isnull);
             ItemPointerCopy(reinterpret_cast<ItemPointer>(DatumGetPointer(d)), &rows[r].tid);
-            rows[r].gen = static_cast<uint64_t>(col_int64(r, 1));
-            rows[r].cols = col_bytes(r, 2);
+            rows[r].gen = static_cast<uint64_t>(res.integer(r, 1));
+            rows[r].cols = res.bytes(r, 2);
         }
     }
     std::vector<size_t> down = gone;
@@ -201,22 +204,24 @@ void reconcile(Oid relid) {
     std::vector<std::string> key, key_types, meta_types;
     {
         AsMetadataOwner owner;
-        run(prepare("SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod) || ' ' || a.attcollation"
-                    " FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid"
-                    " AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1 AND i.indisprimary"
-                    " ORDER BY pg_catalog.array_position(i.indkey::pg_catalog.int2[], a.attnum)",
-                    {OIDOID}),
-            {oid_param(relid)}, false);
-        for (uint64_t i = 0; i < SPI_processed; ++i) {
-            key.push_back(col_text(i, 0));
-            key_types.push_back(col_text(i, 1));
+        const SpiResult keys =
+            run(prepare("SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod) || ' ' || a.attcollation"
+                        " FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid"
+                        " AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1 AND i.indisprimary"
+                        " ORDER BY pg_catalog.array_position(i.indkey::pg_catalog.int2[], a.attnum)",
+                        {OIDOID}),
+                {oid_param(relid)}, false);
+        for (uint64_t i = 0; i < keys.size(); ++i) {
+            key.push_back(keys.text(i, 0));
+            key_types.push_back(keys.text(i, 1));
         }
-        run(prepare("SELECT pg_catalog.format_type(atttypid, atttypmod) || ' ' || attcollation FROM pg_catalog.pg_attribute"
-                    " WHERE attrelid = pg_catalog.to_regclass($1) AND attnum > 0 AND NOT attisdropped"
-                    " AND attname ~ '^k[0-9]+$' ORDER BY attnum",
-                    {TEXTOID}),
-            {text_param(t.meta)}, false);
-        for (uint64_t i = 0; i < SPI_processed; ++i) meta_types.push_back(col_text(i, 0));
+        const SpiResult types =
+            run(prepare("SELECT pg_catalog.format_type(atttypid, atttypmod) || ' ' || attcollation FROM pg_catalog.pg_attribute"
+                        " WHERE attrelid = pg_catalog.to_regclass($1) AND attnum > 0 AND NOT attisdropped"
+                        " AND attname ~ '^k[0-9]+$' ORDER BY attnum",
+                        {TEXTOID}),
+                {text_param(t.meta)}, false);
+        for (uint64_t i = 0; i < types.size(); ++i) meta_types.push_back(types.text(i, 0));
     }
     const std::string hint = "lwwsync names rows by their primary key. To change it: lww_untrack('" + t.rel +
                              "'), change the key, lww_track('" + t.rel +
@@ -241,13 +246,14 @@ void reconcile(Oid relid) {
     std::map<int, Attr> attrs;
     {
         AsMetadataOwner owner;
-        run(prepare("SELECT attnum, attname::text, NOT attisdropped AND attgenerated = '' FROM pg_catalog.pg_attribute"
-                    " WHERE attrelid = $1 AND attnum > 0 ORDER BY attnum",
-                    {OIDOID}),
-            {oid_param(relid)}, false);
-        for (uint64_t i = 0; i < SPI_processed; ++i) {
+        const SpiResult res =
+            run(prepare("SELECT attnum, attname::text, NOT attisdropped AND attgenerated = '' FROM pg_catalog.pg_attribute"
+                        " WHERE attrelid = $1 AND attnum > 0 ORDER BY attnum",
+                        {OIDOID}),
+                {oid_param(relid)}, false);
+        for (uint64_t i = 0; i < res.size(); ++i) {
             bool isnull = false;
-            attrs[static_cast<int>(col_int64(i, 0))] = Attr{col_text(i, 1), DatumGetBool(col(i, 2, &isnull))};
+            attrs[static_cast<int>(res.integer(i, 0))] = Attr{res.text(i, 1), DatumGetBool(res.col(i, 2, &isnull))};
         }
     }
     std::vector<Register> regs;
@@ -279,17 +285,18 @@ void reconcile(Oid relid) {
 
 void dropped(Oid relid) {
     AsMetadataOwner owner;
-    run(prepare("DELETE FROM lwwsync.tables WHERE relid = $1 RETURNING meta", {OIDOID}), {oid_param(relid)}, false);
-    if (SPI_processed != 1) return;
-    const std::string meta = col_text(0, 0);
+    const SpiResult res =
+        run(prepare("DELETE FROM lwwsync.tables WHERE relid = $1 RETURNING meta", {OIDOID}), {oid_param(relid)}, false);
+    if (res.size() != 1) return;
+    const std::string meta = res.text(0, 0);
     run_sql("DROP TABLE IF EXISTS " + meta);
     State::get().invalidate();
 }
 
 std::vector<Oid> relids_of(const std::string& sql) {
-    run_sql(sql, false);
+    const SpiResult res = run_sql(sql, false);
     std::vector<Oid> out;
-    for (uint64_t i = 0; i < SPI_processed; ++i) out.push_back(static_cast<Oid>(col_int64(i, 0)));
+    for (uint64_t i = 0; i < res.size(); ++i) out.push_back(static_cast<Oid>(res.integer(i, 0)));
     return out;
 }
 
@@ -297,15 +304,16 @@ std::vector<Oid> relids_of(const std::string& sql) {
 
 void after_track(Oid relid) {
     if (!has_pending_store()) return;  // lwwsync before 0.4
+    SpiResult res;
     {
         AsMetadataOwner owner;
-        run(prepare("UPDATE lwwsync.tables AS t SET attnums = ARRAY(SELECT a.attnum FROM pg_catalog.unnest(t.columns)"
-                    " WITH ORDINALITY AS c(name, n) JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid"
-                    " AND a.attname = c.name AND NOT a.attisdropped ORDER BY c.n) WHERE relid = $1 RETURNING name",
-                    {OIDOID}),
-            {oid_param(relid)}, false);
+        res = run(prepare("UPDATE lwwsync.tables AS t SET attnums = ARRAY(SELECT a.attnum FROM pg_catalog.unnest(t.columns)"
+                          " WITH ORDINALITY AS c(name, n) JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid"
+                          " AND a.attname = c.name AND NOT a.attisdropped ORDER BY c.n) WHERE relid = $1 RETURNING name",
+                          {OIDOID}),
+                  {oid_param(relid)}, false);
     }
-    if (SPI_processed == 1) land_pending(col_text(0, 0));
+    if (res.size() == 1) land_pending(res.text(0, 0));
 }
 
 void hold_pending(const ChangeSet& pending, const OwnStamps* own, ApplyCounts& stats) {
@@ -340,13 +348,14 @@ void hold_pending(const ChangeSet& pending, const OwnStamps* own, ApplyCounts& s
     const Principal who = current_principal();
     const std::string origin = pending.origin.str();
     AsMetadataOwner owner;
-    run(prepare("SELECT count(*), coalesce(sum(pg_catalog.octet_length(changeset)), 0)::int8 FROM lwwsync.pending"
-                " WHERE origin = $1::uuid",
-                {TEXTOID}),
-        {text_param(origin)}, false);
-    int64_t n = col_int64(0, 0), bytes = col_int64(0, 1);
-    run_sql("SELECT value FROM lwwsync.state WHERE key = 'pending_max_rows'", false);
-    const int64_t max_rows = SPI_processed ? std::stoll(col_text(0, 0)) : kMaxPendingRowsPerNode;
+    const SpiResult res =
+        run(prepare("SELECT count(*), coalesce(sum(pg_catalog.octet_length(changeset)), 0)::int8 FROM lwwsync.pending"
+                    " WHERE origin = $1::uuid",
+                    {TEXTOID}),
+            {text_param(origin)}, false);
+    int64_t n = res.integer(0, 0), bytes = res.integer(0, 1);
+    const SpiResult max = run_sql("SELECT value FROM lwwsync.state WHERE key = 'pending_max_rows'", false);
+    const int64_t max_rows = max.empty() ? kMaxPendingRowsPerNode : std::stoll(max.text(0, 0));
     SPIPlanPtr ins = prepare(
         "INSERT INTO lwwsync.pending(tbl, columns, origin, role, subject, registers, changeset)"
         " VALUES ($1, ARRAY(SELECT x FROM pg_catalog.jsonb_array_elements_text($2::pg_catalog.jsonb) WITH ORDINALITY"
@@ -364,7 +373,8 @@ void hold_pending(const ChangeSet& pending, const OwnStamps* own, ApplyCounts& s
                 {text_param(r.table), text_param(names_json(r.columns)), text_param(origin), role,
                  text_param(who.subject), Param{INT4OID, Int32GetDatum(static_cast<int32>(r.registers)), false},
                  text_param(json)},
-                false) == 1) {  // a row already held (a retried batch) costs nothing
+                false)
+                .size() == 1) {  // a row already held (a retried batch) costs nothing
             if (n + 1 > max_rows || bytes + static_cast<int64_t>(json.size()) > kMaxPendingBytesPerNode)
                 pending_limit(pending.origin, n, bytes, max_rows);  // the statement's transaction undoes it
             ++n;
@@ -388,9 +398,10 @@ size_t land_pending(const std::string& wire) {
                     " AND (r.rolsuper OR pg_catalog.has_table_privilege(r.oid, t.relid, 'INSERT, UPDATE')))",
                     {TEXTOID}),
             {text_param(wire)}, false);
-        run(prepare("SELECT id, changeset FROM lwwsync.pending WHERE tbl = $1 ORDER BY id", {TEXTOID}),
-            {text_param(wire)}, false);
-        for (uint64_t i = 0; i < SPI_processed; ++i) held.emplace_back(col_int64(i, 0), col_text(i, 1));
+        const SpiResult rows =
+            run(prepare("SELECT id, changeset FROM lwwsync.pending WHERE tbl = $1 ORDER BY id", {TEXTOID}),
+                {text_param(wire)}, false);
+        for (uint64_t i = 0; i < rows.size(); ++i) held.emplace_back(rows.integer(i, 0), rows.text(i, 1));
     }
     State& s = State::get();
     s.invalidate();
@@ -457,8 +468,7 @@ bool has_untracked_store() {
 
 void remember_untracked(const TableInfo& t) {
     if (!has_untracked_store()) return;
-    SPITupleTable* result = nullptr;
-    uint64_t n = 0;
+    SpiResult rows;
     const int key_at = 1;
     {
         AsMetadataOwner owner;
@@ -467,36 +477,36 @@ void remember_untracked(const TableInfo& t) {
                     " SET columns = excluded.columns, attnums = excluded.attnums",
                     {OIDOID}),
             {oid_param(t.relid)}, false);
-        run(prepare("SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass($1)"
-                    " AND attname = 'vh' AND NOT attisdropped",
-                    {TEXTOID}),
-            {text_param(t.meta)}, false);
-        if (SPI_processed) run_sql("UPDATE " + t.meta + " SET vh = NULL WHERE vh IS NOT NULL");
+        const SpiResult vh =
+            run(prepare("SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass($1)"
+                        " AND attname = 'vh' AND NOT attisdropped",
+                        {TEXTOID}),
+                {text_param(t.meta)}, false);
+        if (!vh.empty()) run_sql("UPDATE " + t.meta + " SET vh = NULL WHERE vh IS NOT NULL");
         else run_sql("ALTER TABLE " + t.meta + " ADD COLUMN vh bytea");
         std::string sql = "SELECT ctid";
         for (size_t i = 0; i < t.key.size(); ++i) sql += ", k" + std::to_string(i);
-        run_sql(sql + " FROM " + t.meta + " WHERE gen % 2 = 1", false);
-        result = SPI_tuptable;
-        n = SPI_processed;
+        rows = run_sql(sql + " FROM " + t.meta + " WHERE gen % 2 = 1", false);
     }
+    const uint64_t n = rows.size();
     std::vector<ItemPointerData> tids(n);
     for (uint64_t r = 0; r < n; ++r) {
-        SPI_tuptable = result;
         bool isnull = false;
-        ItemPointerCopy(reinterpret_cast<ItemPointer>(DatumGetPointer(col(r, 0, &isnull))), &tids[r]);
+        ItemPointerCopy(reinterpret_cast<ItemPointer>(DatumGetPointer(rows.col(r, 0, &isnull))), &tids[r]);
     }
     std::vector<uint64_t> all(n);
     for (uint64_t r = 0; r < n; ++r) all[r] = r;
-    std::vector<int64_t> at;
+    UserRows user;
     std::vector<std::string> hashes(n);
+    const std::vector<int64_t>& at = user.at;
     {
         AsTableOwner owner(t.relid);
-        at = probe_user_rows(t, result, all, key_at, true);
+        user = probe_user_rows(t, rows, all, key_at, true);
         for (uint64_t r = 0; r < n; ++r) {
             if (at[r] < 0) continue;
             for (size_t c = 0; c < t.cols.size(); ++c) {
                 bool isnull = false;
-                Datum d = col(static_cast<uint64_t>(at[r]), static_cast<int>(c) + 1, &isnull);
+                Datum d = user.rows.col(static_cast<uint64_t>(at[r]), static_cast<int>(c) + 1, &isnull);
                 const uint64_t h = value_hash(datum_to_value(d, isnull, t.col_types[c]));
                 for (int b = 0; b < 8; ++b) hashes[r].push_back(static_cast<char>(h >> (8 * b)));
             }
@@ -521,10 +531,11 @@ std::vector<std::string> remembered_registers(Oid relid) {
     std::vector<std::string> old;
     if (!has_untracked_store()) return old;
     AsMetadataOwner owner;
-    run(prepare("SELECT c FROM lwwsync.untracked, unnest(columns) WITH ORDINALITY AS u(c, n) WHERE relid = $1 ORDER BY n",
-                {OIDOID}),
-        {oid_param(relid)}, false);
-    for (uint64_t i = 0; i < SPI_processed; ++i) old.push_back(col_text(i, 0));
+    const SpiResult res =
+        run(prepare("SELECT c FROM lwwsync.untracked, unnest(columns) WITH ORDINALITY AS u(c, n) WHERE relid = $1 ORDER BY n",
+                    {OIDOID}),
+            {oid_param(relid)}, false);
+    for (uint64_t i = 0; i < res.size(); ++i) old.push_back(res.text(i, 0));
     return old;
 }
 
@@ -547,11 +558,12 @@ void forget_untracked(Oid relid, const std::string& meta) {
     if (!has_untracked_store()) return;
     AsMetadataOwner owner;
     run(prepare("DELETE FROM lwwsync.untracked WHERE relid = $1", {OIDOID}), {oid_param(relid)}, false);
-    run(prepare("SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass($1) AND attname = 'vh'"
-                " AND NOT attisdropped",
-                {TEXTOID}),
-        {text_param(meta)}, false);
-    if (SPI_processed) run_sql("UPDATE " + meta + " SET vh = NULL WHERE vh IS NOT NULL");
+    const SpiResult vh =
+        run(prepare("SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass($1) AND attname = 'vh'"
+                    " AND NOT attisdropped",
+                    {TEXTOID}),
+            {text_param(meta)}, false);
+    if (!vh.empty()) run_sql("UPDATE " + meta + " SET vh = NULL WHERE vh IS NOT NULL");
 }
 
 }  // namespace lww::pg

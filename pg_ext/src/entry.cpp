@@ -200,8 +200,8 @@ extern "C" Datum lww_seq(PG_FUNCTION_ARGS) {
     return guarded_entry("lww_seq", [&] {
         SpiSession spi;
         AsMetadataOwner owner;
-        run_sql("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lwwsync.seq", true);
-        return Int64GetDatum(col_int64(0, 0));
+        const SpiResult res = run_sql("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lwwsync.seq", true);
+        return Int64GetDatum(res.integer(0, 0));
     });
 }
 
@@ -242,8 +242,8 @@ extern "C" Datum lww_config(PG_FUNCTION_ARGS) {
                     "') ON CONFLICT (key) DO UPDATE SET value = excluded.value");
             State::get().invalidate();  // other backends: the trigger on lwwsync.state
         }
-        run_sql("SELECT value FROM lwwsync.state WHERE key = " + quote_literal(key), false);
-        return Int64GetDatum(SPI_processed ? std::stoll(col_text(0, 0)) : s->dflt);
+        const SpiResult res = run_sql("SELECT value FROM lwwsync.state WHERE key = " + quote_literal(key), false);
+        return Int64GetDatum(res.empty() ? s->dflt : std::stoll(res.text(0, 0)));
     });
 }
 

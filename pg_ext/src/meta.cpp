@@ -270,9 +270,9 @@ std::vector<Param> key_arrays(const MetaSql& q, const std::vector<std::vector<Pa
 RowState load_meta(const TableInfo& t, const std::vector<Param>& key, bool lock) {
     const MetaSql& q = sql_for(t);
     AsMetadataOwner owner;
-    run(lock ? q.load_locked : q.load, key, false);
-    if (SPI_processed == 0) return RowState(t.cols.size());
-    return meta_at(0, t.cols.size());
+    const SpiResult res = run(lock ? q.load_locked : q.load, key, false);
+    if (res.empty()) return RowState(t.cols.size());
+    return meta_at(res, 0, t.cols.size());
 }
 
 std::vector<RowState> load_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, bool lock) {
@@ -286,37 +286,33 @@ std::vector<RowState> load_meta_many_ids(const TableInfo& t, const std::vector<s
     if (keys.empty()) return out;
     const MetaSql& q = sql_for(t);
     const std::vector<Param> arrays = key_arrays(q, keys);
-    SPITupleTable* result = nullptr;
-    uint64_t n = 0;
+    SpiResult res;
     {
         AsMetadataOwner owner;
-        n = run(lock ? q.load_many_locked : q.load_many, arrays, false);
-        result = SPI_tuptable;
+        res = run(lock ? q.load_many_locked : q.load_many, arrays, false);
     }
-    for (uint64_t r = 0; r < n; ++r) {
-        SPI_tuptable = result;  // decoding may reload the node directory
-        const int64_t at = col_int64(r, 5);
+    for (uint64_t r = 0; r < res.size(); ++r) {
+        const int64_t at = res.integer(r, 5);
         if (at < 1 || static_cast<size_t>(at) > keys.size()) continue;
         if (row_ids) {
             bool isnull = false;
-            const ItemPointer tid = reinterpret_cast<ItemPointer>(DatumGetPointer(col(r, 6, &isnull)));
+            const ItemPointer tid = reinterpret_cast<ItemPointer>(DatumGetPointer(res.col(r, 6, &isnull)));
             // 0 stays "no row": block numbers are shifted past it.
             (*row_ids)[at - 1] = ((uint64_t(ItemPointerGetBlockNumberNoCheck(tid)) + 1) << 16) |
                                  ItemPointerGetOffsetNumberNoCheck(tid);
         }
-        out[at - 1] = meta_at(r, t.cols.size());
+        out[at - 1] = meta_at(res, r, t.cols.size());
     }
-    SPI_tuptable = result;
     return out;
 }
 
-RowState meta_at(uint64_t r, size_t ncols) {
+RowState meta_at(const SpiResult& res, uint64_t r, size_t ncols) {
     StoredRow sr;
-    sr.gen = static_cast<uint64_t>(col_int64(r, 0));
-    sr.row_hlc = static_cast<uint64_t>(col_int64(r, 1));
-    sr.row_node = static_cast<uint32_t>(col_int64(r, 2));
-    sr.row_seq = static_cast<uint64_t>(col_int64(r, 3));
-    sr.cols = col_bytes(r, 4);
+    sr.gen = static_cast<uint64_t>(res.integer(r, 0));
+    sr.row_hlc = static_cast<uint64_t>(res.integer(r, 1));
+    sr.row_node = static_cast<uint32_t>(res.integer(r, 2));
+    sr.row_seq = static_cast<uint64_t>(res.integer(r, 3));
+    sr.cols = res.bytes(r, 4);
     return decode_meta(sr, ncols);
 }
 
@@ -430,10 +426,11 @@ bool insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>&
     return true;
 }
 
-std::vector<int64_t> probe_user_rows(const TableInfo& t, SPITupleTable* meta, const std::vector<uint64_t>& meta_rows,
-                                     int key_at, bool values) {
-    std::vector<int64_t> at(meta_rows.size(), -1);
-    if (meta_rows.empty()) return at;
+UserRows probe_user_rows(const TableInfo& t, const SpiResult& meta, const std::vector<uint64_t>& meta_rows, int key_at,
+                         bool values) {
+    UserRows out;
+    out.at.assign(meta_rows.size(), -1);
+    if (meta_rows.empty()) return out;
     const size_t nkeys = t.key.size();
     std::vector<Oid> array_types(nkeys);
     std::vector<Param> arrays(nkeys);
@@ -444,7 +441,8 @@ std::vector<int64_t> probe_user_rows(const TableInfo& t, SPITupleTable* meta, co
             if (!array_elem(t.key_types[k], &e)) elog(ERROR, "no array type for the key type of %s", t.name.c_str());
             for (size_t i = 0; i < meta_rows.size(); ++i) {
                 bool isnull = false;
-                elems[i] = SPI_getbinval(meta->vals[meta_rows[i]], meta->tupdesc, key_at + static_cast<int>(k) + 1, &isnull);
+                elems[i] = SPI_getbinval(meta.table->vals[meta_rows[i]], meta.table->tupdesc,
+                                         key_at + static_cast<int>(k) + 1, &isnull);
             }
             ArrayType* a = construct_array(elems.data(), static_cast<int>(meta_rows.size()), e.type, e.len, e.byval, e.align);
             array_types[k] = e.array;
@@ -467,12 +465,12 @@ std::vector<int64_t> probe_user_rows(const TableInfo& t, SPITupleTable* meta, co
     // OFFSET 0: one primary-key probe per row, never a hash of the whole table.
     sql += " OFFSET 0) AS u ON true";
     // read_only = false: a fresh snapshot.
-    run(prepare(sql, array_types), arrays, false);
-    for (uint64_t r = 0; r < SPI_processed; ++r) {
-        const int64_t n = col_int64(r, 0);
-        if (n >= 1 && static_cast<size_t>(n) <= meta_rows.size()) at[n - 1] = static_cast<int64_t>(r);
+    out.rows = run(prepare(sql, array_types), arrays, false);
+    for (uint64_t r = 0; r < out.rows.size(); ++r) {
+        const int64_t n = out.rows.integer(r, 0);
+        if (n >= 1 && static_cast<size_t>(n) <= meta_rows.size()) out.at[n - 1] = static_cast<int64_t>(r);
     }
-    return at;
+    return out;
 }
 
 uint64_t max_stamp(const RowState& st) {

@@ -57,16 +57,20 @@ Param array_param(const ColumnType& type, const std::vector<Param>& values);
 void store_last_values(const TableInfo& t, const std::vector<Param>& key, const std::string& json);
 // decode_row with the backend's node directory, which looks up nodes it lacks.
 RowState decode_meta(const StoredRow& sr, size_t ncols);
-// Row `r` of the current SPI result whose first columns are gen, hlc, node, mseq, cols.
-RowState meta_at(uint64_t r, size_t ncols);
+// Row `r` of `res`, whose first columns are gen, hlc, node, mseq, cols.
+RowState meta_at(const SpiResult& res, uint64_t r, size_t ncols);
 
-// Looks up the user rows of `meta_rows` (rows of `meta`, whose key columns
-// start at `key_at`), one primary-key probe each, with whatever identity is
-// current (the caller's, or AsTableOwner). Returns for each its row in
-// SPI_tuptable afterwards, or -1 when not found (or not visible); with
-// `values`, the result's columns 1.. are the tracked columns.
-std::vector<int64_t> probe_user_rows(const TableInfo& t, SPITupleTable* meta, const std::vector<uint64_t>& meta_rows,
-                                     int key_at, bool values);
+// The user rows of `meta_rows` (rows of `meta`, whose key columns start at
+// `key_at`), one primary-key probe each, with whatever identity is current
+// (the caller's, or AsTableOwner). at[i]: meta_rows[i]'s row in `rows`, or
+// -1 when not found (or not visible); with `values`, the columns 1.. of
+// `rows` are the tracked columns.
+struct UserRows {
+    SpiResult rows;
+    std::vector<int64_t> at;
+};
+UserRows probe_user_rows(const TableInfo& t, const SpiResult& meta, const std::vector<uint64_t>& meta_rows, int key_at,
+                         bool values);
 
 // The highest stamp held anywhere in the row (a local write must beat it).
 uint64_t max_stamp(const RowState& st);

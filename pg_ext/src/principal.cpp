@@ -53,11 +53,12 @@ Principal current_principal() {
     p.subject = jwt_subject();
     if (!p.relay) {
         AsMetadataOwner owner;
-        run(prepare("SELECT 1 FROM lwwsync.relays r JOIN pg_catalog.pg_roles a ON a.rolname = r.role"
-                    " WHERE pg_catalog.pg_has_role($1, a.oid, 'MEMBER') LIMIT 1",
-                    {OIDOID}),
-            {Param{OIDOID, ObjectIdGetDatum(user), false}}, true);
-        p.relay = SPI_processed > 0;
+        const SpiResult res =
+            run(prepare("SELECT 1 FROM lwwsync.relays r JOIN pg_catalog.pg_roles a ON a.rolname = r.role"
+                        " WHERE pg_catalog.pg_has_role($1, a.oid, 'MEMBER') LIMIT 1",
+                        {OIDOID}),
+                {Param{OIDOID, ObjectIdGetDatum(user), false}}, true);
+        p.relay = !res.empty();
     }
     return p;
 }
@@ -66,10 +67,9 @@ void bind_node(const NodeId& node, const Principal& p, bool proven, bool record)
     AsMetadataOwner owner;
     const std::vector<Param> args = {text_param(node.str()), text_param(p.role), text_param(p.subject)};
     SPIPlanPtr get = prepare("SELECT role::text, subject FROM lwwsync.bindings WHERE node = $1::uuid", {TEXTOID});
-    run(get, {args[0]}, false);
-    if (SPI_processed == 0) {
-        run_sql("SELECT 1 FROM lwwsync.state WHERE key = 'bind_new_nodes' AND value = '0'", true);
-        if (SPI_processed)
+    SpiResult bound = run(get, {args[0]}, false);
+    if (bound.empty()) {
+        if (!run_sql("SELECT 1 FROM lwwsync.state WHERE key = 'bind_new_nodes' AND value = '0'", true).empty())
             throw permission_denied("node " + node.str() + " is not enrolled on this server (lww_config('bind_new_nodes') "
                                     "is 0): an administrator binds it in lwwsync.bindings first");
         if (node.keyed() && !proven)
@@ -83,10 +83,10 @@ void bind_node(const NodeId& node, const Principal& p, bool proven, bool record)
                     " ON CONFLICT (node) DO NOTHING",
                     {TEXTOID, TEXTOID, TEXTOID}),
             args, false);
-        run(get, {args[0]}, false);
+        bound = run(get, {args[0]}, false);
     }
-    if (SPI_processed != 1) throw Error("cannot record the binding of node " + node.str(), ErrorKind::internal);
-    if (col_text(0, 0) != p.role || col_text(0, 1) != p.subject)
+    if (bound.size() != 1) throw Error("cannot record the binding of node " + node.str(), ErrorKind::internal);
+    if (bound.text(0, 0) != p.role || bound.text(0, 1) != p.subject)
         throw permission_denied("node " + node.str() + " belongs to another principal; " + p.describe() +
                                 " may only sync as its own node (a copied database needs a new node id)");
 }
@@ -105,25 +105,27 @@ OwnStamps::OwnStamps(const ChangeSet& cs, const Principal& p) {
         }
     if (list.empty()) return;
     AsMetadataOwner owner;
-    run(prepare("SELECT node::text FROM lwwsync.bindings"
-                " WHERE node = ANY (pg_catalog.string_to_array($1, ',')::uuid[]) AND role = $2::name AND subject = $3",
-                {TEXTOID, TEXTOID, TEXTOID}),
-        {text_param(list), text_param(p.role), text_param(p.subject)}, true);
-    for (uint64_t i = 0; i < SPI_processed; ++i) own_.insert(node_key(NodeId::parse(col_text(i, 0))));
+    const SpiResult bound =
+        run(prepare("SELECT node::text FROM lwwsync.bindings"
+                    " WHERE node = ANY (pg_catalog.string_to_array($1, ',')::uuid[]) AND role = $2::name AND subject = $3",
+                    {TEXTOID, TEXTOID, TEXTOID}),
+            {text_param(list), text_param(p.role), text_param(p.subject)}, true);
+    for (uint64_t i = 0; i < bound.size(); ++i) own_.insert(node_key(NodeId::parse(bound.text(i, 0))));
     // Node ids this database itself used before a restore, a failover or
     // lww_reset_node: devices pulled registers stamped by them that this
     // database may have lost; anyone may bring those back (as any change,
     // within the caller's rights), stamped before the id was retired.
-    run_sql("SELECT 1 FROM pg_catalog.pg_class WHERE relname = 'retired'"
-            " AND relnamespace = 'lwwsync'::pg_catalog.regnamespace", true);
-    if (!SPI_processed) return;
-    run(prepare("SELECT node::text, hlc FROM lwwsync.retired WHERE node = ANY (pg_catalog.string_to_array($1, ',')::uuid[])",
-                {TEXTOID}),
-        {text_param(list)}, true);
-    for (uint64_t i = 0; i < SPI_processed; ++i) {
-        const std::string k = node_key(NodeId::parse(col_text(i, 0)));
+    if (run_sql("SELECT 1 FROM pg_catalog.pg_class WHERE relname = 'retired'"
+                " AND relnamespace = 'lwwsync'::pg_catalog.regnamespace", true).empty())
+        return;
+    const SpiResult retired =
+        run(prepare("SELECT node::text, hlc FROM lwwsync.retired WHERE node = ANY (pg_catalog.string_to_array($1, ',')::uuid[])",
+                    {TEXTOID}),
+            {text_param(list)}, true);
+    for (uint64_t i = 0; i < retired.size(); ++i) {
+        const std::string k = node_key(NodeId::parse(retired.text(i, 0)));
         own_.insert(k);
-        retired_[k] = static_cast<uint64_t>(col_int64(i, 1));
+        retired_[k] = static_cast<uint64_t>(retired.integer(i, 1));
     }
 }
 

@@ -62,7 +62,10 @@ SPIPlanPtr prepare(const std::string& sql, const std::vector<Oid>& types) {
     return plan;
 }
 
-uint64_t run(SPIPlanPtr plan, const std::vector<Param>& params, bool read_only, long limit) {
+// The result the last SPI call left in the globals.
+static SpiResult last_result() { return SpiResult{SPI_tuptable, SPI_processed}; }
+
+SpiResult run(SPIPlanPtr plan, const std::vector<Param>& params, bool read_only, long limit) {
     std::vector<Datum> values(params.size());
     std::vector<char> nulls(params.size());
     for (size_t i = 0; i < params.size(); ++i) {
@@ -73,31 +76,36 @@ uint64_t run(SPIPlanPtr plan, const std::vector<Param>& params, bool read_only, 
     int rc = 0;
     pg_call([&] { rc = SPI_execute_plan(plan, values.data(), nulls.data(), read_only, limit); });
     if (rc < 0) throw Error(std::string("SPI_execute_plan: ") + SPI_result_code_string(rc));
-    return SPI_processed;
+    return last_result();
 }
 
-uint64_t run_sql(const std::string& sql, bool read_only) {
+SpiResult run_sql(const std::string& sql, bool read_only) {
     ++statements;
     int rc = 0;
     pg_call([&] { rc = SPI_execute(sql.c_str(), read_only, 0); });
     if (rc < 0) throw Error(std::string("SPI_execute: ") + SPI_result_code_string(rc) + ": " + sql);
-    return SPI_processed;
+    return last_result();
+}
+
+SpiResult fetch(Portal portal, long count) {
+    pg_call([&] { SPI_cursor_fetch(portal, true, count); });
+    return last_result();
 }
 
 uint64_t statement_count() { return statements; }
 
-Datum col(uint64_t row, int c, bool* isnull) {
+Datum SpiResult::col(uint64_t row, int c, bool* isnull) const {
     Datum d = 0;
-    pg_call([&] { d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, c + 1, isnull); });
+    pg_call([&] { d = SPI_getbinval(table->vals[row], table->tupdesc, c + 1, isnull); });
     return d;
 }
 
-int64_t col_int64(uint64_t row, int c, bool* isnull) {
-    bool n = false;
-    Datum d = col(row, c, &n);
-    if (isnull) *isnull = n;
-    if (n) return 0;
-    switch (col_type(c)) {
+int64_t SpiResult::integer(uint64_t row, int c, bool* isnull) const {
+    bool null = false;
+    Datum d = col(row, c, &null);
+    if (isnull) *isnull = null;
+    if (null) return 0;
+    switch (type(c)) {
         case INT2OID: return DatumGetInt16(d);
         case INT4OID: return DatumGetInt32(d);
         case OIDOID: return DatumGetObjectId(d);
@@ -106,9 +114,9 @@ int64_t col_int64(uint64_t row, int c, bool* isnull) {
 }
 
 // text and bytea are both plain varlenas: their bytes, detoasted.
-static std::string col_varlena(uint64_t row, int c, bool* isnull) {
+static std::string varlena_at(const SpiResult& res, uint64_t row, int c, bool* isnull) {
     bool n = false;
-    Datum d = col(row, c, &n);
+    Datum d = res.col(row, c, &n);
     if (isnull) *isnull = n;
     if (n) return {};
     std::string out;
@@ -119,10 +127,10 @@ static std::string col_varlena(uint64_t row, int c, bool* isnull) {
     return out;
 }
 
-std::string col_text(uint64_t row, int c, bool* isnull) { return col_varlena(row, c, isnull); }
-std::string col_bytes(uint64_t row, int c, bool* isnull) { return col_varlena(row, c, isnull); }
+std::string SpiResult::text(uint64_t row, int c, bool* isnull) const { return varlena_at(*this, row, c, isnull); }
+std::string SpiResult::bytes(uint64_t row, int c, bool* isnull) const { return varlena_at(*this, row, c, isnull); }
 
-Oid col_type(int c) { return SPI_gettypeid(SPI_tuptable->tupdesc, c + 1); }
+Oid SpiResult::type(int c) const { return SPI_gettypeid(table->tupdesc, c + 1); }
 
 AsMetadataOwner::AsMetadataOwner() {
     // The owner, looked up once per transaction.

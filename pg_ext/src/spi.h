@@ -30,20 +30,32 @@ struct Param {
 // A prepared, kept plan (lives for the backend; keyed by SQL text).
 SPIPlanPtr prepare(const std::string& sql, const std::vector<Oid>& types);
 
-// Runs a plan; returns SPI_processed. Results stay in SPI_tuptable until the next call.
-uint64_t run(SPIPlanPtr plan, const std::vector<Param>& params, bool read_only, long limit = 0);
+// A statement's result, held by value: callers never read SPI_tuptable. Its
+// tuples live until SPI_finish (nothing calls SPI_freetuptable), or until the
+// subtransaction it ran in rolls back.
+struct SpiResult {
+    SPITupleTable* table = nullptr;  // null for a statement that returns no rows
+    uint64_t n = 0;                  // rows returned, or affected (SPI_processed)
+
+    uint64_t size() const { return n; }
+    bool empty() const { return n == 0; }
+    // Column access (0-based); what can ereport runs under pg_call.
+    Datum col(uint64_t row, int c, bool* isnull) const;
+    int64_t integer(uint64_t row, int c, bool* isnull = nullptr) const;  // int2, int4, oid or int8
+    std::string text(uint64_t row, int c, bool* isnull = nullptr) const;
+    std::string bytes(uint64_t row, int c, bool* isnull = nullptr) const;
+    Oid type(int c) const;
+};
+
+// Runs a plan.
+SpiResult run(SPIPlanPtr plan, const std::vector<Param>& params, bool read_only, long limit = 0);
 // Runs ad-hoc SQL (DDL, one-off statements).
-uint64_t run_sql(const std::string& sql, bool read_only = false);
+SpiResult run_sql(const std::string& sql, bool read_only = false);
+// The next `count` rows of a cursor (SPI_cursor_fetch forward).
+SpiResult fetch(Portal portal, long count);
 
 // Statements run by run and run_sql in this backend (lwwsync.statement_count()).
 uint64_t statement_count();
-
-// Column access on the current SPI_tuptable.
-Datum col(uint64_t row, int col, bool* isnull);
-int64_t col_int64(uint64_t row, int col, bool* isnull = nullptr);
-std::string col_text(uint64_t row, int col, bool* isnull = nullptr);
-std::string col_bytes(uint64_t row, int col, bool* isnull = nullptr);
-Oid col_type(int col);
 
 // Runs metadata work as the owner of the lwwsync schema, so callers need no
 // privileges on it; restores the caller's identity on scope exit.

@@ -102,29 +102,22 @@ NodeDirectory& State::nodes() {
     begin();
     if (nodes_stale_ || !nodes_) {
         AsMetadataOwner owner;
-        run(prepare("SELECT value FROM lwwsync.state WHERE key = 'node_id'", {}), {}, false);
-        if (SPI_processed != 1) throw Error("lwwsync metadata is damaged: no node_id in lwwsync.state");
-        nodes_ = std::make_unique<NodeDirectory>(NodeId::parse(col_text(0, 0)), static_cast<NodeSource*>(this));
+        const SpiResult res = run(prepare("SELECT value FROM lwwsync.state WHERE key = 'node_id'", {}), {}, false);
+        if (res.size() != 1) throw Error("lwwsync metadata is damaged: no node_id in lwwsync.state");
+        nodes_ = std::make_unique<NodeDirectory>(NodeId::parse(res.text(0, 0)), static_cast<NodeSource*>(this));
         nodes_stale_ = false;
     }
     return *nodes_;
 }
 
-// Runs inside decode_row, whose caller may be reading an SPI result: that
-// result stays current.
 bool State::id_at(uint32_t idx, NodeId* id) {
-    SPITupleTable* saved = SPI_tuptable;
-    const uint64 saved_n = SPI_processed;
-    bool found = false;
+    SpiResult res;
     {
         AsMetadataOwner owner;
-        run(prepare("SELECT id::text FROM lwwsync.nodes WHERE idx = $1", {INT4OID}),
-            {Param{INT4OID, Int32GetDatum(static_cast<int32>(idx)), false}}, false);
-        found = SPI_processed == 1 && NodeId::try_parse(col_text(0, 0), *id);
+        res = run(prepare("SELECT id::text FROM lwwsync.nodes WHERE idx = $1", {INT4OID}),
+                  {Param{INT4OID, Int32GetDatum(static_cast<int32>(idx)), false}}, false);
     }
-    SPI_tuptable = saved;
-    SPI_processed = saved_n;
-    return found;
+    return res.size() == 1 && NodeId::try_parse(res.text(0, 0), *id);
 }
 
 HybridClock& State::clock() {
@@ -132,8 +125,8 @@ HybridClock& State::clock() {
     if (settings_stale_) {
         const uint64_t gen = generation_;
         AsMetadataOwner owner;
-        run(prepare("SELECT value FROM lwwsync.state WHERE key = 'max_drift_ms'", {}), {}, false);
-        clock_.set_max_drift_ms(SPI_processed ? std::stoull(col_text(0, 0)) : kDefaultMaxDriftMs);
+        const SpiResult res = run(prepare("SELECT value FROM lwwsync.state WHERE key = 'max_drift_ms'", {}), {}, false);
+        clock_.set_max_drift_ms(res.empty() ? kDefaultMaxDriftMs : std::stoull(res.text(0, 0)));
         settings_stale_ = generation_ != gen;
     }
     // lww_apply in another backend may have merged stamps above this
@@ -142,8 +135,8 @@ HybridClock& State::clock() {
     // per transaction: one indexed lookup, whatever the number of nodes.
     if (clock_lxid_ != MyProc->lxid) {
         AsMetadataOwner owner;
-        run(prepare("SELECT value FROM lwwsync.state WHERE key = 'hlc'", {}), {}, false);
-        if (SPI_processed) clock_.observe(std::stoull(col_text(0, 0)));
+        const SpiResult res = run(prepare("SELECT value FROM lwwsync.state WHERE key = 'hlc'", {}), {}, false);
+        if (!res.empty()) clock_.observe(std::stoull(res.text(0, 0)));
         clock_lxid_ = MyProc->lxid;
     }
     return clock_;
@@ -173,8 +166,8 @@ std::vector<TablePtr> State::tables() {
     std::vector<Oid> relids;
     {
         AsMetadataOwner owner;
-        run(prepare("SELECT relid FROM lwwsync.tables ORDER BY name", {}), {}, false);
-        for (uint64_t i = 0; i < SPI_processed; ++i) relids.push_back(static_cast<Oid>(col_int64(i, 0)));
+        const SpiResult res = run(prepare("SELECT relid FROM lwwsync.tables ORDER BY name", {}), {}, false);
+        for (uint64_t i = 0; i < res.size(); ++i) relids.push_back(static_cast<Oid>(res.integer(i, 0)));
     }
     std::vector<TablePtr> out;
     for (Oid r : relids) {
@@ -208,8 +201,8 @@ TablePtr State::find(const std::string& wire_name) {
         AsMetadataOwner owner;
         Param p{TEXTOID, 0, false};
         pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(wire_name.data(), static_cast<int>(wire_name.size()))); });
-        run(prepare("SELECT relid FROM lwwsync.tables WHERE name = $1", {TEXTOID}), {p}, false);
-        if (SPI_processed == 1) relid = static_cast<Oid>(col_int64(0, 0));
+        const SpiResult res = run(prepare("SELECT relid FROM lwwsync.tables WHERE name = $1", {TEXTOID}), {p}, false);
+        if (res.size() == 1) relid = static_cast<Oid>(res.integer(0, 0));
     }
     if (!OidIsValid(relid)) return nullptr;
     TablePtr t = find(relid);
@@ -247,15 +240,15 @@ uint32_t State::ensure_node(const NodeId& id) {
     Param p{TEXTOID, 0, false};
     pg_call([&] { p.value = PointerGetDatum(cstring_to_text(text.c_str())); });
     // Concurrent recorders of one id wait on the unique index and get the same row.
-    run(prepare("SELECT idx FROM lwwsync.nodes WHERE id = $1::uuid", {TEXTOID}), {p}, false);
-    if (SPI_processed == 0) {
+    SpiResult res = run(prepare("SELECT idx FROM lwwsync.nodes WHERE id = $1::uuid", {TEXTOID}), {p}, false);
+    if (res.empty()) {
         nodes_recorded_ = true;
-        run(prepare("INSERT INTO lwwsync.nodes(id) VALUES ($1::uuid)"
-                    " ON CONFLICT (id) DO UPDATE SET id = excluded.id RETURNING idx",
-                    {TEXTOID}),
-            {p}, false);
+        res = run(prepare("INSERT INTO lwwsync.nodes(id) VALUES ($1::uuid)"
+                          " ON CONFLICT (id) DO UPDATE SET id = excluded.id RETURNING idx",
+                          {TEXTOID}),
+                  {p}, false);
     }
-    idx = static_cast<uint32_t>(col_int64(0, 0));
+    idx = static_cast<uint32_t>(res.integer(0, 0));
     nodes().put(idx, id);
     return idx;
 }
@@ -282,9 +275,9 @@ Param text_arg(const std::string& s) {
 
 std::string state_value(const char* key, bool* found) {
     SPIPlanPtr plan = prepare("SELECT value FROM lwwsync.state WHERE key = $1", {TEXTOID});
-    run(plan, {text_arg(key)}, false);
-    *found = SPI_processed == 1;
-    return *found ? col_text(0, 0) : std::string();
+    const SpiResult res = run(plan, {text_arg(key)}, false);
+    *found = res.size() == 1;
+    return *found ? res.text(0, 0) : std::string();
 }
 
 void set_state(const char* key, const std::string& value) {
@@ -420,17 +413,17 @@ TableInfo describe_table(Oid relid) {
         AsMetadataOwner owner;
         SPIPlanPtr plan = prepare("SELECT name, key_columns::text[], columns::text[], meta FROM lwwsync.tables WHERE relid = $1",
                                   {OIDOID});
-        run(plan, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, false);
-        if (SPI_processed != 1) throw Error("table with oid " + std::to_string(relid) + " is not tracked");
-        t.name = col_text(0, 0);
-        t.meta = col_text(0, 3);
+        const SpiResult row = run(plan, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, false);
+        if (row.size() != 1) throw Error("table with oid " + std::to_string(relid) + " is not tracked");
+        t.name = row.text(0, 0);
+        t.meta = row.text(0, 3);
         // Arrays come back through their text form; unnest them instead.
         SPIPlanPtr keys = prepare("SELECT unnest(key_columns) FROM lwwsync.tables WHERE relid = $1", {OIDOID});
-        run(keys, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, false);
-        for (uint64_t i = 0; i < SPI_processed; ++i) t.key.push_back(col_text(i, 0));
+        const SpiResult key_names = run(keys, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, false);
+        for (uint64_t i = 0; i < key_names.size(); ++i) t.key.push_back(key_names.text(i, 0));
         SPIPlanPtr cols = prepare("SELECT unnest(columns) FROM lwwsync.tables WHERE relid = $1", {OIDOID});
-        run(cols, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, false);
-        for (uint64_t i = 0; i < SPI_processed; ++i) t.cols.push_back(col_text(i, 0));
+        const SpiResult col_names = run(cols, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, false);
+        for (uint64_t i = 0; i < col_names.size(); ++i) t.cols.push_back(col_names.text(i, 0));
     }
     pg_call([&] {
         char* n = get_namespace_name(get_rel_namespace(relid));

@@ -49,9 +49,9 @@ bool PgEngine::writable() {
 // one given a key ('node_key' in lwwsync.state, base64) sends it.
 std::string PgEngine::node_key() {
     AsMetadataOwner owner;
-    run_sql("SELECT value FROM lwwsync.state WHERE key = 'node_key'", true);
+    const SpiResult res = run_sql("SELECT value FROM lwwsync.state WHERE key = 'node_key'", true);
     std::string key;
-    if (SPI_processed && base64_decode(col_text(0, 0), key)) return key;
+    if (!res.empty() && base64_decode(res.text(0, 0), key)) return key;
     return {};
 }
 
@@ -60,21 +60,22 @@ Cursor PgEngine::cursor_of(const NodeId& peer) {
     const Principal& p = who();
     const std::vector<Param> args = {uuid_text(peer), text_param(p.role), text_param(p.subject)};
     AsMetadataOwner owner;
-    run(prepare("SELECT received, floor FROM lwwsync.peers WHERE node = $1::uuid AND role = $2::name AND subject = $3",
-                {TEXTOID, TEXTOID, TEXTOID}),
-        args, false);
-    if (!SPI_processed) {
+    SpiResult res =
+        run(prepare("SELECT received, floor FROM lwwsync.peers WHERE node = $1::uuid AND role = $2::name AND subject = $3",
+                    {TEXTOID, TEXTOID, TEXTOID}),
+            args, false);
+    if (res.empty()) {
         // A cursor from before 0.3 (no principal) belongs to the node's
         // principal; it moves to it at that node's first push (a read-only
         // round trip leaves it, and reads no cursor: the push starts at 0).
         if (!writable()) return Cursor{};
-        run(prepare("UPDATE lwwsync.peers SET role = $2::name, subject = $3 WHERE node = $1::uuid AND role = ''"
-                    " AND subject = '' RETURNING received, floor",
-                    {TEXTOID, TEXTOID, TEXTOID}),
-            args, false);
-        if (!SPI_processed) return Cursor{};
+        res = run(prepare("UPDATE lwwsync.peers SET role = $2::name, subject = $3 WHERE node = $1::uuid AND role = ''"
+                          " AND subject = '' RETURNING received, floor",
+                          {TEXTOID, TEXTOID, TEXTOID}),
+                  args, false);
+        if (res.empty()) return Cursor{};
     }
-    return Cursor{static_cast<uint64_t>(col_int64(0, 0)), static_cast<uint64_t>(col_int64(0, 1))};
+    return Cursor{static_cast<uint64_t>(res.integer(0, 0)), static_cast<uint64_t>(res.integer(0, 1))};
 }
 
 Batch PgEngine::changes(const ChangesRequest& req) { return collect_changes(req); }
@@ -97,8 +98,8 @@ uint64_t PgEngine::max_drift_ms() {
 // Copies and restores (docs/PROTOCOL.md).
 uint64_t PgEngine::last_seq() {
     AsMetadataOwner owner;
-    run_sql("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lwwsync.seq", true);
-    return SPI_processed ? static_cast<uint64_t>(col_int64(0, 0)) : 0;
+    const SpiResult res = run_sql("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lwwsync.seq", true);
+    return res.empty() ? 0 : static_cast<uint64_t>(res.integer(0, 0));
 }
 
 // In the calling statement's transaction: a sync that rolls back forgets
@@ -116,15 +117,16 @@ void PgEngine::note_push(const NodeId& server, const std::string& id) {
 
 bool PgEngine::sent_push(const NodeId& server, const std::string& id) {
     AsMetadataOwner owner;
-    run(prepare("SELECT 1 FROM lwwsync.pushes WHERE peer = $1::uuid AND id = $2", {TEXTOID, TEXTOID}),
-        {uuid_text(server), text_param(id)}, false);  // sees the ids this transaction noted
-    return SPI_processed > 0;
+    return !run(prepare("SELECT 1 FROM lwwsync.pushes WHERE peer = $1::uuid AND id = $2", {TEXTOID, TEXTOID}),
+                {uuid_text(server), text_param(id)}, false)  // sees the ids this transaction noted
+                .empty();
 }
 
 std::string PgEngine::push_mark(const NodeId& caller) {
     AsMetadataOwner owner;
-    run(prepare("SELECT id FROM lwwsync.push_marks WHERE node = $1::uuid", {TEXTOID}), {uuid_text(caller)}, false);
-    return SPI_processed ? col_text(0, 0) : std::string();
+    const SpiResult res =
+        run(prepare("SELECT id FROM lwwsync.push_marks WHERE node = $1::uuid", {TEXTOID}), {uuid_text(caller)}, false);
+    return res.empty() ? std::string() : res.text(0, 0);
 }
 
 void PgEngine::set_push_mark(const NodeId& caller, const std::string& id) {

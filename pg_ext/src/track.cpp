@@ -61,42 +61,38 @@ int64_t resume_table(Oid relid) {
     std::vector<Pending> rows;
     uint64_t floor = 0;
     {
-        SPITupleTable* result = nullptr;
-        uint64_t n = 0;
+        SpiResult meta;
         {
             AsMetadataOwner owner;
-            run_sql(sql, false);
-            n = SPI_processed;
-            result = SPI_tuptable;
+            meta = run_sql(sql, false);
         }
+        const uint64_t n = meta.size();
         const int key_at = 5;
         std::vector<uint64_t> all(n);
         for (uint64_t r = 0; r < n; ++r) all[r] = r;
-        std::vector<int64_t> present;
+        UserRows user;
+        const std::vector<int64_t>& present = user.at;
         std::vector<std::vector<uint64_t>> now(n);  // hashed rows: each register's value hash now
         {
             AsTableOwner owner(relid);
-            present = probe_user_rows(*t, result, all, key_at, hashed);
+            user = probe_user_rows(*t, meta, all, key_at, hashed);
             if (hashed)
                 for (uint64_t r = 0; r < n; ++r) {
                     if (present[r] < 0) continue;
                     for (size_t c = 0; c < t->cols.size(); ++c) {
                         bool isnull = false;
-                        Datum d = col(static_cast<uint64_t>(present[r]), static_cast<int>(c) + 1, &isnull);
+                        Datum d = user.rows.col(static_cast<uint64_t>(present[r]), static_cast<int>(c) + 1, &isnull);
                         now[r].push_back(value_hash(datum_to_value(d, isnull, t->col_types[c])));
                     }
                 }
         }
         for (uint64_t r = 0; r < n; ++r) {
-            SPI_tuptable = result;
-            RowState st = meta_at(r, t->cols.size());
-            SPI_tuptable = result;  // decoding may have reloaded the node directory
+            RowState st = meta_at(meta, r, t->cols.size());
             bool isnull = false;
             Pending p{{}, std::move(st), present[r] >= 0, {}, {}, false};
             if (hashed && p.present && p.st.alive()) {
                 bool no_vh = false;
-                const std::string vh = col_bytes(r, key_at + static_cast<int>(t->key.size()), &no_vh);
-                SPI_tuptable = result;
+                const std::string vh = meta.bytes(r, key_at + static_cast<int>(t->key.size()), &no_vh);
                 if (!no_vh) {
                     p.compare = true;
                     p.changed.assign(t->cols.size(), false);
@@ -116,7 +112,7 @@ int64_t resume_table(Oid relid) {
             }
             floor = std::max(floor, max_stamp(p.st));
             for (size_t i = 0; i < t->key.size(); ++i) {
-                Datum d = col(r, key_at + static_cast<int>(i), &isnull);
+                Datum d = meta.col(r, key_at + static_cast<int>(i), &isnull);
                 Datum copy = 0;
                 pg_call([&] { copy = datumCopy(d, t->key_types[i].byval, t->key_types[i].len); });
                 p.key.push_back(Param{t->key_types[i].type, copy, false});
@@ -191,14 +187,12 @@ int64_t stamp_new_rows(const TableInfo& t, uint64_t hlc) {
     constexpr long kChunk = 10000;
     int64_t stamped = 0;
     for (;;) {
-        SPITupleTable* chunk = nullptr;
-        uint64_t n = 0;
+        SpiResult chunk;
         {
             AsTableOwner owner(t.relid);
-            pg_call([&] { SPI_cursor_fetch(portal, true, kChunk); });
-            chunk = SPI_tuptable;
-            n = SPI_processed;
+            chunk = fetch(portal, kChunk);
         }
+        const uint64_t n = chunk.size();
         if (n == 0) break;
         std::vector<Param> arrays(nkeys);
         pg_call([&] {
@@ -211,7 +205,8 @@ int64_t stamp_new_rows(const TableInfo& t, uint64_t hlc) {
                 get_typlenbyvalalign(elem, &len, &byval, &align);
                 for (uint64_t r = 0; r < n; ++r) {
                     bool isnull = false;
-                    elems[r] = SPI_getbinval(chunk->vals[r], chunk->tupdesc, static_cast<int>(k) + 1, &isnull);
+                    elems[r] =
+                        SPI_getbinval(chunk.table->vals[r], chunk.table->tupdesc, static_cast<int>(k) + 1, &isnull);
                 }
                 arrays[k] = Param{array_types[k],
                                   PointerGetDatum(construct_array(elems.data(), static_cast<int>(n), elem, len, byval, align)),
@@ -219,7 +214,7 @@ int64_t stamp_new_rows(const TableInfo& t, uint64_t hlc) {
             }
         });
         AsMetadataOwner owner;
-        stamped += static_cast<int64_t>(run(prepare(insert_sql, array_types), arrays, false));
+        stamped += static_cast<int64_t>(run(prepare(insert_sql, array_types), arrays, false).size());
     }
     pg_call([&] { SPI_cursor_close(portal); });
     return stamped;
@@ -248,18 +243,20 @@ void install_capture_triggers(Oid relid, const std::string& qualified) {
                                                   0, nullptr, true));
     });
     if (per_statement) {
-        run(prepare("SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = $1 OR inhparent = $1 LIMIT 1", {OIDOID}),
-            {oid_param(relid)}, true);
-        per_statement = SPI_processed == 0;
+        const SpiResult res =
+            run(prepare("SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = $1 OR inhparent = $1 LIMIT 1", {OIDOID}),
+                {oid_param(relid)}, true);
+        per_statement = res.empty();
     }
     if (!per_statement) {
         // A table that joined an inheritance tree since it was tracked.
-        run(prepare("SELECT tgname::text FROM pg_catalog.pg_trigger WHERE tgrelid = $1"
-                    " AND tgname IN ('lwwsync_capture_ins', 'lwwsync_capture_upd', 'lwwsync_capture_del')",
-                    {OIDOID}),
-            {oid_param(relid)}, true);
+        const SpiResult res =
+            run(prepare("SELECT tgname::text FROM pg_catalog.pg_trigger WHERE tgrelid = $1"
+                        " AND tgname IN ('lwwsync_capture_ins', 'lwwsync_capture_upd', 'lwwsync_capture_del')",
+                        {OIDOID}),
+                {oid_param(relid)}, true);
         std::vector<std::string> stale;
-        for (uint64_t i = 0; i < SPI_processed; ++i) stale.push_back(col_text(i, 0));
+        for (uint64_t i = 0; i < res.size(); ++i) stale.push_back(res.text(i, 0));
         for (const auto& name : stale) run_sql("DROP TRIGGER " + quote_ident(name) + " ON " + qualified);
         run_sql("ALTER TABLE " + qualified + " ENABLE ALWAYS TRIGGER lwwsync_capture");
     } else {
@@ -304,30 +301,32 @@ int64_t track_table(Oid relid) {
     {
     // Type names as the metadata owner will read them (search_path pinned).
     AsMetadataOwner as_owner;
-    run(prepare("SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),"
-                " CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation"
-                " THEN (SELECT quote_ident(nspname) || '.' || quote_ident(collname) FROM pg_collation c"
-                "  JOIN pg_namespace n ON n.oid = c.collnamespace WHERE c.oid = a.attcollation) END"
-                " FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
-                " JOIN pg_type t ON t.oid = a.atttypid"
-                " WHERE i.indrelid = $1 AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)",
-                {OIDOID}),
-        {oid_param(relid)}, true);
-    for (uint64_t i = 0; i < SPI_processed; ++i) {
-        key.push_back(col_text(i, 0));
+    const SpiResult key_rows =
+        run(prepare("SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),"
+                    " CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation"
+                    " THEN (SELECT quote_ident(nspname) || '.' || quote_ident(collname) FROM pg_collation c"
+                    "  JOIN pg_namespace n ON n.oid = c.collnamespace WHERE c.oid = a.attcollation) END"
+                    " FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+                    " JOIN pg_type t ON t.oid = a.atttypid"
+                    " WHERE i.indrelid = $1 AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)",
+                    {OIDOID}),
+            {oid_param(relid)}, true);
+    for (uint64_t i = 0; i < key_rows.size(); ++i) {
+        key.push_back(key_rows.text(i, 0));
         bool no_coll = false;
-        std::string coll = col_text(i, 2, &no_coll);
-        key_defs.push_back(col_text(i, 1) + (no_coll ? "" : " COLLATE " + coll));
+        std::string coll = key_rows.text(i, 2, &no_coll);
+        key_defs.push_back(key_rows.text(i, 1) + (no_coll ? "" : " COLLATE " + coll));
     }
     }
     if (key.empty()) throw Error("table \"" + rel + "\" has no PRIMARY KEY; lwwsync names rows by their key");
-    run(prepare("SELECT attname::text FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped"
-                " AND attgenerated = '' AND attname <> ALL (SELECT a.attname FROM pg_index i JOIN pg_attribute a"
-                " ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1 AND i.indisprimary)"
-                " ORDER BY attnum",
-                {OIDOID}),
-        {oid_param(relid)}, true);
-    for (uint64_t i = 0; i < SPI_processed; ++i) cols.push_back(col_text(i, 0));
+    const SpiResult col_rows =
+        run(prepare("SELECT attname::text FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped"
+                    " AND attgenerated = '' AND attname <> ALL (SELECT a.attname FROM pg_index i JOIN pg_attribute a"
+                    " ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1 AND i.indisprimary)"
+                    " ORDER BY attnum",
+                    {OIDOID}),
+            {oid_param(relid)}, true);
+    for (uint64_t i = 0; i < col_rows.size(); ++i) cols.push_back(col_rows.text(i, 0));
 
     const std::string wire = nsp == "public" ? rel : nsp + "." + rel;
     const std::string meta_name = meta_table_name(relid);
@@ -350,9 +349,10 @@ int64_t track_table(Oid relid) {
     install_capture_triggers(relid, qualified);
     {
         AsMetadataOwner owner;
-        run(prepare("SELECT 1 FROM lwwsync.tables WHERE name = $1 AND relid <> $2", {TEXTOID, OIDOID}),
-            {text_param(wire), oid_param(relid)}, true);
-        if (SPI_processed) throw Error("another tracked table already syncs as \"" + wire + "\"");
+        if (!run(prepare("SELECT 1 FROM lwwsync.tables WHERE name = $1 AND relid <> $2", {TEXTOID, OIDOID}),
+                 {text_param(wire), oid_param(relid)}, true)
+                 .empty())
+            throw Error("another tracked table already syncs as \"" + wire + "\"");
         std::string defs, keys;
         for (size_t i = 0; i < key.size(); ++i) {
             defs += "k" + std::to_string(i) + " " + key_defs[i] + " NOT NULL, ";
@@ -360,19 +360,21 @@ int64_t track_table(Oid relid) {
         }
         // Metadata kept by lww_untrack: resume from it (its generations and
         // tombstones), unless the key changed meanwhile.
-        run_sql("SELECT count(*) FILTER (WHERE attname ~ '^k[0-9]+$'), count(*) FROM pg_attribute"
-                " WHERE attrelid = to_regclass(" + quote_literal(meta) + ") AND attnum > 0 AND NOT attisdropped",
-                false);
-        const bool kept = col_int64(0, 1) > 0;
-        resuming = kept && !was_tracked && static_cast<size_t>(col_int64(0, 0)) == key.size();
+        const SpiResult kept_cols =
+            run_sql("SELECT count(*) FILTER (WHERE attname ~ '^k[0-9]+$'), count(*) FROM pg_attribute"
+                    " WHERE attrelid = to_regclass(" + quote_literal(meta) + ") AND attnum > 0 AND NOT attisdropped",
+                    false);
+        const bool kept = kept_cols.integer(0, 1) > 0;
+        resuming = kept && !was_tracked && static_cast<size_t>(kept_cols.integer(0, 0)) == key.size();
         if (kept && !was_tracked && !resuming) run_sql("DROP TABLE " + meta);
         // The register order the kept metadata was written in (ddl.cpp).
         if (resuming) cols = resume_registers(relid, meta, cols);
         if (kept && (was_tracked || resuming)) {  // metadata from before 0.4: a deleted row's last values
-            run_sql("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(" + quote_literal(meta) +
-                        ") AND attname = 'last' AND NOT attisdropped",
-                    false);
-            if (SPI_processed == 0) run_sql("ALTER TABLE " + meta + " ADD COLUMN last jsonb");
+            const SpiResult last =
+                run_sql("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(" + quote_literal(meta) +
+                            ") AND attname = 'last' AND NOT attisdropped",
+                        false);
+            if (last.empty()) run_sql("ALTER TABLE " + meta + " ADD COLUMN last jsonb");
         }
         if (!kept || (!was_tracked && !resuming)) {  // a second lww_track keeps the metadata it has
             run_sql("CREATE TABLE " + meta + "(" + defs +

@@ -64,7 +64,7 @@ bool still_there(const TableInfo& t, const std::vector<Param>& key) {
         types.push_back(t.key_types[i].type);
     }
     AsTableOwner owner(t.relid);
-    return run(prepare("SELECT 1 FROM " + t.qualified + " WHERE " + where, types), key, false) > 0;
+    return !run(prepare("SELECT 1 FROM " + t.qualified + " WHERE " + where, types), key, false).empty();
 }
 
 // The merge's write of this row, if a merge is writing it (by key as stored).
