@@ -11,8 +11,9 @@
 // commit later, so a cursor at m never skips a change.
 #include "changes.h"
 
-#include "../../common/batch.h"
+#include "../../common/feed.h"
 
+#include <algorithm>
 #include <chrono>
 
 extern "C" {
@@ -123,22 +124,24 @@ uint64_t batch_cut(const std::vector<TablePtr>& tables, uint64_t after, uint64_t
     return res.empty() ? 0 : static_cast<uint64_t>(res.integer(0, 0));
 }
 
-// The tables among `tables` with a row changed past `after`: one statement,
-// one index probe per table, so a pull that finds a few rows runs the same
-// statements however many tables are tracked.
-std::vector<TablePtr> changed_since(const std::vector<TablePtr>& tables, uint64_t after) {
-    if (tables.empty()) return {};
+// The tables among `tables` with a row changed in (after, upto]: one
+// statement, one index probe per table, so a pull that finds a few rows runs
+// the same statements however many tables are tracked.
+std::vector<size_t> changed_between(const std::vector<TablePtr>& tables, uint64_t after, uint64_t upto) {
+    if (tables.empty() || upto <= after) return {};
     std::string sql;
     for (size_t i = 0; i < tables.size(); ++i)
         sql += (i ? " UNION ALL " : "") + ("SELECT " + std::to_string(i) + " WHERE EXISTS (SELECT FROM " +
-                                            tables[i]->meta + " WHERE seq > $1)");
+                                            tables[i]->meta + " WHERE seq > $1 AND seq <= $2)");
     AsMetadataOwner owner;
-    const SpiResult res =
-        run(prepare(sql, {INT8OID}), {Param{INT8OID, Int64GetDatum(static_cast<int64>(after)), false}}, false);
-    std::vector<TablePtr> out;
+    const SpiResult res = run(prepare(sql, {INT8OID, INT8OID}),
+                              {Param{INT8OID, Int64GetDatum(static_cast<int64>(after)), false},
+                               Param{INT8OID, Int64GetDatum(static_cast<int64>(std::min<uint64_t>(upto, INT64_MAX))), false}},
+                              false);
+    std::vector<size_t> out;
     for (uint64_t r = 0; r < res.size(); ++r) {
         const int64_t i = res.integer(r, 0);
-        if (i >= 0 && static_cast<size_t>(i) < tables.size()) out.push_back(tables[static_cast<size_t>(i)]);
+        if (i >= 0 && static_cast<size_t>(i) < tables.size()) out.push_back(static_cast<size_t>(i));
     }
     return out;
 }
@@ -156,33 +159,6 @@ bool readable(const TableInfo& t) {
         for (AttrNumber a : t.col_attnums) ok = ok && pg_attribute_aclcheck(t.relid, a, user, ACL_SELECT) == ACLCHECK_OK;
     });
     return ok;
-}
-
-// A row of the feed waiting for its values.
-struct Pending {
-    uint64_t meta_row;  // in the metadata result
-    bool alive;
-    RowChange rc;       // registers to send, values not yet read
-};
-
-// The values of the living rows among `rows`, read as the caller (GRANTs and
-// row-level security decide). at[i]: rows[i]'s row in the result, or -1 when
-// the caller does not see it.
-UserRows read_values(const TableInfo& t, const SpiResult& meta, const std::vector<Pending>& rows, int key_at) {
-    UserRows out;
-    out.at.assign(rows.size(), -1);
-    std::vector<uint64_t> live_rows;
-    std::vector<size_t> live;
-    for (size_t i = 0; i < rows.size(); ++i)
-        if (rows[i].alive) {
-            live.push_back(i);
-            live_rows.push_back(rows[i].meta_row);
-        }
-    if (live.empty()) return out;
-    UserRows found = probe_user_rows(t, meta, live_rows, key_at, true);
-    out.rows = found.rows;
-    for (size_t j = 0; j < live.size(); ++j) out.at[live[j]] = found.at[j];
-    return out;
 }
 
 // Tombstones under row-level security. A deleted row has no user row to
@@ -252,123 +228,149 @@ private:
 
 }  // namespace
 
+namespace {
+
+// One table's rows in a sequence range: the metadata read as its owner
+// (nobody else may read it), values read as the caller when the feed keeps
+// a row (GRANTs and row-level security decide).
+class Scan : public FeedScan {
+public:
+    Scan(const TableInfo& t, TombstoneJudge& judge, uint64_t after, uint64_t upto) : t_(t), judge_(judge) {
+        std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols";
+        for (size_t i = 0; i < t.key.size(); ++i) sql += ", m.k" + std::to_string(i);
+        if (judge.active()) sql += ", m.last::text";
+        sql += " FROM " + t.meta + " AS m WHERE m.seq > $1 AND m.seq <= $2 ORDER BY m.seq";
+        AsMetadataOwner owner;
+        // read_only = false: a fresh snapshot, taken after the feed's wait.
+        meta_ = run(prepare(sql, {INT8OID, INT8OID}),
+                    {Param{INT8OID, Int64GetDatum(static_cast<int64>(after)), false},
+                     Param{INT8OID, Int64GetDatum(static_cast<int64>(std::min<uint64_t>(upto, INT64_MAX))), false}},
+                    false);
+    }
+
+    bool next(std::vector<FeedRow>& rows, size_t max) override {
+        rows.clear();
+        for (; pos_ < meta_.size() && rows.size() < max; ++pos_) {
+            FeedRow r;
+            r.st = meta_at(meta_, pos_, t_.cols.size());
+            r.at = pos_;
+            rows.push_back(std::move(r));
+        }
+        return !rows.empty();
+    }
+
+    void fill(const std::vector<FeedRow*>& rows) override {
+        // Tombstones the caller's policies would not have shown it: not sent.
+        if (judge_.active()) {
+            const int last_at = kKeyAt + static_cast<int>(t_.key.size());
+            std::vector<FeedRow*> dead;
+            std::vector<std::string> last;
+            for (FeedRow* r : rows) {
+                if (r->st.alive()) continue;
+                bool isnull = false;
+                std::string j = meta_.text(r->at, last_at, &isnull);
+                if (isnull) {
+                    r->send = false;
+                    continue;
+                }
+                dead.push_back(r);
+                last.push_back(std::move(j));
+            }
+            const std::vector<bool> shown = judge_.visible(last);
+            for (size_t k = 0; k < dead.size(); ++k) dead[k]->send = shown[k];
+        }
+        // A living row the caller may not read (row-level security) is not sent at all.
+        std::vector<FeedRow*> live;
+        std::vector<uint64_t> live_rows;
+        for (FeedRow* r : rows)
+            if (r->send && r->st.alive()) {
+                live.push_back(r);
+                live_rows.push_back(r->at);
+            }
+        UserRows values;
+        if (!live.empty()) values = probe_user_rows(t_, meta_, live_rows, kKeyAt, true);
+        for (size_t j = 0; j < live.size(); ++j) {
+            FeedRow& r = *live[j];
+            if (values.at[j] < 0) {
+                r.send = false;
+                continue;
+            }
+            for (auto& c : r.rc.cols) {
+                bool isnull = false;
+                Datum d = values.rows.col(static_cast<uint64_t>(values.at[j]), 1 + static_cast<int>(c.col), &isnull);
+                c.value = datum_to_value(d, isnull, t_.col_types[c.col]);
+            }
+        }
+        for (FeedRow* r : rows) {
+            if (!r->send) continue;
+            r->rc.key.clear();
+            for (size_t k = 0; k < t_.key.size(); ++k) {
+                bool isnull = false;
+                Datum d = meta_.col(r->at, kKeyAt + static_cast<int>(k), &isnull);
+                r->rc.key.push_back(datum_to_value(d, isnull, t_.key_types[k]));
+            }
+        }
+    }
+
+private:
+    static constexpr int kKeyAt = 5;
+    const TableInfo& t_;
+    TombstoneJudge& judge_;
+    SpiResult meta_;
+    uint64_t pos_ = 0;
+};
+
+class Source : public FeedSource {
+public:
+    Source() {
+        State& s = State::get();
+        all_ = s.tables();
+        for (const auto& t : all_)
+            if (readable(*t)) {
+                readable_.push_back(t);
+                tables_.push_back(FeedTable{t->name, t->key, t->cols});
+            }
+        judges_.resize(readable_.size());
+    }
+    NodeId self() override { return State::get().self(); }
+    // Writers in other sessions commit while the feed reads.
+    bool concurrent() const override { return true; }
+    const std::vector<FeedTable>& tables() override { return tables_; }
+
+    uint64_t final_seq(uint64_t after) override {
+        bool standby = false;
+        pg_call([&] { standby = RecoveryInProgress(); });
+        if (standby) return standby_bound(all_, after);
+        const uint64_t m = last_sequence();
+        wait_for_writers();
+        return m;
+    }
+    uint64_t batch_cut(uint64_t after, uint64_t upto, int64_t limit) override {
+        return pg::batch_cut(readable_, after, upto, limit);
+    }
+    std::vector<size_t> tables_changed(uint64_t after, uint64_t upto) override {
+        return changed_between(readable_, after, upto);
+    }
+    std::unique_ptr<FeedScan> scan(size_t table, uint64_t after, uint64_t upto) override {
+        auto& judge = judges_.at(table);
+        if (!judge) judge = std::make_unique<TombstoneJudge>(*readable_[table]);
+        return std::make_unique<Scan>(*readable_[table], *judge, after, upto);
+    }
+
+private:
+    std::vector<TablePtr> all_, readable_;  // held: an invalidation does not pull them from under the feed
+    std::vector<FeedTable> tables_;
+    std::vector<std::unique_ptr<TombstoneJudge>> judges_;
+};
+
+}  // namespace
+
 Batch collect_changes(const ChangesRequest& req) {
     if (IsolationUsesXactSnapshot())
         throw Error("lww_changes needs READ COMMITTED: a repeatable-read snapshot could miss changes committed after it");
-    State& s = State::get();
-    std::vector<TablePtr> tables;
-    for (const auto& t : s.tables())
-        if (readable(*t)) tables.push_back(t);
-    const NodeId self = s.self();
-
-    bool standby = false;
-    pg_call([&] { standby = RecoveryInProgress(); });
-    uint64_t m = 0;
-    if (standby) {
-        m = standby_bound(s.tables(), req.after);
-    } else {
-        m = last_sequence();
-        wait_for_writers();
-    }
+    Source src;
     CanonicalSettings canonical;
-
-    if (req.after < req.since) throw Error("after must not be below since");
-    Batch b;
-    b.since = req.since;
-    b.after = req.after;
-    const uint64_t cut = batch_cut(tables, req.after, m, req.limit);
-    b.complete = cut == 0;
-    b.upto = cut ? cut : std::max(req.after, m);
-
-    ChangeSetWriter w(self, req.since, req.after);
-    // Read after the wait, with a fresh snapshot, as the rows below are.
-    for (const auto& tp : changed_since(tables, req.after)) {
-        const TableInfo& t = *tp;
-        bool opened = false;
-        TombstoneJudge judge(t);
-        // Rows whose latest change is in (after, upto]; then, for a set that
-        // is not cut by the limit, rows already changed again past upto by
-        // writers that started after the wait: their registers <= upto are
-        // part of this set too, or a cursor at upto would skip them.
-        for (const bool past_upto : {false, true}) {
-            if (past_upto && cut) break;
-            // The metadata, read as its owner: nobody else may read it.
-            std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols";
-            for (size_t i = 0; i < t.key.size(); ++i) sql += ", m.k" + std::to_string(i);
-            if (judge.active()) sql += ", m.last::text";
-            sql += " FROM " + t.meta + " AS m";
-            sql += past_upto ? " WHERE m.seq > $2 ORDER BY m.seq" : " WHERE m.seq > $1 AND m.seq <= $2 ORDER BY m.seq";
-            SpiResult meta;
-            {
-                AsMetadataOwner owner;
-                // read_only = false: a fresh snapshot, taken after the wait.
-                meta = run(prepare(sql, {INT8OID, INT8OID}),
-                    {Param{INT8OID, Int64GetDatum(static_cast<int64>(req.after)), false},
-                     Param{INT8OID, Int64GetDatum(static_cast<int64>(b.upto)), false}},
-                    false);
-            }
-            const int key_at = 5;
-            std::vector<Pending> rows;
-            const auto no_value = [](size_t) { return Value::null(); };
-            for (uint64_t r = 0; r < meta.size(); ++r) {
-                RowState st = meta_at(meta, r, t.cols.size());
-                Pending p{r, st.alive(), {}};
-                if (registers_to_send(st, req.since, req.skip_node, p.rc, no_value, b.upto))
-                    rows.push_back(std::move(p));
-            }
-            if (rows.empty()) continue;
-            // Tombstones the caller's policies would not have shown it: not sent.
-            std::vector<bool> hidden(rows.size(), false);
-            if (judge.active()) {
-                const int last_at = key_at + static_cast<int>(t.key.size());
-                std::vector<size_t> dead;
-                std::vector<std::string> last;
-                for (size_t i = 0; i < rows.size(); ++i) {
-                    if (rows[i].alive) continue;
-                    bool isnull = false;
-                    std::string j = meta.text(rows[i].meta_row, last_at, &isnull);
-                    if (isnull) {
-                        hidden[i] = true;
-                        continue;
-                    }
-                    dead.push_back(i);
-                    last.push_back(std::move(j));
-                }
-                const std::vector<bool> shown = judge.visible(last);
-                for (size_t k = 0; k < dead.size(); ++k) hidden[dead[k]] = !shown[k];
-            }
-            const UserRows values = read_values(t, meta, rows, key_at);
-            const std::vector<int64_t>& at = values.at;
-            for (size_t i = 0; i < rows.size(); ++i) {
-                Pending& p = rows[i];
-                // A living row the caller may not read (row-level security) is not sent at all.
-                if (p.alive && at[i] < 0) continue;
-                if (hidden[i]) continue;
-                if (p.alive) {
-                    for (auto& c : p.rc.cols) {
-                        bool isnull = false;
-                        Datum d = values.rows.col(static_cast<uint64_t>(at[i]), 1 + static_cast<int>(c.col), &isnull);
-                        c.value = datum_to_value(d, isnull, t.col_types[c.col]);
-                    }
-                }
-                p.rc.key.clear();
-                for (size_t k = 0; k < t.key.size(); ++k) {
-                    bool isnull = false;
-                    Datum d = meta.col(p.meta_row, key_at + static_cast<int>(k), &isnull);
-                    p.rc.key.push_back(datum_to_value(d, isnull, t.key_types[k]));
-                }
-                if (!opened) {
-                    w.begin_table(t.name, t.key, t.cols);
-                    opened = true;
-                }
-                w.row(p.rc);
-            }
-        }
-        if (opened) w.end_table();
-    }
-    b.rows = w.rows_written();
-    b.json = w.finish(b.upto, b.complete);
-    return b;
+    return collect_feed(src, req);
 }
 
 }  // namespace lww::pg
