@@ -71,6 +71,7 @@ void merge_batch(TableStore& store, std::vector<MergeRow>& rows) {
     }
     if (kept.empty()) return;
     auto store_kept = [&] {
+        if (kept.empty()) return;
         for (MergeRow* r : kept) assign_seq(r->st, store.next_seq());
         store.store(kept);
     };

@@ -46,11 +46,13 @@
 #include <cstring>
 #include <deque>
 #include <numeric>
+#include <optional>
 #include <set>
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "../../common/apply.h"
 #include "../../common/apply_order.h"
 #include "../../common/batch.h"
 #include "../../common/json.h"
@@ -852,21 +854,6 @@ private:
     bool deferrable_key_ = false;  // INSERT without ON CONFLICT (write())
 };
 
-void count(ApplyCounts& stats, const MergeOutcome& out) {
-    ++stats.rows;
-    stats.received += out.applied + out.ignored;
-    stats.applied += out.applied;
-    stats.ignored += out.ignored;
-}
-
-// A row whose winning registers are not kept (they count as rejected).
-void count_refused(ApplyCounts& stats, const MergeOutcome& out) {
-    ++stats.rows;
-    stats.received += out.applied + out.ignored;
-    stats.rejected += out.applied;
-    stats.ignored += out.ignored;
-}
-
 struct Context {
     Trust trust;
     Principal caller;
@@ -948,151 +935,182 @@ void check_child(Item& it, size_t idx, std::vector<Deferred>& deferred, std::vec
     }
 }
 
-// Merges one incoming row; false when it must be merged again (a concurrent
-// transaction inserted the key first).
+// The row path as a TableStore for the core's batch merge (a batch of one):
+// the row locked, then its metadata, every check an outcome needs.
 // `unseen`: the key has no metadata (the unlocked read said so). Its row is
 // then most likely not there either, and neither lock would hold anything:
 // it is inserted straight away; if a row turns out to be there, the INSERT
-// writes nothing and the row is merged again, locked.
-bool merge_one(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>& deferred, std::vector<ChildCheck>* later,
-               const RowState* unseen) {
-    State& s = State::get();
-    const TableRun& run = *it.run;
-    const TableInfo& t = *run.plan.local;
-    const Rights& rights = run.rights;
-    const Context& ctx = *run.ctx;
-    UserWriter& writer = *run.writer;
-    const IncomingRow& in = it.in;
-    const std::vector<Param>& key = it.key;
-    const bool exists = unseen ? false : writer.lock(key);
-    RowState st = unseen ? *unseen : load_meta(t, key);
-    // A sequence is taken only when the merge changes something.
-    MergeOutcome out = merge_row(st, in, UINT64_MAX);
-    if (!out.changed()) {
-        count(stats, out);
-        return true;
-    }
-    std::map<size_t, Param> won;
-    for (size_t k : out.won_cols) won[in.cols[k].first] = it.values[in.cols[k].first];
-    const bool checked = ctx.trust == Trust::caller;
-    std::vector<LocalOp> ops;  // local writes to this row made by triggers meanwhile
-    // Referenced values of the row before a merged delete, per referencing key.
-    const ForeignKeys& fks = foreign_keys(t.relid);
-    std::vector<std::vector<Param>> referenced;
-    bool removed = false;
-    if (out.alive) {
-        // A new generation over a living row is a delete and an insert: the
-        // caller must be allowed to delete that row (privilege and policies).
-        if (checked && out.gen_raised && out.was_alive &&
-            (!rights.del || (exists && rights.rls && !writer.may_delete(key, it.stored))))
-            refuse(t, "the change set deletes and re-inserts a row the caller may not delete");
-        bool wrote = false;
-        if (!exists) {
-            uint64_t n = 0;
-            {
-                UserWriter::OwnWriteScope mine(t, it.stored, LocalOp::insert, &won, &ops);
-                n = writer.write(key, won, true);
-            }
-            if (n != 1) {
-                if (writer.exists(key)) return false;  // inserted meanwhile: merge again
-                refuse(t, "a trigger skipped the insert of this row");
-            }
-            wrote = true;
-        } else if (!won.empty()) {
-            // A referenced column other than the key (a foreign key to a
-            // UNIQUE column) the merge changes: its old values, to check below.
-            std::vector<std::pair<const ForeignKey*, std::vector<Param>>> old_refs;
-            for (const ForeignKey& fk : fks.in) {
-                bool touched = false;
-                for (const std::string& c : fk.parent_cols)
-                    for (const auto& w : won) touched |= quote_ident(t.cols[w.first]) == c;
-                if (!touched) continue;
-                std::vector<Param> vals;
-                if (writer.read(fk.parent_cols, {}, key, vals)) old_refs.emplace_back(&fk, std::move(vals));
-            }
-            uint64_t n = 0;
-            {
-                UserWriter::OwnWriteScope mine(t, it.stored, LocalOp::update, &won, &ops);
-                n = writer.write(key, won, false);
-            }
-            // The row is locked and there: no row means a policy hid it (or a trigger skipped it).
-            if (n != 1) refuse(t, "row-level security forbids updating this row");
-            wrote = true;
-            // Rows still referencing the old values: refused, whatever the
-            // key's ON UPDATE action (a merged update runs none).
-            for (const auto& [fk, vals] : old_refs) {
-                if (fk->deferrable) {
-                    deferred.push_back(Deferred{idx, fk, false, nullptr, {}, vals});
-                } else if (children_present(*fk, vals) && !parent_present(*fk, vals)) {
-                    refuse(t, "foreign key \"" + fk->name + "\": the changed value is still referenced from " +
-                                  fk->child_q);
-                }
-            }
-        } else if (checked) {
-            // Only the row register: an insert of the row as it already is.
-            if (!rights.insert) refuse(t, "the change set re-inserts a row (needs INSERT)");
-            if (!writer.visible(key)) refuse(t, "row-level security hides this row");
+// writes nothing and the row is marked for a redo, locked.
+class RowStore : public TableStore {
+public:
+    RowStore(Item& it, size_t idx, std::vector<Deferred>& deferred, std::vector<ChildCheck>* later, bool unseen)
+        : it_(it), idx_(idx), deferred_(deferred), later_(later), unseen_(unseen), t_(*it.run->plan.local),
+          writer_(*it.run->writer), fks_(foreign_keys(t_.relid)), checked_(it.run->ctx->trust == Trust::caller) {}
+
+    void load(std::vector<MergeRow>& rows) override {
+        MergeRow& r = rows.at(0);
+        if (unseen_) {
+            r.st = RowState(t_.cols.size());
+            r.there = false;
+            return;
         }
-        if (wrote && !fks.out.empty()) check_child(it, idx, deferred, later, won, !exists || out.gen_raised, ops.empty());
-    } else {
-        if (exists) {
-            referenced.resize(fks.in.size());
-            for (size_t f = 0; f < fks.in.size(); ++f)
-                writer.read(fks.in[f].parent_cols, {}, key, referenced[f]);
-            uint64_t n = 0;
-            {
-                UserWriter::OwnWriteScope mine(t, it.stored, LocalOp::remove, nullptr, &ops);
-                n = writer.remove(key);
+        r.there = writer_.lock(it_.key);
+        r.st = load_meta(t_, it_.key);
+    }
+
+    bool admit(MergeRow& r) override {
+        const Rights& rights = it_.run->rights;
+        const MergeOutcome& out = r.out;
+        if (out.alive) {
+            // A new generation over a living row is a delete and an insert: the
+            // caller must be allowed to delete that row (privilege and policies).
+            if (checked_ && out.gen_raised && out.was_alive &&
+                (!rights.del || (r.there && rights.rls && !writer_.may_delete(it_.key, it_.stored))))
+                refuse(t_, "the change set deletes and re-inserts a row the caller may not delete");
+            if (r.write == UserWrite::none && checked_) {
+                // Only the row register: an insert of the row as it already is.
+                if (!rights.insert) refuse(t_, "the change set re-inserts a row (needs INSERT)");
+                if (!writer_.visible(it_.key)) refuse(t_, "row-level security hides this row");
             }
-            // Postgres checks the DELETE itself; the row is locked and there.
-            if (n != 1) refuse(t, "row-level security forbids deleting this row");
-            removed = true;
-        } else if (checked && !(rights.del && rights.select_keys)) {
-            refuse(t, "the change set deletes a row (needs DELETE and SELECT on its key)");
-        } else if (out.gen_raised && rights.rls && ctx.guarded()) {
+        } else if (!r.there) {
+            if (checked_ && !(rights.del && rights.select_keys))
+                refuse(t_, "the change set deletes a row (needs DELETE and SELECT on its key)");
             // A tombstone of a row this database does not hold: no policy can
             // judge it, and it would delete the key wherever it lives. Not kept.
-            count_refused(stats, out);
-            return true;
+            if (out.gen_raised && rights.rls && it_.run->ctx->guarded()) return false;
         }
+        return true;
     }
-    const uint64_t seq = s.next_seq();
-    if (st.row.seq == UINT64_MAX) st.row.seq = seq;
-    for (auto& c : st.cols)
-        if (c.seq == UINT64_MAX) c.seq = seq;
-    store_meta(t, key, st);
-    // Writes the statement's triggers made to this very row are local writes,
-    // stamped above the merged registers.
-    if (!ops.empty()) replay_local_ops(t, key, ops);
-    // The referencing rows of a merged delete: refused (NO ACTION, RESTRICT),
-    // or the constraint's action, as a local write (CASCADE, SET NULL, SET DEFAULT).
-    if (removed)
-        for (size_t f = 0; f < fks.in.size(); ++f) {
-            const ForeignKey& fk = fks.in[f];
-            if (referenced[f].empty()) continue;
-            if (fk.del_action == 'a' || fk.del_action == 'r') {
-                if (fk.deferrable && fk.del_action == 'a') {
-                    deferred.push_back(Deferred{idx, &fk, false, nullptr, {}, referenced[f]});
-                } else if (children_present(fk, referenced[f])) {
-                    refuse(t, "foreign key \"" + fk.name + "\": the row is still referenced from " + fk.child_q);
+
+    void write_user(const std::vector<MergeRow*>& rows) override {
+        MergeRow& r = *rows.at(0);
+        won_.clear();
+        for (size_t reg : r.won) won_[reg] = it_.values[reg];
+        const std::vector<Param>& key = it_.key;
+        uint64_t n = 0;
+        switch (r.write) {
+            case UserWrite::none: return;
+            case UserWrite::insert: {
+                {
+                    UserWriter::OwnWriteScope mine(t_, it_.stored, LocalOp::insert, &won_, &ops_);
+                    n = writer_.write(key, won_, true);
                 }
-            } else {
-                referential_action(fk, referenced[f]);
+                if (n != 1) {
+                    if (writer_.exists(key)) {  // inserted meanwhile: merge again, locked
+                        r.redo = true;
+                        return;
+                    }
+                    refuse(t_, "a trigger skipped the insert of this row");
+                }
+                wrote_ = true;
+                return;
+            }
+            case UserWrite::update: {
+                // A referenced column other than the key (a foreign key to a
+                // UNIQUE column) the merge changes: its old values, to check below.
+                std::vector<std::pair<const ForeignKey*, std::vector<Param>>> old_refs;
+                for (const ForeignKey& fk : fks_.in) {
+                    bool touched = false;
+                    for (const std::string& c : fk.parent_cols)
+                        for (const auto& w : won_) touched |= quote_ident(t_.cols[w.first]) == c;
+                    if (!touched) continue;
+                    std::vector<Param> vals;
+                    if (writer_.read(fk.parent_cols, {}, key, vals)) old_refs.emplace_back(&fk, std::move(vals));
+                }
+                {
+                    UserWriter::OwnWriteScope mine(t_, it_.stored, LocalOp::update, &won_, &ops_);
+                    n = writer_.write(key, won_, false);
+                }
+                // The row is locked and there: no row means a policy hid it (or a trigger skipped it).
+                if (n != 1) refuse(t_, "row-level security forbids updating this row");
+                wrote_ = true;
+                // Rows still referencing the old values: refused, whatever the
+                // key's ON UPDATE action (a merged update runs none).
+                for (const auto& [fk, vals] : old_refs) {
+                    if (fk->deferrable) {
+                        deferred_.push_back(Deferred{idx_, fk, false, nullptr, {}, vals});
+                    } else if (children_present(*fk, vals) && !parent_present(*fk, vals)) {
+                        refuse(t_, "foreign key \"" + fk->name + "\": the changed value is still referenced from " +
+                                       fk->child_q);
+                    }
+                }
+                return;
+            }
+            case UserWrite::remove: {
+                referenced_.resize(fks_.in.size());
+                for (size_t f = 0; f < fks_.in.size(); ++f) writer_.read(fks_.in[f].parent_cols, {}, key, referenced_[f]);
+                {
+                    UserWriter::OwnWriteScope mine(t_, it_.stored, LocalOp::remove, nullptr, &ops_);
+                    n = writer_.remove(key);
+                }
+                // Postgres checks the DELETE itself; the row is locked and there.
+                if (n != 1) refuse(t_, "row-level security forbids deleting this row");
+                removed_ = true;
+                return;
             }
         }
-    count(stats, out);
-    return true;
-}
+    }
 
-// `later`: where a whole batch collects its rows' foreign-key checks (null:
-// each row is checked at once, as row by row).
+    void store(const std::vector<MergeRow*>& rows) override { store_meta(t_, it_.key, rows.at(0)->st); }
+    uint64_t next_seq() override { return State::get().next_seq(); }
+    bool store_first() const override { return false; }
+
+    // After the merge: foreign keys of the written row, writes the
+    // statement's triggers made to it (local writes, stamped above the
+    // merged registers), the referencing rows of a merged delete.
+    void finish(const MergeRow& r) {
+        if (wrote_ && !fks_.out.empty())
+            check_child(it_, idx_, deferred_, later_, won_, !r.there || r.out.gen_raised, ops_.empty());
+        if (!ops_.empty()) replay_local_ops(t_, it_.key, ops_);
+        if (!removed_) return;
+        // Refused (NO ACTION, RESTRICT), or the constraint's action, as a
+        // local write (CASCADE, SET NULL, SET DEFAULT).
+        for (size_t f = 0; f < fks_.in.size(); ++f) {
+            const ForeignKey& fk = fks_.in[f];
+            if (referenced_[f].empty()) continue;
+            if (fk.del_action == 'a' || fk.del_action == 'r') {
+                if (fk.deferrable && fk.del_action == 'a') {
+                    deferred_.push_back(Deferred{idx_, &fk, false, nullptr, {}, referenced_[f]});
+                } else if (children_present(fk, referenced_[f])) {
+                    refuse(t_, "foreign key \"" + fk.name + "\": the row is still referenced from " + fk.child_q);
+                }
+            } else {
+                referential_action(fk, referenced_[f]);
+            }
+        }
+    }
+
+private:
+    Item& it_;
+    size_t idx_;
+    std::vector<Deferred>& deferred_;
+    std::vector<ChildCheck>* later_;
+    bool unseen_;
+    const TableInfo& t_;
+    UserWriter& writer_;
+    const ForeignKeys& fks_;
+    bool checked_;
+    std::map<size_t, Param> won_;
+    std::vector<LocalOp> ops_;                    // local writes to this row made by triggers meanwhile
+    std::vector<std::vector<Param>> referenced_;  // referenced values before a merged delete, per referencing key
+    bool wrote_ = false, removed_ = false;
+};
+
+// Merges one incoming row, row by row. `later`: where a whole batch collects
+// its rows' foreign-key checks (null: each row is checked at once).
 void merge_item(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>& deferred,
                 std::vector<ChildCheck>* later = nullptr) {
     const TableInfo& t = *it.run->plan.local;
     for (int attempt = 0;; ++attempt) {
         if (attempt == 5) throw Error("table \"" + t.name + "\": a row kept changing under lww_apply; giving up");
-        const RowState fresh(t.cols.size());
-        if (merge_one(it, idx, stats, deferred, later, it.unseen && attempt == 0 ? &fresh : nullptr)) break;
+        RowStore store(it, idx, deferred, later, it.unseen && attempt == 0);
+        std::vector<MergeRow> rows(1);
+        rows[0].in = &it.in;
+        merge_batch(store, rows);
+        if (rows[0].redo) continue;
+        if (rows[0].keep) store.finish(rows[0]);
+        stats.add(rows[0].counts);
+        return;
     }
 }
 
@@ -1125,180 +1143,195 @@ private:
     OwnWrites& own_;
 };
 
-// Merges items[a, b) — batchable rows of one table run, distinct keys in
-// lock order — set-based (docs/ARCHITECTURE.md, "Set-based apply"): the rows
-// there locked with one statement, their metadata locked with one, merged
-// here, written with one INSERT per set of won columns, one UPDATE per set
+// The set-based path (docs/ARCHITECTURE.md, "Set-based apply") as a
+// TableStore: rows locked with one statement, their metadata locked with
+// one, written with one INSERT per set of won columns, one UPDATE per set
 // of won columns and one DELETE, the metadata stored with one statement.
-// The same checks as merge_one, per outcome; what only merge_one handles
+// The same checks as RowStore, per outcome; what only the row path handles
 // (see Item::batchable), or a refusal, throws RowRefused: the whole batch is
 // then redone row by row. Rows a concurrent transaction inserted first are
-// merged again, locked, one by one (merge_item).
-void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& stats, std::vector<Deferred>& deferred,
-                 std::vector<ChildCheck>& later) {
-    State& s = State::get();
-    const TableRun& run = *items[a]->run;
-    const TableInfo& t = *run.plan.local;
-    const Rights& rights = run.rights;
-    const Context& ctx = *run.ctx;
-    UserWriter& writer = *run.writer;
-    const bool checked = ctx.trust == Trust::caller;
-    const ForeignKeys& fks = foreign_keys(t.relid);
-    const size_t n = b - a;
-    auto item = [&](size_t i) -> Item& { return *items[a + i]; };
+// marked for a redo (merged again, locked, by merge_item).
+class GroupStore : public TableStore {
+public:
+    GroupStore(std::vector<Item*>& items, size_t a, std::vector<Deferred>& deferred, std::vector<ChildCheck>& later)
+        : items_(items), a_(a), deferred_(deferred), later_(later), run_(*items[a]->run), t_(*run_.plan.local),
+          writer_(*run_.writer), fks_(foreign_keys(t_.relid)), checked_(run_.ctx->trust == Trust::caller) {}
 
     // Lock order: the user rows, then their metadata, each by key. Unseen
     // keys (no metadata when read unlocked) are most likely not there: no
-    // lock to take, they are inserted straight away below.
-    std::vector<std::vector<Param>> seen_keys;
-    UserWriter::Keys seen_ptrs;
-    std::vector<size_t> seen_at;
-    for (size_t i = 0; i < n; ++i)
-        if (!item(i).unseen) {
-            seen_keys.push_back(item(i).key);
-            seen_ptrs.push_back(&item(i).key);
-            seen_at.push_back(i);
+    // lock to take, they are inserted straight away.
+    void load(std::vector<MergeRow>& rows) override {
+        std::vector<std::vector<Param>> seen_keys;
+        UserWriter::Keys seen_ptrs;
+        std::vector<MergeRow*> seen;
+        for (MergeRow& r : rows) {
+            r.st = RowState(t_.cols.size());
+            r.there = false;
+            if (item(r).unseen) continue;
+            seen_keys.push_back(item(r).key);
+            seen_ptrs.push_back(&item(r).key);
+            seen.push_back(&r);
         }
-    std::vector<bool> exists(n, false);
-    std::vector<RowState> st(n, RowState(t.cols.size()));
-    {
-        const std::vector<bool> there = writer.lock_many(seen_ptrs);
-        std::vector<RowState> metas = load_meta_many(t, seen_keys, true);
-        for (size_t j = 0; j < seen_at.size(); ++j) {
-            exists[seen_at[j]] = there[j];
-            st[seen_at[j]] = std::move(metas[j]);
+        const std::vector<bool> there = writer_.lock_many(seen_ptrs);
+        std::vector<RowState> metas = load_meta_many(t_, seen_keys, true);
+        for (size_t j = 0; j < seen.size(); ++j) {
+            seen[j]->there = there[j];
+            seen[j]->st = std::move(metas[j]);
         }
     }
 
-    enum class Write { none, insert, update, remove };
-    std::vector<MergeOutcome> outs(n);
-    std::vector<Write> write(n, Write::none);
-    std::vector<std::vector<size_t>> won(n);  // registers won, ascending
-    std::vector<bool> store(n, false);
-    for (size_t i = 0; i < n; ++i) {
-        Item& it = item(i);
-        MergeOutcome& out = outs[i] = merge_row(st[i], it.in, UINT64_MAX);
-        if (!out.changed()) {
-            count(stats, out);
-            continue;
-        }
-        for (size_t k : out.won_cols) won[i].push_back(it.in.cols[k].first);
-        std::sort(won[i].begin(), won[i].end());
+    bool admit(MergeRow& r) override {
+        const Rights& rights = run_.rights;
+        const MergeOutcome& out = r.out;
         if (out.alive) {
-            if (checked && out.gen_raised && out.was_alive) {
-                if (!rights.del) refuse(t, "the change set deletes and re-inserts a row the caller may not delete");
-                if (exists[i] && rights.rls) refuse(t, "a new generation under row-level security: merged row by row");
+            if (checked_ && out.gen_raised && out.was_alive) {
+                if (!rights.del) refuse(t_, "the change set deletes and re-inserts a row the caller may not delete");
+                if (r.there && rights.rls) refuse(t_, "a new generation under row-level security: merged row by row");
             }
-            if (!exists[i]) {
-                write[i] = Write::insert;
-            } else if (!won[i].empty()) {
-                for (const ForeignKey& fk : fks.in)
+            if (r.write == UserWrite::update) {
+                for (const ForeignKey& fk : fks_.in)
                     for (const std::string& c : fk.parent_cols)
-                        for (size_t w : won[i])
-                            if (quote_ident(t.cols[w]) == c) refuse(t, "a referenced value changes: merged row by row");
-                write[i] = Write::update;
-            } else if (checked) {
-                if (!rights.insert) refuse(t, "the change set re-inserts a row (needs INSERT)");
-                if (!writer.visible(it.key)) refuse(t, "row-level security hides this row");
+                        for (size_t w : r.won)
+                            if (quote_ident(t_.cols[w]) == c) refuse(t_, "a referenced value changes: merged row by row");
+            } else if (r.write == UserWrite::none && checked_) {
+                if (!rights.insert) refuse(t_, "the change set re-inserts a row (needs INSERT)");
+                if (!writer_.visible(item(r).key)) refuse(t_, "row-level security hides this row");
             }
-        } else if (exists[i]) {
-            if (!fks.in.empty()) refuse(t, "a merged delete of a referenced table's row: merged row by row");
-            write[i] = Write::remove;
-        } else if (checked && !(rights.del && rights.select_keys)) {
-            refuse(t, "the change set deletes a row (needs DELETE and SELECT on its key)");
-        } else if (out.gen_raised && rights.rls && ctx.guarded()) {
-            // As merge_one: a tombstone no policy can judge, not kept.
-            count_refused(stats, out);
-            outs[i] = MergeOutcome{};
-            continue;
+        } else if (r.there) {
+            if (!fks_.in.empty()) refuse(t_, "a merged delete of a referenced table's row: merged row by row");
+        } else if (checked_ && !(rights.del && rights.select_keys)) {
+            refuse(t_, "the change set deletes a row (needs DELETE and SELECT on its key)");
+        } else if (out.gen_raised && rights.rls && run_.ctx->guarded()) {
+            return false;  // as RowStore: a tombstone no policy can judge, not kept
         }
-        store[i] = true;
+        return true;
     }
 
     // The user rows, a statement per kind of write and set of won columns.
-    std::vector<const std::vector<Value>*> stored_keys(n, nullptr);
-    for (size_t i = 0; i < n; ++i)
-        if (store[i]) stored_keys[i] = &item(i).stored;
-    std::vector<size_t> again;  // inserted meanwhile by another transaction
-    {
-        std::vector<OwnWrite*> own_at;
-        GroupOwnWrites own(t, stored_keys, own_at);
-        std::map<std::pair<int, std::vector<size_t>>, std::vector<size_t>> statements;
-        for (size_t i = 0; i < n; ++i) {
-            if (write[i] == Write::none) continue;
-            statements[{static_cast<int>(write[i]), write[i] == Write::remove ? std::vector<size_t>{} : won[i]}].push_back(i);
+    void write_user(const std::vector<MergeRow*>& rows) override {
+        std::vector<const std::vector<Value>*> stored_keys;
+        for (const MergeRow* r : rows) stored_keys.push_back(&item(*r).stored);
+        own_.emplace(t_, stored_keys, own_at_);
+        kept_ = rows;
+        std::map<std::pair<UserWrite, std::vector<size_t>>, std::vector<size_t>> statements;
+        for (size_t i = 0; i < rows.size(); ++i) {
+            const UserWrite w = rows[i]->write;
+            if (w == UserWrite::none) continue;
+            statements[{w, w == UserWrite::remove ? std::vector<size_t>{} : rows[i]->won}].push_back(i);
         }
-        for (const auto& [what, rows] : statements) {
-            const Write kind = static_cast<Write>(what.first);
+        for (const auto& [what, at] : statements) {
+            const UserWrite kind = what.first;
             const std::vector<size_t>& cols = what.second;
             UserWriter::Keys keys;
             std::vector<const std::vector<Value>*> stored;
             std::vector<OwnWrite*> marks;
             std::vector<std::vector<Param>> columns(cols.size());
-            for (auto& column : columns) column.reserve(rows.size());
-            for (size_t i : rows) {
-                keys.push_back(&item(i).key);
-                stored.push_back(&item(i).stored);
-                marks.push_back(own_at[i]);
-                for (size_t c = 0; c < cols.size(); ++c) columns[c].push_back(item(i).values[cols[c]]);
+            for (auto& column : columns) column.reserve(at.size());
+            for (size_t i : at) {
+                Item& it = item(*rows[i]);
+                keys.push_back(&it.key);
+                stored.push_back(&it.stored);
+                marks.push_back(own_at_[i]);
+                for (size_t c = 0; c < cols.size(); ++c) columns[c].push_back(it.values[cols[c]]);
             }
             std::vector<bool> done;
-            if (kind == Write::insert) done = writer.insert_many(keys, cols, columns, marks, stored);
-            else if (kind == Write::update) done = writer.update_many(keys, cols, columns, marks);
-            else done = writer.remove_many(keys, marks);
-            for (size_t r = 0; r < rows.size(); ++r) {
-                if (done[r]) continue;
-                const size_t i = rows[r];
-                if (kind == Write::insert) {
-                    if (!writer.exists(item(i).key)) refuse(t, "a trigger skipped the insert of this row");
-                    // Merged again below, on its own: a trigger's write to it
+            if (kind == UserWrite::insert) done = writer_.insert_many(keys, cols, columns, marks, stored);
+            else if (kind == UserWrite::update) done = writer_.update_many(keys, cols, columns, marks);
+            else done = writer_.remove_many(keys, marks);
+            for (size_t k = 0; k < at.size(); ++k) {
+                if (done[k]) continue;
+                const size_t i = at[k];
+                Item& it = item(*rows[i]);
+                if (kind == UserWrite::insert) {
+                    if (!writer_.exists(it.key)) refuse(t_, "a trigger skipped the insert of this row");
+                    // Merged again, on its own: a trigger's write to it
                     // meanwhile would be lost with the group's record of it.
-                    if (!own_at[i]->ops.empty()) refuse(t, "a trigger wrote a row inserted meanwhile: merged row by row");
-                    own.forget(item(i).stored);
-                    own_at[i] = nullptr;
-                    store[i] = false;
-                    again.push_back(i);
-                } else if (kind == Write::update) {
-                    refuse(t, "row-level security forbids updating this row");
+                    if (!own_at_[i]->ops.empty()) refuse(t_, "a trigger wrote a row inserted meanwhile: merged row by row");
+                    own_->forget(it.stored);
+                    own_at_[i] = nullptr;
+                    rows[i]->redo = true;
+                } else if (kind == UserWrite::update) {
+                    refuse(t_, "row-level security forbids updating this row");
                 } else {
-                    refuse(t, "row-level security forbids deleting this row");
+                    refuse(t_, "row-level security forbids deleting this row");
                 }
             }
         }
-        // The metadata: a change sequence per changed row, one statement.
+    }
+
+    void store(const std::vector<MergeRow*>& rows) override {
         std::vector<std::vector<Param>> keys;
         std::vector<RowState> states;
-        for (size_t i = 0; i < n; ++i) {
-            if (!store[i]) continue;
-            const uint64_t seq = s.next_seq();
-            if (st[i].row.seq == UINT64_MAX) st[i].row.seq = seq;
-            for (auto& c : st[i].cols)
-                if (c.seq == UINT64_MAX) c.seq = seq;
-            keys.push_back(item(i).key);
-            states.push_back(std::move(st[i]));
+        for (const MergeRow* r : rows) {
+            keys.push_back(item(*r).key);
+            states.push_back(r->st);
         }
-        store_meta_many(t, keys, states);
-        // Writes the statements' triggers made to these rows are local
-        // writes, stamped above the merged registers (as merge_one).
-        const bool any_ops = own.any_ops();
-        for (size_t i = 0; i < n; ++i) {
-            if (!store[i]) continue;
+        store_meta_many(t_, keys, states);
+    }
+    uint64_t next_seq() override { return State::get().next_seq(); }
+    bool store_first() const override { return false; }
+
+    // After the merge: foreign keys of the written rows, and writes the
+    // statements' triggers made to these rows (local writes, stamped above
+    // the merged registers, as RowStore).
+    void finish() {
+        if (!own_) return;
+        const bool any_ops = own_->any_ops();
+        for (size_t i = 0; i < kept_.size(); ++i) {
+            const MergeRow& r = *kept_[i];
+            if (!r.keep) continue;
+            Item& it = item(r);
             std::vector<LocalOp> ops;
-            if (any_ops) ops = std::move(own_at[i]->ops);
-            if (write[i] != Write::none && write[i] != Write::remove && !fks.out.empty()) {
+            if (any_ops) ops = std::move(own_at_[i]->ops);
+            if (r.write != UserWrite::none && r.write != UserWrite::remove && !fks_.out.empty()) {
                 std::map<size_t, Param> written;
-                for (size_t w : won[i]) written[w] = item(i).values[w];
-                check_child(item(i), a + i, deferred, &later, written, write[i] == Write::insert || outs[i].gen_raised,
-                            ops.empty());
+                for (size_t w : r.won) written[w] = it.values[w];
+                check_child(it, a_ + r.item, deferred_, &later_, written,
+                            r.write == UserWrite::insert || r.out.gen_raised, ops.empty());
             }
-            if (!ops.empty()) replay_local_ops(t, item(i).key, ops);
+            if (!ops.empty()) replay_local_ops(t_, it.key, ops);
         }
     }
-    for (size_t i = 0; i < n; ++i)
-        if (store[i]) count(stats, outs[i]);
-    for (size_t i : again) {
-        item(i).unseen = false;
-        merge_item(item(i), a + i, stats, deferred, &later);
+
+private:
+    Item& item(const MergeRow& r) { return *items_[a_ + r.item]; }
+
+    std::vector<Item*>& items_;
+    size_t a_;
+    std::vector<Deferred>& deferred_;
+    std::vector<ChildCheck>& later_;
+    const TableRun& run_;
+    const TableInfo& t_;
+    UserWriter& writer_;
+    const ForeignKeys& fks_;
+    bool checked_;
+    std::optional<GroupOwnWrites> own_;  // from the user writes to the end of finish
+    std::vector<OwnWrite*> own_at_;      // by position in kept_
+    std::vector<MergeRow*> kept_;
+};
+
+// Merges items[a, b) — batchable rows of one table run, distinct keys in
+// lock order — set-based, through the core's batch merge (GroupStore).
+void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& stats, std::vector<Deferred>& deferred,
+                 std::vector<ChildCheck>& later) {
+    std::vector<MergeRow> rows(b - a);
+    for (size_t i = 0; i < rows.size(); ++i) {
+        rows[i].in = &items[a + i]->in;
+        rows[i].item = i;
+    }
+    {
+        GroupStore store(items, a, deferred, later);
+        merge_batch(store, rows);
+        store.finish();
+    }
+    for (MergeRow& r : rows) {
+        if (!r.redo) {
+            stats.add(r.counts);
+            continue;
+        }
+        Item& it = *items[a + r.item];
+        it.unseen = false;
+        merge_item(it, a + r.item, stats, deferred, &later);
     }
 }
 
@@ -1324,14 +1357,6 @@ std::set<size_t> failed_deferred(const std::vector<Deferred>& deferred, std::vec
         if (!ok) failed.insert(d.item);
     }
     return failed;
-}
-
-// Counts a row refused whole by the receiver's rules (not an error).
-void reject(ApplyCounts& stats, const IncomingRow& in) {
-    const size_t n = (in.has_row ? 1 : 0) + in.cols.size();
-    ++stats.rows;
-    stats.received += n;
-    stats.rejected += n;
 }
 
 // Groups of fewer rows merge row by row: set-based statements pay off from
@@ -1536,7 +1561,7 @@ void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCount
         // A living row row-level security hides from the caller: refused
         // whole, whatever the merge would do, so the answer says nothing of it.
         if (guarded && rights.rls && !writer.visible(it.key) && writer.exists(it.key)) {
-            reject(stats, it.in);
+            count_rejected(stats, it.in);
             it.refused = true;
             it.reason = "table " + t.name + ": row-level security refuses this row";
             items.push_back(std::move(it));
@@ -1547,7 +1572,7 @@ void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCount
             it.unseen = pre.gen == 0;
             MergeOutcome probe = merge_row(pre, it.in, UINT64_MAX);
             if (!probe.changed()) {
-                count(stats, probe);
+                count_merged(stats, probe);
                 continue;
             }
             // What the locked merge can do is bounded by this one (a row's
@@ -1567,7 +1592,7 @@ void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCount
             // to bring: refused (not parked: not the caller's), the rest applies.
             if (guarded) {
                 if (probe.row_won && !ctx.own.has(it.in.row)) {
-                    reject(stats, it.in);
+                    count_rejected(stats, it.in);
                     continue;
                 }
                 size_t dropped = 0;
@@ -1746,9 +1771,7 @@ bool has_parked(const Principal& who) {
 ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin) {
     State& s = State::get();
     const NodeId self = s.self();
-    if (from_origin && cs.origin == self)
-        throw Error("the change set comes from this database's own node " + self.str() +
-                    "; a node never applies its own changes");
+    if (from_origin) refuse_own_changes(cs.origin, self);
     // The plans point at table descriptions held here, not into the cache: a
     // user trigger may roll back a savepoint or track a table, which rebuilds it.
     std::vector<TablePtr> held;
@@ -1884,7 +1907,7 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin) {
             // Counted by row: a parked row's registers are "rejected", nothing of it applied.
             for (Item* it : more) {
                 if (it->parked < 0) {
-                    reject(stats, it->in);
+                    count_rejected(stats, it->in);
                 } else {
                     parked[static_cast<size_t>(it->parked)].again = true;
                     parked[static_cast<size_t>(it->parked)].reason = it->reason;
