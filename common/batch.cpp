@@ -131,6 +131,29 @@ uint64_t value_hash(const Value& v) {
     return h;
 }
 
+void append_value_hash(std::string& out, const Value& v) {
+    const uint64_t h = value_hash(v);
+    for (int b = 0; b < 8; ++b) out.push_back(static_cast<char>(h >> (8 * b)));
+}
+
+UntrackedDrift untracked_drift(std::string_view remembered, const std::vector<std::string>& old_cols,
+                               const std::vector<std::string>& cols, const std::vector<uint64_t>& hashes_now) {
+    UntrackedDrift d;
+    d.changed.assign(cols.size(), false);
+    d.added.assign(cols.size(), false);
+    for (size_t j = 0; j < cols.size(); ++j) {
+        const size_t oi = static_cast<size_t>(std::find(old_cols.begin(), old_cols.end(), cols[j]) - old_cols.begin());
+        if (oi >= old_cols.size() || (oi + 1) * 8 > remembered.size()) {
+            d.added[j] = d.any_added = true;
+            continue;
+        }
+        uint64_t h = 0;
+        for (int b = 0; b < 8; ++b) h |= uint64_t(static_cast<uint8_t>(remembered[oi * 8 + b])) << (8 * b);
+        if (j < hashes_now.size() && h != hashes_now[j]) d.changed[j] = d.any_changed = true;
+    }
+    return d;
+}
+
 void check_drift(const ChangeSet& cs, const HybridClock& clock, uint64_t now_ms, Trust trust) {
     const uint64_t limit =
         trust == Trust::caller ? clock.max_drift_ms() : std::max(clock.max_drift_ms(), kMaxTrustedAheadMs);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "changeset.h"
@@ -139,6 +140,21 @@ constexpr uint64_t kBackfillHlc = 1;
 // A 64-bit hash of a canonical value (kind and bytes), stable across
 // engines and builds: untracked rows are compared through it on re-track.
 uint64_t value_hash(const Value& v);
+
+// A row remembered at lww_untrack (docs/SCHEMA.md): value_hash of each
+// tracked column, 8 bytes little-endian each, appended to `out`.
+void append_value_hash(std::string& out, const Value& v);
+
+// What changed in a remembered row while its table was untracked, column
+// by column of `cols` (today's registers): `changed` where its hash differs
+// from the one `remembered` holds under the same name in `old_cols`, `added`
+// where `old_cols` had no such column (or the record is short).
+struct UntrackedDrift {
+    std::vector<bool> changed, added;
+    bool any_changed = false, any_added = false;
+};
+UntrackedDrift untracked_drift(std::string_view remembered, const std::vector<std::string>& old_cols,
+                               const std::vector<std::string>& cols, const std::vector<uint64_t>& hashes_now);
 
 // Refuses the whole set if any stamp is past the drift limit: the clock's for
 // a caller, a day (kMaxTrustedAheadMs) for the server this side chose.

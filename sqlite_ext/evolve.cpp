@@ -374,7 +374,7 @@ int64_t resume_hashed(Conn& c, const std::string& table, const std::vector<std::
                " WHERE m.vh IS NOT NULL AND (m.gen & 1) = 1";
         struct Row {
             std::string cols;
-            std::vector<bool> changed, added;
+            UntrackedDrift drift;
             std::vector<Value> key;
         };
         std::vector<Row> rows;
@@ -383,21 +383,10 @@ int64_t resume_hashed(Conn& c, const std::string& table, const std::vector<std::
             while (st.step()) {
                 Row r;
                 r.cols = st.blob(0);
-                const std::string vh = st.blob(1);
-                r.changed.assign(regs.size(), false);
-                r.added.assign(regs.size(), false);
-                bool any = false;
-                for (size_t j = 0; j < regs.size(); ++j) {
-                    const size_t oi = static_cast<size_t>(std::find(old.begin(), old.end(), regs[j]) - old.begin());
-                    if (oi >= old.size() || (oi + 1) * 8 > vh.size()) {
-                        r.added[j] = any = true;  // a column added while untracked
-                        continue;
-                    }
-                    uint64_t h = 0;
-                    for (int b = 0; b < 8; ++b) h |= uint64_t(static_cast<uint8_t>(vh[oi * 8 + b])) << (8 * b);
-                    if (h != value_hash(st.value(2 + static_cast<int>(j)))) r.changed[j] = any = true;
-                }
-                if (!any) continue;
+                std::vector<uint64_t> now(regs.size());
+                for (size_t j = 0; j < regs.size(); ++j) now[j] = value_hash(st.value(2 + static_cast<int>(j)));
+                r.drift = untracked_drift(st.blob(1), old, regs, now);
+                if (!r.drift.any_changed && !r.drift.any_added) continue;
                 for (size_t i = 0; i < key.size(); ++i) r.key.push_back(st.value(2 + static_cast<int>(regs.size() + i)));
                 rows.push_back(std::move(r));
             }
@@ -408,10 +397,9 @@ int64_t resume_hashed(Conn& c, const std::string& table, const std::vector<std::
         for (auto& r : rows) {
             const uint64_t seq = c.next_seq();
             std::string blob = r.cols;
-            bool changed = false;
-            for (bool b : r.changed) changed |= b;
-            if (changed) blob = blob_set_columns(blob, regs.size(), r.changed, c.local_stamp().hlc, seq);
-            blob = blob_set_columns(blob, regs.size(), r.added, kBackfillHlc, seq);
+            const bool changed = r.drift.any_changed;
+            if (changed) blob = blob_set_columns(blob, regs.size(), r.drift.changed, c.local_stamp().hlc, seq);
+            blob = blob_set_columns(blob, regs.size(), r.drift.added, kBackfillHlc, seq);
             up.reset();
             up.bind_blob(1, blob);
             up.bind_int(2, static_cast<int64_t>(seq));

@@ -13,6 +13,7 @@ SQLITE_EXTENSION_INIT1
 #include "../common/batch.h"
 #include "../common/changeset.h"
 #include "../common/feed.h"
+#include "../common/settings.h"
 #include "../common/row_codec.h"
 #include "../common/version.h"
 #include "apply.h"
@@ -151,32 +152,18 @@ void fn_seq(sqlite3_context* ctx, int, sqlite3_value**) {
     });
 }
 
-// lww_config('max_drift_ms' [, value]): read or set a per-database setting.
+// lww_config(name [, value]): read or set a per-database setting (common/settings.h).
 void fn_config(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     guarded(ctx, "lww_config", [&] {
         Conn& c = conn(ctx);
         c.ensure_ready();
-        std::string key = text_arg(argv[0], "setting name");
-        // pending_max_rows: rows lww_pending holds per origin node (docs/SCHEMA.md).
-        // detect_copies: 1 (default) = a file found where its node id was
-        // not made (a copy, a restored backup) takes a new node id.
-        struct Known { const char* name; uint64_t dflt, max; };
-        static const Known kKnown[] = {{"max_drift_ms", kDefaultMaxDriftMs, UINT64_MAX},
-                                       {"pending_max_rows", kMaxPendingRowsPerNode, kMaxPendingRowsPerNode * 100},
-                                       {"detect_copies", 1, 1}};
-        const Known* k = nullptr;
-        for (const auto& x : kKnown)
-            if (key == x.name) k = &x;
-        if (!k) throw Error("unknown setting \"" + key + "\" (known: max_drift_ms, pending_max_rows, detect_copies)");
+        const Setting& k = find_setting(text_arg(argv[0], "setting name"), Engine::sqlite);
         if (argc > 1) {
-            if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_int64(argv[1]) < 0)
-                throw Error(key + " must be a non-negative integer");
-            if (static_cast<uint64_t>(sqlite3_value_int64(argv[1])) > k->max)
-                throw Error(key + " must be at most " + std::to_string(k->max));
-            c.set_setting(key, sqlite3_value_int64(argv[1]));
+            if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER) throw Error(std::string(k.name) + " must be an integer");
+            c.set_setting(k.name, check_setting(k, sqlite3_value_int64(argv[1])));
         }
         // Always the stored value: a rolled-back change is gone.
-        sqlite3_result_int64(ctx, static_cast<int64_t>(c.setting(k->name, k->dflt)));
+        sqlite3_result_int64(ctx, static_cast<int64_t>(c.setting(k.name, static_cast<uint64_t>(k.dflt))));
     });
 }
 
@@ -507,10 +494,7 @@ void fn_cols_drop(sqlite3_context* ctx, int, sqlite3_value** argv) {
 void fn_row_hash(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     guarded(ctx, "lww_row_hash", [&] {
         std::string out;
-        for (int i = 0; i < argc; ++i) {
-            const uint64_t h = value_hash(from_sqlite(argv[i]));
-            for (int b = 0; b < 8; ++b) out.push_back(static_cast<char>(h >> (8 * b)));
-        }
+        for (int i = 0; i < argc; ++i) append_value_hash(out, from_sqlite(argv[i]));
         sqlite3_result_blob64(ctx, out.data(), out.size(), SQLITE_TRANSIENT);
     });
 }

@@ -507,8 +507,7 @@ void remember_untracked(const TableInfo& t) {
             for (size_t c = 0; c < t.cols.size(); ++c) {
                 bool isnull = false;
                 Datum d = user.rows.col(static_cast<uint64_t>(at[r]), static_cast<int>(c) + 1, &isnull);
-                const uint64_t h = value_hash(datum_to_value(d, isnull, t.col_types[c]));
-                for (int b = 0; b < 8; ++b) hashes[r].push_back(static_cast<char>(h >> (8 * b)));
+                append_value_hash(hashes[r], datum_to_value(d, isnull, t.col_types[c]));
             }
         }
     }

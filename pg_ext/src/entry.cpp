@@ -7,6 +7,7 @@
 #include "../../common/batch.h"
 #include "../../common/changeset.h"
 #include "../../common/feed.h"
+#include "../../common/settings.h"
 #include "../../common/version.h"
 
 extern "C" {
@@ -212,32 +213,16 @@ extern "C" Datum lww_seq(PG_FUNCTION_ARGS) {
 //                   lwwsync.bindings may sync (docs/SECURITY.md)
 //   rejected_max    parked rows (lww_rejected) kept per principal (default 1000)
 namespace {
-struct Setting {
-    const char* name;
-    int64 dflt, min, max;
-};
-const Setting kSettings[] = {
-    {"max_drift_ms", static_cast<int64>(kDefaultMaxDriftMs), 0, int64(1) << 40},
-    {"bind_new_nodes", 1, 0, 1},
-    {"rejected_max", 1000, 0, 1000000},
-    // rows lwwsync.pending holds per origin node (docs/SCHEMA.md)
-    {"pending_max_rows", kMaxPendingRowsPerNode, 0, kMaxPendingRowsPerNode * 100},
-};
 }  // namespace
 
 extern "C" Datum lww_config(PG_FUNCTION_ARGS) {
     return guarded_entry("lww_config", [&] {
         std::string key = text_arg(fcinfo, 0);
-        const Setting* s = nullptr;
-        for (const auto& k : kSettings)
-            if (key == k.name) s = &k;
-        if (!s) throw Error("unknown setting \"" + key + "\" (known: max_drift_ms, bind_new_nodes, rejected_max, pending_max_rows)");
+        const Setting* s = &find_setting(key, Engine::postgres);
         SpiSession spi;
         AsMetadataOwner owner;
         if (PG_NARGS() > 1 && !PG_ARGISNULL(1)) {
-            const int64 v = PG_GETARG_INT64(1);
-            if (v < s->min || v > s->max)
-                throw Error(key + " must be between " + std::to_string(s->min) + " and " + std::to_string(s->max));
+            const int64 v = check_setting(*s, PG_GETARG_INT64(1));
             run_sql("INSERT INTO lwwsync.state(key, value) VALUES (" + quote_literal(key) + ", '" + std::to_string(v) +
                     "') ON CONFLICT (key) DO UPDATE SET value = excluded.value");
             State::get().invalidate();  // other backends: the trigger on lwwsync.state

@@ -55,7 +55,7 @@ int64_t resume_table(Oid relid) {
         std::vector<Param> key;
         RowState st;
         bool present;
-        std::vector<bool> changed, added;  // hashed rows: registers changed / columns added while untracked
+        UntrackedDrift drift;  // hashed rows: registers changed / columns added while untracked
         bool compare = false;
     };
     std::vector<Pending> rows;
@@ -89,25 +89,13 @@ int64_t resume_table(Oid relid) {
         for (uint64_t r = 0; r < n; ++r) {
             RowState st = meta_at(meta, r, t->cols.size());
             bool isnull = false;
-            Pending p{{}, std::move(st), present[r] >= 0, {}, {}, false};
+            Pending p{{}, std::move(st), present[r] >= 0, {}, false};
             if (hashed && p.present && p.st.alive()) {
                 bool no_vh = false;
                 const std::string vh = meta.bytes(r, key_at + static_cast<int>(t->key.size()), &no_vh);
                 if (!no_vh) {
                     p.compare = true;
-                    p.changed.assign(t->cols.size(), false);
-                    p.added.assign(t->cols.size(), false);
-                    for (size_t j = 0; j < t->cols.size(); ++j) {
-                        const size_t oi = static_cast<size_t>(
-                            std::find(old_regs.begin(), old_regs.end(), t->cols[j]) - old_regs.begin());
-                        if (oi >= old_regs.size() || (oi + 1) * 8 > vh.size()) {
-                            p.added[j] = true;
-                            continue;
-                        }
-                        uint64_t h = 0;
-                        for (int b = 0; b < 8; ++b) h |= uint64_t(static_cast<uint8_t>(vh[oi * 8 + b])) << (8 * b);
-                        p.changed[j] = h != now[r][j];
-                    }
+                    p.drift = untracked_drift(vh, old_regs, t->cols, now[r]);
                 }
             }
             floor = std::max(floor, max_stamp(p.st));
@@ -124,17 +112,15 @@ int64_t resume_table(Oid relid) {
     int64_t rewritten = 0;
     for (auto& p : rows) {
         if (p.compare) {
-            bool any_changed = false, any_added = false;
-            for (bool c : p.changed) any_changed |= c;
-            for (bool a : p.added) any_added |= a;
-            if (!any_changed && !any_added) continue;  // unchanged: keeps its stamps
+            const UntrackedDrift& d = p.drift;
+            if (!d.any_changed && !d.any_added) continue;  // unchanged: keeps its stamps
             const uint64_t seq = s.next_seq();
-            if (any_changed) {
-                local_update(p.st, p.changed, stamp, seq);
+            if (d.any_changed) {
+                local_update(p.st, d.changed, stamp, seq);
                 ++rewritten;
             }
-            for (size_t j = 0; j < p.added.size(); ++j)  // added while untracked: backfilled
-                if (p.added[j]) p.st.cols[j] = Register{true, Stamp{kBackfillHlc, s.self()}, seq};
+            for (size_t j = 0; j < d.added.size(); ++j)  // added while untracked: backfilled
+                if (d.added[j]) p.st.cols[j] = Register{true, Stamp{kBackfillHlc, s.self()}, seq};
         } else if (p.present) {
             local_insert(p.st, stamp, s.next_seq());
             ++rewritten;

@@ -361,9 +361,12 @@ TEST(Api, ConfigMaxDrift) {
         EXPECT_EQ(a.i64("SELECT lww_config('max_drift_ms')"), 300000);
         EXPECT_EQ(a.i64("SELECT lww_config('max_drift_ms', 1000)"), 1000);
         EXPECT_EQ(a.i64("SELECT lww_config('max_drift_ms')"), 1000);
-        EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('max_drift_ms', -5)", {}, "lww_config: ", "non-negative"));
-        EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('max_drift_ms', 'x')", {}, "lww_config: ", "non-negative"));
-        EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('colour')", {}, "lww_config: ", "unknown setting"));
+        EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('max_drift_ms', -5)", {}, "lww_config: ",
+                                 "max_drift_ms must be between 0 and 1099511627776"));
+        EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('max_drift_ms', 1099511627777)", {}, "lww_config: ", "must be between"));
+        EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('max_drift_ms', 'x')", {}, "lww_config: ", "must be an integer"));
+        EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('colour')", {}, "lww_config: ",
+                                 "unknown setting \"colour\" (known: max_drift_ms, pending_max_rows, detect_copies)"));
     }
     auto again = cl.connect("a");  // a per-database setting: it persists
     EXPECT_EQ(again->i64("SELECT lww_config('max_drift_ms')"), 1000);

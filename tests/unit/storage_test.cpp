@@ -1,0 +1,443 @@
+// The core's apply and feed algorithms (common/apply.h, common/feed.h) run
+// against an in-memory engine: the rules hold whatever storage implements
+// TableStore and FeedSource.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "../../common/apply.h"
+#include "../../common/batch.h"
+#include "../../common/changeset.h"
+#include "../../common/error.h"
+#include "../../common/feed.h"
+#include "../../common/settings.h"
+
+using namespace lww;
+
+namespace {
+
+NodeId node(int i) {
+    NodeId n;
+    n.bytes[15] = static_cast<uint8_t>(i);
+    return n;
+}
+
+constexpr size_t kCols = 2;  // one table: id -> (a, b)
+
+// One table held in maps: metadata, user rows, and a log of what the batch
+// merge asked of it.
+class MemTable : public TableStore {
+public:
+    std::map<int64_t, RowState> meta;
+    std::map<int64_t, std::vector<Value>> rows;
+    std::map<int64_t, uint64_t> seq_of;  // a row's latest change: its metadata's max sequence
+    uint64_t seq = 0;
+    std::vector<std::string> calls;
+    bool first = true;                          // store_first
+    std::function<bool(MergeRow&)> rule;        // admit
+    std::function<void(MergeRow&)> race;        // write_user, per row
+    // The batch being merged: incoming rows and their keys/values.
+    std::vector<const RowChange*> batch;
+
+    void load(std::vector<MergeRow>& rs) override {
+        calls.push_back("load");
+        for (MergeRow& r : rs) {
+            const int64_t k = batch[r.item]->key[0].i;
+            auto it = meta.find(k);
+            r.st = it == meta.end() ? RowState(kCols) : it->second;
+            r.there = rows.count(k) > 0;
+        }
+    }
+    bool admit(MergeRow& r) override { return rule ? rule(r) : true; }
+    void store(const std::vector<MergeRow*>& rs) override {
+        calls.push_back("store");
+        for (const MergeRow* r : rs) {
+            const int64_t k = batch[r->item]->key[0].i;
+            meta[k] = r->st;
+            seq_of[k] = r->st.max_seq();
+        }
+    }
+    void write_user(const std::vector<MergeRow*>& rs) override {
+        calls.push_back("write");
+        for (MergeRow* r : rs) {
+            if (race) race(*r);
+            if (r->redo) continue;
+            const RowChange& c = *batch[r->item];
+            const int64_t k = c.key[0].i;
+            switch (r->write) {
+                case UserWrite::none: break;
+                case UserWrite::remove: rows.erase(k); break;
+                case UserWrite::insert: rows[k] = std::vector<Value>(kCols); [[fallthrough]];
+                case UserWrite::update:
+                    for (const auto& col : c.cols)
+                        if (std::find(r->won.begin(), r->won.end(), col.col) != r->won.end()) rows[k][col.col] = col.value;
+                    break;
+            }
+        }
+    }
+    uint64_t next_seq() override { return ++seq; }
+    bool store_first() const override { return first; }
+
+    ApplyCounts merge(const std::vector<RowChange>& in) {
+        batch.clear();
+        std::vector<IncomingRow> inc;
+        std::vector<size_t> identity{0, 1};
+        for (const auto& r : in) {
+            batch.push_back(&r);
+            inc.push_back(incoming_row(r, identity));
+        }
+        std::vector<MergeRow> mr(in.size());
+        for (size_t i = 0; i < in.size(); ++i) {
+            mr[i].in = &inc[i];
+            mr[i].item = i;
+        }
+        merge_batch(*this, mr);
+        ApplyCounts total;
+        for (const auto& r : mr) total.add(r.counts);
+        return total;
+    }
+};
+
+RowChange live(int64_t k, uint64_t hlc, int by, const char* a, int64_t b, uint64_t gen = 1) {
+    RowChange r;
+    r.key = {Value::integer(k)};
+    r.gen = gen;
+    r.has_row = true;
+    r.row = Stamp{hlc, node(by)};
+    r.cols = {ColChange{0, Value::text(a), Stamp{hlc, node(by)}}, ColChange{1, Value::integer(b), Stamp{hlc, node(by)}}};
+    return r;
+}
+
+RowChange tombstone(int64_t k, uint64_t hlc, int by, uint64_t gen = 2) {
+    RowChange r;
+    r.key = {Value::integer(k)};
+    r.gen = gen;
+    r.has_row = true;
+    r.row = Stamp{hlc, node(by)};
+    return r;
+}
+
+}  // namespace
+
+TEST(Storage, UserWriteFollowsTheOutcome) {
+    MergeOutcome o;
+    o.alive = true;
+    EXPECT_EQ(user_write(o, false), UserWrite::insert);
+    EXPECT_EQ(user_write(o, true), UserWrite::none);  // nothing won: the row stays as it is
+    o.won_cols = {0};
+    EXPECT_EQ(user_write(o, true), UserWrite::update);
+    o.alive = false;
+    EXPECT_EQ(user_write(o, true), UserWrite::remove);
+    EXPECT_EQ(user_write(o, false), UserWrite::none);
+}
+
+TEST(Storage, BatchMergeInsertsStoresAndCountsOnce) {
+    MemTable t;
+    const std::vector<RowChange> in{live(1, 100, 1, "x", 1), live(2, 100, 1, "y", 2)};
+    ApplyCounts c = t.merge(in);
+    EXPECT_EQ(c.rows, 2u);
+    EXPECT_EQ(c.applied, 6u);  // row register + two columns, twice
+    EXPECT_EQ(c.ignored, 0u);
+    EXPECT_EQ(t.rows.at(1)[0].s, "x");
+    EXPECT_EQ(t.rows.at(2)[1].i, 2);
+    EXPECT_EQ(t.seq, 2u);  // a sequence per changed row
+    EXPECT_EQ(t.seq_of.at(1), 1u);
+    EXPECT_EQ(t.seq_of.at(2), 2u);
+    EXPECT_EQ(t.calls, (std::vector<std::string>{"load", "store", "write"}));
+
+    // The same set again: every register already held, no sequence taken, nothing stored.
+    t.calls.clear();
+    c = t.merge(in);
+    EXPECT_EQ(c.rows, 2u);
+    EXPECT_EQ(c.applied, 0u);
+    EXPECT_EQ(c.ignored, 6u);
+    EXPECT_EQ(t.seq, 2u);
+    EXPECT_EQ(t.calls, (std::vector<std::string>{"load"}));
+}
+
+TEST(Storage, UserRowsBeforeMetadataWhenTheEngineAsks) {
+    MemTable t;
+    t.first = false;
+    t.merge({live(1, 100, 1, "x", 1)});
+    EXPECT_EQ(t.calls, (std::vector<std::string>{"load", "write", "store"}));
+}
+
+TEST(Storage, NewerWinsOlderLosesTombstoneRemoves) {
+    MemTable t;
+    t.merge({live(1, 100, 1, "x", 1)});
+    ApplyCounts c = t.merge({live(1, 50, 2, "old", 9)});
+    EXPECT_EQ(c.applied, 0u);
+    EXPECT_EQ(c.ignored, 3u);
+    EXPECT_EQ(t.rows.at(1)[0].s, "x");
+    c = t.merge({live(1, 200, 2, "new", 9)});
+    EXPECT_EQ(c.applied, 3u);
+    EXPECT_EQ(t.rows.at(1)[0].s, "new");
+    c = t.merge({tombstone(1, 300, 2)});
+    EXPECT_EQ(c.applied, 1u);
+    EXPECT_EQ(t.rows.count(1), 0u);
+    EXPECT_FALSE(t.meta.at(1).alive());
+    // A tombstone of a row never held: metadata only (it must still travel on).
+    c = t.merge({tombstone(7, 300, 2)});
+    EXPECT_EQ(c.applied, 1u);
+    EXPECT_EQ(t.rows.count(7), 0u);
+    EXPECT_EQ(t.meta.at(7).gen, 2u);
+}
+
+TEST(Storage, RowsTheEngineRefusesAreCountedRejectedAndNotStored) {
+    MemTable t;
+    t.rule = [](MergeRow& r) { return r.write != UserWrite::insert; };
+    ApplyCounts c = t.merge({live(1, 100, 1, "x", 1)});
+    EXPECT_EQ(c.rows, 1u);
+    EXPECT_EQ(c.rejected, 3u);
+    EXPECT_EQ(c.applied, 0u);
+    EXPECT_TRUE(t.meta.empty());
+    EXPECT_TRUE(t.rows.empty());
+    EXPECT_EQ(t.seq, 0u);
+}
+
+TEST(Storage, ARowRedoneByTheEngineIsNeitherStoredNorCounted) {
+    MemTable t;
+    t.first = false;
+    t.race = [](MergeRow& r) { r.redo = r.item == 0; };
+    std::vector<RowChange> in{live(1, 100, 1, "x", 1), live(2, 100, 1, "y", 2)};
+    std::vector<IncomingRow> inc{incoming_row(in[0], {0, 1}), incoming_row(in[1], {0, 1})};
+    t.batch = {&in[0], &in[1]};
+    std::vector<MergeRow> mr(2);
+    for (size_t i = 0; i < 2; ++i) {
+        mr[i].in = &inc[i];
+        mr[i].item = i;
+    }
+    merge_batch(t, mr);
+    EXPECT_TRUE(mr[0].redo);
+    EXPECT_FALSE(mr[0].keep);
+    EXPECT_EQ(mr[0].counts.rows, 0u);
+    EXPECT_TRUE(mr[1].keep);
+    EXPECT_EQ(mr[1].counts.applied, 3u);
+    EXPECT_EQ(t.meta.count(1), 0u);
+    EXPECT_EQ(t.meta.count(2), 1u);
+    EXPECT_EQ(t.seq, 1u);
+
+    // Redone after the metadata was stored: the engine broke the contract.
+    MemTable late;
+    late.race = [](MergeRow& r) { r.redo = true; };
+    EXPECT_THROW(late.merge({live(1, 100, 1, "x", 1)}), Error);
+}
+
+TEST(Storage, OwnChangesAreRefused) {
+    EXPECT_NO_THROW(refuse_own_changes(node(1), node(2)));
+    try {
+        refuse_own_changes(node(3), node(3));
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("a node never applies its own changes"), std::string::npos);
+    }
+}
+
+// ------------------------------------------------------------ the feed
+
+namespace {
+
+// The feed over MemTable's maps. `late`: rows another session changes while
+// the feed reads (key -> new sequence), applied after final_seq.
+class MemFeed : public FeedSource {
+public:
+    explicit MemFeed(MemTable& t) : t_(t), tables_{FeedTable{"t", {"id"}, {"a", "b"}}} {}
+    std::map<int64_t, uint64_t> late;
+    bool writers = false;
+    std::set<int64_t> hidden;  // rows the caller may not read
+
+    NodeId self() override { return node(9); }
+    bool concurrent() const override { return writers; }
+    const std::vector<FeedTable>& tables() override { return tables_; }
+    uint64_t final_seq(uint64_t) override {
+        const uint64_t m = t_.seq;
+        for (const auto& [k, s] : late) {
+            // Another writer changes column b of k at sequence s past m.
+            RowState& st = t_.meta.at(k);
+            st.cols[1] = Register{true, Stamp{999, node(5)}, s};
+            t_.rows[k][1] = Value::integer(-1);
+            t_.seq_of[k] = s;
+        }
+        return m;
+    }
+    uint64_t batch_cut(uint64_t after, uint64_t upto, int64_t limit) override {
+        if (limit <= 0) return 0;
+        std::vector<uint64_t> seqs;
+        for (const auto& [k, s] : t_.seq_of)
+            if (s > after && s <= upto) seqs.push_back(s);
+        std::sort(seqs.begin(), seqs.end());
+        return seqs.size() >= static_cast<size_t>(limit) ? seqs[static_cast<size_t>(limit) - 1] : 0;
+    }
+    std::vector<size_t> tables_changed(uint64_t after, uint64_t upto) override {
+        for (const auto& [k, s] : t_.seq_of)
+            if (s > after && s <= upto) return {0};
+        return {};
+    }
+    class Scan : public FeedScan {
+    public:
+        Scan(MemFeed& f, uint64_t after, uint64_t upto) {
+            std::vector<std::pair<uint64_t, int64_t>> order;
+            for (const auto& [k, s] : f.t_.seq_of)
+                if (s > after && s <= upto) order.emplace_back(s, k);
+            std::sort(order.begin(), order.end());
+            for (const auto& o : order) keys_.push_back(o.second);
+            f_ = &f;
+        }
+        bool next(std::vector<FeedRow>& rows, size_t max) override {
+            rows.clear();
+            for (; pos_ < keys_.size() && rows.size() < max; ++pos_) {
+                FeedRow r;
+                r.st = f_->t_.meta.at(keys_[pos_]);
+                r.at = pos_;
+                rows.push_back(std::move(r));
+            }
+            return !rows.empty();
+        }
+        void fill(const std::vector<FeedRow*>& rows) override {
+            for (FeedRow* r : rows) {
+                const int64_t k = keys_[r->at];
+                r->rc.key = {Value::integer(k)};
+                if (f_->hidden.count(k)) r->send = false;
+                for (auto& c : r->rc.cols) c.value = f_->t_.rows.at(k)[c.col];
+            }
+        }
+
+    private:
+        MemFeed* f_ = nullptr;
+        std::vector<int64_t> keys_;
+        size_t pos_ = 0;
+    };
+    std::unique_ptr<FeedScan> scan(size_t, uint64_t after, uint64_t upto) override {
+        return std::make_unique<Scan>(*this, after, upto);
+    }
+
+private:
+    MemTable& t_;
+    std::vector<FeedTable> tables_;
+};
+
+std::vector<int64_t> keys_of(const ChangeSet& cs) {
+    std::vector<int64_t> out;
+    for (const auto& t : cs.tables)
+        for (const auto& r : t.rows) out.push_back(r.key[0].i);
+    return out;
+}
+
+}  // namespace
+
+TEST(Storage, ChangesRequestRules) {
+    EXPECT_EQ(changes_request(5, std::nullopt, std::nullopt).after, 5u);
+    EXPECT_EQ(changes_request(5, 10, 7).limit, 10);
+    auto fails = [](int64_t since, std::optional<int64_t> limit, std::optional<int64_t> after, const char* what) {
+        try {
+            changes_request(since, limit, after);
+            return false;
+        } catch (const Error& e) {
+            return std::string(e.what()).find(what) != std::string::npos;
+        }
+    };
+    EXPECT_TRUE(fails(-1, std::nullopt, std::nullopt, "since must be a non-negative change sequence"));
+    EXPECT_TRUE(fails(0, 0, std::nullopt, "limit must be a positive number of rows"));
+    EXPECT_TRUE(fails(5, std::nullopt, 4, "after must be >= since"));
+    EXPECT_THROW(check_document_size(kMaxDocumentBytes + 1, "change set"), Error);
+    EXPECT_NO_THROW(check_document_size(kMaxDocumentBytes, "change set"));
+}
+
+TEST(Storage, FeedPagesByLimitAndNeverSkips) {
+    MemTable t;
+    for (int k = 1; k <= 5; ++k) t.merge({live(k, 100 + k, 1, "v", k)});
+    MemFeed f(t);
+    Batch b = collect_feed(f, changes_request(0, 2, std::nullopt));
+    ChangeSet cs = decode_changeset(b.json);
+    EXPECT_EQ(keys_of(cs), (std::vector<int64_t>{1, 2}));
+    EXPECT_FALSE(b.complete);
+    EXPECT_EQ(b.upto, 2u);
+    std::vector<int64_t> all = keys_of(cs);
+    while (!b.complete) {
+        b = collect_feed(f, changes_request(0, 2, static_cast<int64_t>(b.upto)));
+        for (int64_t k : keys_of(decode_changeset(b.json))) all.push_back(k);
+    }
+    EXPECT_EQ(all, (std::vector<int64_t>{1, 2, 3, 4, 5}));
+    EXPECT_EQ(b.upto, 5u);
+    // Values come from the user rows; the receiver's own registers stay home.
+    const NodeId one = node(1);
+    ChangesRequest skip = changes_request(0, std::nullopt, std::nullopt);
+    skip.skip_node = &one;
+    EXPECT_TRUE(decode_changeset(collect_feed(f, skip).json).tables.empty());
+    cs = decode_changeset(collect_feed(f, changes_request(4, std::nullopt, std::nullopt)).json);
+    ASSERT_EQ(keys_of(cs), (std::vector<int64_t>{5}));
+    EXPECT_EQ(cs.tables[0].rows[0].cols[1].value.i, 5);
+}
+
+TEST(Storage, FeedWithholdsRowsTheEngineHides) {
+    MemTable t;
+    for (int k = 1; k <= 3; ++k) t.merge({live(k, 100 + k, 1, "v", k)});
+    MemFeed f(t);
+    f.hidden = {2};
+    Batch b = collect_feed(f, changes_request(0, std::nullopt, std::nullopt));
+    EXPECT_EQ(keys_of(decode_changeset(b.json)), (std::vector<int64_t>{1, 3}));
+    EXPECT_EQ(b.upto, 3u);  // the cursor still moves past it
+}
+
+TEST(Storage, FeedReadsRowsChangedAgainPastItsEndWhenWritersRun) {
+    // Row 2 is changed by another session (sequence 9) after the feed fixed
+    // its end at 3: its row register (sequence 2) is part of this set, or a
+    // cursor at 3 would never carry it.
+    for (const bool writers : {false, true}) {
+        MemTable t;
+        for (int k = 1; k <= 3; ++k) t.merge({live(k, 100 + k, 1, "v", k)});
+        MemFeed f(t);
+        f.writers = writers;
+        f.late = {{2, 9}};
+        Batch b = collect_feed(f, changes_request(0, std::nullopt, std::nullopt));
+        EXPECT_EQ(b.upto, 3u);
+        ChangeSet cs = decode_changeset(b.json);
+        EXPECT_EQ(keys_of(cs), writers ? (std::vector<int64_t>{1, 3, 2}) : (std::vector<int64_t>{1, 3}))
+            << "writers " << writers;
+        if (writers) {
+            const RowChange& r = cs.tables[0].rows[2];
+            EXPECT_TRUE(r.has_row);
+            ASSERT_EQ(r.cols.size(), 1u);  // column a (sequence 2); b changed at 9, past upto
+            EXPECT_EQ(r.cols[0].col, 0u);
+        }
+    }
+}
+
+TEST(Storage, SettingsAreOneTableForBothEngines) {
+    EXPECT_EQ(find_setting("max_drift_ms", Engine::sqlite).dflt, find_setting("max_drift_ms", Engine::postgres).dflt);
+    EXPECT_THROW(find_setting("detect_copies", Engine::postgres), Error);
+    EXPECT_THROW(find_setting("rejected_max", Engine::sqlite), Error);
+    try {
+        find_setting("colour", Engine::sqlite);
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("unknown setting \"colour\" (known: max_drift_ms, pending_max_rows, detect_copies)"),
+                  std::string::npos);
+    }
+    const Setting& s = find_setting("bind_new_nodes", Engine::postgres);
+    EXPECT_EQ(check_setting(s, 1), 1);
+    EXPECT_THROW(check_setting(s, 2), Error);
+}
+
+TEST(Storage, UntrackedDriftComparesRegistersByName) {
+    // Remembered at lww_untrack: columns a, b; today b, c (a dropped, c added).
+    std::string remembered;
+    append_value_hash(remembered, Value::text("a0"));
+    append_value_hash(remembered, Value::integer(1));
+    const std::vector<uint64_t> same{value_hash(Value::integer(1)), value_hash(Value::null())};
+    UntrackedDrift d = untracked_drift(remembered, {"a", "b"}, {"b", "c"}, same);
+    EXPECT_EQ(d.changed, (std::vector<bool>{false, false}));
+    EXPECT_EQ(d.added, (std::vector<bool>{false, true}));
+    EXPECT_FALSE(d.any_changed);
+    EXPECT_TRUE(d.any_added);
+    const std::vector<uint64_t> edited{value_hash(Value::integer(2)), value_hash(Value::null())};
+    d = untracked_drift(remembered, {"a", "b"}, {"b", "c"}, edited);
+    EXPECT_EQ(d.changed, (std::vector<bool>{true, false}));
+    EXPECT_TRUE(d.any_changed);
+    // A record shorter than its column list: the missing column counts as added.
+    d = untracked_drift(remembered.substr(0, 8), {"a", "b"}, {"a", "b"}, {value_hash(Value::text("a0")), 0});
+    EXPECT_EQ(d.added, (std::vector<bool>{false, true}));
+}
