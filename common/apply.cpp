@@ -18,18 +18,45 @@ UserWrite user_write(const MergeOutcome& out, bool row_there) {
     return out.won_cols.empty() ? UserWrite::none : UserWrite::update;
 }
 
-void count_merged(ApplyCounts& c, const MergeOutcome& out) {
+size_t overwritten(const MergeOutcome& out, const Receiver& who) {
+    size_t n = 0;
+    bool by_generation = false;  // one of ours went with the row's old generation
+    std::vector<size_t> counted;
+    for (const Displaced& d : out.displaced) {
+        if (d.stamp.node != who.self || (who.seen && d.seq <= who.seen)) continue;
+        if (d.by == Displaced::kGeneration) {
+            by_generation = true;
+        } else if (std::find(counted.begin(), counted.end(), d.by) == counted.end()) {
+            counted.push_back(d.by);
+            ++n;
+        }
+    }
+    // A new generation is brought by the row register (or, when the set
+    // leaves that out, by the columns it carries): count it once.
+    if (by_generation && n == 0 && out.applied > 0) ++n;
+    return n;
+}
+
+// Registers that did not win, as the merge rule classed them.
+static void count_unapplied(ApplyCounts& c, const MergeOutcome& out) {
+    c.duplicate += out.duplicate;
+    c.lost += out.lost;
+    c.ignored += out.ignored;
+}
+
+void count_merged(ApplyCounts& c, const MergeOutcome& out, const Receiver* who) {
     ++c.rows;
     c.received += out.applied + out.ignored;
     c.applied += out.applied;
-    c.ignored += out.ignored;
+    if (who && !out.displaced.empty()) c.overwrote += overwritten(out, *who);
+    count_unapplied(c, out);
 }
 
 void count_refused(ApplyCounts& c, const MergeOutcome& out) {
     ++c.rows;
     c.received += out.applied + out.ignored;
     c.rejected += out.applied;
-    c.ignored += out.ignored;
+    count_unapplied(c, out);
 }
 
 void count_rejected(ApplyCounts& c, const IncomingRow& in) {
@@ -45,7 +72,7 @@ void assign_seq(RowState& st, uint64_t seq) {
         if (c.seq == kUnassignedSeq) c.seq = seq;
 }
 
-void merge_batch(TableStore& store, std::vector<MergeRow>& rows) {
+void merge_batch(TableStore& store, std::vector<MergeRow>& rows, const Receiver* who) {
     store.load(rows);
     std::vector<MergeRow*> kept;
     for (MergeRow& r : rows) {
@@ -55,7 +82,7 @@ void merge_batch(TableStore& store, std::vector<MergeRow>& rows) {
         r.keep = r.redo = false;
         r.out = merge_row(r.st, *r.in, kUnassignedSeq);
         if (!r.out.changed()) {
-            count_merged(r.counts, r.out);
+            count_merged(r.counts, r.out, who);
             continue;
         }
         for (size_t k : r.out.won_cols) r.won.push_back(r.in->cols[k].first);
@@ -86,7 +113,7 @@ void merge_batch(TableStore& store, std::vector<MergeRow>& rows) {
     }
     for (MergeRow* r : kept) {
         if (r->redo) throw Error("a row was redone after its metadata was stored", ErrorKind::internal);
-        count_merged(r->counts, r->out);
+        count_merged(r->counts, r->out, who);
     }
 }
 

@@ -18,10 +18,22 @@ void refuse_own_changes(const NodeId& origin, const NodeId& self);
 enum class UserWrite { none, insert, update, remove };
 UserWrite user_write(const MergeOutcome& out, bool row_there);
 
+// Who receives a set, and what its sender holds of the receiver's changes:
+// an applied register that replaces a write of ours (stamped by `self`)
+// changed here after `seen` — the sender had not received it when it wrote —
+// counts as `overwrote`, a conflict this database lost. `seen` 0: unknown
+// (a plain lww_apply): every write of ours replaced counts.
+struct Receiver {
+    NodeId self;
+    uint64_t seen = 0;
+};
+
 // Counting (docs/PROTOCOL.md, "Apply statistics").
-void count_merged(ApplyCounts& c, const MergeOutcome& out);   // a row merged
+void count_merged(ApplyCounts& c, const MergeOutcome& out, const Receiver* who = nullptr);  // a row merged
 void count_refused(ApplyCounts& c, const MergeOutcome& out);  // merged, but its winning registers are not kept
 void count_rejected(ApplyCounts& c, const IncomingRow& in);   // refused whole by the receiver's rules
+// Applied registers of `out` that replaced a write of `who`'s the sender had not seen.
+size_t overwritten(const MergeOutcome& out, const Receiver& who);
 
 // The sequence merged registers take until the row is stored: the store
 // assigns a real one (a sequence is taken only when a row changes).
@@ -69,6 +81,6 @@ public:
 // Merges a batch of one table's rows (distinct keys, key order where the
 // engine locks): load, the merge rule, the write each outcome asks for, the
 // engine's rules, sequences, metadata and user rows, counts per row.
-void merge_batch(TableStore& store, std::vector<MergeRow>& rows);
+void merge_batch(TableStore& store, std::vector<MergeRow>& rows, const Receiver* who = nullptr);
 
 }  // namespace lww

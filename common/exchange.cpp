@@ -17,7 +17,9 @@ namespace lww {
 
 std::string ApplyCounts::json() const {
     return "{\"rows\":" + std::to_string(rows) + ",\"received\":" + std::to_string(received) +
-           ",\"applied\":" + std::to_string(applied) + ",\"ignored\":" + std::to_string(ignored) +
+           ",\"applied\":" + std::to_string(applied) + ",\"duplicate\":" + std::to_string(duplicate) +
+           ",\"lost\":" + std::to_string(lost) + ",\"overwrote\":" + std::to_string(overwrote) +
+           ",\"ignored\":" + std::to_string(ignored) +
            ",\"rejected\":" + std::to_string(rejected) +
            (pending ? ",\"pending\":" + std::to_string(pending) : std::string()) + "}";
 }
@@ -271,6 +273,9 @@ ParsedResponse decode_response(std::string_view json) {
         a.received = count("received");
         a.applied = count("applied");
         a.ignored = count("ignored");
+        a.duplicate = count("duplicate");
+        a.lost = count("lost");
+        a.overwrote = count("overwrote");
         a.rejected = count("rejected");
         a.pending = count("pending");
         r.applied = a;
@@ -372,7 +377,9 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
         // report our cursor so the caller resends from there.
         const Cursor held = server.cursor_of(req.node);
         if (req.push->after <= held.received && req.push->since <= held.floor) {
-            resp.applied = server.apply_from(req.node, *req.push, Trust::caller);
+            // What the caller holds of ours, when it says (a pulling request).
+            const uint64_t seen = req.received ? req.received->floor : 0;
+            resp.applied = server.apply_from(req.node, *req.push, Trust::caller, seen);
             // The push that last moved the cursor names who pushed up to it:
             // the caller checks it is one of its own (a copy's is not).
             const Cursor now = server.cursor_of(req.node);
@@ -584,7 +591,9 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
             const bool advances = resp.pull && resp.pull->upto > mine.received;
             const bool moves = resp.pull && (advances || mine.after_batch(*resp.pull).floor > mine.floor);
             if (moves) {
-                ApplyCounts got = local.apply_from(*server, *resp.pull, Trust::chosen_server);
+                // The server holds our registers up to acked.floor (after
+                // this round trip's push, whose losers it counted as lost).
+                ApplyCounts got = local.apply_from(*server, *resp.pull, Trust::chosen_server, acked.floor);
                 stats.pulled += got.rows;
                 stats.received.add(got);
             }

@@ -19,7 +19,11 @@ constexpr const char* kExchangeFormat = "lwwsync.exchange";
 constexpr int kExchangeVersion = 1;
 
 struct ApplyCounts {
-    size_t rows = 0, received = 0, applied = 0, ignored = 0;
+    size_t rows = 0, received = 0, applied = 0;
+    size_t duplicate = 0;  // registers already held (an echo, a redelivery)
+    size_t lost = 0;       // registers older than the one held here: a conflict the sender lost
+    size_t overwrote = 0;  // applied registers that replaced a write of ours the sender had not seen
+    size_t ignored = 0;    // duplicate + lost (kept for readers of older versions)
     size_t rejected = 0;  // registers refused by the receiver's rules (docs/SECURITY.md), not merged
     size_t pending = 0;   // registers held for a table or column this database does not have yet (docs/SCHEMA.md)
     void add(const ApplyCounts& o) {
@@ -27,6 +31,9 @@ struct ApplyCounts {
         rows += o.rows;
         received += o.received;
         applied += o.applied;
+        duplicate += o.duplicate;
+        lost += o.lost;
+        overwrote += o.overwrote;
         ignored += o.ignored;
         rejected += o.rejected;
     }
@@ -84,8 +91,10 @@ public:
     virtual Cursor cursor_of(const NodeId& peer) = 0;
     // This database's changes as lww_changes gives them.
     virtual Batch changes(const ChangesRequest& req) = 0;
-    // Applies `cs` from `peer` and stores cursor_of(peer).after_batch(cs), atomically.
-    virtual ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust) = 0;
+    // Applies `cs` from `peer` and stores cursor_of(peer).after_batch(cs),
+    // atomically. `seen`: the peer holds this database's registers up to
+    // this sequence (0: unknown), for the `overwrote` count.
+    virtual ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust, uint64_t seen) = 0;
     // Serving a caller: binds its node id to whoever is calling (the
     // principal) or refuses it with a permission error. Engines without
     // principals (a local SQLite file) accept everyone. serve_exchange has

@@ -57,29 +57,48 @@ MergeOutcome merge_row(RowState& st, const IncomingRow& in, uint64_t seq) {
                     std::to_string(in.gen) + ", more than 2^32 at once");
     if (in.gen < st.gen) {
         out.alive = out.was_alive;
-        out.ignored = received;
+        out.ignored = out.lost = received;
         return out;
     }
     if (in.gen > st.gen) {
+        if (st.row.present) out.displaced.push_back(Displaced{Displaced::kGeneration, st.row.stamp, st.row.seq});
+        for (const auto& c : st.cols)
+            if (c.present) out.displaced.push_back(Displaced{Displaced::kGeneration, c.stamp, c.seq});
         st.gen = in.gen;
         st.row = Register{};
         for (auto& c : st.cols) c = Register{};
         out.gen_raised = true;
     }
-    if (in.has_row && wins(st.row, in.row)) {
-        st.row = Register{true, in.row, seq};
-        out.row_won = true;
-        ++out.applied;
+    // What did not win is a duplicate when it is the register held here.
+    auto lose = [&](const Register& held, const Stamp& incoming) {
+        if (held.present && stamp_equal(held.stamp, incoming)) ++out.duplicate;
+        else ++out.lost;
+    };
+    if (in.has_row) {
+        if (wins(st.row, in.row)) {
+            if (st.row.present) out.displaced.push_back(Displaced{Displaced::kRowRegister, st.row.stamp, st.row.seq});
+            st.row = Register{true, in.row, seq};
+            out.row_won = true;
+            ++out.applied;
+        } else {
+            lose(st.row, in.row);
+        }
     }
     for (size_t k = 0; k < in.cols.size(); ++k) {
         const auto& [idx, stamp] = in.cols[k];
         if (idx >= st.cols.size()) throw Error("column index out of range");
         // Column registers only exist for a living generation.
-        if (!(st.gen & 1)) continue;
+        if (!(st.gen & 1)) {
+            ++out.lost;
+            continue;
+        }
         if (wins(st.cols[idx], stamp)) {
+            if (st.cols[idx].present) out.displaced.push_back(Displaced{k, st.cols[idx].stamp, st.cols[idx].seq});
             st.cols[idx] = Register{true, stamp, seq};
             out.won_cols.push_back(k);
             ++out.applied;
+        } else {
+            lose(st.cols[idx], stamp);
         }
     }
     out.ignored = received - out.applied;

@@ -71,6 +71,16 @@ struct IncomingRow {
     std::vector<std::pair<size_t, Stamp>> cols;  // (column index, stamp)
 };
 
+// A register a merge replaced: by incoming register `by` (an index into
+// IncomingRow::cols, or kRowRegister), or by a higher generation (kGeneration).
+struct Displaced {
+    static constexpr size_t kRowRegister = SIZE_MAX;
+    static constexpr size_t kGeneration = SIZE_MAX - 1;
+    size_t by = kRowRegister;
+    Stamp stamp;
+    uint64_t seq = 0;
+};
+
 struct MergeOutcome {
     bool was_alive = false;
     bool alive = false;
@@ -78,7 +88,10 @@ struct MergeOutcome {
     bool row_won = false;
     std::vector<size_t> won_cols;  // indexes into IncomingRow::cols whose register won
     size_t applied = 0;            // registers that won
-    size_t ignored = 0;            // registers that lost or were already known
+    size_t ignored = 0;            // registers that did not: duplicate + lost
+    size_t duplicate = 0;          // ... the very register already held here
+    size_t lost = 0;               // ... older than what is held here (a lower stamp or generation)
+    std::vector<Displaced> displaced;  // registers held here that the merge replaced
     bool changed() const { return applied > 0 || gen_raised; }
 };
 

@@ -67,7 +67,7 @@ public:
 
     // Merges `items` (rows of this table, distinct keys) through the core's
     // batch merge. Throws SqlError when the database refuses a write.
-    void merge(const std::vector<Item*>& items, std::vector<NodeId>& new_nodes);
+    void merge(const std::vector<Item*>& items, std::vector<NodeId>& new_nodes, const Receiver& who);
 
     // The row's metadata; a fresh RowState for a key never seen.
     RowState load(const std::vector<Value>& key) {
@@ -199,7 +199,7 @@ struct Item {
     bool registers_gone = false;  // retries: nothing left to write (landed or superseded)
 };
 
-void TableWriter::merge(const std::vector<Item*>& items, std::vector<NodeId>& new_nodes) {
+void TableWriter::merge(const std::vector<Item*>& items, std::vector<NodeId>& new_nodes, const Receiver& who) {
     std::vector<IncomingRow> in(items.size());
     std::vector<MergeRow> rows(items.size());
     for (size_t i = 0; i < items.size(); ++i) {
@@ -211,7 +211,7 @@ void TableWriter::merge(const std::vector<Item*>& items, std::vector<NodeId>& ne
     }
     items_ = &items;
     new_nodes_ = &new_nodes;
-    merge_batch(*this, rows);
+    merge_batch(*this, rows, &who);
     for (size_t i = 0; i < items.size(); ++i) items[i]->counts = rows[i].counts;
 }
 
@@ -256,8 +256,8 @@ void TableWriter::write_user(const std::vector<MergeRow*>& rows) {
 // Merges one row (the core's batch merge, a batch of one: an app trigger
 // that writes another row of the set must find its metadata stored first).
 // False when nothing changed. Throws SqlError when the database refuses the write.
-bool merge_item(Item& it, std::vector<NodeId>& new_nodes) {
-    it.tw->merge({&it}, new_nodes);
+bool merge_item(Item& it, std::vector<NodeId>& new_nodes, const Receiver& who) {
+    it.tw->merge({&it}, new_nodes, who);
     return it.counts.applied > 0 || it.wrote;
 }
 
@@ -468,9 +468,10 @@ void finish_apply(Conn& c, const std::vector<NodeId>& new_nodes, int64_t deferre
 
 }  // namespace
 
-ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
+ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t seen) {
     c.ensure_ready();
     refuse_own_changes(cs.origin, c.self());
+    const Receiver who{c.self(), seen};
     std::vector<TablePtr> held;  // the plans point at these, not into the connection's cache
     ChangeSet pending;  // tables and columns not here yet: held (evolve.cpp)
     std::vector<Plan> plans = plan_tables<TableInfo>(cs, [&](const std::string& name) {
@@ -608,7 +609,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
                 if (it->parked) continue;
                 if (!careful) {
                     try {
-                        merge_item(*it, new_nodes);
+                        merge_item(*it, new_nodes, who);
                     } catch (const SqlError& e) {
                         if (!refused_row(e.code)) throw wrap(*it, e);
                         refused = true;
@@ -621,7 +622,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
                     // Row by row, foreign keys are checked at once: a row
                     // whose parent is not there (yet) waits for step 2, and
                     // its own children follow it there in this same run.
-                    if (merge_item(*it, new_nodes) && fks.dangling(*it)) {
+                    if (merge_item(*it, new_nodes, who) && fks.dangling(*it)) {
                         exec(c.db, "ROLLBACK TO lww_row; RELEASE lww_row");
                         it->parked = true;
                         it->reason = kForeignKeyFailed;
@@ -675,7 +676,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust) {
                 if (!it->parked) continue;
                 exec(c.db, "SAVEPOINT lww_row");
                 try {
-                    const bool changed = merge_item(*it, new_nodes);
+                    const bool changed = merge_item(*it, new_nodes, who);
                     if (changed && fks.dangling(*it)) {
                         exec(c.db, "ROLLBACK TO lww_row; RELEASE lww_row");
                         it->reason = kForeignKeyFailed;

@@ -20,7 +20,9 @@ constexpr int64_t kMaxRejectedRows = 1000;
 // Validates everything first (tables, columns, clock drift, origin), then
 // merges inside one savepoint: on any error nothing of the set remains.
 // trust_peer skips the drift check (a client applying its server's batch).
-ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust = Trust::caller);
+// `seen`: the sender holds this database's registers up to this sequence
+// (0: unknown), for the `overwrote` count (common/apply.h, Receiver).
+ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust = Trust::caller, uint64_t seen = 0);
 // The rows lww_rejected holds, retried with nothing else (once per sync).
 ApplyStats retry_rejected(Conn& c);
 

@@ -64,12 +64,12 @@ uint64_t SqliteEngine::max_drift_ms() {
     return c_.setting("max_drift_ms", kDefaultMaxDriftMs);
 }
 
-ApplyCounts SqliteEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust) {
+ApplyCounts SqliteEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust, uint64_t seen) {
     if (cs.origin != peer) throw Error("a change set from " + cs.origin.str() + " arrived as " + peer.str() + "'s");
     exec(c_.db, "SAVEPOINT lww_batch");
     try {
         const Cursor next = cursor_of(peer).after_batch(cs);
-        ApplyCounts s = apply_changeset(c_, cs, trust);
+        ApplyCounts s = apply_changeset(c_, cs, trust, seen);
         // The cursor commits with its batch.
         Stmt cur(c_.db,
                  "INSERT INTO lww_peers(node, received, floor, synced_at)"

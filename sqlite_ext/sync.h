@@ -18,7 +18,7 @@ public:
     NodeId self() override;
     Cursor cursor_of(const NodeId& peer) override;
     Batch changes(const ChangesRequest& req) override;
-    ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust) override;
+    ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust, uint64_t seen) override;
     uint64_t clock_now() override;
     void observe_clock(uint64_t hlc) override;
     uint64_t max_drift_ms() override;

@@ -858,6 +858,7 @@ struct Context {
     Trust trust;
     Principal caller;
     OwnStamps own;
+    Receiver receiver;  // this database, and what the sender holds of it (the overwrote count)
     bool guarded() const { return trust == Trust::caller && !caller.relay; }
 };
 
@@ -1106,7 +1107,7 @@ void merge_item(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>&
         RowStore store(it, idx, deferred, later, it.unseen && attempt == 0);
         std::vector<MergeRow> rows(1);
         rows[0].in = &it.in;
-        merge_batch(store, rows);
+        merge_batch(store, rows, &it.run->ctx->receiver);
         if (rows[0].redo) continue;
         if (rows[0].keep) store.finish(rows[0]);
         stats.add(rows[0].counts);
@@ -1321,7 +1322,7 @@ void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& sta
     }
     {
         GroupStore store(items, a, deferred, later);
-        merge_batch(store, rows);
+        merge_batch(store, rows, &items[a]->run->ctx->receiver);
         store.finish();
     }
     for (MergeRow& r : rows) {
@@ -1768,7 +1769,7 @@ bool has_parked(const Principal& who) {
 
 // `from_origin`: a change set of a node (checked, bound to the caller);
 // false: no rows, only the caller's parked rows retried.
-ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin) {
+ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint64_t seen) {
     State& s = State::get();
     const NodeId self = s.self();
     if (from_origin) refuse_own_changes(cs.origin, self);
@@ -1785,7 +1786,7 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin) {
     check_drift(cs, s.clock(), wall_clock_ms(), trust);
 
     std::deque<Context> contexts;
-    contexts.push_back(Context{trust, {}, {}});
+    contexts.push_back(Context{trust, {}, {}, Receiver{self, seen}});
     Context& ctx = contexts.front();
     if (trust == Trust::caller) {
         ctx.caller = current_principal();
@@ -1829,7 +1830,7 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin) {
         for (size_t e = 0; e < parked.size(); ++e) {
             ParkedEntry& pe = parked[e];
             if (!pe.usable) continue;
-            contexts.push_back(Context{pe.trusted ? Trust::chosen_server : Trust::caller, who, {}});
+            contexts.push_back(Context{pe.trusted ? Trust::chosen_server : Trust::caller, who, {}, Receiver{self, 0}});
             Context& pc = contexts.back();
             const size_t before = items.size();
             // In a subtransaction: nothing a parked row brings may fail the apply.
@@ -1934,11 +1935,13 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin) {
 
 }  // namespace
 
-ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust) { return apply_impl(cs, trust, true); }
+ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust, uint64_t seen) {
+    return apply_impl(cs, trust, true, seen);
+}
 
 ApplyCounts retry_parked_rows() {
     if (!has_parked(current_principal())) return {};
-    return apply_impl(ChangeSet{}, Trust::caller, false);
+    return apply_impl(ChangeSet{}, Trust::caller, false, 0);
 }
 
 }  // namespace lww::pg

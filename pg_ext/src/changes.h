@@ -16,7 +16,9 @@ Datum capture_statement(FunctionCallInfo fcinfo);  // every other write, per sta
 void replay_local_ops(const TableInfo& t, const std::vector<Param>& key, const std::vector<LocalOp>& ops);
 
 Batch collect_changes(const ChangesRequest& req);
-ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust = Trust::caller);
+// `seen`: the sender holds this database's registers up to this sequence
+// (0: unknown), for the `overwrote` count (common/apply.h, Receiver).
+ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust = Trust::caller, uint64_t seen = 0);
 // The calling principal's parked rows (lww_rejected), retried with nothing else.
 ApplyCounts retry_parked_rows();
 
@@ -28,7 +30,7 @@ public:
     std::string node_key() override;
     Cursor cursor_of(const NodeId& peer) override;
     Batch changes(const ChangesRequest& req) override;
-    ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust) override;
+    ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust, uint64_t seen) override;
     uint64_t clock_now() override;
     void observe_clock(uint64_t hlc) override;
     uint64_t max_drift_ms() override;

@@ -143,10 +143,10 @@ NodeId PgEngine::reset_node() {
 
 ApplyCounts PgEngine::retry_parked() { return retry_parked_rows(); }
 
-ApplyCounts PgEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust) {
+ApplyCounts PgEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust, uint64_t seen) {
     if (cs.origin != peer) throw Error("a change set from " + cs.origin.str() + " arrived as " + peer.str() + "'s");
     const Cursor next = cursor_of(peer).after_batch(cs);
-    ApplyCounts counts = apply_changeset(cs, trust);
+    ApplyCounts counts = apply_changeset(cs, trust, seen);
     // Same transaction as the batch: the cursor commits with it.
     const Principal& p = who();
     AsMetadataOwner owner;

@@ -76,7 +76,7 @@ TEST_F(ApplyErrors, UnknownTableIsHeldNotRefused) {
     std::string good = craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[50]", 1, h, 0, true, "[[0,\"new\"]]"}});
     std::string bad = craft_table("\"x\"", "[\"id\"]", "[\"a\"]", {{"[1]", 1, h, 0, true, "[[0,\"v\"]]"}});
     std::string st = r->apply(craft_cs(kNode1, {kNode1}, {good, bad}));
-    EXPECT_EQ(st, "{\"rows\":1,\"received\":2,\"applied\":2,\"ignored\":0,\"rejected\":0,\"pending\":2}");
+    EXPECT_EQ(st, "{\"rows\":1,\"received\":2,\"applied\":2,\"duplicate\":0,\"lost\":0,\"overwrote\":0,\"ignored\":0,\"rejected\":0,\"pending\":2}");
     EXPECT_EQ(r->one("SELECT a FROM t WHERE id = 50"), Val("new"));
     EXPECT_EQ(r->table("lww_pending").size(), 1u);
     EXPECT_EQ(r->text("SELECT tbl || ' ' || columns || ' ' || origin || ' ' || registers FROM lww_pending"),
@@ -103,7 +103,7 @@ TEST_F(ApplyErrors, UnknownColumnIsHeldKeyMismatchRefused) {
     std::string good = craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[50]", 1, h, 0, true, "[[0,\"new\"]]"}});
     std::string bad = craft_table("\"u\"", "[\"id\"]", "[\"email\",\"zzz\"]", {{"[1]", 1, h, 0, true, "[[1,\"v\"]]"}});
     std::string st = r->apply(craft_cs(kNode1, {kNode1}, {good, bad}));
-    EXPECT_EQ(st, "{\"rows\":2,\"received\":3,\"applied\":3,\"ignored\":0,\"rejected\":0,\"pending\":1}");
+    EXPECT_EQ(st, "{\"rows\":2,\"received\":3,\"applied\":3,\"duplicate\":0,\"lost\":0,\"overwrote\":0,\"ignored\":0,\"rejected\":0,\"pending\":1}");
     EXPECT_EQ(r->table("u"), (V{"int:1 | NULL | NULL"}));
     EXPECT_EQ(r->text("SELECT columns FROM lww_pending WHERE tbl = 'u'"), "[\"zzz\"]");
     std::string keyed = craft_table("\"t\"", "[\"a\"]", "[\"b\"]", {{"[1]", 1, h, 0, true, "[[0,\"v\"]]"}});

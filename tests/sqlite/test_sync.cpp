@@ -37,6 +37,67 @@ TEST_F(Sync, ConcurrentEditsToDifferentColumnsBothSurvive) {
     EXPECT_EQ(b.table("t"), want);
 }
 
+// lww_apply's statistics tell a register already held (duplicate) from one
+// that lost to a newer write here (lost) and from one that replaced a write
+// of ours the sender had not seen (overwrote, a conflict this side lost).
+TEST_F(Sync, ApplyStatsTellDuplicatesLossesAndOverwrites) {
+    Db& a = peer("a");
+    Db& b = peer("b");
+    a.exec("INSERT INTO t VALUES (1, 'a0', 'b0', 'c0')");
+    b.sync(a);
+    a.exec("UPDATE t SET a = 'from A' WHERE id = 1");
+    const std::string from_a = a.changes(0);
+    sleep_ms(3);
+    b.exec("UPDATE t SET a = 'from B' WHERE id = 1");
+    const std::string from_b = b.changes(0);
+
+    std::string st = a.apply(from_b);  // B's later edit replaces A's unsent one
+    EXPECT_EQ(json_int(st, "applied"), 1) << st;
+    EXPECT_EQ(json_int(st, "overwrote"), 1) << st;
+    EXPECT_EQ(json_int(st, "duplicate"), 3) << st;  // row register and columns b, c: held already
+    EXPECT_EQ(json_int(st, "lost"), 0) << st;
+    EXPECT_EQ(json_int(st, "ignored"), 3) << st;
+    st = b.apply(from_a);  // A's older edit loses to B's
+    EXPECT_EQ(json_int(st, "applied"), 0) << st;
+    EXPECT_EQ(json_int(st, "lost"), 1) << st;
+    EXPECT_EQ(json_int(st, "duplicate"), 3) << st;
+    EXPECT_EQ(json_int(st, "overwrote"), 0) << st;
+    st = a.apply(from_b);  // a redelivery: every register held
+    EXPECT_EQ(json_int(st, "applied"), 0) << st;
+    EXPECT_EQ(json_int(st, "duplicate"), 4) << st;
+    EXPECT_EQ(json_int(st, "received"), 4) << st;
+    const V want{"int:1 | text:'from B' | text:'b0' | text:'c0'"};
+    EXPECT_EQ(a.table("t"), want);
+    EXPECT_EQ(b.table("t"), want);
+}
+
+// Over lww_sync the receiver knows what the sender holds of it (the cursors):
+// an edit the sender had received before it wrote over it is no conflict.
+TEST_F(Sync, SyncStatsCountConflictsOnBothSides) {
+    Db& c = peer("c");
+    Db& d = peer("d");
+    c.exec("INSERT INTO t VALUES (1, 'a0', 'b0', 'c0'), (2, 'x', NULL, NULL)");
+    d.sync(c);
+    c.exec("UPDATE t SET a = 'C' WHERE id = 1");
+    sleep_ms(3);
+    d.exec("UPDATE t SET a = 'D' WHERE id = 1");
+    std::string st = d.sync(c);
+    EXPECT_EQ(json_int(st, "sent.overwrote"), 1) << st;  // D's edit replaced C's unsent one, at c
+    EXPECT_EQ(json_int(st, "received.lost"), 1) << st;   // C's edit arrives older than D's
+    EXPECT_EQ(json_int(st, "received.overwrote"), 0) << st;
+    // Sequential edits are no conflict: d writes over C's edit of row 2 after receiving it.
+    c.exec("UPDATE t SET a = 'C2' WHERE id = 2");
+    d.sync(c);
+    sleep_ms(3);
+    d.exec("UPDATE t SET a = 'D2' WHERE id = 2");
+    st = d.sync(c);
+    EXPECT_EQ(json_int(st, "sent.applied"), 1) << st;
+    EXPECT_EQ(json_int(st, "sent.overwrote"), 0) << st;
+    const V want{"int:1 | text:'D' | text:'b0' | text:'c0'", "int:2 | text:'D2' | NULL | NULL"};
+    EXPECT_EQ(c.table("t"), want);
+    EXPECT_EQ(d.table("t"), want);
+}
+
 TEST_F(Sync, DeleteBeatsConcurrentUpdate) {
     Db& a = peer("a");
     Db& b = peer("b");

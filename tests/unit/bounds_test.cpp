@@ -50,7 +50,7 @@ public:
     NodeId self() override { return NodeId::parse("00000000-0000-4000-8000-0000000000bb"); }
     Cursor cursor_of(const NodeId&) override { return {}; }
     Batch changes(const ChangesRequest&) override { return {}; }
-    ApplyCounts apply_from(const NodeId&, const ChangeSet&, Trust) override { return {}; }
+    ApplyCounts apply_from(const NodeId&, const ChangeSet&, Trust, uint64_t) override { return {}; }
     uint64_t clock_now() override { return 0; }
     void observe_clock(uint64_t hlc) override { observed = hlc; }
     uint64_t max_drift_ms() override { return kDefaultMaxDriftMs; }
@@ -308,7 +308,7 @@ public:
         ++retried;
         return {};
     }
-    ApplyCounts apply_from(const NodeId&, const ChangeSet&, Trust) override {
+    ApplyCounts apply_from(const NodeId&, const ChangeSet&, Trust, uint64_t) override {
         ++applied;
         return {};
     }

@@ -107,7 +107,7 @@ public:
         b.json = w.finish(b.upto, b.complete);
         return b;
     }
-    ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, Trust) override {
+    ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, Trust, uint64_t) override {
         ApplyCounts c;
         for (const auto& t : cs.tables)
             for (const auto& rc : t.rows) {

@@ -115,8 +115,16 @@ TEST(Merge, AnyDeliveryOrderOfSingleRegistersConverges) {
             std::shuffle(changes.begin(), changes.end(), rng);
             RowState other(kCols);
             for (const auto& ch : changes) {
-                merge_row(other, ch, 1);
-                if (rng() % 3 == 0) merge_row(other, ch, 1);  // duplicated delivery
+                const size_t received = (ch.has_row ? 1 : 0) + ch.cols.size();
+                MergeOutcome o = merge_row(other, ch, 1);
+                // Every register is applied, a duplicate or lost: nothing uncounted.
+                ASSERT_EQ(o.applied + o.duplicate + o.lost, received) << "seed " << seed << " iter " << i;
+                ASSERT_EQ(o.ignored, o.duplicate + o.lost);
+                if (rng() % 3 == 0) {  // duplicated delivery: nothing applies again
+                    o = merge_row(other, ch, 1);
+                    ASSERT_EQ(o.applied, 0u) << "seed " << seed << " iter " << i;
+                    ASSERT_EQ(o.duplicate + o.lost, received);
+                }
             }
             ASSERT_TRUE(same(first, other)) << "seed " << seed << " iter " << i;
         }

@@ -441,3 +441,33 @@ TEST(Storage, UntrackedDriftComparesRegistersByName) {
     d = untracked_drift(remembered.substr(0, 8), {"a", "b"}, {"a", "b"}, {value_hash(Value::text("a0")), 0});
     EXPECT_EQ(d.added, (std::vector<bool>{false, true}));
 }
+
+TEST(Storage, OverwroteCountsOurWritesTheSenderHadNotSeen) {
+    const Receiver us{node(1), 0}, us_seen_to_5{node(1), 5};
+    // Our column register (sequence 7) replaced by a newer one from node 2.
+    RowState st(kCols);
+    local_insert(st, Stamp{100, node(1)}, 3);
+    local_update(st, {true, false}, Stamp{110, node(1)}, 7);
+    IncomingRow in;
+    in.gen = 1;
+    in.cols = {{0, Stamp{200, node(2)}}, {1, Stamp{200, node(2)}}};
+    RowState a = st;
+    MergeOutcome o = merge_row(a, in, 9);
+    EXPECT_EQ(o.applied, 2u);
+    EXPECT_EQ(overwritten(o, us), 2u);            // seen unknown: both of ours count
+    EXPECT_EQ(overwritten(o, us_seen_to_5), 1u);  // the sender held sequence 3, not 7
+    EXPECT_EQ(overwritten(o, Receiver{node(2), 0}), 0u);  // not ours
+    // A delete (new generation) replacing our edits counts once.
+    IncomingRow del;
+    del.gen = 2;
+    del.has_row = true;
+    del.row = Stamp{300, node(2)};
+    RowState b = st;
+    o = merge_row(b, del, 9);
+    EXPECT_EQ(overwritten(o, us), 1u);
+    EXPECT_EQ(overwritten(o, Receiver{node(1), 7}), 0u);  // the deleter had seen them all
+    ApplyCounts c;
+    count_merged(c, o, &us);
+    EXPECT_EQ(c.overwrote, 1u);
+    EXPECT_EQ(c.applied, 1u);
+}
