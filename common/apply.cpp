@@ -37,6 +37,65 @@ size_t overwritten(const MergeOutcome& out, const Receiver& who) {
     return n;
 }
 
+std::vector<Conflict> conflicts_of(const MergeOutcome& out, const IncomingRow& in, const RowState& merged,
+                                   const Receiver& who) {
+    std::vector<Conflict> cs;
+    const bool theirs_alive = (in.gen & 1) != 0;
+    // The stamp an incoming row brings (its row register, else a column's).
+    const Stamp theirs_row = in.has_row || in.cols.empty() ? in.row : in.cols.front().second;
+    if (out.older_generation) {
+        Conflict c;
+        c.ours = merged.row.stamp;
+        c.theirs = theirs_row;
+        c.ours_alive = merged.alive();
+        c.theirs_alive = theirs_alive;
+        cs.push_back(c);
+        return cs;
+    }
+    for (size_t k : out.lost_regs) {
+        Conflict c;
+        if (k == Displaced::kRowRegister) {
+            c.ours = merged.row.stamp;
+            c.theirs = in.row;
+            c.ours_alive = merged.alive();
+            c.theirs_alive = theirs_alive;
+        } else {
+            c.reg = in.cols[k].first;
+            c.in_col = k;
+            c.ours = merged.cols[c.reg].stamp;
+            c.theirs = in.cols[k].second;
+        }
+        cs.push_back(c);
+    }
+    bool by_generation = false;
+    Stamp newest_of_ours{};
+    for (const Displaced& d : out.displaced) {
+        if (d.stamp.node != who.self || (who.seen && d.seq <= who.seen)) continue;
+        if (d.by == Displaced::kGeneration || d.by == Displaced::kRowRegister) {
+            if (!by_generation || stamp_less(newest_of_ours, d.stamp)) newest_of_ours = d.stamp;
+            by_generation = true;
+            continue;
+        }
+        Conflict c;
+        c.kind = Conflict::Kind::overwrote;
+        c.reg = in.cols[d.by].first;
+        c.in_col = d.by;
+        c.ours = d.stamp;
+        c.theirs = in.cols[d.by].second;
+        cs.push_back(c);
+    }
+    if (by_generation) {  // the row itself: one entry
+        Conflict c;
+        c.kind = Conflict::Kind::overwrote;
+        c.ours = newest_of_ours;
+        c.theirs = theirs_row;
+        c.ours_alive = out.was_alive;
+        c.theirs_alive = out.alive;
+        cs.push_back(c);
+    }
+    return cs;
+}
+
 // Registers that did not win, as the merge rule classed them.
 static void count_unapplied(ApplyCounts& c, const MergeOutcome& out) {
     c.duplicate += out.duplicate;
@@ -95,6 +154,17 @@ void merge_batch(TableStore& store, std::vector<MergeRow>& rows, const Receiver*
         }
         r.keep = true;
         kept.push_back(&r);
+    }
+    if (who && who->log_conflicts) {
+        std::vector<MergeRow*> with;
+        for (MergeRow& r : rows) {
+            r.conflicts.clear();
+            if (r.out.lost_regs.empty() && !r.out.older_generation && r.out.displaced.empty()) continue;
+            if (r.out.changed() && !r.keep) continue;  // refused: nothing of it was merged
+            r.conflicts = conflicts_of(r.out, *r.in, r.st, *who);
+            if (!r.conflicts.empty()) with.push_back(&r);
+        }
+        if (!with.empty()) store.record_conflicts(with);
     }
     if (kept.empty()) return;
     auto store_kept = [&] {

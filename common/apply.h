@@ -26,7 +26,25 @@ UserWrite user_write(const MergeOutcome& out, bool row_there);
 struct Receiver {
     NodeId self;
     uint64_t seen = 0;
+    bool log_conflicts = false;  // lww_config('conflict_log', 1): TableStore::record_conflicts
 };
+
+// A conflict one merge settled (the conflict log, docs/PROTOCOL.md): an
+// incoming register that lost to the one held here (`lost`), or one that
+// replaced a write of ours the sender had not seen (`overwrote`). For a
+// column, `reg` is its local register index and `in_col` the incoming
+// column's position in the row (its value); for the row itself (an insert
+// or delete against the other's edit) both are kRow and the alive flags say
+// which side deleted it.
+struct Conflict {
+    static constexpr size_t kRow = SIZE_MAX;
+    enum class Kind { lost, overwrote } kind = Kind::lost;
+    size_t reg = kRow, in_col = kRow;
+    Stamp ours, theirs;
+    bool ours_alive = true, theirs_alive = true;
+};
+std::vector<Conflict> conflicts_of(const MergeOutcome& out, const IncomingRow& in, const RowState& merged,
+                                   const Receiver& who);
 
 // Counting (docs/PROTOCOL.md, "Apply statistics").
 void count_merged(ApplyCounts& c, const MergeOutcome& out, const Receiver* who = nullptr);  // a row merged
@@ -54,6 +72,7 @@ struct MergeRow {
     bool keep = false;                // metadata to store, the row counted as merged
     bool redo = false;                // set by the store: merge this row again on its own
     ApplyCounts counts;               // this row's share of the statistics
+    std::vector<Conflict> conflicts;  // with Receiver::log_conflicts
 };
 
 // One engine's storage of one tracked table, batch at a time.
@@ -76,6 +95,9 @@ public:
     // Metadata before user rows (an app trigger's write to a merged row then
     // lands on top of the stored registers), or after them.
     virtual bool store_first() const = 0;
+    // The conflicts of `rows` (MergeRow::conflicts), before anything of the
+    // batch is written: the user rows still hold our values.
+    virtual void record_conflicts(const std::vector<MergeRow*>& /*rows*/) {}
 };
 
 // Merges a batch of one table's rows (distinct keys, key order where the

@@ -270,6 +270,15 @@ std::string encode_changeset(const ChangeSet& cs) {
     return w.finish(cs.upto, cs.complete);
 }
 
+std::string key_json(const std::vector<Value>& key) {
+    rapidjson::StringBuffer buf;
+    JsonWriter w(buf);
+    w.StartArray();
+    for (const auto& v : key) write_value(w, v);
+    w.EndArray();
+    return std::string(buf.GetString(), buf.GetSize());
+}
+
 // ---------------------------------------------------------------- reading
 
 namespace {

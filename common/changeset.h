@@ -78,6 +78,8 @@ private:
 };
 
 std::string encode_changeset(const ChangeSet& cs);
+// A row's key as a JSON array, each value as change sets write it.
+std::string key_json(const std::vector<Value>& key);
 
 // Parses and validates the structure; throws lww::Error with a message that
 // says what is wrong and where. Never returns a partially read set.

@@ -545,6 +545,9 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
         Cursor mine;
         if (pulling) req.received = mine = local.cursor_of(*server);
         if (!req.push && !req.received) continue;
+        // The server reads a pull before it merges the push it comes with:
+        // what it pulls was written knowing our registers up to here.
+        const uint64_t seen_by_server = acked.floor;
         ParsedResponse resp;
         try {
             resp = round_trip(req);
@@ -591,9 +594,7 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
             const bool advances = resp.pull && resp.pull->upto > mine.received;
             const bool moves = resp.pull && (advances || mine.after_batch(*resp.pull).floor > mine.floor);
             if (moves) {
-                // The server holds our registers up to acked.floor (after
-                // this round trip's push, whose losers it counted as lost).
-                ApplyCounts got = local.apply_from(*server, *resp.pull, Trust::chosen_server, acked.floor);
+                ApplyCounts got = local.apply_from(*server, *resp.pull, Trust::chosen_server, seen_by_server);
                 stats.pulled += got.rows;
                 stats.received.add(got);
             }

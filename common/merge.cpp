@@ -58,6 +58,7 @@ MergeOutcome merge_row(RowState& st, const IncomingRow& in, uint64_t seq) {
     if (in.gen < st.gen) {
         out.alive = out.was_alive;
         out.ignored = out.lost = received;
+        out.older_generation = true;
         return out;
     }
     if (in.gen > st.gen) {
@@ -70,9 +71,13 @@ MergeOutcome merge_row(RowState& st, const IncomingRow& in, uint64_t seq) {
         out.gen_raised = true;
     }
     // What did not win is a duplicate when it is the register held here.
-    auto lose = [&](const Register& held, const Stamp& incoming) {
-        if (held.present && stamp_equal(held.stamp, incoming)) ++out.duplicate;
-        else ++out.lost;
+    auto lose = [&](const Register& held, const Stamp& incoming, size_t k) {
+        if (held.present && stamp_equal(held.stamp, incoming)) {
+            ++out.duplicate;
+        } else {
+            ++out.lost;
+            out.lost_regs.push_back(k);
+        }
     };
     if (in.has_row) {
         if (wins(st.row, in.row)) {
@@ -81,7 +86,7 @@ MergeOutcome merge_row(RowState& st, const IncomingRow& in, uint64_t seq) {
             out.row_won = true;
             ++out.applied;
         } else {
-            lose(st.row, in.row);
+            lose(st.row, in.row, Displaced::kRowRegister);
         }
     }
     for (size_t k = 0; k < in.cols.size(); ++k) {
@@ -98,7 +103,7 @@ MergeOutcome merge_row(RowState& st, const IncomingRow& in, uint64_t seq) {
             out.won_cols.push_back(k);
             ++out.applied;
         } else {
-            lose(st.cols[idx], stamp);
+            lose(st.cols[idx], stamp, k);
         }
     }
     out.ignored = received - out.applied;

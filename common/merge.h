@@ -92,6 +92,8 @@ struct MergeOutcome {
     size_t duplicate = 0;          // ... the very register already held here
     size_t lost = 0;               // ... older than what is held here (a lower stamp or generation)
     std::vector<Displaced> displaced;  // registers held here that the merge replaced
+    std::vector<size_t> lost_regs;     // incoming registers that lost (Displaced::kRowRegister: the row's)
+    bool older_generation = false;     // the whole row lost: its generation is below the one held
     bool changed() const { return applied > 0 || gen_raised; }
 };
 

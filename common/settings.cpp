@@ -24,6 +24,10 @@ const Setting kSettings[] = {
     // 1: a file found where its node id was not made (a copy, a restored
     // backup) takes a new node id
     {"detect_copies", 1, 0, 1, kSqlite},
+    // 1: lww_apply records each conflict it settles in lww_conflicts
+    {"conflict_log", 0, 0, 1, kSqlite},
+    // rows lww_conflicts keeps (the oldest go first)
+    {"conflict_log_rows", 10000, 1, 10000000, kSqlite},
 };
 
 }  // namespace

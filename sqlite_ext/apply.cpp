@@ -126,6 +126,7 @@ private:
     void write_user(const std::vector<MergeRow*>& rows) override;
     uint64_t next_seq() override { return c_.next_seq(); }
     bool store_first() const override { return true; }
+    void record_conflicts(const std::vector<MergeRow*>& rows) override;
 
     void bind_key(Stmt& st, const std::vector<Value>& key) {
         for (size_t i = 0; i < key.size(); ++i) st.bind(static_cast<int>(i + 1), key[i]);
@@ -160,7 +161,7 @@ private:
 
     Conn& c_;
     const TableInfo& t_;
-    Stmt get_meta_, put_meta_, del_user_;
+    Stmt get_meta_, put_meta_, del_user_, get_user_;
     std::string user_where_;
     std::map<std::string, Stmt> writes_;
     std::string sig_;
@@ -251,6 +252,55 @@ void TableWriter::write_user(const std::vector<MergeRow*>& rows) {
                            SQLITE_CONSTRAINT_TRIGGER);
         it.wrote = op;
     }
+}
+
+void TableWriter::record_conflicts(const std::vector<MergeRow*>& rows) {
+    c_.ensure_conflict_log();
+    if (!get_user_) {
+        std::string cols;
+        for (const auto& col : t_.cols) cols += (cols.empty() ? "" : ", ") + quote_ident(col);
+        get_user_ = Stmt(c_.db, "SELECT " + (cols.empty() ? std::string("1") : cols) + " FROM " + quote_ident(t_.name) +
+                                    " WHERE " + user_where_);
+    }
+    Stmt put(c_.db,
+             "INSERT INTO lww_conflicts(at, tbl, key, col, kind, ours, our_hlc, our_node, theirs, their_hlc, their_node)"
+             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+    const int64_t now = static_cast<int64_t>(wall_clock_ms());
+    for (const MergeRow* r : rows) {
+        const Item& it = *(*items_)[r->item];
+        // Our values: the user row as it is, before the batch writes it.
+        get_user_.reset();
+        bind_key(get_user_, it.r->key);
+        std::vector<Value> ours;
+        if (get_user_.step())
+            for (size_t i = 0; i < t_.cols.size(); ++i) ours.push_back(get_user_.value(static_cast<int>(i)));
+        get_user_.reset();
+        const std::string key = key_json(it.r->key);
+        for (const Conflict& k : r->conflicts) {
+            put.reset();
+            put.bind_int(1, now);
+            put.bind_text(2, t_.name);
+            put.bind_text(3, key);
+            const bool row = k.reg == Conflict::kRow;
+            if (row) put.bind_null(4);
+            else put.bind_text(4, t_.cols[k.reg]);
+            put.bind_text(5, k.kind == Conflict::Kind::lost ? "lost" : "overwrote");
+            if (row) put.bind_text(6, k.ours_alive ? "present" : "deleted");
+            else if (k.reg < ours.size()) put.bind(6, ours[k.reg]);
+            else put.bind_null(6);
+            put.bind_int(7, static_cast<int64_t>(k.ours.hlc));
+            put.bind_text(8, k.ours.node.str());
+            if (row) put.bind_text(9, k.theirs_alive ? "present" : "deleted");
+            else put.bind(9, it.r->cols[k.in_col].value);
+            put.bind_int(10, static_cast<int64_t>(k.theirs.hlc));
+            put.bind_text(11, k.theirs.node.str());
+            put.step();
+        }
+    }
+    // Bounded: the oldest conflicts go first.
+    Stmt cap(c_.db, "DELETE FROM lww_conflicts WHERE id <= (SELECT max(id) FROM lww_conflicts) - ?1");
+    cap.bind_int(1, static_cast<int64_t>(c_.setting("conflict_log_rows", 10000)));
+    cap.step();
 }
 
 // Merges one row (the core's batch merge, a batch of one: an app trigger
@@ -471,7 +521,7 @@ void finish_apply(Conn& c, const std::vector<NodeId>& new_nodes, int64_t deferre
 ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t seen) {
     c.ensure_ready();
     refuse_own_changes(cs.origin, c.self());
-    const Receiver who{c.self(), seen};
+    const Receiver who{c.self(), seen, c.setting("conflict_log", 0) != 0};
     std::vector<TablePtr> held;  // the plans point at these, not into the connection's cache
     ChangeSet pending;  // tables and columns not here yet: held (evolve.cpp)
     std::vector<Plan> plans = plan_tables<TableInfo>(cs, [&](const std::string& name) {

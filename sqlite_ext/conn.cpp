@@ -143,6 +143,18 @@ uint64_t Conn::setting(const char* key, uint64_t dflt) {
     return st.step() && !st.is_null(0) ? static_cast<uint64_t>(st.int64(0)) : dflt;
 }
 
+// Conflicts lww_apply settled, while lww_config('conflict_log') is 1
+// (docs/PROTOCOL.md, "Conflict log"). `col` NULL: the row itself (an insert
+// or a delete against the other side's edit; ours/theirs then say 'present'
+// or 'deleted'). Stamps as their hlc and node id.
+void Conn::ensure_conflict_log() {
+    exec(db,
+         "CREATE TABLE IF NOT EXISTS lww_conflicts(id INTEGER PRIMARY KEY, at INTEGER NOT NULL, tbl TEXT NOT NULL,"
+         " key TEXT NOT NULL, col TEXT, kind TEXT NOT NULL CHECK (kind IN ('lost', 'overwrote')),"
+         " ours, our_hlc INTEGER NOT NULL, our_node TEXT NOT NULL,"
+         " theirs, their_hlc INTEGER NOT NULL, their_node TEXT NOT NULL)");
+}
+
 void Conn::set_setting(const std::string& key, int64_t value) {
     Stmt st(db, "INSERT INTO lww_state(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     st.bind_text(1, key);

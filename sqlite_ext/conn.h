@@ -103,6 +103,8 @@ public:
     void persist_nodes(const std::vector<NodeId>& added);
     void persist_clock();
     void set_setting(const std::string& key, int64_t value);
+    // lww_conflicts, made when the conflict log is first switched on or used.
+    void ensure_conflict_log();
     uint64_t setting(const char* key, uint64_t dflt);
     void reload();
     // Every foreign key of the schema, reread when the schema changed.

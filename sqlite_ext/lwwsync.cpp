@@ -161,6 +161,7 @@ void fn_config(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         if (argc > 1) {
             if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER) throw Error(std::string(k.name) + " must be an integer");
             c.set_setting(k.name, check_setting(k, sqlite3_value_int64(argv[1])));
+            if (std::string(k.name) == "conflict_log" && sqlite3_value_int64(argv[1]) == 1) c.ensure_conflict_log();
         }
         // Always the stored value: a rolled-back change is gone.
         sqlite3_result_int64(ctx, static_cast<int64_t>(c.setting(k.name, static_cast<uint64_t>(k.dflt))));

@@ -98,6 +98,58 @@ TEST_F(Sync, SyncStatsCountConflictsOnBothSides) {
     EXPECT_EQ(d.table("t"), want);
 }
 
+// The conflict log: with lww_config('conflict_log', 1) every conflict a
+// merge settles is a row of lww_conflicts, with both values and stamps.
+TEST_F(Sync, ConflictLogTellsTheAppWhatWasReplaced) {
+    auto rows = [](Db& db, const std::string& sql) {
+        V out;
+        for (const auto& r : db.rows(sql)) out.push_back(row_repr(r));
+        return out;
+    };
+    Db& phone = peer("phone");
+    Db& server = peer("server");
+    phone.exec("INSERT INTO t VALUES (1, 'draft', 'b0', 'c0'), (2, 'keep', NULL, NULL)");
+    server.sync(phone);
+    EXPECT_EQ(phone.i64("SELECT lww_config('conflict_log', 1)"), 1);
+    EXPECT_EQ(server.i64("SELECT lww_config('conflict_log', 1)"), 1);
+    phone.exec("UPDATE t SET a = 'my offline edit' WHERE id = 1");
+    phone.exec("UPDATE t SET b = 'phone b' WHERE id = 2");
+    sleep_ms(3);
+    server.exec("UPDATE t SET a = 'edited on the server' WHERE id = 1");
+    server.exec("DELETE FROM t WHERE id = 2");
+    std::string st = phone.sync(server);
+    EXPECT_EQ(json_int(st, "received.overwrote"), 2) << st;  // column a of row 1, and row 2 deleted
+    EXPECT_EQ(json_int(st, "sent.lost"), 2) << st;  // what the server makes of the phone's edits
+    const V want_phone{
+        "text:'t' | text:'[1]' | text:'a' | text:'overwrote' | text:'my offline edit' | text:'edited on the server'",
+        "text:'t' | text:'[2]' | NULL | text:'overwrote' | text:'present' | text:'deleted'"};
+    EXPECT_EQ(rows(phone, "SELECT tbl, key, col, kind, ours, theirs FROM lww_conflicts ORDER BY key"), want_phone);
+    EXPECT_EQ(phone.i64("SELECT count(*) FROM lww_conflicts WHERE our_node = lww_node_id() AND their_node = ?",
+                        {server.node_id()}),
+              2);
+    const V want_server{
+        "text:'t' | text:'[1]' | text:'a' | text:'lost' | text:'edited on the server' | text:'my offline edit'",
+        "text:'t' | text:'[2]' | NULL | text:'lost' | text:'deleted' | text:'present'"};
+    EXPECT_EQ(rows(server, "SELECT tbl, key, col, kind, ours, theirs FROM lww_conflicts ORDER BY key"), want_server);
+    // Bounded: past conflict_log_rows the oldest go.
+    phone.exec("SELECT lww_config('conflict_log_rows', 1)");
+    server.exec("UPDATE t SET c = 'server c' WHERE id = 1");
+    sleep_ms(3);
+    phone.exec("UPDATE t SET c = 'phone c' WHERE id = 1");
+    server.exec("UPDATE t SET c = 'server c2' WHERE id = 1");  // later still: wins at the phone
+    phone.sync(server);
+    EXPECT_EQ(phone.i64("SELECT count(*) FROM lww_conflicts"), 1);
+    EXPECT_EQ(phone.text("SELECT ours || ' -> ' || theirs FROM lww_conflicts"), "phone c -> server c2");
+    // Off: nothing more is recorded; what is there stays for the app.
+    phone.exec("SELECT lww_config('conflict_log', 0)");
+    phone.exec("UPDATE t SET c = 'phone c2' WHERE id = 1");
+    sleep_ms(3);
+    server.exec("UPDATE t SET c = 'server c3' WHERE id = 1");
+    phone.sync(server);
+    EXPECT_EQ(phone.i64("SELECT count(*) FROM lww_conflicts"), 1);
+    EXPECT_EQ(phone.table("t"), server.table("t"));
+}
+
 TEST_F(Sync, DeleteBeatsConcurrentUpdate) {
     Db& a = peer("a");
     Db& b = peer("b");
