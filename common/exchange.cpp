@@ -32,7 +32,9 @@ std::string SyncStats::json() const {
            n(pulled) + ",\"bytes_sent\":" + n(bytes_sent) + ",\"bytes_received\":" + n(bytes_received) +
            ",\"wire_bytes_sent\":" + n(wire_sent) + ",\"wire_bytes_received\":" + n(wire_received) +
            ",\"retries\":" + n(retries) + ",\"ms\":" + ms_text + ",\"sent\":" + sent.json() +
-           ",\"received\":" + received.json() + (reset_node ? ",\"reset_node\":" + n(reset_node) : std::string()) + "}";
+           ",\"received\":" + received.json() + (reset_node ? ",\"reset_node\":" + n(reset_node) : std::string()) +
+           (to_pull ? ",\"to_pull\":" + n(to_pull) : std::string()) +
+           (to_push ? ",\"to_push\":" + n(to_push) : std::string()) + "}";
 }
 
 std::string new_push_id() {
@@ -201,6 +203,7 @@ std::string encode_response(const ExchangeResponse& r) {
     u64(w, "clock", r.clock);
     w.Key("more");
     w.Bool(r.more);
+    if (r.remaining) u64(w, "remaining", r.remaining);
     if (r.applied) {
         const ApplyCounts& a = *r.applied;
         w.Key("applied");
@@ -262,6 +265,7 @@ ParsedResponse decode_response(std::string_view json) {
         if (!more->value.IsBool()) bad("\"more\" must be true or false");
         r.more = more->value.GetBool();
     }
+    if (d.HasMember("remaining")) r.remaining = sequence_of(d, "remaining");
     auto applied = d.FindMember("applied");
     if (applied != d.MemberEnd() && applied->value.IsObject()) {
         ApplyCounts a;
@@ -370,6 +374,10 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
         Batch b = changes_for(server, req.node, *req.received, req.limits);
         resp.pull = std::move(b.json);
         resp.more = !b.complete;
+        // An estimate for the caller's progress: sequences handed out past
+        // this batch (a row changed twice counts twice).
+        const uint64_t last = resp.more ? server.last_seq() : 0;
+        if (resp.more && last != kMaxSequence && last > b.upto) resp.remaining = last - b.upto;
     }
     if (req.push) {
         if (req.push->origin != req.node) throw Error("the pushed change set's origin is not the calling node");
@@ -587,6 +595,8 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
             acked = resp.acked;
             stats.pushed += pushed.rows;
             push_done = pushed.complete;
+            const uint64_t last = push_done ? 0 : local.last_seq();
+            stats.to_push = last != kMaxSequence && last > acked.received ? last - acked.received : 0;
         }
         if (pulling) {
             // Apply when the cursor moves — also for an empty complete set,
@@ -599,6 +609,7 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
                 stats.received.add(got);
             }
             if (resp.more && !advances) throw Error("the peer announced more changes but its batch did not advance");
+            stats.to_pull = resp.more ? std::max<uint64_t>(resp.remaining, 1) : 0;
             // The server read this pull before it merged the batch pushed with
             // it; one more pull moves our cursor past those merged rows (ours,
             // so it carries nothing), or the next sync would read them again.
@@ -616,6 +627,7 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& 
     auto report = [&](bool done) {
         stats.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
         stats.done = done;
+        if (done) stats.to_pull = stats.to_push = 0;
         if (progress) progress(stats);
     };
     // A copy takes a new id and starts over; so does a sync whose server took

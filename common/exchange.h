@@ -184,6 +184,7 @@ struct ExchangeResponse {
     Cursor acked;              // how far the server holds the caller's changes
     uint64_t clock = 0;        // the server's clock
     bool more = false;         // the pull was cut: more changes wait past it
+    uint64_t remaining = 0;    // with `more`: about how many rows wait past it (change sequences; 0: unknown)
     std::optional<ApplyCounts> applied;
     std::optional<std::string> pull;  // the server's changes past request.received (JSON change set)
     std::string acked_id;      // push id of the caller's push that last moved `acked` (empty: unknown)
@@ -207,6 +208,7 @@ struct ParsedResponse {
     Cursor acked;
     uint64_t clock = 0;
     bool more = false;
+    uint64_t remaining = 0;
     std::optional<ApplyCounts> applied;
     std::optional<ChangeSet> pull;
     std::string acked_id;
@@ -234,6 +236,9 @@ struct SyncStats {
     double ms = 0;
     bool done = false;
     size_t reset_node = 0;                      // this side took a new node id (it was a copy or a restore)
+    // Of a running sync: about how many rows are left to pull (the server's
+    // estimate) and to push (this side's), for a progress bar; 0 when done.
+    uint64_t to_pull = 0, to_push = 0;
     std::string json() const;
 };
 

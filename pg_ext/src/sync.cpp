@@ -298,9 +298,12 @@ public:
         // Every 10th round trip, or when a second passed without one.
         if (s.done || s.batches == 0 || (s.batches % 10 != 0 && now - last_notice_ < std::chrono::seconds(1))) return;
         last_notice_ = now;
-        char line[256];
-        snprintf(line, sizeof line, "lww_sync: %zu batches, %zu rows pushed, %zu rows pulled, %.1f s", s.batches,
-                 s.pushed, s.pulled, s.ms / 1000.0);
+        char line[320];
+        int n = snprintf(line, sizeof line, "lww_sync: %zu batches, %zu rows pushed, %zu rows pulled, %.1f s",
+                         s.batches, s.pushed, s.pulled, s.ms / 1000.0);
+        if ((s.to_pull || s.to_push) && n > 0 && static_cast<size_t>(n) < sizeof line)
+            snprintf(line + n, sizeof line - static_cast<size_t>(n), "; about %llu rows left to pull, %llu to push",
+                     static_cast<unsigned long long>(s.to_pull), static_cast<unsigned long long>(s.to_push));
         pg_call([&] { ereport(NOTICE, (errmsg("%s", line))); });
     }
 

@@ -412,6 +412,53 @@ TEST(RunSync, FinalPullMovesTheCursorPastMergedPushes) {
     EXPECT_EQ(next.rows, 0u);
 }
 
+// A running sync knows about how much is left: the server estimates what
+// waits past each pull it cuts, the client what it has not pushed yet.
+TEST(RunSync, ProgressCarriesRowsLeftToPullAndPush) {
+    MemEngine server(100), client(1);
+    for (int k = 0; k < 40; ++k) server.write(k, "s");
+    for (int k = 100; k < 130; ++k) client.write(k, "c");
+    Transport direct = [&](const std::string& req) {
+        const std::string resp = serve_exchange(server, req);
+        ParsedResponse r = decode_response(resp);
+        if (r.more) EXPECT_GT(r.remaining, 0u) << resp;
+        if (!r.more) EXPECT_EQ(r.remaining, 0u) << resp;
+        return resp;
+    };
+    std::vector<std::pair<uint64_t, uint64_t>> seen;  // (to_pull, to_push) after each round trip
+    SyncStats s = run_sync(client, direct, BatchLimits{10, kMaxBatchBytes},
+                           [&](const SyncStats& st) { seen.emplace_back(st.to_pull, st.to_push); });
+    EXPECT_EQ(s.pulled, 40u);
+    EXPECT_EQ(s.pushed, 30u);
+    EXPECT_EQ(s.to_pull, 0u);
+    EXPECT_EQ(s.to_push, 0u);
+    EXPECT_EQ(s.json().find("to_pull"), std::string::npos);  // done: nothing left to say
+    // After the first round trips: 30 rows to pull (40 less the 10 of a
+    // batch) and 20 to push; the estimates only shrink as the sync goes on.
+    ASSERT_GE(seen.size(), 3u);
+    EXPECT_EQ(seen[1].first, 30u);
+    EXPECT_EQ(seen[1].second, 20u);
+    for (size_t i = 2; i < seen.size(); ++i) {
+        EXPECT_LE(seen[i].first, seen[i - 1].first) << i;
+        EXPECT_LE(seen[i].second, seen[i - 1].second) << i;
+    }
+    EXPECT_EQ(seen.back(), std::make_pair(uint64_t(0), uint64_t(0)));
+}
+
+// A hostile server's estimate is range-checked like every sequence.
+TEST(ExchangeDocs, RemainingIsRangeChecked) {
+    ExchangeResponse r;
+    r.node = NodeId::random_v4();
+    r.more = true;
+    r.remaining = 5;
+    EXPECT_EQ(decode_response(encode_response(r)).remaining, 5u);
+    std::string bad = encode_response(r);
+    const size_t at = bad.find("\"remaining\":\"5\"");
+    ASSERT_NE(at, std::string::npos) << bad;
+    bad.replace(at, 15, "\"remaining\":\"18446744073709551615\"");
+    EXPECT_THROW(decode_response(bad), Error);
+}
+
 TEST(CursorTest, AnEmptyCompleteSetAtTheCutLiftsTheFloor) {
     // A row-limited run ended exactly at the last change: received moved, floor did not.
     Cursor c{1000, 0};
