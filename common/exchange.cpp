@@ -172,6 +172,7 @@ std::string encode_request(const ExchangeRequest& r) {
         w.String(k.data(), static_cast<rapidjson::SizeType>(k.size()));
     }
     if (r.received) cursor(w, "received", "received_floor", *r.received);
+    else if (r.seen) u64(w, "seen", r.seen);
     w.Key("limit");
     w.Int64(r.limits.rows);
     w.Key("limit_bytes");
@@ -227,6 +228,7 @@ ParsedRequest decode_request(std::string_view json) {
             bad("\"node_key\" must be the base64 of " + std::to_string(NodeId::kKeyBytes) + " bytes");
     }
     if (d.HasMember("received")) r.received = cursor_of(d, "received", "received_floor");
+    if (d.HasMember("seen")) r.seen = sequence_of(d, "seen");
     auto lim = d.FindMember("limit");
     if (lim != d.MemberEnd()) {
         if (!lim->value.IsInt64() || lim->value.GetInt64() <= 0 || lim->value.GetInt64() > kMaxBatchRows)
@@ -385,8 +387,9 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
         // report our cursor so the caller resends from there.
         const Cursor held = server.cursor_of(req.node);
         if (req.push->after <= held.received && req.push->since <= held.floor) {
-            // What the caller holds of ours, when it says (a pulling request).
-            const uint64_t seen = req.received ? req.received->floor : 0;
+            // What the caller holds of ours: its cursor's floor, sent by a
+            // pulling request, or alone with a push that does not pull.
+            const uint64_t seen = req.received ? req.received->floor : req.seen;
             resp.applied = server.apply_from(req.node, *req.push, Trust::caller, seen);
             // The push that last moved the cursor names who pushed up to it:
             // the caller checks it is one of its own (a copy's is not).
@@ -552,6 +555,9 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
         const bool pulling = !pull_done && (interleave || push_done);
         Cursor mine;
         if (pulling) req.received = mine = local.cursor_of(*server);
+        // A push without a pull still says how far we hold the server's
+        // changes: a write of its we received and then overwrote is no conflict.
+        else if (req.push) req.seen = local.cursor_of(*server).floor;
         if (!req.push && !req.received) continue;
         // The server reads a pull before it merges the push it comes with:
         // what it pulls was written knowing our registers up to here.

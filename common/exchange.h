@@ -172,6 +172,10 @@ struct ExchangeRequest {
     // round trip, when the caller does not know the server yet: then the
     // response carries no pull, only the server's node id and cursor.
     std::optional<Cursor> received;
+    // With a push in a round trip that does not pull (no `received`): the
+    // floor of the caller's cursor on the server, for the server's
+    // `overwrote` count (0: not sent, unknown).
+    uint64_t seen = 0;
     BatchLimits limits;        // of the returned batch
     uint64_t clock = 0;        // the caller's clock (0: not sent)
     std::optional<std::string> push;  // a change set of the caller's, as JSON
@@ -197,6 +201,7 @@ struct ParsedRequest {
     NodeId node;
     std::string node_key;
     std::optional<Cursor> received;
+    uint64_t seen = 0;
     BatchLimits limits;
     uint64_t clock = 0;
     std::optional<ChangeSet> push;

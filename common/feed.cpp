@@ -42,35 +42,36 @@ Batch collect_feed(FeedSource& src, const ChangesRequest& req) {
     // Writers that commit while the feed reads may have changed rows again
     // past upto: their registers at or below upto belong to this set, or a
     // cursor at upto would skip them. A set cut by the limit ends at a row
-    // already written, so later writers leave it whole.
+    // already written, so later writers leave it whole. One scan per table
+    // reads both (one snapshot): a row read at or below upto and written
+    // again before a second scan would come out twice, and every receiver
+    // refuses a set that names a row twice.
     const bool past_upto = src.concurrent() && !cut;
+    const uint64_t scan_to = past_upto ? UINT64_MAX : b.upto;
 
     ChangeSetWriter w(src.self(), req.since, req.after);
     const std::vector<FeedTable>& tables = src.tables();
     std::vector<FeedRow> rows;
     std::vector<FeedRow*> kept;
-    for (size_t ti : src.tables_changed(req.after, past_upto ? UINT64_MAX : b.upto)) {
+    for (size_t ti : src.tables_changed(req.after, scan_to)) {
         const FeedTable& t = tables.at(ti);
         bool opened = false;
-        for (const bool past : {false, true}) {
-            if (past && !past_upto) break;
-            std::unique_ptr<FeedScan> scan = src.scan(ti, past ? b.upto : req.after, past ? UINT64_MAX : b.upto);
-            while (scan->next(rows, kScanChunk)) {
-                kept.clear();
-                for (FeedRow& r : rows)
-                    if (registers_to_send(r.st, req.since, req.skip_node, r.rc, [](size_t) { return Value::null(); },
-                                          b.upto))
-                        kept.push_back(&r);
-                if (kept.empty()) continue;
-                scan->fill(kept);
-                for (FeedRow* r : kept) {
-                    if (!r->send) continue;
-                    if (!opened) {
-                        w.begin_table(t.name, t.key, t.cols);
-                        opened = true;
-                    }
-                    w.row(r->rc);
+        std::unique_ptr<FeedScan> scan = src.scan(ti, req.after, scan_to);
+        while (scan->next(rows, kScanChunk)) {
+            kept.clear();
+            for (FeedRow& r : rows)
+                if (registers_to_send(r.st, req.since, req.skip_node, r.rc, [](size_t) { return Value::null(); },
+                                      b.upto))
+                    kept.push_back(&r);
+            if (kept.empty()) continue;
+            scan->fill(kept);
+            for (FeedRow* r : kept) {
+                if (!r->send) continue;
+                if (!opened) {
+                    w.begin_table(t.name, t.key, t.cols);
+                    opened = true;
                 }
+                w.row(r->rc);
             }
         }
         if (opened) w.end_table();

@@ -281,6 +281,17 @@ INSERT INTO items VALUES (101, 'one more', 1, NULL);
 \c :main_db
 SELECT s->'sent' AS sent, s->'received' AS received FROM lww_sync(:'url_peer') s;
 SELECT * FROM items WHERE id = 101;
+-- Writing over a write already received is no conflict (sent.overwrote 0),
+-- over one not received yet it is (1). A Postgres client pushes everything
+-- before it pulls: its pushes still tell the server what it holds of it.
+UPDATE items SET note = 'main, after receiving 101' WHERE id = 101;
+SELECT s->'sent'->'applied' AS applied, s->'sent'->'overwrote' AS overwrote FROM lww_sync(:'url_peer') s;
+\c lww_api_peer
+UPDATE items SET note = 'peer, not sent yet' WHERE id = 101;
+SELECT pg_sleep(0.01);
+\c :main_db
+UPDATE items SET note = 'main, over the peer''s unsent write' WHERE id = 101;
+SELECT s->'sent'->'applied' AS applied, s->'sent'->'overwrote' AS overwrote FROM lww_sync(:'url_peer') s;
 \set VERBOSITY terse
 SELECT lww_sync('ftp://example.invalid/x');
 SELECT lww_sync(:'url_peer', '{"batch_rows": 0}');

@@ -107,7 +107,9 @@ public:
         b.json = w.finish(b.upto, b.complete);
         return b;
     }
-    ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, Trust, uint64_t) override {
+    std::vector<uint64_t> seen_log;  // the `seen` of every apply_from
+    ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, Trust, uint64_t seen) override {
+        seen_log.push_back(seen);
         ApplyCounts c;
         for (const auto& t : cs.tables)
             for (const auto& rc : t.rows) {
@@ -393,6 +395,29 @@ TEST(RunSync, AServerRestoredFromAnOlderCopyTakesANewId) {
     EXPECT_NE(server.self(), old);
     EXPECT_EQ(server.values(), a.values());
     EXPECT_EQ(server.values().size(), 3u);
+}
+
+// The server counts `overwrote` against what the caller holds of it. A
+// caller that pushes without pulling in the same round trip (a Postgres
+// client: every push before the first pull) must still say how far it holds
+// the server's changes, or a write it received and then overwrote is
+// counted as a conflict.
+TEST(RunSync, APushTellsTheServerWhatTheCallerHoldsOfIt) {
+    for (const bool waits : {false, true}) {
+        SCOPED_TRACE(waits ? "pushes before pulls" : "interleaved");
+        MemEngine server(100), client(1);
+        client.waits_ = waits;
+        Transport send = [&](const std::string& req) { return serve_exchange(server, req); };
+        server.write(1, "server");
+        run_sync(client, send, BatchLimits{});
+        const uint64_t held = client.cursor_of(server.self()).floor;
+        ASSERT_GT(held, 0u);
+        client.write(1, "client, after receiving the server's");
+        server.seen_log.clear();
+        run_sync(client, send, BatchLimits{});
+        ASSERT_FALSE(server.seen_log.empty());
+        for (uint64_t seen : server.seen_log) EXPECT_EQ(seen, held);
+    }
 }
 
 TEST(RunSync, FinalPullMovesTheCursorPastMergedPushes) {

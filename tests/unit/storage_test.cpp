@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <utility>
 
 #include "../../common/apply.h"
 #include "../../common/batch.h"
@@ -248,6 +249,7 @@ public:
     std::map<int64_t, uint64_t> late;
     bool writers = false;
     std::set<int64_t> hidden;  // rows the caller may not read
+    std::function<void()> reading;  // runs as a scan reads values (another session commits meanwhile)
 
     NodeId self() override { return node(9); }
     bool concurrent() const override { return writers; }
@@ -297,6 +299,7 @@ public:
             return !rows.empty();
         }
         void fill(const std::vector<FeedRow*>& rows) override {
+            if (f_->reading) std::exchange(f_->reading, nullptr)();
             for (FeedRow* r : rows) {
                 const int64_t k = keys_[r->at];
                 r->rc.key = {Value::integer(k)};
@@ -404,6 +407,27 @@ TEST(Storage, FeedReadsRowsChangedAgainPastItsEndWhenWritersRun) {
             EXPECT_EQ(r.cols[0].col, 0u);
         }
     }
+}
+
+TEST(Storage, FeedNamesARowOnceWhenItIsWrittenAgainWhileTheFeedReads) {
+    // Row 2 is written again (column b, sequence 9, past the set's end at 3)
+    // by a session that commits while the feed reads the table: whatever the
+    // feed saw of it, the set names it once (receivers refuse a row twice).
+    MemTable t;
+    for (int k = 1; k <= 3; ++k) t.merge({live(k, 100 + k, 1, "v", k)});
+    MemFeed f(t);
+    f.writers = true;
+    f.reading = [&] {
+        RowState& st = t.meta.at(2);
+        st.cols[1] = Register{true, Stamp{999, node(5)}, 9};
+        t.rows[2][1] = Value::integer(-1);
+        t.seq_of[2] = 9;
+    };
+    Batch b = collect_feed(f, changes_request(0, std::nullopt, std::nullopt));
+    EXPECT_EQ(b.upto, 3u);
+    ChangeSet cs;
+    ASSERT_NO_THROW(cs = decode_changeset(b.json));
+    EXPECT_EQ(keys_of(cs), (std::vector<int64_t>{1, 2, 3}));
 }
 
 TEST(Storage, SettingsAreOneTableForBothEngines) {

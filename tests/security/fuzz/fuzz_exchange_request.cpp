@@ -15,6 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     lww::ExchangeRequest out;
     out.node = r->node;
     out.received = r->received;
+    out.seen = r->seen;
     out.limits = r->limits;
     out.clock = r->clock;
     out.push_id = r->push_id;
@@ -32,6 +33,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                 again->received->floor == r->received->floor));
     FUZZ_CHECK(again->limits.rows == r->limits.rows && again->limits.bytes == r->limits.bytes);
     FUZZ_CHECK(again->clock == r->clock);
+    // `seen` travels only without `received` (which carries the same floor).
+    FUZZ_CHECK(again->seen == (r->received ? 0 : r->seen));
     FUZZ_CHECK(again->push.has_value() == r->push.has_value());
     FUZZ_CHECK(!r->push || fuzz::same_changeset(*again->push, *r->push));
     // The documented bounds hold for whatever was accepted.
