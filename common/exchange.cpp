@@ -378,7 +378,7 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
         resp.more = !b.complete;
         // An estimate for the caller's progress: sequences handed out past
         // this batch (a row changed twice counts twice).
-        const uint64_t last = resp.more ? server.last_seq() : 0;
+        const uint64_t last = resp.more ? server.progress_seq() : 0;
         if (resp.more && last != kMaxSequence && last > b.upto) resp.remaining = last - b.upto;
     }
     if (req.push) {
@@ -601,7 +601,7 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
             acked = resp.acked;
             stats.pushed += pushed.rows;
             push_done = pushed.complete;
-            const uint64_t last = push_done ? 0 : local.last_seq();
+            const uint64_t last = push_done ? 0 : local.progress_seq();
             stats.to_push = last != kMaxSequence && last > acked.received ? last - acked.received : 0;
         }
         if (pulling) {

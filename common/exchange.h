@@ -123,6 +123,9 @@ public:
     // The latest local change sequence handed out (a caller's cursor on us
     // past it means this database is a restore or a copy of another).
     virtual uint64_t last_seq() { return kMaxSequence; }
+    // The same for a progress estimate only: no checks, no side effects
+    // (kMaxSequence: unknown).
+    virtual uint64_t progress_seq() { return kMaxSequence; }
     // Client: records `id`, the push id of a batch about to be sent to
     // `server`, durably when it can, before it is sent.
     virtual void note_push(const NodeId& /*server*/, const std::string& /*id*/) {}

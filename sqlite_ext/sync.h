@@ -24,6 +24,7 @@ public:
     uint64_t max_drift_ms() override;
     std::string node_key() override;
     uint64_t last_seq() override;
+    uint64_t progress_seq() override { return c_.last_seq(); }
     void note_push(const NodeId& server, const std::string& id) override;
     bool sent_push(const NodeId& server, const std::string& id) override;
     std::string push_mark(const NodeId& caller) override;

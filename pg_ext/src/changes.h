@@ -35,6 +35,7 @@ public:
     void observe_clock(uint64_t hlc) override;
     uint64_t max_drift_ms() override;
     uint64_t last_seq() override;
+    uint64_t progress_seq() override { return last_seq(); }
     void note_push(const NodeId& server, const std::string& id) override;
     bool sent_push(const NodeId& server, const std::string& id) override;
     std::string push_mark(const NodeId& caller) override;
