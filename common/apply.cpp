@@ -18,21 +18,22 @@ UserWrite user_write(const MergeOutcome& out, bool row_there) {
     return out.won_cols.empty() ? UserWrite::none : UserWrite::update;
 }
 
+// A register of ours (stamped by this node) the sender had not received.
+static bool unseen_own(const Displaced& d, const Receiver& who) {
+    return d.stamp.node == who.self && !(who.seen && d.seq <= who.seen);
+}
+
 size_t overwritten(const MergeOutcome& out, const Receiver& who) {
+    // Each incoming register displaces at most one: count them; the
+    // registers a new generation drops count once, for the register that
+    // brought it (the row's, or when the set leaves that out, a column's).
     size_t n = 0;
-    bool by_generation = false;  // one of ours went with the row's old generation
-    std::vector<size_t> counted;
+    bool by_generation = false;
     for (const Displaced& d : out.displaced) {
-        if (d.stamp.node != who.self || (who.seen && d.seq <= who.seen)) continue;
-        if (d.by == Displaced::kGeneration) {
-            by_generation = true;
-        } else if (std::find(counted.begin(), counted.end(), d.by) == counted.end()) {
-            counted.push_back(d.by);
-            ++n;
-        }
+        if (!unseen_own(d, who)) continue;
+        if (d.by == Displaced::kGeneration) by_generation = true;
+        else ++n;
     }
-    // A new generation is brought by the row register (or, when the set
-    // leaves that out, by the columns it carries): count it once.
     if (by_generation && n == 0 && out.applied > 0) ++n;
     return n;
 }
@@ -70,7 +71,7 @@ std::vector<Conflict> conflicts_of(const MergeOutcome& out, const IncomingRow& i
     bool by_generation = false;
     Stamp newest_of_ours{};
     for (const Displaced& d : out.displaced) {
-        if (d.stamp.node != who.self || (who.seen && d.seq <= who.seen)) continue;
+        if (!unseen_own(d, who)) continue;
         if (d.by == Displaced::kGeneration || d.by == Displaced::kRowRegister) {
             if (!by_generation || stamp_less(newest_of_ours, d.stamp)) newest_of_ours = d.stamp;
             by_generation = true;
