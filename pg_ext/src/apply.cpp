@@ -117,6 +117,15 @@ private:
     throw RowRefused("table " + t.name + ": " + why);
 }
 
+// Another transaction stored the metadata of a key this merge took for new
+// (no metadata when read, so nothing to lock) while it wrote: what it wrote
+// was decided against a state that was not the row's. The rows are merged
+// again, their metadata locked (Item::unseen cleared).
+class StoredMeanwhile : public std::exception {
+public:
+    const char* what() const noexcept override { return "a new key's metadata was stored meanwhile"; }
+};
+
 // A Postgres error one row's statements raised that parks the row: a
 // constraint (class 23: foreign key, UNIQUE, CHECK, NOT NULL, exclusion) or
 // a privilege or policy (42501, row-level security's WITH CHECK included).
@@ -1052,7 +1061,13 @@ public:
         }
     }
 
-    void store(const std::vector<MergeRow*>& rows) override { store_meta(t_, it_.key, rows.at(0)->st); }
+    void store(const std::vector<MergeRow*>& rows) override {
+        if (!unseen_) return store_meta(t_, it_.key, rows.at(0)->st);
+        if (!insert_new_meta(t_, {it_.key}, {rows.at(0)->st}).at(0)) {
+            it_.unseen = false;
+            throw StoredMeanwhile();
+        }
+    }
     uint64_t next_seq() override { return State::get().next_seq(); }
     bool store_first() const override { return false; }
 
@@ -1260,14 +1275,24 @@ public:
         }
     }
 
+    // Rows read with metadata are locked: stored over it. New keys are
+    // inserted; one another transaction stored meanwhile redoes the group.
     void store(const std::vector<MergeRow*>& rows) override {
-        std::vector<std::vector<Param>> keys;
-        std::vector<RowState> states;
+        std::vector<std::vector<Param>> keys, new_keys;
+        std::vector<RowState> states, new_states;
+        std::vector<Item*> new_items;
         for (const MergeRow* r : rows) {
-            keys.push_back(item(*r).key);
-            states.push_back(r->st);
+            Item& it = item(*r);
+            (it.unseen ? new_keys : keys).push_back(it.key);
+            (it.unseen ? new_states : states).push_back(r->st);
+            if (it.unseen) new_items.push_back(&it);
         }
         store_meta_many(t_, keys, states);
+        const std::vector<bool> stored = insert_new_meta(t_, new_keys, new_states);
+        if (std::find(stored.begin(), stored.end(), false) == stored.end()) return;
+        for (size_t j = 0; j < stored.size(); ++j)
+            if (!stored[j]) new_items[j]->unseen = false;
+        throw StoredMeanwhile();
     }
     uint64_t next_seq() override { return State::get().next_seq(); }
     bool store_first() const override { return false; }
@@ -1380,6 +1405,10 @@ size_t group_end(const std::vector<Item*>& items, size_t at) {
 // Rounds of the whole batch, each without the rows whose foreign keys failed
 // at the end of the one before, before it is redone row by row.
 constexpr int kMaxRounds = 3;
+// Runs of the whole batch redone because a key it took for new was stored
+// meanwhile (each clears at least one key's unseen, so this only bounds the
+// work a busy key costs), before it goes row by row.
+constexpr int kMaxRaces = 3;
 
 // Merges `items` in their order; returns the ones refused (reason set).
 // First the whole batch in one subtransaction (rows whose foreign keys fail
@@ -1395,6 +1424,7 @@ std::vector<Item*> merge_items(std::vector<Item*>& items, ApplyCounts& stats) {
     // without them (a parent taken out fails its children in the next
     // round); any other refusal redoes it row by row.
     std::set<size_t> out;  // taken out: refused, reason set
+    int raced = 0;         // runs redone for a new key stored meanwhile
     for (int round = 0; round < kMaxRounds; ++round) {
         SubXact batch;
         std::vector<Item*> now;
@@ -1406,7 +1436,7 @@ std::vector<Item*> merge_items(std::vector<Item*>& items, ApplyCounts& stats) {
             }
         std::vector<Deferred> deferred;
         ApplyCounts c, other;  // other: parked rows retried, not part of the answer
-        bool refused = false;
+        bool refused = false, meanwhile = false;
         std::map<size_t, std::string> failed;  // by index in `now`
         size_t at = 0;
         try {
@@ -1426,6 +1456,8 @@ std::vector<Item*> merge_items(std::vector<Item*>& items, ApplyCounts& stats) {
             for (size_t i : failed_deferred(deferred, now)) failed.emplace(i, now[i]->reason);
         } catch (const RowRefused&) {
             refused = true;
+        } catch (const StoredMeanwhile&) {
+            meanwhile = true;
         } catch (const PgError& e) {
             const bool retry = at < now.size() && now[at]->parked >= 0 && !fatal_anyway(e);
             if (!refusable(e) && !retry) throw;
@@ -1436,7 +1468,7 @@ std::vector<Item*> merge_items(std::vector<Item*>& items, ApplyCounts& stats) {
             if (!(at < now.size() && now[at]->parked >= 0)) throw;
             refused = true;
         }
-        if (!refused && failed.empty()) {
+        if (!refused && !meanwhile && failed.empty()) {
             batch.commit();
             stats.add(c);
             std::vector<Item*> refused_rows;
@@ -1444,6 +1476,13 @@ std::vector<Item*> merge_items(std::vector<Item*>& items, ApplyCounts& stats) {
             return refused_rows;
         }
         batch.rollback();
+        if (meanwhile) {
+            // The same run again, the raced keys locked this time; a batch
+            // that keeps racing goes row by row.
+            if (++raced > kMaxRaces) break;
+            --round;
+            continue;
+        }
         if (refused) break;
         for (const auto& [i, why] : failed) {
             now[i]->reason = why;
@@ -1463,6 +1502,7 @@ std::vector<Item*> merge_items(std::vector<Item*>& items, ApplyCounts& stats) {
         constexpr int kMaxPasses = 16;
         for (int pass = 0; pass < kMaxPasses && !pending.empty(); ++pass) {
             std::vector<size_t> again;
+            bool progress = false;
             for (size_t i : pending) {
                 SubXact row;
                 ApplyCounts rc;
@@ -1471,9 +1511,13 @@ std::vector<Item*> merge_items(std::vector<Item*>& items, ApplyCounts& stats) {
                     merge_item(*items[i], i, rc, deferred);
                     row.commit();
                     if (items[i]->parked < 0) c.add(rc);
+                    progress = true;
                     continue;
                 } catch (const RowRefused& e) {
                     items[i]->reason = e.what();
+                } catch (const StoredMeanwhile& e) {
+                    items[i]->reason = e.what();
+                    progress = true;  // locked next pass: it cannot race again
                 } catch (const PgError& e) {
                     if (!refusable(e) && !(items[i]->parked >= 0 && !fatal_anyway(e))) throw;
                     items[i]->reason = reason_of(e);
@@ -1487,7 +1531,7 @@ std::vector<Item*> merge_items(std::vector<Item*>& items, ApplyCounts& stats) {
                 deferred.erase(deferred.begin() + static_cast<std::ptrdiff_t>(mark), deferred.end());
                 again.push_back(i);
             }
-            if (again.size() == pending.size()) break;  // no progress
+            if (!progress) break;
             pending = std::move(again);
         }
         const std::set<size_t> failed = failed_deferred(deferred, items);

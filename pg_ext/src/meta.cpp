@@ -1,6 +1,7 @@
 #include "meta.h"
 
 #include <cstring>
+#include <unordered_map>
 
 #include "../../common/batch.h"
 
@@ -147,6 +148,7 @@ struct MetaSql {
     size_t ncols = 0;
     SPIPlanPtr load = nullptr, load_locked = nullptr, store = nullptr, last = nullptr;
     SPIPlanPtr load_many = nullptr, load_many_locked = nullptr, store_many = nullptr, insert_many = nullptr;
+    SPIPlanPtr insert_new = nullptr, insert_new_many = nullptr;  // ON CONFLICT DO NOTHING RETURNING seq
     // Keys bound as arrays: each key type's array type, or its base type's
     // (a domain without an array type), with the element's storage.
     std::vector<ArrayElem> elems;
@@ -190,10 +192,11 @@ std::unique_ptr<MetaSql> build_sql(const TableInfo& t) {
     q->load = prepare(load, types);
     q->load_locked = prepare(load + " FOR UPDATE", types);
     types.insert(types.end(), {INT8OID, INT8OID, INT4OID, INT8OID, INT8OID, BYTEAOID});
-    q->store = prepare("INSERT INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) VALUES (" + params +
-                           p(n + 1) + ", " + p(n + 2) + ", " + p(n + 3) + ", " + p(n + 4) + ", " + p(n + 5) + ", " +
-                           p(n + 6) + ") ON CONFLICT (" + conflict + update,
-                       types);
+    const std::string insert_one = "INSERT INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) VALUES (" +
+                                   params + p(n + 1) + ", " + p(n + 2) + ", " + p(n + 3) + ", " + p(n + 4) + ", " +
+                                   p(n + 5) + ", " + p(n + 6) + ")";
+    q->store = prepare(insert_one + " ON CONFLICT (" + conflict + update, types);
+    q->insert_new = prepare(insert_one + " ON CONFLICT DO NOTHING RETURNING seq", types);
     types = q->key_types;
     types.push_back(TEXTOID);
     q->last = prepare("UPDATE " + t.meta + " SET last = " + p(n + 1) + "::jsonb WHERE " + where, types);
@@ -214,6 +217,7 @@ std::unique_ptr<MetaSql> build_sql(const TableInfo& t) {
         "INSERT INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) SELECT * FROM unnest(" + all + ")";
     q->store_many = prepare(insert_many + " ON CONFLICT (" + conflict + update, arrays);
     q->insert_many = prepare(insert_many, arrays);
+    q->insert_new_many = prepare(insert_many + " ON CONFLICT DO NOTHING RETURNING seq", arrays);
     return q;
 }
 
@@ -390,6 +394,45 @@ void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& 
     const std::vector<Param> args = meta_arrays(q, keys, rows);
     AsMetadataOwner owner;
     run(q.store_many, args, false);
+}
+
+std::vector<bool> insert_new_meta(const TableInfo& t, const std::vector<std::vector<Param>>& keys,
+                                  const std::vector<RowState>& rows) {
+    check_sizes(keys, rows);
+    std::vector<bool> stored(keys.size(), false);
+    if (keys.empty()) return stored;
+    const MetaSql& q = sql_for(t);
+    SpiResult res;
+    if (keys.size() == 1) {
+        const StoredRow sr = encode_meta(rows[0]);
+        std::vector<Param> args = keys[0];
+        args.push_back(int8_param(static_cast<int64_t>(sr.gen)));
+        args.push_back(int8_param(static_cast<int64_t>(sr.row_hlc)));
+        args.push_back(Param{INT4OID, Int32GetDatum(static_cast<int32>(sr.row_node)), false});
+        args.push_back(int8_param(static_cast<int64_t>(sr.row_seq)));
+        args.push_back(int8_param(static_cast<int64_t>(rows[0].max_seq())));
+        args.push_back(sr.cols.empty() ? Param{BYTEAOID, 0, true} : bytea_param(sr.cols));
+        AsMetadataOwner owner;
+        res = run(q.insert_new, args, false);
+        stored[0] = res.size() == 1;
+        return stored;
+    }
+    // Which rows went in, by their sequence: every row stored here was just
+    // written, and each written row takes a sequence of its own.
+    std::unordered_map<uint64_t, size_t> by_seq;
+    for (size_t i = 0; i < rows.size(); ++i)
+        if (!by_seq.emplace(rows[i].max_seq(), i).second)
+            throw Error("table \"" + t.name + "\": two new metadata rows with one sequence");
+    {
+        const std::vector<Param> args = meta_arrays(q, keys, rows);
+        AsMetadataOwner owner;
+        res = run(q.insert_new_many, args, false);
+    }
+    for (uint64_t r = 0; r < res.size(); ++r) {
+        const auto at = by_seq.find(static_cast<uint64_t>(res.integer(r, 0)));
+        if (at != by_seq.end()) stored[at->second] = true;
+    }
+    return stored;
 }
 
 bool insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows) {

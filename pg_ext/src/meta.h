@@ -32,6 +32,13 @@ std::vector<RowState> load_meta_many_ids(const TableInfo& t, const std::vector<s
 // Stores the metadata of many distinct rows in one INSERT ... ON CONFLICT statement
 // (arrays bound as parameters, unnest), the same columns store_meta writes.
 void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows);
+// Stores the metadata of rows that had none when it was read, locked or not
+// (no lock holds a key nobody stored yet): INSERT ... ON CONFLICT DO NOTHING,
+// which waits for a transaction inserting the same key. Per row, whether it
+// was stored: false where another transaction stored the key first; the
+// caller reads it again, locked, and merges onto it, never over it.
+std::vector<bool> insert_new_meta(const TableInfo& t, const std::vector<std::vector<Param>>& keys,
+                                  const std::vector<RowState>& rows);
 // store_meta_many for rows that had no metadata when it was read: a plain
 // INSERT (ON CONFLICT's speculative insertion costs as much again), in a
 // subtransaction. False, and nothing stored, when another transaction

@@ -45,13 +45,23 @@ bool same_value(HeapTuple a, HeapTuple b, TupleDesc desc, AttrNumber att, const 
     return same;
 }
 
-// One local write to one row: stamp above everything the row holds.
+// One local write to one row: stamp above everything the row holds. A row
+// with no metadata yet is inserted, never upserted (record() says why): if
+// another transaction stored it meanwhile, the write is stamped onto that.
 template <class Op>
 void write(const TableInfo& t, const std::vector<Param>& key, Op&& op) {
     State& s = State::get();
     RowState st = load_meta(t, key);
-    Stamp stamp{s.tick(max_stamp(st)), s.self()};
-    op(st, stamp, s.next_seq());
+    const bool had_meta = st.gen != 0;
+    auto stamped = [&](RowState& row) {
+        Stamp stamp{s.tick(max_stamp(row)), s.self()};
+        op(row, stamp, s.next_seq());
+    };
+    stamped(st);
+    if (had_meta) return store_meta(t, key, st);
+    if (insert_new_meta(t, {key}, {st}).at(0)) return;
+    st = load_meta(t, key);
+    stamped(st);
     store_meta(t, key, st);
 }
 
@@ -288,43 +298,51 @@ public:
         if (buried)
             std::stable_partition(ops_.begin(), ops_.end(),
                                   [](const StatementOp& op) { return op.kind == LocalOp::remove; });
+        // Keys with no metadata yet: nothing locked them, so another
+        // transaction (a merge of a tombstone this database never had the
+        // row of) may store one meanwhile. They are inserted, never upserted.
+        std::vector<bool> had_meta(keys.size());
+        for (size_t k = 0; k < keys.size(); ++k) had_meta[k] = keys.size() == 1 ? rows[0].gen != 0 : ids[k] != 0;
         std::vector<bool> written(keys.size(), false);
         for (const StatementOp& op : ops_) {
             const size_t k = same_row[key_of_op[op.key]];
             stamp(rows[k], op);
             written[k] = true;
         }
-        if (keys.size() == 1) {
-            store_meta(t_, keys[0], rows[0]);
-        } else {
-            // Rows that had metadata, and rows that had none (most of an
-            // INSERT's): the latter take the cheaper plain INSERT.
-            std::vector<std::vector<Param>> old_keys, new_keys;
-            std::vector<RowState> old_rows, new_rows;
-            std::vector<size_t> new_at;  // the key of each of new_keys
-            size_t fresh = 0;
-            for (size_t k = 0; k < keys.size(); ++k) fresh += written[k] && ids[k] == 0;
-            for (size_t k = 0; k < keys.size(); ++k) {
-                if (!written[k]) continue;
-                const bool plain = ids[k] == 0 && fresh >= kPlainInsertFrom;
-                (plain ? new_keys : old_keys).push_back(keys[k]);
-                (plain ? new_rows : old_rows).push_back(std::move(rows[k]));
-                if (plain) new_at.push_back(k);
+        std::vector<std::vector<Param>> old_keys, new_keys;
+        std::vector<RowState> old_rows, new_rows;
+        std::vector<size_t> new_at;  // the key of each of new_keys
+        for (size_t k = 0; k < keys.size(); ++k) {
+            if (!written[k]) continue;
+            (had_meta[k] ? old_keys : new_keys).push_back(keys[k]);
+            (had_meta[k] ? old_rows : new_rows).push_back(std::move(rows[k]));
+            if (!had_meta[k]) new_at.push_back(k);
+        }
+        if (old_keys.size() == 1) store_meta(t_, old_keys[0], old_rows[0]);
+        else store_meta_many(t_, old_keys, old_rows);
+        // Many new rows (most of a bulk INSERT's) take a plain INSERT, all
+        // or nothing (ON CONFLICT's speculative insertion costs as much
+        // again); a few take INSERT ... ON CONFLICT DO NOTHING.
+        std::vector<bool> stored;
+        if (new_keys.size() >= kPlainInsertFrom) stored.assign(new_keys.size(), insert_meta_many(t_, new_keys, new_rows));
+        else stored = insert_new_meta(t_, new_keys, new_rows);
+        // Rows another transaction stored since they were read: read again,
+        // locked, with this statement's writes to them stamped on top.
+        std::vector<std::vector<Param>> again_keys;
+        std::vector<size_t> again_at;
+        for (size_t j = 0; j < new_keys.size(); ++j)
+            if (!stored[j]) {
+                again_keys.push_back(new_keys[j]);
+                again_at.push_back(new_at[j]);
             }
-            if (old_keys.size() == 1) store_meta(t_, old_keys[0], old_rows[0]);
-            else store_meta_many(t_, old_keys, old_rows);
-            if (!insert_meta_many(t_, new_keys, new_rows)) {
-                // Another transaction stored some of these rows since they
-                // were read (a merged tombstone of a row this database did
-                // not have): read them again, locked, and stamp this
-                // statement's writes to them on top.
-                std::vector<RowState> again = load_meta_many(t_, new_keys, true);
-                std::vector<std::vector<const StatementOp*>> ops_of(keys.size());
-                for (const StatementOp& op : ops_) ops_of[same_row[key_of_op[op.key]]].push_back(&op);
-                for (size_t j = 0; j < new_keys.size(); ++j)
-                    for (const StatementOp* op : ops_of[new_at[j]]) stamp(again[j], *op);
-                store_meta_many(t_, new_keys, again);
-            }
+        if (!again_keys.empty()) {
+            std::vector<RowState> again = load_meta_many(t_, again_keys, true);
+            std::vector<std::vector<const StatementOp*>> ops_of(keys.size());
+            for (const StatementOp& op : ops_) ops_of[same_row[key_of_op[op.key]]].push_back(&op);
+            for (size_t j = 0; j < again_keys.size(); ++j)
+                for (const StatementOp* op : ops_of[again_at[j]]) stamp(again[j], *op);
+            if (again_keys.size() == 1) store_meta(t_, again_keys[0], again[0]);
+            else store_meta_many(t_, again_keys, again);
         }
         for (const StatementOp& op : ops_)
             if (!op.last.empty()) store_last_values(t_, keys[key_of_op[op.key]], op.last);
