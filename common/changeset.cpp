@@ -279,6 +279,13 @@ std::string key_json(const std::vector<Value>& key) {
     return std::string(buf.GetString(), buf.GetSize());
 }
 
+std::string value_json(const Value& v) {
+    rapidjson::StringBuffer buf;
+    JsonWriter w(buf);
+    write_value(w, v);
+    return std::string(buf.GetString(), buf.GetSize());
+}
+
 // ---------------------------------------------------------------- reading
 
 namespace {

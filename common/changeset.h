@@ -80,6 +80,7 @@ private:
 std::string encode_changeset(const ChangeSet& cs);
 // A row's key as a JSON array, each value as change sets write it.
 std::string key_json(const std::vector<Value>& key);
+std::string value_json(const Value& v);  // one value as change sets carry it
 
 // Parses and validates the structure; throws lww::Error with a message that
 // says what is wrong and where. Never returns a partially read set.

@@ -25,9 +25,9 @@ const Setting kSettings[] = {
     // backup) takes a new node id
     {"detect_copies", 1, 0, 1, kSqlite},
     // 1: lww_apply records each conflict it settles in lww_conflicts
-    {"conflict_log", 0, 0, 1, kSqlite},
+    {"conflict_log", 0, 0, 1, kBoth},
     // rows lww_conflicts keeps (the oldest go first)
-    {"conflict_log_rows", 10000, 1, 10000000, kSqlite},
+    {"conflict_log_rows", 10000, 1, 10000000, kBoth},
 };
 
 }  // namespace

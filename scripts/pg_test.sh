@@ -27,6 +27,12 @@ run() {
 out=$(run "cd '$work/pg_ext' && PATH='$PGBINDIR':\$PATH make -s PG_CONFIG='$PG_CONFIG' EXTRA_REGRESS_OPTS='${EXTRA_REGRESS_OPTS:-}' installcheck ${PG_TESTS:+REGRESS='$PG_TESTS' ISOLATION='${PG_ISOLATION:-}'} 2>&1")
 rc=$?
 echo "$out" | grep -E '^(ok|not ok|test |     |#)|tests passed|failed|FAILED' | grep -v '^#' | head -100
+# PG_RESULTS=DIR keeps what the suites printed (results/, output_iso/results/).
+if [ -n "${PG_RESULTS:-}" ]; then
+    mkdir -p "$PG_RESULTS"
+    cp -r "$work"/pg_ext/results "$PG_RESULTS"/ 2>/dev/null
+    cp -r "$work"/pg_ext/output_iso/results "$PG_RESULTS"/iso 2>/dev/null
+fi
 if [ $rc -ne 0 ]; then
     for f in "$work"/pg_ext/regression.diffs "$work"/pg_ext/output_iso/regression.diffs; do
         [ -f "$f" ] && { echo "--- $f"; head -150 "$f"; }

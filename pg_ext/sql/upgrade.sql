@@ -57,6 +57,18 @@ SELECT columns, attnums FROM lwwsync.tables WHERE name = 't';
 SELECT lww_seq() AS before \gset
 INSERT INTO t VALUES (3, 'three', 'y');
 SELECT jsonb_path_query_array(lww_changes(:before)::jsonb, '$.tables[0].columns') AS columns_sent;
+-- 0.6: the conflict log, readable by the database's owner.
+SELECT has_table_privilege('regress_upg_reader', 'lww_conflicts', 'SELECT') AS reader_sees_conflicts;
+
+-- A database not yet updated to 0.6 has no conflict log to switch on.
+SET client_min_messages = warning;
+DROP EXTENSION lwwsync CASCADE;
+RESET client_min_messages;
+CREATE EXTENSION lwwsync VERSION '0.5';
+SELECT lww_config('conflict_log', 1);
+ALTER EXTENSION lwwsync UPDATE;
+SELECT lww_config('conflict_log', 1);
+SELECT lww_config('conflict_log', 0);
 
 SET client_min_messages = warning;
 DROP EXTENSION lwwsync CASCADE;

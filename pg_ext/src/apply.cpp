@@ -902,6 +902,73 @@ struct Item {
     std::string reason;
 };
 
+Param text_param(const std::string& v) {
+    Param p{TEXTOID, 0, false};
+    pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(v.data(), static_cast<int>(v.size()))); });
+    return p;
+}
+
+// The conflict log (lww_config('conflict_log', 1); docs/PROTOCOL.md,
+// "Conflict log"): the conflicts one incoming row settled, with our values
+// as the user row holds them before the merge writes it (read as the
+// table's owner: the log is readable by the database's owner). Bounded by
+// conflict_log_rows, the oldest going first. In the merge's subtransaction:
+// a run rolled back and redone logs its conflicts once.
+void log_conflicts(const TableInfo& t, const std::vector<Param>& key, const std::vector<Value>& stored,
+                   const RowChange& in, const std::vector<Conflict>& conflicts) {
+    if (conflicts.empty()) return;
+    std::vector<Value> ours;
+    {
+        std::string cols;
+        for (const auto& c : t.cols) cols += (cols.empty() ? "" : ", ") + quote_ident(c);
+        std::string where;
+        std::vector<Oid> types;
+        for (size_t k = 0; k < t.key.size(); ++k) {
+            where += (k ? " AND " : "") + quote_ident(t.key[k]) + " = $" + std::to_string(k + 1);
+            types.push_back(key[k].type);
+        }
+        AsTableOwner owner(t.relid);
+        const SpiResult res =
+            run(prepare("SELECT " + (cols.empty() ? std::string("1") : cols) + " FROM " + t.qualified + " WHERE " + where,
+                        types),
+                key, true);
+        if (res.size() == 1)
+            for (size_t c = 0; c < t.cols.size(); ++c) {
+                bool isnull = false;
+                const Datum d = res.col(0, static_cast<int>(c), &isnull);
+                ours.push_back(datum_to_value(d, isnull, t.col_types[c]));
+            }
+    }
+    const SPIPlanPtr put = prepare(
+        "INSERT INTO lwwsync.conflicts(tbl, key, col, kind, ours, our_hlc, our_node, theirs, their_hlc, their_node)"
+        " VALUES ($1, $2::jsonb, $3, $4, $5::jsonb, $6, $7::uuid, $8::jsonb, $9, $10::uuid)",
+        {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID});
+    const Param null_text{TEXTOID, 0, true};
+    const std::string key_text = key_json(stored);
+    AsMetadataOwner owner;
+    for (const Conflict& k : conflicts) {
+        const bool row = k.reg == Conflict::kRow;
+        Param our_value = null_text, their_value = null_text;
+        if (row) {
+            our_value = text_param(k.ours_alive ? "\"present\"" : "\"deleted\"");
+            their_value = text_param(k.theirs_alive ? "\"present\"" : "\"deleted\"");
+        } else {
+            if (k.reg < ours.size()) our_value = text_param(value_json(ours[k.reg]));
+            if (k.in_col < in.cols.size()) their_value = text_param(value_json(in.cols[k.in_col].value));
+        }
+        run(put,
+            {text_param(t.name), text_param(key_text), row ? null_text : text_param(t.cols.at(k.reg)),
+             text_param(k.kind == Conflict::Kind::lost ? "lost" : "overwrote"), our_value,
+             Param{INT8OID, Int64GetDatum(static_cast<int64>(k.ours.hlc)), false}, text_param(k.ours.node.str()),
+             their_value, Param{INT8OID, Int64GetDatum(static_cast<int64>(k.theirs.hlc)), false},
+             text_param(k.theirs.node.str())},
+            false);
+    }
+    const Param keep{INT8OID, Int64GetDatum(State::get().conflict_log().rows), false};
+    run(prepare("DELETE FROM lwwsync.conflicts WHERE id <= (SELECT max(id) FROM lwwsync.conflicts) - $1", {INT8OID}),
+        {keep}, false);
+}
+
 // Foreign keys after a row's merged write. `written`: the registers the
 // merge wrote; `inserted`: the row is new here (every key is checked), else
 // only keys with a written column are (as Postgres' RI check on UPDATE);
@@ -1059,6 +1126,10 @@ public:
                 return;
             }
         }
+    }
+
+    void record_conflicts(const std::vector<MergeRow*>& rows) override {
+        log_conflicts(t_, it_.key, it_.stored, *it_.row, rows.at(0)->conflicts);
     }
 
     void store(const std::vector<MergeRow*>& rows) override {
@@ -1273,6 +1344,10 @@ public:
                 }
             }
         }
+    }
+
+    void record_conflicts(const std::vector<MergeRow*>& rows) override {
+        for (const MergeRow* r : rows) log_conflicts(t_, item(*r).key, item(*r).stored, *item(*r).row, r->conflicts);
     }
 
     // Rows read with metadata are locked: stored over it. New keys are
@@ -1618,6 +1693,9 @@ void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCount
             MergeOutcome probe = merge_row(pre, it.in, UINT64_MAX);
             if (!probe.changed()) {
                 count_merged(stats, probe);
+                // Registers that lost to ours: what the locked merge would have logged.
+                if (ctx.receiver.log_conflicts && (!probe.lost_regs.empty() || probe.older_generation))
+                    log_conflicts(t, it.key, it.stored, r, conflicts_of(probe, it.in, pre, ctx.receiver));
                 continue;
             }
             // What the locked merge can do is bounded by this one (a row's
@@ -1676,12 +1754,6 @@ void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCount
 // ---------------------------------------------------------------------------
 // The parking store: lwwsync.rejected, one row per refused incoming row, per
 // principal (role and JWT subject); the view lww_rejected shows a caller its own.
-
-Param text_param(const std::string& v) {
-    Param p{TEXTOID, 0, false};
-    pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(v.data(), static_cast<int>(v.size()))); });
-    return p;
-}
 
 struct ParkedEntry {
     int64_t id = 0;
@@ -1830,7 +1902,7 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint6
     check_drift(cs, s.clock(), wall_clock_ms(), trust);
 
     std::deque<Context> contexts;
-    contexts.push_back(Context{trust, {}, {}, Receiver{self, seen}});
+    contexts.push_back(Context{trust, {}, {}, Receiver{self, seen, State::get().conflict_log().on}});
     Context& ctx = contexts.front();
     if (trust == Trust::caller) {
         ctx.caller = current_principal();
@@ -1874,7 +1946,8 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint6
         for (size_t e = 0; e < parked.size(); ++e) {
             ParkedEntry& pe = parked[e];
             if (!pe.usable) continue;
-            contexts.push_back(Context{pe.trusted ? Trust::chosen_server : Trust::caller, who, {}, Receiver{self, 0}});
+            contexts.push_back(Context{pe.trusted ? Trust::chosen_server : Trust::caller, who, {},
+                                      Receiver{self, 0, State::get().conflict_log().on}});
             Context& pc = contexts.back();
             const size_t before = items.size();
             // In a subtransaction: nothing a parked row brings may fail the apply.

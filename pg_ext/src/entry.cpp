@@ -212,8 +212,8 @@ extern "C" Datum lww_seq(PG_FUNCTION_ARGS) {
 //                   it; 0: only nodes an administrator enrolled in
 //                   lwwsync.bindings may sync (docs/SECURITY.md)
 //   rejected_max    parked rows (lww_rejected) kept per principal (default 1000)
-namespace {
-}  // namespace
+//   conflict_log    1: record each conflict a merge settles in lww_conflicts
+//   conflict_log_rows  rows lww_conflicts keeps (default 10000)
 
 extern "C" Datum lww_config(PG_FUNCTION_ARGS) {
     return guarded_entry("lww_config", [&] {
@@ -223,6 +223,10 @@ extern "C" Datum lww_config(PG_FUNCTION_ARGS) {
         AsMetadataOwner owner;
         if (PG_NARGS() > 1 && !PG_ARGISNULL(1)) {
             const int64 v = check_setting(*s, PG_GETARG_INT64(1));
+            if (key == "conflict_log" && v == 1 &&
+                run_sql("SELECT 1 FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass('lwwsync.conflicts')", true)
+                    .empty())
+                throw Error("conflict_log needs lwwsync 0.6 (ALTER EXTENSION lwwsync UPDATE)");
             run_sql("INSERT INTO lwwsync.state(key, value) VALUES (" + quote_literal(key) + ", '" + std::to_string(v) +
                     "') ON CONFLICT (key) DO UPDATE SET value = excluded.value");
             State::get().invalidate();  // other backends: the trigger on lwwsync.state

@@ -120,15 +120,39 @@ bool State::id_at(uint32_t idx, NodeId* id) {
     return res.size() == 1 && NodeId::try_parse(res.text(0, 0), *id);
 }
 
+void State::load_settings() {
+    if (!settings_stale_) return;
+    const uint64_t gen = generation_;
+    SpiResult res;
+    {
+        AsMetadataOwner owner;
+        res = run(prepare("SELECT key, value FROM lwwsync.state"
+                          " WHERE key IN ('max_drift_ms', 'conflict_log', 'conflict_log_rows')",
+                          {}),
+                  {}, false);
+    }
+    uint64_t drift = kDefaultMaxDriftMs;
+    conflict_log_ = ConflictLog{};
+    for (uint64_t r = 0; r < res.size(); ++r) {
+        const std::string key = res.text(r, 0);
+        const std::string value = res.text(r, 1);
+        if (key == "max_drift_ms") drift = std::stoull(value);
+        else if (key == "conflict_log") conflict_log_.on = value == "1";
+        else conflict_log_.rows = std::stoll(value);
+    }
+    clock_.set_max_drift_ms(drift);
+    settings_stale_ = generation_ != gen;
+}
+
+State::ConflictLog State::conflict_log() {
+    begin();
+    load_settings();
+    return conflict_log_;
+}
+
 HybridClock& State::clock() {
     begin();
-    if (settings_stale_) {
-        const uint64_t gen = generation_;
-        AsMetadataOwner owner;
-        const SpiResult res = run(prepare("SELECT value FROM lwwsync.state WHERE key = 'max_drift_ms'", {}), {}, false);
-        clock_.set_max_drift_ms(res.empty() ? kDefaultMaxDriftMs : std::stoull(res.text(0, 0)));
-        settings_stale_ = generation_ != gen;
-    }
+    load_settings();
     // lww_apply in another backend may have merged stamps above this
     // backend's clock (persist_clock); a later local write in this
     // transaction may have seen them, so it must stamp above them. Read once

@@ -97,6 +97,13 @@ public:
     // The clock, having observed the clock lww_apply persisted (read once per
     // transaction), with max_drift_ms from lww_config.
     HybridClock& clock();
+    // lww_config('conflict_log') and ('conflict_log_rows'), cached with
+    // max_drift_ms (docs/PROTOCOL.md, "Conflict log").
+    struct ConflictLog {
+        bool on = false;
+        int64_t rows = 10000;
+    };
+    ConflictLog conflict_log();
 
     // Tracked tables, ordered by wire name (copies of the pointers: an
     // invalidation during their use leaves them intact).
@@ -144,6 +151,7 @@ private:
     // Every public call starts here: the identity check (once per
     // transaction) and the invalidations received since the last call.
     void begin();
+    void load_settings();  // when stale
     TablePtr load(Oid relid);
 
     // Oids of lwwsync.tables, .state, .nodes: their invalidations concern us.
@@ -154,7 +162,8 @@ private:
     // What the callback marked stale, applied by begin().
     bool all_stale_ = true;       // everything, the oids above too
     bool tables_stale_ = false;   // every description (this backend's invalidate())
-    bool settings_stale_ = true;  // max_drift_ms
+    bool settings_stale_ = true;  // max_drift_ms, conflict_log
+    ConflictLog conflict_log_;
     bool nodes_stale_ = true;     // the node directory
     static constexpr int kMaxDropped = 16;
     Oid dropped_[kMaxDropped] = {};  // single descriptions to drop
