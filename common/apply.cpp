@@ -132,6 +132,16 @@ void assign_seq(RowState& st, uint64_t seq) {
         if (c.seq == kUnassignedSeq) c.seq = seq;
 }
 
+// Whether the merge of `r` won a register stamped by a node other than the
+// sender and this database: one the sender relayed (docs/PROTOCOL.md, "No echo").
+static bool brings_relayed(const MergeRow& r, const NodeId& sender, const NodeId& self) {
+    auto third = [&](const Stamp& s) { return s.node != sender && s.node != self; };
+    if (r.out.row_won && third(r.in->row)) return true;
+    for (size_t k : r.out.won_cols)
+        if (third(r.in->cols[k].second)) return true;
+    return false;
+}
+
 void merge_batch(TableStore& store, std::vector<MergeRow>& rows, const Receiver* who) {
     store.load(rows);
     std::vector<MergeRow*> kept;
@@ -139,7 +149,8 @@ void merge_batch(TableStore& store, std::vector<MergeRow>& rows, const Receiver*
         r.counts = ApplyCounts{};
         r.won.clear();
         r.write = UserWrite::none;
-        r.keep = r.redo = false;
+        r.keep = r.redo = r.relayed = false;
+        r.seq = 0;
         r.out = merge_row(r.st, *r.in, kUnassignedSeq);
         if (!r.out.changed()) {
             count_merged(r.counts, r.out, who);
@@ -170,7 +181,11 @@ void merge_batch(TableStore& store, std::vector<MergeRow>& rows, const Receiver*
     if (kept.empty()) return;
     auto store_kept = [&] {
         if (kept.empty()) return;
-        for (MergeRow* r : kept) assign_seq(r->st, store.next_seq());
+        for (MergeRow* r : kept) {
+            r->seq = store.next_seq();
+            assign_seq(r->st, r->seq);
+            r->relayed = who && who->sender && brings_relayed(*r, *who->sender, who->self);
+        }
         store.store(kept);
     };
     if (store.store_first()) {

@@ -27,6 +27,9 @@ struct Receiver {
     NodeId self;
     uint64_t seen = 0;
     bool log_conflicts = false;  // lww_config('conflict_log', 1): TableStore::record_conflicts
+    // The node the set comes from, when the engine records what it relays
+    // (MergeRow::relayed; SyncEngine::relayed_from).
+    const NodeId* sender = nullptr;
 };
 
 // A conflict one merge settled (the conflict log, docs/PROTOCOL.md): an
@@ -71,6 +74,8 @@ struct MergeRow {
     std::vector<size_t> won;          // local registers the merge won, ascending
     bool keep = false;                // metadata to store, the row counted as merged
     bool redo = false;                // set by the store: merge this row again on its own
+    uint64_t seq = 0;                 // kept rows: the change sequence the merge gave them
+    bool relayed = false;             // kept, and won a register stamped by neither the sender nor us
     ApplyCounts counts;               // this row's share of the statistics
     std::vector<Conflict> conflicts;  // with Receiver::log_conflicts
 };

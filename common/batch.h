@@ -19,11 +19,14 @@ namespace lww {
 // `since` (and at or before `upto`), not stamped by `skip` (the receiver
 // itself). `value_of(i)` reads column i's current value. False when the row
 // has nothing to send.
+// `relayed` (with `self`): sequences of registers merged from the receiver
+// (ChangesRequest::relayed), skipped unless stamped by `self`.
 template <class ValueOf>
 bool registers_to_send(const RowState& st, uint64_t since, const NodeId* skip, RowChange& out, ValueOf&& value_of,
-                       uint64_t upto = UINT64_MAX) {
+                       uint64_t upto = UINT64_MAX, const SeqRanges* relayed = nullptr, const NodeId* self = nullptr) {
     auto wanted = [&](const Register& r) {
-        return r.present && r.seq > since && r.seq <= upto && !(skip && r.stamp.node == *skip);
+        return r.present && r.seq > since && r.seq <= upto && !(skip && r.stamp.node == *skip) &&
+               !(relayed && !relayed->empty() && in_ranges(*relayed, r.seq) && !(self && r.stamp.node == *self));
     };
     out.cols.clear();
     out.has_row = wanted(st.row);

@@ -291,6 +291,23 @@ ParsedResponse decode_response(std::string_view json) {
     return r;
 }
 
+SeqRanges seq_ranges(std::vector<uint64_t> seqs) {
+    std::sort(seqs.begin(), seqs.end());
+    SeqRanges out;
+    for (uint64_t s : seqs) {
+        if (!out.empty() && s <= out.back().hi + 1) out.back().hi = std::max(out.back().hi, s);
+        else out.push_back(SeqRange{s, s});
+    }
+    return out;
+}
+
+bool in_ranges(const SeqRanges& ranges, uint64_t seq) {
+    // The first range starting past seq; the one before it may hold seq.
+    auto it = std::upper_bound(ranges.begin(), ranges.end(), seq,
+                               [](uint64_t s, const SeqRange& r) { return s < r.lo; });
+    return it != ranges.begin() && seq <= std::prev(it)->hi;
+}
+
 namespace {
 
 // Rows of the receiver's own (all their registers stamped by it) fill batches
@@ -300,9 +317,18 @@ namespace {
 constexpr int64_t kSkipBatchesPerRoundTrip = 64;
 
 Batch past_own_rows(SyncEngine& engine, const NodeId& peer, const Cursor& from, int64_t rows) {
-    Batch b = engine.changes(ChangesRequest::for_peer(peer, from, rows));
+    // Registers merged from the peer go no further than this database (no echo).
+    const SeqRanges relayed = engine.relayed_from(peer, from.floor);
+    const NodeId self = engine.self();
+    auto request = [&](const Cursor& at) {
+        ChangesRequest req = ChangesRequest::for_peer(peer, at, rows);
+        req.relayed = &relayed;
+        req.self = &self;
+        return req;
+    };
+    Batch b = engine.changes(request(from));
     for (int64_t skipped = 0; b.rows == 0 && !b.complete && skipped < kSkipBatchesPerRoundTrip; ++skipped) {
-        Batch next = engine.changes(ChangesRequest::for_peer(peer, Cursor{b.upto, from.floor}, rows));
+        Batch next = engine.changes(request(Cursor{b.upto, from.floor}));
         // The set must still start at the receiver's cursor: the ranges read
         // past were empty, so only `after` changes.
         ChangeSet cs = decode_changeset(next.json);
@@ -373,6 +399,8 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
     // Pull before applying the push: an engine that waits for concurrent
     // writers while reading its feed (Postgres) must not hold row locks then.
     if (req.received && me == self) {
+        // What the caller relayed to us and holds: past its cursor, forgotten.
+        if (pushes) server.forget_relayed(req.node, req.received->floor);
         Batch b = changes_for(server, req.node, *req.received, req.limits);
         resp.pull = std::move(b.json);
         resp.more = !b.complete;
@@ -599,6 +627,7 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
                 throw Error("the peer did not accept a pushed batch (it holds our changes up to " +
                             std::to_string(resp.acked.received) + ")");
             acked = resp.acked;
+            local.forget_relayed(*server, acked.floor);
             stats.pushed += pushed.rows;
             push_done = pushed.complete;
             const uint64_t last = push_done ? 0 : local.progress_seq();

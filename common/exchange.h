@@ -9,6 +9,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "changeset.h"
 #include "error.h"
@@ -59,12 +60,25 @@ struct Cursor {
     Cursor after_batch(const ChangeSet& cs) const;
 };
 
+// Change sequences of this database, as sorted disjoint closed ranges.
+struct SeqRange {
+    uint64_t lo = 0, hi = 0;
+};
+using SeqRanges = std::vector<SeqRange>;
+SeqRanges seq_ranges(std::vector<uint64_t> seqs);  // consecutive ones joined
+bool in_ranges(const SeqRanges& ranges, uint64_t seq);
+
 // What lww_changes is asked for, in both engines.
 struct ChangesRequest {
     uint64_t since = 0;                 // registers changed after this sequence
     uint64_t after = 0;                 // of rows whose latest change is after this one (>= since)
     int64_t limit = -1;                 // max rows; <= 0: everything
     const NodeId* skip_node = nullptr;  // omit registers stamped by the receiver itself
+    // No echo (docs/PROTOCOL.md): omit registers that took these sequences
+    // when merged from the receiver (it holds them), unless stamped by
+    // `self` (a local write never is: the guard against a reused sequence).
+    const SeqRanges* relayed = nullptr;
+    const NodeId* self = nullptr;
 
     // The next batch for `peer`, whose cursor on us is `from`.
     static ChangesRequest for_peer(const NodeId& peer, const Cursor& from, int64_t limit) {
@@ -95,6 +109,14 @@ public:
     // atomically. `seen`: the peer holds this database's registers up to
     // this sequence (0: unknown), for the `overwrote` count.
     virtual ApplyCounts apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust, uint64_t seen) = 0;
+    // No echo (docs/PROTOCOL.md): apply_from records the sequences its
+    // merge gave rows that brought registers stamped by a third node (not
+    // `peer`, not us); `peer` holds those registers, so what this database
+    // sends it skips them. The ones past `after` (the peer's cursor floor on
+    // us), and forgetting the ones at or below `upto`. Engines that do not
+    // record them send everything.
+    virtual SeqRanges relayed_from(const NodeId& /*peer*/, uint64_t /*after*/) { return {}; }
+    virtual void forget_relayed(const NodeId& /*peer*/, uint64_t /*upto*/) {}
     // Serving a caller: binds its node id to whoever is calling (the
     // principal) or refuses it with a permission error. Engines without
     // principals (a local SQLite file) accept everyone. serve_exchange has

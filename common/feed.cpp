@@ -61,7 +61,7 @@ Batch collect_feed(FeedSource& src, const ChangesRequest& req) {
             kept.clear();
             for (FeedRow& r : rows)
                 if (registers_to_send(r.st, req.since, req.skip_node, r.rc, [](size_t) { return Value::null(); },
-                                      b.upto))
+                                      b.upto, req.relayed, req.self))
                     kept.push_back(&r);
             if (kept.empty()) continue;
             scan->fill(kept);

@@ -198,6 +198,8 @@ struct Item {
     char wrote = 0;           // user-row write of the last attempt: 'i', 'u', 'd' or 0
     ApplyCounts counts;       // of the last attempt
     bool registers_gone = false;  // retries: nothing left to write (landed or superseded)
+    uint64_t seq = 0;         // of the last attempt: the sequence its merge took (0: none)
+    bool relayed = false;     // ... and it brought a third node's register (MergeRow::relayed)
 };
 
 void TableWriter::merge(const std::vector<Item*>& items, std::vector<NodeId>& new_nodes, const Receiver& who) {
@@ -213,7 +215,11 @@ void TableWriter::merge(const std::vector<Item*>& items, std::vector<NodeId>& ne
     items_ = &items;
     new_nodes_ = &new_nodes;
     merge_batch(*this, rows, &who);
-    for (size_t i = 0; i < items.size(); ++i) items[i]->counts = rows[i].counts;
+    for (size_t i = 0; i < items.size(); ++i) {
+        items[i]->counts = rows[i].counts;
+        items[i]->seq = rows[i].seq;
+        items[i]->relayed = rows[i].relayed;
+    }
 }
 
 void TableWriter::load(std::vector<MergeRow>& rows) {
@@ -518,10 +524,17 @@ void finish_apply(Conn& c, const std::vector<NodeId>& new_nodes, int64_t deferre
 
 }  // namespace
 
-ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t seen) {
+ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t seen, std::vector<uint64_t>* relayed) {
     c.ensure_ready();
     refuse_own_changes(cs.origin, c.self());
-    const Receiver who{c.self(), seen, c.setting("conflict_log", 0) != 0};
+    const Receiver who{c.self(), seen, c.setting("conflict_log", 0) != 0, relayed ? &cs.origin : nullptr};
+    // The sequences of the set's rows that landed bringing a third node's
+    // registers: the last attempt of each row is the one committed.
+    auto collect_relayed = [&](const std::vector<Item>& items, size_t n) {
+        if (!relayed) return;
+        for (size_t i = 0; i < n; ++i)
+            if (!items[i].parked && items[i].relayed && items[i].seq) relayed->push_back(items[i].seq);
+    };
     std::vector<TablePtr> held;  // the plans point at these, not into the connection's cache
     ChangeSet pending;  // tables and columns not here yet: held (evolve.cpp)
     std::vector<Plan> plans = plan_tables<TableInfo>(cs, [&](const std::string& name) {
@@ -748,6 +761,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t s
         // registers made moot) leave it, rows still refused stay or join it.
         if (items.size() == n_incoming && std::none_of(items.begin(), items.end(), [](const Item& i) { return i.parked; })) {
             for (const Item& it : items) stats.add(it.counts);
+            collect_relayed(items, n_incoming);
             finish_apply(c, new_nodes, deferred_before, applying);
             return stats;
         }
@@ -802,6 +816,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t s
         cap.bind_int(1, kMaxRejectedRows);
         cap.step();
 
+        collect_relayed(items, n_incoming);
         finish_apply(c, new_nodes, deferred_before, applying);
     } catch (...) {
         applying.end();

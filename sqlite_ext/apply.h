@@ -22,7 +22,10 @@ constexpr int64_t kMaxRejectedRows = 1000;
 // trust_peer skips the drift check (a client applying its server's batch).
 // `seen`: the sender holds this database's registers up to this sequence
 // (0: unknown), for the `overwrote` count (common/apply.h, Receiver).
-ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust = Trust::caller, uint64_t seen = 0);
+// `relayed`: receives the sequences of rows that landed bringing registers
+// stamped by a third node (neither cs.origin nor us), for the no-echo rule.
+ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust = Trust::caller, uint64_t seen = 0,
+                           std::vector<uint64_t>* relayed = nullptr);
 // The rows lww_rejected holds, retried with nothing else (once per sync).
 ApplyStats retry_rejected(Conn& c);
 

@@ -64,12 +64,55 @@ uint64_t SqliteEngine::max_drift_ms() {
     return c_.setting("max_drift_ms", kDefaultMaxDriftMs);
 }
 
+// No echo (docs/PROTOCOL.md): per peer, the sequences of rows merged from
+// it that brought a third node's registers; dropped once the peer's cursor
+// on us is past them.
+static void ensure_relayed_table(Conn& c) {
+    exec(c.db, "CREATE TABLE IF NOT EXISTS lww_relayed(peer TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,"
+               " PRIMARY KEY (peer, lo)) WITHOUT ROWID");
+}
+
+static bool has_table(Conn& c, const char* name);
+
+SeqRanges SqliteEngine::relayed_from(const NodeId& peer, uint64_t after) {
+    c_.ensure_ready();
+    SeqRanges out;
+    if (!has_table(c_, "lww_relayed")) return out;
+    Stmt st(c_.db, "SELECT lo, hi FROM lww_relayed WHERE peer = ?1 AND hi > ?2 ORDER BY lo");
+    st.bind_text(1, peer.str());
+    st.bind_int(2, static_cast<int64_t>(std::min<uint64_t>(after, INT64_MAX)));
+    while (st.step()) out.push_back(SeqRange{static_cast<uint64_t>(st.int64(0)), static_cast<uint64_t>(st.int64(1))});
+    return out;
+}
+
+void SqliteEngine::forget_relayed(const NodeId& peer, uint64_t upto) {
+    c_.ensure_ready();
+    if (!has_table(c_, "lww_relayed")) return;
+    Stmt st(c_.db, "DELETE FROM lww_relayed WHERE peer = ?1 AND hi <= ?2");
+    st.bind_text(1, peer.str());
+    st.bind_int(2, static_cast<int64_t>(std::min<uint64_t>(upto, INT64_MAX)));
+    st.step();
+}
+
 ApplyCounts SqliteEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust, uint64_t seen) {
     if (cs.origin != peer) throw Error("a change set from " + cs.origin.str() + " arrived as " + peer.str() + "'s");
     exec(c_.db, "SAVEPOINT lww_batch");
     try {
         const Cursor next = cursor_of(peer).after_batch(cs);
-        ApplyCounts s = apply_changeset(c_, cs, trust, seen);
+        std::vector<uint64_t> relayed;
+        ApplyCounts s = apply_changeset(c_, cs, trust, seen, &relayed);
+        // What the peer relayed to us is not sent back to it (no echo).
+        if (!relayed.empty()) {
+            ensure_relayed_table(c_);
+            Stmt put(c_.db, "INSERT OR REPLACE INTO lww_relayed(peer, lo, hi) VALUES (?1, ?2, ?3)");
+            for (const SeqRange& r : seq_ranges(std::move(relayed))) {
+                put.reset();
+                put.bind_text(1, peer.str());
+                put.bind_int(2, static_cast<int64_t>(r.lo));
+                put.bind_int(3, static_cast<int64_t>(r.hi));
+                put.step();
+            }
+        }
         // The cursor commits with its batch.
         Stmt cur(c_.db,
                  "INSERT INTO lww_peers(node, received, floor, synced_at)"

@@ -31,6 +31,8 @@ public:
     void set_push_mark(const NodeId& caller, const std::string& id) override;
     NodeId reset_node() override;
     ApplyCounts retry_parked() override;
+    SeqRanges relayed_from(const NodeId& peer, uint64_t after) override;
+    void forget_relayed(const NodeId& peer, uint64_t upto) override;
 
 private:
     Conn& c_;

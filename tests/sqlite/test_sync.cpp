@@ -256,6 +256,66 @@ TEST_F(Sync, RelayReachesPeerWhoseCursorIsPastTheStamps) {
     EXPECT_EQ(c.table("t"), a.table("t"));
 }
 
+// No echo (docs/PROTOCOL.md): registers a database merged from a peer go no
+// further back to that peer — neither a client's pulled rows in its next
+// push, nor a relay's pushed rows in the server's next answer.
+TEST_F(Sync, PulledRowsAreNotPushedBack) {
+    Db& a = peer("a");
+    Db& b = peer("b");
+    Db& c = peer("c");
+    a.exec("INSERT INTO t VALUES (1, 'a1', 'b1', 'c1'), (2, 'a2', NULL, NULL), (3, 'a3', NULL, NULL)");
+    a.exec("DELETE FROM t WHERE id = 3");
+    a.sync(b);
+    std::string st = c.sync(b);  // A -> B -> C
+    EXPECT_EQ(json_int(st, "pulled"), 3) << st;
+    // C -> B: nothing of A's goes back to B, now or later.
+    st = c.sync(b);
+    EXPECT_EQ(json_int(st, "pushed"), 0) << st;
+    EXPECT_EQ(json_int(st, "sent.received"), 0) << st;
+    // C's own edit of a pulled row goes, alone.
+    c.exec("UPDATE t SET b = 'from c' WHERE id = 2");
+    st = c.sync(b);
+    EXPECT_EQ(json_int(st, "pushed"), 1) << st;
+    EXPECT_EQ(json_int(st, "sent.received"), 1) << st;
+    EXPECT_EQ(json_int(st, "sent.applied"), 1) << st;
+    // ...and A gets it through B, without B's rows of A's coming back to A.
+    st = a.sync(b);
+    EXPECT_EQ(json_int(st, "received.received"), 1) << st;
+    EXPECT_EQ(a.table("t"), c.table("t"));
+    EXPECT_EQ(b.table("t"), c.table("t"));
+    st = a.sync(b);
+    EXPECT_EQ(json_int(st, "pushed"), 0) << st;
+    EXPECT_EQ(json_int(st, "received.received"), 0) << st;
+    // The rows merged from B stay B's to skip only: a new peer D gets them all from C.
+    Db& d = peer("d");
+    st = d.sync(c);
+    EXPECT_EQ(json_int(st, "pulled"), 3) << st;
+    EXPECT_EQ(d.table("t"), a.table("t"));
+}
+
+TEST_F(Sync, RelayedPushIsNotSentBackToTheRelay) {
+    Db& a = peer("a");
+    Db& b = peer("b");
+    Db& c = peer("c");
+    a.exec("INSERT INTO t VALUES (1, 'a1', NULL, NULL), (2, 'a2', NULL, NULL)");
+    c.sync(a);  // C holds A's rows
+    c.exec("INSERT INTO t VALUES (10, 'c10', NULL, NULL)");
+    // C relays A's rows to B with its own; B's answers carry none of them back.
+    std::string st = c.sync(b);
+    EXPECT_EQ(json_int(st, "pushed"), 3) << st;
+    EXPECT_EQ(json_int(st, "sent.applied"), 12) << st;  // the row and its three columns, per row
+    EXPECT_EQ(json_int(st, "received.received"), 0) << st;
+    EXPECT_EQ(b.table("t"), c.table("t"));
+    st = c.sync(b);
+    EXPECT_EQ(json_int(st, "pushed"), 0) << st;
+    EXPECT_EQ(json_int(st, "received.received"), 0) << st;
+    // Another peer of B gets everything from it.
+    Db& d = peer("d");
+    st = d.sync(b);
+    EXPECT_EQ(json_int(st, "pulled"), 3) << st;
+    EXPECT_EQ(d.table("t"), c.table("t"));
+}
+
 TEST_F(Sync, CursorsOnBothSides) {
     Db& a = peer("a");
     Db& b = peer("b");

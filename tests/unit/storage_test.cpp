@@ -42,6 +42,8 @@ public:
     std::function<void(MergeRow&)> race;        // write_user, per row
     // The batch being merged: incoming rows and their keys/values.
     std::vector<const RowChange*> batch;
+    const Receiver* who = nullptr;  // merge(): the receiver, when a test sets one
+    std::vector<MergeRow> last;     // merge(): the rows of the last batch
 
     void load(std::vector<MergeRow>& rs) override {
         calls.push_back("load");
@@ -95,7 +97,8 @@ public:
             mr[i].in = &inc[i];
             mr[i].item = i;
         }
-        merge_batch(*this, mr);
+        merge_batch(*this, mr, who);
+        last = mr;
         ApplyCounts total;
         for (const auto& r : mr) total.add(r.counts);
         return total;
@@ -373,6 +376,65 @@ TEST(Storage, FeedPagesByLimitAndNeverSkips) {
     cs = decode_changeset(collect_feed(f, changes_request(4, std::nullopt, std::nullopt)).json);
     ASSERT_EQ(keys_of(cs), (std::vector<int64_t>{5}));
     EXPECT_EQ(cs.tables[0].rows[0].cols[1].value.i, 5);
+}
+
+// No echo (docs/PROTOCOL.md): a merged row that won a register stamped by
+// neither the sender nor us is relayed; the feed skips the sequences of such
+// rows for the peer they came from, never a register stamped here.
+TEST(Storage, RelayedRowsAreMarkedAndSkippedForTheirSender) {
+    MemTable t;
+    const NodeId self = node(9), sender = node(2);
+    const Receiver who{self, 0, false, &sender};
+    t.who = &who;
+    // Row 1 written by the sender itself, row 2 by a third node (1) it relays.
+    t.merge({live(1, 100, 2, "own", 1), live(2, 100, 1, "relayed", 2)});
+    ASSERT_EQ(t.last.size(), 2u);
+    EXPECT_FALSE(t.last[0].relayed);
+    EXPECT_TRUE(t.last[1].relayed);
+    EXPECT_EQ(t.last[1].seq, 2u);
+    // Nothing won: nothing relayed, no sequence.
+    t.merge({live(2, 100, 1, "relayed", 2)});
+    EXPECT_FALSE(t.last[0].relayed);
+    EXPECT_EQ(t.last[0].seq, 0u);
+
+    const SeqRanges ranges = seq_ranges({7, 2, 3, 9, 8, 2});
+    ASSERT_EQ(ranges.size(), 2u);
+    EXPECT_EQ(ranges[0].lo, 2u);
+    EXPECT_EQ(ranges[0].hi, 3u);
+    EXPECT_EQ(ranges[1].lo, 7u);
+    EXPECT_EQ(ranges[1].hi, 9u);
+    for (uint64_t q : {1, 4, 5, 6, 10}) EXPECT_FALSE(in_ranges(ranges, q)) << q;
+    for (uint64_t q : {2, 3, 7, 8, 9}) EXPECT_TRUE(in_ranges(ranges, q)) << q;
+    EXPECT_FALSE(in_ranges(SeqRanges{}, 1));
+
+    // Row 3: a third node's row relayed at sequence 3, then edited here
+    // (sequence 4, stamped by us): the edit goes back, the relayed rest not.
+    t.merge({live(3, 100, 1, "x", 3)});
+    RowState& st = t.meta.at(3);
+    st.cols[1] = Register{true, Stamp{200, self}, ++t.seq};
+    t.seq_of[3] = t.seq;
+    MemFeed f(t);
+    const SeqRanges from_sender = seq_ranges({2, 3});
+    ChangesRequest req = changes_request(0, std::nullopt, std::nullopt);
+    req.skip_node = &sender;
+    req.relayed = &from_sender;
+    req.self = &self;
+    ChangeSet cs = decode_changeset(collect_feed(f, req).json);
+    ASSERT_EQ(keys_of(cs), (std::vector<int64_t>{3}));  // row 1: the sender's; row 2: relayed by it
+    const RowChange& r3 = cs.tables[0].rows[0];
+    EXPECT_FALSE(r3.has_row);
+    ASSERT_EQ(r3.cols.size(), 1u);
+    EXPECT_EQ(r3.cols[0].col, 1u);
+    // A register stamped here whose sequence a range holds (a reused
+    // sequence) is sent all the same.
+    const SeqRanges all = seq_ranges({1, 2, 3, 4});
+    req.relayed = &all;
+    cs = decode_changeset(collect_feed(f, req).json);
+    ASSERT_EQ(keys_of(cs), (std::vector<int64_t>{3}));
+    EXPECT_EQ(cs.tables[0].rows[0].cols.size(), 1u);
+    // Another peer gets everything.
+    ChangesRequest other = changes_request(0, std::nullopt, std::nullopt);
+    EXPECT_EQ(keys_of(decode_changeset(collect_feed(f, other).json)), (std::vector<int64_t>{1, 2, 3}));
 }
 
 TEST(Storage, FeedWithholdsRowsTheEngineHides) {
