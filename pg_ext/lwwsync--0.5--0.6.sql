@@ -34,3 +34,17 @@ CREATE VIEW lww_conflicts AS
            c.theirs, c.their_hlc, c.their_node
       FROM lwwsync.conflicts AS c;
 REVOKE ALL ON lww_conflicts FROM PUBLIC;
+
+-- issue 11: no echo
+-- Per peer, the change sequences of rows merged from it that brought
+-- registers stamped by a third node (a relay's, a server's other devices'):
+-- the peer holds them, so what this database sends it skips them. Dropped
+-- once the peer's cursor on this database is past them; not dumped (they
+-- only save traffic).
+CREATE TABLE lwwsync.relayed (
+    node uuid NOT NULL,
+    lo bigint NOT NULL,
+    hi bigint NOT NULL,
+    PRIMARY KEY (node, lo)
+);
+REVOKE ALL ON lwwsync.relayed FROM PUBLIC;

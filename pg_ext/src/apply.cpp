@@ -895,6 +895,8 @@ struct Item {
     // DELETE probe under row-level security, a changed value other rows
     // reference, a delete of a referenced table's row).
     bool batchable = false;
+    uint64_t seq = 0;     // of the last merge of it: the sequence it took (0: none)
+    bool relayed = false; // ... and it brought a third node's register (MergeRow::relayed)
     bool live = true;     // the incoming row is alive (inserts, updates) rather than a tombstone
     size_t pos = 0;       // position in its table run, by key as stored
     long parked = -1;     // index of the parked entry it comes from, -1: the batch
@@ -1194,6 +1196,8 @@ void merge_item(Item& it, size_t idx, ApplyCounts& stats, std::vector<Deferred>&
         std::vector<MergeRow> rows(1);
         rows[0].in = &it.in;
         merge_batch(store, rows, &it.run->ctx->receiver);
+        it.seq = rows[0].seq;
+        it.relayed = rows[0].relayed;
         if (rows[0].redo) continue;
         if (rows[0].keep) store.finish(rows[0]);
         stats.add(rows[0].counts);
@@ -1427,6 +1431,8 @@ void merge_group(std::vector<Item*>& items, size_t a, size_t b, ApplyCounts& sta
     }
     for (MergeRow& r : rows) {
         if (!r.redo) {
+            items[a + r.item]->seq = r.seq;
+            items[a + r.item]->relayed = r.relayed;
             stats.add(r.counts);
             continue;
         }
@@ -1885,7 +1891,8 @@ bool has_parked(const Principal& who) {
 
 // `from_origin`: a change set of a node (checked, bound to the caller);
 // false: no rows, only the caller's parked rows retried.
-ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint64_t seen) {
+ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint64_t seen,
+                       std::vector<uint64_t>* relayed = nullptr) {
     State& s = State::get();
     const NodeId self = s.self();
     if (from_origin) refuse_own_changes(cs.origin, self);
@@ -1902,7 +1909,8 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint6
     check_drift(cs, s.clock(), wall_clock_ms(), trust);
 
     std::deque<Context> contexts;
-    contexts.push_back(Context{trust, {}, {}, Receiver{self, seen, State::get().conflict_log().on}});
+    contexts.push_back(
+        Context{trust, {}, {}, Receiver{self, seen, State::get().conflict_log().on, relayed ? &cs.origin : nullptr}});
     Context& ctx = contexts.front();
     if (trust == Trust::caller) {
         ctx.caller = current_principal();
@@ -2022,6 +2030,13 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint6
         });
         if (!todo.empty()) {
             std::vector<Item*> more = merge_items(todo, stats);
+            // The set's rows that landed bringing a third node's registers
+            // (their last merge is the one committed): no echo.
+            if (relayed) {
+                const std::set<const Item*> not_landed(more.begin(), more.end());
+                for (const Item* it : todo)
+                    if (it->parked < 0 && it->relayed && it->seq && !not_landed.count(it)) relayed->push_back(it->seq);
+            }
             // Counted by row: a parked row's registers are "rejected", nothing of it applied.
             for (Item* it : more) {
                 if (it->parked < 0) {
@@ -2052,8 +2067,8 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint6
 
 }  // namespace
 
-ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust, uint64_t seen) {
-    return apply_impl(cs, trust, true, seen);
+ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust, uint64_t seen, std::vector<uint64_t>* relayed) {
+    return apply_impl(cs, trust, true, seen, relayed);
 }
 
 ApplyCounts retry_parked_rows() {

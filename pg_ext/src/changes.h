@@ -18,7 +18,10 @@ void replay_local_ops(const TableInfo& t, const std::vector<Param>& key, const s
 Batch collect_changes(const ChangesRequest& req);
 // `seen`: the sender holds this database's registers up to this sequence
 // (0: unknown), for the `overwrote` count (common/apply.h, Receiver).
-ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust = Trust::caller, uint64_t seen = 0);
+// `relayed`: receives the sequences of rows that landed bringing registers
+// stamped by a third node (neither cs.origin nor us), for the no-echo rule.
+ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust = Trust::caller, uint64_t seen = 0,
+                            std::vector<uint64_t>* relayed = nullptr);
 // The calling principal's parked rows (lww_rejected), retried with nothing else.
 ApplyCounts retry_parked_rows();
 
@@ -42,6 +45,8 @@ public:
     void set_push_mark(const NodeId& caller, const std::string& id) override;
     NodeId reset_node() override;
     ApplyCounts retry_parked() override;
+    SeqRanges relayed_from(const NodeId& peer, uint64_t after) override;
+    void forget_relayed(const NodeId& peer, uint64_t upto) override;
     bool reid_when_caller_is_ahead() override { return false; }
     // The feed waits for in-flight writers (changes.cpp): read before writing.
     bool feed_waits_for_writers() const override { return true; }

@@ -14,6 +14,8 @@
 
 extern "C" {
 #include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "utils/lsyscache.h"
 #include "pgstat.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
@@ -143,10 +145,55 @@ NodeId PgEngine::reset_node() {
 
 ApplyCounts PgEngine::retry_parked() { return retry_parked_rows(); }
 
+// No echo (docs/PROTOCOL.md): lwwsync.relayed, from version 0.6 of the
+// schema (a database not updated yet records nothing and sends everything).
+static bool has_relayed_table() {
+    bool found = false;
+    pg_call([&] {
+        const Oid ns = get_namespace_oid("lwwsync", true);
+        found = OidIsValid(ns) && OidIsValid(get_relname_relid("relayed", ns));
+    });
+    return found;
+}
+
+static Param int8_arg(uint64_t v) {
+    return Param{INT8OID, Int64GetDatum(static_cast<int64>(std::min<uint64_t>(v, INT64_MAX))), false};
+}
+
+SeqRanges PgEngine::relayed_from(const NodeId& peer, uint64_t after) {
+    SeqRanges out;
+    if (!has_relayed_table()) return out;
+    AsMetadataOwner owner;
+    const SpiResult res = run(prepare("SELECT lo, hi FROM lwwsync.relayed WHERE node = $1::uuid AND hi > $2 ORDER BY lo",
+                                      {TEXTOID, INT8OID}),
+                              {uuid_text(peer), int8_arg(after)}, true);
+    for (uint64_t r = 0; r < res.size(); ++r)
+        out.push_back(SeqRange{static_cast<uint64_t>(res.integer(r, 0)), static_cast<uint64_t>(res.integer(r, 1))});
+    return out;
+}
+
+void PgEngine::forget_relayed(const NodeId& peer, uint64_t upto) {
+    if (!has_relayed_table()) return;
+    AsMetadataOwner owner;
+    run(prepare("DELETE FROM lwwsync.relayed WHERE node = $1::uuid AND hi <= $2", {TEXTOID, INT8OID}),
+        {uuid_text(peer), int8_arg(upto)}, false);
+}
+
 ApplyCounts PgEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust, uint64_t seen) {
     if (cs.origin != peer) throw Error("a change set from " + cs.origin.str() + " arrived as " + peer.str() + "'s");
     const Cursor next = cursor_of(peer).after_batch(cs);
-    ApplyCounts counts = apply_changeset(cs, trust, seen);
+    std::vector<uint64_t> relayed;
+    ApplyCounts counts = apply_changeset(cs, trust, seen, has_relayed_table() ? &relayed : nullptr);
+    // What the peer relayed to us is not sent back to it (no echo).
+    if (!relayed.empty()) {
+        AsMetadataOwner owner;
+        const SPIPlanPtr put = prepare(
+            "INSERT INTO lwwsync.relayed(node, lo, hi) VALUES ($1::uuid, $2, $3)"
+            " ON CONFLICT (node, lo) DO UPDATE SET hi = greatest(lwwsync.relayed.hi, excluded.hi)",
+            {TEXTOID, INT8OID, INT8OID});
+        for (const SeqRange& r : seq_ranges(std::move(relayed)))
+            run(put, {uuid_text(peer), int8_arg(r.lo), int8_arg(r.hi)}, false);
+    }
     // Same transaction as the batch: the cursor commits with it.
     const Principal& p = who();
     AsMetadataOwner owner;
