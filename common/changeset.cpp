@@ -513,6 +513,7 @@ ChangeSet decode_changeset_value(const rapidjson::Value& doc) {
         const JVal& rows = member(jt, "rows", tw);
         if (!rows.IsArray()) bad(Where("rows", T), "expected an array");
         t.rows.reserve(rows.Size());
+        keys.reserve(rows.Size());
         for (rapidjson::SizeType ri = 0; ri < rows.Size(); ++ri) {
             const JVal& jr = rows[ri];
             const int R = static_cast<int>(ri);
