@@ -1014,6 +1014,53 @@ void check_child(Item& it, size_t idx, std::vector<Deferred>& deferred, std::vec
     }
 }
 
+// What the caller's rights (docs/SECURITY.md) let a merge outcome of `it`
+// keep, for both stores: refused (RowRefused: the row is parked), false to
+// keep nothing of it, true to write it. `set_based`: outcomes only the row
+// path handles (a DELETE probe under row-level security, a changed value
+// other rows reference, a delete of a referenced table's row) are refused
+// too, and the batch then merges row by row.
+bool admit_merged(const MergeRow& r, Item& it, const ForeignKeys& fks, bool set_based) {
+    const TableInfo& t = *it.run->plan.local;
+    const Rights& rights = it.run->rights;
+    const bool checked = it.run->ctx->trust == Trust::caller;
+    UserWriter& writer = *it.run->writer;
+    const MergeOutcome& out = r.out;
+    if (out.alive) {
+        // A new generation over a living row is a delete and an insert: the
+        // caller must be allowed to delete that row (privilege and policies).
+        if (checked && out.gen_raised && out.was_alive) {
+            if (!rights.del) refuse(t, "the change set deletes and re-inserts a row the caller may not delete");
+            if (r.there && rights.rls) {
+                if (set_based) refuse(t, "a new generation under row-level security: merged row by row");
+                if (!writer.may_delete(it.key, it.stored))
+                    refuse(t, "the change set deletes and re-inserts a row the caller may not delete");
+            }
+        }
+        if (set_based && r.write == UserWrite::update)
+            for (const ForeignKey& fk : fks.in)
+                for (const std::string& c : fk.parent_cols)
+                    for (size_t w : r.won)
+                        if (quote_ident(t.cols[w]) == c) refuse(t, "a referenced value changes: merged row by row");
+        if (r.write == UserWrite::none && checked) {
+            // Only the row register: an insert of the row as it already is.
+            if (!rights.insert) refuse(t, "the change set re-inserts a row (needs INSERT)");
+            if (!writer.visible(it.key)) refuse(t, "row-level security hides this row");
+        }
+        return true;
+    }
+    if (r.there) {
+        // Postgres checks the DELETE itself (privilege, policies, references).
+        if (set_based && !fks.in.empty()) refuse(t, "a merged delete of a referenced table's row: merged row by row");
+        return true;
+    }
+    if (checked && !(rights.del && rights.select_keys))
+        refuse(t, "the change set deletes a row (needs DELETE and SELECT on its key)");
+    // A tombstone of a row this database does not hold: no policy can judge
+    // it, and it would delete the key wherever it lives. Not kept.
+    return !(out.gen_raised && rights.rls && it.run->ctx->guarded());
+}
+
 // The row path as a TableStore for the core's batch merge (a batch of one):
 // the row locked, then its metadata, every check an outcome needs.
 // `unseen`: the key has no metadata (the unlocked read said so). Its row is
@@ -1024,7 +1071,7 @@ class RowStore : public TableStore {
 public:
     RowStore(Item& it, size_t idx, std::vector<Deferred>& deferred, std::vector<ChildCheck>* later, bool unseen)
         : it_(it), idx_(idx), deferred_(deferred), later_(later), unseen_(unseen), t_(*it.run->plan.local),
-          writer_(*it.run->writer), fks_(foreign_keys(t_.relid)), checked_(it.run->ctx->trust == Trust::caller) {}
+          writer_(*it.run->writer), fks_(foreign_keys(t_.relid)) {}
 
     void load(std::vector<MergeRow>& rows) override {
         MergeRow& r = rows.at(0);
@@ -1037,29 +1084,7 @@ public:
         r.st = load_meta(t_, it_.key);
     }
 
-    bool admit(MergeRow& r) override {
-        const Rights& rights = it_.run->rights;
-        const MergeOutcome& out = r.out;
-        if (out.alive) {
-            // A new generation over a living row is a delete and an insert: the
-            // caller must be allowed to delete that row (privilege and policies).
-            if (checked_ && out.gen_raised && out.was_alive &&
-                (!rights.del || (r.there && rights.rls && !writer_.may_delete(it_.key, it_.stored))))
-                refuse(t_, "the change set deletes and re-inserts a row the caller may not delete");
-            if (r.write == UserWrite::none && checked_) {
-                // Only the row register: an insert of the row as it already is.
-                if (!rights.insert) refuse(t_, "the change set re-inserts a row (needs INSERT)");
-                if (!writer_.visible(it_.key)) refuse(t_, "row-level security hides this row");
-            }
-        } else if (!r.there) {
-            if (checked_ && !(rights.del && rights.select_keys))
-                refuse(t_, "the change set deletes a row (needs DELETE and SELECT on its key)");
-            // A tombstone of a row this database does not hold: no policy can
-            // judge it, and it would delete the key wherever it lives. Not kept.
-            if (out.gen_raised && rights.rls && it_.run->ctx->guarded()) return false;
-        }
-        return true;
-    }
+    bool admit(MergeRow& r) override { return admit_merged(r, it_, fks_, false); }
 
     void write_user(const std::vector<MergeRow*>& rows) override {
         MergeRow& r = *rows.at(0);
@@ -1178,7 +1203,6 @@ private:
     const TableInfo& t_;
     UserWriter& writer_;
     const ForeignKeys& fks_;
-    bool checked_;
     std::map<size_t, Param> won_;
     std::vector<LocalOp> ops_;                    // local writes to this row made by triggers meanwhile
     std::vector<std::vector<Param>> referenced_;  // referenced values before a merged delete, per referencing key
@@ -1246,7 +1270,7 @@ class GroupStore : public TableStore {
 public:
     GroupStore(std::vector<Item*>& items, size_t a, std::vector<Deferred>& deferred, std::vector<ChildCheck>& later)
         : items_(items), a_(a), deferred_(deferred), later_(later), run_(*items[a]->run), t_(*run_.plan.local),
-          writer_(*run_.writer), fks_(foreign_keys(t_.relid)), checked_(run_.ctx->trust == Trust::caller) {}
+          writer_(*run_.writer), fks_(foreign_keys(t_.relid)) {}
 
     // Lock order: the user rows, then their metadata, each by key. Unseen
     // keys (no metadata when read unlocked) are most likely not there: no
@@ -1271,32 +1295,7 @@ public:
         }
     }
 
-    bool admit(MergeRow& r) override {
-        const Rights& rights = run_.rights;
-        const MergeOutcome& out = r.out;
-        if (out.alive) {
-            if (checked_ && out.gen_raised && out.was_alive) {
-                if (!rights.del) refuse(t_, "the change set deletes and re-inserts a row the caller may not delete");
-                if (r.there && rights.rls) refuse(t_, "a new generation under row-level security: merged row by row");
-            }
-            if (r.write == UserWrite::update) {
-                for (const ForeignKey& fk : fks_.in)
-                    for (const std::string& c : fk.parent_cols)
-                        for (size_t w : r.won)
-                            if (quote_ident(t_.cols[w]) == c) refuse(t_, "a referenced value changes: merged row by row");
-            } else if (r.write == UserWrite::none && checked_) {
-                if (!rights.insert) refuse(t_, "the change set re-inserts a row (needs INSERT)");
-                if (!writer_.visible(item(r).key)) refuse(t_, "row-level security hides this row");
-            }
-        } else if (r.there) {
-            if (!fks_.in.empty()) refuse(t_, "a merged delete of a referenced table's row: merged row by row");
-        } else if (checked_ && !(rights.del && rights.select_keys)) {
-            refuse(t_, "the change set deletes a row (needs DELETE and SELECT on its key)");
-        } else if (out.gen_raised && rights.rls && run_.ctx->guarded()) {
-            return false;  // as RowStore: a tombstone no policy can judge, not kept
-        }
-        return true;
-    }
+    bool admit(MergeRow& r) override { return admit_merged(r, item(r), fks_, true); }
 
     // The user rows, a statement per kind of write and set of won columns.
     void write_user(const std::vector<MergeRow*>& rows) override {
@@ -1409,7 +1408,6 @@ private:
     const TableInfo& t_;
     UserWriter& writer_;
     const ForeignKeys& fks_;
-    bool checked_;
     std::optional<GroupOwnWrites> own_;  // from the user writes to the end of finish
     std::vector<OwnWrite*> own_at_;      // by position in kept_
     std::vector<MergeRow*> kept_;
