@@ -320,10 +320,11 @@ for c in "${CLIENTS[@]}" reader pusher late; do
 done
 if [ -z "$bad" ]; then ok "all clients and the standby equal the primary byte for byte ($(grep -c . "$W/primary.dump") rows)"
 else not_ok "clients differ from the primary" "$bad"; fi
-# A device that pulled another device's row pushes it back at its next
-# sync (an echo the server ignores). Through the standby-only gateway that
-# push is refused as read-only; the row is not this device's write, so it
-# waits for a sync with a primary and the sync succeeds.
+# A device that pulled another device's row does not push it back (no
+# echo), but its next sync still sends a push that moves the server's cursor
+# on it past the merged row. Through the standby-only gateway that push is
+# refused as read-only; it carries no write of this device's, so it waits
+# for a sync with a primary and the sync succeeds.
 sq c1 "INSERT INTO events VALUES ('c1-late', 'c1', 1)" >/dev/null && echo c1-late >>"$W/inserted.c1"
 sync_sq c1 "$URL1" >/dev/null || not_ok "c1 pushes its late row"
 caught_up || not_ok "the standby catches up"
@@ -333,8 +334,8 @@ expect "the reader pulls another device's row through the standby-only gateway" 
 refused_before=$(grep -c '"status":503' "$W/gw3.log")
 out=$(sync_sq reader "$URL3" 2>&1)
 expect_match "its next sync there succeeds" "$out" '"peer"'
-if [ "$(grep -c '"status":503' "$W/gw3.log")" -gt "$refused_before" ]; then ok "...its echo push was refused there as read-only and left for later"
-else not_ok "...its echo push was refused there as read-only" "no 503 in the standby-only gateway's log"; fi
+if [ "$(grep -c '"status":503' "$W/gw3.log")" -gt "$refused_before" ]; then ok "...its cursor-moving push was refused there as read-only and left for later"
+else not_ok "...its cursor-moving push was refused there as read-only" "no 503 in the standby-only gateway's log"; fi
 LC_ALL=C sort -u "$W"/inserted.* >"$W/expected.ids"
 pg1 -c "SELECT id FROM events" | LC_ALL=C sort >"$W/server.ids"
 if cmp -s "$W/expected.ids" "$W/server.ids"; then ok "every inserted event is on the primary once ($(grep -c . "$W/expected.ids"))"
