@@ -11,32 +11,14 @@ SELECT 'postgresql:///lww_rl_a?host=' || current_setting('unix_socket_directorie
        || '&port=' || current_setting('port') AS url_a,
        'postgresql:///lww_rl_b?host=' || current_setting('unix_socket_directories')
        || '&port=' || current_setting('port') AS url_b \gset
+-- Each database: the table, tracked, and moved(stats): what one sync pushed and pulled.
+\set setup 'CREATE EXTENSION lwwsync; CREATE TABLE items(id int PRIMARY KEY, name text, note text); SELECT lww_track(''items''); CREATE FUNCTION moved(s jsonb) RETURNS text LANGUAGE sql AS $$ SELECT format(''pushed %s (registers %s), pulled %s (registers %s)'', s->''pushed'', s->''sent''->''received'', s->''pulled'', s->''received''->''received'') $$;'
 \c lww_rl_a
-CREATE EXTENSION lwwsync;
-CREATE TABLE items(id int PRIMARY KEY, name text, note text);
-SELECT lww_track('items');
-CREATE FUNCTION moved(s jsonb) RETURNS text LANGUAGE sql AS $$
-    SELECT format('pushed %s (registers %s), pulled %s (registers %s)', s->'pushed', s->'sent'->'received',
-                  s->'pulled', s->'received'->'received')
-$$;
+:setup
 \c lww_rl_b
-CREATE EXTENSION lwwsync;
-CREATE TABLE items(id int PRIMARY KEY, name text, note text);
-SELECT lww_track('items');
-CREATE FUNCTION moved(s jsonb) RETURNS text LANGUAGE sql AS $$
-    SELECT format('pushed %s (registers %s), pulled %s (registers %s)', s->'pushed', s->'sent'->'received',
-                  s->'pulled', s->'received'->'received')
-$$;
+:setup
 \c lww_rl_c
-CREATE EXTENSION lwwsync;
-CREATE TABLE items(id int PRIMARY KEY, name text, note text);
-SELECT lww_track('items');
-CREATE FUNCTION moved(s jsonb) RETURNS text LANGUAGE sql AS $$
-    SELECT format('pushed %s (registers %s), pulled %s (registers %s)', s->'pushed', s->'sent'->'received',
-                  s->'pulled', s->'received'->'received')
-$$;
-
--- (moved: what one sync pushed and pulled.)
+:setup
 
 -- A -> B -> C.
 \c lww_rl_a
