@@ -174,11 +174,16 @@ void observe_stamps(const ChangeSet& cs, HybridClock& clock) {
 
 IncomingRow incoming_row(const RowChange& r, const std::vector<size_t>& col_map) {
     IncomingRow in;
-    in.gen = r.gen;
-    in.has_row = r.has_row;
-    in.row = r.row;
-    for (const auto& c : r.cols) in.cols.emplace_back(col_map[c.col], c.stamp);
+    incoming_row(r, col_map, in);
     return in;
+}
+
+void incoming_row(const RowChange& r, const std::vector<size_t>& col_map, IncomingRow& out) {
+    out.gen = r.gen;
+    out.has_row = r.has_row;
+    out.row = r.row;
+    out.cols.clear();
+    for (const auto& c : r.cols) out.cols.emplace_back(col_map[c.col], c.stamp);
 }
 
 }  // namespace lww

@@ -167,5 +167,6 @@ void observe_stamps(const ChangeSet& cs, HybridClock& clock);
 
 // One row of a set as the merge rule sees it, columns mapped to local registers.
 IncomingRow incoming_row(const RowChange& r, const std::vector<size_t>& col_map);
+void incoming_row(const RowChange& r, const std::vector<size_t>& col_map, IncomingRow& out);  // reusing out's storage
 
 }  // namespace lww

@@ -68,6 +68,10 @@ public:
     // Merges `items` (rows of this table, distinct keys) through the core's
     // batch merge. Throws SqlError when the database refuses a write.
     void merge(const std::vector<Item*>& items, std::vector<NodeId>& new_nodes, const Receiver& who);
+    void merge_one(Item& it, std::vector<NodeId>& new_nodes, const Receiver& who) {
+        one_.assign(1, &it);
+        merge(one_, new_nodes, who);
+    }
 
     // The row's metadata; a fresh RowState for a key never seen.
     RowState load(const std::vector<Value>& key) {
@@ -101,7 +105,7 @@ public:
     }
 
     // Writes `cols` (local register index -> value) into the user row.
-    void write_row(const std::vector<Value>& key, const std::map<size_t, const Value*>& cols, bool insert) {
+    void write_row(const std::vector<Value>& key, const WrittenCols& cols, bool insert) {
         // Statement cache key: the operation and one byte per written column.
         sig_.assign(t_.cols.size() + 1, '0');
         sig_[0] = insert ? 'i' : 'u';
@@ -132,7 +136,7 @@ private:
         for (size_t i = 0; i < key.size(); ++i) st.bind(static_cast<int>(i + 1), key[i]);
     }
 
-    Stmt prepare_write(const std::map<size_t, const Value*>& cols, bool insert) {
+    Stmt prepare_write(const WrittenCols& cols, bool insert) {
         const size_t n = t_.key.size();
         std::string sql;
         if (insert) {
@@ -168,7 +172,11 @@ private:
     // Of the batch being merged.
     const std::vector<Item*>* items_ = nullptr;
     std::vector<NodeId>* new_nodes_ = nullptr;
-    std::map<size_t, const Value*> values_;
+    WrittenCols values_;
+    // Reused from row to row (SQLite merges a batch of one row at a time).
+    std::vector<IncomingRow> in_;
+    std::vector<MergeRow> rows_;
+    std::vector<Item*> one_;
 };
 
 // ------------------------------------------------------------ one row
@@ -203,22 +211,22 @@ struct Item {
 };
 
 void TableWriter::merge(const std::vector<Item*>& items, std::vector<NodeId>& new_nodes, const Receiver& who) {
-    std::vector<IncomingRow> in(items.size());
-    std::vector<MergeRow> rows(items.size());
+    in_.resize(items.size());
+    rows_.resize(items.size());
     for (size_t i = 0; i < items.size(); ++i) {
         Item& it = *items[i];
         it.wrote = 0;
-        in[i] = incoming_row(*it.r, *it.col_map);
-        rows[i].in = &in[i];
-        rows[i].item = i;
+        incoming_row(*it.r, *it.col_map, in_[i]);
+        rows_[i].in = &in_[i];
+        rows_[i].item = i;
     }
     items_ = &items;
     new_nodes_ = &new_nodes;
-    merge_batch(*this, rows, &who);
+    merge_batch(*this, rows_, &who);
     for (size_t i = 0; i < items.size(); ++i) {
-        items[i]->counts = rows[i].counts;
-        items[i]->seq = rows[i].seq;
-        items[i]->relayed = rows[i].relayed;
+        items[i]->counts = rows_[i].counts;
+        items[i]->seq = rows_[i].seq;
+        items[i]->relayed = rows_[i].relayed;
     }
 }
 
@@ -238,7 +246,9 @@ void TableWriter::write_user(const std::vector<MergeRow*>& rows) {
         if (r->write == UserWrite::none) continue;
         Item& it = *(*items_)[r->item];
         values_.clear();
-        for (size_t k : r->out.won_cols) values_[r->in->cols[k].first] = &it.r->cols[k].value;
+        for (size_t k : r->out.won_cols) values_.emplace_back(r->in->cols[k].first, &it.r->cols[k].value);
+        std::sort(values_.begin(), values_.end(),
+                  [](const auto& a, const auto& b) { return a.first < b.first; });
         const char op = r->write == UserWrite::remove ? 'd' : r->write == UserWrite::insert ? 'i' : 'u';
         MergeWrite& m = c_.merging;
         m = MergeWrite{true, op, &it.t->name, &it.r->key, &values_};
@@ -313,7 +323,7 @@ void TableWriter::record_conflicts(const std::vector<MergeRow*>& rows) {
 // that writes another row of the set must find its metadata stored first).
 // False when nothing changed. Throws SqlError when the database refuses the write.
 bool merge_item(Item& it, std::vector<NodeId>& new_nodes, const Receiver& who) {
-    it.tw->merge({&it}, new_nodes, who);
+    it.tw->merge_one(it, new_nodes, who);
     return it.counts.applied > 0 || it.wrote;
 }
 

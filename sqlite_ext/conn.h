@@ -6,6 +6,7 @@
 // changed under it (SQLITE_FCNTL_DATA_VERSION), so several connections or
 // processes writing one file keep one strictly increasing clock and sequence.
 #pragma once
+#include <algorithm>
 #include <sqlite3ext.h>
 
 #include <map>
@@ -52,12 +53,21 @@ struct ForeignKey {
 // silent for exactly this write (table, key, operation and, for an update,
 // the values written); every other write that fires while it merges — an
 // app trigger's, a cascade's — is recorded as a local write.
+// Registers a merge writes into the user row: (register index, value),
+// ascending by index (a flat vector: no allocation per row once warm).
+using WrittenCols = std::vector<std::pair<size_t, const Value*>>;
+inline const Value* written_value(const WrittenCols& cols, size_t reg) {
+    auto it = std::lower_bound(cols.begin(), cols.end(), reg,
+                               [](const std::pair<size_t, const Value*>& c, size_t r) { return c.first < r; });
+    return it != cols.end() && it->first == reg ? it->second : nullptr;
+}
+
 struct MergeWrite {
     bool active = false;
     char op = 0;  // 'i' insert, 'u' update, 'd' delete
     const std::string* table = nullptr;
     const std::vector<Value>* key = nullptr;
-    const std::map<size_t, const Value*>* cols = nullptr;  // update: register index -> value written
+    const WrittenCols* cols = nullptr;  // update: register index -> value written
 };
 
 class Conn : public NodeSource {

@@ -294,10 +294,10 @@ bool merge_update_is_own(Conn& c, int note, NewValue&& new_value) {
     const auto& cols = *c.merging.cols;
     for (size_t i = 0; i < c.changed.size(); ++i) {
         if (!c.changed[i]) continue;
-        auto it = cols.find(i);
-        if (it == cols.end()) return false;
+        const Value* written = written_value(cols, i);
+        if (!written) return false;
         sqlite3_value* nv = new_value(i);
-        if (nv && !written_as(nv, *it->second)) return false;
+        if (nv && !written_as(nv, *written)) return false;
     }
     c.merging.active = false;
     return true;
