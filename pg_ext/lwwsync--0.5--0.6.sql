@@ -11,7 +11,7 @@
 -- them (JSON), stamps as hlc and node id. At most
 -- lww_config('conflict_log_rows') rows (default 10000), the oldest go first.
 CREATE TABLE lwwsync.conflicts (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id bigserial PRIMARY KEY,
     at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     tbl text NOT NULL,
     key jsonb NOT NULL,
@@ -26,6 +26,7 @@ CREATE TABLE lwwsync.conflicts (
 );
 REVOKE ALL ON lwwsync.conflicts FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('lwwsync.conflicts', '');
+SELECT pg_catalog.pg_extension_config_dump('lwwsync.conflicts_id_seq', '');
 
 -- What the app reads (and deletes from once shown). The conflicts concern
 -- every writer of the database: readable by its owner and whom it grants.
