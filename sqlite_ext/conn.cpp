@@ -209,6 +209,14 @@ void Conn::recover_seq() {
     Stmt pv(db, "PRAGMA data_version");
     others_version_ = pv.step() ? pv.int64(0) : -1;
     uint64_t seq = setting("seq_floor", 0);
+    {
+        // A sequence the no-echo ranges name is never handed out again.
+        Stmt has(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lww_relayed'");
+        if (has.step()) {
+            Stmt hi(db, "SELECT max(hi) FROM lww_relayed");
+            if (hi.step() && !hi.is_null(0) && static_cast<uint64_t>(hi.int64(0)) > seq) seq = hi.int64(0);
+        }
+    }
     for (const auto& tp : tables_) {
         const TableInfo& t = *tp;
         Stmt st(db, "SELECT seq, hlc, cols FROM " + t.meta + " ORDER BY seq DESC LIMIT 1");

@@ -49,6 +49,10 @@ bool reconcile_table(Conn& c, const TableInfo& t, bool strict, bool rebuild, Sum
     const std::string& name = t.name;
     if (!table_exists(c, name)) {
         // DROP TABLE: untracked, and its metadata dropped with it (docs/SCHEMA.md).
+        // Sequences must never run backwards once its rows are gone: peers'
+        // cursors and the no-echo ranges (lww_relayed) name them.
+        c.lock_for_write();
+        c.set_setting("seq_floor", static_cast<int64_t>(c.last_seq()));
         Stmt del(c.db, "DELETE FROM lww_tables WHERE name = ?1");
         del.bind_text(1, name);
         del.step();

@@ -327,7 +327,11 @@ public:
         if (new_keys.size() >= kPlainInsertFrom) stored.assign(new_keys.size(), insert_meta_many(t_, new_keys, new_rows));
         else stored = insert_new_meta(t_, new_keys, new_rows);
         // Rows another transaction stored since they were read: read again,
-        // locked, with this statement's writes to them stamped on top.
+        // locked, with this statement's writes to them stamped on top. A key
+        // still without metadata at that read is inserted again, never
+        // upserted (a third transaction may be storing it); each round waits
+        // for the transactions it met, so the second round stores them all.
+        std::vector<std::vector<const StatementOp*>> ops_of(keys.size());
         std::vector<std::vector<Param>> again_keys;
         std::vector<size_t> again_at;
         for (size_t j = 0; j < new_keys.size(); ++j)
@@ -335,14 +339,31 @@ public:
                 again_keys.push_back(new_keys[j]);
                 again_at.push_back(new_at[j]);
             }
-        if (!again_keys.empty()) {
-            std::vector<RowState> again = load_meta_many(t_, again_keys, true);
-            std::vector<std::vector<const StatementOp*>> ops_of(keys.size());
+        if (!again_keys.empty())
             for (const StatementOp& op : ops_) ops_of[same_row[key_of_op[op.key]]].push_back(&op);
-            for (size_t j = 0; j < again_keys.size(); ++j)
+        for (int round = 0; !again_keys.empty(); ++round) {
+            if (round == 8) throw Error("table \"" + t_.name + "\": metadata of new rows kept changing under a write");
+            std::vector<RowState> again = load_meta_many(t_, again_keys, true);
+            std::vector<std::vector<Param>> there_keys, missing_keys;
+            std::vector<RowState> there_rows, missing_rows;
+            std::vector<size_t> missing_at;
+            for (size_t j = 0; j < again_keys.size(); ++j) {
+                const bool there = again[j].gen != 0;
                 for (const StatementOp* op : ops_of[again_at[j]]) stamp(again[j], *op);
-            if (again_keys.size() == 1) store_meta(t_, again_keys[0], again[0]);
-            else store_meta_many(t_, again_keys, again);
+                (there ? there_keys : missing_keys).push_back(std::move(again_keys[j]));
+                (there ? there_rows : missing_rows).push_back(std::move(again[j]));
+                if (!there) missing_at.push_back(again_at[j]);
+            }
+            if (there_keys.size() == 1) store_meta(t_, there_keys[0], there_rows[0]);
+            else store_meta_many(t_, there_keys, there_rows);
+            const std::vector<bool> done = insert_new_meta(t_, missing_keys, missing_rows);
+            again_keys.clear();
+            again_at.clear();
+            for (size_t j = 0; j < missing_keys.size(); ++j)
+                if (!done[j]) {
+                    again_keys.push_back(std::move(missing_keys[j]));
+                    again_at.push_back(missing_at[j]);
+                }
         }
         for (const StatementOp& op : ops_)
             if (!op.last.empty()) store_last_values(t_, keys[key_of_op[op.key]], op.last);

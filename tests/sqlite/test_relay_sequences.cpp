@@ -1,0 +1,44 @@
+// No echo (lww_relayed) must never skip a register the peer lacks: the
+// sequences it names are never handed out again (found by an attack on it).
+#include "harness.h"
+
+using namespace lwwt;
+
+namespace {
+
+const char* kTwo = "CREATE TABLE t(id INTEGER PRIMARY KEY, a, b, c); CREATE TABLE t2(id INTEGER PRIMARY KEY, x);";
+
+// A DROP TABLE of a tracked table drops its metadata; a new connection that
+// recovered a lower last sequence would hand out again sequences lww_relayed
+// still names for a peer, and a row merged later from ANOTHER server taking
+// such a sequence would be skipped in the push to the first one. The drop
+// raises seq_floor (as lww_untrack does), and recovery never goes below
+// the ranges either.
+TEST(NoEcho, SequencesOfADroppedTableAreNotReusedForAnotherServersRows) {
+    Cluster cl;
+    Db& s = cl.add("s", kTwo, {"t", "t2"});  // server 1
+    Db& q = cl.add("q", kTwo, {"t", "t2"});  // server 2
+    Db& n = cl.add("n", kTwo, {"t", "t2"});  // a device of server 1
+    Db& m = cl.add("m", kTwo, {"t", "t2"});  // a device of server 2
+    Db& a = cl.add("a", kTwo, {"t", "t2"});  // syncs with both servers
+    n.exec("INSERT INTO t2 VALUES (1, 'from n')");
+    n.sync(s);
+    a.sync(s);  // A pulls N's row: lww_relayed names A's sequence 1 for S
+    ASSERT_EQ(a.i64("SELECT count(*) FROM lww_relayed"), 1);
+    a.exec("DROP TABLE t2");
+    a.exec("SELECT lww_node_id()");  // the drop is detected: t2's metadata goes
+    m.exec("INSERT INTO t VALUES (5, 'from m', NULL, NULL)");
+    m.sync(q);
+    {
+        auto a2 = cl.connect("a");  // the app restarts
+        const int64_t before = a2->seq();
+        std::string st = a2->sync(q);
+        EXPECT_EQ(a2->table("t"), q.table("t")) << st;
+        EXPECT_GT(a2->seq(), 1) << "sequence " << before << " reused";
+        st = a2->sync(s);  // M's row must reach S through A
+        st = a2->sync(s);
+        EXPECT_EQ(s.table("t"), a2->table("t")) << st;
+    }
+}
+
+}  // namespace
