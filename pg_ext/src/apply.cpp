@@ -916,31 +916,16 @@ Param text_param(const std::string& v) {
 // table's owner: the log is readable by the database's owner). Bounded by
 // conflict_log_rows, the oldest going first. In the merge's subtransaction:
 // a run rolled back and redone logs its conflicts once.
-void log_conflicts(const TableInfo& t, const std::vector<Param>& key, const std::vector<Value>& stored,
-                   const RowChange& in, const std::vector<Conflict>& conflicts) {
+void log_conflicts(UserWriter& writer, const TableInfo& t, const std::vector<Param>& key,
+                   const std::vector<Value>& stored, const RowChange& in, const std::vector<Conflict>& conflicts) {
     if (conflicts.empty()) return;
     std::vector<Value> ours;
-    {
-        std::string cols;
-        for (const auto& c : t.cols) cols += (cols.empty() ? "" : ", ") + quote_ident(c);
-        std::string where;
-        std::vector<Oid> types;
-        for (size_t k = 0; k < t.key.size(); ++k) {
-            where += (k ? " AND " : "") + quote_ident(t.key[k]) + " = $" + std::to_string(k + 1);
-            types.push_back(key[k].type);
-        }
-        AsTableOwner owner(t.relid);
-        const SpiResult res =
-            run(prepare("SELECT " + (cols.empty() ? std::string("1") : cols) + " FROM " + t.qualified + " WHERE " + where,
-                        types),
-                key, true);
-        if (res.size() == 1)
-            for (size_t c = 0; c < t.cols.size(); ++c) {
-                bool isnull = false;
-                const Datum d = res.col(0, static_cast<int>(c), &isnull);
-                ours.push_back(datum_to_value(d, isnull, t.col_types[c]));
-            }
-    }
+    std::vector<std::string> cols;
+    for (const auto& c : t.cols) cols.push_back(quote_ident(c));
+    std::vector<Param> values;
+    if (!cols.empty() && writer.read(cols, {}, key, values))
+        for (size_t c = 0; c < values.size(); ++c)
+            ours.push_back(datum_to_value(values[c].value, values[c].null, t.col_types[c]));
     const SPIPlanPtr put = prepare(
         "INSERT INTO lwwsync.conflicts(tbl, key, col, kind, ours, our_hlc, our_node, theirs, their_hlc, their_node)"
         " VALUES ($1, $2::jsonb, $3, $4, $5::jsonb, $6, $7::uuid, $8::jsonb, $9, $10::uuid)",
@@ -1156,7 +1141,7 @@ public:
     }
 
     void record_conflicts(const std::vector<MergeRow*>& rows) override {
-        log_conflicts(t_, it_.key, it_.stored, *it_.row, rows.at(0)->conflicts);
+        log_conflicts(writer_, t_, it_.key, it_.stored, *it_.row, rows.at(0)->conflicts);
     }
 
     void store(const std::vector<MergeRow*>& rows) override {
@@ -1350,7 +1335,8 @@ public:
     }
 
     void record_conflicts(const std::vector<MergeRow*>& rows) override {
-        for (const MergeRow* r : rows) log_conflicts(t_, item(*r).key, item(*r).stored, *item(*r).row, r->conflicts);
+        for (const MergeRow* r : rows)
+            log_conflicts(writer_, t_, item(*r).key, item(*r).stored, *item(*r).row, r->conflicts);
     }
 
     // Rows read with metadata are locked: stored over it. New keys are
@@ -1699,7 +1685,7 @@ void prepare_rows(TableRun& tr, long parked, std::deque<Item>& items, ApplyCount
                 count_merged(stats, probe);
                 // Registers that lost to ours: what the locked merge would have logged.
                 if (ctx.receiver.log_conflicts && (!probe.lost_regs.empty() || probe.older_generation))
-                    log_conflicts(t, it.key, it.stored, r, conflicts_of(probe, it.in, pre, ctx.receiver));
+                    log_conflicts(writer, t, it.key, it.stored, r, conflicts_of(probe, it.in, pre, ctx.receiver));
                 continue;
             }
             // What the locked merge can do is bounded by this one (a row's

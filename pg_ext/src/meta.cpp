@@ -335,8 +335,10 @@ void store_last_values(const TableInfo& t, const std::vector<Param>& key, const 
     run(q.last, args, false);
 }
 
-void store_meta(const TableInfo& t, const std::vector<Param>& key, const RowState& st) {
-    const MetaSql& q = sql_for(t);
+namespace {
+
+// The parameters of store / insert_new: the key, then the stored row.
+std::vector<Param> meta_args(const std::vector<Param>& key, const RowState& st) {
     const StoredRow sr = encode_meta(st);
     std::vector<Param> args = key;
     args.push_back(int8_param(static_cast<int64_t>(sr.gen)));
@@ -345,6 +347,14 @@ void store_meta(const TableInfo& t, const std::vector<Param>& key, const RowStat
     args.push_back(int8_param(static_cast<int64_t>(sr.row_seq)));
     args.push_back(int8_param(static_cast<int64_t>(st.max_seq())));
     args.push_back(sr.cols.empty() ? Param{BYTEAOID, 0, true} : bytea_param(sr.cols));
+    return args;
+}
+
+}  // namespace
+
+void store_meta(const TableInfo& t, const std::vector<Param>& key, const RowState& st) {
+    const MetaSql& q = sql_for(t);
+    const std::vector<Param> args = meta_args(key, st);
     AsMetadataOwner owner;
     run(q.store, args, false);
 }
@@ -404,14 +414,7 @@ std::vector<bool> insert_new_meta(const TableInfo& t, const std::vector<std::vec
     const MetaSql& q = sql_for(t);
     SpiResult res;
     if (keys.size() == 1) {
-        const StoredRow sr = encode_meta(rows[0]);
-        std::vector<Param> args = keys[0];
-        args.push_back(int8_param(static_cast<int64_t>(sr.gen)));
-        args.push_back(int8_param(static_cast<int64_t>(sr.row_hlc)));
-        args.push_back(Param{INT4OID, Int32GetDatum(static_cast<int32>(sr.row_node)), false});
-        args.push_back(int8_param(static_cast<int64_t>(sr.row_seq)));
-        args.push_back(int8_param(static_cast<int64_t>(rows[0].max_seq())));
-        args.push_back(sr.cols.empty() ? Param{BYTEAOID, 0, true} : bytea_param(sr.cols));
+        const std::vector<Param> args = meta_args(keys[0], rows[0]);
         AsMetadataOwner owner;
         res = run(q.insert_new, args, false);
         stored[0] = res.size() == 1;
