@@ -21,13 +21,18 @@ namespace lww {
 // has nothing to send.
 // `relayed` (with `self`): sequences of registers merged from the receiver
 // (ChangesRequest::relayed), skipped unless stamped by `self`.
+// Whether a receiver lacks register `r` (the rule registers_to_send applies
+// to each register; a re-snapshot asks it of a row's generation).
+inline bool receiver_lacks(const Register& r, uint64_t since, const NodeId* skip, uint64_t upto = UINT64_MAX,
+                           const SeqRanges* relayed = nullptr, const NodeId* self = nullptr) {
+    return r.present && r.seq > since && r.seq <= upto && !(skip && r.stamp.node == *skip) &&
+           !(relayed && !relayed->empty() && in_ranges(*relayed, r.seq) && !(self && r.stamp.node == *self));
+}
+
 template <class ValueOf>
 bool registers_to_send(const RowState& st, uint64_t since, const NodeId* skip, RowChange& out, ValueOf&& value_of,
                        uint64_t upto = UINT64_MAX, const SeqRanges* relayed = nullptr, const NodeId* self = nullptr) {
-    auto wanted = [&](const Register& r) {
-        return r.present && r.seq > since && r.seq <= upto && !(skip && r.stamp.node == *skip) &&
-               !(relayed && !relayed->empty() && in_ranges(*relayed, r.seq) && !(self && r.stamp.node == *self));
-    };
+    auto wanted = [&](const Register& r) { return receiver_lacks(r, since, skip, upto, relayed, self); };
     out.cols.clear();
     out.has_row = wanted(st.row);
     if (out.has_row) out.row = st.row.stamp;

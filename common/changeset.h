@@ -88,6 +88,11 @@ ChangeSet decode_changeset(std::string_view json);
 ChangeSet decode_changeset_value(const rapidjson::Value& doc);  // a change set embedded in another document
 
 
+// Keys as JSON arrays of values (change-set value form): the keys of a
+// re-snapshot probe. Each non-empty, at most 32 values, none NULL, all of
+// one arity; `what` names the field in errors.
+std::vector<std::vector<Value>> decode_keys(const rapidjson::Value& arr, const char* what);
+
 std::string base64_encode(std::string_view bytes);
 bool base64_decode(std::string_view text, std::string& out);
 

@@ -34,7 +34,9 @@ std::string SyncStats::json() const {
            ",\"retries\":" + n(retries) + ",\"ms\":" + ms_text + ",\"sent\":" + sent.json() +
            ",\"received\":" + received.json() + (reset_node ? ",\"reset_node\":" + n(reset_node) : std::string()) +
            (to_pull ? ",\"to_pull\":" + n(to_pull) : std::string()) +
-           (to_push ? ",\"to_push\":" + n(to_push) : std::string()) + "}";
+           (to_push ? ",\"to_push\":" + n(to_push) : std::string()) +
+           (resnapshots ? ",\"resnapshots\":" + n(resnapshots) + ",\"dropped\":" + n(dropped) : std::string()) +
+           (purged ? ",\"purged\":" + n(purged) : std::string()) + "}";
 }
 
 std::string new_push_id() {
@@ -187,6 +189,19 @@ std::string encode_request(const ExchangeRequest& r) {
         w.Key("forked");
         w.Bool(true);
     }
+    if (r.horizon) u64(w, "horizon", *r.horizon);
+    if (r.probe) {
+        w.Key("probe");
+        w.StartObject();
+        w.Key("table");
+        w.String(r.probe->table.data(), static_cast<rapidjson::SizeType>(r.probe->table.size()));
+        w.Key("keys");
+        std::string keys = "[";
+        for (size_t i = 0; i < r.probe->keys.size(); ++i) keys += (i ? "," : "") + key_json(r.probe->keys[i]);
+        keys += "]";
+        w.RawValue(keys.data(), keys.size(), rapidjson::kArrayType);
+        w.EndObject();
+    }
     w.EndObject();
     return std::string(buf.GetString(), buf.GetSize());
 }
@@ -209,6 +224,17 @@ std::string encode_response(const ExchangeResponse& r) {
         const ApplyCounts& a = *r.applied;
         w.Key("applied");
         w.RawValue(a.json().c_str(), a.json().size(), rapidjson::kObjectType);
+    }
+    if (r.horizon) u64(w, "horizon", r.horizon);
+    if (r.resnapshot) {
+        w.Key("resnapshot");
+        w.Bool(true);
+    }
+    if (r.absent) {
+        w.Key("absent");
+        w.StartArray();
+        for (uint32_t i : *r.absent) w.Uint(i);
+        w.EndArray();
     }
     if (r.pull) raw(w, "pull", *r.pull);
     w.EndObject();
@@ -251,6 +277,22 @@ ParsedRequest decode_request(std::string_view json) {
         if (!forked->value.IsBool()) bad("\"forked\" must be true or false");
         r.forked = forked->value.GetBool();
     }
+    if (d.HasMember("horizon")) r.horizon = sequence_of(d, "horizon");
+    auto probe = d.FindMember("probe");
+    if (probe != d.MemberEnd()) {
+        const auto& p = probe->value;
+        if (!p.IsObject()) bad("\"probe\" must be an object");
+        auto table = p.FindMember("table");
+        auto keys = p.FindMember("keys");
+        if (table == p.MemberEnd() || !table->value.IsString() || table->value.GetStringLength() == 0 ||
+            table->value.GetStringLength() > 1000)
+            bad("\"probe\" needs a \"table\" name");
+        if (keys == p.MemberEnd() || !keys->value.IsArray() || keys->value.Size() > kMaxProbeKeys)
+            bad("\"probe\" needs \"keys\": an array of at most " + std::to_string(kMaxProbeKeys) + " keys");
+        r.probe = Probe{std::string(table->value.GetString(), table->value.GetStringLength()),
+                        decode_keys(keys->value, "probe.keys")};
+        if (r.push || r.received || r.forked) bad("a \"probe\" goes alone: no push, no received, no forked");
+    }
     return r;
 }
 
@@ -288,6 +330,24 @@ ParsedResponse decode_response(std::string_view json) {
     }
     auto pull = d.FindMember("pull");
     if (pull != d.MemberEnd()) r.pull = decode_changeset_value(pull->value);
+    if (d.HasMember("horizon")) r.horizon = sequence_of(d, "horizon");
+    auto resnap = d.FindMember("resnapshot");
+    if (resnap != d.MemberEnd()) {
+        if (!resnap->value.IsBool()) bad("\"resnapshot\" must be true or false");
+        r.resnapshot = resnap->value.GetBool();
+    }
+    auto absent = d.FindMember("absent");
+    if (absent != d.MemberEnd()) {
+        if (!absent->value.IsArray() || absent->value.Size() > kMaxProbeKeys)
+            bad("\"absent\" must be an array of at most " + std::to_string(kMaxProbeKeys) + " indexes");
+        std::vector<uint32_t> idx;
+        for (const auto& v : absent->value.GetArray()) {
+            if (!v.IsUint() || v.GetUint() >= kMaxProbeKeys || (!idx.empty() && v.GetUint() <= idx.back()))
+                bad("\"absent\" must hold increasing key indexes below " + std::to_string(kMaxProbeKeys));
+            idx.push_back(v.GetUint());
+        }
+        r.absent = std::move(idx);
+    }
     return r;
 }
 
@@ -315,6 +375,9 @@ namespace {
 // server's merged rows when the client pulls after a large push. Read past
 // them in one round trip — up to a bound, so a round trip stays short.
 constexpr int64_t kSkipBatchesPerRoundTrip = 64;
+
+// Local rows a re-snapshot reads per probe (keys sent: at most as many).
+constexpr size_t kProbeRows = 1000;
 
 Batch past_own_rows(SyncEngine& engine, const NodeId& peer, const Cursor& from, int64_t rows) {
     // Registers merged from the peer go no further than this database (no echo).
@@ -392,13 +455,46 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
         me = server.reset_node();
     ExchangeResponse resp;
     resp.node = me;
+    // Tombstones past their time go while a pushing round trip writes anyway
+    // (throttled by the engine); then the horizon this answer states.
+    if (pushes && me == self) server.auto_purge();
+    resp.horizon = server.purge_horizon();
+    if (req.probe) {
+        // A re-snapshot's question: which of these rows do we still hold?
+        if (me == self) {
+            const std::optional<std::vector<bool>> held = server.holds_keys(req.node, req.probe->table, req.probe->keys);
+            std::vector<uint32_t> absent;
+            if (held)
+                for (size_t i = 0; i < held->size(); ++i)
+                    if (!(*held)[i]) absent.push_back(static_cast<uint32_t>(i));
+            resp.absent = std::move(absent);
+        }
+        resp.acked = server.cursor_of(req.node);
+        resp.clock = server.clock_now();
+        return encode_response(resp);
+    }
+    // A caller whose cursor is older than the purge horizon may hold rows
+    // deleted here whose tombstones are gone: it would never hear of those
+    // deletes, and its pushes could bring the rows back. Nothing is done for
+    // it until it re-snapshots (its requests then carry the horizon).
+    bool stale = false;
+    if (resp.horizon && me == self && (req.push || req.received)) {
+        const uint64_t knows = std::max(req.received ? req.received->received : req.seen, req.horizon.value_or(0));
+        if (knows < resp.horizon) {
+            if (!req.horizon)
+                throw Error("node " + req.node.str() + " last synced before this server purged deleted rows (its cursor " +
+                            std::to_string(knows) + ", the purge horizon " + std::to_string(resp.horizon) +
+                            "): it must re-snapshot, which lwwsync 0.7 clients do by themselves: upgrade it");
+            stale = resp.resnapshot = true;
+        }
+    }
     // The first round trip of a sync (no push, no cursor): the caller's
     // parked rows get their retry even if it brings nothing — where this
     // transaction may write; elsewhere its next push retries them.
     if (!req.push && !req.received && !req.forked && me == self && server.writable()) server.retry_parked();
     // Pull before applying the push: an engine that waits for concurrent
     // writers while reading its feed (Postgres) must not hold row locks then.
-    if (req.received && me == self) {
+    if (req.received && me == self && !stale) {
         // What the caller relayed to us and holds: past its cursor, forgotten.
         if (pushes) server.forget_relayed(req.node, req.received->floor);
         Batch b = changes_for(server, req.node, *req.received, req.limits);
@@ -409,7 +505,7 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
         const uint64_t last = resp.more ? server.progress_seq() : 0;
         if (resp.more && last != kMaxSequence && last > b.upto) resp.remaining = last - b.upto;
     }
-    if (req.push) {
+    if (req.push && !stale) {
         if (req.push->origin != req.node) throw Error("the pushed change set's origin is not the calling node");
         // A push that starts past what we hold would leave a gap: skip it and
         // report our cursor so the caller resends from there.
@@ -550,6 +646,8 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
             local.observe_clock(resp.clock);
         }
         check_acked(resp);
+        // It purged past our cursor since we met it: start over (and reconcile).
+        if (resp.resnapshot) throw Restart{"the peer purged deleted rows past our cursor on it during the sync"};
         return resp;
     };
     // Hello: who the server is and how far it holds our changes.
@@ -557,7 +655,43 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
     hello.node = self;
     if (self.keyed()) hello.node_key = local.node_key();
     hello.limits = limits;
-    Cursor acked = round_trip(hello).acked;
+    const ParsedResponse met = round_trip(hello);
+    Cursor acked = met.acked;
+    local.note_upstream(*server, acked.floor);
+    // The server purged tombstones we may never have received: before
+    // anything goes either way, drop the rows it no longer holds whose
+    // generation it had (it deleted them), keeping what is news to it
+    // (docs/PROTOCOL.md, "Purge and re-snapshot"). Every later request says
+    // which horizon we reconciled against.
+    if (met.horizon > local.cursor_of(*server).received) {
+        const SeqRanges relayed = local.relayed_from(*server, acked.floor);
+        for (const std::string& table : local.probe_tables()) {
+            for (uint64_t after = 0;;) {
+                ProbePage page = local.probe_rows(*server, table, after, kProbeRows, acked.floor, relayed);
+                if (!page.keys.empty()) {
+                    ExchangeRequest q = hello;
+                    q.probe = Probe{table, std::move(page.keys)};
+                    const ParsedResponse answer = round_trip(q);
+                    if (answer.horizon != met.horizon)
+                        throw Restart{"the peer purged again during a re-snapshot"};
+                    if (answer.absent && !answer.absent->empty()) {
+                        std::vector<std::vector<Value>> gone;
+                        std::vector<uint64_t> gen_seq;
+                        for (uint32_t i : *answer.absent) {
+                            if (i >= q.probe->keys.size()) throw Error("the peer's answer names a key it was not asked about");
+                            gone.push_back(std::move(q.probe->keys[i]));
+                            gen_seq.push_back(page.gen_seq[i]);
+                        }
+                        stats.dropped += local.drop_rows(*server, table, gone, gen_seq);
+                    }
+                }
+                if (page.done) break;
+                after = page.next;
+            }
+        }
+        ++stats.resnapshots;
+    }
+    hello.horizon = met.horizon;
     // Rows parked here are retried once per sync, whatever it brings.
     stats.received.add(local.retry_parked());
     report(false);
@@ -652,6 +786,10 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
         }
         report(false);
     }
+    // Done: the server holds our changes up to `acked`; tombstones past
+    // their time (and held by every server we push to) can go.
+    local.note_upstream(*server, acked.floor);
+    stats.purged += local.auto_purge();
 }
 
 }  // namespace

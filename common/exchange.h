@@ -86,6 +86,23 @@ struct ChangesRequest {
     }
 };
 
+// Purge and re-snapshot (docs/PROTOCOL.md, "Purge and re-snapshot").
+// A re-snapshot asks the server which of the caller's rows it still holds,
+// a page of keys of one table at a time.
+constexpr size_t kMaxProbeKeys = 10000;
+struct Probe {
+    std::string table;
+    std::vector<std::vector<Value>> keys;
+};
+// Alive rows of one local table whose generation the server already holds
+// (it would not be pushed again): the ones a re-snapshot asks about.
+struct ProbePage {
+    std::vector<std::vector<Value>> keys;
+    std::vector<uint64_t> gen_seq;  // each row's generation register sequence when read
+    uint64_t next = 0;              // the next page starts after this (engine's order)
+    bool done = true;
+};
+
 // Who a change set being applied comes from.
 // - caller: anybody who called lww_exchange or lww_apply. Its stamps must be
 //   within the drift limit of this database's clock, and (Postgres) its node
@@ -168,6 +185,44 @@ public:
     // must not make a shared server re-sync everyone; it checks its own
     // identity (system id, timeline, database oid) instead.
     virtual bool reid_when_caller_is_ahead() { return true; }
+    // Purge and re-snapshot (docs/PROTOCOL.md). Server: the highest change
+    // sequence of a tombstone this database purged (0: none) — a caller
+    // whose cursor is below it may hold rows deleted here and must
+    // re-snapshot first.
+    virtual uint64_t purge_horizon() { return 0; }
+    // Server: which of `keys` of `table` this database holds (a row, a
+    // tombstone, a row parked for `caller`); nullopt when it does not track
+    // the table (the caller then keeps its rows). Keys are checked against
+    // the table's key (arity, types) and refused with an error otherwise.
+    virtual std::optional<std::vector<bool>> holds_keys(const NodeId& /*caller*/, const std::string& /*table*/,
+                                                        const std::vector<std::vector<Value>>& /*keys*/) {
+        return std::nullopt;
+    }
+    // Client: the tracked tables, and a page of the alive rows of `table`
+    // past `after` whose generation `peer` holds (receiver_lacks says no
+    // for it, given `peer`'s cursor floor on us and the no-echo ranges).
+    virtual std::vector<std::string> probe_tables() { return {}; }
+    virtual ProbePage probe_rows(const NodeId& /*peer*/, const std::string& /*table*/, uint64_t /*after*/,
+                                 size_t /*limit*/, uint64_t /*peer_floor*/, const SeqRanges& /*relayed*/) {
+        return {};
+    }
+    // Client: removes the rows of `table` that `peer` no longer holds (it
+    // deleted them and purged the tombstones), each only if its generation
+    // register still has the sequence it had when probed; no tombstone is
+    // written (nothing to send: the peer lacks them), and this database's
+    // own purge horizon rises so its own pullers re-snapshot too. Returns
+    // the rows removed.
+    virtual size_t drop_rows(const NodeId& /*peer*/, const std::string& /*table*/,
+                             const std::vector<std::vector<Value>>& /*keys*/, const std::vector<uint64_t>& /*gen_seq*/) {
+        return 0;
+    }
+    // Client: `peer` holds this database's changes up to `floor` (its
+    // cursor on us): a tombstone is purged here only once every peer this
+    // database pushes to holds it.
+    virtual void note_upstream(const NodeId& /*peer*/, uint64_t /*floor*/) {}
+    // Both: the purge that runs by itself during sync (at most once per
+    // interval: min(tombstone_ttl_ms, an hour)). Returns tombstones removed.
+    virtual size_t auto_purge() { return 0; }
     // True when reading the feed waits for concurrent local writers (Postgres):
     // then a client reads all it pushes before it writes anything it pulls.
     virtual bool feed_waits_for_writers() const { return false; }
@@ -206,6 +261,10 @@ struct ExchangeRequest {
     std::optional<std::string> push;  // a change set of the caller's, as JSON
     std::string push_id;       // a random id of this push (with `push`)
     bool forked = false;       // the caller found a copy of itself: the server retires its push marks
+    // The server's purge horizon this caller reconciled its rows against
+    // (a re-snapshot; or nothing to reconcile); nullopt: an older caller.
+    std::optional<uint64_t> horizon;
+    std::optional<Probe> probe;  // a re-snapshot's question (no push, no pull with it)
 };
 
 struct ExchangeResponse {
@@ -217,6 +276,9 @@ struct ExchangeResponse {
     std::optional<ApplyCounts> applied;
     std::optional<std::string> pull;  // the server's changes past request.received (JSON change set)
     std::string acked_id;      // push id of the caller's push that last moved `acked` (empty: unknown)
+    uint64_t horizon = 0;      // the server's purge horizon (0: it never purged)
+    bool resnapshot = false;   // the caller is older than the horizon: nothing was done, re-snapshot first
+    std::optional<std::vector<uint32_t>> absent;  // of a probe: indexes of the keys the server does not hold
 };
 
 std::string encode_request(const ExchangeRequest& r);
@@ -232,6 +294,8 @@ struct ParsedRequest {
     std::optional<ChangeSet> push;
     std::string push_id;
     bool forked = false;
+    std::optional<uint64_t> horizon;
+    std::optional<Probe> probe;
 };
 struct ParsedResponse {
     NodeId node;
@@ -242,6 +306,9 @@ struct ParsedResponse {
     std::optional<ApplyCounts> applied;
     std::optional<ChangeSet> pull;
     std::string acked_id;
+    uint64_t horizon = 0;
+    bool resnapshot = false;
+    std::optional<std::vector<uint32_t>> absent;
 };
 // A push id: 1 to 32 characters of [0-9a-f] (random 64 bits as 16 hex digits).
 constexpr size_t kMaxPushIdChars = 32;
@@ -266,6 +333,9 @@ struct SyncStats {
     double ms = 0;
     bool done = false;
     size_t reset_node = 0;                      // this side took a new node id (it was a copy or a restore)
+    size_t resnapshots = 0;                     // re-snapshots against the server's purge horizon
+    size_t dropped = 0;                         // rows removed here by them (the server deleted and purged them)
+    size_t purged = 0;                          // tombstones this side purged at the end of the sync
     // Of a running sync: about how many rows are left to pull (the server's
     // estimate) and to push (this side's), for a progress bar; 0 when done.
     uint64_t to_pull = 0, to_push = 0;

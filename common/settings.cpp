@@ -3,6 +3,7 @@
 #include "batch.h"
 #include "error.h"
 #include "hlc.h"
+#include "purge.h"
 
 namespace lww {
 
@@ -26,6 +27,8 @@ const Setting kSettings[] = {
     {"detect_copies", 1, 0, 1, kSqlite},
     // 1: lww_apply records each conflict it settles in lww_conflicts
     {"conflict_log", 0, 0, 1, kBoth},
+    // tombstones older than this go (lww_purge, and by themselves during sync)
+    {"tombstone_ttl_ms", kDefaultTombstoneTtlMs, 0, int64_t(1) << 40, kBoth},
     // rows lww_conflicts keeps (the oldest go first)
     {"conflict_log_rows", 10000, 1, 10000000, kBoth},
 };

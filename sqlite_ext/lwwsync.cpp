@@ -22,6 +22,7 @@ SQLITE_EXTENSION_INIT1
 #include "evolve.h"
 #include "schema.h"
 #include "status.h"
+#include "purge.h"
 #include "sync.h"
 
 
@@ -149,6 +150,24 @@ void fn_seq(sqlite3_context* ctx, int, sqlite3_value**) {
         Conn& c = conn(ctx);
         c.ensure_ready();
         sqlite3_result_int64(ctx, static_cast<int64_t>(committed_seq(c)));
+    });
+}
+
+// lww_purge([older_than_ms]): removes tombstones older than that (default
+// lww_config('tombstone_ttl_ms')); returns how many (docs/PROTOCOL.md).
+void fn_purge(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    guarded(ctx, "lww_purge", [&] {
+        Conn& c = conn(ctx);
+        c.ensure_ready();
+        const Setting& ttl = find_setting("tombstone_ttl_ms", Engine::sqlite);
+        int64_t older = static_cast<int64_t>(c.setting(ttl.name, static_cast<uint64_t>(ttl.dflt)));
+        if (argc > 0) {
+            if (sqlite3_value_type(argv[0]) != SQLITE_INTEGER) throw Error("older_than_ms must be an integer");
+            older = sqlite3_value_int64(argv[0]);
+            if (older < 0 || older > ttl.max)
+                throw Error("older_than_ms must be between 0 and " + std::to_string(ttl.max));
+        }
+        sqlite3_result_int64(ctx, static_cast<int64_t>(purge_tombstones(c, static_cast<uint64_t>(older))));
     });
 }
 
@@ -530,6 +549,8 @@ const FnDef kFunctions[] = {
     {"lww_sync_cancel", 0, kDirect, fn_sync_cancel},
     {"lww_exchange", 1, kDirect, fn_exchange},
     {"lww_seq", 0, kInnocuous, fn_seq},
+    {"lww_purge", 0, kDirect, fn_purge},
+    {"lww_purge", 1, kDirect, fn_purge},
     {"lww_config", 1, kDirect, fn_config},
     {"lww_config", 2, kDirect, fn_config},
     {"lww_begin_write", 1, kInnocuous, fn_begin_write},

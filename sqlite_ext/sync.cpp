@@ -240,6 +240,9 @@ NodeId reset_node_id(Conn& c) {
         // gets its own) and skipped what they hold past their cursors on it:
         // every cursor restarts, both ways.
         exec(c.db, "DELETE FROM lww_peers");
+        // Servers hold nothing of the new id yet: no tombstone is purged
+        // before they received it again (purge.cpp).
+        exec(c.db, "UPDATE lww_state SET value = 0 WHERE key GLOB 'upstream:*'");
         if (has_table(c, "lww_pushes")) exec(c.db, "DELETE FROM lww_pushes");
         exec(c.db, "RELEASE lww_reset_node");
         c.reload();

@@ -33,6 +33,17 @@ public:
     ApplyCounts retry_parked() override;
     SeqRanges relayed_from(const NodeId& peer, uint64_t after) override;
     void forget_relayed(const NodeId& peer, uint64_t upto) override;
+    // Purge and re-snapshot (purge.cpp).
+    uint64_t purge_horizon() override;
+    std::optional<std::vector<bool>> holds_keys(const NodeId& caller, const std::string& table,
+                                                const std::vector<std::vector<Value>>& keys) override;
+    std::vector<std::string> probe_tables() override;
+    ProbePage probe_rows(const NodeId& peer, const std::string& table, uint64_t after, size_t limit,
+                         uint64_t peer_floor, const SeqRanges& relayed) override;
+    size_t drop_rows(const NodeId& peer, const std::string& table, const std::vector<std::vector<Value>>& keys,
+                     const std::vector<uint64_t>& gen_seq) override;
+    void note_upstream(const NodeId& peer, uint64_t floor) override;
+    size_t auto_purge() override;
 
 private:
     Conn& c_;

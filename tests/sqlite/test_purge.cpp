@@ -1,0 +1,238 @@
+// Tombstone purge with a horizon, and the re-snapshot of a peer whose cursor
+// is older than it (docs/PROTOCOL.md, "Purge and re-snapshot").
+#include "harness.h"
+
+using namespace lwwt;
+
+namespace {
+
+const char* kItems = "CREATE TABLE t(id INTEGER PRIMARY KEY, a, b, c);";
+
+// A caller with a random (not key-derived) node id, as raw requests use.
+const char* kCaller = "0b8a4f8e-1111-4222-8333-444455556666";
+
+int64_t tombstones(Db& d) { return d.i64("SELECT count(*) FROM \"lww__t\" WHERE (gen & 1) = 0"); }
+
+TEST(Purge, RemovesTombstonesOlderThanTheHorizonOnly) {
+    Cluster cl;
+    Db& s = cl.add("s", kItems, {"t"});
+    s.exec("INSERT INTO t VALUES (1,'a',1,1),(2,'b',2,2),(3,'c',3,3)");
+    s.exec("DELETE FROM t WHERE id IN (1, 2)");
+    EXPECT_EQ(tombstones(s), 2);
+    // The default horizon is 30 days: nothing that young goes.
+    EXPECT_EQ(s.i64("SELECT lww_config('tombstone_ttl_ms')"), 30LL * 24 * 3600 * 1000);
+    EXPECT_EQ(s.i64("SELECT lww_purge()"), 0);
+    EXPECT_EQ(s.i64("SELECT lww_purge(3600000)"), 0);
+    EXPECT_EQ(s.i64("SELECT lww_purge(0)"), 2);
+    EXPECT_EQ(tombstones(s), 0);
+    EXPECT_EQ(s.i64("SELECT count(*) FROM \"lww__t\""), 1);  // the live row keeps its metadata
+    EXPECT_EQ(s.i64("SELECT lww_purge(0)"), 0);
+    // Their sequences are never handed out again.
+    const int64_t before = s.seq();
+    auto again = cl.connect("s");
+    EXPECT_GE(again->seq(), before);
+    again->exec("INSERT INTO t VALUES (9, 'new', 0, 0)");
+    EXPECT_GT(again->i64("SELECT max(seq) FROM \"lww__t\""), before);
+
+    Outcome o = s.run("SELECT lww_purge(-1)");
+    EXPECT_FALSE(o.ok);
+    EXPECT_NE(o.err.find("older_than_ms must be between 0 and"), std::string::npos) << o.err;
+    o = s.run("SELECT lww_purge('soon')");
+    EXPECT_NE(o.err.find("older_than_ms must be an integer"), std::string::npos) << o.err;
+    o = s.run("SELECT lww_config('tombstone_ttl_ms', -5)");
+    EXPECT_NE(o.err.find("tombstone_ttl_ms must be between 0 and"), std::string::npos) << o.err;
+}
+
+// The issue's case: a device offline past the horizon with unsynced edits,
+// inserts and deletes. It loses nothing of its own, resurrects nothing the
+// server deleted and purged, and misses no delete.
+TEST(Purge, DeviceOfflinePastTheHorizonIsResnapshotted) {
+    Cluster cl;
+    Db& s = cl.add("s", kItems, {"t"});
+    Db& c = cl.add("c", kItems, {"t"});
+    Db& d = cl.add("d", kItems, {"t"});
+    c.exec("INSERT INTO t VALUES (1,'a',1,1),(2,'b',2,2),(3,'c',3,3),(4,'d',4,4),(5,'e',5,5),(6,'f',6,6)");
+    c.sync(s);
+    d.sync(s);
+    // Meanwhile elsewhere: rows 1 and 2 deleted, row 5 re-created, row 6 edited.
+    d.exec("DELETE FROM t WHERE id IN (1, 2, 5)");
+    d.exec("INSERT INTO t VALUES (5, 'e again', 50, 50)");
+    d.exec("UPDATE t SET a = 'f by d' WHERE id = 6");
+    d.sync(s);
+    EXPECT_EQ(s.i64("SELECT lww_purge(0)"), 2);  // 1 and 2; 5 is alive again
+    EXPECT_GT(s.i64("SELECT value FROM lww_state WHERE key = 'purged_upto'"), 0);
+
+    // The device, offline all along: an edit of a row deleted elsewhere, an
+    // edit of a kept row, an insert, a delete.
+    c.exec("UPDATE t SET b = 100 WHERE id = 1");
+    c.exec("UPDATE t SET c = 300 WHERE id = 3");
+    c.exec("INSERT INTO t VALUES (7, 'g', 7, 7)");
+    c.exec("DELETE FROM t WHERE id = 4");
+    const std::string st = c.sync(s);
+    EXPECT_EQ(json_int(st, "resnapshots"), 1) << st;
+    EXPECT_EQ(json_int(st, "dropped"), 2) << st;
+    // Rows 1 and 2 are gone (the delete wins over the offline edit, as it
+    // would have with the tombstone), 3 keeps the edit, 4 is deleted
+    // everywhere, 5 and 6 are the server's, 7 arrived.
+    const std::vector<std::string> want = {"int:3 | text:'c' | int:3 | int:300",
+                                           "int:5 | text:'e again' | int:50 | int:50",
+                                           "int:6 | text:'f by d' | int:6 | int:6", "int:7 | text:'g' | int:7 | int:7"};
+    EXPECT_EQ(c.table("t"), want) << st;
+    EXPECT_EQ(s.table("t"), want);
+    d.sync(s);
+    EXPECT_EQ(d.table("t"), want);
+    // Nothing left to reconcile: the next sync is an ordinary one.
+    const std::string next = c.sync(s);
+    EXPECT_FALSE(parse_json(next).HasMember("resnapshots")) << next;
+    EXPECT_EQ(c.table("t"), want);
+}
+
+// A device that never synced with the server has nothing the server could
+// have deleted: its rows are all news and all go.
+TEST(Purge, AFirstSyncAfterAPurgeKeepsEverything) {
+    Cluster cl;
+    Db& s = cl.add("s", kItems, {"t"});
+    Db& c = cl.add("c", kItems, {"t"});
+    s.exec("INSERT INTO t VALUES (1,'a',1,1),(2,'b',2,2)");
+    s.exec("DELETE FROM t WHERE id = 1");
+    EXPECT_EQ(s.i64("SELECT lww_purge(0)"), 1);
+    c.exec("INSERT INTO t VALUES (1, 'mine', 0, 0), (3, 'c', 3, 3)");
+    const std::string st = c.sync(s);
+    EXPECT_EQ(json_int(st, "dropped"), 0) << st;
+    EXPECT_EQ(c.table("t"), s.table("t"));
+    EXPECT_EQ(s.table("t").size(), 3u);
+}
+
+// A device purges only tombstones every server it pushes to holds: a delete
+// made offline and purged before its sync would never reach the server.
+TEST(Purge, ADeviceKeepsTombstonesItsServerHasNotReceived) {
+    Cluster cl;
+    Db& s = cl.add("s", kItems, {"t"});
+    Db& c = cl.add("c", kItems, {"t"});
+    c.exec("INSERT INTO t VALUES (1,'a',1,1),(2,'b',2,2)");
+    c.sync(s);
+    c.exec("DELETE FROM t WHERE id = 1");
+    EXPECT_EQ(c.i64("SELECT lww_purge(0)"), 0);
+    c.sync(s);
+    EXPECT_EQ(s.table("t"), c.table("t"));
+    EXPECT_EQ(c.i64("SELECT lww_purge(0)"), 1);  // the server holds it now
+}
+
+// lww_config('tombstone_ttl_ms') drives the purge that runs during sync, on
+// both sides of it.
+TEST(Purge, RunsByItselfDuringSync) {
+    Cluster cl;
+    Db& s = cl.add("s", kItems, {"t"});
+    Db& c = cl.add("c", kItems, {"t"});
+    c.exec("INSERT INTO t VALUES (1,'a',1,1),(2,'b',2,2)");
+    c.sync(s);
+    c.exec("DELETE FROM t WHERE id = 1");
+    c.sync(s);
+    EXPECT_EQ(tombstones(s), 1);
+    EXPECT_EQ(tombstones(c), 1);
+    s.exec("SELECT lww_config('tombstone_ttl_ms', 0)");
+    c.exec("SELECT lww_config('tombstone_ttl_ms', 0)");
+    c.exec("UPDATE t SET a = 'push' WHERE id = 2");
+    const std::string st = c.sync(s);
+    EXPECT_EQ(tombstones(s), 0) << st;
+    EXPECT_EQ(tombstones(c), 0) << st;
+    EXPECT_EQ(json_int(st, "purged"), 1) << st;
+    EXPECT_EQ(s.table("t"), c.table("t"));
+}
+
+// Rows a re-snapshot drops were deleted elsewhere: a database that pulls
+// from the one that dropped them re-snapshots against it in turn (a chain
+// S -> C -> E), and nothing comes back to life.
+TEST(Purge, DropsReachTheDroppersOwnPullers) {
+    Cluster cl;
+    Db& s = cl.add("s", kItems, {"t"});
+    Db& c = cl.add("c", kItems, {"t"});
+    Db& e = cl.add("e", kItems, {"t"});
+    Db& d = cl.add("d", kItems, {"t"});
+    s.exec("INSERT INTO t VALUES (1,'a',1,1),(2,'b',2,2),(3,'c',3,3)");
+    c.sync(s);
+    e.sync(c);  // E pulls from C
+    d.sync(s);
+    d.exec("DELETE FROM t WHERE id = 2");
+    d.sync(s);
+    EXPECT_EQ(s.i64("SELECT lww_purge(0)"), 1);
+    std::string st = c.sync(s);
+    EXPECT_EQ(json_int(st, "dropped"), 1) << st;
+    st = e.sync(c);
+    EXPECT_EQ(json_int(st, "dropped"), 1) << st;
+    EXPECT_EQ(e.table("t"), s.table("t"));
+    c.sync(s);
+    EXPECT_EQ(c.table("t"), s.table("t"));
+}
+
+// The server's side of the rule, as any client sees it over the wire.
+TEST(Purge, AStaleRequestIsAnsweredWithResnapshotOrRefused) {
+    Cluster cl;
+    Db& s = cl.add("s", kItems, {"t"});
+    Db& c = cl.add("c", kItems, {"t"});
+    s.exec("INSERT INTO t VALUES (1,'a',1,1),(2,'b',2,2)");
+    c.sync(s);
+    s.exec("DELETE FROM t WHERE id = 1");
+    s.exec("SELECT lww_purge(0)");
+    (void)c;
+    const std::string node = kCaller;
+    const std::string base = "{\"format\":\"lwwsync.exchange\",\"version\":1,\"node\":\"" + node + "\"";
+    // A client that knows the rule says which horizon it reconciled against.
+    std::string r = s.text("SELECT lww_exchange(?)", {base + ",\"received\":\"1\",\"horizon\":\"0\"}"});
+    rapidjson::Document d = parse_json(r);
+    EXPECT_TRUE(d.HasMember("resnapshot") && d["resnapshot"].GetBool()) << r;
+    EXPECT_FALSE(d.HasMember("pull")) << r;
+    // One that does not is refused, saying why.
+    Outcome o = s.run("SELECT lww_exchange(?)", {base + ",\"received\":\"1\"}"});
+    EXPECT_FALSE(o.ok);
+    EXPECT_NE(o.err.find("last synced before this server purged deleted rows"), std::string::npos) << o.err;
+    // A probe: which keys does the server hold? Indexes of the absent ones.
+    r = s.text("SELECT lww_exchange(?)", {base + ",\"probe\":{\"table\":\"t\",\"keys\":[[1],[2],[3]]}}"});
+    d = parse_json(r);
+    ASSERT_TRUE(d.HasMember("absent")) << r;
+    ASSERT_EQ(d["absent"].Size(), 2u) << r;
+    EXPECT_EQ(d["absent"][0].GetUint(), 0u);
+    EXPECT_EQ(d["absent"][1].GetUint(), 2u);
+    // Hostile probes: refused whole.
+    const std::vector<std::pair<std::string, std::string>> bad = {
+        {",\"probe\":{\"table\":\"t\",\"keys\":[[1,2]]}}", "a key of 2 values"},
+        {",\"probe\":{\"table\":\"t\",\"keys\":[[null]]}}", "a key value is NULL"},
+        {",\"probe\":{\"table\":\"t\",\"keys\":[[1],[1,2]]}}", "keys of one table have one arity"},
+        {",\"probe\":{\"table\":\"t\",\"keys\":{}}}", "an array of at most 10000 keys"},
+        {",\"probe\":{\"keys\":[]}}", "needs a \"table\""},
+        {",\"received\":\"0\",\"probe\":{\"table\":\"t\",\"keys\":[]}}", "a \"probe\" goes alone"},
+        {",\"horizon\":\"-1\"}", "\"horizon\" must be a decimal string"},
+        {",\"horizon\":\"9223372036854775808\"}", "\"horizon\" must be below 2^63"},
+    };
+    for (const auto& [tail, want] : bad) {
+        o = s.run("SELECT lww_exchange(?)", {base + tail});
+        EXPECT_FALSE(o.ok) << tail;
+        EXPECT_NE(o.err.find(want.substr(0, want.size())), std::string::npos) << tail << " -> " << o.err;
+    }
+    std::string many = ",\"probe\":{\"table\":\"t\",\"keys\":[";
+    for (int i = 0; i <= 10000; ++i) many += (i ? ",[" : "[") + std::to_string(i) + "]";
+    o = s.run("SELECT lww_exchange(?)", {base + many + "]}}"});
+    EXPECT_NE(o.err.find("at most 10000 keys"), std::string::npos) << o.err;
+    // An unknown table: the caller keeps its rows.
+    r = s.text("SELECT lww_exchange(?)", {base + ",\"probe\":{\"table\":\"nope\",\"keys\":[[1]]}}"});
+    EXPECT_EQ(parse_json(r)["absent"].Size(), 0u) << r;
+}
+
+// A row the server parked (lww_rejected) is held there: a re-snapshot keeps it.
+TEST(Purge, ARowParkedOnTheServerIsNotDropped) {
+    Cluster cl;
+    Db& s = cl.add("s", kItems, {"t"});
+    Db& c = cl.add("c", kItems, {"t"});
+    s.exec("INSERT INTO t VALUES (10, 'x', 0, 0)");
+    // Parked: no row, no metadata, its registers kept in lww_rejected.
+    s.exec("INSERT INTO lww_rejected(tbl, key, reason, first_seen, last_seen, origin, changeset)"
+           " VALUES ('t', '[11]', 'test', 0, 0, '" + c.node_id() + "', '{}')");
+    const std::string r = s.text("SELECT lww_exchange(?)",
+                                 {"{\"format\":\"lwwsync.exchange\",\"version\":1,\"node\":\"" + std::string(kCaller) +
+                                  "\",\"probe\":{\"table\":\"t\",\"keys\":[[10],[11],[12]]}}"});
+    rapidjson::Document d = parse_json(r);
+    ASSERT_EQ(d["absent"].Size(), 1u) << r;
+    EXPECT_EQ(d["absent"][0].GetUint(), 2u) << r;
+}
+
+}  // namespace
