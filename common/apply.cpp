@@ -149,11 +149,20 @@ void merge_batch(TableStore& store, std::vector<MergeRow>& rows, const Receiver*
         r.counts = ApplyCounts{};
         r.won.clear();
         r.write = UserWrite::none;
-        r.keep = r.redo = r.relayed = false;
+        r.keep = r.redo = r.relayed = r.restamped = false;
         r.seq = 0;
         r.out = merge_row(r.st, *r.in, kUnassignedSeq);
         if (!r.out.changed()) {
             count_merged(r.counts, r.out, who);
+            if (r.out.older_generation && who && who->restamp && r.st.gen > r.in->gen) {
+                r.st.row.stamp = who->restamp();
+                r.st.row.seq = kUnassignedSeq;
+                // The whole row travels: a peer without it gets every register.
+                for (Register& c : r.st.cols)
+                    if (c.present) c.seq = kUnassignedSeq;
+                r.keep = r.restamped = true;
+                kept.push_back(&r);
+            }
             continue;
         }
         for (size_t k : r.out.won_cols) r.won.push_back(r.in->cols[k].first);
@@ -199,7 +208,7 @@ void merge_batch(TableStore& store, std::vector<MergeRow>& rows, const Receiver*
     }
     for (MergeRow* r : kept) {
         if (r->redo) throw Error("a row was redone after its metadata was stored", ErrorKind::internal);
-        count_merged(r->counts, r->out, who);
+        if (!r->restamped) count_merged(r->counts, r->out, who);
     }
 }
 

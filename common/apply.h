@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "exchange.h"
@@ -30,6 +31,13 @@ struct Receiver {
     // The node the set comes from, when the engine records what it relays
     // (MergeRow::relayed; SyncEngine::relayed_from).
     const NodeId* sender = nullptr;
+    // A row that arrives at a lower generation than ours comes from a peer
+    // that does not hold our generation — after a purge, maybe never will
+    // (it resurrected a row whose tombstone it purged): the engine gives our
+    // row register a new stamp of its own (same generation), so our row
+    // travels again to everyone, the sender too (docs/PROTOCOL.md, "Purge
+    // and re-snapshot"). Empty: not done.
+    std::function<Stamp()> restamp;
 };
 
 // A conflict one merge settled (the conflict log, docs/PROTOCOL.md): an
@@ -76,6 +84,7 @@ struct MergeRow {
     bool redo = false;                // set by the store: merge this row again on its own
     uint64_t seq = 0;                 // kept rows: the change sequence the merge gave them
     bool relayed = false;             // kept, and won a register stamped by neither the sender nor us
+    bool restamped = false;           // kept only for Receiver::restamp: nothing incoming won
     ApplyCounts counts;               // this row's share of the statistics
     std::vector<Conflict> conflicts;  // with Receiver::log_conflicts
 };

@@ -449,18 +449,25 @@ Stamp read_stamp(const JVal& hlc, const JVal& node, const std::vector<NodeId>& n
 }  // namespace
 
 std::vector<std::vector<Value>> decode_keys(const rapidjson::Value& arr, const char* what) {
-    if (!arr.IsArray()) bad(Where(what), "expected an array of keys");
+    auto fail = [&](size_t i, const std::string& why) {
+        throw Error(std::string("invalid exchange document: ") + what + "[" + std::to_string(i) + "]: " + why);
+    };
+    if (!arr.IsArray()) throw Error(std::string("invalid exchange document: ") + what + ": expected an array of keys");
     std::vector<std::vector<Value>> out;
     out.reserve(arr.Size());
     for (const auto& k : arr.GetArray()) {
-        const Where w(what, -1, static_cast<int>(out.size()));
-        if (!k.IsArray() || k.Size() == 0 || k.Size() > 32) bad(w, "a key is an array of 1 to 32 values");
-        if (!out.empty() && k.Size() != out.front().size()) bad(w, "keys of one table have one arity");
+        const size_t i = out.size();
+        if (!k.IsArray() || k.Size() == 0 || k.Size() > 32) fail(i, "a key is an array of 1 to 32 values");
+        if (!out.empty() && k.Size() != out.front().size()) fail(i, "keys of one table have one arity");
         std::vector<Value> key;
         key.reserve(k.Size());
         for (const auto& v : k.GetArray()) {
-            key.push_back(read_value(v, w));
-            if (key.back().is_null()) bad(w, "a key value is NULL");
+            try {
+                key.push_back(read_value(v, Where()));
+            } catch (const Error& e) {
+                fail(i, e.what());
+            }
+            if (key.back().is_null()) fail(i, "a key value is NULL");
         }
         out.push_back(std::move(key));
     }

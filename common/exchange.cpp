@@ -455,9 +455,6 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
         me = server.reset_node();
     ExchangeResponse resp;
     resp.node = me;
-    // Tombstones past their time go while a pushing round trip writes anyway
-    // (throttled by the engine); then the horizon this answer states.
-    if (pushes && me == self) server.auto_purge();
     resp.horizon = server.purge_horizon();
     if (req.probe) {
         // A re-snapshot's question: which of these rows do we still hold?
@@ -528,6 +525,13 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
     // so the other copies (whoever keeps pushing as it) find out too and no
     // database goes on serving this id's changes under cursors another made.
     if (req.forked) server.set_push_mark(req.node, kForkedMark);
+    // Tombstones past their time go while a pushing round trip writes anyway
+    // (throttled by the engine), after its push: a purge first would leave
+    // the caller behind the horizon before its batch could land.
+    if (req.push && !stale && me == self) {
+        server.auto_purge();
+        resp.horizon = server.purge_horizon();
+    }
     resp.acked = server.cursor_of(req.node);
     if (resp.acked.received > 0 || resp.acked.floor > 0) {
         resp.acked_id = server.push_mark(req.node);
@@ -567,6 +571,7 @@ namespace {
 // syncs as the same node id, or its server did: the sync starts over.
 struct Restart {
     std::string why;
+    bool resnapshot = false;  // the server purged past our cursor meanwhile
 };
 
 // Rows of `cs` with a register stamped by `node`.
@@ -647,7 +652,7 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
         }
         check_acked(resp);
         // It purged past our cursor since we met it: start over (and reconcile).
-        if (resp.resnapshot) throw Restart{"the peer purged deleted rows past our cursor on it during the sync"};
+        if (resp.resnapshot) throw Restart{"the peer purged deleted rows past our cursor on it during the sync", true};
         return resp;
     };
     // Hello: who the server is and how far it holds our changes.
@@ -657,13 +662,18 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
     hello.limits = limits;
     const ParsedResponse met = round_trip(hello);
     Cursor acked = met.acked;
-    local.note_upstream(*server, acked.floor);
+    local.note_upstream(*server, acked.floor, false);
     // The server purged tombstones we may never have received: before
     // anything goes either way, drop the rows it no longer holds whose
     // generation it had (it deleted them), keeping what is news to it
     // (docs/PROTOCOL.md, "Purge and re-snapshot"). Every later request says
     // which horizon we reconciled against.
-    if (met.horizon > local.cursor_of(*server).received) {
+    const Cursor mine_at_start = local.cursor_of(*server);
+    // Nothing exchanged with this server yet: nothing of ours it could have
+    // deleted (engines that re-snapshot still look: a copy or a restore
+    // keeps what the server held of its previous node id).
+    const bool met_before = mine_at_start.received > 0 || acked.floor > 0 || local.can_resnapshot();
+    if (met.horizon > mine_at_start.received && met_before) {
         const SeqRanges relayed = local.relayed_from(*server, acked.floor);
         for (const std::string& table : local.probe_tables()) {
             for (uint64_t after = 0;;) {
@@ -673,7 +683,7 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
                     q.probe = Probe{table, std::move(page.keys)};
                     const ParsedResponse answer = round_trip(q);
                     if (answer.horizon != met.horizon)
-                        throw Restart{"the peer purged again during a re-snapshot"};
+                        throw Restart{"the peer purged again during a re-snapshot", true};
                     if (answer.absent && !answer.absent->empty()) {
                         std::vector<std::vector<Value>> gone;
                         std::vector<uint64_t> gen_seq;
@@ -788,7 +798,7 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
     }
     // Done: the server holds our changes up to `acked`; tombstones past
     // their time (and held by every server we push to) can go.
-    local.note_upstream(*server, acked.floor);
+    local.note_upstream(*server, acked.floor, true);
     stats.purged += local.auto_purge();
 }
 
@@ -805,13 +815,16 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& 
     };
     // A copy takes a new id and starts over; so does a sync whose server took
     // a new one (it was a restore). A few times at most per run.
-    for (int restarts = 0;; ++restarts) {
+    // A server that purges while we sync makes us re-snapshot again; each
+    // time after a batch of ours landed, so a few more of those.
+    for (int restarts = 0, resnapshots = 0;;) {
         try {
             run_sync_once(local, send, limits, stats, report);
             report(true);
             return stats;
         } catch (const Restart& r) {
-            if (restarts >= 3) throw Error("the sync restarted too often: " + r.why);
+            if (r.resnapshot ? ++resnapshots > 16 : ++restarts > 3)
+                throw Error("the sync restarted too often: " + r.why);
         }
     }
 }

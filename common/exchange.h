@@ -201,7 +201,11 @@ public:
     // Client: the tracked tables, and a page of the alive rows of `table`
     // past `after` whose generation `peer` holds (receiver_lacks says no
     // for it, given `peer`'s cursor floor on us and the no-echo ranges).
-    virtual std::vector<std::string> probe_tables() { return {}; }
+    virtual bool can_resnapshot() const { return false; }
+    virtual std::vector<std::string> probe_tables() {
+        throw Error("this database cannot re-snapshot here: its server purged deleted rows past this database's "
+                    "cursor on it (lwwsync on Postgres re-snapshots only as a server)");
+    }
     virtual ProbePage probe_rows(const NodeId& /*peer*/, const std::string& /*table*/, uint64_t /*after*/,
                                  size_t /*limit*/, uint64_t /*peer_floor*/, const SeqRanges& /*relayed*/) {
         return {};
@@ -218,8 +222,9 @@ public:
     }
     // Client: `peer` holds this database's changes up to `floor` (its
     // cursor on us): a tombstone is purged here only once every peer this
-    // database pushes to holds it.
-    virtual void note_upstream(const NodeId& /*peer*/, uint64_t /*floor*/) {}
+    // database pushes to holds it. `first` false: only an update of a peer
+    // already noted (a hello writes nothing for a server met for the first time).
+    virtual void note_upstream(const NodeId& /*peer*/, uint64_t /*floor*/, bool /*first*/) {}
     // Both: the purge that runs by itself during sync (at most once per
     // interval: min(tombstone_ttl_ms, an hour)). Returns tombstones removed.
     virtual size_t auto_purge() { return 0; }

@@ -231,6 +231,15 @@ void Conn::recover_seq() {
             if (c.present) clock.observe(c.stamp.hlc);
     }
     if (seq > seq_) seq_ = seq;
+    gen_floor_.clear();
+    Stmt floors(db, "SELECT substr(key, 10), value FROM lww_state WHERE key GLOB 'genfloor:*'");
+    while (floors.step()) gen_floor_[floors.text(0)] = static_cast<uint64_t>(floors.int64(1));
+}
+
+void Conn::set_gen_floor(const std::string& table, uint64_t gen) {
+    if (gen <= gen_floor(table)) return;
+    set_setting("genfloor:" + table, static_cast<int64_t>(gen));
+    gen_floor_[table] = gen;
 }
 
 void Conn::reload() {

@@ -40,7 +40,8 @@ StoredRow stored_row(const Stmt& st);
 // 2: triggers check that text is UTF-8 (lwwsync 0.3).
 // 3: triggers name the row they record (lww_row), so lww_apply silences
 //    only its own write; lww_rejected.
-constexpr int kSchemaVersion = 3;
+// 4: a fresh key starts above the table's purged generations (lww_first_gen).
+constexpr int kSchemaVersion = 4;
 
 // A foreign key of the schema (PRAGMA foreign_key_list), `to` resolved to the
 // parent's primary key when the declaration names no columns.
@@ -117,6 +118,13 @@ public:
     void ensure_conflict_log();
     uint64_t setting(const char* key, uint64_t dflt);
     void reload();
+    // Generation a key without metadata starts at when inserted here: past
+    // every tombstone of the table purged (0 when none was).
+    uint64_t gen_floor(const std::string& table) const {
+        auto it = gen_floor_.find(table);
+        return it == gen_floor_.end() ? 0 : it->second;
+    }
+    void set_gen_floor(const std::string& table, uint64_t gen);
     // Every foreign key of the schema, reread when the schema changed.
     const std::vector<ForeignKey>& foreign_keys();
     // Inside a savepoint: takes the database's write lock now and reloads
@@ -143,6 +151,7 @@ private:
     int64_t schema_version_ = -1;    // PRAGMA schema_version when tables_ was read
     bool loaded_ = false;
     std::vector<ForeignKey> fks_;
+    std::map<std::string, uint64_t> gen_floor_;  // lww_state 'genfloor:<table>', read with the sequences
     int64_t fk_schema_ = -1;
 };
 

@@ -459,6 +459,15 @@ void fn_gen_after_insert(sqlite3_context* ctx, int, sqlite3_value** argv) {
     });
 }
 
+// lww_first_gen(table): the generation of a key inserted with no metadata.
+void fn_first_gen(sqlite3_context* ctx, int, sqlite3_value** argv) {
+    guarded(ctx, "lwwsync", [&] {
+        Conn& c = conn(ctx);
+        const uint64_t floor = c.gen_floor(std::string(text_view(argv[0])));
+        sqlite3_result_int64(ctx, static_cast<int64_t>(floor ? gen_after_insert(floor) : 1));
+    });
+}
+
 void fn_gen_after_delete(sqlite3_context* ctx, int, sqlite3_value** argv) {
     guarded(ctx, "lwwsync", [&] {
         sqlite3_result_int64(ctx, static_cast<int64_t>(gen_after_delete(static_cast<uint64_t>(sqlite3_value_int64(argv[0])))));
@@ -563,6 +572,7 @@ const FnDef kFunctions[] = {
     {"lww_write_seq", 0, kInnocuous, fn_write_seq},
     {"lww_gen_after_insert", 1, kInnocuous | SQLITE_DETERMINISTIC, fn_gen_after_insert},
     {"lww_gen_after_delete", 1, kInnocuous | SQLITE_DETERMINISTIC, fn_gen_after_delete},
+    {"lww_first_gen", 1, kInnocuous, fn_first_gen},
     {"lww_cols_set", 1, kInnocuous, fn_cols_set},
     {"lww_alter", 1, kDirect, fn_alter},
     {"lww_cols_backfill", 2, kDirect, fn_cols_backfill},

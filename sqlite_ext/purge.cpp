@@ -6,8 +6,10 @@ SQLITE_EXTENSION_INIT3
 
 #include <algorithm>
 #include <climits>
+#include <set>
 
 #include "../common/batch.h"
+#include "../common/changeset.h"
 #include "../common/purge.h"
 #include "sync.h"
 
@@ -66,33 +68,93 @@ std::vector<TablePtr> children_first(Conn& c) {
     return out;
 }
 
+// Registers held for a column this database does not have yet (lww_pending)
+// of `t`'s rows for which `gone(row)` says the row is gone for good (its
+// tombstone purged, or dropped by a re-snapshot): they would bring the row
+// back when they land. They go with it.
+template <class Gone>
+void drop_pending(Conn& c, const TableInfo& t, Gone&& gone) {
+    Stmt has(c.db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lww_pending'");
+    if (!has.step()) return;
+    Stmt rows(c.db, "SELECT id, changeset FROM lww_pending WHERE tbl = ?1");
+    rows.bind_text(1, t.name);
+    std::vector<int64_t> stale;
+    while (rows.step()) {
+        ChangeSet cs;
+        try {
+            cs = decode_changeset(rows.text(1));
+        } catch (const Error&) {
+            continue;
+        }
+        if (cs.tables.size() != 1 || cs.tables[0].rows.size() != 1) continue;
+        const RowChange& r = cs.tables[0].rows[0];
+        if (r.key.size() == t.key.size() && gone(r)) stale.push_back(rows.int64(0));
+    }
+    Stmt del(c.db, "DELETE FROM lww_pending WHERE id = ?1");
+    for (int64_t id : stale) {
+        del.reset();
+        del.bind_int(1, id);
+        del.step();
+    }
+}
+
+// The pending registers of rows whose tombstone the purge removes (they
+// would lose to it when they land, at a generation no higher).
+void drop_pending_of_purged(Conn& c, int64_t upto) {
+    for (const TablePtr& t : c.tables()) {
+        Stmt meta(c.db, "SELECT gen FROM " + t->meta + " WHERE " + key_where(t->key.size()) +
+                            " AND (gen & 1) = 0 AND seq <= ?" + std::to_string(t->key.size() + 1));
+        drop_pending(c, *t, [&](const RowChange& r) {
+            meta.reset();
+            for (size_t i = 0; i < r.key.size(); ++i) meta.bind(static_cast<int>(i + 1), r.key[i]);
+            meta.bind_int(static_cast<int>(r.key.size() + 1), upto);
+            return meta.step() && static_cast<uint64_t>(meta.int64(0)) >= r.gen;
+        });
+    }
+}
+
+// Which sequences are old enough: marks recorded as purges run (common/purge.h).
+uint64_t old_enough(Conn& c, uint64_t older_than_ms) {
+    const uint64_t now = wall_clock_ms();
+    Stmt get(c.db, "SELECT value FROM lww_state WHERE key = 'purge_marks'");
+    PurgeMarks marks = get.step() && !get.is_null(0) ? parse_marks(get.text(0)) : PurgeMarks{};
+    get = Stmt();
+    const uint64_t ttl = c.setting("tombstone_ttl_ms", static_cast<uint64_t>(kDefaultTombstoneTtlMs));
+    const uint64_t upto = seq_older_than(marks, now, older_than_ms, c.last_seq());
+    Stmt put(c.db, "INSERT INTO lww_state(key, value) VALUES ('purge_marks', ?1)"
+                   " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    put.bind_text(1, format_marks(record_mark(std::move(marks), now, c.last_seq(), ttl)));
+    put.step();
+    return upto;
+}
+
 }  // namespace
 
 size_t purge_tombstones(Conn& c, uint64_t older_than_ms) {
     c.ensure_ready();
     return in_savepoint(c, "lww_purge", [&] {
         c.lock_for_write();
-        const uint64_t before = purge_before_hlc(wall_clock_ms(), older_than_ms);
-        // A tombstone a server we push to has not received yet stays.
-        int64_t held_upstream = INT64_MAX;
+        // Tombstones this database has held that long, and (a tombstone a
+        // server we push to has not received yet stays) every such server holds.
+        int64_t upto = static_cast<int64_t>(std::min<uint64_t>(old_enough(c, older_than_ms), INT64_MAX));
         {
             Stmt up(c.db, "SELECT min(CAST(value AS INTEGER)) FROM lww_state WHERE key GLOB 'upstream:*'");
-            if (up.step() && !up.is_null(0)) held_upstream = up.int64(0);
+            if (up.step() && !up.is_null(0)) upto = std::min(upto, up.int64(0));
         }
         keep_sequences(c);
+        drop_pending_of_purged(c, upto);
         size_t removed = 0;
         uint64_t top = 0;
         for (const TablePtr& t : c.tables()) {
-            const std::string where = " FROM " + t->meta + " WHERE (gen & 1) = 0 AND hlc < ?1 AND seq <= ?2";
-            Stmt q(c.db, "SELECT count(*), max(seq)" + where);
-            q.bind_int(1, static_cast<int64_t>(before));
-            q.bind_int(2, held_upstream);
+            const std::string where = " FROM " + t->meta + " WHERE (gen & 1) = 0 AND seq <= ?1";
+            Stmt q(c.db, "SELECT count(*), max(seq), max(gen)" + where);
+            q.bind_int(1, upto);
             if (!q.step() || q.int64(0) == 0) continue;
             removed += static_cast<size_t>(q.int64(0));
             top = std::max(top, static_cast<uint64_t>(q.int64(1)));
+            c.set_gen_floor(t->name, static_cast<uint64_t>(q.int64(2)));
             Stmt del(c.db, "DELETE" + where);
-            del.bind_int(1, static_cast<int64_t>(before));
-            del.bind_int(2, held_upstream);
+            del.bind_int(1, upto);
             del.step();
         }
         raise_horizon(c, top);
@@ -119,10 +181,17 @@ uint64_t SqliteEngine::purge_horizon() {
 
 size_t SqliteEngine::auto_purge() { return sq::auto_purge(c_); }
 
-void SqliteEngine::note_upstream(const NodeId& peer, uint64_t floor) {
+void SqliteEngine::note_upstream(const NodeId& peer, uint64_t floor, bool first) {
     c_.ensure_ready();
     if (sqlite3_db_readonly(c_.db, "main") == 1) return;
-    c_.set_setting("upstream:" + peer.str(), static_cast<int64_t>(std::min<uint64_t>(floor, INT64_MAX)));
+    const std::string key = "upstream:" + peer.str();
+    const int64_t value = static_cast<int64_t>(std::min<uint64_t>(floor, INT64_MAX));
+    Stmt st(c_.db, first ? "INSERT INTO lww_state(key, value) VALUES (?1, ?2)"
+                           " ON CONFLICT(key) DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value"
+                         : "UPDATE lww_state SET value = ?2 WHERE key = ?1 AND value IS NOT ?2");
+    st.bind_text(1, key);
+    st.bind_int(2, value);
+    st.step();
 }
 
 std::optional<std::vector<bool>> SqliteEngine::holds_keys(const NodeId&, const std::string& table,
@@ -177,6 +246,9 @@ ProbePage SqliteEngine::probe_rows(const NodeId& peer, const std::string& table,
     st.bind_int(1, static_cast<int64_t>(std::min<uint64_t>(after, INT64_MAX)));
     st.bind_int(2, static_cast<int64_t>(limit));
     const NodeId self = c_.self();
+    // Before this database took a new node id (a copy, a restore), the peer
+    // held its changes up to a floor it kept (sync.cpp, reset_node_id).
+    peer_floor = std::max(peer_floor, c_.setting(("held:" + peer.str()).c_str(), 0));
     size_t scanned = 0;
     while (st.step()) {
         ++scanned;
@@ -226,6 +298,9 @@ size_t SqliteEngine::drop_rows(const NodeId&, const std::string& table, const st
                 bind(gen, keys[k]);
                 // Written again since it was probed: a new generation is news.
                 if (!gen.step() || static_cast<uint64_t>(gen.int64(0)) != gen_seq[k] || (gen.int64(1) & 1) == 0) continue;
+                // The peer deleted it at a higher generation, unknown here:
+                // one past ours at least.
+                const uint64_t dropped_gen = gen_after_delete(static_cast<uint64_t>(gen.int64(1)));
                 gen.reset();
                 // The capture trigger stays silent for this write: it is not a
                 // local delete, and a tombstone would only travel back.
@@ -239,6 +314,7 @@ size_t SqliteEngine::drop_rows(const NodeId&, const std::string& table, const st
                     bind(del_meta, keys[k]);
                     del_meta.step();
                     exec(c_.db, "RELEASE lww_drop_row");
+                    c_.set_gen_floor(t->name, dropped_gen);
                     ++dropped;
                 } catch (const SqlError&) {
                     // A constraint keeps it (a child row still refers to it).
@@ -255,6 +331,15 @@ size_t SqliteEngine::drop_rows(const NodeId&, const std::string& table, const st
         // This database's own pullers may hold these rows: past a new
         // sequence, they re-snapshot against it too.
         if (dropped) {
+            // Registers held for columns not here yet of the dropped rows.
+            std::set<std::string> gone_keys;
+            for (const auto& key : keys) gone_keys.insert(key_json(key));
+            drop_pending(c_, *t, [&](const RowChange& r) {
+                if (!gone_keys.count(key_json(r.key))) return false;
+                gen.reset();
+                for (size_t i = 0; i < r.key.size(); ++i) gen.bind(static_cast<int>(i + 1), r.key[i]);
+                return !gen.step();  // dropped here (no metadata left), not merely probed
+            });
             raise_horizon(c_, c_.next_seq());
             keep_sequences(c_);
         }

@@ -112,10 +112,14 @@ void drop_triggers(sqlite3* db, const std::string& table) {
 }
 
 // Upsert of a row register written by an insert: a fresh key starts at
-// generation 1; a deleted key comes back one generation later.
-std::string insert_meta(const std::string& meta, size_t nkeys, const std::string& keys, const char* seq_expr) {
+// generation 1 — above every tombstone of the table that was purged
+// (lww_first_gen): a peer may still hold the row at such a generation —
+// and a deleted key comes back one generation later.
+std::string insert_meta(const std::string& table, const std::string& meta, size_t nkeys, const std::string& keys,
+                        const char* seq_expr) {
     return "INSERT INTO " + meta + "(" + meta_keys(nkeys) + ", gen, hlc, node, mseq, seq, cols) VALUES (" + keys +
-           ", 1, lww_hlc(), 0, " + seq_expr + ", " + seq_expr + ", NULL) ON CONFLICT DO UPDATE SET" +
+           ", lww_first_gen(" + quote_literal(table) + "), lww_hlc(), 0, " + seq_expr + ", " + seq_expr +
+           ", NULL) ON CONFLICT DO UPDATE SET" +
            " gen = lww_gen_after_insert(gen), hlc = excluded.hlc, node = 0, mseq = excluded.mseq," +
            " seq = excluded.seq, cols = NULL;";
 }
@@ -168,7 +172,7 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
     // already checked) is skipped.
     exec(db, "CREATE TRIGGER " + trigger_name(table, "ins") + " AFTER INSERT ON " + t + " WHEN " +
                  row_note(table, 'i', c.key, "NEW") + " AND lww_begin_write(1) AND " + new_text + " BEGIN " +
-                 insert_meta(meta, c.key.size(), row_keys(c.key, "NEW"), "lww_write_seq()") + " END");
+                 insert_meta(table, meta, c.key.size(), row_keys(c.key, "NEW"), "lww_write_seq()") + " END");
 
     exec(db, "CREATE TRIGGER " + trigger_name(table, "del") + " AFTER DELETE ON " + t + " WHEN " +
                  row_note(table, 'd', c.key, "OLD") + " AND lww_begin_write(1) BEGIN " + delete_meta(meta, c.key) +
@@ -177,7 +181,7 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
     // A key change is a delete of the old key and an insert of the new one.
     exec(db, "CREATE TRIGGER " + trigger_name(table, "upd_key") + " AFTER UPDATE ON " + t + " WHEN " +
                  key_changed + " AND lww_begin_write(2) AND " + new_text + " BEGIN " + delete_meta(meta, c.key) + " " +
-                 insert_meta(meta, c.key.size(), row_keys(c.key, "NEW"), "lww_write_seq() + 1") + " END");
+                 insert_meta(table, meta, c.key.size(), row_keys(c.key, "NEW"), "lww_write_seq() + 1") + " END");
 
     if (c.cols.empty()) return;  // a key-only table has nothing else to update
     // Which columns changed, decided once in WHEN and kept for the body.

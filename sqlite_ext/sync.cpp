@@ -241,7 +241,11 @@ NodeId reset_node_id(Conn& c) {
         // every cursor restarts, both ways.
         exec(c.db, "DELETE FROM lww_peers");
         // Servers hold nothing of the new id yet: no tombstone is purged
-        // before they received it again (purge.cpp).
+        // before they received it again; what they held under the old id
+        // still tells a re-snapshot which rows they had (purge.cpp).
+        exec(c.db, "INSERT INTO lww_state(key, value) SELECT 'held:' || substr(key, 10), value FROM lww_state"
+                   " WHERE key GLOB 'upstream:*' AND true"
+                   " ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))");
         exec(c.db, "UPDATE lww_state SET value = 0 WHERE key GLOB 'upstream:*'");
         if (has_table(c, "lww_pushes")) exec(c.db, "DELETE FROM lww_pushes");
         exec(c.db, "RELEASE lww_reset_node");

@@ -37,12 +37,13 @@ public:
     uint64_t purge_horizon() override;
     std::optional<std::vector<bool>> holds_keys(const NodeId& caller, const std::string& table,
                                                 const std::vector<std::vector<Value>>& keys) override;
+    bool can_resnapshot() const override { return true; }
     std::vector<std::string> probe_tables() override;
     ProbePage probe_rows(const NodeId& peer, const std::string& table, uint64_t after, size_t limit,
                          uint64_t peer_floor, const SeqRanges& relayed) override;
     size_t drop_rows(const NodeId& peer, const std::string& table, const std::vector<std::vector<Value>>& keys,
                      const std::vector<uint64_t>& gen_seq) override;
-    void note_upstream(const NodeId& peer, uint64_t floor) override;
+    void note_upstream(const NodeId& peer, uint64_t floor, bool first) override;
     size_t auto_purge() override;
 
 private:

@@ -48,6 +48,8 @@ summary_suite() {  # name, command...
 conv_args=(--ext "$LWWSYNC_EXT" --scenarios "${SCENARIOS:-300}")
 [ -n "${SEED:-}" ] && conv_args+=(--seed "$SEED")
 summary_suite "randomized convergence (SQLite peers)" tests/convergence/convergence "${conv_args[@]}"
+summary_suite "randomized convergence with purges and long-offline devices (SQLite star)" \
+    tests/convergence/convergence "${conv_args[@]}" --purge
 
 summary_suite "PostgreSQL extension (pg_regress, isolation)" scripts/pg_test.sh
 
@@ -94,6 +96,7 @@ scale_env=()
 [ -n "${SEED:-}" ] && scale_env+=(SEED="$SEED")
 summary_suite "pulls from a streaming replica, two gateways on one database" env "${scale_env[@]}" tests/e2e/standby.sh
 summary_suite "three regions syncing over HTTP, each with its devices" env "${scale_env[@]}" tests/e2e/regions.sh
+summary_suite "tombstone purge and re-snapshot over HTTP (Postgres server, SQLite devices)" env "${scale_env[@]}" tests/e2e/purge.sh
 
 # Copies and restores: a dump restored elsewhere, a server put back from an
 # older backup, a lagging standby promoted, a copied device file.

@@ -904,12 +904,6 @@ struct Item {
     std::string reason;
 };
 
-Param text_param(const std::string& v) {
-    Param p{TEXTOID, 0, false};
-    pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(v.data(), static_cast<int>(v.size()))); });
-    return p;
-}
-
 // The conflict log (lww_config('conflict_log', 1); docs/PROTOCOL.md,
 // "Conflict log"): the conflicts one incoming row settled, with our values
 // as the user row holds them before the merge writes it (read as the

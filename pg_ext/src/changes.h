@@ -48,6 +48,12 @@ public:
     SeqRanges relayed_from(const NodeId& peer, uint64_t after) override;
     void forget_relayed(const NodeId& peer, uint64_t upto) override;
     bool reid_when_caller_is_ahead() override { return false; }
+    // Purge and re-snapshot, the server's side and the purge bound (purge.cpp).
+    uint64_t purge_horizon() override;
+    std::optional<std::vector<bool>> holds_keys(const NodeId& caller, const std::string& table,
+                                                const std::vector<std::vector<Value>>& keys) override;
+    void note_upstream(const NodeId& peer, uint64_t floor, bool first) override;
+    size_t auto_purge() override;
     // The feed waits for in-flight writers (changes.cpp): read before writing.
     bool feed_waits_for_writers() const override { return true; }
 
@@ -55,6 +61,10 @@ private:
     const Principal& who();  // the caller, read once per engine (one statement)
     std::optional<Principal> who_;
 };
+
+// lww_purge: removes tombstones stamped more than `older_than_ms` ago that
+// every server this database pushes to holds; raises the purge horizon.
+size_t purge_tombstones(uint64_t older_than_ms);
 
 // lww_sync to postgresql:// (libpq) or http(s):// (libcurl); returns the stats as JSON.
 std::string sync_with(const std::string& url, const SyncOptions& opt);

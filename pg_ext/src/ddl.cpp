@@ -40,12 +40,6 @@ namespace lww::pg {
 
 namespace {
 
-Param text_param(const std::string& s) {
-    Param p{TEXTOID, 0, false};
-    pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); });
-    return p;
-}
-
 Param oid_param(Oid o) { return Param{OIDOID, ObjectIdGetDatum(o), false}; }
 
 template <class T, class F>

@@ -27,6 +27,7 @@ PG_FUNCTION_INFO_V1(lww_exchange);
 PG_FUNCTION_INFO_V1(lww_sync);
 PG_FUNCTION_INFO_V1(lww_seq);
 PG_FUNCTION_INFO_V1(lww_config);
+PG_FUNCTION_INFO_V1(lww_purge);
 PG_FUNCTION_INFO_V1(lww_trigger);
 PG_FUNCTION_INFO_V1(lww_capture);
 PG_FUNCTION_INFO_V1(lww_refuse_truncate);
@@ -214,6 +215,26 @@ extern "C" Datum lww_seq(PG_FUNCTION_ARGS) {
 //   rejected_max    parked rows (lww_rejected) kept per principal (default 1000)
 //   conflict_log    1: record each conflict a merge settles in lww_conflicts
 //   conflict_log_rows  rows lww_conflicts keeps (default 10000)
+
+// lww_purge([older_than_ms]): tombstones older than that (default
+// lww_config('tombstone_ttl_ms')) go; returns how many (purge.cpp).
+extern "C" Datum lww_purge(PG_FUNCTION_ARGS) {
+    return guarded_entry("lww_purge", [&] {
+        const Setting& ttl = find_setting("tombstone_ttl_ms", Engine::postgres);
+        SpiSession spi;
+        int64 older = ttl.dflt;
+        if (PG_NARGS() > 0 && !PG_ARGISNULL(0)) {
+            older = PG_GETARG_INT64(0);
+            if (older < 0 || older > ttl.max)
+                throw Error("older_than_ms must be between 0 and " + std::to_string(ttl.max));
+        } else {
+            AsMetadataOwner owner;
+            const SpiResult res = run_sql("SELECT value FROM lwwsync.state WHERE key = 'tombstone_ttl_ms'", false);
+            if (!res.empty()) older = std::stoll(res.text(0, 0));
+        }
+        return Int64GetDatum(static_cast<int64>(purge_tombstones(static_cast<uint64_t>(older))));
+    });
+}
 
 extern "C" Datum lww_config(PG_FUNCTION_ARGS) {
     return guarded_entry("lww_config", [&] {

@@ -12,12 +12,6 @@ namespace {
 
 std::string node_key(const NodeId& id) { return std::string(id.bytes.begin(), id.bytes.end()); }
 
-Param text_param(const std::string& s) {
-    Param p{TEXTOID, 0, false};
-    pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); });
-    return p;
-}
-
 // The "sub" claim the gateway (or PostgREST) put in request.jwt.claims.
 std::string jwt_subject() {
     std::string claims;

@@ -178,4 +178,10 @@ AsMetadataOwner::~AsMetadataOwner() {
     if (guc_level_) AtEOXact_GUC(true, guc_level_);
 }
 
+Param text_param(const std::string& s) {
+    Param p{TEXTOID, 0, false};
+    pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); });
+    return p;
+}
+
 }  // namespace lww::pg

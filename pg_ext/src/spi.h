@@ -54,6 +54,9 @@ SpiResult run_sql(const std::string& sql, bool read_only = false);
 // The next `count` rows of a cursor (SPI_cursor_fetch forward).
 SpiResult fetch(Portal portal, long count);
 
+// A text parameter (a copy in the current memory context).
+Param text_param(const std::string& s);
+
 // Statements run by run and run_sql in this backend (lwwsync.statement_count()).
 uint64_t statement_count();
 

@@ -127,21 +127,30 @@ void State::load_settings() {
     {
         AsMetadataOwner owner;
         res = run(prepare("SELECT key, value FROM lwwsync.state"
-                          " WHERE key IN ('max_drift_ms', 'conflict_log', 'conflict_log_rows')",
+                          " WHERE key IN ('max_drift_ms', 'conflict_log', 'conflict_log_rows') OR key LIKE 'genfloor:%'",
                           {}),
                   {}, false);
     }
     uint64_t drift = kDefaultMaxDriftMs;
     conflict_log_ = ConflictLog{};
+    gen_floor_.clear();
     for (uint64_t r = 0; r < res.size(); ++r) {
         const std::string key = res.text(r, 0);
         const std::string value = res.text(r, 1);
-        if (key == "max_drift_ms") drift = std::stoull(value);
+        if (key.rfind("genfloor:", 0) == 0) gen_floor_[static_cast<Oid>(std::stoul(key.substr(9)))] = std::stoull(value);
+        else if (key == "max_drift_ms") drift = std::stoull(value);
         else if (key == "conflict_log") conflict_log_.on = value == "1";
         else conflict_log_.rows = std::stoll(value);
     }
     clock_.set_max_drift_ms(drift);
     settings_stale_ = generation_ != gen;
+}
+
+uint64_t State::gen_floor(Oid relid) {
+    begin();
+    load_settings();
+    auto it = gen_floor_.find(relid);
+    return it == gen_floor_.end() ? 0 : it->second;
 }
 
 State::ConflictLog State::conflict_log() {
@@ -291,15 +300,9 @@ void State::persist_clock() {
 
 namespace {
 
-Param text_arg(const std::string& s) {
-    Param p{TEXTOID, 0, false};
-    pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); });
-    return p;
-}
-
 std::string state_value(const char* key, bool* found) {
     SPIPlanPtr plan = prepare("SELECT value FROM lwwsync.state WHERE key = $1", {TEXTOID});
-    const SpiResult res = run(plan, {text_arg(key)}, false);
+    const SpiResult res = run(plan, {text_param(key)}, false);
     *found = res.size() == 1;
     return *found ? res.text(0, 0) : std::string();
 }
@@ -307,7 +310,7 @@ std::string state_value(const char* key, bool* found) {
 void set_state(const char* key, const std::string& value) {
     run(prepare("INSERT INTO lwwsync.state(key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 {TEXTOID, TEXTOID}),
-        {text_arg(key), text_arg(value)}, false);
+        {text_param(key), text_param(value)}, false);
 }
 
 bool has_relation(const char* name) {
@@ -399,17 +402,17 @@ NodeId State::reset_node(const std::string& reason) {
     }
     if (fresh != current) {
         set_state("node_id", fresh.str());
-        run(prepare("UPDATE lwwsync.nodes SET id = $1::uuid WHERE idx = 0", {TEXTOID}), {text_arg(fresh.str())}, false);
+        run(prepare("UPDATE lwwsync.nodes SET id = $1::uuid WHERE idx = 0", {TEXTOID}), {text_param(fresh.str())}, false);
     }
     set_state("self_node", fresh.str());
     // The old id: another node from now on, whose registers peers may bring back.
     run(prepare("INSERT INTO lwwsync.nodes(id) VALUES ($1::uuid) ON CONFLICT (id) DO NOTHING", {TEXTOID}),
-        {text_arg(old.str())}, false);
+        {text_param(old.str())}, false);
     if (has_relation("retired"))
         run(prepare("INSERT INTO lwwsync.retired(node, hlc, reason) VALUES ($1::uuid, $2, $3) ON CONFLICT (node) DO NOTHING",
                     {TEXTOID, INT8OID, TEXTOID}),
-            {text_arg(old.str()), Param{INT8OID, Int64GetDatum(static_cast<int64>(std::max(clock_.last(), wall_clock_ms() << 16))), false},
-             text_arg(reason)},
+            {text_param(old.str()), Param{INT8OID, Int64GetDatum(static_cast<int64>(std::max(clock_.last(), wall_clock_ms() << 16))), false},
+             text_param(reason)},
             false);
     // Peers hold back registers stamped by the receiver's own id, and we may
     // have lost what our cursors say we hold: every cursor restarts.

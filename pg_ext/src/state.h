@@ -104,6 +104,10 @@ public:
         int64_t rows = 10000;
     };
     ConflictLog conflict_log();
+    // The generation a key without metadata is taken to be deleted at when
+    // written here: the highest of the table's purged tombstones (0: none),
+    // so a row inserted again starts above what a peer may still hold.
+    uint64_t gen_floor(Oid relid);
 
     // Tracked tables, ordered by wire name (copies of the pointers: an
     // invalidation during their use leaves them intact).
@@ -162,7 +166,8 @@ private:
     // What the callback marked stale, applied by begin().
     bool all_stale_ = true;       // everything, the oids above too
     bool tables_stale_ = false;   // every description (this backend's invalidate())
-    bool settings_stale_ = true;  // max_drift_ms, conflict_log
+    bool settings_stale_ = true;  // max_drift_ms, conflict_log, gen_floor_
+    std::map<Oid, uint64_t> gen_floor_;
     ConflictLog conflict_log_;
     bool nodes_stale_ = true;     // the node directory
     static constexpr int kMaxDropped = 16;

@@ -25,12 +25,6 @@ namespace lww::pg {
 
 NodeId PgEngine::self() { return State::get().self(); }
 
-static Param text_param(const std::string& s) {
-    Param p{TEXTOID, 0, false};
-    pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); });
-    return p;
-}
-
 static Param uuid_text(const NodeId& id) { return text_param(id.str()); }
 
 const Principal& PgEngine::who() {

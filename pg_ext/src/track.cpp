@@ -21,12 +21,6 @@ constexpr const char* kCaptureTriggers[] = {"lwwsync_capture", "lwwsync_capture_
 
 Param oid_param(Oid o) { return Param{OIDOID, ObjectIdGetDatum(o), false}; }
 
-Param text_param(const std::string& s) {
-    Param p{TEXTOID, 0, false};
-    pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); });
-    return p;
-}
-
 std::string text_array(const std::vector<std::string>& v) {
     std::string s = "ARRAY[";
     for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + quote_literal(v[i]);

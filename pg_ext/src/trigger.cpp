@@ -53,6 +53,7 @@ void write(const TableInfo& t, const std::vector<Param>& key, Op&& op) {
     State& s = State::get();
     RowState st = load_meta(t, key);
     const bool had_meta = st.gen != 0;
+    if (!had_meta) st.gen = s.gen_floor(t.relid);  // as deleted at the purged generations
     auto stamped = [&](RowState& row) {
         Stamp stamp{s.tick(max_stamp(row)), s.self()};
         op(row, stamp, s.next_seq());
@@ -303,6 +304,11 @@ public:
         // row of) may store one meanwhile. They are inserted, never upserted.
         std::vector<bool> had_meta(keys.size());
         for (size_t k = 0; k < keys.size(); ++k) had_meta[k] = keys.size() == 1 ? rows[0].gen != 0 : ids[k] != 0;
+        // A key without metadata is taken to be deleted at the table's
+        // purged generations: a peer may still hold it that high.
+        if (const uint64_t floor = s.gen_floor(t_.relid))
+            for (size_t k = 0; k < keys.size(); ++k)
+                if (!had_meta[k] && rows[k].gen == 0) rows[k].gen = floor;
         std::vector<bool> written(keys.size(), false);
         for (const StatementOp& op : ops_) {
             const size_t k = same_row[key_of_op[op.key]];

@@ -104,6 +104,10 @@ struct Options {
     bool no_schema = false;  // no ADD/DROP COLUMN mid-run (docs/SCHEMA.md)
     bool no_copy = false;
     bool copy_undetected = false;
+    // Tombstone purge (docs/PROTOCOL.md, "Purge and re-snapshot"): a star
+    // around p0, random purges (by hand and during sync), peers offline for
+    // stretches; no hand-delivered change sets (lww_apply knows no horizon).
+    bool purge = false;
     int timeout = 120;
     std::string tmpdir;
 };
@@ -560,6 +564,7 @@ private:
 
     std::map<std::string, std::set<std::string>> extra_;    // peer name -> extra columns it has
     std::map<std::string, std::set<std::string>> dropped_;  // peer name -> extra columns it dropped
+    std::set<std::string> offline_;                         // --purge: leaves that do not sync now
     // A peer that dropped a column lost its own writes to it, and peers never
     // send a node its own registers back: it does not add that column again
     // (docs/SCHEMA.md, "Limits"), and a column dropped anywhere ends dropped.
@@ -749,7 +754,9 @@ private:
             op_sync();
             return;
         }
-        size_t src = rng_.below(peers_.size());
+        // --purge: a copy of the hub would be a restored server older than
+        // its own purges (docs/PROTOCOL.md names that limit); devices only.
+        size_t src = opt_.purge ? 1 + rng_.below(peers_.size() - 1) : rng_.below(peers_.size());
         Peer& p = *peers_[src];
         const bool detect = !opt_.copy_undetected || rng_.chance(60);
         const std::string name = "copy" + std::to_string(copies_++) + "_of_" + p.name;
@@ -794,7 +801,38 @@ private:
             }
     }
 
+    // --purge: who syncs is a leaf with the hub (p0), the hub serving (a
+    // device purges only what the servers it pushes to hold; a hub that
+    // pulled from a device would be a server of nobody's: docs/PROTOCOL.md);
+    // leaves offline for a stretch do not sync.
+    void op_star_sync() {
+        std::vector<size_t> online;
+        for (size_t i = 1; i < peers_.size(); ++i)
+            if (!offline_.count(peers_[i]->name)) online.push_back(i);
+        if (online.empty()) return;
+        sync(online[rng_.below(online.size())], 0);
+    }
+
+    // Every tombstone goes, between syncs. (The purge that runs during sync
+    // is the same code on a timer; a horizon of 0 there would purge a
+    // tombstone inside the round trip that made it, which a real horizon,
+    // measured from when this database got the tombstone, never does.)
+    void op_purge(Peer& p) { note(p.name + ": lww_purge(0) -> " + query_text(p.db, "SELECT lww_purge(0)")); }
+
+    void op_offline() {
+        if (peers_.size() < 3) return;
+        const size_t k = 1 + rng_.below(peers_.size() - 1);
+        const std::string& name = peers_[k]->name;
+        if (offline_.erase(name)) {
+            note(name + ": back online");
+        } else if (offline_.size() + 2 < peers_.size()) {
+            offline_.insert(name);
+            note(name + ": offline for a while");
+        }
+    }
+
     void op_sync() {
+        if (opt_.purge) return op_star_sync();
         size_t a = rng_.below(peers_.size());
         size_t b = (a + 1 + rng_.below(peers_.size() - 1)) % peers_.size();
         sync(a, b);
@@ -802,7 +840,7 @@ private:
 
     // A <-> B then B <-> C; C never talks to A here.
     void op_relay() {
-        if (peers_.size() < 3) { op_sync(); return; }
+        if (peers_.size() < 3 || opt_.purge) { op_sync(); return; }
         std::vector<size_t> idx;
         for (size_t i = 0; i < peers_.size(); ++i) idx.push_back(i);
         rng_.shuffle(idx);
@@ -887,6 +925,26 @@ private:
 
     void converge() {
         size_t n = peers_.size();
+        if (opt_.purge) {
+            // Everyone back, no more purges; each leaf syncs with the hub
+            // until nothing changes (a re-snapshot's drops, a tombstone sent
+            // again to a peer that brought back its row, reach the other
+            // leaves a round later), at most eight rounds.
+            offline_.clear();
+            note("final: star around p0 until nothing changes");
+            std::vector<Dump> before;
+            for (auto& p : peers_) before.push_back(dump(p->db));
+            for (int round = 0; round < 8; ++round) {
+                for (size_t k = 1; k < n; ++k) sync(k, 0);
+                std::vector<Dump> after;
+                for (auto& p : peers_) after.push_back(dump(p->db));
+                bool same = true;
+                for (size_t i = 0; i < n; ++i) same = same && dumps_equal(before[i], after[i]) && dumps_equal(after[0], after[i]);
+                if (same) return;
+                before = std::move(after);
+            }
+            return;
+        }
         unsigned mode = static_cast<unsigned>(rng_.below(100));
         if (mode < 45) {
             // mesh: every pair syncs directly once (bidirectional), in random order
@@ -971,10 +1029,10 @@ private:
             else if (r < 52) one_write(p);
             else if (r < 58) op_txn(p);
             else if (r < 70) op_sync();
-            else if (r < 75) op_relay();
-            else if (r < 86) op_capture();
+            else if (r < 75) opt_.purge ? op_purge(p) : op_relay();
+            else if (r < 86) opt_.purge ? op_sync() : op_capture();
             else if (r < 89) op_copy();
-            else if (r < 96 || opt_.no_schema) op_deliver();
+            else if (r < 96 || opt_.no_schema) opt_.purge ? (r < 92 ? op_offline() : op_purge(p)) : op_deliver();
             else op_schema(p);
         }
 
@@ -1091,7 +1149,7 @@ void usage(const char* argv0) {
     std::printf(
         "usage: %s [--ext PATH] [--scenarios N] [--seed S] [--peers-min N] [--peers-max N]\n"
         "          [--ops-min N] [--ops-max N] [--timeout SEC] [--tmpdir DIR] [--edge-values]\n"
-        "          [--plain-sync] [--single-conn] [--no-reopen] [--no-schema] [--no-copy] [--copy-undetected] [--no-fork] [--keep] [--verbose]\n",
+        "          [--plain-sync] [--single-conn] [--no-reopen] [--no-schema] [--no-copy] [--copy-undetected] [--purge] [--no-fork] [--keep] [--verbose]\n",
         argv0);
 }
 
@@ -1136,6 +1194,7 @@ int main(int argc, char** argv) {
         else if (a == "--no-reopen") o.no_reopen = true;
         else if (a == "--no-schema") o.no_schema = true;
         else if (a == "--no-copy") o.no_copy = true;
+        else if (a == "--purge") o.purge = true;
         else if (a == "--copy-undetected") o.copy_undetected = true;
         else if (a == "--help" || a == "-h") { usage(argv[0]); return 0; }
         else { std::fprintf(stderr, "unknown argument: %s\n", a.c_str()); usage(argv[0]); return 2; }
@@ -1192,6 +1251,7 @@ int main(int argc, char** argv) {
     if (o.single_conn) repro_extra += " --single-conn";
     if (o.no_reopen) repro_extra += " --no-reopen";
     if (o.no_copy) repro_extra += " --no-copy";
+    if (o.purge) repro_extra += " --purge";
     if (o.copy_undetected) repro_extra += " --copy-undetected";
 
     std::printf("seed: %" PRIu64 " (scenarios %" PRIu64 ", peers %d-%d, ops %d-%d, ext %s, dir %s)\n", o.seed,

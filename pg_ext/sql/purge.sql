@@ -1,0 +1,91 @@
+-- purge: tombstones older than the horizon go (lww_purge, and by themselves
+-- during sync); a caller whose cursor is older than the highest purged
+-- sequence re-snapshots first (docs/PROTOCOL.md, "Purge and re-snapshot").
+CREATE TABLE pt(id int PRIMARY KEY, v text);
+SELECT lww_track('pt');
+INSERT INTO pt SELECT g, 'v' || g FROM generate_series(1, 6) g;
+DELETE FROM pt WHERE id IN (1, 2);
+SELECT format('lwwsync.%I', 'm_' || 'pt'::regclass::oid) AS meta \gset
+SELECT count(*) FILTER (WHERE gen % 2 = 0) AS tombstones, count(*) AS meta_rows FROM :meta;
+
+-- The default horizon is 30 days: nothing that young goes.
+SELECT lww_config('tombstone_ttl_ms');
+SELECT lww_purge() AS purged_default, lww_purge(3600000) AS purged_hour;
+SELECT lww_purge(0) AS purged_all;
+SELECT count(*) FILTER (WHERE gen % 2 = 0) AS tombstones, count(*) AS meta_rows FROM :meta;
+SELECT lww_purge(0) AS purged_again;
+SELECT (SELECT value::bigint FROM lwwsync.state WHERE key = 'purged_upto') AS horizon \gset
+SELECT :horizon > 0 AS has_horizon, :horizon <= lww_seq() AS within_sequences;
+SELECT lww_purge(-1);
+SELECT lww_config('tombstone_ttl_ms', -1);
+
+-- A caller whose cursor is older than the horizon: told to re-snapshot
+-- (nothing pulled, nothing applied), or refused when it does not know the rule.
+SELECT lww_exchange('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d1","received":"1","horizon":"0"}')::jsonb AS resp \gset
+SELECT (:'resp'::jsonb)->'resnapshot' AS resnapshot, (:'resp'::jsonb) ? 'pull' AS pulled,
+       ((:'resp'::jsonb)->>'horizon')::bigint = :horizon AS states_horizon;
+DO $$ BEGIN
+    PERFORM lww_exchange('{"format":"lwwsync.exchange","version":1,
+      "node":"00000000-0000-4000-8000-0000000000d1","received":"1"}');
+EXCEPTION WHEN OTHERS THEN
+    RAISE NOTICE '%', regexp_replace(SQLERRM, 'horizon [0-9]+', 'horizon H');
+END $$;
+-- Reconciled against the horizon: served as usual.
+SELECT (lww_exchange(format('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d1","received":"1","horizon":"%s"}', :horizon)::json)::jsonb) ? 'pull' AS pulled;
+-- A fresh caller (cursor 0) reconciles nothing and says so.
+SELECT (lww_exchange(format('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d2","received":"0","horizon":"%s"}', :horizon)::json)::jsonb) ? 'pull' AS pulled;
+
+-- The re-snapshot's question: which of these rows does the server hold
+-- (a row or a tombstone)? The indexes of those it does not.
+SELECT (lww_exchange('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d1","probe":{"table":"pt","keys":[[1],[3],[7],[2]]}}')::jsonb)->'absent' AS absent;
+SELECT (lww_exchange('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d1","probe":{"table":"elsewhere","keys":[[1]]}}')::jsonb)->'absent' AS absent_unknown_table;
+-- Hostile probes are refused whole.
+SELECT lww_exchange('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d1","probe":{"table":"pt","keys":[[1,2]]}}');
+SELECT lww_exchange('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d1","probe":{"table":"pt","keys":[["one"]]}}');
+SELECT lww_exchange('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d1","probe":{"table":"pt","keys":[[null]]}}');
+SELECT lww_exchange('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d1","received":"0","probe":{"table":"pt","keys":[]}}');
+SELECT lww_exchange(format('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d1","probe":{"table":"pt","keys":[%s]}}',
+  (SELECT string_agg('[' || g || ']', ',') FROM generate_series(0, 10000) g))::json);
+
+-- A purged key inserted again starts above the purged generation: a peer
+-- may still hold the row at it (row by row and per statement;
+-- a key never seen starts there too: the floor is the table's).
+INSERT INTO pt VALUES (1, 'again');
+INSERT INTO pt VALUES (2, 'again'), (7, 'new');
+SELECT k0 AS id, gen FROM :meta WHERE k0 IN (1, 2, 7) ORDER BY k0;
+DELETE FROM pt WHERE id IN (1, 2, 7);
+
+-- During sync: a pushing round trip purges what is past tombstone_ttl_ms
+-- (here: everything), after its batch landed.
+DELETE FROM pt WHERE id = 3;
+SELECT lww_config('tombstone_ttl_ms', 0);
+SELECT ((extract(epoch FROM clock_timestamp()) * 1000)::bigint << 16)::text AS hlc \gset
+SELECT (lww_exchange(format('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d3","received":"0","horizon":"%s",
+  "push":{"format":"lwwsync.changeset","version":1,"origin":"00000000-0000-4000-8000-0000000000d3",
+    "since":"0","upto":"1","nodes":["00000000-0000-4000-8000-0000000000d3"],
+    "tables":[{"name":"pt","key":["id"],"columns":["v"],"rows":[
+      {"key":[40],"gen":1,"stamp":["%s",0],"row":true,"cols":[[0,"from d3"]]}]}]}}', :horizon, :'hlc')::json)::jsonb)->'applied'->'applied' AS applied;
+SELECT count(*) FILTER (WHERE gen % 2 = 0) AS tombstones_left FROM :meta;
+SELECT (SELECT value::bigint FROM lwwsync.state WHERE key = 'purged_upto') > :horizon AS horizon_rose;
+SELECT * FROM pt ORDER BY id;
+SELECT lww_config('tombstone_ttl_ms', 2592000000);
+
+-- Only whom the database's owner grants it may purge.
+CREATE ROLE regress_purge_nobody;
+SET ROLE regress_purge_nobody;
+SELECT lww_purge(0);
+RESET ROLE;
+DROP ROLE regress_purge_nobody;
+SELECT lww_untrack('pt');
+DROP TABLE pt;
