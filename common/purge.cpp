@@ -39,7 +39,8 @@ PurgeMarks parse_marks(const std::string& text) {
         if (b.ec != std::errc()) return {};
         out.push_back(m);
         p = b.ptr;
-        if (p < end && *p++ != ',') return {};
+        if (p == end) break;
+        if (*p++ != ',' || p == end) return {};
     }
     return out;
 }

@@ -1,6 +1,10 @@
 -- purge: tombstones older than the horizon go (lww_purge, and by themselves
 -- during sync); a caller whose cursor is older than the highest purged
 -- sequence re-snapshots first (docs/PROTOCOL.md, "Purge and re-snapshot").
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS lwwsync CASCADE;
+RESET client_min_messages;
+CREATE EXTENSION lwwsync;
 CREATE TABLE pt(id int PRIMARY KEY, v text);
 SELECT lww_track('pt');
 INSERT INTO pt SELECT g, 'v' || g FROM generate_series(1, 6) g;
@@ -44,6 +48,14 @@ SELECT (lww_exchange('{"format":"lwwsync.exchange","version":1,
   "node":"00000000-0000-4000-8000-0000000000d1","probe":{"table":"pt","keys":[[1],[3],[7],[2]]}}')::jsonb)->'absent' AS absent;
 SELECT (lww_exchange('{"format":"lwwsync.exchange","version":1,
   "node":"00000000-0000-4000-8000-0000000000d1","probe":{"table":"elsewhere","keys":[[1]]}}')::jsonb)->'absent' AS absent_unknown_table;
+-- Which keys exist is told only to callers that may read the table and
+-- whom no row-level security limits: others keep their rows.
+CREATE ROLE regress_purge_blind;
+SET ROLE regress_purge_blind;
+SELECT (lww_exchange('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d9","probe":{"table":"pt","keys":[[1],[3],[7],[2]]}}')::jsonb)->'absent' AS absent_without_select;
+RESET ROLE;
+DROP ROLE regress_purge_blind;
 -- Hostile probes are refused whole.
 SELECT lww_exchange('{"format":"lwwsync.exchange","version":1,
   "node":"00000000-0000-4000-8000-0000000000d1","probe":{"table":"pt","keys":[[1,2]]}}');

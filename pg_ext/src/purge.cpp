@@ -12,6 +12,9 @@
 
 extern "C" {
 #include "access/xact.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/rls.h"
 #include "catalog/namespace.h"
 #include "utils/lsyscache.h"
 }
@@ -127,6 +130,15 @@ std::optional<std::vector<bool>> PgEngine::holds_keys(const NodeId&, const std::
                                                       const std::vector<std::vector<Value>>& keys) {
     const TablePtr t = State::get().find(table);
     if (!t) return std::nullopt;
+    // Which keys exist is for callers that may read the table and whom no
+    // row-level security limits (nobody learns of rows hidden from them):
+    // others keep their rows.
+    bool readable = false;
+    pg_call([&] {
+        readable = pg_class_aclcheck(t->relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
+                   check_enable_rls(t->relid, InvalidOid, true) != RLS_ENABLED;
+    });
+    if (!readable) return std::nullopt;
     std::vector<std::vector<Param>> params;
     params.reserve(keys.size());
     for (const auto& key : keys) {

@@ -14,6 +14,7 @@
 #include "../../common/changeset.h"
 #include "../../common/error.h"
 #include "../../common/feed.h"
+#include "../../common/purge.h"
 #include "../../common/settings.h"
 
 using namespace lww;
@@ -556,4 +557,90 @@ TEST(Storage, OverwroteCountsOurWritesTheSenderHadNotSeen) {
     count_merged(c, o, &us);
     EXPECT_EQ(c.overwrote, 1u);
     EXPECT_EQ(c.applied, 1u);
+}
+
+// Purge and re-snapshot (docs/PROTOCOL.md): the rules the engines share.
+
+// A row that arrives at a lower generation than ours comes from a peer that
+// lacks our generation: our row is restamped (same generation) and every
+// register re-sequenced, so the whole row travels again; nothing incoming
+// counts as applied.
+TEST(Storage, ARowArrivingLowerIsRestampedSoItTravelsAgain) {
+    MemTable t;
+    const NodeId self = node(9);
+    int restamps = 0;
+    Receiver who{self, 0, false, nullptr, [&] { ++restamps; return Stamp{900, self}; }};
+    t.who = &who;
+    t.merge({live(1, 100, 1, "x", 1, 3)});  // held at generation 3
+    const uint64_t before = t.seq_of.at(1);
+    ApplyCounts c = t.merge({live(1, 500, 2, "brought back", 7, 1)});
+    EXPECT_EQ(c.applied, 0u);
+    EXPECT_EQ(c.lost, 3u);
+    EXPECT_EQ(restamps, 1);
+    const RowState& st = t.meta.at(1);
+    EXPECT_EQ(st.gen, 3u);
+    EXPECT_EQ(st.row.stamp.node, self);
+    EXPECT_EQ(st.row.stamp.hlc, 900u);
+    for (const Register& r : st.cols) EXPECT_GT(r.seq, before);  // every register goes again
+    EXPECT_EQ(st.cols[0].stamp.node, node(1));                   // with its own stamp
+    EXPECT_EQ(t.rows.at(1)[0].s, "x");
+    // The same generation, or a higher one, is an ordinary merge.
+    t.merge({live(1, 50, 2, "older", 7, 3)});
+    EXPECT_EQ(restamps, 1);
+    // Without the engine's stamp source nothing is restamped (lww_apply of old engines).
+    t.who = nullptr;
+    t.merge({live(1, 500, 2, "brought back", 7, 1)});
+    EXPECT_EQ(restamps, 1);
+}
+
+// A tombstone's age is how long this database has held it: marks say which
+// sequences were handed out how long ago.
+TEST(Storage, PurgeAgeComesFromMarksNotStamps) {
+    const uint64_t day = 24ull * 3600 * 1000, ttl = 30 * day, t0 = 1000 * day;
+    PurgeMarks m;
+    EXPECT_EQ(seq_older_than(m, t0, ttl, 500), 0u);   // nothing known that old
+    EXPECT_EQ(seq_older_than(m, t0, 0, 500), 500u);   // 0 ms: everything
+    m = record_mark(m, t0, 100, ttl);
+    m = record_mark(m, t0 + day / 10, 110, ttl);      // closer than ttl/16: not recorded
+    ASSERT_EQ(m.size(), 1u);
+    m = record_mark(m, t0 + 10 * day, 200, ttl);
+    m = record_mark(m, t0 + 40 * day, 300, ttl);
+    EXPECT_EQ(seq_older_than(m, t0 + 29 * day, ttl, 300), 0u);
+    EXPECT_EQ(seq_older_than(m, t0 + 30 * day, ttl, 300), 100u);
+    EXPECT_EQ(seq_older_than(m, t0 + 45 * day, ttl, 300), 200u);
+    EXPECT_EQ(seq_older_than(m, t0 + 45 * day, ttl, 150), 150u);  // never past the last sequence
+    // Round trip through the stored text; damaged text reads as no marks.
+    EXPECT_EQ(format_marks(parse_marks(format_marks(m))), format_marks(m));
+    for (const char* bad : {"x", "1:", "1:2,", "1:2;3:4", ":5", "18446744073709551616:1"})
+        EXPECT_TRUE(parse_marks(bad).empty()) << bad;
+    // A clock or a restore that went back starts the marks over.
+    m = record_mark(m, t0, 50, ttl);
+    ASSERT_EQ(m.size(), 1u);
+    EXPECT_EQ(m[0].seq, 50u);
+    // At most 32 kept.
+    PurgeMarks many;
+    for (uint64_t i = 1; i <= 100; ++i) many = record_mark(many, i * ttl, i, ttl);
+    EXPECT_EQ(many.size(), 32u);
+    EXPECT_EQ(many.front().seq, 69u);
+    EXPECT_TRUE(auto_purge_due(t0, 0, ttl));
+    EXPECT_FALSE(auto_purge_due(t0 + 1000, t0, ttl));
+    EXPECT_TRUE(auto_purge_due(t0 + kAutoPurgeEveryMs, t0, ttl));
+    EXPECT_TRUE(auto_purge_due(t0 + 5, t0, 0));
+}
+
+// The generation a re-snapshot asks about: only rows whose generation the
+// server already had; news to it (past its cursor, not its own, not relayed
+// from it) is kept and pushed.
+TEST(Storage, AReSnapshotAsksOnlyAboutGenerationsTheServerHad) {
+    const NodeId self = node(9), server = node(5);
+    const SeqRanges relayed = seq_ranges({40});
+    auto had = [&](uint64_t seq, const NodeId& by) {
+        return !receiver_lacks(Register{true, Stamp{1, by}, seq}, 30, &server, UINT64_MAX, &relayed, &self);
+    };
+    EXPECT_TRUE(had(10, self));     // pushed before the server's cursor
+    EXPECT_TRUE(had(50, server));   // the server's own write
+    EXPECT_TRUE(had(40, node(3)));  // merged from the server
+    EXPECT_FALSE(had(40, self));    // written here again at a reused sequence: news
+    EXPECT_FALSE(had(50, self));    // an insert made offline: news
+    EXPECT_FALSE(had(50, node(3))); // from another peer: news
 }
