@@ -155,11 +155,13 @@ void merge_batch(TableStore& store, std::vector<MergeRow>& rows, const Receiver*
         if (!r.out.changed()) {
             count_merged(r.counts, r.out, who);
             if (r.out.older_generation && who && who->restamp && r.st.gen > r.in->gen) {
+                // The whole row travels again as this database's: a peer
+                // without it gets every register — also the one that
+                // stamped them, which a feed never sends its own back.
                 r.st.row.stamp = who->restamp();
                 r.st.row.seq = kUnassignedSeq;
-                // The whole row travels: a peer without it gets every register.
                 for (Register& c : r.st.cols)
-                    if (c.present) c.seq = kUnassignedSeq;
+                    if (c.present) c = Register{true, r.st.row.stamp, kUnassignedSeq};
                 r.keep = r.restamped = true;
                 kept.push_back(&r);
             }

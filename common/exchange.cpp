@@ -9,6 +9,7 @@
 #include "json.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <random>
 #include <cstdio>
@@ -230,6 +231,16 @@ std::string encode_response(const ExchangeResponse& r) {
         w.Key("resnapshot");
         w.Bool(true);
     }
+    if (!r.floors.empty()) {
+        w.Key("floors");
+        w.StartObject();
+        for (const auto& f : r.floors) {
+            w.Key(f.first.data(), static_cast<rapidjson::SizeType>(f.first.size()));
+            const std::string v = std::to_string(f.second);
+            w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+        }
+        w.EndObject();
+    }
     if (r.absent) {
         w.Key("absent");
         w.StartArray();
@@ -335,6 +346,20 @@ ParsedResponse decode_response(std::string_view json) {
     if (resnap != d.MemberEnd()) {
         if (!resnap->value.IsBool()) bad("\"resnapshot\" must be true or false");
         r.resnapshot = resnap->value.GetBool();
+    }
+    auto floors = d.FindMember("floors");
+    if (floors != d.MemberEnd()) {
+        if (!floors->value.IsObject() || floors->value.MemberCount() > 100000)
+            bad("\"floors\" must be an object of table names and generations");
+        for (const auto& m : floors->value.GetObject()) {
+            uint64_t gen = 0;
+            const char* s = m.value.IsString() ? m.value.GetString() : "";
+            const auto res = std::from_chars(s, s + (m.value.IsString() ? m.value.GetStringLength() : 0), gen);
+            if (!m.value.IsString() || res.ec != std::errc() || res.ptr != s + m.value.GetStringLength() ||
+                gen > kMaxGeneration || m.name.GetStringLength() == 0 || m.name.GetStringLength() > 1000)
+                bad("\"floors\" must map table names to generations (decimal strings below 2^53)");
+            r.floors.emplace_back(std::string(m.name.GetString(), m.name.GetStringLength()), gen);
+        }
     }
     auto absent = d.FindMember("absent");
     if (absent != d.MemberEnd()) {
@@ -487,8 +512,12 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
     }
     // The first round trip of a sync (no push, no cursor): the caller's
     // parked rows get their retry even if it brings nothing — where this
-    // transaction may write; elsewhere its next push retries them.
-    if (!req.push && !req.received && !req.forked && me == self && server.writable()) server.retry_parked();
+    // transaction may write; elsewhere its next push retries them. It also
+    // learns the generation floors of the tables purged here.
+    if (!req.push && !req.received && !req.forked && me == self) {
+        if (server.writable()) server.retry_parked();
+        resp.floors = server.gen_floors();
+    }
     // Pull before applying the push: an engine that waits for concurrent
     // writers while reading its feed (Postgres) must not hold row locks then.
     if (req.received && me == self && !stale) {
@@ -662,6 +691,7 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
     hello.limits = limits;
     const ParsedResponse met = round_trip(hello);
     Cursor acked = met.acked;
+    if (!met.floors.empty()) local.raise_gen_floors(met.floors);
     local.note_upstream(*server, acked.floor, false);
     // The server purged tombstones we may never have received: before
     // anything goes either way, drop the rows it no longer holds whose

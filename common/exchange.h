@@ -9,6 +9,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "changeset.h"
@@ -225,6 +226,12 @@ public:
     // database pushes to holds it. `first` false: only an update of a peer
     // already noted (a hello writes nothing for a server met for the first time).
     virtual void note_upstream(const NodeId& /*peer*/, uint64_t /*floor*/, bool /*first*/) {}
+    // Generation floors (docs/PROTOCOL.md): per table, the highest
+    // generation of a tombstone purged here; a server states them, a client
+    // raises its own to them, so a key it inserts starts above every
+    // tombstone a peer may still hold.
+    virtual std::vector<std::pair<std::string, uint64_t>> gen_floors() { return {}; }
+    virtual void raise_gen_floors(const std::vector<std::pair<std::string, uint64_t>>& /*floors*/) {}
     // Both: the purge that runs by itself during sync (at most once per
     // interval: min(tombstone_ttl_ms, an hour)). Returns tombstones removed.
     virtual size_t auto_purge() { return 0; }
@@ -284,6 +291,7 @@ struct ExchangeResponse {
     uint64_t horizon = 0;      // the server's purge horizon (0: it never purged)
     bool resnapshot = false;   // the caller is older than the horizon: nothing was done, re-snapshot first
     std::optional<std::vector<uint32_t>> absent;  // of a probe: indexes of the keys the server does not hold
+    std::vector<std::pair<std::string, uint64_t>> floors;  // generation floors (hello answers)
 };
 
 std::string encode_request(const ExchangeRequest& r);
@@ -314,6 +322,7 @@ struct ParsedResponse {
     uint64_t horizon = 0;
     bool resnapshot = false;
     std::optional<std::vector<uint32_t>> absent;
+    std::vector<std::pair<std::string, uint64_t>> floors;
 };
 // A push id: 1 to 32 characters of [0-9a-f] (random 64 bits as 16 hex digits).
 constexpr size_t kMaxPushIdChars = 32;

@@ -194,6 +194,26 @@ void SqliteEngine::note_upstream(const NodeId& peer, uint64_t floor, bool first)
     st.step();
 }
 
+std::vector<std::pair<std::string, uint64_t>> SqliteEngine::gen_floors() {
+    c_.ensure_ready();
+    c_.refresh();
+    std::vector<std::pair<std::string, uint64_t>> out;
+    for (const TablePtr& t : c_.tables())
+        if (const uint64_t g = c_.gen_floor(t->name)) out.emplace_back(t->name, g);
+    return out;
+}
+
+void SqliteEngine::raise_gen_floors(const std::vector<std::pair<std::string, uint64_t>>& floors) {
+    c_.ensure_ready();
+    if (sqlite3_db_readonly(c_.db, "main") == 1) return;
+    in_savepoint(c_, "lww_floors", [&] {
+        c_.lock_for_write();
+        for (const auto& f : floors)
+            if (c_.find_table(f.first)) c_.set_gen_floor(f.first, std::min<uint64_t>(f.second, kMaxGeneration - 1));
+        return 0;
+    });
+}
+
 std::optional<std::vector<bool>> SqliteEngine::holds_keys(const NodeId&, const std::string& table,
                                                           const std::vector<std::vector<Value>>& keys) {
     c_.ensure_ready();

@@ -44,6 +44,8 @@ public:
     size_t drop_rows(const NodeId& peer, const std::string& table, const std::vector<std::vector<Value>>& keys,
                      const std::vector<uint64_t>& gen_seq) override;
     void note_upstream(const NodeId& peer, uint64_t floor, bool first) override;
+    std::vector<std::pair<std::string, uint64_t>> gen_floors() override;
+    void raise_gen_floors(const std::vector<std::pair<std::string, uint64_t>>& floors) override;
     size_t auto_purge() override;
 
 private:

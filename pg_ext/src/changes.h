@@ -53,6 +53,7 @@ public:
     std::optional<std::vector<bool>> holds_keys(const NodeId& caller, const std::string& table,
                                                 const std::vector<std::vector<Value>>& keys) override;
     void note_upstream(const NodeId& peer, uint64_t floor, bool first) override;
+    std::vector<std::pair<std::string, uint64_t>> gen_floors() override;
     size_t auto_purge() override;
     // The feed waits for in-flight writers (changes.cpp): read before writing.
     bool feed_waits_for_writers() const override { return true; }

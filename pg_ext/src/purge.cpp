@@ -124,6 +124,14 @@ void PgEngine::note_upstream(const NodeId& peer, uint64_t floor, bool first) {
         {text_param(key), int8_param(floor)}, false);
 }
 
+std::vector<std::pair<std::string, uint64_t>> PgEngine::gen_floors() {
+    std::vector<std::pair<std::string, uint64_t>> out;
+    State& s = State::get();
+    for (const auto& [relid, gen] : s.gen_floors())  // purged tables only: no cost per tracked table
+        if (const TablePtr t = s.find(relid)) out.emplace_back(t->name, gen);
+    return out;
+}
+
 // Which keys of `table` this database holds: metadata (a row or a
 // tombstone), or a row of the caller's parked in lwwsync.rejected.
 std::optional<std::vector<bool>> PgEngine::holds_keys(const NodeId&, const std::string& table,

@@ -153,6 +153,12 @@ uint64_t State::gen_floor(Oid relid) {
     return it == gen_floor_.end() ? 0 : it->second;
 }
 
+std::map<Oid, uint64_t> State::gen_floors() {
+    begin();
+    load_settings();
+    return gen_floor_;
+}
+
 State::ConflictLog State::conflict_log() {
     begin();
     load_settings();

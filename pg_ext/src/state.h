@@ -108,6 +108,7 @@ public:
     // written here: the highest of the table's purged tombstones (0: none),
     // so a row inserted again starts above what a peer may still hold.
     uint64_t gen_floor(Oid relid);
+    std::map<Oid, uint64_t> gen_floors();
 
     // Tracked tables, ordered by wire name (copies of the pointers: an
     // invalidation during their use leaves them intact).
