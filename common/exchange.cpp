@@ -692,6 +692,7 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
     const ParsedResponse met = round_trip(hello);
     Cursor acked = met.acked;
     if (!met.floors.empty()) local.raise_gen_floors(met.floors);
+    local.peer_purges(met.horizon > 0);
     local.note_upstream(*server, acked.floor, false);
     // The server purged tombstones we may never have received: before
     // anything goes either way, drop the rows it no longer holds whose

@@ -232,6 +232,11 @@ public:
     // tombstone a peer may still hold.
     virtual std::vector<std::pair<std::string, uint64_t>> gen_floors() { return {}; }
     virtual void raise_gen_floors(const std::vector<std::pair<std::string, uint64_t>>& /*floors*/) {}
+    // Client: the server it syncs with has purged tombstones (its horizon is
+    // above 0): a row it sends at a lower generation than the one held here
+    // may come back from a purge, and the merge restamps ours so it travels
+    // again (common/apply.h, Receiver::restamp). Elsewhere merges never restamp.
+    virtual void peer_purges(bool /*yes*/) {}
     // Both: the purge that runs by itself during sync (at most once per
     // interval: min(tombstone_ttl_ms, an hour)). Returns tombstones removed.
     virtual size_t auto_purge() { return 0; }

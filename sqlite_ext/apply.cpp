@@ -534,11 +534,12 @@ void finish_apply(Conn& c, const std::vector<NodeId>& new_nodes, int64_t deferre
 
 }  // namespace
 
-ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t seen, std::vector<uint64_t>* relayed) {
+ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t seen, std::vector<uint64_t>* relayed,
+                           bool restamp) {
     c.ensure_ready();
     refuse_own_changes(cs.origin, c.self());
-    const Receiver who{c.self(), seen, c.setting("conflict_log", 0) != 0, relayed ? &cs.origin : nullptr,
-                       [&c] { return c.local_stamp(); }};
+    Receiver who{c.self(), seen, c.setting("conflict_log", 0) != 0, relayed ? &cs.origin : nullptr};
+    if (restamp) who.restamp = [&c] { return c.local_stamp(); };
     // The sequences of the set's rows that landed bringing a third node's
     // registers: the last attempt of each row is the one committed.
     auto collect_relayed = [&](const std::vector<Item>& items, size_t n) {

@@ -214,14 +214,14 @@ void SqliteEngine::raise_gen_floors(const std::vector<std::pair<std::string, uin
     });
 }
 
-std::optional<std::vector<bool>> SqliteEngine::holds_keys(const NodeId&, const std::string& table,
+std::optional<std::vector<bool>> SqliteEngine::holds_keys(const NodeId& caller, const std::string& table,
                                                           const std::vector<std::vector<Value>>& keys) {
     c_.ensure_ready();
     c_.refresh();
     const TablePtr t = c_.find_table(table);
     if (!t) return std::nullopt;
     Stmt meta(c_.db, "SELECT 1 FROM " + t->meta + " WHERE " + key_where(t->key.size()));
-    Stmt parked(c_.db, "SELECT 1 FROM lww_rejected WHERE tbl = ?1 AND key = ?2");
+    Stmt parked(c_.db, "SELECT 1 FROM lww_rejected WHERE tbl = ?1 AND key = ?2 AND origin = ?3");
     std::vector<bool> held;
     held.reserve(keys.size());
     for (const auto& key : keys) {
@@ -236,6 +236,7 @@ std::optional<std::vector<bool>> SqliteEngine::holds_keys(const NodeId&, const s
             parked.reset();
             parked.bind_text(1, table);
             parked.bind_text(2, key_json(key));
+            parked.bind_text(3, caller.str());
             here = parked.step();
         }
         held.push_back(here);

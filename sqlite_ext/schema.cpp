@@ -310,10 +310,12 @@ int64_t track_table(Conn& c, const std::string& table) {
                        " mseq = lww_write_seq(), seq = lww_write_seq(), cols = NULL WHERE (gen & 1) = 1 AND NOT " +
                        here + " AND lww_begin_write(1)");
         }
-        // Rows without metadata get their first stamps, one write each.
+        // Rows without metadata get their first stamps, one write each (above
+        // the table's purged generations, as any insert: lww_first_gen).
         exec(c.db, "INSERT INTO " + meta + "(" + meta_keys(cols.key.size()) +
                        ", gen, hlc, node, mseq, seq, cols) SELECT " + row_keys(cols.key, "t") +
-                       ", 1, lww_hlc(), 0, lww_write_seq(), lww_write_seq(), NULL FROM " + quote_ident(table) +
+                       ", lww_first_gen(" + quote_literal(table) + "), lww_hlc(), 0, lww_write_seq(), lww_write_seq(),"
+                       " NULL FROM " + quote_ident(table) +
                        " AS t WHERE NOT EXISTS (SELECT 1 FROM " + meta + " AS m WHERE " + join +
                        ") AND lww_begin_write(1)");
         stamped += sqlite3_changes(c.db);

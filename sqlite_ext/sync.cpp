@@ -100,7 +100,7 @@ ApplyCounts SqliteEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Tr
     try {
         const Cursor next = cursor_of(peer).after_batch(cs);
         std::vector<uint64_t> relayed;
-        ApplyCounts s = apply_changeset(c_, cs, trust, seen, &relayed);
+        ApplyCounts s = apply_changeset(c_, cs, trust, seen, &relayed, restamp_lower_);
         // What the peer relayed to us is not sent back to it (no echo).
         if (!relayed.empty()) {
             ensure_relayed_table(c_);

@@ -47,9 +47,11 @@ public:
     std::vector<std::pair<std::string, uint64_t>> gen_floors() override;
     void raise_gen_floors(const std::vector<std::pair<std::string, uint64_t>>& floors) override;
     size_t auto_purge() override;
+    void peer_purges(bool yes) override { restamp_lower_ = yes; }
 
 private:
     Conn& c_;
+    bool restamp_lower_ = false;  // pulls from a server that purged: rows arriving lower are restamped
 };
 
 std::string sync_with(Conn& c, const std::string& url, const SyncOptions& opt);

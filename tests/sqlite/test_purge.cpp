@@ -226,13 +226,62 @@ TEST(Purge, ARowParkedOnTheServerIsNotDropped) {
     s.exec("INSERT INTO t VALUES (10, 'x', 0, 0)");
     // Parked: no row, no metadata, its registers kept in lww_rejected.
     s.exec("INSERT INTO lww_rejected(tbl, key, reason, first_seen, last_seen, origin, changeset)"
-           " VALUES ('t', '[11]', 'test', 0, 0, '" + c.node_id() + "', '{}')");
+           " VALUES ('t', '[11]', 'test', 0, 0, '" + std::string(kCaller) + "', '{}')");
     const std::string r = s.text("SELECT lww_exchange(?)",
                                  {"{\"format\":\"lwwsync.exchange\",\"version\":1,\"node\":\"" + std::string(kCaller) +
                                   "\",\"probe\":{\"table\":\"t\",\"keys\":[[10],[11],[12]]}}"});
     rapidjson::Document d = parse_json(r);
     ASSERT_EQ(d["absent"].Size(), 1u) << r;
     EXPECT_EQ(d["absent"][0].GetUint(), 2u) << r;
+}
+
+// A key deleted and purged on the server, inserted again by a device that
+// is up to date: its insert wins over the tombstone another device still
+// holds (the server's generation floor travels in the hello; found by an
+// attack on the change).
+TEST(Purge, AKeyInsertedAgainAfterAPurgeWinsOverOldTombstones) {
+    Cluster cl;
+    Db& s = cl.add("s", kItems, {"t"});
+    Db& c = cl.add("c", kItems, {"t"});
+    Db& b = cl.add("b", kItems, {"t"});
+    c.exec("INSERT INTO t VALUES (1, 'old', 0, 0)");
+    c.sync(s);
+    c.exec("DELETE FROM t WHERE id = 1");
+    c.sync(s);  // c keeps its tombstone (generation 2)
+    EXPECT_EQ(s.i64("SELECT lww_purge(0)"), 1);
+    b.sync(s);
+    b.exec("INSERT INTO t VALUES (1, 'new by b', 1, 1)");
+    EXPECT_EQ(b.i64("SELECT gen FROM lww__t WHERE k0 = 1"), 3);
+    b.sync(s);
+    c.sync(s);
+    c.sync(s);
+    b.sync(s);
+    const std::vector<std::string> want = {"int:1 | text:'new by b' | int:1 | int:1"};
+    EXPECT_EQ(s.table("t"), want);
+    EXPECT_EQ(b.table("t"), want);
+    EXPECT_EQ(c.table("t"), want);
+}
+
+// lww_track after lww_untrack stamps rows without metadata above the purged
+// generations too (found by the same attack).
+TEST(Purge, RetrackAfterAPurgeStartsAboveThePurgedGeneration) {
+    Cluster cl;
+    Db& s = cl.add("s", kItems, {"t"});
+    Db& e = cl.add("e", kItems, {"t"});
+    e.exec("INSERT INTO t VALUES (1, 'e1', 0, 0)");
+    e.sync(s);
+    e.exec("DELETE FROM t WHERE id = 1");
+    e.sync(s);
+    EXPECT_EQ(s.i64("SELECT lww_purge(0)"), 1);
+    s.exec("SELECT lww_untrack('t')");
+    s.exec("INSERT INTO t VALUES (1, 'back while untracked', 2, 2)");
+    s.exec("SELECT lww_track('t')");
+    EXPECT_EQ(s.i64("SELECT gen FROM lww__t WHERE k0 = 1"), 3);
+    e.sync(s);
+    e.sync(s);
+    const std::vector<std::string> want = {"int:1 | text:'back while untracked' | int:2 | int:2"};
+    EXPECT_EQ(s.table("t"), want);
+    EXPECT_EQ(e.table("t"), want);
 }
 
 }  // namespace

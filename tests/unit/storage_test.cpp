@@ -562,9 +562,9 @@ TEST(Storage, OverwroteCountsOurWritesTheSenderHadNotSeen) {
 // Purge and re-snapshot (docs/PROTOCOL.md): the rules the engines share.
 
 // A row that arrives at a lower generation than ours comes from a peer that
-// lacks our generation: our row is restamped (same generation) and every
-// register re-sequenced, so the whole row travels again; nothing incoming
-// counts as applied.
+// lacks our generation (when the engine asks: pulls from a server that
+// purged): our row is restamped (same generation, every register), so the
+// whole row travels again; nothing incoming counts as applied.
 TEST(Storage, ARowArrivingLowerIsRestampedSoItTravelsAgain) {
     MemTable t;
     const NodeId self = node(9);
@@ -581,8 +581,11 @@ TEST(Storage, ARowArrivingLowerIsRestampedSoItTravelsAgain) {
     EXPECT_EQ(st.gen, 3u);
     EXPECT_EQ(st.row.stamp.node, self);
     EXPECT_EQ(st.row.stamp.hlc, 900u);
-    for (const Register& r : st.cols) EXPECT_GT(r.seq, before);  // every register goes again
-    EXPECT_EQ(st.cols[0].stamp.node, node(1));                   // with its own stamp
+    for (const Register& r : st.cols) {
+        EXPECT_GT(r.seq, before);          // every register goes again...
+        EXPECT_EQ(r.stamp.node, self);     // ...as this database's (a feed never sends
+        EXPECT_EQ(r.stamp.hlc, 900u);      // a peer its own registers back)
+    }
     EXPECT_EQ(t.rows.at(1)[0].s, "x");
     // The same generation, or a higher one, is an ordinary merge.
     t.merge({live(1, 50, 2, "older", 7, 3)});
