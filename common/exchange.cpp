@@ -111,19 +111,23 @@ NodeId node_of(const rapidjson::Document& d) {
     return id;
 }
 
+// An unsigned 64-bit number written as a string of 1 to 20 decimal digits.
+enum class Decimal { ok, malformed, too_large };
+Decimal decimal_of(const rapidjson::Value& v, uint64_t& out) {
+    if (!v.IsString() || v.GetStringLength() == 0 || v.GetStringLength() > 20) return Decimal::malformed;
+    const char* s = v.GetString();
+    const char* end = s + v.GetStringLength();
+    const auto r = std::from_chars(s, end, out);
+    if (r.ec == std::errc::result_out_of_range) return Decimal::too_large;
+    return r.ec == std::errc() && r.ptr == end ? Decimal::ok : Decimal::malformed;
+}
+
 uint64_t u64_of(const rapidjson::Document& d, const char* key) {
     auto m = d.FindMember(key);
-    if (m == d.MemberEnd() || !m->value.IsString()) bad(std::string("\"") + key + "\" must be a decimal string");
-    const char* s = m->value.GetString();
-    size_t n = m->value.GetStringLength();
-    if (n == 0 || n > 20) bad(std::string("\"") + key + "\" must be a decimal string");
     uint64_t v = 0;
-    for (size_t i = 0; i < n; ++i) {
-        if (s[i] < '0' || s[i] > '9') bad(std::string("\"") + key + "\" must be a decimal string");
-        uint64_t d10 = v * 10 + uint64_t(s[i] - '0');
-        if (d10 / 10 != v) bad(std::string("\"") + key + "\" is out of range");
-        v = d10;
-    }
+    const Decimal got = m == d.MemberEnd() ? Decimal::malformed : decimal_of(m->value, v);
+    if (got == Decimal::too_large) bad(std::string("\"") + key + "\" is out of range");
+    if (got != Decimal::ok) bad(std::string("\"") + key + "\" must be a decimal string");
     return v;
 }
 
@@ -353,10 +357,8 @@ ParsedResponse decode_response(std::string_view json) {
             bad("\"floors\" must be an object of table names and generations");
         for (const auto& m : floors->value.GetObject()) {
             uint64_t gen = 0;
-            const char* s = m.value.IsString() ? m.value.GetString() : "";
-            const auto res = std::from_chars(s, s + (m.value.IsString() ? m.value.GetStringLength() : 0), gen);
-            if (!m.value.IsString() || res.ec != std::errc() || res.ptr != s + m.value.GetStringLength() ||
-                gen > kMaxGeneration || m.name.GetStringLength() == 0 || m.name.GetStringLength() > 1000)
+            if (decimal_of(m.value, gen) != Decimal::ok || gen > kMaxGeneration || m.name.GetStringLength() == 0 ||
+                m.name.GetStringLength() > 1000)
                 bad("\"floors\" must map table names to generations (decimal strings below 2^53)");
             r.floors.emplace_back(std::string(m.name.GetString(), m.name.GetStringLength()), gen);
         }

@@ -85,6 +85,43 @@ TEST(Bounds, StampsAndClocksEndBeforeTheYear6400) {
     EXPECT_EQ(decode_response(head + R"(,"clock":")" + last + R"("})").clock, hlc_pack(kMaxStampMillis, 0xFFFF));
 }
 
+// A server's purge fields (docs/PROTOCOL.md, "Purge and re-snapshot"), as a
+// hostile server may send them: refused whole, with what is wrong.
+TEST(Bounds, PurgeFieldsOfAServerAreChecked) {
+    const std::string head = R"({"format":"lwwsync.exchange","version":1,"node":")" + kNode + R"(","acked":"0")";
+    auto refused = [&](const std::string& tail, const char* want) {
+        try {
+            decode_response(head + tail + "}");
+        } catch (const Error& e) {
+            return std::string(e.what()).find(want) != std::string::npos;
+        }
+        return false;
+    };
+    const ParsedResponse ok =
+        decode_response(head + R"(,"horizon":"12","floors":{"t":"4","u":"9007199254740991"},"absent":[0,3,9999]})");
+    EXPECT_EQ(ok.horizon, 12u);
+    ASSERT_EQ(ok.floors.size(), 2u);
+    EXPECT_EQ(ok.floors[1].second, 9007199254740991u);
+    ASSERT_TRUE(ok.absent);
+    EXPECT_EQ(ok.absent->size(), 3u);
+    EXPECT_TRUE(refused(R"(,"horizon":"9223372036854775808")", "below 2^63"));
+    EXPECT_TRUE(refused(R"(,"floors":{"t":"9007199254740992"})", "generations"));  // past 2^53 - 1
+    EXPECT_TRUE(refused(R"(,"floors":{"t":4})", "generations"));
+    EXPECT_TRUE(refused(R"(,"floors":{"t":"-1"})", "generations"));
+    EXPECT_TRUE(refused(R"(,"floors":{"t":"18446744073709551616"})", "generations"));
+    EXPECT_TRUE(refused(R"(,"floors":{"":"1"})", "generations"));
+    EXPECT_TRUE(refused(R"(,"floors":[1])", "\"floors\" must be an object"));
+    EXPECT_TRUE(refused(R"(,"absent":[3,3])", "increasing"));
+    EXPECT_TRUE(refused(R"(,"absent":[10000])", "below 10000"));
+    EXPECT_TRUE(refused(R"(,"absent":[-1])", "increasing"));
+    EXPECT_TRUE(refused(R"(,"absent":{})", "at most 10000"));
+    EXPECT_TRUE(refused(R"(,"resnapshot":1)", "true or false"));
+    // Numbers of the envelope: too large is out of range, anything else malformed.
+    EXPECT_TRUE(refused(R"(,"remaining":"18446744073709551616")", "is out of range"));
+    EXPECT_TRUE(refused(R"(,"remaining":"1a")", "must be a decimal string"));
+    EXPECT_TRUE(refused(R"(,"remaining":"000000000000000000001")", "must be a decimal string"));
+}
+
 TEST(Bounds, TheClockNeverWraps) {
     HybridClock c;
     c.observe(UINT64_MAX);  // not a stamp: ignored
