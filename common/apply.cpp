@@ -142,8 +142,31 @@ static bool brings_relayed(const MergeRow& r, const NodeId& sender, const NodeId
     return false;
 }
 
+// Receiver::adopt. Returns false when the row lost to the purged delete
+// (its outcome then says so); true when it merges, maybe as adopted.
+static bool adopt_below_floor(MergeRow& r, uint64_t floor, const Receiver& who) {
+    if (r.adopted && r.in == r.adopted.get()) return true;  // merged again (a redo): as adopted
+    r.adopted.reset();
+    if (r.st.gen != 0 || r.in->gen > floor) return true;
+    if (!(r.in->gen & 1) || !r.in->has_row) {
+        // A delete, or a change of a row whose insert we held and purged.
+        r.out = MergeOutcome{};
+        r.out.ignored = r.out.lost = (r.in->has_row ? 1 : 0) + r.in->cols.size();
+        r.out.older_generation = true;
+        return false;
+    }
+    auto row = std::make_shared<IncomingRow>(*r.in);
+    row->gen = gen_after_insert(floor);
+    row->row = who.adopt();
+    for (auto& c : row->cols) c.second = row->row;
+    r.adopted = row;
+    r.in = row.get();
+    return true;
+}
+
 void merge_batch(TableStore& store, std::vector<MergeRow>& rows, const Receiver* who) {
     store.load(rows);
+    const uint64_t floor = who && who->adopt ? store.gen_floor() : 0;
     std::vector<MergeRow*> kept;
     for (MergeRow& r : rows) {
         r.counts = ApplyCounts{};
@@ -151,6 +174,10 @@ void merge_batch(TableStore& store, std::vector<MergeRow>& rows, const Receiver*
         r.write = UserWrite::none;
         r.keep = r.redo = r.relayed = r.restamped = false;
         r.seq = 0;
+        if (floor && !adopt_below_floor(r, floor, *who)) {
+            count_merged(r.counts, r.out, who);
+            continue;
+        }
         r.out = merge_row(r.st, *r.in, kUnassignedSeq);
         if (!r.out.changed()) {
             count_merged(r.counts, r.out, who);

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "exchange.h"
@@ -37,7 +38,15 @@ struct Receiver {
     // row register a new stamp of its own (same generation), so our row
     // travels again to everyone, the sender too (docs/PROTOCOL.md, "Purge
     // and re-snapshot"). Empty: not done.
-    std::function<Stamp()> restamp;
+    std::function<Stamp()> restamp = nullptr;
+    // Pushes this database serves, where it purged: a row of a key it holds
+    // nothing of, at or below the generation floor of its table (the highest
+    // generation it purged), comes from a peer that never learned the purge.
+    // Its insert is adopted at the generation after the floor, stamped anew
+    // by `adopt` (this database's next stamp), so it travels back whole, to
+    // its sender too; a delete or a column change of such a row lost to the
+    // purged delete (docs/PROTOCOL.md, "Purge and re-snapshot"). Empty: no.
+    std::function<Stamp()> adopt = nullptr;
 };
 
 // A conflict one merge settled (the conflict log, docs/PROTOCOL.md): an
@@ -85,6 +94,8 @@ struct MergeRow {
     uint64_t seq = 0;                 // kept rows: the change sequence the merge gave them
     bool relayed = false;             // kept, and won a register stamped by neither the sender nor us
     bool restamped = false;           // kept only for Receiver::restamp: nothing incoming won
+    // Receiver::adopt: the incoming row as adopted (`in` points at it).
+    std::shared_ptr<const IncomingRow> adopted;
     ApplyCounts counts;               // this row's share of the statistics
     std::vector<Conflict> conflicts;  // with Receiver::log_conflicts
 };
@@ -112,6 +123,8 @@ public:
     // The conflicts of `rows` (MergeRow::conflicts), before anything of the
     // batch is written: the user rows still hold our values.
     virtual void record_conflicts(const std::vector<MergeRow*>& /*rows*/) {}
+    // The highest generation this database purged in the table (0: none).
+    virtual uint64_t gen_floor() { return 0; }
 };
 
 // Merges a batch of one table's rows (distinct keys, key order where the

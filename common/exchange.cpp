@@ -205,6 +205,12 @@ std::string encode_request(const ExchangeRequest& r) {
         for (size_t i = 0; i < r.probe->keys.size(); ++i) keys += (i ? "," : "") + key_json(r.probe->keys[i]);
         keys += "]";
         w.RawValue(keys.data(), keys.size(), rapidjson::kArrayType);
+        if (!r.probe->gens.empty()) {
+            w.Key("gens");
+            w.StartArray();
+            for (uint64_t g : r.probe->gens) w.Uint64(g);  // at most 2^53 - 1: exact in JavaScript
+            w.EndArray();
+        }
         w.EndObject();
     }
     w.EndObject();
@@ -305,7 +311,18 @@ ParsedRequest decode_request(std::string_view json) {
         if (keys == p.MemberEnd() || !keys->value.IsArray() || keys->value.Size() > kMaxProbeKeys)
             bad("\"probe\" needs \"keys\": an array of at most " + std::to_string(kMaxProbeKeys) + " keys");
         r.probe = Probe{std::string(table->value.GetString(), table->value.GetStringLength()),
-                        decode_keys(keys->value, "probe.keys")};
+                        decode_keys(keys->value, "probe.keys"), {}};
+        auto gens = p.FindMember("gens");
+        if (gens != p.MemberEnd()) {
+            if (!gens->value.IsArray() || gens->value.Size() != r.probe->keys.size())
+                bad("\"probe.gens\" must be an array with one generation per key");
+            r.probe->gens.reserve(gens->value.Size());
+            for (const auto& g : gens->value.GetArray()) {
+                if (!g.IsUint64() || g.GetUint64() == 0 || g.GetUint64() > kMaxGeneration)
+                    bad("\"probe.gens\" holds generations from 1 to 2^53 - 1");
+                r.probe->gens.push_back(g.GetUint64());
+            }
+        }
         if (r.push || r.received || r.forked) bad("a \"probe\" goes alone: no push, no received, no forked");
     }
     return r;
@@ -486,11 +503,17 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
     if (req.probe) {
         // A re-snapshot's question: which of these rows do we still hold?
         if (me == self) {
-            const std::optional<std::vector<bool>> held = server.holds_keys(req.node, req.probe->table, req.probe->keys);
+            const std::optional<std::vector<uint64_t>> held =
+                server.holds_keys(req.node, req.probe->table, req.probe->keys);
+            const std::vector<uint64_t>& theirs = req.probe->gens;
             std::vector<uint32_t> absent;
+            // Held only at a lower generation than the caller's: the row the
+            // caller holds was deleted here (generations never go down but
+            // by a purge) and the key inserted again since.
             if (held)
                 for (size_t i = 0; i < held->size(); ++i)
-                    if (!(*held)[i]) absent.push_back(static_cast<uint32_t>(i));
+                    if ((*held)[i] == 0 || (i < theirs.size() && (*held)[i] < theirs[i]))
+                        absent.push_back(static_cast<uint32_t>(i));
             resp.absent = std::move(absent);
         }
         resp.acked = server.cursor_of(req.node);
@@ -713,7 +736,7 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
                 ProbePage page = local.probe_rows(*server, table, after, kProbeRows, acked.floor, relayed);
                 if (!page.keys.empty()) {
                     ExchangeRequest q = hello;
-                    q.probe = Probe{table, std::move(page.keys)};
+                    q.probe = Probe{table, std::move(page.keys), std::move(page.gens)};
                     const ParsedResponse answer = round_trip(q);
                     if (answer.horizon != met.horizon)
                         throw Restart{"the peer purged again during a re-snapshot", true};

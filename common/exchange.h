@@ -91,14 +91,20 @@ struct ChangesRequest {
 // A re-snapshot asks the server which of the caller's rows it still holds,
 // a page of keys of one table at a time.
 constexpr size_t kMaxProbeKeys = 10000;
+constexpr uint64_t kParkedGeneration = UINT64_MAX;
 struct Probe {
     std::string table;
     std::vector<std::vector<Value>> keys;
+    // The caller's generation of each key (empty from pre-0.7 callers): a
+    // server holding a key only at a lower one deleted the caller's row and
+    // purged it before the key was inserted again, so it answers "absent".
+    std::vector<uint64_t> gens;
 };
 // Alive rows of one local table whose generation the server already holds
 // (it would not be pushed again): the ones a re-snapshot asks about.
 struct ProbePage {
     std::vector<std::vector<Value>> keys;
+    std::vector<uint64_t> gens;     // each row's generation
     std::vector<uint64_t> gen_seq;  // each row's generation register sequence when read
     uint64_t next = 0;              // the next page starts after this (engine's order)
     bool done = true;
@@ -195,8 +201,10 @@ public:
     // tombstone, a row parked for `caller`); nullopt when it does not track
     // the table (the caller then keeps its rows). Keys are checked against
     // the table's key (arity, types) and refused with an error otherwise.
-    virtual std::optional<std::vector<bool>> holds_keys(const NodeId& /*caller*/, const std::string& /*table*/,
-                                                        const std::vector<std::vector<Value>>& /*keys*/) {
+    // Each key's generation held here (0: none; kParkedGeneration: a row of
+    // the caller's parked here, which lands later).
+    virtual std::optional<std::vector<uint64_t>> holds_keys(const NodeId& /*caller*/, const std::string& /*table*/,
+                                                            const std::vector<std::vector<Value>>& /*keys*/) {
         return std::nullopt;
     }
     // Client: the tracked tables, and a page of the alive rows of `table`

@@ -131,6 +131,7 @@ private:
     uint64_t next_seq() override { return c_.next_seq(); }
     bool store_first() const override { return true; }
     void record_conflicts(const std::vector<MergeRow*>& rows) override;
+    uint64_t gen_floor() override { return c_.gen_floor(t_.name); }
 
     void bind_key(Stmt& st, const std::vector<Value>& key) {
         for (size_t i = 0; i < key.size(); ++i) st.bind(static_cast<int>(i + 1), key[i]);
@@ -535,11 +536,12 @@ void finish_apply(Conn& c, const std::vector<NodeId>& new_nodes, int64_t deferre
 }  // namespace
 
 ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t seen, std::vector<uint64_t>* relayed,
-                           bool restamp) {
+                           bool restamp, bool adopt) {
     c.ensure_ready();
     refuse_own_changes(cs.origin, c.self());
     Receiver who{c.self(), seen, c.setting("conflict_log", 0) != 0, relayed ? &cs.origin : nullptr};
     if (restamp) who.restamp = [&c] { return c.local_stamp(); };
+    if (adopt) who.adopt = [&c] { return c.local_stamp(); };
     // The sequences of the set's rows that landed bringing a third node's
     // registers: the last attempt of each row is the one committed.
     auto collect_relayed = [&](const std::vector<Item>& items, size_t n) {

@@ -26,8 +26,10 @@ constexpr int64_t kMaxRejectedRows = 1000;
 // stamped by a third node (neither cs.origin nor us), for the no-echo rule.
 // `restamp`: a row arriving at a lower generation than held gets a new stamp
 // here (common/apply.h, Receiver::restamp): pulls from a server that purges.
+// `adopt`: rows below this database's purge floor are adopted
+// (common/apply.h, Receiver::adopt): pushes it serves.
 ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust = Trust::caller, uint64_t seen = 0,
-                           std::vector<uint64_t>* relayed = nullptr, bool restamp = false);
+                           std::vector<uint64_t>* relayed = nullptr, bool restamp = false, bool adopt = false);
 // The rows lww_rejected holds, retried with nothing else (once per sync).
 ApplyStats retry_rejected(Conn& c);
 

@@ -214,15 +214,15 @@ void SqliteEngine::raise_gen_floors(const std::vector<std::pair<std::string, uin
     });
 }
 
-std::optional<std::vector<bool>> SqliteEngine::holds_keys(const NodeId& caller, const std::string& table,
+std::optional<std::vector<uint64_t>> SqliteEngine::holds_keys(const NodeId& caller, const std::string& table,
                                                           const std::vector<std::vector<Value>>& keys) {
     c_.ensure_ready();
     c_.refresh();
     const TablePtr t = c_.find_table(table);
     if (!t) return std::nullopt;
-    Stmt meta(c_.db, "SELECT 1 FROM " + t->meta + " WHERE " + key_where(t->key.size()));
+    Stmt meta(c_.db, "SELECT gen FROM " + t->meta + " WHERE " + key_where(t->key.size()));
     Stmt parked(c_.db, "SELECT 1 FROM lww_rejected WHERE tbl = ?1 AND key = ?2 AND origin = ?3");
-    std::vector<bool> held;
+    std::vector<uint64_t> held;
     held.reserve(keys.size());
     for (const auto& key : keys) {
         if (key.size() != t->key.size())
@@ -230,16 +230,16 @@ std::optional<std::vector<bool>> SqliteEngine::holds_keys(const NodeId& caller, 
                         " values, the table's has " + std::to_string(t->key.size()));
         meta.reset();
         for (size_t i = 0; i < key.size(); ++i) meta.bind(static_cast<int>(i + 1), key[i]);
-        bool here = meta.step();
-        if (!here) {
+        uint64_t gen = meta.step() ? static_cast<uint64_t>(meta.int64(0)) : 0;
+        if (gen == 0) {
             // A row parked here (lww_rejected) is held too: it lands later.
             parked.reset();
             parked.bind_text(1, table);
             parked.bind_text(2, key_json(key));
             parked.bind_text(3, caller.str());
-            here = parked.step();
+            if (parked.step()) gen = kParkedGeneration;
         }
-        held.push_back(here);
+        held.push_back(gen);
     }
     return held;
 }
@@ -285,6 +285,7 @@ ProbePage SqliteEngine::probe_rows(const NodeId& peer, const std::string& table,
         std::vector<Value> key;
         for (size_t i = 0; i < n; ++i) key.push_back(st.value(static_cast<int>(i)));
         page.keys.push_back(std::move(key));
+        page.gens.push_back(static_cast<uint64_t>(st.int64(b)));
         page.gen_seq.push_back(gen.seq);
     }
     page.done = scanned < limit;

@@ -100,7 +100,9 @@ ApplyCounts SqliteEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Tr
     try {
         const Cursor next = cursor_of(peer).after_batch(cs);
         std::vector<uint64_t> relayed;
-        ApplyCounts s = apply_changeset(c_, cs, trust, seen, &relayed, restamp_lower_);
+        // A push this database serves (Trust::caller) may bring rows from
+        // below its purge floor: adopted (common/apply.h, Receiver::adopt).
+        ApplyCounts s = apply_changeset(c_, cs, trust, seen, &relayed, restamp_lower_, trust == Trust::caller);
         // What the peer relayed to us is not sent back to it (no echo).
         if (!relayed.empty()) {
             ensure_relayed_table(c_);

@@ -35,8 +35,8 @@ public:
     void forget_relayed(const NodeId& peer, uint64_t upto) override;
     // Purge and re-snapshot (purge.cpp).
     uint64_t purge_horizon() override;
-    std::optional<std::vector<bool>> holds_keys(const NodeId& caller, const std::string& table,
-                                                const std::vector<std::vector<Value>>& keys) override;
+    std::optional<std::vector<uint64_t>> holds_keys(const NodeId& caller, const std::string& table,
+                                                    const std::vector<std::vector<Value>>& keys) override;
     bool can_resnapshot() const override { return true; }
     std::vector<std::string> probe_tables() override;
     ProbePage probe_rows(const NodeId& peer, const std::string& table, uint64_t after, size_t limit,

@@ -91,7 +91,33 @@ SELECT (lww_exchange(format('{"format":"lwwsync.exchange","version":1,
 SELECT count(*) FILTER (WHERE gen % 2 = 0) AS tombstones_left FROM :meta;
 SELECT (SELECT value::bigint FROM lwwsync.state WHERE key = 'purged_upto') > :horizon AS horizon_rose;
 SELECT * FROM pt ORDER BY id;
+-- Its generation 1 was below the floor of the table (2: keys 1 and 2 were
+-- purged): the insert was adopted after the floor, stamped here, so it
+-- travels back whole to its sender too.
+SELECT k0 AS id, gen, node = 0 AS stamped_here FROM :meta WHERE k0 = 40;
 SELECT lww_config('tombstone_ttl_ms', 2592000000);
+
+-- Pushes from below the floor that are not an insert resurrect nothing: a
+-- column change and a delete of keys this database purged are lost.
+SELECT (SELECT value::bigint FROM lwwsync.state WHERE key = 'purged_upto') AS horizon \gset
+SELECT (lww_exchange(format('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d3","horizon":"%s",
+  "push":{"format":"lwwsync.changeset","version":1,"origin":"00000000-0000-4000-8000-0000000000d3",
+    "since":"1","upto":"3","nodes":["00000000-0000-4000-8000-0000000000d3"],
+    "tables":[{"name":"pt","key":["id"],"columns":["v"],"rows":[
+      {"key":[1],"gen":1,"stamp":["%s",0],"cols":[[0,"edited offline"]]},
+      {"key":[2],"gen":2,"stamp":["%s",0],"row":true}]}]}}', :horizon, :'hlc', :'hlc')::json)::jsonb)->'applied' AS applied;
+SELECT count(*) AS rows_1_2, (SELECT count(*) FROM :meta WHERE k0 IN (1, 2)) AS meta_1_2 FROM pt WHERE id IN (1, 2);
+
+-- A probe with the caller's generations: a key held here only at a lower
+-- generation than the caller's (deleted here, purged, inserted again) is
+-- absent for it; hostile generations are refused.
+SELECT (lww_exchange('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d1","probe":{"table":"pt","keys":[[40],[40],[5]],"gens":[3,5,1]}}')::jsonb)->'absent' AS absent_by_generation;
+SELECT lww_exchange('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d1","probe":{"table":"pt","keys":[[40]],"gens":[0]}}');
+SELECT lww_exchange('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d1","probe":{"table":"pt","keys":[[40]],"gens":[1,1]}}');
 
 -- Only whom the database's owner grants it may purge.
 CREATE ROLE regress_purge_nobody;

@@ -1147,6 +1147,7 @@ public:
     }
     uint64_t next_seq() override { return State::get().next_seq(); }
     bool store_first() const override { return false; }
+    uint64_t gen_floor() override { return State::get().gen_floor(t_.relid); }
 
     // After the merge: foreign keys of the written row, writes the
     // statement's triggers made to it (local writes, stamped above the
@@ -1354,6 +1355,7 @@ public:
     }
     uint64_t next_seq() override { return State::get().next_seq(); }
     bool store_first() const override { return false; }
+    uint64_t gen_floor() override { return State::get().gen_floor(t_.relid); }
 
     // After the merge: foreign keys of the written rows, and writes the
     // statements' triggers made to these rows (local writes, stamped above
@@ -1870,7 +1872,7 @@ bool has_parked(const Principal& who) {
 // `from_origin`: a change set of a node (checked, bound to the caller);
 // false: no rows, only the caller's parked rows retried.
 ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint64_t seen,
-                       std::vector<uint64_t>* relayed = nullptr) {
+                       std::vector<uint64_t>* relayed = nullptr, bool adopt = false) {
     State& s = State::get();
     const NodeId self = s.self();
     if (from_origin) refuse_own_changes(cs.origin, self);
@@ -1890,6 +1892,11 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint6
     contexts.push_back(
         Context{trust, {}, {}, Receiver{self, seen, State::get().conflict_log().on, relayed ? &cs.origin : nullptr}});
     Context& ctx = contexts.front();
+    if (adopt)
+        ctx.receiver.adopt = [] {
+            State& st = State::get();
+            return Stamp{st.tick(0), st.self()};
+        };
     if (trust == Trust::caller) {
         ctx.caller = current_principal();
         // Applying a node's changes is acting as that node, unless the caller
@@ -2045,8 +2052,9 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint6
 
 }  // namespace
 
-ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust, uint64_t seen, std::vector<uint64_t>* relayed) {
-    return apply_impl(cs, trust, true, seen, relayed);
+ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust, uint64_t seen, std::vector<uint64_t>* relayed,
+                            bool adopt) {
+    return apply_impl(cs, trust, true, seen, relayed, adopt);
 }
 
 ApplyCounts retry_parked_rows() {

@@ -20,8 +20,10 @@ Batch collect_changes(const ChangesRequest& req);
 // (0: unknown), for the `overwrote` count (common/apply.h, Receiver).
 // `relayed`: receives the sequences of rows that landed bringing registers
 // stamped by a third node (neither cs.origin nor us), for the no-echo rule.
+// `adopt`: rows below this database's purge floor are adopted
+// (common/apply.h, Receiver::adopt): pushes it serves.
 ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust = Trust::caller, uint64_t seen = 0,
-                            std::vector<uint64_t>* relayed = nullptr);
+                            std::vector<uint64_t>* relayed = nullptr, bool adopt = false);
 // The calling principal's parked rows (lww_rejected), retried with nothing else.
 ApplyCounts retry_parked_rows();
 
@@ -50,8 +52,8 @@ public:
     bool reid_when_caller_is_ahead() override { return false; }
     // Purge and re-snapshot, the server's side and the purge bound (purge.cpp).
     uint64_t purge_horizon() override;
-    std::optional<std::vector<bool>> holds_keys(const NodeId& caller, const std::string& table,
-                                                const std::vector<std::vector<Value>>& keys) override;
+    std::optional<std::vector<uint64_t>> holds_keys(const NodeId& caller, const std::string& table,
+                                                    const std::vector<std::vector<Value>>& keys) override;
     void note_upstream(const NodeId& peer, uint64_t floor, bool first) override;
     std::vector<std::pair<std::string, uint64_t>> gen_floors() override;
     size_t auto_purge() override;

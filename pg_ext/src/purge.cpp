@@ -134,7 +134,7 @@ std::vector<std::pair<std::string, uint64_t>> PgEngine::gen_floors() {
 
 // Which keys of `table` this database holds: metadata (a row or a
 // tombstone), or a row of the caller's parked in lwwsync.rejected.
-std::optional<std::vector<bool>> PgEngine::holds_keys(const NodeId&, const std::string& table,
+std::optional<std::vector<uint64_t>> PgEngine::holds_keys(const NodeId&, const std::string& table,
                                                       const std::vector<std::vector<Value>>& keys) {
     const TablePtr t = State::get().find(table);
     if (!t) return std::nullopt;
@@ -162,7 +162,7 @@ std::optional<std::vector<bool>> PgEngine::holds_keys(const NodeId&, const std::
         }
         params.push_back(std::move(p));
     }
-    std::vector<bool> held(keys.size(), false);
+    std::vector<uint64_t> held(keys.size(), 0);
     if (keys.empty()) return held;
     AsMetadataOwner owner;
     const std::vector<RowState> meta = load_meta_many(*t, params, false);
@@ -171,12 +171,13 @@ std::optional<std::vector<bool>> PgEngine::holds_keys(const NodeId&, const std::
                                       " AND tbl = $3 AND key = $4::jsonb",
                                       {TEXTOID, TEXTOID, TEXTOID, TEXTOID});
     for (size_t i = 0; i < keys.size(); ++i) {
-        held[i] = meta[i].gen != 0;
-        if (!held[i])
-            held[i] = !run(parked, {text_param(p.role), text_param(p.subject), text_param(table),
-                                    text_param(key_json(keys[i]))},
-                           true)
-                           .empty();
+        held[i] = meta[i].gen;
+        if (held[i] == 0 && !run(parked,
+                                 {text_param(p.role), text_param(p.subject), text_param(table),
+                                  text_param(key_json(keys[i]))},
+                                 true)
+                                 .empty())
+            held[i] = kParkedGeneration;
     }
     return held;
 }

@@ -177,7 +177,10 @@ ApplyCounts PgEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Trust 
     if (cs.origin != peer) throw Error("a change set from " + cs.origin.str() + " arrived as " + peer.str() + "'s");
     const Cursor next = cursor_of(peer).after_batch(cs);
     std::vector<uint64_t> relayed;
-    ApplyCounts counts = apply_changeset(cs, trust, seen, has_relayed_table() ? &relayed : nullptr);
+    // A push this database serves may bring rows from below its purge
+    // floor: adopted (common/apply.h, Receiver::adopt).
+    ApplyCounts counts =
+        apply_changeset(cs, trust, seen, has_relayed_table() ? &relayed : nullptr, trust == Trust::caller);
     // What the peer relayed to us is not sent back to it (no echo).
     if (!relayed.empty()) {
         AsMetadataOwner owner;

@@ -1251,6 +1251,7 @@ int main(int argc, char** argv) {
     if (o.single_conn) repro_extra += " --single-conn";
     if (o.no_reopen) repro_extra += " --no-reopen";
     if (o.no_copy) repro_extra += " --no-copy";
+    if (o.no_schema) repro_extra += " --no-schema";
     if (o.purge) repro_extra += " --purge";
     if (o.copy_undetected) repro_extra += " --copy-undetected";
 

@@ -84,6 +84,8 @@ public:
     }
     uint64_t next_seq() override { return ++seq; }
     bool store_first() const override { return first; }
+    uint64_t floor = 0;  // gen_floor
+    uint64_t gen_floor() override { return floor; }
 
     ApplyCounts merge(const std::vector<RowChange>& in) {
         batch.clear();
@@ -594,6 +596,54 @@ TEST(Storage, ARowArrivingLowerIsRestampedSoItTravelsAgain) {
     t.who = nullptr;
     t.merge({live(1, 500, 2, "brought back", 7, 1)});
     EXPECT_EQ(restamps, 1);
+}
+
+// A push served where this database purged (Receiver::adopt): rows of keys
+// it holds nothing of, at or below the table's floor. An insert is adopted
+// after the floor, every register stamped anew (it travels back whole, to
+// its sender too); a column change or a delete resurrects nothing; keys it
+// holds, and rows above the floor, merge as usual.
+TEST(Storage, PushesFromBelowThePurgeFloorAreAdoptedOrLost) {
+    MemTable t;
+    const NodeId self = node(9);
+    int adopted = 0;
+    Receiver who;
+    who.self = self;
+    who.adopt = [&] { ++adopted; return Stamp{900, self}; };
+    t.who = &who;
+    t.floor = 4;
+    t.merge({live(1, 100, 1, "held", 1, 5)});  // above the floor: as usual
+    EXPECT_EQ(adopted, 0);
+    EXPECT_EQ(t.meta.at(1).row.stamp.hlc, 100u);
+    ApplyCounts c = t.merge({live(2, 100, 1, "offline insert", 2, 1)});
+    EXPECT_EQ(c.applied, 3u);
+    EXPECT_EQ(adopted, 1);
+    const RowState& st = t.meta.at(2);
+    EXPECT_EQ(st.gen, 5u);
+    EXPECT_EQ(st.row.stamp.hlc, 900u);
+    for (const Register& r : st.cols) EXPECT_EQ(r.stamp.node, self);
+    EXPECT_EQ(t.rows.at(2)[0].s, "offline insert");
+    // The same key from another device unaware of the purge now meets a
+    // row held here: its older generation loses whole (stale offline data
+    // never replaces a row written since the purge).
+    c = t.merge({live(2, 950, 3, "second", 3, 1)});
+    EXPECT_EQ(adopted, 1);
+    EXPECT_EQ(c.lost, 3u);
+    EXPECT_EQ(t.rows.at(2)[0].s, "offline insert");
+    // A delete and a column change below the floor of keys not held: lost.
+    RowChange edit = live(3, 100, 1, "edit", 3, 3);
+    edit.has_row = false;
+    c = t.merge({edit, tombstone(4, 100, 1, 4)});
+    EXPECT_EQ(c.applied, 0u);
+    EXPECT_EQ(c.lost, 3u);
+    EXPECT_EQ(t.meta.count(3) + t.meta.count(4) + t.rows.count(3), 0u);
+    EXPECT_EQ(adopted, 1);
+    // Without `adopt` (pulls, lww_apply) nothing is adopted.
+    Receiver plain;
+    plain.self = self;
+    t.who = &plain;
+    t.merge({live(6, 100, 1, "pulled", 6, 1)});
+    EXPECT_EQ(t.meta.at(6).gen, 1u);
 }
 
 // A tombstone's age is how long this database has held it: marks say which
