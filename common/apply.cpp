@@ -142,16 +142,19 @@ static bool brings_relayed(const MergeRow& r, const NodeId& sender, const NodeId
     return false;
 }
 
-// Receiver::adopt. Returns false when the row lost to the purged delete
-// (its outcome then says so); true when it merges, maybe as adopted.
-static bool adopt_below_floor(MergeRow& r, uint64_t floor, const Receiver& who) {
+// Receiver::adopt, for a row of a key held nothing of here from at or below
+// the table's purge floor: an insert is taken after the floor and stamped
+// anew; a column change lost to the purged delete (returns false, the
+// outcome says so), unless it completes a row of the key parked here. A
+// delete merges as usual: its tombstone supersedes a parked row.
+static bool adopt_below_floor(TableStore& store, MergeRow& r, uint64_t floor, const Receiver& who) {
     if (r.adopted && r.in == r.adopted.get()) return true;  // merged again (a redo): as adopted
     r.adopted.reset();
-    if (r.st.gen != 0 || r.in->gen > floor) return true;
-    if (!(r.in->gen & 1) || !r.in->has_row) {
-        // A delete, or a change of a row whose insert we held and purged.
+    if (r.st.gen != 0 || r.in->gen > floor || !(r.in->gen & 1)) return true;
+    if (!r.in->has_row) {
+        if (store.holds_parked(r)) return true;
         r.out = MergeOutcome{};
-        r.out.ignored = r.out.lost = (r.in->has_row ? 1 : 0) + r.in->cols.size();
+        r.out.ignored = r.out.lost = r.in->cols.size();
         r.out.older_generation = true;
         return false;
     }
@@ -174,7 +177,7 @@ void merge_batch(TableStore& store, std::vector<MergeRow>& rows, const Receiver*
         r.write = UserWrite::none;
         r.keep = r.redo = r.relayed = r.restamped = false;
         r.seq = 0;
-        if (floor && !adopt_below_floor(r, floor, *who)) {
+        if (floor && !adopt_below_floor(store, r, floor, *who)) {
             count_merged(r.counts, r.out, who);
             continue;
         }

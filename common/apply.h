@@ -44,8 +44,10 @@ struct Receiver {
     // generation it purged), comes from a peer that never learned the purge.
     // Its insert is adopted at the generation after the floor, stamped anew
     // by `adopt` (this database's next stamp), so it travels back whole, to
-    // its sender too; a delete or a column change of such a row lost to the
-    // purged delete (docs/PROTOCOL.md, "Purge and re-snapshot"). Empty: no.
+    // its sender too. A column change of such a key (no insert with it)
+    // lost to the purged delete, unless a row of the key is parked here
+    // (TableStore::holds_parked): it completes that one. Deletes merge as
+    // usual (docs/PROTOCOL.md, "Purge and re-snapshot"). Empty: no.
     std::function<Stamp()> adopt = nullptr;
 };
 
@@ -125,6 +127,9 @@ public:
     virtual void record_conflicts(const std::vector<MergeRow*>& /*rows*/) {}
     // The highest generation this database purged in the table (0: none).
     virtual uint64_t gen_floor() { return 0; }
+    // Whether a row of `row`'s key waits parked here (lww_rejected), or
+    // `row` is such a parked row retried.
+    virtual bool holds_parked(const MergeRow& /*row*/) { return false; }
 };
 
 // Merges a batch of one table's rows (distinct keys, key order where the

@@ -132,6 +132,7 @@ private:
     bool store_first() const override { return true; }
     void record_conflicts(const std::vector<MergeRow*>& rows) override;
     uint64_t gen_floor() override { return c_.gen_floor(t_.name); }
+    bool holds_parked(const MergeRow& r) override;
 
     void bind_key(Stmt& st, const std::vector<Value>& key) {
         for (size_t i = 0; i < key.size(); ++i) st.bind(static_cast<int>(i + 1), key[i]);
@@ -210,6 +211,15 @@ struct Item {
     uint64_t seq = 0;         // of the last attempt: the sequence its merge took (0: none)
     bool relayed = false;     // ... and it brought a third node's register (MergeRow::relayed)
 };
+
+bool TableWriter::holds_parked(const MergeRow& r) {
+    const Item& it = *(*items_)[r.item];
+    if (it.retry) return true;
+    Stmt parked(c_.db, "SELECT 1 FROM lww_rejected WHERE tbl = ?1 AND key = ?2");
+    parked.bind_text(1, t_.name);
+    parked.bind_text(2, key_json(it.r->key));
+    return parked.step();
+}
 
 void TableWriter::merge(const std::vector<Item*>& items, std::vector<NodeId>& new_nodes, const Receiver& who) {
     in_.resize(items.size());

@@ -98,7 +98,8 @@ SELECT k0 AS id, gen, node = 0 AS stamped_here FROM :meta WHERE k0 = 40;
 SELECT lww_config('tombstone_ttl_ms', 2592000000);
 
 -- Pushes from below the floor that are not an insert resurrect nothing: a
--- column change and a delete of keys this database purged are lost.
+-- column change of a key this database purged is lost (no partial row), a
+-- delete of one is kept as a tombstone.
 SELECT (SELECT value::bigint FROM lwwsync.state WHERE key = 'purged_upto') AS horizon \gset
 SELECT (lww_exchange(format('{"format":"lwwsync.exchange","version":1,
   "node":"00000000-0000-4000-8000-0000000000d3","horizon":"%s",
@@ -107,7 +108,7 @@ SELECT (lww_exchange(format('{"format":"lwwsync.exchange","version":1,
     "tables":[{"name":"pt","key":["id"],"columns":["v"],"rows":[
       {"key":[1],"gen":1,"stamp":["%s",0],"cols":[[0,"edited offline"]]},
       {"key":[2],"gen":2,"stamp":["%s",0],"row":true}]}]}}', :horizon, :'hlc', :'hlc')::json)::jsonb)->'applied' AS applied;
-SELECT count(*) AS rows_1_2, (SELECT count(*) FROM :meta WHERE k0 IN (1, 2)) AS meta_1_2 FROM pt WHERE id IN (1, 2);
+SELECT count(*) AS rows_1_2, (SELECT string_agg(k0 || '@' || gen, ',' ORDER BY k0) FROM :meta WHERE k0 IN (1, 2)) AS meta_1_2 FROM pt WHERE id IN (1, 2);
 
 -- A probe with the caller's generations: a key held here only at a lower
 -- generation than the caller's (deleted here, purged, inserted again) is

@@ -1040,6 +1040,18 @@ bool admit_merged(const MergeRow& r, Item& it, const ForeignKeys& fks, bool set_
     return !(out.gen_raised && rights.rls && it.run->ctx->guarded());
 }
 
+// TableStore::holds_parked: a row of the item's key parked here (by anyone:
+// a tombstone or a later change of it is for all of them), or the item is
+// such a parked row retried.
+bool parked_here(const Item& it) {
+    if (it.parked >= 0) return true;
+    AsMetadataOwner owner;
+    return !run(prepare("SELECT 1 FROM lwwsync.rejected WHERE tbl = $1 AND key = $2::jsonb LIMIT 1",
+                        {TEXTOID, TEXTOID}),
+                {text_param(it.run->plan.in->name), text_param(key_json(it.row->key))}, true)
+                .empty();
+}
+
 // The row path as a TableStore for the core's batch merge (a batch of one):
 // the row locked, then its metadata, every check an outcome needs.
 // `unseen`: the key has no metadata (the unlocked read said so). Its row is
@@ -1148,6 +1160,7 @@ public:
     uint64_t next_seq() override { return State::get().next_seq(); }
     bool store_first() const override { return false; }
     uint64_t gen_floor() override { return State::get().gen_floor(t_.relid); }
+    bool holds_parked(const MergeRow&) override { return parked_here(it_); }
 
     // After the merge: foreign keys of the written row, writes the
     // statement's triggers made to it (local writes, stamped above the
@@ -1356,6 +1369,7 @@ public:
     uint64_t next_seq() override { return State::get().next_seq(); }
     bool store_first() const override { return false; }
     uint64_t gen_floor() override { return State::get().gen_floor(t_.relid); }
+    bool holds_parked(const MergeRow& r) override { return parked_here(*items_[a_ + r.item]); }
 
     // After the merge: foreign keys of the written rows, and writes the
     // statements' triggers made to these rows (local writes, stamped above

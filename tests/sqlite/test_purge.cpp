@@ -343,8 +343,9 @@ TEST(Purge, AKeyRecreatedBelowTheDeletedGenerationReplacesAStaleDevicesRow) {
 
 // Rows pushed from below the server's floor by devices that had not synced
 // since its purge: an insert of a key it never held is adopted (both
-// devices' inserts of one new key end as one row everywhere), a delete and
-// a column change of a row it deleted and purged resurrect nothing. The
+// devices' inserts of one new key end as one row everywhere); a delete and
+// a column change of a row it deleted and purged resurrect nothing (the
+// re-snapshot drops the edited row before anything is pushed). The
 // first insert of a new key to arrive is adopted; the second device's, from
 // below the floor too, then meets a row written since the purge and loses
 // whole — stale offline data never replaces it.
@@ -376,7 +377,79 @@ TEST(Purge, PushesFromBelowTheFloorAreAdoptedOrLost) {
     EXPECT_EQ(rows, std::vector<std::string>{"int:9 | text:'a nine' | int:9 | int:9"});
     EXPECT_EQ(a.table("t"), rows);
     EXPECT_EQ(b.table("t"), rows);
-    EXPECT_EQ(s.i64("SELECT count(*) FROM lww__t WHERE k0 IN (1, 2)"), 0);
+    // b's delete of row 2 came from below the floor: kept as a tombstone.
+    EXPECT_EQ(s.i64("SELECT count(*) FROM lww__t WHERE k0 IN (1, 2) AND (gen & 1) = 1"), 0);
+}
+
+// A row parked on the server (its parent missing) and then deleted by its
+// writer: the tombstone supersedes the parked row, so purging the
+// tombstone drops the parked row too — it must not land once the parent
+// returns (found by the randomized purge programs, seed 280722871569).
+TEST(Purge, APurgedTombstoneTakesTheParkedRowsItSupersededWithIt) {
+    const char* schema =
+        "PRAGMA foreign_keys = ON;"
+        "CREATE TABLE parent(id INTEGER PRIMARY KEY, name TEXT);"
+        "CREATE TABLE child(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent(id), name TEXT);";
+    Cluster cl;
+    Db& s = cl.add("s", schema, {"parent", "child"});
+    Db& a = cl.add("a", schema, {"parent", "child"});
+    Db& d = cl.add("d", schema, {"parent", "child"});
+    a.exec("INSERT INTO parent VALUES (1, 'p1')");
+    a.sync(s);
+    d.sync(s);
+    a.exec("DELETE FROM parent WHERE id = 1");
+    a.sync(s);
+    // d, unaware, adds a child under the deleted parent: parked on s.
+    d.exec("INSERT INTO child VALUES (7, 1, 'offline child')");
+    std::string st = d.sync(s);
+    ASSERT_EQ(s.i64("SELECT count(*) FROM lww_rejected WHERE tbl = 'child'"), 1) << st;
+    // s purges (the child table's floor rises past generation 2)...
+    s.exec("INSERT INTO child VALUES (99, NULL, 'x'); DELETE FROM child WHERE id = 99");
+    EXPECT_GE(s.i64("SELECT lww_purge(0)"), 1);
+    // ...then d gives the child up: its tombstone, from below that floor,
+    // is kept and supersedes the parked row; s purges it later.
+    d.exec("PRAGMA foreign_keys = OFF; DELETE FROM child WHERE id = 7; PRAGMA foreign_keys = ON;");
+    d.sync(s);
+    EXPECT_GE(s.i64("SELECT lww_purge(0)"), 1);
+    EXPECT_EQ(s.i64("SELECT count(*) FROM lww_rejected WHERE tbl = 'child'"), 0);
+    // The parent comes back: nothing of the child comes with it.
+    a.exec("INSERT INTO parent VALUES (1, 'p1 again')");
+    a.sync(s);
+    d.sync(s);
+    a.sync(s);
+    d.sync(s);
+    for (Db* db : {&s, &a, &d}) {
+        EXPECT_TRUE(db->table("child").empty()) << db->table("child").size();
+        EXPECT_EQ(db->table("parent"), std::vector<std::string>{"int:1 | text:'p1 again'"});
+    }
+}
+
+// The same, where the child's delete is a cascade of a merged parent delete
+// in the very sync that parked the child on the server.
+TEST(Purge, ACascadedDeleteOfARowParkedOnTheServerSurvivesItsPurge) {
+    const char* schema =
+        "PRAGMA foreign_keys = ON;"
+        "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
+        "CREATE TABLE notes(id INTEGER PRIMARY KEY, item INTEGER REFERENCES items(id) ON DELETE CASCADE"
+        " ON UPDATE CASCADE, body TEXT);";
+    Cluster cl;
+    Db& s = cl.add("s", schema);
+    Db& p = cl.add("p", schema);
+    s.exec("INSERT INTO items VALUES (4, 's four')");
+    p.exec("INSERT INTO items VALUES (4, 'p four'); INSERT INTO notes VALUES (1, 4, 'a')");
+    for (Db* db : {&s, &p}) {
+        db->track("items");
+        db->track("notes");
+    }
+    s.exec("UPDATE items SET id = 1 WHERE id = 4");
+    p.exec("UPDATE notes SET id = -1 WHERE id = 1");
+    std::string st = p.sync(s);
+    EXPECT_TRUE(p.table("notes").empty()) << st;
+    EXPECT_GE(s.i64("SELECT lww_purge(0)"), 1);
+    s.exec("INSERT INTO items VALUES (4, 'back')");
+    for (int i = 0; i < 3; ++i) p.sync(s);
+    EXPECT_EQ(s.table("notes"), p.table("notes"));
+    EXPECT_EQ(s.table("items"), p.table("items"));
 }
 
 }  // namespace

@@ -86,6 +86,8 @@ public:
     bool store_first() const override { return first; }
     uint64_t floor = 0;  // gen_floor
     uint64_t gen_floor() override { return floor; }
+    std::set<int64_t> parked;  // holds_parked
+    bool holds_parked(const MergeRow& r) override { return parked.count(batch[r.item]->key[0].i) > 0; }
 
     ApplyCounts merge(const std::vector<RowChange>& in) {
         batch.clear();
@@ -601,8 +603,9 @@ TEST(Storage, ARowArrivingLowerIsRestampedSoItTravelsAgain) {
 // A push served where this database purged (Receiver::adopt): rows of keys
 // it holds nothing of, at or below the table's floor. An insert is adopted
 // after the floor, every register stamped anew (it travels back whole, to
-// its sender too); a column change or a delete resurrects nothing; keys it
-// holds, and rows above the floor, merge as usual.
+// its sender too); a column change lost to the purged delete unless a row
+// of the key is parked here; a delete is stored as usual (it supersedes a
+// parked row); keys it holds, and rows above the floor, merge as usual.
 TEST(Storage, PushesFromBelowThePurgeFloorAreAdoptedOrLost) {
     MemTable t;
     const NodeId self = node(9);
@@ -630,14 +633,24 @@ TEST(Storage, PushesFromBelowThePurgeFloorAreAdoptedOrLost) {
     EXPECT_EQ(adopted, 1);
     EXPECT_EQ(c.lost, 3u);
     EXPECT_EQ(t.rows.at(2)[0].s, "offline insert");
-    // A delete and a column change below the floor of keys not held: lost.
+    // A column change below the floor of a key not held: lost (no partial
+    // row comes back), unless it completes a row of the key parked here.
     RowChange edit = live(3, 100, 1, "edit", 3, 3);
     edit.has_row = false;
-    c = t.merge({edit, tombstone(4, 100, 1, 4)});
+    c = t.merge({edit});
     EXPECT_EQ(c.applied, 0u);
-    EXPECT_EQ(c.lost, 3u);
-    EXPECT_EQ(t.meta.count(3) + t.meta.count(4) + t.rows.count(3), 0u);
+    EXPECT_EQ(c.lost, 2u);
+    EXPECT_EQ(t.meta.count(3) + t.rows.count(3), 0u);
+    t.parked.insert(3);
+    c = t.merge({edit});
+    EXPECT_EQ(c.applied, 2u);
+    EXPECT_EQ(t.meta.at(3).gen, 3u);
+    // A delete below the floor of a key not held: a tombstone, as usual.
+    c = t.merge({tombstone(4, 100, 1, 4)});
     EXPECT_EQ(adopted, 1);
+    EXPECT_EQ(t.meta.at(4).gen, 4u);
+    EXPECT_EQ(t.meta.at(4).row.stamp.hlc, 100u);
+    EXPECT_EQ(t.rows.count(4), 0u);
     // Without `adopt` (pulls, lww_apply) nothing is adopted.
     Receiver plain;
     plain.self = self;
