@@ -132,7 +132,7 @@ void assign_seq(RowState& st, uint64_t seq) {
         if (c.seq == kUnassignedSeq) c.seq = seq;
 }
 
-// Whether the merge of `r` won a register stamped by a node other than the
+// Whether the merge of `r` won a register stamped by a node other than its
 // sender and this database: one the sender relayed (docs/PROTOCOL.md, "No echo").
 static bool brings_relayed(const MergeRow& r, const NodeId& sender, const NodeId& self) {
     auto third = [&](const Stamp& s) { return s.node != sender && s.node != self; };
@@ -182,6 +182,14 @@ void merge_batch(TableStore& store, std::vector<MergeRow>& rows, const Receiver*
             continue;
         }
         r.out = merge_row(r.st, *r.in, kUnassignedSeq);
+        if (r.adopted && r.in == r.adopted.get()) {
+            // Every column of the adopted row is this database's: the ones
+            // the sender left out (registers stamped here, which a feed never
+            // sends back) take their DEFAULT here and travel with it, so no
+            // peer keeps a value of the purged generation in them.
+            for (Register& c : r.st.cols)
+                if (!c.present) c = Register{true, r.in->row, kUnassignedSeq};
+        }
         if (!r.out.changed()) {
             count_merged(r.counts, r.out, who);
             if (r.out.older_generation && who && who->restamp && r.st.gen > r.in->gen) {
@@ -225,7 +233,8 @@ void merge_batch(TableStore& store, std::vector<MergeRow>& rows, const Receiver*
         for (MergeRow* r : kept) {
             r->seq = store.next_seq();
             assign_seq(r->st, r->seq);
-            r->relayed = who && who->sender && brings_relayed(*r, *who->sender, who->self);
+            const NodeId* sender = r->from ? r->from : who ? who->sender : nullptr;
+            r->relayed = who && sender && brings_relayed(*r, *sender, who->self);
         }
         store.store(kept);
     };

@@ -84,6 +84,9 @@ void assign_seq(RowState& st, uint64_t seq);
 struct MergeRow {
     const IncomingRow* in = nullptr;  // registers by local column index
     size_t item = 0;                  // the engine's handle
+    // The node this row came from when it is not the Receiver's sender: a
+    // row parked earlier (another set) and merged again now.
+    const NodeId* from = nullptr;
     // Set by TableStore::load.
     RowState st;
     bool there = false;               // the user row exists
@@ -94,7 +97,7 @@ struct MergeRow {
     bool keep = false;                // metadata to store, the row counted as merged
     bool redo = false;                // set by the store: merge this row again on its own
     uint64_t seq = 0;                 // kept rows: the change sequence the merge gave them
-    bool relayed = false;             // kept, and won a register stamped by neither the sender nor us
+    bool relayed = false;             // kept, and won a register stamped by neither its sender nor us
     bool restamped = false;           // kept only for Receiver::restamp: nothing incoming won
     // Receiver::adopt: the incoming row as adopted (`in` points at it).
     std::shared_ptr<const IncomingRow> adopted;

@@ -405,6 +405,14 @@ SeqRanges seq_ranges(std::vector<uint64_t> seqs) {
     return out;
 }
 
+std::map<NodeId, SeqRanges> relayed_by_peer(const RelayedRows& rows) {
+    std::map<NodeId, std::vector<uint64_t>> seqs;
+    for (const RelayedRow& r : rows) seqs[r.from].push_back(r.seq);
+    std::map<NodeId, SeqRanges> out;
+    for (auto& [peer, list] : seqs) out[peer] = seq_ranges(std::move(list));
+    return out;
+}
+
 bool in_ranges(const SeqRanges& ranges, uint64_t seq) {
     // The first range starting past seq; the one before it may hold seq.
     auto it = std::upper_bound(ranges.begin(), ranges.end(), seq,

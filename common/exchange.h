@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -68,6 +69,17 @@ struct SeqRange {
 using SeqRanges = std::vector<SeqRange>;
 SeqRanges seq_ranges(std::vector<uint64_t> seqs);  // consecutive ones joined
 bool in_ranges(const SeqRanges& ranges, uint64_t seq);
+
+// Rows an apply merged bringing a third node's registers (MergeRow::relayed):
+// the peer each came from — the set's sender, or the sender of a row parked
+// earlier that landed now — and the change sequence it took here. Engines
+// record them per peer for the no-echo rule and the re-snapshot's probes.
+struct RelayedRow {
+    NodeId from;
+    uint64_t seq = 0;
+};
+using RelayedRows = std::vector<RelayedRow>;
+std::map<NodeId, SeqRanges> relayed_by_peer(const RelayedRows& rows);
 
 // What lww_changes is asked for, in both engines.
 struct ChangesRequest {

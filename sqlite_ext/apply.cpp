@@ -230,6 +230,7 @@ void TableWriter::merge(const std::vector<Item*>& items, std::vector<NodeId>& ne
         incoming_row(*it.r, *it.col_map, in_[i]);
         rows_[i].in = &in_[i];
         rows_[i].item = i;
+        rows_[i].from = it.retry ? it.origin : nullptr;
     }
     items_ = &items;
     new_nodes_ = &new_nodes;
@@ -545,19 +546,20 @@ void finish_apply(Conn& c, const std::vector<NodeId>& new_nodes, int64_t deferre
 
 }  // namespace
 
-ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t seen, std::vector<uint64_t>* relayed,
-                           bool restamp, bool adopt) {
+ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t seen,
+                           RelayedRows* relayed, bool restamp, bool adopt) {
     c.ensure_ready();
     refuse_own_changes(cs.origin, c.self());
     Receiver who{c.self(), seen, c.setting("conflict_log", 0) != 0, relayed ? &cs.origin : nullptr};
     if (restamp) who.restamp = [&c] { return c.local_stamp(); };
     if (adopt) who.adopt = [&c] { return c.local_stamp(); };
-    // The sequences of the set's rows that landed bringing a third node's
-    // registers: the last attempt of each row is the one committed.
-    auto collect_relayed = [&](const std::vector<Item>& items, size_t n) {
+    // The sequences of the rows that landed bringing a third node's
+    // registers, the set's and retried ones (a retry is its origin's): the
+    // last attempt of each row is the one committed.
+    auto collect_relayed = [&](const std::vector<Item>& items) {
         if (!relayed) return;
-        for (size_t i = 0; i < n; ++i)
-            if (!items[i].parked && items[i].relayed && items[i].seq) relayed->push_back(items[i].seq);
+        for (const Item& it : items)
+            if (!it.parked && it.relayed && it.seq) relayed->push_back(RelayedRow{*it.origin, it.seq});
     };
     std::vector<TablePtr> held;  // the plans point at these, not into the connection's cache
     ChangeSet pending;  // tables and columns not here yet: held (evolve.cpp)
@@ -785,7 +787,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t s
         // registers made moot) leave it, rows still refused stay or join it.
         if (items.size() == n_incoming && std::none_of(items.begin(), items.end(), [](const Item& i) { return i.parked; })) {
             for (const Item& it : items) stats.add(it.counts);
-            collect_relayed(items, n_incoming);
+            collect_relayed(items);
             finish_apply(c, new_nodes, deferred_before, applying);
             return stats;
         }
@@ -840,7 +842,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t s
         cap.bind_int(1, kMaxRejectedRows);
         cap.step();
 
-        collect_relayed(items, n_incoming);
+        collect_relayed(items);
         finish_apply(c, new_nodes, deferred_before, applying);
     } catch (...) {
         applying.end();
@@ -854,13 +856,13 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t s
     return stats;
 }
 
-ApplyStats retry_rejected(Conn& c) {
+ApplyStats retry_rejected(Conn& c, RelayedRows* relayed) {
     c.ensure_ready();
     {
         Stmt any(c.db, "SELECT 1 FROM lww_rejected LIMIT 1");
         if (!any.step()) return {};
     }
-    return apply_changeset(c, ChangeSet{}, Trust::chosen_server);  // no rows: only the retries
+    return apply_changeset(c, ChangeSet{}, Trust::chosen_server, 0, relayed);  // no rows: only the retries
 }
 
 }  // namespace lww::sq

@@ -23,14 +23,17 @@ constexpr int64_t kMaxRejectedRows = 1000;
 // `seen`: the sender holds this database's registers up to this sequence
 // (0: unknown), for the `overwrote` count (common/apply.h, Receiver).
 // `relayed`: receives the sequences of rows that landed bringing registers
-// stamped by a third node (neither cs.origin nor us), for the no-echo rule.
+// stamped by a third node (neither the row's sender nor us), each with its
+// sender — cs.origin, or the origin of a row parked earlier that landed now —
+// for the no-echo rule and the re-snapshot's probes.
 // `restamp`: a row arriving at a lower generation than held gets a new stamp
 // here (common/apply.h, Receiver::restamp): pulls from a server that purges.
 // `adopt`: rows below this database's purge floor are adopted
 // (common/apply.h, Receiver::adopt): pushes it serves.
 ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust = Trust::caller, uint64_t seen = 0,
-                           std::vector<uint64_t>* relayed = nullptr, bool restamp = false, bool adopt = false);
-// The rows lww_rejected holds, retried with nothing else (once per sync).
-ApplyStats retry_rejected(Conn& c);
+                           RelayedRows* relayed = nullptr, bool restamp = false, bool adopt = false);
+// The rows lww_rejected holds, retried with nothing else (once per sync);
+// `relayed` as for apply_changeset.
+ApplyStats retry_rejected(Conn& c, RelayedRows* relayed = nullptr);
 
 }  // namespace lww::sq

@@ -74,6 +74,21 @@ static void ensure_relayed_table(Conn& c) {
 
 static bool has_table(Conn& c, const char* name);
 
+// What a peer relayed to us is not sent back to it (no echo).
+static void record_relayed(Conn& c, const RelayedRows& rows) {
+    if (rows.empty()) return;
+    ensure_relayed_table(c);
+    Stmt put(c.db, "INSERT OR REPLACE INTO lww_relayed(peer, lo, hi) VALUES (?1, ?2, ?3)");
+    for (const auto& [peer, ranges] : relayed_by_peer(rows))
+        for (const SeqRange& r : ranges) {
+            put.reset();
+            put.bind_text(1, peer.str());
+            put.bind_int(2, static_cast<int64_t>(r.lo));
+            put.bind_int(3, static_cast<int64_t>(r.hi));
+            put.step();
+        }
+}
+
 SeqRanges SqliteEngine::relayed_from(const NodeId& peer, uint64_t after) {
     c_.ensure_ready();
     SeqRanges out;
@@ -99,22 +114,11 @@ ApplyCounts SqliteEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Tr
     exec(c_.db, "SAVEPOINT lww_batch");
     try {
         const Cursor next = cursor_of(peer).after_batch(cs);
-        std::vector<uint64_t> relayed;
+        RelayedRows relayed;
         // A push this database serves (Trust::caller) may bring rows from
         // below its purge floor: adopted (common/apply.h, Receiver::adopt).
         ApplyCounts s = apply_changeset(c_, cs, trust, seen, &relayed, restamp_lower_, trust == Trust::caller);
-        // What the peer relayed to us is not sent back to it (no echo).
-        if (!relayed.empty()) {
-            ensure_relayed_table(c_);
-            Stmt put(c_.db, "INSERT OR REPLACE INTO lww_relayed(peer, lo, hi) VALUES (?1, ?2, ?3)");
-            for (const SeqRange& r : seq_ranges(std::move(relayed))) {
-                put.reset();
-                put.bind_text(1, peer.str());
-                put.bind_int(2, static_cast<int64_t>(r.lo));
-                put.bind_int(3, static_cast<int64_t>(r.hi));
-                put.step();
-            }
-        }
+        record_relayed(c_, relayed);
         // The cursor commits with its batch.
         Stmt cur(c_.db,
                  "INSERT INTO lww_peers(node, received, floor, synced_at)"
@@ -211,7 +215,21 @@ void SqliteEngine::set_push_mark(const NodeId& caller, const std::string& id) {
 
 NodeId SqliteEngine::reset_node() { return reset_node_id(c_); }
 
-ApplyCounts SqliteEngine::retry_parked() { return retry_rejected(c_); }
+ApplyCounts SqliteEngine::retry_parked() {
+    // A parked row that lands counts for the peer it came from (no echo,
+    // and the re-snapshot asks that peer about it).
+    exec(c_.db, "SAVEPOINT lww_retry");
+    try {
+        RelayedRows relayed;
+        ApplyCounts s = retry_rejected(c_, &relayed);
+        record_relayed(c_, relayed);
+        exec(c_.db, "RELEASE lww_retry");
+        return s;
+    } catch (...) {
+        sqlite3_exec(c_.db, "ROLLBACK TO lww_retry; RELEASE lww_retry", nullptr, nullptr, nullptr);
+        throw;
+    }
+}
 
 NodeId reset_node_id(Conn& c) {
     c.ensure_ready();

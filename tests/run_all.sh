@@ -48,11 +48,8 @@ summary_suite() {  # name, command...
 conv_args=(--ext "$LWWSYNC_EXT" --scenarios "${SCENARIOS:-300}")
 [ -n "${SEED:-}" ] && conv_args+=(--seed "$SEED")
 summary_suite "randomized convergence (SQLite peers)" tests/convergence/convergence "${conv_args[@]}"
-# --no-schema: purges during a schema rollout (registers held for columns
-# not added yet, DEFAULTs that differ between peers) still diverge in about
-# 1 scenario of 1 000-2 500, timing-dependent (issue 11's note; seed 673262437614).
 summary_suite "randomized convergence with purges and long-offline devices (SQLite star)" \
-    tests/convergence/convergence "${conv_args[@]}" --purge --no-schema
+    tests/convergence/convergence "${conv_args[@]}" --purge
 
 summary_suite "PostgreSQL extension (pg_regress, isolation)" scripts/pg_test.sh
 

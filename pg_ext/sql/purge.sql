@@ -96,6 +96,19 @@ SELECT * FROM pt ORDER BY id;
 -- travels back whole to its sender too.
 SELECT k0 AS id, gen, node = 0 AS stamped_here FROM :meta WHERE k0 = 40;
 SELECT lww_config('tombstone_ttl_ms', 2592000000);
+-- An insert whose sender left a column out (a register stamped here, which
+-- a feed never sends back) is adopted whole: that column is stamped here
+-- too (no register apart from the row's) and goes out with its DEFAULT.
+SELECT value AS horizon_now FROM lwwsync.state WHERE key = 'purged_upto' \gset
+SELECT (lww_exchange(format('{"format":"lwwsync.exchange","version":1,
+  "node":"00000000-0000-4000-8000-0000000000d4","received":"0","horizon":"%s",
+  "push":{"format":"lwwsync.changeset","version":1,"origin":"00000000-0000-4000-8000-0000000000d4",
+    "since":"0","upto":"1","nodes":["00000000-0000-4000-8000-0000000000d4"],
+    "tables":[{"name":"pt","key":["id"],"columns":["v"],"rows":[
+      {"key":[41],"gen":1,"stamp":["%s",0],"row":true,"cols":[]}]}]}}', :'horizon_now', :'hlc')::json)::jsonb)->'applied'->'applied' AS applied;
+SELECT k0 AS id, gen, node = 0 AS stamped_here, coalesce(length(cols), 0) AS column_registers_apart
+  FROM :meta WHERE k0 IN (40, 41) ORDER BY k0;
+SELECT * FROM pt WHERE id = 41;
 
 -- Pushes from below the floor that are not an insert resurrect nothing: a
 -- column change of a key this database purged is lost (no partial row), a

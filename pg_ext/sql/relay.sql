@@ -53,6 +53,26 @@ SELECT * FROM items ORDER BY id;
 \c lww_rl_c
 SELECT * FROM items ORDER BY id;
 
+-- A row pulled before its parent waits parked; it lands at the retry that
+-- opens the next sync, counts as relayed by B, and does not go back.
+\set fk_setup 'CREATE TABLE parent(id int PRIMARY KEY, name text); CREATE TABLE child(id int PRIMARY KEY, parent int REFERENCES parent(id), name text); SELECT lww_track(''parent'') IS NOT NULL AND lww_track(''child'') IS NOT NULL AS tracked;'
+\c lww_rl_b
+:fk_setup
+\c lww_rl_c
+:fk_setup
+\c lww_rl_a
+:fk_setup
+INSERT INTO parent VALUES (1, 'p1');
+INSERT INTO child VALUES (1, 1, 'c1');
+SELECT lww_sync(:'url_b') IS NOT NULL AS synced;
+UPDATE parent SET name = 'p1 renamed' WHERE id = 1;  -- on B, now after the child
+SELECT lww_sync(:'url_b') IS NOT NULL AS synced;
+\c lww_rl_c
+SELECT lww_sync(:'url_b', '{"batch_rows":1}')->'received'->>'rejected' AS parked_on_the_way;
+SELECT count(*) AS children FROM child;
+SELECT moved(lww_sync(:'url_b'));
+SELECT * FROM child;
+
 \c :main_db
 DROP DATABASE lww_rl_a;
 DROP DATABASE lww_rl_b;

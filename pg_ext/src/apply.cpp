@@ -1886,7 +1886,7 @@ bool has_parked(const Principal& who) {
 // `from_origin`: a change set of a node (checked, bound to the caller);
 // false: no rows, only the caller's parked rows retried.
 ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint64_t seen,
-                       std::vector<uint64_t>* relayed = nullptr, bool adopt = false) {
+                       RelayedRows* relayed = nullptr, bool adopt = false) {
     State& s = State::get();
     const NodeId self = s.self();
     if (from_origin) refuse_own_changes(cs.origin, self);
@@ -1953,8 +1953,11 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint6
         for (size_t e = 0; e < parked.size(); ++e) {
             ParkedEntry& pe = parked[e];
             if (!pe.usable) continue;
+            // A parked row that lands counts as relayed by the peer it came
+            // from (no echo), as it would have had it landed at once.
             contexts.push_back(Context{pe.trusted ? Trust::chosen_server : Trust::caller, who, {},
-                                      Receiver{self, 0, State::get().conflict_log().on}});
+                                      Receiver{self, 0, State::get().conflict_log().on,
+                                               relayed ? &pe.cs.origin : nullptr}});
             Context& pc = contexts.back();
             const size_t before = items.size();
             // In a subtransaction: nothing a parked row brings may fail the apply.
@@ -2029,12 +2032,16 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint6
         });
         if (!todo.empty()) {
             std::vector<Item*> more = merge_items(todo, stats);
-            // The set's rows that landed bringing a third node's registers
-            // (their last merge is the one committed): no echo.
+            // The rows that landed bringing a third node's registers (their
+            // last merge is the one committed), the set's and parked ones,
+            // each for the peer it came from: no echo.
             if (relayed) {
                 const std::set<const Item*> not_landed(more.begin(), more.end());
-                for (const Item* it : todo)
-                    if (it->parked < 0 && it->relayed && it->seq && !not_landed.count(it)) relayed->push_back(it->seq);
+                for (const Item* it : todo) {
+                    if (!it->relayed || !it->seq || not_landed.count(it)) continue;
+                    const ChangeSet& from = it->parked < 0 ? cs : parked[static_cast<size_t>(it->parked)].cs;
+                    relayed->push_back(RelayedRow{from.origin, it->seq});
+                }
             }
             // Counted by row: a parked row's registers are "rejected", nothing of it applied.
             for (Item* it : more) {
@@ -2066,14 +2073,13 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint6
 
 }  // namespace
 
-ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust, uint64_t seen, std::vector<uint64_t>* relayed,
-                            bool adopt) {
+ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust, uint64_t seen, RelayedRows* relayed, bool adopt) {
     return apply_impl(cs, trust, true, seen, relayed, adopt);
 }
 
-ApplyCounts retry_parked_rows() {
+ApplyCounts retry_parked_rows(RelayedRows* relayed) {
     if (!has_parked(current_principal())) return {};
-    return apply_impl(ChangeSet{}, Trust::caller, false, 0);
+    return apply_impl(ChangeSet{}, Trust::caller, false, 0, relayed);
 }
 
 }  // namespace lww::pg

@@ -18,14 +18,16 @@ void replay_local_ops(const TableInfo& t, const std::vector<Param>& key, const s
 Batch collect_changes(const ChangesRequest& req);
 // `seen`: the sender holds this database's registers up to this sequence
 // (0: unknown), for the `overwrote` count (common/apply.h, Receiver).
-// `relayed`: receives the sequences of rows that landed bringing registers
-// stamped by a third node (neither cs.origin nor us), for the no-echo rule.
+// `relayed`: receives the rows that landed bringing registers stamped by a
+// third node (neither their sender nor us), each with its sender (cs.origin,
+// or that of a parked row that landed now), for the no-echo rule.
 // `adopt`: rows below this database's purge floor are adopted
 // (common/apply.h, Receiver::adopt): pushes it serves.
 ApplyCounts apply_changeset(const ChangeSet& cs, Trust trust = Trust::caller, uint64_t seen = 0,
-                            std::vector<uint64_t>* relayed = nullptr, bool adopt = false);
-// The calling principal's parked rows (lww_rejected), retried with nothing else.
-ApplyCounts retry_parked_rows();
+                            RelayedRows* relayed = nullptr, bool adopt = false);
+// The calling principal's parked rows (lww_rejected), retried with nothing
+// else; `relayed` as for apply_changeset.
+ApplyCounts retry_parked_rows(RelayedRows* relayed = nullptr);
 
 class PgEngine : public SyncEngine {
 public:

@@ -137,8 +137,6 @@ NodeId PgEngine::reset_node() {
     return State::get().reset_node("a copy of this database pushes as its node id (found at an exchange)");
 }
 
-ApplyCounts PgEngine::retry_parked() { return retry_parked_rows(); }
-
 // No echo (docs/PROTOCOL.md): lwwsync.relayed, from version 0.6 of the
 // schema (a database not updated yet records nothing and sends everything).
 static bool has_relayed_table() {
@@ -154,13 +152,36 @@ static Param int8_arg(uint64_t v) {
     return Param{INT8OID, Int64GetDatum(static_cast<int64>(std::min<uint64_t>(v, INT64_MAX))), false};
 }
 
+// What a peer relayed to us is not sent back to it.
+static void record_relayed(const RelayedRows& rows) {
+    if (rows.empty()) return;
+    AsMetadataOwner owner;
+    const SPIPlanPtr put = prepare(
+        "INSERT INTO lwwsync.relayed(node, lo, hi) VALUES ($1::uuid, $2, $3)"
+        " ON CONFLICT (node, lo) DO UPDATE SET hi = greatest(lwwsync.relayed.hi, excluded.hi)",
+        {TEXTOID, INT8OID, INT8OID});
+    for (const auto& [peer, ranges] : relayed_by_peer(rows))
+        for (const SeqRange& r : ranges) run(put, {uuid_text(peer), int8_arg(r.lo), int8_arg(r.hi)}, false);
+}
+
+// A parked row that lands counts for the peer it came from.
+ApplyCounts PgEngine::retry_parked() {
+    RelayedRows relayed;
+    const ApplyCounts counts = retry_parked_rows(has_relayed_table() ? &relayed : nullptr);
+    record_relayed(relayed);
+    return counts;
+}
+
 SeqRanges PgEngine::relayed_from(const NodeId& peer, uint64_t after) {
     SeqRanges out;
     if (!has_relayed_table()) return out;
     AsMetadataOwner owner;
+    // Not read-only: a read-only statement sees the snapshot the calling
+    // query started with, not the ranges this sync recorded (its retry of
+    // parked rows).
     const SpiResult res = run(prepare("SELECT lo, hi FROM lwwsync.relayed WHERE node = $1::uuid AND hi > $2 ORDER BY lo",
                                       {TEXTOID, INT8OID}),
-                              {uuid_text(peer), int8_arg(after)}, true);
+                              {uuid_text(peer), int8_arg(after)}, false);
     for (uint64_t r = 0; r < res.size(); ++r)
         out.push_back(SeqRange{static_cast<uint64_t>(res.integer(r, 0)), static_cast<uint64_t>(res.integer(r, 1))});
     return out;
@@ -176,21 +197,12 @@ void PgEngine::forget_relayed(const NodeId& peer, uint64_t upto) {
 ApplyCounts PgEngine::apply_from(const NodeId& peer, const ChangeSet& cs, Trust trust, uint64_t seen) {
     if (cs.origin != peer) throw Error("a change set from " + cs.origin.str() + " arrived as " + peer.str() + "'s");
     const Cursor next = cursor_of(peer).after_batch(cs);
-    std::vector<uint64_t> relayed;
+    RelayedRows relayed;
     // A push this database serves may bring rows from below its purge
     // floor: adopted (common/apply.h, Receiver::adopt).
     ApplyCounts counts =
         apply_changeset(cs, trust, seen, has_relayed_table() ? &relayed : nullptr, trust == Trust::caller);
-    // What the peer relayed to us is not sent back to it (no echo).
-    if (!relayed.empty()) {
-        AsMetadataOwner owner;
-        const SPIPlanPtr put = prepare(
-            "INSERT INTO lwwsync.relayed(node, lo, hi) VALUES ($1::uuid, $2, $3)"
-            " ON CONFLICT (node, lo) DO UPDATE SET hi = greatest(lwwsync.relayed.hi, excluded.hi)",
-            {TEXTOID, INT8OID, INT8OID});
-        for (const SeqRange& r : seq_ranges(std::move(relayed)))
-            run(put, {uuid_text(peer), int8_arg(r.lo), int8_arg(r.hi)}, false);
-    }
+    record_relayed(relayed);  // no echo
     // Same transaction as the batch: the cursor commits with it.
     const Principal& p = who();
     AsMetadataOwner owner;

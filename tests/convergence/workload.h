@@ -409,7 +409,11 @@ std::string shorten(const std::string& s) {
 
 std::string display(const Table& t, const Row& r) {
     std::string o = r.key + " {";
-    for (size_t i = 0; i < r.vals.size(); ++i) o += (i ? ", " : "") + t.cols[i].name + "=" + shorten(r.vals[i]);
+    for (size_t i = 0; i < r.vals.size(); ++i) {
+        // Values past the table's columns are of columns added mid-run.
+        const std::string name = i < t.cols.size() ? t.cols[i].name : "added#" + std::to_string(i - t.cols.size() + 1);
+        o += (i ? ", " : "") + name + "=" + shorten(r.vals[i]);
+    }
     return o + "}";
 }
 

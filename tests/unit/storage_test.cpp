@@ -651,6 +651,21 @@ TEST(Storage, PushesFromBelowThePurgeFloorAreAdoptedOrLost) {
     EXPECT_EQ(t.meta.at(4).gen, 4u);
     EXPECT_EQ(t.meta.at(4).row.stamp.hlc, 100u);
     EXPECT_EQ(t.rows.count(4), 0u);
+    // An insert whose sender left a column out (a register stamped here,
+    // which a feed never sends back) is adopted whole: that column too is
+    // stamped here and goes out with its DEFAULT, so the sender does not
+    // keep its value of the purged generation (seed 534197794539).
+    RowChange partial = live(5, 100, 1, "no b", 5, 1);
+    partial.cols.pop_back();
+    c = t.merge({partial});
+    EXPECT_EQ(adopted, 2);
+    EXPECT_EQ(c.applied, 2u);
+    const RowState& whole = t.meta.at(5);
+    ASSERT_EQ(whole.cols.size(), 2u);
+    for (const Register& r : whole.cols) {
+        EXPECT_TRUE(r.present);
+        EXPECT_TRUE(stamp_equal(r.stamp, whole.row.stamp));
+    }
     // Without `adopt` (pulls, lww_apply) nothing is adopted.
     Receiver plain;
     plain.self = self;
