@@ -11,6 +11,12 @@ const char* kItems = "CREATE TABLE t(id INTEGER PRIMARY KEY, a, b, c);";
 // A caller with a random (not key-derived) node id, as raw requests use.
 const char* kCaller = "0b8a4f8e-1111-4222-8333-444455556666";
 
+// Foreign keys enforced: a child whose parent is missing waits parked.
+const char* kParentChild =
+    "PRAGMA foreign_keys = ON;"
+    "CREATE TABLE parent(id INTEGER PRIMARY KEY, name TEXT);"
+    "CREATE TABLE child(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent(id), name TEXT);";
+
 int64_t tombstones(Db& d) { return d.i64("SELECT count(*) FROM \"lww__t\" WHERE (gen & 1) = 0"); }
 
 TEST(Purge, RemovesTombstonesOlderThanTheHorizonOnly) {
@@ -386,10 +392,7 @@ TEST(Purge, PushesFromBelowTheFloorAreAdoptedOrLost) {
 // tombstone drops the parked row too — it must not land once the parent
 // returns (found by the randomized purge programs, seed 280722871569).
 TEST(Purge, APurgedTombstoneTakesTheParkedRowsItSupersededWithIt) {
-    const char* schema =
-        "PRAGMA foreign_keys = ON;"
-        "CREATE TABLE parent(id INTEGER PRIMARY KEY, name TEXT);"
-        "CREATE TABLE child(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent(id), name TEXT);";
+    const char* schema = kParentChild;
     Cluster cl;
     Db& s = cl.add("s", schema, {"parent", "child"});
     Db& a = cl.add("a", schema, {"parent", "child"});
@@ -457,10 +460,7 @@ TEST(Purge, ACascadedDeleteOfARowParkedOnTheServerSurvivesItsPurge) {
 // server deleted and purged it the re-snapshot asks about it and drops it.
 // It is never pushed back as news and adopted there (seed 534197794539).
 TEST(Purge, ARowThatLandedAfterWaitingParkedIsProbedNotPushedBack) {
-    const char* schema =
-        "PRAGMA foreign_keys = ON;"
-        "CREATE TABLE parent(id INTEGER PRIMARY KEY, name TEXT);"
-        "CREATE TABLE child(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent(id), name TEXT);";
+    const char* schema = kParentChild;
     Cluster cl;
     Db& s = cl.add("s", schema, {"parent", "child"});
     Db& w = cl.add("w", schema, {"parent", "child"});
