@@ -558,8 +558,10 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t s
     // last attempt of each row is the one committed.
     auto collect_relayed = [&](const std::vector<Item>& items) {
         if (!relayed) return;
+        const NodeId self = c.self();
         for (const Item& it : items)
-            if (!it.parked && it.relayed && it.seq) relayed->push_back(RelayedRow{*it.origin, it.seq});
+            if (!it.parked && it.relayed && it.seq && *it.origin != self)
+                relayed->push_back(RelayedRow{*it.origin, it.seq});
     };
     std::vector<TablePtr> held;  // the plans point at these, not into the connection's cache
     ChangeSet pending;  // tables and columns not here yet: held (evolve.cpp)
@@ -824,15 +826,21 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t s
             RowChange local = to_local(*it.r, *it.col_map);
             const std::string key = key_json(one_row_set(*it.origin, *it.t, local));
             auto old = still_parked.find({it.t->name, key});
-            if (old != still_parked.end())
+            NodeId set_origin = *it.origin;
+            if (old != still_parked.end()) {
                 local = join_parked(to_local(*old->second->r, *old->second->col_map), local, it.t->cols.size());
+                // Registers of two senders in one row: when it lands it counts
+                // as relayed by neither (its set is this database's), or no
+                // echo would skip one sender's registers for the other.
+                if (*old->second->origin != *it.origin) set_origin = c.self();
+            }
             park.reset();
             park.bind_text(1, it.t->name);
             park.bind_text(2, key);
             park.bind_text(3, it.reason);
             park.bind_int(4, now);
             park.bind_text(5, it.origin->str());
-            park.bind_text(6, one_row_set(*it.origin, *it.t, local));
+            park.bind_text(6, one_row_set(set_origin, *it.t, local));
             park.step();
         }
         // Bounded: past kMaxRejectedRows, the rows parked longest ago go.

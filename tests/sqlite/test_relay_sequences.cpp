@@ -67,4 +67,50 @@ TEST(NoEcho, ARowThatLandsAtTheRetryOfASyncIsNotPushedBack) {
     EXPECT_EQ(s.table("child"), c.table("child"));
 }
 
+// Two servers' rows of one key parked on a device are joined into one
+// parked row; when it lands it counts as relayed by neither server, or the
+// device would never push one server's registers to the other (found by an
+// attack on the change above).
+std::string lines(const std::vector<std::string>& v) {
+    std::string o;
+    for (const auto& l : v) o += l + "\n";
+    return o;
+}
+
+void converge_joined_parked_row(bool newest_at_x) {
+    const char* loose = "CREATE TABLE parent(id INTEGER PRIMARY KEY, name TEXT);"
+                        "CREATE TABLE child(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent(id), name TEXT,"
+                        " extra TEXT);";
+    const std::string strict = std::string("PRAGMA foreign_keys = ON;") + loose;
+    Cluster cl;
+    Db& c = cl.add("c", strict, {"parent", "child"});
+    Db& x = cl.add("x", loose, {"parent", "child"});
+    Db& y = cl.add("y", loose, {"parent", "child"});
+    if (newest_at_x) {
+        x.exec("INSERT INTO child VALUES (1, 1, 'x', 'x')");
+        y.exec("INSERT INTO child VALUES (1, 1, 'y', 'y')");
+        x.exec("UPDATE child SET name = 'x2' WHERE id = 1");
+    } else {
+        y.exec("INSERT INTO child VALUES (1, 1, 'y', 'y')");
+        x.exec("INSERT INTO child VALUES (1, 1, 'x', 'x')");
+    }
+    std::string st = c.sync(x);
+    st = c.sync(y);
+    ASSERT_EQ(c.i64("SELECT count(*) FROM lww_rejected"), 1) << st;  // one row of both
+    c.exec("INSERT INTO parent VALUES (1, 'by c')");
+    for (int i = 0; i < 4; ++i) {
+        st = c.sync(y);
+        c.sync(x);
+    }
+    EXPECT_EQ(c.i64("SELECT count(*) FROM lww_rejected"), 0) << st;
+    EXPECT_EQ(lines(c.table("child")), lines(x.table("child")));
+    EXPECT_EQ(lines(c.table("child")), lines(y.table("child"))) << st;
+    EXPECT_EQ(lines(c.table("parent")), lines(y.table("parent")));
+}
+
+TEST(NoEcho, AParkedRowJoinedFromTwoServersReachesBoth) {
+    converge_joined_parked_row(true);
+    converge_joined_parked_row(false);
+}
+
 }  // namespace
