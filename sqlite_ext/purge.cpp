@@ -17,21 +17,6 @@ namespace lww::sq {
 
 namespace {
 
-// Runs `body` in a savepoint of its own, rolled back when it throws.
-template <class Body>
-auto in_savepoint(Conn& c, const char* name, Body&& body) {
-    exec(c.db, std::string("SAVEPOINT ") + name);
-    try {
-        auto out = body();
-        exec(c.db, std::string("RELEASE ") + name);
-        return out;
-    } catch (...) {
-        sqlite3_exec(c.db, (std::string("ROLLBACK TO ") + name + "; RELEASE " + name).c_str(), nullptr, nullptr,
-                     nullptr);
-        throw;
-    }
-}
-
 // Sequences of purged rows are never handed out again: recovery after a
 // reopen reads the highest sequence left in the metadata.
 void keep_sequences(Conn& c) {
@@ -132,7 +117,7 @@ uint64_t old_enough(Conn& c, uint64_t older_than_ms) {
 
 size_t purge_tombstones(Conn& c, uint64_t older_than_ms) {
     c.ensure_ready();
-    return in_savepoint(c, "lww_purge", [&] {
+    return in_savepoint(c.db, "lww_purge", [&] {
         c.lock_for_write();
         // Tombstones this database has held that long, and (a tombstone a
         // server we push to has not received yet stays) every such server holds.
@@ -168,7 +153,7 @@ size_t auto_purge(Conn& c) {
     const uint64_t now = wall_clock_ms();
     const uint64_t ttl = c.setting("tombstone_ttl_ms", static_cast<uint64_t>(kDefaultTombstoneTtlMs));
     if (!auto_purge_due(now, c.setting("purged_at", 0), ttl)) return 0;
-    return in_savepoint(c, "lww_auto_purge", [&] {
+    return in_savepoint(c.db, "lww_auto_purge", [&] {
         c.set_setting("purged_at", static_cast<int64_t>(now));
         return purge_tombstones(c, ttl);
     });
@@ -206,7 +191,7 @@ std::vector<std::pair<std::string, uint64_t>> SqliteEngine::gen_floors() {
 void SqliteEngine::raise_gen_floors(const std::vector<std::pair<std::string, uint64_t>>& floors) {
     c_.ensure_ready();
     if (sqlite3_db_readonly(c_.db, "main") == 1) return;
-    in_savepoint(c_, "lww_floors", [&] {
+    in_savepoint(c_.db, "lww_floors", [&] {
         c_.lock_for_write();
         for (const auto& f : floors)
             if (c_.find_table(f.first)) c_.set_gen_floor(f.first, std::min<uint64_t>(f.second, kMaxGeneration - 1));
@@ -295,7 +280,7 @@ ProbePage SqliteEngine::probe_rows(const NodeId& peer, const std::string& table,
 size_t SqliteEngine::drop_rows(const NodeId&, const std::string& table, const std::vector<std::vector<Value>>& keys,
                                const std::vector<uint64_t>& gen_seq) {
     c_.ensure_ready();
-    return in_savepoint(c_, "lww_drop", [&] {
+    return in_savepoint(c_.db, "lww_drop", [&] {
         c_.lock_for_write();
         const TablePtr t = c_.find_table(table);
         if (!t) return size_t(0);

@@ -96,6 +96,10 @@ std::string Stmt::blob(int col) const {
     return p ? std::string(static_cast<const char*>(p), sqlite3_column_bytes(st_, col)) : std::string();
 }
 
+void rollback_savepoint(sqlite3* db, const char* name) {
+    sqlite3_exec(db, (std::string("ROLLBACK TO ") + name + "; RELEASE " + name).c_str(), nullptr, nullptr, nullptr);
+}
+
 void exec(sqlite3* db, const std::string& sql) {
     char* err = nullptr;
     if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {

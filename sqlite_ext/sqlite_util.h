@@ -57,6 +57,24 @@ private:
 };
 
 void exec(sqlite3* db, const std::string& sql);
+
+// ROLLBACK TO and RELEASE `name`, reporting nothing (the error that got
+// here is the one that matters).
+void rollback_savepoint(sqlite3* db, const char* name);
+
+// Runs `body` in a savepoint of its own, rolled back when it throws.
+template <class Body>
+auto in_savepoint(sqlite3* db, const char* name, Body&& body) {
+    exec(db, std::string("SAVEPOINT ") + name);
+    try {
+        auto out = body();
+        exec(db, std::string("RELEASE ") + name);
+        return out;
+    } catch (...) {
+        rollback_savepoint(db, name);
+        throw;
+    }
+}
 Value from_sqlite(sqlite3_value* v);
 void result_value(sqlite3_context* ctx, const Value& v);
 

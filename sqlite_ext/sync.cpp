@@ -218,17 +218,12 @@ NodeId SqliteEngine::reset_node() { return reset_node_id(c_); }
 ApplyCounts SqliteEngine::retry_parked() {
     // A parked row that lands counts for the peer it came from (no echo,
     // and the re-snapshot asks that peer about it).
-    exec(c_.db, "SAVEPOINT lww_retry");
-    try {
+    return in_savepoint(c_.db, "lww_retry", [&] {
         RelayedRows relayed;
         ApplyCounts s = retry_rejected(c_, &relayed);
         record_relayed(c_, relayed);
-        exec(c_.db, "RELEASE lww_retry");
         return s;
-    } catch (...) {
-        sqlite3_exec(c_.db, "ROLLBACK TO lww_retry; RELEASE lww_retry", nullptr, nullptr, nullptr);
-        throw;
-    }
+    });
 }
 
 NodeId reset_node_id(Conn& c) {
