@@ -191,4 +191,98 @@ std::string blob_drop_column(std::string_view blob, size_t col) {
     return out;
 }
 
+namespace {
+
+void put_hlc(std::string& out, uint64_t hlc) {
+    char b[8];
+    for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(hlc >> (8 * i));
+    out.append(b, 8);
+}
+
+uint64_t get_hlc(std::string_view in, size_t& pos) {
+    if (pos + 8 > in.size()) throw Error("corrupt lwwsync metadata blob (truncated stamp)");
+    uint64_t hlc = 0;
+    for (int i = 0; i < 8; ++i) hlc |= static_cast<uint64_t>(static_cast<uint8_t>(in[pos + i])) << (8 * i);
+    pos += 8;
+    return hlc;
+}
+
+uint64_t distance_below(uint64_t seq, uint64_t reg_seq) {
+    if (reg_seq > seq) throw Error("lwwsync metadata: a register's seq is above its row's");
+    return seq - reg_seq;
+}
+
+uint64_t back_from(uint64_t seq, std::string_view in, size_t& pos) {
+    const uint64_t d = get_varint(in, pos);
+    if (d > seq) throw Error("corrupt lwwsync metadata blob (seq distance past the row's seq)");
+    return seq - d;
+}
+
+uint32_t get_node(std::string_view in, size_t& pos) {
+    const uint64_t n = get_varint(in, pos);
+    if (n > UINT32_MAX) throw Error("corrupt lwwsync metadata blob (node index out of range)");
+    return static_cast<uint32_t>(n);
+}
+
+}  // namespace
+
+std::string pack_stored(const StoredRow& s, uint64_t seq) {
+    std::string out;
+    out.reserve(16 + s.cols.size());
+    put_varint(out, seq);
+    put_varint(out, s.gen);
+    put_hlc(out, s.row_hlc);
+    if (s.row_hlc != 0) {
+        put_varint(out, s.row_node);
+        put_varint(out, distance_below(seq, s.row_seq));
+    }
+    size_t pos = 0;
+    while (pos < s.cols.size()) {
+        const Entry e = get_entry(s.cols, pos);
+        put_varint(out, (static_cast<uint64_t>(e.col) << 1) | (e.present ? 1 : 0));
+        if (!e.present) continue;
+        put_hlc(out, e.hlc);
+        put_varint(out, e.node);
+        put_varint(out, distance_below(seq, e.seq));
+    }
+    return out;
+}
+
+StoredRow unpack_stored(std::string_view in, uint64_t* seq_out) {
+    StoredRow s;
+    size_t pos = 0;
+    const uint64_t seq = get_varint(in, pos);
+    if (seq_out) *seq_out = seq;
+    s.gen = get_varint(in, pos);
+    s.row_hlc = get_hlc(in, pos);
+    if (s.row_hlc != 0) {
+        s.row_node = get_node(in, pos);
+        s.row_seq = back_from(seq, in, pos);
+    }
+    while (pos < in.size()) {
+        const uint64_t tag = get_varint(in, pos);
+        const uint64_t col = tag >> 1;
+        if (col > UINT32_MAX) throw Error("corrupt lwwsync metadata blob (column index out of range)");
+        if (!(tag & 1)) {
+            put_entry(s.cols, col, false, 0, 0, 0);
+            continue;
+        }
+        const uint64_t hlc = get_hlc(in, pos);
+        const uint32_t node = get_node(in, pos);
+        put_entry(s.cols, col, true, hlc, node, back_from(seq, in, pos));
+    }
+    return s;
+}
+
+uint64_t packed_seq(std::string_view packed) {
+    size_t pos = 0;
+    return get_varint(packed, pos);
+}
+
+uint64_t packed_gen(std::string_view packed) {
+    size_t pos = 0;
+    get_varint(packed, pos);
+    return get_varint(packed, pos);
+}
+
 }  // namespace lww

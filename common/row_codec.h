@@ -1,9 +1,12 @@
 // lwwsync core: compact storage form of a RowState, shared by the adapters.
 //
 // Engines keep one metadata row per user row: gen, the row register
-// (hlc, node index, seq) in plain columns, plus a blob holding only the column
-// registers that differ from the row register. A fresh insert therefore stores
-// an empty blob, and an update of one column stores one entry.
+// (hlc, node index, seq), plus a blob holding only the column registers that
+// differ from the row register. A fresh insert therefore stores an empty
+// blob, and an update of one column stores one entry. SQLite keeps gen and
+// the row register in plain columns (its integers are varints on the page);
+// Postgres packs the whole StoredRow into one blob (pack_stored), where fixed
+// 8-byte columns would cost three times as much.
 //
 // Node ids are stored as small integers: index 0 is always this database's
 // own node; others are interned in a per-database table by the adapter.
@@ -69,6 +72,23 @@ struct StoredRow {
 
 RowState decode_row(const StoredRow& s, size_t ncols, const NodeDirectory& nodes);
 StoredRow encode_row(const RowState& st, NodeDirectory& nodes, std::vector<NodeId>* new_nodes);
+
+// Postgres' storage form of a StoredRow with `seq`, the highest change
+// sequence of its registers (what its feed index orders by, an index on
+// packed_seq), every register's seq stored as a small distance below it:
+//   varint seq | varint gen | row hlc, 8 bytes LE (0: no row register)
+//   | [varint row node | varint seq - row seq]  when the hlc is not 0
+//   | entries: varint (column << 1 | present)
+//              [hlc 8 bytes LE | varint node | varint seq - register seq]  when present
+// A fresh row is 14 bytes (a seq below 2^21), a column written apart from
+// its row 11 more.
+std::string pack_stored(const StoredRow& s, uint64_t seq);
+// Throws lww::Error on a blob that is not one (truncated, a distance past
+// its seq); `seq`, when given, receives the row's seq.
+StoredRow unpack_stored(std::string_view packed, uint64_t* seq = nullptr);
+// One field alone, for statements that filter or order by it.
+uint64_t packed_seq(std::string_view packed);
+uint64_t packed_gen(std::string_view packed);
 
 // Fast path for triggers: rewrite only the changed columns of a stored blob.
 std::string blob_set_columns(std::string_view blob, size_t ncols, const std::vector<bool>& changed,

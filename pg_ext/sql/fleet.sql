@@ -128,7 +128,8 @@ SELECT lww_apply(cs_of('00000000-0000-4000-8000-0000000000a1', 501))->'applied' 
 SELECT lww_apply(cs_of('00000000-0000-4000-8000-0000000000a2', 502))->'applied' AS applied;
 -- Each row names an index lwwsync.nodes holds, with its origin's id.
 SELECT format('lwwsync.%I', 'm_' || 't1'::regclass::oid) AS meta \gset
-SELECT m.k0 AS id, n.id AS stamped_by FROM :meta m LEFT JOIN lwwsync.nodes n ON n.idx = m.node
+SELECT m.k0 AS id, n.id AS stamped_by
+  FROM :meta m CROSS JOIN LATERAL lwwsync.meta_fields(m.st) f LEFT JOIN lwwsync.nodes n ON n.idx = f.node
  WHERE m.k0 IN (501, 502) ORDER BY 1;
 
 SET client_min_messages = warning;

@@ -254,7 +254,21 @@ SELECT try(format('SELECT lww_apply(%L)',
 -- local delete with a clear error instead of writing 2^53, which every peer
 -- would refuse forever.
 INSERT INTO secret VALUES (7, 'seven');
-DO $$ BEGIN EXECUTE format('UPDATE lwwsync.%I SET gen = 9007199254740991 WHERE k0 = 7', 'm_' || 'secret'::regclass::oid); END $$;
+-- (st starts with the row's seq and generation as varints: 1 is one byte,
+-- 2^53 - 1 eight.)
+DO $$
+DECLARE
+    m text := format('lwwsync.%I', 'm_' || 'secret'::regclass::oid);
+    s bytea;
+    n int;
+BEGIN
+    EXECUTE format('SELECT st FROM %s WHERE k0 = 7', m) INTO s;
+    n := (SELECT min(i) + 1 FROM generate_series(0, 9) AS i WHERE get_byte(s, i) < 128);  -- the seq's bytes
+    EXECUTE format('UPDATE %s SET st = $1 WHERE k0 = 7', m)
+        USING substring(s FROM 1 FOR n) || '\xffffffffffffff0f'::bytea || substring(s FROM n + 2);
+END
+$$;
+SELECT lwwsync.meta_gen(st) AS planted_gen FROM :secret_meta WHERE k0 = 7;
 SELECT try('DELETE FROM secret WHERE id = 7') AS delete_at_limit;
 SELECT v FROM secret WHERE id = 7;
 

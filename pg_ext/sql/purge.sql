@@ -10,13 +10,13 @@ SELECT lww_track('pt');
 INSERT INTO pt SELECT g, 'v' || g FROM generate_series(1, 6) g;
 DELETE FROM pt WHERE id IN (1, 2);
 SELECT format('lwwsync.%I', 'm_' || 'pt'::regclass::oid) AS meta \gset
-SELECT count(*) FILTER (WHERE gen % 2 = 0) AS tombstones, count(*) AS meta_rows FROM :meta;
+SELECT count(*) FILTER (WHERE lwwsync.meta_gen(st) % 2 = 0) AS tombstones, count(*) AS meta_rows FROM :meta;
 
 -- The default horizon is 30 days: nothing that young goes.
 SELECT lww_config('tombstone_ttl_ms');
 SELECT lww_purge() AS purged_default, lww_purge(3600000) AS purged_hour;
 SELECT lww_purge(0) AS purged_all;
-SELECT count(*) FILTER (WHERE gen % 2 = 0) AS tombstones, count(*) AS meta_rows FROM :meta;
+SELECT count(*) FILTER (WHERE lwwsync.meta_gen(st) % 2 = 0) AS tombstones, count(*) AS meta_rows FROM :meta;
 SELECT lww_purge(0) AS purged_again;
 SELECT (SELECT value::bigint FROM lwwsync.state WHERE key = 'purged_upto') AS horizon \gset
 SELECT :horizon > 0 AS has_horizon, :horizon <= lww_seq() AS within_sequences;
@@ -74,7 +74,7 @@ SELECT lww_exchange(format('{"format":"lwwsync.exchange","version":1,
 -- a key never seen starts there too: the floor is the table's).
 INSERT INTO pt VALUES (1, 'again');
 INSERT INTO pt VALUES (2, 'again'), (7, 'new');
-SELECT k0 AS id, gen FROM :meta WHERE k0 IN (1, 2, 7) ORDER BY k0;
+SELECT k0 AS id, lwwsync.meta_gen(st) AS gen FROM :meta WHERE k0 IN (1, 2, 7) ORDER BY k0;
 DELETE FROM pt WHERE id IN (1, 2, 7);
 
 -- During sync: a pushing round trip purges what is past tombstone_ttl_ms
@@ -88,13 +88,13 @@ SELECT (lww_exchange(format('{"format":"lwwsync.exchange","version":1,
     "since":"0","upto":"1","nodes":["00000000-0000-4000-8000-0000000000d3"],
     "tables":[{"name":"pt","key":["id"],"columns":["v"],"rows":[
       {"key":[40],"gen":1,"stamp":["%s",0],"row":true,"cols":[[0,"from d3"]]}]}]}}', :horizon, :'hlc')::json)::jsonb)->'applied'->'applied' AS applied;
-SELECT count(*) FILTER (WHERE gen % 2 = 0) AS tombstones_left FROM :meta;
+SELECT count(*) FILTER (WHERE lwwsync.meta_gen(st) % 2 = 0) AS tombstones_left FROM :meta;
 SELECT (SELECT value::bigint FROM lwwsync.state WHERE key = 'purged_upto') > :horizon AS horizon_rose;
 SELECT * FROM pt ORDER BY id;
 -- Its generation 1 was below the floor of the table (2: keys 1 and 2 were
 -- purged): the insert was adopted after the floor, stamped here, so it
 -- travels back whole to its sender too.
-SELECT k0 AS id, gen, node = 0 AS stamped_here FROM :meta WHERE k0 = 40;
+SELECT k0 AS id, f.gen, f.node = 0 AS stamped_here FROM :meta, lwwsync.meta_fields(st) f WHERE k0 = 40;
 SELECT lww_config('tombstone_ttl_ms', 2592000000);
 -- An insert whose sender left a column out (a register stamped here, which
 -- a feed never sends back) is adopted whole: that column is stamped here
@@ -106,8 +106,8 @@ SELECT (lww_exchange(format('{"format":"lwwsync.exchange","version":1,
     "since":"0","upto":"1","nodes":["00000000-0000-4000-8000-0000000000d4"],
     "tables":[{"name":"pt","key":["id"],"columns":["v"],"rows":[
       {"key":[41],"gen":1,"stamp":["%s",0],"row":true,"cols":[]}]}]}}', :'horizon_now', :'hlc')::json)::jsonb)->'applied'->'applied' AS applied;
-SELECT k0 AS id, gen, node = 0 AS stamped_here, coalesce(length(cols), 0) AS column_registers_apart
-  FROM :meta WHERE k0 IN (40, 41) ORDER BY k0;
+SELECT k0 AS id, f.gen, f.node = 0 AS stamped_here, coalesce(length(f.cols), 0) AS column_registers_apart
+  FROM :meta, lwwsync.meta_fields(st) f WHERE k0 IN (40, 41) ORDER BY k0;
 SELECT * FROM pt WHERE id = 41;
 
 -- Pushes from below the floor that are not an insert resurrect nothing: a
@@ -121,7 +121,7 @@ SELECT (lww_exchange(format('{"format":"lwwsync.exchange","version":1,
     "tables":[{"name":"pt","key":["id"],"columns":["v"],"rows":[
       {"key":[1],"gen":1,"stamp":["%s",0],"cols":[[0,"edited offline"]]},
       {"key":[2],"gen":2,"stamp":["%s",0],"row":true}]}]}}', :horizon, :'hlc', :'hlc')::json)::jsonb)->'applied' AS applied;
-SELECT count(*) AS rows_1_2, (SELECT string_agg(k0 || '@' || gen, ',' ORDER BY k0) FROM :meta WHERE k0 IN (1, 2)) AS meta_1_2 FROM pt WHERE id IN (1, 2);
+SELECT count(*) AS rows_1_2, (SELECT string_agg(k0 || '@' || lwwsync.meta_gen(st), ',' ORDER BY k0) FROM :meta WHERE k0 IN (1, 2)) AS meta_1_2 FROM pt WHERE id IN (1, 2);
 
 -- A probe with the caller's generations: a key held here only at a lower
 -- generation than the caller's (deleted here, purged, inserted again) is

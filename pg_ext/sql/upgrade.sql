@@ -22,11 +22,24 @@ DROP EXTENSION lwwsync;
 CREATE EXTENSION lwwsync VERSION '0.1';
 CREATE TABLE t(id int PRIMARY KEY, v text);
 GRANT SELECT ON t TO regress_upg_reader;
-SELECT lww_track('t');
 INSERT INTO t VALUES (1, 'one'), (2, 'two');
-SELECT format('lwwsync.%I', 'm_' || 't'::regclass::oid) AS meta \gset
--- (lww_track of 0.1 and 0.2 granted this; the code loaded now no longer does.)
+-- This library no longer runs with 0.1's SQL objects:
+SELECT lww_track('t');
+-- so what lww_track('t') of 0.1 wrote is written here: the metadata table
+-- in 0.1's layout (gen, the row register and seq in columns, the column
+-- registers apart from the row's in cols: column 0 of row 2 written at
+-- seq 3), key 5 deleted at seq 4, the capture triggers.
+SELECT format('lwwsync.%I', 'm_' || 't'::regclass::oid) AS meta, 'm_' || 't'::regclass::oid || '_seq' AS meta_seq_index \gset
+CREATE TABLE :meta (k0 int NOT NULL, gen int8 NOT NULL, hlc int8 NOT NULL, node int4 NOT NULL, mseq int8 NOT NULL,
+                    seq int8 NOT NULL, cols bytea, PRIMARY KEY (k0));
+CREATE INDEX :"meta_seq_index" ON :meta (seq);
 GRANT SELECT ON :meta TO PUBLIC;
+INSERT INTO :meta VALUES (1, 1, 115658352230400000, 0, 1, 1, NULL),
+    (2, 1, 115658352230400000, 0, 2, 3, '\x00010000e89ba8e69a010003'), (5, 2, 115658352295936000, 0, 4, 4, NULL);
+SELECT setval('lwwsync.seq', 4);
+INSERT INTO lwwsync.tables VALUES ('t'::regclass, 't', '{id}', '{v}', :'meta');
+CREATE TRIGGER lwwsync_capture AFTER INSERT OR UPDATE OR DELETE ON t FOR EACH ROW EXECUTE FUNCTION lwwsync.lww_trigger();
+CREATE TRIGGER lwwsync_no_truncate BEFORE TRUNCATE ON t FOR EACH STATEMENT EXECUTE FUNCTION lwwsync.lww_refuse_truncate();
 SELECT has_table_privilege('regress_upg_reader', :'meta', 'SELECT') AS meta_public_in_01;
 INSERT INTO lwwsync.peers(node, received, floor) VALUES ('00000000-0000-4000-8000-0000000000ff', 7, 7);
 ALTER EXTENSION lwwsync UPDATE TO '0.2';
@@ -44,6 +57,16 @@ SELECT * FROM t ORDER BY id;
 SELECT tgname, tgenabled, tgtype & 1 = 1 AS per_row
   FROM pg_trigger WHERE tgrelid = 't'::regclass AND NOT tgisinternal ORDER BY 1;
 SELECT jsonb_path_query_array(lww_changes(0)::jsonb, '$.tables[0].rows[*].key[0]') AS keys;
+-- 0.8: each row's metadata packed into st; what the columns held, byte for
+-- byte, and the feed's index on its seq.
+SELECT k0, f.* FROM :meta, lwwsync.meta_fields(st) f ORDER BY k0;
+SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+ WHERE attrelid = :'meta'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum;
+SELECT replace(indexdef, 't'::regclass::oid::text, 'OID') AS indexdef
+  FROM pg_indexes WHERE schemaname = 'lwwsync' AND tablename = 'm_' || 't'::regclass::oid ORDER BY 1;
+SELECT pg_get_userbyid(relowner) = pg_get_userbyid((SELECT nspowner FROM pg_namespace WHERE nspname = 'lwwsync')) AS schema_owner_owns_meta
+  FROM pg_class WHERE oid = :'meta'::regclass;
+SELECT jsonb_path_query_array(lww_changes(0)::jsonb, '$.tables[0].rows[*] ? (@.key[0] == 2)') AS row_2;
 -- The 0.2 cursor waits, without a principal, for its node's principal to claim it.
 SELECT node, role, subject, received FROM lwwsync.peers;
 SELECT lww_seq() AS before \gset

@@ -68,7 +68,7 @@ constexpr std::chrono::milliseconds kStandbyWait{2000};
 uint64_t standby_bound(const std::vector<TablePtr>& tables, uint64_t after) {
     if (tables.empty()) return 0;
     std::string sql;
-    for (const auto& t : tables) sql += (sql.empty() ? "" : " UNION ALL ") + ("SELECT max(seq) AS s FROM " + t->meta);
+    for (const auto& t : tables) sql += (sql.empty() ? "" : " UNION ALL ") + ("SELECT max(" + meta_seq() + ") AS s FROM " + t->meta);
     uint64_t bound = 0;
     {
         AsMetadataOwner owner;
@@ -113,7 +113,9 @@ uint64_t batch_cut(const std::vector<TablePtr>& tables, uint64_t after, uint64_t
     if (limit <= 0 || tables.empty()) return 0;
     std::string sql;
     for (const auto& t : tables)
-        sql += (sql.empty() ? "" : " UNION ALL ") + ("SELECT seq FROM " + t->meta + " WHERE seq > $1 AND seq <= $2");
+        sql += (sql.empty() ? "" : " UNION ALL ") +
+               ("SELECT " + meta_seq() + " AS seq FROM " + t->meta + " WHERE " + meta_seq() + " > $1 AND " + meta_seq() +
+                " <= $2");
     AsMetadataOwner owner;
     const SpiResult res =
         run(prepare("SELECT seq FROM (" + sql + ") s ORDER BY seq LIMIT 1 OFFSET $3", {INT8OID, INT8OID, INT8OID}),
@@ -132,7 +134,7 @@ std::vector<size_t> changed_between(const std::vector<TablePtr>& tables, uint64_
     std::string sql;
     for (size_t i = 0; i < tables.size(); ++i)
         sql += (i ? " UNION ALL " : "") + ("SELECT " + std::to_string(i) + " WHERE EXISTS (SELECT FROM " +
-                                            tables[i]->meta + " WHERE seq > $1 AND seq <= $2)");
+                                            tables[i]->meta + " WHERE " + meta_seq() + " > $1 AND " + meta_seq() + " <= $2)");
     AsMetadataOwner owner;
     const SpiResult res = run(prepare(sql, {INT8OID, INT8OID}),
                               {Param{INT8OID, Int64GetDatum(static_cast<int64>(after)), false},
@@ -236,10 +238,11 @@ namespace {
 class Scan : public FeedScan {
 public:
     Scan(const TableInfo& t, TombstoneJudge& judge, uint64_t after, uint64_t upto) : t_(t), judge_(judge) {
-        std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols";
+        std::string sql = "SELECT m.st";
         for (size_t i = 0; i < t.key.size(); ++i) sql += ", m.k" + std::to_string(i);
         if (judge.active()) sql += ", m.last::text";
-        sql += " FROM " + t.meta + " AS m WHERE m.seq > $1 AND m.seq <= $2 ORDER BY m.seq";
+        const std::string seq = meta_seq("m.");
+        sql += " FROM " + t.meta + " AS m WHERE " + seq + " > $1 AND " + seq + " <= $2 ORDER BY " + seq;
         AsMetadataOwner owner;
         // read_only = false: a fresh snapshot, taken after the feed's wait.
         meta_ = run(prepare(sql, {INT8OID, INT8OID}),
@@ -313,7 +316,7 @@ public:
     }
 
 private:
-    static constexpr int kKeyAt = 5;
+    static constexpr int kKeyAt = 1;
     const TableInfo& t_;
     TombstoneJudge& judge_;
     SpiResult meta_;

@@ -138,20 +138,18 @@ void rewrite_blobs(const std::string& meta, const std::vector<size_t>& gone, siz
     State& s = State::get();
     struct Row {
         ItemPointerData tid;
-        uint64_t gen;
-        std::string cols;
+        std::string st;
     };
     std::vector<Row> rows;
     {
         AsMetadataOwner owner;
-        const SpiResult res = run_sql("SELECT ctid, gen, cols FROM " + meta + " FOR UPDATE", false);
+        const SpiResult res = run_sql("SELECT ctid, st FROM " + meta + " FOR UPDATE", false);
         rows.resize(res.size());
         for (uint64_t r = 0; r < res.size(); ++r) {
             bool isnull = false;
             Datum d = res.col(r, 0, &isnull);
             ItemPointerCopy(reinterpret_cast<ItemPointer>(DatumGetPointer(d)), &rows[r].tid);
-            rows[r].gen = static_cast<uint64_t>(res.integer(r, 1));
-            rows[r].cols = res.bytes(r, 2);
+            rows[r].st = res.bytes(r, 1);
         }
     }
     std::vector<size_t> down = gone;
@@ -160,28 +158,19 @@ void rewrite_blobs(const std::string& meta, const std::vector<size_t>& gone, siz
     for (size_t i = first_new; i < nregs; ++i) added[i] = true;
     const bool backfill = first_new < nregs;
     for (auto& r : rows) {
-        std::string blob = r.cols;
-        for (size_t g : down) blob = blob_drop_column(blob, g);
-        uint64_t seq = 0;
-        if (backfill && (r.gen & 1)) {
+        uint64_t was = 0;
+        StoredRow sr = unpack_stored(r.st, &was);
+        const std::string before = sr.cols;
+        for (size_t g : down) sr.cols = blob_drop_column(sr.cols, g);
+        uint64_t seq = was;
+        if (backfill && (sr.gen & 1)) {
             seq = s.next_seq();
-            blob = blob_set_columns(blob, nregs, added, kBackfillHlc, seq);
+            sr.cols = blob_set_columns(sr.cols, nregs, added, kBackfillHlc, seq);
         }
-        if (blob == r.cols && !seq) continue;
-        Param b{BYTEAOID, 0, blob.empty()};
-        if (!blob.empty())
-            pg_call([&] {
-                bytea* v = static_cast<bytea*>(palloc(VARHDRSZ + blob.size()));
-                SET_VARSIZE(v, VARHDRSZ + blob.size());
-                memcpy(VARDATA(v), blob.data(), blob.size());
-                b.value = PointerGetDatum(v);
-            });
+        if (sr.cols == before && seq == was) continue;
         AsMetadataOwner owner;
-        run(prepare("UPDATE " + meta + " SET cols = $1, seq = GREATEST(seq, $2) WHERE ctid = $3",
-                    {BYTEAOID, INT8OID, TIDOID}),
-            {b, Param{INT8OID, Int64GetDatum(static_cast<int64>(seq)), false},
-             Param{TIDOID, PointerGetDatum(&r.tid), false}},
-            false);
+        run(prepare("UPDATE " + meta + " SET st = $1 WHERE ctid = $2", {BYTEAOID, TIDOID}),
+            {bytea_param(pack_stored(sr, seq)), Param{TIDOID, PointerGetDatum(&r.tid), false}}, false);
     }
 }
 
@@ -480,7 +469,7 @@ void remember_untracked(const TableInfo& t) {
         else run_sql("ALTER TABLE " + t.meta + " ADD COLUMN vh bytea");
         std::string sql = "SELECT ctid";
         for (size_t i = 0; i < t.key.size(); ++i) sql += ", k" + std::to_string(i);
-        rows = run_sql(sql + " FROM " + t.meta + " WHERE gen % 2 = 1", false);
+        rows = run_sql(sql + " FROM " + t.meta + " WHERE lwwsync.meta_gen(st) % 2 = 1", false);
     }
     const uint64_t n = rows.size();
     std::vector<ItemPointerData> tids(n);

@@ -33,6 +33,10 @@ PG_FUNCTION_INFO_V1(lww_capture);
 PG_FUNCTION_INFO_V1(lww_refuse_truncate);
 PG_FUNCTION_INFO_V1(lww_invalidate);
 PG_FUNCTION_INFO_V1(lww_statement_count);
+PG_FUNCTION_INFO_V1(lww_meta_seq);
+PG_FUNCTION_INFO_V1(lww_meta_gen);
+PG_FUNCTION_INFO_V1(lww_meta_fields);
+PG_FUNCTION_INFO_V1(lww_meta_pack_07);
 }
 
 using namespace lww;
@@ -81,6 +85,12 @@ Datum text_result(const std::string& s) {
     Datum d = 0;
     pg_call([&] { d = PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); });
     return d;
+}
+
+uint64_t unsigned_arg(FunctionCallInfo fcinfo, int i, const char* what) {
+    const int64 v = PG_GETARG_INT64(i);
+    if (v < 0) throw Error(std::string(what) + " must not be negative");
+    return static_cast<uint64_t>(v);
 }
 
 Datum jsonb_result(const std::string& s) {
@@ -289,4 +299,78 @@ extern "C" Datum lww_invalidate(PG_FUNCTION_ARGS) {
 // write costs the same with 100 000 nodes as with one.
 extern "C" Datum lww_statement_count(PG_FUNCTION_ARGS) {
     return guarded_entry("lww_statement_count", [&] { return Int64GetDatum(static_cast<int64>(statement_count())); });
+}
+
+// The stored form of a row's metadata (lwwsync.m_*.st, common/row_codec.h
+// pack_stored), read by statements that need one field of it.
+
+namespace {
+
+// The bytes of bytea argument i, valid for the call.
+std::string_view bytea_view(FunctionCallInfo fcinfo, int i) {
+    std::string_view v;
+    pg_call([&] {
+        bytea* b = PG_GETARG_BYTEA_PP(i);
+        v = std::string_view(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+    });
+    return v;
+}
+
+Datum bigint_result(uint64_t v, const char* what) {
+    if (v > INT64_MAX) throw Error(std::string("corrupt lwwsync metadata blob (") + what + " out of range)");
+    return Int64GetDatum(static_cast<int64>(v));
+}
+
+}  // namespace
+
+// lwwsync.meta_seq(st): the row's change sequence (the feed's order; each
+// metadata table has an index on it).
+extern "C" Datum lww_meta_seq(PG_FUNCTION_ARGS) {
+    return guarded_entry("meta_seq", [&] { return bigint_result(packed_seq(bytea_view(fcinfo, 0)), "seq"); });
+}
+
+// lwwsync.meta_gen(st): the row's generation (odd: alive, even: deleted).
+extern "C" Datum lww_meta_gen(PG_FUNCTION_ARGS) {
+    return guarded_entry("meta_gen", [&] { return bigint_result(packed_gen(bytea_view(fcinfo, 0)), "generation"); });
+}
+
+// lwwsync.meta_fields(st): its seq and what 0.7 kept in columns — gen, the
+// row register (hlc, node index, seq) and the column registers apart from it
+// (0.7's cols blob, NULL when none) — for inspection and tests.
+extern "C" Datum lww_meta_fields(PG_FUNCTION_ARGS) {
+    return guarded_entry("meta_fields", [&] {
+        uint64_t seq = 0;
+        const StoredRow sr = unpack_stored(bytea_view(fcinfo, 0), &seq);
+        Datum v[6] = {bigint_result(seq, "seq"), bigint_result(sr.gen, "generation"), bigint_result(sr.row_hlc, "hlc"),
+                      Int64GetDatum(static_cast<int64>(sr.row_node)), bigint_result(sr.row_seq, "seq"),
+                      bytea_param(sr.cols).value};
+        bool n[6] = {false, false, false, false, false, sr.cols.empty()};
+        Datum out = 0;
+        pg_call([&] {
+            TupleDesc desc;
+            if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+                elog(ERROR, "meta_fields must return a record");
+            out = HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), v, n));
+        });
+        return out;
+    });
+}
+
+// lwwsync.meta_pack_07(gen, hlc, node, mseq, seq, cols): a 0.7 metadata
+// row's columns as 0.8's st (the update script's rewrite).
+extern "C" Datum lww_meta_pack_07(PG_FUNCTION_ARGS) {
+    return guarded_entry("meta_pack_07", [&] {
+        for (int i = 0; i < 5; ++i)
+            if (PG_ARGISNULL(i)) throw Error("a 0.7 metadata row with a NULL column");
+        StoredRow sr;
+        sr.gen = unsigned_arg(fcinfo, 0, "gen");
+        sr.row_hlc = unsigned_arg(fcinfo, 1, "hlc");
+        const int32 node = PG_GETARG_INT32(2);
+        if (node < 0) throw Error("node must not be negative");
+        sr.row_node = static_cast<uint32_t>(node);
+        sr.row_seq = unsigned_arg(fcinfo, 3, "mseq");
+        const uint64_t seq = unsigned_arg(fcinfo, 4, "seq");
+        if (!PG_ARGISNULL(5)) sr.cols = std::string(bytea_view(fcinfo, 5));
+        return bytea_param(pack_stored(sr, seq)).value;
+    });
 }

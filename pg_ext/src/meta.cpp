@@ -130,6 +130,8 @@ size_t KeyHash::operator()(const std::vector<Value>& key) const {
     return static_cast<size_t>(h);
 }
 
+std::string meta_seq(const std::string& alias) { return "lwwsync.meta_seq(" + alias + "st)"; }
+
 bool KeyEqual::operator()(const std::vector<Value>& a, const std::vector<Value>& b) const {
     if (a.size() != b.size()) return false;
     for (size_t i = 0; i < a.size(); ++i)
@@ -178,8 +180,8 @@ std::unique_ptr<MetaSql> build_sql(const TableInfo& t) {
         unnest_keys += (i ? ", " : "") + p(i + 1);
         knames += k(i) + ", ";
     }
-    const std::string update = ") DO UPDATE SET gen = excluded.gen, hlc = excluded.hlc, node = excluded.node,"
-                               " mseq = excluded.mseq, seq = excluded.seq, cols = excluded.cols";
+    const std::string update = ") DO UPDATE SET st = excluded.st";
+    const std::string returning = " RETURNING " + meta_seq();
     pg_call([&] {
         for (size_t i = 0; i < n; ++i) {
             ArrayElem e;
@@ -188,36 +190,32 @@ std::unique_ptr<MetaSql> build_sql(const TableInfo& t) {
         }
     });
     std::vector<Oid> types = q->key_types;
-    const std::string load = "SELECT gen, hlc, node, mseq, cols FROM " + t.meta + " WHERE " + where;
+    const std::string load = "SELECT st FROM " + t.meta + " WHERE " + where;
     q->load = prepare(load, types);
     q->load_locked = prepare(load + " FOR UPDATE", types);
-    types.insert(types.end(), {INT8OID, INT8OID, INT4OID, INT8OID, INT8OID, BYTEAOID});
-    const std::string insert_one = "INSERT INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) VALUES (" +
-                                   params + p(n + 1) + ", " + p(n + 2) + ", " + p(n + 3) + ", " + p(n + 4) + ", " +
-                                   p(n + 5) + ", " + p(n + 6) + ")";
+    types.push_back(BYTEAOID);
+    const std::string insert_one = "INSERT INTO " + t.meta + "(" + cols + "st) VALUES (" + params + p(n + 1) + ")";
     q->store = prepare(insert_one + " ON CONFLICT (" + conflict + update, types);
-    q->insert_new = prepare(insert_one + " ON CONFLICT DO NOTHING RETURNING seq", types);
+    q->insert_new = prepare(insert_one + " ON CONFLICT DO NOTHING" + returning, types);
     types = q->key_types;
     types.push_back(TEXTOID);
     q->last = prepare("UPDATE " + t.meta + " SET last = " + p(n + 1) + "::jsonb WHERE " + where, types);
 
     std::vector<Oid> arrays;
     for (const auto& e : q->elems) arrays.push_back(e.array);
-    // Columns 0-4 as meta_at reads them, then the key's position and the
-    // metadata row's identity (two spellings of one key find one row).
-    const std::string many = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols, u.n, m.ctid FROM unnest(" + unnest_keys +
+    // st as meta_at reads it, then the key's position and the metadata
+    // row's identity (two spellings of one key find one row).
+    const std::string many = "SELECT m.st, u.n, m.ctid FROM unnest(" + unnest_keys +
                              ") WITH ORDINALITY AS u(" + knames + "n) JOIN " + t.meta + " AS m ON " + match +
                              " ORDER BY u.n";
     q->load_many = prepare(many, arrays);
     q->load_many_locked = prepare(many + " FOR UPDATE OF m", arrays);
-    arrays.insert(arrays.end(), {INT8ARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, BYTEAARRAYOID});
-    std::string all = unnest_keys;
-    for (size_t i = 1; i <= 6; ++i) all += ", " + p(n + i);
+    arrays.push_back(BYTEAARRAYOID);
     const std::string insert_many =
-        "INSERT INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) SELECT * FROM unnest(" + all + ")";
+        "INSERT INTO " + t.meta + "(" + cols + "st) SELECT * FROM unnest(" + unnest_keys + ", " + p(n + 1) + ")";
     q->store_many = prepare(insert_many + " ON CONFLICT (" + conflict + update, arrays);
     q->insert_many = prepare(insert_many, arrays);
-    q->insert_new_many = prepare(insert_many + " ON CONFLICT DO NOTHING RETURNING seq", arrays);
+    q->insert_new_many = prepare(insert_many + " ON CONFLICT DO NOTHING" + returning, arrays);
     return q;
 }
 
@@ -235,27 +233,14 @@ const MetaSql& sql_for(const TableInfo& t) {
     return *slot;
 }
 
-// The stored form of `st`, its nodes recorded first (a known node costs a
-// lookup in memory, no statement).
-StoredRow encode_meta(const RowState& st) {
+// The stored form of `st` (the `st` column, packed below its seq), its nodes
+// recorded first (a known node costs a lookup in memory, no statement).
+std::string encode_meta(const RowState& st) {
     State& s = State::get();
     if (st.row.present) s.ensure_node(st.row.stamp.node);
     for (const auto& c : st.cols)
         if (c.present) s.ensure_node(c.stamp.node);
-    return encode_row(st, s.nodes(), nullptr);
-}
-
-Param int8_param(int64_t v) { return Param{INT8OID, Int64GetDatum(v), false}; }
-
-Param bytea_param(const std::string& b) {
-    Param out{BYTEAOID, 0, false};
-    pg_call([&] {
-        bytea* v = static_cast<bytea*>(palloc(VARHDRSZ + b.size()));
-        SET_VARSIZE(v, VARHDRSZ + b.size());
-        memcpy(VARDATA(v), b.data(), b.size());
-        out.value = PointerGetDatum(v);
-    });
-    return out;
+    return pack_stored(encode_row(st, s.nodes(), nullptr), st.max_seq());
 }
 
 // A one-dimensional array parameter (`nulls`: which elements are NULL).
@@ -296,11 +281,11 @@ std::vector<RowState> load_meta_many_ids(const TableInfo& t, const std::vector<s
         res = run(lock ? q.load_many_locked : q.load_many, arrays, false);
     }
     for (uint64_t r = 0; r < res.size(); ++r) {
-        const int64_t at = res.integer(r, 5);
+        const int64_t at = res.integer(r, 1);
         if (at < 1 || static_cast<size_t>(at) > keys.size()) continue;
         if (row_ids) {
             bool isnull = false;
-            const ItemPointer tid = reinterpret_cast<ItemPointer>(DatumGetPointer(res.col(r, 6, &isnull)));
+            const ItemPointer tid = reinterpret_cast<ItemPointer>(DatumGetPointer(res.col(r, 2, &isnull)));
             // 0 stays "no row": block numbers are shifted past it.
             (*row_ids)[at - 1] = ((uint64_t(ItemPointerGetBlockNumberNoCheck(tid)) + 1) << 16) |
                                  ItemPointerGetOffsetNumberNoCheck(tid);
@@ -311,13 +296,7 @@ std::vector<RowState> load_meta_many_ids(const TableInfo& t, const std::vector<s
 }
 
 RowState meta_at(const SpiResult& res, uint64_t r, size_t ncols) {
-    StoredRow sr;
-    sr.gen = static_cast<uint64_t>(res.integer(r, 0));
-    sr.row_hlc = static_cast<uint64_t>(res.integer(r, 1));
-    sr.row_node = static_cast<uint32_t>(res.integer(r, 2));
-    sr.row_seq = static_cast<uint64_t>(res.integer(r, 3));
-    sr.cols = res.bytes(r, 4);
-    return decode_meta(sr, ncols);
+    return decode_meta(unpack_stored(res.bytes(r, 0)), ncols);
 }
 
 RowState decode_meta(const StoredRow& sr, size_t ncols) {
@@ -339,14 +318,8 @@ namespace {
 
 // The parameters of store / insert_new: the key, then the stored row.
 std::vector<Param> meta_args(const std::vector<Param>& key, const RowState& st) {
-    const StoredRow sr = encode_meta(st);
     std::vector<Param> args = key;
-    args.push_back(int8_param(static_cast<int64_t>(sr.gen)));
-    args.push_back(int8_param(static_cast<int64_t>(sr.row_hlc)));
-    args.push_back(Param{INT4OID, Int32GetDatum(static_cast<int32>(sr.row_node)), false});
-    args.push_back(int8_param(static_cast<int64_t>(sr.row_seq)));
-    args.push_back(int8_param(static_cast<int64_t>(st.max_seq())));
-    args.push_back(sr.cols.empty() ? Param{BYTEAOID, 0, true} : bytea_param(sr.cols));
+    args.push_back(bytea_param(encode_meta(st)));
     return args;
 }
 
@@ -365,28 +338,11 @@ namespace {
 std::vector<Param> meta_arrays(const MetaSql& q, const std::vector<std::vector<Param>>& keys,
                                const std::vector<RowState>& rows) {
     const size_t n = rows.size();
-    std::vector<Datum> gen(n), hlc(n), node(n), mseq(n), seq(n), blobs(n);
-    std::vector<bool> no_blob(n);
-    for (size_t i = 0; i < n; ++i) {
-        const StoredRow sr = encode_meta(rows[i]);
-        gen[i] = Int64GetDatum(static_cast<int64>(sr.gen));
-        hlc[i] = Int64GetDatum(static_cast<int64>(sr.row_hlc));
-        node[i] = Int32GetDatum(static_cast<int32>(sr.row_node));
-        mseq[i] = Int64GetDatum(static_cast<int64>(sr.row_seq));
-        seq[i] = Int64GetDatum(static_cast<int64>(rows[i].max_seq()));
-        no_blob[i] = sr.cols.empty();
-        if (!no_blob[i]) blobs[i] = bytea_param(sr.cols).value;
-    }
+    std::vector<Datum> blobs(n);
+    for (size_t i = 0; i < n; ++i) blobs[i] = bytea_param(encode_meta(rows[i])).value;
     std::vector<Param> args = key_arrays(q, keys);
-    static const ArrayElem int8{INT8OID, INT8ARRAYOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE};
-    static const ArrayElem int4{INT4OID, INT4ARRAYOID, 4, true, TYPALIGN_INT};
     static const ArrayElem bytes{BYTEAOID, BYTEAARRAYOID, -1, false, TYPALIGN_INT};
-    args.push_back(array_of(int8, gen));
-    args.push_back(array_of(int8, hlc));
-    args.push_back(array_of(int4, node));
-    args.push_back(array_of(int8, mseq));
-    args.push_back(array_of(int8, seq));
-    args.push_back(array_of(bytes, blobs, &no_blob));
+    args.push_back(array_of(bytes, blobs));
     return args;
 }
 

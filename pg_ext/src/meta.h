@@ -8,6 +8,12 @@ namespace lww::pg {
 
 std::string meta_table_name(Oid relid);  // unquoted, in schema lwwsync
 
+// A metadata row is its key columns, st (the packed StoredRow, common/
+// row_codec.h pack_stored) and rarely-set extras (last, vh). Its change
+// sequence lives in st and is indexed as this expression, which statements
+// filter and order by: `alias` "m." gives lwwsync.meta_seq(m.st).
+std::string meta_seq(const std::string& alias = "");
+
 // Whether the table's primary key is DEFERRABLE (checked at the end of the
 // statement or transaction, not row by row): the table may hold a key twice
 // meanwhile, and INSERT ... ON CONFLICT cannot use it as arbiter.
@@ -64,7 +70,7 @@ Param array_param(const ColumnType& type, const std::vector<Param>& values);
 void store_last_values(const TableInfo& t, const std::vector<Param>& key, const std::string& json);
 // decode_row with the backend's node directory, which looks up nodes it lacks.
 RowState decode_meta(const StoredRow& sr, size_t ncols);
-// Row `r` of `res`, whose first columns are gen, hlc, node, mseq, cols.
+// Row `r` of `res`, whose first column is st.
 RowState meta_at(const SpiResult& res, uint64_t r, size_t ncols);
 
 // The user rows of `meta_rows` (rows of `meta`, whose key columns start at

@@ -76,8 +76,9 @@ size_t purge_tombstones(uint64_t older_than_ms) {
     for (const TablePtr& t : State::get().tables()) {
         // Row locks: a tombstone a merge or a write holds now stays for the next purge.
         const SpiResult res = run(prepare("WITH d AS (DELETE FROM " + t->meta + " WHERE ctid IN (SELECT ctid FROM " +
-                                              t->meta + " WHERE gen % 2 = 0 AND seq <= $1"
-                                              " FOR UPDATE SKIP LOCKED) RETURNING seq, gen)"
+                                              t->meta + " WHERE " + meta_seq() + " <= $1 AND lwwsync.meta_gen(st) % 2 = 0"
+                                              " FOR UPDATE SKIP LOCKED) RETURNING " + meta_seq() +
+                                              " AS seq, lwwsync.meta_gen(st) AS gen)"
                                               " SELECT count(*), coalesce(max(seq), 0), coalesce(max(gen), 0) FROM d",
                                           {INT8OID}),
                                   {int8_param(upto)}, false);

@@ -184,4 +184,15 @@ Param text_param(const std::string& s) {
     return p;
 }
 
+Param bytea_param(std::string_view b) {
+    Param p{BYTEAOID, 0, false};
+    pg_call([&] {
+        bytea* v = static_cast<bytea*>(palloc(VARHDRSZ + b.size()));
+        SET_VARSIZE(v, VARHDRSZ + b.size());
+        memcpy(VARDATA(v), b.data(), b.size());
+        p.value = PointerGetDatum(v);
+    });
+    return p;
+}
+
 }  // namespace lww::pg

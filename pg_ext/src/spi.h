@@ -56,6 +56,8 @@ SpiResult fetch(Portal portal, long count);
 
 // A text parameter (a copy in the current memory context).
 Param text_param(const std::string& s);
+// A bytea parameter (likewise a copy).
+Param bytea_param(std::string_view b);
 
 // Statements run by run and run_sql in this backend (lwwsync.statement_count()).
 uint64_t statement_count();

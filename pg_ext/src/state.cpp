@@ -4,6 +4,9 @@
 
 extern "C" {
 #include "catalog/pg_collation.h"
+#include "nodes/makefuncs.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "utils/syscache.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
@@ -25,6 +28,7 @@ void State::begin() {
         // Before 0.5 (ALTER EXTENSION lwwsync UPDATE not run yet) no trigger
         // tells other backends' changes: everything is read again per transaction.
         if (!invalidated_by_triggers_) all_stale_ = true;
+        check_sql_objects();
         check_identity();
         identity_lxid_ = MyProc->lxid;
     }
@@ -58,6 +62,22 @@ void State::begin() {
         all_.clear();
         all_valid_ = false;
     }
+}
+
+// This library keeps metadata as 0.8 lays it out (an index on
+// lwwsync.meta_seq, track.cpp): with the SQL objects of an older version
+// every statement on metadata would fail its own way. Checked until found.
+void State::check_sql_objects() {
+    if (sql_objects_current_) return;
+    Oid f = InvalidOid;
+    pg_call([&] {
+        Oid args[1] = {BYTEAOID};
+        f = LookupFuncName(list_make2(makeString(pstrdup("lwwsync")), makeString(pstrdup("meta_seq"))), 1, args, true);
+    });
+    if (!OidIsValid(f))
+        throw Error("the lwwsync library is " LWWSYNC_VERSION
+                    ", this database's lwwsync is older: run ALTER EXTENSION lwwsync UPDATE");
+    sql_objects_current_ = true;
 }
 
 void State::relation_changed(Oid relid) noexcept {

@@ -156,6 +156,8 @@ private:
     // Every public call starts here: the identity check (once per
     // transaction) and the invalidations received since the last call.
     void begin();
+    void check_sql_objects();  // ALTER EXTENSION lwwsync UPDATE has run
+    bool sql_objects_current_ = false;
     void load_settings();  // when stale
     TablePtr load(Oid relid);
 

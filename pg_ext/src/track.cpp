@@ -41,7 +41,7 @@ int64_t resume_table(Oid relid) {
     // Rows hashed at lww_untrack (ddl.cpp) are compared register by register.
     const std::vector<std::string> old_regs = remembered_registers(relid);
     const bool hashed = !old_regs.empty();
-    std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols";
+    std::string sql = "SELECT m.st";
     for (size_t i = 0; i < t->key.size(); ++i) sql += ", m.k" + std::to_string(i);
     if (hashed) sql += ", m.vh";
     sql += " FROM " + t->meta + " AS m";
@@ -61,7 +61,7 @@ int64_t resume_table(Oid relid) {
             meta = run_sql(sql, false);
         }
         const uint64_t n = meta.size();
-        const int key_at = 5;
+        const int key_at = 1;
         std::vector<uint64_t> all(n);
         for (uint64_t r = 0; r < n; ++r) all[r] = r;
         UserRows user;
@@ -129,15 +129,15 @@ int64_t resume_table(Oid relid) {
 
 // Rows without metadata get their first stamps: one stamp, a sequence each.
 // Their keys are read in chunks through a cursor as the table's owner; the
-// metadata is written as its owner, from the keys passed as arrays. (One
+// keys without metadata are picked and their metadata written as its owner,
+// from the keys passed as arrays. (One
 // INSERT … SELECT over the user table would run the table owner's code, such
 // as an index predicate, with the metadata owner's rights.)
 int64_t stamp_new_rows(const TableInfo& t, uint64_t hlc) {
     State::get().next_seq();  // takes the change-feed barrier for this transaction
     const size_t nkeys = t.key.size();
-    std::string keys, names, sel, match;
+    std::string names, sel, match;
     for (size_t i = 0; i < nkeys; ++i) {
-        keys += "k" + std::to_string(i) + ", ";
         names += (i ? ", k" : "k") + std::to_string(i);
         sel += (i ? ", " : "") + ("t." + quote_ident(t.key[i]));
         match += (i ? " AND " : "") + ("m.k" + std::to_string(i) + " = u.k" + std::to_string(i) + t.key_collate[i]);
@@ -152,10 +152,9 @@ int64_t stamp_new_rows(const TableInfo& t, uint64_t hlc) {
         }
     });
     for (size_t i = 0; i < nkeys; ++i) params += (i ? ", $" : "$") + std::to_string(i + 1);
-    const std::string insert_sql = "INSERT INTO " + t.meta + "(" + keys + "gen, hlc, node, mseq, seq, cols) SELECT " + keys +
-                                   "1, " + std::to_string(hlc) + ", 0, s, s, NULL FROM (SELECT u.*, "
-                                   "pg_catalog.nextval('lwwsync.seq') AS s FROM unnest(" + params + ") AS u(" + names +
-                                   ") WHERE NOT EXISTS (SELECT 1 FROM " + t.meta + " AS m WHERE " + match + ")) AS fresh";
+    const std::string fresh_sql = "SELECT u.* FROM unnest(" + params + ") AS u(" + names + ") WHERE NOT EXISTS (SELECT 1 FROM " +
+                                  t.meta + " AS m WHERE " + match + ")";
+    const Stamp stamp{hlc, State::get().self()};
     Portal portal = nullptr;
     {
         AsTableOwner owner(t.relid);
@@ -193,8 +192,24 @@ int64_t stamp_new_rows(const TableInfo& t, uint64_t hlc) {
                                   false};
             }
         });
-        AsMetadataOwner owner;
-        stamped += static_cast<int64_t>(run(prepare(insert_sql, array_types), arrays, false).size());
+        SpiResult fresh;
+        {
+            AsMetadataOwner owner;
+            fresh = run(prepare(fresh_sql, array_types), arrays, false);
+        }
+        std::vector<std::vector<Param>> fresh_keys(fresh.size());
+        std::vector<RowState> rows(fresh.size(), RowState(t.cols.size()));
+        for (uint64_t r = 0; r < fresh.size(); ++r) {
+            for (size_t k = 0; k < nkeys; ++k) {
+                bool isnull = false;
+                fresh_keys[r].push_back(Param{t.key_types[k].type, fresh.col(r, static_cast<int>(k), &isnull), false});
+            }
+            local_insert(rows[r], stamp, State::get().next_seq());
+        }
+        // lww_track holds the table: nobody else writes these keys' metadata.
+        if (!insert_meta_many(t, fresh_keys, rows))
+            throw Error("table \"" + t.name + "\": metadata of its rows was written while they were stamped");
+        stamped += static_cast<int64_t>(rows.size());
     }
     pg_call([&] { SPI_cursor_close(portal); });
     return stamped;
@@ -358,9 +373,11 @@ int64_t track_table(Oid relid) {
         }
         if (!kept || (!was_tracked && !resuming)) {  // a second lww_track keeps the metadata it has
             run_sql("CREATE TABLE " + meta + "(" + defs +
-                    "gen int8 NOT NULL, hlc int8 NOT NULL, node int4 NOT NULL, mseq int8 NOT NULL, seq int8 NOT NULL,"
-                    " cols bytea, last jsonb, PRIMARY KEY (" + keys + "))");
-            run_sql("CREATE INDEX " + quote_ident(meta_name + "_seq") + " ON " + meta + "(seq)");
+                    "st bytea NOT NULL, last jsonb, PRIMARY KEY (" + keys + "))");
+            // The feed's order. It only grows: full leaf pages (a split at the
+            // right edge leaves the rest of the page empty otherwise).
+            run_sql("CREATE INDEX " + quote_ident(meta_name + "_seq") + " ON " + meta + "((" + meta_seq() +
+                    ")) WITH (fillfactor = 100)");
             // Nobody but the schema owner reads it: lww_changes reads it as
             // the owner and the user rows with the caller's rights.
         }
