@@ -295,8 +295,9 @@ read -r GZ_OFF_MS GZ_OFF_BYTES < <(gz_probe identity)
 # 1000, 5000 and 10000 rows from the middle of the table: the plan as chosen, then a nested loop.
 META=$(pg big -c "SELECT meta FROM lwwsync.tables WHERE name = 't'")
 MID=$((ROWS / 2))
-FEED_Q="SELECT m.gen, m.hlc, m.node, m.mseq, m.cols, (u.ctid IS NOT NULL), m.k0, u.name, u.qty, u.price, u.flag, u.ts, u.code, u.n
-  FROM $META AS m LEFT JOIN public.t AS u ON u.id = m.k0 WHERE m.seq > \$1 AND m.seq <= \$2 ORDER BY m.seq"
+FEED_Q="SELECT m.st, (u.ctid IS NOT NULL), m.k0, u.name, u.qty, u.price, u.flag, u.ts, u.code, u.n
+  FROM $META AS m LEFT JOIN public.t AS u ON u.id = m.k0
+ WHERE lwwsync.meta_seq(m.st) > \$1 AND lwwsync.meta_seq(m.st) <= \$2 ORDER BY lwwsync.meta_seq(m.st)"
 plan_probe() {  # extra-SET rows -> "join-node|time_ms"
     pg big -c "SET max_parallel_workers_per_gather = 0" -c "$1" -c "PREPARE f(int8, int8) AS $FEED_Q" \
         -c "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE f($MID, $((MID + $2)))" |

@@ -1,5 +1,5 @@
--- lwwsync 0.7 -> 0.8: smaller metadata (issue 11, docs/ARCHITECTURE.md
--- "Metadata"). A row's change sequence, generation and registers are packed
+-- lwwsync 0.7 -> 0.8: smaller metadata (issue 11, docs/ARCHITECTURE.md "State
+-- of one database"). A row's change sequence, generation and registers are packed
 -- into one blob, st: 40 bytes of fixed-width columns become about 14, and a
 -- column written apart from its row costs 11 more instead of 14. The feed
 -- orders by an index on lwwsync.meta_seq(st).
