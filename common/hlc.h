@@ -1,4 +1,4 @@
-// lwwsync core: the hybrid logical clock of the SPEC.
+// lwwsync core: the hybrid logical clock (docs/ARCHITECTURE.md, "Clocks and sequences").
 // A stamp packs 48 bits of Unix milliseconds over a 16-bit counter into one
 // uint64, so comparing packed values compares (ms, counter).
 #pragma once

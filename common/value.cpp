@@ -45,15 +45,4 @@ bool valid_utf8(std::string_view s) {
     return true;
 }
 
-const char* kind_name(Value::Kind k) {
-    switch (k) {
-        case Value::Kind::Null: return "null";
-        case Value::Kind::Int: return "integer";
-        case Value::Kind::Real: return "real";
-        case Value::Kind::Text: return "text";
-        case Value::Kind::Bytes: return "bytes";
-    }
-    return "?";
-}
-
 }  // namespace lww

@@ -29,8 +29,6 @@ struct Value {
 // "converged" means, not SQL equality.
 bool identical(const Value& a, const Value& b);
 
-const char* kind_name(Value::Kind k);
-
 // Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past U+10FFFF.
 bool valid_utf8(std::string_view s);
 

@@ -546,7 +546,7 @@ void finish_apply(Conn& c, const std::vector<NodeId>& new_nodes, int64_t deferre
 
 }  // namespace
 
-ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t seen,
+ApplyCounts apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t seen,
                            RelayedRows* relayed, bool restamp, bool adopt) {
     c.ensure_ready();
     refuse_own_changes(cs.origin, c.self());
@@ -574,7 +574,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t s
     c.clock.set_max_drift_ms(c.setting("max_drift_ms", kDefaultMaxDriftMs));
     check_drift(cs, c.clock, wall_clock_ms(), trust);
 
-    ApplyStats stats;
+    ApplyCounts stats;
     exec(c.db, "SAVEPOINT lww_apply");
     Applying applying(c);
     int64_t deferred_before = 0;
@@ -864,7 +864,7 @@ ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t s
     return stats;
 }
 
-ApplyStats retry_rejected(Conn& c, RelayedRows* relayed) {
+ApplyCounts retry_rejected(Conn& c, RelayedRows* relayed) {
     c.ensure_ready();
     {
         Stmt any(c.db, "SELECT 1 FROM lww_rejected LIMIT 1");

@@ -11,7 +11,6 @@ namespace lww::sq {
 
 // received: registers in the set; applied: registers that won and were
 // written; ignored: registers older than (or equal to) what was here.
-using ApplyStats = ApplyCounts;
 
 // Rows kept in lww_rejected at most; past it, the rows parked longest ago
 // are dropped.
@@ -30,10 +29,10 @@ constexpr int64_t kMaxRejectedRows = 1000;
 // here (common/apply.h, Receiver::restamp): pulls from a server that purges.
 // `adopt`: rows below this database's purge floor are adopted
 // (common/apply.h, Receiver::adopt): pushes it serves.
-ApplyStats apply_changeset(Conn& c, const ChangeSet& cs, Trust trust = Trust::caller, uint64_t seen = 0,
+ApplyCounts apply_changeset(Conn& c, const ChangeSet& cs, Trust trust = Trust::caller, uint64_t seen = 0,
                            RelayedRows* relayed = nullptr, bool restamp = false, bool adopt = false);
 // The rows lww_rejected holds, retried with nothing else (once per sync);
 // `relayed` as for apply_changeset.
-ApplyStats retry_rejected(Conn& c, RelayedRows* relayed = nullptr);
+ApplyCounts retry_rejected(Conn& c, RelayedRows* relayed = nullptr);
 
 }  // namespace lww::sq

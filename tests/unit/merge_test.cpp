@@ -1,5 +1,5 @@
 // Properties of the one merge rule: idempotent, commutative, associative over
-// randomized registers, plus the SPEC's named outcomes.
+// randomized registers, plus the named outcomes of docs/PROTOCOL.md's "Merge rule".
 #include <gtest/gtest.h>
 
 #include <algorithm>
