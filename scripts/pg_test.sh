@@ -18,7 +18,7 @@ $SUDO make -C pg_ext -s PG_CONFIG="$PG_CONFIG" install >/dev/null || { echo "pg_
 
 work=$(mktemp -d /tmp/lwwsync-pgtest.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-cp -r common pg_ext version.mk "$work/"
+cp -r common pg_ext sql expected specs version.mk "$work/"
 run() {
     if [ "$(id -u)" -eq 0 ]; then chown -R postgres "$work"; su postgres -s /bin/bash -c "$*"; else bash -c "$*"; fi
 }

@@ -51,7 +51,7 @@ restore() {
 trap restore EXIT
 
 # A clean copy (no objects of the normal build), built with the sanitizers.
-cp -r common pg_ext version.mk "$work/"
+cp -r common pg_ext sql expected specs version.mk "$work/"
 make -C "$work/pg_ext" -s clean >/dev/null 2>&1
 build=(CXXFLAGS="$flags" LDFLAGS_SL="-fsanitize=address,undefined")
 make -C "$work/pg_ext" -s -j2 "${build[@]}" >"$logs/build.log" 2>&1 ||

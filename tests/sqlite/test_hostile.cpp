@@ -1,5 +1,5 @@
 // Peers that are not honest, against the SQLite extension (issue 8; the
-// Postgres side is pg_ext/sql/hostile.sql): text that is not UTF-8, numbers
+// Postgres side is sql/hostile.sql): text that is not UTF-8, numbers
 // out of range, duplicate registers, generations at their limit, a hostile
 // server's error bodies and clock. Each of these broke something before.
 #include <httplib.h>
