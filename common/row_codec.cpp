@@ -239,6 +239,8 @@ std::string pack_stored(const StoredRow& s, uint64_t seq) {
     size_t pos = 0;
     while (pos < s.cols.size()) {
         const Entry e = get_entry(s.cols, pos);
+        // unpack_stored refuses more (a 0.7 blob is not checked otherwise).
+        if (e.col > UINT32_MAX) throw Error("lwwsync metadata: a column index out of range");
         put_varint(out, (static_cast<uint64_t>(e.col) << 1) | (e.present ? 1 : 0));
         if (!e.present) continue;
         put_hlc(out, e.hlc);

@@ -26,13 +26,16 @@ CREATE FUNCTION lwwsync.meta_pack_07(gen bigint, hlc bigint, node integer, mseq 
 DO $$
 DECLARE
     m record;
+    g record;
     key_defs text;
     key_names text;
     more_defs text;
     more_names text;
     fresh text;
 BEGIN
-    FOR m IN SELECT c.oid, c.relname, c.relowner FROM pg_catalog.pg_class c
+    FOR m IN SELECT c.oid, c.relname, c.relowner, c.relacl, c.reloptions,
+                    (SELECT t.spcname FROM pg_catalog.pg_tablespace t WHERE t.oid = c.reltablespace) AS tablespace
+               FROM pg_catalog.pg_class c
               WHERE c.relnamespace = 'lwwsync'::regnamespace AND c.relkind = 'r' AND c.relname LIKE 'm\_%'
                 AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
                              WHERE a.attrelid = c.oid AND a.attname = 'mseq' AND NOT a.attisdropped)
@@ -52,8 +55,13 @@ BEGIN
           FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = m.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attname IN ('last', 'vh');
         fresh := m.relname || '_08';
-        EXECUTE pg_catalog.format('CREATE TABLE lwwsync.%I (%s, st bytea NOT NULL%s, PRIMARY KEY (%s))',
-                                  fresh, key_defs, coalesce(more_defs, ''), key_names);
+        -- The storage options and tablespace an administrator gave it stay.
+        EXECUTE pg_catalog.format('CREATE TABLE lwwsync.%I (%s, st bytea NOT NULL%s, PRIMARY KEY (%s))%s%s',
+                                  fresh, key_defs, coalesce(more_defs, ''), key_names,
+                                  CASE WHEN m.reloptions IS NULL THEN ''
+                                       ELSE ' WITH (' || pg_catalog.array_to_string(m.reloptions, ', ') || ')' END,
+                                  CASE WHEN m.tablespace IS NULL THEN ''
+                                       ELSE pg_catalog.format(' TABLESPACE %I', m.tablespace) END);
         -- Metadata tables belong to their tracked tables, not to the extension.
         EXECUTE pg_catalog.format('ALTER EXTENSION lwwsync DROP TABLE lwwsync.%I', fresh);
         EXECUTE pg_catalog.format('INSERT INTO lwwsync.%I (%s, st%s) SELECT %s,'
@@ -64,7 +72,17 @@ BEGIN
         EXECUTE pg_catalog.format('ALTER INDEX lwwsync.%I RENAME TO %I', fresh || '_pkey', m.relname || '_pkey');
         EXECUTE pg_catalog.format('CREATE INDEX %I ON lwwsync.%I ((lwwsync.meta_seq(st))) WITH (fillfactor = 100)',
                                   m.relname || '_seq', m.relname);
-        EXECUTE pg_catalog.format('ALTER TABLE lwwsync.%I OWNER TO %I', m.relname, m.relowner::regrole);
+        -- (regrole prints as an identifier, quoted where it needs it.)
+        EXECUTE pg_catalog.format('ALTER TABLE lwwsync.%I OWNER TO %s', m.relname, m.relowner::regrole);
+        -- Grants an administrator added (0.3 revoked PUBLIC's) stay too.
+        FOR g IN SELECT pg_catalog.format('GRANT %s ON lwwsync.%I TO %s%s', a.privilege_type, m.relname,
+                                          CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
+                                          CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) AS sql
+                   FROM pg_catalog.aclexplode(m.relacl) AS a WHERE a.grantee <> m.relowner
+        LOOP
+            EXECUTE g.sql;
+        END LOOP;
+        EXECUTE pg_catalog.format('ANALYZE lwwsync.%I', m.relname);
     END LOOP;
 END
 $$;

@@ -6,6 +6,8 @@ DROP EXTENSION IF EXISTS lwwsync CASCADE;
 DROP SCHEMA IF EXISTS lwwsync CASCADE;
 RESET client_min_messages;
 CREATE ROLE regress_upg_reader;
+CREATE ROLE "Regress Upg Owner";
+CREATE ROLE regress_upg_monitor;
 CREATE FUNCTION members() RETURNS SETOF text LANGUAGE sql AS $$
     SELECT pg_describe_object(classid, objid, 0) FROM pg_depend
      WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'lwwsync') AND deptype = 'e' ORDER BY 1
@@ -44,6 +46,11 @@ SELECT has_table_privilege('regress_upg_reader', :'meta', 'SELECT') AS meta_publ
 INSERT INTO lwwsync.peers(node, received, floor) VALUES ('00000000-0000-4000-8000-0000000000ff', 7, 7);
 ALTER EXTENSION lwwsync UPDATE TO '0.2';
 ALTER EXTENSION lwwsync UPDATE TO '0.3';
+-- What an administrator may have done to 0.7's metadata table: another
+-- owner (a name that needs quoting), a grant, a storage option.
+ALTER TABLE :meta OWNER TO "Regress Upg Owner";
+GRANT SELECT ON :meta TO regress_upg_monitor;
+ALTER TABLE :meta SET (fillfactor = 95);
 ALTER EXTENSION lwwsync UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'lwwsync';
 -- The same objects as a fresh install.
@@ -64,8 +71,11 @@ SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
  WHERE attrelid = :'meta'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum;
 SELECT replace(indexdef, 't'::regclass::oid::text, 'OID') AS indexdef
   FROM pg_indexes WHERE schemaname = 'lwwsync' AND tablename = 'm_' || 't'::regclass::oid ORDER BY 1;
-SELECT pg_get_userbyid(relowner) = pg_get_userbyid((SELECT nspowner FROM pg_namespace WHERE nspname = 'lwwsync')) AS schema_owner_owns_meta
+-- The rewritten table kept them.
+SELECT pg_get_userbyid(relowner) AS meta_owner, reloptions,
+       has_table_privilege('regress_upg_monitor', :'meta', 'SELECT') AS monitor_reads
   FROM pg_class WHERE oid = :'meta'::regclass;
+ALTER TABLE :meta OWNER TO CURRENT_USER;
 SELECT jsonb_path_query_array(lww_changes(0)::jsonb, '$.tables[0].rows[*] ? (@.key[0] == 2)') AS row_2;
 -- The 0.2 cursor waits, without a principal, for its node's principal to claim it.
 SELECT node, role, subject, received FROM lwwsync.peers;
@@ -98,5 +108,5 @@ DROP EXTENSION lwwsync CASCADE;
 RESET client_min_messages;
 DROP TABLE t, fresh_members;
 DROP FUNCTION members();
-DROP ROLE regress_upg_reader;
+DROP ROLE regress_upg_reader, "Regress Upg Owner", regress_upg_monitor;
 CREATE EXTENSION lwwsync;

@@ -322,6 +322,10 @@ TEST(RowCodec, PackedFormRefusesWhatItDidNotWrite) {
     EXPECT_EQ(refused(std::string(11, '\xff')), "corrupt lwwsync metadata blob (varint too long)");
     StoredRow above = encode_row(s, dir, nullptr);
     EXPECT_THROW(pack_stored(above, 8), Error) << "a register above the row's seq is a caller's bug";
+    StoredRow far;  // a column index unpack_stored would refuse (a corrupt 0.7 blob) is refused when packed
+    far.gen = 1;
+    far.cols = std::string("\x80\x80\x80\x80\x10\x00", 6);  // varint 2^32, tag absent
+    EXPECT_THROW(pack_stored(far, 1), Error);
 }
 
 TEST(RowCodec, TriggerFastPathMatchesTheGeneralEncoder) {

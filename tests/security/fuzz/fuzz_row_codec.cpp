@@ -6,7 +6,10 @@
 //  - blob_set_columns on a blob decode_row accepted gives a blob it accepts,
 //    with the changed columns stamped (hlc, this node, seq) and the rest kept;
 //  - any state the merge rule can hold (registers stamped by any node id the
-//    wire accepts) survives encode_row + decode_row.
+//    wire accepts) survives encode_row + decode_row, and Postgres' packed
+//    form (pack_stored + unpack_stored) on top;
+//  - unpack_stored (reachable from SQL: lwwsync.meta_fields) refuses any
+//    blob with lww::Error, and what it accepts packs back to the same row.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <optional>
@@ -131,13 +134,45 @@ void merged_state(FuzzedDataProvider& in) {
     fuzz::must_not_throw("decode_row(encode_row(state)) with the reloaded node directory",
                          [&] { back = lww::decode_row(enc, st.cols.size(), reloaded); });
     FUZZ_CHECK(same_state(st, *back));
+    std::optional<lww::RowState> unpacked;
+    uint64_t seq = 0;
+    fuzz::must_not_throw("unpack_stored(pack_stored(encode_row(state)))", [&] {
+        const std::string packed = lww::pack_stored(enc, st.max_seq());
+        unpacked = lww::decode_row(lww::unpack_stored(packed, &seq), st.cols.size(), reloaded);
+    });
+    FUZZ_CHECK(seq == st.max_seq());
+    FUZZ_CHECK(same_state(st, *unpacked));
+}
+
+bool same_stored(const lww::StoredRow& a, const lww::StoredRow& b) {
+    return a.gen == b.gen && a.row_hlc == b.row_hlc && a.row_node == b.row_node && a.row_seq == b.row_seq &&
+           a.cols == b.cols;
+}
+
+// Phase 4: a packed blob from disk or from SQL.
+void packed_blob(FuzzedDataProvider& in) {
+    const std::string blob = in.ConsumeRemainingBytesAsString();
+    std::optional<lww::StoredRow> s;
+    uint64_t seq = 0;
+    fuzz::only_lww_errors("unpack_stored", [&] { s = lww::unpack_stored(blob, &seq); });
+    fuzz::only_lww_errors("packed_gen", [&] { lww::packed_gen(blob); });
+    fuzz::only_lww_errors("packed_seq", [&] { FUZZ_CHECK(lww::packed_seq(blob) == seq || !s); });
+    if (!s) return;
+    std::optional<lww::StoredRow> again;
+    uint64_t seq2 = 0;
+    fuzz::must_not_throw("unpack_stored(pack_stored(accepted))",
+                         [&] { again = lww::unpack_stored(lww::pack_stored(*s, seq), &seq2); });
+    FUZZ_CHECK(seq2 == seq && same_stored(*s, *again));
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FuzzedDataProvider in(data, size);
-    if (in.ConsumeBool()) merged_state(in);
-    else stored_blob(in);
+    switch (in.ConsumeIntegralInRange<int>(0, 2)) {
+        case 0: merged_state(in); break;
+        case 1: stored_blob(in); break;
+        default: packed_blob(in); break;
+    }
     return 0;
 }
