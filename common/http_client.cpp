@@ -2,12 +2,14 @@
 
 #include "exchange.h"
 #include "gzip.h"
+#include "peer_notices.h"
 #include "value.h"
 #include "version.h"
 
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <mutex>
 #include <random>
@@ -81,26 +83,22 @@ bool transient_status(long status) { return status == 408 || status == 429 || st
 
 }  // namespace
 
-// Text from a server, made fit to show: at most `max` bytes cut on a
-// character boundary, control characters (terminal escapes too) as spaces,
-// bytes that are not UTF-8 as '?'.
-static std::string printable(std::string_view in, size_t max) {
-    std::string out;
-    size_t i = 0;
-    while (i < in.size()) {
-        const unsigned char c = static_cast<unsigned char>(in[i]);
-        const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        if (n > 1 && i + n <= in.size() && valid_utf8(in.substr(i, n))) {
-            if (out.size() + n > max) break;
-            out.append(in.substr(i, n));
-            i += n;
-            continue;
+// A proxy's HTML error page says what happened in its title ("413 Request
+// Entity Too Large"); "" when there is none.
+static std::string_view html_title(std::string_view body) {
+    auto find = [&](std::string_view what, size_t from) {
+        for (size_t i = from; i + what.size() <= body.size(); ++i) {
+            size_t k = 0;
+            while (k < what.size() && std::tolower(static_cast<unsigned char>(body[i + k])) == what[k]) ++k;
+            if (k == what.size()) return i;
         }
-        if (out.size() + 1 > max) break;
-        out.push_back(n == 1 ? (c < 0x20 || c == 0x7F ? ' ' : static_cast<char>(c)) : '?');
-        ++i;
-    }
-    return out;
+        return std::string_view::npos;
+    };
+    const size_t open = find("<title>", 0);
+    if (open == std::string_view::npos) return {};
+    const size_t close = find("</title>", open);
+    if (close == std::string_view::npos) return {};
+    return body.substr(open + 7, close - open - 7);
 }
 
 std::string http_error_message(std::string_view body) {
@@ -113,12 +111,13 @@ std::string http_error_message(std::string_view body) {
         if (parse_json(d, body, error) && d.IsObject()) {
             auto m = d.FindMember("message");
             if (m != d.MemberEnd() && m->value.IsString()) {
-                std::string msg = printable({m->value.GetString(), m->value.GetStringLength()}, 4 * kShown);
+                std::string msg = printable_line({m->value.GetString(), m->value.GetStringLength()}, 4 * kShown);
                 return msg.empty() ? "no message" : msg;
             }
         }
     }
-    std::string s = printable(body, kShown);
+    const std::string_view title = body.size() <= kMaxParsed ? html_title(body) : std::string_view{};
+    std::string s = printable_line(title.empty() ? body : title, kShown);
     return s.empty() ? "no message" : s;
 }
 

@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "../../common/http_client.h"
+#include "../../common/peer_notices.h"
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -227,10 +228,31 @@ namespace {
 
 struct Connection {
     PGconn* conn = nullptr;
+    PeerNotices notices;  // what the peer said outside results (receive_notice)
     ~Connection() {
         if (conn) PQfinish(conn);
     }
 };
+
+// libpq's notice receiver: keeps the line (libpq's default prints it on the
+// server's stderr); route_notices reports it after the call, outside libpq.
+void receive_notice(void* arg, const PGresult* r) {
+    const char* severity = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (!severity) severity = PQresultErrorField(r, PG_DIAG_SEVERITY);
+    const char* msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    static_cast<PeerNotices*>(arg)->add(severity, msg ? msg : PQresultErrorMessage(r));
+}
+
+// The peer's DEBUG lines at DEBUG1, its NOTICEs as NOTICEs, a WARNING or the
+// FATAL it hung up with as a WARNING.
+void route_notices(PeerNotices& notices) {
+    for (const PeerNotice& n : notices.take()) {
+        const int level = n.level == PeerNotice::Level::debug  ? DEBUG1
+                          : n.level == PeerNotice::Level::info ? NOTICE
+                                                               : WARNING;
+        pg_call([&] { ereport(level, (errmsg("lww_sync: the peer said: %s", n.text.c_str()))); });
+    }
+}
 
 struct Result {
     PGresult* res = nullptr;
@@ -241,7 +263,8 @@ struct Result {
 
 // Waits for the socket without blocking cancellation: interrupts are checked
 // between waits, never inside libpq.
-void wait_readable(PGconn* conn) {
+void wait_readable(Connection& c) {
+    PGconn* conn = c.conn;
     while (PQisBusy(conn)) {
         int rc = 0;
         pg_call([&] {
@@ -251,18 +274,19 @@ void wait_readable(PGconn* conn) {
             CHECK_FOR_INTERRUPTS();
         });
         if ((rc & WL_SOCKET_READABLE) && !PQconsumeInput(conn))
-            throw Error(std::string("peer connection failed: ") + PQerrorMessage(conn));
+            throw Error(std::string("peer connection failed: ") + PQerrorMessage(conn) + c.notices.said());
     }
 }
 
-std::string call_exchange(PGconn* conn, const std::string& request) {
+std::string call_exchange(Connection& c, const std::string& request) {
+    PGconn* conn = c.conn;
     const char* values[1] = {request.c_str()};
     if (!PQsendQueryParams(conn, "SELECT lww_exchange($1)", 1, nullptr, values, nullptr, nullptr, 0))
-        throw Error(std::string("cannot send to peer: ") + PQerrorMessage(conn));
+        throw Error(std::string("cannot send to peer: ") + PQerrorMessage(conn) + c.notices.said());
     std::string out;
     std::string error, sqlstate;
     for (;;) {
-        wait_readable(conn);
+        wait_readable(c);
         Result r;
         r.res = PQgetResult(conn);
         if (!r.res) break;
@@ -282,7 +306,7 @@ std::string call_exchange(PGconn* conn, const std::string& request) {
         if (sqlstate == "40P01" || sqlstate == "40001") throw TransientError("peer refused the exchange: " + error);
         // A hot standby: the same push goes to its primary.
         if (sqlstate == "25006") throw ReadOnlyError("the peer is read-only: " + error);
-        throw Error("peer refused the exchange: " + error);
+        throw Error("peer refused the exchange: " + error + c.notices.said());
     }
     return out;
 }
@@ -301,6 +325,7 @@ std::string sync_libpq(const std::string& url, const SyncOptions& opt, const Pro
     Connection c;
     c.conn = PQconnectStart(url.c_str());
     if (!c.conn) throw Error("out of memory connecting to peer");
+    PQsetNoticeReceiver(c.conn, receive_notice, &c.notices);  // before the peer's first message
     // Drive the connection without blocking interrupts.
     for (PostgresPollingStatusType st = PGRES_POLLING_WRITING;;) {
         if (PQstatus(c.conn) == CONNECTION_BAD) break;
@@ -317,11 +342,22 @@ std::string sync_libpq(const std::string& url, const SyncOptions& opt, const Pro
     if (PQstatus(c.conn) != CONNECTION_OK) {
         std::string msg = PQerrorMessage(c.conn);
         while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-        throw Error("cannot connect to peer: " + msg);
+        throw Error("cannot connect to peer: " + msg + c.notices.said());
     }
     if (PQsetnonblocking(c.conn, 0) != 0) throw Error("cannot configure the peer connection");
     PgEngine local;
-    Transport send = with_retries([&](const std::string& req) { return call_exchange(c.conn, req); }, opt.retries,
+    auto exchange = [&](const std::string& req) {
+        std::string out;
+        try {
+            out = call_exchange(c, req);
+        } catch (...) {
+            route_notices(c.notices);
+            throw;
+        }
+        route_notices(c.notices);
+        return out;
+    };
+    Transport send = with_retries(exchange, opt.retries,
                                   interruptible_sleep, notice);
     return run_sync(local, send, opt.limits, progress).json();
 }

@@ -237,5 +237,16 @@ check "SQLite holds timestamptz as UTC text" "$(lite "SELECT group_concat(tz, ' 
 check "  ... the same instants in pg2" \
     "$(pg pg2 -c "SELECT bool_and(tz = CASE id WHEN 1 THEN '2024-02-29 12:34:56.789+05:30'::timestamptz ELSE 'epoch' END) FROM lossy")" "t"
 
+# ---------------------------------------------------------------- a server that talks
+# client_min_messages = debug5 makes pg1 send DEBUG lines during every
+# exchange. libpq's default would print them on the client's stderr (a
+# host app's, for SQLite); lwwsync keeps them: an error tells the last
+# ones, a Postgres client reports them as its own messages.
+qurl="postgresql:///pg1?host=$PGDIR&port=$PORT&options=-c%20client_min_messages%3Ddebug5"
+err=$(sqlite3 -batch "$WORK/quiet.db" ".load ./lwwsync" "SELECT lww_sync('$qurl') IS NOT NULL;" 2>&1 >/dev/null)
+check "SQLite client: the server's DEBUG lines stay off the host app's stderr" "$err" ""
+said=$(pg pg3 -c "SET client_min_messages = debug1" -c "SELECT lww_sync('$qurl') IS NOT NULL" 2>&1 | grep -c "lww_sync: the peer said: DEBUG")
+check "Postgres client: the peer's DEBUG lines come as lww_sync's DEBUG1 messages" "$([ "$said" -gt 0 ] && echo yes)" "yes"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

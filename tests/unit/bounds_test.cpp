@@ -11,6 +11,7 @@
 #include "../../common/exchange.h"
 #include "../../common/hlc.h"
 #include "../../common/http_client.h"
+#include "../../common/peer_notices.h"
 #include "../../common/json.h"
 #include "../../common/merge.h"
 
@@ -228,14 +229,45 @@ TEST(Bounds, HttpErrorBodies) {
     const std::string shown = http_error_message(deep);
     EXPECT_EQ(shown, std::string(300, '['));
     EXPECT_EQ(http_error_message(R"({"message":)" + std::string(100, '[') + "}"), R"({"message":)" + std::string(100, '[') + "}");
-    EXPECT_EQ(http_error_message("line one\nline two\r\n"), "line one line two  ");
+    EXPECT_EQ(http_error_message("line one\nline two\r\n"), "line one line two");
     EXPECT_EQ(http_error_message(""), "no message");
     // A server's text reaches terminals and logs: no escapes, UTF-8 only.
-    EXPECT_EQ(http_error_message("{\"message\":\"\\u001b[31mred\"}"), " [31mred");
+    EXPECT_EQ(http_error_message("{\"message\":\"\\u001b[31mred\"}"), "[31mred");
     EXPECT_EQ(http_error_message("caf\xc3\xa9 \xff"), "caf\xc3\xa9 ?");
     EXPECT_EQ(http_error_message(R"({"message":""})"), "no message");
     // A huge message is cut.
     EXPECT_EQ(http_error_message(R"({"message":")" + std::string(5000, 'm') + R"("})").size(), 1200u);
+    // A proxy's HTML page is one line: its title.
+    EXPECT_EQ(http_error_message("<html>\r\n<head><TITLE>413 Request Entity Too Large</TITLE></head>\r\n<body>\r\n"
+                                 "<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n"
+                                 "</body>\r\n</html>\r\n"),
+              "413 Request Entity Too Large");
+    EXPECT_EQ(http_error_message("<html><body>no title</body></html>"), "<html><body>no title</body></html>");
+}
+
+// What a libpq peer says outside a result is kept, bounded, one printable
+// line each, for the adapter to route — never printed by libpq.
+TEST(Bounds, PeerNoticesAreKeptBoundedAndPrintable) {
+    PeerNotices n;
+    EXPECT_EQ(n.said(), "");
+    n.add("DEBUG", "StartTransaction(1) name: unnamed;\n blockState: DEFAULT");
+    EXPECT_EQ(n.said(), "") << "debug lines are not the peer's words on an error";
+    n.add("WARNING", "you asked for it\n\x1b[31m");
+    n.add("FATAL", "terminating connection due to administrator command\n");
+    EXPECT_EQ(n.said(), " (the peer said: WARNING: you asked for it [31m; FATAL: terminating connection due to"
+                        " administrator command)");
+    std::vector<PeerNotice> got = n.take();
+    ASSERT_EQ(got.size(), 3u);
+    EXPECT_EQ(got[0].level, PeerNotice::Level::debug);
+    EXPECT_EQ(got[1].level, PeerNotice::Level::warning);
+    EXPECT_EQ(got[2].level, PeerNotice::Level::fatal);
+    EXPECT_TRUE(n.take().empty()) << "take returns each notice once";
+    for (int i = 0; i < 100; ++i) n.add("NOTICE", std::string(5000, 'x').c_str());
+    got = n.take();
+    EXPECT_EQ(got.size(), PeerNotices::kKept);
+    EXPECT_EQ(got.back().text.size(), PeerNotices::kChars);
+    n.add(nullptr, nullptr);
+    EXPECT_EQ(n.take().at(0).text, "");
 }
 
 // Item 9: a hostile server's clock of 2^64 - 1 (or a day ahead) never
