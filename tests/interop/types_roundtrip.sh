@@ -242,7 +242,7 @@ check "  ... the same instants in pg2" \
 # exchange. libpq's default would print them on the client's stderr (a
 # host app's, for SQLite); lwwsync keeps them: an error tells the last
 # ones, a Postgres client reports them as its own messages.
-qurl="postgresql:///pg1?host=$PGDIR&port=$PORT&options=-c%20client_min_messages%3Ddebug5"
+qurl="postgresql:///pg1?host=$PGDIR&port=$PORT&user=postgres&options=-c%20client_min_messages%3Ddebug5"
 err=$(sqlite3 -batch "$WORK/quiet.db" ".load ./lwwsync" "SELECT lww_sync('$qurl') IS NOT NULL;" 2>&1 >/dev/null)
 check "SQLite client: the server's DEBUG lines stay off the host app's stderr" "$err" ""
 said=$(pg pg3 -c "SET client_min_messages = debug1" -c "SELECT lww_sync('$qurl') IS NOT NULL" 2>&1 | grep -c "lww_sync: the peer said: DEBUG")
