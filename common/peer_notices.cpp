@@ -50,8 +50,9 @@ void PeerNotices::add(const char* severity, const char* message) noexcept {
     try {
         PeerNotice n;
         n.level = level_of(severity);
-        n.text = printable_line(message ? message : "", kChars);
-        if (severity && *severity) n.text = printable_line(std::string(severity) + ": " + n.text, kChars);
+        const std::string said = severity && *severity ? std::string(severity) + ": " + (message ? message : "")
+                                                      : std::string(message ? message : "");
+        n.text = printable_line(said, kChars);
         kept_.push_back(std::move(n));
         if (fresh_ < kKept) ++fresh_;
         while (kept_.size() > kKept) kept_.pop_front();

@@ -17,6 +17,8 @@ namespace lww::pg {
 
 std::string meta_table_name(Oid relid) { return "m_" + std::to_string(relid); }
 
+std::string meta_seq(const std::string& alias) { return "lwwsync.meta_seq(" + alias + "st)"; }
+
 bool primary_key_deferrable(Oid relid) {
     bool yes = false;
     pg_call([&] {
@@ -129,8 +131,6 @@ size_t KeyHash::operator()(const std::vector<Value>& key) const {
     for (const Value& v : key) h = h * 31 + value_hash(v);
     return static_cast<size_t>(h);
 }
-
-std::string meta_seq(const std::string& alias) { return "lwwsync.meta_seq(" + alias + "st)"; }
 
 bool KeyEqual::operator()(const std::vector<Value>& a, const std::vector<Value>& b) const {
     if (a.size() != b.size()) return false;
