@@ -8,8 +8,6 @@
 #include <string_view>
 #include <vector>
 
-#include <rapidjson/document.h>
-
 #include "hlc.h"
 #include "merge.h"
 #include "node_id.h"
@@ -82,16 +80,10 @@ std::string encode_changeset(const ChangeSet& cs);
 std::string key_json(const std::vector<Value>& key);
 std::string value_json(const Value& v);  // one value as change sets carry it
 
-// Parses and validates the structure; throws lww::Error with a message that
-// says what is wrong and where. Never returns a partially read set.
+// Parses and validates the structure as it reads (no DOM of the document:
+// common/changeset_reader.cpp); throws lww::Error with a message that says
+// what is wrong and where. Never returns a partially read set.
 ChangeSet decode_changeset(std::string_view json);
-ChangeSet decode_changeset_value(const rapidjson::Value& doc);  // a change set embedded in another document
-
-
-// Keys as JSON arrays of values (change-set value form): the keys of a
-// re-snapshot probe. Each non-empty, at most 32 values, none NULL, all of
-// one arity; `what` names the field in errors.
-std::vector<std::vector<Value>> decode_keys(const rapidjson::Value& arr, const char* what);
 
 std::string base64_encode(std::string_view bytes);
 bool base64_decode(std::string_view text, std::string& out);

@@ -6,6 +6,7 @@
 
 #include "error.h"
 #include "hlc.h"
+#include "changeset_reader.h"
 #include "json.h"
 
 #include <algorithm>
@@ -91,9 +92,11 @@ void raw(Writer& w, const char* key, const std::string& json) {
 
 [[noreturn]] void bad(const std::string& what) { throw Error("invalid exchange document: " + what); }
 
-void parse_envelope(rapidjson::Document& d, std::string_view json) {
+// The change sets an exchange document carries ("push", "pull") are read
+// into `sets` as the document is parsed (changeset_reader.h).
+void parse_envelope(rapidjson::Document& d, std::string_view json, std::vector<EmbeddedSet*> sets) {
     std::string error;
-    if (!parse_json(d, json, error)) bad(error);
+    if (!parse_json_with_sets(d, json, error, std::move(sets))) bad(error);
     if (!d.IsObject()) bad("expected a JSON object");
     auto f = d.FindMember("format");
     if (f == d.MemberEnd() || !f->value.IsString() || std::string(f->value.GetString()) != kExchangeFormat)
@@ -264,7 +267,9 @@ std::string encode_response(const ExchangeResponse& r) {
 
 ParsedRequest decode_request(std::string_view json) {
     rapidjson::Document d;
-    parse_envelope(d, json);
+    EmbeddedSet push;
+    push.name = "push";
+    parse_envelope(d, json, {&push});
     ParsedRequest r;
     r.node = node_of(d);
     auto key = d.FindMember("node_key");
@@ -290,8 +295,10 @@ ParsedRequest decode_request(std::string_view json) {
         r.limits.bytes = static_cast<size_t>(lim_bytes->value.GetUint64());
     }
     if (d.HasMember("clock")) r.clock = clock_of(d);
-    auto push = d.FindMember("push");
-    if (push != d.MemberEnd() && !push->value.IsNull()) r.push = decode_changeset_value(push->value);
+    if (push.present && !push.null) {
+        if (!push.error.empty()) throw Error(push.error);
+        r.push = std::move(push.set);
+    }
     r.push_id = push_id_of(d, "push_id");
     auto forked = d.FindMember("forked");
     if (forked != d.MemberEnd()) {
@@ -330,7 +337,9 @@ ParsedRequest decode_request(std::string_view json) {
 
 ParsedResponse decode_response(std::string_view json) {
     rapidjson::Document d;
-    parse_envelope(d, json);
+    EmbeddedSet pull;
+    pull.name = "pull";
+    parse_envelope(d, json, {&pull});
     ParsedResponse r;
     r.node = node_of(d);
     r.acked = cursor_of(d, "acked", "acked_floor");
@@ -360,8 +369,10 @@ ParsedResponse decode_response(std::string_view json) {
         a.pending = count("pending");
         r.applied = a;
     }
-    auto pull = d.FindMember("pull");
-    if (pull != d.MemberEnd()) r.pull = decode_changeset_value(pull->value);
+    if (pull.present) {
+        if (!pull.error.empty()) throw Error(pull.error);
+        r.pull = std::move(pull.set);
+    }
     if (d.HasMember("horizon")) r.horizon = sequence_of(d, "horizon");
     auto resnap = d.FindMember("resnapshot");
     if (resnap != d.MemberEnd()) {

@@ -18,8 +18,7 @@ namespace {
 // reads some numbers wrongly and indexes out of bounds on others (a SEGV
 // from one number anywhere in a document; fixed upstream in 2018, never
 // released). from_chars is exact and locale-independent.
-constexpr unsigned kFlags =
-    rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag;
+constexpr unsigned kFlags = kJsonParseFlags;
 
 // Forwards SAX events to the document, refusing to open a level past `max`.
 struct DepthLimited {
@@ -41,25 +40,17 @@ struct DepthLimited {
     bool Int64(int64_t i) { return doc.Int64(i); }
     bool Uint64(uint64_t i) { return doc.Uint64(i); }
     bool Double(double d) { return doc.Double(d); }
-    // The reader has checked the JSON number grammar already.
     bool RawNumber(const char* s, rapidjson::SizeType n, bool) {
-        const char* end = s + n;
-        if (std::find_if(s, end, [](char c) { return c == '.' || c == 'e' || c == 'E'; }) == end) {
-            if (s[0] == '-') {
-                int64_t i = 0;
-                if (std::from_chars(s, end, i).ec == std::errc()) return doc.Int64(i);
-            } else {
-                uint64_t u = 0;
-                if (std::from_chars(s, end, u).ec == std::errc()) return doc.Uint64(u);
-            }
-        }
-        double d = 0;
-        const auto r = std::from_chars(s, end, d);
-        if (r.ec != std::errc() || r.ptr != end) {  // beyond a double's range, either way
+        JsonNumber num;
+        if (!read_json_number(s, n, num)) {
             out_of_range = true;
             return false;
         }
-        return doc.Double(d);
+        switch (num.kind) {
+            case JsonNumber::Kind::negative: return doc.Int64(num.i);
+            case JsonNumber::Kind::nonnegative: return doc.Uint64(num.u);
+            default: return doc.Double(num.d);
+        }
     }
     bool String(const char* s, rapidjson::SizeType n, bool copy) { return doc.String(s, n, copy); }
     bool Key(const char* s, rapidjson::SizeType n, bool copy) { return doc.Key(s, n, copy); }
@@ -70,6 +61,43 @@ struct DepthLimited {
 };
 
 }  // namespace
+
+// The reader has checked the JSON number grammar already.
+bool read_json_number(const char* s, size_t n, JsonNumber& out) {
+    const char* end = s + n;
+    if (std::find_if(s, end, [](char c) { return c == '.' || c == 'e' || c == 'E'; }) == end) {
+        if (s[0] == '-') {
+            int64_t i = 0;
+            if (std::from_chars(s, end, i).ec == std::errc()) {
+                out.kind = i < 0 ? JsonNumber::Kind::negative : JsonNumber::Kind::nonnegative;  // "-0" is 0
+                out.i = i;
+                out.u = uint64_t(i);
+                return true;
+            }
+        } else {
+            uint64_t u = 0;
+            if (std::from_chars(s, end, u).ec == std::errc()) {
+                out.kind = JsonNumber::Kind::nonnegative;
+                out.u = u;
+                return true;
+            }
+        }
+    }
+    double d = 0;
+    const auto r = std::from_chars(s, end, d);
+    if (r.ec != std::errc() || r.ptr != end) return false;  // beyond a double's range, either way
+    out.kind = JsonNumber::Kind::real;
+    out.d = d;
+    return true;
+}
+
+std::string json_parse_error(const rapidjson::ParseResult& result, bool too_deep, bool out_of_range,
+                             unsigned max_depth) {
+    if (too_deep) return "JSON nested deeper than " + std::to_string(max_depth) + " levels";
+    if (out_of_range) return "a number at offset " + std::to_string(result.Offset()) + " is out of the range of a double";
+    return "malformed JSON at offset " + std::to_string(result.Offset()) + ": " +
+           rapidjson::GetParseError_En(result.Code());
+}
 
 bool parse_json(rapidjson::Document& doc, std::string_view text, std::string& error, unsigned max_depth) {
     // A plain byte stream: no byte-order mark is skipped (RapidJSON's encoded
@@ -89,10 +117,7 @@ bool parse_json(rapidjson::Document& doc, std::string_view text, std::string& er
     doc.Populate(generate);
     if (!result.IsError()) return true;
     doc.SetNull();
-    if (too_deep) error = "JSON nested deeper than " + std::to_string(max_depth) + " levels";
-    else if (out_of_range) error = "a number at offset " + std::to_string(result.Offset()) + " is out of the range of a double";
-    else
-        error = "malformed JSON at offset " + std::to_string(result.Offset()) + ": " + rapidjson::GetParseError_En(result.Code());
+    error = json_parse_error(result, too_deep, out_of_range, max_depth);
     return false;
 }
 

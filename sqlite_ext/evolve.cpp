@@ -8,6 +8,7 @@ SQLITE_EXTENSION_INIT3
 #include <rapidjson/writer.h>
 
 #include "../common/batch.h"
+#include "../common/json.h"
 #include "apply.h"
 #include "schema.h"
 
@@ -298,8 +299,8 @@ bool has_column(Conn& c, const std::string& table, const std::string& col) {
 std::vector<std::string> names_of(const std::string& json) {
     std::vector<std::string> out;
     rapidjson::Document d;
-    d.Parse(json.c_str(), json.size());
-    if (d.IsArray())
+    std::string error;
+    if (parse_json(d, json, error) && d.IsArray())
         for (const auto& v : d.GetArray())
             if (v.IsString()) out.emplace_back(v.GetString(), v.GetStringLength());
     return out;
