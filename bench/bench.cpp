@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cstdarg>
 #include <chrono>
 #include <cinttypes>
@@ -28,6 +29,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <rapidjson/document.h>
 
 namespace {
 
@@ -431,47 +434,17 @@ double insert_generated(Db& db, long long n) {
 
 // ---------------------------------------------------------------- JSON
 
-// Value of a top-level key of a JSON object: the contents of a string value, or
-// the literal text of any other scalar. Returns false when the key is absent.
-bool top_level_field(const std::string& js, const std::string& key, std::string& out) {
-    int depth = 0;
-    size_t n = js.size();
-    for (size_t i = 0; i < n; ++i) {
-        char c = js[i];
-        if (c == '{' || c == '[') { ++depth; continue; }
-        if (c == '}' || c == ']') { --depth; continue; }
-        if (c != '"') continue;
-        size_t start = ++i;
-        while (i < n && js[i] != '"') i += (js[i] == '\\') ? 2 : 1;
-        if (i >= n) return false;
-        if (depth != 1) continue;
-        size_t j = i + 1;
-        while (j < n && std::isspace((unsigned char)js[j])) ++j;
-        if (j >= n || js[j] != ':') continue;  // a value, not a key
-        if (js.compare(start, i - start, key) != 0) continue;
-        ++j;
-        while (j < n && std::isspace((unsigned char)js[j])) ++j;
-        if (j < n && js[j] == '"') {
-            size_t k = j + 1;
-            while (k < n && js[k] != '"') k += (js[k] == '\\') ? 2 : 1;
-            out = js.substr(j + 1, k - j - 1);
-        } else {
-            size_t k = j;
-            while (k < n && js[k] != ',' && js[k] != '}' && !std::isspace((unsigned char)js[k])) ++k;
-            out = js.substr(j, k - j);
-        }
-        return true;
-    }
-    return false;
-}
-
+// A change set's "upto" (a decimal string, as every 64-bit number it carries).
 long long upto_of(const std::string& cs) {
-    std::string v;
-    if (!top_level_field(cs, "upto", v))
-        throw SqlError("change set has no top-level \"upto\": " + cs.substr(0, 120));
-    char* end = nullptr;
-    long long x = std::strtoll(v.c_str(), &end, 10);
-    if (v.empty() || *end) throw SqlError("change set \"upto\" is not a decimal integer: " + v);
+    rapidjson::Document d;
+    d.Parse(cs.c_str(), cs.size());
+    if (d.HasParseError() || !d.IsObject() || !d.HasMember("upto") || !d["upto"].IsString())
+        throw SqlError("change set has no top-level \"upto\" string: " + cs.substr(0, 120));
+    const std::string v = d["upto"].GetString();
+    long long x = 0;
+    const auto r = std::from_chars(v.data(), v.data() + v.size(), x);
+    if (v.empty() || r.ec != std::errc() || r.ptr != v.data() + v.size())
+        throw SqlError("change set \"upto\" is not a decimal integer: " + v);
     return x;
 }
 

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base64.h"  // bytes values travel as base64
 #include "hlc.h"
 #include "merge.h"
 #include "node_id.h"
@@ -84,8 +85,5 @@ std::string value_json(const Value& v);  // one value as change sets carry it
 // common/changeset_reader.cpp); throws lww::Error with a message that says
 // what is wrong and where. Never returns a partially read set.
 ChangeSet decode_changeset(std::string_view json);
-
-std::string base64_encode(std::string_view bytes);
-bool base64_decode(std::string_view text, std::string& out);
 
 }  // namespace lww

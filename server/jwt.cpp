@@ -7,19 +7,11 @@
 
 #include <set>
 
+#include "../common/base64.h"
 #include "../common/json.h"
 
 namespace lwwgw {
 namespace {
-
-int b64url_value(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '-') return 62;
-    if (c == '_') return 63;
-    return -1;
-}
 
 JwtResult refuse(std::string why) {
     JwtResult r;
@@ -54,25 +46,6 @@ bool parse_object(const std::string& text, rapidjson::Document& doc, const char*
 
 }  // namespace
 
-bool base64url_decode(const std::string& in, std::string& out) {
-    out.clear();
-    if (in.size() % 4 == 1) return false;
-    out.reserve(in.size() * 3 / 4);
-    uint32_t acc = 0;
-    int bits = 0;
-    for (unsigned char c : in) {
-        const int v = b64url_value(c);
-        if (v < 0) return false;
-        acc = (acc << 6) | static_cast<uint32_t>(v);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out += static_cast<char>((acc >> bits) & 0xFF);
-        }
-    }
-    return (acc & ((1u << bits) - 1)) == 0;  // unused low bits of the last character
-}
-
 JwtResult verify_jwt(const std::string& token, const std::string& secret, int64_t now) {
     const auto dot1 = token.find('.');
     const auto dot2 = dot1 == std::string::npos ? dot1 : token.find('.', dot1 + 1);
@@ -81,7 +54,7 @@ JwtResult verify_jwt(const std::string& token, const std::string& secret, int64_
     const std::string h64 = token.substr(0, dot1), p64 = token.substr(dot1 + 1, dot2 - dot1 - 1),
                       s64 = token.substr(dot2 + 1);
     std::string header, payload, sig;
-    if (!base64url_decode(h64, header) || !base64url_decode(p64, payload) || !base64url_decode(s64, sig))
+    if (!lww::base64url_decode(h64, header) || !lww::base64url_decode(p64, payload) || !lww::base64url_decode(s64, sig))
         return refuse("JWT is not base64url-encoded (without padding)");
 
     // The algorithm comes from the token but is never trusted: only HS256 is

@@ -22,8 +22,4 @@ struct JwtResult {
 //  - "role", when present, is a non-empty string.
 JwtResult verify_jwt(const std::string& token, const std::string& secret, int64_t now);
 
-// base64url (RFC 4648 section 5) without padding; false on any other character,
-// on padding, or on non-zero unused bits (so each token has one spelling).
-bool base64url_decode(const std::string& in, std::string& out);
-
 }  // namespace lwwgw

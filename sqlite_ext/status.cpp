@@ -6,6 +6,9 @@
 #include <memory>
 #include <mutex>
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
 #include "../common/error.h"
 #include "../common/sync_options.h"
 
@@ -33,24 +36,6 @@ std::string utc_now() {
     char buf[32];
     std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
     return buf;
-}
-
-std::string quoted(const std::string& s) {
-    std::string out = "\"";
-    for (char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += ch;
-        } else if (c < 0x20) {
-            char esc[8];
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            out += esc;
-        } else {
-            out += ch;
-        }
-    }
-    return out + "\"";
 }
 
 }  // namespace
@@ -104,11 +89,24 @@ std::string sync_status_json(const std::string& db_key) {
     auto it = entries().find(db_key);
     if (it == entries().end()) return "{\"running\":false}";
     const Entry& e = *it->second;
-    std::string out = std::string("{\"running\":") + (e.running ? "true" : "false") + ",\"url\":" + quoted(e.url) +
-                      ",\"started_at\":" + quoted(e.started_at) + ",\"stats\":" + e.stats.json();
-    if (!e.error.empty()) out += ",\"error\":" + quoted(e.error);
-    if (!e.retrying.empty()) out += ",\"last_retry\":" + quoted(e.retrying);
-    return out + "}";
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    auto text = [&](const char* key, const std::string& v) {
+        w.Key(key);
+        w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+    };
+    w.StartObject();
+    w.Key("running");
+    w.Bool(e.running);
+    text("url", e.url);
+    text("started_at", e.started_at);
+    w.Key("stats");
+    const std::string stats = e.stats.json();
+    w.RawValue(stats.data(), stats.size(), rapidjson::kObjectType);
+    if (!e.error.empty()) text("error", e.error);
+    if (!e.retrying.empty()) text("last_retry", e.retrying);
+    w.EndObject();
+    return std::string(buf.GetString(), buf.GetSize());
 }
 
 bool request_sync_cancel(const std::string& db_key) {

@@ -48,8 +48,8 @@ $(FUZZ_BUILD)/fuzz_%: tests/security/fuzz/fuzz_%.cpp $(FUZZ_HDRS) $(FUZZ_BUILD)/
 	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/liblwwcore.a $(NET_LIBS)
 
 # The gateway parses JWT JSON with the core's reader.
-$(FUZZ_BUILD)/fuzz_jwt: tests/security/fuzz/fuzz_jwt.cpp $(FUZZ_HDRS) $(FUZZ_BUILD)/server/jwt.o $(FUZZ_BUILD)/common/json.o $(FUZZ_BUILD)/.toolchain
-	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/server/jwt.o $(FUZZ_BUILD)/common/json.o -lcrypto
+$(FUZZ_BUILD)/fuzz_jwt: tests/security/fuzz/fuzz_jwt.cpp $(FUZZ_HDRS) $(FUZZ_BUILD)/server/jwt.o $(FUZZ_BUILD)/common/json.o $(FUZZ_BUILD)/common/base64.o $(FUZZ_BUILD)/.toolchain
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/server/jwt.o $(FUZZ_BUILD)/common/json.o $(FUZZ_BUILD)/common/base64.o -lcrypto
 
 -include $(FUZZ_CORE:.o=.d) $(FUZZ_BUILD)/server/jwt.d
 # ------------------------------------------------------------ ASan + UBSan
@@ -98,7 +98,7 @@ $(ASAN_BUILD)/unit_tests: $(ASAN_UNIT_OBJ) $(ASAN_BUILD)/liblwwcore.a
 
 # Loads $(ASAN_BUILD)/lwwsync.so at run time ($LWWSYNC_EXT): an ASan host for an ASan extension.
 $(ASAN_SQLT_OBJ): CPPFLAGS += $(filter -D% -I%,$(HTTPLIB))
-$(ASAN_BUILD)/sqlite_tests: $(ASAN_SQLT_OBJ)
+$(ASAN_BUILD)/sqlite_tests: $(ASAN_SQLT_OBJ) $(ASAN_BUILD)/common/base64.o
 	$(ASAN_CXX) $(ASAN_FLAGS) -o $@ $^ -lsqlite3 $(filter-out -D% -I%,$(HTTPLIB)) -lgtest -lgtest_main -pthread
 
 # As tests/convergence/Makefile builds it, with the sanitizers.

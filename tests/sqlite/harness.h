@@ -29,6 +29,8 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
+#include "../../common/base64.h"
+
 namespace lwwt {
 
 inline std::string ext_path() {
@@ -395,35 +397,6 @@ inline int64_t json_int(const std::string& json, const std::string& path) {
     return v->GetInt64();
 }
 
-inline bool b64_decode(const std::string& in, std::string& out) {
-    auto dec = [](char c) -> int {
-        if (c >= 'A' && c <= 'Z') return c - 'A';
-        if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-        if (c >= '0' && c <= '9') return c - '0' + 52;
-        if (c == '+') return 62;
-        if (c == '/') return 63;
-        return -1;
-    };
-    if (in.size() % 4) return false;
-    out.clear();
-    for (size_t i = 0; i < in.size(); i += 4) {
-        int v[4];
-        int pad = 0;
-        for (int j = 0; j < 4; ++j) {
-            if (in[i + j] == '=') {
-                v[j] = 0;
-                ++pad;
-            } else if ((v[j] = dec(in[i + j])) < 0 || pad) {
-                return false;
-            }
-        }
-        uint32_t w = uint32_t(v[0]) << 18 | uint32_t(v[1]) << 12 | uint32_t(v[2]) << 6 | uint32_t(v[3]);
-        out.push_back(char(w >> 16));
-        if (pad < 2) out.push_back(char(w >> 8));
-        if (pad < 1) out.push_back(char(w));
-    }
-    return true;
-}
 
 inline std::string b64_encode(const std::string& in) {
     static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -462,7 +435,7 @@ inline Val json_value(const rapidjson::Value& v) {
         }
         if (tag == "bytes") {
             std::string out;
-            if (!b64_decode(m.value.GetString(), out)) throw std::runtime_error("test: bad base64");
+            if (!lww::base64_decode(m.value.GetString(), out)) throw std::runtime_error("test: bad base64");
             return Val::blob(out);
         }
     }

@@ -598,6 +598,12 @@ TEST_F(Http, RetriesUsedUpReportTheLastFailure) {
     EXPECT_TRUE(contains(once, "HTTP 503")) << once;
     EXPECT_FALSE(contains(once, "attempts")) << once;
     EXPECT_EQ(srv.requests(), 1u);
+    // A URL with a quote and a backslash: the status stays JSON and names it as given.
+    const std::string odd = srv.url() + "/a\"b\\c";
+    sync_fails(a, odd, "{\"retries\":0}");
+    const std::string st = a.text("SELECT lww_sync_status()");
+    EXPECT_EQ(a.i64("SELECT json_valid(lww_sync_status())"), 1) << st;
+    EXPECT_EQ(json_text(st, "url"), odd) << st;
 }
 
 TEST_F(Http, WhichStatusesAreRetried) {
