@@ -272,7 +272,9 @@ enum class Ctx : uint8_t { top, nodes, tables, table, names, rows, row, row_key,
 // format (never recursion); anything the format does not name is skipped.
 class SetReader {
 public:
-    SetReader(unsigned max_depth, unsigned base_depth) : max_depth_(max_depth), base_depth_(base_depth) {}
+    SetReader(unsigned max_depth, unsigned base_depth) : max_depth_(max_depth), base_depth_(base_depth) {
+        stack_.reserve(16);
+    }
 
     bool done() const { return done_; }
     bool is_null() const { return null_; }
@@ -296,13 +298,13 @@ public:
         return scalar(Scalar::Kind::number);
     }
     bool String(const char* s, SizeType n, bool) {
-        sc_.s.assign(s, n);
+        str_ = std::string_view(s, n);  // copied only where it is kept (capture)
         return scalar(Scalar::Kind::string);
     }
     bool Key(const char* s, SizeType n, bool) {
         if (done_) return false;
         if (skip_ || abandoned()) return true;
-        key_.assign(s, n);
+        key_ = std::string_view(s, n);
         return guarded([&] { on_key(); });
     }
     bool StartObject() { return open(true); }
@@ -412,7 +414,7 @@ private:
         into.kind = sc_.kind;
         into.b = sc_.b;
         into.num = sc_.num;
-        if (sc_.kind == Scalar::Kind::string) into.s.swap(sc_.s);
+        if (sc_.kind == Scalar::Kind::string) into.s.assign(str_.data(), str_.size());
         skip_value(container);
     }
     // A value in a key or a column entry: a scalar, or an object to follow.
@@ -436,7 +438,7 @@ private:
     bool done_ = false, null_ = false, not_object_ = false, abandon_ = false;
     std::string error_;
     std::vector<Frame> stack_;
-    std::string key_;
+    std::string_view key_, str_;  // of the event being handled
     Scalar sc_;
 
     ChangeSet set_;
@@ -490,7 +492,7 @@ void SetReader::on_key() {
                 f.field = kOther;
             return;
         case Ctx::tagged:
-            if (f.count == 1) value_.tag = key_;
+            if (f.count == 1) value_.tag.assign(key_.data(), key_.size());
             value_.members = f.count;
             return;
         default: return;
@@ -519,7 +521,7 @@ void SetReader::on_value(bool container, bool object) {
         }
         case Ctx::nodes: {
             NodeId id;
-            if (container || !sc_.is_string() || !NodeId::try_parse(sc_.s, id)) nodes_bad_ = true;
+            if (container || !sc_.is_string() || !NodeId::try_parse(str_, id)) nodes_bad_ = true;
             else nodes_.push_back(id);
             return skip_value(container);
         }
