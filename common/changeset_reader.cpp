@@ -257,7 +257,9 @@ uint32_t stamp_node(const Scalar& node, const Where& where) {
     if (!node.is_uint()) bad(where, "node index out of range of \"nodes\"");
     return static_cast<uint32_t>(node.num.u);
 }
-constexpr uint32_t kBaseStamp = UINT32_MAX;  // a column carrying its row's stamp
+// A column carrying its row's stamp: outside the range of any node index
+// (UINT32_MAX is one, out of range of "nodes" as any other).
+constexpr uint64_t kBaseStamp = UINT64_MAX;
 
 // The header fields, kept as scalars and checked once the set is read.
 enum Field : uint8_t { kFormat, kVersion, kOrigin, kSince, kUpto, kAfter, kComplete, kNodes, kTables, kHeaderFields };
@@ -446,11 +448,13 @@ private:
     bool seen_[kHeaderFields] = {};
     bool nodes_bad_ = false;
     std::vector<NodeId> nodes_;
-    std::vector<uint32_t> node_refs_;  // every stamp's node index, in row order
+    std::vector<uint64_t> node_refs_;  // every stamp's node index, in row order
     // The table being read.
     bool has_name_ = false, has_key_ = false, has_columns_ = false, has_rows_ = false, names_key_ = false;
     bool rows_early_ = false;  // rows came before the key or the columns: checked at the table's end
-    std::unordered_set<std::string> table_names_, names_;
+    // Key and column names share one namespace; a clash is the columns'
+    // (a key is read as if it came first).
+    std::unordered_set<std::string> table_names_, key_names_, col_names_;
     KeySet keys_;
     std::vector<uint32_t> col_seen_;  // per column: the last row (+1) that carried it
     // The row being read.
@@ -459,7 +463,7 @@ private:
          has_cols_ = false;
     uint32_t base_node_ = 0;
     std::vector<ColChange> cols_;      // the row's columns so far
-    std::vector<uint32_t> col_nodes_;  // per column entry: its stamp's node, or kBaseStamp
+    std::vector<uint64_t> col_nodes_;  // per column entry: its stamp's node, or kBaseStamp
     // The column entry being read: [column, value, hlc, node].
     Scalar col_index_, col_hlc_, col_node_;
     ValueText value_;
@@ -532,7 +536,8 @@ void SetReader::on_value(bool container, bool object) {
                 bad(Where(nullptr, T()), "expected an object");
             }
             has_name_ = has_key_ = has_columns_ = has_rows_ = rows_early_ = false;
-            names_.clear();
+            key_names_.clear();
+            col_names_.clear();
             keys_.clear();
             stack_.push_back(Frame{Ctx::table});
             return;
@@ -578,7 +583,11 @@ void SetReader::on_value(bool container, bool object) {
             auto& names = names_key_ ? table().key : table().columns;
             names.push_back(std::move(sc_.s));
             // One register per column: a name twice would carry two values for it.
-            if (!names_.insert(names.back()).second) bad(where, "column \"" + names.back() + "\" is named twice");
+            const std::string& name = names.back();
+            const bool in_key = key_names_.count(name) > 0, in_cols = col_names_.count(name) > 0;
+            if (names_key_ ? in_key : in_key || in_cols) bad(where, "column \"" + name + "\" is named twice");
+            if (names_key_ && in_cols) bad(Where("columns", T()), "column \"" + name + "\" is named twice");
+            (names_key_ ? key_names_ : col_names_).insert(name);
             return;
         }
         case Ctx::rows: {
@@ -823,7 +832,7 @@ ChangeSet SetReader::finish() {
         for (size_t r = 0; r < set_.tables[t].rows.size(); ++r) {
             RowChange& row = set_.tables[t].rows[r];
             auto node = [&](const char* field) -> const NodeId& {
-                const uint32_t i = node_refs_[next++];
+                const uint64_t i = node_refs_[next++];
                 if (i >= nodes_.size())
                     bad(Where(field, static_cast<int>(t), static_cast<int>(r)), "node index out of range of \"nodes\"");
                 return nodes_[i];

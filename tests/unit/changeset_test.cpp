@@ -6,6 +6,7 @@
 
 #include "../../common/changeset.h"
 #include "../../common/error.h"
+#include "../../common/exchange.h"
 
 using namespace lww;
 
@@ -180,6 +181,61 @@ TEST(Codec, RejectsBadInputWithClearErrors) {
     std::string realnum = good;
     realnum.replace(realnum.find("{\"real\":0.1}"), 12, "0.5");
     EXPECT_NE(error_of(realnum).find("bare number"), std::string::npos);
+}
+
+// The reader takes a set as it is parsed: members in any order, the first
+// of a name given twice, unknown members skipped — each read as the writer's
+// order reads.
+TEST(Codec, ReadsMembersInAnyOrder) {
+    const std::string head = R"("format":"lwwsync.changeset","version":1,"origin":"0f0e0d0c-0b0a-4908-8706-050403020100","since":"0","upto":"9")";
+    const std::string nodes = R"("nodes":["0f0e0d0c-0b0a-4908-8706-050403020100","ffffffff-ffff-4fff-bfff-ffffffffffff"])";
+    const std::string row = R"({"key":[1],"gen":1,"stamp":["70000",0],"row":true,"cols":[[1,"b","70001",1],[0,{"real":0.5}]]})";
+    const std::string table = R"({"name":"t","key":["id"],"columns":["a","b"],"rows":[)" + row + "]}";
+    const ChangeSet want = decode_changeset("{" + head + R"(,"tables":[)" + table + "]," + nodes + "}");
+    ASSERT_EQ(want.tables.size(), 1u);
+    ASSERT_EQ(want.tables[0].rows.size(), 1u);
+    EXPECT_EQ(want.tables[0].rows[0].cols[0].stamp.node, n2());
+    EXPECT_EQ(want.tables[0].rows[0].cols[1].stamp.hlc, 70000u);
+    const std::string reordered_row = R"({"cols":[[1,"b","70001",1],[0,{"real":0.5}]],"row":true,"x":{"y":[1,2]},"gen":1,"key":[1],"stamp":["70000",0]})";
+    const std::vector<std::string> same = {
+        // nodes first, rows before key and columns, stamp after cols, an unknown member
+        "{" + nodes + "," + head + R"(,"tables":[{"rows":[)" + reordered_row + R"(],"columns":["a","b"],"name":"t","key":["id"]}]})",
+        // a member named twice: the first counts
+        "{" + head + R"(,"since":"5","tables":[)" + table + R"(],"tables":[],)" + nodes + "}",
+        R"({"format":"lwwsync.changeset","format":"x",)" + head.substr(29) + R"(,"tables":[{"name":"t","key":["id"],"columns":["a","b"],"rows":[{"key":[1],"gen":1,"gen":3,"stamp":["70000",0],"row":true,"cols":[[1,"b","70001",1],[0,{"real":0.5}]],"cols":[]}]}],)" + nodes + "}",
+    };
+    for (const std::string& json : same) {
+        ChangeSet got;
+        ASSERT_NO_THROW(got = decode_changeset(json)) << json;
+        EXPECT_EQ(encode_changeset(got), encode_changeset(want)) << json;
+    }
+    // As a pull inside an exchange response: the same set.
+    const std::string response = R"({"format":"lwwsync.exchange","version":1,"node":"0f0e0d0c-0b0a-4908-8706-050403020100","acked":"0","pull":)" + same[0] + "}";
+    const ParsedResponse r = decode_response(response);
+    ASSERT_TRUE(r.pull.has_value());
+    EXPECT_EQ(encode_changeset(*r.pull), encode_changeset(want));
+}
+
+TEST(Codec, ProblemsAreNamedAsInWriterOrder) {
+    const std::string head = R"({"format":"lwwsync.changeset","version":1,"origin":"0f0e0d0c-0b0a-4908-8706-050403020100","since":"0","upto":"0",)";
+    // 4294967295 is a node index like any other: out of range of "nodes",
+    // never taken for a column without a stamp of its own.
+    EXPECT_EQ(error_of(head + R"("nodes":["0f0e0d0c-0b0a-4908-8706-050403020100"],"tables":[{"name":"t","key":["k"],"columns":["c"],"rows":[{"key":[1],"gen":1,"stamp":["1",0],"cols":[[0,1,"2",4294967295]]}]}]})"),
+              "invalid change set: tables[0].rows[0].cols: node index out of range of \"nodes\"");
+    // A key and a column of one name: the columns' problem, in either order.
+    for (const char* t : {R"({"name":"t","columns":["a"],"key":["a"],"rows":[]})", R"({"name":"t","key":["a"],"columns":["a"],"rows":[]})"})
+        EXPECT_EQ(error_of(head + R"("nodes":[],"tables":[)" + t + "]}"),
+                  "invalid change set: tables[0].columns: column \"a\" is named twice");
+    // Rows read before their table named its key: checked at the table's end.
+    EXPECT_EQ(error_of(head + R"("nodes":["0f0e0d0c-0b0a-4908-8706-050403020100"],"tables":[{"name":"t","rows":[{"key":[1,2],"gen":1,"stamp":["1",0],"row":true}],"key":["k"],"columns":[]}]})"),
+              "invalid change set: tables[0].rows[0].key: expected one value per key column");
+    // The header's problem comes first, wherever it is.
+    EXPECT_EQ(error_of(head + R"("tables":[{"name":"t"}],"nodes":7})"),
+              "invalid change set: nodes: expected an array of node ids");
+    // A format with a NUL inside is not the format.
+    EXPECT_NE(error_of(R"({"format":"lwwsync.changeset\u0000","version":1,"origin":"0f0e0d0c-0b0a-4908-8706-050403020100","since":"0","upto":"0","nodes":[],"tables":[]})")
+                  .find("not an lwwsync change set"),
+              std::string::npos);
 }
 
 TEST(Base64, RoundTripsAllLengthsAndRejectsJunk) {
