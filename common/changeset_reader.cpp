@@ -257,9 +257,17 @@ uint32_t stamp_node(const Scalar& node, const Where& where) {
     if (!node.is_uint()) bad(where, "node index out of range of \"nodes\"");
     return static_cast<uint32_t>(node.num.u);
 }
-// A column carrying its row's stamp: outside the range of any node index
-// (UINT32_MAX is one, out of range of "nodes" as any other).
-constexpr uint64_t kBaseStamp = UINT64_MAX;
+// Until then a stamp holds its index where the id goes.
+NodeId index_id(uint32_t i) {
+    NodeId id;
+    std::memcpy(id.bytes.data(), &i, sizeof i);
+    return id;
+}
+uint32_t id_index(const NodeId& id) {
+    uint32_t i = 0;
+    std::memcpy(&i, id.bytes.data(), sizeof i);
+    return i;
+}
 
 // The header fields, kept as scalars and checked once the set is read.
 enum Field : uint8_t { kFormat, kVersion, kOrigin, kSince, kUpto, kAfter, kComplete, kNodes, kTables, kHeaderFields };
@@ -448,7 +456,6 @@ private:
     bool seen_[kHeaderFields] = {};
     bool nodes_bad_ = false;
     std::vector<NodeId> nodes_;
-    std::vector<uint64_t> node_refs_;  // every stamp's node index, in row order
     // The table being read.
     bool has_name_ = false, has_key_ = false, has_columns_ = false, has_rows_ = false, names_key_ = false;
     bool rows_early_ = false;  // rows came before the key or the columns: checked at the table's end
@@ -461,9 +468,7 @@ private:
     RowChange row_;
     bool has_row_key_ = false, has_gen_ = false, has_base_ = false, row_flag_ = false, has_row_flag_ = false,
          has_cols_ = false;
-    uint32_t base_node_ = 0;
     std::vector<ColChange> cols_;      // the row's columns so far
-    std::vector<uint64_t> col_nodes_;  // per column entry: its stamp's node, or kBaseStamp
     // The column entry being read: [column, value, hlc, node].
     Scalar col_index_, col_hlc_, col_node_;
     ValueText value_;
@@ -598,7 +603,6 @@ void SetReader::on_value(bool container, bool object) {
             row_ = RowChange{};
             if (has_key_) row_.key.reserve(table().key.size());
             has_row_key_ = has_gen_ = has_base_ = row_flag_ = has_row_flag_ = has_cols_ = false;
-            col_nodes_.clear();
             cols_.clear();
             stack_.push_back(Frame{Ctx::row});
             return;
@@ -710,7 +714,7 @@ void SetReader::on_close(const Frame& f) {
             const Where where("stamp", T(), R());
             if (f.count != 2) bad(where, "expected [hlc, node]");
             row_.row.hlc = stamp_hlc(col_hlc_, where);
-            base_node_ = stamp_node(col_node_, where);
+            row_.row.node = index_id(stamp_node(col_node_, where));
             return;
         }
         case Ctx::col: {
@@ -727,10 +731,8 @@ void SetReader::on_close(const Frame& f) {
             }
             c.value = to_value(value_, where);
             if (f.count == 4) {
-                c.stamp.hlc = stamp_hlc(col_hlc_, where);
-                col_nodes_.push_back(stamp_node(col_node_, where));
-            } else {
-                col_nodes_.push_back(kBaseStamp);
+                c.stamp.hlc = stamp_hlc(col_hlc_, where);  // never 0: 0 marks the row's stamp
+                c.stamp.node = index_id(stamp_node(col_node_, where));
             }
             cols_.push_back(std::move(c));
             return;
@@ -752,10 +754,10 @@ void SetReader::row_end() {
     }
     row_.cols.reserve(cols_.size());  // the set's rows stay as large as they need
     std::move(cols_.begin(), cols_.end(), std::back_inserter(row_.cols));
-    for (size_t i = 0; i < row_.cols.size(); ++i)
-        if (col_nodes_[i] == kBaseStamp) {
+    for (ColChange& c : row_.cols)
+        if (c.stamp.hlc == 0) {
             if (!has_base_) bad(Where("cols", t, r), "a column without its own stamp needs the row's \"stamp\"");
-            row_.cols[i].stamp.hlc = row_.row.hlc;
+            c.stamp = row_.row;
         }
     if (!row_.has_row && row_.cols.empty()) bad(rw, "a row must carry its row register or some columns");
     // A deleted generation is made by a delete: its row register says who
@@ -764,9 +766,7 @@ void SetReader::row_end() {
     // One entry per row: a key repeated would let one set raise a row's
     // generation by 2^32 again and again.
     if (!keys_.insert(table().rows, row_.key, static_cast<uint32_t>(r))) bad(rw, "the key appears twice in this table");
-    if (has_base_) node_refs_.push_back(base_node_);
-    node_refs_.insert(node_refs_.end(), col_nodes_.begin(), col_nodes_.end());
-    if (!has_base_) row_.row.hlc = 0;
+    if (!has_base_) row_.row = Stamp{};
     table().rows.push_back(std::move(row_));
 }
 
@@ -826,29 +826,23 @@ ChangeSet SetReader::finish() {
     if (header_[kTables].kind != Scalar::Kind::container) bad(Where("tables"), "expected an array");
     if (!error_.empty()) throw Error(error_);
 
-    // Stamps get their node ids.
-    size_t next = 0;
+    // Stamps get their node ids: the row's stamp first (columns carrying it
+    // hold its index too), then the columns' own.
     for (size_t t = 0; t < set_.tables.size(); ++t) {
         for (size_t r = 0; r < set_.tables[t].rows.size(); ++r) {
             RowChange& row = set_.tables[t].rows[r];
-            auto node = [&](const char* field) -> const NodeId& {
-                const uint64_t i = node_refs_[next++];
+            auto node = [&](const NodeId& placeholder, const char* field) -> const NodeId& {
+                const uint32_t i = id_index(placeholder);
                 if (i >= nodes_.size())
                     bad(Where(field, static_cast<int>(t), static_cast<int>(r)), "node index out of range of \"nodes\"");
                 return nodes_[i];
             };
-            Stamp base;
-            const bool has_base = row.has_row || (row.row.hlc != 0);
-            if (has_base) base = Stamp{row.row.hlc, node("stamp")};
-            for (ColChange& c : row.cols) {
-                if (node_refs_[next] == kBaseStamp) {
-                    ++next;
-                    c.stamp = base;
-                } else {
-                    c.stamp.node = node("cols");
-                }
+            if (row.row.hlc != 0) node(row.row.node, "stamp");  // the row's stamp (0: none)
+            for (ColChange& c : row.cols) c.stamp.node = node(c.stamp.node, "cols");
+            if (row.row.hlc != 0) {
+                if (row.has_row) row.row.node = node(row.row.node, "stamp");
+                else row.row = Stamp{};
             }
-            row.row = row.has_row ? base : Stamp{};
         }
     }
     cs.tables = std::move(set_.tables);
