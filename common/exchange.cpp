@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <future>
+#include <optional>
 #include <random>
 #include <cstdio>
 
@@ -661,7 +663,7 @@ size_t rows_stamped_by(const ChangeSet& cs, const NodeId& node) {
 
 template <typename Report>
 void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& limits, SyncStats& stats,
-                   const Report& report) {
+                   const Report& report, bool overlap) {
     const NodeId self = local.self();
     std::optional<NodeId> server;
     // Is the server's cursor on us one that this database produced? Past our
@@ -692,15 +694,19 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
         ++stats.reset_node;
         throw Restart{"this database is a copy of another: " + why};
     };
-    auto round_trip = [&](ExchangeRequest& req) {
+    // A round trip is its request, the transport, and the answer read; the
+    // transport may run on another thread (a pull sent ahead, below).
+    auto request_body = [&](ExchangeRequest& req) {
         req.clock = local.clock_now();
         if (req.push) {
             req.push_id = new_push_id();
             if (server) local.note_push(*server, req.push_id);
         }
-        const std::string body = encode_request(req);
+        std::string body = encode_request(req);
         stats.bytes_sent += body.size();
-        const std::string answer = send(body);
+        return body;
+    };
+    auto read_answer = [&](const std::string& answer) {
         stats.bytes_received += answer.size();
         ParsedResponse resp;
         try {
@@ -727,6 +733,29 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
         // It purged past our cursor since we met it: start over (and reconcile).
         if (resp.resnapshot) throw Restart{"the peer purged deleted rows past our cursor on it during the sync", true};
         return resp;
+    };
+    auto round_trip = [&](ExchangeRequest& req) { return read_answer(send(request_body(req))); };
+    // While a batch of pulled rows applies, the request for the next one is
+    // already on its way, so the server reads while this side writes. Only
+    // pure pulls (nothing left to push), and only where the transport may
+    // run on another thread (`overlap`). The request says the cursor the
+    // batch commits; its answer is taken only if the cursor is that one then
+    // (the batch committed, no other sync of this database moved it past).
+    // A pull changes nothing on the server, so an answer not taken costs
+    // nothing but its bytes. Declared before anything the thread reads is
+    // gone: leaving this function waits for it.
+    struct Ahead {
+        Cursor cursor;
+        std::future<std::string> answer;
+    };
+    std::optional<Ahead> ahead;
+    auto drop_ahead = [&] {
+        if (!ahead) return;
+        try {
+            ahead->answer.get();  // waits; a failure of an answer not taken is no failure
+        } catch (...) {
+        }
+        ahead.reset();
     };
     // Hello: who the server is and how far it holds our changes.
     ExchangeRequest hello;
@@ -811,7 +840,15 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
         const uint64_t seen_by_server = acked.floor;
         ParsedResponse resp;
         try {
-            resp = round_trip(req);
+            if (ahead && pulling && !req.push && ahead->cursor.received == mine.received &&
+                ahead->cursor.floor == mine.floor) {
+                std::future<std::string> answer = std::move(ahead->answer);
+                ahead.reset();
+                resp = read_answer(answer.get());
+            } else {
+                drop_ahead();
+                resp = round_trip(req);
+            }
         } catch (const ReadOnlyError& e) {
             if (!req.push) throw;
             // Writes made here must reach a primary: the sync fails, saying
@@ -857,6 +894,12 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
             // which lifts the floor after a run that ended on a batch cut.
             const bool advances = resp.pull && resp.pull->upto > mine.received;
             const bool moves = resp.pull && (advances || mine.after_batch(*resp.pull).floor > mine.floor);
+            if (moves && overlap && push_done && !req.push && resp.more && advances) {
+                ExchangeRequest next = hello;
+                const Cursor after = mine.after_batch(*resp.pull);
+                next.received = after;
+                ahead = Ahead{after, std::async(std::launch::async, [&send, body = request_body(next)] { return send(body); })};
+            }
             if (moves) {
                 ApplyCounts got = local.apply_from(*server, *resp.pull, Trust::chosen_server, seen_by_server);
                 stats.pulled += got.rows;
@@ -879,7 +922,8 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
 
 }  // namespace
 
-SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& limits, const Progress& progress) {
+SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& limits, const Progress& progress,
+                   bool overlap) {
     const auto started = std::chrono::steady_clock::now();
     SyncStats stats;
     auto report = [&](bool done) {
@@ -894,7 +938,7 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& 
     // time after a batch of ours landed, so a few more of those.
     for (int restarts = 0, resnapshots = 0;;) {
         try {
-            run_sync_once(local, send, limits, stats, report);
+            run_sync_once(local, send, limits, stats, report, overlap);
             report(true);
             return stats;
         } catch (const Restart& r) {

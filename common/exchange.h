@@ -423,6 +423,9 @@ using Progress = std::function<void(const SyncStats&)>;
 // server lacks and this side's cursor on the server; the server applies the
 // batch and answers with a batch this side lacks, which commits here with
 // the cursor that covers it. Repeats until neither side has more.
-SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& limits, const Progress& progress = {});
+// `overlap`: `send` may run on another thread, while this one applies (the
+// next pull is requested while a batch applies; common/exchange.cpp).
+SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& limits, const Progress& progress = {},
+                   bool overlap = false);
 
 }  // namespace lww

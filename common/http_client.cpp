@@ -256,6 +256,7 @@ std::string HttpTransport::exchange(const std::string& request) {
 
 SyncStats sync_over_http(SyncEngine& local, const std::string& url, const SyncOptions& options, HttpHooks hooks,
                          const Progress& progress) {
+    const bool overlap = hooks.thread_safe;
     HttpTransport http(url, options, std::move(hooks));
     auto with_wire = [&](SyncStats s) {
         s.wire_sent = http.wire_sent();
@@ -267,7 +268,7 @@ SyncStats sync_over_http(SyncEngine& local, const std::string& url, const SyncOp
     Progress report = [&](const SyncStats& s) {
         if (progress) progress(with_wire(s));
     };
-    return with_wire(run_sync(local, send, options.limits, report));
+    return with_wire(run_sync(local, send, options.limits, report, overlap));
 }
 
 }  // namespace lww

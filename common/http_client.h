@@ -8,6 +8,7 @@
 // engine raises its own cancel error from there.
 #pragma once
 #include <cstdint>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -22,6 +23,9 @@ struct HttpHooks {
     std::function<bool()> cancelled;             // from the progress callback: read flags only
     std::function<void(long ms)> sleep;          // between retries; may throw (an engine's cancel)
     std::function<void(const std::string&)> note;  // one line per retried failure
+    // The hooks may run on a thread of their own (they touch no engine
+    // state): the next pull is then requested while a batch applies.
+    bool thread_safe = false;
 };
 
 class HttpTransport {
@@ -51,8 +55,9 @@ private:
     HttpHooks hooks_;
     void* curl_ = nullptr;     // CURL*, reused so the connection stays open
     void* headers_ = nullptr;  // curl_slist*
-    uint64_t wire_sent_ = 0, wire_received_ = 0;
-    size_t retries_ = 0;
+    // Read by progress reports while an exchange runs on another thread.
+    std::atomic<uint64_t> wire_sent_{0}, wire_received_{0};
+    std::atomic<size_t> retries_{0};
 };
 
 // The message of an HTTP error answer: PostgREST and lwwsync-server answer

@@ -382,6 +382,7 @@ std::string sync_http(Conn& c, const std::string& url, const SyncOptions& opt, S
             std::this_thread::sleep_for(std::chrono::milliseconds(std::min<long>(20, ms - slept)));
         }
     };
+    hooks.thread_safe = true;  // the status is locked; nothing else is touched
     SqliteEngine local(c);
     return sync_over_http(local, url, opt, hooks, [&](const SyncStats& s) { status.progress(s); }).json();
 }
