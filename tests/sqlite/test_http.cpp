@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 
 #include "harness.h"
 
@@ -84,6 +85,7 @@ struct Script {
     int64_t max_body = 0;  // answer 413 to a body longer than this on the wire, as nginx does (0: no limit)
     int raw_on = 0;  // -1: every request; answer 200 with raw_body, without touching the database
     std::string raw_body, raw_type = "text/html";
+    std::function<void(int)> on_request;  // called with each request's number as it arrives
 };
 
 class HttpServer {
@@ -201,6 +203,7 @@ private:
             finish(n, status, body);
         };
         const int k = static_cast<int>(n);
+        if (s.on_request) s.on_request(k);
         if (!s.token.empty() && req.get_header_value("Authorization") != "Bearer " + s.token)
             return answer(401, message_json("JWT invalid"));
         if (k <= s.fail_first) return answer(s.fail_status, message_json(s.fail_message));
@@ -821,6 +824,75 @@ TEST_F(Http, InterruptedSyncLosesNothing) {
     const std::string again = sync_ok(a, srv.url());
     EXPECT_EQ(json_int(again, "sent.applied"), 0) << again;
     EXPECT_EQ(json_int(again, "received.applied"), 0) << again;
+}
+
+// A pure pull asks for its next batch while the current one applies (the
+// server reads while the client writes): a request arrives carrying the
+// cursor of a batch the client has not committed yet. Every answer is
+// taken (one request per batch), and a failing request ahead of the apply
+// fails the sync after the batches before it committed.
+TEST_F(Http, NextPullIsRequestedWhileABatchApplies) {
+    Db& s = peer("server");
+    Db& a = peer("a");
+    HttpServer& srv = serve(s);
+    fill(s, 1, 40, "s");
+    // Applying is slow here: an app trigger that takes 5 ms a row.
+    ASSERT_EQ(sqlite3_create_function(
+                  a.handle(), "test_slow", 0, SQLITE_UTF8, nullptr,
+                  [](sqlite3_context* ctx, int, sqlite3_value**) {
+                      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+                      sqlite3_result_int(ctx, 1);
+                  },
+                  nullptr, nullptr),
+              SQLITE_OK);
+    a.exec("CREATE TRIGGER slow AFTER INSERT ON t BEGIN SELECT test_slow(); END");
+    // What the client has committed when each request arrives.
+    Db watcher(a.path(), false);
+    sqlite3_busy_timeout(watcher.handle(), 5000);
+    std::mutex mu;
+    std::map<int, int64_t> committed;
+    srv.script([&](Script& x) {
+        x.on_request = [&](int k) {
+            const int64_t c = watcher.i64("SELECT coalesce(max(received), 0) FROM lww_peers");
+            std::lock_guard<std::mutex> g(mu);
+            committed[k] = c;
+        };
+    });
+    const std::string st = sync_ok(a, srv.url(), "{\"batch_rows\":5}");
+    EXPECT_EQ(json_int(st, "pulled"), 40) << st;
+    EXPECT_EQ(a.table("t"), s.table("t"));
+    const auto seen = srv.seen();
+    EXPECT_EQ(static_cast<int64_t>(seen.size()), json_int(st, "batches")) << "an answer asked for and not taken";
+    int ahead = 0;
+    std::optional<uint64_t> last;
+    for (size_t i = 0; i < seen.size(); ++i) {
+        rapidjson::Document d;
+        d.Parse(seen[i].body.c_str());
+        if (!d.IsObject() || !d.HasMember("received")) continue;
+        const uint64_t received = std::stoull(d["received"].GetString());
+        if (last) EXPECT_GT(received, *last) << "request " << i + 1 << " asks again for what came";
+        last = received;
+        std::lock_guard<std::mutex> g(mu);
+        if (static_cast<int64_t>(received) > committed[static_cast<int>(i + 1)]) ++ahead;
+    }
+    EXPECT_GE(ahead, 3) << st;
+
+    // A request sent ahead fails: the sync fails with its error; the
+    // batches before it stay, and the next sync brings the rest once.
+    Db& b = peer("b");
+    srv.forget();
+    srv.script([&](Script& x) {
+        x.on_request = nullptr;
+        x.fail_after_apply_on = static_cast<int>(srv.total_unlocked()) + 4;
+    });
+    const std::string err = sync_fails(b, srv.url(), "{\"batch_rows\":5,\"retries\":0}", {});
+    EXPECT_TRUE(contains(err, "refused the exchange (HTTP 500): internal error")) << err;
+    const int64_t kept = b.i64("SELECT count(*) FROM t");
+    EXPECT_GT(kept, 0);
+    EXPECT_LT(kept, 40);
+    srv.script([](Script& x) { x.fail_after_apply_on = 0; });
+    sync_ok(b, srv.url(), "{\"batch_rows\":5}");
+    EXPECT_EQ(b.table("t"), s.table("t"));
 }
 
 // ------------------------------------------------------------------ 11
