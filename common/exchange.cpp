@@ -15,6 +15,7 @@
 #include <future>
 #include <optional>
 #include <random>
+#include <system_error>
 #include <cstdio>
 
 namespace lww {
@@ -663,7 +664,7 @@ size_t rows_stamped_by(const ChangeSet& cs, const NodeId& node) {
 
 template <typename Report>
 void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& limits, SyncStats& stats,
-                   const Report& report, bool overlap) {
+                   const Report& report, const Overlap& overlap) {
     const NodeId self = local.self();
     std::optional<NodeId> server;
     // Is the server's cursor on us one that this database produced? Past our
@@ -742,8 +743,9 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
     // batch commits; its answer is taken only if the cursor is that one then
     // (the batch committed, no other sync of this database moved it past).
     // A pull changes nothing on the server, so an answer not taken costs
-    // nothing but its bytes. Declared before anything the thread reads is
-    // gone: leaving this function waits for it.
+    // nothing but its bytes. An answer not wanted (the cursor moved, or
+    // this function is left by an error) is called off and waited for: the
+    // transport gives up within a second instead of finishing its retries.
     struct Ahead {
         Cursor cursor;
         std::future<std::string> answer;
@@ -751,12 +753,18 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
     std::optional<Ahead> ahead;
     auto drop_ahead = [&] {
         if (!ahead) return;
+        overlap(true);
         try {
-            ahead->answer.get();  // waits; a failure of an answer not taken is no failure
+            ahead->answer.get();  // a failure of an answer not taken is no failure
         } catch (...) {
         }
         ahead.reset();
+        overlap(false);
     };
+    struct DropOnExit {
+        const std::function<void()> drop;
+        ~DropOnExit() { drop(); }
+    } drop_on_exit{drop_ahead};
     // Hello: who the server is and how far it holds our changes.
     ExchangeRequest hello;
     hello.node = self;
@@ -898,7 +906,12 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
                 ExchangeRequest next = hello;
                 const Cursor after = mine.after_batch(*resp.pull);
                 next.received = after;
-                ahead = Ahead{after, std::async(std::launch::async, [&send, body = request_body(next)] { return send(body); })};
+                try {
+                    ahead = Ahead{after, std::async(std::launch::async,
+                                                    [&send, body = request_body(next)] { return send(body); })};
+                } catch (const std::system_error&) {
+                    // No thread to be had: the next pull goes after this batch.
+                }
             }
             if (moves) {
                 ApplyCounts got = local.apply_from(*server, *resp.pull, Trust::chosen_server, seen_by_server);
@@ -923,7 +936,7 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
 }  // namespace
 
 SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& limits, const Progress& progress,
-                   bool overlap) {
+                   const Overlap& overlap) {
     const auto started = std::chrono::steady_clock::now();
     SyncStats stats;
     auto report = [&](bool done) {

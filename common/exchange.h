@@ -423,9 +423,12 @@ using Progress = std::function<void(const SyncStats&)>;
 // server lacks and this side's cursor on the server; the server applies the
 // batch and answers with a batch this side lacks, which commits here with
 // the cursor that covers it. Repeats until neither side has more.
-// `overlap`: `send` may run on another thread, while this one applies (the
-// next pull is requested while a batch applies; common/exchange.cpp).
+// With `overlap`, `send` may run on another thread while this one applies
+// (the next pull is requested while a batch applies; common/exchange.cpp),
+// and overlap(true) makes a send in flight give up soon (it throws), for an
+// answer no longer wanted; overlap(false) lets sends through again.
+using Overlap = std::function<void(bool abandon)>;
 SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& limits, const Progress& progress = {},
-                   bool overlap = false);
+                   const Overlap& overlap = {});
 
 }  // namespace lww

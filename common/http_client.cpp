@@ -256,7 +256,23 @@ std::string HttpTransport::exchange(const std::string& request) {
 
 SyncStats sync_over_http(SyncEngine& local, const std::string& url, const SyncOptions& options, HttpHooks hooks,
                          const Progress& progress) {
-    const bool overlap = hooks.thread_safe;
+    // Overlapping pulls (run_sync): a request sent ahead is called off
+    // through the hooks, which curl's progress callback and the retry
+    // backoff consult.
+    std::atomic<bool> abandon{false};
+    Overlap overlap;
+    if (hooks.thread_safe) {
+        overlap = [&abandon](bool on) { abandon = on; };
+        hooks.cancelled = [&abandon, inner = std::move(hooks.cancelled)] { return abandon || (inner && inner()); };
+        hooks.sleep = [&abandon, inner = std::move(hooks.sleep)](long ms) {
+            for (long slept = 0; slept < ms; slept += 20) {
+                if (abandon) throw Cancelled();
+                const long slice = std::min<long>(20, ms - slept);
+                if (inner) inner(slice);
+                else std::this_thread::sleep_for(std::chrono::milliseconds(slice));
+            }
+        };
+    }
     HttpTransport http(url, options, std::move(hooks));
     auto with_wire = [&](SyncStats s) {
         s.wire_sent = http.wire_sent();

@@ -895,6 +895,53 @@ TEST_F(Http, NextPullIsRequestedWhileABatchApplies) {
     EXPECT_EQ(b.table("t"), s.table("t"));
 }
 
+// An apply that fails while the next pull is out: the sync fails at once
+// with the apply's error, calling the request off instead of waiting for
+// it (here the server holds it until the test lets it go).
+TEST_F(Http, FailedApplyCallsOffThePullSentAhead) {
+    Db& s = peer("server");
+    Db& a = peer("a");
+    HttpServer& srv = serve(s);
+    fill(s, 1, 40, "s");
+    // Row 13 (batch 3 of 5-row batches) fails its insert: not a refused row
+    // (those are parked) but an error that ends the sync.
+    ASSERT_EQ(sqlite3_create_function(
+                  a.handle(), "test_fail", 1, SQLITE_UTF8, nullptr,
+                  [](sqlite3_context* ctx, int, sqlite3_value** argv) {
+                      if (sqlite3_value_int64(argv[0]) == 13) sqlite3_result_error(ctx, "test: apply refused", -1);
+                      else sqlite3_result_int(ctx, 1);
+                  },
+                  nullptr, nullptr),
+              SQLITE_OK);
+    a.exec("CREATE TRIGGER fail13 AFTER INSERT ON t BEGIN SELECT test_fail(NEW.id); END");
+    // Requests: 1 hello, 2 batch 1, 3 batch 2 (sent while 1 applies), 4
+    // batch 3, 5 batch 4 — out while batch 3 fails; the server holds it.
+    srv.script([](Script& x) { x.block_on = 5; });
+    std::atomic<bool> done{false}, released{false};
+    std::thread watchdog([&] {  // a sync that waits for the held request would never end
+        for (int i = 0; i < 2000 && !done; ++i) sleep_ms(10);
+        if (!done) {
+            released = true;
+            srv.release();
+        }
+    });
+    // A round-trip timeout far past the watchdog's 20 s: only calling the
+    // request off ends the sync sooner.
+    const std::string err = sync_fails(a, srv.url(), "{\"batch_rows\":5,\"timeout_ms\":300000}", {});
+    done = true;
+    watchdog.join();
+    EXPECT_FALSE(released) << "the sync waited for the pull it had sent ahead";
+    EXPECT_TRUE(contains(err, "test: apply refused")) << err;
+    EXPECT_TRUE(srv.wait_blocked(1000)) << "request 5 was never sent";
+    EXPECT_EQ(a.i64("SELECT count(*) FROM t"), 10);  // batches 1 and 2 committed
+    srv.release();
+    ASSERT_TRUE(srv.wait_idle());
+    srv.script([](Script& x) { x.block_on = 0; });
+    a.exec("DROP TRIGGER fail13");
+    sync_ok(a, srv.url(), "{\"batch_rows\":5}");
+    EXPECT_EQ(a.table("t"), s.table("t"));
+}
+
 // ------------------------------------------------------------------ 11
 
 TEST_F(Http, StatusAndCancel) {
