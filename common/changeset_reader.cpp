@@ -906,16 +906,7 @@ struct SplitSets {
     bool Double(double) { return false; }
     bool RawNumber(const char* s, SizeType n, bool copy) {
         if (reading) return to_set([&](SetReader& r) { return r.RawNumber(s, n, copy); });
-        JsonNumber num;
-        if (!read_json_number(s, n, num)) {
-            out_of_range = true;
-            return false;
-        }
-        switch (num.kind) {
-            case JsonNumber::Kind::negative: return doc.Int64(num.i);
-            case JsonNumber::Kind::nonnegative: return doc.Uint64(num.u);
-            default: return doc.Double(num.d);
-        }
+        return add_json_number(doc, s, n, out_of_range);
     }
     bool String(const char* s, SizeType n, bool copy) {
         return reading ? to_set([&](SetReader& r) { return r.String(s, n, copy); }) : doc.String(s, n, copy);

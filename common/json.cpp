@@ -40,18 +40,7 @@ struct DepthLimited {
     bool Int64(int64_t i) { return doc.Int64(i); }
     bool Uint64(uint64_t i) { return doc.Uint64(i); }
     bool Double(double d) { return doc.Double(d); }
-    bool RawNumber(const char* s, rapidjson::SizeType n, bool) {
-        JsonNumber num;
-        if (!read_json_number(s, n, num)) {
-            out_of_range = true;
-            return false;
-        }
-        switch (num.kind) {
-            case JsonNumber::Kind::negative: return doc.Int64(num.i);
-            case JsonNumber::Kind::nonnegative: return doc.Uint64(num.u);
-            default: return doc.Double(num.d);
-        }
-    }
+    bool RawNumber(const char* s, rapidjson::SizeType n, bool) { return add_json_number(doc, s, n, out_of_range); }
     bool String(const char* s, rapidjson::SizeType n, bool copy) { return doc.String(s, n, copy); }
     bool Key(const char* s, rapidjson::SizeType n, bool copy) { return doc.Key(s, n, copy); }
     bool StartObject() { return open() && doc.StartObject(); }
@@ -89,6 +78,19 @@ bool read_json_number(const char* s, size_t n, JsonNumber& out) {
     out.kind = JsonNumber::Kind::real;
     out.d = d;
     return true;
+}
+
+bool add_json_number(rapidjson::Document& doc, const char* s, size_t n, bool& out_of_range) {
+    JsonNumber num;
+    if (!read_json_number(s, n, num)) {
+        out_of_range = true;
+        return false;
+    }
+    switch (num.kind) {
+        case JsonNumber::Kind::negative: return doc.Int64(num.i);
+        case JsonNumber::Kind::nonnegative: return doc.Uint64(num.u);
+        default: return doc.Double(num.d);
+    }
 }
 
 std::string json_parse_error(const rapidjson::ParseResult& result, bool too_deep, bool out_of_range,

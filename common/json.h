@@ -40,6 +40,8 @@ struct JsonNumber {
 // A number's text as the reader passed it (grammar checked). False when it
 // is beyond a double's range.
 bool read_json_number(const char* s, size_t n, JsonNumber& out);
+// The same, added to a DOM being built (Document's SAX side).
+bool add_json_number(rapidjson::Document& doc, const char* s, size_t n, bool& out_of_range);
 
 // The reader flags every lwwsync parse uses (numbers as text, validated
 // UTF-8, iterative), and the message of a failed parse.

@@ -398,25 +398,6 @@ inline int64_t json_int(const std::string& json, const std::string& path) {
 }
 
 
-inline std::string b64_encode(const std::string& in) {
-    static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 | uint8_t(in[i + 2]);
-        for (int s : {18, 12, 6, 0}) out.push_back(k[(v >> s) & 63]);
-    }
-    if (i < in.size()) {
-        uint32_t v = uint32_t(uint8_t(in[i])) << 16;
-        if (i + 1 < in.size()) v |= uint32_t(uint8_t(in[i + 1])) << 8;
-        out.push_back(k[v >> 18]);
-        out.push_back(k[(v >> 12) & 63]);
-        out.push_back(i + 1 < in.size() ? k[(v >> 6) & 63] : '=');
-        out.push_back('=');
-    }
-    return out;
-}
-
 // A value as the change-set format writes it (see common/changeset.cpp).
 inline Val json_value(const rapidjson::Value& v) {
     if (v.IsNull()) return Val();

@@ -20,7 +20,7 @@ std::map<std::string, std::string>& node_keys() {
 }
 void remember_key(Db& db) {
     Outcome o = db.run("SELECT value FROM lww_state WHERE key = 'node_key'");
-    if (o.ok && !o.rows.empty()) node_keys()[db.node_id()] = b64_encode(o.rows[0][0].s);
+    if (o.ok && !o.rows.empty()) node_keys()[db.node_id()] = lww::base64_encode(o.rows[0][0].s);
 }
 
 // `floor` (when below `received`): the sender's sequence after which the
