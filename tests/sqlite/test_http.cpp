@@ -870,7 +870,9 @@ TEST_F(Http, NextPullIsRequestedWhileABatchApplies) {
         d.Parse(seen[i].body.c_str());
         if (!d.IsObject() || !d.HasMember("received")) continue;
         const uint64_t received = std::stoull(d["received"].GetString());
-        if (last) EXPECT_GT(received, *last) << "request " << i + 1 << " asks again for what came";
+        if (last) {
+            EXPECT_GT(received, *last) << "request " << i + 1 << " asks again for what came";
+        }
         last = received;
         std::lock_guard<std::mutex> g(mu);
         if (static_cast<int64_t>(received) > committed[static_cast<int>(i + 1)]) ++ahead;
