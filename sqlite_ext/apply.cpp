@@ -1,4 +1,5 @@
 #include "apply.h"
+#include "capture_log.h"
 SQLITE_EXTENSION_INIT3
 
 #include <algorithm>
@@ -63,6 +64,7 @@ public:
         for (size_t i = 0; i < t.key.size(); ++i)
             user_where_ += (i ? " AND " : "") + (quote_ident(t.key[i]) + " = ?" + std::to_string(i + 1));
         del_user_ = Stmt(c.db, "DELETE FROM " + quote_ident(t.name) + " WHERE " + user_where_);
+        if (c.has_log()) log_probe_ = Stmt(c.db, "SELECT 1 FROM lww_log LIMIT 1");
     }
 
     // Merges `items` (rows of this table, distinct keys) through the core's
@@ -167,7 +169,7 @@ private:
 
     Conn& c_;
     const TableInfo& t_;
-    Stmt get_meta_, put_meta_, del_user_, get_user_;
+    Stmt get_meta_, put_meta_, del_user_, get_user_, log_probe_;
     std::string user_where_;
     std::map<std::string, Stmt> writes_;
     std::string sig_;
@@ -243,6 +245,14 @@ void TableWriter::merge(const std::vector<Item*>& items, std::vector<NodeId>& ne
 }
 
 void TableWriter::load(std::vector<MergeRow>& rows) {
+    // An app trigger fired by an earlier write of this merge may have
+    // updated these rows: their metadata must say so before it is read.
+    if (log_probe_) {
+        log_probe_.reset();
+        const bool pending = log_probe_.step();
+        log_probe_.reset();
+        if (pending) fold_log(c_);
+    }
     for (MergeRow& r : rows) {
         r.st = load((*items_)[r.item]->r->key);
         r.there = r.st.alive();  // a tracked row exists exactly while its metadata says alive

@@ -6,6 +6,7 @@ SQLITE_EXTENSION_INIT3
 #include <algorithm>
 
 #include "../common/feed.h"
+#include "capture_log.h"
 
 namespace lww::sq {
 
@@ -14,6 +15,7 @@ namespace lww::sq {
 uint64_t committed_seq(Conn& c) {
     std::string sql = "SELECT CAST(value AS INTEGER) AS v FROM lww_state WHERE key = 'seq_floor'";
     for (const auto& t : c.tables()) sql += " UNION ALL SELECT max(seq) FROM " + t->meta;
+    if (c.has_log()) sql += " UNION ALL SELECT max(seq) FROM lww_log";  // updates not folded yet
     Stmt st(c.db, "SELECT max(v) FROM (" + sql + ")");
     return st.step() && !st.is_null(0) ? static_cast<uint64_t>(st.int64(0)) : 0;
 }
@@ -125,17 +127,32 @@ private:
 
 Batch collect_changes(Conn& c, const ChangesRequest& req) {
     c.ensure_ready();
-    // One read transaction: the cut, upto and every row come from one snapshot.
-    exec(c.db, "SAVEPOINT lww_changes");
-    try {
-        c.refresh();
-        Source src(c);
-        Batch r = collect_feed(src, req);
-        exec(c.db, "RELEASE lww_changes");
-        return r;
-    } catch (...) {
-        sqlite3_exec(c.db, "ROLLBACK TO lww_changes; RELEASE lww_changes", nullptr, nullptr, nullptr);
-        throw;
+    // One transaction: the cut, upto and every row come from one snapshot.
+    // Updates waiting in the capture log are folded first, under the write
+    // lock taken before anything is read: a read transaction that turns
+    // into a write fails once another connection committed meanwhile.
+    bool fold = log_pending(c);
+    for (;;) {
+        exec(c.db, "SAVEPOINT lww_changes");
+        try {
+            if (fold) {
+                c.lock_for_write();
+            } else {
+                c.refresh();
+                if (log_pending(c)) {  // logged since the probe: again, with the lock
+                    exec(c.db, "RELEASE lww_changes");
+                    fold = true;
+                    continue;
+                }
+            }
+            Source src(c);
+            Batch r = collect_feed(src, req);
+            exec(c.db, "RELEASE lww_changes");
+            return r;
+        } catch (...) {
+            sqlite3_exec(c.db, "ROLLBACK TO lww_changes; RELEASE lww_changes", nullptr, nullptr, nullptr);
+            throw;
+        }
     }
 }
 

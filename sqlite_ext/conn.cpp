@@ -1,4 +1,5 @@
 #include "conn.h"
+#include "capture_log.h"
 #include "evolve.h"
 #include "schema.h"
 SQLITE_EXTENSION_INIT3
@@ -111,6 +112,7 @@ void Conn::upgrade_schema() {
 void Conn::lock_for_write() {
     exec(db, "UPDATE lww_state SET value = value WHERE key = 'schema'");
     refresh();
+    fold_log(*this);  // whatever comes next reads or rewrites metadata
 }
 
 // Cost per call: nothing when nobody committed since the last one; else a
@@ -177,6 +179,7 @@ void Conn::load_tables() {
     Stmt sv(db, "PRAGMA schema_version");
     schema_version_ = sv.step() ? sv.int64(0) : -1;
     tables_.clear();
+    has_log_ = lww::sq::has_log(db);
     Stmt st(db, "SELECT name, key_columns, columns FROM lww_tables ORDER BY name");
     while (st.step()) {
         TableInfo t;
@@ -215,6 +218,14 @@ void Conn::recover_seq() {
         if (has.step()) {
             Stmt hi(db, "SELECT max(hi) FROM lww_relayed");
             if (hi.step() && !hi.is_null(0) && static_cast<uint64_t>(hi.int64(0)) > seq) seq = hi.int64(0);
+        }
+    }
+    if (has_log_) {
+        // Updates not folded yet hold later sequences and stamps.
+        Stmt lg(db, "SELECT seq, hlc FROM lww_log ORDER BY seq DESC LIMIT 1");
+        if (lg.step()) {
+            if (static_cast<uint64_t>(lg.int64(0)) > seq) seq = lg.int64(0);
+            clock.observe(static_cast<uint64_t>(lg.int64(1)));
         }
     }
     for (const auto& tp : tables_) {

@@ -41,7 +41,8 @@ StoredRow stored_row(const Stmt& st);
 // 3: triggers name the row they record (lww_row), so lww_apply silences
 //    only its own write; lww_rejected.
 // 4: a fresh key starts above the table's purged generations (lww_first_gen).
-constexpr int kSchemaVersion = 4;
+// 5: a local UPDATE appends to the table's capture log (capture_log.h).
+constexpr int kSchemaVersion = 5;
 
 // A foreign key of the schema (PRAGMA foreign_key_list), `to` resolved to the
 // parent's primary key when the declaration names no columns.
@@ -105,6 +106,7 @@ public:
     NodeDirectory& nodes() { return *nodes_; }
     std::vector<TablePtr> tables() const { return tables_; }
     TablePtr find_table(const std::string& name) const;
+    bool has_log() const { return has_log_; }  // lww_log exists (capture_log.h)
 
     uint64_t next_seq() { return ++seq_; }
     uint64_t last_seq() const { return seq_; }
@@ -129,7 +131,7 @@ public:
     const std::vector<ForeignKey>& foreign_keys();
     // Inside a savepoint: takes the database's write lock now and reloads
     // what other connections committed before it, so sequences handed out
-    // next are above everything committed.
+    // next are above everything committed; folds the capture logs.
     void lock_for_write();
 
 private:
@@ -144,6 +146,7 @@ private:
 
     std::unique_ptr<NodeDirectory> nodes_;
     std::vector<TablePtr> tables_;
+    bool has_log_ = false;
     bool upgraded_ = false;  // this connection checked the schema version
     uint64_t seq_ = 0;
     unsigned data_version_ = 0;      // SQLITE_FCNTL_DATA_VERSION: any commit, this connection's too

@@ -17,6 +17,7 @@ SQLITE_EXTENSION_INIT1
 #include "../common/row_codec.h"
 #include "../common/version.h"
 #include "apply.h"
+#include "capture_log.h"
 #include "changes.h"
 #include "conn.h"
 #include "evolve.h"
@@ -443,6 +444,15 @@ void fn_begin_update_mask(sqlite3_context* ctx, int argc, sqlite3_value** argv) 
     });
 }
 
+// lww_changed(): which columns the current update changed, as the capture
+// log keeps them (capture_log.h).
+void fn_changed(sqlite3_context* ctx, int, sqlite3_value**) {
+    guarded(ctx, "lww_changed", [&] {
+        const std::string mask = changed_mask(conn(ctx).changed);
+        sqlite3_result_blob64(ctx, mask.data(), mask.size(), SQLITE_TRANSIENT);
+    });
+}
+
 void fn_hlc(sqlite3_context* ctx, int, sqlite3_value**) {
     sqlite3_result_int64(ctx, static_cast<int64_t>(conn(ctx).cur_hlc));
 }
@@ -568,6 +578,7 @@ const FnDef kFunctions[] = {
     {"lww_begin_update", -1, kInnocuous, fn_begin_update},
     {"lww_valid_text", -1, kInnocuous, fn_valid_text},
     {"lww_begin_update_mask", -1, kInnocuous, fn_begin_update_mask},
+    {"lww_changed", 0, kInnocuous, fn_changed},
     {"lww_hlc", 0, kInnocuous, fn_hlc},
     {"lww_write_seq", 0, kInnocuous, fn_write_seq},
     {"lww_gen_after_insert", 1, kInnocuous | SQLITE_DETERMINISTIC, fn_gen_after_insert},

@@ -2,6 +2,7 @@
 // and re-snapshot"). The rules are the core's (common/purge.h, the client
 // loop in common/exchange.cpp); this file reads and deletes metadata.
 #include "purge.h"
+#include "capture_log.h"
 SQLITE_EXTENSION_INIT3
 
 #include <algorithm>
@@ -244,6 +245,7 @@ ProbePage SqliteEngine::probe_rows(const NodeId& peer, const std::string& table,
     ProbePage page;
     const TablePtr t = c_.find_table(table);
     if (!t) return page;
+    fold_log(c_);  // the sequences it pages by
     const size_t n = t->key.size();
     std::string keys;
     for (size_t i = 0; i < n; ++i) keys += "k" + std::to_string(i) + ", ";

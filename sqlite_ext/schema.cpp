@@ -1,4 +1,5 @@
 #include "schema.h"
+#include "capture_log.h"
 #include "evolve.h"
 SQLITE_EXTENSION_INIT3
 
@@ -179,7 +180,13 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
                  " END");
 
     // A key change is a delete of the old key and an insert of the new one.
-    exec(db, "CREATE TRIGGER " + trigger_name(table, "upd_key") + " AFTER UPDATE ON " + t + " WHEN " +
+    // Only an UPDATE naming a key column (or the rowid, which an INTEGER
+    // PRIMARY KEY is) can change the key: SQLite skips the trigger, WHEN and
+    // all, for the others.
+    std::string key_cols;
+    for (const auto& k : c.key) key_cols += quote_ident(k) + ", ";
+    exec(db, "CREATE TRIGGER " + trigger_name(table, "upd_key") + " AFTER UPDATE OF " + key_cols +
+                 "rowid, oid, _rowid_ ON " + t + " WHEN " +
                  key_changed + " AND lww_begin_write(2) AND " + new_text + " BEGIN " + delete_meta(meta, c.key) + " " +
                  insert_meta(table, meta, c.key.size(), row_keys(c.key, "NEW"), "lww_write_seq() + 1") + " END");
 
@@ -211,9 +218,12 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
         args += ")";
         args += " AND " + valid_text(table, all_columns(c), "NEW");
     }
+    // The body appends to the capture log; the metadata row is brought up
+    // to date before anything reads it (capture_log.h).
+    ensure_log(db, c.key.size());
     exec(db, "CREATE TRIGGER " + trigger_name(table, "upd") + " AFTER UPDATE ON " + t + " WHEN " + key_same +
-                 " AND " + row_note(table, 'u', c.key, "NEW") + " AND " + args + " BEGIN UPDATE " + meta +
-                 " SET cols = lww_cols_set(cols), seq = lww_write_seq() WHERE " + key_match(c.key, "NEW") + "; END");
+                 " AND " + row_note(table, 'u', c.key, "NEW") + " AND " + args + " BEGIN " +
+                 log_append_sql(table, c.key) + " END");
 }
 
 }  // namespace
@@ -234,6 +244,7 @@ int64_t track_table(Conn& c, const std::string& table) {
 
     exec(c.db, "SAVEPOINT lww_track");
     try {
+        fold_log(c);  // register order and triggers may change below
         if (const TablePtr known = c.find_table(table)) {
             if (known->key != cols.key)
                 throw Error("the primary key of \"" + table +

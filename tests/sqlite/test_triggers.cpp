@@ -136,6 +136,24 @@ TEST_F(Triggers, PrimaryKeyChangeIsDeletePlusInsert) {
                                 "int:10 ROW gen2"}));
     converge();
     EXPECT_EQ(b->table("t"), (V{"int:1 | text:'x' | text:'moved' | text:'z'"}));
+
+    // The key trigger fires only for an UPDATE naming a key column: an
+    // INTEGER PRIMARY KEY changes through each name of the rowid too.
+    int gen = 1;  // of key 20; key 1 is three above it
+    for (const char* name : {"rowid", "oid", "_rowid_"}) {
+        SCOPED_TRACE(name);
+        s = a->seq();
+        a->exec(std::string("UPDATE t SET ") + name + " = 20 WHERE id = 1");
+        const std::string g = std::to_string(gen);
+        EXPECT_EQ(regs_since(s), (V{"int:1 ROW gen" + std::to_string(gen + 3), "int:20 ROW gen" + g, "int:20 a gen" + g,
+                                    "int:20 b gen" + g, "int:20 c gen" + g}));
+        gen += 2;
+        converge();
+        EXPECT_EQ(b->table("t"), (V{"int:20 | text:'x' | text:'moved' | text:'z'"}));
+        a->exec("UPDATE t SET id = 1 WHERE id = 20");
+        converge();
+        s = a->seq();
+    }
 }
 
 TEST_F(Triggers, InsertOrReplaceWritesTheWholeRow) {
