@@ -21,19 +21,23 @@ size_t log_key_columns(sqlite3* db) {
     return st.step() ? static_cast<size_t>(st.int64(0)) : 0;
 }
 
-// One table's fold: its metadata read and written by key.
+// One table's fold: one UPDATE per entry, found by key. A row written
+// whole since the entry (an insert, a delete, a key change: its register
+// seq is above the entry's) is left alone, as is a key without metadata
+// (the trigger's UPDATE found none either).
 struct TableFold {
     TableFold(Conn& c, const TablePtr& table) : t(table) {
         std::string where;
         for (size_t i = 0; i < t->key.size(); ++i)
             where += (i ? " AND k" : "k") + std::to_string(i) + " = ?" + std::to_string(i + 1);
         const size_t n = t->key.size();
-        get = Stmt(c.db, "SELECT mseq, cols FROM " + t->meta + " WHERE " + where);
-        put = Stmt(c.db, "UPDATE " + t->meta + " SET cols = ?" + std::to_string(n + 1) + ", seq = max(seq, ?" +
-                             std::to_string(n + 2) + ") WHERE " + where);
+        auto param = [&](size_t i) { return "?" + std::to_string(n + i); };  // after the key's
+        put = Stmt(c.db, "UPDATE " + t->meta + " SET cols = lww_fold_cols(cols, " + std::to_string(t->cols.size()) +
+                             ", " + param(1) + ", " + param(2) + ", " + param(3) + "), seq = max(seq, " + param(3) +
+                             ") WHERE " + where + " AND mseq <= " + param(3));
     }
     TablePtr t;
-    Stmt get, put;
+    Stmt put;
 };
 
 }  // namespace
@@ -93,7 +97,6 @@ void fold_log(Conn& c) {
     for (size_t i = 0; i < width; ++i) keys += ", k" + std::to_string(i);
     Stmt entries(c.db, "SELECT seq, tbl, hlc, cols" + keys + " FROM lww_log ORDER BY seq");
     std::map<std::string, TableFold> tables;  // prepared on first use
-    std::vector<Value> key;
     while (entries.step()) {
         const uint64_t seq = static_cast<uint64_t>(entries.int64(0));
         const std::string name = entries.text(1);
@@ -104,23 +107,15 @@ void fold_log(Conn& c) {
             it = tables.emplace(name, TableFold(c, t)).first;
         }
         TableFold& f = it->second;
-        const TableInfo& t = *f.t;
-        if (t.key.size() > width) throw Error("lwwsync metadata is damaged: the capture log lacks key columns");
-        const std::vector<bool> changed = changed_columns(entries.blob(3), t.cols.size());
-        key.resize(t.key.size());
-        for (size_t i = 0; i < key.size(); ++i) key[i] = entries.value(static_cast<int>(i + 4));
-        f.get.reset();
-        for (size_t i = 0; i < key.size(); ++i) f.get.bind(static_cast<int>(i + 1), key[i]);
-        // No metadata (as the trigger's UPDATE found none), or the row was
-        // written whole since (an insert, a delete, a key change): that
-        // write's register covers every column.
-        if (!f.get.step() || static_cast<uint64_t>(f.get.int64(0)) > seq) continue;
-        const std::string cols = blob_set_columns(f.get.blob(1), t.cols.size(), changed, static_cast<uint64_t>(entries.int64(2)), seq);
-        f.get.reset();
+        const size_t nkeys = f.t->key.size();
+        if (nkeys > width) throw Error("lwwsync metadata is damaged: the capture log lacks key columns");
         f.put.reset();
-        for (size_t i = 0; i < key.size(); ++i) f.put.bind(static_cast<int>(i + 1), key[i]);
-        f.put.bind_blob(static_cast<int>(key.size() + 1), cols);
-        f.put.bind_int(static_cast<int>(key.size() + 2), static_cast<int64_t>(seq));
+        // Values as stored: the key exactly as the trigger saw it.
+        for (size_t i = 0; i < nkeys; ++i)
+            sqlite3_bind_value(f.put.raw(), static_cast<int>(i + 1), sqlite3_column_value(entries.raw(), static_cast<int>(i + 4)));
+        sqlite3_bind_value(f.put.raw(), static_cast<int>(nkeys + 1), sqlite3_column_value(entries.raw(), 3));
+        f.put.bind_int(static_cast<int>(nkeys + 2), entries.int64(2));
+        f.put.bind_int(static_cast<int>(nkeys + 3), static_cast<int64_t>(seq));
         f.put.step();
     }
     entries = Stmt();

@@ -453,6 +453,27 @@ void fn_changed(sqlite3_context* ctx, int, sqlite3_value**) {
     });
 }
 
+// lww_fold_cols(cols, ncols, mask, hlc, seq): a capture log entry folded
+// into a row's column registers (capture_log.cpp).
+void fn_fold_cols(sqlite3_context* ctx, int, sqlite3_value** argv) {
+    guarded(ctx, "lww_fold_cols", [&] {
+        const int64_t ncols = sqlite3_value_int64(argv[1]);
+        if (ncols < 0 || ncols > kMaxColumns) throw Error("ncols out of range");
+        if (sqlite3_value_type(argv[2]) != SQLITE_BLOB || sqlite3_value_type(argv[3]) != SQLITE_INTEGER ||
+            sqlite3_value_type(argv[4]) != SQLITE_INTEGER || sqlite3_value_int64(argv[3]) < 0 || sqlite3_value_int64(argv[4]) < 0)
+            throw Error("lwwsync metadata is damaged: a capture log entry is malformed");
+        std::string_view blob;
+        if (sqlite3_value_type(argv[0]) == SQLITE_BLOB)
+            blob = std::string_view(static_cast<const char*>(sqlite3_value_blob(argv[0])), sqlite3_value_bytes(argv[0]));
+        const std::vector<bool> changed = changed_columns(
+            std::string_view(static_cast<const char*>(sqlite3_value_blob(argv[2])), sqlite3_value_bytes(argv[2])),
+            static_cast<size_t>(ncols));
+        std::string out = blob_set_columns(blob, changed.size(), changed, static_cast<uint64_t>(sqlite3_value_int64(argv[3])),
+                                           static_cast<uint64_t>(sqlite3_value_int64(argv[4])));
+        sqlite3_result_blob64(ctx, out.data(), out.size(), SQLITE_TRANSIENT);
+    });
+}
+
 void fn_hlc(sqlite3_context* ctx, int, sqlite3_value**) {
     sqlite3_result_int64(ctx, static_cast<int64_t>(conn(ctx).cur_hlc));
 }
@@ -579,6 +600,7 @@ const FnDef kFunctions[] = {
     {"lww_valid_text", -1, kInnocuous, fn_valid_text},
     {"lww_begin_update_mask", -1, kInnocuous, fn_begin_update_mask},
     {"lww_changed", 0, kInnocuous, fn_changed},
+    {"lww_fold_cols", 5, kDirect, fn_fold_cols},
     {"lww_hlc", 0, kInnocuous, fn_hlc},
     {"lww_write_seq", 0, kInnocuous, fn_write_seq},
     {"lww_gen_after_insert", 1, kInnocuous | SQLITE_DETERMINISTIC, fn_gen_after_insert},

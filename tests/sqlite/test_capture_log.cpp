@@ -171,3 +171,27 @@ TEST(CaptureLog, FoldedAnywhereItEqualsCapturingInTheTrigger) {
         }
     }
 }
+
+// The log is a table anyone with the file can write: what it holds is
+// checked when folded, and a damaged entry stops the read with an error
+// (nothing folded, nothing lost).
+TEST(CaptureLog, ADamagedEntryIsRefusedByName) {
+    Cluster cl;
+    Db& a = tracked(cl, "a");
+    a.exec("INSERT INTO t VALUES ('x', 'a', 1, 1.5)");
+    const auto meta = a.table("lww__t");
+    a.exec("INSERT INTO lww_log(seq, tbl, hlc, cols, k0) VALUES (lww_seq() + 1, 't', 5, x'08', 'x')");
+    EXPECT_TRUE(FailsCleanly(a, "SELECT lww_changes(0)", {}, "lww_changes:", "a capture log entry names a column its table lacks"));
+    a.exec("UPDATE lww_log SET cols = x'0000'");
+    EXPECT_TRUE(FailsCleanly(a, "SELECT lww_changes(0)", {}, "lww_changes:", "names more columns than its table has"));
+    a.exec("UPDATE lww_log SET cols = 'text'");
+    EXPECT_TRUE(FailsCleanly(a, "SELECT lww_changes(0)", {}, "lww_changes:", "a capture log entry is malformed"));
+    EXPECT_EQ(a.table("lww__t"), meta);
+    // Entries of a table no longer tracked are dropped.
+    a.exec("UPDATE lww_log SET tbl = 'gone', cols = x'01'");
+    a.changes(0);
+    EXPECT_EQ(a.i64("SELECT count(*) FROM lww_log"), 0);
+    EXPECT_EQ(a.table("lww__t"), meta);
+    // The fold's helper is for lwwsync's own statements only.
+    EXPECT_TRUE(FailsCleanly(a, "SELECT lww_fold_cols(NULL, 100000, x'01', 1, 1)", {}, "lww_fold_cols:", "ncols out of range"));
+}
