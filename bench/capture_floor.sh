@@ -6,12 +6,13 @@
 # capture apart: an empty trigger (SQLite's per-row trigger program), an
 # UPDATE of a metadata row by its text key with and without the change
 # sequence's index, an append to a log instead, and lwwsync itself (plus its
-# tracked INSERT). A measurement, never a test.
+# tracked INSERT, and the fold of its capture log). A measurement, never a test.
+# EXT=path/to/lwwsync (no .so) measures another build.
 #   bench/capture_floor.sh            100 000 rows, median of 3
 # Environment: ROWS, REPS.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-EXT="$ROOT/lwwsync"
+EXT="${EXT:-$ROOT/lwwsync}"
 ROWS=${ROWS:-100000}
 REPS=${REPS:-3}
 W=$(mktemp -d /tmp/lwwsync-capture.XXXXXX)
@@ -48,6 +49,10 @@ add "the same with the seq index (lwwsync's layout, no lwwsync functions)" \
 add "the same, metadata as a rowid table" \
     "$SHAPE $FILL $META; CREATE INDEX ms ON m(seq); $META_FILL CREATE TRIGGER u AFTER UPDATE ON t BEGIN $META_UPDATE END;" "$UPD"
 add "lwwsync: tracked table" "$SHAPE SELECT lww_track('t'); $FILL" "$UPD"
+# Since schema 5 a tracked UPDATE appends to lww_log; the first read folds it
+# into the metadata. lww_changes(0, 1) reads one row: its time is the fold's.
+add "lwwsync: the first lww_changes after it (folds the log)" \
+    "$SHAPE SELECT lww_track('t'); $FILL $UPD" "SELECT length(lww_changes(0, 1));"
 INS_PLAIN=$(measure "$SHAPE" "$FILL")
 INS_TRACKED=$(measure "$SHAPE SELECT lww_track('t');" "$FILL")
 

@@ -10,6 +10,7 @@ SQLITE_EXTENSION_INIT3
 
 #include <map>
 
+#include "../common/changeset.h"
 #include "../common/row_codec.h"
 
 namespace lww::sq {
@@ -84,6 +85,12 @@ std::vector<bool> changed_columns(std::string_view mask, size_t ncols) {
     return changed;
 }
 
+uint64_t logged_seq(int64_t seq) {
+    if (seq < 1 || static_cast<uint64_t>(seq) >= kMaxSequence / 2)
+        throw Error("lwwsync metadata is damaged: the capture log holds sequence " + std::to_string(seq));
+    return static_cast<uint64_t>(seq);
+}
+
 bool log_pending(Conn& c) {
     if (!c.has_log()) return false;  // made before the log existed, on a connection that could not upgrade it
     Stmt probe(c.db, "SELECT 1 FROM lww_log LIMIT 1");
@@ -98,7 +105,7 @@ void fold_log(Conn& c) {
     Stmt entries(c.db, "SELECT seq, tbl, hlc, cols" + keys + " FROM lww_log ORDER BY seq");
     std::map<std::string, TableFold> tables;  // prepared on first use
     while (entries.step()) {
-        const uint64_t seq = static_cast<uint64_t>(entries.int64(0));
+        const uint64_t seq = logged_seq(entries.int64(0));
         const std::string name = entries.text(1);
         auto it = tables.find(name);
         if (it == tables.end()) {

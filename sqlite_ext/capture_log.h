@@ -29,5 +29,8 @@ std::vector<bool> changed_columns(std::string_view mask, size_t ncols);
 void fold_log(Conn& c);
 // Whether the log holds an update (one probe).
 bool log_pending(Conn& c);
+// A sequence read from the log, checked: the log is a table anyone with the
+// file can write, and a sequence out of range would wrap the counter.
+uint64_t logged_seq(int64_t seq);
 
 }  // namespace lww::sq

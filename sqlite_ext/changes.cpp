@@ -136,7 +136,13 @@ Batch collect_changes(Conn& c, const ChangesRequest& req) {
         exec(c.db, "SAVEPOINT lww_changes");
         try {
             if (fold) {
-                c.lock_for_write();
+                try {
+                    c.lock_for_write();
+                } catch (const Error& e) {
+                    throw Error(std::string("local updates wait in the capture log (lww_log): reading changes folds "
+                                            "them into the metadata first, which needs the write lock "
+                                            "(a writable connection, outside a read transaction): ") + e.what());
+                }
             } else {
                 c.refresh();
                 if (log_pending(c)) {  // logged since the probe: again, with the lock

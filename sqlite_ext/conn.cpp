@@ -224,7 +224,7 @@ void Conn::recover_seq() {
         // Updates not folded yet hold later sequences and stamps.
         Stmt lg(db, "SELECT seq, hlc FROM lww_log ORDER BY seq DESC LIMIT 1");
         if (lg.step()) {
-            if (static_cast<uint64_t>(lg.int64(0)) > seq) seq = lg.int64(0);
+            if (logged_seq(lg.int64(0)) > seq) seq = lg.int64(0);
             clock.observe(static_cast<uint64_t>(lg.int64(1)));
         }
     }

@@ -192,6 +192,35 @@ TEST(CaptureLog, ADamagedEntryIsRefusedByName) {
     a.changes(0);
     EXPECT_EQ(a.i64("SELECT count(*) FROM lww_log"), 0);
     EXPECT_EQ(a.table("lww__t"), meta);
+    // A sequence out of range would wrap the counter: refused, by the next
+    // connection to open the file as by the fold.
+    for (const char* seq : {"-1", "0", "9223372036854775807"}) {
+        SCOPED_TRACE(seq);
+        a.exec(std::string("INSERT INTO lww_log(seq, tbl, hlc, cols, k0) VALUES (") + seq + ", 't', 5, x'01', 'x')");
+        auto other = cl.connect("a");
+        EXPECT_TRUE(FailsCleanly(*other, "UPDATE t SET a = 'q'", {}, "", std::string("the capture log holds sequence ") + seq));
+        EXPECT_TRUE(FailsCleanly(a, "SELECT lww_changes(0)", {}, "lww_changes:", std::string("the capture log holds sequence ") + seq));
+        a.exec("DELETE FROM lww_log");
+    }
+    EXPECT_EQ(a.table("lww__t"), meta);
     // The fold's helper is for lwwsync's own statements only.
     EXPECT_TRUE(FailsCleanly(a, "SELECT lww_fold_cols(NULL, 100000, x'01', 1, 1)", {}, "lww_fold_cols:", "ncols out of range"));
+}
+
+// Reading changes folds the log first, which takes the write lock: a
+// connection that cannot write is told why.
+TEST(CaptureLog, ReadingChangesWithUpdatesWaitingNeedsTheWriteLock) {
+    Cluster cl;
+    Db& a = tracked(cl, "a");
+    a.exec("INSERT INTO t VALUES ('x', 'a', 1, 1.5)");
+    auto reader = cl.connect("a");
+    reader->exec("PRAGMA query_only = 1");
+    const std::string before = reader->changes(0);  // nothing waits: a read only
+    a.exec("UPDATE t SET b = 2");
+    EXPECT_TRUE(FailsCleanly(*reader, "SELECT lww_changes(0)", {}, "lww_changes:",
+                             "local updates wait in the capture log (lww_log)"));
+    reader->exec("PRAGMA query_only = 0");
+    EXPECT_NE(reader->changes(0), before);
+    reader->exec("PRAGMA query_only = 1");
+    EXPECT_EQ(reader->changes(0), a.changes(0));
 }
