@@ -31,6 +31,10 @@ const Setting kSettings[] = {
     {"tombstone_ttl_ms", kDefaultTombstoneTtlMs, 0, int64_t(1) << 40, kBoth},
     // rows lww_conflicts keeps (the oldest go first)
     {"conflict_log_rows", 10000, 1, 10000000, kBoth},
+    // updates a connection appends to the capture log (lww_log) before its
+    // next update folds the log into the metadata: the log stays bounded
+    // while nothing reads (docs/ARCHITECTURE.md, "Capture (SQLite)")
+    {"log_fold_rows", 16384, 1, int64_t(1) << 30, kSqlite},
 };
 
 }  // namespace

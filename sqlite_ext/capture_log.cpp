@@ -91,6 +91,10 @@ uint64_t logged_seq(int64_t seq) {
     return static_cast<uint64_t>(seq);
 }
 
+void note_append(Conn& c) {
+    if (++c.log_appended >= c.log_fold_rows) fold_log(c);
+}
+
 bool log_pending(Conn& c) {
     if (!c.has_log()) return false;  // made before the log existed, on a connection that could not upgrade it
     Stmt probe(c.db, "SELECT 1 FROM lww_log LIMIT 1");
@@ -98,6 +102,7 @@ bool log_pending(Conn& c) {
 }
 
 void fold_log(Conn& c) {
+    c.log_appended = 0;
     if (!log_pending(c)) return;
     const size_t width = log_key_columns(c.db);
     std::string keys;

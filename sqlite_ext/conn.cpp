@@ -9,6 +9,7 @@ SQLITE_EXTENSION_INIT3
 #include <rapidjson/document.h>
 
 #include "../common/json.h"
+#include "../common/settings.h"
 
 namespace lww::sq {
 
@@ -202,6 +203,7 @@ void Conn::load_self() {
     else nodes_->forget_others();
     clock.set_max_drift_ms(setting("max_drift_ms", kDefaultMaxDriftMs));
     clock.observe(setting("hlc", 0));
+    log_fold_rows = setting("log_fold_rows", static_cast<uint64_t>(find_setting("log_fold_rows", Engine::sqlite).dflt));
 }
 
 // Sequences and stamps other connections issued: the latest row of each

@@ -92,6 +92,10 @@ public:
     uint64_t cur_hlc = 0;
     uint64_t cur_seq = 0;
     std::vector<bool> changed;  // columns the current update changed
+    // Capture log (capture_log.h): updates this connection appended since
+    // the last fold, and how many it appends before folding itself.
+    uint64_t log_appended = 0;
+    uint64_t log_fold_rows = 16384;
 
     // Creates the metadata tables and this node's id on first use.
     void ensure_ready();

@@ -410,7 +410,9 @@ void fn_begin_update(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         if (named)
             for (size_t i = 0; i < ncols; ++i)
                 if (c.changed[i]) check_text(c, pairs[2 * i], table, i, true);
-        sqlite3_result_int(ctx, stamp_write(c, 1) ? 1 : 0);
+        stamp_write(c, 1);
+        note_append(c);
+        sqlite3_result_int(ctx, 1);
     });
 }
 
@@ -440,7 +442,9 @@ void fn_begin_update_mask(sqlite3_context* ctx, int argc, sqlite3_value** argv) 
             sqlite3_result_int(ctx, 0);
             return;
         }
-        sqlite3_result_int(ctx, stamp_write(c, 1) ? 1 : 0);
+        stamp_write(c, 1);
+        note_append(c);
+        sqlite3_result_int(ctx, 1);
     });
 }
 

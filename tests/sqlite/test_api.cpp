@@ -366,7 +366,7 @@ TEST(Api, ConfigMaxDrift) {
         EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('max_drift_ms', 1099511627777)", {}, "lww_config: ", "must be between"));
         EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('max_drift_ms', 'x')", {}, "lww_config: ", "must be an integer"));
         EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('colour')", {}, "lww_config: ",
-                                 "unknown setting \"colour\" (known: max_drift_ms, pending_max_rows, detect_copies, conflict_log, tombstone_ttl_ms, conflict_log_rows)"));
+                                 "unknown setting \"colour\" (known: max_drift_ms, pending_max_rows, detect_copies, conflict_log, tombstone_ttl_ms, conflict_log_rows, log_fold_rows)"));
     }
     auto again = cl.connect("a");  // a per-database setting: it persists
     EXPECT_EQ(again->i64("SELECT lww_config('max_drift_ms')"), 1000);

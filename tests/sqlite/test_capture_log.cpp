@@ -1,6 +1,7 @@
 // The capture log (sqlite_ext/capture_log.h): a local UPDATE appends to
 // lww_log and the metadata catches up before anything reads it. What it must
 // give is exactly what rewriting the metadata in the trigger gave.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -149,22 +150,26 @@ TEST(CaptureLog, FoldedAnywhereItEqualsCapturingInTheTrigger) {
         Db& often = tracked(cl, "often", pin);
         Db& late = tracked(cl, "late", pin);
         Db& direct = tracked(cl, "direct", pin);
+        Db& bounded = tracked(cl, "bounded", pin);  // folds itself every 3 updates
+        bounded.exec("SELECT lww_config('log_fold_rows', 3)");
         capture_directly(direct);
         std::mt19937_64 rng(seed), reads(seed ^ 0x9e3779b97f4a7c15ull);
         for (int i = 0; i < 250; ++i) {
             const auto [sql, params] = random_write(rng);
-            for (Db* db : {&often, &late, &direct}) {
+            for (Db* db : {&often, &late, &direct, &bounded}) {
                 const Outcome o = db->run(sql, params);
                 ASSERT_TRUE(o.ok) << sql << ": " << o.err;
             }
             if (reads() % 5 == 0) often.changes(0);
         }
         EXPECT_GT(late.i64("SELECT count(*) FROM lww_log"), 0);
-        for (Db* db : {&often, &late}) db->changes(0);
+        EXPECT_LE(bounded.i64("SELECT count(*) FROM lww_log"), 3);
+        for (Db* db : {&often, &late, &bounded}) db->changes(0);
         EXPECT_EQ(late.i64("SELECT count(*) FROM lww_log"), 0);
         const auto want = state(direct);
         EXPECT_EQ(state(often), want);
         EXPECT_EQ(state(late), want);
+        EXPECT_EQ(state(bounded), want);
         if (HasFailure()) {
             std::printf("reproduce with seed %llu\n", static_cast<unsigned long long>(seed));
             break;
@@ -223,4 +228,26 @@ TEST(CaptureLog, ReadingChangesWithUpdatesWaitingNeedsTheWriteLock) {
     EXPECT_NE(reader->changes(0), before);
     reader->exec("PRAGMA query_only = 1");
     EXPECT_EQ(reader->changes(0), a.changes(0));
+}
+
+// With nothing reading, the log stays bounded: the update that reaches
+// log_fold_rows appends folds the log first.
+TEST(CaptureLog, TheLogStaysBoundedWhileNothingReads) {
+    Cluster cl;
+    Db& a = tracked(cl, "a");
+    EXPECT_EQ(a.i64("SELECT lww_config('log_fold_rows')"), 16384);
+    EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('log_fold_rows', 0)", {}, "lww_config:", "log_fold_rows must be between 1 and"));
+    a.exec("SELECT lww_config('log_fold_rows', 100)");
+    a.exec("WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 50) INSERT INTO t SELECT 'k' || v, 'a', v, 0.5 FROM n");
+    int64_t most = 0;
+    for (int i = 0; i < 20; ++i) {
+        a.exec("UPDATE t SET b = b + 1");
+        most = std::max(most, a.i64("SELECT count(*) FROM lww_log"));
+    }
+    EXPECT_LE(most, 100);
+    EXPECT_GT(most, 50);
+    // Nothing lost: every row's last update is what its metadata says.
+    a.changes(0);
+    EXPECT_EQ(a.i64("SELECT count(*) FROM lww__t WHERE seq = (SELECT max(seq) FROM lww__t)"), 1);
+    EXPECT_EQ(a.i64("SELECT count(*) FROM lww__t WHERE seq > ?", {Val(static_cast<long long>(a.seq() - 50))}), 50);
 }

@@ -505,7 +505,7 @@ TEST(Storage, SettingsAreOneTableForBothEngines) {
         find_setting("colour", Engine::sqlite);
         FAIL();
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("unknown setting \"colour\" (known: max_drift_ms, pending_max_rows, detect_copies, conflict_log, tombstone_ttl_ms, conflict_log_rows)"),
+        EXPECT_NE(std::string(e.what()).find("unknown setting \"colour\" (known: max_drift_ms, pending_max_rows, detect_copies, conflict_log, tombstone_ttl_ms, conflict_log_rows, log_fold_rows)"),
                   std::string::npos);
     }
     const Setting& s = find_setting("bind_new_nodes", Engine::postgres);
