@@ -34,7 +34,7 @@ const Setting kSettings[] = {
     // updates a connection appends to the capture log (lww_log) before its
     // next update folds the log into the metadata: the log stays bounded
     // while nothing reads (docs/ARCHITECTURE.md, "Capture (SQLite)")
-    {"log_fold_rows", 16384, 1, int64_t(1) << 30, kSqlite},
+    {"log_fold_rows", 262144, 1, int64_t(1) << 30, kSqlite},
 };
 
 }  // namespace

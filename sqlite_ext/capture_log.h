@@ -28,8 +28,8 @@ std::vector<bool> changed_columns(std::string_view mask, size_t ncols);
 // superseded and dropped. Cost: one probe when the log is empty.
 void fold_log(Conn& c);
 // After the update trigger stamped a write (it appends next): every
-// log_fold_rows appends, the connection folds the log itself, so the log
-// stays bounded while nothing reads the metadata.
+// log_fold_rows appends (lww_config), the connection folds the log itself,
+// so the log stays bounded while nothing reads the metadata.
 void note_append(Conn& c);
 // Whether the log holds an update (one probe).
 bool log_pending(Conn& c);

@@ -235,7 +235,7 @@ TEST(CaptureLog, ReadingChangesWithUpdatesWaitingNeedsTheWriteLock) {
 TEST(CaptureLog, TheLogStaysBoundedWhileNothingReads) {
     Cluster cl;
     Db& a = tracked(cl, "a");
-    EXPECT_EQ(a.i64("SELECT lww_config('log_fold_rows')"), 16384);
+    EXPECT_EQ(a.i64("SELECT lww_config('log_fold_rows')"), 262144);
     EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('log_fold_rows', 0)", {}, "lww_config:", "log_fold_rows must be between 1 and"));
     a.exec("SELECT lww_config('log_fold_rows', 100)");
     a.exec("WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 50) INSERT INTO t SELECT 'k' || v, 'a', v, 0.5 FROM n");
