@@ -195,6 +195,11 @@ std::string_view text_view(sqlite3_value* v) {
     return p ? std::string_view(p, static_cast<size_t>(sqlite3_value_bytes(v))) : std::string_view();
 }
 
+// A blob argument's bytes; empty for anything else (a NULL register list).
+std::string_view blob_view(sqlite3_value* v) {
+    if (sqlite3_value_type(v) != SQLITE_BLOB) return std::string_view();
+    return std::string_view(static_cast<const char*>(sqlite3_value_blob(v)), static_cast<size_t>(sqlite3_value_bytes(v)));
+}
 
 // What lww_row() said about the write whose trigger fires now; cleared, so
 // it never speaks for a later trigger.
@@ -466,12 +471,8 @@ void fn_fold_cols(sqlite3_context* ctx, int, sqlite3_value** argv) {
         if (sqlite3_value_type(argv[2]) != SQLITE_BLOB || sqlite3_value_type(argv[3]) != SQLITE_INTEGER ||
             sqlite3_value_type(argv[4]) != SQLITE_INTEGER || sqlite3_value_int64(argv[3]) < 0 || sqlite3_value_int64(argv[4]) < 0)
             throw Error("lwwsync metadata is damaged: a capture log entry is malformed");
-        std::string_view blob;
-        if (sqlite3_value_type(argv[0]) == SQLITE_BLOB)
-            blob = std::string_view(static_cast<const char*>(sqlite3_value_blob(argv[0])), sqlite3_value_bytes(argv[0]));
-        const std::vector<bool> changed = changed_columns(
-            std::string_view(static_cast<const char*>(sqlite3_value_blob(argv[2])), sqlite3_value_bytes(argv[2])),
-            static_cast<size_t>(ncols));
+        const std::string_view blob = blob_view(argv[0]);
+        const std::vector<bool> changed = changed_columns(blob_view(argv[2]), static_cast<size_t>(ncols));
         std::string out = blob_set_columns(blob, changed.size(), changed, static_cast<uint64_t>(sqlite3_value_int64(argv[3])),
                                            static_cast<uint64_t>(sqlite3_value_int64(argv[4])));
         sqlite3_result_blob64(ctx, out.data(), out.size(), SQLITE_TRANSIENT);
@@ -510,13 +511,12 @@ void fn_gen_after_delete(sqlite3_context* ctx, int, sqlite3_value** argv) {
 }
 
 // lww_cols_set(cols): the columns lww_begin_update found changed take the
-// current write's stamp.
+// current write's stamp (the update triggers made before schema 5, kept
+// where a read-only connection could not upgrade them).
 void fn_cols_set(sqlite3_context* ctx, int, sqlite3_value** argv) {
     guarded(ctx, "lww_cols_set", [&] {
         Conn& c = conn(ctx);
-        std::string_view blob;
-        if (sqlite3_value_type(argv[0]) == SQLITE_BLOB)
-            blob = std::string_view(static_cast<const char*>(sqlite3_value_blob(argv[0])), sqlite3_value_bytes(argv[0]));
+        const std::string_view blob = blob_view(argv[0]);
         std::string out = blob_set_columns(blob, c.changed.size(), c.changed, c.cur_hlc, c.cur_seq);
         sqlite3_result_blob64(ctx, out.data(), out.size(), SQLITE_TRANSIENT);
     });
@@ -529,9 +529,7 @@ void fn_cols_backfill(sqlite3_context* ctx, int, sqlite3_value** argv) {
         Conn& c = conn(ctx);
         const int64_t i = sqlite3_value_int64(argv[1]);
         if (i < 0 || i >= kMaxColumns) throw Error("lww_cols_backfill: column out of range");
-        std::string_view blob;
-        if (sqlite3_value_type(argv[0]) == SQLITE_BLOB)
-            blob = std::string_view(static_cast<const char*>(sqlite3_value_blob(argv[0])), sqlite3_value_bytes(argv[0]));
+        const std::string_view blob = blob_view(argv[0]);
         std::vector<bool> one(static_cast<size_t>(i) + 1, false);
         one.back() = true;
         std::string out = blob_set_columns(blob, one.size(), one, kBackfillHlc, c.cur_seq);
@@ -545,9 +543,7 @@ void fn_cols_drop(sqlite3_context* ctx, int, sqlite3_value** argv) {
         const int64_t i = sqlite3_value_int64(argv[1]);
         if (i < 0 || i >= kMaxColumns) throw Error("lww_cols_drop: column out of range");
         if (sqlite3_value_type(argv[0]) != SQLITE_BLOB) return sqlite3_result_null(ctx);
-        std::string out = blob_drop_column(
-            std::string_view(static_cast<const char*>(sqlite3_value_blob(argv[0])), sqlite3_value_bytes(argv[0])),
-            static_cast<size_t>(i));
+        std::string out = blob_drop_column(blob_view(argv[0]), static_cast<size_t>(i));
         if (out.empty()) return sqlite3_result_null(ctx);
         sqlite3_result_blob64(ctx, out.data(), out.size(), SQLITE_TRANSIENT);
     });
