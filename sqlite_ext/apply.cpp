@@ -4,6 +4,7 @@ SQLITE_EXTENSION_INIT3
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <map>
 #include <memory>
 
@@ -39,6 +40,48 @@ std::string describe_key(const std::vector<Value>& key) {
     return s + ")";
 }
 
+// An order close to SQLite's for keys (storage class, then value), so a
+// table's rows are merged in its B-trees' order: each page is read and
+// written once however the sender ordered its rows (a pull comes in change
+// order). Collations other than BINARY are not followed: only locality
+// depends on it. A strict weak order for any input (NaN included).
+bool key_less(const std::vector<Value>& a, const std::vector<Value>& b) {
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+        const Value& x = a[i];
+        const Value& y = b[i];
+        if (x.kind != y.kind) return x.kind < y.kind;
+        switch (x.kind) {
+            case Value::Kind::Null: continue;
+            case Value::Kind::Int:
+                if (x.i != y.i) return x.i < y.i;
+                continue;
+            case Value::Kind::Real: {
+                const bool xn = std::isnan(x.d), yn = std::isnan(y.d);
+                if (xn != yn) return yn;
+                if (!xn && x.d != y.d) return x.d < y.d;
+                continue;
+            }
+            case Value::Kind::Text:
+            case Value::Kind::Bytes: {
+                const int c = x.s.compare(y.s);
+                if (c) return c < 0;
+                continue;
+            }
+        }
+    }
+    return a.size() < b.size();
+}
+
+// The rows of one table of a set, in key order (the set's own order when
+// it already is: a snapshot comes in key order).
+void in_key_order(const std::vector<RowChange>& rows, std::vector<const RowChange*>& out) {
+    out.clear();
+    out.reserve(rows.size());
+    for (const RowChange& r : rows) out.push_back(&r);
+    auto less = [](const RowChange* a, const RowChange* b) { return key_less(a->key, b->key); };
+    if (!std::is_sorted(out.begin(), out.end(), less)) std::stable_sort(out.begin(), out.end(), less);
+}
+
 struct Item;
 
 // One table's storage (common/apply.h): prepared statements, user-table
@@ -65,7 +108,21 @@ public:
             user_where_ += (i ? " AND " : "") + (quote_ident(t.key[i]) + " = ?" + std::to_string(i + 1));
         del_user_ = Stmt(c.db, "DELETE FROM " + quote_ident(t.name) + " WHERE " + user_where_);
         if (c.has_log()) log_probe_ = Stmt(c.db, "SELECT 1 FROM lww_log LIMIT 1");
+        // Keys known absent: everything while the metadata is empty, and
+        // integer first key columns above its greatest (a snapshot comes
+        // in key order, so each of its batches starts past the last).
+        Stmt top(c.db, "SELECT max(k0) FROM " + t.meta);
+        if (top.step()) {
+            absent_.known = top.is_null(0) || sqlite3_column_type(top.raw(), 0) == SQLITE_INTEGER;
+            absent_.all = top.is_null(0);
+            absent_.above = absent_.all ? 0 : top.int64(0);
+            absent_.writes = c.local_writes;
+        }
     }
+
+    // The set is merged a second time (a refused row made the run start
+    // over), or parked rows are: a key may have been stored already.
+    void forget_absent() { absent_.known = false; }
 
     // Merges `items` (rows of this table, distinct keys) through the core's
     // batch merge. Throws SqlError when the database refuses a write.
@@ -77,6 +134,7 @@ public:
 
     // The row's metadata; a fresh RowState for a key never seen.
     RowState load(const std::vector<Value>& key) {
+        if (known_absent(key)) return RowState(t_.cols.size());
         get_meta_.reset();
         bind_key(get_meta_, key);
         RowState st = get_meta_.step() ? decode_row(stored_row(get_meta_), t_.cols.size(), c_.nodes())
@@ -140,6 +198,18 @@ private:
         for (size_t i = 0; i < key.size(); ++i) st.bind(static_cast<int>(i + 1), key[i]);
     }
 
+    // True only while the merge's own stores are the sole metadata writes
+    // since the probe (no local write: an app trigger, a foreign-key action)
+    // and each key of the set is merged once (the first run).
+    bool known_absent(const std::vector<Value>& key) {
+        if (!absent_.known) return false;
+        if (c_.local_writes != absent_.writes) {
+            absent_.known = false;
+            return false;
+        }
+        return absent_.all || (!key.empty() && key[0].kind == Value::Kind::Int && key[0].i > absent_.above);
+    }
+
     Stmt prepare_write(const WrittenCols& cols, bool insert) {
         const size_t n = t_.key.size();
         std::string sql;
@@ -170,6 +240,13 @@ private:
     Conn& c_;
     const TableInfo& t_;
     Stmt get_meta_, put_meta_, del_user_, get_user_, log_probe_;
+    uint64_t log_checked_ = ~uint64_t(0);  // c_.local_writes when lww_log was last probed
+    struct {
+        bool known = false;
+        bool all = false;     // the metadata was empty
+        int64_t above = 0;    // else: its greatest first key column, an integer
+        uint64_t writes = 0;  // c_.local_writes at the probe
+    } absent_;
     std::string user_where_;
     std::map<std::string, Stmt> writes_;
     std::string sig_;
@@ -247,7 +324,10 @@ void TableWriter::merge(const std::vector<Item*>& items, std::vector<NodeId>& ne
 void TableWriter::load(std::vector<MergeRow>& rows) {
     // An app trigger fired by an earlier write of this merge may have
     // updated these rows: their metadata must say so before it is read.
-    if (log_probe_) {
+    // Only this connection writes while it merges (it holds the write lock
+    // and folded the log taking it), and only a local write appends.
+    if (log_probe_ && c_.local_writes != log_checked_) {
+        log_checked_ = c_.local_writes;
         log_probe_.reset();
         const bool pending = log_probe_.step();
         log_probe_.reset();
@@ -645,13 +725,15 @@ ApplyCounts apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t 
         size_t total = 0;
         for (const auto& p : plans) total += p.in->rows.size();
         items.reserve(total + retries.size());
+        std::vector<const RowChange*> by_key;
         for (const auto& p : plans) {
             const size_t ti = table_index(p.local);
-            for (const auto& r : p.in->rows) {
+            in_key_order(p.in->rows, by_key);
+            for (const RowChange* r : by_key) {
                 Item it;
                 it.tw = writer(p.local);
                 it.t = p.local;
-                it.r = &r;
+                it.r = r;
                 it.col_map = &p.col_map;
                 it.origin = &cs.origin;
                 it.table_rank = rank[ti];
@@ -673,7 +755,7 @@ ApplyCounts apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t 
             items.push_back(std::move(it));
         }
         // Living rows parents first, deleted rows children first; within a
-        // table, the set's order.
+        // table, key order.
         auto ordered = [&](size_t from, size_t to) {
             std::vector<Item*> v;
             for (size_t i = from; i < to; ++i) v.push_back(&items[i]);
@@ -752,6 +834,7 @@ ApplyCounts apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t 
             if (!again) break;
             exec(c.db, "ROLLBACK TO lww_apply");
             careful = true;
+            for (auto& w : writers) w.second->forget_absent();
         }
         // Registers for tables and columns not here yet wait in lww_pending
         // (after the runs: a run that starts over rolls back to lww_apply).
@@ -760,6 +843,7 @@ ApplyCounts apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t 
         // 2. Parked rows — of this set, and of lww_rejected — again, one by
         // one, until a round lands none (a parent that came later in the set,
         // a UNIQUE value another row freed, a self reference).
+        for (auto& w : writers) w.second->forget_absent();
         std::vector<Item*> waiting;
         for (Item* it : ordered(0, items.size()))
             if (it->parked) waiting.push_back(it);

@@ -95,6 +95,9 @@ public:
     // Capture log (capture_log.h): updates this connection appended since
     // the last fold, and how many it appends before folding itself.
     uint64_t log_appended = 0;
+    // Local writes this connection stamped (stamp_write), ever: while it
+    // stands still nothing but the merge itself wrote metadata (apply.cpp).
+    uint64_t local_writes = 0;
     uint64_t log_fold_rows = 0;  // lww_config, read by load_self before any write is stamped
 
     // Creates the metadata tables and this node's id on first use.

@@ -212,6 +212,7 @@ int take_row_note(Conn& c) {
 // Stamps a local write and reserves `n` change sequences.
 bool stamp_write(Conn& c, int64_t n) {
     c.refresh();
+    ++c.local_writes;
     c.cur_hlc = c.clock.tick(wall_clock_ms());
     c.cur_seq = c.next_seq();
     for (int64_t i = 1; i < n; ++i) c.next_seq();
