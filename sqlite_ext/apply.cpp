@@ -92,32 +92,33 @@ public:
         std::string where;
         for (size_t i = 0; i < t.key.size(); ++i)
             where += (i ? " AND " : "") + ("k" + std::to_string(i) + " = ?" + std::to_string(i + 1));
-        get_meta_ = Stmt(c.db, "SELECT gen, hlc, node, mseq, cols FROM " + t.meta + " WHERE " + where);
+        get_meta_ = c.prepare("SELECT gen, hlc, node, mseq, cols FROM " + t.meta + " WHERE " + where);
         std::string cols, params;
         for (size_t i = 0; i < t.key.size(); ++i) {
             cols += "k" + std::to_string(i) + ", ";
             params += "?" + std::to_string(i + 1) + ", ";
         }
         const size_t n = t.key.size();
-        put_meta_ = Stmt(c.db, "INSERT OR REPLACE INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) VALUES (" +
+        put_meta_ = c.prepare("INSERT OR REPLACE INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) VALUES (" +
                                    params + "?" + std::to_string(n + 1) + ", ?" + std::to_string(n + 2) + ", ?" +
                                    std::to_string(n + 3) + ", ?" + std::to_string(n + 4) + ", ?" +
                                    std::to_string(n + 5) + ", ?" + std::to_string(n + 6) + ")");
         user_where_.clear();
         for (size_t i = 0; i < t.key.size(); ++i)
             user_where_ += (i ? " AND " : "") + (quote_ident(t.key[i]) + " = ?" + std::to_string(i + 1));
-        del_user_ = Stmt(c.db, "DELETE FROM " + quote_ident(t.name) + " WHERE " + user_where_);
-        if (c.has_log()) log_probe_ = Stmt(c.db, "SELECT 1 FROM lww_log LIMIT 1");
+        del_user_ = c.prepare("DELETE FROM " + quote_ident(t.name) + " WHERE " + user_where_);
+        if (c.has_log()) log_probe_ = c.prepare("SELECT 1 FROM lww_log LIMIT 1");
         // Keys known absent: everything while the metadata is empty, and
         // integer first key columns above its greatest (a snapshot comes
         // in key order, so each of its batches starts past the last).
-        Stmt top(c.db, "SELECT max(k0) FROM " + t.meta);
-        if (top.step()) {
-            absent_.known = top.is_null(0) || sqlite3_column_type(top.raw(), 0) == SQLITE_INTEGER;
-            absent_.all = top.is_null(0);
-            absent_.above = absent_.all ? 0 : top.int64(0);
+        StmtPtr top = c.prepare("SELECT max(k0) FROM " + t.meta);
+        if (top->step()) {
+            absent_.known = top->is_null(0) || sqlite3_column_type(top->raw(), 0) == SQLITE_INTEGER;
+            absent_.all = top->is_null(0);
+            absent_.above = absent_.all ? 0 : top->int64(0);
             absent_.writes = c.local_writes;
         }
+        top->reset();
     }
 
     // The set is merged a second time (a refused row made the run start
@@ -135,33 +136,33 @@ public:
     // The row's metadata; a fresh RowState for a key never seen.
     RowState load(const std::vector<Value>& key) {
         if (known_absent(key)) return RowState(t_.cols.size());
-        get_meta_.reset();
-        bind_key(get_meta_, key);
-        RowState st = get_meta_.step() ? decode_row(stored_row(get_meta_), t_.cols.size(), c_.nodes())
+        get_meta_->reset();
+        bind_key(*get_meta_, key);
+        RowState st = get_meta_->step() ? decode_row(stored_row(*get_meta_), t_.cols.size(), c_.nodes())
                                        : RowState(t_.cols.size());
-        get_meta_.reset();
+        get_meta_->reset();
         return st;
     }
 
     void store(const std::vector<Value>& key, const RowState& st, std::vector<NodeId>& new_nodes) {
         StoredRow sr = encode_row(st, c_.nodes(), &new_nodes);
         const int n = static_cast<int>(key.size());
-        put_meta_.reset();
-        bind_key(put_meta_, key);
-        put_meta_.bind_int(n + 1, static_cast<int64_t>(sr.gen));
-        put_meta_.bind_int(n + 2, static_cast<int64_t>(sr.row_hlc));
-        put_meta_.bind_int(n + 3, sr.row_node);
-        put_meta_.bind_int(n + 4, static_cast<int64_t>(sr.row_seq));
-        put_meta_.bind_int(n + 5, static_cast<int64_t>(st.max_seq()));
-        if (sr.cols.empty()) put_meta_.bind_null(n + 6);
-        else put_meta_.bind_blob(n + 6, sr.cols);
-        put_meta_.step();
+        put_meta_->reset();
+        bind_key(*put_meta_, key);
+        put_meta_->bind_int(n + 1, static_cast<int64_t>(sr.gen));
+        put_meta_->bind_int(n + 2, static_cast<int64_t>(sr.row_hlc));
+        put_meta_->bind_int(n + 3, sr.row_node);
+        put_meta_->bind_int(n + 4, static_cast<int64_t>(sr.row_seq));
+        put_meta_->bind_int(n + 5, static_cast<int64_t>(st.max_seq()));
+        if (sr.cols.empty()) put_meta_->bind_null(n + 6);
+        else put_meta_->bind_blob(n + 6, sr.cols);
+        put_meta_->step();
     }
 
     void delete_row(const std::vector<Value>& key) {
-        del_user_.reset();
-        bind_key(del_user_, key);
-        del_user_.step();
+        del_user_->reset();
+        bind_key(*del_user_, key);
+        del_user_->step();
     }
 
     // Writes `cols` (local register index -> value) into the user row.
@@ -173,7 +174,7 @@ public:
         const std::string& sig = sig_;
         auto it = writes_.find(sig);
         if (it == writes_.end()) it = writes_.emplace(sig, prepare_write(cols, insert)).first;
-        Stmt& st = it->second;
+        Stmt& st = *it->second;
         st.reset();
         bind_key(st, key);
         int i = static_cast<int>(key.size());
@@ -210,7 +211,7 @@ private:
         return absent_.all || (!key.empty() && key[0].kind == Value::Kind::Int && key[0].i > absent_.above);
     }
 
-    Stmt prepare_write(const WrittenCols& cols, bool insert) {
+    StmtPtr prepare_write(const WrittenCols& cols, bool insert) {
         const size_t n = t_.key.size();
         std::string sql;
         if (insert) {
@@ -234,12 +235,13 @@ private:
             }
             sql = "UPDATE " + quote_ident(t_.name) + " SET " + sets + " WHERE " + user_where_;
         }
-        return Stmt(c_.db, sql);
+        return c_.prepare(sql);
     }
 
     Conn& c_;
     const TableInfo& t_;
-    Stmt get_meta_, put_meta_, del_user_, get_user_, log_probe_;
+    StmtPtr get_meta_, put_meta_, del_user_, log_probe_;  // Conn::prepare: reused across batches
+    Stmt get_user_;
     uint64_t log_checked_ = ~uint64_t(0);  // c_.local_writes when lww_log was last probed
     struct {
         bool known = false;
@@ -248,7 +250,7 @@ private:
         uint64_t writes = 0;  // c_.local_writes at the probe
     } absent_;
     std::string user_where_;
-    std::map<std::string, Stmt> writes_;
+    std::map<std::string, StmtPtr> writes_;
     std::string sig_;
     // Of the batch being merged.
     const std::vector<Item*>* items_ = nullptr;
@@ -328,9 +330,9 @@ void TableWriter::load(std::vector<MergeRow>& rows) {
     // and folded the log taking it), and only a local write appends.
     if (log_probe_ && c_.local_writes != log_checked_) {
         log_checked_ = c_.local_writes;
-        log_probe_.reset();
-        const bool pending = log_probe_.step();
-        log_probe_.reset();
+        log_probe_->reset();
+        const bool pending = log_probe_->step();
+        log_probe_->reset();
         if (pending) fold_log(c_);
     }
     for (MergeRow& r : rows) {

@@ -141,9 +141,11 @@ void Conn::refresh() {
 }
 
 uint64_t Conn::setting(const char* key, uint64_t dflt) {
-    Stmt st(db, "SELECT value FROM lww_state WHERE key = ?1");
-    st.bind_text(1, key);
-    return st.step() && !st.is_null(0) ? static_cast<uint64_t>(st.int64(0)) : dflt;
+    StmtPtr st = prepare("SELECT value FROM lww_state WHERE key = ?1");
+    st->bind_text(1, key);
+    const uint64_t v = st->step() && !st->is_null(0) ? static_cast<uint64_t>(st->int64(0)) : dflt;
+    st->reset();
+    return v;
 }
 
 // Conflicts lww_apply settled, while lww_config('conflict_log') is 1

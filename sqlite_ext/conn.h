@@ -115,6 +115,10 @@ public:
     TablePtr find_table(const std::string& name) const;
     bool has_log() const { return has_log_; }  // lww_log exists (capture_log.h)
 
+    // A statement from the cache of the running lww_sync (StmtScope), or
+    // prepared for this caller alone.
+    StmtPtr prepare(const std::string& sql) { return stmts_ ? stmts_->get(sql) : std::make_shared<Stmt>(db, sql); }
+
     uint64_t next_seq() { return ++seq_; }
     uint64_t last_seq() const { return seq_; }
     Stamp local_stamp() { return Stamp{clock.tick(wall_clock_ms()), self()}; }
@@ -153,6 +157,8 @@ private:
 
     std::unique_ptr<NodeDirectory> nodes_;
     std::vector<TablePtr> tables_;
+    friend class StmtScope;
+    StmtCache* stmts_ = nullptr;  // StmtScope's, while one is open
     bool has_log_ = false;
     bool upgraded_ = false;  // this connection checked the schema version
     uint64_t seq_ = 0;
@@ -163,6 +169,27 @@ private:
     std::vector<ForeignKey> fks_;
     std::map<std::string, uint64_t> gen_floor_;  // lww_state 'genfloor:<table>', read with the sequences
     int64_t fk_schema_ = -1;
+};
+
+// Statements reused across the batches of one call (lww_sync): the
+// outermost scope owns the cache and finalizes it when the call ends.
+class StmtScope {
+public:
+    explicit StmtScope(Conn& c) : c_(c) {
+        if (!c_.stmts_) {
+            cache_ = std::make_unique<StmtCache>(c_.db);
+            c_.stmts_ = cache_.get();
+        }
+    }
+    ~StmtScope() {
+        if (cache_) c_.stmts_ = nullptr;
+    }
+    StmtScope(const StmtScope&) = delete;
+    StmtScope& operator=(const StmtScope&) = delete;
+
+private:
+    Conn& c_;
+    std::unique_ptr<StmtCache> cache_;
 };
 
 // Registers every lwwsync SQL function on `db`; returns the connection state

@@ -32,6 +32,20 @@ Stmt::Stmt(sqlite3* db, const std::string& sql) : db_(db) {
     }
 }
 
+StmtPtr StmtCache::get(const std::string& sql) {
+    auto it = stmts_.find(sql);
+    if (it != stmts_.end() && it->second.use_count() == 1) {
+        it->second->reset();
+        return it->second;
+    }
+    auto st = std::make_shared<Stmt>(db_, sql);
+    if (it == stmts_.end()) {
+        if (stmts_.size() >= kMax) stmts_.clear();
+        stmts_.emplace(sql, st);
+    }
+    return st;
+}
+
 Stmt::~Stmt() {
     if (st_) sqlite3_finalize(st_);
 }

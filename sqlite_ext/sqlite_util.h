@@ -4,8 +4,10 @@
 #pragma once
 #include <sqlite3ext.h>
 
+#include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "../common/error.h"
 #include "../common/value.h"
@@ -54,6 +56,24 @@ public:
 private:
     sqlite3* db_ = nullptr;
     sqlite3_stmt* st_ = nullptr;
+};
+
+using StmtPtr = std::shared_ptr<Stmt>;
+
+// Statements kept across the batches of one call that applies many (lww_sync),
+// finalized when it ends: SQLite's legacy sqlite3_close refuses a connection
+// that still has statements, so none may outlive the call. A holder keeps
+// its statement alive through its StmtPtr; one still held is not handed out
+// twice (a fresh one is), and past kMax the cache drops its own references.
+class StmtCache {
+public:
+    explicit StmtCache(sqlite3* db) : db_(db) {}
+    StmtPtr get(const std::string& sql);  // reset, bindings cleared
+
+private:
+    static constexpr size_t kMax = 256;
+    sqlite3* db_;
+    std::unordered_map<std::string, StmtPtr> stmts_;
 };
 
 void exec(sqlite3* db, const std::string& sql);

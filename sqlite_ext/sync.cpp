@@ -348,6 +348,7 @@ std::string sync_file(Conn& c, const std::string& url, const SyncOptions& opt, c
         if (fk.step() && fk.int64(0)) exec(peer.db, "PRAGMA foreign_keys = ON");
     }
     Conn* pc = register_functions(peer.db);
+    StmtScope peer_stmts(*pc);
     if (!pc->has_state()) throw Error("peer " + url + " has no lwwsync metadata (run lww_track there first)");
 
     SqliteEngine local(c);
@@ -396,6 +397,7 @@ std::string sync_with(Conn& c, const std::string& url, const SyncOptions& opt) {
         throw Error("unsupported URL \"" + url +
                     "\": use http(s)://host/rpc/lww_exchange, postgresql://…, or file:PATH (another SQLite database)");
     SyncStatusScope status(status_key(c), url);
+    StmtScope stmts(c);  // the batches reuse their statements
     try {
         if (is_http_url(url)) return sync_http(c, url, opt, status);
         Progress progress = [&](const SyncStats& s) { status.progress(s); };
