@@ -8,7 +8,7 @@
 namespace lww {
 
 [[noreturn]] void unknown_table(const std::string& name) {
-    throw Error("unknown table \"" + name + "\" (not tracked by lww_track here)");
+    throw Error("unknown table \"" + name + "\" (not tracked by lww_track here)", ErrorKind::not_found);
 }
 
 std::vector<size_t> map_columns(const TableChanges& in, const std::vector<std::string>& local_key,

@@ -509,7 +509,8 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
         if (theirs > now + limit)
             throw Error("the clock of node " + req.node.str() + " is " + std::to_string((theirs - now) / 1000) +
                         " s ahead of this server's (max drift " + std::to_string(limit / 1000) +
-                        " s); refusing its sync: check that node's clock");
+                        " s); refusing its sync: check that node's clock",
+                        ErrorKind::drift);
     }
     // A caller that holds more of our changes than we ever made: this
     // database is a restore (or a copy) of the one it synced with. Take a new

@@ -773,7 +773,12 @@ int status_for_sqlstate(const std::string& s) {
     if (s == "55P03") return 503;  // lock_timeout: a lock held elsewhere for long
     if (s == "25006") return 503;  // read-only (a hot standby): retry, or push to the primary
     if (connection_class(s) || serialization_failure(s) || cls("53")) return 503;  // transient
-    if (cls("22") || s == "P0001") return 400;  // invalid input; lwwsync raises 22000 for every refusal
+    // lwwsync's clock drift guard (22008): the sender's clock is ahead, not
+    // its document malformed; and an object in use (55006: a sync already
+    // running). Both conflict with the server's state (docs/ERRORS.md).
+    if (s == "22008" || s == "55006") return 409;
+    if (cls("22") || s == "P0001") return 400;  // invalid input: lwwsync's refusals are 22000
+    if (s == "42704" || s == "42P01") return 404;  // an object that is not there
     // program limit exceeded: the input is too large (54000) or too complex
     // (54001 stack depth, 54011 too many columns, 54023 too many arguments)
     if (s == "54000") return 413;

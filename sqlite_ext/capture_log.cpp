@@ -75,11 +75,11 @@ std::string changed_mask(const std::vector<bool>& changed) {
 
 std::vector<bool> changed_columns(std::string_view mask, size_t ncols) {
     if (mask.size() > (ncols + 7) / 8)
-        throw Error("lwwsync metadata is damaged: a capture log entry names more columns than its table has");
+        throw Error("lwwsync metadata is damaged: a capture log entry names more columns than its table has", ErrorKind::internal);
     std::vector<bool> changed(ncols, false);
     for (size_t i = 0; i < mask.size() * 8; ++i) {
         if (!(static_cast<unsigned char>(mask[i / 8]) >> (i % 8) & 1)) continue;
-        if (i >= ncols) throw Error("lwwsync metadata is damaged: a capture log entry names a column its table lacks");
+        if (i >= ncols) throw Error("lwwsync metadata is damaged: a capture log entry names a column its table lacks", ErrorKind::internal);
         changed[i] = true;
     }
     return changed;
@@ -87,7 +87,7 @@ std::vector<bool> changed_columns(std::string_view mask, size_t ncols) {
 
 uint64_t logged_seq(int64_t seq) {
     if (seq < 1 || static_cast<uint64_t>(seq) >= kMaxSequence / 2)
-        throw Error("lwwsync metadata is damaged: the capture log holds sequence " + std::to_string(seq));
+        throw Error("lwwsync metadata is damaged: the capture log holds sequence " + std::to_string(seq), ErrorKind::internal);
     return static_cast<uint64_t>(seq);
 }
 
@@ -120,7 +120,7 @@ void fold_log(Conn& c) {
         }
         TableFold& f = it->second;
         const size_t nkeys = f.t->key.size();
-        if (nkeys > width) throw Error("lwwsync metadata is damaged: the capture log lacks key columns");
+        if (nkeys > width) throw Error("lwwsync metadata is damaged: the capture log lacks key columns", ErrorKind::internal);
         f.put.reset();
         // Values as stored: the key exactly as the trigger saw it.
         for (size_t i = 0; i < nkeys; ++i)

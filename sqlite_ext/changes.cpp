@@ -136,12 +136,15 @@ Batch collect_changes(Conn& c, const ChangesRequest& req) {
         exec(c.db, "SAVEPOINT lww_changes");
         try {
             if (fold) {
+                const char* why = "local updates wait in the capture log (lww_log): reading changes folds "
+                                  "them into the metadata first, which needs the write lock "
+                                  "(a writable connection, outside a read transaction): ";
                 try {
                     c.lock_for_write();
+                } catch (const SqlError& e) {
+                    throw SqlError(why + std::string(e.what()), e.code);  // SQLITE_READONLY, SQLITE_BUSY: kept
                 } catch (const Error& e) {
-                    throw Error(std::string("local updates wait in the capture log (lww_log): reading changes folds "
-                                            "them into the metadata first, which needs the write lock "
-                                            "(a writable connection, outside a read transaction): ") + e.what());
+                    throw Error(why + std::string(e.what()), e.kind());
                 }
             } else {
                 c.refresh();

@@ -199,7 +199,7 @@ void Conn::load_tables() {
 // again): what it interned in a rolled-back transaction must not stay.
 void Conn::load_self() {
     Stmt id(db, "SELECT value FROM lww_state WHERE key = 'node_id'");
-    if (!id.step()) throw Error("lwwsync metadata is damaged: no node_id in lww_state");
+    if (!id.step()) throw Error("lwwsync metadata is damaged: no node_id in lww_state", ErrorKind::internal);
     const NodeId self = NodeId::parse(id.text(0));
     if (!nodes_ || nodes_->self() != self) nodes_ = std::make_unique<NodeDirectory>(self, this);
     else nodes_->forget_others();

@@ -32,6 +32,31 @@ namespace {
 
 Conn& conn(sqlite3_context* ctx) { return *static_cast<Conn*>(sqlite3_user_data(ctx)); }
 
+// The result code of an error (docs/ERRORS.md). SQLite's own codes pass
+// through (a constraint an inner statement hit), except those that make
+// SQLite roll back the caller's whole transaction when a function returns
+// them (NOMEM, IOERR, FULL, INTERRUPT): those become SQLITE_ERROR.
+int result_code(const std::exception& e) {
+    if (auto* sql = dynamic_cast<const SqlError*>(&e)) {
+        switch (sql->code & 0xff) {
+            case SQLITE_NOMEM: case SQLITE_IOERR: case SQLITE_FULL: case SQLITE_INTERRUPT: return SQLITE_ERROR;
+            default: return sql->code ? sql->code : SQLITE_ERROR;
+        }
+    }
+    auto* lww = dynamic_cast<const Error*>(&e);
+    if (!lww) return SQLITE_ERROR;
+    switch (lww->kind()) {
+        case ErrorKind::limit: return SQLITE_TOOBIG;
+        case ErrorKind::conflict: return SQLITE_BUSY;
+        case ErrorKind::permission: return SQLITE_PERM;
+        case ErrorKind::read_only: return SQLITE_READONLY;
+        case ErrorKind::cancelled: return SQLITE_ABORT;
+        case ErrorKind::internal: return SQLITE_INTERNAL;
+        case ErrorKind::bad_input: case ErrorKind::not_found: case ErrorKind::drift: break;
+    }
+    return SQLITE_ERROR;
+}
+
 template <class F>
 void guarded(sqlite3_context* ctx, const char* name, F&& body) {
     try {
@@ -39,6 +64,7 @@ void guarded(sqlite3_context* ctx, const char* name, F&& body) {
     } catch (const std::exception& e) {
         std::string msg = std::string(name) + ": " + e.what();
         sqlite3_result_error(ctx, msg.c_str(), static_cast<int>(msg.size()));
+        sqlite3_result_error_code(ctx, result_code(e));  // after: result_error resets it
     } catch (...) {
         sqlite3_result_error(ctx, (std::string(name) + ": unknown internal error").c_str(), -1);
     }
@@ -471,7 +497,7 @@ void fn_fold_cols(sqlite3_context* ctx, int, sqlite3_value** argv) {
         if (ncols < 0 || ncols > kMaxColumns) throw Error("ncols out of range");
         if (sqlite3_value_type(argv[2]) != SQLITE_BLOB || sqlite3_value_type(argv[3]) != SQLITE_INTEGER ||
             sqlite3_value_type(argv[4]) != SQLITE_INTEGER || sqlite3_value_int64(argv[3]) < 0 || sqlite3_value_int64(argv[4]) < 0)
-            throw Error("lwwsync metadata is damaged: a capture log entry is malformed");
+            throw Error("lwwsync metadata is damaged: a capture log entry is malformed", ErrorKind::internal);
         const std::string_view blob = blob_view(argv[0]);
         const std::vector<bool> changed = changed_columns(blob_view(argv[2]), static_cast<size_t>(ncols));
         std::string out = blob_set_columns(blob, changed.size(), changed, static_cast<uint64_t>(sqlite3_value_int64(argv[3])),

@@ -53,7 +53,7 @@ Columns introspect(sqlite3* db, const std::string& table) {
             out.cols.push_back(st.text(0));
         }
     }
-    if (!any) throw Error("no such table: \"" + table + "\"");
+    if (!any) throw Error("no such table: \"" + table + "\"", ErrorKind::not_found);
     if (pk.empty())
         throw Error("table \"" + table + "\" has no PRIMARY KEY; lwwsync names rows by their key");
     std::sort(pk.begin(), pk.end());

@@ -118,8 +118,9 @@ void exec(sqlite3* db, const std::string& sql) {
     char* err = nullptr;
     if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
         std::string msg = err ? err : sqlite3_errmsg(db);
+        const int code = sqlite3_extended_errcode(db);
         sqlite3_free(err);
-        throw Error(msg);
+        throw SqlError(msg, code);
     }
 }
 

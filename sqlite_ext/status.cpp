@@ -43,7 +43,8 @@ std::string utc_now() {
 SyncStatusScope::SyncStatusScope(std::string db_key, const std::string& url) : key_(std::move(db_key)) {
     std::lock_guard<std::mutex> g(mu);
     auto& e = entries()[key_];
-    if (e && e->running) throw Error("a sync of this database is already running (see lww_sync_status())");
+    if (e && e->running)
+        throw Error("a sync of this database is already running (see lww_sync_status())", ErrorKind::conflict);
     e = std::make_shared<Entry>();
     e->running = true;
     e->url = redact_url(url);

@@ -123,7 +123,7 @@ NodeDirectory& State::nodes() {
     if (nodes_stale_ || !nodes_) {
         AsMetadataOwner owner;
         const SpiResult res = run(prepare("SELECT value FROM lwwsync.state WHERE key = 'node_id'", {}), {}, false);
-        if (res.size() != 1) throw Error("lwwsync metadata is damaged: no node_id in lwwsync.state");
+        if (res.size() != 1) throw Error("lwwsync metadata is damaged: no node_id in lwwsync.state", ErrorKind::internal);
         nodes_ = std::make_unique<NodeDirectory>(NodeId::parse(res.text(0, 0)), static_cast<NodeSource*>(this));
         nodes_stale_ = false;
     }
@@ -467,7 +467,7 @@ TableInfo describe_table(Oid relid) {
         SPIPlanPtr plan = prepare("SELECT name, key_columns::text[], columns::text[], meta FROM lwwsync.tables WHERE relid = $1",
                                   {OIDOID});
         const SpiResult row = run(plan, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, false);
-        if (row.size() != 1) throw Error("table with oid " + std::to_string(relid) + " is not tracked");
+        if (row.size() != 1) throw Error("table with oid " + std::to_string(relid) + " is not tracked", ErrorKind::not_found);
         t.name = row.text(0, 0);
         t.meta = row.text(0, 3);
         // Arrays come back through their text form; unnest them instead.

@@ -35,7 +35,7 @@ int64_t resume_table(Oid relid) {
     State& s = State::get();
     s.invalidate();
     const TablePtr t = s.find(relid);
-    if (!t) throw Error("table with oid " + std::to_string(relid) + " is not tracked");
+    if (!t) throw Error("table with oid " + std::to_string(relid) + " is not tracked", ErrorKind::not_found);
     // The metadata as its owner; which of its rows the table holds, as the
     // table's owner (never user-table code with the metadata owner's rights).
     // Rows hashed at lww_untrack (ddl.cpp) are compared register by register.
@@ -285,7 +285,7 @@ int64_t track_table(Oid relid) {
             rel = r;
         }
     });
-    if (rel.empty()) throw Error("no such table (oid " + std::to_string(relid) + ")");
+    if (rel.empty()) throw Error("no such table (oid " + std::to_string(relid) + ")", ErrorKind::not_found);
     if (relkind != RELKIND_RELATION) throw Error("\"" + rel + "\" is not an ordinary table");
     if (nsp == "lwwsync") throw Error("\"" + rel + "\" is lwwsync metadata");
 
@@ -347,7 +347,7 @@ int64_t track_table(Oid relid) {
         if (!run(prepare("SELECT 1 FROM lwwsync.tables WHERE name = $1 AND relid <> $2", {TEXTOID, OIDOID}),
                  {text_param(wire), oid_param(relid)}, true)
                  .empty())
-            throw Error("another tracked table already syncs as \"" + wire + "\"");
+            throw Error("another tracked table already syncs as \"" + wire + "\"", ErrorKind::conflict);
         std::string defs, keys;
         for (size_t i = 0; i < key.size(); ++i) {
             defs += "k" + std::to_string(i) + " " + key_defs[i] + " NOT NULL, ";
@@ -391,7 +391,7 @@ int64_t track_table(Oid relid) {
     int64_t stamped = resuming ? resume_table(relid) : 0;
 
     const TablePtr t = s.find(relid);
-    if (!t) throw Error("table with oid " + std::to_string(relid) + " is not tracked");
+    if (!t) throw Error("table with oid " + std::to_string(relid) + " is not tracked", ErrorKind::not_found);
     return stamped + stamp_new_rows(*t, s.tick(0));
 }
 

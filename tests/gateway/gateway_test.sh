@@ -247,6 +247,12 @@ post "$X" '{"raise":"22023"}' -H "Authorization: Bearer $TOK_ALICE"
 expect "SQLSTATE 22023: 400" "$CODE" 400
 post "$X" '{"raise":"23505"}' -H "Authorization: Bearer $TOK_ALICE"
 expect "SQLSTATE 23505: 409" "$CODE" 409
+# lwwsync's error kinds (docs/ERRORS.md): clock drift and an object in use
+# conflict with the server's state; an object that is not there is 404.
+for pair in 22008:409 55006:409 42704:404 57014:504; do
+    post "$X" "{\"raise\":\"${pair%%:*}\"}" -H "Authorization: Bearer $TOK_ALICE"
+    expect "SQLSTATE ${pair%%:*}: ${pair##*:}" "$CODE" "${pair##*:}"
+done
 post "$X" '{"raise":"XX000"}' -H "Authorization: Bearer $TOK_ALICE"
 expect "SQLSTATE XX000: 500" "$CODE $(jget "$BODY" '{code}')" "500 XX000"
 post "$X" '{"raise":"40001"}' -H "Authorization: Bearer $TOK_ALICE"
@@ -460,6 +466,10 @@ SQL2
         expect "real lww_exchange: unsupported version: 400 22000" "$CODE $(jget "$BODY" '{code}')" "400 22000"
         post "$R" '{"format":' -H "Authorization: Bearer $TOK_ALICE"
         expect "real lww_exchange: malformed JSON: 400" "$CODE" 400
+        ahead=$(( ($(date +%s) + 3600) * 1000 * 65536 ))
+        post "$R" "{\"format\":\"lwwsync.exchange\",\"version\":1,\"node\":\"$NODE\",\"clock\":\"$ahead\"}" \
+            -H "Authorization: Bearer $TOK_ALICE"
+        expect "real lww_exchange: a clock an hour ahead: 409 22008" "$CODE $(jget "$BODY" '{code}')" "409 22008"
         if [ -f "$ROOT/lwwsync.so" ] && command -v sqlite3 >/dev/null; then
             out=$(sqlite3 -batch "$WORK/client.db" ".load $ROOT/lwwsync" \
                 "CREATE TABLE todos(id INTEGER PRIMARY KEY, title TEXT, done INTEGER NOT NULL DEFAULT 0);" \

@@ -186,6 +186,7 @@ private:
 struct Outcome {
     bool ok = false;
     std::string err;
+    int code = SQLITE_OK;  // extended result code of the error
     Rows rows;
 };
 
@@ -227,6 +228,7 @@ public:
         sqlite3_stmt* st = nullptr;
         if (sqlite3_prepare_v2(db_, sql.c_str(), static_cast<int>(sql.size()), &st, nullptr) != SQLITE_OK) {
             o.err = sqlite3_errmsg(db_);
+            o.code = sqlite3_extended_errcode(db_);
             return o;
         }
         for (size_t i = 0; i < params.size(); ++i) bind_val(st, static_cast<int>(i + 1), params[i]);
@@ -241,6 +243,7 @@ public:
                 break;
             } else {
                 o.err = sqlite3_errmsg(db_);
+                o.code = sqlite3_extended_errcode(db_);
                 break;
             }
         }

@@ -987,6 +987,7 @@ TEST_F(Http, StatusAndCancel) {
         Outcome second = sync(a, srv.url());
         EXPECT_FALSE(second.ok);
         EXPECT_TRUE(contains(second.err, "lww_sync: a sync of this database is already running")) << second.err;
+        EXPECT_EQ(second.code, SQLITE_BUSY);  // ErrorKind::conflict
         EXPECT_EQ(a.dump(), before) << dump_diff(before, a.dump());
         EXPECT_TRUE(json_bool(a.text("SELECT lww_sync_status()"), "running"));
         EXPECT_EQ(srv.requests(), 2u);
@@ -1000,6 +1001,7 @@ TEST_F(Http, StatusAndCancel) {
     th.join();
     EXPECT_FALSE(result.ok);
     EXPECT_EQ(result.err, "lww_sync: the sync was cancelled");
+    EXPECT_EQ(result.code, SQLITE_ABORT);  // ErrorKind::cancelled
     status = a.text("SELECT lww_sync_status()");
     EXPECT_FALSE(json_bool(status, "running")) << status;
     EXPECT_EQ(json_text(status, "error"), "cancelled") << status;
@@ -1042,6 +1044,7 @@ TEST_F(Http, CancelWhileRetrying) {
     srv.script([](Script& x) { x.fail_first = 0; });  // lets a stuck sync end
     th.join();
     EXPECT_EQ(result.err, "lww_sync: the sync was cancelled");
+    EXPECT_EQ(result.code, SQLITE_ABORT);  // ErrorKind::cancelled
     const size_t attempts = srv.requests();
     const std::string after = a.text("SELECT lww_sync_status()");
     EXPECT_FALSE(json_bool(after, "running")) << after;
