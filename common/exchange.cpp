@@ -20,28 +20,70 @@
 
 namespace lww {
 
+namespace {
+
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void put(JsonWriter& w, const char* key, uint64_t v) {
+    w.Key(key);
+    w.Uint64(v);
+}
+
+void write_counts(JsonWriter& w, const ApplyCounts& c) {
+    w.StartObject();
+    put(w, "rows", c.rows);
+    put(w, "received", c.received);
+    put(w, "applied", c.applied);
+    put(w, "duplicate", c.duplicate);
+    put(w, "lost", c.lost);
+    put(w, "overwrote", c.overwrote);
+    put(w, "ignored", c.ignored);
+    put(w, "rejected", c.rejected);
+    if (c.pending) put(w, "pending", c.pending);
+    w.EndObject();
+}
+
+}  // namespace
+
 std::string ApplyCounts::json() const {
-    return "{\"rows\":" + std::to_string(rows) + ",\"received\":" + std::to_string(received) +
-           ",\"applied\":" + std::to_string(applied) + ",\"duplicate\":" + std::to_string(duplicate) +
-           ",\"lost\":" + std::to_string(lost) + ",\"overwrote\":" + std::to_string(overwrote) +
-           ",\"ignored\":" + std::to_string(ignored) +
-           ",\"rejected\":" + std::to_string(rejected) +
-           (pending ? ",\"pending\":" + std::to_string(pending) : std::string()) + "}";
+    rapidjson::StringBuffer buf;
+    JsonWriter w(buf);
+    write_counts(w, *this);
+    return std::string(buf.GetString(), buf.GetSize());
 }
 
 std::string SyncStats::json() const {
-    char ms_text[32];
-    snprintf(ms_text, sizeof ms_text, "%.1f", ms);
-    auto n = [](uint64_t v) { return std::to_string(v); };
-    return "{\"peer\":\"" + peer + "\",\"batches\":" + n(batches) + ",\"pushed\":" + n(pushed) + ",\"pulled\":" +
-           n(pulled) + ",\"bytes_sent\":" + n(bytes_sent) + ",\"bytes_received\":" + n(bytes_received) +
-           ",\"wire_bytes_sent\":" + n(wire_sent) + ",\"wire_bytes_received\":" + n(wire_received) +
-           ",\"retries\":" + n(retries) + ",\"ms\":" + ms_text + ",\"sent\":" + sent.json() +
-           ",\"received\":" + received.json() + (reset_node ? ",\"reset_node\":" + n(reset_node) : std::string()) +
-           (to_pull ? ",\"to_pull\":" + n(to_pull) : std::string()) +
-           (to_push ? ",\"to_push\":" + n(to_push) : std::string()) +
-           (resnapshots ? ",\"resnapshots\":" + n(resnapshots) + ",\"dropped\":" + n(dropped) : std::string()) +
-           (purged ? ",\"purged\":" + n(purged) : std::string()) + "}";
+    rapidjson::StringBuffer buf;
+    JsonWriter w(buf);
+    w.StartObject();
+    w.Key("peer");
+    w.String(peer.data(), static_cast<rapidjson::SizeType>(peer.size()));
+    put(w, "batches", batches);
+    put(w, "pushed", pushed);
+    put(w, "pulled", pulled);
+    put(w, "bytes_sent", bytes_sent);
+    put(w, "bytes_received", bytes_received);
+    put(w, "wire_bytes_sent", wire_sent);
+    put(w, "wire_bytes_received", wire_received);
+    put(w, "retries", retries);
+    char ms_text[32];  // one decimal, as it always was
+    const int n = snprintf(ms_text, sizeof ms_text, "%.1f", ms);
+    w.Key("ms");
+    w.RawValue(ms_text, static_cast<size_t>(n > 0 ? n : 0), rapidjson::kNumberType);
+    w.Key("sent");
+    write_counts(w, sent);
+    w.Key("received");
+    write_counts(w, received);
+    if (reset_node) put(w, "reset_node", reset_node);
+    if (to_pull) put(w, "to_pull", to_pull);
+    if (to_push) put(w, "to_push", to_push);
+    if (resnapshots) {
+        put(w, "resnapshots", resnapshots);
+        put(w, "dropped", dropped);
+    }
+    if (purged) put(w, "purged", purged);
+    w.EndObject();
+    return std::string(buf.GetString(), buf.GetSize());
 }
 
 std::string new_push_id() {
