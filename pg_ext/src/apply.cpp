@@ -240,15 +240,14 @@ struct ForeignKeys {
 };
 
 std::string qualified_name(Oid relid) {
-    std::string out;
+    const char* n = nullptr;
+    const char* r = nullptr;
     pg_call([&] {
-        char* n = get_namespace_name(get_rel_namespace(relid));
-        char* r = get_rel_name(relid);
+        n = get_namespace_name(get_rel_namespace(relid));
+        r = get_rel_name(relid);
         if (!n || !r) elog(ERROR, "cache lookup failed for relation %u", relid);
-        out = std::string(n) + "\x01" + r;
     });
-    const size_t cut = out.find('\x01');
-    return quote_ident(out.substr(0, cut)) + "." + quote_ident(out.substr(cut + 1));
+    return quote_ident(n) + "." + quote_ident(r);
 }
 
 const ForeignKeys& foreign_keys(Oid relid) {
@@ -311,10 +310,13 @@ const ForeignKeys& foreign_keys(Oid relid) {
         fk.match = first.match.empty() ? 's' : first.match[0];
         fk.child_q = qualified_name(fk.child);
         fk.parent_q = qualified_name(fk.parent);
+        char child_kind = 0, parent_kind = 0;
         pg_call([&] {
-            fk.child_from = (get_rel_relkind(fk.child) == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ") + fk.child_q;
-            fk.parent_from = (get_rel_relkind(fk.parent) == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ") + fk.parent_q;
+            child_kind = get_rel_relkind(fk.child);
+            parent_kind = get_rel_relkind(fk.parent);
         });
+        fk.child_from = (child_kind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ") + fk.child_q;
+        fk.parent_from = (parent_kind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ") + fk.parent_q;
         for (; r < rows.size() && rows[r].oid == first.oid; ++r) {
             fk.child_cols.push_back(quote_ident(rows[r].ccol));
             fk.parent_cols.push_back(quote_ident(rows[r].pcol));
@@ -427,6 +429,10 @@ std::set<size_t> missing_parents(const ForeignKey& fk, const std::vector<const C
     if (todo.empty()) return missing;
     std::vector<Param> arrays(ncol);
     std::string cols, match;
+    // Column k's values at d[k * todo.size()]: gathered before pg_call.
+    std::vector<Datum> d(ncol * todo.size());
+    for (size_t k = 0; k < ncol; ++k)
+        for (size_t r = 0; r < todo.size(); ++r) d[k * todo.size() + r] = todo[r]->vals[k].value;
     pg_call([&] {
         for (size_t k = 0; k < ncol; ++k) {
             const Oid elem = todo[0]->vals[k].type;
@@ -436,9 +442,9 @@ std::set<size_t> missing_parents(const ForeignKey& fk, const std::vector<const C
             bool byval;
             char align;
             get_typlenbyvalalign(elem, &len, &byval, &align);
-            std::vector<Datum> d(todo.size());
-            for (size_t r = 0; r < todo.size(); ++r) d[r] = todo[r]->vals[k].value;
-            arrays[k] = Param{arr, PointerGetDatum(construct_array(d.data(), static_cast<int>(d.size()), elem, len, byval, align)),
+            arrays[k] = Param{arr,
+                              PointerGetDatum(construct_array(d.data() + k * todo.size(), static_cast<int>(todo.size()),
+                                                              elem, len, byval, align)),
                               false};
         }
     });

@@ -75,13 +75,12 @@ uint64_t standby_bound(const std::vector<TablePtr>& tables, uint64_t after) {
         bound = static_cast<uint64_t>(run_sql("SELECT coalesce(max(s), 0) FROM (" + sql + ") m", true).integer(0, 0));
     }
     if (bound <= after) return bound;  // nothing new: nothing to wait for
-    std::vector<TransactionId> running;
-    pg_call([&] {
-        Snapshot snap = GetLatestSnapshot();
-        // In recovery every running xid is in subxip (snapmgr.h), xip too elsewhere.
-        running.assign(snap->xip, snap->xip + snap->xcnt);
-        running.insert(running.end(), snap->subxip, snap->subxip + std::max<int32>(snap->subxcnt, 0));
-    });
+    Snapshot snap = nullptr;
+    pg_call([&] { snap = GetLatestSnapshot(); });
+    // Copied outside pg_call; the arrays stay until the next snapshot is taken.
+    // In recovery every running xid is in subxip (snapmgr.h), xip too elsewhere.
+    std::vector<TransactionId> running(snap->xip, snap->xip + snap->xcnt);
+    running.insert(running.end(), snap->subxip, snap->subxip + std::max<int32>(snap->subxcnt, 0));
     // The primary's transactions hold no lock here: poll their end, as
     // XactLockTableWait does on a standby, but interruptibly. Any running
     // transaction counts (which ones took a sequence is not visible here),
@@ -193,13 +192,15 @@ public:
             into += (into.empty() ? "(" : (perm ? " OR (" : " AND (")) + q + ")";
         }
         if (permissive.empty()) return;  // nothing visible
-        std::string relname, rowtype;
+        const char* relname = nullptr;
+        const char* rowtype = nullptr;
         pg_call([&] {
             relname = get_rel_name(t.relid);
+            if (!relname) elog(ERROR, "cache lookup failed for relation %u", t.relid);
             rowtype = format_type_be(get_rel_type_id(t.relid));
         });
         sql_ = "SELECT k.i FROM pg_catalog.jsonb_array_elements($1::jsonb) WITH ORDINALITY AS k(j, i)"
-               " CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::" + rowtype + ", k.j) AS " +
+               " CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::" + std::string(rowtype) + ", k.j) AS " +
                quote_ident(relname) + " WHERE (" + permissive + ")" +
                (restrictive.empty() ? "" : " AND (" + restrictive + ")");
     }

@@ -178,10 +178,9 @@ void rewrite_blobs(const std::string& meta, const std::vector<size_t>& gone, siz
 void reconcile(Oid relid) {
     Tracked t;
     if (!load_tracked(relid, t)) return;
-    pg_call([&] {
-        const char* r = get_rel_name(relid);
-        t.rel = r ? r : "?";
-    });
+    const char* r = nullptr;
+    pg_call([&] { r = get_rel_name(relid); });
+    t.rel = r ? r : "?";
     const std::string rel = quote_ident(t.rel);
     // The key: same columns, names and types as the metadata's.
     std::vector<std::string> key, key_types, meta_types;

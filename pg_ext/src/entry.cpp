@@ -73,12 +73,9 @@ extern "C" void _PG_init(void) {
 namespace {
 
 std::string text_arg(FunctionCallInfo fcinfo, int i) {
-    std::string s;
-    pg_call([&] {
-        text* t = PG_GETARG_TEXT_PP(i);
-        s.assign(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-    });
-    return s;
+    const text* t = nullptr;
+    pg_call([&] { t = PG_GETARG_TEXT_PP(i); });
+    return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
 Datum text_result(const std::string& s) {
@@ -196,8 +193,11 @@ extern "C" Datum lww_sync(PG_FUNCTION_ARGS) {
     return guarded_entry("lww_sync", [&] {
         std::string url = text_arg(fcinfo, 0);
         std::string opts;
-        if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
-            pg_call([&] { opts = DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(1))); });
+        if (PG_NARGS() > 1 && !PG_ARGISNULL(1)) {
+            const char* json = nullptr;
+            pg_call([&] { json = DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(1))); });
+            opts = json;
+        }
         const SyncOptions opt = parse_sync_options(opts);
         std::string out;
         {

@@ -2,12 +2,24 @@
 //
 // - pg_call(f): runs backend code that may ereport. A Postgres error is caught
 //   with PG_TRY, copied, and rethrown as a C++ PgError, so the longjmp never
-//   crosses a C++ frame. f must not create C++ objects with destructors.
+//   crosses a C++ frame. A C++ exception thrown by f is caught inside PG_TRY
+//   and rethrown after PG_END_TRY, so it never leaves PG_exception_stack and
+//   error_context_stack pointing into a dead frame.
+//   The rule for f, since a longjmp skips every destructor in f's frame: call
+//   backend functions and write results to variables declared outside f
+//   (scalars, Datums, pointers into palloc'd memory, fixed elements of
+//   containers sized before the call); read C++ objects built before the call
+//   (.c_str(), .data(), size()). Never construct, assign, append to or resize
+//   an object with a destructor (std::string, std::vector, temporaries from
+//   operator+ or std::to_string), and never throw: build strings before the
+//   call, copy palloc'd results into C++ objects after it returns.
 // - guarded_entry(name, f): every extern "C" function body runs inside it.
 //   Exceptions are caught, the C++ scope is left, and only then the error is
 //   raised with ereport/ReThrowError.
 #pragma once
 #include "pg.h"
+
+#include <exception>
 
 #include "../../common/error.h"
 
@@ -27,9 +39,17 @@ template <class F>
 void pg_call(F&& f) {
     MemoryContext ctx = CurrentMemoryContext;
     ErrorData* edata = nullptr;
+    // Set only on the normal path, before PG_END_TRY: no longjmp follows, so
+    // it needs no volatile. PG_TRY/PG_END_TRY save and restore both
+    // PG_exception_stack and error_context_stack, on this path too.
+    std::exception_ptr cpp_error;
     PG_TRY();
     {
-        f();
+        try {
+            f();
+        } catch (...) {
+            cpp_error = std::current_exception();
+        }
     }
     PG_CATCH();
     {
@@ -42,6 +62,10 @@ void pg_call(F&& f) {
     }
     PG_END_TRY();
     if (edata) throw PgError(edata);
+    if (cpp_error) {
+        MemoryContextSwitchTo(ctx);
+        std::rethrow_exception(cpp_error);
+    }
 }
 
 // One SQLSTATE per kind (docs/ERRORS.md); the gateway's HTTP status follows it.

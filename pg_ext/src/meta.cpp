@@ -182,12 +182,11 @@ std::unique_ptr<MetaSql> build_sql(const TableInfo& t) {
     }
     const std::string update = ") DO UPDATE SET st = excluded.st";
     const std::string returning = " RETURNING " + meta_seq();
+    q->elems.assign(n, ArrayElem{});
     pg_call([&] {
-        for (size_t i = 0; i < n; ++i) {
-            ArrayElem e;
-            if (!array_elem(t.key_types[i], &e)) elog(ERROR, "no array type for the key type of %s", t.name.c_str());
-            q->elems.push_back(e);
-        }
+        for (size_t i = 0; i < n; ++i)
+            if (!array_elem(t.key_types[i], &q->elems[i]))
+                elog(ERROR, "no array type for the key type of %s", t.name.c_str());
     });
     std::vector<Oid> types = q->key_types;
     const std::string load = "SELECT st FROM " + t.meta + " WHERE " + where;
@@ -436,8 +435,8 @@ UserRows probe_user_rows(const TableInfo& t, const SpiResult& meta, const std::v
     const size_t nkeys = t.key.size();
     std::vector<Oid> array_types(nkeys);
     std::vector<Param> arrays(nkeys);
+    std::vector<Datum> elems(meta_rows.size());
     pg_call([&] {
-        std::vector<Datum> elems(meta_rows.size());
         for (size_t k = 0; k < nkeys; ++k) {
             ArrayElem e;
             if (!array_elem(t.key_types[k], &e)) elog(ERROR, "no array type for the key type of %s", t.name.c_str());

@@ -14,11 +14,9 @@ std::string node_key(const NodeId& id) { return std::string(id.bytes.begin(), id
 
 // The "sub" claim the gateway (or PostgREST) put in request.jwt.claims.
 std::string jwt_subject() {
-    std::string claims;
-    pg_call([&] {
-        const char* v = GetConfigOption("request.jwt.claims", true, false);
-        if (v) claims = v;
-    });
+    const char* v = nullptr;
+    pg_call([&] { v = GetConfigOption("request.jwt.claims", true, false); });
+    const std::string claims = v ? v : "";
     if (claims.empty()) return {};
     rapidjson::Document d;
     std::string error;
@@ -39,11 +37,13 @@ std::string Principal::describe() const {
 Principal current_principal() {
     Principal p;
     Oid user = InvalidOid;
+    const char* role = nullptr;
     pg_call([&] {
         user = GetUserId();
-        p.role = GetUserNameFromId(user, false);
+        role = GetUserNameFromId(user, false);
         p.relay = superuser_arg(user);
     });
+    p.role = role;
     p.subject = jwt_subject();
     if (!p.relay) {
         AsMetadataOwner owner;

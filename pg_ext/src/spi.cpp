@@ -119,12 +119,9 @@ static std::string varlena_at(const SpiResult& res, uint64_t row, int c, bool* i
     Datum d = res.col(row, c, &n);
     if (isnull) *isnull = n;
     if (n) return {};
-    std::string out;
-    pg_call([&] {
-        struct varlena* v = PG_DETOAST_DATUM_PACKED(d);
-        out.assign(VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
-    });
-    return out;
+    const struct varlena* v = nullptr;
+    pg_call([&] { v = PG_DETOAST_DATUM_PACKED(d); });
+    return std::string(VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
 }
 
 std::string SpiResult::text(uint64_t row, int c, bool* isnull) const { return varlena_at(*this, row, c, isnull); }

@@ -350,16 +350,14 @@ bool has_relation(const char* name) {
 
 // Empty in recovery (a hot standby serves reads only; it checks once promoted).
 std::string current_identity(bool* writable) {
-    std::string out;
+    char buf[96] = "";
     pg_call([&] {
         if (RecoveryInProgress()) return;
-        char buf[96];
         snprintf(buf, sizeof buf, "%llu/%u/%u", static_cast<unsigned long long>(GetSystemIdentifier()),
                  static_cast<unsigned>(GetWALInsertionTimeLine()), static_cast<unsigned>(MyDatabaseId));
-        out = buf;
         *writable = !XactReadOnly && !IsInParallelMode();
     });
-    return out;
+    return buf;
 }
 
 // A dump restored into another database: tracked tables have new oids.
@@ -453,14 +451,18 @@ NodeId State::reset_node(const std::string& reason) {
     // The triggers on lwwsync.state and .nodes invalidate this at the next
     // command; callers in this one must already see the new id.
     nodes_stale_ = tables_stale_ = true;
-    pg_call([&] { ereport(LOG, (errmsg("lwwsync: node %s takes the new node id %s: %s", old.str().c_str(), fresh.str().c_str(), reason.c_str()))); });
+    const std::string old_id = old.str(), new_id = fresh.str();
+    pg_call([&] {
+        ereport(LOG, (errmsg("lwwsync: node %s takes the new node id %s: %s", old_id.c_str(), new_id.c_str(), reason.c_str())));
+    });
     return fresh;
 }
 
 TableInfo describe_table(Oid relid) {
     TableInfo t;
     t.relid = relid;
-    std::string nsp, rel;
+    const char* nsp = nullptr;
+    const char* rel = nullptr;
     std::vector<std::string> key_order;
     {
         AsMetadataOwner owner;
@@ -479,35 +481,35 @@ TableInfo describe_table(Oid relid) {
         for (uint64_t i = 0; i < col_names.size(); ++i) t.cols.push_back(col_names.text(i, 0));
     }
     pg_call([&] {
-        char* n = get_namespace_name(get_rel_namespace(relid));
-        char* r = get_rel_name(relid);
-        if (!n || !r) elog(ERROR, "tracked table with oid %u no longer exists", relid);
-        nsp = n;
-        rel = r;
+        nsp = get_namespace_name(get_rel_namespace(relid));
+        rel = get_rel_name(relid);
+        if (!nsp || !rel) elog(ERROR, "tracked table with oid %u no longer exists", relid);
     });
     t.qualified = quote_ident(nsp) + "." + quote_ident(rel);
     auto attr = [&](const std::string& name, AttrNumber& num, ColumnType& type, std::string* collate) {
         Oid typid = InvalidOid;
         int32 typmod = -1;
         Oid coll = InvalidOid;
-        std::string coll_nsp, coll_name;
+        const char* coll_nsp = nullptr;
+        const char* coll_name = nullptr;  // palloc'd: the syscache tuple is released inside
         pg_call([&] {
             num = get_attnum(relid, name.c_str());
             if (num == InvalidAttrNumber)
-                ereport(ERROR, (errmsg("column \"%s\" of tracked table %s no longer exists", name.c_str(), rel.c_str())));
+                ereport(ERROR, (errmsg("column \"%s\" of tracked table %s no longer exists", name.c_str(), rel)));
             get_atttypetypmodcoll(relid, num, &typid, &typmod, &coll);
             if (OidIsValid(coll) && coll != get_typcollation(typid)) {
                 HeapTuple tup = SearchSysCache1(COLLOID, ObjectIdGetDatum(coll));
                 if (HeapTupleIsValid(tup)) {
                     const Form_pg_collation c = (Form_pg_collation)GETSTRUCT(tup);
-                    coll_name = NameStr(c->collname);
+                    coll_name = pstrdup(NameStr(c->collname));
                     coll_nsp = get_namespace_name(c->collnamespace);
                     ReleaseSysCache(tup);
                 }
             }
         });
         type = column_type(typid, typmod);
-        if (collate && !coll_name.empty()) *collate = " COLLATE " + quote_ident(coll_nsp) + "." + quote_ident(coll_name);
+        if (collate && coll_name && *coll_name)
+            *collate = " COLLATE " + quote_ident(coll_nsp ? coll_nsp : "") + "." + quote_ident(coll_name);
     };
     t.key_attnums.resize(t.key.size());
     t.key_types.resize(t.key.size());

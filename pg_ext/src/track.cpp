@@ -158,9 +158,9 @@ int64_t stamp_new_rows(const TableInfo& t, uint64_t hlc) {
     Portal portal = nullptr;
     {
         AsTableOwner owner(t.relid);
+        const std::string scan = "SELECT " + sel + " FROM " + t.qualified + " AS t";
         pg_call([&] {
-            portal = SPI_cursor_open_with_args(nullptr, ("SELECT " + sel + " FROM " + t.qualified + " AS t").c_str(), 0,
-                                               nullptr, nullptr, nullptr, true, 0);
+            portal = SPI_cursor_open_with_args(nullptr, scan.c_str(), 0, nullptr, nullptr, nullptr, true, 0);
         });
     }
     constexpr long kChunk = 10000;
@@ -174,8 +174,8 @@ int64_t stamp_new_rows(const TableInfo& t, uint64_t hlc) {
         const uint64_t n = chunk.size();
         if (n == 0) break;
         std::vector<Param> arrays(nkeys);
+        std::vector<Datum> elems(n);
         pg_call([&] {
-            std::vector<Datum> elems(n);
             for (size_t k = 0; k < nkeys; ++k) {
                 const Oid elem = get_element_type(array_types[k]);
                 int16 len;
@@ -275,16 +275,18 @@ void install_capture_triggers(Oid relid, const std::string& qualified) {
 int64_t track_table(Oid relid) {
     State& s = State::get();
     char relkind = 0;
-    std::string nsp, rel;
+    const char* n = nullptr;
+    const char* r = nullptr;
     pg_call([&] {
         relkind = get_rel_relkind(relid);
-        char* n = get_namespace_name(get_rel_namespace(relid));
-        char* r = get_rel_name(relid);
-        if (n && r) {
-            nsp = n;
-            rel = r;
-        }
+        n = get_namespace_name(get_rel_namespace(relid));
+        r = get_rel_name(relid);
     });
+    std::string nsp, rel;
+    if (n && r) {
+        nsp = n;
+        rel = r;
+    }
     if (rel.empty()) throw Error("no such table (oid " + std::to_string(relid) + ")", ErrorKind::not_found);
     if (relkind != RELKIND_RELATION) throw Error("\"" + rel + "\" is not an ordinary table");
     if (nsp == "lwwsync") throw Error("\"" + rel + "\" is lwwsync metadata");

@@ -129,13 +129,12 @@ std::vector<bool> changed_by_triggers(const TableInfo& t, const OwnWrite& own, H
 // security (only then: the cost is one UPDATE of the metadata per delete).
 void keep_last_values(const TableInfo& t, Relation rel, HeapTuple tup, TupleDesc desc) {
     if (!rel->rd_rel->relrowsecurity) return;
-    std::string json;
+    const text* j = nullptr;
     pg_call([&] {
         Datum row = heap_copy_tuple_as_datum(tup, desc);
-        text* j = DatumGetTextPP(DirectFunctionCall1(row_to_json, row));
-        json.assign(VARDATA_ANY(j), VARSIZE_ANY_EXHDR(j));
+        j = DatumGetTextPP(DirectFunctionCall1(row_to_json, row));
     });
-    store_last_values(t, key_of(t, tup, desc), json);
+    store_last_values(t, key_of(t, tup, desc), std::string(VARDATA_ANY(j), VARSIZE_ANY_EXHDR(j)));
 }
 
 // One local write of a statement, in the statement's row order.
@@ -386,15 +385,14 @@ private:
 // security (keep_last_values).
 std::string last_values(Relation rel, const TransitionRows& row) {
     if (!rel->rd_rel->relrowsecurity) return {};
-    std::string json;
+    const text* j = nullptr;
     pg_call([&] {
         bool should_free = false;
         HeapTuple tup = ExecFetchSlotHeapTuple(row.slot(), false, &should_free);
         Datum d = heap_copy_tuple_as_datum(tup, RelationGetDescr(rel));
-        text* j = DatumGetTextPP(DirectFunctionCall1(row_to_json, d));
-        json.assign(VARDATA_ANY(j), VARSIZE_ANY_EXHDR(j));
+        j = DatumGetTextPP(DirectFunctionCall1(row_to_json, d));
     });
-    return json;
+    return std::string(VARDATA_ANY(j), VARSIZE_ANY_EXHDR(j));
 }
 
 size_t row_count(Tuplestorestate* rows) {

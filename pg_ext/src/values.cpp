@@ -40,15 +40,15 @@ std::string real_text(double d) {
 }
 
 static std::string output_text(Datum d, Oid type) {
-    std::string out;
+    char* s = nullptr;
     pg_call([&] {
         Oid fn;
         bool varlena;
         getTypeOutputInfo(type, &fn, &varlena);
-        char* s = OidOutputFunctionCall(fn, d);
-        out = s;
-        pfree(s);
+        s = OidOutputFunctionCall(fn, d);
     });
+    std::string out = s;
+    pg_call([&] { pfree(s); });
     return out;
 }
 
@@ -62,21 +62,15 @@ Value datum_to_value(Datum d, bool isnull, const ColumnType& t) {
         case FLOAT8OID: return Value::real(DatumGetFloat8(d));
         case BOOLOID: return Value::integer(DatumGetBool(d) ? 1 : 0);
         case BYTEAOID: {
-            std::string s;
-            pg_call([&] {
-                bytea* b = DatumGetByteaPP(d);
-                s.assign(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
-            });
-            return Value::bytes(std::move(s));
+            const bytea* b = nullptr;
+            pg_call([&] { b = DatumGetByteaPP(d); });
+            return Value::bytes(std::string(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b)));
         }
         case TEXTOID:
         case VARCHAROID: {
-            std::string s;
-            pg_call([&] {
-                text* x = DatumGetTextPP(d);
-                s.assign(VARDATA_ANY(x), VARSIZE_ANY_EXHDR(x));
-            });
-            return Value::text(std::move(s));
+            const text* x = nullptr;
+            pg_call([&] { x = DatumGetTextPP(d); });
+            return Value::text(std::string(VARDATA_ANY(x), VARSIZE_ANY_EXHDR(x)));
         }
         default: return Value::text(output_text(d, t.type));
     }
