@@ -217,6 +217,7 @@ std::string HttpTransport::exchange(const std::string& request) {
         if (a.rc == CURLE_ABORTED_BY_CALLBACK) throw Cancelled();
         if (a.too_large) throw Error("the response from " + where + " exceeds the " + std::to_string(kMaxDocumentBytes >> 20) + " MiB limit");
         std::string failure;
+        ErrorKind kind = ErrorKind::bad_input;  // the server's answer, told to the app (docs/ERRORS.md)
         bool transient = false;
         if (a.rc != CURLE_OK) {
             transient = transient_curl(a.rc);
@@ -226,24 +227,30 @@ std::string HttpTransport::exchange(const std::string& request) {
         } else {
             transient = transient_status(a.status);
             const std::string msg = http_error_message(a.body);
-            if (a.status == 401 || a.status == 403)
+            if (a.status == 401 || a.status == 403) {
                 failure = "the server at " + where + " refused the credentials (HTTP " + std::to_string(a.status) +
                           "): " + msg;
-            else if (a.status == 404)
+                kind = ErrorKind::permission;
+            } else if (a.status == 404) {
                 failure = "no lww_exchange endpoint at " + where + " (HTTP 404): " + msg;
-            else if (a.status == 503 && http_error_code(a.body) == "25006")
-                throw ReadOnlyError("the server at " + where + " is read-only (HTTP 503): " + msg);
-            else if (a.status == 413)
+                kind = ErrorKind::not_found;
+            } else if (a.status == 503 && http_error_code(a.body) == "25006") {
+                throw ReadOnlyError("the server at " + where + " is read-only (HTTP 503): " + msg, ErrorKind::read_only);
+            } else if (a.status == 413) {
                 throw TooLargeError("the server at " + where + " (or a proxy in front of it) refused a request of " +
-                                    std::to_string(body.size()) + " bytes" + (compress ? " (gzip)" : "") +
-                                    " as too large (HTTP 413): " + msg);
-            else
+                                        std::to_string(body.size()) + " bytes" + (compress ? " (gzip)" : "") +
+                                        " as too large (HTTP 413): " + msg,
+                                    ErrorKind::limit);
+            } else {
                 failure = "the server at " + where + " refused the exchange (HTTP " + std::to_string(a.status) +
                           "): " + msg;
+                // 409: the server's clock guard (22008) or an object in use.
+                if (a.status == 409) kind = http_error_code(a.body) == "22008" ? ErrorKind::drift : ErrorKind::conflict;
+            }
         }
         if (!transient || attempt >= opt_.retries) {
             if (transient && attempt > 0) failure += " (after " + std::to_string(attempt + 1) + " attempts)";
-            throw Error(failure);
+            throw Error(failure, kind);
         }
         ++retries_;
         const long wait = retry_backoff_ms(attempt);

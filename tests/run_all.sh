@@ -78,6 +78,10 @@ LWWSYNC_REAL_EXTENSION=1 summary_suite "HTTP gateway (lwwsync-server)" tests/gat
 # that hang up mid-exchange, timeouts, malformed requests, reserved roles.
 summary_suite "HTTP gateway under attack" tests/security/gateway_attacks.sh
 
+# The hosts apps load lwwsync into: Node.js (better-sqlite3, built from
+# source the first time) and Python's sqlite3, syncing through the gateway.
+summary_suite "host apps: Node.js better-sqlite3 and Python sqlite3 over HTTP" tests/hosts/hosts.sh
+
 # 20 SQLite devices writing 10 shared rows through the gateway at once:
 # no failed sync, no deadlock, convergence, last write wins.
 hot_env=()
