@@ -865,15 +865,12 @@ private:
         } catch (const Failure& ex) {
             throw Failure(p.name + " lww_changes(" + std::to_string(since) + ") failed: " + ex.what());
         }
-        Stmt s(p.db, "SELECT json_valid(?1), CAST(json_extract(?1, '$.upto') AS INTEGER), json_extract(?1, '$.origin')");
-        s.bind_text(1, e.cs);
-        s.step();
-        if (s.col_int(0) != 1)
+        const JsonDoc doc(e.cs);
+        if (!doc.valid())
             throw Failure(p.name + " lww_changes(" + std::to_string(since) + ") returned invalid JSON: " +
                           e.cs.substr(0, 300));
-        e.upto = s.col_int(1);
-        e.origin_node = s.col(2).s;
-        s.run();
+        e.upto = doc.integer("upto", 0);
+        e.origin_node = doc.text("origin");
         p.uptos.push_back(e.upto);
         return e;
     }

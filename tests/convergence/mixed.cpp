@@ -321,51 +321,6 @@ private:
 
 // ---------------------------------------------------------------- JSON fields
 
-// Reads fields of change sets and stats with SQLite's JSON functions (an
-// in-memory database, no extension), so the test needs no JSON library.
-class Json {
-public:
-    Json() {
-        if (sqlite3_open(":memory:", &db_) != SQLITE_OK) throw Failure("cannot open an in-memory SQLite database");
-    }
-    ~Json() { sqlite3_close(db_); }
-    bool valid(const std::string& doc) {
-        Stmt s(db_, "SELECT json_valid(?1)");
-        s.bind_text(1, doc);
-        bool ok = s.step() && s.col_int(0) == 1;
-        s.run();
-        return ok;
-    }
-    // An integer field (a JSON number or a decimal string); `dflt` when absent.
-    int64_t integer(const std::string& doc, const std::string& path, int64_t dflt) {
-        Stmt s(db_, "SELECT json_type(?1, ?2), CAST(json_extract(?1, ?2) AS INTEGER)");
-        s.bind_text(1, doc);
-        s.bind_text(2, path);
-        s.step();
-        int64_t v = s.col_is_null(0) || s.col_text(0) == "null" ? dflt : s.col_int(1);
-        s.run();
-        return v;
-    }
-    bool boolean(const std::string& doc, const std::string& path, bool dflt) {
-        Stmt s(db_, "SELECT json_type(?1, ?2)");
-        s.bind_text(1, doc);
-        s.bind_text(2, path);
-        s.step();
-        bool v = dflt;
-        if (!s.col_is_null(0)) {
-            std::string t = s.col_text(0);
-            if (t == "true") v = true;
-            else if (t == "false") v = false;
-            else throw Failure(path + " is a JSON " + t + ", expected a boolean");
-        }
-        s.run();
-        return v;
-    }
-
-private:
-    sqlite3* db_ = nullptr;
-};
-
 std::string url_encode(const std::string& s) {
     static const char* hex = "0123456789ABCDEF";
     std::string o;
@@ -523,7 +478,6 @@ private:
     std::string dir_;
     Rng rng_;
     Gen gen_;
-    Json json_;
     std::vector<std::unique_ptr<Peer>> peers_;
     std::vector<std::unique_ptr<Peer>> late_;
     std::vector<PoolEntry> pool_;
@@ -1046,11 +1000,12 @@ private:
         } catch (const Failure& e) {
             throw Failure(p.label() + " " + call + " failed: " + e.what());
         }
-        if (!json_.valid(c.cs))
+        const JsonDoc doc(c.cs);
+        if (!doc.valid())
             throw Failure(p.label() + " " + call + " returned invalid JSON (" + std::to_string(c.cs.size()) +
                           " bytes): " + render(Val::text(c.cs.substr(0, 120))));
-        c.upto = json_.integer(c.cs, "$.upto", -1);
-        c.complete = json_.boolean(c.cs, "$.complete", true);
+        c.upto = doc.integer("upto", -1);
+        c.complete = doc.boolean("complete", true);
         if (c.upto < 0) throw Failure(p.label() + " " + call + " has no upto: " + c.cs.substr(0, 300));
         if (c.upto < std::max(since, after))
             throw Failure(p.label() + " " + call + " returned upto " + std::to_string(c.upto) + ", below its start");
@@ -1066,11 +1021,11 @@ private:
         } catch (const Failure& e) {
             throw Failure(p.label() + " lww_apply(" + what + ") failed: " + e.what());
         }
-        if (!json_.valid(res))
+        if (!JsonDoc(res).valid())
             throw Failure(p.label() + " lww_apply(" + what + ") returned invalid JSON (" + std::to_string(res.size()) +
                           " bytes): " + render(Val::text(res.substr(0, 120))));
         if (res_out) *res_out = res;
-        return json_.integer(res, "$.applied", 0);
+        return JsonDoc(res).integer("applied", 0);
     }
 
     // ---------------- sync operations
@@ -1103,7 +1058,8 @@ private:
     }
 
     int64_t sync_stats(const std::string& res) {
-        return json_.integer(res, "$.sent.applied", 0) + json_.integer(res, "$.received.applied", 0);
+        const JsonDoc doc(res);
+        return doc.integer("sent.applied", 0) + doc.integer("received.applied", 0);
     }
 
     // One bidirectional sync started by `a`. Returns the registers applied on
@@ -1129,7 +1085,7 @@ private:
             throw Failure(a.label() + " lww_sync(" + b.label() + how + ") failed: " + e.what());
         }
         note(a.label() + ": lww_sync(" + b.label() + how + ") -> " + res);
-        if (!json_.valid(res))
+        if (!JsonDoc(res).valid())
             throw Failure(a.label() + " lww_sync(" + b.label() + how + ") returned invalid JSON (" +
                           std::to_string(res.size()) + " bytes): " + render(Val::text(res.substr(0, 120))));
         return sync_stats(res);

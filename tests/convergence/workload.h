@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <cinttypes>
 #include <csignal>
@@ -25,6 +26,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <rapidjson/document.h>
 
 namespace conv {
 
@@ -57,6 +60,60 @@ struct Rng {
 
 struct Failure : std::runtime_error {
     using std::runtime_error::runtime_error;
+};
+
+// ---------------------------------------------------------------- JSON
+
+// lwwsync's documents (change sets, stats), read with RapidJSON as the core
+// and the SQLite tests read them. A member by dotted path ("sent.applied").
+class JsonDoc {
+public:
+    explicit JsonDoc(const std::string& text) { doc_.Parse(text.c_str(), text.size()); }
+    bool valid() const { return !doc_.HasParseError() && doc_.IsObject(); }
+    // An integer member, a JSON number or a decimal string (64-bit
+    // quantities travel as strings); `dflt` when absent or null.
+    int64_t integer(const std::string& path, int64_t dflt) const {
+        const rapidjson::Value* v = at(path);
+        if (!v || v->IsNull()) return dflt;
+        if (v->IsInt64()) return v->GetInt64();
+        int64_t out = 0;
+        if (v->IsString()) {
+            const char* b = v->GetString();
+            const char* e = b + v->GetStringLength();
+            auto r = std::from_chars(b, e, out);
+            if (r.ec == std::errc() && r.ptr == e) return out;
+        }
+        throw Failure(path + " is not an integer");
+    }
+    bool boolean(const std::string& path, bool dflt) const {
+        const rapidjson::Value* v = at(path);
+        if (!v || v->IsNull()) return dflt;
+        if (!v->IsBool()) throw Failure(path + " is not a boolean");
+        return v->GetBool();
+    }
+    std::string text(const std::string& path) const {
+        const rapidjson::Value* v = at(path);
+        return v && v->IsString() ? std::string(v->GetString(), v->GetStringLength()) : std::string();
+    }
+
+private:
+    const rapidjson::Value* at(const std::string& path) const {
+        if (!valid()) return nullptr;
+        const rapidjson::Value* v = &doc_;
+        size_t pos = 0;
+        while (pos <= path.size()) {
+            const size_t dot = path.find('.', pos);
+            const std::string key = path.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
+            if (!v->IsObject()) return nullptr;
+            auto m = v->FindMember(key.c_str());
+            if (m == v->MemberEnd()) return nullptr;
+            v = &m->value;
+            if (dot == std::string::npos) break;
+            pos = dot + 1;
+        }
+        return v;
+    }
+    rapidjson::Document doc_;
 };
 
 // ---------------------------------------------------------------- values
