@@ -3,6 +3,8 @@
 #   make test       every test suite (unit, SQLite functions, randomized convergence)
 #   make demo       a Postgres server, the HTTP gateway and two SQLite devices converging
 #   make bench      the benchmark (never part of the tests)
+#   make install    the Postgres extension (PGXS), lwwsync.so and lwwsync-server under PREFIX
+#   make installcheck  the Postgres suites against the installed extension
 #   make fuzz / check-asan / check-asan-pg   fuzzing and sanitizer runs (tests/security/README.md)
 # pg_ext/ (PGXS) and server/ have their own Makefiles, driven from here.
 
@@ -22,12 +24,13 @@ SQLITE_OBJ := $(SQLITE_SRC:%.cpp=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard tests/unit/*.cpp)
 SQLT_SRC   := $(wildcard tests/sqlite/*.cpp)
 
-.PHONY: all deps test check demo bench clean pg pg-install server
+.PHONY: all deps test check demo bench clean pg pg-install server install installcheck
 
 all: lwwsync.so $(BUILD)/liblwwcore.a server
 
-# The HTTP gateway, server/lwwsync-server (its own Makefile).
-server:
+# The HTTP gateway, server/lwwsync-server (its own Makefile), linked with
+# the core library built here.
+server: $(BUILD)/liblwwcore.a
 	$(MAKE) -C server
 
 $(BUILD)/%.o: %.cpp
@@ -84,6 +87,21 @@ pg:
 
 pg-install: pg
 	$(if $(filter 0,$(shell id -u)),,sudo) $(MAKE) -C pg_ext install
+
+# PGXS's convention: `make && sudo make install`, then `make installcheck`.
+# Installs the Postgres extension where pg_config says, lwwsync.so (for
+# SQLite's .load) under $(PREFIX)/lib/lwwsync and the gateway under
+# $(PREFIX)/bin; DESTDIR stages all three. Nothing here calls sudo.
+PREFIX ?= /usr/local
+install: all pg
+	$(MAKE) -C pg_ext install
+	install -d $(DESTDIR)$(PREFIX)/lib/lwwsync $(DESTDIR)$(PREFIX)/bin
+	install -m 755 lwwsync.so $(DESTDIR)$(PREFIX)/lib/lwwsync/lwwsync.so
+	install -m 755 server/lwwsync-server $(DESTDIR)$(PREFIX)/bin/lwwsync-server
+
+# The Postgres suites (pg_regress, isolation) against the installed extension.
+installcheck:
+	LWWSYNC_SKIP_INSTALL=1 scripts/pg_test.sh
 
 bench: lwwsync.so
 	$(MAKE) -C bench bench
