@@ -85,14 +85,7 @@ SQL
 pg2 -c "CREATE EXTENSION IF NOT EXISTS lwwsync" >/dev/null
 
 SECRET="e2e-secret-that-is-at-least-32-characters-long"
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-jwt() {  # payload [secret]
-    local h p s
-    h=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
-    p=$(printf '%s' "$1" | b64url)
-    s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -hmac "${2:-$SECRET}" -binary | b64url)
-    echo "$h.$p.$s"
-}
+jwt() { jwt_hs256 "${2:-$SECRET}" "$1"; }  # payload [secret]
 NOW=$(date +%s)
 APP_TOKEN=$(jwt "{\"role\":\"app_user\",\"sub\":\"device\",\"exp\":$((NOW + 7200))}")
 ALICE_TOKEN=$(jwt "{\"role\":\"alice\",\"sub\":\"alice\",\"exp\":$((NOW + 7200))}")

@@ -40,14 +40,7 @@ trap cleanup EXIT
 
 pg() { psql -X -h "$W/pg" -p "$PGPORT" -U postgres -d app -Atq -v ON_ERROR_STOP=1 "$@"; }
 SECRET="purge-secret-that-is-at-least-32-characters-long"
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-jwt() {
-    local h p s
-    h=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
-    p=$(printf '%s' "$1" | b64url)
-    s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -hmac "$SECRET" -binary | b64url)
-    echo "$h.$p.$s"
-}
+jwt() { jwt_hs256 "$SECRET" "$1"; }
 EXP=$(( $(date +%s) + 7200 ))
 OPTS="{\"token\":\"$(jwt "{\"role\":\"app_user\",\"sub\":\"device\",\"exp\":$EXP}")\"}"
 
@@ -65,12 +58,7 @@ SQL
 "$GATEWAY" --db-uri "host=$W/pg port=$PGPORT dbname=app user=authenticator" --server-port "$GWPORT" \
     --jwt-secret "$SECRET" --db-pool 4 >>"$W/gw.log" 2>&1 &
 GW_PID=$!
-up=""
-for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$GWPORT/health" >/dev/null 2>&1 && { up=1; break; }
-    sleep 0.1
-done
-[ -n "$up" ] || die "setup" "gateway: $(tail -2 "$W/gw.log")"
+wait_gateway "$GWPORT" || die "setup" "gateway: $(tail -2 "$W/gw.log")"
 URL="http://127.0.0.1:$GWPORT/rpc/lww_exchange"
 
 sq() { local db=$1; shift; sqlite3 -bail "$W/$db.db" ".timeout 10000" ".load $EXT" "$@"; }

@@ -48,14 +48,7 @@ trap cleanup EXIT
 pg() { local r=$1; shift; psql -X -h "$W/$r" -p "${PGP[$r]}" -U postgres -d app -Atq -v ON_ERROR_STOP=1 "$@"; }
 
 SECRET="regions-secret-that-is-at-least-32-characters-long"
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-jwt() {
-    local h p s
-    h=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
-    p=$(printf '%s' "$1" | b64url)
-    s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -hmac "$SECRET" -binary | b64url)
-    echo "$h.$p.$s"
-}
+jwt() { jwt_hs256 "$SECRET" "$1"; }
 EXP=$(( $(date +%s) + 7200 ))
 DEVICE_OPTS="{\"token\":\"$(jwt "{\"role\":\"app_user\",\"sub\":\"device\",\"exp\":$EXP}")\"}"
 # Servers sync with each other as a relay (docs/SECURITY.md): they forward

@@ -88,14 +88,7 @@ caught_up() {
 
 # ------------------------------------------------------------------ gateways
 SECRET="standby-secret-that-is-at-least-32-characters-long"
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-jwt() {
-    local h p s
-    h=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
-    p=$(printf '%s' "$1" | b64url)
-    s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -hmac "$SECRET" -binary | b64url)
-    echo "$h.$p.$s"
-}
+jwt() { jwt_hs256 "$SECRET" "$1"; }
 TOKEN=$(jwt "{\"role\":\"app_user\",\"sub\":\"device\",\"exp\":$(( $(date +%s) + 7200 ))}")
 OPTS="{\"token\":\"$TOKEN\",\"retries\":0}"
 PRIMARY="host=$W/pg1 port=$P1 dbname=app user=authenticator"

@@ -111,15 +111,7 @@ DB_URI="postgresql://authenticator@/gw?host=$PGDIR&port=$PGPORT"
 
 # ---------------------------------------------------------------- tokens
 SECRET=0123456789abcdef0123456789abcdef-gw-test
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-# mint PAYLOAD [HEADER] [KEY]
-mint() {
-    local header=${2:-'{"alg":"HS256","typ":"JWT"}'} key=${3:-$SECRET} h p s
-    h=$(printf '%s' "$header" | b64url)
-    p=$(printf '%s' "$1" | b64url)
-    s=$(printf '%s' "$h.$p" | openssl dgst -sha256 -hmac "$key" -binary | b64url)
-    echo "$h.$p.$s"
-}
+mint() { jwt_hs256 "${3:-$SECRET}" "$1" "${2:-}"; }  # mint PAYLOAD [HEADER] [KEY]
 NOW=$(date +%s)
 TOK_ALICE=$(mint "{\"role\":\"alice\",\"sub\":\"alice\",\"exp\":$((NOW + 3600))}")
 

@@ -89,14 +89,7 @@ SQL
 DB_URI="postgresql://authenticator@/gw?host=$PGDIR&port=$PGPORT"
 
 SECRET=0123456789abcdef0123456789abcdef-attacks
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-mint() {
-    local h p s
-    h=$(printf '%s' '{"alg":"HS256","typ":"JWT"}' | b64url)
-    p=$(printf '%s' "$1" | b64url)
-    s=$(printf '%s' "$h.$p" | openssl dgst -sha256 -hmac "$SECRET" -binary | b64url)
-    echo "$h.$p.$s"
-}
+mint() { jwt_hs256 "$SECRET" "$1"; }
 TOK=$(mint '{"role":"alice","sub":"alice"}')
 
 req() {  # req URL [curl args...]: CODE, BODY, ELAPSED (s); headers in $WORK/hdr

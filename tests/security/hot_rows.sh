@@ -59,10 +59,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON hot TO app_user;
 SQL
 
 SECRET="hot-rows-secret-that-is-at-least-32-characters"
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-h=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
-p=$(printf '{"role":"app_user","sub":"devices","exp":%d}' $(( $(date +%s) + 7200 )) | b64url)
-TOKEN="$h.$p.$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -hmac "$SECRET" -binary | b64url)"
+TOKEN=$(jwt_hs256 "$SECRET" "$(printf '{"role":"app_user","sub":"devices","exp":%d}' $(( $(date +%s) + 7200 )))")
 
 "$GW" --db-uri "host=$W/pg port=$PGPORT dbname=app user=authenticator" --server-port "$GWPORT" \
     --jwt-secret "$SECRET" --db-pool 10 2>"$W/gateway.log" &
