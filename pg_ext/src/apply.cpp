@@ -38,7 +38,8 @@
 // in one subtransaction; on a refusal it is redone row by row, each row in
 // its own subtransaction, retrying refused rows until no progress. Parked
 // rows of the caller are retried on every later apply.
-#include "changes.h"
+#include "apply.h"
+#include "trigger.h"
 #include "principal.h"
 #include "ddl.h"
 

@@ -17,7 +17,7 @@
 // DROP TABLE untracks the table and drops its metadata.
 #include "ddl.h"
 
-#include "changes.h"
+#include "apply.h"
 #include "meta.h"
 
 #include <algorithm>

@@ -1,7 +1,12 @@
 // lwwsync PostgreSQL extension: the SQL-callable entry points. Each body runs
 // in guarded_entry (see guard.h): no C++ exception reaches Postgres and no
 // ereport longjmps over a live C++ object.
+#include "apply.h"
 #include "changes.h"
+#include "purge.h"
+#include "sync.h"
+#include "track.h"
+#include "trigger.h"
 #include "ddl.h"
 
 #include "../../common/batch.h"

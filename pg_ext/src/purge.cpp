@@ -1,7 +1,8 @@
 // PostgreSQL adapter: tombstone purge (lww_purge, and by itself during
 // sync) and the server's side of a re-snapshot (docs/PROTOCOL.md, "Purge and
 // re-snapshot"). The rules are the core's (common/purge.h, serve_exchange).
-#include "changes.h"
+#include "purge.h"
+#include "sync.h"
 
 #include <algorithm>
 #include <climits>

@@ -1,6 +1,8 @@
 // PostgreSQL adapter: the sync engine, lww_exchange's server side, and
 // lww_sync('postgresql://…') over libpq or lww_sync('http(s)://…') over
 // libcurl (common/http_client.h).
+#include "sync.h"
+#include "apply.h"
 #include "changes.h"
 
 #include <libpq-fe.h>

@@ -1,4 +1,5 @@
 // PostgreSQL adapter: lww_track / lww_untrack.
+#include "track.h"
 #include "meta.h"
 #include "ddl.h"
 

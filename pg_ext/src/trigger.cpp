@@ -13,7 +13,7 @@
 // ENABLE REPLICA, so it costs nothing otherwise.
 #include <set>
 
-#include "changes.h"
+#include "trigger.h"
 
 extern "C" {
 #include "executor/tuptable.h"
