@@ -273,8 +273,14 @@ void install_capture_triggers(Oid relid, const std::string& qualified) {
 
 }  // namespace
 
-int64_t track_table(Oid relid) {
-    State& s = State::get();
+namespace {
+
+// The table's schema and name, refused unless it is an ordinary table
+// outside lwwsync's own schema.
+struct TableName {
+    std::string nsp, rel;
+};
+TableName trackable_table(Oid relid) {
     char relkind = 0;
     const char* n = nullptr;
     const char* r = nullptr;
@@ -283,40 +289,45 @@ int64_t track_table(Oid relid) {
         n = get_namespace_name(get_rel_namespace(relid));
         r = get_rel_name(relid);
     });
-    std::string nsp, rel;
+    TableName name;
     if (n && r) {
-        nsp = n;
-        rel = r;
+        name.nsp = n;
+        name.rel = r;
     }
-    if (rel.empty()) throw Error("no such table (oid " + std::to_string(relid) + ")", ErrorKind::not_found);
-    if (relkind != RELKIND_RELATION) throw Error("\"" + rel + "\" is not an ordinary table");
-    if (nsp == "lwwsync") throw Error("\"" + rel + "\" is lwwsync metadata");
+    if (name.rel.empty()) throw Error("no such table (oid " + std::to_string(relid) + ")", ErrorKind::not_found);
+    if (relkind != RELKIND_RELATION) throw Error("\"" + name.rel + "\" is not an ordinary table");
+    if (name.nsp == "lwwsync") throw Error("\"" + name.rel + "\" is lwwsync metadata");
+    return name;
+}
 
-    // Key columns in key order, then the other stored columns.
-    std::vector<std::string> key, cols;
-    std::vector<std::string> key_defs;
-    bool resuming = false;
+// Key columns in key order (with their metadata column definitions), then
+// the other stored columns.
+struct TableColumns {
+    std::vector<std::string> key, key_defs, cols;
+};
+TableColumns table_columns(Oid relid, const std::string& rel) {
+    TableColumns c;
     {
-    // Type names as the metadata owner will read them (search_path pinned).
-    AsMetadataOwner as_owner;
-    const SpiResult key_rows =
-        run(prepare("SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),"
-                    " CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation"
-                    " THEN (SELECT quote_ident(nspname) || '.' || quote_ident(collname) FROM pg_collation c"
-                    "  JOIN pg_namespace n ON n.oid = c.collnamespace WHERE c.oid = a.attcollation) END"
-                    " FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
-                    " JOIN pg_type t ON t.oid = a.atttypid"
-                    " WHERE i.indrelid = $1 AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)",
-                    {OIDOID}),
-            {oid_param(relid)}, true);
-    for (uint64_t i = 0; i < key_rows.size(); ++i) {
-        key.push_back(key_rows.text(i, 0));
-        bool no_coll = false;
-        std::string coll = key_rows.text(i, 2, &no_coll);
-        key_defs.push_back(key_rows.text(i, 1) + (no_coll ? "" : " COLLATE " + coll));
+        // Type names as the metadata owner will read them (search_path pinned).
+        AsMetadataOwner as_owner;
+        const SpiResult key_rows =
+            run(prepare("SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),"
+                        " CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation"
+                        " THEN (SELECT quote_ident(nspname) || '.' || quote_ident(collname) FROM pg_collation c"
+                        "  JOIN pg_namespace n ON n.oid = c.collnamespace WHERE c.oid = a.attcollation) END"
+                        " FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+                        " JOIN pg_type t ON t.oid = a.atttypid"
+                        " WHERE i.indrelid = $1 AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)",
+                        {OIDOID}),
+                {oid_param(relid)}, true);
+        for (uint64_t i = 0; i < key_rows.size(); ++i) {
+            c.key.push_back(key_rows.text(i, 0));
+            bool no_coll = false;
+            std::string coll = key_rows.text(i, 2, &no_coll);
+            c.key_defs.push_back(key_rows.text(i, 1) + (no_coll ? "" : " COLLATE " + coll));
+        }
     }
-    }
-    if (key.empty()) throw Error("table \"" + rel + "\" has no PRIMARY KEY; lwwsync names rows by their key");
+    if (c.key.empty()) throw Error("table \"" + rel + "\" has no PRIMARY KEY; lwwsync names rows by their key");
     const SpiResult col_rows =
         run(prepare("SELECT attname::text FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped"
                     " AND attgenerated = '' AND attname <> ALL (SELECT a.attname FROM pg_index i JOIN pg_attribute a"
@@ -324,75 +335,89 @@ int64_t track_table(Oid relid) {
                     " ORDER BY attnum",
                     {OIDOID}),
             {oid_param(relid)}, true);
-    for (uint64_t i = 0; i < col_rows.size(); ++i) cols.push_back(col_rows.text(i, 0));
+    for (uint64_t i = 0; i < col_rows.size(); ++i) c.cols.push_back(col_rows.text(i, 0));
+    return c;
+}
 
-    const std::string wire = nsp == "public" ? rel : nsp + "." + rel;
-    const std::string meta_name = meta_table_name(relid);
+// A table tracked already (a second lww_track): its register indexes stay
+// stable, new columns go last, and neither its key nor a column may have gone.
+void keep_register_order(const TableInfo& known, const std::string& rel, TableColumns& c) {
+    if (known.key != c.key) throw Error("the primary key of \"" + rel + "\" changed since it was tracked; lww_untrack it first");
+    std::vector<std::string> merged = known.cols;
+    for (const auto& col : c.cols)
+        if (std::find(merged.begin(), merged.end(), col) == merged.end()) merged.push_back(col);
+    for (const auto& col : merged)
+        if (std::find(c.cols.begin(), c.cols.end(), col) == c.cols.end())
+            throw Error("column \"" + col + "\" of \"" + rel + "\" was dropped since it was tracked; lww_untrack it first");
+    c.cols = merged;
+}
+
+// Creates (or keeps, or resumes) the metadata table and records the table in
+// lwwsync.tables, as the metadata owner. True when it resumes metadata
+// lww_untrack kept (its generations and tombstones).
+bool record_table(Oid relid, const std::string& wire, const std::string& meta_name, TableColumns& c,
+                  bool was_tracked) {
     const std::string meta = "lwwsync." + quote_ident(meta_name);
-    const std::string qualified = quote_ident(nsp) + "." + quote_ident(rel);
-
-    const bool was_tracked = s.find(relid) != nullptr;
-    if (const TablePtr known = s.find(relid)) {
-        if (known->key != key) throw Error("the primary key of \"" + rel + "\" changed since it was tracked; lww_untrack it first");
-        std::vector<std::string> merged = known->cols;  // register indexes stay stable
-        for (const auto& c : cols)
-            if (std::find(merged.begin(), merged.end(), c) == merged.end()) merged.push_back(c);
-        for (const auto& c : merged)
-            if (std::find(cols.begin(), cols.end(), c) == cols.end())
-                throw Error("column \"" + c + "\" of \"" + rel + "\" was dropped since it was tracked; lww_untrack it first");
-        cols = merged;
+    AsMetadataOwner owner;
+    if (!run(prepare("SELECT 1 FROM lwwsync.tables WHERE name = $1 AND relid <> $2", {TEXTOID, OIDOID}),
+             {text_param(wire), oid_param(relid)}, true)
+             .empty())
+        throw Error("another tracked table already syncs as \"" + wire + "\"", ErrorKind::conflict);
+    std::string defs, keys;
+    for (size_t i = 0; i < c.key.size(); ++i) {
+        defs += "k" + std::to_string(i) + " " + c.key_defs[i] + " NOT NULL, ";
+        keys += (i ? ", k" : "k") + std::to_string(i);
     }
+    // Metadata kept by lww_untrack: resume from it (its generations and
+    // tombstones), unless the key changed meanwhile.
+    const SpiResult kept_cols =
+        run_sql("SELECT count(*) FILTER (WHERE attname ~ '^k[0-9]+$'), count(*) FROM pg_attribute"
+                " WHERE attrelid = to_regclass(" + quote_literal(meta) + ") AND attnum > 0 AND NOT attisdropped",
+                false);
+    const bool kept = kept_cols.integer(0, 1) > 0;
+    const bool resuming = kept && !was_tracked && static_cast<size_t>(kept_cols.integer(0, 0)) == c.key.size();
+    if (kept && !was_tracked && !resuming) run_sql("DROP TABLE " + meta);
+    // The register order the kept metadata was written in (ddl.cpp).
+    if (resuming) c.cols = resume_registers(relid, meta, c.cols);
+    if (kept && (was_tracked || resuming)) {  // metadata from before 0.4: a deleted row's last values
+        const SpiResult last =
+            run_sql("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(" + quote_literal(meta) +
+                        ") AND attname = 'last' AND NOT attisdropped",
+                    false);
+        if (last.empty()) run_sql("ALTER TABLE " + meta + " ADD COLUMN last jsonb");
+    }
+    if (!kept || (!was_tracked && !resuming)) {  // a second lww_track keeps the metadata it has
+        run_sql("CREATE TABLE " + meta + "(" + defs + "st bytea NOT NULL, last jsonb, PRIMARY KEY (" + keys + "))");
+        // The feed's order. It only grows: full leaf pages (a split at the
+        // right edge leaves the rest of the page empty otherwise).
+        run_sql("CREATE INDEX " + quote_ident(meta_name + "_seq") + " ON " + meta + "((" + meta_seq() +
+                ")) WITH (fillfactor = 100)");
+        // Nobody but the schema owner reads it: lww_changes reads it as
+        // the owner and the user rows with the caller's rights.
+    }
+    run_sql("INSERT INTO lwwsync.tables(relid, name, key_columns, columns, meta) VALUES (" + std::to_string(relid) +
+            ", " + quote_literal(wire) + ", " + text_array(c.key) + ", " + text_array(c.cols) + ", " +
+            quote_literal(meta) + ") ON CONFLICT (relid) DO UPDATE SET name = excluded.name,"
+            " key_columns = excluded.key_columns, columns = excluded.columns, meta = excluded.meta");
+    return resuming;
+}
+
+}  // namespace
+
+int64_t track_table(Oid relid) {
+    State& s = State::get();
+    const TableName name = trackable_table(relid);
+    TableColumns c = table_columns(relid, name.rel);
+    const std::string wire = name.nsp == "public" ? name.rel : name.nsp + "." + name.rel;
+    const TablePtr known = s.find(relid);
+    if (known) keep_register_order(*known, name.rel, c);
 
     // The triggers are the table owner's business: created with the caller's rights.
-    install_capture_triggers(relid, qualified);
-    {
-        AsMetadataOwner owner;
-        if (!run(prepare("SELECT 1 FROM lwwsync.tables WHERE name = $1 AND relid <> $2", {TEXTOID, OIDOID}),
-                 {text_param(wire), oid_param(relid)}, true)
-                 .empty())
-            throw Error("another tracked table already syncs as \"" + wire + "\"", ErrorKind::conflict);
-        std::string defs, keys;
-        for (size_t i = 0; i < key.size(); ++i) {
-            defs += "k" + std::to_string(i) + " " + key_defs[i] + " NOT NULL, ";
-            keys += (i ? ", k" : "k") + std::to_string(i);
-        }
-        // Metadata kept by lww_untrack: resume from it (its generations and
-        // tombstones), unless the key changed meanwhile.
-        const SpiResult kept_cols =
-            run_sql("SELECT count(*) FILTER (WHERE attname ~ '^k[0-9]+$'), count(*) FROM pg_attribute"
-                    " WHERE attrelid = to_regclass(" + quote_literal(meta) + ") AND attnum > 0 AND NOT attisdropped",
-                    false);
-        const bool kept = kept_cols.integer(0, 1) > 0;
-        resuming = kept && !was_tracked && static_cast<size_t>(kept_cols.integer(0, 0)) == key.size();
-        if (kept && !was_tracked && !resuming) run_sql("DROP TABLE " + meta);
-        // The register order the kept metadata was written in (ddl.cpp).
-        if (resuming) cols = resume_registers(relid, meta, cols);
-        if (kept && (was_tracked || resuming)) {  // metadata from before 0.4: a deleted row's last values
-            const SpiResult last =
-                run_sql("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(" + quote_literal(meta) +
-                            ") AND attname = 'last' AND NOT attisdropped",
-                        false);
-            if (last.empty()) run_sql("ALTER TABLE " + meta + " ADD COLUMN last jsonb");
-        }
-        if (!kept || (!was_tracked && !resuming)) {  // a second lww_track keeps the metadata it has
-            run_sql("CREATE TABLE " + meta + "(" + defs +
-                    "st bytea NOT NULL, last jsonb, PRIMARY KEY (" + keys + "))");
-            // The feed's order. It only grows: full leaf pages (a split at the
-            // right edge leaves the rest of the page empty otherwise).
-            run_sql("CREATE INDEX " + quote_ident(meta_name + "_seq") + " ON " + meta + "((" + meta_seq() +
-                    ")) WITH (fillfactor = 100)");
-            // Nobody but the schema owner reads it: lww_changes reads it as
-            // the owner and the user rows with the caller's rights.
-        }
-        run_sql("INSERT INTO lwwsync.tables(relid, name, key_columns, columns, meta) VALUES (" + std::to_string(relid) +
-                ", " + quote_literal(wire) + ", " + text_array(key) + ", " + text_array(cols) + ", " +
-                quote_literal(meta) + ") ON CONFLICT (relid) DO UPDATE SET name = excluded.name,"
-                " key_columns = excluded.key_columns, columns = excluded.columns, meta = excluded.meta");
-    }
+    install_capture_triggers(relid, quote_ident(name.nsp) + "." + quote_ident(name.rel));
+    const bool resuming = record_table(relid, wire, meta_table_name(relid), c, known != nullptr);
     s.invalidate();
 
-    int64_t stamped = resuming ? resume_table(relid) : 0;
-
+    const int64_t stamped = resuming ? resume_table(relid) : 0;
     const TablePtr t = s.find(relid);
     if (!t) throw Error("table with oid " + std::to_string(relid) + " is not tracked", ErrorKind::not_found);
     return stamped + stamp_new_rows(*t, s.tick(0));
