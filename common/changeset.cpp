@@ -88,6 +88,8 @@ struct ChangeSetWriter::Impl {
     JsonWriter w{buf};
     std::vector<NodeId> nodes;
     std::unordered_map<std::string, uint32_t> node_index;
+    bool compact = false;  // rows as arrays where they fit
+    size_t ncols = 0;      // of the table being written
 
     uint32_t node(const NodeId& id) {
         std::string k(id.bytes.begin(), id.bytes.end());
@@ -141,10 +143,38 @@ void ChangeSetWriter::begin_table(const std::string& name, const std::vector<std
     w.EndArray();
     w.Key("rows");
     w.StartArray();
+    impl_->ncols = columns.size();
 }
+
+void ChangeSetWriter::compact_rows(bool on) { impl_->compact = on; }
+
+namespace {
+
+// A row the array form can carry: alive, its row register, and every column
+// register, in column order, with the row's stamp.
+bool fits_array(const RowChange& r, size_t ncols) {
+    if (!r.has_row || !(r.gen & 1) || r.cols.size() != ncols) return false;
+    for (size_t i = 0; i < r.cols.size(); ++i)
+        if (r.cols[i].col != i || !stamp_equal(r.cols[i].stamp, r.row)) return false;
+    return true;
+}
+
+}  // namespace
 
 void ChangeSetWriter::row(const RowChange& r) {
     auto& w = impl_->w;
+    if (impl_->compact && fits_array(r, impl_->ncols)) {
+        w.StartArray();
+        w.StartArray();
+        for (const auto& v : r.key) write_value(w, v);
+        w.EndArray();
+        w.Uint64(r.gen);
+        impl_->stamp(r.row);
+        for (const auto& c : r.cols) write_value(w, c.value);
+        w.EndArray();
+        ++rows_;
+        return;
+    }
     w.StartObject();
     w.Key("key");
     w.StartArray();

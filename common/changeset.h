@@ -64,6 +64,10 @@ public:
 
     void begin_table(const std::string& name, const std::vector<std::string>& key,
                      const std::vector<std::string>& columns);
+    // Rows that carry their row register and every column with the row's
+    // stamp (a snapshot's rows) are written as arrays, [key, gen, hlc, node,
+    // value…]: only for a receiver that said it reads them.
+    void compact_rows(bool on);
     void row(const RowChange& r);
     void end_table();
     std::string finish(uint64_t upto, bool complete = true);

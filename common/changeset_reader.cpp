@@ -275,7 +275,8 @@ const char* const kFieldNames[kHeaderFields] = {"format", "version", "origin", "
                                                 "after",  "complete", "nodes", "tables"};
 
 // What a container being read is.
-enum class Ctx : uint8_t { top, nodes, tables, table, names, rows, row, row_key, stamp, cols, col, tagged };
+// crow: a row written as an array, [key, gen, hlc, node, value…].
+enum class Ctx : uint8_t { top, nodes, tables, table, names, rows, row, crow, row_key, stamp, cols, col, tagged };
 
 // A change set's SAX events, from the '{' that opens it to the '}' that
 // closes it. Nesting is followed by a counter and a stack as deep as the
@@ -438,6 +439,13 @@ private:
             capture(v.v, container);
         }
     }
+    // Column `col` of an array row: the value just read, with the row's stamp.
+    void array_col(size_t col, const Where& where) {
+        ColChange c;
+        c.col = static_cast<uint32_t>(col);
+        c.value = to_value(value_, where);
+        cols_.push_back(std::move(c));  // stamp.hlc 0: the row's (row_end)
+    }
     void row_end();
     void check_row_columns(const RowChange& r, int row, std::vector<uint32_t>& seen) const;
     void table_end();
@@ -596,15 +604,57 @@ void SetReader::on_value(bool container, bool object) {
             return;
         }
         case Ctx::rows: {
-            if (!object) {
+            if (!object && !array) {
                 skip_value(container);
                 bad(Where(nullptr, T(), R()), "expected an object");
+            }
+            // An array row's values are the columns in order: it needs them named first.
+            if (array && !(has_key_ && has_columns_)) {
+                skip_value(container);
+                bad(Where(nullptr, T(), R()), "a row written as an array needs the table's \"key\" and \"columns\" first");
             }
             row_ = RowChange{};
             if (has_key_) row_.key.reserve(table().key.size());
             has_row_key_ = has_gen_ = has_base_ = row_flag_ = has_row_flag_ = has_cols_ = false;
             cols_.clear();
-            stack_.push_back(Frame{Ctx::row});
+            if (array) cols_.reserve(table().columns.size());
+            stack_.push_back(Frame{array ? Ctx::crow : Ctx::row});
+            return;
+        }
+        case Ctx::crow: {
+            const int t = T(), r = R();
+            const uint32_t i = f.count++;
+            if (i == 0) {
+                has_row_key_ = true;
+                if (!array) {
+                    skip_value(container);
+                    bad(Where("key", t, r), "expected one value per key column");
+                }
+                stack_.push_back(Frame{Ctx::row_key});
+            } else if (i == 1) {
+                has_gen_ = true;
+                capture(sc_, container);
+                if (!sc_.is_uint64() || sc_.num.u == 0 || sc_.num.u > kMaxGeneration)
+                    bad(Where("gen", t, r), "expected a positive integer below 2^53");
+                row_.gen = sc_.num.u;
+            } else if (i == 2) {
+                capture(col_hlc_, container);
+            } else if (i == 3) {
+                capture(col_node_, container);
+                has_base_ = row_flag_ = true;
+            } else {
+                const Where where("cols", t, r);
+                if (i - 4 >= table().columns.size()) {
+                    skip_value(container);
+                    bad(where, "expected [key, gen, hlc, node] and one value per column");
+                }
+                if (array) {
+                    skip_value(container);
+                    not_a_value(where);
+                }
+                value_start(value_, container, object);
+                if (!object) array_col(i - 4, where);
+            }
             return;
         }
         case Ctx::row: {
@@ -709,7 +759,16 @@ void SetReader::on_close(const Frame& f) {
         case Ctx::tagged:
             if (value_.v.kind == Scalar::Kind::none) value_.v.kind = Scalar::Kind::container;  // {}: not a value
             if (top().ctx == Ctx::row_key) row_.key.push_back(to_value(value_, Where("key", T(), R())));
+            else if (top().ctx == Ctx::crow) array_col(top().count - 5, Where("cols", T(), R()));
             return;
+        case Ctx::crow: {
+            const Where where("stamp", T(), R());
+            if (f.count != 4 + table().columns.size())
+                bad(Where("cols", T(), R()), "expected [key, gen, hlc, node] and one value per column");
+            row_.row.hlc = stamp_hlc(col_hlc_, where);
+            row_.row.node = index_id(stamp_node(col_node_, where));
+            return row_end();
+        }
         case Ctx::stamp: {
             const Where where("stamp", T(), R());
             if (f.count != 2) bad(where, "expected [hlc, node]");

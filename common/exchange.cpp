@@ -232,6 +232,10 @@ std::string encode_request(const ExchangeRequest& r) {
     w.Int64(r.limits.rows);
     w.Key("limit_bytes");
     w.Uint64(r.limits.bytes);
+    if (r.limits.compact_rows) {
+        w.Key("compact");
+        w.Bool(true);
+    }
     if (r.clock) u64(w, "clock", r.clock);
     if (r.push) raw(w, "push", *r.push);
     if (r.push && !r.push_id.empty()) {
@@ -338,6 +342,11 @@ ParsedRequest decode_request(std::string_view json) {
             lim_bytes->value.GetUint64() > kMaxBatchBytes)
             bad("\"limit_bytes\" must be an integer between 1024 and " + std::to_string(kMaxBatchBytes));
         r.limits.bytes = static_cast<size_t>(lim_bytes->value.GetUint64());
+    }
+    auto compact = d.FindMember("compact");
+    if (compact != d.MemberEnd()) {
+        if (!compact->value.IsBool()) bad("\"compact\" must be true or false");
+        r.limits.compact_rows = compact->value.GetBool();
     }
     if (d.HasMember("clock")) r.clock = clock_of(d);
     if (push.present && !push.null) {
@@ -487,7 +496,7 @@ constexpr int64_t kSkipBatchesPerRoundTrip = 64;
 // Local rows a re-snapshot reads per probe (keys sent: at most as many).
 constexpr size_t kProbeRows = 1000;
 
-Batch past_own_rows(SyncEngine& engine, const NodeId& peer, const Cursor& from, int64_t rows) {
+Batch past_own_rows(SyncEngine& engine, const NodeId& peer, const Cursor& from, int64_t rows, bool compact) {
     // Registers merged from the peer go no further than this database (no echo).
     const SeqRanges relayed = engine.relayed_from(peer, from.floor);
     const NodeId self = engine.self();
@@ -495,6 +504,7 @@ Batch past_own_rows(SyncEngine& engine, const NodeId& peer, const Cursor& from, 
         ChangesRequest req = ChangesRequest::for_peer(peer, at, rows);
         req.relayed = &relayed;
         req.self = &self;
+        req.compact_rows = compact;
         return req;
     };
     Batch b = engine.changes(request(from));
@@ -516,7 +526,7 @@ Batch past_own_rows(SyncEngine& engine, const NodeId& peer, const Cursor& from, 
 Batch changes_for(SyncEngine& engine, const NodeId& peer, const Cursor& from, const BatchLimits& limits) {
     int64_t rows = limits.rows;
     for (;;) {
-        Batch b = past_own_rows(engine, peer, from, rows);
+        Batch b = past_own_rows(engine, peer, from, rows, limits.compact_rows);
         if (b.json.size() <= limits.bytes || b.rows <= 1) return b;
         // Too large: fewer rows in proportion, with room for uneven rows. The
         // row count strictly falls, so this ends (at one row at worst).
@@ -813,6 +823,7 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
     hello.node = self;
     if (self.keyed()) hello.node_key = local.node_key();
     hello.limits = limits;
+    hello.limits.compact_rows = true;  // pulls may come as arrays; pushes stay objects (an older server reads them)
     const ParsedResponse met = round_trip(hello);
     Cursor acked = met.acked;
     if (!met.floors.empty()) local.raise_gen_floors(met.floors);

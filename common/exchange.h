@@ -92,6 +92,7 @@ struct ChangesRequest {
     // `self` (a local write never is: the guard against a reused sequence).
     const SeqRanges* relayed = nullptr;
     const NodeId* self = nullptr;
+    bool compact_rows = false;  // the receiver reads rows written as arrays
 
     // The next batch for `peer`, whose cursor on us is `from`.
     static ChangesRequest for_peer(const NodeId& peer, const Cursor& from, int64_t limit) {
@@ -269,6 +270,9 @@ public:
 struct BatchLimits {
     int64_t rows = 1000;
     size_t bytes = 8u << 20;
+    // The receiver reads rows written as arrays (docs/PROTOCOL.md, "Rows as
+    // arrays"): a request's "compact": true; the sender may then use them.
+    bool compact_rows = false;
 };
 // Documents (change sets, requests, responses) larger than this are refused before they are parsed (lww_apply,
 // lww_exchange, both engines). `what` names the document in the error.

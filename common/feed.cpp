@@ -50,6 +50,7 @@ Batch collect_feed(FeedSource& src, const ChangesRequest& req) {
     const uint64_t scan_to = past_upto ? UINT64_MAX : b.upto;
 
     ChangeSetWriter w(src.self(), req.since, req.after);
+    w.compact_rows(req.compact_rows);
     const std::vector<FeedTable>& tables = src.tables();
     std::vector<FeedRow> rows;
     std::vector<FeedRow*> kept;

@@ -103,6 +103,10 @@ def changesets():
                                             "complete": False}, nodes=(NODE_A, NODE_B)))
     write(t, "tombstone_gen_max.json", changeset([row([1], gen=9007199254740990)]))
     write(t, "empty.json", changeset([], extra={"tables": []}))
+    # Rows as arrays, [key, gen, hlc, node, value per column] (a snapshot's).
+    write(t, "array_rows.json", changeset([[[i], 1, HLC, 0, v] for i, v in enumerate(VALUES)]))
+    write(t, "array_and_object_rows.json", changeset([[[1], 3, HLC, 0, "a", 2], row([2], [[1, 5]])],
+                                                     columns=("a", "b")))
     # Refused: each breaks one rule.
     write(t, "gen_2_53.json", changeset([row([1], gen=9007199254740992)]))
     write(t, "gen_2_64.json", changeset([row([1], gen=18446744073709551616)]))
@@ -128,6 +132,11 @@ def changesets():
     write(t, "bad_base64.json", changeset([row([{"bytes": "eA="}]), row([{"bytes": "e==="}])]))
     write(t, "wrong_version.json", changeset([], extra={"version": 2, "tables": []}))
     write(t, "truncated.json", PROTOCOL_CHANGESET[:200])
+    write(t, "array_row_short.json", changeset([[[1], 1, HLC, 0]]))
+    write(t, "array_row_nested_value.json", changeset([[[1], 1, HLC, 0, [[["x"]]]]]))
+    write(t, "array_rows_before_columns.json",
+          '{"format":"lwwsync.changeset","version":1,"origin":"%s","since":"0","tables":[{"name":"t",'
+          '"rows":[[[1],1,"%s",0,"x"]],"key":["id"],"columns":["v"]}],"upto":"1","nodes":["%s"]}' % (NODE_A, HLC, NODE_A))
 
 
 # ------------------------------------------------------------ exchange

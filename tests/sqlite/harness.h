@@ -493,6 +493,28 @@ inline ParsedCS parse_cs(const std::string& json) {
         for (const auto& r : t["rows"].GetArray()) {
             ParsedRow pr;
             pr.table = tname;
+            if (r.IsArray()) {  // a row as an array: [key, gen, hlc, node, value per column]
+                for (const auto& k : r[0].GetArray()) pr.key += (pr.key.empty() ? "" : " / ") + json_value(k).repr();
+                pr.gen = r[1].GetUint64();
+                pr.has_row = true;
+                Reg g;
+                g.table = tname;
+                g.key = pr.key;
+                g.gen = pr.gen;
+                g.is_row = true;
+                g.hlc = dec_u64(r[2]);
+                g.node = cs.nodes.at(r[3].GetUint());
+                cs.regs.push_back(g);
+                g.is_row = false;
+                for (size_t i = 0; i < cols.size(); ++i) {
+                    g.col = cols[i];
+                    g.value = json_value(r[static_cast<rapidjson::SizeType>(4 + i)]);
+                    pr.cols[g.col] = g.value;
+                    cs.regs.push_back(g);
+                }
+                cs.rows.push_back(pr);
+                continue;
+            }
             for (const auto& k : r["key"].GetArray()) pr.key += (pr.key.empty() ? "" : " / ") + json_value(k).repr();
             pr.gen = r["gen"].GetUint64();
             uint64_t base_hlc = 0;

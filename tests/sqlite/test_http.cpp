@@ -451,6 +451,35 @@ TEST_F(Http, BatchesRespectRowAndByteLimits) {
     EXPECT_EQ(s.i64("SELECT count(*) FROM t"), 340);
 }
 
+// A client asks for its pulls' rows as arrays ("compact": true): a
+// snapshot's rows come as [key, gen, hlc, node, value…]; a request that does
+// not ask (an older client) gets objects; pushes stay objects either way.
+TEST_F(Http, SnapshotPullsComeAsArraysOnlyWhenAsked) {
+    Db& s = peer("server");
+    Db& a = peer("a");
+    HttpServer& srv = serve(s);
+    fill(s, 1, 30, "server");
+    fill(a, 1001, 5, "client");
+    sync_ok(a, srv.url(), "{\"batch_rows\":10}");
+    size_t array_pulls = 0;
+    for (const Seen& x : srv.seen()) {
+        EXPECT_EQ(json_bool(x.body, "compact"), true) << x.body.substr(0, 200);
+        const std::string push = member_json(x.body, "push");
+        if (!push.empty()) EXPECT_EQ(push.find("\"rows\":[["), std::string::npos) << push.substr(0, 200);
+        const std::string pull = member_json(x.response, "pull");
+        if (pull.find("\"rows\":[[[") != std::string::npos) ++array_pulls;
+    }
+    EXPECT_GE(array_pulls, 3u);
+    EXPECT_EQ(a.table("t"), s.table("t"));
+    // An older client's request, without "compact": objects.
+    const std::string old = "{\"format\":\"lwwsync.exchange\",\"version\":1,\"node\":\"" + kNode3 +
+                            "\",\"received\":\"0\",\"limit\":1000}";
+    const std::string pull = member_json(s.text("SELECT lww_exchange(?)", {old}), "pull");
+    EXPECT_NE(pull.find("\"rows\":[{\"key\":"), std::string::npos) << pull.substr(0, 200);
+    EXPECT_EQ(pull.find("\"rows\":[[["), std::string::npos);
+    EXPECT_EQ(parse_cs(pull).rows.size(), 35u);
+}
+
 // A reverse proxy's body limit (nginx client_max_body_size): the client
 // halves its push on 413 until it passes, keeps that size, and every row
 // arrives once; a single row over the limit fails the sync by name.
@@ -906,12 +935,18 @@ TEST_F(Http, FailedApplyCallsOffThePullSentAhead) {
     HttpServer& srv = serve(s);
     fill(s, 1, 40, "s");
     // Row 13 (batch 3 of 5-row batches) fails its insert: not a refused row
-    // (those are parked) but an error that ends the sync.
+    // (those are parked) but an error that ends the sync. It fails only once
+    // the pull sent ahead (request 5) is at the server: a batch of five rows
+    // applies faster than a request goes out.
     ASSERT_EQ(sqlite3_create_function(
-                  a.handle(), "test_fail", 1, SQLITE_UTF8, nullptr,
+                  a.handle(), "test_fail", 1, SQLITE_UTF8, &srv,
                   [](sqlite3_context* ctx, int, sqlite3_value** argv) {
-                      if (sqlite3_value_int64(argv[0]) == 13) sqlite3_result_error(ctx, "test: apply refused", -1);
-                      else sqlite3_result_int(ctx, 1);
+                      if (sqlite3_value_int64(argv[0]) == 13) {
+                          static_cast<HttpServer*>(sqlite3_user_data(ctx))->wait_blocked(10000);
+                          sqlite3_result_error(ctx, "test: apply refused", -1);
+                      } else {
+                          sqlite3_result_int(ctx, 1);
+                      }
                   },
                   nullptr, nullptr),
               SQLITE_OK);

@@ -251,3 +251,133 @@ TEST(Base64, RoundTripsAllLengthsAndRejectsJunk) {
     EXPECT_FALSE(base64_decode("ab=c", out));
     EXPECT_FALSE(base64_decode("a*cd", out));
 }
+
+// Rows as arrays (docs/PROTOCOL.md): a snapshot row (its row register and
+// every column with the row's stamp) is written [key, gen, hlc, node,
+// value…] for a receiver that asked; every other row stays an object, and
+// the reader takes both, each to the same set.
+namespace {
+
+ChangeSet snapshot_like() {
+    ChangeSet cs;
+    cs.origin = n1();
+    cs.upto = 40;
+    TableChanges t;
+    t.name = "t";
+    t.key = {"id", "k2"};
+    t.columns = {"a", "b"};
+    const uint64_t hlc = (uint64_t(1'790'000'000'000) << 16) | 3;
+    int64_t id = 0;
+    for (const Value& v : every_kind()) {  // fits: row register, both columns, the row's stamp
+        RowChange r;
+        r.key = {Value::integer(id++), v};
+        r.gen = 3;
+        r.has_row = true;
+        r.row = Stamp{hlc + static_cast<uint64_t>(id), id % 2 ? n1() : n2()};
+        r.cols = {ColChange{0, v, r.row}, ColChange{1, Value::text("b"), r.row}};
+        t.rows.push_back(r);
+    }
+    RowChange own = t.rows[0];  // a column with its own stamp: an object
+    own.key = {Value::integer(100), Value::null()};
+    own.cols[1].stamp = Stamp{hlc + 999, n2()};
+    t.rows.push_back(own);
+    RowChange some = t.rows[1];  // one column only: an object
+    some.key = {Value::integer(101), Value::null()};
+    some.cols.pop_back();
+    t.rows.push_back(some);
+    RowChange dead;  // a delete: an object
+    dead.key = {Value::integer(102), Value::null()};
+    dead.gen = 4;
+    dead.has_row = true;
+    dead.row = Stamp{hlc, n2()};
+    t.rows.push_back(dead);
+    cs.tables.push_back(t);
+    return cs;
+}
+
+std::string encode_compact(const ChangeSet& cs) {
+    ChangeSetWriter w(cs.origin, cs.since, cs.after);
+    w.compact_rows(true);
+    for (const auto& t : cs.tables) {
+        w.begin_table(t.name, t.key, t.columns);
+        for (const auto& r : t.rows) w.row(r);
+        w.end_table();
+    }
+    return w.finish(cs.upto, cs.complete);
+}
+
+}  // namespace
+
+TEST(Codec, SnapshotRowsAsArraysReadBackToTheSameSet) {
+    const ChangeSet cs = snapshot_like();
+    const std::string compact = encode_compact(cs), objects = encode_changeset(cs);
+    EXPECT_LT(compact.size(), objects.size() * 3 / 4) << "arrays should be denser";
+    EXPECT_NE(compact.find("\"rows\":[[[0,null],3,\""), std::string::npos) << compact.substr(0, 300);
+    EXPECT_NE(compact.find("{\"key\":[100,null]"), std::string::npos) << "own stamps stay objects";
+    EXPECT_NE(compact.find("{\"key\":[101,null]"), std::string::npos) << "partial rows stay objects";
+    EXPECT_NE(compact.find("{\"key\":[102,null]"), std::string::npos) << "deletes stay objects";
+    const ChangeSet back = decode_changeset(compact);
+    EXPECT_EQ(encode_changeset(back), objects) << "the same set, written as objects";
+}
+
+TEST(Codec, ArrayRowsAreCheckedLikeObjects) {
+    const std::string head =
+        R"({"format":"lwwsync.changeset","version":1,"origin":"0f0e0d0c-0b0a-4908-8706-050403020100","since":"0","upto":"9","nodes":["0f0e0d0c-0b0a-4908-8706-050403020100"],"tables":[{"name":"t","key":["id"],"columns":["a","b"],"rows":[)";
+    const std::string tail = "]}]}";
+    auto err = [&](const std::string& rows) { return error_of(head + rows + tail); };
+    const std::string ok = R"([[1],1,"117669274337280003",0,"x",{"int":"9007199254740993"}])";
+    EXPECT_EQ(err(ok), "") << "a well-formed array row";
+    const ChangeSet cs = decode_changeset(head + ok + tail);
+    ASSERT_EQ(cs.tables[0].rows.size(), 1u);
+    EXPECT_TRUE(cs.tables[0].rows[0].has_row);
+    ASSERT_EQ(cs.tables[0].rows[0].cols.size(), 2u);
+    EXPECT_EQ(cs.tables[0].rows[0].cols[1].value.i, int64_t(9007199254740993));
+    EXPECT_TRUE(stamp_equal(cs.tables[0].rows[0].cols[1].stamp, cs.tables[0].rows[0].row));
+
+    struct Bad {
+        const char* rows;
+        const char* error;
+    };
+    for (const Bad& b : std::vector<Bad>{
+             {R"([[1],1,"117669274337280003",0,"x"])", "tables[0].rows[0].cols: expected [key, gen, hlc, node] and one value per column"},
+             {R"([[1],1,"117669274337280003",0,"x","y","z"])", "tables[0].rows[0].cols: expected [key, gen, hlc, node] and one value per column"},
+             {R"([[1],1,"117669274337280003"])", "tables[0].rows[0].cols: expected [key, gen, hlc, node] and one value per column"},
+             {R"([[1,2],1,"117669274337280003",0,"x","y"])", "tables[0].rows[0].key: expected one value per key column"},
+             {R"([1,1,"117669274337280003",0,"x","y"])", "tables[0].rows[0].key: expected one value per key column"},
+             {R"([[1],0,"117669274337280003",0,"x","y"])", "tables[0].rows[0].gen: expected a positive integer below 2^53"},
+             {R"([[1],1,"0",0,"x","y"])", "tables[0].rows[0].stamp"},
+             {R"([[1],1,"117669274337280003",7,"x","y"])", "tables[0].rows[0].stamp"},
+             {R"([[1],1,"117669274337280003",0,["x"],"y"])", "tables[0].rows[0].cols: not a value"},
+             {R"([[1],1,"117669274337280003",0,{"float":1},"y"])", "tables[0].rows[0].cols: not a value"},
+             {R"([[1],1,"117669274337280003",0,"x","y"],[[1],1,"117669274337280004",0,"x","y"])", "tables[0].rows[1]: the key appears twice in this table"},
+         }) {
+        const std::string e = err(b.rows);
+        EXPECT_NE(e.find(b.error), std::string::npos) << b.rows << " -> " << e;
+    }
+    // An array row's values are the columns in order: not before they are named.
+    const std::string early =
+        R"({"format":"lwwsync.changeset","version":1,"origin":"0f0e0d0c-0b0a-4908-8706-050403020100","since":"0","upto":"9","nodes":["0f0e0d0c-0b0a-4908-8706-050403020100"],"tables":[{"name":"t","rows":[[[1],1,"117669274337280003",0,"x","y"]],"key":["id"],"columns":["a","b"]}]})";
+    EXPECT_NE(error_of(early).find("a row written as an array needs the table's \"key\" and \"columns\" first"),
+              std::string::npos) << error_of(early);
+}
+
+// The exchange asks for arrays ("compact": true) in the pulls of a client;
+// a server that does not know the member ignores it and sends objects.
+TEST(Exchange, RequestsAskForRowsAsArrays) {
+    ExchangeRequest r;
+    r.node = n2();
+    r.limits.compact_rows = true;
+    const std::string json = encode_request(r);
+    EXPECT_NE(json.find("\"compact\":true"), std::string::npos) << json;
+    EXPECT_TRUE(decode_request(json).limits.compact_rows);
+    r.limits.compact_rows = false;
+    EXPECT_EQ(encode_request(r).find("compact"), std::string::npos);
+    std::string bad = json;
+    bad.replace(bad.find("\"compact\":true"), 14, "\"compact\":1");
+    try {
+        decode_request(bad);
+        ADD_FAILURE() << "accepted " << bad;
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("\"compact\" must be true or false"), std::string::npos) << e.what();
+    }
+}
