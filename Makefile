@@ -5,6 +5,7 @@
 #   make bench      the benchmark (never part of the tests)
 #   make install    the Postgres extension (PGXS), lwwsync.so and lwwsync-server under PREFIX
 #   make installcheck  the Postgres suites against the installed extension
+#   make format / format-check   clang-format the tree (.clang-format) / check it is
 #   make fuzz / check-asan / check-asan-pg   fuzzing and sanitizer runs (tests/security/README.md)
 # pg_ext/ (PGXS) and server/ have their own Makefiles, driven from here.
 
@@ -24,7 +25,7 @@ SQLITE_OBJ := $(SQLITE_SRC:%.cpp=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard tests/unit/*.cpp)
 SQLT_SRC   := $(wildcard tests/sqlite/*.cpp)
 
-.PHONY: all deps test check demo bench clean pg pg-install server install installcheck
+.PHONY: all deps test check demo bench clean pg pg-install server install installcheck format format-check
 
 all: lwwsync.so $(BUILD)/liblwwcore.a server
 
@@ -102,6 +103,13 @@ install: all pg
 # The Postgres suites (pg_regress, isolation) against the installed extension.
 installcheck:
 	LWWSYNC_SKIP_INSTALL=1 scripts/pg_test.sh
+
+# The tree is kept formatted by .clang-format (clang-format 14, Debian 12).
+FORMATTED = $(shell git ls-files '*.cpp' '*.h' '*.c' 2>/dev/null)
+format:
+	clang-format -i $(FORMATTED)
+format-check:
+	clang-format --dry-run --Werror $(FORMATTED)
 
 bench: lwwsync.so
 	$(MAKE) -C bench bench

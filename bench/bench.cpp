@@ -38,15 +38,15 @@ namespace {
 
 struct Options {
     std::string ext = "./lwwsync.so";
-    long long rows = 100000;   // cases 1-3
-    long long big = 1000000;   // case 4, big table
-    long long small = 10000;   // case 4, reference table
-    long long last = 1000;     // case 4, number of single-row updates
-    int calls = 50;            // case 4, lww_changes calls per rep
+    long long rows = 100000;  // cases 1-3
+    long long big = 1000000;  // case 4, big table
+    long long small = 10000;  // case 4, reference table
+    long long last = 1000;    // case 4, number of single-row updates
+    int calls = 50;           // case 4, lww_changes calls per rep
     int reps = 3;
-    double budget_s = 300;     // per timed operation, and per case before repeating
+    double budget_s = 300;  // per timed operation, and per case before repeating
     bool quick = false;
-    bool keep = false;         // keep the temp dir (debugging)
+    bool keep = false;  // keep the temp dir (debugging)
     std::string cases = "1234f";
     std::string tmpbase;
 };
@@ -83,8 +83,7 @@ long long parse_count(const char* flag, const char* v) {
 
 Options parse_args(int argc, char** argv) {
     Options o;
-    bool set_rows = false, set_big = false, set_small = false, set_calls = false,
-         set_last = false;
+    bool set_rows = false, set_big = false, set_small = false, set_calls = false, set_last = false;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         auto need = [&](const char* f) -> const char* {
@@ -95,19 +94,31 @@ Options parse_args(int argc, char** argv) {
             return argv[++i];
         };
         if (a == "--ext") o.ext = need("--ext");
-        else if (a == "--rows") { o.rows = parse_count("--rows", need("--rows")); set_rows = true; }
-        else if (a == "--big") { o.big = parse_count("--big", need("--big")); set_big = true; }
-        else if (a == "--small") { o.small = parse_count("--small", need("--small")); set_small = true; }
-        else if (a == "--last") { o.last = parse_count("--last", need("--last")); set_last = true; }
-        else if (a == "--calls") { o.calls = (int)parse_count("--calls", need("--calls")); set_calls = true; }
-        else if (a == "--reps") o.reps = (int)parse_count("--reps", need("--reps"));
+        else if (a == "--rows") {
+            o.rows = parse_count("--rows", need("--rows"));
+            set_rows = true;
+        } else if (a == "--big") {
+            o.big = parse_count("--big", need("--big"));
+            set_big = true;
+        } else if (a == "--small") {
+            o.small = parse_count("--small", need("--small"));
+            set_small = true;
+        } else if (a == "--last") {
+            o.last = parse_count("--last", need("--last"));
+            set_last = true;
+        } else if (a == "--calls") {
+            o.calls = (int)parse_count("--calls", need("--calls"));
+            set_calls = true;
+        } else if (a == "--reps") o.reps = (int)parse_count("--reps", need("--reps"));
         else if (a == "--budget") o.budget_s = (double)parse_count("--budget", need("--budget"));
         else if (a == "--cases") o.cases = need("--cases");
         else if (a == "--tmp") o.tmpbase = need("--tmp");
         else if (a == "--quick") o.quick = true;
         else if (a == "--keep") o.keep = true;
-        else if (a == "-h" || a == "--help") { usage(argv[0]); std::exit(0); }
-        else {
+        else if (a == "-h" || a == "--help") {
+            usage(argv[0]);
+            std::exit(0);
+        } else {
             std::fprintf(stderr, "bench: unknown argument '%s'\n", a.c_str());
             usage(argv[0]);
             std::exit(2);
@@ -135,9 +146,7 @@ Options parse_args(int argc, char** argv) {
 
 using Clock = std::chrono::steady_clock;
 
-double ms_since(Clock::time_point t0) {
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 double median(std::vector<double> v) {
     if (v.empty()) return 0;
@@ -164,8 +173,7 @@ double g_budget_s = 300;
 // While alive, any statement still running after `seconds` is interrupted.
 struct Deadline {
     explicit Deadline(double seconds) {
-        g_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                        std::chrono::duration<double>(seconds));
+        g_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
     }
     ~Deadline() { g_deadline = Clock::time_point::max(); }
     Deadline(const Deadline&) = delete;
@@ -200,8 +208,7 @@ class Db {
 public:
     Db(const std::string& path, bool tracked_side) : path_(path) {
         remove_db_files(path_);
-        if (sqlite3_open_v2(path_.c_str(), &h_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                            nullptr) != SQLITE_OK) {
+        if (sqlite3_open_v2(path_.c_str(), &h_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
             std::string m = h_ ? sqlite3_errmsg(h_) : "out of memory";
             sqlite3_close(h_);
             h_ = nullptr;
@@ -253,9 +260,9 @@ public:
             throw_sql(h_, rc, what);
         }
         const unsigned char* p = sqlite3_column_text(st, 0);
-        std::string out = p ? std::string((const char*)p, (size_t)sqlite3_column_bytes(st, 0))
-                            : std::string("NULL");
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {}
+        std::string out = p ? std::string((const char*)p, (size_t)sqlite3_column_bytes(st, 0)) : std::string("NULL");
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        }
         if (rc != SQLITE_DONE) {
             sqlite3_reset(st);
             throw_sql(h_, rc, what);
@@ -280,8 +287,7 @@ private:
     void load_extension() {
         char* err = nullptr;
         sqlite3_enable_load_extension(h_, 1);
-        if (sqlite3_load_extension(h_, g_ext_path.c_str(), "sqlite3_lwwsync_init", &err) !=
-            SQLITE_OK) {
+        if (sqlite3_load_extension(h_, g_ext_path.c_str(), "sqlite3_lwwsync_init", &err) != SQLITE_OK) {
             std::string m = err ? err : sqlite3_errmsg(h_);
             sqlite3_free(err);
             throw SqlError("load extension " + g_ext_path + ": " + m);
@@ -320,8 +326,9 @@ const char* kSchema =
     "qty INTEGER, c2 INTEGER, "
     "payload BLOB, "
     "note TEXT)";
-const char* kInsert = "INSERT INTO t(id,name,email,price,score,qty,c2,payload,note) "
-                      "VALUES(?,?,?,?,?,?,?,?,?)";
+const char* kInsert =
+    "INSERT INTO t(id,name,email,price,score,qty,c2,payload,note) "
+    "VALUES(?,?,?,?,?,?,?,?,?)";
 const char* kUpdateAll = "UPDATE t SET c2 = c2 + 1";
 const char* kUpdateOne = "UPDATE t SET c2 = c2 + 1 WHERE id = ?";
 // Cheap content fingerprint, used to check that both sides hold the same rows.
@@ -360,8 +367,14 @@ void rand_text(Rng& r, std::string& out, size_t len, bool fancy) {
     for (size_t i = 0; i < len; ++i) {
         if (fancy) {
             uint64_t x = r.below(100);
-            if (x == 0) { out += '"'; continue; }
-            if (x == 1) { out += "\xC3\xA9"; continue; }  // e-acute, UTF-8
+            if (x == 0) {
+                out += '"';
+                continue;
+            }
+            if (x == 1) {
+                out += "\xC3\xA9";
+                continue;
+            }  // e-acute, UTF-8
         }
         out += alpha[r.below(sizeof(alpha) - 1)];
     }
@@ -380,8 +393,7 @@ void gen_row(long long i, Row& row) {
     row.price = (double)r.below(10000000) / 100.0;
     row.score = r.unit();
     // Mostly small integers, some beyond 2^53 (JSON readers must not lose them).
-    row.qty = (i % 97 == 0) ? (long long)((1ull << 60) + r.below(1ull << 40))
-                            : (long long)r.below(100000) - 50000;
+    row.qty = (i % 97 == 0) ? (long long)((1ull << 60) + r.below(1ull << 40)) : (long long)r.below(100000) - 50000;
     row.c2 = (long long)r.below(1000);
     size_t plen = 16 + r.below(49);  // 16..64 bytes
     row.payload.resize(plen);
@@ -556,8 +568,7 @@ void finish(Result& r, const char* name, const char* base_label, const Series& s
 //   3a. lww_changes(0) on tracked A (timed for information)
 //   2. UPDATE every row of plain A and tracked A
 //   3. plain INSERT into fresh plain B vs lww_apply into fresh tracked B
-void run_cases_123(const Options& o, const std::string& dir, Result& r1, Result& r2,
-                   Result& r3) {
+void run_cases_123(const Options& o, const std::string& dir, Result& r1, Result& r2, Result& r3) {
     bool c1 = has_case(o, '1'), c2 = has_case(o, '2'), c3 = has_case(o, '3');
     if (!c1 && !c2 && !c3) return;
 
@@ -576,13 +587,11 @@ void run_cases_123(const Options& o, const std::string& dir, Result& r1, Result&
         bool do2 = c2 && !upd.stopped(), do3 = c3 && !app.stopped();
         if (ins.stopped() || (!do2 && !do3 && !c1)) break;
         if (rep > 0 && ms_since(started) > o.budget_s * 1000) {
-            note("cases 1-3: over the %.0f s budget after %d rep(s); medians are of those",
-                 o.budget_s, rep);
+            note("cases 1-3: over the %.0f s budget after %d rep(s); medians are of those", o.budget_s, rep);
             break;
         }
         bool plain_first = rep % 2 == 0;
-        std::fprintf(stderr, "[cases 1-3] rep %d/%d (%s first)\n", rep + 1, o.reps,
-                     plain_first ? "plain" : "tracked");
+        std::fprintf(stderr, "[cases 1-3] rep %d/%d (%s first)\n", rep + 1, o.reps, plain_first ? "plain" : "tracked");
         std::string tag = dir + "/r" + std::to_string(rep);
         std::string cs;
         {
@@ -639,8 +648,7 @@ void run_cases_123(const Options& o, const std::string& dir, Result& r1, Result&
                 }
                 if (ok) {
                     std::string fa = pa->text(kFingerprint), fb = ta->text(kFingerprint);
-                    if (fa != fb)
-                        fp_warn += "after update: plain " + fa + " vs tracked " + fb + "; ";
+                    if (fa != fb) fp_warn += "after update: plain " + fa + " vs tracked " + fb + "; ";
                     ++compared;
                 }
             }
@@ -692,20 +700,20 @@ void run_cases_123(const Options& o, const std::string& dir, Result& r1, Result&
         finish(r3, name, "plain insert", app, 3.0);
     }
     if (c3 && !changes0.empty()) {
-        note("case 3: change set of %lld inserted rows = %zu bytes (%s, %.0f B/row)", o.rows,
-             cs_bytes, human_bytes((double)cs_bytes).c_str(), (double)cs_bytes / (double)o.rows);
-        note("case 3: lww_changes(0) on it: median %s ms (reps: %s)",
-             fmt_ms(median(changes0)).c_str(), [&] {
+        note("case 3: change set of %lld inserted rows = %zu bytes (%s, %.0f B/row)", o.rows, cs_bytes,
+             human_bytes((double)cs_bytes).c_str(), (double)cs_bytes / (double)o.rows);
+        note("case 3: lww_changes(0) on it: median %s ms (reps: %s)", fmt_ms(median(changes0)).c_str(),
+             [&] {
                  std::string s;
                  for (double v : changes0) s += (s.empty() ? "" : ", ") + fmt_ms(v);
                  return s;
-             }().c_str());
+             }()
+                 .c_str());
         note("case 3: lww_apply stats: %s", shorten(apply_stats, 200).c_str());
     }
     if (!fp_warn.empty()) note("WARNING: table contents differ: %s", fp_warn.c_str());
     else if (compared)
-        note("cases 1-3: contents of plain and tracked/applied tables match (fingerprint, %d checks)",
-             compared);
+        note("cases 1-3: contents of plain and tracked/applied tables match (fingerprint, %d checks)", compared);
 }
 
 // ---------------------------------------------------------------- case 4
@@ -724,8 +732,9 @@ void run_floor(const Options& o, const std::string& dir) {
             Db db(dir + "/floor" + std::to_string(rep) + "_" + std::to_string(s) + ".db", false);
             db.exec(kSchema);
             if (s == 1)
-                db.exec("CREATE TRIGGER e_ins AFTER INSERT ON t WHEN 0 BEGIN SELECT 1; END;"
-                        "CREATE TRIGGER e_upd AFTER UPDATE ON t WHEN 0 BEGIN SELECT 1; END;");
+                db.exec(
+                    "CREATE TRIGGER e_ins AFTER INSERT ON t WHEN 0 BEGIN SELECT 1; END;"
+                    "CREATE TRIGGER e_upd AFTER UPDATE ON t WHEN 0 BEGIN SELECT 1; END;");
             ins[s].push_back(insert_rows(db, rows));
             auto t0 = Clock::now();
             db.exec("BEGIN");
@@ -743,8 +752,7 @@ void run_floor(const Options& o, const std::string& dir) {
 void run_case_4(const Options& o, const std::string& dir, Result& r4) {
     if (!has_case(o, '4')) return;
     char name[96];
-    std::snprintf(name, sizeof name, "4 lww_changes last %lld, %s rows", o.last,
-                  fmt_count(o.big).c_str());
+    std::snprintf(name, sizeof name, "4 lww_changes last %lld, %s rows", o.last, fmt_count(o.big).c_str());
     r4.name = name;
     r4.base_label = fmt_count(o.small) + " rows";
     r4.target = 1.5;
@@ -780,10 +788,11 @@ void run_case_4(const Options& o, const std::string& dir, Result& r4) {
             t_all = lww_changes(*s.db, 0, cs);
         }
         s.since = upto_of(cs);
-        note("case 4: %s table: %lld rows inserted in %s ms (1 txn, tracked); "
-             "lww_changes(0) = %s in %s ms, upto %lld",
-             s.label, s.n, fmt_ms(build).c_str(), human_bytes((double)cs.size()).c_str(),
-             fmt_ms(t_all).c_str(), s.since);
+        note(
+            "case 4: %s table: %lld rows inserted in %s ms (1 txn, tracked); "
+            "lww_changes(0) = %s in %s ms, upto %lld",
+            s.label, s.n, fmt_ms(build).c_str(), human_bytes((double)cs.size()).c_str(), fmt_ms(t_all).c_str(),
+            s.since);
         cs.clear();
         cs.shrink_to_fit();
 
@@ -800,10 +809,10 @@ void run_case_4(const Options& o, const std::string& dir, Result& r4) {
         double t_tail = lww_changes(*s.db, s.since, cs);
         s.bytes = cs.size();
         long long upto = upto_of(cs);
-        note("case 4: %s table: %lld single-row UPDATEs (autocommit) in %s ms; "
-             "lww_changes(%lld) = %zu bytes, upto %lld, first call %s ms",
-             s.label, o.last, fmt_ms(t_upd).c_str(), s.since, s.bytes, upto,
-             fmt_ms(t_tail).c_str());
+        note(
+            "case 4: %s table: %lld single-row UPDATEs (autocommit) in %s ms; "
+            "lww_changes(%lld) = %zu bytes, upto %lld, first call %s ms",
+            s.label, o.last, fmt_ms(t_upd).c_str(), s.since, s.bytes, upto, fmt_ms(t_tail).c_str());
         if (upto <= s.since) throw SqlError("lww_changes(since) returned nothing new");
     }
     // The two tails hold different rows, so their sizes differ a little; a large
@@ -811,14 +820,13 @@ void run_case_4(const Options& o, const std::string& dir, Result& r4) {
     double sz = (double)std::max(sides[0].bytes, sides[1].bytes) /
                 (double)std::max<size_t>(1, std::min(sides[0].bytes, sides[1].bytes));
     if (sz > 1.5)
-        note("case 4: WARNING: the two tail change sets differ in size (%zu vs %zu bytes)",
-             sides[0].bytes, sides[1].bytes);
+        note("case 4: WARNING: the two tail change sets differ in size (%zu vs %zu bytes)", sides[0].bytes,
+             sides[1].bytes);
 
     auto started = Clock::now();
     for (int rep = 0; rep < o.reps; ++rep) {
         if (rep > 0 && ms_since(started) > o.budget_s * 1000) {
-            note("case 4: over the %.0f s budget after %d rep(s); medians are of those",
-                 o.budget_s, rep);
+            note("case 4: over the %.0f s budget after %d rep(s); medians are of those", o.budget_s, rep);
             break;
         }
         bool small_first = rep % 2 == 0;
@@ -844,11 +852,11 @@ void run_case_4(const Options& o, const std::string& dir, Result& r4) {
         bool small_first = rep % 2 == 0;
         for (int k = 0; k < 2; ++k) {
             Side& s = sides[(k == 0) == small_first ? 0 : 1];
-            Stmt st(s.db->prepare(
-                "WITH RECURSIVE s(v) AS (SELECT 0 UNION ALL SELECT v + 1 FROM s WHERE v + 1 < ?2) "
-                "SELECT sum(length(name) + length(email) + price + score + qty + c2 + "
-                "length(payload) + coalesce(length(note), 0)) FROM t WHERE id IN "
-                "(SELECT 1 + v * ?1 FROM s)"));
+            Stmt st(
+                s.db->prepare("WITH RECURSIVE s(v) AS (SELECT 0 UNION ALL SELECT v + 1 FROM s WHERE v + 1 < ?2) "
+                              "SELECT sum(length(name) + length(email) + price + score + qty + c2 + "
+                              "length(payload) + coalesce(length(note), 0)) FROM t WHERE id IN "
+                              "(SELECT 1 + v * ?1 FROM s)"));
             sqlite3_bind_int64(st.st, 1, s.n / o.last);
             sqlite3_bind_int64(st.st, 2, o.last);
             Deadline d(o.budget_s);
@@ -859,10 +867,11 @@ void run_case_4(const Options& o, const std::string& dir, Result& r4) {
     }
     {
         double ps = median(sides[0].plain_per_call), pb = median(sides[1].plain_per_call);
-        note("case 4: context: plain SELECT of the same %lld rows: %s ms (%s rows) vs %s ms "
-             "(%s rows), ratio %.2fx",
-             o.last, fmt_ms(ps).c_str(), fmt_count(sides[0].n).c_str(), fmt_ms(pb).c_str(),
-             fmt_count(sides[1].n).c_str(), ps > 0 ? pb / ps : 0.0);
+        note(
+            "case 4: context: plain SELECT of the same %lld rows: %s ms (%s rows) vs %s ms "
+            "(%s rows), ratio %.2fx",
+            o.last, fmt_ms(ps).c_str(), fmt_count(sides[0].n).c_str(), fmt_ms(pb).c_str(),
+            fmt_count(sides[1].n).c_str(), ps > 0 ? pb / ps : 0.0);
     }
     r4.base = median(sides[0].per_call);
     r4.tracked = median(sides[1].per_call);
@@ -909,8 +918,7 @@ int main(int argc, char** argv) {
     if (g_ext_path.find('/') == std::string::npos) g_ext_path = "./" + g_ext_path;
     struct stat est;
     if (::stat(g_ext_path.c_str(), &est) != 0) {
-        std::fprintf(stderr, "bench: extension not found: %s (use --ext PATH)\n",
-                     g_ext_path.c_str());
+        std::fprintf(stderr, "bench: extension not found: %s (use --ext PATH)\n", g_ext_path.c_str());
         return 2;
     }
 
@@ -933,20 +941,17 @@ int main(int argc, char** argv) {
     std::printf("lwwsync benchmark%s\n", o.quick ? " (--quick)" : "");
     std::printf("  date      %s\n", now_utc().c_str());
     std::printf("  sqlite    %s (%s)\n", sqlite3_libversion(), sqlite3_sourceid());
-    std::printf("  host      %s %s %s, %u cpus, load %s; compiler g++ %s\n", un.sysname,
-                un.release, un.machine, std::thread::hardware_concurrency(), loadavg().c_str(),
-                __VERSION__);
-    std::printf("  extension %s (%lld bytes, modified %s)\n", g_ext_path.c_str(),
-                (long long)est.st_size, mtime);
-    std::printf("  settings  journal_mode=WAL synchronous=NORMAL, files in %s\n",
-                g_tmpdir.c_str());
-    std::printf("  sizes     rows=%lld big=%lld small=%lld last=%lld calls=%d reps=%d "
-                "(median of reps reported; budget %.0f s per case)\n",
-                o.rows, o.big, o.small, o.last, o.calls, o.reps, o.budget_s);
+    std::printf("  host      %s %s %s, %u cpus, load %s; compiler g++ %s\n", un.sysname, un.release, un.machine,
+                std::thread::hardware_concurrency(), loadavg().c_str(), __VERSION__);
+    std::printf("  extension %s (%lld bytes, modified %s)\n", g_ext_path.c_str(), (long long)est.st_size, mtime);
+    std::printf("  settings  journal_mode=WAL synchronous=NORMAL, files in %s\n", g_tmpdir.c_str());
+    std::printf(
+        "  sizes     rows=%lld big=%lld small=%lld last=%lld calls=%d reps=%d "
+        "(median of reps reported; budget %.0f s per case)\n",
+        o.rows, o.big, o.small, o.last, o.calls, o.reps, o.budget_s);
     try {
         Db probe(g_tmpdir + "/probe.db", true);
-        std::printf("  node id   %s (lww_node_id() of a fresh database)\n",
-                    probe.text("SELECT lww_node_id()").c_str());
+        std::printf("  node id   %s (lww_node_id() of a fresh database)\n", probe.text("SELECT lww_node_id()").c_str());
     } catch (const std::exception& e) {
         std::printf("  FATAL: %s\n", e.what());
         return 1;
@@ -979,8 +984,8 @@ int main(int argc, char** argv) {
     guarded([&] { run_case_4(o, g_tmpdir, r4); }, {&r4});
     guarded([&] { run_floor(o, g_tmpdir); }, {});
 
-    std::printf("\n%-36s %-14s %12s %12s %8s %7s  %s\n", "case", "baseline", "base ms",
-                "tracked ms", "ratio", "target", "result");
+    std::printf("\n%-36s %-14s %12s %12s %8s %7s  %s\n", "case", "baseline", "base ms", "tracked ms", "ratio", "target",
+                "result");
     int misses = 0;
     for (Result* r : {&r1, &r2, &r3, &r4}) {
         if (r->name.empty()) continue;
@@ -990,32 +995,28 @@ int main(int argc, char** argv) {
             std::snprintf(over, sizeof over, ">%.0f", o.budget_s * 1000);
             if (r->base > 0) std::snprintf(ratio, sizeof ratio, ">%.0fx", o.budget_s * 1000 / r->base);
             else std::snprintf(ratio, sizeof ratio, "-");
-            std::printf("%-36s %-14s %12s %12s %8s %6.1fx  MISS (over the %.0f s budget)\n",
-                        r->name.c_str(), r->base_label.c_str(),
-                        r->base > 0 ? fmt_ms(r->base).c_str() : "-", over, ratio, r->target,
+            std::printf("%-36s %-14s %12s %12s %8s %6.1fx  MISS (over the %.0f s budget)\n", r->name.c_str(),
+                        r->base_label.c_str(), r->base > 0 ? fmt_ms(r->base).c_str() : "-", over, ratio, r->target,
                         o.budget_s);
             ++misses;
             continue;
         }
         if (!r->ran) {
-            std::printf("%-36s %-14s %12s %12s %8s %6.1fx  ERROR (%s)\n", r->name.c_str(),
-                        r->base_label.c_str(), "-", "-", "-", r->target,
-                        shorten(r->error, 100).c_str());
+            std::printf("%-36s %-14s %12s %12s %8s %6.1fx  ERROR (%s)\n", r->name.c_str(), r->base_label.c_str(), "-",
+                        "-", "-", r->target, shorten(r->error, 100).c_str());
             ++misses;
             continue;
         }
         double ratio = r->base > 0 ? r->tracked / r->base : 0;
         bool pass = ratio <= r->target;
         misses += !pass;
-        std::printf("%-36s %-14s %12s %12s %7.2fx %6.1fx  %s\n", r->name.c_str(),
-                    r->base_label.c_str(), fmt_ms(r->base).c_str(), fmt_ms(r->tracked).c_str(),
-                    ratio, r->target, pass ? "PASS" : "MISS");
+        std::printf("%-36s %-14s %12s %12s %7.2fx %6.1fx  %s\n", r->name.c_str(), r->base_label.c_str(),
+                    fmt_ms(r->base).c_str(), fmt_ms(r->tracked).c_str(), ratio, r->target, pass ? "PASS" : "MISS");
     }
     if (!r4.name.empty())
         std::printf("(case 4 times are per lww_changes call; tracked = big table, base = small table)\n");
     std::printf("finished %s, load %s\n", now_utc().c_str(), loadavg().c_str());
-    std::printf("%s\n", misses ? "some targets missed (informational; benchmarks never gate CI)"
-                               : "all targets met");
+    std::printf("%s\n", misses ? "some targets missed (informational; benchmarks never gate CI)" : "all targets met");
     // Exit 0 regardless: a benchmark reports, it does not gate.
     return 0;
 }

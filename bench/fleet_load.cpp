@@ -34,7 +34,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Device {
     std::string id;
-    long long seq = 0;         // this device's change sequence (its pushes)
+    long long seq = 0;                        // this device's change sequence (its pushes)
     std::string received = "0", floor = "0";  // its cursor on the server
     unsigned long long hlc = 0;
     std::atomic<bool> busy{false};
@@ -67,8 +67,9 @@ std::string string_field(const std::string& doc, const char* key, size_t from = 
 }
 
 unsigned long long now_hlc() {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::system_clock::now().time_since_epoch()).count();
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
     return static_cast<unsigned long long>(ms) << 16;
 }
 
@@ -81,11 +82,12 @@ std::string request(Device& d, long index, long limit) {
     r += "{\"format\":\"lwwsync.exchange\",\"version\":1,\"node\":\"" + d.id + "\",\"received\":\"" + d.received +
          "\",\"received_floor\":\"" + d.floor + "\",\"limit\":" + std::to_string(limit) + ",\"clock\":\"" + hlc +
          "\",\"push\":{\"format\":\"lwwsync.changeset\",\"version\":1,\"origin\":\"" + d.id + "\",\"since\":\"" +
-         std::to_string(d.seq) + "\",\"upto\":\"" + std::to_string(d.seq + 1) +
-         "\",\"nodes\":[\"" + d.id + "\"],\"tables\":[{\"name\":\"readings\",\"key\":[\"id\"],\"columns\":[\"v\",\"note\"],"
-         "\"rows\":[{\"key\":[" + std::to_string(index) + "],\"gen\":1,\"stamp\":[\"" + hlc + "\",0]," +
-         (first ? "\"row\":true," : "") + "\"cols\":[[0," + std::to_string(d.seq + 1) + "],[1,\"reading " +
-         std::to_string(d.seq + 1) + " of device " + std::to_string(index) + "\"]]}]}]}}";
+         std::to_string(d.seq) + "\",\"upto\":\"" + std::to_string(d.seq + 1) + "\",\"nodes\":[\"" + d.id +
+         "\"],\"tables\":[{\"name\":\"readings\",\"key\":[\"id\"],\"columns\":[\"v\",\"note\"],"
+         "\"rows\":[{\"key\":[" +
+         std::to_string(index) + "],\"gen\":1,\"stamp\":[\"" + hlc + "\",0]," + (first ? "\"row\":true," : "") +
+         "\"cols\":[[0," + std::to_string(d.seq + 1) + "],[1,\"reading " + std::to_string(d.seq + 1) + " of device " +
+         std::to_string(index) + "\"]]}]}]}}";
     return r;
 }
 
@@ -162,7 +164,10 @@ int main(int argc, char** argv) {
         else if (a == "--conc") o.conc = std::atol(v.c_str());
         else if (a == "--secs") o.secs = std::atof(v.c_str());
         else if (a == "--limit") o.limit = std::atol(v.c_str());
-        else { std::fprintf(stderr, "fleet_load: unknown option %s\n", a.c_str()); return 2; }
+        else {
+            std::fprintf(stderr, "fleet_load: unknown option %s\n", a.c_str());
+            return 2;
+        }
     }
     if (o.url.empty() || o.nodes < 1 || o.conc < 1 || o.secs <= 0 || o.limit < 1) {
         std::fprintf(stderr, "usage: fleet_load --url URL --nodes N [--first K] [--conc C] [--secs S] [--limit L]\n");

@@ -89,16 +89,16 @@ struct MergeRow {
     const NodeId* from = nullptr;
     // Set by TableStore::load.
     RowState st;
-    bool there = false;               // the user row exists
+    bool there = false;  // the user row exists
     // Set by merge_batch.
     MergeOutcome out;
     UserWrite write = UserWrite::none;
-    std::vector<size_t> won;          // local registers the merge won, ascending
-    bool keep = false;                // metadata to store, the row counted as merged
-    bool redo = false;                // set by the store: merge this row again on its own
-    uint64_t seq = 0;                 // kept rows: the change sequence the merge gave them
-    bool relayed = false;             // kept, and won a register stamped by neither its sender nor us
-    bool restamped = false;           // kept only for Receiver::restamp: nothing incoming won
+    std::vector<size_t> won;  // local registers the merge won, ascending
+    bool keep = false;        // metadata to store, the row counted as merged
+    bool redo = false;        // set by the store: merge this row again on its own
+    uint64_t seq = 0;         // kept rows: the change sequence the merge gave them
+    bool relayed = false;     // kept, and won a register stamped by neither its sender nor us
+    bool restamped = false;   // kept only for Receiver::restamp: nothing incoming won
     // Receiver::adopt: the incoming row as adopted (`in` points at it).
     std::shared_ptr<const IncomingRow> adopted;
     ApplyCounts counts;               // this row's share of the statistics

@@ -9,7 +9,7 @@ namespace lww {
 // next (its unresolved parents are on the cycle).
 std::vector<size_t> parents_first(const std::vector<std::vector<size_t>>& parents) {
     const size_t n = parents.size();
-    std::vector<size_t> missing(n, 0);               // parents not yet placed
+    std::vector<size_t> missing(n, 0);  // parents not yet placed
     std::vector<std::vector<size_t>> children(n);
     for (size_t i = 0; i < n; ++i) {
         std::vector<size_t> ps = parents[i];

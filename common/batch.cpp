@@ -40,8 +40,7 @@ void check_unknown_table(const TableChanges& in) {
             if (k.is_null()) throw Error("table \"" + in.name + "\": a key value is NULL");
 }
 
-void split_columns(const TableChanges& in, const std::vector<size_t>& map, TableChanges& known,
-                   TableChanges& pending) {
+void split_columns(const TableChanges& in, const std::vector<size_t>& map, TableChanges& known, TableChanges& pending) {
     known.name = pending.name = in.name;
     known.key = pending.key = in.key;
     known.columns = pending.columns = in.columns;
@@ -91,10 +90,8 @@ std::vector<PendingRow> pending_rows(const ChangeSet& pending) {
 
 void pending_limit(const NodeId& origin, int64_t rows, int64_t bytes, int64_t max_rows) {
     throw Error("the pending store already holds " + std::to_string(rows) + " rows (" + std::to_string(bytes) +
-                    " bytes) from node " + origin.str() +
-                    " for tables or columns this database does not have (limit " +
-                    std::to_string(max_rows) + " rows, " +
-                    std::to_string(kMaxPendingBytesPerNode >> 20) +
+                    " bytes) from node " + origin.str() + " for tables or columns this database does not have (limit " +
+                    std::to_string(max_rows) + " rows, " + std::to_string(kMaxPendingBytesPerNode >> 20) +
                     " MiB per node); add the missing tables and columns (ALTER TABLE, lww_track) so they land, "
                     "then sync again (docs/SCHEMA.md)",
                 ErrorKind::limit);

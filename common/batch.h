@@ -38,7 +38,8 @@ bool registers_to_send(const RowState& st, uint64_t since, const NodeId* skip, R
     if (out.has_row) out.row = st.row.stamp;
     if (st.alive())
         for (size_t i = 0; i < st.cols.size(); ++i)
-            if (wanted(st.cols[i])) out.cols.push_back(ColChange{static_cast<uint32_t>(i), value_of(i), st.cols[i].stamp});
+            if (wanted(st.cols[i]))
+                out.cols.push_back(ColChange{static_cast<uint32_t>(i), value_of(i), st.cols[i].stamp});
     out.gen = st.gen;
     return out.has_row || !out.cols.empty();
 }
@@ -63,8 +64,7 @@ void check_unknown_table(const TableChanges& in);
 // go to `known`, registers of unknown columns to `pending` (with the row's
 // generation, without its row register). Rows left without a register are
 // dropped from either part. Both keep `in`'s column list and indexes.
-void split_columns(const TableChanges& in, const std::vector<size_t>& map, TableChanges& known,
-                   TableChanges& pending);
+void split_columns(const TableChanges& in, const std::vector<size_t>& map, TableChanges& known, TableChanges& pending);
 
 // An incoming table matched to this database's description of it (any type
 // with `key` and `cols` name lists).
@@ -72,7 +72,7 @@ template <class Table>
 struct TablePlan {
     const TableChanges* in = nullptr;
     const Table* local = nullptr;
-    std::vector<size_t> col_map;  // incoming column index -> local register index
+    std::vector<size_t> col_map;                // incoming column index -> local register index
     std::shared_ptr<const TableChanges> owned;  // `in`, when unknown columns were split off
 };
 

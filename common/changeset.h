@@ -45,10 +45,10 @@ struct TableChanges {
 
 struct ChangeSet {
     NodeId origin;
-    uint64_t since = 0;     // registers changed after this sequence...
-    uint64_t after = 0;     // ...of rows whose latest change is after this one (>= since)
-    uint64_t upto = 0;      // ...and at or before this one
-    bool complete = true;   // false: a row limit cut the set; more rows follow upto
+    uint64_t since = 0;    // registers changed after this sequence...
+    uint64_t after = 0;    // ...of rows whose latest change is after this one (>= since)
+    uint64_t upto = 0;     // ...and at or before this one
+    bool complete = true;  // false: a row limit cut the set; more rows follow upto
     std::vector<TableChanges> tables;
 
     size_t register_count() const;

@@ -29,7 +29,7 @@ using rapidjson::SizeType;
 struct Where {
     const char* field = nullptr;  // top-level field, or a field of a table/row
     int table = -1, row = -1;
-    const char* sub = nullptr;    // e.g. ".int", ".real", ".bytes", " hlc"
+    const char* sub = nullptr;  // e.g. ".int", ".real", ".bytes", " hlc"
     Where(const char* f = nullptr, int t = -1, int r = -1) : field(f), table(t), row(r) {}
     Where with(const char* s) const {
         Where w = *this;
@@ -154,7 +154,8 @@ Value to_value(ValueText& v, const Where& where) {
 // Identifiers: non-empty UTF-8 (the parser validated it) without NUL, which
 // no engine accepts in a name, and at most 1000 bytes.
 void check_name(const Scalar& n, const Where& where) {
-    if (!n.is_string() || n.s.empty() || n.s.size() > 1000) bad(where, "expected non-empty name strings (at most 1000 bytes)");
+    if (!n.is_string() || n.s.empty() || n.s.size() > 1000)
+        bad(where, "expected non-empty name strings (at most 1000 bytes)");
     if (std::memchr(n.s.data(), '\0', n.s.size())) bad(where, "a name contains a NUL character");
     // The parser lets an escaped lone low surrogate through as bytes that are not UTF-8.
     if (!valid_utf8(n.s)) bad(where, "a name is not valid UTF-8");
@@ -271,8 +272,8 @@ uint32_t id_index(const NodeId& id) {
 
 // The header fields, kept as scalars and checked once the set is read.
 enum Field : uint8_t { kFormat, kVersion, kOrigin, kSince, kUpto, kAfter, kComplete, kNodes, kTables, kHeaderFields };
-const char* const kFieldNames[kHeaderFields] = {"format", "version", "origin", "since", "upto",
-                                                "after",  "complete", "nodes", "tables"};
+const char* const kFieldNames[kHeaderFields] = {"format", "version",  "origin", "since", "upto",
+                                                "after",  "complete", "nodes",  "tables"};
 
 // What a container being read is.
 // crow: a row written as an array, [key, gen, hlc, node, value…].
@@ -451,8 +452,8 @@ private:
     void table_end();
 
     unsigned max_depth_, base_depth_;
-    unsigned depth_ = 0;   // open containers of the set
-    unsigned skip_ = 0;    // open containers being skipped
+    unsigned depth_ = 0;  // open containers of the set
+    unsigned skip_ = 0;   // open containers being skipped
     bool done_ = false, null_ = false, not_object_ = false, abandon_ = false;
     std::string error_;
     std::vector<Frame> stack_;
@@ -476,7 +477,7 @@ private:
     RowChange row_;
     bool has_row_key_ = false, has_gen_ = false, has_base_ = false, row_flag_ = false, has_row_flag_ = false,
          has_cols_ = false;
-    std::vector<ColChange> cols_;      // the row's columns so far
+    std::vector<ColChange> cols_;  // the row's columns so far
     // The column entry being read: [column, value, hlc, node].
     Scalar col_index_, col_hlc_, col_node_;
     ValueText value_;
@@ -495,17 +496,25 @@ void SetReader::on_key() {
             return;
         }
         case Ctx::table:
-            f.field = key_ == "name" ? kName : key_ == "key" ? kKeyNames : key_ == "columns" ? kColumns
-                    : key_ == "rows" ? kRows : kOther;
+            f.field = key_ == "name"      ? kName
+                      : key_ == "key"     ? kKeyNames
+                      : key_ == "columns" ? kColumns
+                      : key_ == "rows"    ? kRows
+                                          : kOther;
             if ((f.field == kName && has_name_) || (f.field == kKeyNames && has_key_) ||
                 (f.field == kColumns && has_columns_) || (f.field == kRows && has_rows_))
                 f.field = kOther;
             return;
         case Ctx::row:
-            f.field = key_ == "key" ? kRowKey : key_ == "gen" ? kGen : key_ == "stamp" ? kStamp
-                    : key_ == "row" ? kRow : key_ == "cols" ? kCols : kOther;
+            f.field = key_ == "key"     ? kRowKey
+                      : key_ == "gen"   ? kGen
+                      : key_ == "stamp" ? kStamp
+                      : key_ == "row"   ? kRow
+                      : key_ == "cols"  ? kCols
+                                        : kOther;
             if ((f.field == kRowKey && has_row_key_) || (f.field == kGen && has_gen_) ||
-                (f.field == kStamp && has_base_) || (f.field == kRow && has_row_flag_) || (f.field == kCols && has_cols_))
+                (f.field == kStamp && has_base_) || (f.field == kRow && has_row_flag_) ||
+                (f.field == kCols && has_cols_))
                 f.field = kOther;
             return;
         case Ctx::tagged:
@@ -611,7 +620,8 @@ void SetReader::on_value(bool container, bool object) {
             // An array row's values are the columns in order: it needs them named first.
             if (array && !(has_key_ && has_columns_)) {
                 skip_value(container);
-                bad(Where(nullptr, T(), R()), "a row written as an array needs the table's \"key\" and \"columns\" first");
+                bad(Where(nullptr, T(), R()),
+                    "a row written as an array needs the table's \"key\" and \"columns\" first");
             }
             row_ = RowChange{};
             if (has_key_) row_.key.reserve(table().key.size());
@@ -862,7 +872,8 @@ ChangeSet SetReader::finish() {
     const Scalar& ver = header_[kVersion];
     if (!seen_[kVersion]) bad(Where(), "missing \"version\"");
     if (!ver.is_int() || ver.num.get_int64() != kChangeSetVersion)
-        throw Error("unsupported change set version " + (ver.is_int() ? std::to_string(ver.num.get_int64()) : std::string("?")) +
+        throw Error("unsupported change set version " +
+                    (ver.is_int() ? std::to_string(ver.num.get_int64()) : std::string("?")) +
                     " (this build reads version " + std::to_string(kChangeSetVersion) + ")");
     ChangeSet cs;
     if (!seen_[kOrigin]) bad(Where(), "missing \"origin\"");
@@ -956,8 +967,12 @@ struct SplitSets {
         return doc.Null();
     }
 
-    bool Null() { return reading ? to_set([](SetReader& r) { return r.Null(); }) : doc.Null(); }
-    bool Bool(bool b) { return reading ? to_set([&](SetReader& r) { return r.Bool(b); }) : doc.Bool(b); }
+    bool Null() {
+        return reading ? to_set([](SetReader& r) { return r.Null(); }) : doc.Null();
+    }
+    bool Bool(bool b) {
+        return reading ? to_set([&](SetReader& r) { return r.Bool(b); }) : doc.Bool(b);
+    }
     bool Int(int) { return false; }
     bool Uint(unsigned) { return false; }
     bool Int64(int64_t) { return false; }

@@ -88,7 +88,7 @@ std::string SyncStats::json() const {
 
 std::string new_push_id() {
     static thread_local std::mt19937_64 rng{std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32) ^
-                                             uint64_t(std::chrono::steady_clock::now().time_since_epoch().count())};
+                                            uint64_t(std::chrono::steady_clock::now().time_since_epoch().count())};
     char text[17];
     snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(rng()));
     return text;
@@ -148,13 +148,15 @@ void parse_envelope(rapidjson::Document& d, std::string_view json, std::vector<E
         bad(std::string("want \"format\": \"") + kExchangeFormat + "\"");
     auto v = d.FindMember("version");
     if (v == d.MemberEnd() || !v->value.IsInt() || v->value.GetInt() != kExchangeVersion)
-        throw Error("unsupported exchange version (this build speaks version " + std::to_string(kExchangeVersion) + ")");
+        throw Error("unsupported exchange version (this build speaks version " + std::to_string(kExchangeVersion) +
+                    ")");
 }
 
 NodeId node_of(const rapidjson::Document& d) {
     auto n = d.FindMember("node");
     NodeId id;
-    if (n == d.MemberEnd() || !n->value.IsString() || !NodeId::try_parse({n->value.GetString(), n->value.GetStringLength()}, id))
+    if (n == d.MemberEnd() || !n->value.IsString() ||
+        !NodeId::try_parse({n->value.GetString(), n->value.GetStringLength()}, id))
         bad("\"node\" must be a node id (UUID)");
     return id;
 }
@@ -372,7 +374,8 @@ ParsedRequest decode_request(std::string_view json) {
         if (keys == p.MemberEnd() || !keys->value.IsArray() || keys->value.Size() > kMaxProbeKeys)
             bad("\"probe\" needs \"keys\": an array of at most " + std::to_string(kMaxProbeKeys) + " keys");
         r.probe = Probe{std::string(table->value.GetString(), table->value.GetStringLength()),
-                        decode_keys(keys->value, "probe.keys"), {}};
+                        decode_keys(keys->value, "probe.keys"),
+                        {}};
         auto gens = p.FindMember("gens");
         if (gens != p.MemberEnd()) {
             if (!gens->value.IsArray() || gens->value.Size() != r.probe->keys.size())
@@ -480,8 +483,8 @@ std::map<NodeId, SeqRanges> relayed_by_peer(const RelayedRows& rows) {
 
 bool in_ranges(const SeqRanges& ranges, uint64_t seq) {
     // The first range starting past seq; the one before it may hold seq.
-    auto it = std::upper_bound(ranges.begin(), ranges.end(), seq,
-                               [](uint64_t s, const SeqRange& r) { return s < r.lo; });
+    auto it =
+        std::upper_bound(ranges.begin(), ranges.end(), seq, [](uint64_t s, const SeqRange& r) { return s < r.lo; });
     return it != ranges.begin() && seq <= std::prev(it)->hi;
 }
 
@@ -560,8 +563,8 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
         const uint64_t now = wall_clock_ms(), limit = server.max_drift_ms(), theirs = hlc_millis(req.clock);
         if (theirs > now + limit)
             throw Error("the clock of node " + req.node.str() + " is " + std::to_string((theirs - now) / 1000) +
-                        " s ahead of this server's (max drift " + std::to_string(limit / 1000) +
-                        " s); refusing its sync: check that node's clock",
+                            " s ahead of this server's (max drift " + std::to_string(limit / 1000) +
+                            " s); refusing its sync: check that node's clock",
                         ErrorKind::drift);
     }
     // A caller that holds more of our changes than we ever made: this
@@ -604,8 +607,9 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
         const uint64_t knows = std::max(req.received ? req.received->received : req.seen, req.horizon.value_or(0));
         if (knows < resp.horizon) {
             if (!req.horizon)
-                throw Error("node " + req.node.str() + " last synced before this server purged deleted rows (its cursor " +
-                            std::to_string(knows) + ", the purge horizon " + std::to_string(resp.horizon) +
+                throw Error("node " + req.node.str() +
+                            " last synced before this server purged deleted rows (its cursor " + std::to_string(knows) +
+                            ", the purge horizon " + std::to_string(resp.horizon) +
                             "): it must re-snapshot, which lwwsync 0.7 clients do by themselves: upgrade it");
             stale = resp.resnapshot = true;
         }
@@ -854,7 +858,8 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
                         std::vector<std::vector<Value>> gone;
                         std::vector<uint64_t> gen_seq;
                         for (uint32_t i : *answer.absent) {
-                            if (i >= q.probe->keys.size()) throw Error("the peer's answer names a key it was not asked about");
+                            if (i >= q.probe->keys.size())
+                                throw Error("the peer's answer names a key it was not asked about");
                             gone.push_back(std::move(q.probe->keys[i]));
                             gen_seq.push_back(page.gen_seq[i]);
                         }
@@ -931,7 +936,9 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
                 const std::string table = cs.tables.empty() ? std::string("?") : cs.tables.front().name;
                 throw Error("one row of table \"" + table + "\" (" + std::to_string(pushed.json.size()) +
                             " bytes of change set) is over the request size limit of the server or of a proxy in "
-                            "front of it: " + e.what() + "; raise that limit (nginx client_max_body_size, "
+                            "front of it: " +
+                            e.what() +
+                            "; raise that limit (nginx client_max_body_size, "
                             "the gateway's max-body-bytes: docs/DEPLOY.md)");
             }
             // Half the rows and half the bytes of the refused batch; the

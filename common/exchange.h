@@ -27,8 +27,8 @@ struct ApplyCounts {
     size_t lost = 0;       // registers older than the one held here: a conflict the sender lost
     size_t overwrote = 0;  // applied registers that replaced a write of ours the sender had not seen
     size_t ignored = 0;    // duplicate + lost (kept for readers of older versions)
-    size_t rejected = 0;  // registers refused by the receiver's rules (docs/SECURITY.md), not merged
-    size_t pending = 0;   // registers held for a table or column this database does not have yet (docs/SCHEMA.md)
+    size_t rejected = 0;   // registers refused by the receiver's rules (docs/SECURITY.md), not merged
+    size_t pending = 0;    // registers held for a table or column this database does not have yet (docs/SCHEMA.md)
     void add(const ApplyCounts& o) {
         pending += o.pending;
         rows += o.rows;
@@ -225,8 +225,9 @@ public:
     // for it, given `peer`'s cursor floor on us and the no-echo ranges).
     virtual bool can_resnapshot() const { return false; }
     virtual std::vector<std::string> probe_tables() {
-        throw Error("this database cannot re-snapshot here: its server purged deleted rows past this database's "
-                    "cursor on it (lwwsync on Postgres re-snapshots only as a server)");
+        throw Error(
+            "this database cannot re-snapshot here: its server purged deleted rows past this database's "
+            "cursor on it (lwwsync on Postgres re-snapshots only as a server)");
     }
     virtual ProbePage probe_rows(const NodeId& /*peer*/, const std::string& /*table*/, uint64_t /*after*/,
                                  size_t /*limit*/, uint64_t /*peer_floor*/, const SeqRanges& /*relayed*/) {
@@ -239,7 +240,8 @@ public:
     // own purge horizon rises so its own pullers re-snapshot too. Returns
     // the rows removed.
     virtual size_t drop_rows(const NodeId& /*peer*/, const std::string& /*table*/,
-                             const std::vector<std::vector<Value>>& /*keys*/, const std::vector<uint64_t>& /*gen_seq*/) {
+                             const std::vector<std::vector<Value>>& /*keys*/,
+                             const std::vector<uint64_t>& /*gen_seq*/) {
         return 0;
     }
     // Client: `peer` holds this database's changes up to `floor` (its
@@ -287,8 +289,8 @@ constexpr size_t kMaxBatchBytes = 256u << 20;
 Batch changes_for(SyncEngine& engine, const NodeId& peer, const Cursor& from, const BatchLimits& limits);
 
 struct ExchangeRequest {
-    NodeId node;               // the caller
-    std::string node_key;      // its key, when `node` is derived from one (NodeId::keyed)
+    NodeId node;           // the caller
+    std::string node_key;  // its key, when `node` is derived from one (NodeId::keyed)
     // How far the caller holds the server's changes; absent in the first
     // round trip, when the caller does not know the server yet: then the
     // response carries no pull, only the server's node id and cursor.
@@ -297,11 +299,11 @@ struct ExchangeRequest {
     // floor of the caller's cursor on the server, for the server's
     // `overwrote` count (0: not sent, unknown).
     uint64_t seen = 0;
-    BatchLimits limits;        // of the returned batch
-    uint64_t clock = 0;        // the caller's clock (0: not sent)
+    BatchLimits limits;               // of the returned batch
+    uint64_t clock = 0;               // the caller's clock (0: not sent)
     std::optional<std::string> push;  // a change set of the caller's, as JSON
-    std::string push_id;       // a random id of this push (with `push`)
-    bool forked = false;       // the caller found a copy of itself: the server retires its push marks
+    std::string push_id;              // a random id of this push (with `push`)
+    bool forked = false;              // the caller found a copy of itself: the server retires its push marks
     // The server's purge horizon this caller reconciled its rows against
     // (a re-snapshot; or nothing to reconcile); nullopt: an older caller.
     std::optional<uint64_t> horizon;
@@ -309,17 +311,17 @@ struct ExchangeRequest {
 };
 
 struct ExchangeResponse {
-    NodeId node;               // the server
-    Cursor acked;              // how far the server holds the caller's changes
-    uint64_t clock = 0;        // the server's clock
-    bool more = false;         // the pull was cut: more changes wait past it
-    uint64_t remaining = 0;    // with `more`: about how many rows wait past it (change sequences; 0: unknown)
+    NodeId node;             // the server
+    Cursor acked;            // how far the server holds the caller's changes
+    uint64_t clock = 0;      // the server's clock
+    bool more = false;       // the pull was cut: more changes wait past it
+    uint64_t remaining = 0;  // with `more`: about how many rows wait past it (change sequences; 0: unknown)
     std::optional<ApplyCounts> applied;
     std::optional<std::string> pull;  // the server's changes past request.received (JSON change set)
-    std::string acked_id;      // push id of the caller's push that last moved `acked` (empty: unknown)
-    uint64_t horizon = 0;      // the server's purge horizon (0: it never purged)
-    bool resnapshot = false;   // the caller is older than the horizon: nothing was done, re-snapshot first
-    std::optional<std::vector<uint32_t>> absent;  // of a probe: indexes of the keys the server does not hold
+    std::string acked_id;             // push id of the caller's push that last moved `acked` (empty: unknown)
+    uint64_t horizon = 0;             // the server's purge horizon (0: it never purged)
+    bool resnapshot = false;          // the caller is older than the horizon: nothing was done, re-snapshot first
+    std::optional<std::vector<uint32_t>> absent;           // of a probe: indexes of the keys the server does not hold
     std::vector<std::pair<std::string, uint64_t>> floors;  // generation floors (hello answers)
 };
 
@@ -367,18 +369,18 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json);
 
 struct SyncStats {
     std::string peer;
-    size_t batches = 0;                         // round trips
-    ApplyCounts sent, received;                 // as the server and this side applied them
-    size_t pushed = 0, pulled = 0;              // rows sent and received
+    size_t batches = 0;                           // round trips
+    ApplyCounts sent, received;                   // as the server and this side applied them
+    size_t pushed = 0, pulled = 0;                // rows sent and received
     uint64_t bytes_sent = 0, bytes_received = 0;  // exchange documents, uncompressed
     uint64_t wire_sent = 0, wire_received = 0;    // on the wire (HTTP: gzip), when the transport counts them
-    size_t retries = 0;                         // transient failures retried by the transport
+    size_t retries = 0;                           // transient failures retried by the transport
     double ms = 0;
     bool done = false;
-    size_t reset_node = 0;                      // this side took a new node id (it was a copy or a restore)
-    size_t resnapshots = 0;                     // re-snapshots against the server's purge horizon
-    size_t dropped = 0;                         // rows removed here by them (the server deleted and purged them)
-    size_t purged = 0;                          // tombstones this side purged at the end of the sync
+    size_t reset_node = 0;   // this side took a new node id (it was a copy or a restore)
+    size_t resnapshots = 0;  // re-snapshots against the server's purge horizon
+    size_t dropped = 0;      // rows removed here by them (the server deleted and purged them)
+    size_t purged = 0;       // tombstones this side purged at the end of the sync
     // Of a running sync: about how many rows are left to pull (the server's
     // estimate) and to push (this side's), for a progress bar; 0 when done.
     uint64_t to_pull = 0, to_push = 0;

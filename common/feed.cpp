@@ -61,8 +61,9 @@ Batch collect_feed(FeedSource& src, const ChangesRequest& req) {
         while (scan->next(rows, kScanChunk)) {
             kept.clear();
             for (FeedRow& r : rows)
-                if (registers_to_send(r.st, req.since, req.skip_node, r.rc, [](size_t) { return Value::null(); },
-                                      b.upto, req.relayed, req.self))
+                if (registers_to_send(
+                        r.st, req.since, req.skip_node, r.rc, [](size_t) { return Value::null(); }, b.upto, req.relayed,
+                        req.self))
                     kept.push_back(&r);
             if (kept.empty()) continue;
             scan->fill(kept);

@@ -27,9 +27,9 @@ struct FeedTable {
 // One row of a scan: its metadata, and what the feed sends of it.
 struct FeedRow {
     RowState st;
-    size_t at = 0;      // the engine's handle (a result row)
-    RowChange rc;       // registers to send (filled by the feed); key and values by FeedScan::fill
-    bool send = true;   // the engine may withhold a row the caller may not read
+    size_t at = 0;     // the engine's handle (a result row)
+    RowChange rc;      // registers to send (filled by the feed); key and values by FeedScan::fill
+    bool send = true;  // the engine may withhold a row the caller may not read
 };
 
 // The rows of one table whose latest change lies in a range, in sequence order.

@@ -29,8 +29,8 @@ void HybridClock::check_drift(uint64_t remote, uint64_t now_ms, const NodeId& fr
     const uint64_t ms = hlc_millis(remote);
     if (ms > now_ms + limit_ms) {
         throw Error("stamp from node " + from.str() + " is " + std::to_string((ms - now_ms) / 1000) +
-                    " s ahead of this clock (max drift " + std::to_string(limit_ms / 1000) +
-                    " s); refusing the change set: check that node's clock",
+                        " s ahead of this clock (max drift " + std::to_string(limit_ms / 1000) +
+                        " s); refusing the change set: check that node's clock",
                     ErrorKind::drift);
     }
 }

@@ -23,7 +23,7 @@ namespace lww {
 
 namespace {
 
-constexpr size_t kGzipAbove = 1024;                  // smaller bodies are not worth a deflate
+constexpr size_t kGzipAbove = 1024;                                   // smaller bodies are not worth a deflate
 constexpr size_t kMaxResponseBytes = kMaxDocumentBytes + (1u << 20);  // a change set and its envelope
 constexpr const char* kUserAgent = "lwwsync/" LWWSYNC_VERSION;
 
@@ -72,14 +72,14 @@ bool transient_curl(CURLcode rc) {
         case CURLE_GOT_NOTHING:
         case CURLE_PARTIAL_FILE:
         case CURLE_HTTP2:
-        case CURLE_HTTP2_STREAM:
-            return true;
-        default:
-            return false;
+        case CURLE_HTTP2_STREAM: return true;
+        default: return false;
     }
 }
 
-bool transient_status(long status) { return status == 408 || status == 429 || status == 502 || status == 503 || status == 504; }
+bool transient_status(long status) {
+    return status == 408 || status == 429 || status == 502 || status == 503 || status == 504;
+}
 
 }  // namespace
 
@@ -129,7 +129,7 @@ static std::string http_error_code(std::string_view body) {
     if (!parse_json(d, body, error) || !d.IsObject()) return {};
     auto m = d.FindMember("code");
     return m != d.MemberEnd() && m->value.IsString() ? std::string(m->value.GetString(), m->value.GetStringLength())
-                                                      : std::string();
+                                                     : std::string();
 }
 
 struct HttpTransport::Attempt {
@@ -140,10 +140,8 @@ struct HttpTransport::Attempt {
     bool too_large = false;
 };
 
-
 HttpTransport::HttpTransport(std::string url, const SyncOptions& options, HttpHooks hooks)
-    : url_(std::move(url)), opt_(options), hooks_(std::move(hooks)) {
-}
+    : url_(std::move(url)), opt_(options), hooks_(std::move(hooks)) {}
 
 HttpTransport::~HttpTransport() {
     if (headers_) curl_slist_free_all(static_cast<curl_slist*>(headers_));
@@ -215,7 +213,9 @@ std::string HttpTransport::exchange(const std::string& request) {
     for (int attempt = 0;; ++attempt) {
         Attempt a = post(body, compress);
         if (a.rc == CURLE_ABORTED_BY_CALLBACK) throw Cancelled();
-        if (a.too_large) throw Error("the response from " + where + " exceeds the " + std::to_string(kMaxDocumentBytes >> 20) + " MiB limit");
+        if (a.too_large)
+            throw Error("the response from " + where + " exceeds the " + std::to_string(kMaxDocumentBytes >> 20) +
+                        " MiB limit");
         std::string failure;
         ErrorKind kind = ErrorKind::bad_input;  // the server's answer, told to the app (docs/ERRORS.md)
         bool transient = false;
@@ -235,15 +235,16 @@ std::string HttpTransport::exchange(const std::string& request) {
                 failure = "no lww_exchange endpoint at " + where + " (HTTP 404): " + msg;
                 kind = ErrorKind::not_found;
             } else if (a.status == 503 && http_error_code(a.body) == "25006") {
-                throw ReadOnlyError("the server at " + where + " is read-only (HTTP 503): " + msg, ErrorKind::read_only);
+                throw ReadOnlyError("the server at " + where + " is read-only (HTTP 503): " + msg,
+                                    ErrorKind::read_only);
             } else if (a.status == 413) {
                 throw TooLargeError("the server at " + where + " (or a proxy in front of it) refused a request of " +
                                         std::to_string(body.size()) + " bytes" + (compress ? " (gzip)" : "") +
                                         " as too large (HTTP 413): " + msg,
                                     ErrorKind::limit);
             } else {
-                failure = "the server at " + where + " refused the exchange (HTTP " + std::to_string(a.status) +
-                          "): " + msg;
+                failure =
+                    "the server at " + where + " refused the exchange (HTTP " + std::to_string(a.status) + "): " + msg;
                 // 409: the server's clock guard (22008) or an object in use.
                 if (a.status == 409) kind = http_error_code(a.body) == "22008" ? ErrorKind::drift : ErrorKind::conflict;
             }

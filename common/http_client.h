@@ -20,8 +20,8 @@
 namespace lww {
 
 struct HttpHooks {
-    std::function<bool()> cancelled;             // from the progress callback: read flags only
-    std::function<void(long ms)> sleep;          // between retries; may throw (an engine's cancel)
+    std::function<bool()> cancelled;               // from the progress callback: read flags only
+    std::function<void(long ms)> sleep;            // between retries; may throw (an engine's cancel)
     std::function<void(const std::string&)> note;  // one line per retried failure
     // The hooks may run on a thread of their own (they touch no engine
     // state): the next pull is then requested while a batch applies.

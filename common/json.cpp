@@ -44,9 +44,15 @@ struct DepthLimited {
     bool String(const char* s, rapidjson::SizeType n, bool copy) { return doc.String(s, n, copy); }
     bool Key(const char* s, rapidjson::SizeType n, bool copy) { return doc.Key(s, n, copy); }
     bool StartObject() { return open() && doc.StartObject(); }
-    bool EndObject(rapidjson::SizeType n) { --depth; return doc.EndObject(n); }
+    bool EndObject(rapidjson::SizeType n) {
+        --depth;
+        return doc.EndObject(n);
+    }
     bool StartArray() { return open() && doc.StartArray(); }
-    bool EndArray(rapidjson::SizeType n) { --depth; return doc.EndArray(n); }
+    bool EndArray(rapidjson::SizeType n) {
+        --depth;
+        return doc.EndArray(n);
+    }
 };
 
 }  // namespace
@@ -96,7 +102,8 @@ bool add_json_number(rapidjson::Document& doc, const char* s, size_t n, bool& ou
 std::string json_parse_error(const rapidjson::ParseResult& result, bool too_deep, bool out_of_range,
                              unsigned max_depth) {
     if (too_deep) return "JSON nested deeper than " + std::to_string(max_depth) + " levels";
-    if (out_of_range) return "a number at offset " + std::to_string(result.Offset()) + " is out of the range of a double";
+    if (out_of_range)
+        return "a number at offset " + std::to_string(result.Offset()) + " is out of the range of a double";
     return "malformed JSON at offset " + std::to_string(result.Offset()) + ": " +
            rapidjson::GetParseError_En(result.Code());
 }

@@ -13,9 +13,10 @@ uint64_t RowState::max_seq() const {
 
 static uint64_t next_gen(uint64_t gen) {
     if (gen >= kMaxGeneration)
-        throw Error("the row's generation reached its limit (2^53 - 1 inserts and deletes of one key); "
-                    "it can no longer be deleted or re-inserted",
-                    ErrorKind::limit);
+        throw Error(
+            "the row's generation reached its limit (2^53 - 1 inserts and deletes of one key); "
+            "it can no longer be deleted or re-inserted",
+            ErrorKind::limit);
     return gen + 1;
 }
 

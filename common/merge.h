@@ -22,9 +22,7 @@ struct Stamp {
 };
 
 // Total order on stamps: (hlc, node id).
-inline bool stamp_less(const Stamp& a, const Stamp& b) {
-    return a.hlc != b.hlc ? a.hlc < b.hlc : a.node < b.node;
-}
+inline bool stamp_less(const Stamp& a, const Stamp& b) { return a.hlc != b.hlc ? a.hlc < b.hlc : a.node < b.node; }
 inline bool stamp_equal(const Stamp& a, const Stamp& b) { return a.hlc == b.hlc && a.node == b.node; }
 
 struct Register {
@@ -86,11 +84,11 @@ struct MergeOutcome {
     bool alive = false;
     bool gen_raised = false;
     bool row_won = false;
-    std::vector<size_t> won_cols;  // indexes into IncomingRow::cols whose register won
-    size_t applied = 0;            // registers that won
-    size_t ignored = 0;            // registers that did not: duplicate + lost
-    size_t duplicate = 0;          // ... the very register already held here
-    size_t lost = 0;               // ... older than what is held here (a lower stamp or generation)
+    std::vector<size_t> won_cols;      // indexes into IncomingRow::cols whose register won
+    size_t applied = 0;                // registers that won
+    size_t ignored = 0;                // registers that did not: duplicate + lost
+    size_t duplicate = 0;              // ... the very register already held here
+    size_t lost = 0;                   // ... older than what is held here (a lower stamp or generation)
     std::vector<Displaced> displaced;  // registers held here that the merge replaced
     std::vector<size_t> lost_regs;     // incoming registers that lost (Displaced::kRowRegister: the row's)
     bool older_generation = false;     // the whole row lost: its generation is below the one held

@@ -51,7 +51,7 @@ void PeerNotices::add(const char* severity, const char* message) noexcept {
         PeerNotice n;
         n.level = level_of(severity);
         const std::string said = severity && *severity ? std::string(severity) + ": " + (message ? message : "")
-                                                      : std::string(message ? message : "");
+                                                       : std::string(message ? message : "");
         n.text = printable_line(said, kChars);
         kept_.push_back(std::move(n));
         if (fresh_ < kKept) ++fresh_;

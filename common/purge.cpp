@@ -14,7 +14,8 @@ uint64_t seq_older_than(const PurgeMarks& marks, uint64_t now_ms, uint64_t older
 
 PurgeMarks record_mark(PurgeMarks marks, uint64_t now_ms, uint64_t seq, uint64_t ttl_ms) {
     if (!marks.empty() && now_ms >= marks.back().ms && now_ms - marks.back().ms < ttl_ms / 16) return marks;
-    if (!marks.empty() && (now_ms < marks.back().ms || seq < marks.back().seq)) marks.clear();  // a clock or a restore went back
+    if (!marks.empty() && (now_ms < marks.back().ms || seq < marks.back().seq))
+        marks.clear();  // a clock or a restore went back
     marks.push_back(PurgeMark{now_ms, seq});
     constexpr size_t kKept = 32;
     if (marks.size() > kKept) marks.erase(marks.begin(), marks.end() - kKept);
@@ -23,7 +24,8 @@ PurgeMarks record_mark(PurgeMarks marks, uint64_t now_ms, uint64_t seq, uint64_t
 
 std::string format_marks(const PurgeMarks& marks) {
     std::string out;
-    for (const PurgeMark& m : marks) out += (out.empty() ? "" : ",") + std::to_string(m.ms) + ":" + std::to_string(m.seq);
+    for (const PurgeMark& m : marks)
+        out += (out.empty() ? "" : ",") + std::to_string(m.ms) + ":" + std::to_string(m.seq);
     return out;
 }
 

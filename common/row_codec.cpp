@@ -49,7 +49,8 @@ const NodeId& NodeDirectory::id(uint32_t idx) const {
     auto it = by_idx_.find(idx);
     if (it != by_idx_.end()) return it->second;
     NodeId found;
-    if (!source_ || !source_->id_at(idx, &found)) throw Error("metadata names unknown node index " + std::to_string(idx));
+    if (!source_ || !source_->id_at(idx, &found))
+        throw Error("metadata names unknown node index " + std::to_string(idx));
     remember(idx, found);
     return by_idx_.at(idx);
 }
@@ -162,8 +163,8 @@ StoredRow encode_row(const RowState& st, NodeDirectory& nodes, std::vector<NodeI
     return s;
 }
 
-std::string blob_set_columns(std::string_view blob, size_t ncols, const std::vector<bool>& changed,
-                             uint64_t hlc, uint64_t seq) {
+std::string blob_set_columns(std::string_view blob, size_t ncols, const std::vector<bool>& changed, uint64_t hlc,
+                             uint64_t seq) {
     // Keep entries of unchanged columns, then append the changed ones (order is free).
     std::string out;
     out.reserve(blob.size() + 16);

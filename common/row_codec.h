@@ -32,7 +32,11 @@ public:
     virtual bool id_at(uint32_t idx, NodeId* id) = 0;
     // The stored index of `id`; false when unknown (an adapter that records
     // nodes itself before encoding may leave this to its own lookup).
-    virtual bool index_of(const NodeId& id, uint32_t* idx) { (void)id; (void)idx; return false; }
+    virtual bool index_of(const NodeId& id, uint32_t* idx) {
+        (void)id;
+        (void)idx;
+        return false;
+    }
     // One past the highest persisted index (where intern() may start).
     virtual uint32_t next_index() { return 1; }
 };
@@ -91,8 +95,8 @@ uint64_t packed_seq(std::string_view packed);
 uint64_t packed_gen(std::string_view packed);
 
 // Fast path for triggers: rewrite only the changed columns of a stored blob.
-std::string blob_set_columns(std::string_view blob, size_t ncols, const std::vector<bool>& changed,
-                             uint64_t hlc, uint64_t seq);
+std::string blob_set_columns(std::string_view blob, size_t ncols, const std::vector<bool>& changed, uint64_t hlc,
+                             uint64_t seq);
 
 // A column's register retired (DROP COLUMN): its entries removed, later
 // registers moved down one index, so register order stays the column order.

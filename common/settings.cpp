@@ -51,7 +51,8 @@ const Setting& find_setting(const std::string& name, Engine engine) {
 
 int64_t check_setting(const Setting& s, int64_t value) {
     if (value < s.min || value > s.max)
-        throw Error(std::string(s.name) + " must be between " + std::to_string(s.min) + " and " + std::to_string(s.max));
+        throw Error(std::string(s.name) + " must be between " + std::to_string(s.min) + " and " +
+                    std::to_string(s.max));
     return value;
 }
 

@@ -9,14 +9,14 @@
 namespace lww {
 
 struct SyncOptions {
-    BatchLimits limits;            // batch_rows, batch_bytes
-    std::string token;             // bearer token (HTTP)
-    long timeout_ms = 60000;       // each HTTP round trip, request to last response byte
+    BatchLimits limits;       // batch_rows, batch_bytes
+    std::string token;        // bearer token (HTTP)
+    long timeout_ms = 60000;  // each HTTP round trip, request to last response byte
     long connect_timeout_ms = 10000;
-    std::string ca_file;           // PEM bundle to verify the server with, instead of the system's
-    bool insecure = false;         // skip TLS verification (tests only)
-    bool gzip = true;              // compress request bodies (responses are always accepted gzipped)
-    int retries = 4;               // retries of a round trip after a transient failure
+    std::string ca_file;    // PEM bundle to verify the server with, instead of the system's
+    bool insecure = false;  // skip TLS verification (tests only)
+    bool gzip = true;       // compress request bodies (responses are always accepted gzipped)
+    int retries = 4;        // retries of a round trip after a transient failure
 };
 
 // Parses a JSON object of options; empty text gives the defaults. Throws

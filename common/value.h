@@ -16,10 +16,30 @@ struct Value {
     std::string s;  // text (UTF-8) or bytes
 
     static Value null() { return Value{}; }
-    static Value integer(int64_t v) { Value x; x.kind = Kind::Int; x.i = v; return x; }
-    static Value real(double v) { Value x; x.kind = Kind::Real; x.d = v; return x; }
-    static Value text(std::string v) { Value x; x.kind = Kind::Text; x.s = std::move(v); return x; }
-    static Value bytes(std::string v) { Value x; x.kind = Kind::Bytes; x.s = std::move(v); return x; }
+    static Value integer(int64_t v) {
+        Value x;
+        x.kind = Kind::Int;
+        x.i = v;
+        return x;
+    }
+    static Value real(double v) {
+        Value x;
+        x.kind = Kind::Real;
+        x.d = v;
+        return x;
+    }
+    static Value text(std::string v) {
+        Value x;
+        x.kind = Kind::Text;
+        x.s = std::move(v);
+        return x;
+    }
+    static Value bytes(std::string v) {
+        Value x;
+        x.kind = Kind::Bytes;
+        x.s = std::move(v);
+        return x;
+    }
 
     bool is_null() const { return kind == Kind::Null; }
 };

@@ -5,7 +5,8 @@ set -euo pipefail
 PACKAGES=(g++ make pkg-config sqlite3 libsqlite3-dev rapidjson-dev libgtest-dev libbenchmark-dev
           libcurl4-openssl-dev libpq-dev postgresql-15 postgresql-client-15 postgresql-server-dev-15
           libcpp-httplib-dev libmicrohttpd-dev libbrotli-dev libssl-dev zlib1g-dev curl openssl faketime procps iproute2
-          clang libclang-rt-14-dev)  # clang + libFuzzer/sanitizer runtimes: make fuzz
+          clang libclang-rt-14-dev   # clang + libFuzzer/sanitizer runtimes: make fuzz
+          clang-format)              # make format-check (.clang-format)
 # The host tests (tests/hosts): Debian's python3 (its sqlite3 loads
 # extensions) and Node.js with npm. A machine with its own Node.js (one that
 # ships npm with it) keeps it: Debian's npm package would replace it.

@@ -11,8 +11,8 @@ namespace lwwgw {
 namespace {
 
 struct OptionSpec {
-    const char* key;   // flag name without "--", also the config-file key
-    const char* def;   // shown by --help; nullptr: unset by default
+    const char* key;  // flag name without "--", also the config-file key
+    const char* def;  // shown by --help; nullptr: unset by default
     const char* help;
 };
 
@@ -20,7 +20,8 @@ struct OptionSpec {
 // '-' -> '_'), config-file keys and --help, so they cannot drift apart.
 const OptionSpec kOptions[] = {
     {"db-uri", nullptr, "PostgreSQL connection URI or key=value string (required)"},
-    {"db-read-uri", nullptr, "a hot standby of db-uri: exchanges that push nothing run there, read-only (unset: all on db-uri)"},
+    {"db-read-uri", nullptr,
+     "a hot standby of db-uri: exchanges that push nothing run there, read-only (unset: all on db-uri)"},
     {"db-anon-role", nullptr, "role for requests without a token (unset: they get 401)"},
     {"db-pool", "10", "maximum number of PostgreSQL connections"},
     {"db-pool-acquisition-timeout", "10", "seconds a request waits for a free connection before 503"},
@@ -28,12 +29,16 @@ const OptionSpec kOptions[] = {
     {"server-host", "127.0.0.1", "address to listen on"},
     {"server-port", "3000", "TCP port to listen on"},
     {"max-body-bytes", "67108864", "largest request body in bytes, after gzip decompression (413 beyond)"},
-    {"db-statement-timeout-ms", "30000", "statement_timeout of each exchange in milliseconds, 0 keeps the database's setting (504 beyond)"},
-    {"db-lock-timeout-ms", "10000", "lock_timeout of each exchange in milliseconds, 0 keeps the database's setting (503 beyond)"},
-    {"server-request-timeout", "60", "seconds a client has to send one whole request (headers and body), and to read one response"},
+    {"db-statement-timeout-ms", "30000",
+     "statement_timeout of each exchange in milliseconds, 0 keeps the database's setting (504 beyond)"},
+    {"db-lock-timeout-ms", "10000",
+     "lock_timeout of each exchange in milliseconds, 0 keeps the database's setting (503 beyond)"},
+    {"server-request-timeout", "60",
+     "seconds a client has to send one whole request (headers and body), and to read one response"},
     {"server-idle-timeout", "10", "seconds a connection may stay silent (also between keep-alive requests)"},
     {"server-max-connections", "1000", "open client connections at most; more are closed at once"},
-    {"server-max-connections-per-ip", "32", "open connections per client address at most, 0 for no cap (behind a proxy: 0)"},
+    {"server-max-connections-per-ip", "32",
+     "open connections per client address at most, 0 for no cap (behind a proxy: 0)"},
 };
 
 std::string env_name(const std::string& key) {
@@ -107,8 +112,8 @@ bool reserved_role(const std::string& role) {
     // SET ROLE none resets to the session user; the others are keywords or
     // pseudo-roles of the role grammar (CURRENT_USER, PUBLIC...), and pg_*
     // names belong to PostgreSQL's predefined roles (pg_read_server_files...).
-    static const char* const kReserved[] = {"none", "public", "default", "all", "current_user",
-                                            "current_role", "session_user", "user"};
+    static const char* const kReserved[] = {"none",         "public",       "default",      "all",
+                                            "current_user", "current_role", "session_user", "user"};
     for (const char* k : kReserved)
         if (r == k) return true;
     return r.rfind("pg_", 0) == 0;
@@ -179,7 +184,8 @@ Action load_config(int argc, char** argv, Config& out, void (*warn)(const std::s
 
     Config c;
     c.db_uri = get("db-uri");
-    if (c.db_uri.empty()) throw ConfigError("db-uri is required (--db-uri, LWWSYNC_DB_URI or db-uri in the config file)");
+    if (c.db_uri.empty())
+        throw ConfigError("db-uri is required (--db-uri, LWWSYNC_DB_URI or db-uri in the config file)");
     c.db_read_uri = get("db-read-uri");
     c.db_anon_role = get("db-anon-role");
     c.jwt_secret = get("jwt-secret");
@@ -197,7 +203,8 @@ Action load_config(int argc, char** argv, Config& out, void (*warn)(const std::s
     c.server_request_timeout = number("server-request-timeout", 1, 86400, c.server_request_timeout);
     c.server_idle_timeout = number("server-idle-timeout", 1, 86400, c.server_idle_timeout);
     c.server_max_connections = number("server-max-connections", 1, 1000000, c.server_max_connections);
-    c.server_max_connections_per_ip = number("server-max-connections-per-ip", 0, 1000000, c.server_max_connections_per_ip);
+    c.server_max_connections_per_ip =
+        number("server-max-connections-per-ip", 0, 1000000, c.server_max_connections_per_ip);
     if (!c.db_anon_role.empty() && reserved_role(c.db_anon_role))
         throw ConfigError("db-anon-role \"" + c.db_anon_role + "\" is a reserved role name");
     out = std::move(c);

@@ -10,15 +10,15 @@ namespace lwwgw {
 inline constexpr const char* kVersion = "0.2";
 
 struct Config {
-    std::string db_uri;             // libpq URI or key=value string
+    std::string db_uri;  // libpq URI or key=value string
     // A streaming replica of db_uri (empty: none). Pull-only exchanges run
     // there in read-only transactions; pushes, and pulls it cannot take
     // (unreachable), go to db_uri. Its pool has db_pool connections too.
     std::string db_read_uri;
-    std::string db_anon_role;       // empty: requests without a token get 401
+    std::string db_anon_role;  // empty: requests without a token get 401
     std::size_t db_pool = 10;
     std::size_t db_pool_acquisition_timeout = 10;  // seconds
-    std::string jwt_secret;         // empty: requests with a token get 401
+    std::string jwt_secret;                        // empty: requests with a token get 401
     std::string server_host = "127.0.0.1";
     int server_port = 3000;
     std::size_t max_body_bytes = std::size_t(64) << 20;
@@ -28,8 +28,8 @@ struct Config {
     std::size_t db_statement_timeout_ms = 30000;
     std::size_t db_lock_timeout_ms = 10000;
     // HTTP limits (seconds / counts, 0 = no limit for the connection caps):
-    std::size_t server_request_timeout = 60;   // to receive one request (headers + body), or to send one response
-    std::size_t server_idle_timeout = 10;      // a connection with no traffic at all is closed
+    std::size_t server_request_timeout = 60;  // to receive one request (headers + body), or to send one response
+    std::size_t server_idle_timeout = 10;     // a connection with no traffic at all is closed
     std::size_t server_max_connections = 1000;
     std::size_t server_max_connections_per_ip = 32;
 };

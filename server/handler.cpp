@@ -23,8 +23,8 @@ namespace {
 constexpr const char* kExchangePath = "/rpc/lww_exchange";
 constexpr const char* kHealthPath = "/health";
 constexpr const char* kJson = "application/json; charset=utf-8";  // PostgREST's content type
-constexpr std::size_t kGzipAbove = 256;  // smaller bodies do not shrink enough to bother
-constexpr int kMaxAttempts = 3;          // a transaction runs at most this often (40001, 40P01, dead connection)
+constexpr std::size_t kGzipAbove = 256;                           // smaller bodies do not shrink enough to bother
+constexpr int kMaxAttempts = 3;  // a transaction runs at most this often (40001, 40P01, dead connection)
 // A refused body is still read (and dropped) up to this many bytes, so the
 // client sees the 413/400 instead of a reset; beyond it the connection is cut.
 constexpr std::size_t kDrainBytes = std::size_t(8) << 20;
@@ -42,9 +42,7 @@ std::string lower(std::string s) {
 }
 
 // A header value quoted in a message: bounded, it comes from the client.
-std::string quoted_excerpt(const std::string& v) {
-    return "\"" + (v.size() > 80 ? v.substr(0, 80) + "…" : v) + "\"";
-}
+std::string quoted_excerpt(const std::string& v) { return "\"" + (v.size() > 80 ? v.substr(0, 80) + "…" : v) + "\""; }
 
 // ------------------------------------------------------------------ errors
 
@@ -184,8 +182,7 @@ std::optional<HttpError> authenticate(const HttpRequest& req, const Config& cfg,
     const std::size_t n = req.count("Authorization");
     if (n == 0) {
         if (cfg.db_anon_role.empty())
-            return unauthorized("PGRST302", "Anonymous access is disabled: send Authorization: Bearer <JWT>",
-                                "Bearer");
+            return unauthorized("PGRST302", "Anonymous access is disabled: send Authorization: Bearer <JWT>", "Bearer");
         out.role = cfg.db_anon_role;
         out.claims_json = anon_claims(out.role);
         return std::nullopt;
@@ -221,7 +218,8 @@ bool json_content_type(const std::string& header) {
     std::size_t pos = semi;
     while (pos != std::string::npos) {
         const auto next = header.find(';', pos + 1);
-        const std::string param = trim(header.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1));
+        const std::string param =
+            trim(header.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1));
         pos = next;
         const auto eq = param.find('=');
         if (eq == std::string::npos || lower(trim(param.substr(0, eq))) != "charset") continue;
@@ -350,13 +348,10 @@ Clock::time_point statement_deadline(const Config& cfg) {
 Outcome run_step(PGconn* c, const std::string& sql, const std::vector<const char*>* params, ExecStatusType want,
                  int client_fd, const Config& cfg, Result& r, DbFailure& f) {
     switch (exec(c, sql, params, client_fd, statement_deadline(cfg), r)) {
-        case Exec::ClientGone:
-            return Outcome::ClientGone;
-        case Exec::TimedOut:
-            return Outcome::TimedOut;
+        case Exec::ClientGone: return Outcome::ClientGone;
+        case Exec::TimedOut: return Outcome::TimedOut;
         case Exec::Broken:
-        case Exec::Done:
-            break;
+        case Exec::Done: break;
     }
     return check(c, r, want, f) ? Outcome::Ok : Outcome::Failed;
 }
@@ -423,8 +418,8 @@ HttpError pool_error(const std::string& what) {
 }
 
 HttpError connect_error(const ConnectFailed& c) {
-    HttpError e = unavailable("PGRST000", "Database connection error: PostgreSQL is unreachable",
-                              std::string(c.what()), 5);
+    HttpError e =
+        unavailable("PGRST000", "Database connection error: PostgreSQL is unreachable", std::string(c.what()), 5);
     e.hint = "the gateway reconnects by itself once PostgreSQL accepts connections again";
     return e;
 }
@@ -506,16 +501,14 @@ void exchange(App& app, RequestState& st) {
             PGconn* c = lease->get();
             st.db = on_replica ? "replica" : "primary";
             switch (run_exchange(c, app.cfg, st.auth, body, fd, result, f, step, on_replica)) {
-                case Outcome::Ok:
-                    return send_json(st, 200, std::move(result));
+                case Outcome::Ok: return send_json(st, 200, std::move(result));
                 case Outcome::ClientGone:
                     if (!rollback(c)) lease->discard();
                     return client_went_away(st, "during the exchange: query cancelled, transaction rolled back");
                 case Outcome::TimedOut:
                     lease->discard();  // it did not answer: its state is unknown
                     return send_error(st, timeout_error(app.cfg, "PostgreSQL did not answer in time"));
-                case Outcome::Failed:
-                    break;
+                case Outcome::Failed: break;
             }
             if (f.connection_lost) {
                 lease->discard();
@@ -536,8 +529,8 @@ void exchange(App& app, RequestState& st) {
         // or deadlock is retried after a short random pause. A connection lost
         // later is not retried here: the outcome of the COMMIT is unknown, and
         // the client, whose exchanges are idempotent, retries on 503.
-        const bool retry = attempt < kMaxAttempts &&
-                           ((f.connection_lost && step == Step::Role) || serialization_failure(f.sqlstate));
+        const bool retry =
+            attempt < kMaxAttempts && ((f.connection_lost && step == Step::Role) || serialization_failure(f.sqlstate));
         if (!retry) {
             if (f.sqlstate == "57014") return send_error(st, timeout_error(app.cfg, f.message));
             return send_error(st, db_error(f, step));
@@ -582,12 +575,9 @@ void health(App& app, RequestState& st) {
             case Exec::ClientGone:
                 if (!rollback(c)) lease->discard();
                 return client_went_away(st, "during the health check");
-            case Exec::TimedOut:
-                lease->discard();
-                return down("PostgreSQL did not answer SELECT 1 within 5 s");
+            case Exec::TimedOut: lease->discard(); return down("PostgreSQL did not answer SELECT 1 within 5 s");
             case Exec::Broken:
-            case Exec::Done:
-                break;
+            case Exec::Done: break;
         }
         DbFailure f;
         if (check(c, r, PGRES_TUPLES_OK, f)) return send_json(st, 200, "{\"status\":\"ok\"}");
@@ -603,8 +593,8 @@ void health(App& app, RequestState& st) {
 }
 
 void method_not_allowed(RequestState& st, const char* allow) {
-    HttpError e = make_error(405, "LWW405",
-                             st.req.method + " is not allowed on " + st.req.path + " (use " + allow + ")");
+    HttpError e =
+        make_error(405, "LWW405", st.req.method + " is not allowed on " + st.req.path + " (use " + allow + ")");
     e.headers.emplace_back("Allow", allow);
     send_error(st, e);
     close_if_body_unread(st);
@@ -614,8 +604,7 @@ void method_not_allowed(RequestState& st, const char* allow) {
 // only transfer coding, never both (request smuggling through proxies).
 std::optional<HttpError> framing_error(const HttpRequest& req) {
     const std::size_t te = req.count("Transfer-Encoding"), cl = req.count("Content-Length");
-    if (te > 1 || cl > 1)
-        return make_error(400, "LWW400", "more than one Transfer-Encoding or Content-Length header");
+    if (te > 1 || cl > 1) return make_error(400, "LWW400", "more than one Transfer-Encoding or Content-Length header");
     if (te == 1 && cl == 1)
         return make_error(400, "LWW400", "both Transfer-Encoding and Content-Length: the body length is ambiguous");
     if (te == 1 && !iequals(trim(req.header("Transfer-Encoding")), "chunked"))
@@ -663,14 +652,16 @@ void begin(App& app, RequestState& st) {
     Encoding enc;
     const std::string enc_header = req.header("Content-Encoding");
     if (req.count("Content-Encoding") > 1 || !parse_encoding(enc_header, enc)) {
-        send_error(st, make_error(415, "LWW415", "unsupported Content-Encoding " + quoted_excerpt(enc_header) +
-                                                     " (use gzip, deflate, br or none)"));
+        send_error(st, make_error(415, "LWW415",
+                                  "unsupported Content-Encoding " + quoted_excerpt(enc_header) +
+                                      " (use gzip, deflate, br or none)"));
         return close_if_body_unread(st);
     }
     const std::string type = req.header("Content-Type");
     if (req.count("Content-Type") > 1 || !json_content_type(type)) {
-        HttpError e = make_error(415, "LWW415", "unsupported Content-Type " + quoted_excerpt(type) +
-                                                    ": the body must be an application/json exchange document");
+        HttpError e = make_error(415, "LWW415",
+                                 "unsupported Content-Type " + quoted_excerpt(type) +
+                                     ": the body must be an application/json exchange document");
         e.hint = "send Content-Type: application/json (UTF-8)";
         send_error(st, e);
         return close_if_body_unread(st);
@@ -738,8 +729,8 @@ void finish_body(App& app, RequestState& st) {
     // Before PostgreSQL: its JSON parser recurses, and a document of a few
     // thousand '[' ends in "stack depth limit exceeded" (54001).
     if (!json_depth_ok(body, lww::kMaxJsonDepth)) {
-        HttpError e = make_error(400, "PGRST102",
-                                 "JSON nested deeper than " + std::to_string(lww::kMaxJsonDepth) + " levels");
+        HttpError e =
+            make_error(400, "PGRST102", "JSON nested deeper than " + std::to_string(lww::kMaxJsonDepth) + " levels");
         e.hint = "an exchange document nests 6 levels deep";
         return send_error(st, e);
     }
@@ -757,9 +748,9 @@ void work(App& app, RequestState& st) {
 }
 
 void set_pool_timeout(App& app, RequestState& st) {
-    send_error(st, pool_error("timed out after " + std::to_string(app.cfg.db_pool_acquisition_timeout) +
-                              " s waiting for a free database connection (db-pool " +
-                              std::to_string(app.pool.size()) + ")"));
+    send_error(
+        st, pool_error("timed out after " + std::to_string(app.cfg.db_pool_acquisition_timeout) +
+                       " s waiting for a free database connection (db-pool " + std::to_string(app.pool.size()) + ")"));
 }
 
 void set_internal_error(RequestState& st, const std::string& what) {
@@ -777,7 +768,7 @@ int status_for_sqlstate(const std::string& s) {
     // its document malformed; and an object in use (55006: a sync already
     // running). Both conflict with the server's state (docs/ERRORS.md).
     if (s == "22008" || s == "55006") return 409;
-    if (cls("22") || s == "P0001") return 400;  // invalid input: lwwsync's refusals are 22000
+    if (cls("22") || s == "P0001") return 400;     // invalid input: lwwsync's refusals are 22000
     if (s == "42704" || s == "42P01") return 404;  // an object that is not there
     // program limit exceeded: the input is too large (54000) or too complex
     // (54001 stack depth, 54011 too many columns, 54023 too many arguments)

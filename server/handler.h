@@ -24,7 +24,7 @@ namespace lwwgw {
 struct App {
     Config cfg;
     Pool pool;
-    std::unique_ptr<Pool> read_pool;  // cfg.db_read_uri's, when set
+    std::unique_ptr<Pool> read_pool;    // cfg.db_read_uri's, when set
     std::atomic<bool> stopping{false};  // responses then carry Connection: close
 };
 

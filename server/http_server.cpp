@@ -165,9 +165,10 @@ struct HttpServer::Impl {
                 }
             }
             for (const auto& r : cut_remote)
-                log_event("warning", "closed a connection that sent no complete request line within server-request-timeout",
-                          ",\"remote\":\"" + utf8_or_replaced(r) + "\",\"seconds\":" +
-                              std::to_string(app.cfg.server_request_timeout));
+                log_event("warning",
+                          "closed a connection that sent no complete request line within server-request-timeout",
+                          ",\"remote\":\"" + utf8_or_replaced(r) +
+                              "\",\"seconds\":" + std::to_string(app.cfg.server_request_timeout));
             std::vector<Job> done;
             {
                 std::lock_guard<std::mutex> lock(q_mu);
@@ -262,11 +263,10 @@ struct HttpServer::Impl {
                 }
                 q_cv.notify_one();
                 return MHD_YES;
-            case Stage::Working:  // resumed by a worker or the reaper
+            case Stage::Working:                    // resumed by a worker or the reaper
                 if (st.client_gone) return MHD_NO;  // nobody to answer: close
                 return answer(c, ctx);
-            case Stage::Answered:
-                break;
+            case Stage::Answered: break;
         }
         return MHD_YES;
     }
@@ -359,8 +359,8 @@ void* on_uri(void* cls, const char* uri, MHD_Connection* c) noexcept {
     }
 }
 
-MHD_Result on_request(void* cls, MHD_Connection* c, const char* url, const char* method, const char*,
-                      const char* data, size_t* size, void** con_cls) noexcept {
+MHD_Result on_request(void* cls, MHD_Connection* c, const char* url, const char* method, const char*, const char* data,
+                      size_t* size, void** con_cls) noexcept {
     auto* ctx = static_cast<Ctx*>(*con_cls);
     if (!ctx) return MHD_NO;
     auto* s = static_cast<Impl*>(cls);
@@ -420,19 +420,19 @@ bool HttpServer::start(int listen_fd, std::string& error) {
     // libmicrohttpd splits the connection cap between them.
     s.threads = cfg.server_max_connections >= 2 ? 2 : 1;
     const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
-    s.daemon = MHD_start_daemon(
-        flags, 0, nullptr, nullptr, on_request, &s,                                            //
-        MHD_OPTION_LISTEN_SOCKET, listen_fd,                                                   //
-        MHD_OPTION_THREAD_POOL_SIZE, s.threads,                                                //
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory,                                 //
-        MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned>(cfg.server_max_connections),        //
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, static_cast<unsigned>(cfg.server_max_connections_per_ip),
-        MHD_OPTION_CONNECTION_TIMEOUT, static_cast<unsigned>(cfg.server_idle_timeout),         //
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, &s,                                       //
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, &s,                                               //
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s,                                         //
-        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,                                                  //
-        MHD_OPTION_END);
+    s.daemon =
+        MHD_start_daemon(flags, 0, nullptr, nullptr, on_request, &s,                                      //
+                         MHD_OPTION_LISTEN_SOCKET, listen_fd,                                             //
+                         MHD_OPTION_THREAD_POOL_SIZE, s.threads,                                          //
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory,                           //
+                         MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned>(cfg.server_max_connections),  //
+                         MHD_OPTION_PER_IP_CONNECTION_LIMIT, static_cast<unsigned>(cfg.server_max_connections_per_ip),
+                         MHD_OPTION_CONNECTION_TIMEOUT, static_cast<unsigned>(cfg.server_idle_timeout),  //
+                         MHD_OPTION_NOTIFY_CONNECTION, on_connection, &s,                                //
+                         MHD_OPTION_URI_LOG_CALLBACK, on_uri, &s,                                        //
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s,                                  //
+                         MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,                                           //
+                         MHD_OPTION_END);
     if (!s.daemon) {
         error = "libmicrohttpd could not start (too many connections for the file descriptor limit?)";
         stop(std::chrono::seconds(0));

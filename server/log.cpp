@@ -46,7 +46,10 @@ std::string utf8_or_replaced(const std::string& s) {
         if (ok && len > 1) {  // no overlong forms, surrogates or code points past U+10FFFF
             uint32_t cp = c & (0x7F >> len);
             for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (p[i + k] & 0x3F);
-            ok = cp >= (len == 2 ? 0x80u : len == 3 ? 0x800u : 0x10000u) && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);
+            ok = cp >= (len == 2   ? 0x80u
+                        : len == 3 ? 0x800u
+                                   : 0x10000u) &&
+                 cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);
         }
         if (ok) {
             out.append(s, i, len);

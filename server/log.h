@@ -7,16 +7,16 @@ namespace lwwgw {
 
 // One request's log line. Never its headers, so never its token.
 struct RequestLine {
-    std::string method;        // empty when the request line never completed
+    std::string method;  // empty when the request line never completed
     std::string path;
-    int status = 0;            // 0: no response was sent (the client went away, or was cut off)
-    double ms = 0;             // from the end of the request headers to the end of the response
-    std::size_t bytes_in = 0;  // body bytes after decompression
-    std::size_t bytes_out = 0; // body bytes as sent (after compression)
-    std::string role;          // the database role the request ran as
-    std::string db;            // "primary" or "replica" (db-read-uri): where the exchange ran
+    int status = 0;             // 0: no response was sent (the client went away, or was cut off)
+    double ms = 0;              // from the end of the request headers to the end of the response
+    std::size_t bytes_in = 0;   // body bytes after decompression
+    std::size_t bytes_out = 0;  // body bytes as sent (after compression)
+    std::string role;           // the database role the request ran as
+    std::string db;             // "primary" or "replica" (db-read-uri): where the exchange ran
     std::string remote;
-    std::string error;         // the error message sent, on failure
+    std::string error;  // the error message sent, on failure
 };
 void log_request(const RequestLine& line);
 

@@ -90,14 +90,9 @@ int main(int argc, char** argv) {
     Config cfg;
     try {
         switch (load_config(argc, argv, cfg, warn)) {
-            case Action::Help:
-                std::cout << usage();
-                return 0;
-            case Action::Version:
-                std::cout << "lwwsync-server " << kVersion << "\n";
-                return 0;
-            case Action::Run:
-                break;
+            case Action::Help: std::cout << usage(); return 0;
+            case Action::Version: std::cout << "lwwsync-server " << kVersion << "\n"; return 0;
+            case Action::Run: break;
         }
     } catch (const ConfigError& e) {
         std::cerr << "lwwsync-server: " << e.what() << "\nTry 'lwwsync-server --help'.\n";
@@ -125,19 +120,18 @@ int main(int argc, char** argv) {
     std::string error;
     const int lfd = listen_on(cfg.server_host, cfg.server_port, error);
     if (lfd < 0) {
-        log_event("error", "cannot listen on " + cfg.server_host + ":" + std::to_string(cfg.server_port) + ": " + error);
+        log_event("error",
+                  "cannot listen on " + cfg.server_host + ":" + std::to_string(cfg.server_port) + ": " + error);
         return 1;
     }
     raise_fd_limit(cfg.server_max_connections, cfg.db_read_uri.empty() ? cfg.db_pool : 2 * cfg.db_pool);
 
     App app{cfg, Pool(cfg.db_uri, cfg.db_pool, std::chrono::seconds(cfg.db_pool_acquisition_timeout)), nullptr};
     if (!cfg.db_read_uri.empty())
-        app.read_pool = std::make_unique<Pool>(cfg.db_read_uri, cfg.db_pool,
-                                               std::chrono::seconds(cfg.db_pool_acquisition_timeout));
-    if (cfg.jwt_secret.empty())
-        log_event("warning", "no jwt-secret: requests with a token are refused (401)");
-    if (cfg.db_anon_role.empty())
-        log_event("info", "no db-anon-role: requests without a token are refused (401)");
+        app.read_pool =
+            std::make_unique<Pool>(cfg.db_read_uri, cfg.db_pool, std::chrono::seconds(cfg.db_pool_acquisition_timeout));
+    if (cfg.jwt_secret.empty()) log_event("warning", "no jwt-secret: requests with a token are refused (401)");
+    if (cfg.db_anon_role.empty()) log_event("info", "no db-anon-role: requests without a token are refused (401)");
     try {
         app.pool.probe();
     } catch (const ConnectFailed& e) {  // not fatal: the pool connects on demand, PostgREST-like
@@ -157,11 +151,12 @@ int main(int argc, char** argv) {
         return 1;
     }
     const bool ipv6 = cfg.server_host.find(':') != std::string::npos;
-    log_event("info", "lwwsync-server " + std::string(kVersion) + " listening on http://" +
-                          (ipv6 ? "[" + cfg.server_host + "]" : cfg.server_host) + ":" + std::to_string(cfg.server_port),
+    log_event("info",
+              "lwwsync-server " + std::string(kVersion) + " listening on http://" +
+                  (ipv6 ? "[" + cfg.server_host + "]" : cfg.server_host) + ":" + std::to_string(cfg.server_port),
               ",\"host\":" + json_string(cfg.server_host) + ",\"port\":" + std::to_string(cfg.server_port) +
-                  ",\"db_pool\":" + std::to_string(cfg.db_pool) +
-                  ",\"read_replica\":" + (app.read_pool ? "true" : "false") + ",\"workers\":" + std::to_string(server.workers()) +
+                  ",\"db_pool\":" + std::to_string(cfg.db_pool) + ",\"read_replica\":" +
+                  (app.read_pool ? "true" : "false") + ",\"workers\":" + std::to_string(server.workers()) +
                   ",\"event_threads\":" + std::to_string(server.event_threads()) +
                   ",\"max_connections\":" + std::to_string(cfg.server_max_connections) +
                   ",\"max_connections_per_ip\":" + std::to_string(cfg.server_max_connections_per_ip) +

@@ -27,8 +27,7 @@ Wait wait_ready(PGconn* c, int client_fd, Clock::time_point deadline) {
         if (flushed == 0 && !PQisBusy(c)) return Wait::Ready;
         const int sock = PQsocket(c);
         if (sock < 0) return Wait::Broken;
-        pollfd fds[2] = {{sock, static_cast<short>(POLLIN | (flushed ? POLLOUT : 0)), 0},
-                         {client_fd, POLLRDHUP, 0}};
+        pollfd fds[2] = {{sock, static_cast<short>(POLLIN | (flushed ? POLLOUT : 0)), 0}, {client_fd, POLLRDHUP, 0}};
         const int n = poll(fds, client_fd >= 0 ? 2 : 1, poll_ms(deadline));
         if (n < 0 && errno != EINTR) return Wait::Broken;
         // POLLRDHUP: the client sent FIN (curl killed, tab closed). A client
@@ -60,7 +59,9 @@ void cancel_and_drain(PGconn* c) {
 
 }  // namespace
 
-bool pq_busy(PGconn* c) { return PQstatus(c) != CONNECTION_OK || PQisBusy(c) || PQtransactionStatus(c) == PQTRANS_ACTIVE; }
+bool pq_busy(PGconn* c) {
+    return PQstatus(c) != CONNECTION_OK || PQisBusy(c) || PQtransactionStatus(c) == PQTRANS_ACTIVE;
+}
 
 bool peer_gone(int fd) {
     if (fd < 0) return false;
@@ -92,16 +93,10 @@ Exec exec(PGconn* c, const std::string& sql, const std::vector<const char*>* par
     Result first_error(nullptr, PQclear);
     for (;;) {
         switch (wait_ready(c, client_fd, deadline)) {
-            case Wait::Ready:
-                break;
-            case Wait::ClientGone:
-                cancel_and_drain(c);
-                return Exec::ClientGone;
-            case Wait::TimedOut:
-                cancel_and_drain(c);
-                return Exec::TimedOut;
-            case Wait::Broken:
-                return Exec::Broken;
+            case Wait::Ready: break;
+            case Wait::ClientGone: cancel_and_drain(c); return Exec::ClientGone;
+            case Wait::TimedOut: cancel_and_drain(c); return Exec::TimedOut;
+            case Wait::Broken: return Exec::Broken;
         }
         Result r(PQgetResult(c), PQclear);
         if (!r) break;

@@ -99,10 +99,10 @@ public:
             params += "?" + std::to_string(i + 1) + ", ";
         }
         const size_t n = t.key.size();
-        put_meta_ = c.prepare("INSERT OR REPLACE INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) VALUES (" +
-                                   params + "?" + std::to_string(n + 1) + ", ?" + std::to_string(n + 2) + ", ?" +
-                                   std::to_string(n + 3) + ", ?" + std::to_string(n + 4) + ", ?" +
-                                   std::to_string(n + 5) + ", ?" + std::to_string(n + 6) + ")");
+        put_meta_ = c.prepare(
+            "INSERT OR REPLACE INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) VALUES (" + params +
+            "?" + std::to_string(n + 1) + ", ?" + std::to_string(n + 2) + ", ?" + std::to_string(n + 3) + ", ?" +
+            std::to_string(n + 4) + ", ?" + std::to_string(n + 5) + ", ?" + std::to_string(n + 6) + ")");
         user_where_.clear();
         for (size_t i = 0; i < t.key.size(); ++i)
             user_where_ += (i ? " AND " : "") + (quote_ident(t.key[i]) + " = ?" + std::to_string(i + 1));
@@ -139,7 +139,7 @@ public:
         get_meta_->reset();
         bind_key(*get_meta_, key);
         RowState st = get_meta_->step() ? decode_row(stored_row(*get_meta_), t_.cols.size(), c_.nodes())
-                                       : RowState(t_.cols.size());
+                                        : RowState(t_.cols.size());
         get_meta_->reset();
         return st;
     }
@@ -281,16 +281,16 @@ struct Item {
     const RowChange* r = nullptr;
     const std::vector<size_t>* col_map = nullptr;
     const NodeId* origin = nullptr;
-    bool retry = false;       // a row of lww_rejected
-    std::string stored_key;   // retries: its lww_rejected.key
-    size_t table_rank = 0;    // position of its table in parents-first order
-    bool parked = false;      // refused (so far)
+    bool retry = false;      // a row of lww_rejected
+    std::string stored_key;  // retries: its lww_rejected.key
+    size_t table_rank = 0;   // position of its table in parents-first order
+    bool parked = false;     // refused (so far)
     std::string reason;
-    char wrote = 0;           // user-row write of the last attempt: 'i', 'u', 'd' or 0
-    ApplyCounts counts;       // of the last attempt
+    char wrote = 0;               // user-row write of the last attempt: 'i', 'u', 'd' or 0
+    ApplyCounts counts;           // of the last attempt
     bool registers_gone = false;  // retries: nothing left to write (landed or superseded)
-    uint64_t seq = 0;         // of the last attempt: the sequence its merge took (0: none)
-    bool relayed = false;     // ... and it brought a third node's register (MergeRow::relayed)
+    uint64_t seq = 0;             // of the last attempt: the sequence its merge took (0: none)
+    bool relayed = false;         // ... and it brought a third node's register (MergeRow::relayed)
 };
 
 bool TableWriter::holds_parked(const MergeRow& r) {
@@ -351,8 +351,7 @@ void TableWriter::write_user(const std::vector<MergeRow*>& rows) {
         Item& it = *(*items_)[r->item];
         values_.clear();
         for (size_t k : r->out.won_cols) values_.emplace_back(r->in->cols[k].first, &it.r->cols[k].value);
-        std::sort(values_.begin(), values_.end(),
-                  [](const auto& a, const auto& b) { return a.first < b.first; });
+        std::sort(values_.begin(), values_.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
         const char op = r->write == UserWrite::remove ? 'd' : r->write == UserWrite::insert ? 'i' : 'u';
         MergeWrite& m = c_.merging;
         m = MergeWrite{true, op, &it.t->name, &it.r->key, &values_};
@@ -382,9 +381,10 @@ void TableWriter::record_conflicts(const std::vector<MergeRow*>& rows) {
         get_user_ = Stmt(c_.db, "SELECT " + (cols.empty() ? std::string("1") : cols) + " FROM " + quote_ident(t_.name) +
                                     " WHERE " + user_where_);
     }
-    Stmt put(c_.db,
-             "INSERT INTO lww_conflicts(at, tbl, key, col, kind, ours, our_hlc, our_node, theirs, their_hlc, their_node)"
-             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+    Stmt put(
+        c_.db,
+        "INSERT INTO lww_conflicts(at, tbl, key, col, kind, ours, our_hlc, our_node, theirs, their_hlc, their_node)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
     const int64_t now = static_cast<int64_t>(wall_clock_ms());
     for (const MergeRow* r : rows) {
         const Item& it = *(*items_)[r->item];
@@ -460,7 +460,8 @@ public:
             } else if (same_name(fk.parent, t.name)) {
                 std::vector<int> pos;  // key position of each referenced column
                 for (const auto& to : fk.to) {
-                    auto k = std::find_if(t.key.begin(), t.key.end(), [&](const std::string& n) { return same_name(n, to); });
+                    auto k = std::find_if(t.key.begin(), t.key.end(),
+                                          [&](const std::string& n) { return same_name(n, to); });
                     if (k == t.key.end()) break;
                     pos.push_back(static_cast<int>(k - t.key.begin()));
                 }
@@ -560,7 +561,8 @@ RowChange join_parked(const RowChange& held, const RowChange& in, size_t ncols) 
     r.has_row = st.row.present;
     r.row = st.row.stamp;
     for (size_t i = 0; i < ncols; ++i)
-        if (st.cols[i].present && vals[i]) r.cols.push_back(ColChange{static_cast<uint32_t>(i), *vals[i], st.cols[i].stamp});
+        if (st.cols[i].present && vals[i])
+            r.cols.push_back(ColChange{static_cast<uint32_t>(i), *vals[i], st.cols[i].stamp});
     if (!r.has_row && r.cols.empty()) return held;
     return r;
 }
@@ -638,8 +640,8 @@ void finish_apply(Conn& c, const std::vector<NodeId>& new_nodes, int64_t deferre
 
 }  // namespace
 
-ApplyCounts apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t seen,
-                           RelayedRows* relayed, bool restamp, bool adopt) {
+ApplyCounts apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t seen, RelayedRows* relayed,
+                            bool restamp, bool adopt) {
     c.ensure_ready();
     refuse_own_changes(cs.origin, c.self());
     Receiver who{c.self(), seen, c.setting("conflict_log", 0) != 0, relayed ? &cs.origin : nullptr};
@@ -656,12 +658,15 @@ ApplyCounts apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t 
                 relayed->push_back(RelayedRow{*it.origin, it.seq});
     };
     std::vector<TablePtr> held;  // the plans point at these, not into the connection's cache
-    ChangeSet pending;  // tables and columns not here yet: held (evolve.cpp)
-    std::vector<Plan> plans = plan_tables<TableInfo>(cs, [&](const std::string& name) {
-        TablePtr t = c.find_table(name);
-        if (t) held.push_back(t);
-        return t.get();
-    }, &pending);
+    ChangeSet pending;           // tables and columns not here yet: held (evolve.cpp)
+    std::vector<Plan> plans = plan_tables<TableInfo>(
+        cs,
+        [&](const std::string& name) {
+            TablePtr t = c.find_table(name);
+            if (t) held.push_back(t);
+            return t.get();
+        },
+        &pending);
     // The setting as committed: a rolled-back lww_config must not linger.
     c.clock.set_max_drift_ms(c.setting("max_drift_ms", kDefaultMaxDriftMs));
     check_drift(cs, c.clock, wall_clock_ms(), trust);
@@ -823,8 +828,9 @@ ApplyCounts apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t 
                     it->wrote = 0;
                 }
             }
-            if (++runs > kMaxRuns) throw Error("foreign keys did not settle in " + std::to_string(kMaxRuns) +
-                                               " runs", ErrorKind::internal);
+            if (++runs > kMaxRuns)
+                throw Error("foreign keys did not settle in " + std::to_string(kMaxRuns) + " runs",
+                            ErrorKind::internal);
             bool again = refused;
             if (!refused && fks.pending())
                 for (Item* it : order)
@@ -883,7 +889,8 @@ ApplyCounts apply_changeset(Conn& c, const ChangeSet& cs, Trust trust, uint64_t 
 
         // 3. Stats, and lww_rejected: rows that landed (or that newer
         // registers made moot) leave it, rows still refused stay or join it.
-        if (items.size() == n_incoming && std::none_of(items.begin(), items.end(), [](const Item& i) { return i.parked; })) {
+        if (items.size() == n_incoming &&
+            std::none_of(items.begin(), items.end(), [](const Item& i) { return i.parked; })) {
             for (const Item& it : items) stats.add(it.counts);
             collect_relayed(items);
             finish_apply(c, new_nodes, deferred_before, applying);

@@ -30,7 +30,7 @@ constexpr int64_t kMaxRejectedRows = 1000;
 // `adopt`: rows below this database's purge floor are adopted
 // (common/apply.h, Receiver::adopt): pushes it serves.
 ApplyCounts apply_changeset(Conn& c, const ChangeSet& cs, Trust trust = Trust::caller, uint64_t seen = 0,
-                           RelayedRows* relayed = nullptr, bool restamp = false, bool adopt = false);
+                            RelayedRows* relayed = nullptr, bool restamp = false, bool adopt = false);
 // The rows lww_rejected holds, retried with nothing else (once per sync);
 // `relayed` as for apply_changeset.
 ApplyCounts retry_rejected(Conn& c, RelayedRows* relayed = nullptr);

@@ -51,9 +51,11 @@ bool has_log(sqlite3* db) {
 void ensure_log(sqlite3* db, size_t nkeys) {
     // Key columns without a type: they keep the key values exactly as the
     // trigger saw them.
-    exec(db, "CREATE TABLE IF NOT EXISTS lww_log(seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, hlc INTEGER NOT NULL,"
-             " cols BLOB NOT NULL)");
-    for (size_t i = log_key_columns(db); i < nkeys; ++i) exec(db, "ALTER TABLE lww_log ADD COLUMN k" + std::to_string(i));
+    exec(db,
+         "CREATE TABLE IF NOT EXISTS lww_log(seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, hlc INTEGER NOT NULL,"
+         " cols BLOB NOT NULL)");
+    for (size_t i = log_key_columns(db); i < nkeys; ++i)
+        exec(db, "ALTER TABLE lww_log ADD COLUMN k" + std::to_string(i));
 }
 
 std::string log_append_sql(const std::string& table, const std::vector<std::string>& key) {
@@ -75,11 +77,14 @@ std::string changed_mask(const std::vector<bool>& changed) {
 
 std::vector<bool> changed_columns(std::string_view mask, size_t ncols) {
     if (mask.size() > (ncols + 7) / 8)
-        throw Error("lwwsync metadata is damaged: a capture log entry names more columns than its table has", ErrorKind::internal);
+        throw Error("lwwsync metadata is damaged: a capture log entry names more columns than its table has",
+                    ErrorKind::internal);
     std::vector<bool> changed(ncols, false);
     for (size_t i = 0; i < mask.size() * 8; ++i) {
         if (!(static_cast<unsigned char>(mask[i / 8]) >> (i % 8) & 1)) continue;
-        if (i >= ncols) throw Error("lwwsync metadata is damaged: a capture log entry names a column its table lacks", ErrorKind::internal);
+        if (i >= ncols)
+            throw Error("lwwsync metadata is damaged: a capture log entry names a column its table lacks",
+                        ErrorKind::internal);
         changed[i] = true;
     }
     return changed;
@@ -87,7 +92,8 @@ std::vector<bool> changed_columns(std::string_view mask, size_t ncols) {
 
 uint64_t logged_seq(int64_t seq) {
     if (seq < 1 || static_cast<uint64_t>(seq) >= kMaxSequence / 2)
-        throw Error("lwwsync metadata is damaged: the capture log holds sequence " + std::to_string(seq), ErrorKind::internal);
+        throw Error("lwwsync metadata is damaged: the capture log holds sequence " + std::to_string(seq),
+                    ErrorKind::internal);
     return static_cast<uint64_t>(seq);
 }
 
@@ -120,11 +126,13 @@ void fold_log(Conn& c) {
         }
         TableFold& f = it->second;
         const size_t nkeys = f.t->key.size();
-        if (nkeys > width) throw Error("lwwsync metadata is damaged: the capture log lacks key columns", ErrorKind::internal);
+        if (nkeys > width)
+            throw Error("lwwsync metadata is damaged: the capture log lacks key columns", ErrorKind::internal);
         f.put.reset();
         // Values as stored: the key exactly as the trigger saw it.
         for (size_t i = 0; i < nkeys; ++i)
-            sqlite3_bind_value(f.put.raw(), static_cast<int>(i + 1), sqlite3_column_value(entries.raw(), static_cast<int>(i + 4)));
+            sqlite3_bind_value(f.put.raw(), static_cast<int>(i + 1),
+                               sqlite3_column_value(entries.raw(), static_cast<int>(i + 4)));
         sqlite3_bind_value(f.put.raw(), static_cast<int>(nkeys + 1), sqlite3_column_value(entries.raw(), 3));
         f.put.bind_int(static_cast<int>(nkeys + 2), entries.int64(2));
         f.put.bind_int(static_cast<int>(nkeys + 3), static_cast<int64_t>(seq));

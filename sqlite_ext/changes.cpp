@@ -26,7 +26,8 @@ namespace {
 // key and every tracked column in one statement.
 class Scan : public FeedScan {
 public:
-    Scan(Conn& c, const TableInfo& t, uint64_t after, uint64_t upto) : c_(c), ncols_(t.cols.size()), nkey_(t.key.size()) {
+    Scan(Conn& c, const TableInfo& t, uint64_t after, uint64_t upto)
+        : c_(c), ncols_(t.cols.size()), nkey_(t.key.size()) {
         std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols";
         for (size_t i = 0; i < t.key.size(); ++i) sql += ", m.k" + std::to_string(i);
         for (const auto& col : t.cols) sql += ", t." + quote_ident(col);
@@ -89,7 +90,8 @@ public:
         if (limit <= 0 || all_.empty()) return 0;
         std::string sql;
         for (const auto& t : all_)
-            sql += (sql.empty() ? "" : " UNION ALL ") + ("SELECT seq FROM " + t->meta + " WHERE seq > ?1 AND seq <= ?2");
+            sql +=
+                (sql.empty() ? "" : " UNION ALL ") + ("SELECT seq FROM " + t->meta + " WHERE seq > ?1 AND seq <= ?2");
         Stmt st(c_.db, "SELECT seq FROM (" + sql + ") ORDER BY seq LIMIT 1 OFFSET ?3");
         st.bind_int(1, static_cast<int64_t>(after));
         st.bind_int(2, static_cast<int64_t>(std::min<uint64_t>(upto, INT64_MAX)));
@@ -136,9 +138,10 @@ Batch collect_changes(Conn& c, const ChangesRequest& req) {
         exec(c.db, "SAVEPOINT lww_changes");
         try {
             if (fold) {
-                const char* why = "local updates wait in the capture log (lww_log): reading changes folds "
-                                  "them into the metadata first, which needs the write lock "
-                                  "(a writable connection, outside a read transaction): ";
+                const char* why =
+                    "local updates wait in the capture log (lww_log): reading changes folds "
+                    "them into the metadata first, which needs the write lock "
+                    "(a writable connection, outside a read transaction): ";
                 try {
                     c.lock_for_write();
                 } catch (const SqlError& e) {

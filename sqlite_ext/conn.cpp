@@ -161,7 +161,8 @@ void Conn::ensure_conflict_log() {
 }
 
 void Conn::set_setting(const std::string& key, int64_t value) {
-    Stmt st(db, "INSERT INTO lww_state(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    Stmt st(db,
+            "INSERT INTO lww_state(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     st.bind_text(1, key);
     st.bind_int(2, value);
     st.step();

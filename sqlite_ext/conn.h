@@ -78,15 +78,15 @@ public:
 
     sqlite3* const db;
     HybridClock clock;
-    int applying = 0;  // >0 while lww_apply merges (lww_applying())
+    int applying = 0;    // >0 while lww_apply merges (lww_applying())
     MergeWrite merging;  // the merge's own write in progress
     // Set by lww_row() in a capture trigger's WHEN, read (and cleared) by
     // lww_begin_write/lww_begin_update: 0 nothing said, 1 another write,
     // 2 the row of the merge's own write.
     int row_note = 0;
-    int evolving = 0;  // >0 while evolve.cpp reconciles tables (no detection inside)
+    int evolving = 0;            // >0 while evolve.cpp reconciles tables (no detection inside)
     int64_t schema_cookie = -1;  // PRAGMA schema_version when tables were last reconciled
-    bool file_checked = false;  // check_copied_file ran on this connection
+    bool file_checked = false;   // check_copied_file ran on this connection
 
     // The current local write, set by lww_begin_write() for the trigger body.
     uint64_t cur_hlc = 0;
@@ -162,9 +162,9 @@ private:
     bool has_log_ = false;
     bool upgraded_ = false;  // this connection checked the schema version
     uint64_t seq_ = 0;
-    unsigned data_version_ = 0;      // SQLITE_FCNTL_DATA_VERSION: any commit, this connection's too
-    int64_t others_version_ = -1;    // PRAGMA data_version: other connections' commits
-    int64_t schema_version_ = -1;    // PRAGMA schema_version when tables_ was read
+    unsigned data_version_ = 0;    // SQLITE_FCNTL_DATA_VERSION: any commit, this connection's too
+    int64_t others_version_ = -1;  // PRAGMA data_version: other connections' commits
+    int64_t schema_version_ = -1;  // PRAGMA schema_version when tables_ was read
     bool loaded_ = false;
     std::vector<ForeignKey> fks_;
     std::map<std::string, uint64_t> gen_floor_;  // lww_state 'genfloor:<table>', read with the sequences

@@ -81,8 +81,7 @@ bool reconcile_table(Conn& c, const TableInfo& t, bool strict, bool rebuild, Sum
         return false;
     }
     if (gone.size() == added.size()) {  // as many names gone as came: renames, in order
-        for (size_t i = 0; i < gone.size(); ++i)
-            *std::find(regs.begin(), regs.end(), gone[i]) = added[i];
+        for (size_t i = 0; i < gone.size(); ++i) *std::find(regs.begin(), regs.end(), gone[i]) = added[i];
         sum.renamed += gone.size();
         gone.clear();
         added.clear();
@@ -97,8 +96,9 @@ bool reconcile_table(Conn& c, const TableInfo& t, bool strict, bool rebuild, Sum
     }
     for (const auto& a : added) {  // a new register, backfilled below every real write
         regs.push_back(a);
-        Stmt up(c.db, "UPDATE " + t.meta + " SET cols = lww_cols_backfill(cols, ?1), seq = lww_write_seq()"
-                                           " WHERE (gen & 1) = 1 AND lww_begin_write(1)");
+        Stmt up(c.db, "UPDATE " + t.meta +
+                          " SET cols = lww_cols_backfill(cols, ?1), seq = lww_write_seq()"
+                          " WHERE (gen & 1) = 1 AND lww_begin_write(1)");
         up.bind_int(1, static_cast<int64_t>(regs.size() - 1));
         up.step();
         ++sum.added;
@@ -197,7 +197,8 @@ void detect_schema_changes(Conn& c) {
             break;
         }
     }
-    if (changed) in_savepoint(c, "lww_evolve", [&] {
+    if (changed)
+        in_savepoint(c, "lww_evolve", [&] {
             c.lock_for_write();
             return reconcile_all(c, false, false);
         });
@@ -220,12 +221,15 @@ size_t hold_pending(Conn& c, const ChangeSet& pending) {
     if (pending.tables.empty()) return 0;
     exec(c.db, kPendingSql);
     const std::string origin = pending.origin.str();
-    Stmt held(c.db, "SELECT count(*), coalesce(sum(length(CAST(changeset AS BLOB))), 0) FROM lww_pending WHERE origin = ?1");
+    Stmt held(c.db,
+              "SELECT count(*), coalesce(sum(length(CAST(changeset AS BLOB))), 0) FROM lww_pending WHERE origin = ?1");
     held.bind_text(1, origin);
     held.step();
     int64_t rows = held.int64(0), bytes = held.int64(1);
     const int64_t max_rows = static_cast<int64_t>(c.setting("pending_max_rows", kMaxPendingRowsPerNode));
-    Stmt ins(c.db, "INSERT OR IGNORE INTO lww_pending(tbl, columns, origin, registers, changeset) VALUES (?1, ?2, ?3, ?4, ?5)");
+    Stmt ins(
+        c.db,
+        "INSERT OR IGNORE INTO lww_pending(tbl, columns, origin, registers, changeset) VALUES (?1, ?2, ?3, ?4, ?5)");
     size_t registers = 0;
     for (const auto& r : pending_rows(pending)) {
         const std::string json = encode_changeset(r.cs);
@@ -392,12 +396,14 @@ int64_t resume_hashed(Conn& c, const std::string& table, const std::vector<std::
                 for (size_t j = 0; j < regs.size(); ++j) now[j] = value_hash(st.value(2 + static_cast<int>(j)));
                 r.drift = untracked_drift(st.blob(1), old, regs, now);
                 if (!r.drift.any_changed && !r.drift.any_added) continue;
-                for (size_t i = 0; i < key.size(); ++i) r.key.push_back(st.value(2 + static_cast<int>(regs.size() + i)));
+                for (size_t i = 0; i < key.size(); ++i)
+                    r.key.push_back(st.value(2 + static_cast<int>(regs.size() + i)));
                 rows.push_back(std::move(r));
             }
         }
         std::string where;
-        for (size_t i = 0; i < key.size(); ++i) where += (i ? " AND k" : "k") + std::to_string(i) + " = ?" + std::to_string(i + 3);
+        for (size_t i = 0; i < key.size(); ++i)
+            where += (i ? " AND k" : "k") + std::to_string(i) + " = ?" + std::to_string(i + 3);
         Stmt up(c.db, "UPDATE " + meta + " SET cols = ?1, seq = ?2 WHERE " + where);
         for (auto& r : rows) {
             const uint64_t seq = c.next_seq();
@@ -419,7 +425,8 @@ int64_t resume_hashed(Conn& c, const std::string& table, const std::vector<std::
 bool has_vh(Conn& c, const std::string& table) { return has_column(c, meta_table_name(table), "vh"); }
 
 void finish_resume(Conn& c, const std::string& table) {
-    if (has_vh(c, table)) exec(c.db, "UPDATE " + quote_ident(meta_table_name(table)) + " SET vh = NULL WHERE vh IS NOT NULL");
+    if (has_vh(c, table))
+        exec(c.db, "UPDATE " + quote_ident(meta_table_name(table)) + " SET vh = NULL WHERE vh IS NOT NULL");
     Stmt del(c.db, "SELECT 1 FROM sqlite_master WHERE name = 'lww_untracked'");
     if (!del.step()) return;
     Stmt d(c.db, "DELETE FROM lww_untracked WHERE name = ?1");

@@ -26,7 +26,6 @@ SQLITE_EXTENSION_INIT1
 #include "purge.h"
 #include "sync.h"
 
-
 namespace lww::sq {
 namespace {
 
@@ -39,7 +38,10 @@ Conn& conn(sqlite3_context* ctx) { return *static_cast<Conn*>(sqlite3_user_data(
 int result_code(const std::exception& e) {
     if (auto* sql = dynamic_cast<const SqlError*>(&e)) {
         switch (sql->code & 0xff) {
-            case SQLITE_NOMEM: case SQLITE_IOERR: case SQLITE_FULL: case SQLITE_INTERRUPT: return SQLITE_ERROR;
+            case SQLITE_NOMEM:
+            case SQLITE_IOERR:
+            case SQLITE_FULL:
+            case SQLITE_INTERRUPT: return SQLITE_ERROR;
             default: return sql->code ? sql->code : SQLITE_ERROR;
         }
     }
@@ -52,7 +54,9 @@ int result_code(const std::exception& e) {
         case ErrorKind::read_only: return SQLITE_READONLY;
         case ErrorKind::cancelled: return SQLITE_ABORT;
         case ErrorKind::internal: return SQLITE_INTERNAL;
-        case ErrorKind::bad_input: case ErrorKind::not_found: case ErrorKind::drift: break;
+        case ErrorKind::bad_input:
+        case ErrorKind::not_found:
+        case ErrorKind::drift: break;
     }
     return SQLITE_ERROR;
 }
@@ -81,7 +85,9 @@ void result_text(sqlite3_context* ctx, const std::string& s) {
 
 // ------------------------------------------------------------ public API
 
-void fn_version(sqlite3_context* ctx, int, sqlite3_value**) { sqlite3_result_text(ctx, LWWSYNC_VERSION, -1, SQLITE_STATIC); }
+void fn_version(sqlite3_context* ctx, int, sqlite3_value**) {
+    sqlite3_result_text(ctx, LWWSYNC_VERSION, -1, SQLITE_STATIC);
+}
 
 void fn_node_id(sqlite3_context* ctx, int, sqlite3_value**) {
     guarded(ctx, "lww_node_id", [&] {
@@ -165,7 +171,8 @@ void fn_sync_status(sqlite3_context* ctx, int, sqlite3_value**) {
 // lww_sync_cancel(): asks a running sync of this database file to stop
 // (from another connection); 1 if one was running.
 void fn_sync_cancel(sqlite3_context* ctx, int, sqlite3_value**) {
-    guarded(ctx, "lww_sync_cancel", [&] { sqlite3_result_int(ctx, request_sync_cancel(status_key(conn(ctx))) ? 1 : 0); });
+    guarded(ctx, "lww_sync_cancel",
+            [&] { sqlite3_result_int(ctx, request_sync_cancel(status_key(conn(ctx))) ? 1 : 0); });
 }
 
 void fn_exchange(sqlite3_context* ctx, int, sqlite3_value** argv) {
@@ -224,7 +231,8 @@ std::string_view text_view(sqlite3_value* v) {
 // A blob argument's bytes; empty for anything else (a NULL register list).
 std::string_view blob_view(sqlite3_value* v) {
     if (sqlite3_value_type(v) != SQLITE_BLOB) return std::string_view();
-    return std::string_view(static_cast<const char*>(sqlite3_value_blob(v)), static_cast<size_t>(sqlite3_value_bytes(v)));
+    return std::string_view(static_cast<const char*>(sqlite3_value_blob(v)),
+                            static_cast<size_t>(sqlite3_value_bytes(v)));
 }
 
 // What lww_row() said about the write whose trigger fires now; cleared, so
@@ -288,7 +296,8 @@ bool written_as(sqlite3_value* seen, const Value& written) {
             out = x.i;
             return true;
         }
-        if (x.kind != Value::Kind::Real || !(x.d >= -9223372036854775808.0 && x.d < 9223372036854775808.0)) return false;
+        if (x.kind != Value::Kind::Real || !(x.d >= -9223372036854775808.0 && x.d < 9223372036854775808.0))
+            return false;
         out = static_cast<int64_t>(x.d);
         return static_cast<double>(out) == x.d;
     };
@@ -334,7 +343,9 @@ void fn_row(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
 // lww_applying(): 1 while lww_apply / lww_sync merge changes on this
 // connection, for the WHEN clause of an app's own triggers
 // (`WHEN NOT lww_applying()`: do not fire for merged changes).
-void fn_applying(sqlite3_context* ctx, int, sqlite3_value**) { sqlite3_result_int(ctx, conn(ctx).applying > 0 ? 1 : 0); }
+void fn_applying(sqlite3_context* ctx, int, sqlite3_value**) {
+    sqlite3_result_int(ctx, conn(ctx).applying > 0 ? 1 : 0);
+}
 
 // An update whose trigger lww_row() matched to the merge's own write is that
 // write when it changed only columns the merge wrote, to the values it wrote
@@ -454,7 +465,8 @@ void fn_begin_update_mask(sqlite3_context* ctx, int argc, sqlite3_value** argv) 
     guarded(ctx, "lww_begin_update_mask", [&] {
         Conn& c = conn(ctx);
         // Callable from any schema (it is innocuous, for triggers): check what it is given.
-        if (argc < 1 || sqlite3_value_type(argv[0]) != SQLITE_INTEGER) throw Error("lww_begin_update_mask(ncols, masks...)");
+        if (argc < 1 || sqlite3_value_type(argv[0]) != SQLITE_INTEGER)
+            throw Error("lww_begin_update_mask(ncols, masks...)");
         const int64_t n = sqlite3_value_int64(argv[0]);
         if (n < 0 || n > kMaxColumns) throw Error("lww_begin_update_mask: ncols out of range");
         const size_t ncols = static_cast<size_t>(n);
@@ -496,12 +508,14 @@ void fn_fold_cols(sqlite3_context* ctx, int, sqlite3_value** argv) {
         const int64_t ncols = sqlite3_value_int64(argv[1]);
         if (ncols < 0 || ncols > kMaxColumns) throw Error("ncols out of range");
         if (sqlite3_value_type(argv[2]) != SQLITE_BLOB || sqlite3_value_type(argv[3]) != SQLITE_INTEGER ||
-            sqlite3_value_type(argv[4]) != SQLITE_INTEGER || sqlite3_value_int64(argv[3]) < 0 || sqlite3_value_int64(argv[4]) < 0)
+            sqlite3_value_type(argv[4]) != SQLITE_INTEGER || sqlite3_value_int64(argv[3]) < 0 ||
+            sqlite3_value_int64(argv[4]) < 0)
             throw Error("lwwsync metadata is damaged: a capture log entry is malformed", ErrorKind::internal);
         const std::string_view blob = blob_view(argv[0]);
         const std::vector<bool> changed = changed_columns(blob_view(argv[2]), static_cast<size_t>(ncols));
-        std::string out = blob_set_columns(blob, changed.size(), changed, static_cast<uint64_t>(sqlite3_value_int64(argv[3])),
-                                           static_cast<uint64_t>(sqlite3_value_int64(argv[4])));
+        std::string out =
+            blob_set_columns(blob, changed.size(), changed, static_cast<uint64_t>(sqlite3_value_int64(argv[3])),
+                             static_cast<uint64_t>(sqlite3_value_int64(argv[4])));
         sqlite3_result_blob64(ctx, out.data(), out.size(), SQLITE_TRANSIENT);
     });
 }
@@ -518,7 +532,8 @@ void fn_write_seq(sqlite3_context* ctx, int, sqlite3_value**) {
 // refused with a clear error instead of producing one peers would refuse.
 void fn_gen_after_insert(sqlite3_context* ctx, int, sqlite3_value** argv) {
     guarded(ctx, "lwwsync", [&] {
-        sqlite3_result_int64(ctx, static_cast<int64_t>(gen_after_insert(static_cast<uint64_t>(sqlite3_value_int64(argv[0])))));
+        sqlite3_result_int64(
+            ctx, static_cast<int64_t>(gen_after_insert(static_cast<uint64_t>(sqlite3_value_int64(argv[0])))));
     });
 }
 
@@ -533,7 +548,8 @@ void fn_first_gen(sqlite3_context* ctx, int, sqlite3_value** argv) {
 
 void fn_gen_after_delete(sqlite3_context* ctx, int, sqlite3_value** argv) {
     guarded(ctx, "lwwsync", [&] {
-        sqlite3_result_int64(ctx, static_cast<int64_t>(gen_after_delete(static_cast<uint64_t>(sqlite3_value_int64(argv[0])))));
+        sqlite3_result_int64(
+            ctx, static_cast<int64_t>(gen_after_delete(static_cast<uint64_t>(sqlite3_value_int64(argv[0])))));
     });
 }
 
@@ -662,7 +678,7 @@ Conn* register_functions(sqlite3* db) {
 }  // namespace lww::sq
 
 extern "C" __attribute__((visibility("default"))) int sqlite3_lwwsync_init(sqlite3* db, char** err,
-                                                                            const sqlite3_api_routines* api) {
+                                                                           const sqlite3_api_routines* api) {
     SQLITE_EXTENSION_INIT2(api);
     try {
         lww::sq::register_functions(db);

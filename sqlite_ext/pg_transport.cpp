@@ -59,7 +59,8 @@ std::string sync_with_postgres(Conn& c, const std::string& url, const SyncOption
     bool timed_out = false;
     for (PostgresPollingStatusType st = PGRES_POLLING_WRITING;
          st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED && PQstatus(pg.conn) != CONNECTION_BAD;) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0) {
             timed_out = true;
             break;
@@ -70,14 +71,16 @@ std::string sync_with_postgres(Conn& c, const std::string& url, const SyncOption
         if (rc > 0) st = PQconnectPoll(pg.conn);
     }
     if (timed_out)
-        throw Error("cannot connect to " + url + ": no answer within " + std::to_string(opt.connect_timeout_ms) + " ms");
+        throw Error("cannot connect to " + url + ": no answer within " + std::to_string(opt.connect_timeout_ms) +
+                    " ms");
     if (PQstatus(pg.conn) != CONNECTION_OK)
         throw Error("cannot connect to " + url + ": " + trimmed(PQerrorMessage(pg.conn)) + pg.notices.said());
     Transport send = [&](const std::string& request) {
         const char* values[1] = {request.c_str()};
         PGresult* r = PQexecParams(pg.conn, "SELECT lww_exchange($1)", 1, nullptr, values, nullptr, nullptr, 0);
         std::string out, error;
-        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) out.assign(PQgetvalue(r, 0, 0), PQgetlength(r, 0, 0));
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+            out.assign(PQgetvalue(r, 0, 0), PQgetlength(r, 0, 0));
         else {
             const char* primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
             error = trimmed(primary && *primary ? primary : PQresultErrorMessage(r));

@@ -107,8 +107,9 @@ uint64_t old_enough(Conn& c, uint64_t older_than_ms) {
     get = Stmt();
     const uint64_t ttl = c.setting("tombstone_ttl_ms", static_cast<uint64_t>(kDefaultTombstoneTtlMs));
     const uint64_t upto = seq_older_than(marks, now, older_than_ms, c.last_seq());
-    Stmt put(c.db, "INSERT INTO lww_state(key, value) VALUES ('purge_marks', ?1)"
-                   " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    Stmt put(c.db,
+             "INSERT INTO lww_state(key, value) VALUES ('purge_marks', ?1)"
+             " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     put.bind_text(1, format_marks(record_mark(std::move(marks), now, c.last_seq(), ttl)));
     put.step();
     return upto;
@@ -201,7 +202,7 @@ void SqliteEngine::raise_gen_floors(const std::vector<std::pair<std::string, uin
 }
 
 std::optional<std::vector<uint64_t>> SqliteEngine::holds_keys(const NodeId& caller, const std::string& table,
-                                                          const std::vector<std::vector<Value>>& keys) {
+                                                              const std::vector<std::vector<Value>>& keys) {
     c_.ensure_ready();
     c_.refresh();
     const TablePtr t = c_.find_table(table);
@@ -249,8 +250,8 @@ ProbePage SqliteEngine::probe_rows(const NodeId& peer, const std::string& table,
     const size_t n = t->key.size();
     std::string keys;
     for (size_t i = 0; i < n; ++i) keys += "k" + std::to_string(i) + ", ";
-    Stmt st(c_.db, "SELECT " + keys + "gen, hlc, node, mseq, seq FROM " + t->meta +
-                       " WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+    Stmt st(c_.db,
+            "SELECT " + keys + "gen, hlc, node, mseq, seq FROM " + t->meta + " WHERE seq > ?1 ORDER BY seq LIMIT ?2");
     st.bind_int(1, static_cast<int64_t>(std::min<uint64_t>(after, INT64_MAX)));
     st.bind_int(2, static_cast<int64_t>(limit));
     const NodeId self = c_.self();
@@ -265,7 +266,8 @@ ProbePage SqliteEngine::probe_rows(const NodeId& peer, const std::string& table,
         if ((st.int64(b) & 1) == 0) continue;  // a tombstone: nothing to remove
         Register gen;
         gen.present = true;
-        gen.stamp = Stamp{static_cast<uint64_t>(st.int64(b + 1)), c_.nodes().id(static_cast<uint32_t>(st.int64(b + 2)))};
+        gen.stamp =
+            Stamp{static_cast<uint64_t>(st.int64(b + 1)), c_.nodes().id(static_cast<uint32_t>(st.int64(b + 2)))};
         gen.seq = static_cast<uint64_t>(st.int64(b + 3));
         // A generation the peer lacks is news to it: the row stays and goes.
         if (receiver_lacks(gen, peer_floor, &peer, UINT64_MAX, &relayed, &self)) continue;
@@ -306,7 +308,8 @@ size_t SqliteEngine::drop_rows(const NodeId&, const std::string& table, const st
                 if (keys[k].size() != n) continue;
                 bind(gen, keys[k]);
                 // Written again since it was probed: a new generation is news.
-                if (!gen.step() || static_cast<uint64_t>(gen.int64(0)) != gen_seq[k] || (gen.int64(1) & 1) == 0) continue;
+                if (!gen.step() || static_cast<uint64_t>(gen.int64(0)) != gen_seq[k] || (gen.int64(1) & 1) == 0)
+                    continue;
                 // The peer deleted it at a higher generation, unknown here:
                 // one past ours at least.
                 const uint64_t dropped_gen = gen_after_delete(static_cast<uint64_t>(gen.int64(1)));

@@ -54,8 +54,7 @@ Columns introspect(sqlite3* db, const std::string& table) {
         }
     }
     if (!any) throw Error("no such table: \"" + table + "\"", ErrorKind::not_found);
-    if (pk.empty())
-        throw Error("table \"" + table + "\" has no PRIMARY KEY; lwwsync names rows by their key");
+    if (pk.empty()) throw Error("table \"" + table + "\" has no PRIMARY KEY; lwwsync names rows by their key");
     std::sort(pk.begin(), pk.end());
     // Metadata keys compare exactly like the user's keys (same affinity and
     // collation), so key lookups from triggers use the metadata primary key.
@@ -108,8 +107,7 @@ std::string trigger_name(const std::string& table, const char* what) {
 }
 
 void drop_triggers(sqlite3* db, const std::string& table) {
-    for (const char* w : {"ins", "upd", "upd_key", "del"})
-        exec(db, "DROP TRIGGER IF EXISTS " + trigger_name(table, w));
+    for (const char* w : {"ins", "upd", "upd_key", "del"}) exec(db, "DROP TRIGGER IF EXISTS " + trigger_name(table, w));
 }
 
 // Upsert of a row register written by an insert: a fresh key starts at
@@ -186,8 +184,8 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
     std::string key_cols;
     for (const auto& k : c.key) key_cols += quote_ident(k) + ", ";
     exec(db, "CREATE TRIGGER " + trigger_name(table, "upd_key") + " AFTER UPDATE OF " + key_cols +
-                 "rowid, oid, _rowid_ ON " + t + " WHEN " +
-                 key_changed + " AND lww_begin_write(2) AND " + new_text + " BEGIN " + delete_meta(meta, c.key) + " " +
+                 "rowid, oid, _rowid_ ON " + t + " WHEN " + key_changed + " AND lww_begin_write(2) AND " + new_text +
+                 " BEGIN " + delete_meta(meta, c.key) + " " +
                  insert_meta(table, meta, c.key.size(), row_keys(c.key, "NEW"), "lww_write_seq() + 1") + " END");
 
     if (c.cols.empty()) return;  // a key-only table has nothing else to update
@@ -221,9 +219,9 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
     // The body appends to the capture log; the metadata row is brought up
     // to date before anything reads it (capture_log.h).
     ensure_log(db, c.key.size());
-    exec(db, "CREATE TRIGGER " + trigger_name(table, "upd") + " AFTER UPDATE ON " + t + " WHEN " + key_same +
-                 " AND " + row_note(table, 'u', c.key, "NEW") + " AND " + args + " BEGIN " +
-                 log_append_sql(table, c.key) + " END");
+    exec(db, "CREATE TRIGGER " + trigger_name(table, "upd") + " AFTER UPDATE ON " + t + " WHEN " + key_same + " AND " +
+                 row_note(table, 'u', c.key, "NEW") + " AND " + args + " BEGIN " + log_append_sql(table, c.key) +
+                 " END");
 }
 
 }  // namespace
@@ -247,8 +245,7 @@ int64_t track_table(Conn& c, const std::string& table) {
         fold_log(c);  // register order and triggers may change below
         if (const TablePtr known = c.find_table(table)) {
             if (known->key != cols.key)
-                throw Error("the primary key of \"" + table +
-                            "\" changed since it was tracked; lww_untrack it first");
+                throw Error("the primary key of \"" + table + "\" changed since it was tracked; lww_untrack it first");
             // Keep register indexes stable: known columns first, new ones appended.
             std::vector<std::string> merged = known->cols;
             for (const auto& n : cols.cols)
@@ -264,7 +261,9 @@ int64_t track_table(Conn& c, const std::string& table) {
         // tombstones), unless the table's key changed meanwhile.
         bool resuming = false;
         if (!c.find_table(table)) {
-            Stmt kept(c.db, "SELECT count(*) FILTER (WHERE name GLOB 'k[0-9]*'), count(*) FROM pragma_table_info(?1, 'main')");
+            Stmt kept(
+                c.db,
+                "SELECT count(*) FILTER (WHERE name GLOB 'k[0-9]*'), count(*) FROM pragma_table_info(?1, 'main')");
             kept.bind_text(1, meta_table_name(table));
             if (kept.step() && kept.int64(1) > 0) {
                 resuming = static_cast<size_t>(kept.int64(0)) == cols.key.size();
@@ -285,13 +284,14 @@ int64_t track_table(Conn& c, const std::string& table) {
             exec(c.db, "CREATE TABLE IF NOT EXISTS " + meta + "(" + keydefs + registers + ", PRIMARY KEY(" +
                            meta_keys(cols.key.size()) + ")) WITHOUT ROWID");
         }
-        exec(c.db, "CREATE INDEX IF NOT EXISTS " + quote_ident(meta_table_name(table) + "__seq") + " ON " + meta +
-                       "(seq)");
+        exec(c.db,
+             "CREATE INDEX IF NOT EXISTS " + quote_ident(meta_table_name(table) + "__seq") + " ON " + meta + "(seq)");
         drop_triggers(c.db, table);
         create_triggers(c.db, table, cols);
 
-        Stmt reg(c.db, "INSERT INTO lww_tables(name, key_columns, columns) VALUES (?1, ?2, ?3)"
-                       " ON CONFLICT(name) DO UPDATE SET key_columns = excluded.key_columns, columns = excluded.columns");
+        Stmt reg(c.db,
+                 "INSERT INTO lww_tables(name, key_columns, columns) VALUES (?1, ?2, ?3)"
+                 " ON CONFLICT(name) DO UPDATE SET key_columns = excluded.key_columns, columns = excluded.columns");
         reg.bind_text(1, table);
         reg.bind_text(2, json_array(cols.key));
         reg.bind_text(3, json_array(cols.cols));
@@ -313,21 +313,24 @@ int64_t track_table(Conn& c, const std::string& table) {
             stamped += resume_hashed(c, table, cols.key, cols.cols);
             const std::string here = "EXISTS (SELECT 1 FROM " + quote_ident(table) + " AS t WHERE " + join + ")";
             const std::string hashed = has_vh(c, table) ? " AND NOT (vh IS NOT NULL AND (gen & 1) = 1)" : "";
-            exec(c.db, "UPDATE " + meta + " AS m SET gen = lww_gen_after_insert(gen), hlc = lww_hlc(), node = 0,"
-                       " mseq = lww_write_seq(), seq = lww_write_seq(), cols = NULL WHERE " + here + hashed +
-                       " AND lww_begin_write(1)");
+            exec(c.db, "UPDATE " + meta +
+                           " AS m SET gen = lww_gen_after_insert(gen), hlc = lww_hlc(), node = 0,"
+                           " mseq = lww_write_seq(), seq = lww_write_seq(), cols = NULL WHERE " +
+                           here + hashed + " AND lww_begin_write(1)");
             stamped += sqlite3_changes(c.db);
-            exec(c.db, "UPDATE " + meta + " AS m SET gen = lww_gen_after_delete(gen), hlc = lww_hlc(), node = 0,"
-                       " mseq = lww_write_seq(), seq = lww_write_seq(), cols = NULL WHERE (gen & 1) = 1 AND NOT " +
-                       here + " AND lww_begin_write(1)");
+            exec(c.db, "UPDATE " + meta +
+                           " AS m SET gen = lww_gen_after_delete(gen), hlc = lww_hlc(), node = 0,"
+                           " mseq = lww_write_seq(), seq = lww_write_seq(), cols = NULL WHERE (gen & 1) = 1 AND NOT " +
+                           here + " AND lww_begin_write(1)");
         }
         // Rows without metadata get their first stamps, one write each (above
         // the table's purged generations, as any insert: lww_first_gen).
         exec(c.db, "INSERT INTO " + meta + "(" + meta_keys(cols.key.size()) +
-                       ", gen, hlc, node, mseq, seq, cols) SELECT " + row_keys(cols.key, "t") +
-                       ", lww_first_gen(" + quote_literal(table) + "), lww_hlc(), 0, lww_write_seq(), lww_write_seq(),"
-                       " NULL FROM " + quote_ident(table) +
-                       " AS t WHERE NOT EXISTS (SELECT 1 FROM " + meta + " AS m WHERE " + join +
+                       ", gen, hlc, node, mseq, seq, cols) SELECT " + row_keys(cols.key, "t") + ", lww_first_gen(" +
+                       quote_literal(table) +
+                       "), lww_hlc(), 0, lww_write_seq(), lww_write_seq(),"
+                       " NULL FROM " +
+                       quote_ident(table) + " AS t WHERE NOT EXISTS (SELECT 1 FROM " + meta + " AS m WHERE " + join +
                        ") AND lww_begin_write(1)");
         stamped += sqlite3_changes(c.db);
         if (resuming) finish_resume(c, table);

@@ -84,9 +84,7 @@ void Stmt::bind(int i, const Value& v) {
         case Value::Kind::Text:
             rc = sqlite3_bind_text64(st_, i, v.s.data(), v.s.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
             break;
-        case Value::Kind::Bytes:
-            rc = sqlite3_bind_blob64(st_, i, v.s.data(), v.s.size(), SQLITE_TRANSIENT);
-            break;
+        case Value::Kind::Bytes: rc = sqlite3_bind_blob64(st_, i, v.s.data(), v.s.size(), SQLITE_TRANSIENT); break;
     }
     if (rc != SQLITE_OK) throw Error(sqlite3_errmsg(db_));
 }
@@ -146,7 +144,9 @@ void result_value(sqlite3_context* ctx, const Value& v) {
         case Value::Kind::Null: sqlite3_result_null(ctx); return;
         case Value::Kind::Int: sqlite3_result_int64(ctx, v.i); return;
         case Value::Kind::Real: sqlite3_result_double(ctx, v.d); return;
-        case Value::Kind::Text: sqlite3_result_text64(ctx, v.s.data(), v.s.size(), SQLITE_TRANSIENT, SQLITE_UTF8); return;
+        case Value::Kind::Text:
+            sqlite3_result_text64(ctx, v.s.data(), v.s.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+            return;
         case Value::Kind::Bytes: sqlite3_result_blob64(ctx, v.s.data(), v.s.size(), SQLITE_TRANSIENT); return;
     }
 }

@@ -68,8 +68,9 @@ uint64_t SqliteEngine::max_drift_ms() {
 // it that brought a third node's registers; dropped once the peer's cursor
 // on us is past them.
 static void ensure_relayed_table(Conn& c) {
-    exec(c.db, "CREATE TABLE IF NOT EXISTS lww_relayed(peer TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,"
-               " PRIMARY KEY (peer, lo)) WITHOUT ROWID");
+    exec(c.db,
+         "CREATE TABLE IF NOT EXISTS lww_relayed(peer TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,"
+         " PRIMARY KEY (peer, lo)) WITHOUT ROWID");
 }
 
 static bool has_table(Conn& c, const char* name);
@@ -175,8 +176,9 @@ void SqliteEngine::note_push(const NodeId& server, const std::string& id) {
         ins.bind_text(1, server.str());
         ins.bind_text(2, id);
         ins.step();
-        Stmt prune(c_.db, "DELETE FROM lww_pushes WHERE peer = ?1 AND rowid <= "
-                          "(SELECT max(rowid) FROM lww_pushes WHERE peer = ?1) - ?2");
+        Stmt prune(c_.db,
+                   "DELETE FROM lww_pushes WHERE peer = ?1 AND rowid <= "
+                   "(SELECT max(rowid) FROM lww_pushes WHERE peer = ?1) - ?2");
         prune.bind_text(1, server.str());
         prune.bind_int(2, kKeptPushes);
         prune.step();
@@ -207,7 +209,8 @@ std::string SqliteEngine::push_mark(const NodeId& caller) {
 
 void SqliteEngine::set_push_mark(const NodeId& caller, const std::string& id) {
     ensure_push_tables(c_);
-    Stmt st(c_.db, "INSERT INTO lww_push_marks(node, id) VALUES (?1, ?2) ON CONFLICT(node) DO UPDATE SET id = excluded.id");
+    Stmt st(c_.db,
+            "INSERT INTO lww_push_marks(node, id) VALUES (?1, ?2) ON CONFLICT(node) DO UPDATE SET id = excluded.id");
     st.bind_text(1, caller.str());
     st.bind_text(2, id);
     st.step();
@@ -241,8 +244,9 @@ NodeId reset_node_id(Conn& c) {
         st.bind_text(1, "node_id");
         st.bind_text(2, id.str());
         st.step();
-        Stmt k(c.db, "INSERT INTO lww_state(key, value) VALUES ('node_key', ?1)"
-                     " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+        Stmt k(c.db,
+               "INSERT INTO lww_state(key, value) VALUES ('node_key', ?1)"
+               " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
         k.bind_blob(1, key);
         k.step();
         Stmt self(c.db, "UPDATE lww_nodes SET id = ?1 WHERE idx = 0");
@@ -258,9 +262,10 @@ NodeId reset_node_id(Conn& c) {
         // Servers hold nothing of the new id yet: no tombstone is purged
         // before they received it again; what they held under the old id
         // still tells a re-snapshot which rows they had (purge.cpp).
-        exec(c.db, "INSERT INTO lww_state(key, value) SELECT 'held:' || substr(key, 10), value FROM lww_state"
-                   " WHERE key GLOB 'upstream:*' AND true"
-                   " ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))");
+        exec(c.db,
+             "INSERT INTO lww_state(key, value) SELECT 'held:' || substr(key, 10), value FROM lww_state"
+             " WHERE key GLOB 'upstream:*' AND true"
+             " ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))");
         exec(c.db, "UPDATE lww_state SET value = 0 WHERE key GLOB 'upstream:*'");
         if (has_table(c, "lww_pushes")) exec(c.db, "DELETE FROM lww_pushes");
         exec(c.db, "RELEASE lww_reset_node");
@@ -272,7 +277,6 @@ NodeId reset_node_id(Conn& c) {
         throw;
     }
 }
-
 
 void check_copied_file(Conn& c) {
     if (c.file_checked || sqlite3_db_readonly(c.db, "main") == 1) return;
@@ -290,8 +294,9 @@ void check_copied_file(Conn& c) {
         try {
             // No record yet (made before lwwsync 0.5): this is where the id lives.
             if (!stored.empty()) reset_node_id(c);
-            Stmt put(c.db, "INSERT INTO lww_state(key, value) VALUES ('file', ?1)"
-                           " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+            Stmt put(c.db,
+                     "INSERT INTO lww_state(key, value) VALUES ('file', ?1)"
+                     " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
             put.bind_text(1, here);
             put.step();
             exec(c.db, "RELEASE lww_file");
@@ -357,7 +362,8 @@ std::string sync_file(Conn& c, const std::string& url, const SyncOptions& opt, c
     pc->ensure_ready();
     check_copied_file(*pc);
     if (pc->self() == local.self()) {
-        struct stat mine {}, theirs {};
+        struct stat mine {
+        }, theirs{};
         const char* here = sqlite3_db_filename(c.db, "main");
         const char* there = sqlite3_db_filename(peer.db, "main");
         const bool same = here && there && stat(here, &mine) == 0 && stat(there, &theirs) == 0 &&

@@ -78,6 +78,16 @@ LWWSYNC_REAL_EXTENSION=1 summary_suite "HTTP gateway (lwwsync-server)" tests/gat
 # that hang up mid-exchange, timeouts, malformed requests, reserved roles.
 summary_suite "HTTP gateway under attack" tests/security/gateway_attacks.sh
 
+# The sources as .clang-format writes them (make format fixes them).
+format_check() {
+    local n
+    n=$(git ls-files '*.cpp' '*.h' '*.c' | xargs clang-format --dry-run 2>&1 | grep -c 'warning: code should be clang-formatted')
+    if [ "$n" -eq 0 ]; then echo "1 passed, 0 failed"; else echo "$n places not formatted (make format)"; echo "0 passed, 1 failed"; return 1; fi
+}
+if command -v clang-format >/dev/null && git rev-parse --git-dir >/dev/null 2>&1; then
+    summary_suite "sources formatted (clang-format, .clang-format)" format_check
+fi
+
 # The hosts apps load lwwsync into: Node.js (better-sqlite3, built from
 # source the first time) and Python's sqlite3, syncing through the gateway.
 summary_suite "host apps: Node.js better-sqlite3 and Python sqlite3 over HTTP" tests/hosts/hosts.sh

@@ -133,7 +133,8 @@ public:
 bool refusable(const PgError& e) {
     if (!e.data()) return false;
     const int code = e.data()->sqlerrcode;
-    return ERRCODE_TO_CATEGORY(code) == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION || code == ERRCODE_INSUFFICIENT_PRIVILEGE;
+    return ERRCODE_TO_CATEGORY(code) == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION ||
+           code == ERRCODE_INSUFFICIENT_PRIVILEGE;
 }
 
 // A parked row being retried must never block a sync: whatever fails in it
@@ -144,8 +145,10 @@ bool fatal_anyway(const PgError& e) {
     if (!e.data()) return true;
     const int code = e.data()->sqlerrcode;
     const int cat = ERRCODE_TO_CATEGORY(code);
-    return cat == ERRCODE_TO_CATEGORY(ERRCODE_QUERY_CANCELED) || cat == ERRCODE_TO_CATEGORY(ERRCODE_T_R_SERIALIZATION_FAILURE) ||
-           cat == ERRCODE_TO_CATEGORY(ERRCODE_ADMIN_SHUTDOWN) || cat == ERRCODE_TO_CATEGORY(ERRCODE_INSUFFICIENT_RESOURCES) ||
+    return cat == ERRCODE_TO_CATEGORY(ERRCODE_QUERY_CANCELED) ||
+           cat == ERRCODE_TO_CATEGORY(ERRCODE_T_R_SERIALIZATION_FAILURE) ||
+           cat == ERRCODE_TO_CATEGORY(ERRCODE_ADMIN_SHUTDOWN) ||
+           cat == ERRCODE_TO_CATEGORY(ERRCODE_INSUFFICIENT_RESOURCES) ||
            cat == ERRCODE_TO_CATEGORY(ERRCODE_INTERNAL_ERROR);
 }
 
@@ -225,8 +228,8 @@ private:
 struct ForeignKey {
     std::string name;
     Oid child = InvalidOid, parent = InvalidOid;
-    std::string child_q, parent_q;                   // quoted schema.table
-    std::string child_from, parent_from;             // ONLY schema.table (a partitioned table: all of it)
+    std::string child_q, parent_q;                     // quoted schema.table
+    std::string child_from, parent_from;               // ONLY schema.table (a partitioned table: all of it)
     std::vector<std::string> child_cols, parent_cols;  // quoted
     std::vector<Oid> child_types;
     std::vector<bool> set_col;  // SET NULL / SET DEFAULT (col list): which child columns are set
@@ -332,8 +335,7 @@ const ForeignKeys& foreign_keys(Oid relid) {
 
 std::string match_clause(const std::vector<std::string>& cols, size_t from = 1) {
     std::string w;
-    for (size_t i = 0; i < cols.size(); ++i)
-        w += (i ? " AND x." : "x.") + cols[i] + " = $" + std::to_string(i + from);
+    for (size_t i = 0; i < cols.size(); ++i) w += (i ? " AND x." : "x.") + cols[i] + " = $" + std::to_string(i + from);
     return w;
 }
 
@@ -356,7 +358,7 @@ bool parent_present(const ForeignKey& fk, const std::vector<Param>& vals) {
                            " FOR KEY SHARE OF x",
                        types_of(vals)),
                vals, false)
-        .size() > 0;
+               .size() > 0;
 }
 
 // Whether rows of the child table still reference these values (locked FOR
@@ -369,7 +371,7 @@ bool children_present(const ForeignKey& fk, const std::vector<Param>& vals) {
                            " LIMIT 1 FOR KEY SHARE OF x",
                        types_of(vals)),
                vals, false)
-        .size() > 0;
+               .size() > 0;
 }
 
 // ON DELETE CASCADE / SET NULL / SET DEFAULT of a merged delete: ordinary
@@ -385,7 +387,8 @@ void referential_action(const ForeignKey& fk, const std::vector<Param>& vals) {
         std::string sets;
         for (size_t i = 0; i < fk.child_cols.size(); ++i)
             if (fk.set_col[i])
-                sets += (sets.empty() ? "" : ", ") + fk.child_cols[i] + (fk.del_action == 'n' ? " = NULL" : " = DEFAULT");
+                sets +=
+                    (sets.empty() ? "" : ", ") + fk.child_cols[i] + (fk.del_action == 'n' ? " = NULL" : " = DEFAULT");
         sql = "UPDATE " + fk.child_from + " x SET " + sets + " WHERE " + match_clause(fk.child_cols);
     }
     ReplicationRole origin("origin");
@@ -397,10 +400,10 @@ void referential_action(const ForeignKey& fk, const std::vector<Param>& vals) {
 struct Deferred {
     size_t item;
     const ForeignKey* fk;
-    bool child_side;                 // the written row must have its parent
-    const TableInfo* table;          // child side: the row's table and key
+    bool child_side;         // the written row must have its parent
+    const TableInfo* table;  // child side: the row's table and key
     std::vector<Param> key;
-    std::vector<Param> vals;         // parent side: the deleted row's referenced values
+    std::vector<Param> vals;  // parent side: the deleted row's referenced values
 };
 
 // A row's foreign key to check at the end of the batch's first, whole run
@@ -457,13 +460,17 @@ std::set<size_t> missing_parents(const ForeignKey& fk, const std::vector<const C
     for (size_t k = 0; k < ncol; ++k) params += (k ? ", $" : "$") + std::to_string(k + 1);
     AsTableOwner owner(fk.parent);
     const SpiResult res =
-        run(prepare("SELECT v.i FROM ROWS FROM (" + [&] {
+        run(prepare(
+                "SELECT v.i FROM ROWS FROM (" +
+                    [&] {
                         std::string u;
-                        for (size_t k = 0; k < ncol; ++k) u += (k ? ", pg_catalog.unnest($" : "pg_catalog.unnest($") + std::to_string(k + 1) + ")";
+                        for (size_t k = 0; k < ncol; ++k)
+                            u += (k ? ", pg_catalog.unnest($" : "pg_catalog.unnest($") + std::to_string(k + 1) + ")";
                         return u;
-                    }() + ") WITH ORDINALITY AS v(" + cols + "i) LEFT JOIN LATERAL (SELECT 1 AS hit FROM " + fk.parent_from +
-                        " x WHERE " + match + " FOR KEY SHARE OF x) h ON true WHERE h.hit IS NULL",
-                    types_of(arrays)),
+                    }() +
+                    ") WITH ORDINALITY AS v(" + cols + "i) LEFT JOIN LATERAL (SELECT 1 AS hit FROM " + fk.parent_from +
+                    " x WHERE " + match + " FOR KEY SHARE OF x) h ON true WHERE h.hit IS NULL",
+                types_of(arrays)),
             arrays, false);
     for (uint64_t r = 0; r < res.size(); ++r) {
         const int64_t i = res.integer(r, 0);
@@ -486,8 +493,8 @@ std::map<size_t, std::string> failed_child_checks(const std::vector<ChildCheck>&
         for (const ChildCheck* c : list) by_types[types_of(c->vals)].push_back(c);
         for (const auto& [types, same] : by_types)
             for (size_t item : missing_parents(*fk, same))
-                failed.emplace(item, "foreign key \"" + fk->name + "\": the referenced row of " + fk->parent_q +
-                                         " is not there");
+                failed.emplace(
+                    item, "foreign key \"" + fk->name + "\": the referenced row of " + fk->parent_q + " is not there");
     }
     return failed;
 }
@@ -703,10 +710,10 @@ public:
         for (size_t i = 0; i < t_.key.size(); ++i) names += (i ? ", " : "") + quote_ident(t_.key[i]);
         ret = names;
         for (size_t c : cols) names += ", " + quote_ident(t_.cols[c]);
-        SPIPlanPtr plan = prepare("INSERT INTO " + t_.qualified + "(" + names + ") SELECT * FROM ROWS FROM (" +
-                                      unnest_list(args.size()) + ") ON CONFLICT (" + ret + ") DO NOTHING RETURNING " +
-                                      ret,
-                                  types_of(args));
+        SPIPlanPtr plan =
+            prepare("INSERT INTO " + t_.qualified + "(" + names + ") SELECT * FROM ROWS FROM (" +
+                        unnest_list(args.size()) + ") ON CONFLICT (" + ret + ") DO NOTHING RETURNING " + ret,
+                    types_of(args));
         mark(own, LocalOp::insert, cols, columns);
         const SpiResult res = run(plan, args, false);
         unmark(own);
@@ -745,10 +752,10 @@ public:
         std::string sets;
         for (size_t c = 0; c < cols.size(); ++c)
             sets += (c ? ", " : "") + quote_ident(t_.cols[cols[c]]) + " = u.v" + std::to_string(c);
-        SPIPlanPtr plan = prepare("UPDATE " + t_.qualified + " AS x SET " + sets + " FROM " +
-                                      unnest_keys(t_.key.size(), cols.size()) + " WHERE " + match_keys() +
-                                      " RETURNING u.n",
-                                  types_of(args));
+        SPIPlanPtr plan =
+            prepare("UPDATE " + t_.qualified + " AS x SET " + sets + " FROM " +
+                        unnest_keys(t_.key.size(), cols.size()) + " WHERE " + match_keys() + " RETURNING u.n",
+                    types_of(args));
         mark(own, LocalOp::update, cols, columns);
         const SpiResult res = run(plan, args, false);
         unmark(own);
@@ -816,7 +823,8 @@ private:
 
     static std::string unnest_list(size_t n) {
         std::string sql;
-        for (size_t i = 0; i < n; ++i) sql += (i ? ", pg_catalog.unnest($" : "pg_catalog.unnest($") + std::to_string(i + 1) + ")";
+        for (size_t i = 0; i < n; ++i)
+            sql += (i ? ", pg_catalog.unnest($" : "pg_catalog.unnest($") + std::to_string(i + 1) + ")";
         return sql;
     }
 
@@ -848,7 +856,8 @@ private:
             w.kind = kind;
             w.cid = cid;
             w.written.clear();
-            for (size_t c = 0; c < cols.size(); ++c) w.written.push_back({cols[c], {columns[c][i].value, columns[c][i].null}});
+            for (size_t c = 0; c < cols.size(); ++c)
+                w.written.push_back({cols[c], {columns[c][i].value, columns[c][i].null}});
         }
     }
     static void unmark(const std::vector<OwnWrite*>& own) {
@@ -884,7 +893,7 @@ struct TableRun {
     const Context* ctx = nullptr;
     Rights rights;
     std::unique_ptr<UserWriter> writer;
-    size_t rank = 0;  // position in parents-first order
+    size_t rank = 0;         // position in parents-first order
     bool set_based = false;  // its rows may merge in set-based groups (set_based_table)
 };
 
@@ -902,11 +911,11 @@ struct Item {
     // DELETE probe under row-level security, a changed value other rows
     // reference, a delete of a referenced table's row).
     bool batchable = false;
-    uint64_t seq = 0;     // of the last merge of it: the sequence it took (0: none)
-    bool relayed = false; // ... and it brought a third node's register (MergeRow::relayed)
-    bool live = true;     // the incoming row is alive (inserts, updates) rather than a tombstone
-    size_t pos = 0;       // position in its table run, by key as stored
-    long parked = -1;     // index of the parked entry it comes from, -1: the batch
+    uint64_t seq = 0;      // of the last merge of it: the sequence it took (0: none)
+    bool relayed = false;  // ... and it brought a third node's register (MergeRow::relayed)
+    bool live = true;      // the incoming row is alive (inserts, updates) rather than a tombstone
+    size_t pos = 0;        // position in its table run, by key as stored
+    long parked = -1;      // index of the parked entry it comes from, -1: the batch
     bool refused = false;
     std::string reason;
 };
@@ -1068,8 +1077,14 @@ bool parked_here(const Item& it) {
 class RowStore : public TableStore {
 public:
     RowStore(Item& it, size_t idx, std::vector<Deferred>& deferred, std::vector<ChildCheck>* later, bool unseen)
-        : it_(it), idx_(idx), deferred_(deferred), later_(later), unseen_(unseen), t_(*it.run->plan.local),
-          writer_(*it.run->writer), fks_(foreign_keys(t_.relid)) {}
+        : it_(it),
+          idx_(idx),
+          deferred_(deferred),
+          later_(later),
+          unseen_(unseen),
+          t_(*it.run->plan.local),
+          writer_(*it.run->writer),
+          fks_(foreign_keys(t_.relid)) {}
 
     void load(std::vector<MergeRow>& rows) override {
         MergeRow& r = rows.at(0);
@@ -1140,7 +1155,8 @@ public:
             }
             case UserWrite::remove: {
                 referenced_.resize(fks_.in.size());
-                for (size_t f = 0; f < fks_.in.size(); ++f) writer_.read(fks_.in[f].parent_cols, {}, key, referenced_[f]);
+                for (size_t f = 0; f < fks_.in.size(); ++f)
+                    writer_.read(fks_.in[f].parent_cols, {}, key, referenced_[f]);
                 {
                     UserWriter::OwnWriteScope mine(t_, it_.stored, LocalOp::remove, nullptr, &ops_);
                     n = writer_.remove(key);
@@ -1269,8 +1285,14 @@ private:
 class GroupStore : public TableStore {
 public:
     GroupStore(std::vector<Item*>& items, size_t a, std::vector<Deferred>& deferred, std::vector<ChildCheck>& later)
-        : items_(items), a_(a), deferred_(deferred), later_(later), run_(*items[a]->run), t_(*run_.plan.local),
-          writer_(*run_.writer), fks_(foreign_keys(t_.relid)) {}
+        : items_(items),
+          a_(a),
+          deferred_(deferred),
+          later_(later),
+          run_(*items[a]->run),
+          t_(*run_.plan.local),
+          writer_(*run_.writer),
+          fks_(foreign_keys(t_.relid)) {}
 
     // Lock order: the user rows, then their metadata, each by key. Unseen
     // keys (no metadata when read unlocked) are most likely not there: no
@@ -1336,7 +1358,8 @@ public:
                     if (!writer_.exists(it.key)) refuse(t_, "a trigger skipped the insert of this row");
                     // Merged again, on its own: a trigger's write to it
                     // meanwhile would be lost with the group's record of it.
-                    if (!own_at_[i]->ops.empty()) refuse(t_, "a trigger wrote a row inserted meanwhile: merged row by row");
+                    if (!own_at_[i]->ops.empty())
+                        refuse(t_, "a trigger wrote a row inserted meanwhile: merged row by row");
                     own_->forget(it.stored);
                     own_at_[i] = nullptr;
                     rows[i]->redo = true;
@@ -1451,16 +1474,15 @@ std::set<size_t> failed_deferred(const std::vector<Deferred>& deferred, std::vec
         bool ok = true;
         if (d.child_side) {
             std::vector<Param> vals;
-            if (items[d.item]->run->writer->read(d.fk->child_cols, {}, d.key, vals))
-                ok = parent_present(*d.fk, vals);
+            if (items[d.item]->run->writer->read(d.fk->child_cols, {}, d.key, vals)) ok = parent_present(*d.fk, vals);
             if (!ok)
                 items[d.item]->reason = "table " + d.table->name + ": foreign key \"" + d.fk->name +
                                         "\" (deferrable): the referenced row of " + d.fk->parent_q + " is not there";
         } else {
             ok = !children_present(*d.fk, d.vals) || parent_present(*d.fk, d.vals);
             if (!ok)
-                items[d.item]->reason = "foreign key \"" + d.fk->name + "\" (deferrable): the row is still referenced from " +
-                                        d.fk->child_q;
+                items[d.item]->reason = "foreign key \"" + d.fk->name +
+                                        "\" (deferrable): the row is still referenced from " + d.fk->child_q;
         }
         if (!ok) failed.insert(d.item);
     }
@@ -1767,8 +1789,8 @@ struct ParkedEntry {
     bool trusted = false;  // parked from a peer this database pulled from (Trust::chosen_server)
     ChangeSet cs;
     std::vector<Plan> plans;
-    bool usable = false;   // still matches this database's tables
-    bool again = false;    // refused again
+    bool usable = false;  // still matches this database's tables
+    bool again = false;   // refused again
     std::string reason;
 };
 
@@ -1788,7 +1810,8 @@ std::deque<ParkedEntry> load_parked(const Principal& who, std::vector<TablePtr>&
         AsMetadataOwner owner;
         const SpiResult res =
             run(prepare("SELECT id, trusted, changeset FROM lwwsync.rejected WHERE role = $1::name AND subject = $2"
-                        " ORDER BY last_seen, id LIMIT " + std::to_string(kRetriesPerApply),
+                        " ORDER BY last_seen, id LIMIT " +
+                            std::to_string(kRetriesPerApply),
                         {TEXTOID, TEXTOID}),
                 {text_param(who.role), text_param(who.subject)}, true);
         for (uint64_t r = 0; r < res.size(); ++r) {
@@ -1848,8 +1871,7 @@ void store_parked(const Principal& who, const NodeId& origin, Trust trust, const
             run(prepare("UPDATE lwwsync.rejected SET reason = $2, last_seen = pg_catalog.now() WHERE id = $1",
                         {INT8OID, TEXTOID}),
                 {id, text_param(e.reason)}, false);
-        else
-            run(prepare("DELETE FROM lwwsync.rejected WHERE id = $1", {INT8OID}), {id}, false);
+        else run(prepare("DELETE FROM lwwsync.rejected WHERE id = $1", {INT8OID}), {id}, false);
     }
     bool added = false;
     for (const Item* it : refused) {
@@ -1881,13 +1903,12 @@ void store_parked(const Principal& who, const NodeId& origin, Trust trust, const
     }
 }
 
-
 bool has_parked(const Principal& who) {
     AsMetadataOwner owner;
     return run(prepare("SELECT 1 FROM lwwsync.rejected WHERE role = $1::name AND subject = $2 LIMIT 1",
                        {TEXTOID, TEXTOID}),
                {text_param(who.role), text_param(who.subject)}, true)
-        .size() > 0;
+               .size() > 0;
 }
 
 // `from_origin`: a change set of a node (checked, bound to the caller);
@@ -1945,7 +1966,8 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint6
             tr.set_based = set_based_table(*p.local);
             return tr;
         };
-        std::sort(plans.begin(), plans.end(), [](const Plan& a, const Plan& b) { return a.local->name < b.local->name; });
+        std::sort(plans.begin(), plans.end(),
+                  [](const Plan& a, const Plan& b) { return a.local->name < b.local->name; });
         for (const Plan& p : plans) {
             TableRun& tr = add_run(p, &ctx);
             // Nothing of a table the caller may not write, not even "ignored": that
@@ -1962,9 +1984,11 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint6
             if (!pe.usable) continue;
             // A parked row that lands counts as relayed by the peer it came
             // from (no echo), as it would have had it landed at once.
-            contexts.push_back(Context{pe.trusted ? Trust::chosen_server : Trust::caller, who, {},
-                                      Receiver{self, 0, State::get().conflict_log().on,
-                                               relayed ? &pe.cs.origin : nullptr}});
+            contexts.push_back(
+                Context{pe.trusted ? Trust::chosen_server : Trust::caller,
+                        who,
+                        {},
+                        Receiver{self, 0, State::get().conflict_log().on, relayed ? &pe.cs.origin : nullptr}});
             Context& pc = contexts.back();
             const size_t before = items.size();
             // In a subtransaction: nothing a parked row brings may fail the apply.
@@ -2031,7 +2055,8 @@ ApplyCounts apply_impl(const ChangeSet& cs, Trust trust, bool from_origin, uint6
         for (Item& it : items) (it.refused ? refused : todo).push_back(&it);
         std::stable_sort(todo.begin(), todo.end(), [](const Item* a, const Item* b) {
             if (a->live != b->live) return a->live;
-            if (a->run->rank != b->run->rank) return a->live ? a->run->rank < b->run->rank : a->run->rank > b->run->rank;
+            if (a->run->rank != b->run->rank)
+                return a->live ? a->run->rank < b->run->rank : a->run->rank > b->run->rank;
             if (a->run == b->run) return a->pos < b->pos;  // key order, known
             if (key_less(a->stored, b->stored)) return true;
             if (key_less(b->stored, a->stored)) return false;

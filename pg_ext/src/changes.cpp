@@ -35,7 +35,8 @@ uint64_t last_sequence() {
 }
 
 void wait_for_writers() {
-    const SpiResult res = run(prepare("SELECT virtualtransaction FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
+    const SpiResult res = run(
+        prepare("SELECT virtualtransaction FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
                 " AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())"
                 " AND classid = $1::oid AND objid = $2::oid AND objsubid = 2 AND granted AND pid <> pg_backend_pid()",
                 {INT8OID, INT8OID}),
@@ -68,7 +69,8 @@ constexpr std::chrono::milliseconds kStandbyWait{2000};
 uint64_t standby_bound(const std::vector<TablePtr>& tables, uint64_t after) {
     if (tables.empty()) return 0;
     std::string sql;
-    for (const auto& t : tables) sql += (sql.empty() ? "" : " UNION ALL ") + ("SELECT max(" + meta_seq() + ") AS s FROM " + t->meta);
+    for (const auto& t : tables)
+        sql += (sql.empty() ? "" : " UNION ALL ") + ("SELECT max(" + meta_seq() + ") AS s FROM " + t->meta);
     uint64_t bound = 0;
     {
         AsMetadataOwner owner;
@@ -95,11 +97,11 @@ uint64_t standby_bound(const std::vector<TablePtr>& tables, uint64_t after) {
             if (!in_progress) break;
             if (std::chrono::steady_clock::now() - start > kStandbyWait)
                 throw Error("this standby cannot end its feed yet: transaction " + std::to_string(xid) +
-                                " of the primary has been running for over " +
-                                std::to_string(kStandbyWait.count()) + " ms; pull from the primary",
+                                " of the primary has been running for over " + std::to_string(kStandbyWait.count()) +
+                                " ms; pull from the primary",
                             ErrorKind::read_only);
             pg_call([&] {
-                (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 2L, PG_WAIT_EXTENSION);
+                (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 2L, PG_WAIT_EXTENSION);
                 ResetLatch(MyLatch);
                 CHECK_FOR_INTERRUPTS();
             });
@@ -112,16 +114,15 @@ uint64_t batch_cut(const std::vector<TablePtr>& tables, uint64_t after, uint64_t
     if (limit <= 0 || tables.empty()) return 0;
     std::string sql;
     for (const auto& t : tables)
-        sql += (sql.empty() ? "" : " UNION ALL ") +
-               ("SELECT " + meta_seq() + " AS seq FROM " + t->meta + " WHERE " + meta_seq() + " > $1 AND " + meta_seq() +
-                " <= $2");
+        sql += (sql.empty() ? "" : " UNION ALL ") + ("SELECT " + meta_seq() + " AS seq FROM " + t->meta + " WHERE " +
+                                                     meta_seq() + " > $1 AND " + meta_seq() + " <= $2");
     AsMetadataOwner owner;
     const SpiResult res =
         run(prepare("SELECT seq FROM (" + sql + ") s ORDER BY seq LIMIT 1 OFFSET $3", {INT8OID, INT8OID, INT8OID}),
-        {Param{INT8OID, Int64GetDatum(static_cast<int64>(after)), false},
-         Param{INT8OID, Int64GetDatum(static_cast<int64>(upto)), false},
-         Param{INT8OID, Int64GetDatum(limit - 1), false}},
-        false);
+            {Param{INT8OID, Int64GetDatum(static_cast<int64>(after)), false},
+             Param{INT8OID, Int64GetDatum(static_cast<int64>(upto)), false},
+             Param{INT8OID, Int64GetDatum(limit - 1), false}},
+            false);
     return res.empty() ? 0 : static_cast<uint64_t>(res.integer(0, 0));
 }
 
@@ -132,13 +133,15 @@ std::vector<size_t> changed_between(const std::vector<TablePtr>& tables, uint64_
     if (tables.empty() || upto <= after) return {};
     std::string sql;
     for (size_t i = 0; i < tables.size(); ++i)
-        sql += (i ? " UNION ALL " : "") + ("SELECT " + std::to_string(i) + " WHERE EXISTS (SELECT FROM " +
-                                            tables[i]->meta + " WHERE " + meta_seq() + " > $1 AND " + meta_seq() + " <= $2)");
+        sql += (i ? " UNION ALL " : "") +
+               ("SELECT " + std::to_string(i) + " WHERE EXISTS (SELECT FROM " + tables[i]->meta + " WHERE " +
+                meta_seq() + " > $1 AND " + meta_seq() + " <= $2)");
     AsMetadataOwner owner;
-    const SpiResult res = run(prepare(sql, {INT8OID, INT8OID}),
-                              {Param{INT8OID, Int64GetDatum(static_cast<int64>(after)), false},
-                               Param{INT8OID, Int64GetDatum(static_cast<int64>(std::min<uint64_t>(upto, INT64_MAX))), false}},
-                              false);
+    const SpiResult res =
+        run(prepare(sql, {INT8OID, INT8OID}),
+            {Param{INT8OID, Int64GetDatum(static_cast<int64>(after)), false},
+             Param{INT8OID, Int64GetDatum(static_cast<int64>(std::min<uint64_t>(upto, INT64_MAX))), false}},
+            false);
     std::vector<size_t> out;
     for (uint64_t r = 0; r < res.size(); ++r) {
         const int64_t i = res.integer(r, 0);
@@ -156,8 +159,10 @@ bool readable(const TableInfo& t) {
         ok = pg_class_aclcheck(t.relid, user, ACL_SELECT) == ACLCHECK_OK;
         if (ok) return;
         ok = true;
-        for (AttrNumber a : t.key_attnums) ok = ok && pg_attribute_aclcheck(t.relid, a, user, ACL_SELECT) == ACLCHECK_OK;
-        for (AttrNumber a : t.col_attnums) ok = ok && pg_attribute_aclcheck(t.relid, a, user, ACL_SELECT) == ACLCHECK_OK;
+        for (AttrNumber a : t.key_attnums)
+            ok = ok && pg_attribute_aclcheck(t.relid, a, user, ACL_SELECT) == ACLCHECK_OK;
+        for (AttrNumber a : t.col_attnums)
+            ok = ok && pg_attribute_aclcheck(t.relid, a, user, ACL_SELECT) == ACLCHECK_OK;
     });
     return ok;
 }
@@ -174,13 +179,14 @@ public:
     explicit TombstoneJudge(const TableInfo& t) {
         pg_call([&] { active_ = check_enable_rls(t.relid, InvalidOid, true) == RLS_ENABLED; });
         if (!active_) return;
-        const SpiResult res = run(prepare("SELECT p.polpermissive, pg_catalog.pg_get_expr(p.polqual, p.polrelid)"
-                    " FROM pg_catalog.pg_policy p WHERE p.polrelid = $1 AND p.polcmd IN ('r', '*')"
-                    " AND ('{0}'::oid[] @> p.polroles OR EXISTS (SELECT 1 FROM pg_catalog.unnest(p.polroles) r"
-                    "  WHERE r <> 0 AND pg_catalog.pg_has_role(CURRENT_USER, r, 'MEMBER')))"
-                    " ORDER BY p.polname",
-                    {OIDOID}),
-            {Param{OIDOID, ObjectIdGetDatum(t.relid), false}}, true);
+        const SpiResult res =
+            run(prepare("SELECT p.polpermissive, pg_catalog.pg_get_expr(p.polqual, p.polrelid)"
+                        " FROM pg_catalog.pg_policy p WHERE p.polrelid = $1 AND p.polcmd IN ('r', '*')"
+                        " AND ('{0}'::oid[] @> p.polroles OR EXISTS (SELECT 1 FROM pg_catalog.unnest(p.polroles) r"
+                        "  WHERE r <> 0 AND pg_catalog.pg_has_role(CURRENT_USER, r, 'MEMBER')))"
+                        " ORDER BY p.polname",
+                        {OIDOID}),
+                {Param{OIDOID, ObjectIdGetDatum(t.relid), false}}, true);
         std::string permissive, restrictive;
         for (uint64_t r = 0; r < res.size(); ++r) {
             bool isnull = false;
@@ -199,10 +205,11 @@ public:
             if (!relname) elog(ERROR, "cache lookup failed for relation %u", t.relid);
             rowtype = format_type_be(get_rel_type_id(t.relid));
         });
-        sql_ = "SELECT k.i FROM pg_catalog.jsonb_array_elements($1::jsonb) WITH ORDINALITY AS k(j, i)"
-               " CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::" + std::string(rowtype) + ", k.j) AS " +
-               quote_ident(relname) + " WHERE (" + permissive + ")" +
-               (restrictive.empty() ? "" : " AND (" + restrictive + ")");
+        sql_ =
+            "SELECT k.i FROM pg_catalog.jsonb_array_elements($1::jsonb) WITH ORDINALITY AS k(j, i)"
+            " CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::" +
+            std::string(rowtype) + ", k.j) AS " + quote_ident(relname) + " WHERE (" + permissive + ")" +
+            (restrictive.empty() ? "" : " AND (" + restrictive + ")");
     }
     bool active() const { return active_; }
 
@@ -371,7 +378,8 @@ private:
 
 Batch collect_changes(const ChangesRequest& req) {
     if (IsolationUsesXactSnapshot())
-        throw Error("lww_changes needs READ COMMITTED: a repeatable-read snapshot could miss changes committed after it");
+        throw Error(
+            "lww_changes needs READ COMMITTED: a repeatable-read snapshot could miss changes committed after it");
     Source src;
     CanonicalSettings canonical;
     return collect_feed(src, req);

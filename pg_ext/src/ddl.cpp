@@ -53,7 +53,8 @@ std::string json_array(const std::vector<T>& v, F&& put) {
 }
 
 std::string names_json(const std::vector<std::string>& v) {
-    return json_array(v, [](auto& w, const std::string& s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); });
+    return json_array(
+        v, [](auto& w, const std::string& s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); });
 }
 
 bool metadata_present() {
@@ -77,7 +78,8 @@ bool has_pending_store() {
 
 [[noreturn]] void refuse(const std::string& msg, const std::string& hint) {
     pg_call([&] {
-        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("%s", msg.c_str()), errhint("%s", hint.c_str())));
+        ereport(ERROR,
+                (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("%s", msg.c_str()), errhint("%s", hint.c_str())));
     });
     throw Error(msg);  // not reached
 }
@@ -100,16 +102,17 @@ bool load_tracked(Oid relid, Tracked& t) {
     if (row.size() != 1) return false;
     t.wire = row.text(0, 0);
     t.meta = row.text(0, 1);
-    const SpiResult keys =
-        run(prepare("SELECT k FROM lwwsync.tables, unnest(key_columns) WITH ORDINALITY AS u(k, n) WHERE relid = $1 ORDER BY n",
-                    {OIDOID}),
-            {oid_param(relid)}, false);
+    const SpiResult keys = run(
+        prepare(
+            "SELECT k FROM lwwsync.tables, unnest(key_columns) WITH ORDINALITY AS u(k, n) WHERE relid = $1 ORDER BY n",
+            {OIDOID}),
+        {oid_param(relid)}, false);
     for (uint64_t i = 0; i < keys.size(); ++i) t.key.push_back(keys.text(i, 0));
-    const SpiResult regs =
-        run(prepare("SELECT c, coalesce(a, 0) FROM lwwsync.tables, unnest(columns, attnums) WITH ORDINALITY AS u(c, a, n)"
-                    " WHERE relid = $1 AND c IS NOT NULL ORDER BY n",
-                    {OIDOID}),
-            {oid_param(relid)}, false);
+    const SpiResult regs = run(
+        prepare("SELECT c, coalesce(a, 0) FROM lwwsync.tables, unnest(columns, attnums) WITH ORDINALITY AS u(c, a, n)"
+                " WHERE relid = $1 AND c IS NOT NULL ORDER BY n",
+                {OIDOID}),
+        {oid_param(relid)}, false);
     for (uint64_t i = 0; i < regs.size(); ++i)
         t.regs.push_back(Register{regs.text(i, 0), static_cast<int>(regs.integer(i, 1))});
     return true;
@@ -118,16 +121,16 @@ bool load_tracked(Oid relid, Tracked& t) {
 void store_registers(Oid relid, const std::vector<Register>& regs) {
     std::vector<std::string> names;
     for (const auto& r : regs) names.push_back(r.name);
-    const std::string nums =
-        json_array(regs, [](auto& w, const Register& r) { w.Int(r.attnum); });
+    const std::string nums = json_array(regs, [](auto& w, const Register& r) { w.Int(r.attnum); });
     AsMetadataOwner owner;
-    run(prepare("UPDATE lwwsync.tables SET"
-                " columns = ARRAY(SELECT x FROM pg_catalog.jsonb_array_elements_text($2::pg_catalog.jsonb)"
-                "  WITH ORDINALITY AS e(x, n) ORDER BY n),"
-                " attnums = ARRAY(SELECT x::pg_catalog.int2 FROM pg_catalog.jsonb_array_elements_text($3::pg_catalog.jsonb)"
-                "  WITH ORDINALITY AS e(x, n) ORDER BY n)"
-                " WHERE relid = $1",
-                {OIDOID, TEXTOID, TEXTOID}),
+    run(prepare(
+            "UPDATE lwwsync.tables SET"
+            " columns = ARRAY(SELECT x FROM pg_catalog.jsonb_array_elements_text($2::pg_catalog.jsonb)"
+            "  WITH ORDINALITY AS e(x, n) ORDER BY n),"
+            " attnums = ARRAY(SELECT x::pg_catalog.int2 FROM pg_catalog.jsonb_array_elements_text($3::pg_catalog.jsonb)"
+            "  WITH ORDINALITY AS e(x, n) ORDER BY n)"
+            " WHERE relid = $1",
+            {OIDOID, TEXTOID, TEXTOID}),
         {oid_param(relid), text_param(names_json(names)), text_param(nums)}, false);
 }
 
@@ -186,37 +189,40 @@ void reconcile(Oid relid) {
     std::vector<std::string> key, key_types, meta_types;
     {
         AsMetadataOwner owner;
-        const SpiResult keys =
-            run(prepare("SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod) || ' ' || a.attcollation"
-                        " FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid"
-                        " AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1 AND i.indisprimary"
-                        " ORDER BY pg_catalog.array_position(i.indkey::pg_catalog.int2[], a.attnum)",
-                        {OIDOID}),
-                {oid_param(relid)}, false);
+        const SpiResult keys = run(
+            prepare("SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod) || ' ' || a.attcollation"
+                    " FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid"
+                    " AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1 AND i.indisprimary"
+                    " ORDER BY pg_catalog.array_position(i.indkey::pg_catalog.int2[], a.attnum)",
+                    {OIDOID}),
+            {oid_param(relid)}, false);
         for (uint64_t i = 0; i < keys.size(); ++i) {
             key.push_back(keys.text(i, 0));
             key_types.push_back(keys.text(i, 1));
         }
-        const SpiResult types =
-            run(prepare("SELECT pg_catalog.format_type(atttypid, atttypmod) || ' ' || attcollation FROM pg_catalog.pg_attribute"
-                        " WHERE attrelid = pg_catalog.to_regclass($1) AND attnum > 0 AND NOT attisdropped"
-                        " AND attname ~ '^k[0-9]+$' ORDER BY attnum",
-                        {TEXTOID}),
-                {text_param(t.meta)}, false);
+        const SpiResult types = run(
+            prepare(
+                "SELECT pg_catalog.format_type(atttypid, atttypmod) || ' ' || attcollation FROM pg_catalog.pg_attribute"
+                " WHERE attrelid = pg_catalog.to_regclass($1) AND attnum > 0 AND NOT attisdropped"
+                " AND attname ~ '^k[0-9]+$' ORDER BY attnum",
+                {TEXTOID}),
+            {text_param(t.meta)}, false);
         for (uint64_t i = 0; i < types.size(); ++i) meta_types.push_back(types.text(i, 0));
     }
     const std::string hint = "lwwsync names rows by their primary key. To change it: lww_untrack('" + t.rel +
                              "'), change the key, lww_track('" + t.rel +
                              "') again, and make the same change on every peer (docs/SCHEMA.md).";
-    if (key.empty())
-        refuse("cannot drop the primary key of tracked table " + rel, hint);
+    if (key.empty()) refuse("cannot drop the primary key of tracked table " + rel, hint);
     if (key != t.key)
-        refuse("cannot change the primary key of tracked table " + rel + " (it was (" + [&] {
-                   std::string s;
-                   for (const auto& k : t.key) s += (s.empty() ? "" : ", ") + k;
-                   return s;
-               }() + "))",
-               hint);
+        refuse(
+            "cannot change the primary key of tracked table " + rel + " (it was (" +
+                [&] {
+                    std::string s;
+                    for (const auto& k : t.key) s += (s.empty() ? "" : ", ") + k;
+                    return s;
+                }() +
+                "))",
+            hint);
     if (key_types != meta_types)
         refuse("cannot change the type or collation of a primary-key column of tracked table " + rel, hint);
 
@@ -228,11 +234,11 @@ void reconcile(Oid relid) {
     std::map<int, Attr> attrs;
     {
         AsMetadataOwner owner;
-        const SpiResult res =
-            run(prepare("SELECT attnum, attname::text, NOT attisdropped AND attgenerated = '' FROM pg_catalog.pg_attribute"
-                        " WHERE attrelid = $1 AND attnum > 0 ORDER BY attnum",
-                        {OIDOID}),
-                {oid_param(relid)}, false);
+        const SpiResult res = run(
+            prepare("SELECT attnum, attname::text, NOT attisdropped AND attgenerated = '' FROM pg_catalog.pg_attribute"
+                    " WHERE attrelid = $1 AND attnum > 0 ORDER BY attnum",
+                    {OIDOID}),
+            {oid_param(relid)}, false);
         for (uint64_t i = 0; i < res.size(); ++i) {
             bool isnull = false;
             attrs[static_cast<int>(res.integer(i, 0))] = Attr{res.text(i, 1), DatumGetBool(res.col(i, 2, &isnull))};
@@ -289,11 +295,12 @@ void after_track(Oid relid) {
     SpiResult res;
     {
         AsMetadataOwner owner;
-        res = run(prepare("UPDATE lwwsync.tables AS t SET attnums = ARRAY(SELECT a.attnum FROM pg_catalog.unnest(t.columns)"
-                          " WITH ORDINALITY AS c(name, n) JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid"
-                          " AND a.attname = c.name AND NOT a.attisdropped ORDER BY c.n) WHERE relid = $1 RETURNING name",
-                          {OIDOID}),
-                  {oid_param(relid)}, false);
+        res = run(
+            prepare("UPDATE lwwsync.tables AS t SET attnums = ARRAY(SELECT a.attnum FROM pg_catalog.unnest(t.columns)"
+                    " WITH ORDINALITY AS c(name, n) JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid"
+                    " AND a.attname = c.name AND NOT a.attisdropped ORDER BY c.n) WHERE relid = $1 RETURNING name",
+                    {OIDOID}),
+            {oid_param(relid)}, false);
     }
     if (res.size() == 1) land_pending(res.text(0, 0));
 }
@@ -512,10 +519,11 @@ std::vector<std::string> remembered_registers(Oid relid) {
     std::vector<std::string> old;
     if (!has_untracked_store()) return old;
     AsMetadataOwner owner;
-    const SpiResult res =
-        run(prepare("SELECT c FROM lwwsync.untracked, unnest(columns) WITH ORDINALITY AS u(c, n) WHERE relid = $1 ORDER BY n",
-                    {OIDOID}),
-            {oid_param(relid)}, false);
+    const SpiResult res = run(
+        prepare(
+            "SELECT c FROM lwwsync.untracked, unnest(columns) WITH ORDINALITY AS u(c, n) WHERE relid = $1 ORDER BY n",
+            {OIDOID}),
+        {oid_param(relid)}, false);
     for (uint64_t i = 0; i < res.size(); ++i) old.push_back(res.text(i, 0));
     return old;
 }
@@ -539,11 +547,11 @@ void forget_untracked(Oid relid, const std::string& meta) {
     if (!has_untracked_store()) return;
     AsMetadataOwner owner;
     run(prepare("DELETE FROM lwwsync.untracked WHERE relid = $1", {OIDOID}), {oid_param(relid)}, false);
-    const SpiResult vh =
-        run(prepare("SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass($1) AND attname = 'vh'"
-                    " AND NOT attisdropped",
-                    {TEXTOID}),
-            {text_param(meta)}, false);
+    const SpiResult vh = run(
+        prepare("SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass($1) AND attname = 'vh'"
+                " AND NOT attisdropped",
+                {TEXTOID}),
+        {text_param(meta)}, false);
     if (!vh.empty()) run_sql("UPDATE " + meta + " SET vh = NULL WHERE vh IS NOT NULL");
 }
 
@@ -557,9 +565,9 @@ extern "C" Datum lww_ddl_end(PG_FUNCTION_ARGS) {
         if (!CALLED_AS_EVENT_TRIGGER(fcinfo)) throw Error("lww_ddl_end must be called as an event trigger");
         SpiSession spi;
         if (!metadata_present()) return PointerGetDatum(nullptr);
-        const std::vector<Oid> relids =
-            relids_of("SELECT DISTINCT objid::pg_catalog.int8 FROM pg_catalog.pg_event_trigger_ddl_commands()"
-                      " WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass");
+        const std::vector<Oid> relids = relids_of(
+            "SELECT DISTINCT objid::pg_catalog.int8 FROM pg_catalog.pg_event_trigger_ddl_commands()"
+            " WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass");
         for (Oid r : relids) reconcile(r);
         return PointerGetDatum(nullptr);
     });
@@ -570,10 +578,10 @@ extern "C" Datum lww_ddl_drop(PG_FUNCTION_ARGS) {
         if (!CALLED_AS_EVENT_TRIGGER(fcinfo)) throw Error("lww_ddl_drop must be called as an event trigger");
         SpiSession spi;
         if (!metadata_present()) return PointerGetDatum(nullptr);
-        const std::vector<Oid> relids =
-            relids_of("SELECT objid::pg_catalog.int8 FROM pg_catalog.pg_event_trigger_dropped_objects()"
-                      " WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND objsubid = 0"
-                      " AND object_type = 'table'");
+        const std::vector<Oid> relids = relids_of(
+            "SELECT objid::pg_catalog.int8 FROM pg_catalog.pg_event_trigger_dropped_objects()"
+            " WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND objsubid = 0"
+            " AND object_type = 'table'");
         for (Oid r : relids) dropped(r);
         return PointerGetDatum(nullptr);
     });

@@ -260,7 +260,8 @@ extern "C" Datum lww_config(PG_FUNCTION_ARGS) {
         if (PG_NARGS() > 1 && !PG_ARGISNULL(1)) {
             const int64 v = check_setting(*s, PG_GETARG_INT64(1));
             if (key == "conflict_log" && v == 1 &&
-                run_sql("SELECT 1 FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass('lwwsync.conflicts')", true)
+                run_sql("SELECT 1 FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass('lwwsync.conflicts')",
+                        true)
                     .empty())
                 throw Error("conflict_log needs lwwsync 0.6 (ALTER EXTENSION lwwsync UPDATE)");
             run_sql("INSERT INTO lwwsync.state(key, value) VALUES (" + quote_literal(key) + ", '" + std::to_string(v) +
@@ -346,9 +347,9 @@ extern "C" Datum lww_meta_fields(PG_FUNCTION_ARGS) {
     return guarded_entry("meta_fields", [&] {
         uint64_t seq = 0;
         const StoredRow sr = unpack_stored(bytea_view(fcinfo, 0), &seq);
-        Datum v[6] = {bigint_result(seq, "seq"), bigint_result(sr.gen, "generation"), bigint_result(sr.row_hlc, "hlc"),
-                      Int64GetDatum(static_cast<int64>(sr.row_node)), bigint_result(sr.row_seq, "seq"),
-                      bytea_param(sr.cols).value};
+        Datum v[6] = {bigint_result(seq, "seq"),        bigint_result(sr.gen, "generation"),
+                      bigint_result(sr.row_hlc, "hlc"), Int64GetDatum(static_cast<int64>(sr.row_node)),
+                      bigint_result(sr.row_seq, "seq"), bytea_param(sr.cols).value};
         bool n[6] = {false, false, false, false, false, sr.cols.empty()};
         Datum out = 0;
         pg_call([&] {

@@ -71,14 +71,14 @@ void pg_call(F&& f) {
 // One SQLSTATE per kind (docs/ERRORS.md); the gateway's HTTP status follows it.
 inline int sqlstate_of(ErrorKind kind) {
     switch (kind) {
-        case ErrorKind::not_found: return ERRCODE_UNDEFINED_OBJECT;              // 42704: HTTP 404
-        case ErrorKind::limit: return ERRCODE_PROGRAM_LIMIT_EXCEEDED;             // 54000: HTTP 413
-        case ErrorKind::drift: return ERRCODE_DATETIME_FIELD_OVERFLOW;            // 22008: HTTP 409
-        case ErrorKind::conflict: return ERRCODE_OBJECT_IN_USE;                   // 55006: HTTP 409
-        case ErrorKind::permission: return ERRCODE_INSUFFICIENT_PRIVILEGE;        // 42501: HTTP 403
-        case ErrorKind::read_only: return ERRCODE_READ_ONLY_SQL_TRANSACTION;      // 25006: HTTP 503, push elsewhere
-        case ErrorKind::cancelled: return ERRCODE_QUERY_CANCELED;                 // 57014: HTTP 504
-        case ErrorKind::internal: return ERRCODE_INTERNAL_ERROR;                  // XX000: HTTP 500
+        case ErrorKind::not_found: return ERRCODE_UNDEFINED_OBJECT;           // 42704: HTTP 404
+        case ErrorKind::limit: return ERRCODE_PROGRAM_LIMIT_EXCEEDED;         // 54000: HTTP 413
+        case ErrorKind::drift: return ERRCODE_DATETIME_FIELD_OVERFLOW;        // 22008: HTTP 409
+        case ErrorKind::conflict: return ERRCODE_OBJECT_IN_USE;               // 55006: HTTP 409
+        case ErrorKind::permission: return ERRCODE_INSUFFICIENT_PRIVILEGE;    // 42501: HTTP 403
+        case ErrorKind::read_only: return ERRCODE_READ_ONLY_SQL_TRANSACTION;  // 25006: HTTP 503, push elsewhere
+        case ErrorKind::cancelled: return ERRCODE_QUERY_CANCELED;             // 57014: HTTP 504
+        case ErrorKind::internal: return ERRCODE_INTERNAL_ERROR;              // XX000: HTTP 500
         case ErrorKind::bad_input: break;
     }
     return ERRCODE_DATA_EXCEPTION;  // 22000: HTTP 400

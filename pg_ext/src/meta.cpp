@@ -98,7 +98,8 @@ Param array_of(const ArrayElem& e, std::vector<Datum>& vals, const std::vector<b
             isnull = static_cast<bool*>(palloc(sizeof(bool) * (vals.size() + 1)));
             for (size_t i = 0; i < vals.size(); ++i) isnull[i] = (*nulls)[i];
         }
-        out.value = PointerGetDatum(construct_md_array(vals.data(), isnull, 1, &dims, &lbs, e.type, e.len, e.byval, e.align));
+        out.value =
+            PointerGetDatum(construct_md_array(vals.data(), isnull, 1, &dims, &lbs, e.type, e.len, e.byval, e.align));
     });
     return out;
 }
@@ -204,9 +205,8 @@ std::unique_ptr<MetaSql> build_sql(const TableInfo& t) {
     for (const auto& e : q->elems) arrays.push_back(e.array);
     // st as meta_at reads it, then the key's position and the metadata
     // row's identity (two spellings of one key find one row).
-    const std::string many = "SELECT m.st, u.n, m.ctid FROM unnest(" + unnest_keys +
-                             ") WITH ORDINALITY AS u(" + knames + "n) JOIN " + t.meta + " AS m ON " + match +
-                             " ORDER BY u.n";
+    const std::string many = "SELECT m.st, u.n, m.ctid FROM unnest(" + unnest_keys + ") WITH ORDINALITY AS u(" +
+                             knames + "n) JOIN " + t.meta + " AS m ON " + match + " ORDER BY u.n";
     q->load_many = prepare(many, arrays);
     q->load_many_locked = prepare(many + " FOR UPDATE OF m", arrays);
     arrays.push_back(BYTEAARRAYOID);
@@ -286,8 +286,8 @@ std::vector<RowState> load_meta_many_ids(const TableInfo& t, const std::vector<s
             bool isnull = false;
             const ItemPointer tid = reinterpret_cast<ItemPointer>(DatumGetPointer(res.col(r, 2, &isnull)));
             // 0 stays "no row": block numbers are shifted past it.
-            (*row_ids)[at - 1] = ((uint64_t(ItemPointerGetBlockNumberNoCheck(tid)) + 1) << 16) |
-                                 ItemPointerGetOffsetNumberNoCheck(tid);
+            (*row_ids)[at - 1] =
+                ((uint64_t(ItemPointerGetBlockNumberNoCheck(tid)) + 1) << 16) | ItemPointerGetOffsetNumberNoCheck(tid);
         }
         out[at - 1] = meta_at(res, r, t.cols.size());
     }
@@ -347,12 +347,14 @@ std::vector<Param> meta_arrays(const MetaSql& q, const std::vector<std::vector<P
 
 void check_sizes(const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows) {
     if (keys.size() != rows.size())
-        throw Error("metadata of " + std::to_string(rows.size()) + " rows for " + std::to_string(keys.size()) + " keys");
+        throw Error("metadata of " + std::to_string(rows.size()) + " rows for " + std::to_string(keys.size()) +
+                    " keys");
 }
 
 }  // namespace
 
-void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows) {
+void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys,
+                     const std::vector<RowState>& rows) {
     check_sizes(keys, rows);
     if (keys.empty()) return;
     const MetaSql& q = sql_for(t);
@@ -393,7 +395,8 @@ std::vector<bool> insert_new_meta(const TableInfo& t, const std::vector<std::vec
     return stored;
 }
 
-bool insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows) {
+bool insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys,
+                      const std::vector<RowState>& rows) {
     check_sizes(keys, rows);
     if (keys.empty()) return true;
     const MetaSql& q = sql_for(t);
@@ -445,7 +448,8 @@ UserRows probe_user_rows(const TableInfo& t, const SpiResult& meta, const std::v
                 elems[i] = SPI_getbinval(meta.table->vals[meta_rows[i]], meta.table->tupdesc,
                                          key_at + static_cast<int>(k) + 1, &isnull);
             }
-            ArrayType* a = construct_array(elems.data(), static_cast<int>(meta_rows.size()), e.type, e.len, e.byval, e.align);
+            ArrayType* a =
+                construct_array(elems.data(), static_cast<int>(meta_rows.size()), e.type, e.len, e.byval, e.align);
             array_types[k] = e.array;
             arrays[k] = Param{e.array, PointerGetDatum(a), false};
         }

@@ -37,7 +37,8 @@ std::vector<RowState> load_meta_many_ids(const TableInfo& t, const std::vector<s
                                          std::vector<uint64_t>* row_ids);
 // Stores the metadata of many distinct rows in one INSERT ... ON CONFLICT statement
 // (arrays bound as parameters, unnest), the same columns store_meta writes.
-void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows);
+void store_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys,
+                     const std::vector<RowState>& rows);
 // Stores the metadata of rows that had none when it was read, locked or not
 // (no lock holds a key nobody stored yet): INSERT ... ON CONFLICT DO NOTHING,
 // which waits for a transaction inserting the same key. Per row, whether it
@@ -49,7 +50,8 @@ std::vector<bool> insert_new_meta(const TableInfo& t, const std::vector<std::vec
 // INSERT (ON CONFLICT's speculative insertion costs as much again), in a
 // subtransaction. False, and nothing stored, when another transaction
 // stored one of the rows meanwhile.
-bool insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys, const std::vector<RowState>& rows);
+bool insert_meta_many(const TableInfo& t, const std::vector<std::vector<Param>>& keys,
+                      const std::vector<RowState>& rows);
 
 // An array parameter of values of type `type` (a domain without an array
 // type: an array of its base type, which unnest hands back for the column

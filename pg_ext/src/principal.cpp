@@ -64,10 +64,12 @@ void bind_node(const NodeId& node, const Principal& p, bool proven, bool record)
     SpiResult bound = run(get, {args[0]}, false);
     if (bound.empty()) {
         if (!run_sql("SELECT 1 FROM lwwsync.state WHERE key = 'bind_new_nodes' AND value = '0'", true).empty())
-            throw permission_denied("node " + node.str() + " is not enrolled on this server (lww_config('bind_new_nodes') "
+            throw permission_denied("node " + node.str() +
+                                    " is not enrolled on this server (lww_config('bind_new_nodes') "
                                     "is 0): an administrator binds it in lwwsync.bindings first");
         if (node.keyed() && !proven)
-            throw permission_denied("node " + node.str() + " is derived from a key: it must sync through lww_exchange, "
+            throw permission_denied("node " + node.str() +
+                                    " is derived from a key: it must sync through lww_exchange, "
                                     "showing its key, before its change sets are applied here");
         // A round trip that pushes nothing: its first push binds the node.
         if (!record) return;
@@ -99,23 +101,25 @@ OwnStamps::OwnStamps(const ChangeSet& cs, const Principal& p) {
         }
     if (list.empty()) return;
     AsMetadataOwner owner;
-    const SpiResult bound =
-        run(prepare("SELECT node::text FROM lwwsync.bindings"
-                    " WHERE node = ANY (pg_catalog.string_to_array($1, ',')::uuid[]) AND role = $2::name AND subject = $3",
-                    {TEXTOID, TEXTOID, TEXTOID}),
-            {text_param(list), text_param(p.role), text_param(p.subject)}, true);
+    const SpiResult bound = run(
+        prepare("SELECT node::text FROM lwwsync.bindings"
+                " WHERE node = ANY (pg_catalog.string_to_array($1, ',')::uuid[]) AND role = $2::name AND subject = $3",
+                {TEXTOID, TEXTOID, TEXTOID}),
+        {text_param(list), text_param(p.role), text_param(p.subject)}, true);
     for (uint64_t i = 0; i < bound.size(); ++i) own_.insert(node_key(NodeId::parse(bound.text(i, 0))));
     // Node ids this database itself used before a restore, a failover or
     // lww_reset_node: devices pulled registers stamped by them that this
     // database may have lost; anyone may bring those back (as any change,
     // within the caller's rights), stamped before the id was retired.
     if (run_sql("SELECT 1 FROM pg_catalog.pg_class WHERE relname = 'retired'"
-                " AND relnamespace = 'lwwsync'::pg_catalog.regnamespace", true).empty())
+                " AND relnamespace = 'lwwsync'::pg_catalog.regnamespace",
+                true)
+            .empty())
         return;
-    const SpiResult retired =
-        run(prepare("SELECT node::text, hlc FROM lwwsync.retired WHERE node = ANY (pg_catalog.string_to_array($1, ',')::uuid[])",
-                    {TEXTOID}),
-            {text_param(list)}, true);
+    const SpiResult retired = run(prepare("SELECT node::text, hlc FROM lwwsync.retired WHERE node = ANY "
+                                          "(pg_catalog.string_to_array($1, ',')::uuid[])",
+                                          {TEXTOID}),
+                                  {text_param(list)}, true);
     for (uint64_t i = 0; i < retired.size(); ++i) {
         const std::string k = node_key(NodeId::parse(retired.text(i, 0)));
         own_.insert(k);

@@ -49,7 +49,7 @@ public:
     bool has(const Stamp& stamp) const;
 
 private:
-    std::unordered_set<std::string> own_;  // NodeId bytes
+    std::unordered_set<std::string> own_;                // NodeId bytes
     std::unordered_map<std::string, uint64_t> retired_;  // retired node -> its last hlc
 };
 

@@ -29,7 +29,8 @@ Param int8_param(uint64_t v) {
 }
 
 uint64_t state_number(const char* key) {
-    const SpiResult res = run(prepare("SELECT value FROM lwwsync.state WHERE key = $1", {TEXTOID}), {text_param(key)}, false);
+    const SpiResult res =
+        run(prepare("SELECT value FROM lwwsync.state WHERE key = $1", {TEXTOID}), {text_param(key)}, false);
     return res.empty() ? 0 : static_cast<uint64_t>(std::stoull(res.text(0, 0)));
 }
 
@@ -50,7 +51,8 @@ static uint64_t old_enough(uint64_t older_than_ms) {
     const SpiResult got = run_sql("SELECT value FROM lwwsync.state WHERE key = 'purge_marks' FOR UPDATE", false);
     PurgeMarks marks = got.empty() ? PurgeMarks{} : parse_marks(got.text(0, 0));
     const SpiResult ttl_res = run_sql("SELECT value FROM lwwsync.state WHERE key = 'tombstone_ttl_ms'", false);
-    const uint64_t ttl = ttl_res.empty() ? static_cast<uint64_t>(kDefaultTombstoneTtlMs) : std::stoull(ttl_res.text(0, 0));
+    const uint64_t ttl =
+        ttl_res.empty() ? static_cast<uint64_t>(kDefaultTombstoneTtlMs) : std::stoull(ttl_res.text(0, 0));
     const SpiResult last = run_sql("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lwwsync.seq", false);
     const uint64_t last_seq = last.empty() ? 0 : static_cast<uint64_t>(last.integer(0, 0));
     const uint64_t upto = seq_older_than(marks, now, older_than_ms, last_seq);
@@ -77,8 +79,10 @@ size_t purge_tombstones(uint64_t older_than_ms) {
     for (const TablePtr& t : State::get().tables()) {
         // Row locks: a tombstone a merge or a write holds now stays for the next purge.
         const SpiResult res = run(prepare("WITH d AS (DELETE FROM " + t->meta + " WHERE ctid IN (SELECT ctid FROM " +
-                                              t->meta + " WHERE " + meta_seq() + " <= $1 AND lwwsync.meta_gen(st) % 2 = 0"
-                                              " FOR UPDATE SKIP LOCKED) RETURNING " + meta_seq() +
+                                              t->meta + " WHERE " + meta_seq() +
+                                              " <= $1 AND lwwsync.meta_gen(st) % 2 = 0"
+                                              " FOR UPDATE SKIP LOCKED) RETURNING " +
+                                              meta_seq() +
                                               " AS seq, lwwsync.meta_gen(st) AS gen)"
                                               " SELECT count(*), coalesce(max(seq), 0), coalesce(max(gen), 0) FROM d",
                                           {INT8OID}),
@@ -98,7 +102,8 @@ size_t PgEngine::auto_purge() {
     AsMetadataOwner owner;
     const uint64_t now = wall_clock_ms();
     const SpiResult ttl_res = run_sql("SELECT value FROM lwwsync.state WHERE key = 'tombstone_ttl_ms'", false);
-    const uint64_t ttl = ttl_res.empty() ? static_cast<uint64_t>(kDefaultTombstoneTtlMs) : std::stoull(ttl_res.text(0, 0));
+    const uint64_t ttl =
+        ttl_res.empty() ? static_cast<uint64_t>(kDefaultTombstoneTtlMs) : std::stoull(ttl_res.text(0, 0));
     if (!auto_purge_due(now, state_number("purged_at"), ttl)) return 0;
     // One backend purges; the others go on (their callers are not kept waiting).
     const SpiResult lock = run_sql("SELECT pg_catalog.pg_try_advisory_xact_lock(7418839, 1)::int", false);
@@ -137,7 +142,7 @@ std::vector<std::pair<std::string, uint64_t>> PgEngine::gen_floors() {
 // Which keys of `table` this database holds: metadata (a row or a
 // tombstone), or a row of the caller's parked in lwwsync.rejected.
 std::optional<std::vector<uint64_t>> PgEngine::holds_keys(const NodeId&, const std::string& table,
-                                                      const std::vector<std::vector<Value>>& keys) {
+                                                          const std::vector<std::vector<Value>>& keys) {
     const TablePtr t = State::get().find(table);
     if (!t) return std::nullopt;
     // Which keys exist is for callers that may read the table and whom no
@@ -169,16 +174,16 @@ std::optional<std::vector<uint64_t>> PgEngine::holds_keys(const NodeId&, const s
     AsMetadataOwner owner;
     const std::vector<RowState> meta = load_meta_many(*t, params, false);
     const Principal& p = who();
-    const SPIPlanPtr parked = prepare("SELECT 1 FROM lwwsync.rejected WHERE role = $1::name AND subject = $2"
-                                      " AND tbl = $3 AND key = $4::jsonb",
-                                      {TEXTOID, TEXTOID, TEXTOID, TEXTOID});
+    const SPIPlanPtr parked = prepare(
+        "SELECT 1 FROM lwwsync.rejected WHERE role = $1::name AND subject = $2"
+        " AND tbl = $3 AND key = $4::jsonb",
+        {TEXTOID, TEXTOID, TEXTOID, TEXTOID});
     for (size_t i = 0; i < keys.size(); ++i) {
         held[i] = meta[i].gen;
-        if (held[i] == 0 && !run(parked,
-                                 {text_param(p.role), text_param(p.subject), text_param(table),
-                                  text_param(key_json(keys[i]))},
-                                 true)
-                                 .empty())
+        if (held[i] == 0 &&
+            !run(parked, {text_param(p.role), text_param(p.subject), text_param(table), text_param(key_json(keys[i]))},
+                 true)
+                 .empty())
             held[i] = kParkedGeneration;
     }
     return held;

@@ -38,8 +38,8 @@ void State::begin() {
             tables_oid_ = get_relname_relid("tables", nsp);
             state_oid_ = get_relname_relid("state", nsp);
             nodes_oid_ = get_relname_relid("nodes", nsp);
-            invalidated_by_triggers_ = OidIsValid(tables_oid_) &&
-                                       OidIsValid(get_trigger_oid(tables_oid_, "lwwsync_invalidate", true));
+            invalidated_by_triggers_ =
+                OidIsValid(tables_oid_) && OidIsValid(get_trigger_oid(tables_oid_, "lwwsync_invalidate", true));
         });
         all_stale_ = false;
         tables_stale_ = settings_stale_ = nodes_stale_ = true;
@@ -88,10 +88,8 @@ void State::relation_changed(Oid relid) noexcept {
     } else if (relid == seq_oid_) {
         seq_oid_ = InvalidOid;
     } else if (by_relid_.count(relid)) {
-        if (ndropped_ < kMaxDropped)
-            dropped_[ndropped_++] = relid;
-        else
-            tables_stale_ = true;
+        if (ndropped_ < kMaxDropped) dropped_[ndropped_++] = relid;
+        else tables_stale_ = true;
     } else {
         return;
     }
@@ -123,7 +121,8 @@ NodeDirectory& State::nodes() {
     if (nodes_stale_ || !nodes_) {
         AsMetadataOwner owner;
         const SpiResult res = run(prepare("SELECT value FROM lwwsync.state WHERE key = 'node_id'", {}), {}, false);
-        if (res.size() != 1) throw Error("lwwsync metadata is damaged: no node_id in lwwsync.state", ErrorKind::internal);
+        if (res.size() != 1)
+            throw Error("lwwsync metadata is damaged: no node_id in lwwsync.state", ErrorKind::internal);
         nodes_ = std::make_unique<NodeDirectory>(NodeId::parse(res.text(0, 0)), static_cast<NodeSource*>(this));
         nodes_stale_ = false;
     }
@@ -146,10 +145,11 @@ void State::load_settings() {
     SpiResult res;
     {
         AsMetadataOwner owner;
-        res = run(prepare("SELECT key, value FROM lwwsync.state"
-                          " WHERE key IN ('max_drift_ms', 'conflict_log', 'conflict_log_rows') OR key LIKE 'genfloor:%'",
-                          {}),
-                  {}, false);
+        res =
+            run(prepare("SELECT key, value FROM lwwsync.state"
+                        " WHERE key IN ('max_drift_ms', 'conflict_log', 'conflict_log_rows') OR key LIKE 'genfloor:%'",
+                        {}),
+                {}, false);
     }
     uint64_t drift = kDefaultMaxDriftMs;
     conflict_log_ = ConflictLog{};
@@ -157,7 +157,8 @@ void State::load_settings() {
     for (uint64_t r = 0; r < res.size(); ++r) {
         const std::string key = res.text(r, 0);
         const std::string value = res.text(r, 1);
-        if (key.rfind("genfloor:", 0) == 0) gen_floor_[static_cast<Oid>(std::stoul(key.substr(9)))] = std::stoull(value);
+        if (key.rfind("genfloor:", 0) == 0)
+            gen_floor_[static_cast<Oid>(std::stoul(key.substr(9)))] = std::stoull(value);
         else if (key == "max_drift_ms") drift = std::stoull(value);
         else if (key == "conflict_log") conflict_log_.on = value == "1";
         else conflict_log_.rows = std::stoll(value);
@@ -259,7 +260,9 @@ TablePtr State::find(const std::string& wire_name) {
     {
         AsMetadataOwner owner;
         Param p{TEXTOID, 0, false};
-        pg_call([&] { p.value = PointerGetDatum(cstring_to_text_with_len(wire_name.data(), static_cast<int>(wire_name.size()))); });
+        pg_call([&] {
+            p.value = PointerGetDatum(cstring_to_text_with_len(wire_name.data(), static_cast<int>(wire_name.size())));
+        });
         const SpiResult res = run(prepare("SELECT relid FROM lwwsync.tables WHERE name = $1", {TEXTOID}), {p}, false);
         if (res.size() == 1) relid = static_cast<Oid>(res.integer(0, 0));
     }
@@ -334,7 +337,8 @@ std::string state_value(const char* key, bool* found) {
 }
 
 void set_state(const char* key, const std::string& value) {
-    run(prepare("INSERT INTO lwwsync.state(key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    run(prepare("INSERT INTO lwwsync.state(key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = "
+                "excluded.value",
                 {TEXTOID, TEXTOID}),
         {text_param(key), text_param(value)}, false);
 }
@@ -362,11 +366,12 @@ std::string current_identity(bool* writable) {
 
 // A dump restored into another database: tracked tables have new oids.
 void remap_tables() {
-    run_sql("UPDATE lwwsync.tables AS t SET relid = c.oid FROM pg_catalog.pg_class AS c"
-            " JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
-            " WHERE c.relkind IN ('r', 'p') AND t.relid <> c.oid AND t.name = CASE WHEN n.nspname = 'public'"
-            " THEN c.relname::text ELSE n.nspname || '.' || c.relname END",
-            false);
+    run_sql(
+        "UPDATE lwwsync.tables AS t SET relid = c.oid FROM pg_catalog.pg_class AS c"
+        " JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'p') AND t.relid <> c.oid AND t.name = CASE WHEN n.nspname = 'public'"
+        " THEN c.relname::text ELSE n.nspname || '.' || c.relname END",
+        false);
 }
 
 }  // namespace
@@ -426,16 +431,19 @@ NodeId State::reset_node(const std::string& reason) {
     }
     if (fresh != current) {
         set_state("node_id", fresh.str());
-        run(prepare("UPDATE lwwsync.nodes SET id = $1::uuid WHERE idx = 0", {TEXTOID}), {text_param(fresh.str())}, false);
+        run(prepare("UPDATE lwwsync.nodes SET id = $1::uuid WHERE idx = 0", {TEXTOID}), {text_param(fresh.str())},
+            false);
     }
     set_state("self_node", fresh.str());
     // The old id: another node from now on, whose registers peers may bring back.
     run(prepare("INSERT INTO lwwsync.nodes(id) VALUES ($1::uuid) ON CONFLICT (id) DO NOTHING", {TEXTOID}),
         {text_param(old.str())}, false);
     if (has_relation("retired"))
-        run(prepare("INSERT INTO lwwsync.retired(node, hlc, reason) VALUES ($1::uuid, $2, $3) ON CONFLICT (node) DO NOTHING",
+        run(prepare("INSERT INTO lwwsync.retired(node, hlc, reason) VALUES ($1::uuid, $2, $3) ON CONFLICT (node) DO "
+                    "NOTHING",
                     {TEXTOID, INT8OID, TEXTOID}),
-            {text_param(old.str()), Param{INT8OID, Int64GetDatum(static_cast<int64>(std::max(clock_.last(), wall_clock_ms() << 16))), false},
+            {text_param(old.str()),
+             Param{INT8OID, Int64GetDatum(static_cast<int64>(std::max(clock_.last(), wall_clock_ms() << 16))), false},
              text_param(reason)},
             false);
     // Peers hold back registers stamped by the receiver's own id, and we may
@@ -453,7 +461,8 @@ NodeId State::reset_node(const std::string& reason) {
     nodes_stale_ = tables_stale_ = true;
     const std::string old_id = old.str(), new_id = fresh.str();
     pg_call([&] {
-        ereport(LOG, (errmsg("lwwsync: node %s takes the new node id %s: %s", old_id.c_str(), new_id.c_str(), reason.c_str())));
+        ereport(LOG, (errmsg("lwwsync: node %s takes the new node id %s: %s", old_id.c_str(), new_id.c_str(),
+                             reason.c_str())));
     });
     return fresh;
 }
@@ -466,10 +475,11 @@ TableInfo describe_table(Oid relid) {
     std::vector<std::string> key_order;
     {
         AsMetadataOwner owner;
-        SPIPlanPtr plan = prepare("SELECT name, key_columns::text[], columns::text[], meta FROM lwwsync.tables WHERE relid = $1",
-                                  {OIDOID});
+        SPIPlanPtr plan = prepare(
+            "SELECT name, key_columns::text[], columns::text[], meta FROM lwwsync.tables WHERE relid = $1", {OIDOID});
         const SpiResult row = run(plan, {Param{OIDOID, ObjectIdGetDatum(relid), false}}, false);
-        if (row.size() != 1) throw Error("table with oid " + std::to_string(relid) + " is not tracked", ErrorKind::not_found);
+        if (row.size() != 1)
+            throw Error("table with oid " + std::to_string(relid) + " is not tracked", ErrorKind::not_found);
         t.name = row.text(0, 0);
         t.meta = row.text(0, 3);
         // Arrays come back through their text form; unnest them instead.

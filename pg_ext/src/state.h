@@ -73,12 +73,12 @@ struct KeyEqual {
 // statement of the batch that is not the one writing it) is a local write,
 // kept in `ops` and replayed after the merged metadata is stored.
 struct OwnWrite {
-    bool writing = false;            // the running statement is the one writing this row
+    bool writing = false;  // the running statement is the one writing this row
     LocalOp::Kind kind = LocalOp::update;
-    CommandId cid = InvalidCommandId;  // the writing statement's command id
+    CommandId cid = InvalidCommandId;                                // the writing statement's command id
     std::vector<std::pair<size_t, std::pair<Datum, bool>>> written;  // (register, (datum, null)) the merge wrote
-    bool seen = false;               // the statement's own event came
-    std::vector<LocalOp> ops;        // local writes to the row meanwhile
+    bool seen = false;                                               // the statement's own event came
+    std::vector<LocalOp> ops;                                        // local writes to the row meanwhile
 };
 
 // The rows of one table lww_apply is writing (one for a row-by-row merge, a
@@ -172,10 +172,10 @@ private:
     bool settings_stale_ = true;  // max_drift_ms, conflict_log, gen_floor_
     std::map<Oid, uint64_t> gen_floor_;
     ConflictLog conflict_log_;
-    bool nodes_stale_ = true;     // the node directory
+    bool nodes_stale_ = true;  // the node directory
     static constexpr int kMaxDropped = 16;
     Oid dropped_[kMaxDropped] = {};  // single descriptions to drop
-    int ndropped_ = 0;                // past kMaxDropped: tables_stale_
+    int ndropped_ = 0;               // past kMaxDropped: tables_stale_
     // Invalidations received: a lookup during which it moved keeps its
     // result out of the cache (it may predate the change).
     uint64_t generation_ = 0;
@@ -184,7 +184,7 @@ private:
     bool nodes_recorded_ = false;  // ensure_node inserted in this transaction
     HybridClock clock_;
     LocalTransactionId clock_lxid_ = InvalidLocalTransactionId;  // persisted clock observed
-    std::unordered_map<Oid, TablePtr> by_relid_;  // nullptr: not tracked, or cannot be described
+    std::unordered_map<Oid, TablePtr> by_relid_;                 // nullptr: not tracked, or cannot be described
     std::unordered_map<std::string, Oid> by_name_;
     std::vector<TablePtr> all_;  // every tracked table, when all_valid_
     bool all_valid_ = false;

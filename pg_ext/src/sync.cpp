@@ -59,10 +59,10 @@ Cursor PgEngine::cursor_of(const NodeId& peer) {
     const Principal& p = who();
     const std::vector<Param> args = {uuid_text(peer), text_param(p.role), text_param(p.subject)};
     AsMetadataOwner owner;
-    SpiResult res =
-        run(prepare("SELECT received, floor FROM lwwsync.peers WHERE node = $1::uuid AND role = $2::name AND subject = $3",
-                    {TEXTOID, TEXTOID, TEXTOID}),
-            args, false);
+    SpiResult res = run(
+        prepare("SELECT received, floor FROM lwwsync.peers WHERE node = $1::uuid AND role = $2::name AND subject = $3",
+                {TEXTOID, TEXTOID, TEXTOID}),
+        args, false);
     if (res.empty()) {
         // A cursor from before 0.3 (no principal) belongs to the node's
         // principal; it moves to it at that node's first push (a read-only
@@ -79,20 +79,14 @@ Cursor PgEngine::cursor_of(const NodeId& peer) {
 
 Batch PgEngine::changes(const ChangesRequest& req) { return collect_changes(req); }
 
-uint64_t PgEngine::clock_now() {
-    return std::max(State::get().clock().last(), wall_clock_ms() << 16);
-}
+uint64_t PgEngine::clock_now() { return std::max(State::get().clock().last(), wall_clock_ms() << 16); }
 
 // In memory only: a client persists its clock with its next applied batch
 // (apply_changeset) — writing here, between feed reads, would hold a row
 // lock while the feed waits for writers.
-void PgEngine::observe_clock(uint64_t hlc) {
-    State::get().clock().observe(hlc);
-}
+void PgEngine::observe_clock(uint64_t hlc) { State::get().clock().observe(hlc); }
 
-uint64_t PgEngine::max_drift_ms() {
-    return State::get().clock().max_drift_ms();
-}
+uint64_t PgEngine::max_drift_ms() { return State::get().clock().max_drift_ms(); }
 
 // Copies and restores (docs/PROTOCOL.md).
 uint64_t PgEngine::last_seq() {
@@ -182,9 +176,9 @@ SeqRanges PgEngine::relayed_from(const NodeId& peer, uint64_t after) {
     // Not read-only: a read-only statement sees the snapshot the calling
     // query started with, not the ranges this sync recorded (its retry of
     // parked rows).
-    const SpiResult res = run(prepare("SELECT lo, hi FROM lwwsync.relayed WHERE node = $1::uuid AND hi > $2 ORDER BY lo",
-                                      {TEXTOID, INT8OID}),
-                              {uuid_text(peer), int8_arg(after)}, false);
+    const SpiResult res = run(
+        prepare("SELECT lo, hi FROM lwwsync.relayed WHERE node = $1::uuid AND hi > $2 ORDER BY lo", {TEXTOID, INT8OID}),
+        {uuid_text(peer), int8_arg(after)}, false);
     for (uint64_t r = 0; r < res.size(); ++r)
         out.push_back(SeqRange{static_cast<uint64_t>(res.integer(r, 0)), static_cast<uint64_t>(res.integer(r, 1))});
     return out;
@@ -270,8 +264,8 @@ void wait_readable(Connection& c) {
     while (PQisBusy(conn)) {
         int rc = 0;
         pg_call([&] {
-            rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_SOCKET_READABLE | WL_EXIT_ON_PM_DEATH, PQsocket(conn), -1L,
-                                   PG_WAIT_EXTENSION);
+            rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_SOCKET_READABLE | WL_EXIT_ON_PM_DEATH, PQsocket(conn),
+                                   -1L, PG_WAIT_EXTENSION);
             ResetLatch(MyLatch);
             CHECK_FOR_INTERRUPTS();
         });
@@ -359,11 +353,9 @@ std::string sync_libpq(const std::string& url, const SyncOptions& opt, const Pro
         route_notices(c.notices);
         return out;
     };
-    Transport send = with_retries(exchange, opt.retries,
-                                  interruptible_sleep, notice);
+    Transport send = with_retries(exchange, opt.retries, interruptible_sleep, notice);
     return run_sync(local, send, opt.limits, progress).json();
 }
-
 
 // Progress of a running lww_sync: a NOTICE every 10th round trip (or second), and the
 // backend's pg_stat_activity.query (read by lww_sync_status()) after every
@@ -410,7 +402,7 @@ private:
 // Between retries: a latch wait that a cancel or shutdown interrupts.
 void interruptible_sleep(long ms) {
     pg_call([&] {
-        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, PG_WAIT_EXTENSION);
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, PG_WAIT_EXTENSION);
         ResetLatch(MyLatch);
         CHECK_FOR_INTERRUPTS();
     });
@@ -434,13 +426,12 @@ std::string sync_with(const std::string& url, const SyncOptions& opt) {
                     "\": use http(s)://host/rpc/lww_exchange (an lwwsync server or PostgREST) or postgresql://…");
     ProgressReport report(url);
     report(SyncStats{});  // visible in lww_sync_status() before the first round trip ends
-    std::string stats = is_http_url(url) ? sync_http(url, opt, report)
-                                         : sync_libpq(url, opt, [&](const SyncStats& s) { report(s); });
+    std::string stats =
+        is_http_url(url) ? sync_http(url, opt, report) : sync_libpq(url, opt, [&](const SyncStats& s) { report(s); });
     // The server's clock, observed in memory during the sync, is persisted
     // now that no feed read follows: other backends' writes stamp after it too.
     State::get().persist_clock();
     return stats;
 }
-
 
 }  // namespace lww::pg

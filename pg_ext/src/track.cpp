@@ -153,16 +153,15 @@ int64_t stamp_new_rows(const TableInfo& t, uint64_t hlc) {
         }
     });
     for (size_t i = 0; i < nkeys; ++i) params += (i ? ", $" : "$") + std::to_string(i + 1);
-    const std::string fresh_sql = "SELECT u.* FROM unnest(" + params + ") AS u(" + names + ") WHERE NOT EXISTS (SELECT 1 FROM " +
-                                  t.meta + " AS m WHERE " + match + ")";
+    const std::string fresh_sql = "SELECT u.* FROM unnest(" + params + ") AS u(" + names +
+                                  ") WHERE NOT EXISTS (SELECT 1 FROM " + t.meta + " AS m WHERE " + match + ")";
     const Stamp stamp{hlc, State::get().self()};
     Portal portal = nullptr;
     {
         AsTableOwner owner(t.relid);
         const std::string scan = "SELECT " + sel + " FROM " + t.qualified + " AS t";
-        pg_call([&] {
-            portal = SPI_cursor_open_with_args(nullptr, scan.c_str(), 0, nullptr, nullptr, nullptr, true, 0);
-        });
+        pg_call(
+            [&] { portal = SPI_cursor_open_with_args(nullptr, scan.c_str(), 0, nullptr, nullptr, nullptr, true, 0); });
     }
     constexpr long kChunk = 10000;
     int64_t stamped = 0;
@@ -188,9 +187,10 @@ int64_t stamp_new_rows(const TableInfo& t, uint64_t hlc) {
                     elems[r] =
                         SPI_getbinval(chunk.table->vals[r], chunk.table->tupdesc, static_cast<int>(k) + 1, &isnull);
                 }
-                arrays[k] = Param{array_types[k],
-                                  PointerGetDatum(construct_array(elems.data(), static_cast<int>(n), elem, len, byval, align)),
-                                  false};
+                arrays[k] =
+                    Param{array_types[k],
+                          PointerGetDatum(construct_array(elems.data(), static_cast<int>(n), elem, len, byval, align)),
+                          false};
             }
         });
         SpiResult fresh;
@@ -234,9 +234,8 @@ void install_capture_triggers(Oid relid, const std::string& qualified) {
     // made through its parent).
     bool per_statement = false;
     pg_call([&] {
-        per_statement = OidIsValid(LookupFuncName(list_make2(makeString(pstrdup("lwwsync")),
-                                                             makeString(pstrdup("lww_capture"))),
-                                                  0, nullptr, true));
+        per_statement = OidIsValid(LookupFuncName(
+            list_make2(makeString(pstrdup("lwwsync")), makeString(pstrdup("lww_capture"))), 0, nullptr, true));
     });
     if (per_statement) {
         const SpiResult res =
@@ -342,21 +341,22 @@ TableColumns table_columns(Oid relid, const std::string& rel) {
 // A table tracked already (a second lww_track): its register indexes stay
 // stable, new columns go last, and neither its key nor a column may have gone.
 void keep_register_order(const TableInfo& known, const std::string& rel, TableColumns& c) {
-    if (known.key != c.key) throw Error("the primary key of \"" + rel + "\" changed since it was tracked; lww_untrack it first");
+    if (known.key != c.key)
+        throw Error("the primary key of \"" + rel + "\" changed since it was tracked; lww_untrack it first");
     std::vector<std::string> merged = known.cols;
     for (const auto& col : c.cols)
         if (std::find(merged.begin(), merged.end(), col) == merged.end()) merged.push_back(col);
     for (const auto& col : merged)
         if (std::find(c.cols.begin(), c.cols.end(), col) == c.cols.end())
-            throw Error("column \"" + col + "\" of \"" + rel + "\" was dropped since it was tracked; lww_untrack it first");
+            throw Error("column \"" + col + "\" of \"" + rel +
+                        "\" was dropped since it was tracked; lww_untrack it first");
     c.cols = merged;
 }
 
 // Creates (or keeps, or resumes) the metadata table and records the table in
 // lwwsync.tables, as the metadata owner. True when it resumes metadata
 // lww_untrack kept (its generations and tombstones).
-bool record_table(Oid relid, const std::string& wire, const std::string& meta_name, TableColumns& c,
-                  bool was_tracked) {
+bool record_table(Oid relid, const std::string& wire, const std::string& meta_name, TableColumns& c, bool was_tracked) {
     const std::string meta = "lwwsync." + quote_ident(meta_name);
     AsMetadataOwner owner;
     if (!run(prepare("SELECT 1 FROM lwwsync.tables WHERE name = $1 AND relid <> $2", {TEXTOID, OIDOID}),
@@ -370,20 +370,20 @@ bool record_table(Oid relid, const std::string& wire, const std::string& meta_na
     }
     // Metadata kept by lww_untrack: resume from it (its generations and
     // tombstones), unless the key changed meanwhile.
-    const SpiResult kept_cols =
-        run_sql("SELECT count(*) FILTER (WHERE attname ~ '^k[0-9]+$'), count(*) FROM pg_attribute"
-                " WHERE attrelid = to_regclass(" + quote_literal(meta) + ") AND attnum > 0 AND NOT attisdropped",
-                false);
+    const SpiResult kept_cols = run_sql(
+        "SELECT count(*) FILTER (WHERE attname ~ '^k[0-9]+$'), count(*) FROM pg_attribute"
+        " WHERE attrelid = to_regclass(" +
+            quote_literal(meta) + ") AND attnum > 0 AND NOT attisdropped",
+        false);
     const bool kept = kept_cols.integer(0, 1) > 0;
     const bool resuming = kept && !was_tracked && static_cast<size_t>(kept_cols.integer(0, 0)) == c.key.size();
     if (kept && !was_tracked && !resuming) run_sql("DROP TABLE " + meta);
     // The register order the kept metadata was written in (ddl.cpp).
     if (resuming) c.cols = resume_registers(relid, meta, c.cols);
     if (kept && (was_tracked || resuming)) {  // metadata from before 0.4: a deleted row's last values
-        const SpiResult last =
-            run_sql("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(" + quote_literal(meta) +
-                        ") AND attname = 'last' AND NOT attisdropped",
-                    false);
+        const SpiResult last = run_sql("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(" +
+                                           quote_literal(meta) + ") AND attname = 'last' AND NOT attisdropped",
+                                       false);
         if (last.empty()) run_sql("ALTER TABLE " + meta + " ADD COLUMN last jsonb");
     }
     if (!kept || (!was_tracked && !resuming)) {  // a second lww_track keeps the metadata it has
@@ -397,7 +397,8 @@ bool record_table(Oid relid, const std::string& wire, const std::string& meta_na
     }
     run_sql("INSERT INTO lwwsync.tables(relid, name, key_columns, columns, meta) VALUES (" + std::to_string(relid) +
             ", " + quote_literal(wire) + ", " + text_array(c.key) + ", " + text_array(c.cols) + ", " +
-            quote_literal(meta) + ") ON CONFLICT (relid) DO UPDATE SET name = excluded.name,"
+            quote_literal(meta) +
+            ") ON CONFLICT (relid) DO UPDATE SET name = excluded.name,"
             " key_columns = excluded.key_columns, columns = excluded.columns, meta = excluded.meta");
     return resuming;
 }
@@ -428,7 +429,8 @@ bool untrack_table(Oid relid) {
     const TablePtr t = s.find(relid);
     if (!t) return false;
     const std::string qualified = t->qualified;
-    for (const char* name : kCaptureTriggers) run_sql("DROP TRIGGER IF EXISTS " + std::string(name) + " ON " + qualified);
+    for (const char* name : kCaptureTriggers)
+        run_sql("DROP TRIGGER IF EXISTS " + std::string(name) + " ON " + qualified);
     remember_untracked(*t);  // so lww_track stamps only what changes meanwhile (ddl.cpp)
     {
         AsMetadataOwner owner;

@@ -121,7 +121,8 @@ std::vector<bool> changed_by_triggers(const TableInfo& t, const OwnWrite& own, H
     }
     if (oldt)
         for (size_t i = 0; i < t.cols.size(); ++i)
-            if (!written[i] && !same_value(oldt, newt, desc, t.col_attnums[i], t.col_types[i])) *any = changed[i] = true;
+            if (!written[i] && !same_value(oldt, newt, desc, t.col_attnums[i], t.col_types[i]))
+                *any = changed[i] = true;
     return changed;
 }
 
@@ -329,7 +330,8 @@ public:
         // or nothing (ON CONFLICT's speculative insertion costs as much
         // again); a few take INSERT ... ON CONFLICT DO NOTHING.
         std::vector<bool> stored;
-        if (new_keys.size() >= kPlainInsertFrom) stored.assign(new_keys.size(), insert_meta_many(t_, new_keys, new_rows));
+        if (new_keys.size() >= kPlainInsertFrom)
+            stored.assign(new_keys.size(), insert_meta_many(t_, new_keys, new_rows));
         else stored = insert_new_meta(t_, new_keys, new_rows);
         // Rows another transaction stored since they were read: read again,
         // locked, with this statement's writes to them stamped on top. A key
@@ -478,7 +480,9 @@ void replay_local_ops(const TableInfo& t, const std::vector<Param>& key, const s
             case LocalOp::insert: write(t, key, local_insert); break;
             case LocalOp::remove: write(t, key, local_delete); break;
             case LocalOp::update:
-                write(t, key, [&](RowState& st, const Stamp& stamp, uint64_t seq) { local_update(st, op.changed, stamp, seq); });
+                write(t, key, [&](RowState& st, const Stamp& stamp, uint64_t seq) {
+                    local_update(st, op.changed, stamp, seq);
+                });
                 break;
         }
     }

@@ -98,7 +98,8 @@ static std::string as_text(const Value& v) {
         case Value::Kind::Real: return real_text(v.d);
         case Value::Kind::Text:
         case Value::Kind::Bytes:
-            if (v.s.find('\0') != std::string::npos) throw Error("a text value with a NUL byte does not fit a Postgres column");
+            if (v.s.find('\0') != std::string::npos)
+                throw Error("a text value with a NUL byte does not fit a Postgres column");
             check_encoding(v.s);
             return v.s;
         case Value::Kind::Null: break;
@@ -116,13 +117,16 @@ Datum value_to_datum(const Value& v, const ColumnType& t, bool* isnull) {
         switch (t.base) {
             case INT8OID: return Int64GetDatum(v.i);
             case INT4OID:
-                if (v.i < INT32_MIN || v.i > INT32_MAX) throw Error("integer " + std::to_string(v.i) + " is out of range for type integer");
+                if (v.i < INT32_MIN || v.i > INT32_MAX)
+                    throw Error("integer " + std::to_string(v.i) + " is out of range for type integer");
                 return Int32GetDatum(static_cast<int32>(v.i));
             case INT2OID:
-                if (v.i < INT16_MIN || v.i > INT16_MAX) throw Error("integer " + std::to_string(v.i) + " is out of range for type smallint");
+                if (v.i < INT16_MIN || v.i > INT16_MAX)
+                    throw Error("integer " + std::to_string(v.i) + " is out of range for type smallint");
                 return Int16GetDatum(static_cast<int16>(v.i));
             case BOOLOID:
-                if (v.i != 0 && v.i != 1) throw Error("integer " + std::to_string(v.i) + " does not fit type boolean (want 0 or 1)");
+                if (v.i != 0 && v.i != 1)
+                    throw Error("integer " + std::to_string(v.i) + " does not fit type boolean (want 0 or 1)");
                 return BoolGetDatum(v.i == 1);
             case FLOAT8OID: return Float8GetDatum(static_cast<double>(v.i));
             default: break;
@@ -136,7 +140,8 @@ Datum value_to_datum(const Value& v, const ColumnType& t, bool* isnull) {
             const float f = static_cast<float>(v.d);
             if (std::isinf(f) && !std::isinf(v.d))
                 throw Error("value " + real_text(v.d) + " is out of range for type real (overflow)");
-            if (f == 0 && v.d != 0) throw Error("value " + real_text(v.d) + " is out of range for type real (underflow)");
+            if (f == 0 && v.d != 0)
+                throw Error("value " + real_text(v.d) + " is out of range for type real (underflow)");
             return Float4GetDatum(f);
         }
     }
@@ -152,7 +157,8 @@ Datum value_to_datum(const Value& v, const ColumnType& t, bool* isnull) {
     }
     if (plain && v.kind == Value::Kind::Text && (t.base == TEXTOID)) {
         Datum d = 0;
-        if (v.s.find('\0') != std::string::npos) throw Error("a text value with a NUL byte does not fit a Postgres column");
+        if (v.s.find('\0') != std::string::npos)
+            throw Error("a text value with a NUL byte does not fit a Postgres column");
         check_encoding(v.s);
         pg_call([&] { d = PointerGetDatum(cstring_to_text_with_len(v.s.data(), static_cast<int>(v.s.size()))); });
         return d;

@@ -51,7 +51,11 @@ const std::vector<Table>& tables() {
          "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, score REAL, qty INTEGER, data BLOB, extra)"},
         {"pairs",
          {{"k1", Kind::Text}, {"k2", Kind::Int}},
-         {{"label", Kind::Text}, {"weight", Kind::Real}, {"cnt", Kind::Int}, {"payload", Kind::Blob}, {"note", Kind::Any}},
+         {{"label", Kind::Text},
+          {"weight", Kind::Real},
+          {"cnt", Kind::Int},
+          {"payload", Kind::Blob},
+          {"note", Kind::Any}},
          "CREATE TABLE pairs(k1 TEXT, k2 INTEGER, label TEXT, weight REAL, cnt INTEGER, payload BLOB, note, "
          "PRIMARY KEY(k1, k2)) WITHOUT ROWID"},
         // A child of items (foreign keys are on in every connection): its
@@ -112,7 +116,6 @@ struct Options {
     std::string tmpdir;
 };
 
-
 // ---------------------------------------------------------------- peers
 
 // A peer is one database file.  It may have a second connection (as an app
@@ -166,7 +169,6 @@ std::unique_ptr<Peer> open_peer(const std::string& name, const std::string& path
     return p;
 }
 
-
 // extra: columns added mid-run that every peer kept (items only).
 std::vector<Row> dump_table(sqlite3* db, const Table& t, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> names;
@@ -193,13 +195,12 @@ std::vector<Row> dump_table(sqlite3* db, const Table& t, const std::vector<std::
     return rows;
 }
 
-
 Dump dump(sqlite3* db, const std::vector<std::string>& items_extra = {}) {
     Dump d;
-    for (size_t i = 0; i < tables().size(); ++i) d.push_back(dump_table(db, tables()[i], i == kItems ? items_extra : std::vector<std::string>{}));
+    for (size_t i = 0; i < tables().size(); ++i)
+        d.push_back(dump_table(db, tables()[i], i == kItems ? items_extra : std::vector<std::string>{}));
     return d;
 }
-
 
 // ---------------------------------------------------------------- scenario
 
@@ -215,8 +216,8 @@ struct PoolEntry {
 struct KeyInfo {
     size_t table;
     std::vector<Val> key;
-    bool inserted = false;  // inserted (committed) somewhere
-    bool killed = false;    // deleted or moved away (pk change) somewhere, or possibly so
+    bool inserted = false;          // inserted (committed) somewhere
+    bool killed = false;            // deleted or moved away (pk change) somewhere, or possibly so
     std::set<std::string> parents;  // notes: every item it referenced (a cascade may delete it)
 };
 
@@ -254,8 +255,8 @@ private:
     int copies_ = 0;
     bool in_txn_ = false;
     std::vector<std::pair<size_t, std::vector<Val>>> txn_inserts_;
-    bool merge_triggers_ = false;            // some peer's app trigger fires for merged changes
-    std::set<std::string> replaced_items_;   // items rows removed by INSERT OR REPLACE somewhere
+    bool merge_triggers_ = false;           // some peer's app trigger fires for merged changes
+    std::set<std::string> replaced_items_;  // items rows removed by INSERT OR REPLACE somewhere
 
     void fail(const std::string& what) {
         std::printf("  scenario seed %" PRIu64 ": %s\n", seed_, what.c_str());
@@ -308,7 +309,8 @@ private:
         const bool firing = trig == 2 && merge_trigger_ok;
         const bool trig_first = rng_.chance(50);
         if (trig && trig_first) exec(p->db, counter_trigger(!firing));
-        if (trig) note(name + ": app trigger on notes" + (firing ? " (fires while merging)" : " (WHEN NOT lww_applying())"));
+        if (trig)
+            note(name + ": app trigger on notes" + (firing ? " (fires while merging)" : " (WHEN NOT lww_applying())"));
         if (firing) merge_triggers_ = true;
         if (allow_prerows) {
             // rows that exist before tracking: they must get stamped by lww_track
@@ -428,7 +430,10 @@ private:
 
     void op_insert(Peer& p, size_t ti) {
         auto k = gen_.key(tables()[ti]);
-        if (exists(p, ti, k)) { op_update(p, ti); return; }
+        if (exists(p, ti, k)) {
+            op_update(p, ti);
+            return;
+        }
         insert_row(p, ti, k, rng_.chance(75), "INSERT");
         mark_inserted(ti, k);
     }
@@ -436,7 +441,10 @@ private:
     void op_update(Peer& p, size_t ti) {
         const Table& t = tables()[ti];
         auto ks = existing_keys(p, ti);
-        if (ks.empty()) { op_insert(p, ti); return; }
+        if (ks.empty()) {
+            op_insert(p, ti);
+            return;
+        }
         const auto& k = rng_.pick(ks);
         auto cols = random_cols(ti, false);
         std::string sql = "UPDATE " + t.name + " SET ";
@@ -476,14 +484,20 @@ private:
 
     void op_delete(Peer& p, size_t ti) {
         auto ks = existing_keys(p, ti);
-        if (ks.empty()) { op_insert(p, ti); return; }
+        if (ks.empty()) {
+            op_insert(p, ti);
+            return;
+        }
         delete_key(p, ti, rng_.pick(ks));
     }
 
     // delete then re-insert the same key (generation 1 -> 2 -> 3 on this peer)
     void op_delete_reinsert(Peer& p, size_t ti) {
         auto ks = existing_keys(p, ti);
-        if (ks.empty()) { op_insert(p, ti); return; }
+        if (ks.empty()) {
+            op_insert(p, ti);
+            return;
+        }
         auto k = rng_.pick(ks);
         delete_key(p, ti, k);
         insert_row(p, ti, k, rng_.chance(75), "INSERT");
@@ -493,7 +507,10 @@ private:
     void op_pk_change(Peer& p, size_t ti) {
         const Table& t = tables()[ti];
         auto ks = existing_keys(p, ti);
-        if (ks.empty()) { op_insert(p, ti); return; }
+        if (ks.empty()) {
+            op_insert(p, ti);
+            return;
+        }
         auto old = rng_.pick(ks);
         std::vector<Val> nk;
         std::vector<size_t> changed;
@@ -513,7 +530,10 @@ private:
             }
             found = render_key(t, nk) != render_key(t, old) && !exists(p, ti, nk);
         }
-        if (!found) { note(p.name + ": (pk change skipped: no free key)"); return; }
+        if (!found) {
+            note(p.name + ": (pk change skipped: no free key)");
+            return;
+        }
         std::string sql = "UPDATE " + t.name + " SET ";
         int n = static_cast<int>(t.keys.size());
         for (size_t i = 0; i < changed.size(); ++i)
@@ -655,14 +675,16 @@ private:
             std::vector<std::string> rows;
             while (st.step()) {
                 std::string line;
-                for (size_t i = 0; i <= cols.size(); ++i) line += (i ? " | " : "") + render(st.col(static_cast<int>(i)));
+                for (size_t i = 0; i <= cols.size(); ++i)
+                    line += (i ? " | " : "") + render(st.col(static_cast<int>(i)));
                 rows.push_back(line);
             }
             all.push_back(std::move(rows));
         }
         for (size_t i = 1; i < all.size(); ++i)
             if (all[i] != all[0]) {
-                std::string msg = "divergence of the added columns: " + peers_[0]->name + " vs " + peers_[i]->name + "\n";
+                std::string msg =
+                    "divergence of the added columns: " + peers_[0]->name + " vs " + peers_[i]->name + "\n";
                 for (size_t r = 0; r < std::max(all[0].size(), all[i].size()); ++r) {
                     const std::string a = r < all[0].size() ? all[0][r] : "-", b = r < all[i].size() ? all[i][r] : "-";
                     if (a != b) msg += "  " + a + "  <>  " + b + "\n";
@@ -845,14 +867,19 @@ private:
 
     // A <-> B then B <-> C; C never talks to A here.
     void op_relay() {
-        if (peers_.size() < 3 || opt_.purge) { op_sync(); return; }
+        if (peers_.size() < 3 || opt_.purge) {
+            op_sync();
+            return;
+        }
         std::vector<size_t> idx;
         for (size_t i = 0; i < peers_.size(); ++i) idx.push_back(i);
         rng_.shuffle(idx);
         size_t a = idx[0], b = idx[1], c = idx[2];
         note("relay " + peers_[a]->name + " -> " + peers_[b]->name + " -> " + peers_[c]->name);
-        if (rng_.chance(50)) sync(a, b); else sync(b, a);
-        if (rng_.chance(50)) sync(b, c); else sync(c, b);
+        if (rng_.chance(50)) sync(a, b);
+        else sync(b, a);
+        if (rng_.chance(50)) sync(b, c);
+        else sync(c, b);
     }
 
     PoolEntry capture(size_t pi, int64_t since) {
@@ -867,8 +894,8 @@ private:
         }
         const JsonDoc doc(e.cs);
         if (!doc.valid())
-            throw Failure(p.name + " lww_changes(" + std::to_string(since) + ") returned invalid JSON: " +
-                          e.cs.substr(0, 300));
+            throw Failure(p.name + " lww_changes(" + std::to_string(since) +
+                          ") returned invalid JSON: " + e.cs.substr(0, 300));
         e.upto = doc.integer("upto", 0);
         e.origin_node = doc.text("origin");
         p.uptos.push_back(e.upto);
@@ -909,7 +936,10 @@ private:
     }
 
     void op_deliver() {
-        if (pool_.empty()) { op_capture(); return; }
+        if (pool_.empty()) {
+            op_capture();
+            return;
+        }
         size_t target = rng_.below(peers_.size());
         std::vector<size_t> cand;
         for (size_t i = 0; i < pool_.size(); ++i)
@@ -941,7 +971,8 @@ private:
                 std::vector<Dump> after;
                 for (auto& p : peers_) after.push_back(dump(p->db, kept_));
                 bool same = true;
-                for (size_t i = 0; i < n; ++i) same = same && dumps_equal(before[i], after[i]) && dumps_equal(after[0], after[i]);
+                for (size_t i = 0; i < n; ++i)
+                    same = same && dumps_equal(before[i], after[i]) && dumps_equal(after[0], after[i]);
                 if (same) return;
                 before = std::move(after);
             }
@@ -1027,8 +1058,7 @@ private:
             if (shares_node_id()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
             if (r < 2) {
                 if (!opt_.no_reopen) op_reopen(p);
-            }
-            else if (r < 52) one_write(p);
+            } else if (r < 52) one_write(p);
             else if (r < 58) op_txn(p);
             else if (r < 70) op_sync();
             else if (r < 75) opt_.purge ? op_purge(p) : op_relay();
@@ -1082,10 +1112,8 @@ private:
             size_t other = rng_.below(n);
             std::string res, how;
             try {
-                if (rng_.chance(50))
-                    res = sync_call(lj->db, peers_[other]->path, how);
-                else
-                    res = sync_call(peers_[other]->db, lj->path, how);
+                if (rng_.chance(50)) res = sync_call(lj->db, peers_[other]->path, how);
+                else res = sync_call(peers_[other]->db, lj->path, how);
             } catch (const Failure& e) {
                 throw Failure("late joiner sync with " + peers_[other]->name + " failed: " + e.what());
             }
@@ -1148,8 +1176,10 @@ private:
             if (parent_gone) continue;
             for (auto& p : peers_)
                 if (!exists(*p, ki.table, ki.key))
-                    throw Failure("lost row: " + kv.first + " was inserted and never deleted or re-keyed, but is "
-                                  "missing on " + p->name + " (" + p->node + ")");
+                    throw Failure("lost row: " + kv.first +
+                                  " was inserted and never deleted or re-keyed, but is "
+                                  "missing on " +
+                                  p->name + " (" + p->node + ")");
         }
         note("scenario passed");
     }
@@ -1161,7 +1191,8 @@ void usage(const char* argv0) {
     std::printf(
         "usage: %s [--ext PATH] [--scenarios N] [--seed S] [--peers-min N] [--peers-max N]\n"
         "          [--ops-min N] [--ops-max N] [--timeout SEC] [--tmpdir DIR] [--edge-values]\n"
-        "          [--plain-sync] [--single-conn] [--no-reopen] [--no-schema] [--no-copy] [--copy-undetected] [--purge] [--no-fork] [--keep] [--verbose]\n",
+        "          [--plain-sync] [--single-conn] [--no-reopen] [--no-schema] [--no-copy] [--copy-undetected] "
+        "[--purge] [--no-fork] [--keep] [--verbose]\n",
         argv0);
 }
 
@@ -1190,14 +1221,29 @@ int main(int argc, char** argv) {
         uint64_t v = 0;
         if (a == "--ext" && i + 1 < argc) o.ext = argv[++i];
         else if (a == "--tmpdir" && i + 1 < argc) o.tmpdir = argv[++i];
-        else if (a == "--scenarios") { need(v); o.scenarios = v; }
-        else if (a == "--seed") { need(v); o.seed = v; o.seed_given = true; }
-        else if (a == "--peers-min") { need(v); o.peers_min = static_cast<int>(v); }
-        else if (a == "--peers-max") { need(v); o.peers_max = static_cast<int>(v); }
-        else if (a == "--ops-min") { need(v); o.ops_min = static_cast<int>(v); }
-        else if (a == "--ops-max") { need(v); o.ops_max = static_cast<int>(v); }
-        else if (a == "--timeout") { need(v); o.timeout = static_cast<int>(v); }
-        else if (a == "--verbose" || a == "-v") o.verbose = true;
+        else if (a == "--scenarios") {
+            need(v);
+            o.scenarios = v;
+        } else if (a == "--seed") {
+            need(v);
+            o.seed = v;
+            o.seed_given = true;
+        } else if (a == "--peers-min") {
+            need(v);
+            o.peers_min = static_cast<int>(v);
+        } else if (a == "--peers-max") {
+            need(v);
+            o.peers_max = static_cast<int>(v);
+        } else if (a == "--ops-min") {
+            need(v);
+            o.ops_min = static_cast<int>(v);
+        } else if (a == "--ops-max") {
+            need(v);
+            o.ops_max = static_cast<int>(v);
+        } else if (a == "--timeout") {
+            need(v);
+            o.timeout = static_cast<int>(v);
+        } else if (a == "--verbose" || a == "-v") o.verbose = true;
         else if (a == "--no-fork") o.fork_each = false;
         else if (a == "--keep") o.keep = true;
         else if (a == "--edge-values") o.edge_values = true;
@@ -1208,8 +1254,14 @@ int main(int argc, char** argv) {
         else if (a == "--no-copy") o.no_copy = true;
         else if (a == "--purge") o.purge = true;
         else if (a == "--copy-undetected") o.copy_undetected = true;
-        else if (a == "--help" || a == "-h") { usage(argv[0]); return 0; }
-        else { std::fprintf(stderr, "unknown argument: %s\n", a.c_str()); usage(argv[0]); return 2; }
+        else if (a == "--help" || a == "-h") {
+            usage(argv[0]);
+            return 0;
+        } else {
+            std::fprintf(stderr, "unknown argument: %s\n", a.c_str());
+            usage(argv[0]);
+            return 2;
+        }
     }
     if (o.peers_min < 2 || o.peers_max < o.peers_min) {
         std::fprintf(stderr, "need 2 <= --peers-min <= --peers-max\n");

@@ -66,7 +66,11 @@ const std::vector<Table>& tables() {
          "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, score REAL, qty INTEGER, data BLOB, extra REAL)"},
         {"pairs",
          {{"k1", Kind::Text}, {"k2", Kind::Int}},
-         {{"label", Kind::Text}, {"weight", Kind::Real}, {"cnt", Kind::Int}, {"payload", Kind::Blob}, {"note", Kind::Text}},
+         {{"label", Kind::Text},
+          {"weight", Kind::Real},
+          {"cnt", Kind::Int},
+          {"payload", Kind::Blob},
+          {"note", Kind::Text}},
          "CREATE TABLE pairs(k1 TEXT, k2 INTEGER, label TEXT, weight REAL, cnt INTEGER, payload BLOB, note TEXT, "
          "PRIMARY KEY(k1, k2)) WITHOUT ROWID"},
     };
@@ -219,7 +223,8 @@ public:
                 throw Failure("cannot connect to Postgres database \"" + dbname + "\": " + trim(m));
             usleep(100000);
         }
-        PQsetNoticeProcessor(c_, [](void*, const char*) {}, nullptr);
+        PQsetNoticeProcessor(
+            c_, [](void*, const char*) {}, nullptr);
     }
     ~PgConn() override {
         if (c_) PQfinish(c_);
@@ -247,23 +252,32 @@ public:
         for (size_t i = 0; i < args.size(); ++i) {
             const Val& v = args[i];
             switch (v.t) {
-            case VT::Null: continue;
-            case VT::Int: types[i] = 20; put_be64(bufs[i], static_cast<uint64_t>(v.i)); break;
-            case VT::Real: {
-                uint64_t bits;
-                std::memcpy(&bits, &v.r, 8);
-                types[i] = 701;
-                put_be64(bufs[i], bits);
-                break;
-            }
-            case VT::Text: types[i] = 25; bufs[i] = v.s; break;
-            case VT::Blob: types[i] = 17; bufs[i] = v.s; break;
+                case VT::Null: continue;
+                case VT::Int:
+                    types[i] = 20;
+                    put_be64(bufs[i], static_cast<uint64_t>(v.i));
+                    break;
+                case VT::Real: {
+                    uint64_t bits;
+                    std::memcpy(&bits, &v.r, 8);
+                    types[i] = 701;
+                    put_be64(bufs[i], bits);
+                    break;
+                }
+                case VT::Text:
+                    types[i] = 25;
+                    bufs[i] = v.s;
+                    break;
+                case VT::Blob:
+                    types[i] = 17;
+                    bufs[i] = v.s;
+                    break;
             }
             vals[i] = bufs[i].data();
             lens[i] = static_cast<int>(bufs[i].size());
         }
-        PGresult* r = PQexecParams(c_, q.c_str(), static_cast<int>(args.size()), types.data(), vals.data(),
-                                   lens.data(), fmts.data(), 1);
+        PGresult* r = PQexecParams(c_, q.c_str(), static_cast<int>(args.size()), types.data(), vals.data(), lens.data(),
+                                   fmts.data(), 1);
         ExecStatusType st = PQresultStatus(r);
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
             std::string m = r ? PQresultErrorMessage(r) : PQerrorMessage(c_);
@@ -283,24 +297,26 @@ public:
                 int n = PQgetlength(r, i, j);
                 Oid t = PQftype(r, j);
                 switch (t) {
-                case 20: row.push_back(Val::integer(static_cast<int64_t>(get_be(p, 8)))); break;
-                case 23: row.push_back(Val::integer(static_cast<int32_t>(get_be(p, 4)))); break;
-                case 21: row.push_back(Val::integer(static_cast<int16_t>(get_be(p, 2)))); break;
-                case 16: row.push_back(Val::integer(p[0] ? 1 : 0)); break;
-                case 701: {
-                    uint64_t bits = get_be(p, 8);
-                    double d;
-                    std::memcpy(&d, &bits, 8);
-                    row.push_back(Val::real(d));
-                    break;
-                }
-                case 25: case 1043: case 19: case 705: case 1042:
-                    row.push_back(Val::text(std::string(p, static_cast<size_t>(n))));
-                    break;
-                case 17: row.push_back(Val::blob(std::string(p, static_cast<size_t>(n)))); break;
-                default:
-                    PQclear(r);
-                    throw Failure("unexpected result type oid " + std::to_string(t) + " [" + q + "]");
+                    case 20: row.push_back(Val::integer(static_cast<int64_t>(get_be(p, 8)))); break;
+                    case 23: row.push_back(Val::integer(static_cast<int32_t>(get_be(p, 4)))); break;
+                    case 21: row.push_back(Val::integer(static_cast<int16_t>(get_be(p, 2)))); break;
+                    case 16: row.push_back(Val::integer(p[0] ? 1 : 0)); break;
+                    case 701: {
+                        uint64_t bits = get_be(p, 8);
+                        double d;
+                        std::memcpy(&d, &bits, 8);
+                        row.push_back(Val::real(d));
+                        break;
+                    }
+                    case 25:
+                    case 1043:
+                    case 19:
+                    case 705:
+                    case 1042: row.push_back(Val::text(std::string(p, static_cast<size_t>(n)))); break;
+                    case 17: row.push_back(Val::blob(std::string(p, static_cast<size_t>(n)))); break;
+                    default:
+                        PQclear(r);
+                        throw Failure("unexpected result type oid " + std::to_string(t) + " [" + q + "]");
                 }
             }
             out.push_back(std::move(row));
@@ -386,10 +402,11 @@ std::vector<std::string> pg_slot_names(const Options& o) {
 bool val_less(const Val& a, const Val& b) {
     if (a.t != b.t) return static_cast<int>(a.t) < static_cast<int>(b.t);
     switch (a.t) {
-    case VT::Null: return false;
-    case VT::Int: return a.i < b.i;
-    case VT::Real: return a.r < b.r;
-    case VT::Text: case VT::Blob: return a.s < b.s;
+        case VT::Null: return false;
+        case VT::Int: return a.i < b.i;
+        case VT::Real: return a.r < b.r;
+        case VT::Text:
+        case VT::Blob: return a.s < b.s;
     }
     return false;
 }
@@ -716,7 +733,10 @@ private:
 
     void op_insert(Peer& p, size_t ti) {
         auto k = gen_.key(tables()[ti]);
-        if (exists(p, ti, k)) { op_update(p, ti); return; }
+        if (exists(p, ti, k)) {
+            op_update(p, ti);
+            return;
+        }
         insert_row(p, ti, k, rng_.chance(75), "INSERT");
         mark_inserted(ti, k);
     }
@@ -724,7 +744,10 @@ private:
     void op_update(Peer& p, size_t ti) {
         const Table& t = tables()[ti];
         auto ks = existing_keys(p, ti);
-        if (ks.empty()) { op_insert(p, ti); return; }
+        if (ks.empty()) {
+            op_insert(p, ti);
+            return;
+        }
         const auto k = rng_.pick(ks);
         auto cols = random_cols(ti, false);
         std::string sql = "UPDATE " + t.name + " SET ";
@@ -758,13 +781,19 @@ private:
 
     void op_delete(Peer& p, size_t ti) {
         auto ks = existing_keys(p, ti);
-        if (ks.empty()) { op_insert(p, ti); return; }
+        if (ks.empty()) {
+            op_insert(p, ti);
+            return;
+        }
         delete_key(p, ti, rng_.pick(ks));
     }
 
     void op_delete_reinsert(Peer& p, size_t ti) {
         auto ks = existing_keys(p, ti);
-        if (ks.empty()) { op_insert(p, ti); return; }
+        if (ks.empty()) {
+            op_insert(p, ti);
+            return;
+        }
         auto k = rng_.pick(ks);
         delete_key(p, ti, k);
         insert_row(p, ti, k, rng_.chance(75), "INSERT");
@@ -774,7 +803,10 @@ private:
     void op_pk_change(Peer& p, size_t ti) {
         const Table& t = tables()[ti];
         auto ks = existing_keys(p, ti);
-        if (ks.empty()) { op_insert(p, ti); return; }
+        if (ks.empty()) {
+            op_insert(p, ti);
+            return;
+        }
         auto old = rng_.pick(ks);
         std::vector<Val> nk;
         std::vector<size_t> changed;
@@ -794,7 +826,10 @@ private:
             }
             found = render_key(t, nk) != render_key(t, old) && !exists(p, ti, nk);
         }
-        if (!found) { note(p.label() + ": (pk change skipped: no free key)"); return; }
+        if (!found) {
+            note(p.label() + ": (pk change skipped: no free key)");
+            return;
+        }
         std::string sql = "UPDATE " + t.name + " SET ";
         std::vector<Val> args = old;
         int n = static_cast<int>(t.keys.size());
@@ -935,8 +970,8 @@ private:
         }
         for (size_t i = 1; i < all.size(); ++i)
             if (all[i] != all[0]) {
-                std::string msg = "divergence of the added columns: " + peers_[0]->label() + " vs " +
-                                  peers_[i]->label() + "\n";
+                std::string msg =
+                    "divergence of the added columns: " + peers_[0]->label() + " vs " + peers_[i]->label() + "\n";
                 for (size_t r = 0; r < std::max(all[0].size(), all[i].size()); ++r) {
                     const std::string a = r < all[0].size() ? all[0][r] : "-", b = r < all[i].size() ? all[i][r] : "-";
                     if (a != b) msg += "  " + a + "  <>  " + b + "\n";
@@ -995,8 +1030,7 @@ private:
             if (limit)
                 c.cs = p.db->text("SELECT lww_changes(?1, ?2, ?3)",
                                   {Val::integer(since), Val::integer(limit), Val::integer(after)});
-            else
-                c.cs = p.db->text("SELECT lww_changes(?1)", {Val::integer(since)});
+            else c.cs = p.db->text("SELECT lww_changes(?1)", {Val::integer(since)});
         } catch (const Failure& e) {
             throw Failure(p.label() + " " + call + " failed: " + e.what());
         }
@@ -1043,16 +1077,18 @@ private:
             std::string res;
             applied += apply_cs(dst, c.cs, "changes of " + src.label(), &res);
             note("  " + src.label() + " -> " + dst.label() + ": lww_changes(" + std::to_string(cur.floor) +
-                 (limit ? ", " + std::to_string(limit) + ", " + std::to_string(cur.after) : "") + ") upto=" +
-                 std::to_string(c.upto) + (c.complete ? "" : " (partial)") + " -> " + res);
+                 (limit ? ", " + std::to_string(limit) + ", " + std::to_string(cur.after) : "") +
+                 ") upto=" + std::to_string(c.upto) + (c.complete ? "" : " (partial)") + " -> " + res);
             // The cursor moves only after the apply committed.
             cur.after = c.upto;
             if (c.complete) {
                 cur.floor = c.upto;
                 break;
             }
-            if (!limit) throw Failure(src.label() + " lww_changes(" + std::to_string(cur.floor) + ") without a row "
-                                      "limit says it is not complete");
+            if (!limit)
+                throw Failure(src.label() + " lww_changes(" + std::to_string(cur.floor) +
+                              ") without a row "
+                              "limit says it is not complete");
         }
         return applied;
     }
@@ -1104,8 +1140,10 @@ private:
         rng_.shuffle(idx);
         size_t a = idx[0], b = idx[1], c = idx[2];
         note("relay " + peers_[a]->label() + " -> " + peers_[b]->label() + " -> " + peers_[c]->label());
-        if (rng_.chance(50)) sync(a, b); else sync(b, a);
-        if (rng_.chance(50)) sync(b, c); else sync(c, b);
+        if (rng_.chance(50)) sync(a, b);
+        else sync(b, a);
+        if (rng_.chance(50)) sync(b, c);
+        else sync(c, b);
     }
 
     // A change set for the pool. Usually lww_changes(since); sometimes one
@@ -1152,7 +1190,10 @@ private:
     }
 
     void op_deliver() {
-        if (pool_.empty()) { op_capture(); return; }
+        if (pool_.empty()) {
+            op_capture();
+            return;
+        }
         size_t target = rng_.below(peers_.size());
         std::vector<size_t> cand;
         for (size_t i = 0; i < pool_.size(); ++i)
@@ -1224,8 +1265,8 @@ private:
     void compare_all(const std::string& phase, const std::vector<Dump>& dumps) {
         for (size_t i = 1; i < dumps.size(); ++i) {
             if (!dumps_equal(dumps[0], dumps[i])) {
-                std::string msg = "divergence " + phase + ": " + peers_[0]->label() + " (" + peers_[0]->node +
-                                  ") vs " + peers_[i]->label() + " (" + peers_[i]->node + ")\n";
+                std::string msg = "divergence " + phase + ": " + peers_[0]->label() + " (" + peers_[0]->node + ") vs " +
+                                  peers_[i]->label() + " (" + peers_[i]->node + ")\n";
                 msg += diff_dumps(peers_[0]->label(), dumps[0], peers_[i]->label(), dumps[i]);
                 throw Failure(msg);
             }
@@ -1264,8 +1305,7 @@ private:
             Peer& p = *peers_[rng_.below(n)];
             if (r < 2) {
                 if (!opt_.no_reopen) op_reopen(p);
-            }
-            else if (r < 52) one_write(p);
+            } else if (r < 52) one_write(p);
             else if (r < 58) op_txn(p);
             else if (r < 70) op_sync();
             else if (r < 75) op_relay();
@@ -1301,9 +1341,9 @@ private:
             std::vector<Dump> d2 = dump_all();
             compare_all("after syncing until quiet", d2);
             if (!dumps_equal(dumps[0], d2[0]))
-                throw Failure("rows changed between the final spread and the quiet mesh rounds\n" +
-                              diff_dumps(peers_[0]->label() + "(spread)", dumps[0], peers_[0]->label() + "(quiet)",
-                                         d2[0]));
+                throw Failure(
+                    "rows changed between the final spread and the quiet mesh rounds\n" +
+                    diff_dumps(peers_[0]->label() + "(spread)", dumps[0], peers_[0]->label() + "(quiet)", d2[0]));
             if (first_round != 0)
                 throw Failure("the first mesh round after the final spread still applied " +
                               std::to_string(first_round) + " register(s) (quiet after " + std::to_string(rounds) +
@@ -1325,8 +1365,7 @@ private:
             Dump d = dump(*lj.db);
             if (!dumps_equal(dumps[0], d))
                 throw Failure("late joiner " + lj.label() + " (synced with " + other.label() + ") differs from " +
-                              peers_[0]->label() + "\n" +
-                              diff_dumps(peers_[0]->label(), dumps[0], lj.label(), d));
+                              peers_[0]->label() + "\n" + diff_dumps(peers_[0]->label(), dumps[0], lj.label(), d));
 
             late_.push_back(make_peer("late_apply", rng_.chance(50), false));
             Peer& lm = *late_.back();
@@ -1334,8 +1373,9 @@ private:
             transfer(other2, lm);
             Dump d2 = dump(*lm.db);
             if (!dumps_equal(dumps[0], d2))
-                throw Failure("late joiner " + lm.label() + " (given " + other2.label() + "'s lww_changes) differs from " +
-                              peers_[0]->label() + "\n" + diff_dumps(peers_[0]->label(), dumps[0], lm.label(), d2));
+                throw Failure("late joiner " + lm.label() + " (given " + other2.label() +
+                              "'s lww_changes) differs from " + peers_[0]->label() + "\n" +
+                              diff_dumps(peers_[0]->label(), dumps[0], lm.label(), d2));
         }
 
         // Stale re-delivery after convergence must change nothing.
@@ -1348,11 +1388,10 @@ private:
                 apply(e, t);
                 Dump d = dump(*peers_[t]->db);
                 if (!dumps_equal(dumps[t], d))
-                    throw Failure("stale re-delivery of pool#" + std::to_string(e) + " (from " +
-                                  peers_[pool_[e].origin]->label() + ") changed " + peers_[t]->label() +
-                                  " after convergence\n" +
-                                  diff_dumps(peers_[t]->label() + "(before)", dumps[t],
-                                             peers_[t]->label() + "(after)", d));
+                    throw Failure(
+                        "stale re-delivery of pool#" + std::to_string(e) + " (from " +
+                        peers_[pool_[e].origin]->label() + ") changed " + peers_[t]->label() + " after convergence\n" +
+                        diff_dumps(peers_[t]->label() + "(before)", dumps[t], peers_[t]->label() + "(after)", d));
             }
         }
 
@@ -1361,8 +1400,10 @@ private:
             if (!ki.inserted || ki.killed) continue;
             for (auto& p : peers_)
                 if (!exists(*p, ki.table, ki.key))
-                    throw Failure("lost row: " + kv.first + " was inserted and never deleted or re-keyed, but is "
-                                  "missing on " + p->label() + " (" + p->node + ")");
+                    throw Failure("lost row: " + kv.first +
+                                  " was inserted and never deleted or re-keyed, but is "
+                                  "missing on " +
+                                  p->label() + " (" + p->node + ")");
         }
         note("scenario passed");
     }
@@ -1431,14 +1472,29 @@ int main(int argc, char** argv) {
         if (a == "--ext" && i + 1 < argc) o.ext = argv[++i];
         else if (a == "--pg" && i + 1 < argc) o.pg = argv[++i];
         else if (a == "--tmpdir" && i + 1 < argc) o.tmpdir = argv[++i];
-        else if (a == "--mixed-scenarios" || a == "--scenarios") { need(v); o.scenarios = v; }
-        else if (a == "--seed") { need(v); o.seed = v; o.seed_given = true; }
-        else if (a == "--peers-min") { need(v); o.peers_min = static_cast<int>(v); }
-        else if (a == "--peers-max") { need(v); o.peers_max = static_cast<int>(v); }
-        else if (a == "--ops-min") { need(v); o.ops_min = static_cast<int>(v); }
-        else if (a == "--ops-max") { need(v); o.ops_max = static_cast<int>(v); }
-        else if (a == "--timeout") { need(v); o.timeout = static_cast<int>(v); }
-        else if (a == "--verbose" || a == "-v") o.verbose = true;
+        else if (a == "--mixed-scenarios" || a == "--scenarios") {
+            need(v);
+            o.scenarios = v;
+        } else if (a == "--seed") {
+            need(v);
+            o.seed = v;
+            o.seed_given = true;
+        } else if (a == "--peers-min") {
+            need(v);
+            o.peers_min = static_cast<int>(v);
+        } else if (a == "--peers-max") {
+            need(v);
+            o.peers_max = static_cast<int>(v);
+        } else if (a == "--ops-min") {
+            need(v);
+            o.ops_min = static_cast<int>(v);
+        } else if (a == "--ops-max") {
+            need(v);
+            o.ops_max = static_cast<int>(v);
+        } else if (a == "--timeout") {
+            need(v);
+            o.timeout = static_cast<int>(v);
+        } else if (a == "--verbose" || a == "-v") o.verbose = true;
         else if (a == "--no-fork") o.fork_each = false;
         else if (a == "--keep") o.keep = true;
         else if (a == "--edge-values") o.edge_values = true;
@@ -1446,8 +1502,14 @@ int main(int argc, char** argv) {
         else if (a == "--single-conn") o.single_conn = true;
         else if (a == "--no-reopen") o.no_reopen = true;
         else if (a == "--no-schema") o.no_schema = true;
-        else if (a == "--help" || a == "-h") { usage(argv[0]); return 0; }
-        else { std::fprintf(stderr, "unknown argument: %s\n", a.c_str()); usage(argv[0]); return 2; }
+        else if (a == "--help" || a == "-h") {
+            usage(argv[0]);
+            return 0;
+        } else {
+            std::fprintf(stderr, "unknown argument: %s\n", a.c_str());
+            usage(argv[0]);
+            return 2;
+        }
     }
     if (o.peers_min < 4 || o.peers_max < o.peers_min) {
         std::fprintf(stderr, "need 4 <= --peers-min <= --peers-max (at least 2 Postgres and 2 SQLite peers)\n");
@@ -1458,8 +1520,9 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (o.pg.empty()) {
-        std::printf("mixed mode skipped: no --pg CONNINFO given (a running PostgreSQL cluster with the lwwsync "
-                    "extension installed, e.g. --pg \"host=/tmp/pgdir port=5531 user=postgres\")\n");
+        std::printf(
+            "mixed mode skipped: no --pg CONNINFO given (a running PostgreSQL cluster with the lwwsync "
+            "extension installed, e.g. --pg \"host=/tmp/pgdir port=5531 user=postgres\")\n");
         std::printf("0 passed, 0 failed\n");
         return 0;
     }
@@ -1528,7 +1591,8 @@ int main(int argc, char** argv) {
     if (o.single_conn) repro_extra += " --single-conn";
     if (o.no_reopen) repro_extra += " --no-reopen";
 
-    std::printf("seed: %" PRIu64 " (mixed scenarios %" PRIu64 ", peers %d-%d with >= 2 Postgres and >= 2 SQLite, "
+    std::printf("seed: %" PRIu64 " (mixed scenarios %" PRIu64
+                ", peers %d-%d with >= 2 Postgres and >= 2 SQLite, "
                 "ops %d-%d, ext %s, pg \"%s\", databases %s*, dir %s)\n",
                 o.seed, o.scenarios, o.peers_min, o.peers_max, o.ops_min, o.ops_max, o.ext.c_str(), o.pg.c_str(),
                 o.db_prefix.c_str(), root.c_str());

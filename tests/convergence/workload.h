@@ -50,8 +50,12 @@ struct Rng {
         return lo + static_cast<int64_t>(below(static_cast<uint64_t>(hi - lo) + 1));
     }
     bool chance(unsigned percent) { return below(100) < percent; }
-    template <class T> const T& pick(const std::vector<T>& v) { return v[below(v.size())]; }
-    template <class T> void shuffle(std::vector<T>& v) {
+    template <class T>
+    const T& pick(const std::vector<T>& v) {
+        return v[below(v.size())];
+    }
+    template <class T>
+    void shuffle(std::vector<T>& v) {
         for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[below(i)]);
     }
 };
@@ -126,17 +130,40 @@ struct Val {
     double r = 0;
     std::string s;  // text or blob bytes
     static Val null() { return Val{}; }
-    static Val integer(int64_t v) { Val x; x.t = VT::Int; x.i = v; return x; }
-    static Val real(double v) { Val x; x.t = VT::Real; x.r = v; return x; }
-    static Val text(std::string v) { Val x; x.t = VT::Text; x.s = std::move(v); return x; }
-    static Val blob(std::string v) { Val x; x.t = VT::Blob; x.s = std::move(v); return x; }
+    static Val integer(int64_t v) {
+        Val x;
+        x.t = VT::Int;
+        x.i = v;
+        return x;
+    }
+    static Val real(double v) {
+        Val x;
+        x.t = VT::Real;
+        x.r = v;
+        return x;
+    }
+    static Val text(std::string v) {
+        Val x;
+        x.t = VT::Text;
+        x.s = std::move(v);
+        return x;
+    }
+    static Val blob(std::string v) {
+        Val x;
+        x.t = VT::Blob;
+        x.s = std::move(v);
+        return x;
+    }
 };
 
 std::string hex_bytes(const std::string& b) {
     static const char* d = "0123456789abcdef";
     std::string o;
     o.reserve(b.size() * 2);
-    for (unsigned char c : b) { o += d[c >> 4]; o += d[c & 15]; }
+    for (unsigned char c : b) {
+        o += d[c >> 4];
+        o += d[c & 15];
+    }
     return o;
 }
 
@@ -146,29 +173,27 @@ std::string hex_bytes(const std::string& b) {
 std::string render(const Val& v) {
     char buf[96];
     switch (v.t) {
-    case VT::Null: return "NULL";
-    case VT::Int:
-        std::snprintf(buf, sizeof buf, "%" PRId64, v.i);
-        return buf;
-    case VT::Real: {
-        uint64_t bits;
-        std::memcpy(&bits, &v.r, 8);
-        std::snprintf(buf, sizeof buf, "real:%.17g[%016" PRIx64 "]", v.r, bits);
-        return buf;
-    }
-    case VT::Text: {
-        std::string o = "'";
-        for (unsigned char c : v.s) {
-            if (c == '\'') o += "''";
-            else if (c == '\\') o += "\\\\";
-            else if (c < 0x20 || c == 0x7f) {
-                std::snprintf(buf, sizeof buf, "\\x%02x", c);
-                o += buf;
-            } else o += static_cast<char>(c);
+        case VT::Null: return "NULL";
+        case VT::Int: std::snprintf(buf, sizeof buf, "%" PRId64, v.i); return buf;
+        case VT::Real: {
+            uint64_t bits;
+            std::memcpy(&bits, &v.r, 8);
+            std::snprintf(buf, sizeof buf, "real:%.17g[%016" PRIx64 "]", v.r, bits);
+            return buf;
         }
-        return o + "'";
-    }
-    case VT::Blob: return "x'" + hex_bytes(v.s) + "'";
+        case VT::Text: {
+            std::string o = "'";
+            for (unsigned char c : v.s) {
+                if (c == '\'') o += "''";
+                else if (c == '\\') o += "\\\\";
+                else if (c < 0x20 || c == 0x7f) {
+                    std::snprintf(buf, sizeof buf, "\\x%02x", c);
+                    o += buf;
+                } else o += static_cast<char>(c);
+            }
+            return o + "'";
+        }
+        case VT::Blob: return "x'" + hex_bytes(v.s) + "'";
     }
     return "?";
 }
@@ -188,15 +213,15 @@ public:
     void bind(int idx, const Val& v) {
         int rc = SQLITE_OK;
         switch (v.t) {
-        case VT::Null: rc = sqlite3_bind_null(st_, idx); break;
-        case VT::Int: rc = sqlite3_bind_int64(st_, idx, v.i); break;
-        case VT::Real: rc = sqlite3_bind_double(st_, idx, v.r); break;
-        case VT::Text:
-            rc = sqlite3_bind_text(st_, idx, v.s.data(), static_cast<int>(v.s.size()), SQLITE_TRANSIENT);
-            break;
-        case VT::Blob:
-            rc = sqlite3_bind_blob(st_, idx, v.s.data(), static_cast<int>(v.s.size()), SQLITE_TRANSIENT);
-            break;
+            case VT::Null: rc = sqlite3_bind_null(st_, idx); break;
+            case VT::Int: rc = sqlite3_bind_int64(st_, idx, v.i); break;
+            case VT::Real: rc = sqlite3_bind_double(st_, idx, v.r); break;
+            case VT::Text:
+                rc = sqlite3_bind_text(st_, idx, v.s.data(), static_cast<int>(v.s.size()), SQLITE_TRANSIENT);
+                break;
+            case VT::Blob:
+                rc = sqlite3_bind_blob(st_, idx, v.s.data(), static_cast<int>(v.s.size()), SQLITE_TRANSIENT);
+                break;
         }
         if (rc != SQLITE_OK) throw Failure("bind failed: " + std::string(sqlite3_errmsg(db_)));
     }
@@ -212,23 +237,27 @@ public:
         sqlite3_reset(st_);
         throw Failure("step failed (" + std::to_string(rc) + "): " + msg + " [" + sql_ + "]");
     }
-    void run() { while (step()) {} sqlite3_reset(st_); }
+    void run() {
+        while (step()) {
+        }
+        sqlite3_reset(st_);
+    }
 
     Val col(int i) const {
         switch (sqlite3_column_type(st_, i)) {
-        case SQLITE_INTEGER: return Val::integer(sqlite3_column_int64(st_, i));
-        case SQLITE_FLOAT: return Val::real(sqlite3_column_double(st_, i));
-        case SQLITE_TEXT: {
-            const unsigned char* p = sqlite3_column_text(st_, i);
-            int n = sqlite3_column_bytes(st_, i);
-            return Val::text(std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n)));
-        }
-        case SQLITE_BLOB: {
-            const void* p = sqlite3_column_blob(st_, i);
-            int n = sqlite3_column_bytes(st_, i);
-            return Val::blob(n ? std::string(static_cast<const char*>(p), static_cast<size_t>(n)) : std::string());
-        }
-        default: return Val::null();
+            case SQLITE_INTEGER: return Val::integer(sqlite3_column_int64(st_, i));
+            case SQLITE_FLOAT: return Val::real(sqlite3_column_double(st_, i));
+            case SQLITE_TEXT: {
+                const unsigned char* p = sqlite3_column_text(st_, i);
+                int n = sqlite3_column_bytes(st_, i);
+                return Val::text(std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n)));
+            }
+            case SQLITE_BLOB: {
+                const void* p = sqlite3_column_blob(st_, i);
+                int n = sqlite3_column_bytes(st_, i);
+                return Val::blob(n ? std::string(static_cast<const char*>(p), static_cast<size_t>(n)) : std::string());
+            }
+            default: return Val::null();
         }
     }
     std::string col_text(int i) const {
@@ -315,68 +344,118 @@ struct Gen {
         return s;
     }
     std::string rand_mixed(size_t n) {
-        static const std::vector<std::string> parts = {"a", "Z", " ", "é", "ß", "Ж", "中", "文", "😀", "🎉",
-                                                       "\"", "'", "\\", "\n", "\t", "0", "{", "}", "ﬀ", "א"};
+        static const std::vector<std::string> parts = {"a",  "Z", " ",  "é",  "ß",  "Ж", "中", "文", "😀", "🎉",
+                                                       "\"", "'", "\\", "\n", "\t", "0", "{",  "}",  "ﬀ", "א"};
         std::string s;
         for (size_t i = 0; i < n; ++i) s += rng.pick(parts);
         return s;
     }
     std::string text() {
-        static const std::vector<std::string> pool = {
-            "", "a", "hello world", "ünïcödé", "日本語テキスト", "emoji 😀🎉", "quote ' \" \\ /",
-            "line\nbreak\ttab", "ctl \x01\x1f\x7f", "123", "1e5", "-0", "  spaced  ", "null", "NULL",
-            "{\"json\": [1,2]}", "\xe2\x80\xa8 sep \xe2\x80\xa9", "Ω≈ç√∫˜µ≤≥÷"};
+        static const std::vector<std::string> pool = {"",
+                                                      "a",
+                                                      "hello world",
+                                                      "ünïcödé",
+                                                      "日本語テキスト",
+                                                      "emoji 😀🎉",
+                                                      "quote ' \" \\ /",
+                                                      "line\nbreak\ttab",
+                                                      "ctl \x01\x1f\x7f",
+                                                      "123",
+                                                      "1e5",
+                                                      "-0",
+                                                      "  spaced  ",
+                                                      "null",
+                                                      "NULL",
+                                                      "{\"json\": [1,2]}",
+                                                      "\xe2\x80\xa8 sep \xe2\x80\xa9",
+                                                      "Ω≈ç√∫˜µ≤≥÷"};
         switch (rng.below(4)) {
-        case 0: return rand_ascii(static_cast<size_t>(rng.range(1, 10)));
-        case 1: return rand_mixed(static_cast<size_t>(rng.chance(15) ? rng.range(100, 400) : rng.range(1, 12)));
-        default: return rng.pick(pool);
+            case 0: return rand_ascii(static_cast<size_t>(rng.range(1, 10)));
+            case 1: return rand_mixed(static_cast<size_t>(rng.chance(15) ? rng.range(100, 400) : rng.range(1, 12)));
+            default: return rng.pick(pool);
         }
     }
     double real() {
-        static const std::vector<double> pool = {
-            0.0, 1.5, -2.25, 0.1, -0.1, 3.141592653589793, 2.718281828459045e-10, 1e300, -1e300,
-            1.7976931348623157e308, -1.7976931348623157e308, 4.9406564584124654e-324, 2.2250738585072014e-308,
-            1e15 + 0.3, 123456789.12345679, -7.0, 2.0, 9007199254740992.0, 1e22, 5e-7, -123.456e-100,
-            0.30000000000000004, 1.0 / 3.0};
+        static const std::vector<double> pool = {0.0,
+                                                 1.5,
+                                                 -2.25,
+                                                 0.1,
+                                                 -0.1,
+                                                 3.141592653589793,
+                                                 2.718281828459045e-10,
+                                                 1e300,
+                                                 -1e300,
+                                                 1.7976931348623157e308,
+                                                 -1.7976931348623157e308,
+                                                 4.9406564584124654e-324,
+                                                 2.2250738585072014e-308,
+                                                 1e15 + 0.3,
+                                                 123456789.12345679,
+                                                 -7.0,
+                                                 2.0,
+                                                 9007199254740992.0,
+                                                 1e22,
+                                                 5e-7,
+                                                 -123.456e-100,
+                                                 0.30000000000000004,
+                                                 1.0 / 3.0};
         switch (rng.below(4)) {
-        case 0: {  // random finite bit pattern
-            for (;;) {
-                uint64_t bits = rng.next();
-                double d;
-                std::memcpy(&d, &bits, 8);
-                if (std::isfinite(d) && d != 0.0) return d;
+            case 0: {  // random finite bit pattern
+                for (;;) {
+                    uint64_t bits = rng.next();
+                    double d;
+                    std::memcpy(&d, &bits, 8);
+                    if (std::isfinite(d) && d != 0.0) return d;
+                }
             }
-        }
-        case 1: {  // moderate magnitude with many significant digits
-            double m = static_cast<double>(rng.next() >> 11) / 9007199254740992.0;
-            double d = std::ldexp(m, static_cast<int>(rng.range(-40, 60)));
-            if (d == 0.0) return 1.25;  // never produce -0.0 (it compares equal to 0.0)
-            return rng.chance(50) ? -d : d;
-        }
-        default:
-            if (edge && rng.chance(10))
-                return rng.chance(50) ? std::numeric_limits<double>::infinity()
-                                      : -std::numeric_limits<double>::infinity();
-            return rng.pick(pool);
+            case 1: {  // moderate magnitude with many significant digits
+                double m = static_cast<double>(rng.next() >> 11) / 9007199254740992.0;
+                double d = std::ldexp(m, static_cast<int>(rng.range(-40, 60)));
+                if (d == 0.0) return 1.25;  // never produce -0.0 (it compares equal to 0.0)
+                return rng.chance(50) ? -d : d;
+            }
+            default:
+                if (edge && rng.chance(10))
+                    return rng.chance(50) ? std::numeric_limits<double>::infinity()
+                                          : -std::numeric_limits<double>::infinity();
+                return rng.pick(pool);
         }
     }
     int64_t integer() {
-        static const std::vector<int64_t> pool = {
-            0, 1, -1, 42, -42, std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::min(),
-            std::numeric_limits<int64_t>::max() - 1, std::numeric_limits<int64_t>::min() + 1,
-            9007199254740992LL, 9007199254740993LL, -9007199254740993LL, 4294967296LL, 2147483647LL,
-            -2147483648LL, 1234567890123456789LL};
+        static const std::vector<int64_t> pool = {0,
+                                                  1,
+                                                  -1,
+                                                  42,
+                                                  -42,
+                                                  std::numeric_limits<int64_t>::max(),
+                                                  std::numeric_limits<int64_t>::min(),
+                                                  std::numeric_limits<int64_t>::max() - 1,
+                                                  std::numeric_limits<int64_t>::min() + 1,
+                                                  9007199254740992LL,
+                                                  9007199254740993LL,
+                                                  -9007199254740993LL,
+                                                  4294967296LL,
+                                                  2147483647LL,
+                                                  -2147483648LL,
+                                                  1234567890123456789LL};
         switch (rng.below(4)) {
-        case 0: return static_cast<int64_t>(rng.next());
-        case 1: return rng.range(-1000, 1000);
-        default: return rng.pick(pool);
+            case 0: return static_cast<int64_t>(rng.next());
+            case 1: return rng.range(-1000, 1000);
+            default: return rng.pick(pool);
         }
     }
     std::string blob() {
-        static const std::vector<std::string> pool = {
-            std::string(), std::string(1, '\0'), std::string(4, '\0'), std::string("\x00\xff\x00", 3),
-            std::string("abc"), std::string("\xc3\x28", 2), std::string("\xff\xfe\xfd", 3),
-            std::string("\x00" "a\x00" "b", 4)};
+        static const std::vector<std::string> pool = {std::string(),
+                                                      std::string(1, '\0'),
+                                                      std::string(4, '\0'),
+                                                      std::string("\x00\xff\x00", 3),
+                                                      std::string("abc"),
+                                                      std::string("\xc3\x28", 2),
+                                                      std::string("\xff\xfe\xfd", 3),
+                                                      std::string("\x00"
+                                                                  "a\x00"
+                                                                  "b",
+                                                                  4)};
         if (rng.chance(50)) return rng.pick(pool);
         size_t n = static_cast<size_t>(rng.range(0, rng.chance(10) ? 300 : 24));
         std::string b;
@@ -385,11 +464,11 @@ struct Gen {
     }
     Val of_kind(Kind k) {
         switch (k) {
-        case Kind::Int: return Val::integer(integer());
-        case Kind::Real: return Val::real(real());
-        case Kind::Text: return Val::text(text());
-        case Kind::Blob: return Val::blob(blob());
-        case Kind::Any: break;
+            case Kind::Int: return Val::integer(integer());
+            case Kind::Real: return Val::real(real());
+            case Kind::Text: return Val::text(text());
+            case Kind::Blob: return Val::blob(blob());
+            case Kind::Any: break;
         }
         static const Kind kinds[] = {Kind::Int, Kind::Real, Kind::Text, Kind::Blob};
         return of_kind(kinds[rng.below(4)]);
@@ -443,7 +522,6 @@ std::string load_ext(sqlite3* db, const std::string& ext) {
     return std::string();
 }
 
-
 // ---------------------------------------------------------------- dumps
 
 struct Row {
@@ -487,8 +565,7 @@ bool dumps_equal(const Dump& a, const Dump& b) {
 }
 
 // Describe up to `limit` differences between two dumps (by key).
-std::string diff_dumps(const std::string& an, const Dump& a, const std::string& bn, const Dump& b,
-                       int limit = 6) {
+std::string diff_dumps(const std::string& an, const Dump& a, const std::string& bn, const Dump& b, int limit = 6) {
     std::string out;
     int shown = 0;
     for (size_t t = 0; t < a.size() && shown < limit; ++t) {
@@ -519,7 +596,7 @@ std::string diff_dumps(const std::string& an, const Dump& a, const std::string& 
 // ---------------------------------------------------------------- scenario runner
 
 struct RunOptions {
-    uint64_t seed = 0;      // scenario i runs with seed + i, so one seed replays alone
+    uint64_t seed = 0;  // scenario i runs with seed + i, so one seed replays alone
     uint64_t scenarios = 0;
     bool fork_each = true;  // a crash or hang fails only its own scenario
     int timeout = 120;      // seconds per forked scenario
@@ -567,13 +644,15 @@ RunTotals run_scenarios(const RunOptions& o, const std::string& root, const char
                 _exit(r ? 0 : 1);
             }
             int status = 0;
-            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+            }
             if (WIFEXITED(status) && WEXITSTATUS(status) == 0) ok = true;
             else if (WIFEXITED(status)) why = "divergence or error (details above)";
             else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
                 why = "timed out after " + std::to_string(o.timeout) + "s";
             else if (WIFSIGNALED(status))
-                why = "crashed with signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+                why = "crashed with signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) +
+                      ")";
             else why = "unknown child status";
         } else {
             ok = run_one(seed, dir);

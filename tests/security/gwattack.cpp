@@ -112,8 +112,8 @@ int slowloris(const char* host, int port, int n, double seconds) {
             if (c.closed_at > last) last = c.closed_at;
         }
     }
-    printf("connected=%zu refused=%d still_open=%d first_close_s=%.1f last_close_s=%.1f\n", conns.size(), refused,
-           open, first, last);
+    printf("connected=%zu refused=%d still_open=%d first_close_s=%.1f last_close_s=%.1f\n", conns.size(), refused, open,
+           first, last);
     return 0;
 }
 

@@ -193,8 +193,8 @@ struct Outcome {
 class Db {
 public:
     explicit Db(const std::string& path, bool load = true) : path_(path) {
-        int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI,
-                                 nullptr);
+        int rc =
+            sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, nullptr);
         if (rc != SQLITE_OK) {
             std::string m = db_ ? sqlite3_errmsg(db_) : "out of memory";
             sqlite3_close(db_);
@@ -291,7 +291,8 @@ public:
     int64_t track(const std::string& t) { return i64("SELECT lww_track(?)", {t}); }
     std::string changes(int64_t since) { return text("SELECT lww_changes(?)", {Val(static_cast<long long>(since))}); }
     std::string changes(int64_t since, int64_t limit) {
-        return text("SELECT lww_changes(?, ?)", {Val(static_cast<long long>(since)), Val(static_cast<long long>(limit))});
+        return text("SELECT lww_changes(?, ?)",
+                    {Val(static_cast<long long>(since)), Val(static_cast<long long>(limit))});
     }
     std::string apply(const std::string& cs) { return text("SELECT lww_apply(?)", {cs}); }
     std::string sync(const Db& peer, const std::string& options = "") {
@@ -400,7 +401,6 @@ inline int64_t json_int(const std::string& json, const std::string& path) {
     return v->GetInt64();
 }
 
-
 // A value as the change-set format writes it (see common/changeset.cpp).
 inline Val json_value(const rapidjson::Value& v) {
     if (v.IsNull()) return Val();
@@ -451,8 +451,8 @@ struct ParsedCS {
     int version = 0;
     std::string origin;
     uint64_t since = 0, upto = 0;
-    uint64_t after = 0;     // "after" when present, else since
-    bool complete = true;   // false when a row limit cut the set
+    uint64_t after = 0;    // "after" when present, else since
+    bool complete = true;  // false when a row limit cut the set
     std::vector<std::string> nodes;
     std::vector<Reg> regs;
     std::vector<ParsedRow> rows;
@@ -562,11 +562,10 @@ int page_changes(Db& db, int64_t since, int64_t limit, F&& page) {
     int64_t after = since;
     int pages = 0;
     for (; pages < 100000; ++pages) {
-        std::string cs = after == since
-                             ? db.changes(since, limit)
-                             : db.text("SELECT lww_changes(?, ?, ?)", {Val(static_cast<long long>(since)),
-                                                                      Val(static_cast<long long>(limit)),
-                                                                      Val(static_cast<long long>(after))});
+        std::string cs = after == since ? db.changes(since, limit)
+                                        : db.text("SELECT lww_changes(?, ?, ?)", {Val(static_cast<long long>(since)),
+                                                                                  Val(static_cast<long long>(limit)),
+                                                                                  Val(static_cast<long long>(after))});
         ParsedCS p = parse_cs(cs);
         page(cs, p);
         if (static_cast<int64_t>(p.upto) <= after) break;
@@ -580,12 +579,12 @@ int page_changes(Db& db, int64_t since, int64_t limit, F&& page) {
 
 // Hand-written change sets, for inputs a real peer would never produce.
 struct CraftRow {
-    std::string key;          // JSON array text, e.g. "[1]"
+    std::string key;  // JSON array text, e.g. "[1]"
     uint64_t gen = 1;
     uint64_t hlc = 0;
-    unsigned node = 0;        // index into the set's nodes
+    unsigned node = 0;  // index into the set's nodes
     bool row = true;
-    std::string cols;         // JSON array text of [idx, value] entries, e.g. "[[0,\"x\"]]"
+    std::string cols;  // JSON array text of [idx, value] entries, e.g. "[[0,\"x\"]]"
 };
 
 inline std::string craft_table(const std::string& name_json, const std::string& key_json, const std::string& cols_json,

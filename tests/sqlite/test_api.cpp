@@ -213,13 +213,14 @@ TEST(Api, RetrackResumesGenerationsAndRecordsUntrackedWrites) {
     a.exec("DELETE FROM t WHERE id = 2; INSERT INTO t VALUES (2,'again',NULL,NULL)");
     b.sync(a);
     EXPECT_EQ(a.i64("SELECT lww_untrack('t')"), 1);
-    a.exec("DELETE FROM t WHERE id = 1; UPDATE t SET a = 'x' WHERE id = 3;"
-           "DELETE FROM t WHERE id = 2; INSERT INTO t VALUES (2,'third',NULL,NULL)");
+    a.exec(
+        "DELETE FROM t WHERE id = 1; UPDATE t SET a = 'x' WHERE id = 3;"
+        "DELETE FROM t WHERE id = 2; INSERT INTO t VALUES (2,'third',NULL,NULL)");
     EXPECT_EQ(a.track("t"), 2);  // rows 2 and 3 written anew; row 1 recorded as deleted
     b.sync(a);
     EXPECT_EQ(b.table("t"), a.table("t"));
-    EXPECT_EQ(b.table("t"), (std::vector<std::string>{"int:2 | text:'third' | NULL | NULL",
-                                                      "int:3 | text:'x' | NULL | NULL"}));
+    EXPECT_EQ(b.table("t"),
+              (std::vector<std::string>{"int:2 | text:'third' | NULL | NULL", "int:3 | text:'x' | NULL | NULL"}));
 }
 
 TEST(Api, ChangesArgumentErrors) {
@@ -309,8 +310,7 @@ TEST(Api, ChangesPagingCarriesEveryRegister) {
 }
 
 TEST(Api, GeneratedColumnsAreLeftToEachDatabase) {
-    const std::string schema =
-        "CREATE TABLE g(id INTEGER PRIMARY KEY, a, b AS (a * 2) VIRTUAL, c AS (a + 1) STORED);";
+    const std::string schema = "CREATE TABLE g(id INTEGER PRIMARY KEY, a, b AS (a * 2) VIRTUAL, c AS (a + 1) STORED);";
     Cluster cl;
     Db& a = cl.add("a", schema, {"g"});
     Db& b = cl.add("b", schema, {"g"});
@@ -318,7 +318,8 @@ TEST(Api, GeneratedColumnsAreLeftToEachDatabase) {
     ParsedCS cs = parse_cs(a.changes(0));
     for (const auto& r : cs.regs) EXPECT_TRUE(r.is_row || r.col == "a") << r.col;
     b.sync(a);
-    EXPECT_EQ(b.table("g"), (std::vector<std::string>{"int:1 | int:6 | int:12 | int:7", "int:2 | int:7 | int:14 | int:8"}));
+    EXPECT_EQ(b.table("g"),
+              (std::vector<std::string>{"int:1 | int:6 | int:12 | int:7", "int:2 | int:7 | int:14 | int:8"}));
 }
 
 TEST(Api, RolledBackConfigIsNotInEffect) {
@@ -327,9 +328,9 @@ TEST(Api, RolledBackConfigIsNotInEffect) {
     a.exec("BEGIN; SELECT lww_config('max_drift_ms', 3600000); ROLLBACK;");
     EXPECT_EQ(a.i64("SELECT lww_config('max_drift_ms')"), 300000);
     // The guard is the committed one: a stamp 10 minutes ahead is still refused.
-    const std::string cs = craft_cs(kNode1, {kNode1},
-                                    {craft_table("\"t\"", "[\"id\"]", "[\"a\"]",
-                                                 {{"[1]", 1, hlc_at(now_ms() + 600000), 0, true, "[[0,\"x\"]]"}})});
+    const std::string cs = craft_cs(
+        kNode1, {kNode1},
+        {craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[1]", 1, hlc_at(now_ms() + 600000), 0, true, "[[0,\"x\"]]"}})});
     EXPECT_TRUE(FailsCleanly(a, "SELECT lww_apply(?)", {cs}, "lww_apply: ", "ahead"));
 }
 
@@ -340,13 +341,13 @@ TEST(Api, ApplyAndSyncArgumentErrors) {
     EXPECT_TRUE(FailsCleanly(a, "SELECT lww_apply(NULL)", {}, "lww_apply: ", "JSON text"));
     EXPECT_TRUE(FailsCleanly(a, "SELECT lww_apply(x'7b7d')", {}, "lww_apply: ", "JSON text"));
     EXPECT_TRUE(FailsCleanly(a, "SELECT lww_sync('ftp://example.invalid/')", {}, "lww_sync: ", "unsupported URL"));
-    EXPECT_TRUE(FailsCleanly(a, "SELECT lww_sync(?)", {"file:" + cl.file("missing.db")}, "lww_sync: ",
-                             "cannot open peer"));
+    EXPECT_TRUE(
+        FailsCleanly(a, "SELECT lww_sync(?)", {"file:" + cl.file("missing.db")}, "lww_sync: ", "cannot open peer"));
     EXPECT_FALSE(std::filesystem::exists(cl.file("missing.db")));  // never creates a peer
     Db& plain = cl.add("plain", kSchemaT);
     (void)plain;
-    EXPECT_TRUE(FailsCleanly(a, "SELECT lww_sync(?)", {"file:" + cl.file("plain.db")}, "lww_sync: ",
-                             "no lwwsync metadata"));
+    EXPECT_TRUE(
+        FailsCleanly(a, "SELECT lww_sync(?)", {"file:" + cl.file("plain.db")}, "lww_sync: ", "no lwwsync metadata"));
     EXPECT_TRUE(FailsCleanly(a, "SELECT lww_sync(?)", {a.url()}, "lww_sync: ", a.node_id()));  // itself
     Db& b = cl.add("b", kSchemaT, {"t"});
     EXPECT_TRUE(FailsCleanly(a, "SELECT lww_sync(?, '{\"batch_rows\":0}')", {b.url()}, "lww_sync: ", "batch_rows"));
@@ -361,12 +362,15 @@ TEST(Api, ConfigMaxDrift) {
         EXPECT_EQ(a.i64("SELECT lww_config('max_drift_ms')"), 300000);
         EXPECT_EQ(a.i64("SELECT lww_config('max_drift_ms', 1000)"), 1000);
         EXPECT_EQ(a.i64("SELECT lww_config('max_drift_ms')"), 1000);
-        EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('max_drift_ms', -5)", {}, "lww_config: ",
-                                 "max_drift_ms must be between 0 and 1099511627776"));
-        EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('max_drift_ms', 1099511627777)", {}, "lww_config: ", "must be between"));
-        EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('max_drift_ms', 'x')", {}, "lww_config: ", "must be an integer"));
+        EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('max_drift_ms', -5)", {},
+                                 "lww_config: ", "max_drift_ms must be between 0 and 1099511627776"));
+        EXPECT_TRUE(
+            FailsCleanly(a, "SELECT lww_config('max_drift_ms', 1099511627777)", {}, "lww_config: ", "must be between"));
+        EXPECT_TRUE(
+            FailsCleanly(a, "SELECT lww_config('max_drift_ms', 'x')", {}, "lww_config: ", "must be an integer"));
         EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('colour')", {}, "lww_config: ",
-                                 "unknown setting \"colour\" (known: max_drift_ms, pending_max_rows, detect_copies, conflict_log, tombstone_ttl_ms, conflict_log_rows, log_fold_rows)"));
+                                 "unknown setting \"colour\" (known: max_drift_ms, pending_max_rows, detect_copies, "
+                                 "conflict_log, tombstone_ttl_ms, conflict_log_rows, log_fold_rows)"));
     }
     auto again = cl.connect("a");  // a per-database setting: it persists
     EXPECT_EQ(again->i64("SELECT lww_config('max_drift_ms')"), 1000);

@@ -52,15 +52,19 @@ std::string chain_schema(bool deferred) {
     const std::string d = deferred ? " DEFERRABLE INITIALLY DEFERRED" : "";
     return "PRAGMA foreign_keys = ON;"
            "CREATE TABLE zgrand(id INTEGER PRIMARY KEY, name TEXT);"
-           "CREATE TABLE mparent(id INTEGER PRIMARY KEY, grand INTEGER REFERENCES zgrand(id)" + d + ", name TEXT);"
-           "CREATE TABLE akid(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES mparent(id)" + d + ", name TEXT);";
+           "CREATE TABLE mparent(id INTEGER PRIMARY KEY, grand INTEGER REFERENCES zgrand(id)" +
+           d +
+           ", name TEXT);"
+           "CREATE TABLE akid(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES mparent(id)" +
+           d + ", name TEXT);";
 }
 const V kChain = {"zgrand", "mparent", "akid"};
 
 void fill_chain(Db& db) {
-    db.exec("INSERT INTO zgrand VALUES (1, 'g1'), (2, 'g2');"
-            "INSERT INTO mparent VALUES (10, 1, 'p10'), (11, 2, 'p11'), (12, 1, 'p12');"
-            "INSERT INTO akid VALUES (100, 10, 'k100'), (101, 11, 'k101'), (102, 12, 'k102'), (103, NULL, 'k103');");
+    db.exec(
+        "INSERT INTO zgrand VALUES (1, 'g1'), (2, 'g2');"
+        "INSERT INTO mparent VALUES (10, 1, 'p10'), (11, 2, 'p11'), (12, 1, 'p12');"
+        "INSERT INTO akid VALUES (100, 10, 'k100'), (101, 11, 'k101'), (102, 12, 'k102'), (103, NULL, 'k103');");
 }
 
 class FkChain : public ::testing::TestWithParam<bool> {};
@@ -110,8 +114,9 @@ TEST_P(FkChain, InsertsAndDeletesInEveryOrderOfDelivery) {
     } while (std::next_permutation(perm.begin(), perm.end()));
 }
 
-INSTANTIATE_TEST_SUITE_P(ImmediateAndDeferred, FkChain, ::testing::Values(false, true),
-                         [](const auto& info) { return info.param ? std::string("Deferred") : std::string("Immediate"); });
+INSTANTIATE_TEST_SUITE_P(ImmediateAndDeferred, FkChain, ::testing::Values(false, true), [](const auto& info) {
+    return info.param ? std::string("Deferred") : std::string("Immediate");
+});
 
 TEST(FkOrder, SelfReferenceInAnyRowOrder) {
     Cluster cl;
@@ -123,8 +128,9 @@ TEST(FkOrder, SelfReferenceInAnyRowOrder) {
     const std::string inserts = src.changes(0);
     const V full = src.table("node");
     const int64_t m = src.seq();
-    src.exec("DELETE FROM node WHERE id = 4; DELETE FROM node WHERE id = 3; DELETE FROM node WHERE id = 2;"
-             "DELETE FROM node WHERE id = 1;");
+    src.exec(
+        "DELETE FROM node WHERE id = 4; DELETE FROM node WHERE id = 3; DELETE FROM node WHERE id = 2;"
+        "DELETE FROM node WHERE id = 1;");
     const std::string deletes = src.changes(m);
     for (bool reversed : {false, true}) {
         Db& dst = cl.add(reversed ? "r" : "f", schema, {"node"});
@@ -154,7 +160,8 @@ TEST(FkOrder, LongChainRowByRowStaysBounded) {
         rows.push_back({"[" + std::to_string(i) + "]", 1, h, 0, true, "[[0," + std::to_string(i - 1) + "],[1,null]]"});
     rows.push_back({"[1000]", 1, h, 0, true, "[[0,null],[1,\"taken\"]]"});  // refused: UNIQUE
     auto t0 = std::chrono::steady_clock::now();
-    std::string st = dst.apply(craft_cs(kNode1, {kNode1}, {craft_table("\"node\"", "[\"id\"]", "[\"up\",\"tag\"]", rows)}));
+    std::string st =
+        dst.apply(craft_cs(kNode1, {kNode1}, {craft_table("\"node\"", "[\"id\"]", "[\"up\",\"tag\"]", rows)}));
     EXPECT_EQ(json_int(st, "rejected"), 3) << st;
     EXPECT_EQ(dst.i64("SELECT count(*) FROM node"), 301);
     // The same chain hanging from a parent that is not here: all parked.
@@ -167,8 +174,9 @@ TEST(FkOrder, LongChainRowByRowStaysBounded) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EXPECT_LT(secs, 20.0);
     // Its root arrives: retried with the next apply, the chain lands.
-    st = dst.apply(craft_cs(kNode1, {kNode1},
-                            {craft_table("\"node\"", "[\"id\"]", "[\"up\",\"tag\"]", {{"[2000]", 1, h, 0, true, "[[0,null]]"}})}));
+    st = dst.apply(
+        craft_cs(kNode1, {kNode1},
+                 {craft_table("\"node\"", "[\"id\"]", "[\"up\",\"tag\"]", {{"[2000]", 1, h, 0, true, "[[0,null]]"}})}));
     EXPECT_EQ(dst.i64("SELECT count(*) FROM lww_rejected"), 1);  // the UNIQUE clash
     EXPECT_EQ(dst.i64("SELECT count(*) FROM node"), 602);
 }
@@ -197,8 +205,9 @@ TEST(FkOrder, CompositeKeysWithoutRowidDeferred) {
         "CREATE TABLE doc(id TEXT PRIMARY KEY, owner TEXT, folder TEXT, body,"
         " FOREIGN KEY(owner, folder) REFERENCES folder(owner, name) DEFERRABLE INITIALLY DEFERRED) WITHOUT ROWID;";
     Db& src = cl.add("src", schema, {"folder", "doc"});
-    src.exec("INSERT INTO folder VALUES ('ann', 'inbox'), ('bob', 'inbox');"
-             "INSERT INTO doc VALUES ('d1', 'ann', 'inbox', 'x'), ('d2', 'bob', 'inbox', 'y');");
+    src.exec(
+        "INSERT INTO folder VALUES ('ann', 'inbox'), ('bob', 'inbox');"
+        "INSERT INTO doc VALUES ('d1', 'ann', 'inbox', 'x'), ('d2', 'bob', 'inbox', 'y');");
     Db& dst = cl.add("dst", schema, {"folder", "doc"});
     EXPECT_EQ(json_int(dst.apply(reorder_tables(src.changes(0), {1, 0})), "rejected"), 0);
     EXPECT_EQ(dst.table("doc"), src.table("doc"));
@@ -254,7 +263,8 @@ TEST(FkOrder, UntrackedChildHoldsAMergedDelete) {
     const std::string st = deliver(a, b);
     EXPECT_EQ(json_int(st, "rejected"), 1) << st;
     EXPECT_EQ(b.rows("SELECT id FROM p"), (Rows{{Val(1)}}));
-    EXPECT_EQ(b.rows("SELECT key, reason FROM lww_rejected"), (Rows{{Val("[1]"), Val("FOREIGN KEY constraint failed")}}));
+    EXPECT_EQ(b.rows("SELECT key, reason FROM lww_rejected"),
+              (Rows{{Val("[1]"), Val("FOREIGN KEY constraint failed")}}));
 }
 
 // ------------------------------------------------------------------ orphans
@@ -562,10 +572,12 @@ TEST(Rejected, UniqueClashAmongGoodRowsRetriedAndLanded) {
     EXPECT_EQ(json_int(st, "received"), 12) << st;  // 3 registers a row, parked ones included
     EXPECT_EQ(json_int(st, "applied"), 6) << st;
     EXPECT_EQ(b.rows("SELECT id FROM u ORDER BY id"), (Rows{{Val(1)}, {Val(3)}, {Val(50)}}));
-    Rows rej = b.rows("SELECT tbl, key, reason, origin, first_seen <= last_seen, last_seen >= ? FROM lww_rejected ORDER BY key",
-                      {Val(static_cast<long long>(now_ms() - 60000))});
+    Rows rej = b.rows(
+        "SELECT tbl, key, reason, origin, first_seen <= last_seen, last_seen >= ? FROM lww_rejected ORDER BY key",
+        {Val(static_cast<long long>(now_ms() - 60000))});
     ASSERT_EQ(rej.size(), 2u);
-    EXPECT_EQ(rej[0], (Row{Val("u"), Val("[2]"), Val("UNIQUE constraint failed: u.email"), Val(a.node_id()), Val(1), Val(1)}));
+    EXPECT_EQ(rej[0],
+              (Row{Val("u"), Val("[2]"), Val("UNIQUE constraint failed: u.email"), Val(a.node_id()), Val(1), Val(1)}));
     EXPECT_EQ(rej[1][1], Val("[4]"));
     EXPECT_NE(rej[1][2].s.find("CHECK constraint failed"), std::string::npos) << rej[1][2];
     // The parked registers: a one-row change set another database can apply.
@@ -610,7 +622,8 @@ TEST(Rejected, DroppedWhenANewerVersionLands) {
 TEST(Rejected, ParkedTwiceKeepsTheJoinOfBothVersions) {
     Cluster cl;
     Db& a = cl.add("a", "CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT, n INTEGER);", {"u"});
-    Db& b = cl.add("b", "CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT, n INTEGER NOT NULL CHECK (n >= 0));", {"u"});
+    Db& b =
+        cl.add("b", "CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT, n INTEGER NOT NULL CHECK (n >= 0));", {"u"});
     a.exec("INSERT INTO u VALUES (1, 'a@y', -1)");
     deliver(a, b);
     const int64_t m = a.seq();
@@ -656,9 +669,10 @@ TEST(Rejected, SyncReportsAndRetries) {
     st = c.sync(b);
     EXPECT_EQ(json_int(st, "sent.rejected"), 3) << st;
     // b relaxes its rule; the next sync lands both parked rows.
-    b.exec("CREATE TABLE u2(id INTEGER PRIMARY KEY, email TEXT UNIQUE, n INTEGER);"
-           "INSERT INTO u2 SELECT * FROM u; SELECT lww_untrack('u'); DROP TABLE u; ALTER TABLE u2 RENAME TO u;"
-           "SELECT lww_track('u');");
+    b.exec(
+        "CREATE TABLE u2(id INTEGER PRIMARY KEY, email TEXT UNIQUE, n INTEGER);"
+        "INSERT INTO u2 SELECT * FROM u; SELECT lww_untrack('u'); DROP TABLE u; ALTER TABLE u2 RENAME TO u;"
+        "SELECT lww_track('u');");
     b.sync(a);
     EXPECT_EQ(b.i64("SELECT count(*) FROM lww_rejected"), 0);
     EXPECT_EQ(b.i64("SELECT count(*) FROM u"), 3);

@@ -76,7 +76,9 @@ TEST_F(ApplyErrors, UnknownTableIsHeldNotRefused) {
     std::string good = craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[50]", 1, h, 0, true, "[[0,\"new\"]]"}});
     std::string bad = craft_table("\"x\"", "[\"id\"]", "[\"a\"]", {{"[1]", 1, h, 0, true, "[[0,\"v\"]]"}});
     std::string st = r->apply(craft_cs(kNode1, {kNode1}, {good, bad}));
-    EXPECT_EQ(st, "{\"rows\":1,\"received\":2,\"applied\":2,\"duplicate\":0,\"lost\":0,\"overwrote\":0,\"ignored\":0,\"rejected\":0,\"pending\":2}");
+    EXPECT_EQ(st,
+              "{\"rows\":1,\"received\":2,\"applied\":2,\"duplicate\":0,\"lost\":0,\"overwrote\":0,\"ignored\":0,"
+              "\"rejected\":0,\"pending\":2}");
     EXPECT_EQ(r->one("SELECT a FROM t WHERE id = 50"), Val("new"));
     EXPECT_EQ(r->table("lww_pending").size(), 1u);
     EXPECT_EQ(r->text("SELECT tbl || ' ' || columns || ' ' || origin || ' ' || registers FROM lww_pending"),
@@ -103,7 +105,9 @@ TEST_F(ApplyErrors, UnknownColumnIsHeldKeyMismatchRefused) {
     std::string good = craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[50]", 1, h, 0, true, "[[0,\"new\"]]"}});
     std::string bad = craft_table("\"u\"", "[\"id\"]", "[\"email\",\"zzz\"]", {{"[1]", 1, h, 0, true, "[[1,\"v\"]]"}});
     std::string st = r->apply(craft_cs(kNode1, {kNode1}, {good, bad}));
-    EXPECT_EQ(st, "{\"rows\":2,\"received\":3,\"applied\":3,\"duplicate\":0,\"lost\":0,\"overwrote\":0,\"ignored\":0,\"rejected\":0,\"pending\":1}");
+    EXPECT_EQ(st,
+              "{\"rows\":2,\"received\":3,\"applied\":3,\"duplicate\":0,\"lost\":0,\"overwrote\":0,\"ignored\":0,"
+              "\"rejected\":0,\"pending\":1}");
     EXPECT_EQ(r->table("u"), (V{"int:1 | NULL | NULL"}));
     EXPECT_EQ(r->text("SELECT columns FROM lww_pending WHERE tbl = 'u'"), "[\"zzz\"]");
     std::string keyed = craft_table("\"t\"", "[\"a\"]", "[\"b\"]", {{"[1]", 1, h, 0, true, "[[0,\"v\"]]"}});
@@ -119,10 +123,10 @@ TEST_F(ApplyErrors, UnknownColumnIsHeldKeyMismatchRefused) {
 
 TEST_F(ApplyErrors, HostileIdentifiersNeverReachSql) {
     const uint64_t h = hlc_at(now_ms());
-    std::string t1 = craft_table("\"t\\\"; DROP TABLE t; --\"", "[\"id\"]", "[\"a\"]",
-                                 {{"[1]", 1, h, 0, true, "[[0,\"v\"]]"}});
-    std::string t2 = craft_table("\"t\"", "[\"id\"]", "[\"a\\\" = 1; DROP TABLE u; --\"]",
-                                 {{"[1]", 1, h, 0, true, "[[0,\"v\"]]"}});
+    std::string t1 =
+        craft_table("\"t\\\"; DROP TABLE t; --\"", "[\"id\"]", "[\"a\"]", {{"[1]", 1, h, 0, true, "[[0,\"v\"]]"}});
+    std::string t2 =
+        craft_table("\"t\"", "[\"id\"]", "[\"a\\\" = 1; DROP TABLE u; --\"]", {{"[1]", 1, h, 0, true, "[[0,\"v\"]]"}});
     r->apply(craft_cs(kNode1, {kNode1}, {t1}));
     r->apply(craft_cs(kNode1, {kNode1}, {t2}));
     EXPECT_EQ(r->i64("SELECT count(*) FROM sqlite_master WHERE name IN ('t', 'u')"), 2);
@@ -131,8 +135,8 @@ TEST_F(ApplyErrors, HostileIdentifiersNeverReachSql) {
     std::string t3 = craft_table("\"t\"", "[\"id\\\" OR 1=1 --\"]", "[\"a\"]", {{"[1]", 1, h, 0, true, "[[0,\"v\"]]"}});
     EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1}, {t3}), "key columns"));
     // Values are data, whatever they contain.
-    std::string t4 = craft_table("\"t\"", "[\"id\"]", "[\"a\"]",
-                                 {{"[77]", 1, h, 0, true, "[[0,\"'); DROP TABLE t; --\"]]"}});
+    std::string t4 =
+        craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[77]", 1, h, 0, true, "[[0,\"'); DROP TABLE t; --\"]]"}});
     r->apply(craft_cs(kNode1, {kNode1}, {t4}));
     EXPECT_EQ(r->one("SELECT a FROM t WHERE id = 77"), Val("'); DROP TABLE t; --"));
 }
@@ -142,7 +146,8 @@ TEST_F(ApplyErrors, MalformedParts) {
     auto with_row = [&](const std::string& row) {
         return craft_cs(kNode1, {kNode1},
                         {"{\"name\":\"t\",\"key\":[\"id\"],\"columns\":[\"a\",\"b\"],\"rows\":[{\"key\":[60],\"gen\":1,"
-                         "\"stamp\":[\"" + std::to_string(h) + "\",0],\"row\":true,\"cols\":[[0,\"ok\"]]}," + row + "]}"});
+                         "\"stamp\":[\"" +
+                         std::to_string(h) + "\",0],\"row\":true,\"cols\":[[0,\"ok\"]]}," + row + "]}"});
     };
     const std::string st = "\"stamp\":[\"" + std::to_string(h) + "\",0]";
     EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":0," + st + ",\"row\":true}"), "gen"));
@@ -150,22 +155,23 @@ TEST_F(ApplyErrors, MalformedParts) {
     EXPECT_TRUE(apply_fails(with_row("{\"key\":[1,2],\"gen\":1," + st + ",\"row\":true}"), "key"));
     EXPECT_TRUE(apply_fails(with_row("{\"key\":[null],\"gen\":1," + st + ",\"row\":true}"), "NULL"));
     EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":1,\"stamp\":[\"0\",0],\"row\":true}"), "hlc out of range"));
-    EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":1,\"stamp\":[\"" + std::to_string(h) + "\",5],\"row\":true}"),
-                            "node index"));
+    EXPECT_TRUE(apply_fails(
+        with_row("{\"key\":[1],\"gen\":1,\"stamp\":[\"" + std::to_string(h) + "\",5],\"row\":true}"), "node index"));
     EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":1,\"stamp\":[" + std::to_string(h) + ",0],\"row\":true}"),
                             "decimal string"));
     EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":1," + st + ",\"cols\":[[9,\"v\"]]}"), "column index"));
     EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":1," + st + ",\"cols\":[[0,1.5]]}"), "bare number"));
     EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":1," + st + ",\"cols\":[[0,{\"real\":\"x\"}]]}"), "real"));
-    EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":1," + st + ",\"cols\":[[0,{\"bytes\":\"***\"}]]}"),
-                            "base64"));
-    EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":1," + st + ",\"cols\":[[0,{\"int\":\"9223372036854775808\"}]]}"),
-                            "int64"));
+    EXPECT_TRUE(
+        apply_fails(with_row("{\"key\":[1],\"gen\":1," + st + ",\"cols\":[[0,{\"bytes\":\"***\"}]]}"), "base64"));
+    EXPECT_TRUE(apply_fails(
+        with_row("{\"key\":[1],\"gen\":1," + st + ",\"cols\":[[0,{\"int\":\"9223372036854775808\"}]]}"), "int64"));
     EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":1," + st + ",\"cols\":[[0,{\"date\":\"x\"}]]}"), "value"));
     EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":1," + st + "}"), "row register or some columns"));
     EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":1,\"row\":true}"), "stamp"));
-    EXPECT_TRUE(apply_fails(with_row("{\"key\":[1],\"gen\":1," + st + ",\"cols\":[[0,\"v\",\"" + std::to_string(h) + "\",3]]}"),
-                            "node index"));
+    EXPECT_TRUE(
+        apply_fails(with_row("{\"key\":[1],\"gen\":1," + st + ",\"cols\":[[0,\"v\",\"" + std::to_string(h) + "\",3]]}"),
+                    "node index"));
     std::string bad_origin = valid;
     const std::string o = "\"origin\":\"" + s->node_id() + "\"";
     ASSERT_NE(bad_origin.find(o), std::string::npos);
@@ -176,34 +182,39 @@ TEST_F(ApplyErrors, MalformedParts) {
 TEST_F(ApplyErrors, StampBeyondDriftGuardNamesTheNode) {
     const uint64_t ahead = hlc_at(now_ms() + 10 * 60 * 1000);
     const uint64_t fine = hlc_at(now_ms());
-    std::string both = craft_table("\"t\"", "[\"id\"]", "[\"a\"]",
-                                   {{"[50]", 1, fine, 0, true, "[[0,\"new\"]]"}, {"[51]", 1, ahead, 1, true, "[[0,\"future\"]]"}});
-    ::testing::AssertionResult res = apply_fails(craft_cs(kNode1, {kNode1, kNode3}, {both}), "stamp from node " + kNode3);
+    std::string both =
+        craft_table("\"t\"", "[\"id\"]", "[\"a\"]",
+                    {{"[50]", 1, fine, 0, true, "[[0,\"new\"]]"}, {"[51]", 1, ahead, 1, true, "[[0,\"future\"]]"}});
+    ::testing::AssertionResult res =
+        apply_fails(craft_cs(kNode1, {kNode1, kNode3}, {both}), "stamp from node " + kNode3);
     EXPECT_TRUE(res);
     // A column register from the future is refused as well, naming its own node.
-    std::string col = "{\"name\":\"t\",\"key\":[\"id\"],\"columns\":[\"a\"],\"rows\":[{\"key\":[1],\"gen\":1,\"stamp\":[\"" +
-                      std::to_string(fine) + "\",0],\"cols\":[[0,\"v\",\"" + std::to_string(ahead) + "\",1]]}]}";
+    std::string col =
+        "{\"name\":\"t\",\"key\":[\"id\"],\"columns\":[\"a\"],\"rows\":[{\"key\":[1],\"gen\":1,\"stamp\":[\"" +
+        std::to_string(fine) + "\",0],\"cols\":[[0,\"v\",\"" + std::to_string(ahead) + "\",1]]}]}";
     EXPECT_TRUE(apply_fails(craft_cs(kNode1, {kNode1, kNode2}, {col}), kNode2));
     // Through lww_sync too: a server refuses a pushed batch holding such a
     // stamp, and nothing of it lands. (A client takes its server's clock:
     // see Clock tests in test_http.cpp.)
-    Db& bad_peer = cl.add("bad", kSchemaT + std::string("CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT, n);"),
-                          {"t", "u"});
-    bad_peer.apply(craft_cs(kNode2, {kNode2}, {craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[1]", 1, fine, 0, true, "[[0,\"ok\"]]"}})}));
+    Db& bad_peer =
+        cl.add("bad", kSchemaT + std::string("CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT, n);"), {"t", "u"});
+    bad_peer.apply(craft_cs(
+        kNode2, {kNode2}, {craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[1]", 1, fine, 0, true, "[[0,\"ok\"]]"}})}));
     bad_peer.exec("SELECT lww_config('max_drift_ms', 3600000)");
-    bad_peer.apply(craft_cs(kNode3, {kNode3},
-                            {craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[51]", 1, ahead, 0, true, "[[0,\"future\"]]"}})}));
+    bad_peer.apply(
+        craft_cs(kNode3, {kNode3},
+                 {craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[51]", 1, ahead, 0, true, "[[0,\"future\"]]"}})}));
     const auto before = r->table("t");
     // The caller's clock took that stamp: the server refuses the caller by name.
-    EXPECT_TRUE(FailsCleanly(bad_peer, "SELECT lww_sync(?, '{\"batch_rows\":1000}')", {r->url()}, "lww_sync: ",
-                             "the clock of node " + bad_peer.node_id() + " is "));
+    EXPECT_TRUE(FailsCleanly(bad_peer, "SELECT lww_sync(?, '{\"batch_rows\":1000}')", {r->url()},
+                             "lww_sync: ", "the clock of node " + bad_peer.node_id() + " is "));
     EXPECT_EQ(r->table("t"), before);
 }
 
 TEST_F(ApplyErrors, ConfiguredDriftIsEnforced) {
     const uint64_t two_s = hlc_at(now_ms() + 2500);
-    std::string set = craft_cs(kNode2, {kNode2},
-                               {craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[70]", 1, two_s, 0, true, "[[0,\"2s\"]]"}})});
+    std::string set = craft_cs(
+        kNode2, {kNode2}, {craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[70]", 1, two_s, 0, true, "[[0,\"2s\"]]"}})});
     Db& lenient = cl.add("lenient", kSchemaT, {"t"});
     Outcome ok = lenient.run("SELECT lww_apply(?)", {set});
     EXPECT_TRUE(ok.ok) << ok.err;  // default: 5 minutes
@@ -219,8 +230,9 @@ TEST_F(ApplyErrors, OwnOriginIsRefused) {
     r->exec("INSERT INTO t VALUES (3, 'r3', NULL, NULL)");
     EXPECT_TRUE(apply_fails(r->changes(0), r->node_id()));
     EXPECT_TRUE(apply_fails(r->changes(0), "own"));
-    std::string forged = craft_cs(r->node_id(), {kNode1},
-                                  {craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[90]", 1, hlc_at(now_ms()), 0, true, "[[0,\"x\"]]"}})});
+    std::string forged = craft_cs(
+        r->node_id(), {kNode1},
+        {craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[90]", 1, hlc_at(now_ms()), 0, true, "[[0,\"x\"]]"}})});
     EXPECT_TRUE(apply_fails(forged, "own"));
 }
 
@@ -245,7 +257,8 @@ TEST_F(ApplyErrors, LateUniqueViolationIsParkedNotFatal) {
     auto rows = [&](int key, const std::string& last) {
         return craft_cs(kNode1, {kNode1},
                         {craft_table("\"s\"", "[\"id\"]", "[\"n\",\"i\"]",
-                                     {{"[1]", 1, h, 0, true, "[[0,1],[1,1]]"}, {"[2]", 1, h, 0, true, "[[0,2],[1,2]]"},
+                                     {{"[1]", 1, h, 0, true, "[[0,1],[1,1]]"},
+                                      {"[2]", 1, h, 0, true, "[[0,2],[1,2]]"},
                                       {"[" + std::to_string(key) + "]", 1, h, 0, true, last}})});
     };
     q.exec("INSERT INTO s VALUES (50, 50, 50)");
@@ -295,10 +308,10 @@ TEST_F(ApplyErrors, ParkedRowInsideUserTransaction) {
     // A refused row inside the user's transaction: the rest applies, the
     // user's own writes stay, and the transaction commits.
     const uint64_t h = hlc_at(now_ms());
-    std::string cs = craft_cs(kNode1, {kNode1},
-                              {craft_table("\"u\"", "[\"id\"]", "[\"email\"]",
-                                           {{"[1]", 1, h, 0, true, "[[0,\"dup@x\"]]"},
-                                            {"[2]", 1, h, 0, true, "[[0,\"dup@x\"]]"}})});
+    std::string cs =
+        craft_cs(kNode1, {kNode1},
+                 {craft_table("\"u\"", "[\"id\"]", "[\"email\"]",
+                              {{"[1]", 1, h, 0, true, "[[0,\"dup@x\"]]"}, {"[2]", 1, h, 0, true, "[[0,\"dup@x\"]]"}})});
     r->exec("BEGIN; INSERT INTO t VALUES (5, 'mine', NULL, NULL);");
     const std::string st = r->apply(cs);
     EXPECT_EQ(json_int(st, "rejected"), 2) << st;
@@ -312,9 +325,9 @@ TEST_F(ApplyErrors, ParkedRowInsideUserTransaction) {
 TEST_F(ApplyErrors, ChangeSetOfAnotherShapeMapsColumnsByName) {
     // Columns listed in another order, and only some of them: mapped by name.
     const uint64_t h = hlc_at(now_ms());
-    std::string cs = craft_cs(kNode1, {kNode1},
-                              {craft_table("\"t\"", "[\"id\"]", "[\"c\",\"a\"]",
-                                           {{"[40]", 1, h, 0, true, "[[0,\"is c\"],[1,\"is a\"]]"}})});
+    std::string cs = craft_cs(
+        kNode1, {kNode1},
+        {craft_table("\"t\"", "[\"id\"]", "[\"c\",\"a\"]", {{"[40]", 1, h, 0, true, "[[0,\"is c\"],[1,\"is a\"]]"}})});
     r->apply(cs);
     EXPECT_EQ(r->rows("SELECT * FROM t WHERE id = 40")[0], (Row{Val(40), Val("is a"), Val(), Val("is c")}));
 }

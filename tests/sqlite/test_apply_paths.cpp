@@ -73,18 +73,17 @@ TEST(ApplyPaths, KeysUpToTheGreatestAreMergedAgainstTheirMetadata) {
                          {"[4]", 1, h + 20, "back"},  // generation 1 < 2: stays deleted
                          {"[15]", 1, h + 10, "new"},
                          {"[10]", 1, h + 10, "newer"}}));
-    EXPECT_EQ(b.rows("SELECT id, v FROM t ORDER BY id"),
-              (Rows{{Val(1), Val("old")},
-                    {Val(2), Val("old")},
-                    {Val(3), Val("old")},
-                    {Val(5), Val("old")},
-                    {Val(6), Val("newer")},
-                    {Val(7), Val("old")},
-                    {Val(8), Val("old")},
-                    {Val(9), Val("old")},
-                    {Val(10), Val("newer")},
-                    {Val(15), Val("new")},
-                    {Val(20), Val("new")}}));
+    EXPECT_EQ(b.rows("SELECT id, v FROM t ORDER BY id"), (Rows{{Val(1), Val("old")},
+                                                               {Val(2), Val("old")},
+                                                               {Val(3), Val("old")},
+                                                               {Val(5), Val("old")},
+                                                               {Val(6), Val("newer")},
+                                                               {Val(7), Val("old")},
+                                                               {Val(8), Val("old")},
+                                                               {Val(9), Val("old")},
+                                                               {Val(10), Val("newer")},
+                                                               {Val(15), Val("new")},
+                                                               {Val(20), Val("new")}}));
     EXPECT_EQ(b.i64("SELECT gen FROM lww__t WHERE k0 = 4"), 2);
     EXPECT_EQ(b.i64("SELECT count(*) FROM lww__t"), 12);
 }
@@ -113,8 +112,8 @@ TEST(ApplyPaths, ARunStartedOverAndARetryLookEveryKeyUp) {
     std::unique_ptr<Db> slot;
     Db& b = fresh(dir, slot, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT CHECK (v <> 'bad'));");
     const uint64_t h = hlc_at(now_ms() - 60000);
-    const std::string st = b.apply(set_of("t", {{"[1]", 1, h, "a"}, {"[2]", 1, h, "b"}, {"[9]", 1, h, "bad"},
-                                                {"[4]", 1, h, "d"}, {"[5]", 1, h, "e"}}));
+    const std::string st = b.apply(set_of(
+        "t", {{"[1]", 1, h, "a"}, {"[2]", 1, h, "b"}, {"[9]", 1, h, "bad"}, {"[4]", 1, h, "d"}, {"[5]", 1, h, "e"}}));
     EXPECT_EQ(json_int(st, "rejected"), 2) << st;
     EXPECT_EQ(b.i64("SELECT count(*) FROM t"), 4);
     EXPECT_EQ(b.i64("SELECT count(*) FROM lww__t"), 4);
@@ -167,8 +166,9 @@ TEST(ApplyPaths, ASyncReusesItsStatementsAndLeavesNoneBehind) {
     Db a(dir.file("a.db"));
     a.exec(schema);
     a.track("t");
-    a.exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600)"
-           " INSERT INTO t(id) SELECT i FROM n");
+    a.exec(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600)"
+        " INSERT INTO t(id) SELECT i FROM n");
     sqlite3* b = nullptr;
     ASSERT_EQ(sqlite3_open(dir.file("b.db").c_str(), &b), SQLITE_OK);
     sqlite3_enable_load_extension(b, 1);
@@ -183,7 +183,8 @@ TEST(ApplyPaths, ASyncReusesItsStatementsAndLeavesNoneBehind) {
     for (int i = 1; i <= 600; ++i) {
         std::string sets;
         for (int c = 0; c < 10; ++c)
-            if (i >> c & 1) sets += (sets.empty() ? "" : ", ") + ("c" + std::to_string(c) + " = " + std::to_string(i * 10 + c));
+            if (i >> c & 1)
+                sets += (sets.empty() ? "" : ", ") + ("c" + std::to_string(c) + " = " + std::to_string(i * 10 + c));
         if (!sets.empty()) a.exec("UPDATE t SET " + sets + " WHERE id = " + std::to_string(i));
     }
     run("SELECT lww_sync('" + a.url() + "', '{\"batch_rows\":50}')");

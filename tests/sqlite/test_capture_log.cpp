@@ -36,7 +36,8 @@ void old_capture(Db& db) {
         if (!s.empty()) {
             std::string sql = s[0][0].s;
             std::string match;
-            for (size_t i = 0; i < key.size(); ++i) match += (i ? " AND k" : "k") + std::to_string(i) + " = NEW." + quote_id(key[i]);
+            for (size_t i = 0; i < key.size(); ++i)
+                match += (i ? " AND k" : "k") + std::to_string(i) + " = NEW." + quote_id(key[i]);
             sql = sql.substr(0, sql.find(" BEGIN ")) + " BEGIN UPDATE " + quote_id("lww__" + t) +
                   " SET cols = lww_cols_set(cols), seq = lww_write_seq() WHERE " + match + "; END";
             db.exec("DROP TRIGGER " + quote_id(upd));
@@ -71,7 +72,6 @@ void pin_clock(Db& db, uint64_t pin) {
                       {craft_table("\"pin\"", "[\"id\"]", "[\"v\"]", {{"[1]", 1, pin, 0, true, "[[0,\"p\"]]"}})}));
 }
 
-
 Db& tracked(Cluster& cl, const std::string& name, uint64_t pin_hlc = hlc_at(now_ms() + 120000)) {
     Db& db = cl.add(name, kShapes, kTables);
     pin_clock(db, pin_hlc);
@@ -86,20 +86,26 @@ std::pair<std::string, std::vector<Val>> random_write(std::mt19937_64& rng) {
     const Val text = Val::text("v" + std::to_string(pick(5)));
     const Val num(static_cast<long long>(pick(4)));
     switch (pick(11)) {
-        case 0: return {"INSERT OR REPLACE INTO t VALUES (?, ?, ?, ?)", {Val::text(key), text, num, Val(0.5 * pick(3))}};
+        case 0:
+            return {"INSERT OR REPLACE INTO t VALUES (?, ?, ?, ?)", {Val::text(key), text, num, Val(0.5 * pick(3))}};
         case 1: return {"UPDATE t SET a = ? WHERE id = ?", {text, Val::text(key)}};
         case 2: return {"UPDATE t SET b = b + 1, c = ? WHERE id >= ?", {Val(0.25 * pick(3)), Val::text(key)}};
         case 3: return {"DELETE FROM t WHERE id = ?", {Val::text(key)}};
-        case 4: return {"UPDATE OR IGNORE t SET id = ? WHERE id = ?", {Val::text("k" + std::to_string(other)), Val::text(key)}};
-        case 5: return {"INSERT INTO t VALUES (?, ?, 1, NULL) ON CONFLICT(id) DO UPDATE SET a = excluded.a", {Val::text(key), text}};
+        case 4:
+            return {"UPDATE OR IGNORE t SET id = ? WHERE id = ?",
+                    {Val::text("k" + std::to_string(other)), Val::text(key)}};
+        case 5:
+            return {"INSERT INTO t VALUES (?, ?, 1, NULL) ON CONFLICT(id) DO UPDATE SET a = excluded.a",
+                    {Val::text(key), text}};
         case 6: return {"INSERT OR REPLACE INTO u VALUES (?, ?, ?)", {Val(static_cast<long long>(ikey)), text, num}};
         case 7: return {"UPDATE u SET y = ? WHERE id <= ?", {num, Val(static_cast<long long>(ikey))}};
         case 8: return {"DELETE FROM u WHERE id = ?", {Val(static_cast<long long>(ikey))}};
-        case 9: return {"INSERT OR REPLACE INTO w VALUES (?, ?, ?, ?)", {Val::text(key), Val(static_cast<long long>(ikey % 2)), text, num}};
+        case 9:
+            return {"INSERT OR REPLACE INTO w VALUES (?, ?, ?, ?)",
+                    {Val::text(key), Val(static_cast<long long>(ikey % 2)), text, num}};
         default: return {"UPDATE w SET n = coalesce(n, 0) + 1, v = ? WHERE k1 = ?", {text, Val::text(key)}};
     }
 }
-
 
 }  // namespace
 
@@ -112,7 +118,9 @@ TEST(CaptureLog, AnUpdateWaitsInTheLogAndIsFoldedBeforeItIsRead) {
     a.exec("UPDATE t SET b = 2 WHERE id = 'x'");
     EXPECT_EQ(a.seq(), s + 1);  // the sequence is taken at the write
     EXPECT_EQ(a.table("lww__t"), before);
-    EXPECT_EQ(a.i64("SELECT count(*) FROM lww_log WHERE tbl = 't' AND k0 = 'x' AND seq = ?", {Val(static_cast<long long>(s + 1))}), 1);
+    EXPECT_EQ(a.i64("SELECT count(*) FROM lww_log WHERE tbl = 't' AND k0 = 'x' AND seq = ?",
+                    {Val(static_cast<long long>(s + 1))}),
+              1);
     const ParsedCS cs = parse_cs(a.changes(s));
     ASSERT_EQ(cs.regs.size(), 1u);
     EXPECT_EQ(cs.regs[0].col, "b");
@@ -140,7 +148,8 @@ TEST(CaptureLog, ADatabaseFromBeforeTheLogGetsItOnOpen) {
     auto db = cl.connect("old");
     EXPECT_EQ(db->node_id().size(), 36u);  // any call upgrades
     EXPECT_EQ(db->i64("SELECT value FROM lww_state WHERE key = 'schema'"), 5);
-    EXPECT_NE(db->text("SELECT sql FROM sqlite_master WHERE name = 'lww__t__upd'").find("INSERT INTO lww_log"), std::string::npos);
+    EXPECT_NE(db->text("SELECT sql FROM sqlite_master WHERE name = 'lww__t__upd'").find("INSERT INTO lww_log"),
+              std::string::npos);
     EXPECT_EQ(db->i64("SELECT count(*) FROM pragma_table_info('lww_log') WHERE name GLOB 'k[0-9]*'"), 2);  // w's key
     const int64_t s = db->seq();
     db->exec("UPDATE t SET c = 2.5 WHERE id = 'x'");
@@ -153,7 +162,8 @@ TEST(CaptureLog, ADatabaseFromBeforeTheLogGetsItOnOpen) {
         if (r.is_row) row_hlc = r.hlc;
     for (const auto& r : cs.regs_of("text:'x'"))
         regs.push_back(r.is_row ? "ROW" : r.col + (r.hlc > row_hlc ? " own" : " row's") + " " + r.value.repr());
-    EXPECT_EQ(regs, (std::vector<std::string>{"ROW", "a own text:'b'", "b row's int:1", "c own real:2.5[4004000000000000]"}));
+    EXPECT_EQ(regs,
+              (std::vector<std::string>{"ROW", "a own text:'b'", "b row's int:1", "c own real:2.5[4004000000000000]"}));
     EXPECT_EQ(db->seq(), s + 1);
 }
 
@@ -207,7 +217,8 @@ TEST(CaptureLog, ADamagedEntryIsRefusedByName) {
     a.exec("INSERT INTO t VALUES ('x', 'a', 1, 1.5)");
     const auto meta = a.table("lww__t");
     a.exec("INSERT INTO lww_log(seq, tbl, hlc, cols, k0) VALUES (lww_seq() + 1, 't', 5, x'08', 'x')");
-    EXPECT_TRUE(FailsCleanly(a, "SELECT lww_changes(0)", {}, "lww_changes:", "a capture log entry names a column its table lacks"));
+    EXPECT_TRUE(FailsCleanly(a, "SELECT lww_changes(0)", {},
+                             "lww_changes:", "a capture log entry names a column its table lacks"));
     a.exec("UPDATE lww_log SET cols = x'0000'");
     EXPECT_TRUE(FailsCleanly(a, "SELECT lww_changes(0)", {}, "lww_changes:", "names more columns than its table has"));
     a.exec("UPDATE lww_log SET cols = 'text'");
@@ -224,13 +235,16 @@ TEST(CaptureLog, ADamagedEntryIsRefusedByName) {
         SCOPED_TRACE(seq);
         a.exec(std::string("INSERT INTO lww_log(seq, tbl, hlc, cols, k0) VALUES (") + seq + ", 't', 5, x'01', 'x')");
         auto other = cl.connect("a");
-        EXPECT_TRUE(FailsCleanly(*other, "UPDATE t SET a = 'q'", {}, "", std::string("the capture log holds sequence ") + seq));
-        EXPECT_TRUE(FailsCleanly(a, "SELECT lww_changes(0)", {}, "lww_changes:", std::string("the capture log holds sequence ") + seq));
+        EXPECT_TRUE(
+            FailsCleanly(*other, "UPDATE t SET a = 'q'", {}, "", std::string("the capture log holds sequence ") + seq));
+        EXPECT_TRUE(FailsCleanly(a, "SELECT lww_changes(0)", {},
+                                 "lww_changes:", std::string("the capture log holds sequence ") + seq));
         a.exec("DELETE FROM lww_log");
     }
     EXPECT_EQ(a.table("lww__t"), meta);
     // The fold's helper is for lwwsync's own statements only.
-    EXPECT_TRUE(FailsCleanly(a, "SELECT lww_fold_cols(NULL, 100000, x'01', 1, 1)", {}, "lww_fold_cols:", "ncols out of range"));
+    EXPECT_TRUE(
+        FailsCleanly(a, "SELECT lww_fold_cols(NULL, 100000, x'01', 1, 1)", {}, "lww_fold_cols:", "ncols out of range"));
 }
 
 // Reading changes folds the log first, which takes the write lock: a
@@ -243,8 +257,8 @@ TEST(CaptureLog, ReadingChangesWithUpdatesWaitingNeedsTheWriteLock) {
     reader->exec("PRAGMA query_only = 1");
     const std::string before = reader->changes(0);  // nothing waits: a read only
     a.exec("UPDATE t SET b = 2");
-    EXPECT_TRUE(FailsCleanly(*reader, "SELECT lww_changes(0)", {}, "lww_changes:",
-                             "local updates wait in the capture log (lww_log)"));
+    EXPECT_TRUE(FailsCleanly(*reader, "SELECT lww_changes(0)", {},
+                             "lww_changes:", "local updates wait in the capture log (lww_log)"));
     reader->exec("PRAGMA query_only = 0");
     EXPECT_NE(reader->changes(0), before);
     reader->exec("PRAGMA query_only = 1");
@@ -257,9 +271,12 @@ TEST(CaptureLog, TheLogStaysBoundedWhileNothingReads) {
     Cluster cl;
     Db& a = tracked(cl, "a");
     EXPECT_EQ(a.i64("SELECT lww_config('log_fold_rows')"), 262144);
-    EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('log_fold_rows', 0)", {}, "lww_config:", "log_fold_rows must be between 1 and"));
+    EXPECT_TRUE(FailsCleanly(a, "SELECT lww_config('log_fold_rows', 0)", {},
+                             "lww_config:", "log_fold_rows must be between 1 and"));
     a.exec("SELECT lww_config('log_fold_rows', 100)");
-    a.exec("WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 50) INSERT INTO t SELECT 'k' || v, 'a', v, 0.5 FROM n");
+    a.exec(
+        "WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 50) INSERT INTO t SELECT 'k' || v, "
+        "'a', v, 0.5 FROM n");
     int64_t most = 0;
     for (int i = 0; i < 20; ++i) {
         a.exec("UPDATE t SET b = b + 1");
@@ -314,29 +331,32 @@ struct Pair {
 // App triggers fired by lww_apply update other tracked rows (and the merged
 // row itself) which later rows of the same set merge.
 TEST(CaptureOracle, AppTriggersDuringApplyMatchOldCapture) {
-    Pair p("CREATE TABLE p(id TEXT PRIMARY KEY, v TEXT, n INTEGER);"
-           "CREATE TABLE q(id TEXT PRIMARY KEY, total INTEGER, note TEXT);",
-           {"p", "q"});
+    Pair p(
+        "CREATE TABLE p(id TEXT PRIMARY KEY, v TEXT, n INTEGER);"
+        "CREATE TABLE q(id TEXT PRIMARY KEY, total INTEGER, note TEXT);",
+        {"p", "q"});
     for (Db* d : {p.log, p.old}) {
-        d->exec("INSERT INTO p VALUES ('a', 'x', 0), ('b', 'y', 0), ('c', 'z', 0); INSERT INTO q VALUES ('sum', 0, 'n')");
-        d->exec("CREATE TRIGGER app_p AFTER UPDATE OF v ON p BEGIN "
-                "UPDATE q SET total = total + 1, note = NEW.v WHERE id = 'sum'; "
-                "UPDATE p SET n = n + 1 WHERE id = NEW.id; "
-                "UPDATE p SET n = n + 10 WHERE id = 'c' AND NEW.id <> 'c'; END;"
-                "CREATE TRIGGER app_q AFTER UPDATE OF note ON q BEGIN "
-                "UPDATE p SET n = -1 WHERE id = 'b'; UPDATE q SET total = total * 2 WHERE id = NEW.id; END;");
+        d->exec(
+            "INSERT INTO p VALUES ('a', 'x', 0), ('b', 'y', 0), ('c', 'z', 0); INSERT INTO q VALUES ('sum', 0, 'n')");
+        d->exec(
+            "CREATE TRIGGER app_p AFTER UPDATE OF v ON p BEGIN "
+            "UPDATE q SET total = total + 1, note = NEW.v WHERE id = 'sum'; "
+            "UPDATE p SET n = n + 1 WHERE id = NEW.id; "
+            "UPDATE p SET n = n + 10 WHERE id = 'c' AND NEW.id <> 'c'; END;"
+            "CREATE TRIGGER app_q AFTER UPDATE OF note ON q BEGIN "
+            "UPDATE p SET n = -1 WHERE id = 'b'; UPDATE q SET total = total * 2 WHERE id = NEW.id; END;");
         d->exec("UPDATE p SET v = 'x2' WHERE id = 'a'");  // pending in the log of `log`
     }
     const uint64_t base = hlc_at(now_ms() + 60000);
     const uint64_t ahead = hlc_at(now_ms() + 240000);
     for (uint64_t h : {base, ahead}) {
         const std::string cs = craft_cs(kNode2, {kNode2},
-            {craft_table("\"p\"", "[\"id\"]", "[\"v\",\"n\"]",
-                         {{"[\"a\"]", 1, h, 0, false, "[[0,\"ra\"]]"},
-                          {"[\"c\"]", 1, h + 1, 0, false, "[[0,\"rc\"],[1,5]]"},
-                          {"[\"b\"]", 1, h + 2, 0, false, "[[1,7]]"}}),
-             craft_table("\"q\"", "[\"id\"]", "[\"total\",\"note\"]",
-                         {{"[\"sum\"]", 1, h + 3, 0, false, "[[0,100],[1,\"remote\"]]"}})});
+                                        {craft_table("\"p\"", "[\"id\"]", "[\"v\",\"n\"]",
+                                                     {{"[\"a\"]", 1, h, 0, false, "[[0,\"ra\"]]"},
+                                                      {"[\"c\"]", 1, h + 1, 0, false, "[[0,\"rc\"],[1,5]]"},
+                                                      {"[\"b\"]", 1, h + 2, 0, false, "[[1,7]]"}}),
+                                         craft_table("\"q\"", "[\"id\"]", "[\"total\",\"note\"]",
+                                                     {{"[\"sum\"]", 1, h + 3, 0, false, "[[0,100],[1,\"remote\"]]"}})});
         p.both("SELECT lww_apply(?)", {Val::text(cs)});
         p.both("UPDATE p SET v = v || '!' WHERE id = 'c'");
     }
@@ -345,10 +365,11 @@ TEST(CaptureOracle, AppTriggersDuringApplyMatchOldCapture) {
 
 // FK ON UPDATE CASCADE changes a child's key column (part of its PK).
 TEST(CaptureOracle, CascadedKeyChangeMatchesOldCapture) {
-    Pair p("PRAGMA foreign_keys = ON;"
-           "CREATE TABLE par(id TEXT PRIMARY KEY, v TEXT);"
-           "CREATE TABLE ch(pid TEXT REFERENCES par(id) ON UPDATE CASCADE, n INTEGER, v TEXT, PRIMARY KEY(pid, n));",
-           {"par", "ch"});
+    Pair p(
+        "PRAGMA foreign_keys = ON;"
+        "CREATE TABLE par(id TEXT PRIMARY KEY, v TEXT);"
+        "CREATE TABLE ch(pid TEXT REFERENCES par(id) ON UPDATE CASCADE, n INTEGER, v TEXT, PRIMARY KEY(pid, n));",
+        {"par", "ch"});
     for (Db* d : {p.log, p.old}) d->exec("PRAGMA foreign_keys = ON");
     p.both("INSERT INTO par VALUES ('a', 'x')");
     p.both("INSERT INTO ch VALUES ('a', 1, 'c1'), ('a', 2, 'c2')");
@@ -365,25 +386,64 @@ TEST(CaptureOracle, AssortedShapesMatchOldCapture) {
     std::string wide = "CREATE TABLE wide(id TEXT COLLATE NOCASE PRIMARY KEY";
     for (int i = 0; i < 70; ++i) wide += ", c" + std::to_string(i);
     wide += ");";
-    Pair p(wide + "CREATE TABLE wr(a TEXT, b BLOB, v, PRIMARY KEY(a, b)) WITHOUT ROWID;"
-                  "CREATE TABLE rk(id REAL PRIMARY KEY, v); CREATE TABLE nk(id PRIMARY KEY, v);",
+    Pair p(wide +
+               "CREATE TABLE wr(a TEXT, b BLOB, v, PRIMARY KEY(a, b)) WITHOUT ROWID;"
+               "CREATE TABLE rk(id REAL PRIMARY KEY, v); CREATE TABLE nk(id PRIMARY KEY, v);",
            {"wide", "wr", "rk", "nk"});
     std::mt19937_64 rng(42);
     for (int i = 0; i < 300; ++i) {
         const int k = static_cast<int>(rng() % 6);
         const int c = static_cast<int>(rng() % 70);
         switch (rng() % 12) {
-            case 0: p.both("INSERT OR REPLACE INTO wide(id, c" + std::to_string(c) + ") VALUES (?, ?)", {Val::text(k % 2 ? "k" + std::to_string(k) : "K" + std::to_string(k)), Val(static_cast<long long>(i))}); break;
-            case 1: p.both("UPDATE wide SET c" + std::to_string(c) + " = ?, c" + std::to_string((c + 7) % 70) + " = ? WHERE id = ?", {Val(static_cast<long long>(i)), Val(0.5), Val::text("k" + std::to_string(k))}); break;
-            case 2: p.both("UPDATE wide SET id = ? WHERE id = ?", {Val::text(rng() % 2 ? "K" + std::to_string(k) : "k" + std::to_string((k + 1) % 6)), Val::text("k" + std::to_string(k))}); break;
-            case 3: p.both("INSERT OR REPLACE INTO wr VALUES (?, ?, ?)", {Val::text("a" + std::to_string(k)), Val::blob(std::string(1, static_cast<char>(k))), Val(static_cast<long long>(i))}); break;
-            case 4: p.both("UPDATE wr SET v = ? WHERE a = ?", {Val(static_cast<long long>(i)), Val::text("a" + std::to_string(k))}); break;
-            case 5: p.both("UPDATE wr SET b = ? WHERE a = ? AND b = ?", {Val::blob(std::string(1, static_cast<char>(k + 1))), Val::text("a" + std::to_string(k)), Val::blob(std::string(1, static_cast<char>(k)))}); break;
-            case 6: p.both("INSERT OR REPLACE INTO rk VALUES (?, ?)", {Val(k * 0.5), Val(static_cast<long long>(i))}); break;
-            case 7: p.both("UPDATE rk SET v = ? WHERE id = ?", {Val(static_cast<long long>(i)), Val(static_cast<long long>(k))}); break;
-            case 8: p.both("INSERT OR REPLACE INTO nk VALUES (?, ?)", {k % 2 ? Val::text(std::to_string(k)) : Val(static_cast<long long>(k)), Val(static_cast<long long>(i))}); break;
-            case 9: p.both("UPDATE nk SET v = ? WHERE id = ?", {Val(static_cast<long long>(i)), k % 3 ? Val::text(std::to_string(k)) : Val(static_cast<long long>(k))}); break;
-            case 10: p.both("UPDATE nk SET id = ?, v = v WHERE id = ?", {Val(k * 1.0), Val(static_cast<long long>(k))}); break;
+            case 0:
+                p.both("INSERT OR REPLACE INTO wide(id, c" + std::to_string(c) + ") VALUES (?, ?)",
+                       {Val::text(k % 2 ? "k" + std::to_string(k) : "K" + std::to_string(k)),
+                        Val(static_cast<long long>(i))});
+                break;
+            case 1:
+                p.both("UPDATE wide SET c" + std::to_string(c) + " = ?, c" + std::to_string((c + 7) % 70) +
+                           " = ? WHERE id = ?",
+                       {Val(static_cast<long long>(i)), Val(0.5), Val::text("k" + std::to_string(k))});
+                break;
+            case 2:
+                p.both("UPDATE wide SET id = ? WHERE id = ?",
+                       {Val::text(rng() % 2 ? "K" + std::to_string(k) : "k" + std::to_string((k + 1) % 6)),
+                        Val::text("k" + std::to_string(k))});
+                break;
+            case 3:
+                p.both("INSERT OR REPLACE INTO wr VALUES (?, ?, ?)",
+                       {Val::text("a" + std::to_string(k)), Val::blob(std::string(1, static_cast<char>(k))),
+                        Val(static_cast<long long>(i))});
+                break;
+            case 4:
+                p.both("UPDATE wr SET v = ? WHERE a = ?",
+                       {Val(static_cast<long long>(i)), Val::text("a" + std::to_string(k))});
+                break;
+            case 5:
+                p.both("UPDATE wr SET b = ? WHERE a = ? AND b = ?",
+                       {Val::blob(std::string(1, static_cast<char>(k + 1))), Val::text("a" + std::to_string(k)),
+                        Val::blob(std::string(1, static_cast<char>(k)))});
+                break;
+            case 6:
+                p.both("INSERT OR REPLACE INTO rk VALUES (?, ?)", {Val(k * 0.5), Val(static_cast<long long>(i))});
+                break;
+            case 7:
+                p.both("UPDATE rk SET v = ? WHERE id = ?",
+                       {Val(static_cast<long long>(i)), Val(static_cast<long long>(k))});
+                break;
+            case 8:
+                p.both("INSERT OR REPLACE INTO nk VALUES (?, ?)",
+                       {k % 2 ? Val::text(std::to_string(k)) : Val(static_cast<long long>(k)),
+                        Val(static_cast<long long>(i))});
+                break;
+            case 9:
+                p.both("UPDATE nk SET v = ? WHERE id = ?",
+                       {Val(static_cast<long long>(i)),
+                        k % 3 ? Val::text(std::to_string(k)) : Val(static_cast<long long>(k))});
+                break;
+            case 10:
+                p.both("UPDATE nk SET id = ?, v = v WHERE id = ?", {Val(k * 1.0), Val(static_cast<long long>(k))});
+                break;
             default: p.both("DELETE FROM wide WHERE id = ?", {Val::text("K" + std::to_string(k))}); break;
         }
         if (rng() % 17 == 0) p.log->changes(0);

@@ -82,9 +82,10 @@ TEST_P(Connections, LaterWriteWinsWhicheverConnectionMadeIt) {
 TEST_P(Connections, AppliesOnBothConnectionsKeepNodesApart) {
     const uint64_t h = hlc_at(now_ms() - 5000);
     auto set_from = [&](const std::string& node, int id) {
-        return craft_cs(node, {node},
-                        {craft_table("\"t\"", "[\"id\"]", "[\"a\"]",
-                                     {{"[" + std::to_string(id) + "]", 1, h + id, 0, true, "[[0,\"" + node + "\"]]"}})});
+        return craft_cs(
+            node, {node},
+            {craft_table("\"t\"", "[\"id\"]", "[\"a\"]",
+                         {{"[" + std::to_string(id) + "]", 1, h + id, 0, true, "[[0,\"" + node + "\"]]"}})});
     };
     m1->apply(set_from(kNode1, 1));
     m2->apply(set_from(kNode2, 2));
@@ -95,7 +96,10 @@ TEST_P(Connections, AppliesOnBothConnectionsKeepNodesApart) {
         ParsedCS cs = parse_cs(d->changes(0));
         ASSERT_EQ(cs.rows.size(), 4u);
         for (const auto& r : cs.regs) {
-            const std::string want = r.key == "int:1" ? kNode1 : r.key == "int:2" ? kNode2 : r.key == "int:3" ? kNode3 : self;
+            const std::string want = r.key == "int:1"   ? kNode1
+                                     : r.key == "int:2" ? kNode2
+                                     : r.key == "int:3" ? kNode3
+                                                        : self;
             EXPECT_EQ(r.node, want) << r.key;
         }
     }
@@ -112,9 +116,9 @@ TEST_P(Connections, AppliesOnBothConnectionsKeepNodesApart) {
 
 TEST_P(Connections, WriteAfterMergeOnTheOtherConnectionBeatsIt) {
     const uint64_t ahead = hlc_at(now_ms() + 120000, 3);
-    const std::string cs = craft_cs(
-        kNode1, {kNode1},
-        {craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[1]", 1, ahead, 0, true, "[[0,\"merged\"]]"}})});
+    const std::string cs =
+        craft_cs(kNode1, {kNode1},
+                 {craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[1]", 1, ahead, 0, true, "[[0,\"merged\"]]"}})});
     m1->exec("INSERT INTO t VALUES (2, 'x', NULL, NULL)");
     m2->seq();  // m2 has loaded its state before the merge
     m1->apply(cs);
@@ -131,9 +135,9 @@ TEST_P(Connections, DriftSettingOfOneConnectionHoldsOnTheOther) {
     m2->seq();  // m2 has loaded its state before the change
     EXPECT_EQ(m1->i64("SELECT lww_config('max_drift_ms', 1000)"), 1000);
     EXPECT_EQ(m2->i64("SELECT lww_config('max_drift_ms')"), 1000);
-    const std::string cs = craft_cs(kNode2, {kNode2},
-                                    {craft_table("\"t\"", "[\"id\"]", "[\"a\"]",
-                                                 {{"[1]", 1, hlc_at(now_ms() + 2500), 0, true, "[[0,\"x\"]]"}})});
+    const std::string cs = craft_cs(
+        kNode2, {kNode2},
+        {craft_table("\"t\"", "[\"id\"]", "[\"a\"]", {{"[1]", 1, hlc_at(now_ms() + 2500), 0, true, "[[0,\"x\"]]"}})});
     EXPECT_TRUE(FailsCleanly(*m2, "SELECT lww_apply(?)", {cs}, "lww_apply: ", kNode2));
 }
 
@@ -230,10 +234,10 @@ TEST_F(Races, ApplyWhileAnotherConnectionCommitsLosesNothing) {
     bool failed = false;
     const uint64_t h = hlc_at(now_ms() - 60000);
     for (int k = 1; k < 5000; ++k) {
-        const std::string set = craft_cs(
-            kNode1, {kNode1},
-            {craft_table("\"t\"", "[\"id\"]", "[\"a\"]",
-                         {{"[" + std::to_string(100000 + k) + "]", 1, h + k, 0, true, "[[0,\"merged\"]]"}})});
+        const std::string set =
+            craft_cs(kNode1, {kNode1},
+                     {craft_table("\"t\"", "[\"id\"]", "[\"a\"]",
+                                  {{"[" + std::to_string(100000 + k) + "]", 1, h + k, 0, true, "[[0,\"merged\"]]"}})});
         const std::string local = std::to_string(200000 + k);
         bool wrote = false;
         inj.arm(*m, k, [&] {
@@ -265,7 +269,8 @@ TEST_F(Races, ApplyWhileAnotherConnectionCommitsLosesNothing) {
     }
     std::set<int64_t> seqs;
     // Distinct sequences: every row here was written exactly once.
-    for (const Row& r : m->rows("SELECT seq FROM lww__t")) EXPECT_TRUE(seqs.insert(r[0].i).second) << "seq " << r[0].i << " used twice";
+    for (const Row& r : m->rows("SELECT seq FROM lww__t"))
+        EXPECT_TRUE(seqs.insert(r[0].i).second) << "seq " << r[0].i << " used twice";
 }
 
 }  // namespace

@@ -12,8 +12,9 @@ namespace {
 const char* kSchema = "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);";
 
 std::string one_row(const std::string& table, uint64_t hlc) {
-    return craft_cs(kNode2, {kNode2}, {craft_table("\"" + table + "\"", "[\"id\"]", "[\"v\"]",
-                                                   {{"[1]", 1, hlc, 0, true, "[[0,\"x\"]]"}})});
+    return craft_cs(
+        kNode2, {kNode2},
+        {craft_table("\"" + table + "\"", "[\"id\"]", "[\"v\"]", {{"[1]", 1, hlc, 0, true, "[[0,\"x\"]]"}})});
 }
 
 struct Case {
@@ -45,9 +46,11 @@ TEST(ErrorCodes, EachKindHasItsResultCode) {
     // limit: the pending store holds one row per node here.
     a.exec("SELECT lww_config('pending_max_rows', 1)");
     a.apply(one_row("later", hlc_at(now_ms())));
-    expect_error(a.run("SELECT lww_apply(?)", {craft_cs(kNode2, {kNode2}, {craft_table("\"later\"", "[\"id\"]", "[\"v\"]",
-                                                   {{"[2]", 1, hlc_at(now_ms()), 0, true, "[[0,\"y\"]]"}})})}),
-                 {"limit", SQLITE_TOOBIG, "the pending store already holds 1 rows"});
+    expect_error(
+        a.run("SELECT lww_apply(?)", {craft_cs(kNode2, {kNode2},
+                                               {craft_table("\"later\"", "[\"id\"]", "[\"v\"]",
+                                                            {{"[2]", 1, hlc_at(now_ms()), 0, true, "[[0,\"y\"]]"}})})}),
+        {"limit", SQLITE_TOOBIG, "the pending store already holds 1 rows"});
 
     // read-only: an update waits in the capture log, and folding it needs a
     // write the read-only connection cannot make (SQLite's own code kept).

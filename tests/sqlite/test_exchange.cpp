@@ -112,17 +112,18 @@ TEST_F(Exchange, RefusedRequestsChangeNothing) {
     v2.replace(v2.find("\"version\":1"), 11, "\"version\":2");
     EXPECT_TRUE(FailsCleanly(*server, "SELECT lww_exchange(?)", {v2}, "lww_exchange: ", "version"));
     // A push that names another origin than the caller.
-    EXPECT_TRUE(FailsCleanly(*server, "SELECT lww_exchange(?)", {request(kNode1, 0, push)}, "lww_exchange: ",
-                             "origin"));
+    EXPECT_TRUE(
+        FailsCleanly(*server, "SELECT lww_exchange(?)", {request(kNode1, 0, push)}, "lww_exchange: ", "origin"));
     // A caller claiming the server's own node id.
-    EXPECT_TRUE(FailsCleanly(*server, "SELECT lww_exchange(?)", {request(server->node_id(), 0)}, "lww_exchange: ",
-                             server->node_id()));
+    EXPECT_TRUE(FailsCleanly(*server, "SELECT lww_exchange(?)", {request(server->node_id(), 0)},
+                             "lww_exchange: ", server->node_id()));
     // A pushed set with a table whose key does not match: nothing of it, and no cursor, lands.
     const std::string bad = craft_cs(
-        me, {me}, {craft_table("\"nope\"", "[\"id\"]", "[\"a\"]", {{"[9]", 1, hlc_at(now_ms()), 0, true, "[[0,\"x\"]]"}}),
-                   craft_table("\"t\"", "[\"k\"]", "[\"a\"]", {{"[1]", 1, hlc_at(now_ms()), 0, true, "[[0,\"x\"]]"}})});
-    EXPECT_TRUE(FailsCleanly(*server, "SELECT lww_exchange(?)", {request(me, 0, bad)}, "lww_exchange: ",
-                             "key columns do not match"));
+        me, {me},
+        {craft_table("\"nope\"", "[\"id\"]", "[\"a\"]", {{"[9]", 1, hlc_at(now_ms()), 0, true, "[[0,\"x\"]]"}}),
+         craft_table("\"t\"", "[\"k\"]", "[\"a\"]", {{"[1]", 1, hlc_at(now_ms()), 0, true, "[[0,\"x\"]]"}})});
+    EXPECT_TRUE(FailsCleanly(*server, "SELECT lww_exchange(?)", {request(me, 0, bad)},
+                             "lww_exchange: ", "key columns do not match"));
     // A push from the future.
     const std::string future = craft_cs(
         me, {me, kNode3},

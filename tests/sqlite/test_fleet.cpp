@@ -42,7 +42,8 @@ void prepare(Cluster& cl, Device& d, const std::string& name, int nodes, int tab
         d.db->track("x" + std::to_string(i));
     }
     if (nodes > 1)
-        d.db->exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " + std::to_string(nodes - 1) +
+        d.db->exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
+                   std::to_string(nodes - 1) +
                    ") INSERT INTO lww_nodes(idx, id) SELECT i, printf('00000000-0000-4000-8000-%012d', i) FROM n");
     d.db->apply(peer.changes(0));
     ASSERT_EQ(d.db->i64("SELECT count(*) FROM lww_nodes"), nodes + 1);

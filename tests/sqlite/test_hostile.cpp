@@ -56,7 +56,8 @@ protected:
 
 std::string exchange_answer(const std::string& clock) {
     return "{\"format\":\"lwwsync.exchange\",\"version\":1,\"node\":\"00000000-0000-4000-8000-0000000000ee\","
-           "\"acked\":\"0\",\"clock\":\"" + clock + "\",\"more\":false}";
+           "\"acked\":\"0\",\"clock\":\"" +
+           clock + "\",\"more\":false}";
 }
 
 }  // namespace
@@ -74,7 +75,8 @@ TEST_F(Hostile, TextThatIsNotUtf8IsRefusedAtWriteTime) {
     a->track("k");
     EXPECT_TRUE(FailsCleanly(*a, "INSERT INTO k VALUES (CAST(x'80' AS TEXT), 1)", {}, "", "column \"name\""));
     a->exec("INSERT INTO k VALUES ('ok', 1)");
-    EXPECT_TRUE(FailsCleanly(*a, "UPDATE k SET name = CAST(x'fe' AS TEXT) WHERE name = 'ok'", {}, "", "column \"name\""));
+    EXPECT_TRUE(
+        FailsCleanly(*a, "UPDATE k SET name = CAST(x'fe' AS TEXT) WHERE name = 'ok'", {}, "", "column \"name\""));
     // Bytes belong in a BLOB, which syncs as bytes.
     a->exec("INSERT INTO t VALUES (3, x'ff41')");
     Db b(dir.file("b.db"));
@@ -91,7 +93,8 @@ TEST_F(Hostile, TextThatIsNotUtf8IsRefusedAtWriteTime) {
 TEST_F(Hostile, TrackRefusesATableHoldingTextThatIsNotUtf8) {
     a->exec("CREATE TABLE old(id INTEGER PRIMARY KEY, v TEXT)");
     a->exec("INSERT INTO old VALUES (1, 'fine'), (2, CAST(x'ff' AS TEXT))");
-    EXPECT_TRUE(FailsCleanly(*a, "SELECT lww_track('old')", {}, "lww_track:", "column \"v\": the text is not valid UTF-8"));
+    EXPECT_TRUE(
+        FailsCleanly(*a, "SELECT lww_track('old')", {}, "lww_track:", "column \"v\": the text is not valid UTF-8"));
     a->exec("UPDATE old SET v = x'ff' WHERE id = 2");
     EXPECT_EQ(a->track("old"), 2);
 }
@@ -126,10 +129,12 @@ TEST_F(Hostile, GenerationAtItsLimitRefusesLocalWrites) {
     // Incoming, a generation may rise by at most 2^32 per register.
     const std::string node = "00000000-0000-4000-8000-0000000000cc";
     const std::string hlc = std::to_string(now_ms() << 16);
-    const std::string cs = "{\"format\":\"lwwsync.changeset\",\"version\":1,\"origin\":\"" + node +
-                           "\",\"since\":\"0\",\"upto\":\"1\",\"nodes\":[\"" + node +
-                           "\"],\"tables\":[{\"name\":\"t\",\"key\":[\"id\"],\"columns\":[\"v\"],\"rows\":[{\"key\":[8],"
-                           "\"gen\":8589934593,\"stamp\":[\"" + hlc + "\",0],\"row\":true,\"cols\":[[0,\"x\"]]}]}]}";
+    const std::string cs =
+        "{\"format\":\"lwwsync.changeset\",\"version\":1,\"origin\":\"" + node +
+        "\",\"since\":\"0\",\"upto\":\"1\",\"nodes\":[\"" + node +
+        "\"],\"tables\":[{\"name\":\"t\",\"key\":[\"id\"],\"columns\":[\"v\"],\"rows\":[{\"key\":[8],"
+        "\"gen\":8589934593,\"stamp\":[\"" +
+        hlc + "\",0],\"row\":true,\"cols\":[[0,\"x\"]]}]}]}";
     EXPECT_TRUE(FailsCleanly(*a, "SELECT lww_apply(?)", {cs}, "lww_apply:", "more than 2^32 at once"));
 }
 
@@ -139,8 +144,10 @@ TEST_F(Hostile, TwoRegistersForOneColumnAreMalformed) {
     const std::string node = "00000000-0000-4000-8000-0000000000cc";
     const uint64_t h = now_ms() << 16;
     const std::string head = "{\"format\":\"lwwsync.changeset\",\"version\":1,\"origin\":\"" + node +
-                             "\",\"since\":\"0\",\"upto\":\"1\",\"nodes\":[\"" + node + "\"],\"tables\":[{\"name\":\"t\",";
-    const std::string twice = head + "\"key\":[\"id\"],\"columns\":[\"v\"],\"rows\":[{\"key\":[1],\"gen\":1,\"stamp\":[\"" +
+                             "\",\"since\":\"0\",\"upto\":\"1\",\"nodes\":[\"" + node +
+                             "\"],\"tables\":[{\"name\":\"t\",";
+    const std::string twice = head +
+                              "\"key\":[\"id\"],\"columns\":[\"v\"],\"rows\":[{\"key\":[1],\"gen\":1,\"stamp\":[\"" +
                               std::to_string(h) + "\",0],\"cols\":[[0,\"x_winner\",\"" + std::to_string(h + 10) +
                               "\",0],[0,\"y_loser\",\"" + std::to_string(h + 5) + "\",0]]}]}]}";
     EXPECT_TRUE(FailsCleanly(*a, "SELECT lww_apply(?)", {twice}, "lww_apply:", "has two registers in one row"));
@@ -193,12 +200,14 @@ TEST_F(Hostile, HostileServerClockIsRefused) {
 // them with anything: an error, never a crash or a huge allocation.
 TEST_F(Hostile, TriggerHelpersCheckTheirArguments) {
     EXPECT_TRUE(FailsCleanly(*a, "SELECT lww_begin_update_mask()", {}, "lww_begin_update_mask:", "ncols, masks"));
-    EXPECT_TRUE(FailsCleanly(*a, "SELECT lww_begin_update_mask(68719476736)", {}, "lww_begin_update_mask:", "out of range"));
+    EXPECT_TRUE(
+        FailsCleanly(*a, "SELECT lww_begin_update_mask(68719476736)", {}, "lww_begin_update_mask:", "out of range"));
     EXPECT_TRUE(FailsCleanly(*a, "SELECT lww_begin_update_mask(-1, 1)", {}, "lww_begin_update_mask:", "out of range"));
     EXPECT_TRUE(FailsCleanly(*a, "SELECT lww_valid_text('t')", {}, "lwwsync:", "lww_valid_text(table, offset"));
     EXPECT_TRUE(FailsCleanly(*a, "SELECT lww_cols_set(x'ffffffffffffffffffff')", {}, "lww_cols_set:", "corrupt"));
     EXPECT_EQ(a->i64("SELECT lww_valid_text('nope', -5, 'fine', NULL, 1)"), 1);
-    EXPECT_TRUE(FailsCleanly(*a, "SELECT lww_valid_text('nope', -5, CAST(x'ff' AS TEXT))", {}, "lwwsync:", "not valid UTF-8"));
+    EXPECT_TRUE(
+        FailsCleanly(*a, "SELECT lww_valid_text('nope', -5, CAST(x'ff' AS TEXT))", {}, "lwwsync:", "not valid UTF-8"));
     // A hostile peer file whose trigger calls one during a file: sync.
     Db peer(dir.file("peer.db"));
     peer.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");

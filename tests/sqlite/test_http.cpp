@@ -78,12 +78,12 @@ struct Script {
     std::string token;  // required bearer token
     int sleep_on = 0;   // -1: every request
     int sleep_ms = 0;
-    int block_on = 0;   // wait until release()
-    int cut_on = 0;     // apply, then send half the response and drop the connection
+    int block_on = 0;  // wait until release()
+    int cut_on = 0;    // apply, then send half the response and drop the connection
     int fail_after_apply_on = 0;
     int fail_after_apply_status = 500;
     int64_t max_body = 0;  // answer 413 to a body longer than this on the wire, as nginx does (0: no limit)
-    int raw_on = 0;  // -1: every request; answer 200 with raw_body, without touching the database
+    int raw_on = 0;        // -1: every request; answer 200 with raw_body, without touching the database
     std::string raw_body, raw_type = "text/html";
     std::function<void(int)> on_request;  // called with each request's number as it arrives
 };
@@ -314,8 +314,8 @@ protected:
         std::vector<V> before;
         for (const auto& t : unchanged) before.push_back(db.table(t));
         Outcome o = sync(db, url, options);
-        EXPECT_FALSE(o.ok) << "lww_sync(" << url << ", " << options << ") succeeded: "
-                           << (o.rows.empty() ? "" : row_repr(o.rows[0]));
+        EXPECT_FALSE(o.ok) << "lww_sync(" << url << ", " << options
+                           << ") succeeded: " << (o.rows.empty() ? "" : row_repr(o.rows[0]));
         EXPECT_EQ(o.err.rfind("lww_sync: ", 0), 0u) << o.err;
         for (size_t i = 0; i < unchanged.size(); ++i)
             EXPECT_EQ(db.table(unchanged[i]), before[i]) << unchanged[i] << " changed by a failed sync: " << o.err;
@@ -472,8 +472,8 @@ TEST_F(Http, SnapshotPullsComeAsArraysOnlyWhenAsked) {
     EXPECT_GE(array_pulls, 3u);
     EXPECT_EQ(a.table("t"), s.table("t"));
     // An older client's request, without "compact": objects.
-    const std::string old = "{\"format\":\"lwwsync.exchange\",\"version\":1,\"node\":\"" + kNode3 +
-                            "\",\"received\":\"0\",\"limit\":1000}";
+    const std::string old =
+        "{\"format\":\"lwwsync.exchange\",\"version\":1,\"node\":\"" + kNode3 + "\",\"received\":\"0\",\"limit\":1000}";
     const std::string pull = member_json(s.text("SELECT lww_exchange(?)", {old}), "pull");
     EXPECT_NE(pull.find("\"rows\":[{\"key\":"), std::string::npos) << pull.substr(0, 200);
     EXPECT_EQ(pull.find("\"rows\":[[["), std::string::npos);
@@ -658,10 +658,8 @@ TEST_F(Http, WhichStatusesAreRetried) {
     }
     // Not transient: one request, whatever the retries.
     const std::vector<std::pair<int, std::string>> final_ones{
-        {400, "refused the exchange (HTTP 400): warming up"},
-        {403, "refused the credentials (HTTP 403): warming up"},
-        {409, "refused the exchange (HTTP 409): warming up"},
-        {500, "refused the exchange (HTTP 500): warming up"},
+        {400, "refused the exchange (HTTP 400): warming up"}, {403, "refused the credentials (HTTP 403): warming up"},
+        {409, "refused the exchange (HTTP 409): warming up"}, {500, "refused the exchange (HTTP 500): warming up"},
         {501, "refused the exchange (HTTP 501): warming up"},
     };
     for (const auto& [status, msg] : final_ones) {
@@ -687,7 +685,8 @@ TEST_F(Http, BearerToken) {
     a.exec("INSERT INTO t VALUES (1, 'a', NULL, NULL)");
     srv.script([](Script& x) { x.token = "s3cret"; });
     const std::string err = sync_fails(a, srv.url(), "");
-    EXPECT_TRUE(contains(err, "the server at " + srv.url() + " refused the credentials (HTTP 401): JWT invalid")) << err;
+    EXPECT_TRUE(contains(err, "the server at " + srv.url() + " refused the credentials (HTTP 401): JWT invalid"))
+        << err;
     EXPECT_EQ(srv.requests(), 1u);  // not retried
     EXPECT_EQ(srv.seen().at(0).authorization, "");
 
@@ -1093,9 +1092,10 @@ TEST_F(Http, CancelWhileRetrying) {
 
 TEST_F(Http, TlsVerification) {
     const std::string cert = cl.file("c.pem"), key = cl.file("k.pem");
-    const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
-                            "-addext subjectAltName=IP:127.0.0.1 -keyout '" + key + "' -out '" + cert +
-                            "' >/dev/null 2>&1";
+    const std::string cmd =
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+        "-addext subjectAltName=IP:127.0.0.1 -keyout '" +
+        key + "' -out '" + cert + "' >/dev/null 2>&1";
     if (std::system(cmd.c_str()) != 0) GTEST_SKIP() << "openssl cannot make a test certificate";
     Db& s = peer("server");
     Db& a = peer("a");
@@ -1126,9 +1126,10 @@ TEST_F(Http, TlsVerification) {
     const std::string missing = sync_fails(a, srv.url(), "{\"ca_file\":\"" + cl.file("none.pem") + "\"}");
     EXPECT_TRUE(contains(missing, "cannot reach " + srv.url())) << missing;
     const std::string other = cl.file("other.pem");
-    const std::string cmd2 = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
-                             "-addext subjectAltName=IP:127.0.0.1 -keyout '" + cl.file("other-key.pem") + "' -out '" +
-                             other + "' >/dev/null 2>&1";
+    const std::string cmd2 =
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+        "-addext subjectAltName=IP:127.0.0.1 -keyout '" +
+        cl.file("other-key.pem") + "' -out '" + other + "' >/dev/null 2>&1";
     ASSERT_EQ(std::system(cmd2.c_str()), 0);
     const std::string wrong_ca = sync_fails(a, srv.url(), "{\"ca_file\":\"" + other + "\"}");
     EXPECT_TRUE(contains(wrong_ca, "cannot reach " + srv.url())) << wrong_ca;
@@ -1178,8 +1179,8 @@ TEST_F(Http, ServingItselfIsRefused) {
     const auto before = a.dump();
     const std::string err = sync_fails(a, srv.url(), "");
     // The server notices first: the caller is itself.
-    EXPECT_TRUE(contains(err, "refused the exchange (HTTP 400): lww_exchange: the caller is this database's own node " +
-                                  a.node_id()))
+    EXPECT_TRUE(contains(
+        err, "refused the exchange (HTTP 400): lww_exchange: the caller is this database's own node " + a.node_id()))
         << err;
     EXPECT_EQ(a.dump(), before) << dump_diff(before, a.dump());
     srv_.reset();  // before `same` goes

@@ -41,8 +41,9 @@ struct TwoHistories {
     TwoHistories() {
         a = &cl.add("a", kSchemaT, {"t"});
         b = &cl.add("b", kSchemaT, {"t"});
-        a->exec("INSERT INTO t VALUES (1, 'base', 'base', 'base'), (2, 'base', NULL, NULL), (3, 'base', NULL, NULL),"
-                " (4, 'base', NULL, NULL)");
+        a->exec(
+            "INSERT INTO t VALUES (1, 'base', 'base', 'base'), (2, 'base', NULL, NULL), (3, 'base', NULL, NULL),"
+            " (4, 'base', NULL, NULL)");
         b->sync(*a);
         a->exec("UPDATE t SET a = 'A' WHERE id = 1");
         b->exec("UPDATE t SET b = 'B' WHERE id = 1");
@@ -109,8 +110,9 @@ TEST(MergeProps, ChangesSinceReturnsOnlyWhatChanged) {
     db.exec(kSchemaT);
     db.track("t");
     db.exec("BEGIN");
-    db.exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) "
-            "INSERT INTO t SELECT i, 'row ' || i, i, NULL FROM n");
+    db.exec(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) "
+        "INSERT INTO t SELECT i, 'row ' || i, i, NULL FROM n");
     db.exec("COMMIT");
     EXPECT_EQ(parse_cs(db.changes(0)).rows.size(), 20000u);
     const int64_t before = db.seq();

@@ -230,8 +230,10 @@ TEST(Purge, ARowParkedOnTheServerIsNotDropped) {
     Db& s = cl.add("s", kItems, {"t"});
     s.exec("INSERT INTO t VALUES (10, 'x', 0, 0)");
     // Parked: no row, no metadata, its registers kept in lww_rejected.
-    s.exec("INSERT INTO lww_rejected(tbl, key, reason, first_seen, last_seen, origin, changeset)"
-           " VALUES ('t', '[11]', 'test', 0, 0, '" + std::string(kCaller) + "', '{}')");
+    s.exec(
+        "INSERT INTO lww_rejected(tbl, key, reason, first_seen, last_seen, origin, changeset)"
+        " VALUES ('t', '[11]', 'test', 0, 0, '" +
+        std::string(kCaller) + "', '{}')");
     const std::string r = s.text("SELECT lww_exchange(?)",
                                  {"{\"format\":\"lwwsync.exchange\",\"version\":1,\"node\":\"" + std::string(kCaller) +
                                   "\",\"probe\":{\"table\":\"t\",\"keys\":[[10],[11],[12]]}}"});

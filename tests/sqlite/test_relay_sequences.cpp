@@ -43,9 +43,10 @@ TEST(NoEcho, SequencesOfADroppedTableAreNotReusedForAnotherServersRows) {
 
 // Parent and child; where foreign keys are enforced (kStrict) a child whose
 // parent is missing waits parked.
-const char* kLoose = "CREATE TABLE parent(id INTEGER PRIMARY KEY, name TEXT);"
-                     "CREATE TABLE child(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent(id), name TEXT,"
-                     " extra TEXT);";
+const char* kLoose =
+    "CREATE TABLE parent(id INTEGER PRIMARY KEY, name TEXT);"
+    "CREATE TABLE child(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent(id), name TEXT,"
+    " extra TEXT);";
 const std::string kStrict = std::string("PRAGMA foreign_keys = ON;") + kLoose;
 
 // A row pulled while its parent is missing waits parked; when it lands at

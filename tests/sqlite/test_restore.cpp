@@ -156,9 +156,12 @@ TEST_F(Restore, ShippedSeedOnFiveDevices) {
         for (auto& d : devices) ids.insert(d->node_id());
         EXPECT_EQ(ids.size(), 5u);
         const V want{"int:1 | text:'seed row' | text:'device 2 edit' | NULL",
-                     "int:2 | text:'seed row 2' | NULL | text:'device 4 edit'", "int:10 | text:'device 0' | NULL | NULL",
-                     "int:11 | text:'device 1' | NULL | NULL", "int:12 | text:'device 2' | NULL | NULL",
-                     "int:13 | text:'device 3' | NULL | NULL", "int:14 | text:'device 4' | NULL | NULL"};
+                     "int:2 | text:'seed row 2' | NULL | text:'device 4 edit'",
+                     "int:10 | text:'device 0' | NULL | NULL",
+                     "int:11 | text:'device 1' | NULL | NULL",
+                     "int:12 | text:'device 2' | NULL | NULL",
+                     "int:13 | text:'device 3' | NULL | NULL",
+                     "int:14 | text:'device 4' | NULL | NULL"};
         EXPECT_EQ(s.table("t"), want);
         for (auto& d : devices) EXPECT_EQ(d->table("t"), want) << d->path();
         // The metadata converged too: every device sends what the others hold.
@@ -259,8 +262,7 @@ TEST_F(Restore, ResetNode) {
     b.sync(a);
     EXPECT_EQ(b.table("t"), a.table("t"));
     // Not inside a trigger or a view: a direct-only function.
-    EXPECT_FALSE(a.run("CREATE VIEW v AS SELECT lww_reset_node()").ok &&
-                 a.run("SELECT * FROM v").ok);
+    EXPECT_FALSE(a.run("CREATE VIEW v AS SELECT lww_reset_node()").ok && a.run("SELECT * FROM v").ok);
 }
 
 TEST_F(Restore, RefusesMalformedPushIds) {

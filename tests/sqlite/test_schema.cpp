@@ -48,9 +48,9 @@ TEST_F(Schema, ClientFirstAddColumnIsHeldThenLands) {
     server.exec("ALTER TABLE doc ADD COLUMN tag TEXT");
     EXPECT_EQ(server.i64("SELECT lww_seq() > 0"), 1);
     EXPECT_EQ(server.i64("SELECT count(*) FROM lww_pending"), 0);
-    EXPECT_EQ(server.table("doc"), (V{"int:1 | text:'ONE' | text:'b1' | text:'urgent'",
-                                      "int:2 | text:'two' | text:'server edit' | NULL",
-                                      "int:3 | text:'three' | text:'b3' | text:'new'"}));
+    EXPECT_EQ(server.table("doc"),
+              (V{"int:1 | text:'ONE' | text:'b1' | text:'urgent'", "int:2 | text:'two' | text:'server edit' | NULL",
+                 "int:3 | text:'three' | text:'b3' | text:'new'"}));
     client.sync(server);
     same(client, server, "doc");
 }
@@ -171,13 +171,17 @@ TEST_F(Schema, LwwAlterRefusesWhatItCannotDo) {
     Db& a = peer("a");
     Outcome o = a.run("SELECT lww_alter('UPDATE doc SET title = 1')");
     EXPECT_FALSE(o.ok);
-    EXPECT_EQ(o.err, "lww_alter: lww_alter runs schema changes only (ALTER, CREATE, DROP); run \"UPDATE doc SET title = 1\" on "
-                     "its own, where the triggers record it");
-    o = a.run("SELECT lww_alter('CREATE TABLE doc2(k TEXT PRIMARY KEY, title TEXT, body TEXT); DROP TABLE doc; "
-              "ALTER TABLE doc2 RENAME TO doc')");
+    EXPECT_EQ(
+        o.err,
+        "lww_alter: lww_alter runs schema changes only (ALTER, CREATE, DROP); run \"UPDATE doc SET title = 1\" on "
+        "its own, where the triggers record it");
+    o = a.run(
+        "SELECT lww_alter('CREATE TABLE doc2(k TEXT PRIMARY KEY, title TEXT, body TEXT); DROP TABLE doc; "
+        "ALTER TABLE doc2 RENAME TO doc')");
     EXPECT_FALSE(o.ok);
-    EXPECT_EQ(o.err, "lww_alter: the primary key of tracked table \"doc\" changed; lwwsync names rows by their key: "
-                     "lww_untrack the table, change the key, lww_track it again (peers must make the same change)");
+    EXPECT_EQ(o.err,
+              "lww_alter: the primary key of tracked table \"doc\" changed; lwwsync names rows by their key: "
+              "lww_untrack the table, change the key, lww_track it again (peers must make the same change)");
     // Nothing of it stayed: the table, its triggers and its tracking are as they were.
     a.exec("INSERT INTO doc VALUES (1, 'x', 'y')");
     EXPECT_EQ(parse_cs(a.changes(0)).rows.size(), 1u);
@@ -226,8 +230,9 @@ TEST_F(Schema, PendingStoreIsBoundedPerNode) {
     const uint64_t h = hlc_at(now_ms());
     EXPECT_EQ(r.i64("SELECT lww_config('pending_max_rows', 2)"), 2);
     auto held = [&](const std::string& origin, int key) {
-        return craft_cs(origin, {origin}, {craft_table("\"later\"", "[\"id\"]", "[\"v\"]",
-                                                       {{"[" + std::to_string(key) + "]", 1, h, 0, true, "[[0,1]]"}})});
+        return craft_cs(origin, {origin},
+                        {craft_table("\"later\"", "[\"id\"]", "[\"v\"]",
+                                     {{"[" + std::to_string(key) + "]", 1, h, 0, true, "[[0,1]]"}})});
     };
     r.apply(held(kNode1, 1));
     r.apply(held(kNode1, 2));
@@ -242,8 +247,9 @@ TEST_F(Schema, PendingStoreIsBoundedPerNode) {
                          "(docs/SCHEMA.md)");
     // Another node has its own allowance; the refused batch left nothing.
     r.apply(held(kNode2, 3));
-    EXPECT_EQ(r.text("SELECT group_concat(origin || ':' || registers, ' ') FROM (SELECT * FROM lww_pending ORDER BY id)"),
-              kNode1 + ":2 " + kNode1 + ":2 " + kNode2 + ":2");
+    EXPECT_EQ(
+        r.text("SELECT group_concat(origin || ':' || registers, ' ') FROM (SELECT * FROM lww_pending ORDER BY id)"),
+        kNode1 + ":2 " + kNode1 + ":2 " + kNode2 + ":2");
 }
 
 }  // namespace

@@ -119,7 +119,7 @@ TEST_F(Sync, ConflictLogTellsTheAppWhatWasReplaced) {
     server.exec("DELETE FROM t WHERE id = 2");
     std::string st = phone.sync(server);
     EXPECT_EQ(json_int(st, "received.overwrote"), 2) << st;  // column a of row 1, and row 2 deleted
-    EXPECT_EQ(json_int(st, "sent.lost"), 2) << st;  // what the server makes of the phone's edits
+    EXPECT_EQ(json_int(st, "sent.lost"), 2) << st;           // what the server makes of the phone's edits
     const V want_phone{
         "text:'t' | text:'[1]' | text:'a' | text:'overwrote' | text:'my offline edit' | text:'edited on the server'",
         "text:'t' | text:'[2]' | NULL | text:'overwrote' | text:'present' | text:'deleted'"};
@@ -175,12 +175,12 @@ TEST_F(Sync, ReinsertAfterDeleteBeatsBoth) {
     a.exec("INSERT INTO t VALUES (1, 'orig', 'orig', 'orig')");
     b.sync(a);
     c.sync(a);
-    c.exec("DELETE FROM t WHERE id = 1");  // gen 2
-    a.sync(c);                              // A sees the delete...
+    c.exec("DELETE FROM t WHERE id = 1");                     // gen 2
+    a.sync(c);                                                // A sees the delete...
     a.exec("INSERT INTO t VALUES (1, 'reborn', NULL, 'r')");  // ...and re-inserts: gen 3
     sleep_ms(5);
     b.exec("UPDATE t SET b = 'concurrent', c = 'cc' WHERE id = 1");  // gen 1, latest stamp of all
-    b.sync(c);  // B learns the delete first
+    b.sync(c);                                                       // B learns the delete first
     EXPECT_TRUE(b.table("t").empty());
     b.sync(a);
     c.sync(a);
@@ -471,7 +471,8 @@ TEST_F(Sync, RefusedRowIsParkedAndSyncContinues) {
     Db& a = peer("a", "CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT);", {"u"});
     Db& b = peer("b", "CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT UNIQUE);", {"u"});
     for (int i = 1; i <= 10; ++i)
-        a.exec("INSERT INTO u VALUES (" + std::to_string(i) + ", '" + (i == 8 ? std::string("e3") : "e" + std::to_string(i)) + "')");
+        a.exec("INSERT INTO u VALUES (" + std::to_string(i) + ", '" +
+               (i == 8 ? std::string("e3") : "e" + std::to_string(i)) + "')");
     std::string st = b.sync(a, "{\"batch_rows\":1}");
     EXPECT_EQ(json_int(st, "received.rejected"), 2) << st;
     EXPECT_EQ(b.table("u").size(), 9u);
@@ -495,8 +496,7 @@ TEST_F(Sync, RefusedRowIsParkedAndSyncContinues) {
 }
 
 TEST_F(Sync, CompositePrimaryKeyTextInteger) {
-    const std::string schema =
-        "CREATE TABLE p(label, k1 TEXT, weight REAL, k2 INTEGER, note, PRIMARY KEY(k1, k2));";
+    const std::string schema = "CREATE TABLE p(label, k1 TEXT, weight REAL, k2 INTEGER, note, PRIMARY KEY(k1, k2));";
     Db& a = peer("a", schema, {"p"});
     Db& b = peer("b", schema, {"p"});
     a.exec("INSERT INTO p VALUES ('one', 'x', 1.5, 1, NULL), ('two', 'x', 2.5, 2, 'n'), ('three', 'y', 3.5, 1, NULL)");
@@ -579,7 +579,8 @@ TEST_F(Sync, EveryStorageClassRoundTripsExactly) {
     for (size_t i = 0; i < vals.size(); ++i)
         a.run("INSERT INTO vals(id, v, bl) VALUES (?, ?, ?)", {Val(static_cast<long long>(i)), vals[i], vals[i]});
     a.run("INSERT INTO vals(id, v) VALUES (?, ?)", {Val(1000LL), Val(std::nan(""))});
-    a.exec("INSERT INTO vals(id, t, r, i) VALUES (2000, 12, '1.25', '77'), (2001, 1.5, 3, 'x'), (2002, x'41', 2.0, 2.0)");
+    a.exec(
+        "INSERT INTO vals(id, t, r, i) VALUES (2000, 12, '1.25', '77'), (2001, 1.5, 3, 'x'), (2002, x'41', 2.0, 2.0)");
 
     // What SQLite itself keeps (sanity for the expectations below).
     for (size_t i = 0; i < vals.size(); ++i) {
@@ -617,11 +618,19 @@ TEST_F(Sync, KeysOfEveryStorageClass) {
     const std::string schema = "CREATE TABLE k(key PRIMARY KEY, v);";  // untyped key: any class
     Db& a = peer("a", schema, {"k"});
     Db& b = peer("b", schema, {"k"});
-    std::vector<Val> keys{Val(std::numeric_limits<long long>::min()), Val(std::numeric_limits<long long>::max()),
-                          Val(0LL), Val(1.5), Val(-HUGE_VAL), Val::text(""), Val::text("1"),
-                          Val::text("\xe6\x97\xa5\xe6\x9c\xac"), Val::blob(""), Val::blob(std::string("\0\x01", 2)),
+    std::vector<Val> keys{Val(std::numeric_limits<long long>::min()),
+                          Val(std::numeric_limits<long long>::max()),
+                          Val(0LL),
+                          Val(1.5),
+                          Val(-HUGE_VAL),
+                          Val::text(""),
+                          Val::text("1"),
+                          Val::text("\xe6\x97\xa5\xe6\x9c\xac"),
+                          Val::blob(""),
+                          Val::blob(std::string("\0\x01", 2)),
                           Val::blob("1")};
-    for (size_t i = 0; i < keys.size(); ++i) a.run("INSERT INTO k VALUES (?, ?)", {keys[i], Val(static_cast<long long>(i))});
+    for (size_t i = 0; i < keys.size(); ++i)
+        a.run("INSERT INTO k VALUES (?, ?)", {keys[i], Val(static_cast<long long>(i))});
     b.sync(a);
     EXPECT_EQ(b.table("k"), a.table("k"));
     EXPECT_EQ(b.table("k").size(), keys.size());
@@ -668,10 +677,10 @@ TEST_F(Sync, WriteAfterMergeBeatsMergedStampEvenAfterReopen) {
     // A stamp two minutes ahead (within the default drift) is merged; a later
     // local write must still beat it, also after the database is reopened.
     const uint64_t ahead = hlc_at(now_ms() + 120000, 7);
-    const std::string cs = craft_cs(
-        kNode1, {kNode1},
-        {craft_table("\"t\"", "[\"id\"]", "[\"a\",\"b\",\"c\"]",
-                     {{"[1]", 1, ahead, 0, true, "[[0,\"remote a\"],[1,\"remote b\"],[2,\"remote c\"]]"}})});
+    const std::string cs =
+        craft_cs(kNode1, {kNode1},
+                 {craft_table("\"t\"", "[\"id\"]", "[\"a\",\"b\",\"c\"]",
+                              {{"[1]", 1, ahead, 0, true, "[[0,\"remote a\"],[1,\"remote b\"],[2,\"remote c\"]]"}})});
     Db& b = peer("b");
     b.apply(cs);
     {

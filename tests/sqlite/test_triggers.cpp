@@ -121,8 +121,8 @@ TEST_F(Triggers, PrimaryKeyChangeIsDeletePlusInsert) {
     converge();
     int64_t s = a->seq();
     a->exec("UPDATE t SET id = 10, b = 'moved' WHERE id = 1");
-    EXPECT_EQ(regs_since(s), (V{"int:1 ROW gen2", "int:10 ROW gen1", "int:10 a gen1", "int:10 b gen1",
-                                "int:10 c gen1"}));
+    EXPECT_EQ(regs_since(s),
+              (V{"int:1 ROW gen2", "int:10 ROW gen1", "int:10 a gen1", "int:10 b gen1", "int:10 c gen1"}));
     ParsedCS cs = parse_cs(a->changes(s));
     EXPECT_EQ(cs.row("int:10")->cols.at("b"), Val("moved"));
     EXPECT_TRUE(cs.row("int:1")->cols.empty());
@@ -132,8 +132,7 @@ TEST_F(Triggers, PrimaryKeyChangeIsDeletePlusInsert) {
     // Moving onto a key that was deleted earlier brings it back one generation later.
     s = a->seq();
     a->exec("UPDATE t SET id = 1 WHERE id = 10");
-    EXPECT_EQ(regs_since(s), (V{"int:1 ROW gen3", "int:1 a gen3", "int:1 b gen3", "int:1 c gen3",
-                                "int:10 ROW gen2"}));
+    EXPECT_EQ(regs_since(s), (V{"int:1 ROW gen3", "int:1 a gen3", "int:1 b gen3", "int:1 c gen3", "int:10 ROW gen2"}));
     converge();
     EXPECT_EQ(b->table("t"), (V{"int:1 | text:'x' | text:'moved' | text:'z'"}));
 
@@ -195,8 +194,9 @@ TEST_F(Triggers, InsertOrReplaceThatEvictsAnotherRowViaUniqueIsRecorded) {
 TEST_F(Triggers, UpsertRecordsOnlyChangedColumns) {
     a->exec("INSERT INTO t VALUES (1, 'x', 'y', 'z')");
     int64_t s = a->seq();
-    a->exec("INSERT INTO t VALUES (1, 'x', 'Y', 'z') ON CONFLICT(id) DO UPDATE SET a = excluded.a, b = excluded.b, "
-            "c = excluded.c");
+    a->exec(
+        "INSERT INTO t VALUES (1, 'x', 'Y', 'z') ON CONFLICT(id) DO UPDATE SET a = excluded.a, b = excluded.b, "
+        "c = excluded.c");
     EXPECT_EQ(regs_since(s), (V{"int:1 b gen1"}));
     converge();
 }
@@ -205,13 +205,15 @@ TEST_F(Triggers, TransactionRollbackRecordsNothing) {
     a->exec("INSERT INTO t VALUES (1, 'x', 'y', 'z')");
     const int64_t s = a->seq();
     const auto before = a->dump();
-    a->exec("BEGIN; UPDATE t SET a = 'no'; INSERT INTO t VALUES (2, 'no', NULL, NULL); DELETE FROM t WHERE id = 1; "
-            "ROLLBACK;");
+    a->exec(
+        "BEGIN; UPDATE t SET a = 'no'; INSERT INTO t VALUES (2, 'no', NULL, NULL); DELETE FROM t WHERE id = 1; "
+        "ROLLBACK;");
     EXPECT_EQ(a->seq(), s);
     EXPECT_EQ(a->dump(), before) << dump_diff(before, a->dump());
     // Savepoint partially rolled back: only the kept part is recorded.
-    a->exec("BEGIN; UPDATE t SET a = 'kept' WHERE id = 1; SAVEPOINT sp; UPDATE t SET b = 'gone' WHERE id = 1; "
-            "ROLLBACK TO sp; RELEASE sp; COMMIT;");
+    a->exec(
+        "BEGIN; UPDATE t SET a = 'kept' WHERE id = 1; SAVEPOINT sp; UPDATE t SET b = 'gone' WHERE id = 1; "
+        "ROLLBACK TO sp; RELEASE sp; COMMIT;");
     EXPECT_EQ(regs_since(s), (V{"int:1 a gen1"}));
     converge();
     EXPECT_EQ(b->table("t"), (V{"int:1 | text:'kept' | text:'y' | text:'z'"}));
@@ -224,11 +226,11 @@ TEST_F(Triggers, ChangeOfStorageClassOrCaseIsAChange) {
     Db& y = cl.add("y", "CREATE TABLE n(id INTEGER PRIMARY KEY, v, w TEXT COLLATE NOCASE);", {"n"});
     x.exec("INSERT INTO n VALUES (1, 1, 'abc'), (2, 0.0, 'x')");
     y.sync(x);
-    x.exec("UPDATE n SET v = 1.0 WHERE id = 1");  // integer 1 -> real 1.0
+    x.exec("UPDATE n SET v = 1.0 WHERE id = 1");    // integer 1 -> real 1.0
     x.exec("UPDATE n SET w = 'ABC' WHERE id = 1");  // same under NOCASE, different text
     x.exec("UPDATE n SET v = -0.0 WHERE id = 2");   // 0.0 -> -0.0
-    ASSERT_EQ(x.table("n"), (V{"int:1 | real:1[3ff0000000000000] | text:'ABC'",
-                               "int:2 | real:-0[8000000000000000] | text:'x'"}));
+    ASSERT_EQ(x.table("n"),
+              (V{"int:1 | real:1[3ff0000000000000] | text:'ABC'", "int:2 | real:-0[8000000000000000] | text:'x'"}));
     y.sync(x);
     EXPECT_EQ(y.table("n"), x.table("n"));
 }

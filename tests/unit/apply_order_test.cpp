@@ -31,6 +31,4 @@ TEST(ApplyOrder, SelfReferenceAndCyclesPlaceEveryTableOnce) {
     EXPECT_LT(pos(o, 1), pos(o, 3));
 }
 
-TEST(ApplyOrder, OutOfRangeParentsAreIgnored) {
-    EXPECT_EQ(parents_first({{7}, {0}}), (std::vector<size_t>{0, 1}));
-}
+TEST(ApplyOrder, OutOfRangeParentsAreIgnored) { EXPECT_EQ(parents_first({{7}, {0}}), (std::vector<size_t>{0, 1})); }

@@ -22,8 +22,8 @@ namespace {
 const std::string kNode = "00000000-0000-4000-8000-0000000000aa";
 
 std::string changeset(const std::string& tables, const std::string& range = R"("since":"0","upto":"1")") {
-    return R"({"format":"lwwsync.changeset","version":1,"origin":")" + kNode + R"(",)" + range +
-           R"(,"nodes":[")" + kNode + R"("],"tables":[)" + tables + "]}";
+    return R"({"format":"lwwsync.changeset","version":1,"origin":")" + kNode + R"(",)" + range + R"(,"nodes":[")" +
+           kNode + R"("],"tables":[)" + tables + "]}";
 }
 
 std::string table(const std::string& rows, const std::string& columns = R"(["v"])", const std::string& name = "t") {
@@ -228,7 +228,8 @@ TEST(Bounds, HttpErrorBodies) {
     const std::string deep = std::string(200000, '[');
     const std::string shown = http_error_message(deep);
     EXPECT_EQ(shown, std::string(300, '['));
-    EXPECT_EQ(http_error_message(R"({"message":)" + std::string(100, '[') + "}"), R"({"message":)" + std::string(100, '[') + "}");
+    EXPECT_EQ(http_error_message(R"({"message":)" + std::string(100, '[') + "}"),
+              R"({"message":)" + std::string(100, '[') + "}");
     EXPECT_EQ(http_error_message("line one\nline two\r\n"), "line one line two");
     EXPECT_EQ(http_error_message(""), "no message");
     // A server's text reaches terminals and logs: no escapes, UTF-8 only.
@@ -238,10 +239,11 @@ TEST(Bounds, HttpErrorBodies) {
     // A huge message is cut.
     EXPECT_EQ(http_error_message(R"({"message":")" + std::string(5000, 'm') + R"("})").size(), 1200u);
     // A proxy's HTML page is one line: its title.
-    EXPECT_EQ(http_error_message("<html>\r\n<head><TITLE>413 Request Entity Too Large</TITLE></head>\r\n<body>\r\n"
-                                 "<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n"
-                                 "</body>\r\n</html>\r\n"),
-              "413 Request Entity Too Large");
+    EXPECT_EQ(
+        http_error_message("<html>\r\n<head><TITLE>413 Request Entity Too Large</TITLE></head>\r\n<body>\r\n"
+                           "<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n"
+                           "</body>\r\n</html>\r\n"),
+        "413 Request Entity Too Large");
     EXPECT_EQ(http_error_message("<html><body>no title</body></html>"), "<html><body>no title</body></html>");
 }
 
@@ -254,8 +256,9 @@ TEST(Bounds, PeerNoticesAreKeptBoundedAndPrintable) {
     EXPECT_EQ(n.said(), "") << "debug lines are not the peer's words on an error";
     n.add("WARNING", "you asked for it\n\x1b[31m");
     n.add("FATAL", "terminating connection due to administrator command\n");
-    EXPECT_EQ(n.said(), " (the peer said: WARNING: you asked for it [31m; FATAL: terminating connection due to"
-                        " administrator command)");
+    EXPECT_EQ(n.said(),
+              " (the peer said: WARNING: you asked for it [31m; FATAL: terminating connection due to"
+              " administrator command)");
     std::vector<PeerNotice> got = n.take();
     ASSERT_EQ(got.size(), 3u);
     EXPECT_EQ(got[0].level, PeerNotice::Level::debug);
@@ -276,8 +279,8 @@ TEST(Bounds, RunSyncRefusesAHostileServerClock) {
     EmptyEngine engine;
     auto answer = [](const std::string& clock) {
         return [clock](const std::string&) {
-            return R"({"format":"lwwsync.exchange","version":1,"node":")" + kNode + R"(","acked":"0","clock":")" + clock +
-                   R"(","more":false})";
+            return R"({"format":"lwwsync.exchange","version":1,"node":")" + kNode + R"(","acked":"0","clock":")" +
+                   clock + R"(","more":false})";
         };
     };
     EXPECT_THROW(run_sync(engine, answer("18446744073709551615"), BatchLimits{}), Error);
@@ -338,7 +341,9 @@ TEST(Bounds, NumbersAreReadExactlyOrRefused) {
     // for the next two; numbers are now converted with std::from_chars.
     EXPECT_FALSE(parse_json(d, "[128.74836467836484838364836483643636483648e-336]", error));
     EXPECT_NE(error.find("out of the range of a double"), std::string::npos) << error;
-    ASSERT_TRUE(parse_json(d, "[0e80, 0.184467440737095516159, 5e-324, -0.0, 18446744073709551615, -9223372036854775808, 1e20]", error)) << error;
+    ASSERT_TRUE(parse_json(
+        d, "[0e80, 0.184467440737095516159, 5e-324, -0.0, 18446744073709551615, -9223372036854775808, 1e20]", error))
+        << error;
     EXPECT_EQ(d[0].GetDouble(), 0.0);
     EXPECT_EQ(d[1].GetDouble(), 0.184467440737095516159);
     EXPECT_EQ(d[2].GetDouble(), 5e-324);
@@ -428,7 +433,7 @@ TEST(Bounds, RoundTripsThatPushNothingWriteNothing) {
 
     NotingEngine primary(true);
     serve_exchange(primary, encode_request(hello));
-    EXPECT_FALSE(primary.bound);  // a hello binds nothing there either...
+    EXPECT_FALSE(primary.bound);    // a hello binds nothing there either...
     EXPECT_EQ(primary.retried, 1);  // ...but retries parked rows where it can write
     serve_exchange(primary, encode_request(push));
     EXPECT_TRUE(primary.bound);

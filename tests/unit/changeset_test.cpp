@@ -187,22 +187,29 @@ TEST(Codec, RejectsBadInputWithClearErrors) {
 // of a name given twice, unknown members skipped — each read as the writer's
 // order reads.
 TEST(Codec, ReadsMembersInAnyOrder) {
-    const std::string head = R"("format":"lwwsync.changeset","version":1,"origin":"0f0e0d0c-0b0a-4908-8706-050403020100","since":"0","upto":"9")";
-    const std::string nodes = R"("nodes":["0f0e0d0c-0b0a-4908-8706-050403020100","ffffffff-ffff-4fff-bfff-ffffffffffff"])";
-    const std::string row = R"({"key":[1],"gen":1,"stamp":["70000",0],"row":true,"cols":[[1,"b","70001",1],[0,{"real":0.5}]]})";
+    const std::string head =
+        R"("format":"lwwsync.changeset","version":1,"origin":"0f0e0d0c-0b0a-4908-8706-050403020100","since":"0","upto":"9")";
+    const std::string nodes =
+        R"("nodes":["0f0e0d0c-0b0a-4908-8706-050403020100","ffffffff-ffff-4fff-bfff-ffffffffffff"])";
+    const std::string row =
+        R"({"key":[1],"gen":1,"stamp":["70000",0],"row":true,"cols":[[1,"b","70001",1],[0,{"real":0.5}]]})";
     const std::string table = R"({"name":"t","key":["id"],"columns":["a","b"],"rows":[)" + row + "]}";
     const ChangeSet want = decode_changeset("{" + head + R"(,"tables":[)" + table + "]," + nodes + "}");
     ASSERT_EQ(want.tables.size(), 1u);
     ASSERT_EQ(want.tables[0].rows.size(), 1u);
     EXPECT_EQ(want.tables[0].rows[0].cols[0].stamp.node, n2());
     EXPECT_EQ(want.tables[0].rows[0].cols[1].stamp.hlc, 70000u);
-    const std::string reordered_row = R"({"cols":[[1,"b","70001",1],[0,{"real":0.5}]],"row":true,"x":{"y":[1,2]},"gen":1,"key":[1],"stamp":["70000",0]})";
+    const std::string reordered_row =
+        R"({"cols":[[1,"b","70001",1],[0,{"real":0.5}]],"row":true,"x":{"y":[1,2]},"gen":1,"key":[1],"stamp":["70000",0]})";
     const std::vector<std::string> same = {
         // nodes first, rows before key and columns, stamp after cols, an unknown member
-        "{" + nodes + "," + head + R"(,"tables":[{"rows":[)" + reordered_row + R"(],"columns":["a","b"],"name":"t","key":["id"]}]})",
+        "{" + nodes + "," + head + R"(,"tables":[{"rows":[)" + reordered_row +
+            R"(],"columns":["a","b"],"name":"t","key":["id"]}]})",
         // a member named twice: the first counts
         "{" + head + R"(,"since":"5","tables":[)" + table + R"(],"tables":[],)" + nodes + "}",
-        R"({"format":"lwwsync.changeset","format":"x",)" + head.substr(29) + R"(,"tables":[{"name":"t","key":["id"],"columns":["a","b"],"rows":[{"key":[1],"gen":1,"gen":3,"stamp":["70000",0],"row":true,"cols":[[1,"b","70001",1],[0,{"real":0.5}]],"cols":[]}]}],)" + nodes + "}",
+        R"({"format":"lwwsync.changeset","format":"x",)" + head.substr(29) +
+            R"(,"tables":[{"name":"t","key":["id"],"columns":["a","b"],"rows":[{"key":[1],"gen":1,"gen":3,"stamp":["70000",0],"row":true,"cols":[[1,"b","70001",1],[0,{"real":0.5}]],"cols":[]}]}],)" +
+            nodes + "}",
     };
     for (const std::string& json : same) {
         ChangeSet got;
@@ -210,32 +217,44 @@ TEST(Codec, ReadsMembersInAnyOrder) {
         EXPECT_EQ(encode_changeset(got), encode_changeset(want)) << json;
     }
     // As a pull inside an exchange response: the same set.
-    const std::string response = R"({"format":"lwwsync.exchange","version":1,"node":"0f0e0d0c-0b0a-4908-8706-050403020100","acked":"0","pull":)" + same[0] + "}";
+    const std::string response =
+        R"({"format":"lwwsync.exchange","version":1,"node":"0f0e0d0c-0b0a-4908-8706-050403020100","acked":"0","pull":)" +
+        same[0] + "}";
     const ParsedResponse r = decode_response(response);
     ASSERT_TRUE(r.pull.has_value());
     EXPECT_EQ(encode_changeset(*r.pull), encode_changeset(want));
 }
 
 TEST(Codec, ProblemsAreNamedAsInWriterOrder) {
-    const std::string head = R"({"format":"lwwsync.changeset","version":1,"origin":"0f0e0d0c-0b0a-4908-8706-050403020100","since":"0","upto":"0",)";
+    const std::string head =
+        R"({"format":"lwwsync.changeset","version":1,"origin":"0f0e0d0c-0b0a-4908-8706-050403020100","since":"0","upto":"0",)";
     // 4294967295 is a node index like any other: out of range of "nodes",
     // never taken for a column without a stamp of its own.
-    EXPECT_EQ(error_of(head + R"("nodes":["0f0e0d0c-0b0a-4908-8706-050403020100"],"tables":[{"name":"t","key":["k"],"columns":["c"],"rows":[{"key":[1],"gen":1,"stamp":["1",0],"cols":[[0,1,"2",4294967295]]}]}]})"),
-              "invalid change set: tables[0].rows[0].cols: node index out of range of \"nodes\"");
+    EXPECT_EQ(
+        error_of(
+            head +
+            R"("nodes":["0f0e0d0c-0b0a-4908-8706-050403020100"],"tables":[{"name":"t","key":["k"],"columns":["c"],"rows":[{"key":[1],"gen":1,"stamp":["1",0],"cols":[[0,1,"2",4294967295]]}]}]})"),
+        "invalid change set: tables[0].rows[0].cols: node index out of range of \"nodes\"");
     // A key and a column of one name: the columns' problem, in either order.
-    for (const char* t : {R"({"name":"t","columns":["a"],"key":["a"],"rows":[]})", R"({"name":"t","key":["a"],"columns":["a"],"rows":[]})"})
+    for (const char* t : {R"({"name":"t","columns":["a"],"key":["a"],"rows":[]})",
+                          R"({"name":"t","key":["a"],"columns":["a"],"rows":[]})"})
         EXPECT_EQ(error_of(head + R"("nodes":[],"tables":[)" + t + "]}"),
                   "invalid change set: tables[0].columns: column \"a\" is named twice");
     // Rows read before their table named its key: checked at the table's end.
-    EXPECT_EQ(error_of(head + R"("nodes":["0f0e0d0c-0b0a-4908-8706-050403020100"],"tables":[{"name":"t","rows":[{"key":[1,2],"gen":1,"stamp":["1",0],"row":true}],"key":["k"],"columns":[]}]})"),
-              "invalid change set: tables[0].rows[0].key: expected one value per key column");
+    EXPECT_EQ(
+        error_of(
+            head +
+            R"("nodes":["0f0e0d0c-0b0a-4908-8706-050403020100"],"tables":[{"name":"t","rows":[{"key":[1,2],"gen":1,"stamp":["1",0],"row":true}],"key":["k"],"columns":[]}]})"),
+        "invalid change set: tables[0].rows[0].key: expected one value per key column");
     // The header's problem comes first, wherever it is.
     EXPECT_EQ(error_of(head + R"("tables":[{"name":"t"}],"nodes":7})"),
               "invalid change set: nodes: expected an array of node ids");
     // A format with a NUL inside is not the format.
-    EXPECT_NE(error_of(R"({"format":"lwwsync.changeset\u0000","version":1,"origin":"0f0e0d0c-0b0a-4908-8706-050403020100","since":"0","upto":"0","nodes":[],"tables":[]})")
-                  .find("not an lwwsync change set"),
-              std::string::npos);
+    EXPECT_NE(
+        error_of(
+            R"({"format":"lwwsync.changeset\u0000","version":1,"origin":"0f0e0d0c-0b0a-4908-8706-050403020100","since":"0","upto":"0","nodes":[],"tables":[]})")
+            .find("not an lwwsync change set"),
+        std::string::npos);
 }
 
 TEST(Base64, RoundTripsAllLengthsAndRejectsJunk) {
@@ -339,17 +358,23 @@ TEST(Codec, ArrayRowsAreCheckedLikeObjects) {
         const char* error;
     };
     for (const Bad& b : std::vector<Bad>{
-             {R"([[1],1,"117669274337280003",0,"x"])", "tables[0].rows[0].cols: expected [key, gen, hlc, node] and one value per column"},
-             {R"([[1],1,"117669274337280003",0,"x","y","z"])", "tables[0].rows[0].cols: expected [key, gen, hlc, node] and one value per column"},
-             {R"([[1],1,"117669274337280003"])", "tables[0].rows[0].cols: expected [key, gen, hlc, node] and one value per column"},
-             {R"([[1,2],1,"117669274337280003",0,"x","y"])", "tables[0].rows[0].key: expected one value per key column"},
+             {R"([[1],1,"117669274337280003",0,"x"])",
+              "tables[0].rows[0].cols: expected [key, gen, hlc, node] and one value per column"},
+             {R"([[1],1,"117669274337280003",0,"x","y","z"])",
+              "tables[0].rows[0].cols: expected [key, gen, hlc, node] and one value per column"},
+             {R"([[1],1,"117669274337280003"])",
+              "tables[0].rows[0].cols: expected [key, gen, hlc, node] and one value per column"},
+             {R"([[1,2],1,"117669274337280003",0,"x","y"])",
+              "tables[0].rows[0].key: expected one value per key column"},
              {R"([1,1,"117669274337280003",0,"x","y"])", "tables[0].rows[0].key: expected one value per key column"},
-             {R"([[1],0,"117669274337280003",0,"x","y"])", "tables[0].rows[0].gen: expected a positive integer below 2^53"},
+             {R"([[1],0,"117669274337280003",0,"x","y"])",
+              "tables[0].rows[0].gen: expected a positive integer below 2^53"},
              {R"([[1],1,"0",0,"x","y"])", "tables[0].rows[0].stamp"},
              {R"([[1],1,"117669274337280003",7,"x","y"])", "tables[0].rows[0].stamp"},
              {R"([[1],1,"117669274337280003",0,["x"],"y"])", "tables[0].rows[0].cols: not a value"},
              {R"([[1],1,"117669274337280003",0,{"float":1},"y"])", "tables[0].rows[0].cols: not a value"},
-             {R"([[1],1,"117669274337280003",0,"x","y"],[[1],1,"117669274337280004",0,"x","y"])", "tables[0].rows[1]: the key appears twice in this table"},
+             {R"([[1],1,"117669274337280003",0,"x","y"],[[1],1,"117669274337280004",0,"x","y"])",
+              "tables[0].rows[1]: the key appears twice in this table"},
          }) {
         const std::string e = err(b.rows);
         EXPECT_NE(e.find(b.error), std::string::npos) << b.rows << " -> " << e;
@@ -358,7 +383,8 @@ TEST(Codec, ArrayRowsAreCheckedLikeObjects) {
     const std::string early =
         R"({"format":"lwwsync.changeset","version":1,"origin":"0f0e0d0c-0b0a-4908-8706-050403020100","since":"0","upto":"9","nodes":["0f0e0d0c-0b0a-4908-8706-050403020100"],"tables":[{"name":"t","rows":[[[1],1,"117669274337280003",0,"x","y"]],"key":["id"],"columns":["a","b"]}]})";
     EXPECT_NE(error_of(early).find("a row written as an array needs the table's \"key\" and \"columns\" first"),
-              std::string::npos) << error_of(early);
+              std::string::npos)
+        << error_of(early);
 }
 
 // The exchange asks for arrays ("compact": true) in the pulls of a client;

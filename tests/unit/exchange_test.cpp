@@ -86,7 +86,8 @@ public:
         // even when nothing follows (they do not look further).
         b.complete = req.limit <= 0 || order.size() < static_cast<size_t>(req.limit);
         if (!b.complete) order.resize(static_cast<size_t>(req.limit));
-        b.upto = order.empty() ? std::max(req.after, seq_) : (b.complete ? std::max(order.back().first, seq_) : order.back().first);
+        b.upto = order.empty() ? std::max(req.after, seq_)
+                               : (b.complete ? std::max(order.back().first, seq_) : order.back().first);
         ChangeSetWriter w(id_, req.since, req.after);
         bool opened = false;
         for (const auto& [seq, k] : order) {
@@ -118,8 +119,7 @@ public:
                 const int64_t k = rc.key.at(0).i;
                 auto it = rows_.find(k);
                 const Stamp s = rc.row;
-                const bool wins = it == rows_.end() ||
-                                  stamp_less(Stamp{it->second.hlc, it->second.by}, s);
+                const bool wins = it == rows_.end() || stamp_less(Stamp{it->second.hlc, it->second.by}, s);
                 if (!wins) {
                     ++c.ignored;
                     continue;
@@ -145,7 +145,9 @@ public:
     uint64_t last_seq() override { return seq_; }
     uint64_t progress_seq() override { return seq_; }
     void note_push(const NodeId& server, const std::string& id) override { pushes_.insert(server.str() + id); }
-    bool sent_push(const NodeId& server, const std::string& id) override { return pushes_.count(server.str() + id) > 0; }
+    bool sent_push(const NodeId& server, const std::string& id) override {
+        return pushes_.count(server.str() + id) > 0;
+    }
     std::string push_mark(const NodeId& caller) override { return marks_[caller.str()]; }
     void set_push_mark(const NodeId& caller, const std::string& id) override { marks_[caller.str()] = id; }
     NodeId reset_node() override {
@@ -178,9 +180,9 @@ TEST(SyncOptionsTest, DefaultsAndEveryKey) {
     EXPECT_EQ(d.limits.bytes, 8u << 20);
     EXPECT_TRUE(d.gzip);
     EXPECT_FALSE(d.insecure);
-    SyncOptions o = parse_sync_options(
-        R"({"batch_rows":5,"batch_bytes":4096,"token":"t0k","timeout_ms":7,"connect_timeout_ms":8,)"
-        R"("ca_file":"/ca.pem","insecure":true,"gzip":false,"retries":0})");
+    SyncOptions o =
+        parse_sync_options(R"({"batch_rows":5,"batch_bytes":4096,"token":"t0k","timeout_ms":7,"connect_timeout_ms":8,)"
+                           R"("ca_file":"/ca.pem","insecure":true,"gzip":false,"retries":0})");
     EXPECT_EQ(o.limits.rows, 5);
     EXPECT_EQ(o.limits.bytes, 4096u);
     EXPECT_EQ(o.token, "t0k");
@@ -267,8 +269,8 @@ TEST(ExchangeDocs, NewFieldsRoundTrip) {
     EXPECT_EQ(decode_response(encode_response(rs)).acked_id, "00ff");
     EXPECT_NE(encode_response(ExchangeResponse{}).find("acked"), std::string::npos);
     EXPECT_EQ(encode_response(ExchangeResponse{}).find("acked_id"), std::string::npos);
-    for (const char* bad : {R"("")", R"("ABC")", R"("xyz")", "12", R"(null)",
-                            R"("0123456789abcdef0123456789abcdef0")"}) {
+    for (const char* bad :
+         {R"("")", R"("ABC")", R"("xyz")", "12", R"(null)", R"("0123456789abcdef0123456789abcdef0")"}) {
         EXPECT_THROW(decode_request(head + R"(,"push_id":)" + bad + "}"), Error) << bad;
         EXPECT_THROW(decode_response(head + R"(,"acked":"1","acked_id":)" + bad + "}"), Error) << bad;
     }

@@ -65,7 +65,8 @@ TEST(Schema, UnknownTablesAndColumnsAreSplitOff) {
     const ChangeSet cs = sample();
     Local doc{"doc", {"id"}, {"title", "body"}};
     ChangeSet pending;
-    auto plans = plan_tables<Local>(cs, [&](const std::string& n) { return n == "doc" ? &doc : nullptr; }, &pending);
+    auto plans = plan_tables<Local>(
+        cs, [&](const std::string& n) { return n == "doc" ? &doc : nullptr; }, &pending);
     ASSERT_EQ(plans.size(), 1u);
     const TableChanges& known = *plans[0].in;
     EXPECT_EQ(plans[0].col_map, (std::vector<size_t>{0, kUnknownColumn, 1}));
@@ -108,14 +109,16 @@ TEST(Schema, KeyMismatchAndNullKeysStayErrors) {
     Local doc{"doc", {"uid"}, {"title"}};
     ChangeSet pending;
     try {
-        plan_tables<Local>(cs, [&](const std::string& n) { return n == "doc" ? &doc : nullptr; }, &pending);
+        plan_tables<Local>(
+            cs, [&](const std::string& n) { return n == "doc" ? &doc : nullptr; }, &pending);
         FAIL();
     } catch (const Error& e) {
         EXPECT_STREQ(e.what(), "table \"doc\": the change set's key columns do not match this database's primary key");
     }
     cs.tables[1].rows[0].key[0] = Value::null();
     try {
-        plan_tables<Local>(cs, [&](const std::string&) { return nullptr; }, &pending);
+        plan_tables<Local>(
+            cs, [&](const std::string&) { return nullptr; }, &pending);
         FAIL();
     } catch (const Error& e) {
         EXPECT_STREQ(e.what(), "table \"later\": a key value is NULL");

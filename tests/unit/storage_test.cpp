@@ -38,9 +38,9 @@ public:
     std::map<int64_t, uint64_t> seq_of;  // a row's latest change: its metadata's max sequence
     uint64_t seq = 0;
     std::vector<std::string> calls;
-    bool first = true;                          // store_first
-    std::function<bool(MergeRow&)> rule;        // admit
-    std::function<void(MergeRow&)> race;        // write_user, per row
+    bool first = true;                    // store_first
+    std::function<bool(MergeRow&)> rule;  // admit
+    std::function<void(MergeRow&)> race;  // write_user, per row
     // The batch being merged: incoming rows and their keys/values.
     std::vector<const RowChange*> batch;
     const Receiver* who = nullptr;  // merge(): the receiver, when a test sets one
@@ -77,7 +77,8 @@ public:
                 case UserWrite::insert: rows[k] = std::vector<Value>(kCols); [[fallthrough]];
                 case UserWrite::update:
                     for (const auto& col : c.cols)
-                        if (std::find(r->won.begin(), r->won.end(), col.col) != r->won.end()) rows[k][col.col] = col.value;
+                        if (std::find(r->won.begin(), r->won.end(), col.col) != r->won.end())
+                            rows[k][col.col] = col.value;
                     break;
             }
         }
@@ -116,7 +117,8 @@ RowChange live(int64_t k, uint64_t hlc, int by, const char* a, int64_t b, uint64
     r.gen = gen;
     r.has_row = true;
     r.row = Stamp{hlc, node(by)};
-    r.cols = {ColChange{0, Value::text(a), Stamp{hlc, node(by)}}, ColChange{1, Value::integer(b), Stamp{hlc, node(by)}}};
+    r.cols = {ColChange{0, Value::text(a), Stamp{hlc, node(by)}},
+              ColChange{1, Value::integer(b), Stamp{hlc, node(by)}}};
     return r;
 }
 
@@ -256,7 +258,7 @@ public:
     explicit MemFeed(MemTable& t) : t_(t), tables_{FeedTable{"t", {"id"}, {"a", "b"}}} {}
     std::map<int64_t, uint64_t> late;
     bool writers = false;
-    std::set<int64_t> hidden;  // rows the caller may not read
+    std::set<int64_t> hidden;       // rows the caller may not read
     std::function<void()> reading;  // runs as a scan reads values (another session commits meanwhile)
 
     NodeId self() override { return node(9); }
@@ -505,7 +507,9 @@ TEST(Storage, SettingsAreOneTableForBothEngines) {
         find_setting("colour", Engine::sqlite);
         FAIL();
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("unknown setting \"colour\" (known: max_drift_ms, pending_max_rows, detect_copies, conflict_log, tombstone_ttl_ms, conflict_log_rows, log_fold_rows)"),
+        EXPECT_NE(std::string(e.what()).find(
+                      "unknown setting \"colour\" (known: max_drift_ms, pending_max_rows, detect_copies, conflict_log, "
+                      "tombstone_ttl_ms, conflict_log_rows, log_fold_rows)"),
                   std::string::npos);
     }
     const Setting& s = find_setting("bind_new_nodes", Engine::postgres);
@@ -545,8 +549,8 @@ TEST(Storage, OverwroteCountsOurWritesTheSenderHadNotSeen) {
     RowState a = st;
     MergeOutcome o = merge_row(a, in, 9);
     EXPECT_EQ(o.applied, 2u);
-    EXPECT_EQ(overwritten(o, us), 2u);            // seen unknown: both of ours count
-    EXPECT_EQ(overwritten(o, us_seen_to_5), 1u);  // the sender held sequence 3, not 7
+    EXPECT_EQ(overwritten(o, us), 2u);                    // seen unknown: both of ours count
+    EXPECT_EQ(overwritten(o, us_seen_to_5), 1u);          // the sender held sequence 3, not 7
     EXPECT_EQ(overwritten(o, Receiver{node(2), 0}), 0u);  // not ours
     // A delete (new generation) replacing our edits counts once.
     IncomingRow del;
@@ -573,7 +577,10 @@ TEST(Storage, ARowArrivingLowerIsRestampedSoItTravelsAgain) {
     MemTable t;
     const NodeId self = node(9);
     int restamps = 0;
-    Receiver who{self, 0, false, nullptr, [&] { ++restamps; return Stamp{900, self}; }};
+    Receiver who{self, 0, false, nullptr, [&] {
+                     ++restamps;
+                     return Stamp{900, self};
+                 }};
     t.who = &who;
     t.merge({live(1, 100, 1, "x", 1, 3)});  // held at generation 3
     const uint64_t before = t.seq_of.at(1);
@@ -586,9 +593,9 @@ TEST(Storage, ARowArrivingLowerIsRestampedSoItTravelsAgain) {
     EXPECT_EQ(st.row.stamp.node, self);
     EXPECT_EQ(st.row.stamp.hlc, 900u);
     for (const Register& r : st.cols) {
-        EXPECT_GT(r.seq, before);          // every register goes again...
-        EXPECT_EQ(r.stamp.node, self);     // ...as this database's (a feed never sends
-        EXPECT_EQ(r.stamp.hlc, 900u);      // a peer its own registers back)
+        EXPECT_GT(r.seq, before);       // every register goes again...
+        EXPECT_EQ(r.stamp.node, self);  // ...as this database's (a feed never sends
+        EXPECT_EQ(r.stamp.hlc, 900u);   // a peer its own registers back)
     }
     EXPECT_EQ(t.rows.at(1)[0].s, "x");
     // The same generation, or a higher one, is an ordinary merge.
@@ -612,7 +619,10 @@ TEST(Storage, PushesFromBelowThePurgeFloorAreAdoptedOrLost) {
     int adopted = 0;
     Receiver who;
     who.self = self;
-    who.adopt = [&] { ++adopted; return Stamp{900, self}; };
+    who.adopt = [&] {
+        ++adopted;
+        return Stamp{900, self};
+    };
     t.who = &who;
     t.floor = 4;
     t.merge({live(1, 100, 1, "held", 1, 5)});  // above the floor: as usual
@@ -679,10 +689,10 @@ TEST(Storage, PushesFromBelowThePurgeFloorAreAdoptedOrLost) {
 TEST(Storage, PurgeAgeComesFromMarksNotStamps) {
     const uint64_t day = 24ull * 3600 * 1000, ttl = 30 * day, t0 = 1000 * day;
     PurgeMarks m;
-    EXPECT_EQ(seq_older_than(m, t0, ttl, 500), 0u);   // nothing known that old
-    EXPECT_EQ(seq_older_than(m, t0, 0, 500), 500u);   // 0 ms: everything
+    EXPECT_EQ(seq_older_than(m, t0, ttl, 500), 0u);  // nothing known that old
+    EXPECT_EQ(seq_older_than(m, t0, 0, 500), 500u);  // 0 ms: everything
     m = record_mark(m, t0, 100, ttl);
-    m = record_mark(m, t0 + day / 10, 110, ttl);      // closer than ttl/16: not recorded
+    m = record_mark(m, t0 + day / 10, 110, ttl);  // closer than ttl/16: not recorded
     ASSERT_EQ(m.size(), 1u);
     m = record_mark(m, t0 + 10 * day, 200, ttl);
     m = record_mark(m, t0 + 40 * day, 300, ttl);
@@ -718,10 +728,10 @@ TEST(Storage, AReSnapshotAsksOnlyAboutGenerationsTheServerHad) {
     auto had = [&](uint64_t seq, const NodeId& by) {
         return !receiver_lacks(Register{true, Stamp{1, by}, seq}, 30, &server, UINT64_MAX, &relayed, &self);
     };
-    EXPECT_TRUE(had(10, self));     // pushed before the server's cursor
-    EXPECT_TRUE(had(50, server));   // the server's own write
-    EXPECT_TRUE(had(40, node(3)));  // merged from the server
-    EXPECT_FALSE(had(40, self));    // written here again at a reused sequence: news
-    EXPECT_FALSE(had(50, self));    // an insert made offline: news
-    EXPECT_FALSE(had(50, node(3))); // from another peer: news
+    EXPECT_TRUE(had(10, self));      // pushed before the server's cursor
+    EXPECT_TRUE(had(50, server));    // the server's own write
+    EXPECT_TRUE(had(40, node(3)));   // merged from the server
+    EXPECT_FALSE(had(40, self));     // written here again at a reused sequence: news
+    EXPECT_FALSE(had(50, self));     // an insert made offline: news
+    EXPECT_FALSE(had(50, node(3)));  // from another peer: news
 }

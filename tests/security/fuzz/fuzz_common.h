@@ -60,7 +60,7 @@ void must_not_throw(const char* what, F&& f) {
 
 }  // namespace fuzz
 
-#define FUZZ_CHECK(cond)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) ::fuzz::finding("property does not hold", #cond " (" __FILE__ ")");       \
+#define FUZZ_CHECK(cond)                                                                 \
+    do {                                                                                 \
+        if (!(cond)) ::fuzz::finding("property does not hold", #cond " (" __FILE__ ")"); \
     } while (0)

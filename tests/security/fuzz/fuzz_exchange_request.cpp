@@ -9,8 +9,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::optional<lww::ParsedRequest> r;
-    if (!fuzz::only_lww_errors("decode_request", [&] { r = lww::decode_request(fuzz::as_text(data, size)); }))
-        return 0;
+    if (!fuzz::only_lww_errors("decode_request", [&] { r = lww::decode_request(fuzz::as_text(data, size)); })) return 0;
 
     lww::ExchangeRequest out;
     out.node = r->node;
@@ -29,8 +28,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::must_not_throw("decode_request(encode_request(decoded))", [&] { again = lww::decode_request(text); });
     FUZZ_CHECK(again->node == r->node);
     FUZZ_CHECK(again->received.has_value() == r->received.has_value());
-    FUZZ_CHECK(!r->received || (again->received->received == r->received->received &&
-                                again->received->floor == r->received->floor));
+    FUZZ_CHECK(!r->received ||
+               (again->received->received == r->received->received && again->received->floor == r->received->floor));
     FUZZ_CHECK(again->limits.rows == r->limits.rows && again->limits.bytes == r->limits.bytes);
     FUZZ_CHECK(again->clock == r->clock);
     // `seen` travels only without `received` (which carries the same floor).

@@ -29,9 +29,15 @@ struct RawNumbers : rapidjson::BaseReaderHandler<rapidjson::UTF8<>, RawNumbers> 
         return true;
     }
     bool StartObject() { return open(); }
-    bool EndObject(rapidjson::SizeType) { --depth; return true; }
+    bool EndObject(rapidjson::SizeType) {
+        --depth;
+        return true;
+    }
     bool StartArray() { return open(); }
-    bool EndArray(rapidjson::SizeType) { --depth; return true; }
+    bool EndArray(rapidjson::SizeType) {
+        --depth;
+        return true;
+    }
     bool open() {
         if (++depth > max_depth) max_depth = depth;
         return true;
@@ -72,8 +78,14 @@ void check_number(const std::string& text, const rapidjson::Value& v) {
     FUZZ_CHECK(v.IsDouble());
     const double got = v.GetDouble();
     if (!std::isfinite(got) || !std::isfinite(want) || std::memcmp(&got, &want, sizeof got) != 0) {
-        std::fprintf(stderr, "\nnumber %s read as %.17g (bits %016llx), strtod gives %.17g\n", text.c_str(), got,
-                     [&] { unsigned long long b; std::memcpy(&b, &got, 8); return b; }(), want);
+        std::fprintf(
+            stderr, "\nnumber %s read as %.17g (bits %016llx), strtod gives %.17g\n", text.c_str(), got,
+            [&] {
+                unsigned long long b;
+                std::memcpy(&b, &got, 8);
+                return b;
+            }(),
+            want);
         fuzz::finding("parse_json read a number as another value", text.c_str());
     }
 }
@@ -98,8 +110,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     RawNumbers raw;
     rapidjson::MemoryStream ms(text.data(), text.size());
     rapidjson::Reader reader;
-    constexpr unsigned kRawFlags = rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseValidateEncodingFlag |
-                                   rapidjson::kParseIterativeFlag;
+    constexpr unsigned kRawFlags =
+        rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag;
     FUZZ_CHECK(!reader.Parse<kRawFlags>(ms, raw).IsError());
     FUZZ_CHECK(raw.max_depth <= lww::kMaxJsonDepth);
 

@@ -38,7 +38,10 @@ lww::NodeId palette(uint8_t i) {
         case 0: break;  // 00000000-0000-0000-0000-000000000000
         case 1: id.bytes.fill(0xff); break;
         case 2: id.bytes[15] = 1; break;
-        default: id.bytes[0] = 0x6f; id.bytes[6] = 0x4c; break;
+        default:
+            id.bytes[0] = 0x6f;
+            id.bytes[6] = 0x4c;
+            break;
     }
     return id;
 }
