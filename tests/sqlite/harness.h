@@ -493,60 +493,42 @@ inline ParsedCS parse_cs(const std::string& json) {
         for (const auto& r : t["rows"].GetArray()) {
             ParsedRow pr;
             pr.table = tname;
-            if (r.IsArray()) {  // a row as an array: [key, gen, hlc, node, value per column]
-                for (const auto& k : r[0].GetArray()) pr.key += (pr.key.empty() ? "" : " / ") + json_value(k).repr();
-                pr.gen = r[1].GetUint64();
-                pr.has_row = true;
-                Reg g;
-                g.table = tname;
-                g.key = pr.key;
-                g.gen = pr.gen;
-                g.is_row = true;
-                g.hlc = dec_u64(r[2]);
-                g.node = cs.nodes.at(r[3].GetUint());
-                cs.regs.push_back(g);
-                g.is_row = false;
-                for (size_t i = 0; i < cols.size(); ++i) {
-                    g.col = cols[i];
-                    g.value = json_value(r[static_cast<rapidjson::SizeType>(4 + i)]);
-                    pr.cols[g.col] = g.value;
-                    cs.regs.push_back(g);
-                }
-                cs.rows.push_back(pr);
-                continue;
-            }
-            for (const auto& k : r["key"].GetArray()) pr.key += (pr.key.empty() ? "" : " / ") + json_value(k).repr();
-            pr.gen = r["gen"].GetUint64();
+            // A row written as an array is [key, gen, hlc, node, value per column].
+            const bool array = r.IsArray();
+            for (const auto& k : (array ? r[0] : r["key"]).GetArray())
+                pr.key += (pr.key.empty() ? "" : " / ") + json_value(k).repr();
+            pr.gen = (array ? r[1] : r["gen"]).GetUint64();
             uint64_t base_hlc = 0;
             std::string base_node;
-            if (r.HasMember("stamp")) {
-                base_hlc = dec_u64(r["stamp"][0]);
-                base_node = cs.nodes.at(r["stamp"][1].GetUint());
+            if (array || r.HasMember("stamp")) {
+                base_hlc = dec_u64(array ? r[2] : r["stamp"][0]);
+                base_node = cs.nodes.at((array ? r[3] : r["stamp"][1]).GetUint());
             }
-            if (r.HasMember("row") && r["row"].GetBool()) {
-                pr.has_row = true;
+            auto add = [&](bool is_row, const std::string& col, const Val& value, uint64_t hlc,
+                           const std::string& node) {
                 Reg g;
                 g.table = tname;
                 g.key = pr.key;
                 g.gen = pr.gen;
-                g.is_row = true;
-                g.hlc = base_hlc;
-                g.node = base_node;
+                g.is_row = is_row;
+                g.col = col;
+                g.value = value;
+                g.hlc = hlc;
+                g.node = node;
+                if (!is_row) pr.cols[col] = value;
                 cs.regs.push_back(g);
+            };
+            if (array || (r.HasMember("row") && r["row"].GetBool())) {
+                pr.has_row = true;
+                add(true, "", Val(), base_hlc, base_node);
             }
-            if (r.HasMember("cols"))
-                for (const auto& c : r["cols"].GetArray()) {
-                    Reg g;
-                    g.table = tname;
-                    g.key = pr.key;
-                    g.gen = pr.gen;
-                    g.col = cols.at(c[0].GetUint());
-                    g.value = json_value(c[1]);
-                    g.hlc = c.Size() == 4 ? dec_u64(c[2]) : base_hlc;
-                    g.node = c.Size() == 4 ? cs.nodes.at(c[3].GetUint()) : base_node;
-                    pr.cols[g.col] = g.value;
-                    cs.regs.push_back(g);
-                }
+            if (array)
+                for (size_t i = 0; i < cols.size(); ++i)
+                    add(false, cols[i], json_value(r[static_cast<rapidjson::SizeType>(4 + i)]), base_hlc, base_node);
+            else if (r.HasMember("cols"))
+                for (const auto& c : r["cols"].GetArray())
+                    add(false, cols.at(c[0].GetUint()), json_value(c[1]), c.Size() == 4 ? dec_u64(c[2]) : base_hlc,
+                        c.Size() == 4 ? cs.nodes.at(c[3].GetUint()) : base_node);
             cs.rows.push_back(pr);
         }
     }
