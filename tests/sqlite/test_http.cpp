@@ -465,7 +465,9 @@ TEST_F(Http, SnapshotPullsComeAsArraysOnlyWhenAsked) {
     for (const Seen& x : srv.seen()) {
         EXPECT_EQ(json_bool(x.body, "compact"), true) << x.body.substr(0, 200);
         const std::string push = member_json(x.body, "push");
-        if (!push.empty()) EXPECT_EQ(push.find("\"rows\":[["), std::string::npos) << push.substr(0, 200);
+        if (!push.empty()) {
+            EXPECT_EQ(push.find("\"rows\":[["), std::string::npos) << push.substr(0, 200);
+        }
         const std::string pull = member_json(x.response, "pull");
         if (pull.find("\"rows\":[[[") != std::string::npos) ++array_pulls;
     }
