@@ -440,6 +440,21 @@ private:
             capture(v.v, container);
         }
     }
+    // A row's generation (its "gen", or an array row's second value).
+    void read_gen(bool container, const Where& where) {
+        has_gen_ = true;
+        capture(sc_, container);
+        if (!sc_.is_uint64() || sc_.num.u == 0 || sc_.num.u > kMaxGeneration)
+            bad(where, "expected a positive integer below 2^53");
+        row_.gen = sc_.num.u;
+    }
+    // The stamp whose hlc and node were captured last (a row's, a column's).
+    Stamp read_stamp(const Where& where) {
+        Stamp st;
+        st.hlc = stamp_hlc(col_hlc_, where);
+        st.node = index_id(stamp_node(col_node_, where));
+        return st;
+    }
     // Column `col` of an array row: the value just read, with the row's stamp.
     void array_col(size_t col, const Where& where) {
         ColChange c;
@@ -642,11 +657,7 @@ void SetReader::on_value(bool container, bool object) {
                 }
                 stack_.push_back(Frame{Ctx::row_key});
             } else if (i == 1) {
-                has_gen_ = true;
-                capture(sc_, container);
-                if (!sc_.is_uint64() || sc_.num.u == 0 || sc_.num.u > kMaxGeneration)
-                    bad(Where("gen", t, r), "expected a positive integer below 2^53");
-                row_.gen = sc_.num.u;
+                read_gen(container, Where("gen", t, r));
             } else if (i == 2) {
                 capture(col_hlc_, container);
             } else if (i == 3) {
@@ -678,13 +689,7 @@ void SetReader::on_value(bool container, bool object) {
                     }
                     stack_.push_back(Frame{Ctx::row_key});
                     return;
-                case kGen:
-                    has_gen_ = true;
-                    capture(sc_, container);
-                    if (!sc_.is_uint64() || sc_.num.u == 0 || sc_.num.u > kMaxGeneration)
-                        bad(Where("gen", t, r), "expected a positive integer below 2^53");
-                    row_.gen = sc_.num.u;
-                    return;
+                case kGen: return read_gen(container, Where("gen", t, r));
                 case kStamp:
                     has_base_ = true;
                     if (!array) {
@@ -775,15 +780,13 @@ void SetReader::on_close(const Frame& f) {
             const Where where("stamp", T(), R());
             if (f.count != 4 + table().columns.size())
                 bad(Where("cols", T(), R()), "expected [key, gen, hlc, node] and one value per column");
-            row_.row.hlc = stamp_hlc(col_hlc_, where);
-            row_.row.node = index_id(stamp_node(col_node_, where));
+            row_.row = read_stamp(where);
             return row_end();
         }
         case Ctx::stamp: {
             const Where where("stamp", T(), R());
             if (f.count != 2) bad(where, "expected [hlc, node]");
-            row_.row.hlc = stamp_hlc(col_hlc_, where);
-            row_.row.node = index_id(stamp_node(col_node_, where));
+            row_.row = read_stamp(where);
             return;
         }
         case Ctx::col: {
@@ -799,10 +802,7 @@ void SetReader::on_close(const Frame& f) {
                 col_seen_[c.col] = size_t(R()) + 1;
             }
             c.value = to_value(value_, where);
-            if (f.count == 4) {
-                c.stamp.hlc = stamp_hlc(col_hlc_, where);  // never 0: 0 marks the row's stamp
-                c.stamp.node = index_id(stamp_node(col_node_, where));
-            }
+            if (f.count == 4) c.stamp = read_stamp(where);  // hlc never 0: 0 marks the row's stamp
             cols_.push_back(std::move(c));
             return;
         }
