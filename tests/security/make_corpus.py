@@ -167,6 +167,8 @@ def exchanges():
                          ("push_id_number", {"push_id": 12}),
                          ("forked", {"forked": True, "push": None}),
                          ("forked_number", {"forked": 1}),
+                         ("compact", {"compact": True}),
+                         ("compact_number", {"compact": 1}),
                          ("push_not_object", {"push": [1]})]:
         r = dict(req)
         r.update(change)
