@@ -61,10 +61,10 @@ $(BUILD)/unit_tests: $(UNIT_SRC) $(BUILD)/liblwwcore.a
 # The HTTP client tests serve lww_exchange in-process with cpp-httplib.
 HTTPLIB := $(shell pkg-config --cflags --libs cpp-httplib 2>/dev/null || echo -lcpp-httplib)
 # The tests read change sets' bytes with the core's base64.
-$(BUILD)/sqlite_tests: $(SQLT_SRC) $(wildcard tests/sqlite/*.h) common/base64.cpp lwwsync.so
+$(BUILD)/sqlite_tests: $(SQLT_SRC) $(wildcard tests/sqlite/*.h tests/common/*.h) common/base64.cpp lwwsync.so
 	$(CXX) $(CXXFLAGS) -o $@ $(SQLT_SRC) common/base64.cpp -lsqlite3 $(HTTPLIB) -lgtest -lgtest_main -pthread
 
-tests/convergence/convergence: lwwsync.so $(wildcard tests/convergence/*.cpp tests/convergence/*.h)
+tests/convergence/convergence: lwwsync.so $(wildcard tests/convergence/*.cpp tests/convergence/*.h tests/common/*.h)
 	$(MAKE) -C tests/convergence all
 
 # Installs missing Debian packages (sudo when not root), then builds.

@@ -32,6 +32,8 @@
 
 #include <rapidjson/document.h>
 
+#include "../tests/common/sql_harness.h"
+
 namespace {
 
 // ---------------------------------------------------------------- options
@@ -157,9 +159,8 @@ double median(std::vector<double> v) {
 
 // ---------------------------------------------------------------- sqlite
 
-struct SqlError : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
+using lwwtest::SqlError;
+using lwwtest::Stmt;
 
 // A timed operation ran past --budget: SQLite interrupted it (and rolled back
 // its transaction), so a pathologically slow build cannot stall the run.
@@ -241,12 +242,7 @@ public:
         }
     }
 
-    sqlite3_stmt* prepare(const std::string& sql) {
-        sqlite3_stmt* st = nullptr;
-        if (sqlite3_prepare_v2(h_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
-            throw SqlError("prepare " + sql.substr(0, 80) + ": " + sqlite3_errmsg(h_));
-        return st;
-    }
+    Stmt prepare(const std::string& sql) { return Stmt(h_, sql); }
 
     // Step a one-row statement and return its first column as text.
     std::string step_text(sqlite3_stmt* st, const char* what) {
@@ -271,39 +267,16 @@ public:
         return out;
     }
 
-    std::string text(const std::string& sql) {
-        sqlite3_stmt* st = prepare(sql);
-        try {
-            std::string r = step_text(st, sql.substr(0, 80).c_str());
-            sqlite3_finalize(st);
-            return r;
-        } catch (...) {
-            sqlite3_finalize(st);
-            throw;
-        }
-    }
+    std::string text(const std::string& sql) { return step_text(prepare(sql).get(), sql.substr(0, 80).c_str()); }
 
 private:
     void load_extension() {
-        char* err = nullptr;
-        sqlite3_enable_load_extension(h_, 1);
-        if (sqlite3_load_extension(h_, g_ext_path.c_str(), "sqlite3_lwwsync_init", &err) != SQLITE_OK) {
-            std::string m = err ? err : sqlite3_errmsg(h_);
-            sqlite3_free(err);
-            throw SqlError("load extension " + g_ext_path + ": " + m);
-        }
+        const std::string err = lwwtest::load_lwwsync(h_, g_ext_path);
+        if (!err.empty()) throw SqlError("load extension " + g_ext_path + ": " + err);
     }
 
     std::string path_;
     sqlite3* h_ = nullptr;
-};
-
-struct Stmt {
-    sqlite3_stmt* st;
-    explicit Stmt(sqlite3_stmt* s) : st(s) {}
-    ~Stmt() { sqlite3_finalize(st); }
-    Stmt(const Stmt&) = delete;
-    Stmt& operator=(const Stmt&) = delete;
 };
 
 void step_done(Db& db, sqlite3_stmt* st, const char* what) {
@@ -349,18 +322,7 @@ struct Row {
     std::string note;
 };
 
-struct Rng {
-    uint64_t s;
-    explicit Rng(uint64_t seed) : s(seed) {}
-    uint64_t next() {  // splitmix64
-        uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        return z ^ (z >> 31);
-    }
-    uint64_t below(uint64_t n) { return next() % n; }
-    double unit() { return (double)(next() >> 11) * (1.0 / 9007199254740992.0); }
-};
+using lwwtest::Rng;
 
 void rand_text(Rng& r, std::string& out, size_t len, bool fancy) {
     static const char alpha[] = "abcdefghijklmnopqrstuvwxyz abcdefghijklmnop ABCDEFG 0123456789";
@@ -422,8 +384,8 @@ double insert_rows(Db& db, const std::vector<Row>& rows) {
     auto t0 = Clock::now();
     db.exec("BEGIN");
     for (const Row& row : rows) {
-        bind_row(ins.st, row);
-        step_done(db, ins.st, "insert");
+        bind_row(ins.get(), row);
+        step_done(db, ins.get(), "insert");
     }
     db.exec("COMMIT");
     return ms_since(t0);
@@ -437,8 +399,8 @@ double insert_generated(Db& db, long long n) {
     db.exec("BEGIN");
     for (long long i = 1; i <= n; ++i) {
         gen_row(i, row);
-        bind_row(ins.st, row);
-        step_done(db, ins.st, "insert");
+        bind_row(ins.get(), row);
+        step_done(db, ins.get(), "insert");
     }
     db.exec("COMMIT");
     return ms_since(t0);
@@ -463,9 +425,9 @@ long long upto_of(const std::string& cs) {
 // Timed: one SELECT lww_changes(since). Returns the change set in `out`.
 double lww_changes(Db& db, long long since, std::string& out) {
     Stmt st(db.prepare("SELECT lww_changes(?)"));
-    sqlite3_bind_int64(st.st, 1, since);
+    sqlite3_bind_int64(st.get(), 1, since);
     auto t0 = Clock::now();
-    out = db.step_text(st.st, "lww_changes");
+    out = db.step_text(st.get(), "lww_changes");
     return ms_since(t0);
 }
 
@@ -662,7 +624,7 @@ void run_cases_123(const Options& o, const std::string& dir, Result& r1, Result&
             tb.exec(kSchema);
             tb.text("SELECT lww_track('t')");
             Stmt apply(tb.prepare("SELECT lww_apply(?)"));
-            sqlite3_bind_text(apply.st, 1, cs.data(), (int)cs.size(), SQLITE_STATIC);
+            sqlite3_bind_text(apply.get(), 1, cs.data(), (int)cs.size(), SQLITE_STATIC);
             bool ok = true;
             for (int side = 0; side < 2 && ok; ++side) {
                 bool plain = (side == 0) == plain_first;
@@ -671,7 +633,7 @@ void run_cases_123(const Options& o, const std::string& dir, Result& r1, Result&
                 } else {
                     ok = timed(app, false, [&] {
                         auto t0 = Clock::now();
-                        std::string stats = tb.step_text(apply.st, "lww_apply");
+                        std::string stats = tb.step_text(apply.get(), "lww_apply");
                         double ms = ms_since(t0);
                         if (apply_stats.empty()) apply_stats = stats;
                         return ms;
@@ -802,8 +764,8 @@ void run_case_4(const Options& o, const std::string& dir, Result& r4) {
         Deadline d(o.budget_s);
         auto t0 = Clock::now();
         for (long long k = 0; k < o.last; ++k) {
-            sqlite3_bind_int64(upd.st, 1, 1 + k * stride);
-            step_done(*s.db, upd.st, "single-row update");
+            sqlite3_bind_int64(upd.get(), 1, 1 + k * stride);
+            step_done(*s.db, upd.get(), "single-row update");
         }
         double t_upd = ms_since(t0);
         double t_tail = lww_changes(*s.db, s.since, cs);
@@ -835,11 +797,11 @@ void run_case_4(const Options& o, const std::string& dir, Result& r4) {
         for (int k = 0; k < 2; ++k) {
             Side& s = sides[(k == 0) == small_first ? 0 : 1];
             Stmt st(s.db->prepare("SELECT lww_changes(?)"));
-            sqlite3_bind_int64(st.st, 1, s.since);
+            sqlite3_bind_int64(st.get(), 1, s.since);
             Deadline d(o.budget_s);
             auto t0 = Clock::now();
             size_t total = 0;
-            for (int c = 0; c < o.calls; ++c) total += s.db->step_text(st.st, "lww_changes").size();
+            for (int c = 0; c < o.calls; ++c) total += s.db->step_text(st.get(), "lww_changes").size();
             s.per_call.push_back(ms_since(t0) / o.calls);
             if (total != s.bytes * (size_t)o.calls)
                 note("case 4: note: %s table returned varying sizes across calls", s.label);
@@ -857,11 +819,11 @@ void run_case_4(const Options& o, const std::string& dir, Result& r4) {
                               "SELECT sum(length(name) + length(email) + price + score + qty + c2 + "
                               "length(payload) + coalesce(length(note), 0)) FROM t WHERE id IN "
                               "(SELECT 1 + v * ?1 FROM s)"));
-            sqlite3_bind_int64(st.st, 1, s.n / o.last);
-            sqlite3_bind_int64(st.st, 2, o.last);
+            sqlite3_bind_int64(st.get(), 1, s.n / o.last);
+            sqlite3_bind_int64(st.get(), 2, o.last);
             Deadline d(o.budget_s);
             auto t0 = Clock::now();
-            for (int c = 0; c < o.calls; ++c) s.db->step_text(st.st, "plain read-back");
+            for (int c = 0; c < o.calls; ++c) s.db->step_text(st.get(), "plain read-back");
             s.plain_per_call.push_back(ms_since(t0) / o.calls);
         }
     }

@@ -30,6 +30,7 @@
 #include <rapidjson/document.h>
 
 #include "../../common/base64.h"
+#include "../common/sql_harness.h"
 
 namespace lwwt {
 
@@ -47,115 +48,13 @@ inline void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::millisec
 
 // ------------------------------------------------------------------ values
 
-struct Val {
-    enum Kind { Null, Int, Real, Text, Bytes };
-    Kind kind = Null;
-    int64_t i = 0;
-    double d = 0;
-    std::string s;
-
-    Val() = default;
-    Val(std::nullptr_t) {}
-    Val(int v) : kind(Int), i(v) {}
-    Val(long v) : kind(Int), i(v) {}
-    Val(long long v) : kind(Int), i(v) {}
-    Val(unsigned v) : kind(Int), i(v) {}
-    Val(double v) : kind(Real), d(v) {}
-    Val(const char* v) : kind(Text), s(v) {}
-    Val(std::string v) : kind(Text), s(std::move(v)) {}
-    static Val text(std::string v) { return Val(std::move(v)); }
-    static Val blob(std::string v) {
-        Val x;
-        x.kind = Bytes;
-        x.s = std::move(v);
-        return x;
-    }
-
-    // Exact and readable: two values render the same iff they are identical
-    // in the canonical value model.
-    std::string repr() const {
-        char buf[64];
-        switch (kind) {
-            case Null: return "NULL";
-            case Int: return "int:" + std::to_string(i);
-            case Real: {
-                uint64_t bits;
-                std::memcpy(&bits, &d, sizeof bits);
-                std::snprintf(buf, sizeof buf, "real:%.17g[%016" PRIx64 "]", d, bits);
-                return buf;
-            }
-            case Text: {
-                std::string out = "text:'";
-                for (unsigned char c : s) {
-                    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') out.push_back(static_cast<char>(c));
-                    else {
-                        std::snprintf(buf, sizeof buf, "\\x%02x", c);
-                        out += buf;
-                    }
-                }
-                return out + "'";
-            }
-            case Bytes: {
-                std::string out = "blob:x'";
-                for (unsigned char c : s) {
-                    std::snprintf(buf, sizeof buf, "%02x", c);
-                    out += buf;
-                }
-                return out + "'";
-            }
-        }
-        return "?";
-    }
-    bool operator==(const Val& o) const { return repr() == o.repr(); }
-    bool operator!=(const Val& o) const { return !(*this == o); }
-};
-
-inline std::ostream& operator<<(std::ostream& os, const Val& v) { return os << v.repr(); }
-
-inline Val from_column(sqlite3_stmt* st, int i) {
-    switch (sqlite3_column_type(st, i)) {
-        case SQLITE_INTEGER: return Val(static_cast<long long>(sqlite3_column_int64(st, i)));
-        case SQLITE_FLOAT: return Val(sqlite3_column_double(st, i));
-        case SQLITE_TEXT: {
-            const unsigned char* p = sqlite3_column_text(st, i);
-            return Val::text(std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(st, i)));
-        }
-        case SQLITE_BLOB: {
-            const void* p = sqlite3_column_blob(st, i);
-            int n = sqlite3_column_bytes(st, i);
-            return Val::blob(p ? std::string(static_cast<const char*>(p), n) : std::string());
-        }
-        default: return Val();
-    }
-}
-
-inline void bind_val(sqlite3_stmt* st, int i, const Val& v) {
-    switch (v.kind) {
-        case Val::Null: sqlite3_bind_null(st, i); break;
-        case Val::Int: sqlite3_bind_int64(st, i, v.i); break;
-        case Val::Real: sqlite3_bind_double(st, i, v.d); break;
-        case Val::Text: sqlite3_bind_text64(st, i, v.s.data(), v.s.size(), SQLITE_TRANSIENT, SQLITE_UTF8); break;
-        case Val::Bytes: sqlite3_bind_blob64(st, i, v.s.data(), v.s.size(), SQLITE_TRANSIENT); break;
-    }
-}
-
-using Row = std::vector<Val>;
-using Rows = std::vector<Row>;
-
-inline std::string row_repr(const Row& r) {
-    std::string s;
-    for (size_t i = 0; i < r.size(); ++i) s += (i ? " | " : "") + r[i].repr();
-    return s;
-}
-
-inline std::string quote_id(const std::string& n) {
-    std::string o = "\"";
-    for (char c : n) {
-        if (c == '"') o.push_back('"');
-        o.push_back(c);
-    }
-    return o + "\"";
-}
+using lwwtest::bind_val;
+using lwwtest::column_val;
+using lwwtest::quote_id;
+using lwwtest::Row;
+using lwwtest::row_repr;
+using lwwtest::Rows;
+using lwwtest::Val;
 
 // ------------------------------------------------------------------ temp dir
 
@@ -210,13 +109,8 @@ public:
     Db& operator=(const Db&) = delete;
 
     void load_ext() {
-        sqlite3_enable_load_extension(db_, 1);
-        char* err = nullptr;
-        if (sqlite3_load_extension(db_, ext_path().c_str(), "sqlite3_lwwsync_init", &err) != SQLITE_OK) {
-            std::string m = err ? err : "?";
-            sqlite3_free(err);
-            throw std::runtime_error("cannot load " + ext_path() + ": " + m);
-        }
+        const std::string err = lwwtest::load_lwwsync(db_, ext_path());
+        if (!err.empty()) throw std::runtime_error("cannot load " + ext_path() + ": " + err);
     }
 
     sqlite3* handle() const { return db_; }
@@ -225,41 +119,24 @@ public:
 
     Outcome run(const std::string& sql, const std::vector<Val>& params = {}) {
         Outcome o;
-        sqlite3_stmt* st = nullptr;
-        if (sqlite3_prepare_v2(db_, sql.c_str(), static_cast<int>(sql.size()), &st, nullptr) != SQLITE_OK) {
-            o.err = sqlite3_errmsg(db_);
-            o.code = sqlite3_extended_errcode(db_);
-            return o;
-        }
-        for (size_t i = 0; i < params.size(); ++i) bind_val(st, static_cast<int>(i + 1), params[i]);
-        for (;;) {
-            int rc = sqlite3_step(st);
-            if (rc == SQLITE_ROW) {
+        try {
+            lwwtest::Stmt st(db_, sql);
+            st.bind_all(params);
+            while (st.step()) {
                 Row r;
-                for (int c = 0; c < sqlite3_column_count(st); ++c) r.push_back(from_column(st, c));
+                for (int c = 0; c < st.ncols(); ++c) r.push_back(st.col(c));
                 o.rows.push_back(std::move(r));
-            } else if (rc == SQLITE_DONE) {
-                o.ok = true;
-                break;
-            } else {
-                o.err = sqlite3_errmsg(db_);
-                o.code = sqlite3_extended_errcode(db_);
-                break;
             }
+            o.ok = true;
+        } catch (const lwwtest::SqlError& e) {
+            o.err = e.message;
+            o.code = e.code;
         }
-        sqlite3_finalize(st);
         return o;
     }
 
     // Runs one or more statements; throws on error.
-    void exec(const std::string& sql) {
-        char* err = nullptr;
-        if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-            std::string m = err ? err : sqlite3_errmsg(db_);
-            sqlite3_free(err);
-            throw std::runtime_error("SQL failed: " + sql.substr(0, 300) + "\n  error: " + m);
-        }
-    }
+    void exec(const std::string& sql) { lwwtest::exec(db_, sql); }
 
     Rows rows(const std::string& sql, const std::vector<Val>& params = {}) {
         Outcome o = run(sql, params);
@@ -302,12 +179,9 @@ public:
 
     // Column names of a table (or of any SELECT).
     std::vector<std::string> columns_of(const std::string& sql) {
-        sqlite3_stmt* st = nullptr;
-        if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
-            throw std::runtime_error(std::string("prepare: ") + sqlite3_errmsg(db_));
+        lwwtest::Stmt st(db_, sql);
         std::vector<std::string> out;
-        for (int i = 0; i < sqlite3_column_count(st); ++i) out.push_back(sqlite3_column_name(st, i));
-        sqlite3_finalize(st);
+        for (int i = 0; i < st.ncols(); ++i) out.push_back(sqlite3_column_name(st.get(), i));
         return out;
     }
 
@@ -386,17 +260,9 @@ inline rapidjson::Document parse_json(const std::string& s) {
 
 // An integer member at a dotted path ("sent.rows") of a JSON object.
 inline int64_t json_int(const std::string& json, const std::string& path) {
-    rapidjson::Document d = parse_json(json);
-    const rapidjson::Value* v = &d;
-    size_t pos = 0;
-    while (pos <= path.size()) {
-        size_t dot = path.find('.', pos);
-        std::string k = path.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
-        if (!v->IsObject() || !v->HasMember(k.c_str())) throw std::runtime_error("no " + path + " in " + json);
-        v = &(*v)[k.c_str()];
-        if (dot == std::string::npos) break;
-        pos = dot + 1;
-    }
+    const rapidjson::Document d = parse_json(json);
+    const rapidjson::Value* v = lwwtest::json_at(d, path);
+    if (!v) throw std::runtime_error("no " + path + " in " + json);
     if (!v->IsInt64()) throw std::runtime_error(path + " is not an integer in " + json);
     return v->GetInt64();
 }
