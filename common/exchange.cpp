@@ -719,53 +719,273 @@ size_t rows_stamped_by(const ChangeSet& cs, const NodeId& node) {
     return n;
 }
 
-template <typename Report>
-void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& limits, SyncStats& stats,
-                   const Report& report, const Overlap& overlap) {
-    const NodeId self = local.self();
-    std::optional<NodeId> server;
-    // Is the server's cursor on us one that this database produced? Past our
-    // last sequence, or moved last by a push we never sent: another database
-    // (a copy, or the original of which we are the copy) pushed as our node
-    // id. Both would lose writes from now on; this side takes a new node id.
-    auto check_acked = [&](const ParsedResponse& resp) {
-        std::string why;
-        if (resp.acked.received > local.last_seq())
-            why = "the peer holds changes of node " + self.str() + " up to " + std::to_string(resp.acked.received) +
-                  ", past this database's last (" + std::to_string(local.last_seq()) + ")";
-        else if (!resp.acked_id.empty() && !local.sent_push(resp.node, resp.acked_id))
-            why = "the peer's cursor on node " + self.str() + " was moved by a push this database did not send";
-        if (why.empty()) return;
-        // Tell the server, while still the old node, so the other copy finds
-        // out too (best effort: the re-id below does not depend on it).
-        try {
-            ExchangeRequest report;
-            report.node = self;
-            if (self.keyed()) report.node_key = local.node_key();
-            report.limits = limits;
-            report.clock = local.clock_now();
-            report.forked = true;
-            send(encode_request(report));
-        } catch (const Error&) {
-        }
-        local.reset_node();
-        ++stats.reset_node;
-        throw Restart{"this database is a copy of another: " + why};
+// One attempt at a sync: meet the server, reconcile its purges, then push
+// and pull batches until both sides are done. A Restart thrown out of it
+// starts another attempt (run_sync).
+class SyncAttempt {
+public:
+    SyncAttempt(SyncEngine& local, const Transport& send, const BatchLimits& limits, SyncStats& stats,
+                const std::function<void(bool)>& report, const Overlap& overlap)
+        : local_(local),
+          send_(send),
+          limits_(limits),
+          stats_(stats),
+          report_(report),
+          overlap_(overlap),
+          self_(local.self()) {}
+    // An answer sent ahead and not taken is called off, whichever way run() is left.
+    ~SyncAttempt() { drop_ahead(); }
+    SyncAttempt(const SyncAttempt&) = delete;
+    SyncAttempt& operator=(const SyncAttempt&) = delete;
+
+    void run() {
+        const ParsedResponse met = meet();
+        reconcile_purges(met);
+        hello_.horizon = met.horizon;
+        // Rows parked here are retried once per sync, whatever it brings.
+        stats_.received.add(local_.retry_parked());
+        report_(false);
+        exchange_batches();
+        // Done: the server holds our changes up to `acked_`; tombstones past
+        // their time (and held by every server we push to) can go.
+        local_.note_upstream(*server_, acked_.floor, true);
+        stats_.purged += local_.auto_purge();
+    }
+
+private:
+    // A request for the next batch sent while this one applies (see pull()).
+    struct Ahead {
+        Cursor cursor;
+        std::future<std::string> answer;
     };
+
+    // Hello: who the server is and how far it holds our changes.
+    ParsedResponse meet() {
+        hello_.node = self_;
+        if (self_.keyed()) hello_.node_key = local_.node_key();
+        hello_.limits = limits_;
+        hello_.limits.compact_rows =
+            true;  // pulls may come as arrays; pushes stay objects (an older server reads them)
+        ParsedResponse met = round_trip(hello_);
+        acked_ = met.acked;
+        if (!met.floors.empty()) local_.raise_gen_floors(met.floors);
+        local_.peer_purges(met.horizon > 0);
+        local_.note_upstream(*server_, acked_.floor, false);
+        return met;
+    }
+
+    // The server purged tombstones we may never have received: before
+    // anything goes either way, drop the rows it no longer holds whose
+    // generation it had (it deleted them), keeping what is news to it
+    // (docs/PROTOCOL.md, "Purge and re-snapshot"). Every later request says
+    // which horizon we reconciled against.
+    void reconcile_purges(const ParsedResponse& met) {
+        const Cursor mine_at_start = local_.cursor_of(*server_);
+        // Nothing exchanged with this server yet: nothing of ours it could have
+        // deleted (engines that re-snapshot still look: a copy or a restore
+        // keeps what the server held of its previous node id).
+        const bool met_before = mine_at_start.received > 0 || acked_.floor > 0 || local_.can_resnapshot();
+        if (met.horizon <= mine_at_start.received || !met_before) return;
+        const SeqRanges relayed = local_.relayed_from(*server_, acked_.floor);
+        for (const std::string& table : local_.probe_tables()) {
+            for (uint64_t after = 0;;) {
+                ProbePage page = local_.probe_rows(*server_, table, after, kProbeRows, acked_.floor, relayed);
+                if (!page.keys.empty()) drop_rows_gone(table, page, met.horizon);
+                if (page.done) break;
+                after = page.next;
+            }
+        }
+        ++stats_.resnapshots;
+    }
+
+    // Asks the server which keys of `page` it no longer holds and drops them here.
+    void drop_rows_gone(const std::string& table, ProbePage& page, uint64_t horizon) {
+        ExchangeRequest q = hello_;
+        q.probe = Probe{table, std::move(page.keys), std::move(page.gens)};
+        const ParsedResponse answer = round_trip(q);
+        if (answer.horizon != horizon) throw Restart{"the peer purged again during a re-snapshot", true};
+        if (!answer.absent || answer.absent->empty()) return;
+        std::vector<std::vector<Value>> gone;
+        std::vector<uint64_t> gen_seq;
+        for (uint32_t i : *answer.absent) {
+            if (i >= q.probe->keys.size()) throw Error("the peer's answer names a key it was not asked about");
+            gone.push_back(std::move(q.probe->keys[i]));
+            gen_seq.push_back(page.gen_seq[i]);
+        }
+        stats_.dropped += local_.drop_rows(*server_, table, gone, gen_seq);
+    }
+
+    void exchange_batches() {
+        // An engine whose feed waits for its writers reads everything it pushes
+        // before it writes what it pulls (no row locks held while it waits).
+        const bool interleave = !local_.feed_waits_for_writers();
+        while (!push_done_ || !pull_done_) {
+            ExchangeRequest req = hello_;
+            Batch pushed;
+            if (!push_done_) {
+                pushed = changes_for(local_, *server_, acked_, push_limits_);
+                // Send what moves the server's cursor on us — also an empty
+                // complete set that lifts its floor after a run ended on a cut.
+                const bool moves = pushed.upto > acked_.received || (pushed.complete && pushed.upto > acked_.floor);
+                if (moves) req.push = pushed.json;
+                else push_done_ = true;
+            }
+            const bool pulling = !pull_done_ && (interleave || push_done_);
+            Cursor mine;
+            if (pulling) req.received = mine = local_.cursor_of(*server_);
+            // A push without a pull still says how far we hold the server's
+            // changes: a write of its we received and then overwrote is no conflict.
+            else if (req.push) req.seen = local_.cursor_of(*server_).floor;
+            if (!req.push && !req.received) continue;
+            // The server reads a pull before it merges the push it comes with:
+            // what it pulls was written knowing our registers up to here.
+            const uint64_t seen_by_server = acked_.floor;
+            std::optional<ParsedResponse> resp = send_batch(req, pushed, pulling, mine);
+            if (!resp) continue;
+            if (req.push) take_push_answer(*resp, pushed);
+            if (pulling) pull(*resp, mine, !req.push, seen_by_server);
+            report_(false);
+        }
+    }
+
+    // One round trip for a batch, or the answer sent ahead when it was sent
+    // for this very cursor. Nothing when a refused push is to be retried
+    // smaller or left for a primary.
+    std::optional<ParsedResponse> send_batch(ExchangeRequest& req, const Batch& pushed, bool pulling,
+                                             const Cursor& mine) {
+        try {
+            if (ahead_ && pulling && !req.push && ahead_->cursor.received == mine.received &&
+                ahead_->cursor.floor == mine.floor) {
+                std::future<std::string> answer = std::move(ahead_->answer);
+                ahead_.reset();
+                return read_answer(answer.get());
+            }
+            drop_ahead();
+            return round_trip(req);
+        } catch (const ReadOnlyError& e) {
+            if (!req.push) throw;
+            push_refused_read_only(e, pushed);
+            return std::nullopt;
+        } catch (const TooLargeError& e) {
+            if (!req.push) throw;
+            push_refused_too_large(e, pushed);
+            return std::nullopt;
+        }
+    }
+
+    // Writes made here must reach a primary: the sync fails, saying so.
+    // Registers stamped by other nodes (echoes of what this side pulled,
+    // relayed writes) and a push that only moves the server's cursor wait in
+    // our log for a sync with a server that can write; pulling goes on.
+    void push_refused_read_only(const ReadOnlyError& e, const Batch& pushed) {
+        const size_t own = rows_stamped_by(decode_changeset(pushed.json), self_);
+        if (own > 0)
+            throw Error(std::string(e.what()) + "; " + std::to_string(own) + (own == 1 ? " row" : " rows") +
+                        " written here wait to be pushed: sync with the primary (docs/DEPLOY.md)");
+        push_done_ = true;
+    }
+
+    // Pushes shrink when the server or a proxy refuses one as too large
+    // (HTTP 413), and stay at the size that passed for the rest of the sync.
+    void push_refused_too_large(const TooLargeError& e, const Batch& pushed) {
+        if (pushed.rows <= 1) {
+            const ChangeSet cs = decode_changeset(pushed.json);
+            const std::string table = cs.tables.empty() ? std::string("?") : cs.tables.front().name;
+            throw Error("one row of table \"" + table + "\" (" + std::to_string(pushed.json.size()) +
+                        " bytes of change set) is over the request size limit of the server or of a proxy in "
+                        "front of it: " +
+                        e.what() +
+                        "; raise that limit (nginx client_max_body_size, "
+                        "the gateway's max-body-bytes: docs/DEPLOY.md)");
+        }
+        // Half the rows and half the bytes of the refused batch; the
+        // same changes go again, nothing was applied.
+        push_limits_.rows = std::max<int64_t>(1, static_cast<int64_t>(pushed.rows / 2));
+        push_limits_.bytes = std::max<size_t>(1, pushed.json.size() / 2);
+    }
+
+    void take_push_answer(const ParsedResponse& resp, const Batch& pushed) {
+        if (resp.acked.received <= acked_.received && resp.acked.floor <= acked_.floor)
+            throw Error("the peer did not accept a pushed batch (it holds our changes up to " +
+                        std::to_string(resp.acked.received) + ")");
+        acked_ = resp.acked;
+        local_.forget_relayed(*server_, acked_.floor);
+        stats_.pushed += pushed.rows;
+        push_done_ = pushed.complete;
+        const uint64_t last = push_done_ ? 0 : local_.progress_seq();
+        stats_.to_push = last != kMaxSequence && last > acked_.received ? last - acked_.received : 0;
+    }
+
+    // Applies a pulled batch. While it applies, the request for the next one
+    // is already on its way, so the server reads while this side writes. Only
+    // pure pulls (nothing left to push), and only where the transport may
+    // run on another thread (`overlap_`). The request says the cursor the
+    // batch commits; its answer is taken only if the cursor is that one then
+    // (the batch committed, no other sync of this database moved it past).
+    // A pull changes nothing on the server, so an answer not taken costs
+    // nothing but its bytes.
+    void pull(const ParsedResponse& resp, const Cursor& mine, bool pull_only, uint64_t seen_by_server) {
+        // Apply when the cursor moves — also for an empty complete set,
+        // which lifts the floor after a run that ended on a batch cut.
+        const bool advances = resp.pull && resp.pull->upto > mine.received;
+        const bool moves = resp.pull && (advances || mine.after_batch(*resp.pull).floor > mine.floor);
+        if (moves && overlap_ && push_done_ && pull_only && resp.more && advances)
+            send_ahead(mine.after_batch(*resp.pull));
+        if (moves) {
+            ApplyCounts got = local_.apply_from(*server_, *resp.pull, Trust::chosen_server, seen_by_server);
+            stats_.pulled += got.rows;
+            stats_.received.add(got);
+        }
+        if (resp.more && !advances) throw Error("the peer announced more changes but its batch did not advance");
+        stats_.to_pull = resp.more ? std::max<uint64_t>(resp.remaining, 1) : 0;
+        // The server read this pull before it merged the batch pushed with
+        // it; one more pull moves our cursor past those merged rows (ours,
+        // so it carries nothing), or the next sync would read them again.
+        pull_done_ = !resp.more && pull_only;
+    }
+
+    void send_ahead(const Cursor& after) {
+        ExchangeRequest next = hello_;
+        next.received = after;
+        try {
+            ahead_ = Ahead{after, std::async(std::launch::async,
+                                             [&send = send_, body = request_body(next)] { return send(body); })};
+        } catch (const std::system_error&) {
+            // No thread to be had: the next pull goes after this batch.
+        }
+    }
+
+    // An answer not wanted (the cursor moved, or the attempt is left by an
+    // error) is called off and waited for: the transport gives up within a
+    // second instead of finishing its retries.
+    void drop_ahead() {
+        if (!ahead_) return;
+        overlap_(true);
+        try {
+            ahead_->answer.get();  // a failure of an answer not taken is no failure
+        } catch (...) {
+        }
+        ahead_.reset();
+        overlap_(false);
+    }
+
     // A round trip is its request, the transport, and the answer read; the
-    // transport may run on another thread (a pull sent ahead, below).
-    auto request_body = [&](ExchangeRequest& req) {
-        req.clock = local.clock_now();
+    // transport may run on another thread (a pull sent ahead).
+    ParsedResponse round_trip(ExchangeRequest& req) { return read_answer(send_(request_body(req))); }
+
+    std::string request_body(ExchangeRequest& req) {
+        req.clock = local_.clock_now();
         if (req.push) {
             req.push_id = new_push_id();
-            if (server) local.note_push(*server, req.push_id);
+            if (server_) local_.note_push(*server_, req.push_id);
         }
         std::string body = encode_request(req);
-        stats.bytes_sent += body.size();
+        stats_.bytes_sent += body.size();
         return body;
-    };
-    auto read_answer = [&](const std::string& answer) {
-        stats.bytes_received += answer.size();
+    }
+
+    ParsedResponse read_answer(const std::string& answer) {
+        stats_.bytes_received += answer.size();
         ParsedResponse resp;
         try {
             resp = decode_response(answer);
@@ -773,226 +993,69 @@ void run_sync_once(SyncEngine& local, const Transport& send, const BatchLimits& 
             // A proxy's error page, a captive portal, a wrong endpoint.
             throw Error(std::string("the peer's answer is not an lwwsync exchange response: ") + e.what());
         }
-        ++stats.batches;
-        if (resp.node == self) throw Error("the peer is this database itself (same node id " + self.str() + ")");
+        ++stats_.batches;
+        if (resp.node == self_) throw Error("the peer is this database itself (same node id " + self_.str() + ")");
         // A server that found itself to be a restore took a new node id: start over with it.
-        if (server && resp.node != *server) throw Restart{"the peer's node id changed during the sync"};
+        if (server_ && resp.node != *server_) throw Restart{"the peer's node id changed during the sync"};
         if (resp.pull && resp.pull->origin != resp.node) throw Error("the peer sent a change set of another node");
-        server = resp.node;
-        stats.peer = resp.node.str();
-        if (resp.applied) stats.sent.add(*resp.applied);
+        server_ = resp.node;
+        stats_.peer = resp.node.str();
+        if (resp.applied) stats_.sent.add(*resp.applied);
         // The server's clock is causally before everything this side writes
         // next — within reason: a day ahead of our wall clock is refused.
         if (resp.clock) {
             HybridClock::check_drift(resp.clock, wall_clock_ms(), resp.node, kMaxTrustedAheadMs);
-            local.observe_clock(resp.clock);
+            local_.observe_clock(resp.clock);
         }
         check_acked(resp);
         // It purged past our cursor since we met it: start over (and reconcile).
         if (resp.resnapshot) throw Restart{"the peer purged deleted rows past our cursor on it during the sync", true};
         return resp;
-    };
-    auto round_trip = [&](ExchangeRequest& req) { return read_answer(send(request_body(req))); };
-    // While a batch of pulled rows applies, the request for the next one is
-    // already on its way, so the server reads while this side writes. Only
-    // pure pulls (nothing left to push), and only where the transport may
-    // run on another thread (`overlap`). The request says the cursor the
-    // batch commits; its answer is taken only if the cursor is that one then
-    // (the batch committed, no other sync of this database moved it past).
-    // A pull changes nothing on the server, so an answer not taken costs
-    // nothing but its bytes. An answer not wanted (the cursor moved, or
-    // this function is left by an error) is called off and waited for: the
-    // transport gives up within a second instead of finishing its retries.
-    struct Ahead {
-        Cursor cursor;
-        std::future<std::string> answer;
-    };
-    std::optional<Ahead> ahead;
-    auto drop_ahead = [&] {
-        if (!ahead) return;
-        overlap(true);
-        try {
-            ahead->answer.get();  // a failure of an answer not taken is no failure
-        } catch (...) {
-        }
-        ahead.reset();
-        overlap(false);
-    };
-    struct DropOnExit {
-        const std::function<void()> drop;
-        ~DropOnExit() { drop(); }
-    } drop_on_exit{drop_ahead};
-    // Hello: who the server is and how far it holds our changes.
-    ExchangeRequest hello;
-    hello.node = self;
-    if (self.keyed()) hello.node_key = local.node_key();
-    hello.limits = limits;
-    hello.limits.compact_rows = true;  // pulls may come as arrays; pushes stay objects (an older server reads them)
-    const ParsedResponse met = round_trip(hello);
-    Cursor acked = met.acked;
-    if (!met.floors.empty()) local.raise_gen_floors(met.floors);
-    local.peer_purges(met.horizon > 0);
-    local.note_upstream(*server, acked.floor, false);
-    // The server purged tombstones we may never have received: before
-    // anything goes either way, drop the rows it no longer holds whose
-    // generation it had (it deleted them), keeping what is news to it
-    // (docs/PROTOCOL.md, "Purge and re-snapshot"). Every later request says
-    // which horizon we reconciled against.
-    const Cursor mine_at_start = local.cursor_of(*server);
-    // Nothing exchanged with this server yet: nothing of ours it could have
-    // deleted (engines that re-snapshot still look: a copy or a restore
-    // keeps what the server held of its previous node id).
-    const bool met_before = mine_at_start.received > 0 || acked.floor > 0 || local.can_resnapshot();
-    if (met.horizon > mine_at_start.received && met_before) {
-        const SeqRanges relayed = local.relayed_from(*server, acked.floor);
-        for (const std::string& table : local.probe_tables()) {
-            for (uint64_t after = 0;;) {
-                ProbePage page = local.probe_rows(*server, table, after, kProbeRows, acked.floor, relayed);
-                if (!page.keys.empty()) {
-                    ExchangeRequest q = hello;
-                    q.probe = Probe{table, std::move(page.keys), std::move(page.gens)};
-                    const ParsedResponse answer = round_trip(q);
-                    if (answer.horizon != met.horizon)
-                        throw Restart{"the peer purged again during a re-snapshot", true};
-                    if (answer.absent && !answer.absent->empty()) {
-                        std::vector<std::vector<Value>> gone;
-                        std::vector<uint64_t> gen_seq;
-                        for (uint32_t i : *answer.absent) {
-                            if (i >= q.probe->keys.size())
-                                throw Error("the peer's answer names a key it was not asked about");
-                            gone.push_back(std::move(q.probe->keys[i]));
-                            gen_seq.push_back(page.gen_seq[i]);
-                        }
-                        stats.dropped += local.drop_rows(*server, table, gone, gen_seq);
-                    }
-                }
-                if (page.done) break;
-                after = page.next;
-            }
-        }
-        ++stats.resnapshots;
     }
-    hello.horizon = met.horizon;
-    // Rows parked here are retried once per sync, whatever it brings.
-    stats.received.add(local.retry_parked());
-    report(false);
 
-    // An engine whose feed waits for its writers reads everything it pushes
-    // before it writes what it pulls (no row locks held while it waits).
-    const bool interleave = !local.feed_waits_for_writers();
-    // Pushes shrink when the server or a proxy refuses one as too large
-    // (HTTP 413), and stay at the size that passed for the rest of the sync.
-    BatchLimits push_limits = limits;
-    bool push_done = false, pull_done = false;
-    while (!push_done || !pull_done) {
-        ExchangeRequest req = hello;
-        Batch pushed;
-        if (!push_done) {
-            pushed = changes_for(local, *server, acked, push_limits);
-            // Send what moves the server's cursor on us — also an empty
-            // complete set that lifts its floor after a run ended on a cut.
-            const bool moves = pushed.upto > acked.received || (pushed.complete && pushed.upto > acked.floor);
-            if (moves) req.push = pushed.json;
-            else push_done = true;
-        }
-        const bool pulling = !pull_done && (interleave || push_done);
-        Cursor mine;
-        if (pulling) req.received = mine = local.cursor_of(*server);
-        // A push without a pull still says how far we hold the server's
-        // changes: a write of its we received and then overwrote is no conflict.
-        else if (req.push) req.seen = local.cursor_of(*server).floor;
-        if (!req.push && !req.received) continue;
-        // The server reads a pull before it merges the push it comes with:
-        // what it pulls was written knowing our registers up to here.
-        const uint64_t seen_by_server = acked.floor;
-        ParsedResponse resp;
+    // Is the server's cursor on us one that this database produced? Past our
+    // last sequence, or moved last by a push we never sent: another database
+    // (a copy, or the original of which we are the copy) pushed as our node
+    // id. Both would lose writes from now on; this side takes a new node id.
+    void check_acked(const ParsedResponse& resp) {
+        std::string why;
+        if (resp.acked.received > local_.last_seq())
+            why = "the peer holds changes of node " + self_.str() + " up to " + std::to_string(resp.acked.received) +
+                  ", past this database's last (" + std::to_string(local_.last_seq()) + ")";
+        else if (!resp.acked_id.empty() && !local_.sent_push(resp.node, resp.acked_id))
+            why = "the peer's cursor on node " + self_.str() + " was moved by a push this database did not send";
+        if (why.empty()) return;
+        // Tell the server, while still the old node, so the other copy finds
+        // out too (best effort: the re-id below does not depend on it).
         try {
-            if (ahead && pulling && !req.push && ahead->cursor.received == mine.received &&
-                ahead->cursor.floor == mine.floor) {
-                std::future<std::string> answer = std::move(ahead->answer);
-                ahead.reset();
-                resp = read_answer(answer.get());
-            } else {
-                drop_ahead();
-                resp = round_trip(req);
-            }
-        } catch (const ReadOnlyError& e) {
-            if (!req.push) throw;
-            // Writes made here must reach a primary: the sync fails, saying
-            // so. Registers stamped by other nodes (echoes of what this side
-            // pulled, relayed writes) and a push that only moves the
-            // server's cursor wait in our log for a sync with a server that
-            // can write; pulling goes on.
-            const size_t own = rows_stamped_by(decode_changeset(pushed.json), self);
-            if (own > 0)
-                throw Error(std::string(e.what()) + "; " + std::to_string(own) + (own == 1 ? " row" : " rows") +
-                            " written here wait to be pushed: sync with the primary (docs/DEPLOY.md)");
-            push_done = true;
-            continue;
-        } catch (const TooLargeError& e) {
-            if (!req.push) throw;
-            if (pushed.rows <= 1) {
-                const ChangeSet cs = decode_changeset(pushed.json);
-                const std::string table = cs.tables.empty() ? std::string("?") : cs.tables.front().name;
-                throw Error("one row of table \"" + table + "\" (" + std::to_string(pushed.json.size()) +
-                            " bytes of change set) is over the request size limit of the server or of a proxy in "
-                            "front of it: " +
-                            e.what() +
-                            "; raise that limit (nginx client_max_body_size, "
-                            "the gateway's max-body-bytes: docs/DEPLOY.md)");
-            }
-            // Half the rows and half the bytes of the refused batch; the
-            // same changes go again, nothing was applied.
-            push_limits.rows = std::max<int64_t>(1, static_cast<int64_t>(pushed.rows / 2));
-            push_limits.bytes = std::max<size_t>(1, pushed.json.size() / 2);
-            continue;
+            ExchangeRequest report;
+            report.node = self_;
+            if (self_.keyed()) report.node_key = local_.node_key();
+            report.limits = limits_;
+            report.clock = local_.clock_now();
+            report.forked = true;
+            send_(encode_request(report));
+        } catch (const Error&) {
         }
-        if (req.push) {
-            if (resp.acked.received <= acked.received && resp.acked.floor <= acked.floor)
-                throw Error("the peer did not accept a pushed batch (it holds our changes up to " +
-                            std::to_string(resp.acked.received) + ")");
-            acked = resp.acked;
-            local.forget_relayed(*server, acked.floor);
-            stats.pushed += pushed.rows;
-            push_done = pushed.complete;
-            const uint64_t last = push_done ? 0 : local.progress_seq();
-            stats.to_push = last != kMaxSequence && last > acked.received ? last - acked.received : 0;
-        }
-        if (pulling) {
-            // Apply when the cursor moves — also for an empty complete set,
-            // which lifts the floor after a run that ended on a batch cut.
-            const bool advances = resp.pull && resp.pull->upto > mine.received;
-            const bool moves = resp.pull && (advances || mine.after_batch(*resp.pull).floor > mine.floor);
-            if (moves && overlap && push_done && !req.push && resp.more && advances) {
-                ExchangeRequest next = hello;
-                const Cursor after = mine.after_batch(*resp.pull);
-                next.received = after;
-                try {
-                    ahead = Ahead{after, std::async(std::launch::async,
-                                                    [&send, body = request_body(next)] { return send(body); })};
-                } catch (const std::system_error&) {
-                    // No thread to be had: the next pull goes after this batch.
-                }
-            }
-            if (moves) {
-                ApplyCounts got = local.apply_from(*server, *resp.pull, Trust::chosen_server, seen_by_server);
-                stats.pulled += got.rows;
-                stats.received.add(got);
-            }
-            if (resp.more && !advances) throw Error("the peer announced more changes but its batch did not advance");
-            stats.to_pull = resp.more ? std::max<uint64_t>(resp.remaining, 1) : 0;
-            // The server read this pull before it merged the batch pushed with
-            // it; one more pull moves our cursor past those merged rows (ours,
-            // so it carries nothing), or the next sync would read them again.
-            pull_done = !resp.more && !req.push;
-        }
-        report(false);
+        local_.reset_node();
+        ++stats_.reset_node;
+        throw Restart{"this database is a copy of another: " + why};
     }
-    // Done: the server holds our changes up to `acked`; tombstones past
-    // their time (and held by every server we push to) can go.
-    local.note_upstream(*server, acked.floor, true);
-    stats.purged += local.auto_purge();
-}
+
+    SyncEngine& local_;
+    const Transport& send_;
+    const BatchLimits& limits_;
+    SyncStats& stats_;
+    const std::function<void(bool)>& report_;
+    const Overlap& overlap_;
+    const NodeId self_;
+    std::optional<NodeId> server_;  // set by the first answer
+    ExchangeRequest hello_;         // every request starts as a copy of it
+    Cursor acked_;                  // how far the server holds our changes
+    BatchLimits push_limits_ = limits_;
+    bool push_done_ = false, pull_done_ = false;
+    std::optional<Ahead> ahead_;
+};
 
 }  // namespace
 
@@ -1000,7 +1063,7 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& 
                    const Overlap& overlap) {
     const auto started = std::chrono::steady_clock::now();
     SyncStats stats;
-    auto report = [&](bool done) {
+    const std::function<void(bool)> report = [&](bool done) {
         stats.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
         stats.done = done;
         if (done) stats.to_pull = stats.to_push = 0;
@@ -1012,7 +1075,7 @@ SyncStats run_sync(SyncEngine& local, const Transport& send, const BatchLimits& 
     // time after a batch of ours landed, so a few more of those.
     for (int restarts = 0, resnapshots = 0;;) {
         try {
-            run_sync_once(local, send, limits, stats, report, overlap);
+            SyncAttempt(local, send, limits, stats, report, overlap).run();
             report(true);
             return stats;
         } catch (const Restart& r) {
