@@ -421,6 +421,19 @@ private:
 
     void on_key();
     void on_value(bool container, bool object);
+    void header_value(bool container, bool object);
+    void node_value(bool container, bool object);
+    void table_start(bool container, bool object);
+    void table_member(bool container, bool object);
+    void name_value(bool container, bool object);
+    void row_start(bool container, bool object);
+    void array_row_value(bool container, bool object);
+    void row_member(bool container, bool object);
+    void key_value(bool container, bool object);
+    void stamp_value(bool container, bool object);
+    void col_start(bool container, bool object);
+    void col_value(bool container, bool object);
+    void tagged_value(bool container, bool object);
     void on_close(const Frame& f);
     void capture(Scalar& into, bool container) {
         into.kind = sc_.kind;
@@ -542,224 +555,267 @@ void SetReader::on_key() {
 
 void SetReader::on_value(bool container, bool object) {
     Frame& f = top();
-    const bool array = container && !object;
     switch (f.ctx) {
-        case Ctx::top: {
-            if (f.field >= kHeaderFields) return skip_value(container);
-            const uint8_t field = f.field;
-            seen_[field] = true;
-            if (field == kNodes && array) {
-                header_[kNodes].kind = Scalar::Kind::container;
-                stack_.push_back(Frame{Ctx::nodes});
-            } else if (field == kTables && array) {
-                header_[kTables].kind = Scalar::Kind::container;
-                stack_.push_back(Frame{Ctx::tables});
-            } else {
-                capture(header_[field], container);
-                if (field == kNodes || field == kTables) header_[field].kind = Scalar::Kind::none;  // not an array
-            }
-            return;
-        }
-        case Ctx::nodes: {
-            NodeId id;
-            if (container || !sc_.is_string() || !NodeId::try_parse(str_, id)) nodes_bad_ = true;
-            else nodes_.push_back(id);
-            return skip_value(container);
-        }
-        case Ctx::tables: {
-            set_.tables.emplace_back();
-            if (!object) {
-                skip_value(container);
-                bad(Where(nullptr, T()), "expected an object");
-            }
-            has_name_ = has_key_ = has_columns_ = has_rows_ = rows_early_ = false;
-            key_names_.clear();
-            col_names_.clear();
-            keys_.clear();
-            stack_.push_back(Frame{Ctx::table});
-            return;
-        }
-        case Ctx::table: {
-            const int t = T();
-            switch (f.field) {
-                case kName:
-                    has_name_ = true;
-                    capture(sc_, container);
-                    check_name(sc_, Where("name", t));
-                    table().name.swap(sc_.s);
-                    if (!table_names_.insert(table().name).second)
-                        bad(Where("name", t), "table \"" + table().name + "\" appears twice");
-                    return;
-                case kKeyNames:
-                case kColumns:
-                    (f.field == kKeyNames ? has_key_ : has_columns_) = true;
-                    names_key_ = f.field == kKeyNames;
-                    if (!array) {
-                        skip_value(container);
-                        bad(Where(names_key_ ? "key" : "columns", t), "expected an array of names");
-                    }
-                    stack_.push_back(Frame{Ctx::names});
-                    return;
-                case kRows:
-                    has_rows_ = true;
-                    if (!array) {
-                        skip_value(container);
-                        bad(Where("rows", t), "expected an array");
-                    }
-                    rows_early_ = !(has_key_ && has_columns_);
-                    if (has_columns_) col_seen_.assign(table().columns.size(), 0);
-                    stack_.push_back(Frame{Ctx::rows});
-                    return;
-                default: return skip_value(container);
-            }
-        }
-        case Ctx::names: {
-            const Where where(names_key_ ? "key" : "columns", T());
+        case Ctx::top: return header_value(container, object);
+        case Ctx::nodes: return node_value(container, object);
+        case Ctx::tables: return table_start(container, object);
+        case Ctx::table: return table_member(container, object);
+        case Ctx::names: return name_value(container, object);
+        case Ctx::rows: return row_start(container, object);
+        case Ctx::crow: return array_row_value(container, object);
+        case Ctx::row: return row_member(container, object);
+        case Ctx::row_key: return key_value(container, object);
+        case Ctx::stamp: return stamp_value(container, object);
+        case Ctx::cols: return col_start(container, object);
+        case Ctx::col: return col_value(container, object);
+        case Ctx::tagged: return tagged_value(container, object);
+    }
+}
+
+// A member of the set's top level.
+void SetReader::header_value(bool container, bool object) {
+    Frame& f = top();
+    const bool array = container && !object;
+    if (f.field >= kHeaderFields) return skip_value(container);
+    const uint8_t field = f.field;
+    seen_[field] = true;
+    if (field == kNodes && array) {
+        header_[kNodes].kind = Scalar::Kind::container;
+        stack_.push_back(Frame{Ctx::nodes});
+    } else if (field == kTables && array) {
+        header_[kTables].kind = Scalar::Kind::container;
+        stack_.push_back(Frame{Ctx::tables});
+    } else {
+        capture(header_[field], container);
+        if (field == kNodes || field == kTables) header_[field].kind = Scalar::Kind::none;  // not an array
+    }
+}
+
+// One entry of "nodes".
+void SetReader::node_value(bool container, bool /*object*/) {
+    NodeId id;
+    if (container || !sc_.is_string() || !NodeId::try_parse(str_, id)) nodes_bad_ = true;
+    else nodes_.push_back(id);
+    skip_value(container);
+}
+
+// One entry of "tables": a table begins.
+void SetReader::table_start(bool container, bool object) {
+    set_.tables.emplace_back();
+    if (!object) {
+        skip_value(container);
+        bad(Where(nullptr, T()), "expected an object");
+    }
+    has_name_ = has_key_ = has_columns_ = has_rows_ = rows_early_ = false;
+    key_names_.clear();
+    col_names_.clear();
+    keys_.clear();
+    stack_.push_back(Frame{Ctx::table});
+}
+
+// A member of a table object.
+void SetReader::table_member(bool container, bool object) {
+    Frame& f = top();
+    const bool array = container && !object;
+    const int t = T();
+    switch (f.field) {
+        case kName:
+            has_name_ = true;
             capture(sc_, container);
-            check_name(sc_, where);
-            auto& names = names_key_ ? table().key : table().columns;
-            names.push_back(std::move(sc_.s));
-            // One register per column: a name twice would carry two values for it.
-            const std::string& name = names.back();
-            const bool in_key = key_names_.count(name) > 0, in_cols = col_names_.count(name) > 0;
-            if (names_key_ ? in_key : in_key || in_cols) bad(where, "column \"" + name + "\" is named twice");
-            if (names_key_ && in_cols) bad(Where("columns", T()), "column \"" + name + "\" is named twice");
-            (names_key_ ? key_names_ : col_names_).insert(name);
+            check_name(sc_, Where("name", t));
+            table().name.swap(sc_.s);
+            if (!table_names_.insert(table().name).second)
+                bad(Where("name", t), "table \"" + table().name + "\" appears twice");
             return;
-        }
-        case Ctx::rows: {
-            if (!object && !array) {
-                skip_value(container);
-                bad(Where(nullptr, T(), R()), "expected an object");
-            }
-            // An array row's values are the columns in order: it needs them named first.
-            if (array && !(has_key_ && has_columns_)) {
-                skip_value(container);
-                bad(Where(nullptr, T(), R()),
-                    "a row written as an array needs the table's \"key\" and \"columns\" first");
-            }
-            row_ = RowChange{};
-            if (has_key_) row_.key.reserve(table().key.size());
-            has_row_key_ = has_gen_ = has_base_ = row_flag_ = has_row_flag_ = has_cols_ = false;
-            cols_.clear();
-            if (array) cols_.reserve(table().columns.size());
-            stack_.push_back(Frame{array ? Ctx::crow : Ctx::row});
-            return;
-        }
-        case Ctx::crow: {
-            const int t = T(), r = R();
-            const uint32_t i = f.count++;
-            if (i == 0) {
-                has_row_key_ = true;
-                if (!array) {
-                    skip_value(container);
-                    bad(Where("key", t, r), "expected one value per key column");
-                }
-                stack_.push_back(Frame{Ctx::row_key});
-            } else if (i == 1) {
-                read_gen(container, Where("gen", t, r));
-            } else if (i == 2) {
-                capture(col_hlc_, container);
-            } else if (i == 3) {
-                capture(col_node_, container);
-                has_base_ = row_flag_ = true;
-            } else {
-                const Where where("cols", t, r);
-                if (i - 4 >= table().columns.size()) {
-                    skip_value(container);
-                    bad(where, "expected [key, gen, hlc, node] and one value per column");
-                }
-                if (array) {
-                    skip_value(container);
-                    not_a_value(where);
-                }
-                value_start(value_, container, object);
-                if (!object) array_col(i - 4, where);
-            }
-            return;
-        }
-        case Ctx::row: {
-            const int t = T(), r = R();
-            switch (f.field) {
-                case kRowKey:
-                    has_row_key_ = true;
-                    if (!array) {
-                        skip_value(container);
-                        bad(Where("key", t, r), "expected one value per key column");
-                    }
-                    stack_.push_back(Frame{Ctx::row_key});
-                    return;
-                case kGen: return read_gen(container, Where("gen", t, r));
-                case kStamp:
-                    has_base_ = true;
-                    if (!array) {
-                        skip_value(container);
-                        bad(Where("stamp", t, r), "expected [hlc, node]");
-                    }
-                    stack_.push_back(Frame{Ctx::stamp});
-                    return;
-                case kRow:
-                    has_row_flag_ = true;
-                    capture(sc_, container);
-                    if (!sc_.is_bool()) bad(Where("row", t, r), "expected true or false");
-                    row_flag_ = sc_.b;
-                    return;
-                case kCols:
-                    if (!array) {
-                        skip_value(container);
-                        bad(Where("cols", t, r), "expected an array");
-                    }
-                    has_cols_ = true;
-                    stack_.push_back(Frame{Ctx::cols});
-                    return;
-                default: return skip_value(container);
-            }
-        }
-        case Ctx::row_key: {
-            const Where where("key", T(), R());
-            if (has_key_ && ++f.count > table().key.size()) {
-                skip_value(container);
-                bad(where, "expected one value per key column");
-            }
-            if (array) {
-                skip_value(container);
-                not_a_value(where);
-            }
-            value_start(value_, container, object);
-            if (!object) row_.key.push_back(to_value(value_, where));
-            return;
-        }
-        case Ctx::stamp: {
-            const uint32_t i = f.count++;
-            if (i == 0) capture(col_hlc_, container);
-            else if (i == 1) capture(col_node_, container);
-            else skip_value(container);
-            return;
-        }
-        case Ctx::cols: {
+        case kKeyNames:
+        case kColumns:
+            (f.field == kKeyNames ? has_key_ : has_columns_) = true;
+            names_key_ = f.field == kKeyNames;
             if (!array) {
                 skip_value(container);
-                bad(Where("cols", T(), R()), "expected [column, value] or [column, value, hlc, node]");
+                bad(Where(names_key_ ? "key" : "columns", t), "expected an array of names");
             }
-            col_index_.kind = col_hlc_.kind = col_node_.kind = value_.v.kind = Scalar::Kind::none;
-            value_.tagged = false;
-            stack_.push_back(Frame{Ctx::col});
+            stack_.push_back(Frame{Ctx::names});
             return;
-        }
-        case Ctx::col: {
-            const uint32_t i = f.count++;
-            if (i == 0) capture(col_index_, container);
-            else if (i == 1) value_start(value_, container, object);
-            else if (i == 2) capture(col_hlc_, container);
-            else if (i == 3) capture(col_node_, container);
-            else skip_value(container);
+        case kRows:
+            has_rows_ = true;
+            if (!array) {
+                skip_value(container);
+                bad(Where("rows", t), "expected an array");
+            }
+            rows_early_ = !(has_key_ && has_columns_);
+            if (has_columns_) col_seen_.assign(table().columns.size(), 0);
+            stack_.push_back(Frame{Ctx::rows});
             return;
-        }
-        case Ctx::tagged:
-            if (f.count == 1 && value_.v.kind == Scalar::Kind::none) capture(value_.v, container);
-            else skip_value(container);
-            return;
+        default: return skip_value(container);
     }
+}
+
+// One name of a table's "key" or "columns".
+void SetReader::name_value(bool container, bool /*object*/) {
+    const Where where(names_key_ ? "key" : "columns", T());
+    capture(sc_, container);
+    check_name(sc_, where);
+    auto& names = names_key_ ? table().key : table().columns;
+    names.push_back(std::move(sc_.s));
+    // One register per column: a name twice would carry two values for it.
+    const std::string& name = names.back();
+    const bool in_key = key_names_.count(name) > 0, in_cols = col_names_.count(name) > 0;
+    if (names_key_ ? in_key : in_key || in_cols) bad(where, "column \"" + name + "\" is named twice");
+    if (names_key_ && in_cols) bad(Where("columns", T()), "column \"" + name + "\" is named twice");
+    (names_key_ ? key_names_ : col_names_).insert(name);
+}
+
+// One entry of "rows": a row begins.
+void SetReader::row_start(bool container, bool object) {
+    const bool array = container && !object;
+    if (!object && !array) {
+        skip_value(container);
+        bad(Where(nullptr, T(), R()), "expected an object");
+    }
+    // An array row's values are the columns in order: it needs them named first.
+    if (array && !(has_key_ && has_columns_)) {
+        skip_value(container);
+        bad(Where(nullptr, T(), R()), "a row written as an array needs the table's \"key\" and \"columns\" first");
+    }
+    row_ = RowChange{};
+    if (has_key_) row_.key.reserve(table().key.size());
+    has_row_key_ = has_gen_ = has_base_ = row_flag_ = has_row_flag_ = has_cols_ = false;
+    cols_.clear();
+    if (array) cols_.reserve(table().columns.size());
+    stack_.push_back(Frame{array ? Ctx::crow : Ctx::row});
+}
+
+// The next value of a row written as an array: [key, gen, hlc, node, value per column].
+void SetReader::array_row_value(bool container, bool object) {
+    Frame& f = top();
+    const bool array = container && !object;
+    const int t = T(), r = R();
+    const uint32_t i = f.count++;
+    if (i == 0) {
+        has_row_key_ = true;
+        if (!array) {
+            skip_value(container);
+            bad(Where("key", t, r), "expected one value per key column");
+        }
+        stack_.push_back(Frame{Ctx::row_key});
+    } else if (i == 1) {
+        read_gen(container, Where("gen", t, r));
+    } else if (i == 2) {
+        capture(col_hlc_, container);
+    } else if (i == 3) {
+        capture(col_node_, container);
+        has_base_ = row_flag_ = true;
+    } else {
+        const Where where("cols", t, r);
+        if (i - 4 >= table().columns.size()) {
+            skip_value(container);
+            bad(where, "expected [key, gen, hlc, node] and one value per column");
+        }
+        if (array) {
+            skip_value(container);
+            not_a_value(where);
+        }
+        value_start(value_, container, object);
+        if (!object) array_col(i - 4, where);
+    }
+}
+
+// A member of a row object.
+void SetReader::row_member(bool container, bool object) {
+    Frame& f = top();
+    const bool array = container && !object;
+    const int t = T(), r = R();
+    switch (f.field) {
+        case kRowKey:
+            has_row_key_ = true;
+            if (!array) {
+                skip_value(container);
+                bad(Where("key", t, r), "expected one value per key column");
+            }
+            stack_.push_back(Frame{Ctx::row_key});
+            return;
+        case kGen: return read_gen(container, Where("gen", t, r));
+        case kStamp:
+            has_base_ = true;
+            if (!array) {
+                skip_value(container);
+                bad(Where("stamp", t, r), "expected [hlc, node]");
+            }
+            stack_.push_back(Frame{Ctx::stamp});
+            return;
+        case kRow:
+            has_row_flag_ = true;
+            capture(sc_, container);
+            if (!sc_.is_bool()) bad(Where("row", t, r), "expected true or false");
+            row_flag_ = sc_.b;
+            return;
+        case kCols:
+            if (!array) {
+                skip_value(container);
+                bad(Where("cols", t, r), "expected an array");
+            }
+            has_cols_ = true;
+            stack_.push_back(Frame{Ctx::cols});
+            return;
+        default: return skip_value(container);
+    }
+}
+
+// One value of a row's key.
+void SetReader::key_value(bool container, bool object) {
+    Frame& f = top();
+    const bool array = container && !object;
+    const Where where("key", T(), R());
+    if (has_key_ && ++f.count > table().key.size()) {
+        skip_value(container);
+        bad(where, "expected one value per key column");
+    }
+    if (array) {
+        skip_value(container);
+        not_a_value(where);
+    }
+    value_start(value_, container, object);
+    if (!object) row_.key.push_back(to_value(value_, where));
+}
+
+// One entry of a row's "stamp": [hlc, node].
+void SetReader::stamp_value(bool container, bool /*object*/) {
+    Frame& f = top();
+    const uint32_t i = f.count++;
+    if (i == 0) capture(col_hlc_, container);
+    else if (i == 1) capture(col_node_, container);
+    else skip_value(container);
+}
+
+// One entry of a row's "cols": a column entry begins.
+void SetReader::col_start(bool container, bool object) {
+    const bool array = container && !object;
+    if (!array) {
+        skip_value(container);
+        bad(Where("cols", T(), R()), "expected [column, value] or [column, value, hlc, node]");
+    }
+    col_index_.kind = col_hlc_.kind = col_node_.kind = value_.v.kind = Scalar::Kind::none;
+    value_.tagged = false;
+    stack_.push_back(Frame{Ctx::col});
+}
+
+// The next value of a column entry: [column, value, hlc, node].
+void SetReader::col_value(bool container, bool object) {
+    Frame& f = top();
+    const uint32_t i = f.count++;
+    if (i == 0) capture(col_index_, container);
+    else if (i == 1) value_start(value_, container, object);
+    else if (i == 2) capture(col_hlc_, container);
+    else if (i == 3) capture(col_node_, container);
+    else skip_value(container);
+}
+
+// A member of a tagged value ({"int": "…"}).
+void SetReader::tagged_value(bool container, bool /*object*/) {
+    Frame& f = top();
+    if (f.count == 1 && value_.v.kind == Scalar::Kind::none) capture(value_.v, container);
+    else skip_value(container);
 }
 
 void SetReader::on_close(const Frame& f) {
