@@ -539,10 +539,13 @@ Batch changes_for(SyncEngine& engine, const NodeId& peer, const Cursor& from, co
     }
 }
 
-std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
-    ParsedRequest req = decode_request(request_json);
-    const NodeId self = server.self();
-    if (req.node == self) throw Error("the caller is this database's own node " + self.str());
+namespace {
+
+// Who may ask: a caller other than this node, holding the key of a keyed
+// node id, authorized, and not writing into our future. Refused before
+// anything is read or written.
+void admit_caller(SyncEngine& server, const ParsedRequest& req) {
+    if (req.node == server.self()) throw Error("the caller is this database's own node " + server.self().str());
     // A node id derived from a key is only the key holder's: anyone else saw
     // it in a pull at most. (A random id, from before keys, binds on first use.)
     if (req.node.keyed() && req.node_key.empty())
@@ -567,6 +570,76 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
                             " s); refusing its sync: check that node's clock",
                         ErrorKind::drift);
     }
+}
+
+// A re-snapshot's question: which of these rows do we still hold? Held only
+// at a lower generation than the caller's means the row the caller holds was
+// deleted here (generations never go down but by a purge) and the key
+// inserted again since.
+std::vector<uint32_t> keys_absent(SyncEngine& server, const ParsedRequest& req) {
+    std::vector<uint32_t> absent;
+    const std::optional<std::vector<uint64_t>> held = server.holds_keys(req.node, req.probe->table, req.probe->keys);
+    const std::vector<uint64_t>& theirs = req.probe->gens;
+    if (held)
+        for (size_t i = 0; i < held->size(); ++i)
+            if ((*held)[i] == 0 || (i < theirs.size() && (*held)[i] < theirs[i]))
+                absent.push_back(static_cast<uint32_t>(i));
+    return absent;
+}
+
+// A caller whose cursor is older than the purge horizon may hold rows
+// deleted here whose tombstones are gone: it would never hear of those
+// deletes, and its pushes could bring the rows back. Nothing is done for it
+// until it re-snapshots (its requests then carry the horizon); true when it
+// must.
+bool must_resnapshot(const ParsedRequest& req, uint64_t horizon) {
+    const uint64_t knows = std::max(req.received ? req.received->received : req.seen, req.horizon.value_or(0));
+    if (knows >= horizon) return false;
+    if (!req.horizon)
+        throw Error("node " + req.node.str() + " last synced before this server purged deleted rows (its cursor " +
+                    std::to_string(knows) + ", the purge horizon " + std::to_string(horizon) +
+                    "): it must re-snapshot, which lwwsync 0.7 clients do by themselves: upgrade it");
+    return true;
+}
+
+// The caller's next batch of our changes, past its cursor.
+void serve_pull(SyncEngine& server, const ParsedRequest& req, ExchangeResponse& resp) {
+    // What the caller relayed to us and holds: past its cursor, forgotten.
+    if (req.push || req.forked) server.forget_relayed(req.node, req.received->floor);
+    Batch b = changes_for(server, req.node, *req.received, req.limits);
+    resp.pull = std::move(b.json);
+    resp.more = !b.complete;
+    // An estimate for the caller's progress: sequences handed out past
+    // this batch (a row changed twice counts twice).
+    const uint64_t last = resp.more ? server.progress_seq() : 0;
+    if (resp.more && last != kMaxSequence && last > b.upto) resp.remaining = last - b.upto;
+}
+
+// Merges the caller's pushed batch, unless it starts past what we hold.
+void serve_push(SyncEngine& server, const ParsedRequest& req, ExchangeResponse& resp) {
+    if (req.push->origin != req.node) throw Error("the pushed change set's origin is not the calling node");
+    // A push that starts past what we hold would leave a gap: skip it and
+    // report our cursor so the caller resends from there.
+    const Cursor held = server.cursor_of(req.node);
+    if (req.push->after > held.received || req.push->since > held.floor) return;
+    // What the caller holds of ours: its cursor's floor, sent by a
+    // pulling request, or alone with a push that does not pull.
+    const uint64_t seen = req.received ? req.received->floor : req.seen;
+    resp.applied = server.apply_from(req.node, *req.push, Trust::caller, seen);
+    // The push that last moved the cursor names who pushed up to it:
+    // the caller checks it is one of its own (a copy's is not).
+    const Cursor now = server.cursor_of(req.node);
+    if (!req.push_id.empty() && (now.received > held.received || now.floor > held.floor) &&
+        server.push_mark(req.node) != kForkedMark)
+        server.set_push_mark(req.node, req.push_id);
+}
+
+}  // namespace
+
+std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
+    ParsedRequest req = decode_request(request_json);
+    admit_caller(server, req);
+    const NodeId self = server.self();
     // A caller that holds more of our changes than we ever made: this
     // database is a restore (or a copy) of the one it synced with. Take a new
     // node id, so no sequence it consumed is handed out again as ours and
@@ -579,41 +652,13 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
     resp.node = me;
     resp.horizon = server.purge_horizon();
     if (req.probe) {
-        // A re-snapshot's question: which of these rows do we still hold?
-        if (me == self) {
-            const std::optional<std::vector<uint64_t>> held =
-                server.holds_keys(req.node, req.probe->table, req.probe->keys);
-            const std::vector<uint64_t>& theirs = req.probe->gens;
-            std::vector<uint32_t> absent;
-            // Held only at a lower generation than the caller's: the row the
-            // caller holds was deleted here (generations never go down but
-            // by a purge) and the key inserted again since.
-            if (held)
-                for (size_t i = 0; i < held->size(); ++i)
-                    if ((*held)[i] == 0 || (i < theirs.size() && (*held)[i] < theirs[i]))
-                        absent.push_back(static_cast<uint32_t>(i));
-            resp.absent = std::move(absent);
-        }
+        if (me == self) resp.absent = keys_absent(server, req);
         resp.acked = server.cursor_of(req.node);
         resp.clock = server.clock_now();
         return encode_response(resp);
     }
-    // A caller whose cursor is older than the purge horizon may hold rows
-    // deleted here whose tombstones are gone: it would never hear of those
-    // deletes, and its pushes could bring the rows back. Nothing is done for
-    // it until it re-snapshots (its requests then carry the horizon).
-    bool stale = false;
-    if (resp.horizon && me == self && (req.push || req.received)) {
-        const uint64_t knows = std::max(req.received ? req.received->received : req.seen, req.horizon.value_or(0));
-        if (knows < resp.horizon) {
-            if (!req.horizon)
-                throw Error("node " + req.node.str() +
-                            " last synced before this server purged deleted rows (its cursor " + std::to_string(knows) +
-                            ", the purge horizon " + std::to_string(resp.horizon) +
-                            "): it must re-snapshot, which lwwsync 0.7 clients do by themselves: upgrade it");
-            stale = resp.resnapshot = true;
-        }
-    }
+    const bool stale = resp.horizon && me == self && (req.push || req.received) && must_resnapshot(req, resp.horizon);
+    resp.resnapshot = stale;
     // The first round trip of a sync (no push, no cursor): the caller's
     // parked rows get their retry even if it brings nothing — where this
     // transaction may write; elsewhere its next push retries them. It also
@@ -624,35 +669,8 @@ std::string serve_exchange(SyncEngine& server, std::string_view request_json) {
     }
     // Pull before applying the push: an engine that waits for concurrent
     // writers while reading its feed (Postgres) must not hold row locks then.
-    if (req.received && me == self && !stale) {
-        // What the caller relayed to us and holds: past its cursor, forgotten.
-        if (pushes) server.forget_relayed(req.node, req.received->floor);
-        Batch b = changes_for(server, req.node, *req.received, req.limits);
-        resp.pull = std::move(b.json);
-        resp.more = !b.complete;
-        // An estimate for the caller's progress: sequences handed out past
-        // this batch (a row changed twice counts twice).
-        const uint64_t last = resp.more ? server.progress_seq() : 0;
-        if (resp.more && last != kMaxSequence && last > b.upto) resp.remaining = last - b.upto;
-    }
-    if (req.push && !stale) {
-        if (req.push->origin != req.node) throw Error("the pushed change set's origin is not the calling node");
-        // A push that starts past what we hold would leave a gap: skip it and
-        // report our cursor so the caller resends from there.
-        const Cursor held = server.cursor_of(req.node);
-        if (req.push->after <= held.received && req.push->since <= held.floor) {
-            // What the caller holds of ours: its cursor's floor, sent by a
-            // pulling request, or alone with a push that does not pull.
-            const uint64_t seen = req.received ? req.received->floor : req.seen;
-            resp.applied = server.apply_from(req.node, *req.push, Trust::caller, seen);
-            // The push that last moved the cursor names who pushed up to it:
-            // the caller checks it is one of its own (a copy's is not).
-            const Cursor now = server.cursor_of(req.node);
-            if (!req.push_id.empty() && (now.received > held.received || now.floor > held.floor) &&
-                server.push_mark(req.node) != kForkedMark)
-                server.set_push_mark(req.node, req.push_id);
-        }
-    }
+    if (req.received && me == self && !stale) serve_pull(server, req, resp);
+    if (req.push && !stale) serve_push(server, req, resp);
     // A caller that found a copy of itself reports it before it takes a new
     // id: from now on every answer to this node id names a push nobody sent,
     // so the other copies (whoever keeps pushing as it) find out too and no
