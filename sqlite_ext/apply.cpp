@@ -92,7 +92,7 @@ public:
         std::string where;
         for (size_t i = 0; i < t.key.size(); ++i)
             where += (i ? " AND " : "") + ("k" + std::to_string(i) + " = ?" + std::to_string(i + 1));
-        get_meta_ = c.prepare("SELECT gen, hlc, node, mseq, cols FROM " + t.meta + " WHERE " + where);
+        get_meta_ = c.prepare("SELECT gen, hlc, node, row_seq, cols FROM " + t.meta + " WHERE " + where);
         std::string cols, params;
         for (size_t i = 0; i < t.key.size(); ++i) {
             cols += "k" + std::to_string(i) + ", ";
@@ -100,9 +100,9 @@ public:
         }
         const size_t n = t.key.size();
         put_meta_ = c.prepare(
-            "INSERT OR REPLACE INTO " + t.meta + "(" + cols + "gen, hlc, node, mseq, seq, cols) VALUES (" + params +
-            "?" + std::to_string(n + 1) + ", ?" + std::to_string(n + 2) + ", ?" + std::to_string(n + 3) + ", ?" +
-            std::to_string(n + 4) + ", ?" + std::to_string(n + 5) + ", ?" + std::to_string(n + 6) + ")");
+            "INSERT OR REPLACE INTO " + t.meta + "(" + cols + "gen, hlc, node, row_seq, max_seq, cols) VALUES (" +
+            params + "?" + std::to_string(n + 1) + ", ?" + std::to_string(n + 2) + ", ?" + std::to_string(n + 3) +
+            ", ?" + std::to_string(n + 4) + ", ?" + std::to_string(n + 5) + ", ?" + std::to_string(n + 6) + ")");
         user_where_.clear();
         for (size_t i = 0; i < t.key.size(); ++i)
             user_where_ += (i ? " AND " : "") + (quote_ident(t.key[i]) + " = ?" + std::to_string(i + 1));

@@ -34,8 +34,8 @@ struct TableFold {
         const size_t n = t->key.size();
         auto param = [&](size_t i) { return "?" + std::to_string(n + i); };  // after the key's
         put = Stmt(c.db, "UPDATE " + t->meta + " SET cols = lww_fold_cols(cols, " + std::to_string(t->cols.size()) +
-                             ", " + param(1) + ", " + param(2) + ", " + param(3) + "), seq = max(seq, " + param(3) +
-                             ") WHERE " + where + " AND mseq <= " + param(3));
+                             ", " + param(1) + ", " + param(2) + ", " + param(3) + "), max_seq = max(max_seq, " +
+                             param(3) + ") WHERE " + where + " AND row_seq <= " + param(3));
     }
     TablePtr t;
     Stmt put;

@@ -14,7 +14,7 @@ namespace lww::sq {
 // the caller's snapshot: one statement, an index probe per table.
 uint64_t committed_seq(Conn& c) {
     std::string sql = "SELECT CAST(value AS INTEGER) AS v FROM lww_state WHERE key = 'seq_floor'";
-    for (const auto& t : c.tables()) sql += " UNION ALL SELECT max(seq) FROM " + t->meta;
+    for (const auto& t : c.tables()) sql += std::string(" UNION ALL SELECT max(") + t->max_seq + ") FROM " + t->meta;
     if (c.has_log()) sql += " UNION ALL SELECT max(seq) FROM lww_log";  // updates not folded yet
     Stmt st(c.db, "SELECT max(v) FROM (" + sql + ")");
     return st.step() && !st.is_null(0) ? static_cast<uint64_t>(st.int64(0)) : 0;
@@ -28,13 +28,14 @@ class Scan : public FeedScan {
 public:
     Scan(Conn& c, const TableInfo& t, uint64_t after, uint64_t upto)
         : c_(c), ncols_(t.cols.size()), nkey_(t.key.size()) {
-        std::string sql = "SELECT m.gen, m.hlc, m.node, m.mseq, m.cols";
+        const std::string seq = std::string("m.") + t.max_seq;
+        std::string sql = std::string("SELECT m.gen, m.hlc, m.node, m.") + t.row_seq + ", m.cols";
         for (size_t i = 0; i < t.key.size(); ++i) sql += ", m.k" + std::to_string(i);
         for (const auto& col : t.cols) sql += ", t." + quote_ident(col);
         sql += " FROM " + t.meta + " AS m LEFT JOIN " + quote_ident(t.name) + " AS t ON ";
         for (size_t i = 0; i < t.key.size(); ++i)
             sql += (i ? " AND " : "") + ("t." + quote_ident(t.key[i]) + " = m.k" + std::to_string(i));
-        sql += " WHERE m.seq > ?1 AND m.seq <= ?2 ORDER BY m.seq";
+        sql += " WHERE " + seq + " > ?1 AND " + seq + " <= ?2 ORDER BY " + seq;
         st_ = Stmt(c.db, sql);
         st_.bind_int(1, static_cast<int64_t>(after));
         st_.bind_int(2, static_cast<int64_t>(std::min<uint64_t>(upto, INT64_MAX)));
@@ -90,9 +91,9 @@ public:
         if (limit <= 0 || all_.empty()) return 0;
         std::string sql;
         for (const auto& t : all_)
-            sql +=
-                (sql.empty() ? "" : " UNION ALL ") + ("SELECT seq FROM " + t->meta + " WHERE seq > ?1 AND seq <= ?2");
-        Stmt st(c_.db, "SELECT seq FROM (" + sql + ") ORDER BY seq LIMIT 1 OFFSET ?3");
+            sql += (sql.empty() ? "" : " UNION ALL ") + (std::string("SELECT ") + t->max_seq + " AS s FROM " + t->meta +
+                                                         " WHERE " + t->max_seq + " > ?1 AND " + t->max_seq + " <= ?2");
+        Stmt st(c_.db, "SELECT s FROM (" + sql + ") ORDER BY s LIMIT 1 OFFSET ?3");
         st.bind_int(1, static_cast<int64_t>(after));
         st.bind_int(2, static_cast<int64_t>(std::min<uint64_t>(upto, INT64_MAX)));
         st.bind_int(3, limit - 1);  // the limit-th row ends the batch
@@ -105,8 +106,9 @@ public:
         if (all_.empty() || upto <= after) return {};
         std::string sql;
         for (size_t i = 0; i < all_.size(); ++i)
-            sql += (i ? " UNION ALL " : "") + ("SELECT " + std::to_string(i) + " FROM (SELECT 1 FROM " + all_[i]->meta +
-                                               " WHERE seq > ?1 AND seq <= ?2 LIMIT 1)");
+            sql += (i ? " UNION ALL " : "") +
+                   ("SELECT " + std::to_string(i) + " FROM (SELECT 1 FROM " + all_[i]->meta + " WHERE " +
+                    all_[i]->max_seq + " > ?1 AND " + all_[i]->max_seq + " <= ?2 LIMIT 1)");
         Stmt st(c_.db, sql);
         st.bind_int(1, static_cast<int64_t>(after));
         st.bind_int(2, static_cast<int64_t>(std::min<uint64_t>(upto, INT64_MAX)));

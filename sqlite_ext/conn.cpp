@@ -91,15 +91,15 @@ void Conn::ensure_ready() {
     detect_schema_changes(*this);  // ALTER TABLE of a tracked table (docs/SCHEMA.md)
 }
 
-// Databases made by an older lwwsync get the current triggers once (schema
-// 1 -> 2: triggers refuse text that is not UTF-8). A read-only connection
-// leaves them as they are.
+// Databases made by an older lwwsync get the current metadata layout and
+// triggers once (kSchemaVersion says what changed). A read-only connection
+// leaves them as they are (TableInfo's column names).
 void Conn::upgrade_schema() {
     upgraded_ = true;
     if (setting("schema", 1) >= static_cast<uint64_t>(kSchemaVersion) || sqlite3_db_readonly(db, "main") == 1) return;
     exec(db, "SAVEPOINT lww_upgrade");
     try {
-        upgrade_triggers(*this);
+        upgrade_metadata(*this);
         exec(db, kRejectedSql);
         set_setting("schema", kSchemaVersion);
         exec(db, "RELEASE lww_upgrade");
@@ -108,6 +108,7 @@ void Conn::upgrade_schema() {
         upgraded_ = false;
         throw;
     }
+    load_tables();  // read before the upgrade, with the older column names
 }
 
 void Conn::lock_for_write() {
@@ -185,12 +186,19 @@ void Conn::load_tables() {
     tables_.clear();
     has_log_ = lww::sq::has_log(db);
     Stmt st(db, "SELECT name, key_columns, columns FROM lww_tables ORDER BY name");
+    Stmt old_names(db, "SELECT 1 FROM pragma_table_info(?1, 'main') WHERE name = 'mseq'");
     while (st.step()) {
         TableInfo t;
         t.name = st.text(0);
         t.key = json_names(st.text(1));
         t.cols = json_names(st.text(2));
         t.meta = quote_ident(meta_table_name(t.name));
+        old_names.reset();
+        old_names.bind_text(1, meta_table_name(t.name));
+        if (old_names.step()) {  // not upgraded yet (schema 6)
+            t.row_seq = "mseq";
+            t.max_seq = "seq";
+        }
         tables_.push_back(std::make_shared<const TableInfo>(std::move(t)));
     }
 }
@@ -235,7 +243,8 @@ void Conn::recover_seq() {
     }
     for (const auto& tp : tables_) {
         const TableInfo& t = *tp;
-        Stmt st(db, "SELECT seq, hlc, cols FROM " + t.meta + " ORDER BY seq DESC LIMIT 1");
+        Stmt st(db, std::string("SELECT ") + t.max_seq + ", hlc, cols FROM " + t.meta + " ORDER BY " + t.max_seq +
+                        " DESC LIMIT 1");
         if (!st.step()) continue;
         if (static_cast<uint64_t>(st.int64(0)) > seq) seq = st.int64(0);
         clock.observe(static_cast<uint64_t>(st.int64(1)));

@@ -26,6 +26,12 @@ struct TableInfo {
     std::vector<std::string> key;   // primary-key columns, key order
     std::vector<std::string> cols;  // tracked non-key columns; index = register index
     std::string meta;               // quoted name of the metadata table
+    // The metadata's sequence columns: the row register's, and the row's
+    // latest (the feed's order, indexed). A file from before schema 6 opened
+    // where it cannot be upgraded (read-only) keeps its older names; only
+    // the read paths (the feed, sequence recovery) run there.
+    const char* row_seq = "row_seq";
+    const char* max_seq = "max_seq";
 };
 
 // Held by shared_ptr: a reload builds new descriptions and whoever uses one
@@ -34,7 +40,7 @@ using TablePtr = std::shared_ptr<const TableInfo>;
 
 std::string meta_table_name(const std::string& table);  // unquoted
 
-// The current row of `st`, whose first columns are gen, hlc, node, mseq, cols.
+// The current row of `st`, whose first columns are gen, hlc, node, row_seq, cols.
 StoredRow stored_row(const Stmt& st);
 
 // 2: triggers check that text is UTF-8 (lwwsync 0.3).
@@ -42,7 +48,9 @@ StoredRow stored_row(const Stmt& st);
 //    only its own write; lww_rejected.
 // 4: a fresh key starts above the table's purged generations (lww_first_gen).
 // 5: a local UPDATE appends to the table's capture log (capture_log.h).
-constexpr int kSchemaVersion = 5;
+// 6: the metadata's sequence columns are named for what they hold:
+//    mseq -> row_seq (the row register's), seq -> max_seq (the row's latest).
+constexpr int kSchemaVersion = 6;
 
 // A foreign key of the schema (PRAGMA foreign_key_list), `to` resolved to the
 // parent's primary key when the declaration names no columns.

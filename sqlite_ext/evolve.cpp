@@ -97,7 +97,7 @@ bool reconcile_table(Conn& c, const TableInfo& t, bool strict, bool rebuild, Sum
     for (const auto& a : added) {  // a new register, backfilled below every real write
         regs.push_back(a);
         Stmt up(c.db, "UPDATE " + t.meta +
-                          " SET cols = lww_cols_backfill(cols, ?1), seq = lww_write_seq()"
+                          " SET cols = lww_cols_backfill(cols, ?1), max_seq = lww_write_seq()"
                           " WHERE (gen & 1) = 1 AND lww_begin_write(1)");
         up.bind_int(1, static_cast<int64_t>(regs.size() - 1));
         up.step();
@@ -404,7 +404,7 @@ int64_t resume_hashed(Conn& c, const std::string& table, const std::vector<std::
         std::string where;
         for (size_t i = 0; i < key.size(); ++i)
             where += (i ? " AND k" : "k") + std::to_string(i) + " = ?" + std::to_string(i + 3);
-        Stmt up(c.db, "UPDATE " + meta + " SET cols = ?1, seq = ?2 WHERE " + where);
+        Stmt up(c.db, "UPDATE " + meta + " SET cols = ?1, max_seq = ?2 WHERE " + where);
         for (auto& r : rows) {
             const uint64_t seq = c.next_seq();
             std::string blob = r.cols;

@@ -89,7 +89,7 @@ void drop_pending(Conn& c, const TableInfo& t, Gone&& gone) {
 void drop_pending_of_purged(Conn& c, int64_t upto) {
     for (const TablePtr& t : c.tables()) {
         Stmt meta(c.db, "SELECT gen FROM " + t->meta + " WHERE " + key_where(t->key.size()) +
-                            " AND (gen & 1) = 0 AND seq <= ?" + std::to_string(t->key.size() + 1));
+                            " AND (gen & 1) = 0 AND max_seq <= ?" + std::to_string(t->key.size() + 1));
         drop_pending(c, *t, [&](const RowChange& r) {
             meta.reset();
             for (size_t i = 0; i < r.key.size(); ++i) meta.bind(static_cast<int>(i + 1), r.key[i]);
@@ -133,8 +133,8 @@ size_t purge_tombstones(Conn& c, uint64_t older_than_ms) {
         size_t removed = 0;
         uint64_t top = 0;
         for (const TablePtr& t : c.tables()) {
-            const std::string where = " FROM " + t->meta + " WHERE (gen & 1) = 0 AND seq <= ?1";
-            Stmt q(c.db, "SELECT count(*), max(seq), max(gen)" + where);
+            const std::string where = " FROM " + t->meta + " WHERE (gen & 1) = 0 AND max_seq <= ?1";
+            Stmt q(c.db, "SELECT count(*), max(max_seq), max(gen)" + where);
             q.bind_int(1, upto);
             if (!q.step() || q.int64(0) == 0) continue;
             removed += static_cast<size_t>(q.int64(0));
@@ -250,8 +250,8 @@ ProbePage SqliteEngine::probe_rows(const NodeId& peer, const std::string& table,
     const size_t n = t->key.size();
     std::string keys;
     for (size_t i = 0; i < n; ++i) keys += "k" + std::to_string(i) + ", ";
-    Stmt st(c_.db,
-            "SELECT " + keys + "gen, hlc, node, mseq, seq FROM " + t->meta + " WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+    Stmt st(c_.db, "SELECT " + keys + "gen, hlc, node, row_seq, max_seq FROM " + t->meta +
+                       " WHERE max_seq > ?1 ORDER BY max_seq LIMIT ?2");
     st.bind_int(1, static_cast<int64_t>(std::min<uint64_t>(after, INT64_MAX)));
     st.bind_int(2, static_cast<int64_t>(limit));
     const NodeId self = c_.self();
@@ -290,7 +290,7 @@ size_t SqliteEngine::drop_rows(const NodeId&, const std::string& table, const st
         if (!t) return size_t(0);
         const size_t n = t->key.size();
         const std::string where = key_where(n);
-        Stmt gen(c_.db, "SELECT mseq, gen FROM " + t->meta + " WHERE " + where);
+        Stmt gen(c_.db, "SELECT row_seq, gen FROM " + t->meta + " WHERE " + where);
         Stmt del_meta(c_.db, "DELETE FROM " + t->meta + " WHERE " + where);
         std::string user_where;
         for (size_t i = 0; i < n; ++i)

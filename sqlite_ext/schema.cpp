@@ -116,16 +116,16 @@ void drop_triggers(sqlite3* db, const std::string& table) {
 // and a deleted key comes back one generation later.
 std::string insert_meta(const std::string& table, const std::string& meta, size_t nkeys, const std::string& keys,
                         const char* seq_expr) {
-    return "INSERT INTO " + meta + "(" + meta_keys(nkeys) + ", gen, hlc, node, mseq, seq, cols) VALUES (" + keys +
-           ", lww_first_gen(" + quote_literal(table) + "), lww_hlc(), 0, " + seq_expr + ", " + seq_expr +
+    return "INSERT INTO " + meta + "(" + meta_keys(nkeys) + ", gen, hlc, node, row_seq, max_seq, cols) VALUES (" +
+           keys + ", lww_first_gen(" + quote_literal(table) + "), lww_hlc(), 0, " + seq_expr + ", " + seq_expr +
            ", NULL) ON CONFLICT DO UPDATE SET" +
-           " gen = lww_gen_after_insert(gen), hlc = excluded.hlc, node = 0, mseq = excluded.mseq," +
-           " seq = excluded.seq, cols = NULL;";
+           " gen = lww_gen_after_insert(gen), hlc = excluded.hlc, node = 0, row_seq = excluded.row_seq," +
+           " max_seq = excluded.max_seq, cols = NULL;";
 }
 
 std::string delete_meta(const std::string& meta, const std::vector<std::string>& key) {
     return "UPDATE " + meta + " SET gen = lww_gen_after_delete(gen), hlc = lww_hlc(), node = 0," +
-           " mseq = lww_write_seq(), seq = lww_write_seq(), cols = NULL WHERE " + key_match(key, "OLD") + ";";
+           " row_seq = lww_write_seq(), max_seq = lww_write_seq(), cols = NULL WHERE " + key_match(key, "OLD") + ";";
 }
 
 // lww_valid_text('t', offset, NEW.a, NEW.b, ...) AND ...: refuses a write
@@ -226,7 +226,20 @@ void create_triggers(sqlite3* db, const std::string& table, const Columns& c) {
 
 }  // namespace
 
-void upgrade_triggers(Conn& c) {
+void upgrade_metadata(Conn& c) {
+    // Schema 6 renamed the sequence columns, in every metadata table: the
+    // tracked tables' and the kept metadata of untracked ones.
+    std::vector<std::string> renamed;
+    {
+        Stmt old(c.db,
+                 "SELECT m.name FROM sqlite_master AS m WHERE m.type = 'table' AND m.name GLOB 'lww__*'"
+                 " AND EXISTS (SELECT 1 FROM pragma_table_info(m.name, 'main') WHERE name = 'mseq')"
+                 " AND EXISTS (SELECT 1 FROM pragma_table_info(m.name, 'main') WHERE name = 'seq')");
+        while (old.step()) renamed.push_back(old.text(0));
+    }
+    for (const auto& meta : renamed)
+        exec(c.db, "ALTER TABLE " + quote_ident(meta) + " RENAME COLUMN mseq TO row_seq; ALTER TABLE " +
+                       quote_ident(meta) + " RENAME COLUMN seq TO max_seq");
     for (const auto& t : c.tables()) {
         Columns cols = introspect(c.db, t->name);
         cols.cols = t->cols;  // register order as tracked
@@ -273,8 +286,8 @@ int64_t track_table(Conn& c, const std::string& table) {
             if (resuming) cols.cols = resume_registers(c, table, cols.cols);
         }
         const std::string registers =
-            "gen INTEGER NOT NULL, hlc INTEGER NOT NULL, node INTEGER NOT NULL, mseq INTEGER NOT NULL,"
-            " seq INTEGER NOT NULL, cols BLOB";
+            "gen INTEGER NOT NULL, hlc INTEGER NOT NULL, node INTEGER NOT NULL, row_seq INTEGER NOT NULL,"
+            " max_seq INTEGER NOT NULL, cols BLOB";
         if (cols.rowid_key) {
             exec(c.db, "CREATE TABLE IF NOT EXISTS " + meta + "(k0 INTEGER PRIMARY KEY, " + registers + ")");
         } else {
@@ -284,8 +297,8 @@ int64_t track_table(Conn& c, const std::string& table) {
             exec(c.db, "CREATE TABLE IF NOT EXISTS " + meta + "(" + keydefs + registers + ", PRIMARY KEY(" +
                            meta_keys(cols.key.size()) + ")) WITHOUT ROWID");
         }
-        exec(c.db,
-             "CREATE INDEX IF NOT EXISTS " + quote_ident(meta_table_name(table) + "__seq") + " ON " + meta + "(seq)");
+        exec(c.db, "CREATE INDEX IF NOT EXISTS " + quote_ident(meta_table_name(table) + "__seq") + " ON " + meta +
+                       "(max_seq)");
         drop_triggers(c.db, table);
         create_triggers(c.db, table, cols);
 
@@ -315,19 +328,20 @@ int64_t track_table(Conn& c, const std::string& table) {
             const std::string hashed = has_vh(c, table) ? " AND NOT (vh IS NOT NULL AND (gen & 1) = 1)" : "";
             exec(c.db, "UPDATE " + meta +
                            " AS m SET gen = lww_gen_after_insert(gen), hlc = lww_hlc(), node = 0,"
-                           " mseq = lww_write_seq(), seq = lww_write_seq(), cols = NULL WHERE " +
+                           " row_seq = lww_write_seq(), max_seq = lww_write_seq(), cols = NULL WHERE " +
                            here + hashed + " AND lww_begin_write(1)");
             stamped += sqlite3_changes(c.db);
-            exec(c.db, "UPDATE " + meta +
-                           " AS m SET gen = lww_gen_after_delete(gen), hlc = lww_hlc(), node = 0,"
-                           " mseq = lww_write_seq(), seq = lww_write_seq(), cols = NULL WHERE (gen & 1) = 1 AND NOT " +
-                           here + " AND lww_begin_write(1)");
+            exec(c.db,
+                 "UPDATE " + meta +
+                     " AS m SET gen = lww_gen_after_delete(gen), hlc = lww_hlc(), node = 0,"
+                     " row_seq = lww_write_seq(), max_seq = lww_write_seq(), cols = NULL WHERE (gen & 1) = 1 AND NOT " +
+                     here + " AND lww_begin_write(1)");
         }
         // Rows without metadata get their first stamps, one write each (above
         // the table's purged generations, as any insert: lww_first_gen).
         exec(c.db, "INSERT INTO " + meta + "(" + meta_keys(cols.key.size()) +
-                       ", gen, hlc, node, mseq, seq, cols) SELECT " + row_keys(cols.key, "t") + ", lww_first_gen(" +
-                       quote_literal(table) +
+                       ", gen, hlc, node, row_seq, max_seq, cols) SELECT " + row_keys(cols.key, "t") +
+                       ", lww_first_gen(" + quote_literal(table) +
                        "), lww_hlc(), 0, lww_write_seq(), lww_write_seq(),"
                        " NULL FROM " +
                        quote_ident(table) + " AS t WHERE NOT EXISTS (SELECT 1 FROM " + meta + " AS m WHERE " + join +

@@ -15,9 +15,9 @@ constexpr size_t kMaxPairColumns = 63;
 int64_t track_table(Conn& c, const std::string& table);
 // Returns true when the table was tracked.
 bool untrack_table(Conn& c, const std::string& table);
-// Recreates every tracked table's triggers (a database from an older schema
-// version: see Conn::ensure_ready).
-void upgrade_triggers(Conn& c);
+// Brings a database from an older schema version to the current metadata
+// layout and recreates every tracked table's triggers (Conn::upgrade_schema).
+void upgrade_metadata(Conn& c);
 
 // Schema evolution (evolve.cpp): whether `table` exists; its non-key stored
 // columns in table order (and its key); triggers dropped, or rebuilt for

@@ -93,7 +93,7 @@ for d in $(seq -w 1 "$DEVICES"); do
         for r in $(seq 1 "$ROUNDS"); do
             id=$((1 + RANDOM % ROWS))
             n=$((10#$d * 1000 + r))
-            echo "DELETE FROM mark; INSERT INTO mark SELECT max(seq) FROM lww__hot;"
+            echo "DELETE FROM mark; INSERT INTO mark SELECT max(max_seq) FROM lww__hot;"
             echo "INSERT INTO hot(id, v, n) VALUES ($id, 'dev$d-r$r', $n) ON CONFLICT(id) DO UPDATE SET v = excluded.v, n = excluded.n;"
             # The write's stamp of column v (index 0), from the change set of
             # just this write: its own [col, value, hlc, node] or the row's stamp.

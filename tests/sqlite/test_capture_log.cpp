@@ -39,7 +39,7 @@ void old_capture(Db& db) {
             for (size_t i = 0; i < key.size(); ++i)
                 match += (i ? " AND k" : "k") + std::to_string(i) + " = NEW." + quote_id(key[i]);
             sql = sql.substr(0, sql.find(" BEGIN ")) + " BEGIN UPDATE " + quote_id("lww__" + t) +
-                  " SET cols = lww_cols_set(cols), seq = lww_write_seq() WHERE " + match + "; END";
+                  " SET cols = lww_cols_set(cols), max_seq = lww_write_seq() WHERE " + match + "; END";
             db.exec("DROP TRIGGER " + quote_id(upd));
             db.exec(sql);
         }
@@ -125,7 +125,7 @@ TEST(CaptureLog, AnUpdateWaitsInTheLogAndIsFoldedBeforeItIsRead) {
     ASSERT_EQ(cs.regs.size(), 1u);
     EXPECT_EQ(cs.regs[0].col, "b");
     EXPECT_EQ(a.i64("SELECT count(*) FROM lww_log"), 0);
-    EXPECT_EQ(a.i64("SELECT seq FROM lww__t WHERE k0 = 'x'"), s + 1);
+    EXPECT_EQ(a.i64("SELECT max_seq FROM lww__t WHERE k0 = 'x'"), s + 1);
     // A delete after the update: the update's entry is superseded.
     a.exec("UPDATE t SET a = 'z' WHERE id = 'x'; DELETE FROM t WHERE id = 'x'");
     EXPECT_EQ(a.i64("SELECT count(*) FROM lww_log"), 1);
@@ -147,7 +147,7 @@ TEST(CaptureLog, ADatabaseFromBeforeTheLogGetsItOnOpen) {
     }
     auto db = cl.connect("old");
     EXPECT_EQ(db->node_id().size(), 36u);  // any call upgrades
-    EXPECT_EQ(db->i64("SELECT value FROM lww_state WHERE key = 'schema'"), 5);
+    EXPECT_EQ(db->i64("SELECT value FROM lww_state WHERE key = 'schema'"), 6);
     EXPECT_NE(db->text("SELECT sql FROM sqlite_master WHERE name = 'lww__t__upd'").find("INSERT INTO lww_log"),
               std::string::npos);
     EXPECT_EQ(db->i64("SELECT count(*) FROM pragma_table_info('lww_log') WHERE name GLOB 'k[0-9]*'"), 2);  // w's key
@@ -286,8 +286,8 @@ TEST(CaptureLog, TheLogStaysBoundedWhileNothingReads) {
     EXPECT_GT(most, 50);
     // Nothing lost: every row's last update is what its metadata says.
     a.changes(0);
-    EXPECT_EQ(a.i64("SELECT count(*) FROM lww__t WHERE seq = (SELECT max(seq) FROM lww__t)"), 1);
-    EXPECT_EQ(a.i64("SELECT count(*) FROM lww__t WHERE seq > ?", {Val(static_cast<long long>(a.seq() - 50))}), 50);
+    EXPECT_EQ(a.i64("SELECT count(*) FROM lww__t WHERE max_seq = (SELECT max(max_seq) FROM lww__t)"), 1);
+    EXPECT_EQ(a.i64("SELECT count(*) FROM lww__t WHERE max_seq > ?", {Val(static_cast<long long>(a.seq() - 50))}), 50);
 }
 
 // ---------------------------------------------------------------- oracle comparisons

@@ -269,7 +269,7 @@ TEST_F(Races, ApplyWhileAnotherConnectionCommitsLosesNothing) {
     }
     std::set<int64_t> seqs;
     // Distinct sequences: every row here was written exactly once.
-    for (const Row& r : m->rows("SELECT seq FROM lww__t"))
+    for (const Row& r : m->rows("SELECT max_seq FROM lww__t"))
         EXPECT_TRUE(seqs.insert(r[0].i).second) << "seq " << r[0].i << " used twice";
 }
 

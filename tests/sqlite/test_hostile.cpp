@@ -106,7 +106,7 @@ TEST_F(Hostile, OlderTriggersAreUpgradedOnOpen) {
     a.reset();
     a = std::make_unique<Db>(dir.file("a.db"));
     EXPECT_EQ(a->node_id().size(), 36u);  // any call upgrades
-    EXPECT_EQ(a->i64("SELECT value FROM lww_state WHERE key = 'schema'"), 5);
+    EXPECT_EQ(a->i64("SELECT value FROM lww_state WHERE key = 'schema'"), 6);
     EXPECT_TRUE(FailsCleanly(*a, "INSERT INTO t VALUES (9, CAST(x'ff' AS TEXT))", {}, "", "not valid UTF-8"));
     const int64_t before = a->seq();
     a->exec("INSERT INTO t VALUES (9, 'captured')");
