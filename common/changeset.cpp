@@ -13,13 +13,6 @@
 
 namespace lww {
 
-size_t ChangeSet::register_count() const {
-    size_t n = 0;
-    for (const auto& t : tables)
-        for (const auto& r : t.rows) n += (r.has_row ? 1 : 0) + r.cols.size();
-    return n;
-}
-
 // ---------------------------------------------------------------- writing
 
 namespace {

@@ -50,8 +50,6 @@ struct ChangeSet {
     uint64_t upto = 0;     // ...and at or before this one
     bool complete = true;  // false: a row limit cut the set; more rows follow upto
     std::vector<TableChanges> tables;
-
-    size_t register_count() const;
 };
 
 // Streams a change set to JSON without building it in memory first.

@@ -16,7 +16,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::must_not_throw("encode_changeset of a decoded set", [&] { text = lww::encode_changeset(*cs); });
     std::optional<lww::ChangeSet> again;
     fuzz::must_not_throw("decode_changeset(encode_changeset(decoded))", [&] { again = lww::decode_changeset(text); });
-    FUZZ_CHECK(again->register_count() == cs->register_count());
     FUZZ_CHECK(fuzz::same_changeset(*cs, *again));
     std::string text2;
     fuzz::must_not_throw("encode_changeset of a re-read set", [&] { text2 = lww::encode_changeset(*again); });
