@@ -101,8 +101,10 @@ $(ASAN_SQLT_OBJ): CPPFLAGS += $(filter -D% -I%,$(HTTPLIB))
 $(ASAN_BUILD)/sqlite_tests: $(ASAN_SQLT_OBJ) $(ASAN_BUILD)/common/base64.o
 	$(ASAN_CXX) $(ASAN_FLAGS) -o $@ $^ -lsqlite3 $(filter-out -D% -I%,$(HTTPLIB)) -lgtest -lgtest_main -pthread
 
-# As tests/convergence/Makefile builds it, with the sanitizers.
-$(ASAN_BUILD)/convergence: tests/convergence/convergence.cpp tests/convergence/workload.h $(ASAN_BUILD)/.flags
+# As tests/convergence/Makefile builds it, with the sanitizers (the driver's
+# SQLite-only program: no libpq, no pg_peer.h).
+$(ASAN_BUILD)/convergence: tests/convergence/convergence.cpp tests/convergence/scenario.h \
+		tests/convergence/peers.h tests/convergence/workload.h $(ASAN_BUILD)/.flags
 	$(ASAN_CXX) $(ASAN_FLAGS) -std=c++17 -Wall -Wextra -o $@ $< -lsqlite3
 
 -include $(ASAN_COMMON_OBJ:.o=.d) $(ASAN_SQLITE_OBJ:.o=.d) $(ASAN_UNIT_OBJ:.o=.d) $(ASAN_SQLT_OBJ:.o=.d)
