@@ -33,9 +33,9 @@ public:
         Rows r = query(sql, args);
         if (r.empty() || r[0].empty()) throw Failure("no row from [" + sql + "]");
         const Val& v = r[0][0];
-        if (v.t == VT::Text || v.t == VT::Blob) return v.s;
-        if (v.t == VT::Int) return std::to_string(v.i);
-        throw Failure("unexpected " + render(v) + " from [" + sql + "]");
+        if (v.kind == Val::Text || v.kind == Val::Blob) return v.s;
+        if (v.kind == Val::Int) return std::to_string(v.i);
+        throw Failure("unexpected " + v.repr() + " from [" + sql + "]");
     }
 };
 
@@ -50,7 +50,7 @@ public:
             throw Failure("cannot open " + path);
         }
         sqlite3_busy_timeout(db_, 10000);
-        std::string err = load_ext(db_, ext);
+        std::string err = lwwtest::load_lwwsync(db_, ext);
         if (err.empty()) {
             try {
                 conv::exec(db_, "PRAGMA synchronous=OFF");
@@ -205,13 +205,13 @@ public:
 // and blobs bytewise (SQLite's ORDER BY for the keys generated here; a
 // Postgres database's collation plays no part).
 bool val_less(const Val& a, const Val& b) {
-    if (a.t != b.t) return static_cast<int>(a.t) < static_cast<int>(b.t);
-    switch (a.t) {
-        case VT::Null: return false;
-        case VT::Int: return a.i < b.i;
-        case VT::Real: return a.r < b.r;
-        case VT::Text:
-        case VT::Blob: return a.s < b.s;
+    if (a.kind != b.kind) return static_cast<int>(a.kind) < static_cast<int>(b.kind);
+    switch (a.kind) {
+        case Val::Null: return false;
+        case Val::Int: return a.i < b.i;
+        case Val::Real: return a.d < b.d;
+        case Val::Text:
+        case Val::Blob: return a.s < b.s;
     }
     return false;
 }
@@ -248,7 +248,7 @@ Dump dump(Conn& db, const std::vector<std::string>& items_extra = {}) {
             row.key = render_key(t, std::vector<Val>(r.begin(), r.begin() + static_cast<long>(t.keys.size())));
             row.full = row.key + " {";
             for (size_t i = 0; i < names.size(); ++i) {
-                row.vals.push_back(render(r[t.keys.size() + i]));
+                row.vals.push_back(r[t.keys.size() + i].repr());
                 row.full += (i ? ", " : "") + names[i] + "=" + row.vals.back();
             }
             row.full += "}";

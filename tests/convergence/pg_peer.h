@@ -93,24 +93,24 @@ public:
         std::vector<int> lens(args.size(), 0), fmts(args.size(), 1);
         for (size_t i = 0; i < args.size(); ++i) {
             const Val& v = args[i];
-            switch (v.t) {
-                case VT::Null: continue;
-                case VT::Int:
+            switch (v.kind) {
+                case Val::Null: continue;
+                case Val::Int:
                     types[i] = 20;
                     put_be64(bufs[i], static_cast<uint64_t>(v.i));
                     break;
-                case VT::Real: {
+                case Val::Real: {
                     uint64_t bits;
-                    std::memcpy(&bits, &v.r, 8);
+                    std::memcpy(&bits, &v.d, 8);
                     types[i] = 701;
                     put_be64(bufs[i], bits);
                     break;
                 }
-                case VT::Text:
+                case Val::Text:
                     types[i] = 25;
                     bufs[i] = v.s;
                     break;
-                case VT::Blob:
+                case Val::Blob:
                     types[i] = 17;
                     bufs[i] = v.s;
                     break;

@@ -349,7 +349,7 @@ private:
         KeyInfo* ki = ti == notes_ ? &info(ti, k) : nullptr;
         for (size_t c : cols) {
             Val v = col_value(p, ti, c, ki);
-            desc += " " + t.cols[c].name + "=" + render(v);
+            desc += " " + t.cols[c].name + "=" + v.repr();
             args.push_back(v);
         }
         std::string names = t.key_list(), params;
@@ -428,7 +428,7 @@ private:
                 Val v = col_value(p, ti, cols[i], ti == notes_ ? &info(ti, k) : nullptr);
                 args.push_back(v);
                 sql += c.name + " = ?" + std::to_string(++n);
-                desc += " " + c.name + "=" + render(v);
+                desc += " " + c.name + "=" + v.repr();
             }
         }
         sql += " WHERE " + t.key_where(1);
@@ -636,7 +636,7 @@ private:
             const Val v = typed_ || rng_.chance(50) ? Val::integer(static_cast<int64_t>(rng_.below(10)))
                                                     : Val::text("v" + std::to_string(rng_.below(10)));
             p.db->query("UPDATE items SET " + col + " = ?1 WHERE id = ?2", {v, k[0]});
-            note(p.label + ": UPDATE items SET " + col + " = " + render(v) + " WHERE id = " + render(k[0]));
+            note(p.label + ": UPDATE items SET " + col + " = " + v.repr() + " WHERE id = " + k[0].repr());
         } else if (r < 80 && ex.size() < extra_cols().size()) {
             std::vector<std::string> missing;
             for (const auto& c : extra_cols())
@@ -676,7 +676,7 @@ private:
             std::vector<std::string> rows;
             for (const auto& row : pp->db->query(sql)) {
                 std::string line;
-                for (size_t i = 0; i < row.size(); ++i) line += (i ? " | " : "") + render(row[i]);
+                for (size_t i = 0; i < row.size(); ++i) line += (i ? " | " : "") + row[i].repr();
                 rows.push_back(line);
             }
             all.push_back(std::move(rows));
@@ -716,7 +716,7 @@ private:
         const JsonDoc doc(c.cs);
         if (!doc.valid())
             throw Failure(p.label + " " + call + " returned invalid JSON (" + std::to_string(c.cs.size()) +
-                          " bytes): " + render(Val::text(c.cs.substr(0, 120))));
+                          " bytes): " + Val::text(c.cs.substr(0, 120)).repr());
         c.upto = doc.integer("upto", -1);
         c.complete = doc.boolean("complete", true);
         c.origin = doc.text("origin");
@@ -738,7 +738,7 @@ private:
         const JsonDoc doc(res);
         if (!doc.valid())
             throw Failure(p.label + " lww_apply(" + what + ") returned invalid JSON (" + std::to_string(res.size()) +
-                          " bytes): " + render(Val::text(res.substr(0, 120))));
+                          " bytes): " + Val::text(res.substr(0, 120)).repr());
         if (res_out) *res_out = res;
         return doc.integer("applied", 0);
     }
@@ -808,7 +808,7 @@ private:
             const JsonDoc doc(res);
             if (!doc.valid())
                 throw Failure(a.label + " lww_sync(" + b.label + how + ") returned invalid JSON (" +
-                              std::to_string(res.size()) + " bytes): " + render(Val::text(res.substr(0, 120))));
+                              std::to_string(res.size()) + " bytes): " + Val::text(res.substr(0, 120)).repr());
             applied = doc.integer("sent.applied", 0) + doc.integer("received.applied", 0);
         }
         // Either side may have taken a new node id (it was a copy).
@@ -1416,7 +1416,7 @@ int driver_main(int argc, char** argv, Mode mode, PgCluster* pg) {
     {
         sqlite3* db = nullptr;
         sqlite3_open(":memory:", &db);
-        std::string err = load_ext(db, o.ext);
+        std::string err = lwwtest::load_lwwsync(db, o.ext);
         sqlite3_close(db);
         if (!err.empty()) {
             std::printf("cannot load extension %s: %s\n", o.ext.c_str(), err.c_str());

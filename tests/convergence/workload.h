@@ -29,42 +29,14 @@
 
 #include <rapidjson/document.h>
 
+#include "../common/sql_harness.h"
+
 namespace conv {
-
-// ---------------------------------------------------------------- rng
-
-// splitmix64: tiny, portable and fully deterministic across platforms.
-struct Rng {
-    uint64_t s;
-    explicit Rng(uint64_t seed) : s(seed ^ 0x6a09e667f3bcc909ULL) {}
-    uint64_t next() {
-        uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        return z ^ (z >> 31);
-    }
-    // uniform in [0, n)
-    uint64_t below(uint64_t n) { return n == 0 ? 0 : next() % n; }
-    // uniform in [lo, hi]
-    int64_t range(int64_t lo, int64_t hi) {
-        return lo + static_cast<int64_t>(below(static_cast<uint64_t>(hi - lo) + 1));
-    }
-    bool chance(unsigned percent) { return below(100) < percent; }
-    template <class T>
-    const T& pick(const std::vector<T>& v) {
-        return v[below(v.size())];
-    }
-    template <class T>
-    void shuffle(std::vector<T>& v) {
-        for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[below(i)]);
-    }
-};
 
 // ---------------------------------------------------------------- errors
 
-struct Failure : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
+// SQL errors and failed checks alike end a scenario.
+using Failure = lwwtest::SqlError;
 
 // ---------------------------------------------------------------- JSON
 
@@ -102,192 +74,22 @@ public:
 
 private:
     const rapidjson::Value* at(const std::string& path) const {
-        if (!valid()) return nullptr;
-        const rapidjson::Value* v = &doc_;
-        size_t pos = 0;
-        while (pos <= path.size()) {
-            const size_t dot = path.find('.', pos);
-            const std::string key = path.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
-            if (!v->IsObject()) return nullptr;
-            auto m = v->FindMember(key.c_str());
-            if (m == v->MemberEnd()) return nullptr;
-            v = &m->value;
-            if (dot == std::string::npos) break;
-            pos = dot + 1;
-        }
-        return v;
+        return valid() ? lwwtest::json_at(doc_, path) : nullptr;
     }
     rapidjson::Document doc_;
 };
 
-// ---------------------------------------------------------------- values
+// ---------------------------------------------------------------- values and statements
 
-enum class VT { Null, Int, Real, Text, Blob };
-
-struct Val {
-    VT t = VT::Null;
-    int64_t i = 0;
-    double r = 0;
-    std::string s;  // text or blob bytes
-    static Val null() { return Val{}; }
-    static Val integer(int64_t v) {
-        Val x;
-        x.t = VT::Int;
-        x.i = v;
-        return x;
-    }
-    static Val real(double v) {
-        Val x;
-        x.t = VT::Real;
-        x.r = v;
-        return x;
-    }
-    static Val text(std::string v) {
-        Val x;
-        x.t = VT::Text;
-        x.s = std::move(v);
-        return x;
-    }
-    static Val blob(std::string v) {
-        Val x;
-        x.t = VT::Blob;
-        x.s = std::move(v);
-        return x;
-    }
-};
-
-std::string hex_bytes(const std::string& b) {
-    static const char* d = "0123456789abcdef";
-    std::string o;
-    o.reserve(b.size() * 2);
-    for (unsigned char c : b) {
-        o += d[c >> 4];
-        o += d[c & 15];
-    }
-    return o;
-}
-
-// Exact, injective rendering of a value: the storage class plus its exact
-// bytes.  Reals are rendered as their IEEE-754 bit pattern (plus %.17g for
-// humans); text keeps UTF-8 bytes and escapes control characters.
-std::string render(const Val& v) {
-    char buf[96];
-    switch (v.t) {
-        case VT::Null: return "NULL";
-        case VT::Int: std::snprintf(buf, sizeof buf, "%" PRId64, v.i); return buf;
-        case VT::Real: {
-            uint64_t bits;
-            std::memcpy(&bits, &v.r, 8);
-            std::snprintf(buf, sizeof buf, "real:%.17g[%016" PRIx64 "]", v.r, bits);
-            return buf;
-        }
-        case VT::Text: {
-            std::string o = "'";
-            for (unsigned char c : v.s) {
-                if (c == '\'') o += "''";
-                else if (c == '\\') o += "\\\\";
-                else if (c < 0x20 || c == 0x7f) {
-                    std::snprintf(buf, sizeof buf, "\\x%02x", c);
-                    o += buf;
-                } else o += static_cast<char>(c);
-            }
-            return o + "'";
-        }
-        case VT::Blob: return "x'" + hex_bytes(v.s) + "'";
-    }
-    return "?";
-}
-
-// ---------------------------------------------------------------- sqlite helpers
-
-class Stmt {
-public:
-    Stmt(sqlite3* db, const std::string& sql) : db_(db), sql_(sql) {
-        if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st_, nullptr) != SQLITE_OK)
-            throw Failure("prepare failed: " + std::string(sqlite3_errmsg(db)) + " [" + sql + "]");
-    }
-    ~Stmt() { sqlite3_finalize(st_); }
-    Stmt(const Stmt&) = delete;
-    Stmt& operator=(const Stmt&) = delete;
-
-    void bind(int idx, const Val& v) {
-        int rc = SQLITE_OK;
-        switch (v.t) {
-            case VT::Null: rc = sqlite3_bind_null(st_, idx); break;
-            case VT::Int: rc = sqlite3_bind_int64(st_, idx, v.i); break;
-            case VT::Real: rc = sqlite3_bind_double(st_, idx, v.r); break;
-            case VT::Text:
-                rc = sqlite3_bind_text(st_, idx, v.s.data(), static_cast<int>(v.s.size()), SQLITE_TRANSIENT);
-                break;
-            case VT::Blob:
-                rc = sqlite3_bind_blob(st_, idx, v.s.data(), static_cast<int>(v.s.size()), SQLITE_TRANSIENT);
-                break;
-        }
-        if (rc != SQLITE_OK) throw Failure("bind failed: " + std::string(sqlite3_errmsg(db_)));
-    }
-    void bind_text(int idx, const std::string& s) { bind(idx, Val::text(s)); }
-    void bind_int(int idx, int64_t i) { bind(idx, Val::integer(i)); }
-
-    // true = a row is available
-    bool step() {
-        int rc = sqlite3_step(st_);
-        if (rc == SQLITE_ROW) return true;
-        if (rc == SQLITE_DONE) return false;
-        std::string msg = sqlite3_errmsg(db_);
-        sqlite3_reset(st_);
-        throw Failure("step failed (" + std::to_string(rc) + "): " + msg + " [" + sql_ + "]");
-    }
-    void run() {
-        while (step()) {
-        }
-        sqlite3_reset(st_);
-    }
-
-    Val col(int i) const {
-        switch (sqlite3_column_type(st_, i)) {
-            case SQLITE_INTEGER: return Val::integer(sqlite3_column_int64(st_, i));
-            case SQLITE_FLOAT: return Val::real(sqlite3_column_double(st_, i));
-            case SQLITE_TEXT: {
-                const unsigned char* p = sqlite3_column_text(st_, i);
-                int n = sqlite3_column_bytes(st_, i);
-                return Val::text(std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n)));
-            }
-            case SQLITE_BLOB: {
-                const void* p = sqlite3_column_blob(st_, i);
-                int n = sqlite3_column_bytes(st_, i);
-                return Val::blob(n ? std::string(static_cast<const char*>(p), static_cast<size_t>(n)) : std::string());
-            }
-            default: return Val::null();
-        }
-    }
-    std::string col_text(int i) const {
-        const unsigned char* p = sqlite3_column_text(st_, i);
-        int n = sqlite3_column_bytes(st_, i);
-        return p ? std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n)) : std::string();
-    }
-    int64_t col_int(int i) const { return sqlite3_column_int64(st_, i); }
-    int ncols() const { return sqlite3_column_count(st_); }
-    bool col_is_null(int i) const { return sqlite3_column_type(st_, i) == SQLITE_NULL; }
-
-private:
-    sqlite3* db_;
-    std::string sql_;
-    sqlite3_stmt* st_ = nullptr;
-};
-
-void exec(sqlite3* db, const std::string& sql) {
-    char* err = nullptr;
-    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-        std::string m = err ? err : sqlite3_errmsg(db);
-        sqlite3_free(err);
-        throw Failure("exec failed: " + m + " [" + sql + "]");
-    }
-}
+using lwwtest::exec;
+using lwwtest::Rng;
+using lwwtest::Stmt;
+using lwwtest::Val;
 
 std::string query_text(sqlite3* db, const std::string& sql, const std::vector<Val>& args = {},
                        bool allow_null = false) {
     Stmt s(db, sql);
-    for (size_t i = 0; i < args.size(); ++i) s.bind(static_cast<int>(i + 1), args[i]);
+    s.bind_all(args);
     if (!s.step()) throw Failure("no row from [" + sql + "]");
     if (s.col_is_null(0) && !allow_null) throw Failure("NULL result from [" + sql + "]");
     std::string r = s.col_text(0);
@@ -505,21 +307,8 @@ struct Gen {
 
 std::string render_key(const Table& t, const std::vector<Val>& k) {
     std::string o = t.name + "(";
-    for (size_t i = 0; i < k.size(); ++i) o += (i ? ", " : "") + render(k[i]);
+    for (size_t i = 0; i < k.size(); ++i) o += (i ? ", " : "") + k[i].repr();
     return o + ")";
-}
-
-// ---------------------------------------------------------------- extension loading
-
-std::string load_ext(sqlite3* db, const std::string& ext) {
-    sqlite3_enable_load_extension(db, 1);
-    char* err = nullptr;
-    if (sqlite3_load_extension(db, ext.c_str(), "sqlite3_lwwsync_init", &err) != SQLITE_OK) {
-        std::string m = err ? err : "unknown error";
-        sqlite3_free(err);
-        return m;
-    }
-    return std::string();
 }
 
 // ---------------------------------------------------------------- dumps

@@ -104,7 +104,7 @@ $(ASAN_BUILD)/sqlite_tests: $(ASAN_SQLT_OBJ) $(ASAN_BUILD)/common/base64.o
 # As tests/convergence/Makefile builds it, with the sanitizers (the driver's
 # SQLite-only program: no libpq, no pg_peer.h).
 $(ASAN_BUILD)/convergence: tests/convergence/convergence.cpp tests/convergence/scenario.h \
-		tests/convergence/peers.h tests/convergence/workload.h $(ASAN_BUILD)/.flags
+		tests/convergence/peers.h tests/convergence/workload.h tests/common/sql_harness.h $(ASAN_BUILD)/.flags
 	$(ASAN_CXX) $(ASAN_FLAGS) -std=c++17 -Wall -Wextra -o $@ $< -lsqlite3
 
 -include $(ASAN_COMMON_OBJ:.o=.d) $(ASAN_SQLITE_OBJ:.o=.d) $(ASAN_UNIT_OBJ:.o=.d) $(ASAN_SQLT_OBJ:.o=.d)
