@@ -56,6 +56,8 @@ public:
     // persisted table); misses are looked up again.
     void forget_others();
     size_t cached() const { return by_idx_.size(); }
+    // The highest index met or interned.
+    uint32_t highest() const { return next_ - 1; }
 
 private:
     void remember(uint32_t idx, const NodeId& id) const;

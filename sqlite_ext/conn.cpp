@@ -87,8 +87,23 @@ void Conn::ensure_ready() {
         loaded_ = false;
     }
     refresh();
+    forget_rolled_back();
     if (!upgraded_) upgrade_schema();
     detect_schema_changes(*this);  // ALTER TABLE of a tracked table (docs/SCHEMA.md)
+}
+
+// An app's transaction (or savepoint) rolled back on this connection undoes
+// what lwwsync wrote in it, but moves no data version, so refresh() keeps
+// what it cached: tables tracked there, an upgrade made there, nodes interned
+// there. Two cheap looks per call (not per row) find them: the schema cookie
+// went back, and lww_nodes no longer holds the highest node interned.
+void Conn::forget_rolled_back() {
+    Stmt sv(db, "PRAGMA schema_version");
+    if (sv.step() && sv.int64(0) != schema_version_) {
+        upgraded_ = false;
+        load_tables();
+    }
+    if (nodes_ && nodes_->highest() > 0 && next_index() <= nodes_->highest()) nodes_->forget_others();
 }
 
 // Databases made by an older lwwsync get the current metadata layout and

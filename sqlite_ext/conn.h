@@ -158,6 +158,7 @@ private:
     void load_self();
     void recover_seq();
     void upgrade_schema();
+    void forget_rolled_back();
     // NodeSource: lww_nodes, one indexed lookup per node not met yet.
     bool id_at(uint32_t idx, NodeId* id) override;
     bool index_of(const NodeId& id, uint32_t* idx) override;

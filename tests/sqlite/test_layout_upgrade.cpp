@@ -81,3 +81,28 @@ TEST(LayoutUpgrade, AnOlderFileIsReadWhereItCannotBeUpgradedAndRenamedWhereItCan
     EXPECT_EQ(b.table("t"), rw->table("t"));
     EXPECT_EQ(b.table("u"), rw->table("u"));
 }
+
+// The first call inside an app's transaction upgrades there; a rollback
+// undoes the upgrade, and the connection must read the older names again
+// and upgrade at its next call.
+TEST(LayoutUpgrade, AnUpgradeRolledBackWithTheAppsTransactionIsMadeAgain) {
+    Cluster cl;
+    std::string before;
+    {
+        Db& a = cl.add("a", "CREATE TABLE t(id INTEGER PRIMARY KEY, v); CREATE TABLE u(id INTEGER PRIMARY KEY, w);",
+                       {"t", "u"});
+        a.exec("INSERT INTO t VALUES (1, 'one'); INSERT INTO u VALUES (7, 'seven')");
+        before = a.changes(0);
+    }
+    make_schema_5(cl.file("a.db"));
+    auto rw = cl.connect("a");
+    rw->exec("BEGIN");
+    EXPECT_EQ(rw->changes(0), before);
+    EXPECT_EQ(columns(*rw, "lww__t"), kNewLayout);  // upgraded inside the transaction
+    rw->exec("ROLLBACK");
+    EXPECT_EQ(columns(*rw, "lww__t"), kOldLayout);
+    EXPECT_EQ(rw->changes(0), before);  // upgrades again
+    EXPECT_EQ(columns(*rw, "lww__t"), kNewLayout);
+    rw->exec("INSERT INTO t VALUES (2, 'two')");
+    EXPECT_EQ(parse_cs(rw->changes(0)).rows.size(), 3u);
+}
