@@ -98,8 +98,7 @@ void Conn::ensure_ready() {
 // there. Two cheap looks per call (not per row) find them: the schema cookie
 // went back, and lww_nodes no longer holds the highest node interned.
 void Conn::forget_rolled_back() {
-    Stmt sv(db, "PRAGMA schema_version");
-    if (sv.step() && sv.int64(0) != schema_version_) {
+    if (schema_version() != schema_version_) {
         upgraded_ = false;
         load_tables();
     }
@@ -148,8 +147,7 @@ void Conn::refresh() {
     }
     Stmt pv(db, "PRAGMA data_version");  // unchanged by this connection's own commits
     const int64_t others = pv.step() ? pv.int64(0) : -1;
-    Stmt sv(db, "PRAGMA schema_version");
-    const int64_t schema = sv.step() ? sv.int64(0) : -1;
+    const int64_t schema = schema_version();
     load_self();
     if (schema != schema_version_) load_tables();
     if (others != others_version_) recover_seq();
@@ -195,9 +193,13 @@ static std::vector<std::string> json_names(const std::string& text) {
     return out;
 }
 
-void Conn::load_tables() {
+int64_t Conn::schema_version() {
     Stmt sv(db, "PRAGMA schema_version");
-    schema_version_ = sv.step() ? sv.int64(0) : -1;
+    return sv.step() ? sv.int64(0) : -1;
+}
+
+void Conn::load_tables() {
+    schema_version_ = schema_version();
     tables_.clear();
     has_log_ = lww::sq::has_log(db);
     Stmt st(db, "SELECT name, key_columns, columns FROM lww_tables ORDER BY name");
@@ -312,8 +314,7 @@ uint32_t Conn::next_index() {
 }
 
 const std::vector<ForeignKey>& Conn::foreign_keys() {
-    Stmt ver(db, "PRAGMA schema_version");
-    const int64_t v = ver.step() ? ver.int64(0) : -1;
+    const int64_t v = schema_version();
     if (v == fk_schema_) return fks_;
     fks_.clear();
     Stmt tables(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'");

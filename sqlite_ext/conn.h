@@ -114,6 +114,8 @@ public:
     // included) committed since; constant cost (conn.cpp).
     void refresh();
     bool has_state();
+    // PRAGMA schema_version: moves with every schema change, and back with a rollback.
+    int64_t schema_version();
     // device/inode of the main database file; empty without one (memory, temp).
     std::string file_identity();
 

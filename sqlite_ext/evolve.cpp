@@ -27,11 +27,6 @@ bool has_pending_table(Conn& c) {
     return st.step();
 }
 
-int64_t schema_cookie(Conn& c) {
-    Stmt st(c.db, "PRAGMA schema_version");
-    return st.step() ? st.int64(0) : -1;
-}
-
 struct Summary {
     std::vector<std::string> altered;
     size_t added = 0, dropped = 0, renamed = 0, untracked = 0, landed = 0;
@@ -180,7 +175,7 @@ void run_ddl(Conn& c, const std::string& sql) {
 
 void detect_schema_changes(Conn& c) {
     if (c.evolving || c.applying || sqlite3_db_readonly(c.db, "main") == 1) return;
-    const int64_t cookie = schema_cookie(c);
+    const int64_t cookie = c.schema_version();
     if (cookie == c.schema_cookie) return;
     bool changed = false;
     for (const auto& t : c.tables()) {
@@ -202,7 +197,7 @@ void detect_schema_changes(Conn& c) {
             c.lock_for_write();
             return reconcile_all(c, false, false);
         });
-    c.schema_cookie = schema_cookie(c);
+    c.schema_cookie = c.schema_version();
 }
 
 std::string alter(Conn& c, const std::string& sql) {
@@ -213,7 +208,7 @@ std::string alter(Conn& c, const std::string& sql) {
         run_ddl(c, sql);
         return reconcile_all(c, true, true);
     });
-    c.schema_cookie = schema_cookie(c);
+    c.schema_cookie = c.schema_version();
     return sum.json();
 }
 
