@@ -17,7 +17,7 @@
 
 namespace conv {
 
-using Rows = std::vector<std::vector<Val>>;
+using lwwtest::Rows;
 
 // ---------------------------------------------------------------- connections
 
@@ -73,7 +73,7 @@ public:
 
     Rows query(const std::string& sql, const std::vector<Val>& args) override {
         Stmt s(db_, sql);
-        for (size_t i = 0; i < args.size(); ++i) s.bind(static_cast<int>(i + 1), args[i]);
+        s.bind_all(args);
         Rows out;
         while (s.step()) {
             std::vector<Val> row;

@@ -191,7 +191,7 @@ std::string url_encode(const std::string& s) {
     return o;
 }
 
-std::string pg_ident(const std::string& s) { return "\"" + s + "\""; }  // names made here: [a-z0-9_]
+using lwwtest::quote_id;
 
 // A table of tables() as Postgres declares it: each column of one kind takes
 // the type that means the same in both engines (a schema with untyped
@@ -328,7 +328,7 @@ private:
                            "(make -C pg_ext && make -C pg_ext install)";
             }
             for (const auto& s : slots_) {
-                std::string db = pg_ident(prefix_ + s);
+                std::string db = quote_id(prefix_ + s);
                 admin.script("SET client_min_messages = warning");
                 admin.script("DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
                 if (create)
