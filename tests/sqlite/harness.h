@@ -48,8 +48,6 @@ inline void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::millisec
 
 // ------------------------------------------------------------------ values
 
-using lwwtest::bind_val;
-using lwwtest::column_val;
 using lwwtest::quote_id;
 using lwwtest::Row;
 using lwwtest::row_repr;
